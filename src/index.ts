@@ -5,3 +5,4 @@
 export * from './errors.ts'
 export * from './logger.ts'
 export * from './rng.ts'
+export * from './config/index.ts'

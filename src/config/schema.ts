@@ -1,0 +1,195 @@
+/**
+ * The swarm file: what every member of a swarm must agree on (members, f, task, aggregation
+ * rule, timing, limits). Validated with zod; errors name the field and the fix. The hash of
+ * its canonical form identifies the swarm, so members with different files cannot mix.
+ *
+ * Node-local settings (key file, listen addresses, peers, data directory, backend…) are not
+ * part of the swarm file: see `nodeConfigSchema`.
+ */
+import { sha256 } from '@noble/hashes/sha2.js'
+import { bytesToHex } from '@noble/hashes/utils.js'
+import { z } from 'zod'
+import { InvalidConfigError } from '../errors.ts'
+
+const seed = z.union([z.number().int().nonnegative(), z.string().min(1)])
+const positiveInt = z.number().int().positive()
+
+export const datasetSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('mnist') }),
+  z.strictObject({ kind: z.literal('fashion-mnist') }),
+  z.strictObject({
+    kind: z.literal('gaussian-mixture'),
+    classes: positiveInt.min(2).default(4),
+    dim: positiveInt.default(20),
+    trainSize: positiveInt.default(4000),
+    testSize: positiveInt.default(1000),
+    separation: z.number().positive().optional(),
+    seed: seed.default(1),
+  }),
+  z.strictObject({
+    kind: z.literal('logistic'),
+    dim: positiveInt.default(20),
+    condition: z.number().min(1).default(10),
+    trainSize: positiveInt.default(4000),
+    testSize: positiveInt.default(1000),
+    seed: seed.default(1),
+  }),
+  z.strictObject({
+    kind: z.literal('idx'),
+    trainImages: z.string(),
+    trainLabels: z.string(),
+    testImages: z.string(),
+    testLabels: z.string(),
+  }),
+  z.strictObject({ kind: z.literal('csv'), train: z.string(), test: z.string(), labelColumn: z.string() }),
+])
+
+export const partitionSchema = z.discriminatedUnion('scheme', [
+  z.strictObject({ scheme: z.literal('iid') }),
+  z.strictObject({ scheme: z.literal('dirichlet'), alpha: z.number().positive() }),
+  z.strictObject({ scheme: z.literal('shards'), labelsPerMember: positiveInt }),
+])
+
+export const modelSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('logreg') }),
+  z.strictObject({ kind: z.literal('mlp'), hidden: z.array(positiveInt).min(1).default([128]) }),
+  z.strictObject({ kind: z.literal('lenet') }),
+])
+
+export const scheduleSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('constant'), lr: z.number().positive() }),
+  // ALGORITHMS §1: γ_t = lr0 / (1 + ⌊t/Δ⌋·Δ/τ); the MoNNA authors use lr0 0.75, τ = Δ = 50 on MNIST.
+  z.strictObject({
+    kind: z.literal('hyperbolic'),
+    lr0: z.number().positive(),
+    tau: z.number().positive().default(50),
+    delta: positiveInt.default(50),
+  }),
+])
+
+export const privacySchema = z
+  .strictObject({
+    clipNorm: z.number().positive(),
+    // Either a per-step (ε, δ) target from which the noise is derived (ALGORITHMS §6), or the
+    // noise multiplier directly (noise std = noiseMultiplier · clipNorm / batchSize).
+    epsilon: z.number().positive().optional(),
+    delta: z.number().positive().lt(1).default(1e-5),
+    noiseMultiplier: z.number().nonnegative().optional(),
+  })
+  .refine((p) => (p.epsilon === undefined) !== (p.noiseMultiplier === undefined), {
+    message: 'give exactly one of epsilon (a per-step target) or noiseMultiplier',
+  })
+
+export const taskSchema = z.strictObject({
+  dataset: datasetSchema.default({ kind: 'mnist' }),
+  partition: partitionSchema.default({ scheme: 'iid' }),
+  model: modelSchema.default({ kind: 'mlp', hidden: [128] }),
+  batchSize: positiveInt.default(25),
+  schedule: scheduleSchema.default({ kind: 'constant', lr: 0.1 }),
+  // ALGORITHMS §1: β = 0.99 in all MoNNA runs; β = 0 is the NNA ablation.
+  beta: z.number().min(0).lt(1).default(0.99),
+  // λ·‖θ‖₂ regulariser weight; 0 matches the reference numbers (ALGORITHMS §1).
+  lambda: z.number().nonnegative().default(0),
+  rounds: positiveInt.default(100),
+  evalEvery: positiveInt.default(10),
+  // Test examples per evaluation (the full held-out split at the end of the run).
+  evalExamples: positiveInt.default(1000),
+  privacy: privacySchema.optional(),
+})
+
+export const aggregatorSchema = z
+  .object({ rule: z.string().min(1).default('nna') })
+  .catchall(z.unknown())
+  .default({ rule: 'nna' })
+
+export const memberSchema = z.strictObject({
+  id: z.string().min(1),
+  name: z.string().optional(),
+  addresses: z.array(z.string()).default([]),
+})
+
+export const timingSchema = z
+  .strictObject({
+    // Only matters when more than f members are down (ALGORITHMS §1 step 5); the node then reports a stall.
+    roundTimeoutMs: positiveInt.default(30_000),
+    // W: rounds of broadcast state kept per sender, and how far ahead/behind a member echoes.
+    roundWindow: positiveInt.default(8),
+  })
+  .default({ roundTimeoutMs: 30_000, roundWindow: 8 })
+
+export const limitsSchema = z
+  .strictObject({ maxPayloadBytes: positiveInt.default(256 * 1024 * 1024) })
+  .default({ maxPayloadBytes: 256 * 1024 * 1024 })
+
+export const swarmSchema = z.strictObject({
+  version: z.literal(1).default(1),
+  name: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9._-]*$/i, 'use letters, digits, ".", "_" or "-"')
+    .max(64),
+  seed: seed.default(0),
+  f: z.number().int().nonnegative(),
+  members: z.array(memberSchema).min(1),
+  task: taskSchema.default(taskSchema.parse({})),
+  aggregator: aggregatorSchema,
+  timing: timingSchema,
+  limits: limitsSchema,
+})
+
+export type DatasetConfig = z.infer<typeof datasetSchema>
+export type PartitionConfig = z.infer<typeof partitionSchema>
+export type ModelConfig = z.infer<typeof modelSchema>
+export type ScheduleConfig = z.infer<typeof scheduleSchema>
+export type PrivacyConfig = z.infer<typeof privacySchema>
+export type TaskConfig = z.infer<typeof taskSchema>
+export type AggregatorConfig = z.infer<typeof aggregatorSchema>
+export type MemberConfig = z.infer<typeof memberSchema>
+export type SwarmConfig = z.infer<typeof swarmSchema>
+
+/**
+ * Parses `input` with `schema`; on failure throws InvalidConfigError naming the first bad
+ * field (dotted path, prefixed by `where`, e.g. the file name) and what is expected.
+ */
+export function parseConfig<S extends z.ZodType>(schema: S, input: unknown, where = ''): z.output<S> {
+  const result = schema.safeParse(input)
+  if (result.success) return result.data
+  const issue = result.error.issues[0]!
+  const path = issue.path.map(String).join('.')
+  const at = [where, path].filter((s) => s !== '').join(': ')
+  const extra = result.error.issues.length > 1 ? ` (and ${result.error.issues.length - 1} more problem(s))` : ''
+  throw new InvalidConfigError(at, `${issue.message}${extra}`)
+}
+
+/** Validates a swarm file's content; checks cross-field rules (distinct members, n ≥ 3f + 1). */
+export function parseSwarm(input: unknown, where = 'swarm'): SwarmConfig {
+  const swarm = parseConfig(swarmSchema, input, where)
+  const ids = new Set<string>()
+  for (const [i, m] of swarm.members.entries()) {
+    if (ids.has(m.id)) throw new InvalidConfigError(`${where}: members.${i}.id`, `member ${m.id} is listed twice; list each member once`)
+    ids.add(m.id)
+  }
+  const n = swarm.members.length
+  if (n < 3 * swarm.f + 1) {
+    throw new InvalidConfigError(
+      `${where}: f`,
+      `f = ${swarm.f} needs at least ${3 * swarm.f + 1} members (n ≥ 3f + 1 for the signed echo broadcast), but there are ${n}; lower f or add members`,
+    )
+  }
+  return swarm
+}
+
+/** JSON with object keys sorted, so equal configurations hash equally whatever their key order or file format. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => {
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+      return Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+    }
+    return v
+  })
+}
+
+/** The swarm id: `<name>-<first 16 hex chars of sha256(canonical parsed swarm file)>`. */
+export function swarmId(swarm: SwarmConfig): string {
+  const hash = bytesToHex(sha256(new TextEncoder().encode(canonicalJson(swarm))))
+  return `${swarm.name}-${hash.slice(0, 16)}`
+}
