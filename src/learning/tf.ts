@@ -1,0 +1,13 @@
+/**
+ * The one place the learning core imports TensorFlow.js. `@tensorflow/tfjs` (a declared
+ * dependency) brings tfjs-core and the cpu backend; the wasm backend and tfjs-node are loaded
+ * on demand by `initBackend` (backend.ts). Every tfjs import in the project resolves to the same
+ * tfjs-core instance, so kernels registered by src/compute are seen here.
+ */
+import * as tf from '@tensorflow/tfjs'
+
+// tfjs prints a banner ("install tfjs-node") through console.warn unless PROD or IS_TEST is set;
+// the library never prints. PROD also skips per-op debug checks (faster).
+tf.env().set('PROD', true)
+
+export { tf }
