@@ -1,0 +1,436 @@
+/**
+ * The report of a topology run: `report.json` (machine-readable, stable field names) and a
+ * self-contained `report.html` whose plots are SVG rendered server-side by vega-lite → vega
+ * (no script, no network needed to view it).
+ *
+ * Judging: only honest members are judged; a member's `finalAccuracy` is the accuracy of its
+ * last evaluation (the engine evaluates the last round on the full held-out test split).
+ * Spread between honest models is estimated from the 64-dimensional random projections
+ * (`RoundReport.sketch`) the members publish at evaluation rounds: the largest pairwise
+ * distance between honest sketches of the same round.
+ */
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import * as vega from 'vega'
+import { compile, type TopLevelSpec } from 'vega-lite'
+import type { Expectations, Scenario } from './schema.ts'
+
+/** The per-round record a member publishes (contract §5a `RoundReport`, the fields used here). */
+export interface MemberRound {
+  member: string
+  name?: string
+  round: number
+  loss: number
+  accuracy?: number
+  testLoss?: number
+  delivered: number
+  needed: number
+  rejected: Record<string, number>
+  roundMs: number
+  bytesSent: number
+  bytesReceived: number
+  stalled: boolean
+  sketch?: number[]
+  final?: boolean
+}
+
+export interface MemberInfo {
+  index: number
+  name: string
+  id: string
+  byzantine: boolean
+  behaviour: string
+  /** process exit code (process mode), or error text */
+  exitCode?: number | null
+  error?: string
+}
+
+export interface NodeSummary {
+  id: string
+  name: string
+  index: number
+  byzantine: boolean
+  behaviour: string
+  /** accuracy at the member's last evaluation (0..1), null when it never evaluated */
+  finalAccuracy: number | null
+  roundsCompleted: number
+  stalls: number
+  bytesSent: number
+  bytesReceived: number
+  rejected: Record<string, number>
+  exitCode?: number | null
+  error?: string
+}
+
+export interface ExpectationResult {
+  name: string
+  passed: boolean
+  /** the measured figure */
+  value: number | null
+  threshold: number
+  detail: string
+}
+
+export interface RoundFigures {
+  round: number
+  honestAccuracy?: { min: number; median: number; max: number; count: number }
+  honestSpread?: number
+  roundMs: { median: number; max: number }
+  bytesSent: number
+}
+
+export interface TopologyReport {
+  scenario: string
+  description?: string
+  mode: 'process' | 'in-process'
+  startedAt: string
+  durationMs: number
+  n: number
+  f: number
+  rule: string
+  rounds: number
+  nodes: NodeSummary[]
+  honest: { minFinalAccuracy: number | null; medianFinalAccuracy: number | null; finalSpread: number | null }
+  expectations: ExpectationResult[]
+  passed: boolean
+  perRound: RoundFigures[]
+  /** every RoundReport received, without sketches */
+  series: Omit<MemberRound, 'sketch'>[]
+}
+
+export function median(xs: number[]): number {
+  if (xs.length === 0) return Number.NaN
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
+}
+
+/** Largest pairwise Euclidean distance between vectors. */
+export function maxPairwiseDistance(vs: number[][]): number {
+  let best = 0
+  for (let i = 0; i < vs.length; i++) {
+    for (let j = i + 1; j < vs.length; j++) {
+      const a = vs[i]!
+      const b = vs[j]!
+      let s = 0
+      for (let k = 0; k < a.length; k++) s += (a[k]! - (b[k] ?? 0)) ** 2
+      if (s > best) best = s
+    }
+  }
+  return Math.sqrt(best)
+}
+
+/** Builds the report from the members' round records (pure; no I/O). */
+export function buildReport(opts: {
+  scenario: Scenario
+  mode: 'process' | 'in-process'
+  members: MemberInfo[]
+  rounds: MemberRound[]
+  startedAt: Date
+  durationMs: number
+}): TopologyReport {
+  const { scenario, members, rounds } = opts
+  const byMember = new Map<string, MemberRound[]>()
+  for (const m of members) byMember.set(m.id, [])
+  for (const r of rounds) byMember.get(r.member)?.push(r)
+  for (const list of byMember.values()) list.sort((a, b) => a.round - b.round)
+
+  const nodes: NodeSummary[] = members.map((m) => {
+    const list = byMember.get(m.id) ?? []
+    const evaluated = list.filter((r) => r.accuracy !== undefined)
+    const last = list.at(-1)
+    const node: NodeSummary = {
+      id: m.id,
+      name: m.name,
+      index: m.index,
+      byzantine: m.byzantine,
+      behaviour: m.behaviour,
+      finalAccuracy: evaluated.at(-1)?.accuracy ?? null,
+      roundsCompleted: new Set(list.filter((r) => !r.stalled).map((r) => r.round)).size,
+      stalls: list.filter((r) => r.stalled).length,
+      bytesSent: last?.bytesSent ?? 0,
+      bytesReceived: last?.bytesReceived ?? 0,
+      rejected: last?.rejected ?? {},
+    }
+    if (m.exitCode !== undefined) node.exitCode = m.exitCode
+    if (m.error !== undefined) node.error = m.error
+    return node
+  })
+  const honestIds = new Set(members.filter((m) => !m.byzantine).map((m) => m.id))
+
+  // Per-round figures.
+  const roundNumbers = [...new Set(rounds.map((r) => r.round))].sort((a, b) => a - b)
+  const perRoundMap = new Map<number, MemberRound[]>()
+  for (const r of rounds) {
+    const list = perRoundMap.get(r.round) ?? []
+    list.push(r)
+    perRoundMap.set(r.round, list)
+  }
+  let finalSpread: number | null = null
+  const perRound: RoundFigures[] = roundNumbers.map((round) => {
+    const list = perRoundMap.get(round)!
+    const honest = list.filter((r) => honestIds.has(r.member))
+    const accs = honest.flatMap((r) => (r.accuracy === undefined ? [] : [r.accuracy]))
+    const sketches = honest.flatMap((r) => (r.sketch === undefined ? [] : [r.sketch]))
+    const fig: RoundFigures = {
+      round,
+      roundMs: { median: median(list.map((r) => r.roundMs)), max: Math.max(...list.map((r) => r.roundMs)) },
+      bytesSent: list.reduce((s, r) => s + r.bytesSent, 0),
+    }
+    if (accs.length > 0) fig.honestAccuracy = { min: Math.min(...accs), median: median(accs), max: Math.max(...accs), count: accs.length }
+    if (sketches.length >= 2) {
+      fig.honestSpread = maxPairwiseDistance(sketches)
+      finalSpread = fig.honestSpread
+    }
+    return fig
+  })
+
+  const honestFinal = nodes.filter((n) => !n.byzantine).map((n) => n.finalAccuracy)
+  const known = honestFinal.filter((a): a is number => a !== null)
+  const honest = {
+    minFinalAccuracy: known.length === honestFinal.length && known.length > 0 ? Math.min(...known) : null,
+    medianFinalAccuracy: known.length > 0 ? median(known) : null,
+    finalSpread,
+  }
+  const expectations = evaluateExpectations(scenario.expect, {
+    honestNodes: nodes.filter((n) => !n.byzantine),
+    finalSpread,
+    rounds: scenario.task.rounds,
+  })
+  return {
+    scenario: scenario.name,
+    ...(scenario.description === undefined ? {} : { description: scenario.description }),
+    mode: opts.mode,
+    startedAt: opts.startedAt.toISOString(),
+    durationMs: opts.durationMs,
+    n: scenario.n,
+    f: scenario.f,
+    rule: scenario.aggregator.rule,
+    rounds: scenario.task.rounds,
+    nodes,
+    honest,
+    expectations,
+    passed: expectations.every((e) => e.passed),
+    perRound,
+    series: rounds.map(({ sketch: _s, ...rest }) => rest),
+  }
+}
+
+/**
+ * Evaluates the scenario's expectations. A member that never evaluated counts as accuracy 0
+ * (it cannot pass a minimum); `minRoundsCompleted` defaults to every round of the task.
+ */
+export function evaluateExpectations(
+  expect: Expectations,
+  ctx: { honestNodes: NodeSummary[]; finalSpread: number | null; rounds: number },
+): ExpectationResult[] {
+  const out: ExpectationResult[] = []
+  const accs = ctx.honestNodes.map((n) => n.finalAccuracy ?? 0)
+  const fmt = (x: number): string => x.toFixed(4)
+  if (expect.minHonestAccuracy !== undefined) {
+    const v = accs.length > 0 ? Math.min(...accs) : 0
+    out.push({
+      name: 'minHonestAccuracy',
+      passed: v >= expect.minHonestAccuracy,
+      value: v,
+      threshold: expect.minHonestAccuracy,
+      detail: `lowest honest final accuracy ${fmt(v)} ≥ ${expect.minHonestAccuracy}`,
+    })
+  }
+  if (expect.minMedianHonestAccuracy !== undefined) {
+    const v = median(accs)
+    out.push({
+      name: 'minMedianHonestAccuracy',
+      passed: v >= expect.minMedianHonestAccuracy,
+      value: v,
+      threshold: expect.minMedianHonestAccuracy,
+      detail: `median honest final accuracy ${fmt(v)} ≥ ${expect.minMedianHonestAccuracy}`,
+    })
+  }
+  if (expect.maxMedianHonestAccuracy !== undefined) {
+    const v = median(accs)
+    out.push({
+      name: 'maxMedianHonestAccuracy',
+      passed: v <= expect.maxMedianHonestAccuracy,
+      value: v,
+      threshold: expect.maxMedianHonestAccuracy,
+      detail: `median honest final accuracy ${fmt(v)} ≤ ${expect.maxMedianHonestAccuracy}`,
+    })
+  }
+  if (expect.maxHonestSpread !== undefined) {
+    const v = ctx.finalSpread
+    out.push({
+      name: 'maxHonestSpread',
+      passed: v !== null && v <= expect.maxHonestSpread,
+      value: v,
+      threshold: expect.maxHonestSpread,
+      detail: v === null ? 'no sketches to estimate the spread' : `honest spread at the last evaluation ${fmt(v)} ≤ ${expect.maxHonestSpread}`,
+    })
+  }
+  const minRounds = expect.minRoundsCompleted ?? ctx.rounds
+  const v = ctx.honestNodes.length > 0 ? Math.min(...ctx.honestNodes.map((n) => n.roundsCompleted)) : 0
+  out.push({
+    name: 'minRoundsCompleted',
+    passed: v >= minRounds,
+    value: v,
+    threshold: minRounds,
+    detail: `every honest member completed ≥ ${minRounds} rounds (fewest: ${v})`,
+  })
+  return out
+}
+
+/** One-line verdict for the terminal. */
+export function verdict(r: TopologyReport): string {
+  const acc = (x: number | null): string => (x === null ? 'n/a' : `${(x * 100).toFixed(1)}%`)
+  const failed = r.expectations.filter((e) => !e.passed).map((e) => e.name)
+  const head = r.passed ? 'PASS' : `FAIL (${failed.join(', ')})`
+  return `${head}: ${r.scenario} — rule ${r.rule}, honest final accuracy min ${acc(r.honest.minFinalAccuracy)} / median ${acc(r.honest.medianFinalAccuracy)}, ${r.nodes.filter((n) => n.byzantine).length} Byzantine of ${r.n}`
+}
+
+// ---------------------------------------------------------------------------------------
+// Plots
+
+/** Renders a vega-lite spec to an SVG string, server-side. */
+export async function renderSvg(spec: TopLevelSpec): Promise<string> {
+  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' })
+  try {
+    return await view.toSVG()
+  } finally {
+    view.finalize()
+  }
+}
+
+const width = 560
+const height = 220
+
+function memberLabel(n: NodeSummary): string {
+  return n.byzantine ? `${n.name} (Byzantine: ${n.behaviour})` : n.name
+}
+
+/** vega-lite specs of the report's plots, by file stem. */
+export function reportPlots(r: TopologyReport): Record<string, TopLevelSpec> {
+  const info = new Map(r.nodes.map((n) => [n.id, n]))
+  const rows = r.series.flatMap((s) => {
+    const n = info.get(s.member)
+    if (n === undefined) return []
+    return [{ ...s, label: memberLabel(n), kind: n.byzantine ? 'Byzantine' : 'honest' }]
+  })
+  const memberColor = { field: 'label', type: 'nominal', title: 'member' } as const
+  const dash = {
+    field: 'kind',
+    type: 'nominal',
+    title: 'role',
+    scale: { domain: ['honest', 'Byzantine'], range: [[1, 0], [4, 3]] },
+  } as const
+  const base = { $schema: 'https://vega.github.io/schema/vega-lite/v6.json', width, height, background: 'white' } as const
+  const roundX = { field: 'round', type: 'quantitative', title: 'round' } as const
+  const plots: Record<string, TopLevelSpec> = {
+    accuracy: {
+      ...base,
+      title: `${r.scenario}: test accuracy per member (rule ${r.rule})`,
+      data: { values: rows.filter((x) => x.accuracy !== undefined) },
+      mark: { type: 'line', point: true },
+      encoding: {
+        x: roundX,
+        y: { field: 'accuracy', type: 'quantitative', title: 'test accuracy', scale: { domain: [0, 1] } },
+        color: memberColor,
+        strokeDash: dash,
+      },
+    },
+    spread: {
+      ...base,
+      title: 'spread between honest models (max pairwise distance, sketch)',
+      data: { values: r.perRound.filter((p) => p.honestSpread !== undefined).map((p) => ({ round: p.round, spread: p.honestSpread })) },
+      mark: { type: 'line', point: true },
+      encoding: { x: roundX, y: { field: 'spread', type: 'quantitative', title: 'spread' } },
+    },
+    'round-time': {
+      ...base,
+      title: 'round time per member',
+      data: { values: rows },
+      mark: { type: 'line', strokeWidth: 1 },
+      encoding: {
+        x: roundX,
+        y: { field: 'roundMs', type: 'quantitative', title: 'round time (ms)' },
+        color: memberColor,
+        strokeDash: dash,
+      },
+    },
+    'bytes-sent': {
+      ...base,
+      title: 'bytes sent per member (cumulative)',
+      data: { values: rows },
+      mark: { type: 'line', strokeWidth: 1 },
+      encoding: {
+        x: roundX,
+        y: { field: 'bytesSent', type: 'quantitative', title: 'bytes sent' },
+        color: memberColor,
+        strokeDash: dash,
+      },
+    },
+  }
+  return plots
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!)
+}
+
+/** The self-contained HTML page (inline SVG plots). */
+export function reportHtml(r: TopologyReport, svgs: Record<string, string>): string {
+  const pct = (x: number | null): string => (x === null ? '—' : `${(x * 100).toFixed(2)}%`)
+  const nodeRows = r.nodes
+    .map(
+      (n) =>
+        `<tr class="${n.byzantine ? 'byz' : ''}"><td>${escapeHtml(n.name)}</td><td><code>${escapeHtml(n.id.slice(0, 16))}…</code></td><td>${n.byzantine ? 'yes' : 'no'}</td><td>${escapeHtml(n.behaviour)}</td><td>${pct(n.finalAccuracy)}</td><td>${n.roundsCompleted}</td><td>${n.stalls}</td><td>${(n.bytesSent / 1e6).toFixed(2)}</td><td>${escapeHtml(Object.entries(n.rejected).map(([k, v]) => `${k}: ${v}`).join(', '))}</td></tr>`,
+    )
+    .join('\n')
+  const expRows = r.expectations
+    .map((e) => `<tr class="${e.passed ? 'ok' : 'bad'}"><td>${escapeHtml(e.name)}</td><td>${e.passed ? 'pass' : 'FAIL'}</td><td>${e.value === null ? '—' : e.value.toFixed(4)}</td><td>${e.threshold}</td><td>${escapeHtml(e.detail)}</td></tr>`)
+    .join('\n')
+  const figures = Object.entries(svgs)
+    .map(([name, svg]) => `<figure id="${name}">${svg}</figure>`)
+    .join('\n')
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>monna topology report: ${escapeHtml(r.scenario)}</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
+tr.byz{background:#fdecea}tr.ok td:nth-child(2){color:#1a7f37;font-weight:bold}tr.bad td:nth-child(2){color:#c62828;font-weight:bold}
+.verdict{font-size:1.2em;font-weight:bold;color:${r.passed ? '#1a7f37' : '#c62828'}}figure{margin:1em 0}
+</style></head><body>
+<h1>Topology report: ${escapeHtml(r.scenario)}</h1>
+${r.description === undefined ? '' : `<p>${escapeHtml(r.description)}</p>`}
+<p class="verdict">${escapeHtml(verdict(r))}</p>
+<p>n = ${r.n}, f = ${r.f}, rule <code>${escapeHtml(r.rule)}</code>, ${r.rounds} rounds, mode ${r.mode}, started ${escapeHtml(r.startedAt)}, took ${(r.durationMs / 1000).toFixed(1)} s.</p>
+<h2>Expectations</h2>
+<table><tr><th>name</th><th>result</th><th>value</th><th>threshold</th><th>detail</th></tr>
+${expRows}
+</table>
+<h2>Members</h2>
+<table><tr><th>name</th><th>PeerId</th><th>Byzantine</th><th>behaviour</th><th>final accuracy</th><th>rounds</th><th>stalls</th><th>MB sent</th><th>rejected</th></tr>
+${nodeRows}
+</table>
+<h2>Plots</h2>
+${figures}
+</body></html>
+`
+}
+
+/** Writes report.json, report.html and one SVG per plot into `dir`; returns their paths. */
+export async function writeReport(r: TopologyReport, dir: string): Promise<{ json: string; html: string; svgs: string[] }> {
+  await mkdir(dir, { recursive: true })
+  const json = join(dir, 'report.json')
+  await writeFile(json, `${JSON.stringify(r, null, 2)}\n`)
+  const svgs: Record<string, string> = {}
+  const svgPaths: string[] = []
+  for (const [name, spec] of Object.entries(reportPlots(r))) {
+    svgs[name] = await renderSvg(spec)
+    const p = join(dir, `${name}.svg`)
+    await writeFile(p, svgs[name])
+    svgPaths.push(p)
+  }
+  const html = join(dir, 'report.html')
+  await writeFile(html, reportHtml(r, svgs))
+  return { json, html, svgs: svgPaths }
+}

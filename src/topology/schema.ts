@@ -1,0 +1,214 @@
+/**
+ * The scenario file (`topologies/*.yaml|json`): a whole swarm declared as data — its size,
+ * task and aggregation rule (the same fields as a swarm file), which members are Byzantine
+ * and how they behave, the network conditions between members, and the expectations that
+ * decide the run's verdict. Validated with zod; errors name the field and the fix.
+ *
+ * Members are numbered 0 … n−1 and named `m0 … m{n−1}`; the runner generates their keys,
+ * so a scenario never contains PeerIds.
+ */
+import { readFile } from 'node:fs/promises'
+import { extname } from 'node:path'
+import { parse as parseYaml } from 'yaml'
+import { z } from 'zod'
+import { aggregatorSchema, limitsSchema, parseConfig, taskSchema, timingSchema } from '../config/schema.ts'
+import { InvalidConfigError } from '../errors.ts'
+
+const seed = z.union([z.number().int().nonnegative(), z.string().min(1)])
+const memberIndex = z.number().int().nonnegative()
+const memberSet = z.union([memberIndex, z.array(memberIndex).min(1)]).transform((v) => (Array.isArray(v) ? v : [v]))
+
+/**
+ * One link's conditions, realised at the application level by a wrapper around each
+ * member's broadcast port (see `network.ts`): a model sent by A becomes visible at B after
+ * `latencyMs + U(0, jitterMs) + bytes / bandwidth`, or never (probability `loss`) — on a
+ * reliable transport a lost message is an instance that never reaches that member.
+ */
+export const linkConditionsSchema = z.strictObject({
+  latencyMs: z.number().nonnegative().default(0),
+  jitterMs: z.number().nonnegative().default(0),
+  loss: z.number().min(0).max(1).default(0),
+  /** bytes per second; omitted = unlimited */
+  bandwidthBytesPerSec: z.number().positive().optional(),
+})
+export type LinkConditions = z.output<typeof linkConditionsSchema>
+
+const partialLink = z.strictObject({
+  latencyMs: z.number().nonnegative().optional(),
+  jitterMs: z.number().nonnegative().optional(),
+  loss: z.number().min(0).max(1).optional(),
+  bandwidthBytesPerSec: z.number().positive().optional(),
+})
+
+export const networkSchema = z
+  .strictObject({
+    /** applies to every link */
+    default: partialLink.default({}),
+    /** conditions on everything these members send (egress); later entries override earlier ones */
+    members: z.array(partialLink.extend({ members: memberSet })).default([]),
+    /** conditions on specific directed links (override member conditions) */
+    links: z.array(partialLink.extend({ from: memberSet, to: memberSet })).default([]),
+  })
+  .default({ default: {}, members: [], links: [] })
+export type NetworkConfig = z.output<typeof networkSchema>
+
+/** Behaviour names (ALGORITHMS §5); parameters go next to `behaviour`. */
+export const behaviourNames = [
+  'honest',
+  'sign-flip',
+  'alie',
+  'foe',
+  'ipm',
+  'optimal-alie',
+  'optimal-foe',
+  'label-flip',
+  'mimic',
+  'gaussian',
+  'non-finite',
+  'malformed',
+  'equivocate',
+  'silent',
+  'crash',
+  'late',
+  'replay',
+] as const
+export type BehaviourName = (typeof behaviourNames)[number]
+
+export const byzantineSchema = z
+  .object({
+    members: memberSet,
+    behaviour: z.enum(behaviourNames, {
+      error: `unknown behaviour; use one of ${behaviourNames.join(', ')}`,
+    }),
+  })
+  .catchall(z.unknown())
+export type ByzantineConfig = z.output<typeof byzantineSchema>
+
+/**
+ * Expectations on the honest members (Byzantine members are never judged). Each given key
+ * becomes one entry of the report's `expectations[]`; the run passes only if all hold.
+ */
+export const expectationsSchema = z
+  .strictObject({
+    /** every honest member's final accuracy (full held-out test split) ≥ this */
+    minHonestAccuracy: z.number().min(0).max(1).optional(),
+    /** median of the honest final accuracies ≥ this */
+    minMedianHonestAccuracy: z.number().min(0).max(1).optional(),
+    /** median of the honest final accuracies ≤ this (to assert that an attack bites an undefended rule) */
+    maxMedianHonestAccuracy: z.number().min(0).max(1).optional(),
+    /** largest distance between two honest models at the last evaluation (sketch estimate), ≤ this */
+    maxHonestSpread: z.number().nonnegative().optional(),
+    /** every honest member completed at least this many rounds (default: all of task.rounds) */
+    minRoundsCompleted: z.number().int().nonnegative().optional(),
+  })
+  .default({})
+export type Expectations = z.output<typeof expectationsSchema>
+
+export const matrixSchema = z.strictObject({
+  rules: z.array(aggregatorSchema.unwrap()).min(1),
+  behaviours: z.array(z.union([z.enum(behaviourNames), byzantineSchema.omit({ members: true })])).min(1),
+})
+export type MatrixConfig = z.output<typeof matrixSchema>
+
+export const runtimeSchema = z
+  .strictObject({
+    backend: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
+    /** threads per member (wasm backend) */
+    threads: z.number().int().positive().optional(),
+    /** kill the run after this long (safety net for CI) */
+    timeoutMs: z.number().int().positive().default(30 * 60_000),
+  })
+  .default({ backend: 'auto', timeoutMs: 30 * 60_000 })
+
+export const scenarioSchema = z.strictObject({
+  version: z.literal(1).default(1),
+  name: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9._-]*$/i, 'use letters, digits, ".", "_" or "-"')
+    .max(64),
+  description: z.string().optional(),
+  seed: seed.default(0),
+  n: z.number().int().min(1).max(512),
+  f: z.number().int().nonnegative(),
+  task: taskSchema.default(taskSchema.parse({})),
+  aggregator: aggregatorSchema,
+  timing: timingSchema,
+  limits: limitsSchema,
+  byzantine: z.array(byzantineSchema).default([]),
+  network: networkSchema,
+  expect: expectationsSchema,
+  matrix: matrixSchema.optional(),
+  runtime: runtimeSchema,
+})
+export type Scenario = z.output<typeof scenarioSchema>
+
+/** Validates a scenario's content, including the cross-field rules (member indices, n ≥ 3f + 1, at most f Byzantine). */
+export function parseScenario(input: unknown, where = 'scenario'): Scenario {
+  const s = parseConfig(scenarioSchema, input, where)
+  if (s.n < 3 * s.f + 1) {
+    throw new InvalidConfigError(
+      `${where}: f`,
+      `f = ${s.f} needs n ≥ ${3 * s.f + 1} (signed echo broadcast), but n = ${s.n}; lower f or raise n`,
+    )
+  }
+  const checkIndex = (path: string, i: number): void => {
+    if (i >= s.n) throw new InvalidConfigError(`${where}: ${path}`, `member ${i} does not exist; members are numbered 0 … ${s.n - 1}`)
+  }
+  const byz = new Set<number>()
+  for (const [k, b] of s.byzantine.entries()) {
+    for (const i of b.members) {
+      checkIndex(`byzantine.${k}.members`, i)
+      if (byz.has(i)) throw new InvalidConfigError(`${where}: byzantine.${k}.members`, `member ${i} is given two behaviours; list it once`)
+      byz.add(i)
+    }
+  }
+  if (byz.size > s.f) {
+    throw new InvalidConfigError(
+      `${where}: byzantine`,
+      `${byz.size} Byzantine members but f = ${s.f}; the guarantees only hold for at most f — raise f or remove some`,
+    )
+  }
+  if (byz.size === s.n) throw new InvalidConfigError(`${where}: byzantine`, 'at least one member must be honest')
+  for (const [k, m] of s.network.members.entries()) for (const i of m.members) checkIndex(`network.members.${k}.members`, i)
+  for (const [k, l] of s.network.links.entries()) {
+    for (const i of l.from) checkIndex(`network.links.${k}.from`, i)
+    for (const i of l.to) checkIndex(`network.links.${k}.to`, i)
+  }
+  return s
+}
+
+/** Reads and validates a scenario file (`.yaml`, `.yml` or `.json`). */
+export async function loadScenario(path: string, opts: { signal?: AbortSignal } = {}): Promise<Scenario> {
+  const text = await readFile(path, { encoding: 'utf8', signal: opts.signal })
+  let data: unknown
+  try {
+    data = extname(path) === '.json' ? JSON.parse(text) : parseYaml(text)
+  } catch (err) {
+    throw new InvalidConfigError(path, `not valid ${extname(path) === '.json' ? 'JSON' : 'YAML'}: ${(err as Error).message}`, { cause: err })
+  }
+  return parseScenario(data, path)
+}
+
+/** Member names used in reports and logs. */
+export function memberName(index: number): string {
+  return `m${index}`
+}
+
+/** Behaviour config of each member (undefined = honest), by index. */
+export function byzantineByMember(s: Scenario): (ByzantineConfig | undefined)[] {
+  const out: (ByzantineConfig | undefined)[] = new Array(s.n).fill(undefined)
+  for (const b of s.byzantine) for (const i of b.members) out[i] = b
+  return out
+}
+
+/** The scenario with another rule and/or behaviour (for matrices), re-validated. */
+export function withVariant(
+  s: Scenario,
+  variant: { aggregator?: Scenario['aggregator']; behaviour?: Omit<ByzantineConfig, 'members'> },
+): Scenario {
+  const next: Scenario = structuredClone(s)
+  if (variant.aggregator !== undefined) next.aggregator = variant.aggregator
+  if (variant.behaviour !== undefined) next.byzantine = s.byzantine.map((b) => ({ ...variant.behaviour!, members: b.members }) as ByzantineConfig)
+  delete next.matrix
+  return next
+}
