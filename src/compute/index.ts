@@ -1,13 +1,63 @@
 /**
  * Kernels that the fallback tfjs backends (wasm, cpu) lack or run too slowly, registered
- * through tfjs's kernel registry. Placeholder until the fast-kernel work lands: registers
- * nothing and reports so.
+ * through tfjs's kernel registry (no fork of tfjs: registration only, public surface only).
+ *
+ * Audit (tfjs 4.22; LeNet and MLP training steps of `test/bench/train.bench.ts` under
+ * `tf.profile`): the only kernel a step needs that wasm lacks is Conv2DBackpropFilter. Slow
+ * ones on wasm: Conv2DBackpropInput (a direct C++ loop, 134 ms of a 234 ms LeNet step),
+ * BatchMatMul with a transposed operand (not on the XNNPACK path: 5–10× slower than
+ * untransposed), MaxPoolGrad (18 ms). On cpu: Conv2DBackpropFilter (13.7 s for the first
+ * LeNet step), Conv2DBackpropInput, MaxPoolGrad.
  */
+
+import type { KernelConfig } from '@tensorflow/tfjs'
+import { getKernel, registerKernel, unregisterKernel } from '@tensorflow/tfjs'
+import { cpuKernels, originalKernels, wasmKernels } from './kernels.ts'
+
+export { UnsupportedKernelInputError } from './kernels.ts'
+export type { Im2colGeometry, PoolGeometry } from './loops.ts'
+export { col2imAdd, im2colTransposed, maxPoolGradAdd, transpose2d } from './loops.ts'
+
 export interface FallbackKernelOptions {
   threads?: number
 }
 
-/** Registers the missing/slow kernels for `backend`; returns the names of the kernels registered. */
-export async function registerFallbackKernels(_backend: string, _opts: FallbackKernelOptions = {}): Promise<string[]> {
-  return []
+const kernelsByBackend: Record<string, readonly KernelConfig[]> = {
+  wasm: wasmKernels,
+  cpu: cpuKernels,
+}
+
+const key = (c: KernelConfig): string => `${c.kernelName}/${c.backendName}`
+
+/**
+ * Registers the missing/slow kernels for `backend` ('wasm' or 'cpu'; any other name registers
+ * nothing); returns the names of the kernels now provided by this module. Idempotent.
+ */
+export async function registerFallbackKernels(backend: string, _opts: FallbackKernelOptions = {}): Promise<string[]> {
+  const list = kernelsByBackend[backend] ?? []
+  for (const config of list) {
+    const existing = getKernel(config.kernelName, config.backendName)
+    if (existing === config) continue
+    // tfjs warns when a kernel is registered over another one; replacing is deliberate here.
+    if (existing !== undefined) {
+      originalKernels.set(key(config), existing)
+      unregisterKernel(config.kernelName, config.backendName)
+    }
+    registerKernel(config)
+  }
+  return list.map((c) => c.kernelName)
+}
+
+/**
+ * Removes the kernels this module registered for `backend` and puts back the ones they
+ * replaced (used by tests and benchmarks to compare against the stock kernels).
+ */
+export function unregisterFallbackKernels(backend: string): void {
+  for (const config of kernelsByBackend[backend] ?? []) {
+    if (getKernel(config.kernelName, config.backendName) !== config) continue
+    unregisterKernel(config.kernelName, config.backendName)
+    const original = originalKernels.get(key(config))
+    if (original !== undefined) registerKernel(original)
+    originalKernels.delete(key(config))
+  }
 }

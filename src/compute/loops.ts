@@ -1,0 +1,170 @@
+/**
+ * The hot loops of the fallback kernels: pure functions over typed arrays (NHWC, no
+ * dilation), no tfjs. Measured by `npm run bench:train`.
+ */
+
+/**
+ * im2col in its transposed layout, the one the filter gradient wants: for a conv with filter
+ * fh×fw over inC channels, row k = (i·fw + j)·inC + c of the result holds, for every output
+ * position m = (b·outH + oh)·outW + ow, the input value under tap (i, j, c) — zero where the
+ * tap falls in the padding. Then dW[k, :] = colsT[k, :] · dy (an M×outC matrix), i.e. one
+ * plain (K×M)·(M×outC) matrix product, K = fh·fw·inC, M = batch·outH·outW.
+ */
+export interface Im2colGeometry {
+  batch: number
+  inH: number
+  inW: number
+  inC: number
+  outH: number
+  outW: number
+  filterH: number
+  filterW: number
+  strideH: number
+  strideW: number
+  padTop: number
+  padLeft: number
+}
+
+/** Writes colsT (length K·M) from x (NHWC, length batch·inH·inW·inC). */
+export function im2colTransposed(x: Float32Array, g: Im2colGeometry, colsT: Float32Array): void {
+  const { batch, inH, inW, inC, outH, outW, filterH, filterW, strideH, strideW, padTop, padLeft } = g
+  const m = batch * outH * outW
+  const rowStrideX = inW * inC
+  const imageStrideX = inH * rowStrideX
+  const colStep = strideW * inC
+  for (let i = 0; i < filterH; i++) {
+    for (let j = 0; j < filterW; j++) {
+      // Output columns whose input column ow·sw + j − pl lies inside [0, inW).
+      const owStart = Math.max(0, Math.ceil((padLeft - j) / strideW))
+      const owEnd = Math.min(outW, Math.floor((inW - 1 + padLeft - j) / strideW) + 1)
+      for (let c = 0; c < inC; c++) {
+        let out = ((i * filterW + j) * inC + c) * m
+        for (let b = 0; b < batch; b++) {
+          const xImage = b * imageStrideX
+          for (let oh = 0; oh < outH; oh++) {
+            const ih = oh * strideH + i - padTop
+            if (ih < 0 || ih >= inH || owStart >= owEnd) {
+              colsT.fill(0, out, out + outW)
+              out += outW
+              continue
+            }
+            if (owStart > 0) colsT.fill(0, out, out + owStart)
+            let xi = xImage + ih * rowStrideX + (owStart * strideW + j - padLeft) * inC + c
+            const rowOut = out
+            for (let ow = owStart; ow < owEnd; ow++) {
+              colsT[rowOut + ow] = x[xi] as number
+              xi += colStep
+            }
+            if (owEnd < outW) colsT.fill(0, out + owEnd, out + outW)
+            out += outW
+          }
+        }
+      }
+    }
+  }
+}
+
+/**
+ * col2im, the adjoint of im2col in its row layout: dcols is M×K (row m = output position
+ * (b, oh, ow), column k = tap (i, j, c)); every entry is added into dx (NHWC) at the input
+ * position it was read from. dx must be zeroed by the caller.
+ */
+export function col2imAdd(dcols: Float32Array, g: Im2colGeometry, dx: Float32Array): void {
+  const { batch, inH, inW, inC, outH, outW, filterH, filterW, strideH, strideW, padTop, padLeft } = g
+  const k = filterH * filterW * inC
+  const rowStrideX = inW * inC
+  let src = 0
+  for (let b = 0; b < batch; b++) {
+    const xImage = b * inH * rowStrideX
+    for (let oh = 0; oh < outH; oh++) {
+      for (let ow = 0; ow < outW; ow++) {
+        for (let i = 0; i < filterH; i++) {
+          const ih = oh * strideH + i - padTop
+          if (ih < 0 || ih >= inH) continue
+          const rowBase = xImage + ih * rowStrideX
+          const tapRow = src + i * filterW * inC
+          for (let j = 0; j < filterW; j++) {
+            const iw = ow * strideW + j - padLeft
+            if (iw < 0 || iw >= inW) continue
+            const d = rowBase + iw * inC
+            const s = tapRow + j * inC
+            for (let c = 0; c < inC; c++) dx[d + c] += dcols[s + c] as number
+          }
+        }
+        src += k
+      }
+    }
+  }
+}
+
+/** out (cols × rows) = transpose of a (rows × cols), both row-major. */
+export function transpose2d(a: Float32Array, rows: number, cols: number, out: Float32Array): void {
+  // 32×32 tiles keep both the reads and the writes within a few cache lines.
+  const T = 32
+  for (let r0 = 0; r0 < rows; r0 += T) {
+    const r1 = Math.min(rows, r0 + T)
+    for (let c0 = 0; c0 < cols; c0 += T) {
+      const c1 = Math.min(cols, c0 + T)
+      for (let r = r0; r < r1; r++) {
+        const rowA = r * cols
+        for (let c = c0; c < c1; c++) out[c * rows + r] = a[rowA + c] as number
+      }
+    }
+  }
+}
+
+export interface PoolGeometry {
+  batch: number
+  inH: number
+  inW: number
+  channels: number
+  outH: number
+  outW: number
+  filterH: number
+  filterW: number
+  strideH: number
+  strideW: number
+  padTop: number
+  padLeft: number
+}
+
+/**
+ * Gradient of 2-D max pooling (NHWC): each dy entry goes to the input position of its
+ * window's maximum — the first strict maximum in row-then-column scan order, the tie rule of
+ * tfjs's cpu backend (it matters: after a ReLU whole windows are 0). dx must be zeroed.
+ */
+export function maxPoolGradAdd(x: Float32Array, dy: Float32Array, g: PoolGeometry, dx: Float32Array): void {
+  const { batch, inH, inW, channels, outH, outW, filterH, filterW, strideH, strideW, padTop, padLeft } = g
+  const rowStride = inW * channels
+  let o = 0
+  for (let b = 0; b < batch; b++) {
+    const image = b * inH * rowStride
+    for (let oh = 0; oh < outH; oh++) {
+      const r0 = oh * strideH - padTop
+      const rMin = Math.max(0, r0)
+      const rMax = Math.min(inH, r0 + filterH)
+      for (let ow = 0; ow < outW; ow++) {
+        const c0 = ow * strideW - padLeft
+        const cMin = Math.max(0, c0)
+        const cMax = Math.min(inW, c0 + filterW)
+        for (let ch = 0; ch < channels; ch++) {
+          let best = Number.NEGATIVE_INFINITY
+          let pos = -1
+          for (let r = rMin; r < rMax; r++) {
+            let p = image + r * rowStride + cMin * channels + ch
+            for (let c = cMin; c < cMax; c++) {
+              const v = x[p] as number
+              if (v > best) {
+                best = v
+                pos = p
+              }
+              p += channels
+            }
+          }
+          if (pos >= 0) dx[pos] += dy[o] as number
+          o++
+        }
+      }
+    }
+  }
+}
