@@ -1,0 +1,202 @@
+/**
+ * `npm run bench:train` — ms per training step (batch 25: forward + backward + momentum update,
+ * and the new θ read back as the learner returns it) for the MLP and the LeNet of ALGORITHMS §7,
+ * on every backend available: wasm with the fallback kernels of src/compute, wasm stock, cpu
+ * stock, cpu with the fallback kernels. Prints a table, one JSON line per figure and the machine.
+ *
+ * Options (env): BENCH_TRAIN_SECONDS per case time budget (default 4), BENCH_TRAIN_CASES
+ * comma-separated subset of case names (e.g. `lenet/wasm+fallback`).
+ *
+ * Uses the learner (`createLearner`, contract §1) when src/learning exports it; otherwise the
+ * same step written here over the learning core's model (`createModel`/`initParams`).
+ */
+import os from 'node:os'
+import * as tf from '@tensorflow/tfjs'
+import '@tensorflow/tfjs-backend-wasm'
+import { registerFallbackKernels, unregisterFallbackKernels } from '../../src/compute/index.ts'
+import * as learning from '../../src/learning/index.ts'
+import { Rng } from '../../src/rng.ts'
+
+const BATCH = 25
+const BETA = 0.99
+const LR = 0.01
+const budgetMs = Number(process.env.BENCH_TRAIN_SECONDS ?? 4) * 1000
+const only = process.env.BENCH_TRAIN_CASES?.split(',').filter((s) => s !== '')
+
+type ModelName = 'mlp' | 'lenet'
+interface Variant {
+  name: string
+  backend: 'wasm' | 'cpu'
+  fallback: boolean
+}
+
+const models: Record<ModelName, { spec: learning.ModelSpec; inputShape: number[] }> = {
+  // ≈100k parameters: 784·128 + 128 + 128·10 + 10 = 101 770.
+  mlp: { spec: { kind: 'mlp', hidden: [128] }, inputShape: [784] },
+  lenet: { spec: { kind: 'lenet' }, inputShape: [28, 28, 1] },
+}
+const variants: Variant[] = [
+  { name: 'wasm+fallback', backend: 'wasm', fallback: true },
+  { name: 'wasm', backend: 'wasm', fallback: false },
+  { name: 'cpu', backend: 'cpu', fallback: false },
+  { name: 'cpu+fallback', backend: 'cpu', fallback: true },
+]
+
+interface Stepper {
+  step(round: number): Promise<void>
+  dispose(): void
+  via: string
+}
+
+function syntheticData(inputShape: number[], n: number, seed: string) {
+  const rng = new Rng(seed)
+  const per = inputShape.reduce((a, b) => a * b, 1)
+  const x = new Float32Array(n * per)
+  for (let i = 0; i < x.length; i++) x[i] = rng.normal()
+  const y = new Int32Array(n)
+  for (let i = 0; i < n; i++) y[i] = rng.int(10)
+  return { name: 'synthetic', x, y, n, exampleShape: inputShape, numClasses: 10 }
+}
+
+async function makeStepper(model: ModelName): Promise<Stepper> {
+  const { spec, inputShape } = models[model]
+  const data = syntheticData(inputShape, 1000, `bench-train/${model}`)
+  const api = learning as unknown as Record<string, unknown>
+  if (typeof api.createLearner === 'function') {
+    const createLearner = api.createLearner as (o: unknown) => Promise<{ step(r: number): Promise<unknown>; dispose(): void }>
+    const learner = await createLearner({
+      model: spec,
+      inputShape,
+      numClasses: 10,
+      train: data,
+      batchSize: BATCH,
+      beta: BETA,
+      lambda: 0,
+      schedule: { kind: 'constant', lr: LR },
+      initSeed: 'bench',
+      dataSeed: 'bench',
+    })
+    return { step: async (r) => void (await learner.step(r)), dispose: () => learner.dispose(), via: 'createLearner' }
+  }
+  // The same step, written over the learning core's model.
+  const m = learning.createModel(spec, inputShape, 10)
+  const params = learning.unflatten(m, learning.initParams(m, 'bench')).map((t) => {
+    const v = tf.variable(t)
+    t.dispose()
+    return v
+  })
+  const momentum = params.map((p) => tf.variable(tf.zerosLike(p)))
+  const rng = new Rng('bench-data')
+  const per = inputShape.reduce((a, b) => a * b, 1)
+  const xb = new Float32Array(BATCH * per)
+  const yb = new Int32Array(BATCH)
+  return {
+    via: 'createModel',
+    async step() {
+      for (let i = 0; i < BATCH; i++) {
+        const j = rng.int(data.n)
+        xb.set(data.x.subarray(j * per, (j + 1) * per), i * per)
+        yb[i] = data.y[j]!
+      }
+      const loss = tf.tidy(() => {
+        const x = tf.tensor(xb, [BATCH, ...inputShape])
+        const y = tf.oneHot(tf.tensor1d(yb, 'int32'), 10)
+        const { value, grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(y, m.forward(params, x)) as tf.Scalar, params)
+        params.forEach((p, i) => {
+          const g = grads[p.name]!
+          momentum[i]!.assign(tf.add(tf.mul(momentum[i]!, BETA), tf.mul(g, 1 - BETA)))
+          p.assign(tf.sub(p, tf.mul(momentum[i]!, LR)))
+        })
+        return value
+      })
+      await loss.data()
+      loss.dispose()
+      learning.flatten(m, params)
+    },
+    dispose() {
+      tf.dispose([...params, ...momentum])
+    },
+  }
+}
+
+interface Result {
+  model: ModelName
+  variant: string
+  ms?: number
+  steps?: number
+  error?: string
+  via?: string
+}
+
+async function measure(model: ModelName, v: Variant): Promise<Result> {
+  await tf.setBackend(v.backend)
+  if (v.fallback) await registerFallbackKernels(v.backend)
+  else unregisterFallbackKernels(v.backend)
+  let stepper: Stepper | undefined
+  try {
+    stepper = await makeStepper(model)
+    await stepper.step(0) // warm-up: JIT, XNNPACK operator creation, heap growth
+    await stepper.step(1)
+    const times: number[] = []
+    const start = performance.now()
+    while (times.length < 3 || (performance.now() - start < budgetMs && times.length < 200)) {
+      const t0 = performance.now()
+      await stepper.step(times.length + 2)
+      times.push(performance.now() - t0)
+    }
+    times.sort((a, b) => a - b)
+    // Median: this 2-core machine is shared, and the mean follows the neighbours' load.
+    return { model, variant: v.name, ms: times[times.length >> 1]!, steps: times.length, via: stepper.via }
+  } catch (err) {
+    return { model, variant: v.name, error: err instanceof Error ? err.message.split('\n')[0]! : String(err) }
+  } finally {
+    stepper?.dispose()
+    unregisterFallbackKernels(v.backend)
+  }
+}
+
+tf.env().set('PROD', true)
+const cpus = os.cpus()
+const machine = {
+  cpu: cpus[0]?.model ?? 'unknown',
+  cores: cpus.length,
+  node: process.version,
+  tfjs: tf.version.tfjs,
+  loadavg: os.loadavg().map((l) => Number(l.toFixed(2))),
+}
+console.log(`machine: ${machine.cpu}, ${machine.cores} cores, node ${machine.node}, tfjs ${machine.tfjs}, load ${machine.loadavg.join(' ')}`)
+
+const results: Result[] = []
+for (const model of ['mlp', 'lenet'] as const) {
+  for (const v of variants) {
+    if (only !== undefined && !only.includes(`${model}/${v.name}`)) continue
+    results.push(await measure(model, v))
+  }
+}
+
+const cpuMs = (model: ModelName) => results.find((r) => r.model === model && r.variant === 'cpu')?.ms
+console.log('')
+console.log('model  backend         ms/step   steps  vs cpu (×faster)')
+for (const r of results) {
+  const base = cpuMs(r.model)
+  const ratio = r.ms !== undefined && base !== undefined ? base / r.ms : undefined
+  const cells = [
+    r.model.padEnd(6),
+    r.variant.padEnd(15),
+    r.ms !== undefined ? r.ms.toFixed(1).padStart(8) : '       —',
+    String(r.steps ?? '').padStart(6),
+    ratio !== undefined ? ratio.toFixed(1).padStart(8) : '       —',
+    r.error !== undefined ? ` unavailable: ${r.error}` : '',
+  ]
+  console.log(cells.join('  '))
+}
+console.log('')
+for (const r of results) {
+  if (r.ms === undefined) continue
+  console.log(JSON.stringify({ bench: 'train', case: `${r.model}/${r.variant}`, value: Number(r.ms.toFixed(2)), unit: 'ms' }))
+  const base = cpuMs(r.model)
+  if (base !== undefined && r.variant !== 'cpu') {
+    console.log(JSON.stringify({ bench: 'train', case: `${r.model}/${r.variant}/speedup-vs-cpu`, value: Number((base / r.ms).toFixed(2)), unit: 'x' }))
+  }
+}
+console.log(JSON.stringify({ bench: 'train', machine, batch: BATCH, via: results.find((r) => r.via)?.via }))
