@@ -2,6 +2,19 @@
  * The learning core (contract §1): data sets, partitions, models with a flat parameter layout,
  * the MoNNA local step (ALGORITHMS §1) and compute backends. Knows nothing of the network.
  */
+export type { BackendChoice, BackendInfo, BackendOptions } from './backend.ts'
+export { backendReady, initBackend } from './backend.ts'
+export type { Dataset, DatasetSpec } from './data.ts'
+export { clearDatasetCache, defaultSeparation, fashionTrainPerClass, flipLabels, loadDataset, subset, validateDatasetSpec } from './data.ts'
+export { BackendUnavailableError, CorruptDatasetError, DatasetNotFoundError } from './errors.ts'
+export type { IdxArray } from './idx.ts'
+export { maxIdxBytes, readIdx, readIdxPair } from './idx.ts'
+export type { Learner, LearnerOptions, LearnerRngState, PrivacyHook, StepResult } from './learner.ts'
+export { createLearner, defaultLearnerOptions, validateLearnerOptions } from './learner.ts'
 export type { Model, ModelSpec, ParamSlot } from './models.ts'
 export { createModel, flatten, initParams, paramCount, unflatten } from './models.ts'
+export type { PartitionSpec } from './partition.ts'
+export { labelHistogram, partition } from './partition.ts'
+export type { LrSchedule } from './schedule.ts'
+export { learningRate, validateSchedule } from './schedule.ts'
 export { tf } from './tf.ts'

