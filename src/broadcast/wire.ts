@@ -1,0 +1,346 @@
+/**
+ * Wire format of the signed echo broadcast, version 1 — the single definition of every byte
+ * (spec in src/broadcast/README.md). A frame is a fixed 12-byte header, a small `meta`
+ * section and an optional payload; all integers are big-endian.
+ *
+ *   header:  u8 version (=1) | u8 type | u16 flags (=0) | u32 metaLength | u32 payloadLength
+ *   meta:    type-specific fields (below), exactly metaLength bytes
+ *   payload: payloadLength opaque bytes (SEND, PAYLOAD and certified FINAL only)
+ *
+ * Decoders check the header's lengths against the limits before anything is allocated and
+ * read every field with a bounds check; any violation is a BroadcastRejectError with a reason.
+ */
+import { BroadcastRejectError } from './errors.ts'
+
+export const WIRE_VERSION = 1
+export const HEADER_BYTES = 12
+export const HASH_BYTES = 32
+export const SIG_BYTES = 64
+/** Longest string field (swarm id, PeerId): a base58 Ed25519 PeerId is 52 characters. */
+export const MAX_STRING_BYTES = 64
+/** Largest meta section: a FINAL for 256 members is ≈ 31 KiB. */
+export const MAX_META_BYTES = 65_536
+/** Largest number of entries in a certificate or a FETCH `have` list. */
+export const MAX_LIST_ENTRIES = 1024
+/** Largest round number (rounds are uint32 on the wire). */
+export const MAX_ROUND = 0xffff_ffff
+
+export const FrameType = {
+  SEND: 1,
+  ECHO: 2,
+  FINAL: 3,
+  PULL: 4,
+  PAYLOAD: 5,
+  FETCH: 6,
+  END: 7,
+} as const
+export type FrameTypeName = keyof typeof FrameType
+const TYPE_NAMES: Record<number, FrameTypeName> = Object.fromEntries(Object.entries(FrameType).map(([k, v]) => [v, k])) as Record<
+  number,
+  FrameTypeName
+>
+/** Frame types that may carry a payload. */
+const PAYLOAD_TYPES = new Set<number>([FrameType.SEND, FrameType.FINAL, FrameType.PAYLOAD])
+
+export interface Instance {
+  swarmId: string
+  round: number
+  sender: string
+}
+export interface SignatureEntry {
+  signer: string
+  signature: Uint8Array
+}
+export type Frame =
+  | ({ type: 'SEND'; hash: Uint8Array; signature: Uint8Array; payload: Uint8Array } & Instance)
+  | ({ type: 'ECHO'; hash: Uint8Array; signer: string; signature: Uint8Array } & Instance)
+  | ({ type: 'FINAL'; hash: Uint8Array; certificate: SignatureEntry[]; payload?: Uint8Array } & Instance)
+  | ({ type: 'PULL'; hash: Uint8Array } & Instance)
+  | ({ type: 'PAYLOAD'; hash: Uint8Array; payload: Uint8Array } & Instance)
+  | { type: 'FETCH'; swarmId: string; round: number; have: string[] }
+  | { type: 'END' }
+
+export interface FrameHeader {
+  version: number
+  type: FrameTypeName
+  metaLength: number
+  payloadLength: number
+}
+
+export interface WireLimits {
+  maxPayloadBytes: number
+}
+
+const te = new TextEncoder()
+const td = new TextDecoder('utf-8', { fatal: true })
+
+// ---------------------------------------------------------------- encoding
+
+class Writer {
+  private parts: Uint8Array[] = []
+  private length = 0
+  private push(b: Uint8Array): void {
+    this.parts.push(b)
+    this.length += b.length
+  }
+  u8(v: number): void {
+    this.push(Uint8Array.of(v))
+  }
+  u16(v: number): void {
+    this.push(Uint8Array.of(v >>> 8, v & 0xff))
+  }
+  u32(v: number): void {
+    const b = new Uint8Array(4)
+    new DataView(b.buffer).setUint32(0, v)
+    this.push(b)
+  }
+  str(s: string): void {
+    const b = te.encode(s)
+    if (b.length > MAX_STRING_BYTES) throw new RangeError(`string field longer than ${MAX_STRING_BYTES} bytes`)
+    this.u8(b.length)
+    this.push(b)
+  }
+  fixed(b: Uint8Array, n: number): void {
+    if (b.length !== n) throw new RangeError(`field must be ${n} bytes, got ${b.length}`)
+    this.push(b)
+  }
+  bytes(): Uint8Array {
+    const out = new Uint8Array(this.length)
+    let o = 0
+    for (const p of this.parts) {
+      out.set(p, o)
+      o += p.length
+    }
+    return out
+  }
+}
+
+function writeInstance(w: Writer, i: Instance): void {
+  w.str(i.swarmId)
+  w.u32(i.round)
+  w.str(i.sender)
+}
+
+/** Encodes the meta section of a frame. */
+function encodeMeta(f: Frame): Uint8Array {
+  const w = new Writer()
+  switch (f.type) {
+    case 'SEND':
+      writeInstance(w, f)
+      w.fixed(f.hash, HASH_BYTES)
+      w.fixed(f.signature, SIG_BYTES)
+      break
+    case 'ECHO':
+      writeInstance(w, f)
+      w.fixed(f.hash, HASH_BYTES)
+      w.str(f.signer)
+      w.fixed(f.signature, SIG_BYTES)
+      break
+    case 'FINAL':
+      writeInstance(w, f)
+      w.fixed(f.hash, HASH_BYTES)
+      w.u16(f.certificate.length)
+      for (const e of f.certificate) {
+        w.str(e.signer)
+        w.fixed(e.signature, SIG_BYTES)
+      }
+      break
+    case 'PULL':
+      writeInstance(w, f)
+      w.fixed(f.hash, HASH_BYTES)
+      break
+    case 'PAYLOAD':
+      writeInstance(w, f)
+      w.fixed(f.hash, HASH_BYTES)
+      break
+    case 'FETCH':
+      w.str(f.swarmId)
+      w.u32(f.round)
+      w.u16(f.have.length)
+      for (const s of f.have) w.str(s)
+      break
+    case 'END':
+      break
+  }
+  return w.bytes()
+}
+
+function payloadOf(f: Frame): Uint8Array | undefined {
+  return f.type === 'SEND' || f.type === 'PAYLOAD' || f.type === 'FINAL' ? f.payload : undefined
+}
+
+/**
+ * Encodes a frame as [header+meta, payload?]: the payload is not copied (write both parts
+ * to the stream in order).
+ */
+export function encodeFrameParts(f: Frame): Uint8Array[] {
+  const meta = encodeMeta(f)
+  const payload = payloadOf(f)
+  const head = new Uint8Array(HEADER_BYTES + meta.length)
+  const dv = new DataView(head.buffer)
+  dv.setUint8(0, WIRE_VERSION)
+  dv.setUint8(1, FrameType[f.type])
+  dv.setUint16(2, 0)
+  dv.setUint32(4, meta.length)
+  dv.setUint32(8, payload?.length ?? 0)
+  head.set(meta, HEADER_BYTES)
+  return payload === undefined || payload.length === 0 ? [head] : [head, payload]
+}
+
+/** Encodes a frame into one contiguous buffer (copies the payload; tests and small frames). */
+export function encodeFrame(f: Frame): Uint8Array {
+  const parts = encodeFrameParts(f)
+  if (parts.length === 1) return parts[0]!
+  const out = new Uint8Array(parts[0]!.length + parts[1]!.length)
+  out.set(parts[0]!, 0)
+  out.set(parts[1]!, parts[0]!.length)
+  return out
+}
+
+// ---------------------------------------------------------------- decoding
+
+const malformed = (msg: string): BroadcastRejectError => new BroadcastRejectError('malformed', msg)
+
+/** Decodes and checks a 12-byte header against the limits (before anything else is read). */
+export function decodeHeader(b: Uint8Array, limits: WireLimits): FrameHeader {
+  if (b.length < HEADER_BYTES) throw malformed(`header needs ${HEADER_BYTES} bytes, got ${b.length}`)
+  const dv = new DataView(b.buffer, b.byteOffset, HEADER_BYTES)
+  const version = dv.getUint8(0)
+  if (version !== WIRE_VERSION) throw new BroadcastRejectError('unknown-version', `wire version ${version}, this member speaks ${WIRE_VERSION}`)
+  const typeCode = dv.getUint8(1)
+  const type = TYPE_NAMES[typeCode]
+  if (type === undefined) throw malformed(`unknown frame type ${typeCode}`)
+  const flags = dv.getUint16(2)
+  if (flags !== 0) throw malformed(`flags must be 0, got ${flags}`)
+  const metaLength = dv.getUint32(4)
+  const payloadLength = dv.getUint32(8)
+  if (metaLength > MAX_META_BYTES) throw new BroadcastRejectError('oversized', `meta of ${metaLength} bytes > ${MAX_META_BYTES}`)
+  if (payloadLength > 0 && !PAYLOAD_TYPES.has(typeCode)) throw malformed(`a ${type} frame carries no payload, got ${payloadLength} bytes`)
+  if (payloadLength > limits.maxPayloadBytes) {
+    throw new BroadcastRejectError('oversized', `payload of ${payloadLength} bytes > limit ${limits.maxPayloadBytes}`)
+  }
+  return { version, type, metaLength, payloadLength }
+}
+
+class Reader {
+  private o = 0
+  private readonly dv: DataView
+  readonly b: Uint8Array
+  constructor(b: Uint8Array) {
+    this.b = b
+    this.dv = new DataView(b.buffer, b.byteOffset, b.byteLength)
+  }
+  private need(n: number, what: string): void {
+    if (this.o + n > this.b.length) throw malformed(`truncated ${what}: need ${n} bytes at offset ${this.o} of ${this.b.length}`)
+  }
+  u16(what: string): number {
+    this.need(2, what)
+    const v = this.dv.getUint16(this.o)
+    this.o += 2
+    return v
+  }
+  u32(what: string): number {
+    this.need(4, what)
+    const v = this.dv.getUint32(this.o)
+    this.o += 4
+    return v
+  }
+  str(what: string): string {
+    this.need(1, what)
+    const len = this.dv.getUint8(this.o)
+    this.o += 1
+    if (len === 0 || len > MAX_STRING_BYTES) throw malformed(`${what} length ${len} outside 1..${MAX_STRING_BYTES}`)
+    this.need(len, what)
+    let s: string
+    try {
+      s = td.decode(this.b.subarray(this.o, this.o + len))
+    } catch {
+      throw malformed(`${what} is not UTF-8`)
+    }
+    this.o += len
+    return s
+  }
+  fixed(n: number, what: string): Uint8Array {
+    this.need(n, what)
+    const v = this.b.slice(this.o, this.o + n)
+    this.o += n
+    return v
+  }
+  end(): void {
+    if (this.o !== this.b.length) throw malformed(`${this.b.length - this.o} trailing bytes in meta`)
+  }
+}
+
+function readInstance(r: Reader): Instance {
+  return { swarmId: r.str('swarm id'), round: r.u32('round'), sender: r.str('sender') }
+}
+
+/** Decodes a meta section; `payload` (already length-checked) is attached where the type has one. */
+export function decodeMeta(header: FrameHeader, meta: Uint8Array, payload: Uint8Array | undefined): Frame {
+  if (meta.length !== header.metaLength) throw malformed('meta length differs from header')
+  const r = new Reader(meta)
+  let f: Frame
+  switch (header.type) {
+    case 'SEND': {
+      const i = readInstance(r)
+      f = { type: 'SEND', ...i, hash: r.fixed(HASH_BYTES, 'hash'), signature: r.fixed(SIG_BYTES, 'signature'), payload: payload ?? new Uint8Array(0) }
+      break
+    }
+    case 'ECHO': {
+      const i = readInstance(r)
+      f = { type: 'ECHO', ...i, hash: r.fixed(HASH_BYTES, 'hash'), signer: r.str('signer'), signature: r.fixed(SIG_BYTES, 'signature') }
+      break
+    }
+    case 'FINAL': {
+      const i = readInstance(r)
+      const hash = r.fixed(HASH_BYTES, 'hash')
+      const count = r.u16('certificate size')
+      if (count > MAX_LIST_ENTRIES) throw new BroadcastRejectError('oversized', `certificate of ${count} entries > ${MAX_LIST_ENTRIES}`)
+      const certificate: SignatureEntry[] = []
+      for (let k = 0; k < count; k++) certificate.push({ signer: r.str('signer'), signature: r.fixed(SIG_BYTES, 'signature') })
+      f = { type: 'FINAL', ...i, hash, certificate }
+      if (header.payloadLength > 0 || payload !== undefined) f.payload = payload ?? new Uint8Array(0)
+      break
+    }
+    case 'PULL': {
+      const i = readInstance(r)
+      f = { type: 'PULL', ...i, hash: r.fixed(HASH_BYTES, 'hash') }
+      break
+    }
+    case 'PAYLOAD': {
+      const i = readInstance(r)
+      f = { type: 'PAYLOAD', ...i, hash: r.fixed(HASH_BYTES, 'hash'), payload: payload ?? new Uint8Array(0) }
+      break
+    }
+    case 'FETCH': {
+      const swarmId = r.str('swarm id')
+      const round = r.u32('round')
+      const count = r.u16('have size')
+      if (count > MAX_LIST_ENTRIES) throw new BroadcastRejectError('oversized', `have list of ${count} entries > ${MAX_LIST_ENTRIES}`)
+      const have: string[] = []
+      for (let k = 0; k < count; k++) have.push(r.str('have entry'))
+      f = { type: 'FETCH', swarmId, round, have }
+      break
+    }
+    case 'END':
+      f = { type: 'END' }
+      break
+  }
+  r.end()
+  return f
+}
+
+/** Decodes one complete frame held in `b` (exactly one frame, no trailing bytes). */
+export function decodeFrame(b: Uint8Array, limits: WireLimits): Frame {
+  const header = decodeHeader(b, limits)
+  const total = HEADER_BYTES + header.metaLength + header.payloadLength
+  if (b.length !== total) throw malformed(`frame is ${b.length} bytes, header says ${total}`)
+  const meta = b.subarray(HEADER_BYTES, HEADER_BYTES + header.metaLength)
+  const payload = header.payloadLength > 0 ? b.slice(HEADER_BYTES + header.metaLength) : undefined
+  return decodeMeta(header, meta, payload)
+}
+
+/** Total encoded size of a frame's header and meta (for byte accounting). */
+export function frameOverhead(header: FrameHeader): number {
+  return HEADER_BYTES + header.metaLength
+}

@@ -1,0 +1,13 @@
+/** Network layer: membership, identity keys and the member's libp2p node. */
+export { loadOrCreateKey, MalformedKeyFileError, peerIdOfKey } from './keys.ts'
+export {
+  MAX_SWARM_ID_BYTES,
+  type Membership,
+  quorum,
+  swarmProtocol,
+  swarmTopic,
+  swarmTopicPrefix,
+  validateMembership,
+  WARN_FAULT_FRACTION,
+} from './membership.ts'
+export { createNetNode, type NetNode, type NetNodeOptions, type NetServices, setNetMembership } from './node.ts'

@@ -1,0 +1,155 @@
+/**
+ * The libp2p node of a member: TCP + Noise + yamux, identify (gossipsub needs it), ping,
+ * gossipsub (`services.pubsub`), bootstrap (a list of multiaddrs with /p2p/<id>) and mDNS
+ * (LAN discovery; we dial what it finds). With a membership, a connection gater refuses
+ * every non-member connection and a pubsub gate refuses messages from or relayed by
+ * non-members and every topic outside the swarm's namespace `/monna/<swarmId>/`.
+ */
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { bootstrap } from '@libp2p/bootstrap'
+import { type GossipSub, type GossipsubOpts, gossipsub, type TopicValidatorFn, TopicValidatorResult } from '@libp2p/gossipsub'
+import { type Identify, identify } from '@libp2p/identify'
+import type { Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
+import { mdns } from '@libp2p/mdns'
+import { type Ping, ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { createLibp2p, type Libp2pOptions } from 'libp2p'
+import { InvalidConfigError } from '../errors.ts'
+import { type Logger, silentLogger } from '../logger.ts'
+import { type Membership, swarmTopicPrefix, validateMembership } from './membership.ts'
+
+export interface NetNodeOptions {
+  privateKey: PrivateKey
+  /** Listen multiaddrs, e.g. `/ip4/127.0.0.1/tcp/0`. */
+  listen: string[]
+  /** Multiaddrs with `/p2p/<PeerId>` dialled at start (and kept). */
+  bootstrap?: string[]
+  /** LAN discovery by multicast DNS; discovered members are dialled. Default false. */
+  mdns?: boolean
+  /** When given: connections and pubsub messages from non-members are refused. */
+  membership?: Membership
+  logger?: Logger
+  /** Extra gossipsub options (tests and benchmarks). */
+  gossipsub?: Partial<GossipsubOpts>
+}
+
+export type NetServices = {
+  pubsub: GossipSub
+  identify: Identify
+  ping: Ping
+}
+
+export type NetNode = Libp2p<NetServices>
+
+/** Live membership of a node created here (updated by `setNetMembership`). */
+interface Gate {
+  membership: Membership | undefined
+  members: Set<string>
+}
+
+const gates = new WeakMap<object, Gate>()
+
+function gateAllows(gate: Gate, peer: PeerId | string): boolean {
+  return gate.membership === undefined || gate.members.has(peer.toString())
+}
+
+/**
+ * Gossipsub looks up `topicValidators.get(topic)` for every received message; this map wraps
+ * whatever validator a module registers with the membership and namespace checks.
+ */
+class GatedValidators extends Map<string, TopicValidatorFn> {
+  readonly gate: Gate
+  constructor(gate: Gate) {
+    super()
+    this.gate = gate
+  }
+  override get(topic: string): TopicValidatorFn | undefined {
+    const inner = super.get(topic)
+    const gate = this.gate
+    if (gate.membership === undefined) return inner
+    return async (peer, msg) => {
+      if (!topic.startsWith(swarmTopicPrefix(gate.membership!.swarmId))) return TopicValidatorResult.Reject
+      if (!gateAllows(gate, peer)) return TopicValidatorResult.Reject
+      if (msg.type === 'signed' && !gateAllows(gate, msg.from)) return TopicValidatorResult.Reject
+      return inner === undefined ? TopicValidatorResult.Accept : inner(peer, msg)
+    }
+  }
+}
+
+/** Creates and starts a member's libp2p node. */
+export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
+  const logger = (opts.logger ?? silentLogger).child('net')
+  if (!Array.isArray(opts.listen)) throw new InvalidConfigError('listen', 'must be a list of multiaddrs')
+  if (opts.privateKey?.type !== 'Ed25519') throw new InvalidConfigError('privateKey', 'must be an Ed25519 libp2p private key (see loadOrCreateKey)')
+  if (opts.membership !== undefined) validateMembership(opts.membership, logger)
+  const gate: Gate = { membership: undefined, members: new Set() }
+  setGate(gate, opts.membership)
+
+  const peerDiscovery: NonNullable<Libp2pOptions['peerDiscovery']> = []
+  if (opts.bootstrap !== undefined && opts.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: opts.bootstrap, timeout: 0 }) )
+  if (opts.mdns === true) peerDiscovery.push(mdns({ serviceTag: opts.membership !== undefined ? `monna-${opts.membership.swarmId}` : 'monna' }))
+
+  const deny = (peer: PeerId): boolean => !gateAllows(gate, peer)
+  const node = await createLibp2p({
+    privateKey: opts.privateKey,
+    addresses: { listen: opts.listen },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    peerDiscovery,
+    connectionGater: {
+      denyDialPeer: deny,
+      denyInboundEncryptedConnection: deny,
+      denyOutboundEncryptedConnection: deny,
+    },
+    services: {
+      identify: identify(),
+      ping: ping(),
+      pubsub: gossipsub({
+        // our own small messages only; payloads travel on streams (see src/broadcast/README.md)
+        allowPublishToZeroTopicPeers: true,
+        emitSelf: false,
+        ...opts.gossipsub,
+      }),
+    },
+  })
+  const validators = new GatedValidators(gate)
+  for (const [topic, fn] of node.services.pubsub.topicValidators) validators.set(topic, fn)
+  node.services.pubsub.topicValidators = validators
+  gates.set(node, gate)
+
+  if (opts.mdns === true) {
+    node.addEventListener('peer:discovery', (evt) => {
+      const id = evt.detail.id
+      if (!gateAllows(gate, id) || node.getConnections(id).length > 0) return
+      node.dial(id).catch((err: unknown) => {
+        logger.debug('could not dial discovered peer', { peer: id.toString(), error: String(err) })
+      })
+    })
+  }
+  logger.info('libp2p node started', { peerId: node.peerId.toString(), addrs: node.getMultiaddrs().map(String) })
+  return node
+}
+
+function setGate(gate: Gate, m: Membership | undefined): void {
+  gate.membership = m === undefined ? undefined : { ...m, members: [...m.members] }
+  gate.members = new Set(m?.members ?? [])
+}
+
+/**
+ * Replaces the membership a node created by `createNetNode` gates on (membership epochs) and
+ * closes connections to peers that are no longer members. No-op for other nodes.
+ */
+export async function setNetMembership(node: Libp2p, m: Membership): Promise<void> {
+  const gate = gates.get(node)
+  if (gate === undefined) return
+  validateMembership(m)
+  setGate(gate, m)
+  await Promise.all(
+    node
+      .getConnections()
+      .filter((c) => !gate.members.has(c.remotePeer.toString()))
+      .map((c) => c.close().catch(() => {})),
+  )
+}
