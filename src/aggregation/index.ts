@@ -16,6 +16,7 @@ import { InvalidParameterError, TooFewInputsError, UnknownRuleError } from './er
 import { checkShapes } from './kernels.ts'
 import { cc, ce, cge, columnReducers, coordinatewise, type GmStart, gm, krum, mda, mean, multikrum, nna, nnmCoordinatewise, nnmVectors, type Shared } from './rules.ts'
 
+export { empiricalKappa, kappaBound, kappaLowerBound } from './bounds.ts'
 export * from './errors.ts'
 export { pairwiseSquaredDistances, squaredDistance } from './kernels.ts'
 
