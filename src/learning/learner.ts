@@ -270,6 +270,9 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
       loss /= b
       const s = privacy.noiseStd
       for (let j = 0; j < d; j++) grad[j] = grad[j]! / b + (s > 0 ? s * noiseRng.normal() : 0)
+      // Normals come in pairs; drawing an even number keeps no spare cached, so the generator's
+      // saved state (getRngState) fully determines the next step's noise.
+      if (s > 0 && d % 2 === 1) noiseRng.normal()
     }
     if (lambda > 0) {
       let sq = 0

@@ -1,0 +1,188 @@
+import assert from 'node:assert/strict'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { AbortError, InvalidConfigError } from '../../../src/errors.ts'
+import type { DatasetSpec } from '../../../src/learning/index.ts'
+import { CorruptDatasetError, DatasetNotFoundError, flipLabels, labelHistogram, loadDataset, readIdx, subset } from '../../../src/learning/index.ts'
+
+/** An IDX ubyte file: header for `dims`, then `data` (which may deliberately disagree). */
+function idx(dims: number[], data: Uint8Array, magic = [0, 0, 0x08, dims.length]): Uint8Array {
+  const header = new Uint8Array(4 + 4 * dims.length)
+  header.set(magic)
+  const view = new DataView(header.buffer)
+  dims.forEach((d, i) => {
+    view.setUint32(4 + 4 * i, d, false)
+  })
+  const out = new Uint8Array(header.length + data.length)
+  out.set(header)
+  out.set(data, header.length)
+  return out
+}
+
+describe('data sets', () => {
+  let dir: string
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'monna-data-'))
+  })
+  after(async () => {
+    await rm(dir, { recursive: true, force: true })
+  })
+  const file = async (name: string, bytes: Uint8Array | string): Promise<string> => {
+    const p = join(dir, name)
+    await writeFile(p, bytes)
+    return p
+  }
+
+  it('MNIST loads with 60000/10000 examples of 28×28×1 in [0, 1]', async () => {
+    const train = await loadDataset({ kind: 'mnist' }, 'train')
+    const test = await loadDataset({ kind: 'mnist' }, 'test')
+    assert.equal(train.n, 60000)
+    assert.equal(test.n, 10000)
+    assert.deepEqual(train.exampleShape, [28, 28, 1])
+    assert.equal(train.numClasses, 10)
+    assert.equal(train.x.length, 60000 * 784)
+    assert.equal(test.y.length, 10000)
+    let min = Number.POSITIVE_INFINITY
+    let max = Number.NEGATIVE_INFINITY
+    for (const v of test.x) {
+      if (v < min) min = v
+      if (v > max) max = v
+    }
+    assert.equal(min, 0)
+    assert.equal(max, 1)
+    // MNIST's well-known label counts: 5923 zeros in train, 980 zeros in test.
+    assert.equal(labelHistogram(train.y, Array.from({ length: train.n }, (_, i) => i), 10)[0], 5923)
+    assert.equal(labelHistogram(test.y, Array.from({ length: test.n }, (_, i) => i), 10)[0], 980)
+    // Cached: the same arrays on a second load.
+    assert.equal(await loadDataset({ kind: 'mnist' }, 'train'), train)
+  })
+
+  it('Fashion-MNIST loads a deterministic 60000/10000 split, 6000/1000 per class', async () => {
+    const train = await loadDataset({ kind: 'fashion-mnist' }, 'train')
+    const test = await loadDataset({ kind: 'fashion-mnist' }, 'test')
+    assert.equal(train.n, 60000)
+    assert.equal(test.n, 10000)
+    assert.deepEqual(train.exampleShape, [28, 28, 1])
+    const all = (n: number) => Array.from({ length: n }, (_, i) => i)
+    assert.deepEqual(labelHistogram(train.y, all(train.n), 10), new Array(10).fill(6000))
+    assert.deepEqual(labelHistogram(test.y, all(test.n), 10), new Array(10).fill(1000))
+    // Interleaved, not sorted by class.
+    assert.ok(new Set(train.y.subarray(0, 100)).size >= 8)
+    assert.ok(train.x.every((v) => v >= 0 && v <= 1))
+  })
+
+  it('reads a valid IDX pair by path; pixels scaled by 1/255', async () => {
+    const images = await file('ok-images', idx([3, 2, 2], Uint8Array.from([0, 255, 51, 102, 1, 2, 3, 4, 5, 6, 7, 8])))
+    const labels = await file('ok-labels', idx([3], Uint8Array.from([2, 0, 1])))
+    const spec: DatasetSpec = { kind: 'idx', trainImages: images, trainLabels: labels, testImages: images, testLabels: labels }
+    const ds = await loadDataset(spec, 'train')
+    assert.equal(ds.n, 3)
+    assert.deepEqual(ds.exampleShape, [2, 2, 1])
+    assert.equal(ds.numClasses, 3)
+    assert.deepEqual(Array.from(ds.y), [2, 0, 1])
+    assert.deepEqual(Array.from(ds.x.subarray(0, 4)), [0, 1, 0.2, 0.4].map(Math.fround))
+  })
+
+  it('rejects corrupt IDX files with CorruptDatasetError (bad magic, wrong dims, truncation, trailing bytes, count mismatch)', async () => {
+    const good = Uint8Array.from({ length: 8 }, (_, i) => i)
+    const cases: [string, Uint8Array, CorruptDatasetError['reason']][] = [
+      ['bad-magic', idx([2, 2, 2], good, [1, 0, 8, 3]), 'bad-magic'],
+      ['bad-type', idx([2, 2, 2], good, [0, 0, 0x0d, 3]), 'bad-magic'],
+      ['zero-dim', idx([0, 2, 2], new Uint8Array(0)), 'bad-dimensions'],
+      ['huge-dims', idx([60000, 60000, 60000], good), 'bad-dimensions'],
+      ['truncated-data', idx([2, 2, 2], good.subarray(0, 7)), 'truncated'],
+      ['truncated-header', idx([2, 2, 2], good).subarray(0, 10), 'truncated'],
+      ['empty', new Uint8Array(0), 'truncated'],
+      ['trailing', idx([2, 2, 2], Uint8Array.from({ length: 9 })), 'trailing-data'],
+    ]
+    const labels = await file('labels-2', idx([2], Uint8Array.from([0, 1])))
+    for (const [name, bytes, reason] of cases) {
+      const images = await file(name, bytes)
+      await assert.rejects(
+        loadDataset({ kind: 'idx', trainImages: images, trainLabels: labels, testImages: images, testLabels: labels }, 'train'),
+        (err: unknown) => err instanceof CorruptDatasetError && err.name === 'CorruptDatasetError' && err.reason === reason && err.file === images,
+        name,
+      )
+    }
+    // Labels file with 2 dimensions, and a label count that does not match the images.
+    const images = await file('images-ok', idx([2, 2, 2], good))
+    const labels2d = await file('labels-2d', idx([2, 1], Uint8Array.from([0, 1])))
+    const labels3 = await file('labels-3', idx([3], Uint8Array.from([0, 1, 1])))
+    await assert.rejects(readIdx(labels2d, { expectDims: 1 }), (e: unknown) => e instanceof CorruptDatasetError && e.reason === 'bad-dimensions')
+    await assert.rejects(
+      loadDataset({ kind: 'idx', trainImages: images, trainLabels: labels3, testImages: images, testLabels: labels3 }, 'test'),
+      (e: unknown) => e instanceof CorruptDatasetError && e.reason === 'mismatch',
+    )
+    await assert.rejects(
+      loadDataset({ kind: 'idx', trainImages: join(dir, 'missing'), trainLabels: labels, testImages: images, testLabels: labels }, 'train'),
+      DatasetNotFoundError,
+    )
+  })
+
+  it('reads a CSV with a label column; rejects ragged or non-numeric rows', async () => {
+    const train = await file('train.csv', 'a,label,b\n1,0,2\n3,1,4\n\n5,2,6\n')
+    const test = await file('test.csv', '"a","label","b"\r\n7,1,8\r\n')
+    const ds = await loadDataset({ kind: 'csv', train, test, labelColumn: 'label' }, 'train')
+    assert.equal(ds.n, 3)
+    assert.deepEqual(ds.exampleShape, [2])
+    assert.deepEqual(Array.from(ds.x), [1, 2, 3, 4, 5, 6])
+    assert.deepEqual(Array.from(ds.y), [0, 1, 2])
+    assert.equal(ds.numClasses, 3)
+    const te = await loadDataset({ kind: 'csv', train, test, labelColumn: 'label' }, 'test')
+    assert.deepEqual(Array.from(te.x), [7, 8])
+    const ragged = await file('ragged.csv', 'a,label\n1,0\n2\n')
+    const text = await file('text.csv', 'a,label\nx,0\n')
+    const badLabel = await file('badlabel.csv', 'a,label\n1,0.5\n')
+    for (const bad of [ragged, text, badLabel]) {
+      await assert.rejects(loadDataset({ kind: 'csv', train: bad, test, labelColumn: 'label' }, 'train'), CorruptDatasetError)
+    }
+    await assert.rejects(loadDataset({ kind: 'csv', train, test, labelColumn: 'nope' }, 'train'), CorruptDatasetError)
+  })
+
+  it('synthetic tasks are deterministic in the seed, with the requested sizes', async () => {
+    const gm = (seed: string, trainSize = 200): DatasetSpec => ({ kind: 'gaussian-mixture', classes: 4, dim: 5, trainSize, testSize: 50, seed })
+    const a = await loadDataset(gm('s'), 'train')
+    const b = await loadDataset({ ...gm('s') }, 'train')
+    const c = await loadDataset(gm('t'), 'train')
+    assert.equal(a.n, 200)
+    assert.deepEqual(a.exampleShape, [5])
+    assert.equal(a.numClasses, 4)
+    assert.deepEqual(b.x, a.x)
+    assert.notDeepEqual(c.x, a.x)
+    // The test split does not depend on the training size.
+    assert.deepEqual((await loadDataset(gm('s', 300), 'test')).x, (await loadDataset(gm('s'), 'test')).x)
+    const lr = await loadDataset({ kind: 'logistic', dim: 10, condition: 100, trainSize: 2000, testSize: 10, seed: 1 }, 'train')
+    assert.equal(lr.numClasses, 2)
+    // Feature variances spread from 1 to 1/condition.
+    const variance = (j: number) => {
+      let s = 0
+      for (let i = 0; i < lr.n; i++) s += lr.x[i * 10 + j]! ** 2
+      return s / lr.n
+    }
+    const ratio = variance(0) / variance(9)
+    assert.ok(ratio > 70 && ratio < 140, `variance ratio ${ratio}`)
+    const ones = lr.y.reduce((s, v) => s + v, 0)
+    assert.ok(ones > 600 && ones < 1400, `class balance ${ones}/2000`)
+  })
+
+  it('subset copies the chosen examples; flipLabels maps y to K−1−y', async () => {
+    const ds = await loadDataset({ kind: 'gaussian-mixture', classes: 3, dim: 2, trainSize: 10, testSize: 1, seed: 2 }, 'train')
+    const s = subset(ds, [4, 1])
+    assert.equal(s.n, 2)
+    assert.deepEqual(Array.from(s.x), [...ds.x.subarray(8, 10), ...ds.x.subarray(2, 4)])
+    assert.deepEqual(Array.from(s.y), [ds.y[4], ds.y[1]])
+    assert.throws(() => subset(ds, [10]), InvalidConfigError)
+    const f = flipLabels(ds)
+    assert.deepEqual(Array.from(f.y), Array.from(ds.y, (y) => 2 - y))
+    assert.notEqual(f.y, ds.y)
+  })
+
+  it('validates specs and honours an aborted signal', async () => {
+    await assert.rejects(loadDataset({ kind: 'gaussian-mixture', classes: 1, dim: 2, trainSize: 1, testSize: 1, seed: 1 }, 'train'), InvalidConfigError)
+    await assert.rejects(loadDataset({ kind: 'logistic', dim: 4, condition: 0.5, trainSize: 1, testSize: 1, seed: 1 }, 'train'), InvalidConfigError)
+    await assert.rejects(loadDataset({ kind: 'nope' } as unknown as DatasetSpec, 'train'), InvalidConfigError)
+    await assert.rejects(loadDataset({ kind: 'mnist' }, 'train', { signal: AbortSignal.abort() }), AbortError)
+  })
+})
