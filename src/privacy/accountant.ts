@@ -3,16 +3,22 @@
  * (see rdp.ts), its one-shot form `computeEpsilon`, and the inverse `noiseMultiplierFor`
  * (the noise needed for a target (ε, δ) after a given number of steps).
  *
- * What the numbers mean (also docs/privacy.md): the guarantee is example-level
- * (ε, δ)-DP with add-or-remove-one adjacency for ONE member's training data, assuming each
- * step samples that member's examples by Poisson sampling with rate q (each example in the
- * batch independently with probability q = b/N), clips every example's gradient to G and adds
- * N(0, (σG)²) to their sum (σG/b to their mean). It covers everything the member releases
- * (every broadcast half-step), since those are post-processing of the noisy gradients.
+ * What the numbers mean (also docs/privacy.md): example-level (ε, δ)-DP for ONE member's
+ * training data, covering everything the member releases (every broadcast half-step is
+ * post-processing of the noisy gradients). Each step clips every example's gradient to G,
+ * averages the b clipped gradients and adds N(0, s²) per coordinate; the noise multiplier is
+ * σ = s·b/G throughout. Two sampling models (`Sampling`):
+ *  - 'without-replacement' (default; what monna's learner does): b distinct examples drawn
+ *    uniformly from the N held, independently each step; replace-one adjacency, so the
+ *    sensitivity of the sum is 2G and the bound of Wang, Balle & Kasiviswanathan 2019 is
+ *    applied at noise multiplier σ/2 (wor.ts).
+ *  - 'poisson': each example in the batch independently with probability q; add-or-remove-one
+ *    adjacency, sensitivity G, the sampled Gaussian mechanism of Mironov, Talwar & Zhang 2019
+ *    at σ (rdp.ts). This is what TF Privacy and Opacus report, and what the published
+ *    reference values are computed with.
  */
 import { InvalidPrivacyParameterError, PrivacyBudgetUnreachableError } from './errors.ts'
 import {
-  computeRdp,
   type PrivacySpent,
   type RdpConversion,
   rdpToDelta,
@@ -22,6 +28,46 @@ import {
   validateOrders,
   validateSgm,
 } from './rdp.ts'
+import { withoutReplacementGaussianRdp } from './wor.ts'
+
+/** How a step's batch is drawn — decides the adjacency and the RDP bound (see the file comment). */
+export type Sampling = 'without-replacement' | 'poisson'
+
+/** monna's learner draws b distinct examples uniformly per step (src/learning/learner.ts). */
+export const defaultSampling: Sampling = 'without-replacement'
+
+/** The adjacency each sampling model's guarantee is stated for. */
+export function adjacencyOf(sampling: Sampling): 'replace-one' | 'add-remove' {
+  return sampling === 'poisson' ? 'add-remove' : 'replace-one'
+}
+
+/** RDP of ONE step at every order, for noise multiplier σ = s·b/G. */
+export function stepRdp(opts: {
+  sampling: Sampling
+  samplingRate: number
+  noiseMultiplier: number
+  orders: readonly number[]
+}): Float64Array {
+  validateSampling(opts.sampling)
+  validateSgm(opts.samplingRate, opts.noiseMultiplier)
+  validateOrders(opts.orders)
+  const { samplingRate: q, noiseMultiplier: sigma, orders } = opts
+  if (opts.sampling === 'without-replacement') {
+    // Replace-one sensitivity of the sum of clipped gradients is 2G: the multiplier against it is σ/2.
+    return withoutReplacementGaussianRdp(q, sigma / 2, orders)
+  }
+  return Float64Array.from(orders, (order) => sampledGaussianRdp({ samplingRate: q, noiseMultiplier: sigma, order }))
+}
+
+function validateSampling(sampling: string): void {
+  if (sampling !== 'without-replacement' && sampling !== 'poisson') {
+    throw new InvalidPrivacyParameterError(
+      'sampling',
+      sampling,
+      "the sampling model must be 'without-replacement' (fixed-size uniform batches, monna's learner) or 'poisson'",
+    )
+  }
+}
 
 /**
  * Default RDP orders: Opacus' `RDPAccountant.DEFAULT_ALPHAS` (1.1, 1.2, …, 10.9, 12, …, 63),
@@ -52,6 +98,7 @@ export interface SgmEvent {
 
 export interface RdpAccountantState {
   kind: 'rdp'
+  sampling: Sampling
   history: SgmEvent[]
 }
 
@@ -60,6 +107,7 @@ export interface RdpAccountant extends PrivacyAccountant {
   readonly noiseMultiplier: number
   readonly orders: readonly number[]
   readonly conversion: RdpConversion
+  readonly sampling: Sampling
   /** Account `count` (default 1) steps at the accountant's own q and σ. */
   step(count?: number): void
   /** Account steps run with other parameters (e.g. σ or batch size changed mid-run); RDP composes additively. */
@@ -76,13 +124,15 @@ export interface RdpAccountant extends PrivacyAccountant {
 }
 
 export interface RdpAccountantOptions {
-  /** q: probability that a given example is in a step's batch (batch size / examples held). */
+  /** q = batch size / examples held (for 'poisson': each example's probability of being in a batch). */
   samplingRate: number
-  /** σ: noise std / add-remove sensitivity (see mechanism.ts). */
+  /** σ = s·b/G: per-coordinate noise std on the mean, times b/G (see mechanism.ts). */
   noiseMultiplier: number
   orders?: readonly number[]
   /** RDP → (ε, δ) conversion; default 'improved' (as Opacus and TF Privacy today). */
   conversion?: RdpConversion
+  /** Default 'without-replacement' (what the learner does). */
+  sampling?: Sampling
 }
 
 function validateConversion(conversion: string): void {
@@ -101,8 +151,10 @@ function validateEvent(e: SgmEvent): void {
 export function createRdpAccountant(opts: RdpAccountantOptions): RdpAccountant {
   const orders = Object.freeze([...(opts.orders ?? defaultRdpOrders)])
   const conversion = opts.conversion ?? 'improved'
+  const sampling = opts.sampling ?? defaultSampling
   validateOrders(orders)
   validateConversion(conversion)
+  validateSampling(sampling)
   validateSgm(opts.samplingRate, opts.noiseMultiplier)
   const { samplingRate, noiseMultiplier } = opts
 
@@ -112,7 +164,7 @@ export function createRdpAccountant(opts: RdpAccountantOptions): RdpAccountant {
     const key = `${q}|${sigma}`
     let v = perStep.get(key)
     if (v === undefined) {
-      v = Float64Array.from(orders, (order) => sampledGaussianRdp({ samplingRate: q, noiseMultiplier: sigma, order }))
+      v = stepRdp({ sampling, samplingRate: q, noiseMultiplier: sigma, orders })
       perStep.set(key, v)
     }
     return v
@@ -145,6 +197,7 @@ export function createRdpAccountant(opts: RdpAccountantOptions): RdpAccountant {
     noiseMultiplier,
     orders,
     conversion,
+    sampling,
     get steps() {
       return steps
     },
@@ -167,11 +220,18 @@ export function createRdpAccountant(opts: RdpAccountantOptions): RdpAccountant {
       return rdpToDelta({ orders, rdp: total(), epsilon, conversion })
     },
     getState() {
-      return { kind: 'rdp', history: history.map((e) => ({ ...e })) }
+      return { kind: 'rdp', sampling, history: history.map((e) => ({ ...e })) }
     },
     setState(state) {
       if (state?.kind !== 'rdp' || !Array.isArray(state.history)) {
         throw new InvalidPrivacyParameterError('state', JSON.stringify(state), 'not an RDP accountant state')
+      }
+      if (state.sampling !== sampling) {
+        throw new InvalidPrivacyParameterError(
+          'state.sampling',
+          state.sampling,
+          `the saved history was accounted for '${state.sampling}' sampling, this accountant uses '${sampling}'`,
+        )
       }
       state.history.forEach(validateEvent)
       history = []
@@ -188,6 +248,8 @@ export interface EpsilonQuery {
   delta: number
   orders?: readonly number[]
   conversion?: RdpConversion
+  /** Default 'without-replacement' (what the learner does). */
+  sampling?: Sampling
 }
 
 /** (ε, δ, optimal order) after `steps` steps of the sampled Gaussian mechanism. */
@@ -198,7 +260,8 @@ export function computePrivacySpent(opts: EpsilonQuery): PrivacySpent {
   validateEvent(opts)
   validateDelta(opts.delta)
   if (opts.steps === 0) return { epsilon: 0, delta: opts.delta, order: Number.NaN }
-  const rdp = computeRdp({ ...opts, orders })
+  const perStep = stepRdp({ ...opts, sampling: opts.sampling ?? defaultSampling, orders })
+  const rdp = perStep.map((r) => (r === 0 ? 0 : r * opts.steps))
   return rdpToEpsilon({ orders, rdp, delta: opts.delta, conversion })
 }
 
@@ -223,6 +286,7 @@ export function noiseMultiplierFor(opts: {
   steps: number
   orders?: readonly number[]
   conversion?: RdpConversion
+  sampling?: Sampling
   relativeTolerance?: number
 }): number {
   const { targetEpsilon, delta, samplingRate, steps } = opts
@@ -266,10 +330,13 @@ export function computeEpsilonWithoutSampling(opts: {
   noiseMultiplier: number
   participations: number
   delta: number
+  /** Default 'replace-one' (sensitivity 2G, as the 'without-replacement' accountant). */
+  adjacency?: 'replace-one' | 'add-remove'
   orders?: readonly number[]
   conversion?: RdpConversion
 }): number {
   return computeEpsilon({
+    sampling: (opts.adjacency ?? 'replace-one') === 'replace-one' ? 'without-replacement' : 'poisson',
     samplingRate: 1,
     noiseMultiplier: opts.noiseMultiplier,
     steps: opts.participations,
@@ -302,6 +369,7 @@ export function privacyForBudget(opts: {
   steps: number
   orders?: readonly number[]
   conversion?: RdpConversion
+  sampling?: Sampling
 }): { clipNorm: number; noiseStd: number; noiseMultiplier: number; samplingRate: number } {
   if (!(Number.isInteger(opts.datasetSize) && opts.datasetSize >= opts.batchSize && opts.datasetSize >= 1)) {
     throw new InvalidPrivacyParameterError(
@@ -321,6 +389,7 @@ export function privacyForBudget(opts: {
     steps: opts.steps,
     orders: opts.orders,
     conversion: opts.conversion,
+    sampling: opts.sampling,
   })
   return {
     clipNorm: opts.clipNorm,
@@ -337,7 +406,7 @@ function fmt(x: number, digits: number): string {
 
 /**
  * One line for progress output and reports, e.g.
- * `ε=2.6 δ=1e-5 (RDP, sampled Gaussian, improved conversion; q=0.00427 σ=1.1, 14063 steps, α=8)`.
+ * `ε=2.6 δ=1e-5 (RDP, Poisson sampling, add/remove-one, improved conversion; q=0.00427 σ=1.1, 14063 steps, α=8.1)`.
  */
 export function describePrivacy(accountant: RdpAccountant, delta: number): string {
   const s = accountant.spent(delta)
@@ -347,7 +416,9 @@ export function describePrivacy(accountant: RdpAccountant, delta: number): strin
     history.length > 1 ? 'mixed q/σ' : `q=${fmt(only.samplingRate, 3)} σ=${fmt(only.noiseMultiplier, 3)}`
   const order = Number.isNaN(s.order) ? '' : `, α=${s.order}`
   return (
-    `ε=${fmt(s.epsilon, 3)} δ=${delta.toExponential()} (RDP, sampled Gaussian, ${accountant.conversion} conversion; ` +
+    `ε=${fmt(s.epsilon, 3)} δ=${delta.toExponential()} (RDP, ` +
+    (accountant.sampling === 'poisson' ? 'Poisson sampling, add/remove-one' : 'sampling w/o replacement, replace-one') +
+    `, ${accountant.conversion} conversion; ` +
     `${params}, ${accountant.steps} steps${order})`
   )
 }

@@ -5,11 +5,13 @@
  */
 
 export {
+  adjacencyOf,
   computeEpsilon,
   computeEpsilonWithoutSampling,
   computePrivacySpent,
   createRdpAccountant,
   defaultRdpOrders,
+  defaultSampling,
   describePrivacy,
   type EpsilonQuery,
   maxNoiseMultiplier,
@@ -20,7 +22,9 @@ export {
   type RdpAccountantOptions,
   type RdpAccountantState,
   replaceOneGuarantee,
+  type Sampling,
   type SgmEvent,
+  stepRdp,
 } from './accountant.ts'
 export {
   EpsilonAboveClassicBoundError,
@@ -49,3 +53,4 @@ export {
   rdpToEpsilon,
   sampledGaussianRdp,
 } from './rdp.ts'
+export { withoutReplacementGaussianRdp } from './wor.ts'
