@@ -14,7 +14,7 @@
 
 import type { KernelConfig, KernelFunc, NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs'
 import { backend_util, getKernel } from '@tensorflow/tfjs'
-import { col2imAdd, type Im2colGeometry, im2colTransposed, maxPoolGradAdd, type PoolGeometry, transpose2d } from './loops.ts'
+import { col2imAdd, type Im2colGeometry, im2colTransposed, maxPoolGradAdd, type PoolGeometry, permute4, transpose2d } from './loops.ts'
 
 /** A kernel got an input this module does not handle (e.g. NCHW); the message says what to use. */
 export class UnsupportedKernelInputError extends Error {
@@ -170,6 +170,69 @@ export function conv2dBackpropFilter(host: Host, x: TensorInfo, dy: TensorInfo, 
   }
 }
 
+/**
+ * The filter gradient as one forward convolution on the backend's own Conv2D kernel (XNNPACK
+ * on wasm: no im2col buffer, its indirection does the gather):
+ *
+ *   dW[i, j, c, o] = Σ_{b, oh, ow} x[b, oh·sh + i − pt, ow·sw + j − pl, c] · dy[b, oh, ow, o]
+ *
+ * is conv2d(x′, F) with x′ = x as [c, h, w, b] (channels as batch, batch as channels),
+ * F = dy as [oh, ow, b, o], dilation = the stride, the forward padding on top/left, and the
+ * input cropped or padded at the bottom/right so that the result is exactly [c, fh, fw, o].
+ */
+export function conv2dBackpropFilterByConv(host: Host, conv: KernelFunc, backend: unknown, x: TensorInfo, dy: TensorInfo, attrs: ConvGradAttrs): TensorInfo {
+  requireNHWC('Conv2DBackpropFilter', attrs)
+  const filterShape = attrs.filterShape!
+  const g = convGeometry(x.shape, filterShape, attrs)
+  // Rows/cols of x that any tap reads: up to (out−1)·s + f − p.
+  const hUsed = Math.min(g.inH, (g.outH - 1) * g.strideH + g.filterH - g.padTop)
+  const wUsed = Math.min(g.inW, (g.outW - 1) * g.strideW + g.filterW - g.padLeft)
+  const padBottom = (g.outH - 1) * g.strideH + g.filterH - g.padTop - hUsed
+  const padRight = (g.outW - 1) * g.strideW + g.filterW - g.padLeft - wUsed
+  const xT = host.alloc([g.inC, hUsed, wUsed, g.batch], false)
+  const f = host.alloc([g.outH, g.outW, g.batch, g.outC], false)
+  let out: TensorInfo | undefined
+  try {
+    const xs = host.view(x)
+    const xt = host.view(xT)
+    // x[b, h, w, c] → xT[c, h, w, b] over the used rows and columns only.
+    const rowX = g.inW * g.inC
+    let o = 0
+    for (let c = 0; c < g.inC; c++) {
+      for (let h = 0; h < hUsed; h++) {
+        for (let w = 0; w < wUsed; w++) {
+          let p = h * rowX + w * g.inC + c
+          const step = g.inH * rowX
+          for (let b = 0; b < g.batch; b++, p += step) xt[o++] = xs[p] as number
+        }
+      }
+    }
+    permute4(host.view(dy), dy.shape, [1, 2, 0, 3], host.view(f))
+    out = conv({
+      inputs: { x: xT, filter: f } as NamedTensorInfoMap,
+      backend: backend as never,
+      attrs: {
+        strides: [1, 1],
+        pad: [
+          [0, 0],
+          [g.padTop, padBottom],
+          [g.padLeft, padRight],
+          [0, 0],
+        ],
+        dataFormat: 'NHWC',
+        dilations: [g.strideH, g.strideW],
+      } as unknown as NamedAttrMap,
+    }) as TensorInfo
+    const dw = host.alloc([...filterShape], false)
+    permute4(host.view(out), [g.inC, g.filterH, g.filterW, g.outC], [1, 2, 0, 3], host.view(dw))
+    return dw
+  } finally {
+    host.free(xT)
+    host.free(f)
+    if (out !== undefined) host.free(out)
+  }
+}
+
 /** dcols (M×K) = dy (M×outC) · Wᵀ (outC×K), then col2im into dx. */
 export function conv2dBackpropInput(host: Host, dy: TensorInfo, filter: TensorInfo, attrs: ConvGradAttrs): TensorInfo {
   requireNHWC('Conv2DBackpropInput', attrs)
@@ -216,33 +279,46 @@ export function poolGeometry(xShape: number[], attrs: PoolGradAttrs): PoolGeomet
   }
 }
 
-export function maxPoolGrad(host: Host, dy: TensorInfo, x: TensorInfo, attrs: PoolGradAttrs): TensorInfo {
+export function maxPoolGrad(host: Host, dy: TensorInfo, x: TensorInfo, y: TensorInfo, attrs: PoolGradAttrs): TensorInfo {
   const g = poolGeometry(x.shape, attrs)
   const dx = host.alloc([...x.shape], true)
-  maxPoolGradAdd(host.view(x), host.view(dy), g, host.view(dx))
+  maxPoolGradAdd(host.view(x), host.view(y), host.view(dy), g, host.view(dx))
   return dx
 }
 
 /**
- * BatchMatMul with transposeA/transposeB on wasm: the stock kernel only takes its fast
- * XNNPACK path for untransposed operands (measured: 500×1600×50 NN 19 ms, TN 121 ms, NT 99 ms),
- * so transposed operands are transposed explicitly (cheap, O(size)) and the NN path is used.
+ * Relative cost, per element, of XNNPACK packing a fresh right-hand operand versus a JS
+ * transpose of the same size (measured here: packing an 800×500 operand ≈ 2.5–3.5 ms, a tiled
+ * JS transpose of it ≈ 0.6–1.3 ms).
  */
-export function batchMatMulViaNN(host: Host, backend: unknown, inputs: NamedTensorInfoMap, attrs: NamedAttrMap): TensorInfo {
+const PACK_COST = 3
+
+/**
+ * BatchMatMul on wasm. The stock kernel only takes its XNNPACK path for untransposed operands
+ * (measured: 500×1600×50 NN 19 ms, TN 121 ms, NT 99 ms), and XNNPACK repacks the right-hand
+ * operand whenever it is a new tensor — every training step. So transposed operands are
+ * transposed explicitly (O(size) JS), and for a single product the orientation is chosen by
+ * cost: C = A·B packs K×N elements, Cᵀ = Bᵀ·Aᵀ packs K×M (plus the transposes it needs).
+ * For a dense layer with batch 25 the second is 3–5× faster forward (h·W) and backward (dy·Wᵀ).
+ */
+export function batchMatMulWasm(host: Host, backend: unknown, inputs: NamedTensorInfoMap, attrs: NamedAttrMap): TensorInfo {
   const stock = stockKernel('BatchMatMul', 'wasm')
   const { a, b } = inputs as { a: TensorInfo; b: TensorInfo }
   const { transposeA, transposeB } = attrs as unknown as { transposeA: boolean; transposeB: boolean }
-  if ((!transposeA && !transposeB) || a.dtype !== 'float32' || b.dtype !== 'float32') {
-    return stock({ inputs, backend: backend as never, attrs }) as TensorInfo
-  }
+  if (a.dtype !== 'float32' || b.dtype !== 'float32') return stock({ inputs, backend: backend as never, attrs }) as TensorInfo
+  const ra = a.shape.length
+  const rb = b.shape.length
+  const m = transposeA ? a.shape[ra - 1]! : a.shape[ra - 2]!
+  const k = transposeA ? a.shape[ra - 2]! : a.shape[ra - 1]!
+  const n = transposeB ? b.shape[rb - 2]! : b.shape[rb - 1]!
+  const single = size(a.shape) === m * k && size(b.shape) === k * n
   const temps: TensorInfo[] = []
-  const materialise = (t: TensorInfo, transpose: boolean): TensorInfo => {
-    if (!transpose) return t
+  /** A new tensor holding every matrix of `t` transposed (same leading dims). */
+  const transposed = (t: TensorInfo): TensorInfo => {
     const r = t.shape.length
-    const rows = t.shape[r - 2]!
+    const rows = t.shape[r - 2] ?? 1
     const cols = t.shape[r - 1]!
-    const shape = [...t.shape.slice(0, -2), cols, rows]
-    const out = host.alloc(shape, false)
+    const out = host.alloc([...t.shape.slice(0, -2), cols, rows], false)
     temps.push(out)
     const src = host.view(t)
     const dst = host.view(out)
@@ -250,18 +326,41 @@ export function batchMatMulViaNN(host: Host, backend: unknown, inputs: NamedTens
     for (let o = 0; o < src.length; o += mat) transpose2d(src.subarray(o, o + mat), rows, cols, dst.subarray(o, o + mat))
     return out
   }
-  try {
-    const a2 = materialise(a, transposeA)
-    const b2 = materialise(b, transposeB)
-    return stock({
-      inputs: { a: a2, b: b2 } as NamedTensorInfoMap,
+  const nn = (x: TensorInfo, y: TensorInfo): TensorInfo =>
+    stock({
+      inputs: { a: x, b: y } as NamedTensorInfoMap,
       backend: backend as never,
       attrs: { ...attrs, transposeA: false, transposeB: false } as unknown as NamedAttrMap,
     }) as TensorInfo
+  try {
+    const direct = (transposeA ? m * k : 0) + (transposeB ? k * n : 0) + PACK_COST * k * n
+    const flipped = (transposeB ? 0 : k * n) + (transposeA ? 0 : m * k) + PACK_COST * k * m + m * n
+    if (!single || direct <= flipped) {
+      if (!transposeA && !transposeB) return nn(a, b)
+      return nn(transposeA ? transposed(a) : a, transposeB ? transposed(b) : b)
+    }
+    // Cᵀ (N×M) = op(B)ᵀ · op(A)ᵀ; op(B)ᵀ is b itself when transposeB, op(A)ᵀ is a itself when transposeA.
+    const bt: TensorInfo = transposeB ? { dataId: b.dataId, shape: [n, k], dtype: 'float32' } : transposed({ ...b, shape: [k, n] })
+    const at: TensorInfo = transposeA ? { dataId: a.dataId, shape: [k, m], dtype: 'float32' } : transposed({ ...a, shape: [m, k] })
+    const ct = nn({ ...bt, shape: [1, n, k] }, { ...at, shape: [1, k, m] })
+    temps.push(ct)
+    const outShape = [...(ra >= rb ? a.shape : b.shape).slice(0, -2), m, n]
+    const c = host.alloc(outShape, false)
+    transpose2d(host.view({ ...ct, shape: [n * m] }), n, m, host.view(c))
+    return c
   } finally {
     for (const t of temps) host.free(t)
   }
 }
+
+/**
+ * From this many input channels on, the wasm filter gradient runs as an XNNPACK convolution
+ * instead of im2col + matmul: the im2col buffer is fh·fw times the input, the transposes of the
+ * convolution path only 1×. Measured (min of 30, batch 25, this machine): LeNet conv2
+ * (12×12×20 → 50) 8.6 ms by convolution vs 11.3 ms by im2col; conv1 (28×28×1 → 20) 3.2 ms vs
+ * 1.6 ms.
+ */
+const CONV_PATH_MIN_CHANNELS = 8
 
 function configs(backendName: 'wasm' | 'cpu', hostOf: (backend: unknown) => Host): KernelConfig[] {
   const list: KernelConfig[] = [
@@ -269,7 +368,9 @@ function configs(backendName: 'wasm' | 'cpu', hostOf: (backend: unknown) => Host
       kernelName: 'Conv2DBackpropFilter',
       backendName,
       kernelFunc: ({ inputs, backend, attrs }) =>
-        conv2dBackpropFilter(hostOf(backend), inputs.x!, inputs.dy!, attrs as unknown as ConvGradAttrs),
+        backendName === 'wasm' && inputs.x!.shape[3]! >= CONV_PATH_MIN_CHANNELS
+          ? conv2dBackpropFilterByConv(hostOf(backend), stockKernel('Conv2D', 'wasm'), backend, inputs.x!, inputs.dy!, attrs as unknown as ConvGradAttrs)
+          : conv2dBackpropFilter(hostOf(backend), inputs.x!, inputs.dy!, attrs as unknown as ConvGradAttrs),
     },
     {
       kernelName: 'Conv2DBackpropInput',
@@ -281,14 +382,14 @@ function configs(backendName: 'wasm' | 'cpu', hostOf: (backend: unknown) => Host
       kernelName: 'MaxPoolGrad',
       backendName,
       kernelFunc: ({ inputs, backend, attrs }) =>
-        maxPoolGrad(hostOf(backend), inputs.dy!, inputs.input!, attrs as unknown as PoolGradAttrs),
+        maxPoolGrad(hostOf(backend), inputs.dy!, inputs.input!, inputs.output!, attrs as unknown as PoolGradAttrs),
     },
   ]
   if (backendName === 'wasm') {
     list.push({
       kernelName: 'BatchMatMul',
       backendName,
-      kernelFunc: ({ inputs, backend, attrs }) => batchMatMulViaNN(hostOf(backend), backend, inputs, attrs ?? {}),
+      kernelFunc: ({ inputs, backend, attrs }) => batchMatMulWasm(hostOf(backend), backend, inputs, attrs ?? {}),
     })
   }
   return list

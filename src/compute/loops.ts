@@ -131,9 +131,11 @@ export interface PoolGeometry {
 /**
  * Gradient of 2-D max pooling (NHWC): each dy entry goes to the input position of its
  * window's maximum — the first strict maximum in row-then-column scan order, the tie rule of
- * tfjs's cpu backend (it matters: after a ReLU whole windows are 0). dx must be zeroed.
+ * tfjs's cpu backend (it matters: after a ReLU whole windows are 0). `y` is the forward output
+ * (the window maxima), so the scan stops at the first input equal to it; a window whose
+ * maximum is not found (NaN) falls back to the full scan. dx must be zeroed.
  */
-export function maxPoolGradAdd(x: Float32Array, dy: Float32Array, g: PoolGeometry, dx: Float32Array): void {
+export function maxPoolGradAdd(x: Float32Array, y: Float32Array, dy: Float32Array, g: PoolGeometry, dx: Float32Array): void {
   const { batch, inH, inW, channels, outH, outW, filterH, filterW, strideH, strideW, padTop, padLeft } = g
   const rowStride = inW * channels
   let o = 0
@@ -147,23 +149,63 @@ export function maxPoolGradAdd(x: Float32Array, dy: Float32Array, g: PoolGeometr
         const c0 = ow * strideW - padLeft
         const cMin = Math.max(0, c0)
         const cMax = Math.min(inW, c0 + filterW)
-        for (let ch = 0; ch < channels; ch++) {
-          let best = Number.NEGATIVE_INFINITY
+        const corner = image + rMin * rowStride + cMin * channels
+        for (let ch = 0; ch < channels; ch++, o++) {
+          const target = y[o] as number
           let pos = -1
-          for (let r = rMin; r < rMax; r++) {
-            let p = image + r * rowStride + cMin * channels + ch
-            for (let c = cMin; c < cMax; c++) {
-              const v = x[p] as number
-              if (v > best) {
-                best = v
+          search: for (let r = rMin, rowP = corner + ch; r < rMax; r++, rowP += rowStride) {
+            for (let c = cMin, p = rowP; c < cMax; c++, p += channels) {
+              if (x[p] === target) {
                 pos = p
+                break search
               }
-              p += channels
             }
           }
+          if (pos < 0) pos = firstMax(x, corner + ch, rMax - rMin, cMax - cMin, rowStride, channels)
           if (pos >= 0) dx[pos] += dy[o] as number
-          o++
         }
+      }
+    }
+  }
+}
+
+function firstMax(x: Float32Array, start: number, rows: number, cols: number, rowStride: number, step: number): number {
+  let best = Number.NEGATIVE_INFINITY
+  let pos = -1
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0, p = start + r * rowStride; c < cols; c++, p += step) {
+      if ((x[p] as number) > best) {
+        best = x[p] as number
+        pos = p
+      }
+    }
+  }
+  return pos
+}
+
+/**
+ * dst = src (a 4-D row-major array of `shape`) with its axes permuted: dst axis d is src axis
+ * perm[d] (as `tf.transpose(x, perm)`).
+ */
+export function permute4(src: Float32Array, shape: readonly number[], perm: readonly number[], dst: Float32Array): void {
+  const s0 = shape[1]! * shape[2]! * shape[3]!
+  const s1 = shape[2]! * shape[3]!
+  const s2 = shape[3]!
+  const srcStride = [s0, s1, s2, 1]
+  const n0 = shape[perm[0]!]!
+  const n1 = shape[perm[1]!]!
+  const n2 = shape[perm[2]!]!
+  const n3 = shape[perm[3]!]!
+  const t0 = srcStride[perm[0]!]!
+  const t1 = srcStride[perm[1]!]!
+  const t2 = srcStride[perm[2]!]!
+  const t3 = srcStride[perm[3]!]!
+  let o = 0
+  for (let a = 0; a < n0; a++) {
+    for (let b = 0; b < n1; b++) {
+      for (let c = 0; c < n2; c++) {
+        let p = a * t0 + b * t1 + c * t2
+        for (let d = 0; d < n3; d++, p += t3) dst[o++] = src[p] as number
       }
     }
   }

@@ -122,7 +122,12 @@ async function makeStepper(model: ModelName): Promise<Stepper> {
 interface Result {
   model: ModelName
   variant: string
+  /** median wall-clock ms per step */
   ms?: number
+  /** fastest step */
+  min?: number
+  /** CPU time (user + system, all threads of this process) per step */
+  cpuMs?: number
   steps?: number
   error?: string
   via?: string
@@ -138,15 +143,18 @@ async function measure(model: ModelName, v: Variant): Promise<Result> {
     await stepper.step(0) // warm-up: JIT, XNNPACK operator creation, heap growth
     await stepper.step(1)
     const times: number[] = []
+    const cpu0 = process.cpuUsage()
     const start = performance.now()
     while (times.length < 3 || (performance.now() - start < budgetMs && times.length < 200)) {
       const t0 = performance.now()
       await stepper.step(times.length + 2)
       times.push(performance.now() - t0)
     }
+    const cpu = process.cpuUsage(cpu0)
+    const cpuMsPerStep = (cpu.user + cpu.system) / 1000 / times.length
     times.sort((a, b) => a - b)
     // Median: this 2-core machine is shared, and the mean follows the neighbours' load.
-    return { model, variant: v.name, ms: times[times.length >> 1]!, steps: times.length, via: stepper.via }
+    return { model, variant: v.name, ms: times[times.length >> 1]!, min: times[0]!, cpuMs: cpuMsPerStep, steps: times.length, via: stepper.via }
   } catch (err) {
     return { model, variant: v.name, error: err instanceof Error ? err.message.split('\n')[0]! : String(err) }
   } finally {
@@ -176,16 +184,18 @@ for (const model of ['mlp', 'lenet'] as const) {
 
 const cpuMs = (model: ModelName) => results.find((r) => r.model === model && r.variant === 'cpu')?.ms
 console.log('')
-console.log('model  backend         ms/step   steps  vs cpu (×faster)')
+console.log('model  backend          median ms     min ms  cpu ms/step   steps  vs cpu (×faster)')
 for (const r of results) {
   const base = cpuMs(r.model)
   const ratio = r.ms !== undefined && base !== undefined ? base / r.ms : undefined
   const cells = [
     r.model.padEnd(6),
     r.variant.padEnd(15),
-    r.ms !== undefined ? r.ms.toFixed(1).padStart(8) : '       —',
+    r.ms !== undefined ? r.ms.toFixed(1).padStart(9) : '        —',
+    r.min !== undefined ? r.min.toFixed(1).padStart(9) : '        —',
+    r.cpuMs !== undefined ? r.cpuMs.toFixed(1).padStart(11) : '          —',
     String(r.steps ?? '').padStart(6),
-    ratio !== undefined ? ratio.toFixed(1).padStart(8) : '       —',
+    ratio !== undefined ? ratio.toFixed(1).padStart(16) : '               —',
     r.error !== undefined ? ` unavailable: ${r.error}` : '',
   ]
   console.log(cells.join('  '))
@@ -194,6 +204,8 @@ console.log('')
 for (const r of results) {
   if (r.ms === undefined) continue
   console.log(JSON.stringify({ bench: 'train', case: `${r.model}/${r.variant}`, value: Number(r.ms.toFixed(2)), unit: 'ms' }))
+  console.log(JSON.stringify({ bench: 'train', case: `${r.model}/${r.variant}/min`, value: Number(r.min!.toFixed(2)), unit: 'ms' }))
+  console.log(JSON.stringify({ bench: 'train', case: `${r.model}/${r.variant}/cpu-time`, value: Number(r.cpuMs!.toFixed(2)), unit: 'ms' }))
   const base = cpuMs(r.model)
   if (base !== undefined && r.variant !== 'cpu') {
     console.log(JSON.stringify({ bench: 'train', case: `${r.model}/${r.variant}/speedup-vs-cpu`, value: Number((base / r.ms).toFixed(2)), unit: 'x' }))

@@ -29,7 +29,13 @@ interface ConvCase {
 function convCases(): ConvCase[] {
   const rng = new Rng('compute-kernels-conv')
   const cases: ConvCase[] = []
-  for (const batch of [1, 25]) {
+  // Few input channels (im2col path) and ≥ 8 (the wasm convolution path of the filter gradient).
+  for (const [batch, minC] of [
+    [1, 2],
+    [25, 2],
+    [1, 8],
+    [25, 8],
+  ] as const) {
     for (const stride of [1, 2]) {
       for (const pad of ['same', 'valid'] as const) {
         const fh = 1 + rng.int(4)
@@ -38,7 +44,7 @@ function convCases(): ConvCase[] {
           batch,
           h: fh + rng.int(6),
           w: fw + rng.int(6),
-          inC: 2 + rng.int(3),
+          inC: minC + rng.int(3),
           outC: 2 + rng.int(4),
           fh,
           fw,
