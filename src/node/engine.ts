@@ -1,0 +1,764 @@
+/**
+ * The asynchronous MoNNA round engine of one member (ALGORITHMS §1 and §3), over any
+ * `BroadcastPort`. Round t:
+ *
+ * 1. local step (momentum, half step) → θ_{t+½};
+ * 2. broadcast θ_{t+½} as little-endian float32 (a Byzantine member asks its behaviour instead);
+ * 3. wait for valid certified deliveries of round t from n − f distinct members, its own
+ *    included — never for more; every delivery is checked (exact length d·4, all finite) and an
+ *    invalid one is counted as a rejection and ignored;
+ * 4. aggregate ALL valid deliveries held at that moment with the configured rule (own = this
+ *    member's index among the inputs), set θ_{t+1}, next round.
+ *
+ * Deliveries of closed rounds are dropped. The round timeout only matters when fewer than n − f
+ * arrive: the engine then reports a stall ('stall' event, log, metric) and keeps waiting, and
+ * reports 'recover' when the round completes. A member that sees certified FINALs of a round
+ * at least `catchUpLag` ahead of its own catches up: it fetches the certified deliveries of the
+ * newest complete round, aggregates them robustly (no own model exists for that round) and
+ * continues from the next one, keeping its momentum.
+ */
+import { AbortError, InvalidConfigError, MonnaError } from '../errors.ts'
+import { type Logger, silentLogger } from '../logger.ts'
+import { Rng, type RngState } from '../rng.ts'
+import type { ByzantineAction, ByzantineBehaviour, ByzantineContext } from './behaviour.ts'
+import type { NodeMetrics } from './metrics.ts'
+import { decodeModel, encodeModel } from './payload.ts'
+import type { BroadcastPort, Delivery, Membership, SendSeen } from './port.ts'
+
+/** The part of a contract §1 `Learner` the engine uses. */
+export interface LearnerPort {
+  readonly dim: number
+  getParams(): Float32Array
+  setParams(theta: Float32Array): void
+  getMomentum(): Float32Array
+  setMomentum(m: Float32Array): void
+  getRngState(): unknown
+  setRngState(s: unknown): void
+  step(round: number): Promise<{ halfStep: Float32Array; loss: number; gradNorm?: number }>
+}
+
+/** The part of a contract §2 `Aggregator` the engine uses. */
+export interface AggregatorPort {
+  aggregate(inputs: Float32Array[], context?: { own?: number; reference?: Float32Array }): Float32Array
+}
+
+/** The part of a contract §4 `PrivacyAccountant` the engine uses. */
+export interface AccountantPort {
+  step(): void
+  spent(delta: number): { epsilon: number }
+  readonly steps: number
+}
+
+export interface RoundReport {
+  member: string
+  name?: string
+  round: number
+  /** local mini-batch loss of this round's step */
+  loss: number
+  accuracy?: number
+  testLoss?: number
+  /** valid deliveries aggregated / n − f */
+  delivered: number
+  needed: number
+  /** cumulative, by reason (the engine's payload checks and the broadcast's own rejections) */
+  rejected: Record<string, number>
+  roundMs: number
+  bytesSent: number
+  bytesReceived: number
+  /** this round waited past the round timeout */
+  stalled: boolean
+  epsilon?: number
+  /** at evaluation rounds: 64-dim seeded random projection of θ after aggregation (same on all members) */
+  sketch?: number[]
+  /** last report of the run */
+  final?: boolean
+  /** members whose models were aggregated this round (sorted by member index) */
+  senders?: string[]
+  /** set on the first report after a catch-up: the round this member was at when it fell behind */
+  caughtUpFrom?: number
+}
+
+/** Everything needed to resume: written by checkpoints. */
+export interface EngineSnapshot {
+  /** the next round to run */
+  round: number
+  params: Float32Array
+  momentum: Float32Array
+  learnerRng: unknown
+  engineRng: RngState
+  privacySteps: number
+}
+
+export interface StallEvent {
+  round: number
+  delivered: number
+  needed: number
+  waitedMs: number
+}
+
+export interface RecoverEvent {
+  round: number
+  delivered: number
+  needed: number
+  stalledMs: number
+}
+
+export interface CatchUpEvent {
+  from: number
+  to: number
+  delivered: number
+}
+
+export interface RoundEngineOptions {
+  self: string
+  name?: string
+  membership: Membership
+  swarmSeed: number | string
+  port: BroadcastPort
+  learner: LearnerPort
+  aggregator: AggregatorPort
+  /** total rounds of the run (rounds 0 … rounds − 1) */
+  rounds: number
+  /** resume: state to start from (else round 0 with the learner's θ₀) */
+  resume?: EngineSnapshot
+  /** after this long with fewer than n − f deliveries the round is reported stalled */
+  roundTimeoutMs: number
+  /** W: how many rounds ahead deliveries are buffered (default 8) */
+  roundWindow?: number
+  /** fall behind by this many certified rounds → catch up (default 2: see `defaultEngineOptions`) */
+  catchUpLag?: number
+  evalEvery?: number
+  evaluate?: (opts: { final: boolean; round: number }) => Promise<{ accuracy: number; loss: number }>
+  behaviour?: ByzantineBehaviour
+  privacy?: { accountant: AccountantPort; delta: number }
+  checkpointEvery?: number
+  checkpoint?: (snapshot: EngineSnapshot) => Promise<void>
+  metrics?: NodeMetrics
+  logger?: Logger
+}
+
+export const defaultEngineOptions = {
+  roundWindow: 8,
+  // A member whose round t is still open while some member already broadcast a certified round
+  // t + 2 has had every chance to receive round t (n − f members finished it, so their
+  // deliveries exist); it is behind (typically after a restart) rather than merely slow.
+  catchUpLag: 2,
+  evalEvery: 10,
+  // How often the waiting loop re-checks timeouts and catch-up when no delivery arrives.
+  pollMs: 200,
+  // A round still short of n − f after this long, while some member is already certified at
+  // this round or later, asks peers for the round's certified deliveries (ones dropped out of
+  // the broadcast's window while this member was behind), and again at this interval.
+  fetchAfterMs: 1000,
+} as const
+
+/** A Byzantine behaviour returned `{ kind: 'crash' }`: the engine stopped on purpose. */
+export class ByzantineCrashError extends MonnaError {
+  override name = 'ByzantineCrashError'
+  readonly member: string
+  readonly round: number
+  constructor(member: string, round: number) {
+    super(`member ${member} crashed at round ${round} (Byzantine behaviour "crash")`)
+    this.member = member
+    this.round = round
+  }
+}
+
+type Held = { model: Float32Array } | { invalid: true }
+
+/**
+ * Robust aggregate without an own model (catch-up): the coordinate-wise median as reference,
+ * then the mean of the k − f inputs nearest to it. With k ≥ 2f + 1 the median lies within the
+ * honest range in every coordinate, so up to f Byzantine inputs cannot drag the reference.
+ */
+export function nearestToMedianMean(inputs: Float32Array[], f: number): Float32Array {
+  const k = inputs.length
+  if (k === 0) throw new InvalidConfigError('inputs', 'need at least one model')
+  const d = inputs[0]!.length
+  const ref = new Float32Array(d)
+  const col = new Float64Array(k)
+  for (let j = 0; j < d; j++) {
+    for (let i = 0; i < k; i++) col[i] = inputs[i]![j]!
+    col.sort()
+    ref[j] = k % 2 === 1 ? col[(k - 1) / 2]! : (col[k / 2 - 1]! + col[k / 2]!) / 2
+  }
+  const keep = Math.max(1, k - f)
+  const dist = inputs.map((x, i) => {
+    let s = 0
+    for (let j = 0; j < d; j++) {
+      const diff = x[j]! - ref[j]!
+      s += diff * diff
+    }
+    return { i, s }
+  })
+  dist.sort((a, b) => a.s - b.s || a.i - b.i)
+  const out = new Float64Array(d)
+  for (const { i } of dist.slice(0, keep)) {
+    const x = inputs[i]!
+    for (let j = 0; j < d; j++) out[j]! += x[j]!
+  }
+  const res = new Float32Array(d)
+  for (let j = 0; j < d; j++) res[j] = out[j]! / keep
+  return res
+}
+
+/** 64-dim random projection of θ (Rademacher ±1/8, seeded): the same projection on every member. */
+export function sketchOf(theta: Float32Array, seed: number | string, dims = 64): number[] {
+  const rng = new Rng(`${seed}/sketch`)
+  const out = new Float64Array(dims)
+  const scale = 1 / Math.sqrt(dims)
+  let bits = 0
+  let left = 0
+  for (let i = 0; i < theta.length; i++) {
+    const v = theta[i]!
+    for (let j = 0; j < dims; j++) {
+      if (left === 0) {
+        bits = rng.nextUint32()
+        left = 32
+      }
+      out[j]! += bits & 1 ? v : -v
+      bits >>>= 1
+      left--
+    }
+  }
+  return Array.from(out, (x) => x * scale)
+}
+
+export class RoundEngine extends EventTarget {
+  readonly self: string
+  readonly n: number
+  readonly f: number
+  readonly needed: number
+  private readonly opts: RoundEngineOptions
+  private readonly log: Logger
+  private readonly port: BroadcastPort
+  private readonly learner: LearnerPort
+  private readonly rng: Rng
+  private readonly window: number
+  private readonly memberIndex: Map<string, number>
+  /** round currently open (deliveries below it are late) */
+  private current: number
+  private readonly held = new Map<number, Map<string, Held>>()
+  private readonly seen = new Map<number, Map<string, Float32Array>>()
+  private readonly sent = new Map<number, Uint8Array>()
+  private readonly rejectedHere: Record<string, number> = {}
+  private readonly wakers = new Set<() => void>()
+  private snap: EngineSnapshot
+  private readonly timers = new Set<ReturnType<typeof setTimeout>>()
+  private readonly onDeliver = (e: Event): void => this.handleDelivery((e as CustomEvent<Delivery>).detail)
+  private readonly onSend = (e: Event): void => this.handleSend((e as CustomEvent<SendSeen>).detail)
+  private readonly onReject = (e: Event): void => {
+    this.opts.metrics?.rejection((e as CustomEvent<{ reason: string }>).detail.reason)
+  }
+  private pendingCaughtUpFrom: number | undefined
+  /** Deliveries seen: valid ones accepted into a round, and late ones (round already closed) dropped. */
+  readonly counters = { valid: 0, late: 0 }
+  private running = false
+
+  constructor(opts: RoundEngineOptions) {
+    super()
+    const { membership } = opts
+    this.opts = opts
+    this.self = opts.self
+    this.n = membership.members.length
+    this.f = membership.f
+    this.needed = this.n - this.f
+    this.memberIndex = new Map(membership.members.map((m, i) => [m, i]))
+    if (!this.memberIndex.has(opts.self)) throw new InvalidConfigError('self', `${opts.self} is not a member of swarm ${membership.swarmId}`)
+    if (!Number.isInteger(opts.rounds) || opts.rounds < 1) throw new InvalidConfigError('rounds', `must be a positive integer, got ${opts.rounds}`)
+    if (!(opts.roundTimeoutMs > 0)) throw new InvalidConfigError('roundTimeoutMs', `must be > 0, got ${opts.roundTimeoutMs}`)
+    this.log = opts.logger ?? silentLogger
+    this.port = opts.port
+    this.learner = opts.learner
+    this.window = opts.roundWindow ?? defaultEngineOptions.roundWindow
+    this.rng = new Rng(`${opts.swarmSeed}/byzantine/${opts.self}`)
+    if (opts.resume !== undefined) {
+      const r = opts.resume
+      this.learner.setParams(r.params)
+      this.learner.setMomentum(r.momentum)
+      if (r.learnerRng !== undefined) this.learner.setRngState(r.learnerRng)
+      this.rng.setState(r.engineRng)
+      for (let i = opts.privacy?.accountant.steps ?? 0; i < r.privacySteps; i++) opts.privacy?.accountant.step()
+      this.current = r.round
+    } else {
+      this.current = 0
+    }
+    this.snap = this.snapshotNow(this.current)
+    this.port.addEventListener('deliver', this.onDeliver)
+    this.port.addEventListener('send', this.onSend)
+    this.port.addEventListener('reject', this.onReject)
+  }
+
+  /** The next round to run. */
+  get round(): number {
+    return this.current
+  }
+
+  /** State after the last completed round (what a checkpoint holds). */
+  snapshot(): EngineSnapshot {
+    return this.snap
+  }
+
+  private snapshotNow(round: number): EngineSnapshot {
+    return {
+      round,
+      params: this.learner.getParams(),
+      momentum: this.learner.getMomentum(),
+      learnerRng: this.learner.getRngState(),
+      engineRng: this.rng.getState(),
+      privacySteps: this.opts.privacy?.accountant.steps ?? 0,
+    }
+  }
+
+  private reject(reason: string, detail: Record<string, unknown>): void {
+    this.rejectedHere[reason] = (this.rejectedHere[reason] ?? 0) + 1
+    this.opts.metrics?.rejection(reason)
+    this.log.warn('delivery rejected', { reason, ...detail })
+  }
+
+  private heldFor(round: number): Map<string, Held> {
+    let h = this.held.get(round)
+    if (h === undefined) {
+      h = new Map()
+      this.held.set(round, h)
+    }
+    return h
+  }
+
+  private handleDelivery(d: Delivery): void {
+    if (d.round < this.current) {
+      this.counters.late++
+      this.opts.metrics?.delivery('late')
+      this.dispatchEvent(new CustomEvent('late', { detail: { round: d.round, sender: d.sender } }))
+      return
+    }
+    if (d.round > this.current + this.window) return // the port keeps it; read back when the round opens
+    this.accept(d)
+  }
+
+  /** Validates and stores one certified delivery of an open or upcoming round. */
+  private accept(d: Delivery): void {
+    if (!this.memberIndex.has(d.sender)) return
+    const h = this.heldFor(d.round)
+    if (h.has(d.sender)) return
+    const decoded = decodeModel(d.payload, this.learner.dim)
+    if ('problem' in decoded) {
+      h.set(d.sender, { invalid: true })
+      this.reject(decoded.problem, { round: d.round, sender: d.sender, bytes: d.payload.byteLength, expected: this.learner.dim * 4 })
+    } else {
+      h.set(d.sender, { model: decoded.model })
+      this.counters.valid++
+      this.opts.metrics?.delivery('valid')
+      if (d.sender !== this.self) this.see(d.round, d.sender, decoded.model)
+    }
+    this.wake()
+  }
+
+  private handleSend(s: SendSeen): void {
+    if (this.opts.behaviour === undefined || s.sender === this.self || s.round < this.current) return
+    const decoded = decodeModel(s.payload, this.learner.dim)
+    if ('model' in decoded) this.see(s.round, s.sender, decoded.model)
+  }
+
+  private see(round: number, sender: string, model: Float32Array): void {
+    if (this.opts.behaviour === undefined) return
+    let m = this.seen.get(round)
+    if (m === undefined) {
+      m = new Map()
+      this.seen.set(round, m)
+    }
+    if (!m.has(sender)) {
+      m.set(sender, model)
+      this.wake()
+    }
+  }
+
+  private wake(): void {
+    for (const w of [...this.wakers]) w()
+  }
+
+  private validCount(round: number): number {
+    let c = 0
+    for (const v of this.heldFor(round).values()) if ('model' in v) c++
+    return c
+  }
+
+  /** Resolves on the next delivery (or after `ms`); rejects on abort. */
+  private idle(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (signal?.aborted) return reject(new AbortError())
+      const done = (): void => {
+        clearTimeout(timer)
+        this.timers.delete(timer)
+        signal?.removeEventListener('abort', onAbort)
+        this.wakers.delete(waker)
+      }
+      const onAbort = (): void => {
+        done()
+        reject(new AbortError())
+      }
+      const timer = setTimeout(() => {
+        done()
+        resolve()
+      }, ms)
+      this.timers.add(timer)
+      const waker = (): void => {
+        done()
+        resolve()
+      }
+      this.wakers.add(waker)
+      signal?.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+
+  private sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (signal?.aborted) return reject(new AbortError())
+      const onAbort = (): void => {
+        clearTimeout(timer)
+        this.timers.delete(timer)
+        reject(new AbortError())
+      }
+      const timer = setTimeout(() => {
+        this.timers.delete(timer)
+        signal?.removeEventListener('abort', onAbort)
+        resolve()
+      }, ms)
+      this.timers.add(timer)
+      signal?.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+
+  private gc(): void {
+    for (const r of this.held.keys()) if (r < this.current) this.held.delete(r)
+    for (const r of this.seen.keys()) if (r < this.current) this.seen.delete(r)
+    for (const r of this.sent.keys()) if (r < this.current - this.window) this.sent.delete(r)
+  }
+
+  private openRound(t: number): void {
+    this.current = t
+    this.gc()
+    for (const d of this.port.delivered(t)) this.accept(d)
+  }
+
+  /** Runs rounds until `rounds`; resolves with the reports of this run. */
+  async run(opts: { signal?: AbortSignal } = {}): Promise<RoundReport[]> {
+    if (this.running) throw new InvalidConfigError('run', 'the engine is already running')
+    this.running = true
+    const { signal } = opts
+    const reports: RoundReport[] = []
+    try {
+      while (this.current < this.opts.rounds) {
+        signal?.throwIfAborted()
+        const t = this.current
+        const lag = this.opts.catchUpLag ?? defaultEngineOptions.catchUpLag
+        const newest = this.port.newestCertifiedRound()
+        if (newest >= t + lag) {
+          await this.catchUp(t, newest - 1, signal)
+          continue
+        }
+        const report = await this.runRound(t, signal)
+        if (report === undefined) continue // caught up instead
+        reports.push(report)
+      }
+      return reports
+    } catch (err) {
+      if (signal?.aborted && !(err instanceof ByzantineCrashError)) throw new AbortError('run aborted')
+      throw err
+    } finally {
+      this.running = false
+    }
+  }
+
+  private async runRound(t: number, signal?: AbortSignal): Promise<RoundReport | undefined> {
+    const started = performance.now()
+    this.openRound(t)
+    const { halfStep, loss } = await this.learner.step(t)
+    this.opts.privacy?.accountant.step()
+    const self = this.self
+    let ownCertifiedNeeded = true
+    const behaviour = this.opts.behaviour
+    if (behaviour === undefined) {
+      this.sendModel(t, encodeModel(halfStep), signal)
+    } else {
+      ownCertifiedNeeded = false
+      const action = await behaviour.act(this.byzantineContext(t, halfStep, signal))
+      await this.perform(t, action, signal)
+    }
+
+    // wait for n − f valid deliveries (own included), never more
+    const waitStart = performance.now()
+    let stalled = false
+    let stallReportedAt = 0
+    const lag = this.opts.catchUpLag ?? defaultEngineOptions.catchUpLag
+    const pollMs = Math.min(defaultEngineOptions.pollMs, this.opts.roundTimeoutMs)
+    let lastFetch = waitStart
+    let fetching = false
+    for (;;) {
+      const own = this.heldFor(t).get(self)
+      const ownOk = !ownCertifiedNeeded || (own !== undefined && 'model' in own)
+      const count = this.validCount(t) + (!ownCertifiedNeeded && !(own !== undefined && 'model' in own) ? 1 : 0)
+      if (ownOk && count >= this.needed) break
+      const newest = this.port.newestCertifiedRound()
+      if (newest >= t + lag) {
+        if (stalled) this.recover(t, count, performance.now() - stallReportedAt)
+        await this.catchUp(t, newest - 1, signal)
+        return undefined
+      }
+      const waited = performance.now() - waitStart
+      if (!fetching && newest >= t && performance.now() - lastFetch >= Math.min(defaultEngineOptions.fetchAfterMs, this.opts.roundTimeoutMs / 2)) {
+        fetching = true
+        lastFetch = performance.now()
+        this.port.fetchRound(t, { signal }).then(
+          (ds) => {
+            fetching = false
+            if (this.current === t) for (const d of ds) if (d.round === t) this.accept(d)
+          },
+          (err: unknown) => {
+            fetching = false
+            this.log.debug('fetchRound failed', { round: t, error: String(err) })
+          },
+        )
+      }
+      if (!stalled && waited >= this.opts.roundTimeoutMs) {
+        stalled = true
+        stallReportedAt = performance.now()
+        const ev: StallEvent = { round: t, delivered: count, needed: this.needed, waitedMs: Math.round(waited) }
+        this.log.warn('round stalled: fewer than n − f deliveries by the round timeout; still waiting', { ...ev })
+        this.opts.metrics?.setStalled(true)
+        this.dispatchEvent(new CustomEvent('stall', { detail: ev }))
+      }
+      await this.idle(pollMs, signal)
+    }
+    if (stalled) this.recover(t, this.validCount(t), performance.now() - stallReportedAt)
+
+    // aggregate all valid deliveries held now
+    const inputs: Float32Array[] = []
+    const senders: string[] = []
+    const entries = [...this.heldFor(t).entries()].sort((a, b) => this.memberIndex.get(a[0])! - this.memberIndex.get(b[0])!)
+    let ownIdx = -1
+    if (!entries.some(([s, v]) => s === self && 'model' in v)) {
+      entries.push([self, { model: halfStep }])
+      entries.sort((a, b) => this.memberIndex.get(a[0])! - this.memberIndex.get(b[0])!)
+    }
+    for (const [sender, v] of entries) {
+      if (!('model' in v)) continue
+      if (sender === self) {
+        ownIdx = inputs.length
+        inputs.push(halfStep)
+      } else {
+        inputs.push(v.model)
+      }
+      senders.push(sender)
+    }
+    const aggStart = performance.now()
+    const next = this.opts.aggregator.aggregate(inputs, { own: ownIdx })
+    this.opts.metrics?.aggregationSeconds((performance.now() - aggStart) / 1000)
+    this.learner.setParams(next)
+    this.current = t + 1
+    this.port.setFloor(Math.max(0, t - 1)) // keep the closed round (and the one before) for members fetching it
+    this.gc()
+    this.snap = this.snapshotNow(t + 1)
+    return await this.finishRound(t, { loss, delivered: inputs.length, senders, stalled, started, params: next }, signal)
+  }
+
+  private recover(round: number, delivered: number, stalledMs: number): void {
+    const ev: RecoverEvent = { round, delivered, needed: this.needed, stalledMs: Math.round(stalledMs) }
+    this.log.info('round recovered from stall', { ...ev })
+    this.opts.metrics?.setStalled(false)
+    this.dispatchEvent(new CustomEvent('recover', { detail: ev }))
+  }
+
+  private async finishRound(
+    t: number,
+    r: { loss: number; delivered: number; senders: string[]; stalled: boolean; started: number; params: Float32Array },
+    signal?: AbortSignal,
+  ): Promise<RoundReport> {
+    const final = t === this.opts.rounds - 1
+    const evalEvery = this.opts.evalEvery ?? defaultEngineOptions.evalEvery
+    const stats = this.port.stats()
+    const rejected: Record<string, number> = { ...stats.rejected }
+    for (const [k, v] of Object.entries(this.rejectedHere)) rejected[k] = (rejected[k] ?? 0) + v
+    const report: RoundReport = {
+      member: this.self,
+      ...(this.opts.name !== undefined ? { name: this.opts.name } : {}),
+      round: t,
+      loss: r.loss,
+      delivered: r.delivered,
+      needed: this.needed,
+      rejected,
+      roundMs: 0,
+      bytesSent: stats.bytesSent,
+      bytesReceived: stats.bytesReceived,
+      stalled: r.stalled,
+      senders: r.senders,
+    }
+    if (this.pendingCaughtUpFrom !== undefined) {
+      report.caughtUpFrom = this.pendingCaughtUpFrom
+      this.pendingCaughtUpFrom = undefined
+    }
+    if (this.opts.evaluate !== undefined && (final || (t + 1) % evalEvery === 0)) {
+      const ev = await this.opts.evaluate({ final, round: t })
+      report.accuracy = ev.accuracy
+      report.testLoss = ev.loss
+      report.sketch = sketchOf(r.params, this.opts.swarmSeed)
+      this.opts.metrics?.setAccuracy(ev.accuracy)
+    }
+    if (this.opts.privacy !== undefined) {
+      report.epsilon = this.opts.privacy.accountant.spent(this.opts.privacy.delta).epsilon
+      this.opts.metrics?.setEpsilon(report.epsilon)
+    }
+    if (final) report.final = true
+    const K = this.opts.checkpointEvery ?? 0
+    if (this.opts.checkpoint !== undefined && ((K > 0 && (t + 1) % K === 0) || final)) {
+      signal?.throwIfAborted()
+      await this.opts.checkpoint(this.snap)
+    }
+    report.roundMs = Math.round(performance.now() - r.started)
+    this.opts.metrics?.setRound(t)
+    this.opts.metrics?.setLoss(r.loss)
+    this.opts.metrics?.roundSeconds(report.roundMs / 1000)
+    this.dispatchEvent(new CustomEvent('round', { detail: report }))
+    return report
+  }
+
+  /** Broadcasts in the background (the round does not wait on it: it waits on deliveries). */
+  private sendModel(t: number, payload: Uint8Array, signal?: AbortSignal): void {
+    this.sent.set(t, payload)
+    const start = performance.now()
+    this.port.broadcast(t, payload, { signal }).then(
+      () => {
+        this.opts.metrics?.echoLatencySeconds((performance.now() - start) / 1000)
+        if (t >= this.current) for (const d of this.port.delivered(t)) if (d.sender === this.self) this.accept(d)
+      },
+      (err: unknown) => {
+        if (!signal?.aborted) this.log.debug('own broadcast did not complete', { round: t, error: String(err) })
+      },
+    )
+  }
+
+  private byzantineContext(t: number, ownHalfStep: Float32Array, runSignal?: AbortSignal): ByzantineContext {
+    const { membership } = this.opts
+    return {
+      round: t,
+      self: this.self,
+      members: [...membership.members],
+      f: this.f,
+      swarmSeed: this.opts.swarmSeed,
+      ownHalfStep,
+      rng: this.rng,
+      honest: async (o = {}) => {
+        const min = o.min ?? this.n - 2 * this.f
+        const deadline = performance.now() + (o.timeoutMs ?? this.opts.roundTimeoutMs)
+        const signal = o.signal ?? runSignal
+        for (;;) {
+          const got = this.seen.get(t)
+          if ((got?.size ?? 0) >= min || performance.now() >= deadline) return [...(got?.values() ?? [])]
+          await this.idle(Math.min(defaultEngineOptions.pollMs, Math.max(1, deadline - performance.now())), signal)
+        }
+      },
+    }
+  }
+
+  private async perform(t: number, action: ByzantineAction, signal?: AbortSignal): Promise<void> {
+    switch (action.kind) {
+      case 'send': {
+        const payload = encodeModel(action.model)
+        if (action.delayMs !== undefined && action.delayMs > 0) {
+          this.sent.set(t, payload)
+          this.sleep(action.delayMs, signal).then(
+            () => this.sendModel(t, payload, signal),
+            () => {},
+          )
+        } else {
+          this.sendModel(t, payload, signal)
+        }
+        return
+      }
+      case 'send-raw':
+        this.sendModel(t, action.payload, signal)
+        return
+      case 'equivocate': {
+        const groups = new Map<string, { payload: Uint8Array; peers: string[] }>()
+        for (const [peer, model] of action.models) {
+          const payload = encodeModel(model)
+          const key = Buffer.from(payload).toString('base64')
+          const g = groups.get(key) ?? { payload, peers: [] }
+          g.peers.push(peer)
+          groups.set(key, g)
+        }
+        for (const g of groups.values()) {
+          this.port.sendTo(g.peers, t, g.payload).catch((err: unknown) => this.log.debug('sendTo failed', { error: String(err) }))
+        }
+        return
+      }
+      case 'replay': {
+        const old = this.sent.get(action.fromRound)
+        if (old === undefined) {
+          this.log.warn('replay: no payload kept for that round; staying silent', { round: t, fromRound: action.fromRound })
+          return
+        }
+        this.sendModel(t, old, signal)
+        return
+      }
+      case 'silent':
+        return
+      case 'crash':
+        throw new ByzantineCrashError(this.self, t)
+    }
+  }
+
+  /** Adopts the robust aggregate of the certified deliveries of round `target` and continues at target + 1. */
+  private async catchUp(from: number, target: number, signal?: AbortSignal): Promise<void> {
+    this.log.info('behind the swarm: catching up from certified deliveries', { from, target })
+    this.current = target
+    this.gc()
+    this.port.setFloor(Math.max(0, target - 1))
+    const pollMs = Math.max(defaultEngineOptions.pollMs, 500)
+    for (;;) {
+      signal?.throwIfAborted()
+      try {
+        for (const d of await this.port.fetchRound(target, { signal })) this.accept(d)
+      } catch (err) {
+        if (signal?.aborted) throw err
+        this.log.debug('fetchRound failed', { round: target, error: String(err) })
+      }
+      for (const d of this.port.delivered(target)) this.accept(d)
+      if (this.validCount(target) >= this.needed) break
+      // the swarm moved further on while we fetched: aim at the newer round
+      const newest = this.port.newestCertifiedRound()
+      if (newest - 1 > target + 1) {
+        this.log.debug('catch-up target moved', { from: target, to: newest - 1 })
+        target = newest - 1
+        this.current = target
+        this.gc()
+        this.port.setFloor(Math.max(0, target - 1))
+        continue
+      }
+      await this.idle(pollMs, signal)
+    }
+    const inputs: Float32Array[] = []
+    for (const v of this.heldFor(target).values()) if ('model' in v) inputs.push(v.model)
+    const next = nearestToMedianMean(inputs, this.f)
+    this.learner.setParams(next)
+    this.opts.metrics?.catchUp()
+    for (let i = 0; i < inputs.length; i++) this.opts.metrics?.delivery('catch-up')
+    this.current = target + 1
+    this.gc()
+    this.snap = this.snapshotNow(target + 1)
+    this.pendingCaughtUpFrom = from
+    const ev: CatchUpEvent = { from, to: target, delivered: inputs.length }
+    this.log.info('caught up', { ...ev })
+    this.dispatchEvent(new CustomEvent('catch-up', { detail: ev }))
+  }
+
+  /** Detaches from the port and clears every timer. */
+  dispose(): void {
+    this.port.removeEventListener('deliver', this.onDeliver)
+    this.port.removeEventListener('send', this.onSend)
+    this.port.removeEventListener('reject', this.onReject)
+    for (const t of this.timers) clearTimeout(t)
+    this.timers.clear()
+    this.wake()
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * The engine's view of the broadcast: a structural subset of contract §3's `EchoBroadcast`, so
+ * the same round engine runs on the signed echo broadcast over libp2p and on the in-process
+ * `MemoryHub` (tests, single-process swarms). Nothing here knows about learning.
+ */
+
+/** A swarm's membership (same shape as `Membership` in src/net). */
+export interface Membership {
+  swarmId: string
+  /** PeerId strings, no duplicates; a member's index is its position here. */
+  members: string[]
+  /** Declared upper bound on Byzantine members. */
+  f: number
+}
+
+/** A certified delivery of one broadcast instance (swarm, round, sender). */
+export interface Delivery {
+  swarmId: string
+  round: number
+  sender: string
+  payload: Uint8Array
+  hash: Uint8Array
+  certificate: unknown
+}
+
+/** A message the broadcast refused (same vocabulary as contract §3's Rejection). */
+export interface Rejection {
+  reason: string
+  peer?: string
+  penalise: boolean
+  detail: string
+}
+
+/** A SEND seen before its certification (optional event; lets a rushing adversary look early). */
+export interface SendSeen {
+  round: number
+  sender: string
+  payload: Uint8Array
+}
+
+export interface BroadcastStats {
+  bytesSent: number
+  bytesReceived: number
+  rejected: Record<string, number>
+}
+
+/**
+ * Events: `'deliver'` CustomEvent<Delivery>, `'reject'` CustomEvent<Rejection>, and optionally
+ * `'send'` CustomEvent<SendSeen> (a not-yet-certified SEND, used only by Byzantine behaviours).
+ */
+export interface BroadcastPort extends EventTarget {
+  /** Broadcasts our model of `round`; resolves once our own instance is certified and delivered locally. */
+  broadcast(round: number, payload: Uint8Array, opts?: { signal?: AbortSignal }): Promise<void>
+  /** Deliveries of `round` still held. */
+  delivered(round: number): Delivery[]
+  /** Rounds below `round` may be garbage-collected. */
+  setFloor(round: number): void
+  /** Newest round seen in any valid FINAL, −1 if none. */
+  newestCertifiedRound(): number
+  /** Asks peers for the certified deliveries of `round` (catch-up); returns the verified ones. */
+  fetchRound(round: number, opts?: { signal?: AbortSignal }): Promise<Delivery[]>
+  stats(): BroadcastStats
+  /** A SEND to selected members only (Byzantine equivocation). */
+  sendTo(peers: string[], round: number, payload: Uint8Array): Promise<void>
+  stop(): Promise<void>
+}

@@ -1,0 +1,217 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import type { ByzantineBehaviour } from '../../../src/node/behaviour.ts'
+import { type EngineSnapshot, nearestToMedianMean, RoundEngine, type RoundEngineOptions, type RoundReport } from '../../../src/node/engine.ts'
+import { createMemoryHub, type MemoryHub } from '../../../src/node/memory-hub.ts'
+import { encodeModel } from '../../../src/node/payload.ts'
+import { memberIds, once, quadraticLearner, simpleNna } from './helpers.ts'
+
+const DIM = 6
+
+function makeEngine(
+  hub: MemoryHub,
+  member: string,
+  o: Partial<RoundEngineOptions> & { stepDelayMs?: number } = {},
+): RoundEngine & { fake: ReturnType<typeof quadraticLearner>; agg: ReturnType<typeof simpleNna> } {
+  const { stepDelayMs, ...rest } = o
+  const learner = quadraticLearner({ dim: DIM, initSeed: 'swarm-seed', dataSeed: member, stepDelayMs })
+  const agg = simpleNna(hub.membership.f)
+  const engine = new RoundEngine({
+    self: member,
+    membership: hub.membership,
+    swarmSeed: 'swarm-seed',
+    port: hub.port(member),
+    learner,
+    aggregator: agg,
+    rounds: 5,
+    roundTimeoutMs: 10_000,
+    ...rest,
+  })
+  return Object.assign(engine, { fake: learner, agg })
+}
+
+function swarm(n: number, f: number): { hub: MemoryHub; ids: string[] } {
+  const ids = memberIds(n)
+  return { hub: createMemoryHub({ membership: { swarmId: 'test', members: ids, f } }), ids }
+}
+
+describe('round engine on the memory hub', () => {
+  it('starts every member from the same θ0 and proceeds with n − f of n, never waiting for all', async () => {
+    const { hub, ids } = swarm(7, 2)
+    const running = ids.slice(0, 5).map((id) => makeEngine(hub, id, { rounds: 6 })) // 2 members never start
+    const theta0 = running.map((e) => e.snapshot().params)
+    for (const t of theta0) assert.deepEqual(t, theta0[0])
+    const reports = await Promise.all(running.map((e) => e.run()))
+    for (const rs of reports) {
+      assert.equal(rs.length, 6)
+      for (const r of rs) {
+        assert.equal(r.needed, 5)
+        assert.equal(r.delivered, 5)
+        assert.equal(r.stalled, false)
+        assert.deepEqual(r.senders, ids.slice(0, 5))
+      }
+    }
+    // the aggregator saw exactly the held inputs, with own at its own index
+    for (const [i, e] of running.entries()) {
+      for (const c of e.agg.calls) assert.equal(c.own, i)
+    }
+    for (const e of running) e.dispose()
+  })
+
+  it('aggregates every valid delivery held when n − f are reached (own included)', async () => {
+    const { hub, ids } = swarm(4, 1)
+    const engines = ids.map((id) => makeEngine(hub, id, { rounds: 4 }))
+    const reports = (await Promise.all(engines.map((e) => e.run()))).flat()
+    for (const r of reports) {
+      assert.ok(r.delivered >= 3 && r.delivered <= 4, `delivered ${r.delivered}`)
+      assert.ok(r.senders!.includes(r.member), 'own model is among the aggregated ones')
+    }
+    for (const e of engines) e.dispose()
+  })
+
+  it('drops deliveries that arrive after their round closed', async () => {
+    const { hub, ids } = swarm(4, 1)
+    const late: ByzantineBehaviour = {
+      name: 'late',
+      act: async (ctx) => ({ kind: 'send', model: ctx.ownHalfStep, delayMs: 150 }),
+    }
+    const honest = ids.slice(0, 3).map((id) => makeEngine(hub, id, { rounds: 3 }))
+    const slow = makeEngine(hub, ids[3]!, { rounds: 3, behaviour: late })
+    const lateSeen = once<{ round: number; sender: string }>(honest[0]!, 'late', (d) => d.sender === ids[3])
+    const honestRuns = Promise.all(honest.map((e) => e.run()))
+    const slowRun = slow.run()
+    const reports = await honestRuns
+    for (const rs of reports) for (const r of rs) assert.ok(!r.senders!.includes(ids[3]!), `round ${r.round} used a late model`)
+    // the late instances do get certified and delivered to the honest ports; the engines drop them
+    const ev = await lateSeen
+    assert.ok(ev.round < honest[0]!.round)
+    assert.ok(honest[0]!.counters.late >= 1)
+    await slowRun
+    slow.dispose()
+    for (const e of honest) e.dispose()
+  })
+
+  it('counts invalid payloads as rejections and ignores them', async () => {
+    const short: ByzantineBehaviour = { name: 'short', act: async () => ({ kind: 'send-raw', payload: new Uint8Array(DIM * 4 - 4) }) }
+    const nan: ByzantineBehaviour = {
+      name: 'nan',
+      act: async (ctx) => {
+        const m = ctx.ownHalfStep.slice()
+        m[2] = Number.NaN
+        return { kind: 'send-raw', payload: encodeModel(m) }
+      },
+    }
+    const big = swarm(7, 2)
+    const engines = big.ids.slice(0, 5).map((id) => makeEngine(big.hub, id, { rounds: 3 }))
+    const b1 = makeEngine(big.hub, big.ids[5]!, { rounds: 3, behaviour: short })
+    const b2 = makeEngine(big.hub, big.ids[6]!, { rounds: 3, behaviour: nan })
+    const [reports] = await Promise.all([Promise.all(engines.map((e) => e.run())), b1.run(), b2.run()])
+    for (const rs of reports) {
+      for (const r of rs) {
+        assert.ok(!r.senders!.includes(big.ids[5]!) && !r.senders!.includes(big.ids[6]!))
+        assert.ok(r.delivered >= 5)
+      }
+      const last = rs.at(-1)!
+      assert.ok((last.rejected['bad-length'] ?? 0) >= 1, JSON.stringify(last.rejected))
+      assert.ok((last.rejected['non-finite'] ?? 0) >= 1, JSON.stringify(last.rejected))
+    }
+    for (const e of [...engines, b1, b2]) e.dispose()
+  })
+
+  it('reports a stall when more than f members are silent and recovers when they return', async () => {
+    const { hub, ids } = swarm(4, 1)
+    const first = ids.slice(0, 2).map((id) => makeEngine(hub, id, { rounds: 3, roundTimeoutMs: 100 }))
+    const stall = once<{ round: number; delivered: number; needed: number }>(first[0]!, 'stall')
+    const runs = first.map((e) => e.run())
+    const ev = await stall
+    assert.equal(ev.round, 0)
+    assert.equal(ev.needed, 3)
+    assert.ok(ev.delivered < 3)
+    const recover = once<{ round: number }>(first[0]!, 'recover')
+    const rest = ids.slice(2).map((id) => makeEngine(hub, id, { rounds: 3, roundTimeoutMs: 100 }))
+    const all = await Promise.all([...runs, ...rest.map((e) => e.run())])
+    assert.equal((await recover).round, 0)
+    assert.equal(all[0]![0]!.stalled, true)
+    assert.equal(all[0]![1]!.stalled, false)
+    assert.equal(all[0]!.length, 3)
+    for (const e of [...first, ...rest]) e.dispose()
+  })
+
+  it('catches up from certified deliveries when it falls behind and takes part again', async () => {
+    const { hub, ids } = swarm(4, 1)
+    const early = ids.slice(0, 3).map((id) => makeEngine(hub, id, { rounds: 30, stepDelayMs: 3 }))
+    const runs = early.map((e) => e.run())
+    await once<RoundReport>(early[0]!, 'round', (r) => r.round >= 10)
+    const latecomer = makeEngine(hub, ids[3]!, { rounds: 30, stepDelayMs: 3 })
+    const caught = once<{ from: number; to: number; delivered: number }>(latecomer, 'catch-up')
+    const lateReports = await latecomer.run()
+    await Promise.all(runs)
+    const ev = await caught
+    assert.equal(ev.from, 0)
+    assert.ok(ev.to >= 9, `caught up to ${ev.to}`)
+    assert.ok(ev.delivered >= 3)
+    assert.equal(lateReports[0]!.caughtUpFrom, 0)
+    assert.equal(lateReports[0]!.round, ev.to + 1)
+    assert.equal(lateReports.at(-1)!.round, 29)
+    // its later rounds are delivered at the others
+    const othersLast = early.map((e) => e.snapshot())
+    assert.ok(othersLast.every((s) => s.round === 30))
+    const far = Math.max(...othersLast.map((s) => dist(s.params, latecomer.snapshot().params)))
+    assert.ok(far < 0.5, `latecomer ends near the others (distance ${far})`)
+    for (const e of [...early, latecomer]) e.dispose()
+  })
+
+  it('resumes from a snapshot: round, θ, momentum and RNG state', async () => {
+    const { hub, ids } = swarm(4, 1)
+    const a = ids.map((id) => makeEngine(hub, id, { rounds: 3 }))
+    await Promise.all(a.map((e) => e.run()))
+    const snap: EngineSnapshot = a[0]!.snapshot()
+    assert.equal(snap.round, 3)
+    for (const e of a) e.dispose()
+    const hub2 = createMemoryHub({ membership: hub.membership })
+    const b = makeEngine(hub2, ids[0]!, { rounds: 5, resume: snap })
+    assert.equal(b.round, 3)
+    assert.deepEqual(b.fake.getParams(), snap.params)
+    assert.deepEqual(b.fake.getMomentum(), snap.momentum)
+    assert.deepEqual(b.fake.getRngState(), snap.learnerRng)
+    b.dispose()
+  })
+
+  it('gives a rushing behaviour the honest models of the round, and equivocation is delivered consistently', async () => {
+    const { hub, ids } = swarm(7, 2)
+    let seenCounts: number[] = []
+    const equivocator: ByzantineBehaviour = {
+      name: 'equivocate',
+      async act(ctx) {
+        const honest = await ctx.honest()
+        seenCounts.push(honest.length)
+        const models = new Map<string, Float32Array>()
+        for (const [i, m] of ctx.members.entries()) models.set(m, new Float32Array(DIM).fill(i < 3 ? 100 : -100))
+        return { kind: 'equivocate', models }
+      },
+    }
+    const honest = ids.slice(0, 6).map((id) => makeEngine(hub, id, { rounds: 4 }))
+    const byz = makeEngine(hub, ids[6]!, { rounds: 4, behaviour: equivocator })
+    const [reports] = await Promise.all([Promise.all(honest.map((e) => e.run())), byz.run()])
+    assert.ok(seenCounts.length === 4 && seenCounts.every((c) => c >= 3), `seen ${seenCounts}`)
+    // 3 members got +100 and 4 got −100 (Q = 5): no payload reaches a quorum, nothing delivered
+    for (const rs of reports) for (const r of rs) assert.ok(!r.senders!.includes(ids[6]!))
+    seenCounts = []
+    for (const e of [...honest, byz]) e.dispose()
+  })
+})
+
+describe('nearestToMedianMean (catch-up aggregate)', () => {
+  it('ignores up to f far-away inputs', () => {
+    const honest = [1, 1.1, 0.9, 1.05, 0.95].map((v) => new Float32Array([v, -v]))
+    const byz = [new Float32Array([1e6, 1e6]), new Float32Array([-1e6, 5])]
+    const out = nearestToMedianMean([...honest, ...byz], 2)
+    assert.ok(Math.abs(out[0]! - 1) < 0.06 && Math.abs(out[1]! + 1) < 0.06, `${out}`)
+  })
+})
+
+function dist(a: Float32Array, b: Float32Array): number {
+  let s = 0
+  for (let i = 0; i < a.length; i++) s += (a[i]! - b[i]!) ** 2
+  return Math.sqrt(s)
+}
