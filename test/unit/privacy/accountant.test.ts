@@ -250,6 +250,16 @@ describe('sampling without replacement (what the learner does; replace-one adjac
     for (let k = 0; k < orders.length; k++) close(r[k]!, orders[k]! / (2 * 1.5 * 1.5), 1e-15, `order ${orders[k]}`)
   })
 
+  it('stays monotone in σ across the small-σ shortcut (replace-one σ < 0.05 drops the forward differences)', () => {
+    const orders = [2, 5, 20, 100]
+    const below = stepRdp({ sampling: 'without-replacement', samplingRate: 0.01, noiseMultiplier: 0.098, orders })
+    const above = stepRdp({ sampling: 'without-replacement', samplingRate: 0.01, noiseMultiplier: 0.102, orders })
+    for (let k = 0; k < orders.length; k++) {
+      assert.ok(Number.isFinite(below[k]!) && below[k]! >= above[k]!, `α ${orders[k]}: ${below[k]} < ${above[k]}`)
+      assert.ok(below[k]! <= orders[k]! / (2 * 0.049 * 0.049))
+    }
+  })
+
   it('never exceeds the plain (unsampled) Gaussian at any order, and a smaller q spends less', () => {
     const orders = defaultRdpOrders
     const full = stepRdp({ sampling: 'without-replacement', samplingRate: 1, noiseMultiplier: 2, orders })
