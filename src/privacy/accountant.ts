@@ -357,8 +357,9 @@ export function replaceOneGuarantee(addRemove: { epsilon: number; delta: number 
 
 /**
  * Everything the learner and the report need for a whole-run budget: the noise multiplier
- * for (ε, δ) after `steps` steps at q = batchSize / datasetSize, and the per-coordinate
- * noise std s = σG/b for the learner's `PrivacyHook`.
+ * for (ε, δ) after `steps` steps at q = b / datasetSize, and the per-coordinate noise std
+ * s = σG/b for the learner's `PrivacyHook`, where b = min(batchSize, datasetSize) (the learner
+ * uses the whole shard when it is smaller than a batch). See also `resolvePrivacy`.
  */
 export function privacyForBudget(opts: {
   epsilon: number
@@ -371,17 +372,17 @@ export function privacyForBudget(opts: {
   conversion?: RdpConversion
   sampling?: Sampling
 }): { clipNorm: number; noiseStd: number; noiseMultiplier: number; samplingRate: number } {
-  if (!(Number.isInteger(opts.datasetSize) && opts.datasetSize >= opts.batchSize && opts.datasetSize >= 1)) {
-    throw new InvalidPrivacyParameterError(
-      'datasetSize',
-      opts.datasetSize,
-      `the number of examples held must be an integer ≥ the batch size (${opts.batchSize})`,
-    )
+  if (!(Number.isInteger(opts.datasetSize) && opts.datasetSize >= 1)) {
+    throw new InvalidPrivacyParameterError('datasetSize', opts.datasetSize, 'the number of examples held must be an integer ≥ 1')
+  }
+  if (!(Number.isInteger(opts.batchSize) && opts.batchSize >= 1)) {
+    throw new InvalidPrivacyParameterError('batchSize', opts.batchSize, 'the batch size must be an integer ≥ 1')
   }
   if (!(opts.clipNorm > 0 && Number.isFinite(opts.clipNorm))) {
     throw new InvalidPrivacyParameterError('clipNorm', opts.clipNorm, 'the clipping norm G must be a finite number > 0')
   }
-  const samplingRate = opts.batchSize / opts.datasetSize
+  const b = Math.min(opts.batchSize, opts.datasetSize)
+  const samplingRate = b / opts.datasetSize
   const noiseMultiplier = noiseMultiplierFor({
     targetEpsilon: opts.epsilon,
     delta: opts.delta,
@@ -393,7 +394,7 @@ export function privacyForBudget(opts: {
   })
   return {
     clipNorm: opts.clipNorm,
-    noiseStd: (noiseMultiplier * opts.clipNorm) / opts.batchSize,
+    noiseStd: (noiseMultiplier * opts.clipNorm) / b,
     noiseMultiplier,
     samplingRate,
   }

@@ -45,6 +45,13 @@ export {
   noiseStdFromMultiplier,
 } from './mechanism.ts'
 export {
+  defaultPrivacyOptions,
+  type PrivacyOptions,
+  type PrivacyRun,
+  type ResolvedPrivacy,
+  resolvePrivacy,
+} from './options.ts'
+export {
   computeRdp,
   logErfc,
   type PrivacySpent,

@@ -380,8 +380,12 @@ describe('noiseMultiplierFor and helpers', () => {
     assert.ok(Math.abs(p.noiseStd - (p.noiseMultiplier * 1) / 32) < 1e-15)
     const e = computeEpsilon({ samplingRate: p.samplingRate, noiseMultiplier: p.noiseMultiplier, steps: 2000, delta: 1e-5 })
     assert.ok(e <= 2 && e > 1.99)
+    // A shard smaller than a batch: the learner averages all of it every step (q = 1, b = N).
+    const small = privacyForBudget({ epsilon: 2, delta: 1e-5, clipNorm: 1, batchSize: 32, datasetSize: 10, steps: 5 })
+    assert.equal(small.samplingRate, 1)
+    assert.ok(Math.abs(small.noiseStd - small.noiseMultiplier / 10) < 1e-15)
     assert.throws(
-      () => privacyForBudget({ epsilon: 2, delta: 1e-5, clipNorm: 1, batchSize: 32, datasetSize: 10, steps: 1 }),
+      () => privacyForBudget({ epsilon: 2, delta: 1e-5, clipNorm: 1, batchSize: 32, datasetSize: 0, steps: 1 }),
       InvalidPrivacyParameterError,
     )
   })
