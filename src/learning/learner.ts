@@ -20,6 +20,7 @@
  * cpu backend with a logged warning; its computations then switch the process-wide backend to
  * cpu and back synchronously, so other learners are unaffected.
  */
+import { registerFallbackKernels } from '../compute/index.ts'
 import { AbortError, InvalidConfigError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import { silentLogger } from '../logger.ts'
@@ -208,25 +209,37 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
     return { xs, ys }
   }
 
-  /** Mean loss on the examples `indices` of the shard; writes ∇ into `out`. Tidy, synchronous. */
-  const lossAndGrad = (indices: ArrayLike<number>, out: Float32Array): number =>
+  /**
+   * For each group of example indices, the mean loss on it and its gradient (written into
+   * `out`, then handed to `each`). θ is uploaded once for all groups. Tidy, synchronous.
+   */
+  const gradients = (groups: readonly ArrayLike<number>[], out: Float32Array, each: (loss: number) => void): void =>
     onBackend(backend, () =>
       tf.tidy(() => {
-        const { xs, ys } = batchData(train, indices.length, (i) => indices[i]!)
-        const x = tf.tensor(xs, [indices.length, ...opts.inputShape], 'float32')
-        const y = tf.oneHot(tf.tensor1d(ys, 'int32'), opts.numClasses)
         const params = unflatten(model, theta)
-        const f = (...p: tf.Tensor[]): tf.Scalar => tf.losses.softmaxCrossEntropy(y, model.forward(p, x)) as tf.Scalar
-        const { value, grads } = tf.valueAndGrads(f)(params)
-        flatten(model, grads, out)
-        return value.dataSync()[0]!
+        for (const indices of groups) {
+          const loss = tf.tidy(() => {
+            const { xs, ys } = batchData(train, indices.length, (i) => indices[i]!)
+            const x = tf.tensor(xs, [indices.length, ...opts.inputShape], 'float32')
+            const y = tf.oneHot(tf.tensor1d(ys, 'int32'), opts.numClasses)
+            const f = (...p: tf.Tensor[]): tf.Scalar => tf.losses.softmaxCrossEntropy(y, model.forward(p, x)) as tf.Scalar
+            const { value, grads } = tf.valueAndGrads(f)(params)
+            flatten(model, grads, out)
+            return value.dataSync()[0]!
+          })
+          each(loss)
+        }
       }),
     )
 
-  /** lossAndGrad, moving this learner to the cpu backend once if its backend lacks a kernel. */
-  const safeLossAndGrad = async (indices: ArrayLike<number>, out: Float32Array): Promise<number> => {
+  /**
+   * Runs `attempt` (which must start from scratch each time); if this learner's backend cannot
+   * run it (a missing kernel), moves the learner to the cpu backend once, with a warning, and
+   * retries there.
+   */
+  const withFallback = async (attempt: () => void): Promise<void> => {
     try {
-      return lossAndGrad(indices, out)
+      attempt()
     } catch (err) {
       if (backend === 'cpu') throw err
       logger.warn('the backend cannot compute this model’s gradient; this learner falls back to the cpu backend (slower)', {
@@ -234,38 +247,50 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
         model: opts.model.kind,
         error: err instanceof Error ? err.message : String(err),
       })
-      if (tf.engine().registry.cpu === undefined) {
-        const previous = tf.getBackend()
-        await tf.setBackend('cpu')
-        await tf.setBackend(previous)
-      }
+      // The cpu backend gets src/compute's kernels too (its stock Conv2DBackpropFilter takes
+      // seconds per LeNet step); initialising it, then switching back, runs their setup.
+      await registerFallbackKernels('cpu')
+      const previous = tf.getBackend()
+      await tf.setBackend('cpu')
+      await tf.setBackend(previous)
       backend = 'cpu'
-      return lossAndGrad(indices, out)
+      attempt()
     }
   }
 
   // Probe once on one example, so a missing kernel is found now, not in round 1.
-  await safeLossAndGrad([0], grad)
+  await withFallback(() => gradients([[0]], grad, () => {}))
   grad.fill(0)
 
   const computeGradient = async (): Promise<number> => {
     const indices = sampleDistinct(batchRng, train.n, batchSize)
-    let loss: number
+    let loss = 0
     if (privacy === undefined) {
-      loss = await safeLossAndGrad(indices, grad)
+      await withFallback(() =>
+        gradients([indices], grad, (l) => {
+          loss = l
+        }),
+      )
     } else {
       // Per-example gradients (the honest DP choice): clip each to G, sum, average, add noise.
       const sc = scratch!
-      grad.fill(0)
-      loss = 0
-      for (let i = 0; i < indices.length; i++) {
-        loss += await safeLossAndGrad([indices[i]!], sc)
-        let sq = 0
-        for (let j = 0; j < d; j++) sq += sc[j]! * sc[j]!
-        const norm = Math.sqrt(sq)
-        const scale = norm > privacy.clipNorm ? privacy.clipNorm / norm : 1
-        for (let j = 0; j < d; j++) grad[j]! += scale * sc[j]!
-      }
+      const G = privacy.clipNorm
+      await withFallback(() => {
+        grad.fill(0)
+        loss = 0
+        gradients(
+          Array.from(indices, (i) => [i]),
+          sc,
+          (l) => {
+            loss += l
+            let sq = 0
+            for (let j = 0; j < d; j++) sq += sc[j]! * sc[j]!
+            const norm = Math.sqrt(sq)
+            const scale = norm > G ? G / norm : 1
+            for (let j = 0; j < d; j++) grad[j]! += scale * sc[j]!
+          },
+        )
+      })
       const b = indices.length
       loss /= b
       const s = privacy.noiseStd
