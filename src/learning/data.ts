@@ -362,10 +362,12 @@ async function readCsv(file: string, labelColumn: string): Promise<{ x: Float32A
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new DatasetNotFoundError(file, 'check the path of the CSV file', { cause: err })
     throw err
   })
+  let stream: ReturnType<typeof fh.createReadStream> | undefined
   try {
     const { size } = await fh.stat()
     if (size > maxCsvBytes) throw new CorruptDatasetError(file, 'bad-dimensions', `${size} bytes exceeds the ${maxCsvBytes}-byte limit`)
-    const lines = createInterface({ input: fh.createReadStream({ encoding: 'utf8', autoClose: false }), crlfDelay: Number.POSITIVE_INFINITY })
+    stream = fh.createReadStream({ encoding: 'utf8', autoClose: false })
+    const lines = createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY })
     let header: string[] | undefined
     let labelAt = -1
     const features: number[] = []
@@ -404,6 +406,8 @@ async function readCsv(file: string, labelColumn: string): Promise<{ x: Float32A
     if (header === undefined || labels.length === 0) throw new CorruptDatasetError(file, 'truncated', 'has no data rows')
     return { x: Float32Array.from(features), y: Int32Array.from(labels), n: labels.length, dim: header.length - 1 }
   } finally {
+    // Stop the stream before closing its file (an early error leaves it mid-read).
+    stream?.destroy()
     await fh.close()
   }
 }
