@@ -144,6 +144,13 @@ export function validateLearnerOptions(opts: LearnerOptions): void {
   if (train.numClasses > opts.numClasses) {
     throw new InvalidConfigError('numClasses', `the data has ${train.numClasses} classes but the model only ${opts.numClasses}`)
   }
+  if (train.x.length !== train.n * prod(train.exampleShape) || train.y.length !== train.n) {
+    throw new InvalidConfigError('train', `inconsistent data set: n = ${train.n}, ${train.x.length} values, ${train.y.length} labels`)
+  }
+  for (let i = 0; i < train.n; i++) {
+    const y = train.y[i]!
+    if (!(y >= 0 && y < opts.numClasses)) throw new InvalidConfigError(`train.y[${i}]`, `label ${y} is outside [0, ${opts.numClasses})`)
+  }
 }
 
 /** Floyd's algorithm: `k` distinct indices of [0, n) (all of them, shuffled, when k ≥ n). */
@@ -369,7 +376,12 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
       }
       const limit = evalOpts.maxExamples ?? test.n
       if (!(limit >= 1)) throw new InvalidConfigError('maxExamples', `must be ≥ 1, got ${limit}`)
+      if (test.numClasses > opts.numClasses) {
+        throw new InvalidConfigError('test', `the test set has ${test.numClasses} classes but the model only ${opts.numClasses}`)
+      }
       const n = Math.min(test.n, Math.floor(limit))
+      // θ as it is now: a step or setParams during the evaluation's pauses does not mix models.
+      const snapshot = theta.slice()
       let correct = 0
       let lossSum = 0
       for (let start = 0; start < n; start += evalBatchSize) {
@@ -380,7 +392,7 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
             const { xs, ys } = batchData(test, count, (i) => start + i)
             const x = tf.tensor(xs, [count, ...opts.inputShape], 'float32')
             const labels = tf.tensor1d(ys, 'int32')
-            const logits = model.forward(unflatten(model, theta), x)
+            const logits = model.forward(unflatten(model, snapshot), x)
             const lossSum = tf.losses.softmaxCrossEntropy(tf.oneHot(labels, opts.numClasses), logits, undefined, undefined, tf.Reduction.SUM)
             const hits = tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), labels), 'int32'))
             return [hits.dataSync()[0]!, lossSum.dataSync()[0]!] as [number, number]

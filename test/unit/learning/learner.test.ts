@@ -117,6 +117,24 @@ describe('learner', () => {
     assert.ok(Math.abs(noLambda.halfStep[0]! - halfStep[0]!) > 1e-4)
   })
 
+  it('evaluate returns the accuracy and mean loss of θ on the test set (batched, maxExamples)', async () => {
+    const learner = await createLearner({ ...options(), evalBatchSize: 4 })
+    const theta = Float32Array.from({ length: 12 }, (_, i) => Math.sin(3 * i) * 0.9)
+    learner.setParams(theta)
+    const { accuracy, loss } = await learner.evaluate(tiny)
+    const ref = logregLossAndGrad(theta, tiny)
+    assert.ok(Math.abs(loss - ref.loss) < 1e-5, `loss ${loss} vs ${ref.loss}`)
+    let hits = 0
+    for (let i = 0; i < tiny.n; i++) {
+      const z = [0, 1, 2].map((k) => theta[9 + k]! + [0, 1, 2].reduce((a, j) => a + tiny.x[i * 3 + j]! * theta[j * 3 + k]!, 0))
+      if (z.indexOf(Math.max(...z)) === tiny.y[i]) hits++
+    }
+    assert.equal(accuracy, hits / tiny.n)
+    const first2 = await learner.evaluate(tiny, { maxExamples: 2 })
+    const ref2 = logregLossAndGrad(theta, { ...tiny, n: 2 })
+    assert.ok(Math.abs(first2.loss - ref2.loss) < 1e-5)
+  })
+
   it('β = 0 is plain SGD on the gradient (NNA ablation)', async () => {
     const learner = await createLearner(options({ beta: 0, schedule: { kind: 'constant', lr: 0.1 } }))
     const theta = learner.getParams()
