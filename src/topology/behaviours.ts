@@ -1,0 +1,179 @@
+/**
+ * Byzantine behaviours (ALGORITHMS §5) as `ByzantineBehaviour` plug-ins for the real node
+ * engine (contract §5a). A Byzantine member runs the honest code path — it trains, echoes and
+ * delivers like everyone else — and this plug-in decides, each round, what it broadcasts.
+ *
+ * Vector attacks (sign-flip, alie, foe, ipm, optimal-*, mimic, gaussian, non-finite) are the
+ * aggregation helper's `createAttack` kinds; here they become RUSHING behaviours: the member
+ * first waits for this round's honest models (`ctx.honest()`, by default until n − 2f are
+ * visible), then crafts its vector from them. Its own honest-looking half step is counted
+ * among the honest samples (it trained on real data).
+ *
+ * Protocol-level behaviours: label-flip (trains on y → K−1−y through the node's `labelFlip`
+ * option and sends its half step as if honest), equivocate (different models to different
+ * members in the same round), silent, crash at a round, late (always sends after a delay),
+ * replay (re-sends an older round's payload), malformed (raw bytes that are not a model).
+ */
+import type { Aggregator } from '../aggregation/index.ts'
+import { createAggregator } from '../aggregation/index.ts'
+import { createAttack } from '../attacks/index.ts'
+import { InvalidConfigError } from '../errors.ts'
+import type { ByzantineAction, ByzantineBehaviour, ByzantineContext } from '../node/behaviour.ts'
+import { registerBehaviour } from '../node/behaviour.ts'
+import { type BehaviourName, behaviourNames } from './schema.ts'
+
+export type BehaviourParams = { behaviour: string } & Record<string, unknown>
+
+/** Behaviours whose node must train on flipped labels. */
+export function needsLabelFlip(params: { behaviour: string }): boolean {
+  return params.behaviour === 'label-flip'
+}
+
+const vectorAttacks: Partial<Record<BehaviourName, string>> = {
+  'sign-flip': 'sign-flip',
+  alie: 'alie',
+  foe: 'foe',
+  ipm: 'ipm',
+  'optimal-alie': 'optimal-alie',
+  'optimal-foe': 'optimal-foe',
+  mimic: 'mimic',
+  gaussian: 'gaussian',
+  'non-finite': 'non-finite',
+}
+
+function num(params: Record<string, unknown>, key: string, fallback: number, where: string): number {
+  const v = params[key]
+  if (v === undefined) return fallback
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new InvalidConfigError(`${where}.${key}`, `expected a number, got ${JSON.stringify(v)}`)
+  return v
+}
+
+/** Attack parameters = the behaviour's parameters minus the ones the behaviour itself uses. */
+function attackParams(params: Record<string, unknown>): Record<string, unknown> {
+  const own = new Set(['behaviour', 'members', 'waitFor', 'aggregator', 'attack', 'delayMs', 'lag', 'atRound', 'bytes'])
+  return Object.fromEntries(Object.entries(params).filter(([k]) => !own.has(k)))
+}
+
+/**
+ * The rushing wait: this round's honest models, plus our own honest-looking half step.
+ * `waitFor` (default n − 2f, the contract default) is how many other models to wait for.
+ */
+async function observe(ctx: ByzantineContext, waitFor: number | undefined): Promise<Float32Array[]> {
+  const seen = await ctx.honest(waitFor === undefined ? {} : { min: waitFor })
+  return [...seen, ctx.ownHalfStep]
+}
+
+function vectorCrafter(kind: string, params: Record<string, unknown>, where: string): (ctx: ByzantineContext) => Promise<Float32Array> {
+  const attack = createAttack({ kind, ...attackParams(params) })
+  let aggregator: Aggregator | undefined
+  const aggParams = params.aggregator
+  if (aggParams !== undefined) {
+    if (typeof aggParams !== 'object' || aggParams === null || typeof (aggParams as { rule?: unknown }).rule !== 'string') {
+      throw new InvalidConfigError(`${where}.aggregator`, 'expected an aggregator object with a rule (the swarm’s rule, for the optimal-* attacks)')
+    }
+  }
+  const waitFor = params.waitFor === undefined ? undefined : num(params, 'waitFor', 0, where)
+  return async (ctx) => {
+    const honest = await observe(ctx, waitFor)
+    if (aggParams !== undefined && aggregator === undefined) {
+      aggregator = createAggregator({ f: ctx.f, ...(aggParams as { rule: string }) })
+    }
+    return attack.craft({
+      honest: kind === 'mimic' && honest.length > 1 ? honest.slice(0, -1) : honest,
+      n: ctx.members.length,
+      f: ctx.f,
+      rng: ctx.rng,
+      own: ctx.ownHalfStep,
+      ...(aggregator === undefined ? {} : { aggregator }),
+    })
+  }
+}
+
+/**
+ * Creates the behaviour named by `params.behaviour` with its parameters:
+ * - vector attacks: the attack's own parameters (e.g. `z` for alie, `epsilon` for foe/ipm,
+ *   `std` for gaussian), `waitFor` (models to wait for, default n − 2f) and, for optimal-*,
+ *   `aggregator` (the swarm's rule; the runner fills it in);
+ * - `equivocate`: `attack` (default sign-flip) crafted for half of the members, its honest
+ *   half step for the other half;
+ * - `crash`: `atRound` (default 5); `late`: `delayMs` (default 2000) and optional `attack`;
+ * - `replay`: `lag` rounds back (default 1); `malformed`: `bytes` (default 64).
+ */
+export function createTopologyBehaviour(params: BehaviourParams, where = 'byzantine'): ByzantineBehaviour {
+  const name = params.behaviour
+  if (!(behaviourNames as readonly string[]).includes(name)) {
+    throw new InvalidConfigError(`${where}.behaviour`, `unknown behaviour ${JSON.stringify(name)}; use one of ${behaviourNames.join(', ')}`)
+  }
+  const b = name as BehaviourName
+  const attackKind = vectorAttacks[b]
+  if (attackKind !== undefined) {
+    const craft = vectorCrafter(attackKind, params, where)
+    return { name, act: async (ctx) => ({ kind: 'send', model: await craft(ctx) }) }
+  }
+  switch (b) {
+    case 'honest':
+    case 'label-flip':
+      return { name, act: async (ctx) => ({ kind: 'send', model: ctx.ownHalfStep }) }
+    case 'silent':
+      return { name, act: async () => ({ kind: 'silent' }) }
+    case 'crash': {
+      const atRound = num(params, 'atRound', 5, where)
+      return { name, act: async (ctx) => (ctx.round >= atRound ? { kind: 'crash' } : { kind: 'send', model: ctx.ownHalfStep }) }
+    }
+    case 'late': {
+      const delayMs = num(params, 'delayMs', 2000, where)
+      const inner = typeof params.attack === 'string' ? vectorCrafter(params.attack, params, where) : undefined
+      return {
+        name,
+        act: async (ctx) => ({ kind: 'send', model: inner === undefined ? ctx.ownHalfStep : await inner(ctx), delayMs }),
+      }
+    }
+    case 'replay': {
+      const lag = Math.max(1, Math.floor(num(params, 'lag', 1, where)))
+      return {
+        name,
+        act: async (ctx): Promise<ByzantineAction> =>
+          ctx.round < lag ? { kind: 'send', model: ctx.ownHalfStep } : { kind: 'replay', fromRound: ctx.round - lag },
+      }
+    }
+    case 'malformed': {
+      const bytes = Math.max(1, Math.floor(num(params, 'bytes', 64, where)))
+      return {
+        name,
+        act: async (ctx) => {
+          const payload = new Uint8Array(bytes)
+          for (let i = 0; i < bytes; i++) payload[i] = ctx.rng.int(256)
+          return { kind: 'send-raw', payload }
+        },
+      }
+    }
+    case 'equivocate': {
+      const craft = vectorCrafter(typeof params.attack === 'string' ? params.attack : 'sign-flip', params, where)
+      return {
+        name,
+        act: async (ctx) => {
+          const bad = await craft(ctx)
+          const models = new Map<string, Float32Array>()
+          // Alternate along the member list so every honest member is targeted by some version.
+          ctx.members.forEach((m, i) => {
+            if (m !== ctx.self) models.set(m, i % 2 === 0 ? bad : ctx.ownHalfStep)
+          })
+          return { kind: 'equivocate', models }
+        },
+      }
+    }
+    default:
+      throw new InvalidConfigError(`${where}.behaviour`, `behaviour ${name} has no implementation`)
+  }
+}
+
+let registered = false
+
+/** Registers every behaviour with the node's behaviour registry (idempotent), so node configs can name them. */
+export function registerStandardBehaviours(): void {
+  if (registered) return
+  registered = true
+  for (const name of behaviourNames) {
+    registerBehaviour(name, (params: Record<string, unknown>) => createTopologyBehaviour({ ...params, behaviour: name }))
+  }
+}
