@@ -102,7 +102,8 @@ export interface Learner {
   setMomentum(m: Float32Array): void
   getRngState(): LearnerRngState
   setRngState(s: unknown): void
-  step(round: number): Promise<StepResult>
+  /** One local step at round `round` (see the module comment). */
+  step(round: number, opts?: { signal?: AbortSignal }): Promise<StepResult>
   evaluate(test: Dataset, opts?: { maxExamples?: number; signal?: AbortSignal }): Promise<{ accuracy: number; loss: number }>
   dispose(): void
 }
@@ -354,8 +355,9 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
       batchRng.setState(st.batch)
       noiseRng.setState(st.noise)
     },
-    async step(round) {
+    async step(round, stepOpts = {}) {
       checkAlive()
+      if (stepOpts.signal?.aborted) throw new AbortError()
       const loss = await computeGradient()
       const gamma = learningRate(schedule, round)
       const oneMinusBeta = 1 - beta

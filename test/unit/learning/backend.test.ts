@@ -90,6 +90,18 @@ describe('compute backends', () => {
     }
   })
 
+  it('LeNet trains on wasm without leaking tensors (with src/compute kernels when registered)', async () => {
+    await initBackend({ backend: 'wasm' })
+    const learner = await createLearner(lenetOptions())
+    const before = tf.memory().numTensors
+    let last = Number.NaN
+    for (let t = 0; t < 5; t++) last = (await learner.step(t)).loss
+    await learner.evaluate(images(3))
+    assert.equal(tf.memory().numTensors, before)
+    assert.ok(Number.isFinite(last))
+    await assert.rejects(learner.step(5, { signal: AbortSignal.abort() }), { name: 'AbortError' })
+  })
+
   it('a model the backend fully supports stays on it, and agrees with cpu', async () => {
     const opts: LearnerOptions = {
       ...lenetOptions(),
