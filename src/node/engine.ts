@@ -454,8 +454,12 @@ export class RoundEngine extends EventTarget {
         const lag = this.opts.catchUpLag ?? defaultEngineOptions.catchUpLag
         const newest = this.port.newestCertifiedRound()
         if (newest >= t + lag) {
-          await this.catchUp(t, newest - 1, signal)
-          continue
+          // behind: catch up unless this round's deliveries are still held (then it completes at once)
+          this.openRound(t)
+          if (this.validCount(t) + (this.heldFor(t).has(this.self) ? 0 : 1) < this.needed) {
+            await this.catchUp(t, newest - 1, signal)
+            continue
+          }
         }
         const report = await this.runRound(t, signal)
         if (report === undefined) continue // caught up instead
@@ -500,10 +504,11 @@ export class RoundEngine extends EventTarget {
       const count = this.validCount(t) + (!ownCertifiedNeeded && !(own !== undefined && 'model' in own) ? 1 : 0)
       if (ownOk && count >= this.needed) break
       const newest = this.port.newestCertifiedRound()
-      if (newest >= t + lag) {
+      const othersMissing = this.validCount(t) + (own !== undefined && 'model' in own ? 0 : 1) < this.needed
+      if (newest >= t + lag && othersMissing) {
         if (stalled) this.recover(t, count, performance.now() - stallReportedAt)
         await this.catchUp(t, newest - 1, signal)
-        return undefined
+        return undefined // the swarm is ahead and this round's deliveries are missing
       }
       const waited = performance.now() - waitStart
       if (!fetching && newest >= t && performance.now() - lastFetch >= Math.min(defaultEngineOptions.fetchAfterMs, this.opts.roundTimeoutMs / 2)) {
@@ -552,7 +557,7 @@ export class RoundEngine extends EventTarget {
       senders.push(sender)
     }
     const aggStart = performance.now()
-    const next = this.opts.aggregator.aggregate(inputs, { own: ownIdx })
+    const next = this.opts.aggregator.aggregate(inputs, { own: ownIdx, reference: this.snap.params })
     this.opts.metrics?.aggregationSeconds((performance.now() - aggStart) / 1000)
     this.learner.setParams(next)
     this.current = t + 1
@@ -710,7 +715,7 @@ export class RoundEngine extends EventTarget {
 
   /** Adopts the robust aggregate of the certified deliveries of round `target` and continues at target + 1. */
   private async catchUp(from: number, target: number, signal?: AbortSignal): Promise<void> {
-    this.log.info('behind the swarm: catching up from certified deliveries', { from, target })
+    this.log.info('behind the swarm: catching up from certified deliveries', { from, target, held: this.validCount(from) })
     this.current = target
     this.gc()
     this.port.setFloor(Math.max(0, target - 1))
