@@ -103,7 +103,7 @@ export async function initBackend(opts: BackendOptions = {}): Promise<BackendInf
       logger.debug('backend unavailable, trying the next', { backend: name, reason: err.message })
       continue
     }
-    const fallbackKernels = name === 'tensorflow' ? [] : await registerFallbackKernels(name, { threads: opts.threads })
+    const fallbackKernels = name === 'tensorflow' ? [] : await registerFallbackKernels(name, opts.threads === undefined ? {} : { threads: opts.threads })
     if (fallbackKernels.length > 0) {
       // Kernels registered after the backend was set need their setup hooks run.
       await tf.setBackend(name)
