@@ -12,15 +12,39 @@
 
 import type { KernelConfig } from '@tensorflow/tfjs'
 import { getKernel, registerKernel, unregisterKernel } from '@tensorflow/tfjs'
+import { InvalidConfigError } from '../errors.ts'
 import { cpuKernels, originalKernels, wasmKernels } from './kernels.ts'
+import { kernelThreads, setKernelThreads } from './threads.ts'
 
 export { UnsupportedKernelInputError } from './kernels.ts'
 export type { Im2colGeometry, PoolGeometry } from './loops.ts'
 export { col2imAdd, im2colTransposed, maxPoolGradAdd, transpose2d } from './loops.ts'
 
 export interface FallbackKernelOptions {
+  /**
+   * Threads for the wasm convolution kernels (main thread included): n > 1 starts n − 1
+   * worker_threads, each with its own wasm backend, and splits the batch of big convolutions
+   * over them. Default 1 — see `defaultFallbackKernelOptions`.
+   */
   threads?: number
 }
+
+export const defaultFallbackKernelOptions: Required<FallbackKernelOptions> = {
+  // One thread: on this shared 2-core machine the split did not pay (see the README of
+  // src/compute / `npm run bench:train` with BENCH_TRAIN_THREADS), and members of a simulated
+  // swarm already run side by side.
+  threads: 1,
+}
+
+export function validateFallbackKernelOptions(opts: FallbackKernelOptions): Required<FallbackKernelOptions> {
+  const o = { ...defaultFallbackKernelOptions, ...opts }
+  if (!Number.isInteger(o.threads) || o.threads < 1 || o.threads > 64) {
+    throw new InvalidConfigError('threads', `must be an integer from 1 to 64 (main thread included), got ${o.threads}`)
+  }
+  return o
+}
+
+export { kernelThreads }
 
 const kernelsByBackend: Record<string, readonly KernelConfig[]> = {
   wasm: wasmKernels,
@@ -33,8 +57,10 @@ const key = (c: KernelConfig): string => `${c.kernelName}/${c.backendName}`
  * Registers the missing/slow kernels for `backend` ('wasm' or 'cpu'; any other name registers
  * nothing); returns the names of the kernels now provided by this module. Idempotent.
  */
-export async function registerFallbackKernels(backend: string, _opts: FallbackKernelOptions = {}): Promise<string[]> {
+export async function registerFallbackKernels(backend: string, opts: FallbackKernelOptions = {}): Promise<string[]> {
+  const { threads } = validateFallbackKernelOptions(opts)
   const list = kernelsByBackend[backend] ?? []
+  if (backend === 'wasm') await setKernelThreads(threads)
   for (const config of list) {
     const existing = getKernel(config.kernelName, config.backendName)
     if (existing === config) continue
@@ -52,7 +78,8 @@ export async function registerFallbackKernels(backend: string, _opts: FallbackKe
  * Removes the kernels this module registered for `backend` and puts back the ones they
  * replaced (used by tests and benchmarks to compare against the stock kernels).
  */
-export function unregisterFallbackKernels(backend: string): void {
+export async function unregisterFallbackKernels(backend: string): Promise<void> {
+  if (backend === 'wasm') await setKernelThreads(1)
   for (const config of kernelsByBackend[backend] ?? []) {
     if (getKernel(config.kernelName, config.backendName) !== config) continue
     unregisterKernel(config.kernelName, config.backendName)

@@ -15,6 +15,7 @@
 import type { KernelConfig, KernelFunc, NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs'
 import { backend_util, getKernel } from '@tensorflow/tfjs'
 import { col2imAdd, type Im2colGeometry, im2colTransposed, maxPoolGradAdd, type PoolGeometry, permute4, transpose2d } from './loops.ts'
+import { runSplit } from './threads.ts'
 
 /** A kernel got an input this module does not handle (e.g. NCHW); the message says what to use. */
 export class UnsupportedKernelInputError extends Error {
@@ -363,20 +364,64 @@ export function batchMatMulWasm(host: Host, backend: unknown, inputs: NamedTenso
 const CONV_PATH_MIN_CHANNELS = 8
 
 function configs(backendName: 'wasm' | 'cpu', hostOf: (backend: unknown) => Host): KernelConfig[] {
+  const filterGrad: KernelFunc = ({ inputs, backend, attrs }) =>
+    backendName === 'wasm' && inputs.x!.shape[3]! >= CONV_PATH_MIN_CHANNELS
+      ? conv2dBackpropFilterByConv(hostOf(backend), stockKernel('Conv2D', 'wasm'), backend, inputs.x!, inputs.dy!, attrs as unknown as ConvGradAttrs)
+      : conv2dBackpropFilter(hostOf(backend), inputs.x!, inputs.dy!, attrs as unknown as ConvGradAttrs)
+  const inputGrad: KernelFunc = ({ inputs, backend, attrs }) =>
+    conv2dBackpropInput(hostOf(backend), inputs.dy!, inputs.filter!, attrs as unknown as ConvGradAttrs)
   const list: KernelConfig[] = [
     {
       kernelName: 'Conv2DBackpropFilter',
       backendName,
-      kernelFunc: ({ inputs, backend, attrs }) =>
-        backendName === 'wasm' && inputs.x!.shape[3]! >= CONV_PATH_MIN_CHANNELS
-          ? conv2dBackpropFilterByConv(hostOf(backend), stockKernel('Conv2D', 'wasm'), backend, inputs.x!, inputs.dy!, attrs as unknown as ConvGradAttrs)
-          : conv2dBackpropFilter(hostOf(backend), inputs.x!, inputs.dy!, attrs as unknown as ConvGradAttrs),
+      kernelFunc:
+        backendName === 'cpu'
+          ? filterGrad
+          : (args) => {
+              const a = args.attrs as unknown as ConvGradAttrs
+              const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo }
+              if (a.dataFormat === 'NCHW') return filterGrad(args)
+              const split = runSplit({
+                kernel: 'Conv2DBackpropFilter',
+                host: hostOf(args.backend),
+                backend: args.backend,
+                local: filterGrad,
+                inputs: { x, dy },
+                batched: ['x', 'dy'],
+                attrs: a,
+                convInput: x.shape,
+                filterShape: a.filterShape!,
+                outShape: a.filterShape!,
+                combine: 'sum',
+              })
+              return split ?? filterGrad(args)
+            },
     },
     {
       kernelName: 'Conv2DBackpropInput',
       backendName,
-      kernelFunc: ({ inputs, backend, attrs }) =>
-        conv2dBackpropInput(hostOf(backend), inputs.dy!, inputs.filter!, attrs as unknown as ConvGradAttrs),
+      kernelFunc:
+        backendName === 'cpu'
+          ? inputGrad
+          : (args) => {
+              const a = args.attrs as unknown as ConvGradAttrs
+              const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo }
+              if (a.dataFormat === 'NCHW') return inputGrad(args)
+              const split = runSplit({
+                kernel: 'Conv2DBackpropInput',
+                host: hostOf(args.backend),
+                backend: args.backend,
+                local: inputGrad,
+                inputs: { dy, filter },
+                batched: ['dy'],
+                attrs: a,
+                convInput: a.inputShape!,
+                filterShape: filter.shape,
+                outShape: a.inputShape!,
+                combine: 'concat',
+              })
+              return split ?? inputGrad(args)
+            },
     },
     {
       kernelName: 'MaxPoolGrad',
@@ -386,11 +431,46 @@ function configs(backendName: 'wasm' | 'cpu', hostOf: (backend: unknown) => Host
     },
   ]
   if (backendName === 'wasm') {
-    list.push({
-      kernelName: 'BatchMatMul',
-      backendName,
-      kernelFunc: ({ inputs, backend, attrs }) => batchMatMulWasm(hostOf(backend), backend, inputs, attrs ?? {}),
-    })
+    list.push(
+      {
+        kernelName: 'BatchMatMul',
+        backendName,
+        kernelFunc: ({ inputs, backend, attrs }) => batchMatMulWasm(hostOf(backend), backend, inputs, attrs ?? {}),
+      },
+      {
+        // The stock XNNPACK convolution, with its batch split over the kernel threads if any.
+        kernelName: 'Conv2D',
+        backendName,
+        kernelFunc: (args) => {
+          const stock = stockKernel('Conv2D', 'wasm')
+          const a = args.attrs as unknown as ConvGradAttrs & { dilations?: number | [number, number] }
+          const { x, filter } = args.inputs as { x: TensorInfo; filter: TensorInfo }
+          if (a.dataFormat === 'NCHW') return stock(args)
+          const info = backend_util.computeConv2DInfo(
+            x.shape as [number, number, number, number],
+            filter.shape as [number, number, number, number],
+            a.strides,
+            a.dilations ?? 1,
+            a.pad,
+            a.dimRoundingMode,
+          )
+          const split = runSplit({
+            kernel: 'Conv2D',
+            host: hostOf(args.backend),
+            backend: args.backend,
+            local: stock,
+            inputs: { x, filter },
+            batched: ['x'],
+            attrs: a,
+            convInput: x.shape,
+            filterShape: filter.shape,
+            outShape: info.outShape,
+            combine: 'concat',
+          })
+          return split ?? stock(args)
+        },
+      },
+    )
   }
   return list
 }

@@ -4,7 +4,8 @@
  * on every backend available: wasm with the fallback kernels of src/compute, wasm stock, cpu
  * stock, cpu with the fallback kernels. Prints a table, one JSON line per figure and the machine.
  *
- * Options (env): BENCH_TRAIN_SECONDS per case time budget (default 4), BENCH_TRAIN_CASES
+ * Options (env): BENCH_TRAIN_SECONDS per case time budget (default 4), BENCH_TRAIN_THREADS kernel
+ * threads of the threaded wasm case (default: the number of cores), BENCH_TRAIN_CASES
  * comma-separated subset of case names (e.g. `lenet/wasm+fallback`).
  *
  * Uses the learner (`createLearner`, contract §1) when src/learning exports it; otherwise the
@@ -21,6 +22,8 @@ const BATCH = 25
 const BETA = 0.99
 const LR = 0.01
 const budgetMs = Number(process.env.BENCH_TRAIN_SECONDS ?? 4) * 1000
+/** kernel threads for the threaded wasm case (main thread included) */
+const threadsOption = Number(process.env.BENCH_TRAIN_THREADS ?? os.cpus().length)
 const only = process.env.BENCH_TRAIN_CASES?.split(',').filter((s) => s !== '')
 
 type ModelName = 'mlp' | 'lenet'
@@ -28,6 +31,7 @@ interface Variant {
   name: string
   backend: 'wasm' | 'cpu'
   fallback: boolean
+  threads?: number
 }
 
 const models: Record<ModelName, { spec: learning.ModelSpec; inputShape: number[] }> = {
@@ -37,6 +41,7 @@ const models: Record<ModelName, { spec: learning.ModelSpec; inputShape: number[]
 }
 const variants: Variant[] = [
   { name: 'wasm+fallback', backend: 'wasm', fallback: true },
+  { name: `wasm+fallback/${threadsOption}threads`, backend: 'wasm', fallback: true, threads: threadsOption },
   { name: 'wasm', backend: 'wasm', fallback: false },
   { name: 'cpu', backend: 'cpu', fallback: false },
   { name: 'cpu+fallback', backend: 'cpu', fallback: true },
@@ -144,8 +149,8 @@ interface Result {
 
 async function measure(model: ModelName, v: Variant): Promise<Result> {
   await tf.setBackend(v.backend)
-  if (v.fallback) await registerFallbackKernels(v.backend)
-  else unregisterFallbackKernels(v.backend)
+  if (v.fallback) await registerFallbackKernels(v.backend, { threads: v.threads ?? 1 })
+  else await unregisterFallbackKernels(v.backend)
   let stepper: Stepper | undefined
   try {
     stepper = await makeStepper(model)
@@ -176,7 +181,7 @@ async function measure(model: ModelName, v: Variant): Promise<Result> {
     return { model, variant: v.name, error: err instanceof Error ? err.message.split('\n')[0]! : String(err) }
   } finally {
     stepper?.dispose()
-    unregisterFallbackKernels(v.backend)
+    await unregisterFallbackKernels(v.backend)
   }
 }
 
@@ -201,13 +206,13 @@ for (const model of ['mlp', 'lenet'] as const) {
 
 const cpuMs = (model: ModelName) => results.find((r) => r.model === model && r.variant === 'cpu')?.ms
 console.log('')
-console.log('model  backend          median ms     min ms  cpu ms/step   steps  vs cpu (×faster)')
+console.log('model  backend                  median ms     min ms  cpu ms/step   steps  vs cpu (×faster)')
 for (const r of results) {
   const base = cpuMs(r.model)
   const ratio = r.ms !== undefined && base !== undefined ? base / r.ms : undefined
   const cells = [
     r.model.padEnd(6),
-    r.variant.padEnd(15),
+    r.variant.padEnd(23),
     r.ms !== undefined ? r.ms.toFixed(1).padStart(9) : '        —',
     r.min !== undefined ? r.min.toFixed(1).padStart(9) : '        —',
     r.cpuMs !== undefined ? r.cpuMs.toFixed(1).padStart(11) : '          —',

@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test'
 import * as tf from '@tensorflow/tfjs'
 import '@tensorflow/tfjs-backend-wasm'
 import { registerFallbackKernels, unregisterFallbackKernels } from '../../../src/compute/index.ts'
+import { MIN_SPLIT_MACS, setSplitThreshold } from '../../../src/compute/threads.ts'
 import { Rng } from '../../../src/rng.ts'
 
 const TOLERANCE = 1e-4
@@ -77,11 +78,23 @@ function relError(ours: Float32Array, ref: Float32Array): number {
   return diff / Math.max(scale, 1e-30)
 }
 
+const references = new Map<string, Float32Array[]>()
+
+/** The stock cpu backend's outputs for `label` (computed once: the LeNet shapes take seconds). */
+async function reference(label: string, f: () => tf.Tensor[]): Promise<Float32Array[]> {
+  let r = references.get(label)
+  if (r === undefined) {
+    r = await runOn('cpu', false, f)
+    references.set(label, r)
+  }
+  return r
+}
+
 /** Runs `f` on the backend and returns its outputs as arrays, checking nothing leaks. */
-async function runOn(backend: 'cpu' | 'wasm', withOurs: boolean, f: () => tf.Tensor[]): Promise<Float32Array[]> {
+async function runOn(backend: 'cpu' | 'wasm', withOurs: boolean, f: () => tf.Tensor[], threads = 1): Promise<Float32Array[]> {
   await tf.setBackend(backend)
-  if (withOurs) await registerFallbackKernels(backend)
-  else unregisterFallbackKernels(backend)
+  if (withOurs) await registerFallbackKernels(backend, { threads })
+  else await unregisterFallbackKernels(backend)
   const tensorsBefore = tf.memory().numTensors
   const dataIdsBefore = tf.engine().backend.numDataIds()
   const outs = f()
@@ -90,6 +103,25 @@ async function runOn(backend: 'cpu' | 'wasm', withOurs: boolean, f: () => tf.Ten
   assert.equal(tf.memory().numTensors, tensorsBefore, `tensors leaked on ${backend}`)
   assert.equal(tf.engine().backend.numDataIds(), dataIdsBefore, `backend buffers leaked on ${backend}`)
   return arrays
+}
+
+/** Forward and both gradients of conv2d for case `c`, as a function of the active backend. */
+function convCase(c: ConvCase): { label: string; compute: () => tf.Tensor[] } {
+  const label = `conv2d b${c.batch} ${c.h}x${c.w}x${c.inC}→${c.outC} f${c.fh}x${c.fw} s${c.stride} ${c.pad}`
+  const rng = new Rng(label)
+  const xs = randomArray(rng, c.batch * c.h * c.w * c.inC)
+  const ws = randomArray(rng, c.fh * c.fw * c.inC * c.outC)
+  const compute = () =>
+    tf.tidy(() => {
+      const x = tf.tensor4d(xs, [c.batch, c.h, c.w, c.inC])
+      const w = tf.tensor4d(ws, [c.fh, c.fw, c.inC, c.outC])
+      const y = tf.conv2d(x, w, c.stride, c.pad)
+      // A fixed non-uniform upstream gradient: dL/dy = weights.
+      const weights = tf.tensor(randomArray(new Rng(`${label}/dy`), y.size), y.shape)
+      const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.stride, c.pad).mul(weights).sum())([x, w])
+      return [dx!, dw!, y]
+    })
+  return { label, compute }
 }
 
 const variants = [
@@ -102,28 +134,15 @@ describe('compute: fallback kernels agree with the cpu backend', () => {
     await tf.setBackend('wasm')
     await tf.ready()
   })
-  after(() => {
-    unregisterFallbackKernels('wasm')
-    unregisterFallbackKernels('cpu')
+  after(async () => {
+    await unregisterFallbackKernels('wasm')
+    await unregisterFallbackKernels('cpu')
   })
 
   for (const c of convCases()) {
-    const label = `conv2d b${c.batch} ${c.h}x${c.w}x${c.inC}→${c.outC} f${c.fh}x${c.fw} s${c.stride} ${c.pad}`
+    const { label, compute } = convCase(c)
     it(`${label}: filter and input gradients`, async () => {
-      const rng = new Rng(label)
-      const xs = randomArray(rng, c.batch * c.h * c.w * c.inC)
-      const ws = randomArray(rng, c.fh * c.fw * c.inC * c.outC)
-      const compute = () =>
-        tf.tidy(() => {
-          const x = tf.tensor4d(xs, [c.batch, c.h, c.w, c.inC])
-          const w = tf.tensor4d(ws, [c.fh, c.fw, c.inC, c.outC])
-          const y = tf.conv2d(x, w, c.stride, c.pad)
-          // A fixed non-uniform upstream gradient: dL/dy = weights.
-          const weights = tf.tensor(randomArray(new Rng(`${label}/dy`), y.size), y.shape)
-          const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.stride, c.pad).mul(weights).sum())([x, w])
-          return [dx!, dw!]
-        })
-      const [refDx, refDw] = await runOn('cpu', false, compute)
+      const [refDx, refDw] = await reference(label, compute)
       for (const v of variants) {
         const [dx, dw] = await runOn(v.backend, v.withOurs, compute)
         assert.ok(relError(dw!, refDw!) <= TOLERANCE, `${v.backend} filter gradient error ${relError(dw!, refDw!)}`)
@@ -131,6 +150,24 @@ describe('compute: fallback kernels agree with the cpu backend', () => {
       }
     })
   }
+
+  it('wasm with 2 kernel threads (batch split over a worker): forward and both gradients agree too', async () => {
+    setSplitThreshold(0)
+    try {
+      for (const c of convCases()) {
+        if (c.batch < 2) continue
+        const { label, compute } = convCase(c)
+        const [refDx, refDw, refY] = await reference(label, compute)
+        const [dx, dw, y] = await runOn('wasm', true, compute, 2)
+        assert.ok(relError(y!, refY!) <= TOLERANCE, `${label}: forward error ${relError(y!, refY!)}`)
+        assert.ok(relError(dw!, refDw!) <= TOLERANCE, `${label}: filter gradient error ${relError(dw!, refDw!)}`)
+        assert.ok(relError(dx!, refDx!) <= TOLERANCE, `${label}: input gradient error ${relError(dx!, refDx!)}`)
+      }
+    } finally {
+      setSplitThreshold(MIN_SPLIT_MACS)
+      await unregisterFallbackKernels('wasm')
+    }
+  })
 
   const poolCases = [
     { batch: 1, h: 7, w: 6, ch: 3, size: 2, stride: 2, pad: 'valid' as const, relu: false },
@@ -152,7 +189,7 @@ describe('compute: fallback kernels agree with the cpu backend', () => {
           }
           return [tf.grad(f)(x)]
         })
-      const [ref] = await runOn('cpu', false, compute)
+      const [ref] = await reference(label, compute)
       for (const v of variants) {
         const [dx] = await runOn(v.backend, v.withOurs, compute)
         assert.ok(relError(dx!, ref!) <= TOLERANCE, `${v.backend} error ${relError(dx!, ref!)}`)
@@ -180,7 +217,7 @@ describe('compute: fallback kernels agree with the cpu backend', () => {
             const b = tf.tensor3d(bs, tb ? [batch, n, k] : [batch, k, n])
             return [tf.matMul(a, b, ta, tb)]
           })
-        const [ref] = await runOn('cpu', false, compute)
+        const [ref] = await reference(label, compute)
         const [ours] = await runOn('wasm', true, compute)
         assert.ok(relError(ours!, ref!) <= TOLERANCE, `error ${relError(ours!, ref!)}`)
       })
@@ -193,7 +230,7 @@ describe('compute: fallback kernels agree with the cpu backend', () => {
     assert.deepEqual(await registerFallbackKernels('wasm'), names)
     assert.ok(names.includes('Conv2DBackpropFilter'))
     assert.ok(tf.getKernel('Conv2DBackpropFilter', 'wasm') !== undefined)
-    unregisterFallbackKernels('wasm')
+    await unregisterFallbackKernels('wasm')
     assert.equal(tf.getKernel('Conv2DBackpropFilter', 'wasm'), undefined)
     assert.ok(tf.getKernel('BatchMatMul', 'wasm') !== undefined, 'the stock BatchMatMul is put back')
     assert.deepEqual(await registerFallbackKernels('webgl'), [])
