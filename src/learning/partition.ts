@@ -3,12 +3,19 @@
  * one `Int32Array` of example indices per member; together they hold every example exactly once.
  *
  * - `iid`: a seeded shuffle cut into `members` parts whose sizes differ by at most one.
- * - `dirichlet`: for each class c, proportions p_c ~ Dirichlet(α·1_members) and class c's
- *   (shuffled) examples cut at ⌊cumsum(p_c)·n_c⌋ (Hsu et al. 2019, arXiv:1909.06335; MoNNA's
- *   heterogeneous MNIST split, ALGORITHMS §7). Small α → each member sees few classes. As in the
- *   common reference implementations, the draw is repeated (up to 100 times, deterministically)
- *   until every member has at least `minPerMember` examples (default 1: a member needs data to
- *   train); if no draw achieves it, the last draw is returned.
+ * - `dirichlet`: label skew controlled by α (small α → each member sees few classes). Two
+ *   flavours, both exact partitions — each class's (shuffled) examples are cut among the members
+ *   at ⌊cumsum(w)·n_c⌋ for weights w over members:
+ *   - `per-member` (default; the MoNNA reference code, LPD-EPFL/robust-collaborative-learning
+ *     `experiments/dataset.py`, ALGORITHMS §7): each member draws its label distribution
+ *     q_i ~ Dirichlet(α·1_K) and class c is split in proportion to q_ic. Shard sizes stay close to
+ *     N/members, as in the reference (which samples ⌊(N/n)·q_ic⌋ examples per class and member,
+ *     independently per member, so its shards may overlap; here they never do).
+ *   - `per-class` (Hsu et al. 2019, arXiv:1909.06335): each class draws its split over members
+ *     p_c ~ Dirichlet(α·1_members). Shard sizes vary much more at small α.
+ *   The draw is repeated (up to 100 times, deterministically) until every member has at least
+ *   `minPerMember` examples (default 1: a member needs data to train); if no draw achieves it,
+ *   the last draw is returned.
  * - `shards`: McMahan et al. 2017 (arXiv:1602.05629): examples sorted by label, cut into
  *   `members·labelsPerMember` equal shards, and each member gets `labelsPerMember` shards at
  *   random — so at most `labelsPerMember` labels per member, plus one more where a shard
@@ -19,7 +26,7 @@ import { Rng } from '../rng.ts'
 
 export type PartitionSpec =
   | { scheme: 'iid' }
-  | { scheme: 'dirichlet'; alpha: number; minPerMember?: number }
+  | { scheme: 'dirichlet'; alpha: number; mode?: 'per-member' | 'per-class'; minPerMember?: number }
   | { scheme: 'shards'; labelsPerMember: number }
 
 const dirichletAttempts = 100
@@ -41,7 +48,11 @@ export function partition(labels: Int32Array, numClasses: number, members: numbe
       }
       const min = spec.minPerMember ?? 1
       if (!Number.isInteger(min) || min < 0) throw new InvalidConfigError('partition.minPerMember', `must be an integer ≥ 0, got ${min}`)
-      return dirichlet(labels, numClasses, members, spec.alpha, min, rng)
+      const mode = spec.mode ?? 'per-member'
+      if (mode !== 'per-member' && mode !== 'per-class') {
+        throw new InvalidConfigError('partition.mode', `must be 'per-member' (MoNNA reference) or 'per-class' (Hsu et al.), got '${String(mode)}'`)
+      }
+      return dirichlet(labels, numClasses, members, spec.alpha, mode, min, rng)
     }
     case 'shards': {
       const k = spec.labelsPerMember
@@ -85,34 +96,60 @@ function byClass(labels: Int32Array, numClasses: number, rng: Rng): Int32Array[]
   return out
 }
 
-function dirichlet(labels: Int32Array, numClasses: number, members: number, alpha: number, min: number, rng: Rng): Int32Array[] {
+function dirichlet(
+  labels: Int32Array,
+  numClasses: number,
+  members: number,
+  alpha: number,
+  mode: 'per-member' | 'per-class',
+  min: number,
+  rng: Rng,
+): Int32Array[] {
   const classes = byClass(labels, numClasses, rng)
   let result: Int32Array[] = []
   for (let attempt = 0; attempt < dirichletAttempts; attempt++) {
-    const parts: number[][] = Array.from({ length: members }, () => [])
-    for (const idx of classes) {
-      const p = new Float64Array(members)
-      let sum = 0
+    // weights[c][m]: member m's weight in the split of class c
+    const weights = Array.from({ length: numClasses }, () => new Float64Array(members))
+    if (mode === 'per-class') {
+      for (const w of weights) for (let m = 0; m < members; m++) w[m] = rng.gamma(alpha)
+    } else {
       for (let m = 0; m < members; m++) {
-        p[m] = rng.gamma(alpha)
-        sum += p[m]!
+        let sum = 0
+        for (let c = 0; c < numClasses; c++) {
+          const g = rng.gamma(alpha)
+          weights[c]![m] = g
+          sum += g
+        }
+        // q_m = normalised row (a Dirichlet draw); a row that underflowed to 0 puts all on one class.
+        if (!(sum > 0 && Number.isFinite(sum))) {
+          for (let c = 0; c < numClasses; c++) weights[c]![m] = 0
+          weights[rng.int(numClasses)]![m] = 1
+          sum = 1
+        }
+        for (let c = 0; c < numClasses; c++) weights[c]![m]! /= sum
       }
+    }
+    const parts: number[][] = Array.from({ length: members }, () => [])
+    classes.forEach((idx, c) => {
+      const w = weights[c]!
+      let sum = 0
+      for (let m = 0; m < members; m++) sum += w[m]!
       if (!(sum > 0 && Number.isFinite(sum))) {
-        // Every gamma draw underflowed (tiny α): the whole class goes to one member.
-        p.fill(0)
-        p[rng.int(members)] = 1
+        // Every weight underflowed (tiny α): the whole class goes to one member.
+        w.fill(0)
+        w[rng.int(members)] = 1
         sum = 1
       }
       let start = 0
       let acc = 0
       for (let m = 0; m < members; m++) {
-        acc += p[m]!
+        acc += w[m]!
         // The last member takes the rest: no example lost to rounding.
         const end = m === members - 1 ? idx.length : Math.min(idx.length, Math.floor((acc / sum) * idx.length))
         for (let i = start; i < end; i++) parts[m]!.push(idx[i]!)
         start = Math.max(start, end)
       }
-    }
+    })
     result = parts.map((p) => Int32Array.from(p))
     if (result.every((p) => p.length >= min)) break
   }

@@ -42,6 +42,7 @@ const schemes: PartitionSpec[] = [
   { scheme: 'dirichlet', alpha: 0.1 },
   { scheme: 'dirichlet', alpha: 1 },
   { scheme: 'dirichlet', alpha: 100 },
+  { scheme: 'dirichlet', alpha: 0.5, mode: 'per-class' },
   { scheme: 'shards', labelsPerMember: 2 },
 ]
 
@@ -71,15 +72,26 @@ describe('partition', () => {
 
   it('Dirichlet skew responds to α: small α gives much more skewed label histograms than large α', () => {
     const big = randomLabels(20000, 10, 'big')
-    const skew = (alpha: number) => meanMaxClassFraction(big, partition(big, 10, 21, { scheme: 'dirichlet', alpha }, 'skew'), 10)
-    const s01 = skew(0.1)
-    const s1 = skew(1)
-    const s100 = skew(100)
-    // Uniform labels: an unskewed member's largest class is ≈ 0.1 of its data; with α = 0.1 most
-    // members are dominated by one or two classes.
-    assert.ok(s01 > 0.5, `α=0.1 mean max-class fraction ${s01}`)
-    assert.ok(s100 < 0.2, `α=100 mean max-class fraction ${s100}`)
-    assert.ok(s01 > s1 && s1 > s100, `skew should decrease with α: ${s01}, ${s1}, ${s100}`)
+    for (const mode of ['per-member', 'per-class'] as const) {
+      const skew = (alpha: number) => meanMaxClassFraction(big, partition(big, 10, 21, { scheme: 'dirichlet', alpha, mode }, 'skew'), 10)
+      const s01 = skew(0.1)
+      const s1 = skew(1)
+      const s100 = skew(100)
+      // Uniform labels: an unskewed member's largest class is ≈ 0.1 of its data; with α = 0.1 most
+      // members are dominated by one or two classes.
+      assert.ok(s01 > 0.5, `${mode}: α=0.1 mean max-class fraction ${s01}`)
+      assert.ok(s100 < 0.2, `${mode}: α=100 mean max-class fraction ${s100}`)
+      assert.ok(s01 > s1 && s1 > s100, `${mode}: skew should decrease with α: ${s01}, ${s1}, ${s100}`)
+    }
+  })
+
+  it('per-member Dirichlet (MoNNA reference) keeps shard sizes near N/members; per-class does not', () => {
+    const big = randomLabels(21000, 10, 'sizes')
+    const spread = (mode: 'per-member' | 'per-class') => {
+      const sizes = partition(big, 10, 21, { scheme: 'dirichlet', alpha: 0.3, mode }, 'sz').map((p) => p.length)
+      return Math.max(...sizes) / Math.min(...sizes)
+    }
+    assert.ok(spread('per-member') < spread('per-class'), `${spread('per-member')} vs ${spread('per-class')}`)
   })
 
   it('Dirichlet gives every member at least minPerMember examples when it can', () => {
@@ -90,8 +102,10 @@ describe('partition', () => {
   })
 
   it('tiny α never loses examples (gamma draws underflowing)', () => {
-    const parts = partition(labels, 10, 5, { scheme: 'dirichlet', alpha: 1e-6, minPerMember: 0 }, 'tiny')
-    assertExactCover(parts, labels.length)
+    for (const mode of ['per-member', 'per-class'] as const) {
+      const parts = partition(labels, 10, 5, { scheme: 'dirichlet', alpha: 1e-6, mode, minPerMember: 0 }, 'tiny')
+      assertExactCover(parts, labels.length)
+    }
   })
 
   it('shards give each member at most labelsPerMember labels plus boundary spill', () => {
@@ -112,6 +126,7 @@ describe('partition', () => {
 
   it('rejects bad specs and out-of-range labels with InvalidConfigError', () => {
     assert.throws(() => partition(labels, 10, 3, { scheme: 'dirichlet', alpha: 0 }, 1), InvalidConfigError)
+    assert.throws(() => partition(labels, 10, 3, { scheme: 'dirichlet', alpha: 1, mode: 'x' as 'per-class' }, 1), InvalidConfigError)
     assert.throws(() => partition(labels, 10, 0, { scheme: 'iid' }, 1), InvalidConfigError)
     assert.throws(() => partition(labels, 10, 3, { scheme: 'shards', labelsPerMember: 0 }, 1), InvalidConfigError)
     assert.throws(() => partition(labels, 10, 3, { scheme: 'nope' } as unknown as PartitionSpec, 1), InvalidConfigError)
