@@ -7,7 +7,14 @@
  * ones on wasm: Conv2DBackpropInput (a direct C++ loop, 134 ms of a 234 ms LeNet step),
  * BatchMatMul with a transposed operand (not on the XNNPACK path: 5–10× slower than
  * untransposed), MaxPoolGrad (18 ms). On cpu: Conv2DBackpropFilter (13.7 s for the first
- * LeNet step), Conv2DBackpropInput, MaxPoolGrad.
+ * LeNet step), Conv2DBackpropInput, MaxPoolGrad. Everything else (Conv2D, MaxPool, Relu,
+ * Step, Sum, Softmax pieces, …) exists and is fast enough.
+ *
+ * Registered for wasm: Conv2DBackpropFilter (XNNPACK convolution or im2col + matmul),
+ * Conv2DBackpropInput (matmul + col2im), MaxPoolGrad (JS), BatchMatMul (explicit transposes
+ * and a packing-cost choice of orientation around the stock XNNPACK kernel), Conv2D (the stock
+ * one, batch-split over kernel threads when `threads` > 1). For cpu: Conv2DBackpropFilter,
+ * Conv2DBackpropInput, MaxPoolGrad (same algorithms over the cpu backend's matmul).
  */
 
 import type { KernelConfig } from '@tensorflow/tfjs'
@@ -30,14 +37,14 @@ export interface FallbackKernelOptions {
 }
 
 export const defaultFallbackKernelOptions: Required<FallbackKernelOptions> = {
-  // One thread: on this shared 2-core machine the split did not pay (see the README of
-  // src/compute / `npm run bench:train` with BENCH_TRAIN_THREADS), and members of a simulated
-  // swarm already run side by side.
+  // One thread: on the shared 2-core development machine the batch split did not pay
+  // (`npm run bench:train`, case lenet/wasm+fallback/2threads), and the members of a
+  // simulated swarm are better spread over the cores than a single step is.
   threads: 1,
 }
 
 export function validateFallbackKernelOptions(opts: FallbackKernelOptions): Required<FallbackKernelOptions> {
-  const o = { ...defaultFallbackKernelOptions, ...opts }
+  const o = { threads: opts.threads ?? defaultFallbackKernelOptions.threads }
   if (!Number.isInteger(o.threads) || o.threads < 1 || o.threads > 64) {
     throw new InvalidConfigError('threads', `must be an integer from 1 to 64 (main thread included), got ${o.threads}`)
   }

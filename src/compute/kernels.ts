@@ -10,15 +10,18 @@
  *
  * Only that public backend surface and the kernel registry are used, so the kernels survive
  * tfjs upgrades within major 4 (no fork, no private import paths).
+ *
+ * With kernel threads (threads.ts), the wasm convolutions split their batch over workers.
  */
 
 import type { KernelConfig, KernelFunc, NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs'
 import { backend_util, getKernel } from '@tensorflow/tfjs'
+import { MonnaError } from '../errors.ts'
 import { col2imAdd, type Im2colGeometry, im2colTransposed, maxPoolGradAdd, type PoolGeometry, permute4, transpose2d } from './loops.ts'
 import { runSplit } from './threads.ts'
 
 /** A kernel got an input this module does not handle (e.g. NCHW); the message says what to use. */
-export class UnsupportedKernelInputError extends Error {
+export class UnsupportedKernelInputError extends MonnaError {
   override name = 'UnsupportedKernelInputError'
   readonly kernel: string
   constructor(kernel: string, message: string) {

@@ -3,13 +3,7 @@
  * dilation), no tfjs. Measured by `npm run bench:train`.
  */
 
-/**
- * im2col in its transposed layout, the one the filter gradient wants: for a conv with filter
- * fh×fw over inC channels, row k = (i·fw + j)·inC + c of the result holds, for every output
- * position m = (b·outH + oh)·outW + ow, the input value under tap (i, j, c) — zero where the
- * tap falls in the padding. Then dW[k, :] = colsT[k, :] · dy (an M×outC matrix), i.e. one
- * plain (K×M)·(M×outC) matrix product, K = fh·fw·inC, M = batch·outH·outW.
- */
+/** A 2-D convolution's shape, NHWC, no dilation (padding: top/left of the forward pass). */
 export interface Im2colGeometry {
   batch: number
   inH: number
@@ -25,7 +19,13 @@ export interface Im2colGeometry {
   padLeft: number
 }
 
-/** Writes colsT (length K·M) from x (NHWC, length batch·inH·inW·inC). */
+/**
+ * im2col in its transposed layout, the one the filter gradient wants: for a conv with filter
+ * fh×fw over inC channels, row k = (i·fw + j)·inC + c of colsT (length K·M) holds, for every
+ * output position m = (b·outH + oh)·outW + ow, the input value under tap (i, j, c) — zero where
+ * the tap falls in the padding. Then dW[k, :] = colsT[k, :] · dy (an M×outC matrix), i.e. one
+ * plain (K×M)·(M×outC) matrix product, K = fh·fw·inC, M = batch·outH·outW.
+ */
 export function im2colTransposed(x: Float32Array, g: Im2colGeometry, colsT: Float32Array): void {
   const { batch, inH, inW, inC, outH, outW, filterH, filterW, strideH, strideW, padTop, padLeft } = g
   const m = batch * outH * outW

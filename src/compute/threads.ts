@@ -7,9 +7,11 @@
  * results travel through one SharedArrayBuffer per worker; the kernel blocks (Atomics.wait)
  * until the workers are done, so kernels stay synchronous as tfjs requires.
  */
+
 import { Worker } from 'node:worker_threads'
 import type { KernelFunc, NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs'
 import { backend_util } from '@tensorflow/tfjs'
+import { MonnaError } from '../errors.ts'
 import { encodeJob, HEADER_BYTES, type Job, type JobInput, State, type ThreadedKernel } from './protocol.ts'
 
 /** Float32 capacity of each worker's shared buffer (8 MiB): a LeNet batch-25 slice needs < 1 M. */
@@ -33,7 +35,7 @@ interface KernelThread {
   data: Float32Array
 }
 
-export class KernelThreadError extends Error {
+export class KernelThreadError extends MonnaError {
   override name = 'KernelThreadError'
 }
 

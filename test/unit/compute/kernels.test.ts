@@ -9,7 +9,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import * as tf from '@tensorflow/tfjs'
 import '@tensorflow/tfjs-backend-wasm'
-import { registerFallbackKernels, unregisterFallbackKernels } from '../../../src/compute/index.ts'
+import { kernelThreads, registerFallbackKernels, unregisterFallbackKernels } from '../../../src/compute/index.ts'
 import { MIN_SPLIT_MACS, setSplitThreshold } from '../../../src/compute/threads.ts'
 import { Rng } from '../../../src/rng.ts'
 
@@ -234,6 +234,14 @@ describe('compute: fallback kernels agree with the cpu backend', () => {
     assert.equal(tf.getKernel('Conv2DBackpropFilter', 'wasm'), undefined)
     assert.ok(tf.getKernel('BatchMatMul', 'wasm') !== undefined, 'the stock BatchMatMul is put back')
     assert.deepEqual(await registerFallbackKernels('webgl'), [])
+  })
+
+  it('validates the threads option', async () => {
+    for (const threads of [0, 1.5, -2, Number.NaN]) {
+      await assert.rejects(registerFallbackKernels('wasm', { threads }), { name: 'InvalidConfigError' })
+    }
+    assert.ok((await registerFallbackKernels('wasm', { threads: undefined })).length > 0)
+    assert.equal(kernelThreads(), 1)
   })
 
   it('rejects NCHW with a named error', async () => {
