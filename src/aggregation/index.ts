@@ -14,7 +14,7 @@
 
 import { InvalidParameterError, TooFewInputsError, UnknownRuleError } from './errors.ts'
 import { checkShapes } from './kernels.ts'
-import { cc, ce, cge, columnReducers, coordinatewise, type GmStart, gm, krum, mda, mean, multikrum, nna, nnmCoordinatewise, nnmVectors, type Shared } from './rules.ts'
+import { cc, ce, cge, coordinatewise, type GmStart, gm, krum, mda, mean, multikrum, nna, nnmCoordinatewise, nnmVectors, type Shared } from './rules.ts'
 
 export { empiricalKappa, kappaBound, kappaLowerBound } from './bounds.ts'
 export * from './errors.ts'
@@ -121,9 +121,7 @@ export function createAggregator(opts: AggregatorOptions): Aggregator {
     }
     const shared: Shared = {}
     if (nnm) {
-      const reduce = columnReducers[base]
-      if (reduce !== undefined) return nnmCoordinatewise(rule, inputs, f, reduce, shared)
-      if (base === 'mean') return nnmCoordinatewise(rule, inputs, f, (col, n) => meanOf(col, n), shared)
+      if (base === 'mean' || base === 'cwmed' || base === 'cwtm' || base === 'meamed') return nnmCoordinatewise(rule, inputs, f, base, shared)
       const mixed = nnmVectors(rule, inputs, f, shared)
       return apply(base, mixed, context, {})
     }
@@ -137,7 +135,7 @@ export function createAggregator(opts: AggregatorOptions): Aggregator {
       case 'cwmed':
       case 'cwtm':
       case 'meamed':
-        return coordinatewise(rule, inputs, f, columnReducers[r])
+        return coordinatewise(rule, inputs, f, r)
       case 'krum':
         return krum(rule, inputs, f, shared)
       case 'multikrum': {
@@ -163,10 +161,4 @@ export function createAggregator(opts: AggregatorOptions): Aggregator {
   }
 
   return { rule, f, aggregate }
-}
-
-function meanOf(col: Float64Array, n: number): number {
-  let s = 0
-  for (let i = 0; i < n; i++) s += col[i]
-  return s / n
 }

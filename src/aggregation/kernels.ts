@@ -90,7 +90,7 @@ export function meanOf(inputs: readonly Float32Array[], indices: ArrayLike<numbe
 }
 
 /** Σ_c (a[c] − b[c])² over [s, e), four accumulators to break the dependency chain. */
-function sqDistRange(a: Float32Array | Float64Array, b: Float32Array | Float64Array, s: number, e: number): number {
+function sqDistRange(a: Float32Array, b: Float32Array, s: number, e: number): number {
   let s0 = 0
   let s1 = 0
   let s2 = 0
@@ -114,7 +114,7 @@ function sqDistRange(a: Float32Array | Float64Array, b: Float32Array | Float64Ar
 }
 
 /** ‖a − b‖² accumulated in Float64. */
-export function squaredDistance(a: Float32Array | Float64Array, b: Float32Array | Float64Array): number {
+export function squaredDistance(a: Float32Array, b: Float32Array): number {
   return sqDistRange(a, b, 0, a.length)
 }
 
@@ -142,7 +142,7 @@ export function pairwiseSquaredDistances(inputs: readonly Float32Array[]): Float
 }
 
 /** Squared distance of every input to `v`. */
-export function distancesTo(inputs: readonly Float32Array[], v: Float32Array | Float64Array): Float64Array {
+export function distancesTo(inputs: readonly Float32Array[], v: Float32Array): Float64Array {
   const out = new Float64Array(inputs.length)
   for (let i = 0; i < inputs.length; i++) out[i] = inputs[i] === v ? 0 : squaredDistance(inputs[i], v)
   return out

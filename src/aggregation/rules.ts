@@ -3,8 +3,9 @@
  * non-finite check is fused into each rule's first pass, see `ensureFinite`) and returns a
  * new Float32Array that never aliases an input.
  */
-import { type ColumnReducer, meamedColumn, medianColumn, trimmedMeanColumn } from './coordinatewise.ts'
+import { type ColumnReducer, meamedColumn, meanColumn, medianColumn, trimmedMeanColumn } from './coordinatewise.ts'
 import { MissingContextError, TooManySubsetsError } from './errors.ts'
+import { distancesToSimd, nnmTrimmedSimd, pairwiseSimd, trimmedSimd } from './fast.ts'
 import {
   allFinite,
   assertFinite,
@@ -13,7 +14,6 @@ import {
   distancesTo,
   orderBy,
   pairwiseSquaredDistances,
-  squaredDistance,
   weightedMean,
 } from './kernels.ts'
 
@@ -29,11 +29,31 @@ export interface Shared {
 
 export function getDistances(rule: string, inputs: readonly Float32Array[], shared: Shared): Float64Array {
   if (shared.distances === undefined) {
-    const D = pairwiseSquaredDistances(inputs)
-    if (inputs.length === 1 || !allFinite(D)) assertFinite(rule, inputs)
+    let D = pairwiseSimd(inputs) ?? pairwiseSquaredDistances(inputs)
+    if (inputs.length === 1 || !allFinite(D)) {
+      assertFinite(rule, inputs)
+      // finite inputs whose Float32 difference overflowed in the SIMD kernel: redo in Float64
+      D = pairwiseSquaredDistances(inputs)
+    }
     shared.distances = D
   }
   return shared.distances
+}
+
+/** Distances to v for inputs known finite: SIMD, redone in Float64 if a Float32 square overflowed. */
+function distancesExact(inputs: readonly Float32Array[], v: Float32Array): Float64Array {
+  const dist = distancesToSimd(inputs, v)
+  return dist !== null && allFinite(dist) ? dist : distancesTo(inputs, v)
+}
+
+/** Squared distances of every input to v (SIMD when available); throws on non-finite inputs or v. */
+function distancesChecked(rule: string, inputs: readonly Float32Array[], v: Float32Array, reference?: Float32Array): Float64Array {
+  let dist = distancesToSimd(inputs, v) ?? distancesTo(inputs, v)
+  if (inputs.length === 1 || !allFinite(dist)) {
+    assertFinite(rule, inputs, reference)
+    dist = distancesTo(inputs, v)
+  }
+  return dist
 }
 
 function finiteOrThrow(rule: string, ok: boolean, inputs: readonly Float32Array[], reference?: Float32Array): void {
@@ -49,14 +69,32 @@ export function mean(rule: string, inputs: readonly Float32Array[]): Float32Arra
   return out
 }
 
-export const columnReducers: Record<string, ColumnReducer> = {
+export type CoordinatewiseRule = 'mean' | 'cwmed' | 'cwtm' | 'meamed'
+const columnReducers: Record<CoordinatewiseRule, ColumnReducer> = {
+  mean: meanColumn,
   cwmed: medianColumn,
   cwtm: trimmedMeanColumn,
   meamed: meamedColumn,
 }
 
+/** How many values at each end a trimmed-mean form of the rule drops (undefined: not a trimmed mean). */
+function trimOf(kind: CoordinatewiseRule, k: number, f: number): number | undefined {
+  return kind === 'mean' ? 0 : kind === 'cwtm' ? f : kind === 'cwmed' ? (k - 1) >> 1 : undefined
+}
+
+/** A coordinate-wise rule: the SIMD sorting network for cwtm/cwmed, JS quickselect otherwise (and for meamed). */
+export function coordinatewise(rule: string, inputs: readonly Float32Array[], f: number, kind: CoordinatewiseRule): Float32Array {
+  const trim = trimOf(kind, inputs.length, f)
+  if (trim !== undefined) {
+    const fast = trimmedSimd(inputs, trim)
+    if (fast === 'non-finite') assertFinite(rule, inputs)
+    if (fast !== null && fast !== 'non-finite') return fast
+  }
+  return coordinatewiseJs(rule, inputs, f, columnReducers[kind])
+}
+
 /** Applies a column reducer to every coordinate; the column sum doubles as the finiteness check. */
-export function coordinatewise(rule: string, inputs: readonly Float32Array[], f: number, reduce: ColumnReducer): Float32Array {
+export function coordinatewiseJs(rule: string, inputs: readonly Float32Array[], f: number, reduce: ColumnReducer): Float32Array {
   const k = inputs.length
   const d = inputs[0].length
   const out = new Float32Array(d)
@@ -177,12 +215,7 @@ export function nna(rule: string, inputs: readonly Float32Array[], f: number, ow
   if (own === undefined) {
     throw new MissingContextError(rule, 'own', 'nna averages around the node\'s own vector: pass context.own (its index in inputs)')
   }
-  let dist: Float64Array
-  if (shared.distances !== undefined) dist = shared.distances.subarray(own * k, own * k + k)
-  else {
-    dist = distancesTo(inputs, inputs[own])
-    if (!allFinite(dist) || k === 1) assertFinite(rule, inputs)
-  }
+  const dist = shared.distances !== undefined ? shared.distances.subarray(own * k, own * k + k) : distancesChecked(rule, inputs, inputs[own])
   const order = orderBy(dist, k, own)
   const out = new Float32Array(inputs[0].length)
   weightedMean(Array.from(order.subarray(0, k - f), (i) => inputs[i]), out)
@@ -193,8 +226,7 @@ export function nna(rule: string, inputs: readonly Float32Array[], f: number, ow
 export function ce(rule: string, inputs: readonly Float32Array[], f: number, ctx: RuleContext): Float32Array {
   const k = inputs.length
   const center = centerOf(rule, inputs, ctx, 'ce drops the inputs farthest from the current model')
-  const dist = distancesTo(inputs, center)
-  if (!allFinite(dist) || k === 1) assertFinite(rule, inputs, ctx.reference)
+  const dist = distancesChecked(rule, inputs, center, ctx.reference)
   const order = orderBy(dist, k)
   const out = new Float32Array(inputs[0].length)
   weightedMean(Array.from(order.subarray(0, k - f), (i) => inputs[i]), out)
@@ -239,10 +271,11 @@ export function gm(rule: string, inputs: readonly Float32Array[], f: number, nu:
   let z: Float32Array
   if (start === 'zero') z = new Float32Array(inputs[0].length)
   else if (start === 'mean') z = mean(rule, inputs)
-  else z = coordinatewise(rule, inputs, f, medianColumn)
+  else z = coordinatewise(rule, inputs, f, 'cwmed')
   const w = new Float64Array(k)
   for (let t = 0; t < T; t++) {
-    for (let i = 0; i < k; i++) w[i] = 1 / Math.max(nu, Math.sqrt(squaredDistance(inputs[i], z)))
+    const dist = distancesExact(inputs, z)
+    for (let i = 0; i < k; i++) w[i] = 1 / Math.max(nu, Math.sqrt(dist[i]))
     weightedMean(inputs, z, w)
   }
   return z
@@ -261,13 +294,14 @@ export function cc(rule: string, inputs: readonly Float32Array[], f: number, tau
   let v: Float32Array
   if (ctx.reference !== undefined) v = Float32Array.from(ctx.reference)
   else if (ctx.own !== undefined) v = Float32Array.from(inputs[ctx.own])
-  else v = coordinatewise(rule, inputs, f, medianColumn)
+  else v = coordinatewise(rule, inputs, f, 'cwmed')
   const scale = new Float64Array(k)
   const acc = new Float64Array(Math.min(BLOCK, d))
   for (let l = 0; l < L; l++) {
     let sumScale = 0
+    const dist = distancesExact(inputs, v)
     for (let i = 0; i < k; i++) {
-      const norm = Math.sqrt(squaredDistance(inputs[i], v))
+      const norm = Math.sqrt(dist[i])
       scale[i] = norm <= tau ? 1 : tau / norm
       sumScale += scale[i]
     }
@@ -349,10 +383,16 @@ export function neighbourhoods(D: Float64Array, k: number, f: number): Neighbour
 }
 
 /** nnm followed by a coordinate-wise rule, fused per coordinate: O(k) scratch, no k × d copy. */
-export function nnmCoordinatewise(rule: string, inputs: readonly Float32Array[], f: number, reduce: ColumnReducer, shared: Shared): Float32Array {
+export function nnmCoordinatewise(rule: string, inputs: readonly Float32Array[], f: number, kind: CoordinatewiseRule, shared: Shared): Float32Array {
   const k = inputs.length
   const d = inputs[0].length
   const nb = neighbourhoods(getDistances(rule, inputs, shared), k, f)
+  const trim = trimOf(kind, k, f)
+  if (trim !== undefined) {
+    const fast = nnmTrimmedSimd(inputs, f, nb, trim)
+    if (fast !== null) return fast
+  }
+  const reduce = columnReducers[kind]
   const inv = 1 / (k - f)
   const rows = nb.add.length
   const col = new Float64Array(k)

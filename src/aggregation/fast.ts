@@ -1,0 +1,177 @@
+/**
+ * Block drivers for the SIMD kernels (simd.ts): copy one block of coordinates of every input
+ * into WebAssembly memory, run a kernel on it, move on. Work space O(k · BLOCK) whatever d.
+ * Each function returns null when SIMD is unavailable (or k is beyond the generated kernels)
+ * so the caller can use the JS kernel.
+ */
+import { BLOCK } from './kernels.ts'
+import type { Neighbourhoods } from './rules.ts'
+import { MAX_NETWORK_K, type SimdKernels, simdKernels } from './simd.ts'
+
+const ROW_BYTES = BLOCK * 4
+const pad4 = (n: number) => (n + 3) & ~3
+const align16 = (n: number) => (n + 15) & ~15
+
+/** Copies inputs[i][s..e) to row i of the region at `base` (zero padding to a multiple of 4). */
+function copyBlock(K: SimdKernels, inputs: readonly Float32Array[], base: number, s: number, e: number): void {
+  const f32 = K.f32()
+  const n = e - s
+  const np = pad4(n)
+  for (let i = 0; i < inputs.length; i++) {
+    const at = (base + i * ROW_BYTES) >> 2
+    f32.set(inputs[i].subarray(s, e), at)
+    if (np > n) f32.fill(0, at + n, at + np)
+  }
+}
+
+/**
+ * Squared distances from row `a` to the rows listed in `others` (byte offsets), four at a
+ * time; adds them into D at `targets`.
+ */
+function distancesFromRow(K: SimdKernels, a: number, others: number[], targets: number[], D: Float64Array, np: number, scratch: number): void {
+  const f64 = K.f64()
+  for (let t = 0; t < others.length; t += 4) {
+    const b0 = others[t]
+    const b1 = others[Math.min(t + 1, others.length - 1)]
+    const b2 = others[Math.min(t + 2, others.length - 1)]
+    const b3 = others[Math.min(t + 3, others.length - 1)]
+    K.sqdist4(a, b0, b1, b2, b3, np, scratch)
+    for (let m = 0; m < 4 && t + m < others.length; m++) D[targets[t + m]] += f64[(scratch >> 3) + m]
+  }
+}
+
+/** All pairwise squared distances (k × k, symmetric, zero diagonal), or null without SIMD. */
+export function pairwiseSimd(inputs: readonly Float32Array[]): Float64Array | null {
+  const K = simdKernels()
+  if (K === null) return null
+  const k = inputs.length
+  const d = inputs[0].length
+  const D = new Float64Array(k * k)
+  const scratch = k * ROW_BYTES
+  K.reserve(scratch + 64)
+  const others: number[][] = []
+  const targets: number[][] = []
+  for (let i = 0; i < k; i++) {
+    others.push([])
+    targets.push([])
+    for (let j = i + 1; j < k; j++) {
+      others[i].push(j * ROW_BYTES)
+      targets[i].push(i * k + j)
+    }
+  }
+  for (let s = 0; s < d; s += BLOCK) {
+    const e = Math.min(d, s + BLOCK)
+    copyBlock(K, inputs, 0, s, e)
+    for (let i = 0; i < k - 1; i++) distancesFromRow(K, i * ROW_BYTES, others[i], targets[i], D, pad4(e - s), scratch)
+  }
+  for (let i = 0; i < k; i++) for (let j = i + 1; j < k; j++) D[j * k + i] = D[i * k + j]
+  return D
+}
+
+/** Squared distance of every input to v, or null without SIMD. */
+export function distancesToSimd(inputs: readonly Float32Array[], v: Float32Array): Float64Array | null {
+  const K = simdKernels()
+  if (K === null) return null
+  const k = inputs.length
+  const d = v.length
+  const out = new Float64Array(k)
+  const others: number[] = []
+  const targets: number[] = []
+  const rows: Float32Array[] = []
+  for (let i = 0; i < k; i++) {
+    if (inputs[i] === v) continue
+    others.push((1 + rows.length) * ROW_BYTES)
+    targets.push(i)
+    rows.push(inputs[i])
+  }
+  const scratch = (1 + rows.length) * ROW_BYTES
+  K.reserve(scratch + 64)
+  for (let s = 0; s < d; s += BLOCK) {
+    const e = Math.min(d, s + BLOCK)
+    copyBlock(K, [v, ...rows], 0, s, e)
+    distancesFromRow(K, 0, others, targets, out, pad4(e - s), scratch)
+  }
+  return out
+}
+
+/**
+ * Coordinate-wise trimmed mean dropping `trim` values at each end (⌊(k−1)/2⌋ gives the
+ * median, 0 the mean) by a lane-wise sorting network. Returns null without SIMD (or for
+ * k > MAX_NETWORK_K), `'non-finite'` when an input holds NaN/±∞.
+ */
+export function trimmedSimd(inputs: readonly Float32Array[], trim: number): Float32Array | 'non-finite' | null {
+  const K = simdKernels()
+  const k = inputs.length
+  if (K === null || k > MAX_NETWORK_K) return null
+  const d = inputs[0].length
+  const kernel = K.trim(k, trim)
+  const table = k * ROW_BYTES
+  const out = align16(table + 4 * k)
+  K.reserve(out + ROW_BYTES)
+  const i32 = K.i32()
+  for (let i = 0; i < k; i++) i32[(table >> 2) + i] = i * ROW_BYTES
+  const result = new Float32Array(d)
+  const inv = 1 / (k - 2 * trim)
+  let check = 0
+  for (let s = 0; s < d; s += BLOCK) {
+    const e = Math.min(d, s + BLOCK)
+    copyBlock(K, inputs, 0, s, e)
+    check += kernel(table, 4 * pad4(e - s), out, inv)
+    result.set(K.f32().subarray(out >> 2, (out >> 2) + (e - s)), s)
+  }
+  return check === 0 ? result : 'non-finite'
+}
+
+/**
+ * NNM followed by a coordinate-wise trimmed mean (dropping `trim` at each end), block by
+ * block: NNM rows = base sum ± a few rows in Float64, then the sorting network. The inputs
+ * must already be known finite (the distances that defined the neighbourhoods were).
+ */
+export function nnmTrimmedSimd(inputs: readonly Float32Array[], f: number, nb: Neighbourhoods, trim: number): Float32Array | null {
+  const K = simdKernels()
+  const k = inputs.length
+  if (K === null || k > MAX_NETWORK_K) return null
+  const d = inputs[0].length
+  const distinct = nb.add.length
+  const kernel = K.trim(k, trim)
+  // layout: k input rows | distinct NNM rows | base sum (f64) | tables (i32)
+  const yOf = (r: number) => (k + r) * ROW_BYTES
+  const baseAcc = (k + distinct) * ROW_BYTES
+  const tables = baseAcc + BLOCK * 8
+  const tableOut = tables
+  const tableBase = align16(tableOut + 4 * k)
+  const tableLists: { add: number; sub: number }[] = []
+  let at = align16(tableBase + 4 * nb.base.length)
+  for (let r = 0; r < distinct; r++) {
+    tableLists.push({ add: at, sub: at + 4 * nb.add[r].length })
+    at = align16(at + 4 * (nb.add[r].length + nb.sub[r].length))
+  }
+  const out = at
+  K.reserve(out + ROW_BYTES)
+  const i32 = K.i32()
+  for (let i = 0; i < k; i++) i32[(tableOut >> 2) + i] = yOf(nb.rowOf[i])
+  for (let t = 0; t < nb.base.length; t++) i32[(tableBase >> 2) + t] = nb.base[t] * ROW_BYTES
+  for (let r = 0; r < distinct; r++) {
+    nb.add[r].forEach((j, t) => {
+      i32[(tableLists[r].add >> 2) + t] = j * ROW_BYTES
+    })
+    nb.sub[r].forEach((j, t) => {
+      i32[(tableLists[r].sub >> 2) + t] = j * ROW_BYTES
+    })
+  }
+  const result = new Float32Array(d)
+  const scale = 1 / (k - f)
+  const inv = 1 / (k - 2 * trim)
+  for (let s = 0; s < d; s += BLOCK) {
+    const e = Math.min(d, s + BLOCK)
+    const np = pad4(e - s)
+    copyBlock(K, inputs, 0, s, e)
+    K.sumRows(baseAcc, tableBase, nb.base.length, np)
+    for (let r = 0; r < distinct; r++) {
+      K.nnmRow(yOf(r), baseAcc, tableLists[r].add, nb.add[r].length, tableLists[r].sub, nb.sub[r].length, np, scale)
+    }
+    kernel(tableOut, 4 * np, out, inv)
+    result.set(K.f32().subarray(out >> 2, (out >> 2) + (e - s)), s)
+  }
+  return result
+}
