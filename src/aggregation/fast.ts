@@ -175,3 +175,49 @@ export function nnmTrimmedSimd(inputs: readonly Float32Array[], f: number, nb: N
   }
   return result
 }
+
+/**
+ * The NNM vectors themselves (one Float32Array per distinct neighbourhood; identical rows
+ * share an array), block by block with the SIMD row kernels, or null without SIMD.
+ */
+export function nnmVectorsSimd(inputs: readonly Float32Array[], f: number, nb: Neighbourhoods): Float32Array[] | null {
+  const K = simdKernels()
+  if (K === null) return null
+  const k = inputs.length
+  const d = inputs[0].length
+  const distinct = nb.add.length
+  const yOf = (r: number) => (k + r) * ROW_BYTES
+  const baseAcc = (k + distinct) * ROW_BYTES
+  const tableBase = baseAcc + BLOCK * 8
+  const tableLists: { add: number; sub: number }[] = []
+  let at = align16(tableBase + 4 * nb.base.length)
+  for (let r = 0; r < distinct; r++) {
+    tableLists.push({ add: at, sub: at + 4 * nb.add[r].length })
+    at = align16(at + 4 * (nb.add[r].length + nb.sub[r].length))
+  }
+  K.reserve(at)
+  const i32 = K.i32()
+  for (let t = 0; t < nb.base.length; t++) i32[(tableBase >> 2) + t] = nb.base[t] * ROW_BYTES
+  for (let r = 0; r < distinct; r++) {
+    nb.add[r].forEach((j, t) => {
+      i32[(tableLists[r].add >> 2) + t] = j * ROW_BYTES
+    })
+    nb.sub[r].forEach((j, t) => {
+      i32[(tableLists[r].sub >> 2) + t] = j * ROW_BYTES
+    })
+  }
+  const rows = Array.from({ length: distinct }, () => new Float32Array(d))
+  const scale = 1 / (k - f)
+  for (let s = 0; s < d; s += BLOCK) {
+    const e = Math.min(d, s + BLOCK)
+    const np = pad4(e - s)
+    copyBlock(K, inputs, 0, s, e)
+    K.sumRows(baseAcc, tableBase, nb.base.length, np)
+    const f32 = K.f32()
+    for (let r = 0; r < distinct; r++) {
+      K.nnmRow(yOf(r), baseAcc, tableLists[r].add, nb.add[r].length, tableLists[r].sub, nb.sub[r].length, np, scale)
+      rows[r].set(f32.subarray(yOf(r) >> 2, (yOf(r) >> 2) + (e - s)), s)
+    }
+  }
+  return Array.from(nb.rowOf, (r) => rows[r])
+}

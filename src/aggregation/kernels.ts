@@ -3,14 +3,13 @@
  * in-place selection on small Float64 scratch buffers. Everything here works on plain typed
  * arrays, allocates nothing per coordinate, and accumulates in Float64.
  */
-import { DimensionMismatchError, NonFiniteInputError, TooFewInputsError } from './errors.ts'
+import { DimensionMismatchError, NonFiniteInputError } from './errors.ts'
 
 /** Coordinates processed per block: a k × BLOCK slice of the inputs stays in L2 cache. */
 export const BLOCK = 4096
 
-/** Throws DimensionMismatchError unless every input (and the reference) has input 0's length. */
+/** Throws DimensionMismatchError unless every input (and the reference) has input 0's length (k ≥ 1). */
 export function checkShapes(rule: string, inputs: readonly Float32Array[], reference?: Float32Array): number {
-  if (inputs.length === 0) throw new TooFewInputsError(rule, 0, 0, 'at least one input')
   const d = inputs[0].length
   for (let i = 1; i < inputs.length; i++) {
     if (inputs[i].length !== d) throw new DimensionMismatchError(rule, i, d, inputs[i].length)

@@ -5,7 +5,7 @@
  */
 import { type ColumnReducer, meamedColumn, meanColumn, medianColumn, trimmedMeanColumn } from './coordinatewise.ts'
 import { MissingContextError, TooManySubsetsError } from './errors.ts'
-import { distancesToSimd, nnmTrimmedSimd, pairwiseSimd, trimmedSimd } from './fast.ts'
+import { distancesToSimd, nnmTrimmedSimd, nnmVectorsSimd, pairwiseSimd, trimmedSimd } from './fast.ts'
 import {
   allFinite,
   assertFinite,
@@ -423,7 +423,10 @@ export function nnmCoordinatewise(rule: string, inputs: readonly Float32Array[],
 export function nnmVectors(rule: string, inputs: readonly Float32Array[], f: number, shared: Shared): Float32Array[] {
   const k = inputs.length
   const d = inputs[0].length
-  const { base, add, sub, rowOf } = neighbourhoods(getDistances(rule, inputs, shared), k, f)
+  const nb = neighbourhoods(getDistances(rule, inputs, shared), k, f)
+  const fast = nnmVectorsSimd(inputs, f, nb)
+  if (fast !== null) return fast
+  const { base, add, sub, rowOf } = nb
   const rows = add.length
   const inv = 1 / (k - f)
   const distinct: Float32Array[] = []

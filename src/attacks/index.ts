@@ -154,13 +154,12 @@ export function lineMaximize(g: (x: number) => number, evals: number): { x: numb
 /** Squared distance between the attacked aggregate and the honest mean, for a crafted vector. */
 export function attackedDeviation(ctx: AttackContext, aggregator: Aggregator, byz: Float32Array, mean: Float64Array): number {
   const inputs: Float32Array[] = []
-  const context: AggregationContext = {}
-  if (ctx.own !== undefined) {
-    const at = ctx.honest.indexOf(ctx.own)
-    if (at < 0) inputs.push(ctx.own)
-    context.own = Math.max(at, 0)
-    context.reference = ctx.own
-  }
+  // the targeted node's view: its own vector (prepended when not among ctx.honest) is both
+  // nna's `own` and the reference of ce/cc; without ctx.own the target is honest[0]
+  const own = ctx.own ?? ctx.honest[0]
+  const at = ctx.honest.indexOf(own)
+  if (at < 0) inputs.push(own)
+  const context: AggregationContext = { own: Math.max(at, 0), reference: own }
   inputs.push(...ctx.honest)
   for (let i = 0; i < ctx.f; i++) inputs.push(byz)
   const out = aggregator.aggregate(inputs, context)
