@@ -54,6 +54,7 @@ export interface NodeSummary {
   /** accuracy at the member's last evaluation (0..1), null when it never evaluated */
   finalAccuracy: number | null
   roundsCompleted: number
+  /** rounds that waited past the round timeout (more than f members unreachable) before completing */
   stalls: number
   bytesSent: number
   bytesReceived: number
@@ -146,7 +147,7 @@ export function buildReport(opts: {
       byzantine: m.byzantine,
       behaviour: m.behaviour,
       finalAccuracy: evaluated.at(-1)?.accuracy ?? null,
-      roundsCompleted: new Set(list.filter((r) => !r.stalled).map((r) => r.round)).size,
+      roundsCompleted: new Set(list.map((r) => r.round)).size,
       stalls: list.filter((r) => r.stalled).length,
       bytesSent: last?.bytesSent ?? 0,
       bytesReceived: last?.bytesReceived ?? 0,

@@ -1,0 +1,142 @@
+/**
+ * `monna run <topology> [--out <dir>] [--in-process] [--matrix]`: runs a whole swarm described
+ * by a scenario file (src/topology), shows progress, writes the report and exits 0 only when
+ * every expectation holds (1 when one fails, 2 when the scenario or the run is broken).
+ *
+ * Importing this module also registers the topology behaviours with the node's behaviour
+ * registry, so `monna start` can run a Byzantine member (`byzantine: { behaviour: … }`).
+ */
+import { resolve } from 'node:path'
+import type { Command } from 'commander'
+import { registerStandardBehaviours } from '../../src/topology/behaviours.ts'
+import { runMatrix } from '../../src/topology/matrix.ts'
+import { createTopologyMember } from '../../src/topology/member.ts'
+import { verdict } from '../../src/topology/report.ts'
+import { type ProgressEvent, runTopology } from '../../src/topology/runner.ts'
+import { loadScenario } from '../../src/topology/schema.ts'
+import { createCliLogger } from '../log.ts'
+
+registerStandardBehaviours()
+
+export interface RunFlags {
+  out?: string
+  inProcess?: boolean
+  matrix?: boolean
+  quiet?: boolean
+}
+
+function pct(x: number): string {
+  return `${(x * 100).toFixed(1)}%`
+}
+
+/** One human line per progress event (stderr keeps stdout clean for the final lines). */
+export function formatProgress(e: ProgressEvent): string | undefined {
+  switch (e.kind) {
+    case 'start':
+      return `running ${e.scenario}: ${e.n} members, ${e.mode === 'process' ? 'one process each on 127.0.0.1' : 'in one process'}; output in ${e.outDir}`
+    case 'round': {
+      const width = String(e.rounds).length
+      const acc = e.accuracy === undefined ? '' : `  honest accuracy min ${pct(e.accuracy.min)} median ${pct(e.accuracy.median)}`
+      return `round ${String(e.round + 1).padStart(width)}/${e.rounds}  ${Math.round(e.roundMs)} ms${acc}`
+    }
+    case 'member-exit':
+      if (e.code === 0) return undefined
+      return `${e.name}${e.byzantine ? ' (Byzantine)' : ''} stopped: ${e.error ?? `exit code ${e.code}`}`
+  }
+}
+
+export async function runCommand(topology: string, flags: RunFlags): Promise<number> {
+  const scenario = await loadScenario(topology)
+  const outDir = resolve(flags.out ?? `runs/${scenario.name}`)
+  const mode = flags.inProcess === true ? 'in-process' : 'process'
+  const ac = new AbortController()
+  const onSignal = (): void => ac.abort()
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  const onProgress = (e: ProgressEvent): void => {
+    if (flags.quiet === true) return
+    const line = formatProgress(e)
+    if (line !== undefined) process.stderr.write(`${line}\n`)
+  }
+  try {
+    if (flags.matrix === true) {
+      const { matrix, files } = await runMatrix(scenario, {
+        outDir,
+        mode,
+        signal: ac.signal,
+        onProgress,
+        onCell: (c) => process.stderr.write(`cell ${c.rule} × ${c.behaviour}: honest accuracy min ${c.minHonestAccuracy === null ? 'n/a' : pct(c.minHonestAccuracy)} median ${c.medianHonestAccuracy === null ? 'n/a' : pct(c.medianHonestAccuracy)}\n`),
+      })
+      process.stdout.write(`matrix: ${files.markdown}\nplot: ${files.html}\n`)
+      return matrix.cells.length > 0 ? 0 : 1
+    }
+    const { report, files } = await runTopology(scenario, { outDir, mode, signal: ac.signal, onProgress })
+    process.stdout.write(`report: ${files.html}\n        ${files.json}\n${verdict(report)}\n`)
+    return report.passed ? 0 : 1
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+  }
+}
+
+/**
+ * `monna topology-member --config <node.yaml> --network <net.json>` (hidden): one member of a
+ * topology run whose scenario has network conditions — `monna start` plus the network
+ * wrapper. Prints one JSON RoundReport per line, keeps serving after its last round until
+ * SIGTERM/SIGINT (so slower members can finish), exits 3 when a "crash" behaviour stops it.
+ */
+async function topologyMemberCommand(flags: { config: string; network?: string }): Promise<number> {
+  const logger = createCliLogger({ format: 'json', level: 'info' })
+  const ac = new AbortController()
+  const onSignal = (): void => ac.abort()
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  const node = await createTopologyMember({ config: flags.config, ...(flags.network === undefined ? {} : { network: flags.network }), logger, signal: ac.signal })
+  node.addEventListener('round', (e) => process.stdout.write(`${JSON.stringify((e as CustomEvent).detail)}\n`))
+  try {
+    await node.run({ signal: ac.signal })
+    if (!ac.signal.aborted) await new Promise((res) => ac.signal.addEventListener('abort', res, { once: true }))
+    return 0
+  } catch (err) {
+    if ((err as Error).name === 'ByzantineCrashError') return 3
+    if (ac.signal.aborted) return 0
+    throw err
+  } finally {
+    await node.stop()
+  }
+}
+
+/** Adds the `run` command (and the hidden `topology-member`) to the program. */
+export function registerRunCommand(program: Command): void {
+  program
+    .command('run')
+    .description('run a whole swarm from a scenario file (topologies/*.yaml), write report.json + report.html, exit 0 only if every expectation holds')
+    .argument('<topology>', 'scenario file (.yaml, .yml or .json)')
+    .option('--out <dir>', 'output directory (default runs/<scenario name>)')
+    .option('--in-process', 'run every member in this process on the in-memory hub (for large n)')
+    .option('--matrix', "run the scenario's matrix (rules × behaviours) and write a comparison table and plot")
+    .option('--quiet', 'no progress lines')
+    .action(async (topology: string, flags: RunFlags) => {
+      try {
+        process.exitCode = await runCommand(topology, flags)
+      } catch (err) {
+        const e = err as Error
+        process.stderr.write(`monna run: ${e.name === 'InvalidConfigError' ? '' : `${e.name}: `}${e.message}\n`)
+        process.exitCode = 2
+      }
+    })
+  program
+    .command('topology-member', { hidden: true })
+    .description('one member of a topology run with network conditions (used by `monna run`)')
+    .requiredOption('--config <file>', 'node config (as for monna start)')
+    .option('--network <file>', 'network-conditions sidecar written by monna run')
+    .action(async (flags: { config: string; network?: string }) => {
+      try {
+        process.exitCode = await topologyMemberCommand(flags)
+      } catch (err) {
+        const e = err as Error
+        process.stderr.write(`monna topology-member: ${e.name}: ${e.message}\n`)
+        process.exitCode = e.name === 'InvalidConfigError' ? 2 : 1
+      }
+    })
+}

@@ -1,0 +1,373 @@
+/**
+ * Runs a scenario: a whole swarm on this machine, Byzantine members included, then writes
+ * the report and returns it with the verdict.
+ *
+ * Two modes:
+ * - `process` (default): every member is its own OS process running the real program
+ *   (`node bin/monna.js start --config <member>.yaml --progress json`), talking TCP on
+ *   127.0.0.1 on free ports. Keys, the swarm file and one node config per member are written
+ *   into the output directory; each member's stdout (one JSON RoundReport per line) feeds the
+ *   report, its stderr goes to `logs/<name>.log`.
+ * - `in-process`: every member is a `createSwarmNode` in this process on the memory hub
+ *   (same echo/quorum semantics, no cryptography or sockets) — for large n.
+ *
+ * Network conditions are applied in both modes by wrapping each member's broadcast port
+ * (`network.ts`).
+ */
+import { spawn } from 'node:child_process'
+import { mkdir, open, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { dirname, join, resolve } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { stringify as toYaml } from 'yaml'
+import { parseSwarm, type SwarmConfig, swarmId } from '../config/schema.ts'
+import { AbortError } from '../errors.ts'
+import { type Logger, silentLogger } from '../logger.ts'
+import { loadOrCreateKey, peerIdOfKey } from '../net/index.ts'
+import { type BroadcastPort, createMemoryHub, createSwarmNode, type RoundReport, type SwarmNode } from '../node/index.ts'
+import { Rng } from '../rng.ts'
+import { createTopologyBehaviour, needsLabelFlip } from './behaviours.ts'
+import { conditionedPort, isIdealNetwork } from './network.ts'
+import { buildReport, type MemberInfo, type MemberRound, median, type TopologyReport, writeReport } from './report.ts'
+import { byzantineByMember, memberName, type Scenario } from './schema.ts'
+
+/** One progress line: a round that every running honest member has completed. */
+export interface RoundProgress {
+  kind: 'round'
+  round: number
+  rounds: number
+  honestReported: number
+  /** min / median honest accuracy when this round was an evaluation round */
+  accuracy?: { min: number; median: number }
+  roundMs: number
+}
+
+export type ProgressEvent =
+  | RoundProgress
+  | { kind: 'start'; scenario: string; mode: 'process' | 'in-process'; n: number; outDir: string }
+  | { kind: 'member-exit'; name: string; byzantine: boolean; code: number | null; error?: string }
+
+export interface RunTopologyOptions {
+  outDir: string
+  mode?: 'process' | 'in-process'
+  signal?: AbortSignal
+  logger?: Logger
+  onProgress?: (e: ProgressEvent) => void
+  /** the program to start members with (process mode); default bin/monna.js of this package */
+  program?: string
+}
+
+export interface TopologyRun {
+  report: TopologyReport
+  files: { json: string; html: string; svgs: string[] }
+}
+
+const here = dirname(fileURLToPath(import.meta.url))
+const defaultProgram = resolve(here, '../../bin/monna.js')
+
+interface Prepared {
+  swarm: SwarmConfig
+  ids: string[]
+  keyFiles: string[]
+  ports: number[]
+  members: MemberInfo[]
+}
+
+/** Picks a free TCP port on 127.0.0.1 (bind to 0, read, close). */
+async function freePort(): Promise<number> {
+  return await new Promise((res, rej) => {
+    const srv = createServer()
+    srv.once('error', rej)
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address()
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0
+      srv.close(() => res(port))
+    })
+  })
+}
+
+async function prepare(s: Scenario, outDir: string, withPorts: boolean): Promise<Prepared> {
+  await mkdir(join(outDir, 'keys'), { recursive: true })
+  const keyFiles: string[] = []
+  const ids: string[] = []
+  for (let i = 0; i < s.n; i++) {
+    const file = join(outDir, 'keys', `${memberName(i)}.key`)
+    keyFiles.push(file)
+    ids.push(peerIdOfKey(await loadOrCreateKey(file)))
+  }
+  const ports: number[] = []
+  if (withPorts) for (let i = 0; i < s.n; i++) ports.push(await freePort())
+  const swarm = parseSwarm(
+    {
+      version: 1,
+      name: s.name,
+      seed: s.seed,
+      f: s.f,
+      members: ids.map((id, i) => ({
+        id,
+        name: memberName(i),
+        addresses: withPorts ? [`/ip4/127.0.0.1/tcp/${ports[i]}/p2p/${id}`] : [],
+      })),
+      task: s.task,
+      aggregator: s.aggregator,
+      timing: s.timing,
+      limits: s.limits,
+    },
+    `${s.name} (generated swarm)`,
+  )
+  await writeFile(join(outDir, 'swarm.yaml'), toYaml(swarm))
+  const byz = byzantineByMember(s)
+  const members: MemberInfo[] = ids.map((id, i) => ({
+    index: i,
+    name: memberName(i),
+    id,
+    byzantine: byz[i] !== undefined,
+    behaviour: byz[i]?.behaviour ?? 'honest',
+  }))
+  return { swarm, ids, keyFiles, ports, members }
+}
+
+/** Behaviour parameters for member i (the optimal-* attacks get the swarm's rule). */
+function behaviourParams(s: Scenario, i: number): ({ behaviour: string } & Record<string, unknown>) | undefined {
+  const b = byzantineByMember(s)[i]
+  if (b === undefined) return undefined
+  const { members: _m, ...params } = b
+  if (b.behaviour.startsWith('optimal-') && params.aggregator === undefined) params.aggregator = s.aggregator
+  return params
+}
+
+/** Collects round reports and turns them into progress lines (one per round every running honest member finished). */
+class ProgressTracker {
+  private readonly counts = new Map<number, MemberRound[]>()
+  private readonly honest: Set<string>
+  private readonly exited = new Set<string>()
+  private next = 0
+  private readonly rounds: number
+  private readonly emit: (e: ProgressEvent) => void
+  readonly all: MemberRound[] = []
+  constructor(members: MemberInfo[], rounds: number, emit: (e: ProgressEvent) => void) {
+    this.rounds = rounds
+    this.emit = emit
+    this.honest = new Set(members.filter((m) => !m.byzantine).map((m) => m.id))
+  }
+
+  add(r: MemberRound): void {
+    this.all.push(r)
+    if (!this.honest.has(r.member)) return
+    const list = this.counts.get(r.round) ?? []
+    list.push(r)
+    this.counts.set(r.round, list)
+    this.flush()
+  }
+
+  memberGone(id: string): void {
+    this.exited.add(id)
+    this.flush()
+  }
+
+  private flush(): void {
+    for (;;) {
+      const list = this.counts.get(this.next) ?? []
+      if (list.length === 0) return
+      const reported = new Set(list.map((r) => r.member))
+      for (const h of this.honest) if (!reported.has(h) && !this.exited.has(h)) return
+      const accs = list.flatMap((r) => (r.accuracy === undefined ? [] : [r.accuracy]))
+      const e: RoundProgress = {
+        kind: 'round',
+        round: this.next,
+        rounds: this.rounds,
+        honestReported: list.length,
+        roundMs: median(list.map((r) => r.roundMs)),
+      }
+      if (accs.length > 0) e.accuracy = { min: Math.min(...accs), median: median(accs) }
+      this.emit(e)
+      this.counts.delete(this.next)
+      this.next++
+    }
+  }
+}
+
+function toMemberRound(r: RoundReport | MemberRound): MemberRound {
+  return r as MemberRound
+}
+
+/** Runs the scenario and writes `report.json` / `report.html` into `opts.outDir`. */
+export async function runTopology(s: Scenario, opts: RunTopologyOptions): Promise<TopologyRun> {
+  const mode = opts.mode ?? 'process'
+  const logger = opts.logger ?? silentLogger
+  const emit = opts.onProgress ?? (() => {})
+  const outDir = resolve(opts.outDir)
+  opts.signal?.throwIfAborted()
+  const prepared = await prepare(s, outDir, mode === 'process')
+  emit({ kind: 'start', scenario: s.name, mode, n: s.n, outDir })
+  const tracker = new ProgressTracker(prepared.members, s.task.rounds, emit)
+  const startedAt = new Date()
+  const timeout = AbortSignal.timeout(s.runtime.timeoutMs)
+  const signal = opts.signal === undefined ? timeout : AbortSignal.any([opts.signal, timeout])
+  if (mode === 'in-process') await runInProcess(s, prepared, tracker, emit, signal, logger)
+  else await runProcesses(s, prepared, outDir, tracker, emit, signal, opts.program ?? defaultProgram)
+  opts.signal?.throwIfAborted()
+  const report = buildReport({ scenario: s, mode, members: prepared.members, rounds: tracker.all, startedAt, durationMs: Date.now() - startedAt.getTime() })
+  const files = await writeReport(report, outDir)
+  return { report, files }
+}
+
+async function runInProcess(
+  s: Scenario,
+  p: Prepared,
+  tracker: ProgressTracker,
+  emit: (e: ProgressEvent) => void,
+  signal: AbortSignal,
+  logger: Logger,
+): Promise<void> {
+  const hub = createMemoryHub({ membership: { swarmId: swarmId(p.swarm), members: p.ids, f: s.f } })
+  const ideal = isIdealNetwork(s.network, s.n)
+  const nodes: SwarmNode[] = []
+  // one copy of the data set for every member
+  const learning = await import('../learning/index.ts')
+  await learning.initBackend({ backend: s.runtime.backend, ...(s.runtime.threads === undefined ? {} : { threads: s.runtime.threads }) })
+  const datasets = {
+    train: await learning.loadDataset(s.task.dataset, 'train', { signal }),
+    test: await learning.loadDataset(s.task.dataset, 'test', { signal }),
+  }
+  try {
+    for (let i = 0; i < s.n; i++) {
+      const params = behaviourParams(s, i)
+      const node = await createSwarmNode({
+        swarm: p.swarm,
+        privateKey: await loadOrCreateKey(p.keyFiles[i]!),
+        transport: { kind: 'memory', hub },
+        datasets,
+        signal,
+        backend: s.runtime.backend,
+        ...(s.runtime.threads === undefined ? {} : { threads: s.runtime.threads }),
+        ...(params === undefined ? {} : { behaviour: createTopologyBehaviour(params, `byzantine (${memberName(i)})`), labelFlip: needsLabelFlip(params) }),
+        ...(ideal
+          ? {}
+          : { wrapBroadcast: (port: BroadcastPort) => conditionedPort(port, { self: i, members: p.ids, network: s.network, rng: new Rng(`${s.seed}/network/${i}`) }) }),
+        logger: logger.child(memberName(i)),
+      })
+      node.addEventListener('round', (e) => tracker.add(toMemberRound((e as CustomEvent<RoundReport>).detail)))
+      nodes.push(node)
+    }
+    const onAbort = (): void => {
+      for (const n of nodes) void n.stop().catch(() => {})
+    }
+    signal.addEventListener('abort', onAbort, { once: true })
+    try {
+      await Promise.all(
+        nodes.map(async (node, i) => {
+          const m = p.members[i]!
+          try {
+            await node.run({ signal })
+            emit({ kind: 'member-exit', name: m.name, byzantine: m.byzantine, code: 0 })
+          } catch (err) {
+            m.error = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
+            m.exitCode = 1
+            emit({ kind: 'member-exit', name: m.name, byzantine: m.byzantine, code: 1, error: m.error })
+          } finally {
+            tracker.memberGone(m.id)
+          }
+        }),
+      )
+    } finally {
+      signal.removeEventListener('abort', onAbort)
+    }
+  } finally {
+    await Promise.allSettled(nodes.map((n) => n.stop()))
+  }
+}
+
+async function runProcesses(
+  s: Scenario,
+  p: Prepared,
+  outDir: string,
+  tracker: ProgressTracker,
+  emit: (e: ProgressEvent) => void,
+  signal: AbortSignal,
+  program: string,
+): Promise<void> {
+  await mkdir(join(outDir, 'logs'), { recursive: true })
+  const ideal = isIdealNetwork(s.network, s.n)
+  const commands: string[][] = []
+  for (let i = 0; i < s.n; i++) {
+    const name = memberName(i)
+    const params = behaviourParams(s, i)
+    // a node config exactly as `monna start` reads it (src/node/config.ts)
+    const config: Record<string, unknown> = {
+      swarm: join(outDir, 'swarm.yaml'),
+      key: p.keyFiles[i],
+      listen: [`/ip4/127.0.0.1/tcp/${p.ports[i]}`],
+      mdns: false,
+      backend: s.runtime.backend,
+      ...(s.runtime.threads === undefined ? {} : { threads: s.runtime.threads }),
+      logFormat: 'json',
+      logLevel: 'info',
+      progress: 'json',
+      ...(params === undefined ? {} : { byzantine: params, labelFlip: needsLabelFlip(params) }),
+    }
+    const file = join(outDir, `${name}.yaml`)
+    await writeFile(file, toYaml(config))
+    if (ideal) {
+      commands.push(['start', '--config', file, '--progress', 'json'])
+    } else {
+      const net = join(outDir, `${name}.network.json`)
+      await writeFile(net, JSON.stringify({ self: i, members: p.ids, seed: s.seed, network: s.network }, null, 2))
+      commands.push(['topology-member', '--config', file, '--network', net])
+    }
+  }
+  // Members keep serving (echoing, answering catch-up requests) after their last round until
+  // every honest member is done; then the runner stops them all.
+  const finished = new Set<string>()
+  const honest = p.members.filter((m) => !m.byzantine).map((m) => m.id)
+  const live = new Map<string, () => void>()
+  const checkAllDone = (): void => {
+    if (honest.every((id) => finished.has(id))) for (const stop of live.values()) stop()
+  }
+  const children = commands.map((args, i) => {
+    const m = p.members[i]!
+    return (async () => {
+      const log = await open(join(outDir, 'logs', `${m.name}.log`), 'w')
+      try {
+        const child = spawn(process.execPath, [program, ...args], { stdio: ['ignore', 'pipe', log.fd] })
+        const stop = (): void => {
+          if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+        }
+        live.set(m.id, stop)
+        signal.addEventListener('abort', stop, { once: true })
+        const lines = createInterface({ input: child.stdout! })
+        lines.on('line', (line) => {
+          if (!line.startsWith('{')) return
+          let r: MemberRound & { event?: string }
+          try {
+            r = JSON.parse(line) as MemberRound & { event?: string }
+          } catch {
+            return
+          }
+          if (r.event !== undefined || typeof r.round !== 'number' || typeof r.member !== 'string') return
+          tracker.add(r)
+          if (r.final === true) {
+            finished.add(m.id)
+            checkAllDone()
+          }
+        })
+        const code: number | null = await new Promise((res) => child.once('exit', (c) => res(c)))
+        live.delete(m.id)
+        signal.removeEventListener('abort', stop)
+        // stopped by us after the run (SIGTERM → null or 143) counts as a clean exit
+        const stoppedByUs = finished.has(m.id) || honest.every((id) => finished.has(id))
+        m.exitCode = code
+        if (code !== 0 && !(stoppedByUs && (code === null || code === 143))) m.error = `exited with code ${code} (see logs/${m.name}.log)`
+        emit({ kind: 'member-exit', name: m.name, byzantine: m.byzantine, code, ...(m.error === undefined ? {} : { error: m.error }) })
+        finished.add(m.id)
+        tracker.memberGone(m.id)
+        checkAllDone()
+      } finally {
+        await log.close()
+      }
+    })()
+  })
+  await Promise.all(children)
+  if (signal.aborted && !(signal.reason instanceof DOMException && signal.reason.name === 'TimeoutError')) throw new AbortError()
+}

@@ -1,0 +1,45 @@
+import assert from 'node:assert/strict'
+import { readdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import { matrixMarkdown } from '../../../src/topology/matrix.ts'
+import { byzantineByMember, loadScenario } from '../../../src/topology/schema.ts'
+
+const dir = join(import.meta.dirname, '../../../topologies')
+
+describe('standard topologies', () => {
+  it('every file in topologies/ is a valid scenario', async () => {
+    const files = (await readdir(dir)).filter((f) => /\.(ya?ml|json)$/.test(f))
+    assert.ok(files.length >= 6)
+    for (const f of files) {
+      const s = await loadScenario(join(dir, f))
+      assert.ok(s.byzantine.length > 0, `${f} has Byzantine members`)
+      assert.ok(Object.keys(s.expect).length > 0, `${f} states expectations`)
+    }
+  })
+
+  it('paper-mnist-* follow ALGORITHMS §7', async () => {
+    for (const attack of ['alie', 'foe', 'sign-flip', 'label-flip']) {
+      const s = await loadScenario(join(dir, `paper-mnist-${attack}.yaml`))
+      assert.equal(s.n, 26)
+      assert.equal(s.f, 5)
+      assert.equal(s.task.rounds, 600)
+      assert.deepEqual(s.task.model, { kind: 'lenet' })
+      assert.deepEqual(s.task.partition, { scheme: 'dirichlet', alpha: 1 })
+      assert.equal(byzantineByMember(s).filter((b) => b?.behaviour === attack).length, 5)
+      assert.deepEqual(s.matrix!.rules.map((r) => r.rule).sort(), ['cc', 'cwtm', 'gm', 'mean', 'nna', 'nna'])
+    }
+  })
+
+  it('formats a matrix table', () => {
+    const md = matrixMarkdown({
+      scenario: 'x',
+      cells: [
+        { rule: 'nna', behaviour: 'alie', minHonestAccuracy: 0.9, medianHonestAccuracy: 0.95, passed: true, report: '' },
+        { rule: 'mean', behaviour: 'alie', minHonestAccuracy: 0.1, medianHonestAccuracy: null, passed: false, report: '' },
+      ],
+    })
+    assert.match(md, /\| nna \| 90\.0 \/ 95\.0 \|/)
+    assert.match(md, /\| mean \| 10\.0 \/ — \|/)
+  })
+})
