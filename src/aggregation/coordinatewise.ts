@@ -35,10 +35,11 @@ export const trimmedMeanColumn: ColumnReducer = (col, k, f) => {
 }
 
 /**
- * Mean of the k − f values closest to the median (needs k > 2f). The f dropped values are
- * the farthest from the median, so they are taken from the two ends of the sorted column:
- * partition off the f smallest and f largest, sort just those, then drop from whichever
- * end is farther from the median, f times (on a tie the larger value is dropped).
+ * Mean of the k − f values closest to the median (needs k > 2f). Those form a window
+ * [j, j + k − f) of the sorted column, and j = #{i < f : m − v_i > v_{i+k−f} − m} (the left
+ * side of this is decreasing in i): a low value is dropped iff it is farther from the median
+ * m than the high value that would replace it, and on a tie the larger value is dropped.
+ * Only the f smallest and f largest need sorting: partition them off, sort just those.
  */
 export const meamedColumn: ColumnReducer = (col, k, f) => {
   if (f === 0) return meanColumn(col, k, f)
@@ -48,20 +49,16 @@ export const meamedColumn: ColumnReducer = (col, k, f) => {
   select(col, f, k - f - 1, h)
   let med = col[h]
   if ((k & 1) === 0) {
+    // h − 1 ≥ f because 2f < k, and col[0..f−1] ≤ col[f..]: the lower middle is max col[f..h−1]
     let lowMax = col[f]
     for (let i = f + 1; i < h; i++) if (col[i] > lowMax) lowMax = col[i]
-    // h − 1 ≥ f because 2f < k, and col[0..f−1] ≤ col[f..]: the lower middle is max col[f..h−1]
-    med = (lowMax + med) / 2
+    med = Math.fround((Math.fround(lowMax + med)) * 0.5)
   }
   insertionSort(col, 0, f - 1)
   insertionSort(col, k - f, k - 1)
-  let lo = 0
-  let hi = k - 1
-  for (let t = 0; t < f; t++) {
-    if (med - col[lo] > col[hi] - med) lo++
-    else hi--
-  }
   let s = 0
-  for (let i = lo; i <= hi; i++) s += col[i]
+  for (let i = f; i < k - f; i++) s += col[i]
+  // compared in Float32, like the SIMD kernel, so both paths pick the same window
+  for (let i = 0; i < f; i++) s += Math.fround(med - col[i]) > Math.fround(col[k - f + i] - med) ? col[k - f + i] : col[i]
   return s / (k - f)
 }

@@ -6,7 +6,7 @@
  */
 import { BLOCK } from './kernels.ts'
 import type { Neighbourhoods } from './rules.ts'
-import { MAX_NETWORK_K, type SimdKernels, simdKernels } from './simd.ts'
+import { MAX_NETWORK_K, type SimdKernels, type SortedReduce, simdKernels } from './simd.ts'
 
 const ROW_BYTES = BLOCK * 4
 const pad4 = (n: number) => (n + 3) & ~3
@@ -94,24 +94,29 @@ export function distancesToSimd(inputs: readonly Float32Array[], v: Float32Array
   return out
 }
 
+/** 1/(number of values the reduction averages). */
+function scaleOf(k: number, reduce: SortedReduce): number {
+  return 1 / (reduce.kind === 'trim' ? k - 2 * reduce.trim : k - reduce.f)
+}
+
 /**
- * Coordinate-wise trimmed mean dropping `trim` values at each end (⌊(k−1)/2⌋ gives the
- * median, 0 the mean) by a lane-wise sorting network. Returns null without SIMD (or for
- * k > MAX_NETWORK_K), `'non-finite'` when an input holds NaN/±∞.
+ * A coordinate-wise rule by a lane-wise sorting network: trimmed mean dropping `trim` values
+ * at each end (⌊(k−1)/2⌋ gives the median, 0 the mean) or meamed. Returns null without SIMD
+ * (or for k > MAX_NETWORK_K), `'non-finite'` when an input holds NaN/±∞.
  */
-export function trimmedSimd(inputs: readonly Float32Array[], trim: number): Float32Array | 'non-finite' | null {
+export function sortedSimd(inputs: readonly Float32Array[], reduce: SortedReduce): Float32Array | 'non-finite' | null {
   const K = simdKernels()
   const k = inputs.length
   if (K === null || k > MAX_NETWORK_K) return null
   const d = inputs[0].length
-  const kernel = K.trim(k, trim)
+  const kernel = K.sorted(k, reduce)
   const table = k * ROW_BYTES
   const out = align16(table + 4 * k)
   K.reserve(out + ROW_BYTES)
   const i32 = K.i32()
   for (let i = 0; i < k; i++) i32[(table >> 2) + i] = i * ROW_BYTES
   const result = new Float32Array(d)
-  const inv = 1 / (k - 2 * trim)
+  const inv = scaleOf(k, reduce)
   let check = 0
   for (let s = 0; s < d; s += BLOCK) {
     const e = Math.min(d, s + BLOCK)
@@ -123,17 +128,17 @@ export function trimmedSimd(inputs: readonly Float32Array[], trim: number): Floa
 }
 
 /**
- * NNM followed by a coordinate-wise trimmed mean (dropping `trim` at each end), block by
- * block: NNM rows = base sum ± a few rows in Float64, then the sorting network. The inputs
- * must already be known finite (the distances that defined the neighbourhoods were).
+ * NNM followed by a coordinate-wise rule, block by block: NNM rows = base sum ± a few rows in
+ * Float64, then the sorting network. The inputs must already be known finite (the
+ * distances that defined the neighbourhoods were).
  */
-export function nnmTrimmedSimd(inputs: readonly Float32Array[], f: number, nb: Neighbourhoods, trim: number): Float32Array | null {
+export function nnmSortedSimd(inputs: readonly Float32Array[], f: number, nb: Neighbourhoods, reduce: SortedReduce): Float32Array | null {
   const K = simdKernels()
   const k = inputs.length
   if (K === null || k > MAX_NETWORK_K) return null
   const d = inputs[0].length
   const distinct = nb.add.length
-  const kernel = K.trim(k, trim)
+  const kernel = K.sorted(k, reduce)
   // layout: k input rows | distinct NNM rows | base sum (f64) | tables (i32)
   const yOf = (r: number) => (k + r) * ROW_BYTES
   const baseAcc = (k + distinct) * ROW_BYTES
@@ -161,7 +166,7 @@ export function nnmTrimmedSimd(inputs: readonly Float32Array[], f: number, nb: N
   }
   const result = new Float32Array(d)
   const scale = 1 / (k - f)
-  const inv = 1 / (k - 2 * trim)
+  const inv = scaleOf(k, reduce)
   for (let s = 0; s < d; s += BLOCK) {
     const e = Math.min(d, s + BLOCK)
     const np = pad4(e - s)

@@ -5,7 +5,7 @@
  */
 import { type ColumnReducer, meamedColumn, meanColumn, medianColumn, trimmedMeanColumn } from './coordinatewise.ts'
 import { MissingContextError, TooManySubsetsError } from './errors.ts'
-import { distancesToSimd, nnmTrimmedSimd, nnmVectorsSimd, pairwiseSimd, trimmedSimd } from './fast.ts'
+import { distancesToSimd, nnmSortedSimd, nnmVectorsSimd, pairwiseSimd, sortedSimd } from './fast.ts'
 import {
   allFinite,
   assertFinite,
@@ -16,6 +16,7 @@ import {
   pairwiseSquaredDistances,
   weightedMean,
 } from './kernels.ts'
+import type { SortedReduce } from './simd.ts'
 
 export interface RuleContext {
   own?: number
@@ -77,19 +78,17 @@ const columnReducers: Record<CoordinatewiseRule, ColumnReducer> = {
   meamed: meamedColumn,
 }
 
-/** How many values at each end a trimmed-mean form of the rule drops (undefined: not a trimmed mean). */
-function trimOf(kind: CoordinatewiseRule, k: number, f: number): number | undefined {
-  return kind === 'mean' ? 0 : kind === 'cwtm' ? f : kind === 'cwmed' ? (k - 1) >> 1 : undefined
+/** The rule as a reduction of each coordinate's sorted values (for the SIMD sorting network). */
+function sortedReduceOf(kind: CoordinatewiseRule, k: number, f: number): SortedReduce {
+  if (kind === 'meamed') return { kind: 'meamed', f }
+  return { kind: 'trim', trim: kind === 'mean' ? 0 : kind === 'cwtm' ? f : (k - 1) >> 1 }
 }
 
-/** A coordinate-wise rule: the SIMD sorting network for cwtm/cwmed, JS quickselect otherwise (and for meamed). */
+/** A coordinate-wise rule: the SIMD sorting network when available, JS quickselect otherwise. */
 export function coordinatewise(rule: string, inputs: readonly Float32Array[], f: number, kind: CoordinatewiseRule): Float32Array {
-  const trim = trimOf(kind, inputs.length, f)
-  if (trim !== undefined) {
-    const fast = trimmedSimd(inputs, trim)
-    if (fast === 'non-finite') assertFinite(rule, inputs)
-    if (fast !== null && fast !== 'non-finite') return fast
-  }
+  const fast = sortedSimd(inputs, sortedReduceOf(kind, inputs.length, f))
+  if (fast === 'non-finite') assertFinite(rule, inputs)
+  if (fast !== null && fast !== 'non-finite') return fast
   return coordinatewiseJs(rule, inputs, f, columnReducers[kind])
 }
 
@@ -387,11 +386,8 @@ export function nnmCoordinatewise(rule: string, inputs: readonly Float32Array[],
   const k = inputs.length
   const d = inputs[0].length
   const nb = neighbourhoods(getDistances(rule, inputs, shared), k, f)
-  const trim = trimOf(kind, k, f)
-  if (trim !== undefined) {
-    const fast = nnmTrimmedSimd(inputs, f, nb, trim)
-    if (fast !== null) return fast
-  }
+  const fast = nnmSortedSimd(inputs, f, nb, sortedReduceOf(kind, k, f))
+  if (fast !== null) return fast
   const reduce = columnReducers[kind]
   const inv = 1 / (k - f)
   const rows = nb.add.length

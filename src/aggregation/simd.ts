@@ -84,6 +84,8 @@ const promote = simd(0x5f)
 const f32x4add = simd(0xe4)
 const f32x4sub = simd(0xe5)
 const f32x4mul = simd(0xe6)
+const f32x4gt = simd(0x44)
+const vbitselect = simd(0x52)
 const f32x4min = simd(0xe8)
 const f32x4max = simd(0xe9)
 const f64x2add = simd(0xf0)
@@ -335,15 +337,23 @@ export function sortingNetwork(k: number): [number, number][] {
   return pairs
 }
 
+/** What a sorted-column kernel computes from the k sorted values of each coordinate. */
+export type SortedReduce = { kind: 'trim'; trim: number } | { kind: 'meamed'; f: number }
+
 /**
- * trimK(table, nbytes, out, inv) -> f64, specialised for k rows and `trim`: for every 4
- * coordinates, load the k values into v128 locals, sort them lane-wise with the unrolled
- * network, sum positions trim..k−trim−1 in Float64 and store the scaled sum. Returns
- * Σ x·0 over the inputs (NaN iff some input was non-finite: ±∞ would otherwise be trimmed).
- * params 0 table, 1 nbytes, 2 out, 3 inv; locals 4 o, 5 chk, 6 s0, 7 s1, 8 s, 9.. values
+ * sorted(table, nbytes, out, inv) -> f64, generated for k rows and one reduction: for every
+ * 4 coordinates, load the k values into v128 locals, sort them lane-wise with the unrolled
+ * network, then either sum positions trim..k−trim−1 (trimmed mean; median; mean) or, for
+ * meamed, the k − f values nearest the median — the window [j, j + k − f) of the sorted
+ * values with j = #{i < f : m − v_i > v_{i+k−f} − m} (on a tie the larger value is dropped,
+ * as in meamedColumn). Sums in Float64, scaled by `inv`. Returns Σ x·0 over the inputs
+ * (NaN iff some input was non-finite: ±∞ would otherwise be trimmed away unnoticed).
+ * params 0 table, 1 nbytes, 2 out, 3 inv; locals 4 o, 5 chk, 6 s0, 7 s1, 8 s, 9.. values, then m, t
  */
-function trimK(k: number, trim: number): Fn {
+function sortedKernel(k: number, reduce: SortedReduce): Fn {
   const v = (i: number) => 9 + i
+  const m = 9 + k
+  const t = 10 + k
   const inner: number[] = []
   for (let i = 0; i < k; i++) {
     inner.push(...get(0), ...i32loadAt(4 * i), ...get(4), ...i32add, ...vload(), ...tee(v(i)), ...vconstF32(0), ...f32x4mul, ...get(5), ...f32x4add, ...set(5))
@@ -352,7 +362,21 @@ function trimK(k: number, trim: number): Fn {
     inner.push(...get(v(a)), ...get(v(b)), ...f32x4min, ...get(v(a)), ...get(v(b)), ...f32x4max, ...set(v(b)), ...set(v(a)))
   }
   inner.push(...vconstF32(0), ...tee(6), ...set(7))
-  for (let i = trim; i < k - trim; i++) inner.push(...widenAdd(v(i), 6, 7))
+  if (reduce.kind === 'trim') {
+    for (let i = reduce.trim; i < k - reduce.trim; i++) inner.push(...widenAdd(v(i), 6, 7))
+  } else {
+    const f = reduce.f
+    const h = k >> 1
+    if ((k & 1) === 1) inner.push(...get(v(h)), ...set(m))
+    else inner.push(...get(v(h - 1)), ...get(v(h)), ...f32x4add, ...vconstF32(0.5), ...f32x4mul, ...set(m))
+    for (let i = f; i < k - f; i++) inner.push(...widenAdd(v(i), 6, 7))
+    for (let i = 0; i < f; i++) {
+      const hi = v(k - f + i)
+      // low value i is dropped (replaced in the window by high value k − f + i) iff m − v_i > v_hi − m
+      inner.push(...get(hi), ...get(v(i)), ...get(m), ...get(v(i)), ...f32x4sub, ...get(hi), ...get(m), ...f32x4sub, ...f32x4gt, ...vbitselect, ...set(t))
+      inner.push(...widenAdd(t, 6, 7))
+    }
+  }
   inner.push(...get(2), ...get(4), ...i32add, ...narrowStore(6, 7, 8))
   const body = [
     ...get(3),
@@ -372,7 +396,7 @@ function trimK(k: number, trim: number): Fn {
     ...f32add,
     ...f64promote,
   ]
-  return { exportName: 'trim', params: [I32, I32, I32, F64], results: [F64], locals: [I32, V128, V128, V128, V128, ...Array(k).fill(V128)], body }
+  return { exportName: 'sorted', params: [I32, I32, I32, F64], results: [F64], locals: [I32, V128, V128, V128, V128, ...Array(k + 2).fill(V128)], body }
 }
 
 function assemble(fns: Fn[], importMemory: boolean): Uint8Array {
@@ -422,8 +446,8 @@ export interface SimdKernels {
   sqdist4(a: number, b0: number, b1: number, b2: number, b3: number, n: number, out: number): void
   sumRows(acc: number, table: number, count: number, n: number): void
   nnmRow(dst: number, base: number, add: number, nAdd: number, sub: number, nSub: number, n: number, scale: number): void
-  /** the sorting/trimming kernel for (k, trim), compiled on first use and cached */
-  trim(k: number, trim: number): (table: number, nbytes: number, out: number, inv: number) => number
+  /** the sorted-column kernel for k rows and a reduction, compiled on first use and cached */
+  sorted(k: number, reduce: SortedReduce): (table: number, nbytes: number, out: number, inv: number) => number
 }
 
 let cached: SimdKernels | null | undefined
@@ -471,12 +495,12 @@ export function simdKernels(): SimdKernels | null {
     sqdist4: x.sqdist4,
     sumRows: x.sumRows,
     nnmRow: x.nnmRow,
-    trim(k: number, trim: number) {
-      const key = `${k}/${trim}`
+    sorted(k: number, reduce: SortedReduce) {
+      const key = `${k}/${reduce.kind}/${reduce.kind === 'trim' ? reduce.trim : reduce.f}`
       let fn = trims.get(key)
       if (fn === undefined) {
-        const module = new api.Module(assemble([trimK(k, trim)], true))
-        fn = new api.Instance(module, { env: { memory } }).exports.trim as (table: number, nbytes: number, out: number, inv: number) => number
+        const module = new api.Module(assemble([sortedKernel(k, reduce)], true))
+        fn = new api.Instance(module, { env: { memory } }).exports.sorted as (table: number, nbytes: number, out: number, inv: number) => number
         trims.set(key, fn)
       }
       return fn

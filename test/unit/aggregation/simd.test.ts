@@ -49,8 +49,17 @@ describe('SIMD kernels', () => {
         const fast = run(rule, inputs, f, true)
         const slow = run(rule, inputs, f, false)
         let worst = 0
-        for (let c = 0; c < D; c++) worst = Math.max(worst, Math.abs(fast[c] - slow[c]) / Math.max(1, Math.abs(slow[c])))
-        assert.ok(worst < 2e-5, `${rule}: max relative difference ${worst}`)
+        let differ = 0
+        for (let c = 0; c < D; c++) {
+          const rel = Math.abs(fast[c] - slow[c]) / Math.max(1, Math.abs(slow[c]))
+          worst = Math.max(worst, rel)
+          if (rel >= 2e-5) differ++
+        }
+        if (rule === 'nnm+meamed') {
+          // meamed jumps at near-ties between a low and a high value; the NNM rows of the two
+          // paths differ by Float32 rounding, so a few coordinates may pick the other window
+          assert.ok(differ <= D / 100 && worst < 1e-2, `${rule}: ${differ} coordinates differ, worst ${worst}`)
+        } else assert.ok(worst < 2e-5, `${rule}: max relative difference ${worst}`)
       }
     })
   }
