@@ -9,7 +9,9 @@
  * comma-separated subset of case names (e.g. `lenet/wasm+fallback`).
  *
  * Uses the learner (`createLearner`, contract §1) when src/learning exports it; otherwise the
- * same step written here over the learning core's model (`createModel`/`initParams`).
+ * same step written here over the learning core's model (`createModel`/`initParams`). The case
+ * `wasm+fallback/tf-step` always runs that tensors-only step (θ and momentum as tfjs variables),
+ * which shows how much of the learner's step is kernels and how much its per-step JS work.
  */
 import os from 'node:os'
 import * as tf from '@tensorflow/tfjs'
@@ -32,6 +34,8 @@ interface Variant {
   backend: 'wasm' | 'cpu'
   fallback: boolean
   threads?: number
+  /** measure the tensors-only step instead of the learner */
+  tfStep?: boolean
 }
 
 const models: Record<ModelName, { spec: learning.ModelSpec; inputShape: number[] }> = {
@@ -42,6 +46,7 @@ const models: Record<ModelName, { spec: learning.ModelSpec; inputShape: number[]
 const variants: Variant[] = [
   { name: 'wasm+fallback', backend: 'wasm', fallback: true },
   { name: `wasm+fallback/${threadsOption}threads`, backend: 'wasm', fallback: true, threads: threadsOption },
+  { name: 'wasm+fallback/tf-step', backend: 'wasm', fallback: true, tfStep: true },
   { name: 'wasm', backend: 'wasm', fallback: false },
   { name: 'cpu', backend: 'cpu', fallback: false },
   { name: 'cpu+fallback', backend: 'cpu', fallback: true },
@@ -65,11 +70,11 @@ function syntheticData(inputShape: number[], n: number, seed: string) {
   return { name: 'synthetic', x, y, n, exampleShape: inputShape, numClasses: 10 }
 }
 
-async function makeStepper(model: ModelName): Promise<Stepper> {
+async function makeStepper(model: ModelName, tfStep: boolean): Promise<Stepper> {
   const { spec, inputShape } = models[model]
   const data = syntheticData(inputShape, 1000, `bench-train/${model}`)
   const api = learning as unknown as Record<string, unknown>
-  if (typeof api.createLearner === 'function') {
+  if (!tfStep && typeof api.createLearner === 'function') {
     const createLearner = api.createLearner as (o: unknown) => Promise<{ step(r: number): Promise<unknown>; dispose(): void }>
     const learner = (await createLearner({
       model: spec,
@@ -90,7 +95,8 @@ async function makeStepper(model: ModelName): Promise<Stepper> {
       backend: () => learner.backend ?? tf.getBackend(),
     }
   }
-  // The same step, written over the learning core's model.
+  // The same step with θ and momentum kept as tfjs variables (no JS copies of θ per step):
+  // isolates the kernels' share of the learner's step.
   const m = learning.createModel(spec, inputShape, 10)
   const params = learning.unflatten(m, learning.initParams(m, 'bench')).map((t) => {
     const v = tf.variable(t)
@@ -153,7 +159,7 @@ async function measure(model: ModelName, v: Variant): Promise<Result> {
   else await unregisterFallbackKernels(v.backend)
   let stepper: Stepper | undefined
   try {
-    stepper = await makeStepper(model)
+    stepper = await makeStepper(model, v.tfStep === true)
     // Warm-up (JIT, XNNPACK operator creation, heap growth); a case slower than 1 s per step
     // (the stock cpu LeNet takes ~20 s) gets one warm-up and two timed steps only.
     const w0 = performance.now()
