@@ -1,6 +1,7 @@
 /**
  * The aggregation rules of ALGORITHMS.md §4. Each takes validated inputs (same length; the
- * non-finite check is fused into each rule's first pass, see `ensureFinite`) and returns a
+ * non-finite check is fused into each rule's first pass: a non-finite sum, distance or check
+ * value triggers `assertFinite`, which names the input) and returns a
  * new Float32Array that never aliases an input.
  */
 import { type ColumnReducer, meamedColumn, meanColumn, medianColumn, trimmedMeanColumn } from './coordinatewise.ts'

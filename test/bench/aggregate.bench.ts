@@ -10,11 +10,13 @@
  *   npm run bench:aggregate                       # both cases
  *   BENCH_CASES=26 BENCH_RULES=mean,nna,nnm+cwtm npm run bench:aggregate
  *   BENCH_REPEAT=5 …                              # timed calls per rule (median reported)
+ *   BENCH_SIMD=0 …                                # the plain-JS kernels instead of WebAssembly SIMD
  *
  * Prints a table, one JSON line per figure, and the machine.
  */
 import os from 'node:os'
 import { aggregationRules, createAggregator, TooManySubsetsError } from '../../src/aggregation/index.ts'
+import { setSimdEnabled, simdKernels } from '../../src/aggregation/simd.ts'
 import { createAttack } from '../../src/attacks/index.ts'
 import { Rng } from '../../src/rng.ts'
 
@@ -46,12 +48,17 @@ function median(xs: number[]): number {
   return s.length % 2 === 1 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
 }
 
+if (process.env.BENCH_SIMD === '0') setSimdEnabled(false)
+const kernels = simdKernels() === null ? 'js' : 'wasm-simd'
+
 const machine = {
   cpu: os.cpus()[0]?.model ?? 'unknown',
   cores: os.cpus().length,
   node: process.version,
   platform: `${os.platform()} ${os.arch()}`,
   memoryGiB: Number((os.totalmem() / 2 ** 30).toFixed(1)),
+  loadAverage1m: Number(os.loadavg()[0].toFixed(2)),
+  kernels,
 }
 console.log(`machine: ${JSON.stringify(machine)}`)
 console.log(JSON.stringify({ bench: 'aggregate', case: 'machine', value: 0, unit: 'info', machine }))
