@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs'
 import '@tensorflow/tfjs-backend-wasm'
 import { kernelThreads, registerFallbackKernels, unregisterFallbackKernels } from '../../../src/compute/index.ts'
 import { MIN_SPLIT_MACS, setSplitThreshold } from '../../../src/compute/threads.ts'
+import { createModel, initParams, unflatten } from '../../../src/learning/index.ts'
 import { Rng } from '../../../src/rng.ts'
 
 const TOLERANCE = 1e-4
@@ -223,6 +224,30 @@ describe('compute: fallback kernels agree with the cpu backend', () => {
       })
     }
   }
+
+  it('the LeNet of ALGORITHMS §7 (learning core model, batch 3): every parameter gradient agrees', async () => {
+    const model = createModel({ kind: 'lenet' }, [28, 28, 1], 10)
+    const theta = initParams(model, 'compute-lenet')
+    const rng = new Rng('compute-lenet-data')
+    const xs = randomArray(rng, 3 * 784)
+    const labels = new Int32Array([3, 7, 1])
+    const compute = () =>
+      tf.tidy(() => {
+        const params = unflatten(model, theta)
+        const x = tf.tensor4d(xs, [3, 28, 28, 1])
+        const y = tf.oneHot(tf.tensor1d(labels, 'int32'), 10)
+        const { grads } = tf.valueAndGrads((...p: tf.Tensor[]) => tf.losses.softmaxCrossEntropy(y, model.forward(p, x)) as tf.Scalar)(params)
+        return grads
+      })
+    const ref = await reference('lenet', compute)
+    for (const v of variants) {
+      const ours = await runOn(v.backend, v.withOurs, compute)
+      model.slots.forEach((slot, i) => {
+        const e = relError(ours[i]!, ref[i]!)
+        assert.ok(e <= TOLERANCE, `${v.backend} ${slot.name} gradient error ${e}`)
+      })
+    }
+  })
 
   it('registration is idempotent, reports the kernels, and can be undone', async () => {
     await tf.setBackend('wasm')
