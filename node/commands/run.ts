@@ -89,8 +89,8 @@ async function topologyMemberCommand(flags: { config: string; network?: string }
   const logger = createCliLogger({ format: 'json', level: 'info' })
   const ac = new AbortController()
   const onSignal = (): void => ac.abort()
-  process.once('SIGINT', onSignal)
-  process.once('SIGTERM', onSignal)
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
   const node = await createTopologyMember({ config: flags.config, ...(flags.network === undefined ? {} : { network: flags.network }), logger, signal: ac.signal })
   node.addEventListener('round', (e) => process.stdout.write(`${JSON.stringify((e as CustomEvent).detail)}\n`))
   try {

@@ -40,6 +40,13 @@ export const nodeConfigSchema = z.strictObject({
    */
   checkpointEvery: z.number().int().positive().default(10),
   backend: backendSchema.default('auto'),
+  /** pace: every round lasts at least this long (demos and tests on one machine); 0 = as fast as possible */
+  minRoundMs: z.number().int().nonnegative().default(0),
+  /**
+   * After its last round the member keeps echoing this long before it exits, so members still
+   * finishing their last rounds keep a quorum (ALGORITHMS §2: their instances need Q echoes).
+   */
+  lingerMs: z.number().int().nonnegative().default(10_000),
   threads: z.number().int().positive().optional(),
   /** Prometheus endpoint port (0 = any free port); absent = no endpoint */
   metricsPort: z.number().int().min(0).max(65535).optional(),

@@ -5,10 +5,11 @@
  * 1. local step (momentum, half step) → θ_{t+½};
  * 2. broadcast θ_{t+½} as little-endian float32 (a Byzantine member asks its behaviour instead);
  * 3. wait for valid certified deliveries of round t from n − f distinct members, its own
- *    included — never for more; every delivery is checked (exact length d·4, all finite) and an
- *    invalid one is counted as a rejection and ignored;
- * 4. aggregate ALL valid deliveries held at that moment with the configured rule (own = this
- *    member's index among the inputs), set θ_{t+1}, next round.
+ *    included — never for more (if n − f others are certified before its own, the round closes
+ *    without it); every delivery is checked (exact length d·4, all finite) and an invalid one is
+ *    counted as a rejection and ignored;
+ * 4. aggregate ALL valid deliveries held at that moment with the configured rule; this member's
+ *    own θ_{t+½} is always among the inputs (own = its index), set θ_{t+1}, next round.
  *
  * Deliveries of closed rounds are dropped. The round timeout only matters when fewer than n − f
  * arrive: the engine then reports a stall ('stall' event, log, metric) and keeps waiting, and
@@ -132,6 +133,8 @@ export interface RoundEngineOptions {
   behaviour?: ByzantineBehaviour
   privacy?: { accountant: AccountantPort; delta: number }
   checkpointEvery?: number
+  /** pace: a round lasts at least this long (demos, tests; default 0) */
+  minRoundMs?: number
   checkpoint?: (snapshot: EngineSnapshot) => Promise<void>
   metrics?: NodeMetrics
   logger?: Logger
@@ -461,9 +464,12 @@ export class RoundEngine extends EventTarget {
             continue
           }
         }
+        const started = performance.now()
         const report = await this.runRound(t, signal)
         if (report === undefined) continue // caught up instead
         reports.push(report)
+        const rest = (this.opts.minRoundMs ?? 0) - (performance.now() - started)
+        if (rest > 0 && this.current < this.opts.rounds) await this.sleep(rest, signal)
       }
       return reports
     } catch (err) {
@@ -499,12 +505,14 @@ export class RoundEngine extends EventTarget {
     let lastFetch = waitStart
     let fetching = false
     for (;;) {
+      // n − f certified deliveries, own included once it is delivered (a Byzantine member counts
+      // its own model locally: it may never broadcast one); never more than n − f are awaited
       const own = this.heldFor(t).get(self)
-      const ownOk = !ownCertifiedNeeded || (own !== undefined && 'model' in own)
-      const count = this.validCount(t) + (!ownCertifiedNeeded && !(own !== undefined && 'model' in own) ? 1 : 0)
-      if (ownOk && count >= this.needed) break
+      const ownHeld = own !== undefined && 'model' in own
+      const count = this.validCount(t) + (!ownCertifiedNeeded && !ownHeld ? 1 : 0)
+      if (count >= this.needed) break
       const newest = this.port.newestCertifiedRound()
-      const othersMissing = this.validCount(t) + (own !== undefined && 'model' in own ? 0 : 1) < this.needed
+      const othersMissing = this.validCount(t) + (ownHeld ? 0 : 1) < this.needed
       if (newest >= t + lag && othersMissing) {
         if (stalled) this.recover(t, count, performance.now() - stallReportedAt)
         await this.catchUp(t, newest - 1, signal)

@@ -77,6 +77,8 @@ export interface NodeOptions {
   dataDir?: string
   /** rounds between checkpoints (default 10, see nodeConfigSchema) */
   checkpointEvery?: number
+  /** pace: every round lasts at least this long (default 0) */
+  minRoundMs?: number
   backend?: 'auto' | 'tensorflow' | 'wasm' | 'cpu'
   threads?: number
   behaviour?: ByzantineBehaviour
@@ -283,6 +285,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       ...(opts.behaviour !== undefined ? { behaviour: opts.behaviour } : {}),
       ...(accountant !== undefined ? { privacy: { accountant, delta: privacyDelta } } : {}),
       checkpointEvery: opts.checkpointEvery ?? defaultNodeOptions.checkpointEvery,
+      ...(opts.minRoundMs !== undefined ? { minRoundMs: opts.minRoundMs } : {}),
       ...(opts.dataDir !== undefined
         ? {
             checkpoint: async (s: EngineSnapshot) => {

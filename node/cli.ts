@@ -1,0 +1,63 @@
+/**
+ * The `monna` program: turns the command line into validated library options (src/), prints
+ * progress and logs, serves metrics and handles signals. Bad input → one line saying what to
+ * fix, exit code 2; a failure at run time → exit code 1.
+ */
+import { readFileSync } from 'node:fs'
+import { Command, CommanderError } from 'commander'
+import { registerKeygen } from './commands/keygen.ts'
+import { registerRunCommand } from './commands/run.ts'
+import { registerStart } from './commands/start.ts'
+import { registerSwarm } from './commands/swarm-init.ts'
+import { exitCodes, isUsageError } from './errors.ts'
+
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+
+export function buildProgram(): Command {
+  const program = new Command('monna')
+    .description('Decentralized Byzantine-robust peer-to-peer learning (MoNNA) on libp2p')
+    .version(pkg.version)
+    .showSuggestionAfterError()
+    .exitOverride()
+    .configureOutput({ outputError: (str, write) => write(`monna: ${str.replace(/^error: /, '').trim()}\n`) })
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ monna swarm init --nodes 7 --f 2 --dir ./lan     # keys + swarm.yaml + node-<i>.yaml
+  $ monna start --config ./lan/node-0.yaml           # one member (run one per node config)
+  $ monna keygen --out node.key                      # a new identity; prints its PeerId`,
+    )
+  registerKeygen(program)
+  registerSwarm(program)
+  registerStart(program)
+  registerRunCommand(program)
+  for (const c of program.commands) {
+    c.exitOverride()
+    for (const sub of c.commands) sub.exitOverride()
+  }
+  return program
+}
+
+async function main(argv: string[]): Promise<number> {
+  const program = buildProgram()
+  try {
+    await program.parseAsync(argv)
+    return typeof process.exitCode === 'number' ? process.exitCode : exitCodes.ok
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return exitCodes.ok
+      return err.exitCode === 0 ? exitCodes.ok : exitCodes.usage // commander already printed the one-line error
+    }
+    const message = err instanceof Error ? err.message : String(err)
+    if (isUsageError(err)) {
+      process.stderr.write(`monna: ${message}\n`)
+      return exitCodes.usage
+    }
+    process.stderr.write(`monna: ${err instanceof Error ? `${err.name}: ` : ''}${message}\n`)
+    if (process.env.MONNA_DEBUG !== undefined && err instanceof Error) process.stderr.write(`${err.stack}\n`)
+    return exitCodes.failure
+  }
+}
+
+process.exit(await main(process.argv))

@@ -1,0 +1,252 @@
+import { stat } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import type { Command } from 'commander'
+import { Registry } from 'prom-client'
+import type { Logger } from '../../src/logger.ts'
+import { loadOrCreateKey } from '../../src/net/index.ts'
+import { type NodeConfig, parseNodeConfig } from '../../src/node/config.ts'
+import {
+  type ByzantineBehaviour,
+  ByzantineCrashError,
+  createBehaviour,
+  createSwarmNode,
+  loadNodeConfigFile,
+  loadSwarmFile,
+  type RoundReport,
+  type SwarmNode,
+} from '../../src/node/index.ts'
+import { exitCodes, UsageError } from '../errors.ts'
+import { createCliLogger } from '../log.ts'
+import { startMetricsServer } from '../metrics-server.ts'
+import { attachProgress, type ProgressFormat } from '../progress.ts'
+
+export interface StartFlags {
+  config?: string
+  swarm?: string
+  key?: string
+  listen?: string[]
+  peer?: string[]
+  bootstrap?: string[]
+  mdns?: boolean
+  dataDir?: string
+  checkpointEvery?: string
+  backend?: string
+  threads?: string
+  metricsPort?: string
+  metricsHost?: string
+  logFormat?: string
+  logLevel?: string
+  progress?: string
+  minRoundMs?: string
+  lingerMs?: string
+}
+
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
+
+function num(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} ${v}: must be a non-negative integer`)
+  return n
+}
+
+/** The node config from --config (if any) with the command-line flags applied on top, validated. */
+export async function resolveNodeConfig(flags: StartFlags): Promise<NodeConfig> {
+  let base: Record<string, unknown>
+  if (flags.config !== undefined) {
+    base = { ...(await loadNodeConfigFile(flags.config)) }
+  } else {
+    if (flags.swarm === undefined || flags.key === undefined) {
+      throw new UsageError('give --config <node.yaml>, or both --swarm <swarm.yaml> and --key <key file> (see monna start --help)')
+    }
+    base = {}
+  }
+  const set = (k: string, v: unknown): void => {
+    if (v !== undefined) base[k] = v
+  }
+  set('swarm', flags.swarm !== undefined ? resolve(flags.swarm) : undefined)
+  set('key', flags.key !== undefined ? resolve(flags.key) : undefined)
+  if (flags.listen !== undefined && flags.listen.length > 0) base.listen = flags.listen
+  if (flags.peer !== undefined && flags.peer.length > 0) base.peers = [...((base.peers as string[] | undefined) ?? []), ...flags.peer]
+  if (flags.bootstrap !== undefined && flags.bootstrap.length > 0) base.bootstrap = [...((base.bootstrap as string[] | undefined) ?? []), ...flags.bootstrap]
+  set('mdns', flags.mdns)
+  set('dataDir', flags.dataDir !== undefined ? resolve(flags.dataDir) : undefined)
+  set('checkpointEvery', num('--checkpoint-every', flags.checkpointEvery))
+  set('backend', flags.backend)
+  set('threads', num('--threads', flags.threads))
+  set('metricsPort', num('--metrics-port', flags.metricsPort))
+  set('metricsHost', flags.metricsHost)
+  set('logFormat', flags.logFormat)
+  set('logLevel', flags.logLevel)
+  set('progress', flags.progress)
+  set('minRoundMs', num('--min-round-ms', flags.minRoundMs))
+  set('lingerMs', num('--linger-ms', flags.lingerMs))
+  return parseNodeConfig(base, flags.config !== undefined ? `${flags.config} + command line` : 'command line')
+}
+
+async function loadBehaviour(spec: NonNullable<NodeConfig['byzantine']>, log: Logger): Promise<{ behaviour: ByzantineBehaviour; labelFlip: boolean }> {
+  let labelFlip = false
+  try {
+    // the standard behaviours (src/topology/behaviours.ts) register themselves by name
+    const mod = (await import('../../src/topology/behaviours.ts')) as {
+      registerStandardBehaviours?: () => void
+      needsLabelFlip?: (p: { behaviour: string }) => boolean
+    }
+    mod.registerStandardBehaviours?.()
+    labelFlip = mod.needsLabelFlip?.(spec) ?? false
+  } catch (err) {
+    log.debug('standard behaviours not available', { error: String(err) })
+  }
+  return { behaviour: createBehaviour(spec), labelFlip }
+}
+
+/** Runs a member until its last round (then lingers) or a signal; returns the exit code. */
+export async function start(flags: StartFlags): Promise<number> {
+  const cfg = await resolveNodeConfig(flags)
+  const log = createCliLogger({ format: cfg.logFormat, level: cfg.logLevel })
+  const swarm = await loadSwarmFile(cfg.swarm)
+  try {
+    await stat(cfg.key)
+  } catch {
+    throw new UsageError(`key file ${cfg.key} not found; create one with \`monna keygen --out ${cfg.key}\` and add its PeerId to the swarm file`)
+  }
+  const privateKey = await loadOrCreateKey(cfg.key)
+  let behaviour: ByzantineBehaviour | undefined
+  let labelFlip = cfg.labelFlip
+  if (cfg.byzantine !== undefined) {
+    const b = await loadBehaviour(cfg.byzantine, log)
+    behaviour = b.behaviour
+    labelFlip ||= b.labelFlip
+    log.warn('this member is Byzantine (topology/test mode)', { behaviour: cfg.byzantine.behaviour, labelFlip })
+  }
+
+  const registry = cfg.metricsPort !== undefined ? new Registry() : undefined
+  const setup = new AbortController()
+  let node: SwarmNode | undefined
+  let stopping: Promise<void> | undefined
+  let metricsServer: { url: string; close(): Promise<void> } | undefined
+  const shutdown = (reason: string): Promise<void> => {
+    stopping ??= (async () => {
+      log.info('stopping: aborting the round and writing a checkpoint', { reason })
+      setup.abort()
+      await node?.stop()
+      await metricsServer?.close()
+    })()
+    return stopping
+  }
+  let signalled = false
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (signalled) {
+      log.warn('second signal: exiting now without a checkpoint', { signal: sig })
+      process.exit(130)
+    }
+    signalled = true
+    shutdown(sig).then(
+      () => process.exit(exitCodes.ok),
+      (err: unknown) => {
+        log.error('error while stopping', { error: String(err) })
+        process.exit(exitCodes.failure)
+      },
+    )
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+
+  if (registry !== undefined) {
+    metricsServer = await startMetricsServer({ registry, port: cfg.metricsPort!, host: cfg.metricsHost })
+    log.info('metrics endpoint', { url: metricsServer.url })
+  }
+  node = await createSwarmNode({
+    swarm,
+    privateKey,
+    listen: cfg.listen,
+    peers: cfg.peers,
+    bootstrap: cfg.bootstrap,
+    mdns: cfg.mdns,
+    ...(cfg.dataDir !== undefined ? { dataDir: cfg.dataDir } : {}),
+    checkpointEvery: cfg.checkpointEvery,
+    minRoundMs: cfg.minRoundMs,
+    backend: cfg.backend,
+    ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
+    ...(behaviour !== undefined ? { behaviour } : {}),
+    labelFlip,
+    logger: log,
+    ...(registry !== undefined ? { registry } : {}),
+    signal: setup.signal,
+  })
+  const name = swarm.members[node.index]?.name ?? `member-${node.index}`
+  log.info('listening', { peerId: node.peerId, addrs: node.multiaddrs, resumeAt: node.resumedAt })
+  attachProgress(node, { format: cfg.progress as ProgressFormat, rounds: swarm.task.rounds, name })
+
+  let reports: RoundReport[]
+  try {
+    reports = await node.run()
+  } catch (err) {
+    if (err instanceof ByzantineCrashError) {
+      log.warn('crashing on purpose (Byzantine behaviour)', { round: err.round })
+      process.exit(exitCodes.crashed)
+    }
+    if (stopping !== undefined) {
+      await stopping
+      return exitCodes.ok
+    }
+    throw err
+  }
+  const last = reports.at(-1)
+  log.info('all rounds done', {
+    rounds: swarm.task.rounds,
+    ...(last?.accuracy !== undefined ? { accuracy: last.accuracy } : {}),
+    lingerMs: cfg.lingerMs,
+  })
+  // keep echoing for members still finishing their last rounds
+  if (cfg.lingerMs > 0 && stopping === undefined) {
+    await new Promise<void>((resolveLinger) => {
+      const timer = setTimeout(resolveLinger, cfg.lingerMs)
+      setup.signal.addEventListener('abort', () => {
+        clearTimeout(timer)
+        resolveLinger()
+      })
+    })
+  }
+  await shutdown('done')
+  return exitCodes.ok
+}
+
+export function registerStart(program: Command): void {
+  program
+    .command('start')
+    .description('run one member of a swarm until the task\'s last round (resumes from its data directory)')
+    .option('-c, --config <file>', 'node config (as written by `monna swarm init`); flags below override it')
+    .option('--swarm <file>', 'swarm file (YAML or JSON), when not using --config')
+    .option('--key <file>', 'this member\'s key file, when not using --config')
+    .option('--listen <multiaddr>', 'listen address (repeatable), e.g. /ip4/0.0.0.0/tcp/9000', collect)
+    .option('--peer <multiaddr>', 'a member to dial, ending in /p2p/<PeerId> (repeatable)', collect)
+    .option('--bootstrap <multiaddr>', 'reach the swarm through any one member (repeatable)', collect)
+    .option('--mdns', 'discover members on the LAN by multicast DNS')
+    .option('--no-mdns', 'no multicast DNS')
+    .option('--data-dir <dir>', 'checkpoints; resume from here')
+    .option('--checkpoint-every <k>', 'rounds between checkpoints')
+    .option('--backend <name>', 'tfjs backend: auto, tensorflow, wasm or cpu')
+    .option('--threads <n>', 'wasm threads')
+    .option('--metrics-port <port>', 'serve Prometheus metrics on http://<metrics-host>:<port>/metrics (0 = any free port)')
+    .option('--metrics-host <host>', 'address of the metrics endpoint (default 127.0.0.1)')
+    .option('--log-format <format>', 'pretty or json (logs go to stderr)')
+    .option('--log-level <level>', 'debug, info, warn or error')
+    .option('--progress <format>', 'per-round progress on stdout: pretty, json (one RoundReport per line) or none')
+    .option('--min-round-ms <ms>', 'pace: every round lasts at least this long')
+    .option('--linger-ms <ms>', 'after the last round, keep echoing this long for slower members (default 10000)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ monna start --config ./lan/node-0.yaml
+  $ monna start --config ./lan/node-3.yaml --progress json --log-format json --metrics-port 9464
+  $ monna start --swarm swarm.yaml --key node.key --listen /ip4/0.0.0.0/tcp/9000 \\
+      --bootstrap /ip4/192.168.1.10/tcp/9000/p2p/12D3KooW... --data-dir ./data
+
+SIGINT/SIGTERM abort the current round, write a checkpoint and exit 0; a second signal exits at once.`,
+    )
+    .action(async (flags: StartFlags) => {
+      process.exitCode = await start(flags)
+    })
+}

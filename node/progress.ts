@@ -1,0 +1,61 @@
+/**
+ * Progress output of `monna start`, one line per round on stdout:
+ * - `pretty`: `m0  round 12/100  loss 0.3451  acc 91.2%  delivered 5/5  rejected 0  312 ms`
+ *   (+ `ε 1.23` when private, `STALLED` when the round waited past the timeout); stalls,
+ *   recoveries and catch-ups get their own line;
+ * - `json`: every RoundReport as one JSON object per line; stall / recover / catch-up events as
+ *   lines with an `event` field (`{"event":"stall",...}`) — RoundReports have no `event` field;
+ * - `none`: nothing.
+ */
+import type { CatchUpEvent, RecoverEvent, RoundReport, StallEvent } from '../src/node/index.ts'
+
+export type ProgressFormat = 'pretty' | 'json' | 'none'
+
+export function formatRound(r: RoundReport, rounds: number): string {
+  const parts = [`${r.name ?? r.member.slice(-6)}`, `round ${r.round + 1}/${rounds}`, `loss ${Number.isFinite(r.loss) ? r.loss.toFixed(4) : String(r.loss)}`]
+  if (r.accuracy !== undefined) parts.push(`acc ${(100 * r.accuracy).toFixed(1)}%`)
+  parts.push(`delivered ${r.delivered}/${r.needed}`)
+  const rejected = Object.values(r.rejected).reduce((a, b) => a + b, 0)
+  parts.push(`rejected ${rejected}`)
+  parts.push(`${r.roundMs} ms`)
+  if (r.epsilon !== undefined) parts.push(`ε ${r.epsilon.toFixed(3)}`)
+  if (r.caughtUpFrom !== undefined) parts.push(`(caught up from round ${r.caughtUpFrom + 1})`)
+  if (r.stalled) parts.push('STALLED')
+  if (r.final === true) parts.push('done')
+  return parts.join('  ')
+}
+
+/** Subscribes to a node's events and writes progress lines with `write`. */
+export function attachProgress(node: EventTarget, opts: { format: ProgressFormat; rounds: number; name: string; write?: (line: string) => void }): void {
+  if (opts.format === 'none') return
+  const write = opts.write ?? ((line: string) => process.stdout.write(`${line}\n`))
+  const json = opts.format === 'json'
+  node.addEventListener('round', (e) => {
+    const r = (e as CustomEvent<RoundReport>).detail
+    write(json ? JSON.stringify(r) : formatRound(r, opts.rounds))
+  })
+  node.addEventListener('stall', (e) => {
+    const s = (e as CustomEvent<StallEvent>).detail
+    write(
+      json
+        ? JSON.stringify({ event: 'stall', name: opts.name, stalled: true, ...s })
+        : `${opts.name}  round ${s.round + 1}/${opts.rounds}  STALLED  delivered ${s.delivered}/${s.needed} after ${(s.waitedMs / 1000).toFixed(1)} s — more than f members unreachable? still waiting`,
+    )
+  })
+  node.addEventListener('recover', (e) => {
+    const s = (e as CustomEvent<RecoverEvent>).detail
+    write(
+      json
+        ? JSON.stringify({ event: 'recover', name: opts.name, ...s })
+        : `${opts.name}  round ${s.round + 1}/${opts.rounds}  recovered  delivered ${s.delivered}/${s.needed} after ${(s.stalledMs / 1000).toFixed(1)} s stalled`,
+    )
+  })
+  node.addEventListener('catch-up', (e) => {
+    const s = (e as CustomEvent<CatchUpEvent>).detail
+    write(
+      json
+        ? JSON.stringify({ event: 'catch-up', name: opts.name, ...s })
+        : `${opts.name}  behind the swarm: caught up from round ${s.from + 1} to ${s.to + 1} (${s.delivered} certified models)`,
+    )
+  })
+}
