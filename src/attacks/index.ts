@@ -49,7 +49,8 @@ export const defaultAttackParams = {
   mimic: { target: 0 },
   /** std 200: far outside the scale of any honest model or gradient (our choice); mean 0. */
   gaussian: { std: 200, mean: 0 },
-  non_finite: { value: 'nan' as 'nan' | 'inf' | '-inf' | 'mixed', coordinates: 'all' as number | 'all' },
+  /** every coordinate NaN; `coordinates: n` poisons up to n random coordinates, `value` picks NaN/±∞/a mix. */
+  'non-finite': { value: 'nan' as 'nan' | 'inf' | '-inf' | 'mixed', coordinates: 'all' as number | 'all' },
 } as const
 
 type Check = (v: unknown) => string | undefined
@@ -184,7 +185,7 @@ export function createAttack(opts: { kind: string; [param: string]: unknown }): 
     const problem = check(value)
     if (problem !== undefined) throw new InvalidParameterError(kind, name, `${problem}, got ${String(value)}`)
   }
-  const defaults = (defaultAttackParams as Record<string, object>)[kind === 'non-finite' ? 'non_finite' : kind] ?? {}
+  const defaults = (defaultAttackParams as Record<string, object>)[kind] ?? {}
   const p = { ...defaults, ...given } as Record<string, unknown>
 
   const craft = (ctx: AttackContext): Float32Array => {
