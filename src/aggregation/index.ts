@@ -115,7 +115,9 @@ function parseRule(rule: unknown): { base: BaseRule; nnm: boolean } {
 }
 
 export function createAggregator(opts: AggregatorOptions): Aggregator {
-  const { rule, f, ...given } = opts
+  const { rule, f, ...rest } = opts
+  // a parameter given as undefined is absent (config objects often carry such keys)
+  const given = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined))
   const { base, nnm } = parseRule(rule)
   if (typeof f !== 'number' || !Number.isInteger(f) || f < 0) {
     throw new InvalidParameterError(rule, 'f', `must be an integer ≥ 0 (the number of Byzantine inputs tolerated), got ${String(f)}`)

@@ -173,7 +173,8 @@ export function attackedDeviation(ctx: AttackContext, aggregator: Aggregator, by
 }
 
 export function createAttack(opts: { kind: string; [param: string]: unknown }): Attack {
-  const { kind, ...given } = opts
+  const { kind, ...rest } = opts
+  const given = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined))
   const known = checks[kind]
   if (known === undefined) throw new UnknownRuleError(String(kind), attackKinds, 'attack')
   for (const [name, value] of Object.entries(given)) {

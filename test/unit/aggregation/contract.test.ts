@@ -228,6 +228,7 @@ describe('aggregation contract', () => {
     assert.throws(() => createAggregator({ rule: 'cwtm', f: 1, tau: 3 }), (e: unknown) => e instanceof InvalidParameterError && e.parameter === 'tau')
     assert.throws(() => createAggregator({ rule: 'gm', f: 1, nu: -1 }), (e: unknown) => e instanceof InvalidParameterError && e.parameter === 'nu')
     assert.throws(() => createAggregator({ rule: 'gm', f: 1, start: 'one' }), InvalidParameterError)
+    assert.equal(createAggregator({ rule: 'gm', f: 1, nu: undefined }).rule, 'gm', 'an undefined parameter is absent')
     assert.throws(() => createAggregator({ rule: 'cc', f: 1, L: 0.5 }), InvalidParameterError)
     assert.throws(() => createAggregator({ rule: 'mean', f: -1 }), (e: unknown) => e instanceof InvalidParameterError && e.parameter === 'f')
     assert.throws(() => createAggregator({ rule: 'mean', f: 1.5 }), InvalidParameterError)
