@@ -32,3 +32,13 @@ export class BackendUnavailableError extends MonnaError {
     this.backend = backend
   }
 }
+
+/** A gradient had a NaN or infinite coordinate (diverged training or a broken model); nothing was applied. */
+export class NonFiniteGradientError extends MonnaError {
+  override name = 'NonFiniteGradientError'
+  readonly round: number
+  constructor(round: number) {
+    super(`round ${round}: the gradient has non-finite values (training diverged? lower the learning rate); the step was not applied`)
+    this.round = round
+  }
+}

@@ -22,6 +22,7 @@
  */
 import { registerFallbackKernels } from '../compute/index.ts'
 import { AbortError, InvalidConfigError } from '../errors.ts'
+import { NonFiniteGradientError } from './errors.ts'
 import type { Logger } from '../logger.ts'
 import { silentLogger } from '../logger.ts'
 import type { RngState } from '../rng.ts'
@@ -37,6 +38,13 @@ import { tf } from './tf.ts'
 export interface PrivacyHook {
   clipNorm: number
   noiseStd: number
+  /**
+   * Seed of the privacy noise. Absent (the default), the noise generator is seeded from the
+   * operating system's secure random source: anyone who knew a deterministic seed (e.g. from
+   * the swarm file) could subtract the noise and recover the clipped gradient. Give a seed only
+   * for reproducible experiments, where the noise protects nobody.
+   */
+  noiseSeed?: number | string
 }
 
 export interface LearnerOptions {
@@ -201,7 +209,10 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
   const scratch = privacy === undefined ? undefined : new Float32Array(d)
   const root = new Rng(opts.dataSeed)
   const batchRng = root.fork('batch')
-  const noiseRng = root.fork('privacy-noise')
+  const noiseRng =
+    privacy === undefined || privacy.noiseSeed === undefined
+      ? new Rng(crypto.getRandomValues(new Uint32Array(1))[0]!)
+      : new Rng(`${privacy.noiseSeed}/privacy-noise`)
   let backend = tf.getBackend()
   let disposed = false
 
@@ -270,7 +281,7 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
   await withFallback(() => gradients([[0]], grad, () => {}))
   grad.fill(0)
 
-  const computeGradient = async (): Promise<number> => {
+  const computeGradient = async (round: number): Promise<number> => {
     const indices = sampleDistinct(batchRng, train.n, batchSize)
     let loss = 0
     if (privacy === undefined) {
@@ -283,6 +294,7 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
       // Per-example gradients (the honest DP choice): clip each to G, sum, average, add noise.
       const sc = scratch!
       const G = privacy.clipNorm
+      let nonFinite = false
       await withFallback(() => {
         grad.fill(0)
         loss = 0
@@ -294,11 +306,13 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
             let sq = 0
             for (let j = 0; j < d; j++) sq += sc[j]! * sc[j]!
             const norm = Math.sqrt(sq)
+            if (!Number.isFinite(norm)) nonFinite = true
             const scale = norm > G ? G / norm : 1
             for (let j = 0; j < d; j++) grad[j]! += scale * sc[j]!
           },
         )
       })
+      if (nonFinite) throw new NonFiniteGradientError(round)
       const b = indices.length
       loss /= b
       const s = privacy.noiseStd
@@ -358,7 +372,7 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
     async step(round, stepOpts = {}) {
       checkAlive()
       if (stepOpts.signal?.aborted) throw new AbortError()
-      const loss = await computeGradient()
+      const loss = await computeGradient(round)
       const gamma = learningRate(schedule, round)
       const oneMinusBeta = 1 - beta
       let sq = 0

@@ -194,7 +194,7 @@ describe('learner', () => {
 
   it('the mini-batch Rng state can be saved and restored (checkpoints)', async () => {
     const spec = { kind: 'gaussian-mixture', classes: 3, dim: 4, trainSize: 60, testSize: 1, seed: 'rng' } as const
-    const opts = options({ inputShape: [4], train: await loadDataset(spec, 'train'), batchSize: 5, privacy: { clipNorm: 0.5, noiseStd: 0.01 } })
+    const opts = options({ inputShape: [4], train: await loadDataset(spec, 'train'), batchSize: 5, privacy: { clipNorm: 0.5, noiseStd: 0.01, noiseSeed: 'exp' } })
     const a = await createLearner(opts)
     for (let t = 0; t < 3; t++) await a.step(t)
     const saved = { theta: a.getParams(), m: a.getMomentum(), rng: JSON.parse(JSON.stringify(a.getRngState())) }
@@ -222,11 +222,22 @@ describe('learner', () => {
     const clipped = await step({ clipNorm: 1e-3, noiseStd: 0 })
     assert.ok(clipped.gradNorm <= 1e-3 * (1 + 1e-5), `gradNorm ${clipped.gradNorm}`)
     assert.ok(clipped.gradNorm > 1e-4)
-    // Noise: large, reproducible from dataSeed, different across members.
-    const noisy = await step({ clipNorm: 1e-3, noiseStd: 1 })
+    // Noise: large; reproducible only from an explicit noiseSeed (experiments), secret otherwise.
+    const noisy = await step({ clipNorm: 1e-3, noiseStd: 1, noiseSeed: 'exp' })
     assert.ok(noisy.gradNorm > 1, `gradNorm ${noisy.gradNorm}`)
-    assert.deepEqual((await step({ clipNorm: 1e-3, noiseStd: 1 })).halfStep, noisy.halfStep)
-    assert.notDeepEqual((await step({ clipNorm: 1e-3, noiseStd: 1 }, 'other')).halfStep, noisy.halfStep)
+    assert.deepEqual((await step({ clipNorm: 1e-3, noiseStd: 1, noiseSeed: 'exp' })).halfStep, noisy.halfStep)
+    assert.notDeepEqual((await step({ clipNorm: 1e-3, noiseStd: 1, noiseSeed: 'other' })).halfStep, noisy.halfStep)
+    const secretA = await step({ clipNorm: 1e-3, noiseStd: 1 })
+    const secretB = await step({ clipNorm: 1e-3, noiseStd: 1 })
+    assert.notDeepEqual(secretA.halfStep, secretB.halfStep, 'without noiseSeed the noise must not be derivable from the seeds')
+  })
+
+  it('privacy hook: a non-finite per-example gradient is a typed error, not a NaN update', async () => {
+    const l = await createLearner(options({ privacy: { clipNorm: 1, noiseStd: 0 } }))
+    const theta = l.getParams()
+    theta[0] = Number.NaN
+    l.setParams(theta)
+    await assert.rejects(l.step(0), { name: 'NonFiniteGradientError' })
   })
 
   it('rejects invalid options and parameters of the wrong size', async () => {
