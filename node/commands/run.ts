@@ -88,7 +88,11 @@ export async function runCommand(topology: string, flags: RunFlags): Promise<num
 async function topologyMemberCommand(flags: { config: string; network?: string }): Promise<number> {
   const logger = createCliLogger({ format: 'json', level: 'info' })
   const ac = new AbortController()
-  const onSignal = (): void => ac.abort()
+  const onSignal = (): void => {
+    // a second signal while stopping: leave now
+    if (ac.signal.aborted) process.exit(130)
+    ac.abort()
+  }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
   const node = await createTopologyMember({ config: flags.config, ...(flags.network === undefined ? {} : { network: flags.network }), logger, signal: ac.signal })

@@ -43,6 +43,7 @@ export async function createTopologyMember(opts: { config: string; network?: str
     backend: config.backend,
     ...(config.threads === undefined ? {} : { threads: config.threads }),
     ...(config.dataDir === undefined ? {} : { dataDir: config.dataDir }),
+    minRoundMs: config.minRoundMs,
     ...(config.byzantine === undefined ? {} : { behaviour: createBehaviour(config.byzantine) }),
     labelFlip: config.labelFlip,
     ...(n === undefined

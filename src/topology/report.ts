@@ -32,6 +32,10 @@ export interface MemberRound {
   stalled: boolean
   sketch?: number[]
   final?: boolean
+  /** members whose models were aggregated this round */
+  senders?: string[]
+  /** set when the member fell behind and jumped to this round from certified deliveries of `caughtUpFrom`… */
+  caughtUpFrom?: number
 }
 
 export interface MemberInfo {
@@ -53,7 +57,16 @@ export interface NodeSummary {
   behaviour: string
   /** accuracy at the member's last evaluation (0..1), null when it never evaluated */
   finalAccuracy: number | null
+  /** rounds the member got through: its last reported round + 1 (rounds skipped by a catch-up included) */
   roundsCompleted: number
+  /** rounds it skipped because it had fallen behind and caught up from certified deliveries */
+  roundsCaughtUp: number
+  /**
+   * Share of its reported rounds in which at least one Byzantine member's model was among the
+   * models it aggregated (from RoundReport.senders; null when the node does not report senders):
+   * shows that the attack actually reached this member.
+   */
+  byzantineAggregatedShare: number | null
   /** rounds that waited past the round timeout (more than f members unreachable) before completing */
   stalls: number
   bytesSent: number
@@ -95,8 +108,8 @@ export interface TopologyReport {
   expectations: ExpectationResult[]
   passed: boolean
   perRound: RoundFigures[]
-  /** every RoundReport received, without sketches */
-  series: Omit<MemberRound, 'sketch'>[]
+  /** every RoundReport received, without sketches and sender lists */
+  series: Omit<MemberRound, 'sketch' | 'senders'>[]
 }
 
 export function median(xs: number[]): number {
@@ -136,6 +149,12 @@ export function buildReport(opts: {
   for (const r of rounds) byMember.get(r.member)?.push(r)
   for (const list of byMember.values()) list.sort((a, b) => a.round - b.round)
 
+  const byzantineIds = new Set(members.filter((m) => m.byzantine).map((m) => m.id))
+  const byzantineShare = (list: MemberRound[]): number | null => {
+    const withSenders = list.filter((r) => r.senders !== undefined)
+    if (withSenders.length === 0) return null
+    return withSenders.filter((r) => r.senders!.some((id) => byzantineIds.has(id))).length / withSenders.length
+  }
   const nodes: NodeSummary[] = members.map((m) => {
     const list = byMember.get(m.id) ?? []
     const evaluated = list.filter((r) => r.accuracy !== undefined)
@@ -147,7 +166,9 @@ export function buildReport(opts: {
       byzantine: m.byzantine,
       behaviour: m.behaviour,
       finalAccuracy: evaluated.at(-1)?.accuracy ?? null,
-      roundsCompleted: new Set(list.map((r) => r.round)).size,
+      roundsCompleted: last === undefined ? 0 : last.round + 1,
+      roundsCaughtUp: list.reduce((sum, r) => sum + (r.caughtUpFrom === undefined ? 0 : r.round - r.caughtUpFrom), 0),
+      byzantineAggregatedShare: byzantineShare(list),
       stalls: list.filter((r) => r.stalled).length,
       bytesSent: last?.bytesSent ?? 0,
       bytesReceived: last?.bytesReceived ?? 0,
@@ -213,7 +234,7 @@ export function buildReport(opts: {
     expectations,
     passed: expectations.every((e) => e.passed),
     perRound,
-    series: rounds.map(({ sketch: _s, ...rest }) => rest),
+    series: rounds.map(({ sketch: _s, senders: _senders, ...rest }) => rest),
   }
 }
 
@@ -383,7 +404,7 @@ export function reportHtml(r: TopologyReport, svgs: Record<string, string>): str
   const nodeRows = r.nodes
     .map(
       (n) =>
-        `<tr class="${n.byzantine ? 'byz' : ''}"><td>${escapeHtml(n.name)}</td><td><code>${escapeHtml(n.id.slice(0, 16))}…</code></td><td>${n.byzantine ? 'yes' : 'no'}</td><td>${escapeHtml(n.behaviour)}</td><td>${pct(n.finalAccuracy)}</td><td>${n.roundsCompleted}</td><td>${n.stalls}</td><td>${(n.bytesSent / 1e6).toFixed(2)}</td><td>${escapeHtml(Object.entries(n.rejected).map(([k, v]) => `${k}: ${v}`).join(', '))}</td></tr>`,
+        `<tr class="${n.byzantine ? 'byz' : ''}"><td>${escapeHtml(n.name)}</td><td><code>${escapeHtml(n.id.slice(0, 16))}…</code></td><td>${n.byzantine ? 'yes' : 'no'}</td><td>${escapeHtml(n.behaviour)}</td><td>${pct(n.finalAccuracy)}</td><td>${n.roundsCompleted}</td><td>${n.roundsCaughtUp}</td><td>${n.byzantine || n.byzantineAggregatedShare === null ? '' : `${(n.byzantineAggregatedShare * 100).toFixed(0)}% of rounds`}</td><td>${n.stalls}</td><td>${(n.bytesSent / 1e6).toFixed(2)}</td><td>${escapeHtml(Object.entries(n.rejected).map(([k, v]) => `${k}: ${v}`).join(', '))}</td></tr>`,
     )
     .join('\n')
   const expRows = r.expectations
@@ -409,7 +430,7 @@ ${r.description === undefined ? '' : `<p>${escapeHtml(r.description)}</p>`}
 ${expRows}
 </table>
 <h2>Members</h2>
-<table><tr><th>name</th><th>PeerId</th><th>Byzantine</th><th>behaviour</th><th>final accuracy</th><th>rounds</th><th>stalls</th><th>MB sent</th><th>rejected</th></tr>
+<table><tr><th>name</th><th>PeerId</th><th>Byzantine</th><th>behaviour</th><th>final accuracy</th><th>rounds</th><th>caught up</th><th>Byzantine model aggregated</th><th>stalls</th><th>MB sent</th><th>rejected</th></tr>
 ${nodeRows}
 </table>
 <h2>Plots</h2>

@@ -242,6 +242,7 @@ async function runInProcess(
         signal,
         backend: s.runtime.backend,
         ...(s.runtime.threads === undefined ? {} : { threads: s.runtime.threads }),
+        minRoundMs: s.runtime.minRoundMs,
         ...(params === undefined ? {} : { behaviour: createTopologyBehaviour(params, `byzantine (${memberName(i)})`), labelFlip: needsLabelFlip(params) }),
         ...(ideal
           ? {}
@@ -302,6 +303,7 @@ async function runProcesses(
       mdns: false,
       backend: s.runtime.backend,
       ...(s.runtime.threads === undefined ? {} : { threads: s.runtime.threads }),
+      minRoundMs: s.runtime.minRoundMs,
       logFormat: 'json',
       logLevel: 'info',
       progress: 'json',
@@ -331,8 +333,14 @@ async function runProcesses(
       const log = await open(join(outDir, 'logs', `${m.name}.log`), 'w')
       try {
         const child = spawn(process.execPath, [program, ...args], { stdio: ['ignore', 'pipe', log.fd] })
+        let stopping = false
+        let killTimer: ReturnType<typeof setTimeout> | undefined
         const stop = (): void => {
-          if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+          if (stopping || child.exitCode !== null || child.signalCode !== null) return
+          stopping = true
+          child.kill('SIGTERM')
+          // a member that does not stop within 10 s (e.g. stuck closing connections) is killed
+          killTimer = setTimeout(() => child.kill('SIGKILL'), 10_000)
         }
         live.set(m.id, stop)
         signal.addEventListener('abort', stop, { once: true })
@@ -353,13 +361,15 @@ async function runProcesses(
           }
         })
         const code: number | null = await new Promise((res) => child.once('exit', (c) => res(c)))
+        clearTimeout(killTimer)
         live.delete(m.id)
         signal.removeEventListener('abort', stop)
         // stopped by us after the run (SIGTERM → null or 143) counts as a clean exit
         const stoppedByUs = finished.has(m.id) || honest.every((id) => finished.has(id))
-        m.exitCode = code
-        if (code !== 0 && !(stoppedByUs && (code === null || code === 143))) m.error = `exited with code ${code} (see logs/${m.name}.log)`
-        emit({ kind: 'member-exit', name: m.name, byzantine: m.byzantine, code, ...(m.error === undefined ? {} : { error: m.error }) })
+        const clean = code === 0 || (stoppedByUs && (code === null || code === 143))
+        m.exitCode = clean ? 0 : code
+        if (!clean) m.error = `exited with code ${code} (see logs/${m.name}.log)`
+        emit({ kind: 'member-exit', name: m.name, byzantine: m.byzantine, code: m.exitCode, ...(m.error === undefined ? {} : { error: m.error }) })
         finished.add(m.id)
         tracker.memberGone(m.id)
         checkAllDone()

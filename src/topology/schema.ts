@@ -117,8 +117,14 @@ export const runtimeSchema = z
     threads: z.number().int().positive().optional(),
     /** kill the run after this long (safety net for CI) */
     timeoutMs: z.number().int().positive().default(30 * 60_000),
+    /**
+     * Pace: every round of every member lasts at least this long (0 = as fast as possible).
+     * On one machine the members that are never needed (the slowed-down ones) could otherwise
+     * fall more than the round window behind the others.
+     */
+    minRoundMs: z.number().int().nonnegative().default(0),
   })
-  .default({ backend: 'auto', timeoutMs: 30 * 60_000 })
+  .default({ backend: 'auto', timeoutMs: 30 * 60_000, minRoundMs: 0 })
 
 export const scenarioSchema = z.strictObject({
   version: z.literal(1).default(1),
