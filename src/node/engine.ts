@@ -77,6 +77,8 @@ export interface RoundReport {
   senders?: string[]
   /** set on the first report after a catch-up: the round this member was at when it fell behind */
   caughtUpFrom?: number
+  /** members whose certified models of already-closed rounds arrived since the previous report (delivered, too late to use) */
+  lateSenders?: string[]
 }
 
 /** Everything needed to resume: written by checkpoints. */
@@ -256,6 +258,7 @@ export class RoundEngine extends EventTarget {
   private pendingCaughtUpFrom: number | undefined
   /** Deliveries seen: valid ones accepted into a round, and late ones (round already closed) dropped. */
   readonly counters = { valid: 0, late: 0 }
+  private readonly lateSince = new Set<string>()
   private running = false
 
   constructor(opts: RoundEngineOptions) {
@@ -331,6 +334,7 @@ export class RoundEngine extends EventTarget {
   private handleDelivery(d: Delivery): void {
     if (d.round < this.current) {
       this.counters.late++
+      this.lateSince.add(d.sender)
       this.opts.metrics?.delivery('late')
       this.dispatchEvent(new CustomEvent('late', { detail: { round: d.round, sender: d.sender } }))
       return
@@ -468,8 +472,9 @@ export class RoundEngine extends EventTarget {
         const report = await this.runRound(t, signal)
         if (report === undefined) continue // caught up instead
         reports.push(report)
+        // pace (never while behind: a member that the swarm is ahead of must be able to catch up)
         const rest = (this.opts.minRoundMs ?? 0) - (performance.now() - started)
-        if (rest > 0 && this.current < this.opts.rounds) await this.sleep(rest, signal)
+        if (rest > 0 && this.current < this.opts.rounds && this.port.newestCertifiedRound() <= this.current) await this.sleep(rest, signal)
       }
       return reports
     } catch (err) {
@@ -605,6 +610,10 @@ export class RoundEngine extends EventTarget {
       bytesReceived: stats.bytesReceived,
       stalled: r.stalled,
       senders: r.senders,
+    }
+    if (this.lateSince.size > 0) {
+      report.lateSenders = [...this.lateSince].sort((a, b) => this.memberIndex.get(a)! - this.memberIndex.get(b)!)
+      this.lateSince.clear()
     }
     if (this.pendingCaughtUpFrom !== undefined) {
       report.caughtUpFrom = this.pendingCaughtUpFrom

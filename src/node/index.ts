@@ -99,6 +99,8 @@ export const defaultNodeOptions = {
   checkpointEvery: 10,
   // Redial members we know addresses of but are not connected to (after a restart of theirs).
   redialMs: 2000,
+  // Bound on closing one component at shutdown (a libp2p stop waiting on dead peers must not hang the exit).
+  closeTimeoutMs: 5000,
 } as const
 
 /** The swarm's membership as the broadcast sees it. */
@@ -120,13 +122,24 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
   validateMembership(membership, log)
   const task = swarm.task
   const signal = opts.signal
-  const closers: (() => Promise<void> | void)[] = []
+  const closers: { what: string; close: () => Promise<void> | void }[] = []
+  const closer = (what: string, close: () => Promise<void> | void): void => {
+    closers.push({ what, close })
+  }
   const closeAll = async (): Promise<void> => {
-    for (const c of closers.reverse()) {
+    for (const { what, close } of closers.reverse()) {
+      let timer: ReturnType<typeof setTimeout> | undefined
       try {
-        await c()
+        const timedOut = new Promise<'timeout'>((resolve) => {
+          timer = setTimeout(() => resolve('timeout'), defaultNodeOptions.closeTimeoutMs)
+        })
+        if ((await Promise.race([Promise.resolve(close()), timedOut])) === 'timeout') {
+          log.warn('closing took too long; moving on', { what, timeoutMs: defaultNodeOptions.closeTimeoutMs })
+        }
       } catch (err) {
-        log.debug('error while closing', { error: String(err) })
+        log.debug('error while closing', { what, error: String(err) })
+      } finally {
+        clearTimeout(timer)
       }
     }
     closers.length = 0
@@ -183,7 +196,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       ...(privacyHook !== undefined ? { privacy: privacyHook } : {}),
       logger: log.child('learning'),
     })
-    closers.push(() => learner.dispose())
+    closer('learner', () => learner.dispose())
     const { rule, ...ruleParams } = swarm.aggregator
     const aggregator = createAggregator({ ...ruleParams, rule, f: swarm.f })
 
@@ -210,7 +223,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
     let multiaddrs = (): string[] => []
     if (opts.transport?.kind === 'memory') {
       port = opts.transport.hub.port(self, { roundWindow: swarm.timing.roundWindow })
-      closers.push(() => port.stop())
+      closer('memory port', () => port.stop())
     } else {
       const { createEchoBroadcast } = await import('../broadcast/index.ts')
       const node = await createNetNode({
@@ -222,7 +235,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
         logger: log,
         ...(libp2pMetrics !== undefined ? { metrics: libp2pMetrics as never } : {}),
       })
-      closers.push(() => node.stop())
+      closer('libp2p', () => node.stop())
       multiaddrs = () => node.getMultiaddrs().map(String)
       const broadcast = await createEchoBroadcast({
         node,
@@ -234,7 +247,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
         ...(opts.registry !== undefined ? { registry: opts.registry } : {}),
       })
       port = broadcast
-      closers.push(() => broadcast.stop())
+      closer('broadcast', () => broadcast.stop())
       // members' addresses (swarm file) and --peer multiaddrs: known to the peer store, dialled, redialled
       const known = new Map<string, string[]>()
       const remember = (addr: string): void => {
@@ -264,7 +277,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       }
       redial()
       const timer = setInterval(redial, defaultNodeOptions.redialMs)
-      closers.push(() => clearInterval(timer))
+      closer('redial timer', () => clearInterval(timer))
     }
     if (opts.wrapBroadcast !== undefined) port = opts.wrapBroadcast(port)
 
@@ -297,7 +310,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       ...(metrics !== undefined ? { metrics } : {}),
       logger: log,
     })
-    closers.push(() => engine.dispose())
+    closer('engine', () => engine.dispose())
     log.info('member ready', {
       peerId: self,
       index,

@@ -1,0 +1,160 @@
+/**
+ * Test harness for the `monna` program: runs commands, spawns `monna start` members and parses
+ * their JSON progress (stdout) and JSON logs (stderr) into events tests can wait on.
+ */
+import { type ChildProcess, spawn } from 'node:child_process'
+import { createServer } from 'node:net'
+import { fileURLToPath } from 'node:url'
+import type { RoundReport } from '../../../src/node/index.ts'
+
+export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url))
+export const monnaBin = fileURLToPath(new URL('../../../bin/monna.js', import.meta.url))
+
+export interface RunResult {
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+/** Runs `monna <args>` to completion. */
+export function runMonna(args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [monnaBin, ...args], { cwd: opts.cwd ?? repoRoot, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (b: Buffer) => {
+      stdout += b.toString()
+    })
+    child.stderr.on('data', (b: Buffer) => {
+      stderr += b.toString()
+    })
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`monna ${args.join(' ')} did not finish in ${opts.timeoutMs ?? 60_000} ms\n${stderr}`))
+    }, opts.timeoutMs ?? 60_000)
+    child.on('error', reject)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code, stdout, stderr })
+    })
+  })
+}
+
+/** A base port such that base … base + count − 1 are free on 127.0.0.1 right now. */
+export async function freePorts(count: number): Promise<number> {
+  const isFree = (port: number): Promise<boolean> =>
+    new Promise((resolve) => {
+      const srv = createServer()
+      srv.once('error', () => resolve(false))
+      srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)))
+    })
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 30_000)
+    let ok = true
+    for (let p = base; p < base + count && ok; p++) ok = await isFree(p)
+    if (ok) return base
+  }
+  throw new Error('no free port range found')
+}
+
+type Line = { kind: 'report'; report: RoundReport } | { kind: 'event'; event: Record<string, unknown> } | { kind: 'log'; log: Record<string, unknown> }
+
+/** One `monna start --progress json --log-format json` process. */
+export class Member {
+  readonly name: string
+  readonly child: ChildProcess
+  readonly reports: RoundReport[] = []
+  readonly events: Record<string, unknown>[] = []
+  readonly logs: Record<string, unknown>[] = []
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  private stderrTail: string[] = []
+  private waiters: { pred: (l: Line) => boolean; resolve: (l: Line) => void }[] = []
+
+  constructor(name: string, config: string, extra: string[] = []) {
+    this.name = name
+    this.child = spawn(process.execPath, [monnaBin, 'start', '--config', config, '--progress', 'json', '--log-format', 'json', ...extra], {
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    this.exited = new Promise((resolve) => this.child.on('exit', (code, signal) => resolve({ code, signal })))
+    this.lines(this.child.stdout!, (text) => {
+      const o = JSON.parse(text) as Record<string, unknown>
+      if (typeof o.event === 'string') {
+        this.events.push(o)
+        this.emit({ kind: 'event', event: o })
+      } else {
+        this.reports.push(o as unknown as RoundReport)
+        this.emit({ kind: 'report', report: o as unknown as RoundReport })
+      }
+    })
+    this.lines(this.child.stderr!, (text) => {
+      this.stderrTail.push(text)
+      if (this.stderrTail.length > 30) this.stderrTail.shift()
+      let o: Record<string, unknown>
+      try {
+        o = JSON.parse(text) as Record<string, unknown>
+      } catch {
+        return
+      }
+      this.logs.push(o)
+      this.emit({ kind: 'log', log: o })
+    })
+  }
+
+  private lines(stream: NodeJS.ReadableStream, onLine: (text: string) => void): void {
+    let buf = ''
+    stream.on('data', (b: Buffer) => {
+      buf += b.toString()
+      let i = buf.indexOf('\n')
+      while (i >= 0) {
+        const line = buf.slice(0, i).trim()
+        buf = buf.slice(i + 1)
+        if (line !== '') onLine(line)
+        i = buf.indexOf('\n')
+      }
+    })
+  }
+
+  private emit(l: Line): void {
+    for (const w of [...this.waiters]) {
+      if (w.pred(l)) {
+        this.waiters.splice(this.waiters.indexOf(w), 1)
+        w.resolve(l)
+      }
+    }
+  }
+
+  /** Resolves on the first line (past or future) matching `pred`; rejects after `timeoutMs` with the process's last stderr lines. */
+  waitFor(pred: (l: Line) => boolean, what: string, timeoutMs = 60_000): Promise<Line> {
+    const past: Line[] = [
+      ...this.reports.map((report) => ({ kind: 'report', report }) as Line),
+      ...this.events.map((event) => ({ kind: 'event', event }) as Line),
+      ...this.logs.map((log) => ({ kind: 'log', log }) as Line),
+    ]
+    const hit = past.find(pred)
+    if (hit !== undefined) return Promise.resolve(hit)
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w.resolve !== done)
+        reject(new Error(`${this.name}: timed out after ${timeoutMs} ms waiting for ${what}; last stderr:\n${this.stderrTail.join('\n')}`))
+      }, timeoutMs)
+      const done = (l: Line): void => {
+        clearTimeout(timer)
+        resolve(l)
+      }
+      this.waiters.push({ pred, resolve: done })
+    })
+  }
+
+  waitForRound(minRound: number, timeoutMs?: number): Promise<RoundReport> {
+    return this.waitFor((l) => l.kind === 'report' && l.report.round >= minRound, `round ${minRound}`, timeoutMs).then((l) => (l as { report: RoundReport }).report)
+  }
+
+  kill(signal: NodeJS.Signals): void {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal)
+  }
+
+  stderr(): string {
+    return this.stderrTail.join('\n')
+  }
+}
