@@ -50,6 +50,8 @@ export function createNodeMetrics(opts: { registry: Registry; member: string }):
   const epsilon = gauge('monna_privacy_epsilon', 'Differential-privacy ε spent so far')
   const catchUps = counter('monna_catch_ups_total', 'Times this member fell behind and caught up from certified deliveries')
 
+  stalled.set({ member }, 0)
+  stalls.inc({ member }, 0)
   return {
     setRound: (r) => round.set({ member }, r),
     delivery: (kind) => deliveries.inc({ member, kind }),
