@@ -192,6 +192,10 @@ function deferred<T>(): Deferred<T> {
   return { promise, resolve, reject }
 }
 
+function sameSignatures(a: SignatureEntry[], b: SignatureEntry[]): boolean {
+  return a.length === b.length && a.every((e, i) => e.signer === b[i]!.signer && bytesEqual(e.signature, b[i]!.signature))
+}
+
 function validateRound(round: number, path: string): void {
   if (!Number.isInteger(round) || round < 0 || round > MAX_ROUND) throw new InvalidConfigError(path, `round must be an integer in 0..${MAX_ROUND}, got ${round}`)
 }
@@ -239,7 +243,9 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   private readonly instances = new Map<string, Map<number, InstanceState>>()
   private readonly deliveries = new Map<number, Map<string, Delivery>>()
   private readonly own = new Map<number, OwnSend>()
-  private readonly verifiedCerts = new Set<string>()
+  /** Our SENDs not yet certified (rejected on stop so no task waits forever). */
+  private readonly uncertified = new Set<OwnSend>()
+  private readonly verifiedCerts = new Map<string, SignatureEntry[]>()
   private readonly pending = new Map<string, number>()
   private readonly evidenceLog: EquivocationEvidence[] = []
   private readonly counters = {
@@ -292,10 +298,8 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     if (this.stopped) return
     this.stopped = true
     this.controller.abort()
-    for (const own of this.own.values()) {
-      own.certified.promise.catch(() => {})
-      own.certified.reject(new BroadcastStoppedError())
-    }
+    for (const own of this.uncertified) own.certified.reject(new BroadcastStoppedError())
+    this.uncertified.clear()
     for (const s of this.openStreams) s.abort(new BroadcastStoppedError())
     const pubsub = this.pubsub()
     if (pubsub !== undefined) {
@@ -370,6 +374,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
       await Promise.allSettled(streams.map(async (s) => (s !== undefined ? this.writeAndClose(s, final) : undefined)))
       await this.publishFinal(cert)
     } else {
+      this.uncertified.delete(own)
       await Promise.allSettled(streams.map(async (s) => s?.close({ signal: AbortSignal.timeout(this.requestTimeoutMs) })))
     }
   }
@@ -457,6 +462,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
       certified: deferred<Certificate>(),
     }
     own.certified.promise.catch(() => {})
+    this.uncertified.add(own)
     return own
   }
 
@@ -465,7 +471,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     const signatures = [...own.echoes].slice(0, this.q).map(([signer, signature]) => ({ signer, signature }))
     const cert: Certificate = { swarmId: this.membership.swarmId, round: own.round, sender: this.peerId, hash: own.hash, signatures }
     own.certificate = cert
-    this.verifiedCerts.add(this.certKey(this.peerId, own.round, own.hash))
+    this.verifiedCerts.set(this.certKey(this.peerId, own.round, own.hash), signatures)
     this.noteCertifiedRound(own.round)
     if (this.own.get(own.round) === own) {
       const inst = this.instanceFor(this.peerId, own.round)
@@ -473,6 +479,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
       this.deliverIfReady(inst, cert)
       this.track(this.publishFinal(cert))
     }
+    this.uncertified.delete(own)
     own.certified.resolve(cert)
   }
 
@@ -492,15 +499,20 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
       payload: own.payload,
     })
     const signal = this.controller.signal
+    let delay = this.retryIntervalMs
     for (let attempt = 0; !this.stopped; attempt++) {
+      if (attempt > 0) {
+        // the member could not be reached or the transfer failed: retry (backing off) until certified
+        if (!opts.retry || own.certificate !== undefined || own.round < this.floor) return undefined
+        await this.sleep(delay)
+        delay = Math.min(2 * delay, 16 * this.retryIntervalMs)
+        if (this.stopped || own.certificate !== undefined) return undefined
+      }
       let stream: Stream
       try {
         stream = await this.node.dialProtocol(peerIdFromString(peer), this.protocol, { signal })
       } catch (err) {
-        // unreachable for now (not yet connected, restarting): retry until certified
-        if (!opts.retry || own.certificate !== undefined || this.stopped) return undefined
-        this.log.debug('could not reach member; retrying', { peer, round: own.round, attempt, error: String(err) })
-        await this.sleep(this.retryIntervalMs)
+        this.log.debug('could not open a stream to member', { peer, round: own.round, attempt, error: String(err) })
         continue
       }
       this.openStreams.add(stream)
@@ -511,15 +523,25 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
         const reply = await Promise.race([reader.next({ signal: replySignal }), own.certified.promise.then(() => undefined)])
         if (reply !== undefined && reply !== null) this.onEcho(peer, own, reply.frame)
         if (opts.holdOpen === true) return stream
+        if (reply === null && own.certificate === undefined) {
+          // closed without an answer (it refused the SEND, e.g. not yet in its window): try again later
+          stream.abort(new Error('closed without an echo'))
+          continue
+        }
         const cert = await own.certified.promise
         await this.writeAndClose(stream, encodeFrameParts({ type: 'FINAL', ...this.instanceOf(cert), hash: cert.hash, certificate: cert.signatures }))
+        return undefined
       } catch (err) {
-        if (err instanceof BroadcastRejectError) this.rejectFrom(peer, err)
         stream.abort(err instanceof Error ? err : new Error(String(err)))
+        if (err instanceof BroadcastRejectError) {
+          // a wrong answer is the peer's fault: report it, never resend to it
+          this.rejectFrom(peer, err)
+          return undefined
+        }
+        this.log.debug('SEND transfer failed', { peer, round: own.round, attempt, error: String(err) })
       } finally {
         if (opts.holdOpen !== true) this.openStreams.delete(stream)
       }
-      return undefined
     }
     return undefined
   }
@@ -677,7 +699,15 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     const existing = this.instance(f.sender, f.round)
     if (existing?.sendHash !== undefined) {
       if (bytesEqual(existing.sendHash, f.hash)) {
-        // the same SEND again (the sender retried): the same echo, never a different one
+        // the same SEND again (the sender retried): the same echo, never a different one — but
+        // only for the very same SEND (cheap byte comparisons first)
+        if (!bytesEqual(f.signature, existing.sendSignature!) && !verify(f.sender, statement('SEND', f, f.hash), f.signature)) {
+          throw new BroadcastRejectError('bad-signature', `invalid SEND signature of ${f.sender}`)
+        }
+        const held = existing.payload !== undefined && existing.payloadHash !== undefined && bytesEqual(existing.payloadHash, f.hash)
+        if (held ? !bytesEqual(existing.payload!, f.payload) : !bytesEqual(hashPayload(f.payload), f.hash)) {
+          throw new BroadcastRejectError('hash-mismatch', `repeated SEND of ${f.sender} round ${f.round} carries another payload`)
+        }
         return [this.echoFrame(existing)]
       }
       if (!verify(f.sender, statement('SEND', f, f.hash), f.signature)) throw new BroadcastRejectError('bad-signature', `invalid SEND signature of ${f.sender}`)
@@ -730,7 +760,14 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     if (f.round < this.floor || f.round < ref - this.W) throw new BroadcastRejectError('out-of-window', `FINAL of round ${f.round} is older than the window (${ref}, W=${this.W}, floor ${this.floor})`)
     const existing = this.instance(f.sender, f.round)
     if (existing?.certificate !== undefined && bytesEqual(existing.certificate.hash, f.hash)) {
-      if (f.payload !== undefined && existing.delivered === undefined) this.acceptPayload(existing, peer, f.payload)
+      // a FINAL we already hold (e.g. by stream and by gossipsub): identical bytes cost nothing,
+      // anything else is checked like a new one
+      if (!sameSignatures(existing.certificate.signatures, f.certificate)) this.checkCertificate({ ...this.instanceOf(f), hash: f.hash, signatures: f.certificate }, true)
+      if (f.payload !== undefined) {
+        if (existing.delivered !== undefined) {
+          if (!bytesEqual(existing.delivered.payload, f.payload)) throw new BroadcastRejectError('hash-mismatch', `payload for ${f.sender} round ${f.round} differs from the delivered one`)
+        } else this.acceptPayload(existing, peer, f.payload)
+      }
       return
     }
     const cert: Certificate = { ...this.instanceOf(f), hash: f.hash, signatures: f.certificate }
@@ -760,9 +797,10 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     this.deliverIfReady(inst, cert)
   }
 
-  private checkCertificate(cert: Certificate): void {
+  private checkCertificate(cert: Certificate, always = false): void {
     const key = this.certKey(cert.sender, cert.round, cert.hash)
-    if (this.verifiedCerts.has(key)) return
+    const known = this.verifiedCerts.get(key)
+    if (!always && known !== undefined && sameSignatures(known, cert.signatures)) return
     const inst = this.instance(cert.sender, cert.round)
     verifyCertificate(cert, this.membership, {
       // our own echo signature is deterministic: equal bytes are valid without a verification
@@ -774,7 +812,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
         bytesEqual(inst.echoSignature, e.signature),
     })
     if (this.verifiedCerts.size > 64 * this.members.size * (this.W + 1)) this.verifiedCerts.clear()
-    this.verifiedCerts.add(key)
+    this.verifiedCerts.set(key, cert.signatures)
   }
 
   private validateFinalMessage(peer: string, data: Uint8Array): TopicValidatorResult {
@@ -964,6 +1002,13 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     }
     for (const round of this.deliveries.keys()) if (round < low) this.deliveries.delete(round)
     for (const round of this.own.keys()) if (round < low) this.own.delete(round)
+    for (const own of this.uncertified) {
+      if (own.round < this.floor) {
+        // the engine moved on: stop pushing a SEND nobody will need
+        this.uncertified.delete(own)
+        own.certified.reject(new RoundOutOfWindowError(own.round, this.floor))
+      }
+    }
   }
 
   // ------------------------------------------------------------------ accounting

@@ -30,6 +30,10 @@ export interface NetNodeOptions {
   /** When given: connections and pubsub messages from non-members are refused. */
   membership?: Membership
   logger?: Logger
+  /** libp2p metrics implementation, e.g. `prometheusMetrics({ registry })` (optional). */
+  metrics?: Libp2pOptions['metrics']
+  /** yamux options (tests and benchmarks), e.g. `{ streamOptions: { maxReadBufferLength } }`. */
+  yamux?: Parameters<typeof yamux>[0]
   /** Extra gossipsub options (tests and benchmarks). */
   gossipsub?: Partial<GossipsubOpts>
 }
@@ -96,8 +100,16 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
     addresses: { listen: opts.listen },
     transports: [tcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    streamMuxers: [yamux(opts.yamux)],
     peerDiscovery,
+    ...(opts.metrics !== undefined ? { metrics: opts.metrics } : {}),
+    connectionManager: {
+      // libp2p's default (5 inbound connections per second per IP) refuses a swarm whose
+      // members share one host (loopback tests, one machine running several members); the
+      // gater already limits who may connect at all.
+      inboundConnectionThreshold: 1000,
+      maxIncomingPendingConnections: 256,
+    },
     connectionGater: {
       denyDialPeer: deny,
       denyInboundEncryptedConnection: deny,

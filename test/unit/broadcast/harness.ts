@@ -122,3 +122,23 @@ export function payloadOf(seed: number, size: number): Uint8Array {
   }
   return p
 }
+
+/**
+ * Asserts that `to` refuses a connection from `from`: either the dial fails, or (when the
+ * refusal comes after the handshake) the connection is closed and carries no stream.
+ */
+export async function assertRefused(from: NetNode, to: import('@multiformats/multiaddr').Multiaddr): Promise<void> {
+  let conn: import('@libp2p/interface').Connection
+  try {
+    conn = await from.dial(to, { signal: AbortSignal.timeout(10_000) })
+  } catch {
+    return
+  }
+  let failed = false
+  try {
+    await from.services.ping.ping(conn.remotePeer, { signal: AbortSignal.timeout(10_000) })
+  } catch {
+    failed = true
+  }
+  if (!failed) throw new Error(`${to.toString()} accepted a connection and a ping from ${from.peerId.toString()}`)
+}

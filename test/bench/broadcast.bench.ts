@@ -1,0 +1,258 @@
+/**
+ * npm run bench:broadcast — n = 10 members on loopback, every member broadcasting each round.
+ *
+ * For payloads of 0.4 MB and 1.7 MB, in the same run and alternating order:
+ *   - echo:  signed echo broadcast; time from the round's start until every member delivered
+ *            all n certified instances of the round;
+ *   - plain: gossipsub publish of the same payloads (no echo, no certificate); time until every
+ *            member received the n − 1 other payloads.
+ * Reports the ratio echo/plain (target ≤ 1.5) and bytes sent per member (TCP level, from
+ * libp2p's data-transfer counters of the connection, so everything sent counts: Noise/yamux
+ * framing, identify, gossipsub control traffic and duplicates)
+ * against the floor (n − 1)·payload. Table on stdout, then one JSON line per figure.
+ *
+ * Plain rounds where some payload never arrived (within 60 s) are excluded from the plain
+ * median and counted in `plain-rounds-incomplete`.
+ *
+ * Options (env): BENCH_N (10), BENCH_ROUNDS (3 per size), BENCH_SIZES ("400000,1700000"),
+ * BENCH_PLAIN_MAX_RPC (gossipsub maxInboundDataLength and yamux stream read buffer, 64 MiB;
+ * 4194304 = the libraries' defaults).
+ */
+import { cpus } from 'node:os'
+import type { Message } from '@libp2p/gossipsub'
+import { prometheusMetrics } from '@libp2p/prometheus-metrics'
+import { Registry } from 'prom-client'
+import { createEchoBroadcast, type EchoBroadcast } from '../../src/broadcast/index.ts'
+import type { Logger } from '../../src/logger.ts'
+import { createNetNode, type Membership, type NetNode, peerIdOfKey, swarmTopic } from '../../src/net/index.ts'
+import { connectAll, makeKeys, payloadOf, waitDeliveries } from '../unit/broadcast/harness.ts'
+
+const N = Number(process.env.BENCH_N ?? 10)
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
+const SIZES = (process.env.BENCH_SIZES ?? '400000,1700000').split(',').map(Number)
+const F = Math.floor((N - 1) / 3)
+const PLAIN_TIMEOUT_MS = 60_000
+const PLAIN_MAX_RPC = Number(process.env.BENCH_PLAIN_MAX_RPC ?? 64 * 1024 * 1024)
+
+async function globalSentBytes(registry: Registry): Promise<number> {
+  const metric = registry.getSingleMetric('libp2p_data_transfer_bytes_total')
+  if (metric === undefined) return 0
+  const v = await metric.get()
+  return v.values.filter((x) => x.labels.protocol === 'global sent').reduce((a, x) => a + x.value, 0)
+}
+
+function consoleLogger(): Logger {
+  const l: Logger = {
+    debug: (m, f) => console.error('debug', m, f),
+    info: (m, f) => console.error('info', m, f),
+    warn: (m, f) => console.error('warn', m, f),
+    error: (m, f) => console.error('error', m, f),
+    child: () => l,
+  }
+  return l
+}
+
+function dump(bs: EchoBroadcast[], r: number): void {
+  for (const b of bs) {
+    // biome-ignore lint/suspicious/noExplicitAny: debugging internals
+    const x = b as any
+    // biome-ignore lint/suspicious/noExplicitAny: debugging internals
+    console.error(b.peerId.slice(-4), 'delivered', b.delivered(r).map((d) => d.sender.slice(-4)).join(','), 'own', [...x.own.values()].map((o: any) => `${o.round}:${o.echoes.size}:${o.certificate !== undefined}`).join(' '), 'open', x.openStreams.size, 'tasks', x.tasks.size)
+    for (const [s, m] of x.instances) for (const [rr, i] of m) if (rr === r && !i.delivered) console.error('   inst', s.slice(-4), rr, 'send', !!i.sendHash, 'payload', !!i.payload, 'cert', !!i.certificate, 'recv', i.receivingSend, 'pull', i.pulling)
+  }
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
+}
+
+async function main(): Promise<void> {
+  const keys = await makeKeys(N)
+  const membership: Membership = { swarmId: 'bench', members: keys.map(peerIdOfKey), f: F }
+  const registries = keys.map(() => new Registry())
+  const nodes: NetNode[] = []
+  for (let i = 0; i < N; i++) {
+    nodes.push(
+      await createNetNode({
+        privateKey: keys[i]!,
+        listen: ['/ip4/127.0.0.1/tcp/0'],
+        membership,
+        // gossipsub's default inbound RPC limit (4 MiB, it-length-prefixed) drops RPCs that carry
+        // more than two 1.7 MB messages and the stream with them (measured: 60/90 payloads arrived
+        // in 60 s); the baseline gets a limit that can carry the payloads.
+        gossipsub: { maxInboundDataLength: PLAIN_MAX_RPC },
+        // and a stream read buffer above libp2p's 4 MiB, which gossipsub's paused reader
+        // overflows under load (the stream is then reset and its messages lost)
+        yamux: { streamOptions: { maxReadBufferLength: PLAIN_MAX_RPC } },
+        ...(process.env.BENCH_NO_METRICS === undefined ? { metrics: prometheusMetrics({ registry: registries[i]!, collectDefaultMetrics: false }) } : {}),
+      }),
+    )
+  }
+  const bcasts: EchoBroadcast[] = []
+  const plainTopic = swarmTopic('bench', 'plain')
+  // plain gossipsub receipts: received[member] = Set of "round/sender"
+  const plainWaiters: Array<() => void> = []
+  const plainCount = new Map<string, number>()
+  try {
+    await connectAll(nodes)
+    const logger = process.env.BENCH_DEBUG !== undefined ? consoleLogger() : undefined
+    for (let i = 0; i < N; i++) bcasts.push(await createEchoBroadcast({ node: nodes[i]!, privateKey: keys[i]!, membership, logger }))
+    if (logger !== undefined) for (const b of bcasts) b.addEventListener('reject', (e) => console.error('reject', (e as CustomEvent).detail))
+    for (const node of nodes) {
+      node.services.pubsub.subscribe(plainTopic)
+      node.services.pubsub.addEventListener('message', (evt: CustomEvent<Message>) => {
+        if (evt.detail.topic !== plainTopic) return
+        const round = new DataView(evt.detail.data.buffer, evt.detail.data.byteOffset).getUint32(0)
+        const key = `${node.peerId.toString()}/${round}`
+        plainCount.set(key, (plainCount.get(key) ?? 0) + 1)
+        for (const w of plainWaiters.splice(0)) w()
+      })
+    }
+    // wait until every node sees every other subscribed to both topics, then two heartbeats for the mesh
+    const ready = (): boolean =>
+      nodes.every(
+        (n) => n.services.pubsub.getSubscribers(plainTopic).length >= N - 1 && n.services.pubsub.getSubscribers(bcasts[0]!.topic).length >= N - 1,
+      )
+    const deadline = Date.now() + 30_000
+    while (!ready()) {
+      if (Date.now() > deadline) throw new Error('gossipsub subscriptions did not propagate within 30 s')
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    await new Promise((r) => setTimeout(r, 2500))
+
+    if (process.env.BENCH_DEBUG !== undefined) console.error('connections', nodes.map((n) => n.getConnections().length), nodes.map((n) => n.getConnections().map((c) => c.streams.length).join(',')))
+    const plainReceived = (round: number): number => nodes.reduce((a, n) => a + (plainCount.get(`${n.peerId.toString()}/${round}`) ?? 0), 0)
+    /** Resolves true when all members received the n − 1 others, false after `ms`. */
+    const waitPlain = (round: number, ms: number): Promise<boolean> =>
+      new Promise((resolve) => {
+        const timer = setTimeout(() => resolve(false), ms)
+        const check = (): void => {
+          if (plainReceived(round) >= N * (N - 1)) {
+            clearTimeout(timer)
+            resolve(true)
+          } else plainWaiters.push(check)
+        }
+        check()
+      })
+    /** Waits until the swarm is quiet (< 64 KB sent by all members in 500 ms; at most 120 s). */
+    const settle = async (): Promise<void> => {
+      let last = await sentAll()
+      for (let k = 0; k < 240; k++) {
+        await new Promise((r) => setTimeout(r, 500))
+        const now = await sentAll()
+        if (now - last < 64 * 1024) return
+        last = now
+      }
+    }
+
+    // cumulative TCP-level bytes sent, summed over members (the counters are monotonic)
+    const sentAll = async (): Promise<number> => (await Promise.all(registries.map(globalSentBytes))).reduce((a, b) => a + b, 0)
+
+    interface Row {
+      size: number
+      echoMs: number[]
+      plainMs: number[]
+      echoBytes: number[]
+      plainBytes: number[]
+      echoAppBytes: number[]
+      plainIncomplete: number
+    }
+    const rows: Row[] = []
+    let round = 0
+    let lastPlainIncomplete = false
+    for (const size of SIZES) {
+      const row: Row = { size, echoMs: [], plainMs: [], echoBytes: [], plainBytes: [], echoAppBytes: [], plainIncomplete: 0 }
+      const payloads = Array.from({ length: N }, (_, i) => payloadOf(i + 1, size))
+      // warm-up round (not measured): connections, JIT
+      for (let r = -1; r < ROUNDS; r++) {
+        const order = r % 2 === 0 ? ['echo', 'plain'] : ['plain', 'echo']
+        for (const kind of order) {
+          if (process.env.BENCH_ONLY !== undefined && kind !== process.env.BENCH_ONLY) continue
+          round++
+          const stamp = (p: Uint8Array): Uint8Array => {
+            const c = p.slice()
+            new DataView(c.buffer).setUint32(0, round)
+            return c
+          }
+          await settle()
+          const tcpBefore = await sentAll()
+          const appBefore = bcasts.reduce((a, b) => a + b.stats().bytesSent, 0)
+          const t0 = performance.now()
+          if (kind === 'echo') {
+            const signal = AbortSignal.timeout(120_000)
+            try {
+              await Promise.all([
+                ...bcasts.map((b, i) => b.broadcast(round, stamp(payloads[i]!), { signal })),
+                ...bcasts.map((b) => waitDeliveries(b, round, N, signal)),
+              ])
+            } catch (e) {
+              if (process.env.BENCH_DEBUG !== undefined) dump(bcasts, round)
+              throw e
+            }
+          } else {
+            const done = waitPlain(round, PLAIN_TIMEOUT_MS)
+            await Promise.all(nodes.map((n, i) => n.services.pubsub.publish(plainTopic, stamp(payloads[i]!))))
+            lastPlainIncomplete = !(await done)
+            if (lastPlainIncomplete) {
+              if (r >= 0) row.plainIncomplete++
+              console.error(`plain gossipsub round ${round}: only ${plainReceived(round)}/${N * (N - 1)} payloads arrived within ${PLAIN_TIMEOUT_MS} ms`)
+            }
+          }
+          const ms = performance.now() - t0
+          await settle() // the round's traffic includes what is still in flight (gossipsub duplicates)
+          const bytes = ((await sentAll()) - tcpBefore) / N
+          if (r >= 0 && !(kind === 'plain' && lastPlainIncomplete)) {
+            if (kind === 'echo') {
+              row.echoMs.push(ms)
+              row.echoBytes.push(bytes)
+              row.echoAppBytes.push((bcasts.reduce((a, b) => a + b.stats().bytesSent, 0) - appBefore) / N)
+            } else {
+              row.plainMs.push(ms)
+              row.plainBytes.push(bytes)
+            }
+          }
+          for (const b of bcasts) b.setFloor(Math.max(0, round - 2))
+        }
+      }
+      rows.push(row)
+    }
+
+    const cpu = cpus()[0]?.model ?? 'unknown'
+    console.log(`# broadcast bench: n=${N} f=${F} rounds/size=${ROUNDS} (median) — ${cpu}, ${cpus().length} cores, node ${process.version}`)
+    console.log('| payload | echo ms | plain gossipsub ms | ratio | echo bytes/member | floor (n−1)·P | echo/floor | plain bytes/member | plain/floor |')
+    console.log('|---|---|---|---|---|---|---|---|---|')
+    const json: object[] = []
+    for (const row of rows) {
+      const e = median(row.echoMs)
+      const p = median(row.plainMs)
+      const floor = (N - 1) * row.size
+      const eb = median(row.echoBytes)
+      const pb = median(row.plainBytes)
+      const mb = (x: number): string => (x / 1e6).toFixed(2) + ' MB'
+      console.log(
+        `| ${mb(row.size)} | ${e.toFixed(0)} | ${p.toFixed(0)} | ${(e / p).toFixed(2)} | ${mb(eb)} | ${mb(floor)} | ${(eb / floor).toFixed(2)} | ${mb(pb)} | ${(pb / floor).toFixed(2)} |`,
+      )
+      const c = `n${N}-${row.size}B`
+      json.push(
+        { bench: 'broadcast', case: `${c}-echo-all-delivered`, value: e, unit: 'ms' },
+        { bench: 'broadcast', case: `${c}-plain-gossipsub-all-received`, value: p, unit: 'ms' },
+        { bench: 'broadcast', case: `${c}-time-ratio-echo-over-plain`, value: e / p, unit: 'ratio' },
+        { bench: 'broadcast', case: `${c}-echo-bytes-sent-per-member`, value: eb, unit: 'bytes' },
+        { bench: 'broadcast', case: `${c}-echo-app-bytes-sent-per-member`, value: median(row.echoAppBytes), unit: 'bytes' },
+        { bench: 'broadcast', case: `${c}-plain-bytes-sent-per-member`, value: pb, unit: 'bytes' },
+        { bench: 'broadcast', case: `${c}-floor-bytes-per-member`, value: floor, unit: 'bytes' },
+        { bench: 'broadcast', case: `${c}-echo-bytes-over-floor`, value: eb / floor, unit: 'ratio' },
+        { bench: 'broadcast', case: `${c}-plain-rounds-incomplete`, value: row.plainIncomplete, unit: 'rounds' },
+      )
+    }
+    console.log(JSON.stringify({ bench: 'broadcast', case: 'machine', cpu, cores: cpus().length, node: process.version }))
+    for (const j of json) console.log(JSON.stringify(j))
+  } finally {
+    await Promise.allSettled(bcasts.map((b) => b.stop()))
+    await Promise.allSettled(nodes.map((n) => n.stop()))
+  }
+}
+
+await main()

@@ -1,0 +1,91 @@
+/**
+ * The member's libp2p node on 127.0.0.1: bootstrap dialling, ping, the membership gate on
+ * connections, pubsub restricted to the swarm's namespace and to members.
+ */
+import assert from 'node:assert/strict'
+import { after, test } from 'node:test'
+import type { Message } from '@libp2p/gossipsub'
+import { InvalidConfigError } from '../../src/errors.ts'
+import { createNetNode, type Membership, type NetNode, peerIdOfKey, setNetMembership, swarmTopic } from '../../src/net/index.ts'
+import { assertRefused, makeKeys } from '../unit/broadcast/harness.ts'
+
+const nodes: NetNode[] = []
+after(async () => {
+  await Promise.allSettled(nodes.map((n) => n.stop()))
+})
+
+async function node(opts: Parameters<typeof createNetNode>[0]): Promise<NetNode> {
+  const n = await createNetNode(opts)
+  nodes.push(n)
+  return n
+}
+
+function waitEvent<T>(target: EventTarget, type: string, pred: (detail: T) => boolean, ms = 20_000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      target.removeEventListener(type, on)
+      reject(new Error(`no '${type}' event within ${ms} ms`))
+    }, ms)
+    const on = (e: Event): void => {
+      const d = (e as CustomEvent<T>).detail
+      if (!pred(d)) return
+      clearTimeout(timer)
+      target.removeEventListener(type, on)
+      resolve(d)
+    }
+    target.addEventListener(type, on)
+  })
+}
+
+test('members bootstrap to each other, ping, and exchange pubsub messages in the swarm namespace only', async () => {
+  const keys = await makeKeys(4)
+  const membership: Membership = { swarmId: 'netswarm', members: keys.slice(0, 3).map(peerIdOfKey), f: 0 }
+  const a = await node({ privateKey: keys[0]!, listen: ['/ip4/127.0.0.1/tcp/0'], membership })
+  const addrA = a.getMultiaddrs()[0]!.toString()
+  assert.match(addrA, /\/p2p\/12D3KooW/)
+  // b finds a through its bootstrap list (no explicit dial)
+  const b = await node({ privateKey: keys[1]!, listen: ['/ip4/127.0.0.1/tcp/0'], membership, bootstrap: [addrA] })
+  if (b.getConnections(a.peerId).length === 0) await waitEvent(b, 'peer:connect', (p: { toString(): string }) => p.toString() === a.peerId.toString())
+  const rtt = await b.services.ping.ping(a.peerId, { signal: AbortSignal.timeout(10_000) })
+  assert.ok(rtt >= 0)
+
+  // pubsub: a message on the swarm's topic arrives; one on a foreign topic is refused by the gate
+  const inSwarm = swarmTopic('netswarm', 'chat')
+  const foreign = '/monna/other/chat/1'
+  for (const n of [a, b]) {
+    n.services.pubsub.subscribe(inSwarm)
+    n.services.pubsub.subscribe(foreign)
+  }
+  const foreignSeen: Message[] = []
+  a.services.pubsub.addEventListener('message', (e) => {
+    if (e.detail.topic === foreign) foreignSeen.push(e.detail)
+  })
+  await waitEvent(a.services.pubsub, 'subscription-change', () => a.services.pubsub.getSubscribers(inSwarm).length > 0 && a.services.pubsub.getSubscribers(foreign).length > 0).catch(() => {})
+  // subscriptions may have arrived before we listened
+  for (let i = 0; i < 100 && (b.services.pubsub.getSubscribers(inSwarm).length === 0 || b.services.pubsub.getSubscribers(foreign).length === 0); i++) {
+    await waitEvent(b.services.pubsub, 'subscription-change', () => true, 200).catch(() => {})
+  }
+  const got = waitEvent<Message>(a.services.pubsub, 'message', (m) => m.topic === inSwarm)
+  await b.services.pubsub.publish(foreign, new TextEncoder().encode('not for us'))
+  await b.services.pubsub.publish(inSwarm, new TextEncoder().encode('hello'))
+  const m = await got
+  assert.equal(new TextDecoder().decode(m.data), 'hello')
+  assert.equal(foreignSeen.length, 0)
+
+  // a non-member cannot connect, in either direction
+  const outsider = await node({ privateKey: keys[3]!, listen: ['/ip4/127.0.0.1/tcp/0'] })
+  await assertRefused(outsider, a.getMultiaddrs()[0]!)
+  await assert.rejects(a.dial(outsider.getMultiaddrs()[0]!, { signal: AbortSignal.timeout(10_000) }))
+  assert.equal(a.getConnections(outsider.peerId).length, 0)
+
+  // a membership epoch that admits it: now it may connect; one that drops b closes b's connection
+  await setNetMembership(a, { ...membership, members: [...membership.members, peerIdOfKey(keys[3]!)] })
+  await outsider.dial(a.getMultiaddrs()[0]!, { signal: AbortSignal.timeout(10_000) })
+  await setNetMembership(a, { ...membership, members: [membership.members[0]!, membership.members[2]!, peerIdOfKey(keys[3]!)] })
+  assert.equal(a.getConnections(b.peerId).length, 0)
+})
+
+test('createNetNode validates its options', async () => {
+  const [k] = await makeKeys(1)
+  await assert.rejects(createNetNode({ privateKey: k!, listen: ['/ip4/127.0.0.1/tcp/0'], membership: { swarmId: 's', members: [peerIdOfKey(k!)], f: 1 } }), InvalidConfigError)
+})
