@@ -6,14 +6,13 @@
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError } from 'commander'
 import { registerKeygen } from './commands/keygen.ts'
-import { registerRunCommand } from './commands/run.ts'
 import { registerStart } from './commands/start.ts'
 import { registerSwarm } from './commands/swarm-init.ts'
 import { exitCodes, isUsageError } from './errors.ts'
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
 
-export function buildProgram(): Command {
+export async function buildProgram(argv: string[] = process.argv): Promise<Command> {
   const program = new Command('monna')
     .description('Decentralized Byzantine-robust peer-to-peer learning (MoNNA) on libp2p')
     .version(pkg.version)
@@ -31,7 +30,13 @@ Examples:
   registerKeygen(program)
   registerSwarm(program)
   registerStart(program)
-  registerRunCommand(program)
+  // `monna run` and the hidden `topology-member` (src/topology, node/commands/run.ts); loaded
+  // unless the command is one of ours, so a member starts without the topology modules
+  const first = argv.slice(2).find((a) => !a.startsWith('-'))
+  if (first === undefined || !['start', 'keygen', 'swarm'].includes(first)) {
+    const { registerRunCommand } = await import('./commands/run.ts')
+    registerRunCommand(program)
+  }
   for (const c of program.commands) {
     c.exitOverride()
     for (const sub of c.commands) sub.exitOverride()
@@ -40,7 +45,7 @@ Examples:
 }
 
 async function main(argv: string[]): Promise<number> {
-  const program = buildProgram()
+  const program = await buildProgram(argv)
   try {
     await program.parseAsync(argv)
     return typeof process.exitCode === 'number' ? process.exitCode : exitCodes.ok
