@@ -79,8 +79,10 @@ export interface EchoBroadcastOptions {
   maxPendingBytesPerPeer?: number
   /** Delay between attempts to reach a member we could not dial (ms). */
   retryIntervalMs?: number
-  /** Time allowed for one PULL or FETCH exchange with one peer (ms). */
+  /** Time allowed for one PULL, QUERY or FETCH exchange with one peer (ms). */
   requestTimeoutMs?: number
+  /** An echoed instance still without FINAL after this long is QUERYed from its sender (ms). */
+  finalQueryMs?: number
   logger?: Logger
   registry?: Registry
 }
@@ -97,6 +99,12 @@ export const defaultEchoBroadcastOptions = {
   maxPendingBytesPerPeer: undefined as number | undefined,
   retryIntervalMs: 500,
   requestTimeoutMs: 30_000,
+  /**
+   * A FINAL normally follows the echo within one round trip plus the slowest of Q echoes; 3 s
+   * is well above that on loopback with 1.7 MB payloads (bench:broadcast) and costs one small
+   * request per lost FINAL.
+   */
+  finalQueryMs: 3000,
 }
 
 export interface BroadcastStats {
@@ -121,7 +129,11 @@ export interface EchoBroadcast extends EventTarget {
   fetchRound(round: number, opts?: { signal?: AbortSignal }): Promise<Delivery[]>
   setMembership(m: Membership): void
   stats(): BroadcastStats
-  sendTo(peers: string[], round: number, payload: Uint8Array): Promise<void>
+  /**
+   * Byzantine behaviours: a SEND to `peers` only; if their echoes make a quorum, FINAL goes to
+   * `opts.finalTo` only when given (no gossipsub publication), else to `peers` and gossipsub.
+   */
+  sendTo(peers: string[], round: number, payload: Uint8Array, opts?: { finalTo?: string[] }): Promise<void>
   stop(): Promise<void>
   /** Protocol id of the streams. */
   readonly protocol: string
@@ -234,6 +246,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   private readonly maxPendingBytesPerPeer: number
   private readonly retryIntervalMs: number
   private readonly requestTimeoutMs: number
+  private readonly finalQueryMs: number
   private readonly log: Logger
   private readonly metrics: MetricSet | undefined
 
@@ -273,6 +286,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     this.maxPendingBytesPerPeer = opts.maxPendingBytesPerPeer ?? 2 * this.maxPayloadBytes + 1024 * 1024
     this.retryIntervalMs = opts.retryIntervalMs ?? defaultEchoBroadcastOptions.retryIntervalMs
     this.requestTimeoutMs = opts.requestTimeoutMs ?? defaultEchoBroadcastOptions.requestTimeoutMs
+    this.finalQueryMs = opts.finalQueryMs ?? defaultEchoBroadcastOptions.finalQueryMs
     this.log = (opts.logger ?? silentLogger).child('broadcast')
     this.metrics = metrics
     this.protocol = swarmProtocol(this.membership.swarmId, 'echo-bcast')
@@ -346,7 +360,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     inst.payloadHash = own.hash
     this.maybeCertify(own)
     for (const peer of this.membership.members) {
-      if (peer !== this.peerId) this.track(this.pushTo(peer, own, { retry: true }))
+      if (peer !== this.peerId) this.track(this.pushTo(peer, own, { attempts: Number.POSITIVE_INFINITY }))
     }
     const signal = opts.signal
     const aborted = new Promise<never>((_, reject) => {
@@ -360,19 +374,26 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     this.deliverIfReady(inst, cert)
   }
 
-  async sendTo(peers: string[], round: number, payload: Uint8Array): Promise<void> {
+  async sendTo(peers: string[], round: number, payload: Uint8Array, opts: { finalTo?: string[] } = {}): Promise<void> {
     if (this.stopped) throw new BroadcastStoppedError()
     validateRound(round, 'round')
     const own = this.prepareSend(round, payload)
     this.maybeCertify(own)
     // the Byzantine path: SEND to selected members only, wait for their answers, then FINAL if a quorum formed
     const targets = peers.filter((p) => p !== this.peerId)
-    const streams: Array<Stream | undefined> = await Promise.all(targets.map((p) => this.pushTo(p, own, { retry: false, holdOpen: true })))
+    const streams: Array<Stream | undefined> = await Promise.all(targets.map((p) => this.pushTo(p, own, { attempts: 3, holdOpen: true })))
     const cert = own.certificate
     if (cert !== undefined) {
       const final = encodeFrameParts({ type: 'FINAL', ...this.instanceOf(cert), hash: cert.hash, certificate: cert.signatures })
-      await Promise.allSettled(streams.map(async (s) => (s !== undefined ? this.writeAndClose(s, final) : undefined)))
-      await this.publishFinal(cert)
+      const finalTo = opts.finalTo === undefined ? undefined : new Set(opts.finalTo)
+      await Promise.allSettled(
+        streams.map(async (s, k) => {
+          if (s === undefined) return
+          if (finalTo === undefined || finalTo.has(targets[k]!)) await this.writeAndClose(s, final)
+          else await s.close({ signal: AbortSignal.timeout(this.requestTimeoutMs) }).catch(() => s.abort(new Error('closed')))
+        }),
+      )
+      if (finalTo === undefined) await this.publishFinal(cert)
     } else {
       this.uncertified.delete(own)
       await Promise.allSettled(streams.map(async (s) => s?.close({ signal: AbortSignal.timeout(this.requestTimeoutMs) })))
@@ -485,10 +506,10 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
 
   /**
    * Pushes our SEND to one member over a fresh stream, takes its ECHO, then writes FINAL once
-   * the certificate exists. With `retry`, a member we cannot reach is retried until certified.
+   * the certificate exists. A member we cannot reach is retried (up to `attempts`) until certified.
    * With `holdOpen`, returns the stream (open) after the echo instead of waiting for the FINAL.
    */
-  private async pushTo(peer: string, own: OwnSend, opts: { retry: boolean; holdOpen?: boolean }): Promise<Stream | undefined> {
+  private async pushTo(peer: string, own: OwnSend, opts: { attempts: number; holdOpen?: boolean }): Promise<Stream | undefined> {
     const send = encodeFrameParts({
       type: 'SEND',
       swarmId: this.membership.swarmId,
@@ -503,7 +524,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     for (let attempt = 0; !this.stopped; attempt++) {
       if (attempt > 0) {
         // the member could not be reached or the transfer failed: retry (backing off) until certified
-        if (!opts.retry || own.certificate !== undefined || own.round < this.floor) return undefined
+        if (attempt >= opts.attempts || own.certificate !== undefined || own.round < this.floor) return undefined
         await this.sleep(delay)
         delay = Math.min(2 * delay, 16 * this.retryIntervalMs)
         if (this.stopped || own.certificate !== undefined) return undefined
@@ -669,6 +690,10 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
         }
         return [{ type: 'END' }]
       }
+      case 'QUERY': {
+        const cert = this.instance(frame.sender, frame.round)?.certificate
+        return cert !== undefined ? [{ type: 'FINAL', ...this.instanceOf(cert), hash: cert.hash, certificate: cert.signatures }] : [{ type: 'END' }]
+      }
       case 'FETCH': {
         const have = new Set(frame.have)
         const out: Frame[] = this.delivered(frame.round)
@@ -727,6 +752,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
       this.charge(inst, peer, f.payload.length)
     }
     if (inst.certificate !== undefined) this.deliverIfReady(inst, inst.certificate)
+    else this.watchCertificate(inst)
     return [this.echoFrame(inst)]
   }
 
@@ -871,6 +897,55 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
         if (stream !== undefined) this.openStreams.delete(stream)
       }
       if (inst.delivered !== undefined) return
+    }
+  }
+
+  /**
+   * Recovery for a lost FINAL: an instance we echoed but that is still not certified after
+   * `finalQueryMs` is QUERYed (backing off) from its sender, then from two other members.
+   */
+  private watchCertificate(inst: InstanceState): void {
+    if (this.stopped) return
+    this.track(
+      (async () => {
+        let delay = this.finalQueryMs
+        while (!this.stopped) {
+          await this.sleep(delay)
+          delay = Math.min(2 * delay, 16 * this.finalQueryMs)
+          if (this.stopped || inst.certificate !== undefined || this.instance(inst.sender, inst.round) !== inst) return
+          const others = this.orderedPeers(this.membership.members.filter((p) => p !== this.peerId && p !== inst.sender))
+          for (const peer of [inst.sender, ...others.slice(0, 2)]) {
+            if (inst.certificate !== undefined) return
+            await this.query(peer, inst).catch((err: unknown) => this.log.debug('QUERY failed', { peer, round: inst.round, error: String(err) }))
+          }
+        }
+      })(),
+    )
+  }
+
+  private async query(peer: string, inst: InstanceState): Promise<void> {
+    const signal = AbortSignal.any([this.controller.signal, AbortSignal.timeout(this.requestTimeoutMs)])
+    const stream = await this.node.dialProtocol(peerIdFromString(peer), this.protocol, { signal })
+    this.openStreams.add(stream)
+    try {
+      const reader = this.reader(stream, peer)
+      this.countSent(await writeParts(stream, encodeFrameParts({ type: 'QUERY', ...this.instanceOf(inst) }), { signal }))
+      const res = await reader.next({ signal })
+      if (res !== null && res.frame.type === 'FINAL') {
+        const f = res.frame
+        if (f.swarmId !== this.membership.swarmId || f.round !== inst.round || f.sender !== inst.sender || f.payload !== undefined) {
+          throw new BroadcastRejectError('malformed', 'FINAL does not answer the QUERY')
+        }
+        this.onFinal(peer, f)
+      } else if (res !== null && res.frame.type !== 'END') {
+        throw new BroadcastRejectError('malformed', `expected FINAL or END, got ${res.frame.type}`)
+      }
+      await stream.close({ signal })
+    } catch (err) {
+      if (err instanceof BroadcastRejectError) this.rejectFrom(peer, err)
+      stream.abort(err instanceof Error ? err : new Error(String(err)))
+    } finally {
+      this.openStreams.delete(stream)
     }
   }
 
@@ -1060,7 +1135,7 @@ export async function createEchoBroadcast(opts: EchoBroadcastOptions): Promise<E
   if (opts.maxPendingBytesPerPeer !== undefined && (!Number.isInteger(opts.maxPendingBytesPerPeer) || opts.maxPendingBytesPerPeer < maxPayload)) {
     throw new InvalidConfigError('maxPendingBytesPerPeer', 'must be an integer ≥ maxPayloadBytes (a peer must be able to send one payload)')
   }
-  for (const k of ['retryIntervalMs', 'requestTimeoutMs'] as const) {
+  for (const k of ['retryIntervalMs', 'requestTimeoutMs', 'finalQueryMs'] as const) {
     const v = opts[k]
     if (v !== undefined && (!Number.isFinite(v) || v <= 0)) throw new InvalidConfigError(k, `must be a positive number of milliseconds, got ${v}`)
   }

@@ -33,6 +33,7 @@ export const FrameType = {
   PAYLOAD: 5,
   FETCH: 6,
   END: 7,
+  QUERY: 8,
 } as const
 export type FrameTypeName = keyof typeof FrameType
 const TYPE_NAMES: Record<number, FrameTypeName> = Object.fromEntries(Object.entries(FrameType).map(([k, v]) => [v, k])) as Record<
@@ -58,6 +59,7 @@ export type Frame =
   | ({ type: 'PULL'; hash: Uint8Array } & Instance)
   | ({ type: 'PAYLOAD'; hash: Uint8Array; payload: Uint8Array } & Instance)
   | { type: 'FETCH'; swarmId: string; round: number; have: string[] }
+  | ({ type: 'QUERY' } & Instance)
   | { type: 'END' }
 
 export interface FrameHeader {
@@ -152,6 +154,9 @@ function encodeMeta(f: Frame): Uint8Array {
     case 'PAYLOAD':
       writeInstance(w, f)
       w.fixed(f.hash, HASH_BYTES)
+      break
+    case 'QUERY':
+      writeInstance(w, f)
       break
     case 'FETCH':
       w.str(f.swarmId)
@@ -322,6 +327,9 @@ export function decodeMeta(header: FrameHeader, meta: Uint8Array, payload: Uint8
       f = { type: 'FETCH', swarmId, round, have }
       break
     }
+    case 'QUERY':
+      f = { type: 'QUERY', ...readInstance(r) }
+      break
     case 'END':
       f = { type: 'END' }
       break

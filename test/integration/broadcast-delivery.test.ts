@@ -87,3 +87,16 @@ test('n = 4, f = 1: a member started late fetches the earlier certified rounds, 
   const signal = AbortSignal.timeout(30_000)
   await Promise.all([...all.map((b, i) => b.broadcast(3, payloadOf(30 + i, 3000), { signal })), ...all.map((b) => waitDeliveries(b, 3, 4, signal))])
 })
+
+test('n = 4, f = 1: members that echoed but never got the FINAL recover it by QUERY from another member', async () => {
+  swarm = await startSwarm({ n: 4, f: 1, broadcast: { finalQueryMs: 200 } })
+  const s = swarm
+  const [m0, m1, m2] = s.membership.members
+  const byz = s.bcasts[3]!
+  const payload = payloadOf(77, 2000)
+  // the sender withholds the FINAL from members 1 and 2 (and does not publish it)
+  await byz.sendTo([m0!, m1!, m2!], 0, payload, { finalTo: [m0!] })
+  const signal = AbortSignal.timeout(30_000)
+  const got = await Promise.all(s.bcasts.slice(0, 3).map((b) => waitDeliveries(b!, 0, 1, signal)))
+  for (const ds of got) assert.deepEqual(ds[0]!.payload, payload)
+})

@@ -35,6 +35,25 @@ export async function connectAll(nodes: NetNode[]): Promise<void> {
   const dials: Promise<unknown>[] = []
   for (let i = 0; i < nodes.length; i++) for (let j = i + 1; j < nodes.length; j++) dials.push(nodes[i]!.dial(nodes[j]!.getMultiaddrs()[0]!))
   await Promise.all(dials)
+  // the dialling side finishes its upgrade first: wait until every node sees all the others
+  await Promise.all(
+    nodes.map(
+      (n) =>
+        new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error('connections did not all open within 20 s')), 20_000)
+          const check = (): void => {
+            const peers = new Set(n.getConnections().map((c) => c.remotePeer.toString()))
+            if (peers.size >= nodes.length - 1) {
+              clearTimeout(timer)
+              n.removeEventListener('connection:open', check)
+              resolve()
+            }
+          }
+          n.addEventListener('connection:open', check)
+          check()
+        }),
+    ),
+  )
 }
 
 export async function startSwarm(opts: SwarmOptions): Promise<Swarm> {

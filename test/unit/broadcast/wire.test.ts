@@ -17,6 +17,7 @@ const samples: Frame[] = [
   { type: 'PULL', swarmId: 's', round: 1, sender, hash: h },
   { type: 'PAYLOAD', swarmId: 's', round: 1, sender, hash: h, payload: new Uint8Array(1000).fill(3) },
   { type: 'FETCH', swarmId: 's', round: 1, have: [sender, 'x'] },
+  { type: 'QUERY', swarmId: 's', round: 12, sender },
   { type: 'END' },
 ]
 
