@@ -335,9 +335,10 @@ export function reportPlots(r: TopologyReport): Record<string, TopLevelSpec> {
   const rows = r.series.flatMap((s) => {
     const n = info.get(s.member)
     if (n === undefined) return []
-    return [{ ...s, label: memberLabel(n), kind: n.byzantine ? 'Byzantine' : 'honest' }]
+    // rounds are numbered from 1 in plots, as in the progress lines
+    return [{ ...s, round: s.round + 1, label: memberLabel(n), kind: n.byzantine ? 'Byzantine' : 'honest' }]
   })
-  const memberColor = { field: 'label', type: 'nominal', title: 'member' } as const
+  const memberColor = { field: 'label', type: 'nominal', title: 'member', legend: { labelLimit: 400 } } as const
   const dash = {
     field: 'kind',
     type: 'nominal',
@@ -362,7 +363,7 @@ export function reportPlots(r: TopologyReport): Record<string, TopLevelSpec> {
     spread: {
       ...base,
       title: 'spread between honest models (max pairwise distance, sketch)',
-      data: { values: r.perRound.filter((p) => p.honestSpread !== undefined).map((p) => ({ round: p.round, spread: p.honestSpread })) },
+      data: { values: r.perRound.filter((p) => p.honestSpread !== undefined).map((p) => ({ round: p.round + 1, spread: p.honestSpread })) },
       mark: { type: 'line', point: true },
       encoding: { x: roundX, y: { field: 'spread', type: 'quantitative', title: 'spread' } },
     },
