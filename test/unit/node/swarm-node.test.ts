@@ -15,7 +15,7 @@ async function keys(n: number): Promise<PrivateKey[]> {
   return Promise.all(Array.from({ length: n }, () => generateKeyPair('Ed25519')))
 }
 
-function swarmOf(ks: PrivateKey[], f: number, rounds: number): SwarmConfig {
+function swarmOf(ks: PrivateKey[], f: number, rounds: number, privacy?: Record<string, unknown>): SwarmConfig {
   return parseSwarm({
     name: 'unit',
     seed: 7,
@@ -30,6 +30,7 @@ function swarmOf(ks: PrivateKey[], f: number, rounds: number): SwarmConfig {
       rounds,
       evalEvery: 5,
       evalExamples: 400,
+      ...(privacy !== undefined ? { privacy } : {}),
     },
     timing: { roundTimeoutMs: 5000, roundWindow: 8 },
   })
@@ -95,6 +96,23 @@ describe('createSwarmNode on the memory hub', () => {
       assert.ok((await readdir(join(dir, 'm0'))).length >= 1)
     } finally {
       await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('with task.privacy, clips and noises the local step and reports the ε spent so far (RDP accountant)', async () => {
+    const ks = await keys(4)
+    const swarm = swarmOf(ks, 1, 6, { clipNorm: 1, noiseMultiplier: 1.1, delta: 1e-5 })
+    const hub = createMemoryHub({ membership: membershipOf(swarm) })
+    const nodes = await Promise.all(ks.map((k) => createSwarmNode({ swarm, privateKey: k, transport: { kind: 'memory', hub }, backend: 'cpu' })))
+    try {
+      const reports = await Promise.all(nodes.map((n) => n.run()))
+      for (const rs of reports) {
+        const eps = rs.map((r) => r.epsilon!)
+        assert.ok(eps.every((e) => Number.isFinite(e) && e > 0), `ε ${eps}`)
+        for (let i = 1; i < eps.length; i++) assert.ok(eps[i]! > eps[i - 1]!, `ε grows with the steps: ${eps}`)
+      }
+    } finally {
+      await Promise.all(nodes.map((n) => n.stop()))
     }
   })
 })

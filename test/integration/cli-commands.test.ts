@@ -1,0 +1,91 @@
+/** The `monna` commands as a user meets them: help with examples, one-line errors with exit code 2, the files they write. */
+import assert from 'node:assert/strict'
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { parse } from 'yaml'
+import { parseSwarm, swarmId } from '../../src/config/schema.ts'
+import { loadNodeConfigFile } from '../../src/node/files.ts'
+import { runMonna } from '../unit/node/cli-harness.ts'
+
+let dir = ''
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'monna-cli-'))
+})
+after(async () => {
+  await rm(dir, { recursive: true, force: true })
+})
+
+function oneLineError(r: { code: number | null; stderr: string }, pattern: RegExp): void {
+  assert.equal(r.code, 2, r.stderr)
+  const lines = r.stderr.trim().split('\n')
+  assert.equal(lines.length, 1, `expected one line, got:\n${r.stderr}`)
+  assert.match(lines[0]!, /^monna: /)
+  assert.match(lines[0]!, pattern)
+}
+
+describe('monna commands', () => {
+  it('every command has --help with examples', async () => {
+    for (const args of [[], ['keygen'], ['swarm', 'init'], ['start']]) {
+      const r = await runMonna([...args, '--help'])
+      assert.equal(r.code, 0, `${args.join(' ')} --help: ${r.stderr}`)
+      assert.match(r.stdout, /Examples:\n[\s\S]*?\$ monna /, `${args.join(' ')} --help lacks examples`)
+    }
+  })
+
+  it('keygen writes a 0600 key, prints its PeerId and never overwrites one', async () => {
+    const out = join(dir, 'keys', 'a.key')
+    const r = await runMonna(['keygen', '--out', out])
+    assert.equal(r.code, 0, r.stderr)
+    assert.match(r.stdout.trim(), /^12D3KooW[1-9A-HJ-NP-Za-km-z]+$/)
+    assert.equal((await stat(out)).mode & 0o777, 0o600)
+    oneLineError(await runMonna(['keygen', '--out', out]), /exists; choose another path/)
+    oneLineError(await runMonna(['keygen']), /--out/)
+  })
+
+  it('swarm init writes keys, a valid swarm file with the members\' addresses and one node config each', async () => {
+    const d = join(dir, 'lan')
+    const r = await runMonna(['swarm', 'init', '--nodes', '4', '--f', '1', '--dir', d, '--base-port', '9700', '--rounds', '7', '--metrics-base-port', '9800'])
+    assert.equal(r.code, 0, r.stderr)
+    const swarm = parseSwarm(parse(await readFile(join(d, 'swarm.yaml'), 'utf8')))
+    assert.equal(swarm.members.length, 4)
+    assert.equal(swarm.f, 1)
+    assert.equal(swarm.task.rounds, 7)
+    assert.equal(swarm.aggregator.rule, 'nna')
+    assert.ok(r.stdout.includes(swarmId(swarm)), 'prints the swarm id')
+    for (const [i, m] of swarm.members.entries()) {
+      assert.deepEqual(m.addresses, [`/ip4/127.0.0.1/tcp/${9700 + i}/p2p/${m.id}`])
+      const cfg = await loadNodeConfigFile(join(d, `node-${i}.yaml`))
+      assert.equal(cfg.key, join(d, `node-${i}.key`))
+      assert.equal(cfg.swarm, join(d, 'swarm.yaml'))
+      assert.deepEqual(cfg.listen, [`/ip4/127.0.0.1/tcp/${9700 + i}`])
+      assert.equal(cfg.metricsPort, 9800 + i)
+      assert.equal(cfg.dataDir, join(d, 'data', `node-${i}`))
+      assert.equal((await stat(cfg.key)).mode & 0o777, 0o600)
+    }
+    oneLineError(await runMonna(['swarm', 'init', '--nodes', '4', '--f', '1', '--dir', d]), /already holds a swarm.yaml/)
+  })
+
+  it('swarm init refuses what cannot work, saying what to change', async () => {
+    oneLineError(await runMonna(['swarm', 'init', '--nodes', '6', '--f', '2', '--dir', join(dir, 'x')]), /needs at least 7 nodes/)
+    oneLineError(await runMonna(['swarm', 'init', '--nodes', 'four', '--f', '1', '--dir', join(dir, 'x')]), /--nodes four: must be an integer/)
+    oneLineError(await runMonna(['swarm', 'init', '--nodes', '4', '--f', '1', '--dir', join(dir, 'x'), '--task', 'cifar']), /unknown preset; use one of gaussian/)
+    oneLineError(await runMonna(['swarm', 'init', '--nodes', '4', '--f', '1', '--dir', join(dir, 'x'), '--hosts', 'a,b']), /one host per node/)
+    oneLineError(await runMonna(['swarm', 'init', '--nodes', '4', '--dir', join(dir, 'x')]), /--f/)
+  })
+
+  it('start names the bad field or file and exits 2', async () => {
+    const d = join(dir, 'lan')
+    oneLineError(await runMonna(['start']), /give --config/)
+    oneLineError(await runMonna(['start', '--config', join(dir, 'nope.yaml')]), /nope\.yaml: file not found/)
+    oneLineError(await runMonna(['start', '--config', join(d, 'node-0.yaml'), '--listen', 'tcp:9000']), /listen\.0: not a multiaddr/)
+    oneLineError(await runMonna(['start', '--config', join(d, 'node-0.yaml'), '--progress', 'fancy']), /progress/)
+    oneLineError(await runMonna(['start', '--config', join(d, 'node-0.yaml'), '--frobnicate']), /unknown option '--frobnicate'/)
+    const stranger = join(dir, 'stranger.key')
+    assert.equal((await runMonna(['keygen', '--out', stranger])).code, 0)
+    oneLineError(await runMonna(['start', '--swarm', join(d, 'swarm.yaml'), '--key', stranger]), /is not a member of swarm/)
+    await writeFile(join(dir, 'bad-swarm.yaml'), 'name: x\nf: 1\nmembers: []\n')
+    oneLineError(await runMonna(['start', '--swarm', join(dir, 'bad-swarm.yaml'), '--key', stranger]), /bad-swarm\.yaml: members/)
+  })
+})
