@@ -1,0 +1,86 @@
+/**
+ * The composition root over the real stack in one process: four `createSwarmNode` members on
+ * 127.0.0.1 (libp2p, signed echo broadcast), one of them Byzantine and sending non-finite
+ * models through the behaviour hook. Honest members start from one θ₀, learn, never aggregate
+ * the invalid models (counted as rejections), checkpoint, and stop cleanly.
+ */
+import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, it } from 'node:test'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { Registry } from 'prom-client'
+import { parseSwarm } from '../../src/config/schema.ts'
+import { peerIdOfKey } from '../../src/net/index.ts'
+import { type ByzantineBehaviour, createSwarmNode, encodeModel, listCheckpoints, type SwarmNode } from '../../src/node/index.ts'
+import { freePorts } from '../unit/node/cli-harness.ts'
+
+const nodes: SwarmNode[] = []
+let dir = ''
+after(async () => {
+  await Promise.all(nodes.map((n) => n.stop()))
+  if (dir !== '') await rm(dir, { recursive: true, force: true })
+})
+
+it('4 members over libp2p on loopback learn from one θ0; non-finite models from a Byzantine member are rejected', { timeout: 85_000 }, async () => {
+  dir = await mkdtemp(join(tmpdir(), 'monna-node-libp2p-'))
+  const keys = await Promise.all(Array.from({ length: 4 }, () => generateKeyPair('Ed25519')))
+  const base = await freePorts(4)
+  const swarm = parseSwarm({
+    name: 'loopback',
+    seed: 11,
+    f: 1,
+    members: keys.map((k, i) => ({ id: peerIdOfKey(k), name: `m${i}`, addresses: [`/ip4/127.0.0.1/tcp/${base + i}/p2p/${peerIdOfKey(k)}`] })),
+    task: {
+      dataset: { kind: 'gaussian-mixture', classes: 4, dim: 10, trainSize: 1600, testSize: 400, seed: 2 },
+      model: { kind: 'logreg' },
+      batchSize: 16,
+      schedule: { kind: 'constant', lr: 0.2 },
+      beta: 0.9,
+      rounds: 24,
+      evalEvery: 8,
+    },
+    timing: { roundTimeoutMs: 10_000, roundWindow: 8 },
+  })
+  const nonFinite: ByzantineBehaviour = {
+    name: 'non-finite',
+    act: async (ctx) => {
+      const m = ctx.ownHalfStep.slice()
+      m[0] = Number.POSITIVE_INFINITY
+      return { kind: 'send-raw', payload: encodeModel(m) }
+    },
+  }
+  const registry = new Registry()
+  for (const [i, k] of keys.entries()) {
+    nodes.push(
+      await createSwarmNode({
+        swarm,
+        privateKey: k,
+        listen: [`/ip4/127.0.0.1/tcp/${base + i}`],
+        dataDir: join(dir, `m${i}`),
+        checkpointEvery: 4,
+        backend: 'cpu',
+        ...(i === 3 ? { behaviour: nonFinite } : { registry }),
+      }),
+    )
+  }
+  const theta0 = nodes.map((n) => n.snapshot().params)
+  for (const t of theta0) assert.deepEqual(t, theta0[0])
+  assert.ok(nodes[0]!.multiaddrs.some((a) => a.includes(`/tcp/${base}/`)))
+  const reports = await Promise.all(nodes.map((n) => n.run()))
+  const byzantine = peerIdOfKey(keys[3]!)
+  for (const rs of reports.slice(0, 3)) {
+    assert.equal(rs.at(-1)!.round, 23)
+    assert.ok(rs.at(-1)!.accuracy! > 0.75, `accuracy ${rs.at(-1)!.accuracy}`)
+    for (const r of rs) {
+      assert.ok(r.delivered >= 3, `round ${r.round}: ${r.delivered}`)
+      assert.ok(!r.senders!.includes(byzantine), `round ${r.round} aggregated a non-finite model`)
+    }
+    assert.ok((rs.at(-1)!.rejected['non-finite'] ?? 0) >= 1, JSON.stringify(rs.at(-1)!.rejected))
+  }
+  const metrics = await registry.metrics()
+  assert.match(metrics, /monna_rejections_total\{member="m0",reason="non-finite"\} [1-9]/)
+  assert.match(metrics, /libp2p_/)
+  assert.equal((await listCheckpoints(join(dir, 'm0'))).length, 2)
+})
