@@ -82,7 +82,12 @@ async function main(): Promise<void> {
         // gossipsub's default inbound RPC limit (4 MiB, it-length-prefixed) drops RPCs that carry
         // more than two 1.7 MB messages and the stream with them (measured: 60/90 payloads arrived
         // in 60 s); the baseline gets a limit that can carry the payloads.
-        gossipsub: { maxInboundDataLength: PLAIN_MAX_RPC },
+        // and no peer-score penalties: lost deliveries break IHAVE/IWANT promises, and graylisted
+        // peers would then receive nothing at all (measured: a later round with 0/90 arrivals)
+        gossipsub: {
+          maxInboundDataLength: PLAIN_MAX_RPC,
+          scoreThresholds: { gossipThreshold: -Infinity, publishThreshold: -Infinity, graylistThreshold: -Infinity },
+        },
         // and a stream read buffer above libp2p's 4 MiB, which gossipsub's paused reader
         // overflows under load (the stream is then reset and its messages lost)
         yamux: { streamOptions: { maxReadBufferLength: PLAIN_MAX_RPC } },
@@ -203,6 +208,7 @@ async function main(): Promise<void> {
           const ms = performance.now() - t0
           await settle() // the round's traffic includes what is still in flight (gossipsub duplicates)
           const bytes = ((await sentAll()) - tcpBefore) / N
+          console.error(`# size ${size} round ${round} ${kind}${r < 0 ? ' (warm-up)' : ''}: ${ms.toFixed(0)} ms${kind === 'plain' && lastPlainIncomplete ? ' INCOMPLETE' : ''}`)
           if (r >= 0 && !(kind === 'plain' && lastPlainIncomplete)) {
             if (kind === 'echo') {
               row.echoMs.push(ms)

@@ -5,21 +5,24 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { peerIdFromString } from '@libp2p/peer-id'
+import { Registry } from 'prom-client'
 import { hashPayload, sign, signingSeed, statement } from '../../src/broadcast/crypto.ts'
 import { createEchoBroadcast, type EchoBroadcast, type Rejection, rejectReasons } from '../../src/broadcast/index.ts'
 import { encodeFrame, type Frame } from '../../src/broadcast/wire.ts'
+import { InvalidConfigError } from '../../src/errors.ts'
 import { createNetNode, type NetNode, peerIdOfKey } from '../../src/net/index.ts'
 import { assertRefused, makeKeys, payloadOf, type Swarm, startSwarm, waitDeliveries, waitReject } from '../unit/broadcast/harness.ts'
 
 // n = 4, f = 1: members 0..2 run the broadcast, member 3 is the hand-crafting attacker
 let swarm: Swarm
+const registry = new Registry()
 let target: EchoBroadcast
 let attacker: NetNode
 const extra: NetNode[] = []
 const extraB: EchoBroadcast[] = []
 
 before(async () => {
-  swarm = await startSwarm({ n: 4, f: 1, withoutBroadcast: [3], broadcast: { maxPayloadBytes: 64 * 1024 } })
+  swarm = await startSwarm({ n: 4, f: 1, withoutBroadcast: [3], broadcast: { maxPayloadBytes: 64 * 1024, registry } })
   target = swarm.bcasts[0]!
   attacker = swarm.nodes[3]!
 })
@@ -150,8 +153,16 @@ test('non-member: a certificate signed by an outsider, and a stream from an outs
 test('every reason was counted, and the member still delivers afterwards', async () => {
   const rejected = target.stats().rejected
   for (const reason of rejectReasons) assert.ok((rejected[reason] ?? 0) >= 1, `${reason}: ${JSON.stringify(rejected)}`)
+  // and exported as Prometheus counters labelled by reason
+  const metric = await registry.getSingleMetric('monna_broadcast_rejections_total')!.get()
+  for (const reason of rejectReasons) assert.ok(metric.values.some((v) => v.labels.reason === reason && v.value >= 1), reason)
   const signal = AbortSignal.timeout(30_000)
   const honest = swarm.bcasts.slice(0, 3).map((b) => b!)
   await Promise.all([...honest.map((b, i) => b.broadcast(6, payloadOf(100 + i, 5000), { signal })), ...honest.map((b) => waitDeliveries(b, 6, 3, signal))])
   for (const b of honest) assert.deepEqual(b.delivered(6).map((d) => d.payload.length), [5000, 5000, 5000])
+})
+
+test('setMembership validates a new epoch: same swarm, n ≥ 3f + 1', () => {
+  assert.throws(() => target.setMembership({ ...swarm.membership, swarmId: 'other' }), InvalidConfigError)
+  assert.throws(() => target.setMembership({ ...swarm.membership, f: 2 }), InvalidConfigError)
 })
