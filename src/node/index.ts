@@ -13,6 +13,7 @@ import { type SwarmConfig, swarmId } from '../config/schema.ts'
 import { AbortError, InvalidConfigError } from '../errors.ts'
 import type { Dataset } from '../learning/index.ts'
 import { type Logger, silentLogger } from '../logger.ts'
+import { startAddressExchange } from './addresses.ts'
 import type { ByzantineBehaviour } from './behaviour.ts'
 import { loadLatestCheckpoint, writeCheckpoint } from './checkpoint.ts'
 import { type AccountantPort, type EngineSnapshot, RoundEngine, type RoundReport } from './engine.ts'
@@ -263,6 +264,11 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
         if (!a.includes('/p2p/')) throw new InvalidConfigError('peers', `${a} has no /p2p/<PeerId>; append the member's PeerId`)
         remember(a)
       }
+      // bootstrap members are dialled and redialled like peers; the others are learnt from their announcements
+      for (const a of opts.bootstrap ?? []) if (a.includes('/p2p/')) remember(a)
+      const { swarmTopic } = await import('../net/index.ts')
+      const stopExchange = startAddressExchange({ node, topic: swarmTopic(membership.swarmId, 'addresses'), self, members: membership.members, log: log.child('addresses') })
+      closer('address exchange', stopExchange)
       for (const [id, addrs] of known) {
         await node.peerStore.merge(peerIdFromString(id), { multiaddrs: addrs.map((a) => multiaddr(a).decapsulateCode(421)) })
       }

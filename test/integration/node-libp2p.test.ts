@@ -84,3 +84,36 @@ it('4 members over libp2p on loopback learn from one θ0; non-finite models from
   assert.match(metrics, /libp2p_/)
   assert.equal((await listCheckpoints(join(dir, 'm0'))).length, 2)
 })
+
+it('--bootstrap through one member is enough: members learn each other\'s addresses from announcements', { timeout: 60_000 }, async () => {
+  const keys = await Promise.all(Array.from({ length: 4 }, () => generateKeyPair('Ed25519')))
+  const base = await freePorts(4)
+  const swarm = parseSwarm({
+    name: 'bootstrap',
+    seed: 5,
+    f: 1,
+    members: keys.map((k, i) => ({ id: peerIdOfKey(k), name: `b${i}` })), // no addresses in the swarm file
+    task: {
+      dataset: { kind: 'gaussian-mixture', classes: 4, dim: 10, trainSize: 800, testSize: 200, seed: 2 },
+      model: { kind: 'logreg' },
+      batchSize: 16,
+      rounds: 4,
+    },
+    timing: { roundTimeoutMs: 20_000, roundWindow: 8 },
+  })
+  const first = `/ip4/127.0.0.1/tcp/${base}/p2p/${peerIdOfKey(keys[0]!)}`
+  const group: SwarmNode[] = []
+  for (const [i, k] of keys.entries()) {
+    const node = await createSwarmNode({ swarm, privateKey: k, listen: [`/ip4/127.0.0.1/tcp/${base + i}`], backend: 'cpu', ...(i > 0 ? { bootstrap: [first] } : {}) })
+    group.push(node)
+    nodes.push(node)
+  }
+  const reports = await Promise.all(group.map((n) => n.run()))
+  for (const rs of reports) {
+    assert.equal(rs.length, 4)
+    assert.ok(rs.every((r) => r.delivered >= 3))
+  }
+  // members 1..3 aggregated each other's models, not only member 0's: they found each other
+  const ids = keys.map((k) => peerIdOfKey(k))
+  assert.ok(reports[1]!.some((r) => r.senders!.includes(ids[2]!) || r.senders!.includes(ids[3]!)))
+})
