@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import type { ByzantineBehaviour } from '../../../src/node/behaviour.ts'
-import { type EngineSnapshot, nearestToMedianMean, RoundEngine, type RoundEngineOptions, type RoundReport } from '../../../src/node/engine.ts'
+import { ByzantineCrashError, type EngineSnapshot, nearestToMedianMean, RoundEngine, type RoundEngineOptions, type RoundReport } from '../../../src/node/engine.ts'
 import { createMemoryHub, type MemoryHub } from '../../../src/node/memory-hub.ts'
 import { encodeModel } from '../../../src/node/payload.ts'
+import type { Delivery } from '../../../src/node/port.ts'
 import { memberIds, once, quadraticLearner, simpleNna } from './helpers.ts'
 
 const DIM = 6
@@ -20,7 +21,7 @@ function makeEngine(
     self: member,
     membership: hub.membership,
     swarmSeed: 'swarm-seed',
-    port: hub.port(member),
+    port: o.port ?? hub.port(member),
     learner,
     aggregator: agg,
     rounds: 5,
@@ -198,6 +199,37 @@ describe('round engine on the memory hub', () => {
     for (const rs of reports) for (const r of rs) assert.ok(!r.senders!.includes(ids[6]!))
     seenCounts = []
     for (const e of [...honest, byz]) e.dispose()
+  })
+})
+
+describe('Byzantine actions', () => {
+  it('crash stops the engine with ByzantineCrashError; replay re-sends an older payload; the honest ones go on', async () => {
+    const { hub, ids } = swarm(7, 2)
+    const crasher: ByzantineBehaviour = { name: 'crash', act: async (ctx) => (ctx.round === 1 ? { kind: 'crash' } : { kind: 'send', model: ctx.ownHalfStep }) }
+    const replayer: ByzantineBehaviour = {
+      name: 'replay',
+      act: async (ctx) => (ctx.round === 0 ? { kind: 'send', model: new Float32Array(DIM).fill(0.5) } : { kind: 'replay', fromRound: 0 }),
+    }
+    const watch = hub.port(ids[0]!)
+    const fromReplayer: Delivery[] = []
+    watch.addEventListener('deliver', (e) => {
+      const d = (e as CustomEvent<Delivery>).detail
+      if (d.sender === ids[6]) fromReplayer.push(d)
+    })
+    const honest = ids.slice(0, 5).map((id, i) => makeEngine(hub, id, { rounds: 4, ...(i === 0 ? { port: watch } : {}) }))
+    const c = makeEngine(hub, ids[5]!, { rounds: 4, behaviour: crasher })
+    const r = makeEngine(hub, ids[6]!, { rounds: 4, behaviour: replayer })
+    const [reports, crashed] = await Promise.all([Promise.all(honest.map((e) => e.run())), c.run().then(() => undefined, (e: unknown) => e), r.run()])
+    assert.ok(crashed instanceof ByzantineCrashError)
+    assert.equal(crashed.round, 1)
+    for (const rs of reports) assert.equal(rs.length, 4)
+    // the replayer's later instances carry its round-0 payload again
+    const round0 = fromReplayer.find((d) => d.round === 0)
+    assert.ok(round0 !== undefined)
+    const replays = fromReplayer.filter((d) => d.round > 0)
+    assert.ok(replays.length >= 1)
+    for (const d of replays) assert.deepEqual(d.payload, round0.payload)
+    for (const e of [...honest, c, r]) e.dispose()
   })
 })
 
