@@ -460,11 +460,12 @@ export class RoundEngine extends EventTarget {
         const t = this.current
         const lag = this.opts.catchUpLag ?? defaultEngineOptions.catchUpLag
         const newest = this.port.newestCertifiedRound()
-        if (newest >= t + lag) {
+        const target = this.catchUpTarget(newest)
+        if (newest >= t + lag && target > t) {
           // behind: catch up unless this round's deliveries are still held (then it completes at once)
           this.openRound(t)
           if (this.validCount(t) + (this.heldFor(t).has(this.self) ? 0 : 1) < this.needed) {
-            await this.catchUp(t, newest - 1, signal)
+            await this.catchUp(t, target, signal)
             continue
           }
         }
@@ -518,9 +519,9 @@ export class RoundEngine extends EventTarget {
       if (count >= this.needed) break
       const newest = this.port.newestCertifiedRound()
       const othersMissing = this.validCount(t) + (ownHeld ? 0 : 1) < this.needed
-      if (newest >= t + lag && othersMissing) {
+      if (newest >= t + lag && othersMissing && this.catchUpTarget(newest) > t) {
         if (stalled) this.recover(t, count, performance.now() - stallReportedAt)
-        await this.catchUp(t, newest - 1, signal)
+        await this.catchUp(t, this.catchUpTarget(newest), signal)
         return undefined // the swarm is ahead and this round's deliveries are missing
       }
       const waited = performance.now() - waitStart
@@ -730,6 +731,15 @@ export class RoundEngine extends EventTarget {
     }
   }
 
+  /**
+   * The round to catch up to: the newest certified round minus one (its deliveries are complete
+   * at the members that moved on), but never the last round, which this member runs itself so
+   * that it ends with its own final report and evaluation.
+   */
+  private catchUpTarget(newest: number): number {
+    return Math.min(newest - 1, this.opts.rounds - 2)
+  }
+
   /** Adopts the robust aggregate of the certified deliveries of round `target` and continues at target + 1. */
   private async catchUp(from: number, target: number, signal?: AbortSignal): Promise<void> {
     this.log.info('behind the swarm: catching up from certified deliveries', { from, target, held: this.validCount(from) })
@@ -749,9 +759,9 @@ export class RoundEngine extends EventTarget {
       if (this.validCount(target) >= this.needed) break
       // the swarm moved further on while we fetched: aim at the newer round
       const newest = this.port.newestCertifiedRound()
-      if (newest - 1 > target + 1) {
-        this.log.debug('catch-up target moved', { from: target, to: newest - 1 })
-        target = newest - 1
+      if (this.catchUpTarget(newest) > target + 1) {
+        this.log.debug('catch-up target moved', { from: target, to: this.catchUpTarget(newest) })
+        target = this.catchUpTarget(newest)
         this.current = target
         this.gc()
         this.port.setFloor(Math.max(0, target - 1))
