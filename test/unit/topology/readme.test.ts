@@ -1,0 +1,38 @@
+import assert from 'node:assert/strict'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import { parse } from 'yaml'
+import { runTopology } from '../../../src/topology/runner.ts'
+import { loadScenario, parseScenario } from '../../../src/topology/schema.ts'
+
+const root = join(import.meta.dirname, '../../..')
+
+async function readmeScenario(): Promise<unknown> {
+  const readme = await readFile(join(root, 'README.md'), 'utf8')
+  const section = readme.slice(readme.indexOf('<!-- section:topologies:start -->'), readme.indexOf('<!-- section:topologies:end -->'))
+  const block = /```yaml\n([\s\S]*?)```/.exec(section)
+  assert.ok(block !== null, 'the topologies section has a YAML example')
+  return parse(block[1]!)
+}
+
+describe('README topologies section', () => {
+  it('its scenario example is valid and is topologies/ci-smoke.yaml', async () => {
+    const example = parseScenario(await readmeScenario(), 'README example')
+    const file = await loadScenario(join(root, 'topologies/ci-smoke.yaml'))
+    for (const key of ['n', 'f', 'task', 'aggregator', 'timing', 'byzantine', 'network', 'expect'] as const) {
+      assert.deepEqual(example[key], file[key], `README example and ci-smoke.yaml differ in ${key}`)
+    }
+  })
+
+  it('its scenario example runs and passes (in-process)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'monna-readme-'))
+    try {
+      const { report } = await runTopology(parseScenario(await readmeScenario()), { outDir: dir, mode: 'in-process' })
+      assert.equal(report.passed, true, JSON.stringify(report.expectations))
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
