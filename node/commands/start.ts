@@ -41,6 +41,9 @@ export interface StartFlags {
   lingerMs?: string
 }
 
+/** Hard bound on a signal-triggered shutdown (checkpoint + closing); each component gets 5 s (defaultNodeOptions.closeTimeoutMs). */
+const shutdownTimeoutMs = 30_000
+
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
 
 function num(flag: string, v: string | undefined): number | undefined {
@@ -141,6 +144,11 @@ export async function start(flags: StartFlags): Promise<number> {
       process.exit(130)
     }
     signalled = true
+    // a shutdown that cannot finish (a component stuck closing) must not keep the process alive
+    setTimeout(() => {
+      log.error('shutdown did not finish in time; exiting', { timeoutMs: shutdownTimeoutMs })
+      process.exit(exitCodes.failure)
+    }, shutdownTimeoutMs).unref()
     shutdown(sig).then(
       () => process.exit(exitCodes.ok),
       (err: unknown) => {
