@@ -30,7 +30,7 @@ export interface MatrixReport {
 function label(rule: MatrixConfig['rules'][number]): string {
   const extra = Object.entries(rule)
     .sort(([a], [b]) => (a < b ? -1 : 1))
-    .filter(([k]) => k !== 'rule')
+    .filter(([k]) => k !== 'rule' && k !== 'behaviour')
     .map(([k, v]) => `${k}=${String(v)}`)
   return extra.length === 0 ? rule.rule : `${rule.rule}(${extra.join(',')})`
 }
@@ -56,11 +56,11 @@ export async function runMatrix(
         if (typeof beta !== 'number' || !(beta >= 0 && beta < 1)) throw new InvalidConfigError(`${s.name}: matrix.rules`, `beta must be a number in [0, 1), got ${String(beta)}`)
         variant.task.beta = beta
       }
-      const dir = join(outDir, `${label(rule)}__${behaviour.behaviour}`.replace(/[^a-z0-9=.,()_+-]/gi, '_'))
+      const dir = join(outDir, `${label(rule)}__${label({ ...behaviour, rule: String(behaviour.behaviour) } as MatrixConfig['rules'][number])}`.replace(/[^a-z0-9=.,()_+-]/gi, '_'))
       const { report, files } = await runTopology(variant, { ...opts, outDir: dir })
       const cell: MatrixCell = {
         rule: label(rule),
-        behaviour: String(behaviour.behaviour),
+        behaviour: label({ ...behaviour, rule: String(behaviour.behaviour) } as MatrixConfig['rules'][number]),
         minHonestAccuracy: report.honest.minFinalAccuracy,
         medianHonestAccuracy: report.honest.medianFinalAccuracy,
         passed: report.passed,
