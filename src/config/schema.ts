@@ -128,6 +128,12 @@ export const swarmSchema = z.strictObject({
     .regex(/^[a-z0-9][a-z0-9._-]*$/i, 'use letters, digits, ".", "_" or "-"')
     .max(64),
   seed: seed.default(0),
+  /**
+   * PeerId of the swarm admin's Ed25519 key: the only key that may sign membership epochs
+   * (add/remove members, change f while the swarm runs; see src/membership). Optional: a swarm
+   * without an admin has a fixed membership. Part of the swarm id like every other field.
+   */
+  admin: z.string().min(1).optional(),
   f: z.number().int().nonnegative(),
   members: z.array(memberSchema).min(1),
   task: taskSchema.default(taskSchema.parse({})),
@@ -167,6 +173,9 @@ export function parseSwarm(input: unknown, where = 'swarm'): SwarmConfig {
   for (const [i, m] of swarm.members.entries()) {
     if (ids.has(m.id)) throw new InvalidConfigError(`${where}: members.${i}.id`, `member ${m.id} is listed twice; list each member once`)
     ids.add(m.id)
+  }
+  if (swarm.admin !== undefined && !/^12D3KooW[1-9A-HJ-NP-Za-km-z]{44}$/.test(swarm.admin)) {
+    throw new InvalidConfigError(`${where}: admin`, `${swarm.admin} is not the PeerId of an Ed25519 key (12D3KooW…); print one with \`monna keygen --out admin.key\``)
   }
   const n = swarm.members.length
   if (n < 3 * swarm.f + 1) {

@@ -15,8 +15,16 @@
  * arrive: the engine then reports a stall ('stall' event, log, metric) and keeps waiting, and
  * reports 'recover' when the round completes. A member that sees certified FINALs of a round
  * at least `catchUpLag` ahead of its own catches up: it fetches the certified deliveries of the
- * newest complete round, aggregates them robustly (no own model exists for that round) and
- * continues from the next one, keeping its momentum.
+ * newest complete round, aggregates them robustly (no own model exists for that round: the
+ * mean of the k − f models nearest their coordinate-wise median, whatever the rule), restarts
+ * its momentum at zero (its old momentum, if any, was computed at models the swarm has left
+ * behind) and continues from the next one. A joining member (`join`, or `joinFrom` above its
+ * round) does nothing until the swarm has certified a round it may catch up to.
+ *
+ * Membership epochs (`membershipAt`, see src/membership): before each round t the engine asks
+ * which epoch is in force at t and, when it changed, switches n, f, the quorum of n − f, the
+ * aggregator (its f) and the broadcast's membership at that round boundary; a member no longer
+ * listed stops ('removed' event).
  */
 import { AbortError, InvalidConfigError, MonnaError } from '../errors.ts'
 import { type Logger, silentLogger } from '../logger.ts'
@@ -77,6 +85,8 @@ export interface RoundReport {
   senders?: string[]
   /** set on the first report after a catch-up: the round this member was at when it fell behind */
   caughtUpFrom?: number
+  /** membership epoch this round ran in (when the node follows epochs) */
+  epoch?: number
   /** members whose certified models of already-closed rounds arrived since the previous report (delivered, too late to use) */
   lateSenders?: string[]
 }
@@ -112,6 +122,23 @@ export interface CatchUpEvent {
   delivered: number
 }
 
+/** The membership epoch switched at `round` (the first round run with it). */
+export interface EpochEvent {
+  epoch: number
+  previous: number
+  round: number
+  n: number
+  f: number
+  members: string[]
+}
+
+/** What the engine uses at one round: the epoch's membership and an aggregator with its f. */
+export interface EpochView {
+  epoch: number
+  membership: Membership
+  aggregator: AggregatorPort
+}
+
 export interface RoundEngineOptions {
   self: string
   name?: string
@@ -130,6 +157,14 @@ export interface RoundEngineOptions {
   roundWindow?: number
   /** fall behind by this many certified rounds → catch up (default 2: see `defaultEngineOptions`) */
   catchUpLag?: number
+  /** membership epochs: the epoch in force at a round (default: `membership` forever, epoch 0) */
+  membershipAt?: (round: number) => EpochView
+  /** wait for the swarm's certified rounds and catch up before running any round (a late joiner) */
+  join?: boolean
+  /** never run a round below this one (a member added by an epoch activating there): catch up to it */
+  joinFrom?: number
+  /** the epoch number of `membership` (default 0) */
+  epoch?: number
   evalEvery?: number
   evaluate?: (opts: { final: boolean; round: number }) => Promise<{ accuracy: number; loss: number }>
   behaviour?: ByzantineBehaviour
@@ -231,16 +266,21 @@ export function sketchOf(theta: Float32Array, seed: number | string, dims = 64):
 
 export class RoundEngine extends EventTarget {
   readonly self: string
-  readonly n: number
-  readonly f: number
-  readonly needed: number
+  n: number
+  f: number
+  needed: number
+  /** membership epoch in force (0 = the swarm file) */
+  epoch = 0
+  private membership: Membership
+  private aggregator: AggregatorPort
+  private joined: boolean
   private readonly opts: RoundEngineOptions
   private readonly log: Logger
   private readonly port: BroadcastPort
   private readonly learner: LearnerPort
   private readonly rng: Rng
   private readonly window: number
-  private readonly memberIndex: Map<string, number>
+  private memberIndex: Map<string, number>
   /** round currently open (deliveries below it are late) */
   private current: number
   private readonly held = new Map<number, Map<string, Held>>()
@@ -270,6 +310,10 @@ export class RoundEngine extends EventTarget {
     this.f = membership.f
     this.needed = this.n - this.f
     this.memberIndex = new Map(membership.members.map((m, i) => [m, i]))
+    this.membership = membership
+    this.aggregator = opts.aggregator
+    this.joined = opts.join !== true
+    this.epoch = opts.epoch ?? 0
     if (!this.memberIndex.has(opts.self)) throw new InvalidConfigError('self', `${opts.self} is not a member of swarm ${membership.swarmId}`)
     if (!Number.isInteger(opts.rounds) || opts.rounds < 1) throw new InvalidConfigError('rounds', `must be a positive integer, got ${opts.rounds}`)
     if (!(opts.roundTimeoutMs > 0)) throw new InvalidConfigError('roundTimeoutMs', `must be > 0, got ${opts.roundTimeoutMs}`)
@@ -457,6 +501,14 @@ export class RoundEngine extends EventTarget {
     try {
       while (this.current < this.opts.rounds) {
         signal?.throwIfAborted()
+        if (!this.joined || this.current < (this.opts.joinFrom ?? 0)) {
+          await this.joinSwarm(signal)
+          continue
+        }
+        if (!this.applyEpoch(this.current)) {
+          this.removed(this.current)
+          break
+        }
         const t = this.current
         const lag = this.opts.catchUpLag ?? defaultEngineOptions.catchUpLag
         const newest = this.port.newestCertifiedRound()
@@ -571,7 +623,7 @@ export class RoundEngine extends EventTarget {
       senders.push(sender)
     }
     const aggStart = performance.now()
-    const next = this.opts.aggregator.aggregate(inputs, { own: ownIdx, reference: this.snap.params })
+    const next = this.aggregator.aggregate(inputs, { own: ownIdx, reference: this.snap.params })
     this.opts.metrics?.aggregationSeconds((performance.now() - aggStart) / 1000)
     this.learner.setParams(next)
     this.current = t + 1
@@ -611,6 +663,7 @@ export class RoundEngine extends EventTarget {
       bytesReceived: stats.bytesReceived,
       stalled: r.stalled,
       senders: r.senders,
+      ...(this.opts.membershipAt !== undefined ? { epoch: this.epoch } : {}),
     }
     if (this.lateSince.size > 0) {
       report.lateSenders = [...this.lateSince].sort((a, b) => this.memberIndex.get(a)! - this.memberIndex.get(b)!)
@@ -661,7 +714,7 @@ export class RoundEngine extends EventTarget {
   }
 
   private byzantineContext(t: number, ownHalfStep: Float32Array, runSignal?: AbortSignal): ByzantineContext {
-    const { membership } = this.opts
+    const membership = this.membership
     return {
       round: t,
       self: this.self,
@@ -743,6 +796,7 @@ export class RoundEngine extends EventTarget {
   /** Adopts the robust aggregate of the certified deliveries of round `target` and continues at target + 1. */
   private async catchUp(from: number, target: number, signal?: AbortSignal): Promise<void> {
     this.log.info('behind the swarm: catching up from certified deliveries', { from, target, held: this.validCount(from) })
+    if (!this.applyEpoch(target)) return // removed meanwhile: the run loop stops
     this.current = target
     this.gc()
     this.port.setFloor(Math.max(0, target - 1))
@@ -762,6 +816,7 @@ export class RoundEngine extends EventTarget {
       if (this.catchUpTarget(newest) > target + 1) {
         this.log.debug('catch-up target moved', { from: target, to: this.catchUpTarget(newest) })
         target = this.catchUpTarget(newest)
+        if (!this.applyEpoch(target)) return
         this.current = target
         this.gc()
         this.port.setFloor(Math.max(0, target - 1))
@@ -773,6 +828,9 @@ export class RoundEngine extends EventTarget {
     for (const v of this.heldFor(target).values()) if ('model' in v) inputs.push(v.model)
     const next = nearestToMedianMean(inputs, this.f)
     this.learner.setParams(next)
+    // momentum restarts at zero: whatever this member had was computed at models the swarm left behind
+    this.learner.setMomentum(new Float32Array(this.learner.dim))
+    this.joined = true
     this.opts.metrics?.catchUp()
     for (let i = 0; i < inputs.length; i++) this.opts.metrics?.delivery('catch-up')
     this.current = target + 1
@@ -782,6 +840,60 @@ export class RoundEngine extends EventTarget {
     const ev: CatchUpEvent = { from, to: target, delivered: inputs.length }
     this.log.info('caught up', { ...ev })
     this.dispatchEvent(new CustomEvent('catch-up', { detail: ev }))
+  }
+
+  /**
+   * A joining member: waits (without stepping or broadcasting) until the swarm has certified a
+   * round it may catch up to — at least `joinFrom` — then catches up to it.
+   */
+  private async joinSwarm(signal?: AbortSignal): Promise<void> {
+    const from = Math.max(this.current, this.opts.joinFrom ?? 0)
+    let logged = false
+    for (;;) {
+      signal?.throwIfAborted()
+      const target = this.catchUpTarget(this.port.newestCertifiedRound())
+      if (target >= from) {
+        await this.catchUp(this.current, target, signal)
+        return
+      }
+      if (!logged) {
+        logged = true
+        this.log.info('joining: waiting for the swarm\'s certified rounds', { from })
+      }
+      await this.idle(Math.max(defaultEngineOptions.pollMs, 500), signal)
+    }
+  }
+
+  /**
+   * Switches to the epoch in force at `round` if it changed: n, f, n − f, aggregator, broadcast
+   * membership, and drops held deliveries of members no longer listed. Returns whether this
+   * member is still a member.
+   */
+  private applyEpoch(round: number): boolean {
+    const view = this.opts.membershipAt?.(round)
+    if (view === undefined || view.epoch === this.epoch) return this.memberIndex.has(this.self)
+    const previous = this.epoch
+    const m = view.membership
+    this.epoch = view.epoch
+    this.membership = m
+    this.n = m.members.length
+    this.f = m.f
+    this.needed = this.n - this.f
+    this.memberIndex = new Map(m.members.map((id, i) => [id, i]))
+    this.aggregator = view.aggregator
+    for (const [r, h] of this.held) if (r >= round) for (const sender of [...h.keys()]) if (!this.memberIndex.has(sender)) h.delete(sender)
+    const still = this.memberIndex.has(this.self)
+    if (still) this.port.setMembership?.(m)
+    const ev: EpochEvent = { epoch: view.epoch, previous, round, n: this.n, f: this.f, members: [...m.members] }
+    this.log.info('membership epoch switched', { epoch: ev.epoch, previous, round, n: ev.n, f: ev.f, member: still })
+    this.opts.metrics?.setEpoch?.(view.epoch)
+    this.dispatchEvent(new CustomEvent('epoch', { detail: ev }))
+    return still
+  }
+
+  private removed(round: number): void {
+    this.log.warn('this member is not in the membership epoch in force: leaving the swarm', { epoch: this.epoch, round })
+    this.dispatchEvent(new CustomEvent('removed', { detail: { epoch: this.epoch, round } }))
   }
 
   /** Detaches from the port and clears every timer. */

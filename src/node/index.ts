@@ -4,6 +4,9 @@
  * the broadcast (libp2p signed echo broadcast, or an in-process MemoryHub) and checkpoints into
  * one `RoundEngine`, and closes them in reverse on `stop()`.
  */
+
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -13,10 +16,11 @@ import { type SwarmConfig, swarmId } from '../config/schema.ts'
 import { AbortError, InvalidConfigError } from '../errors.ts'
 import type { Dataset } from '../learning/index.ts'
 import { type Logger, silentLogger } from '../logger.ts'
+import { EpochBook, type EpochRejectedError, genesisEpoch, type MembershipEpoch, type SignedEpoch, verifyEpoch } from '../membership/index.ts'
 import { startAddressExchange } from './addresses.ts'
 import type { ByzantineBehaviour } from './behaviour.ts'
 import { loadLatestCheckpoint, writeCheckpoint } from './checkpoint.ts'
-import { type AccountantPort, type EngineSnapshot, RoundEngine, type RoundReport } from './engine.ts'
+import { type AccountantPort, type AggregatorPort, type EngineSnapshot, type EpochView, RoundEngine, type RoundReport } from './engine.ts'
 import type { MemoryHub } from './memory-hub.ts'
 import { createNodeMetrics } from './metrics.ts'
 import type { BroadcastPort, Membership } from './port.ts'
@@ -38,6 +42,8 @@ export type {
   AggregatorPort,
   CatchUpEvent,
   EngineSnapshot,
+  EpochEvent,
+  EpochView,
   LearnerPort,
   RecoverEvent,
   RoundEngineOptions,
@@ -64,6 +70,32 @@ export interface SwarmNode extends EventTarget {
   readonly resumedAt: number
   /** State after the last completed round. */
   snapshot(): EngineSnapshot
+  /** Membership epoch, round and peers, for `monna status`. */
+  status(): NodeStatus
+  /**
+   * Hands this member a signed membership epoch (from the admin's CLI): verified against the
+   * swarm's admin key, stored, applied at its activation round and relayed to the other members.
+   */
+  submitEpoch(input: unknown): Promise<{ epoch: number; activation: number; added: boolean }>
+}
+
+export interface NodeStatus {
+  member: string
+  name: string
+  swarmId: string
+  /** next round to run */
+  round: number
+  /** epoch in force and its membership */
+  epoch: number
+  n: number
+  f: number
+  members: string[]
+  /** newest epoch known (may activate later) */
+  latestEpoch: number
+  latestActivation: number
+  /** PeerIds of open connections */
+  peers: string[]
+  multiaddrs: string[]
 }
 
 export interface NodeOptions {
@@ -94,12 +126,18 @@ export interface NodeOptions {
   datasets?: { train: Dataset; test: Dataset }
   /** aborts the setup (data loading, connecting) */
   signal?: AbortSignal
+  /** signed membership epochs (parsed JSON of `monna swarm add-member` files); verified here */
+  epochs?: unknown[]
+  /** wait for the swarm's certified rounds and catch up before taking part (a late joiner) */
+  join?: boolean
 }
 
 export const defaultNodeOptions = {
   checkpointEvery: 10,
   // Redial members we know addresses of but are not connected to (after a restart of theirs).
   redialMs: 2000,
+  // Relay the known signed epochs this often, so members that were away learn them (same period as the address exchange).
+  epochGossipMs: 3000,
   // Bound on closing one component at shutdown (a libp2p stop waiting on dead peers must not hang the exit).
   closeTimeoutMs: 5000,
 } as const
@@ -109,16 +147,52 @@ export function membershipOf(swarm: SwarmConfig): Membership {
   return { swarmId: swarmId(swarm), members: swarm.members.map((m) => m.id), f: swarm.f }
 }
 
+/** The broadcast's view of one epoch. */
+export function membershipOfEpoch(e: MembershipEpoch): Membership {
+  return { swarmId: e.swarmId, members: e.members.map((m) => m.id), f: e.f }
+}
+
+async function readStoredEpochs(dataDir: string | undefined): Promise<unknown[]> {
+  if (dataDir === undefined) return []
+  let names: string[]
+  try {
+    names = (await readdir(join(dataDir, 'epochs'))).filter((f) => /^epoch-\d+\.json$/.test(f))
+  } catch {
+    return []
+  }
+  const out: unknown[] = []
+  for (const f of names) {
+    try {
+      out.push(JSON.parse(await readFile(join(dataDir, 'epochs', f), 'utf8')))
+    } catch {
+      // a torn file: the epoch comes back through the swarm's gossip
+    }
+  }
+  return out
+}
+
 export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
   const { swarm } = opts
   const { peerIdOfKey, createNetNode, validateMembership } = await import('../net/index.ts')
   const self = peerIdOfKey(opts.privateKey)
-  const index = swarm.members.findIndex((m) => m.id === self)
-  if (index < 0) {
-    throw new InvalidConfigError('key', `this key's PeerId ${self} is not a member of swarm "${swarm.name}"; add it to members or use a member's key`)
+  // ---- membership epochs: the swarm file (epoch 0), epochs given, epochs stored in the data directory
+  const book = new EpochBook(genesisEpoch(swarm))
+  const given = [...(opts.epochs ?? [])]
+  for (const raw of [...given, ...(await readStoredEpochs(opts.dataDir))]) {
+    const e = await verifyEpoch(raw, swarm).catch((err: unknown) => {
+      if (given.includes(raw)) throw err
+      return undefined
+    })
+    if (e !== undefined) book.add(e)
   }
-  const membership = membershipOf(swarm)
-  const name = opts.name ?? swarm.members[index]!.name ?? `member-${index}`
+  const firstEpoch = book.firstWith(self)
+  if (firstEpoch === undefined) {
+    throw new InvalidConfigError('key', `this key's PeerId ${self} is not a member of swarm "${swarm.name}"; add it to members (or to a membership epoch: monna swarm add-member) or use a member's key`)
+  }
+  const startEpoch = book.at(0).members.some((m) => m.id === self) ? book.at(0) : firstEpoch
+  const index = startEpoch.members.findIndex((m) => m.id === self)
+  const membership = membershipOfEpoch(startEpoch)
+  const name = opts.name ?? startEpoch.members[index]!.name ?? `member-${index}`
   const log = (opts.logger ?? silentLogger).child(name)
   validateMembership(membership, log)
   const task = swarm.task
@@ -153,7 +227,8 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
     log.debug('backend ready', { backend: backend.name })
     const train = opts.datasets?.train ?? (await learning.loadDataset(task.dataset, 'train', { signal }))
     const test = opts.datasets?.test ?? (await learning.loadDataset(task.dataset, 'test', { signal }))
-    const shards = learning.partition(train.y, train.numClasses, swarm.members.length, task.partition, swarm.seed)
+    // a member's shard: its index among the members of the epoch it joined in (the swarm file for founders)
+    const shards = learning.partition(train.y, train.numClasses, startEpoch.members.length, task.partition, swarm.seed)
     let shard = learning.subset(train, shards[index]!)
     if (opts.labelFlip === true) shard = learning.flipLabels(shard)
     signal?.throwIfAborted()
@@ -199,7 +274,18 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
     })
     closer('learner', () => learner.dispose())
     const { rule, ...ruleParams } = swarm.aggregator
-    const aggregator = createAggregator({ ...ruleParams, rule, f: swarm.f })
+    const aggregator = createAggregator({ ...ruleParams, rule, f: startEpoch.f })
+    const views = new Map<number, EpochView>([[startEpoch.epoch, { epoch: startEpoch.epoch, membership, aggregator }]])
+    const membershipAt = (round: number): EpochView => {
+      const e = book.at(round)
+      let v = views.get(e.epoch)
+      if (v === undefined) {
+        const agg: AggregatorPort = createAggregator({ ...ruleParams, rule, f: e.f })
+        v = { epoch: e.epoch, membership: membershipOfEpoch(e), aggregator: agg }
+        views.set(e.epoch, v)
+      }
+      return v
+    }
 
     // ---- checkpoint to resume from
     let resume: EngineSnapshot | undefined
@@ -222,6 +308,26 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
     // ---- transport
     let port: BroadcastPort
     let multiaddrs = (): string[] => []
+    let connectedPeers = (): string[] => []
+    let publishEpochs = (): void => {}
+    const storeEpoch = async (e: SignedEpoch): Promise<void> => {
+      if (opts.dataDir === undefined) return
+      await mkdir(join(opts.dataDir, 'epochs'), { recursive: true })
+      await writeFile(join(opts.dataDir, 'epochs', `epoch-${e.epoch}.json`), `${JSON.stringify(e, null, 2)}\n`)
+    }
+    let onNewEpoch = (_e: SignedEpoch): void => {}
+    /** Verifies and records a signed epoch from anywhere (CLI, gossip); returns whether it was new. */
+    const learnEpoch = async (raw: unknown, from: string): Promise<{ epoch: SignedEpoch; added: boolean }> => {
+      const e = await verifyEpoch(raw, swarm)
+      const added = book.add(e)
+      if (added) {
+        log.info('membership epoch received', { epoch: e.epoch, activation: e.activation, n: e.members.length, f: e.f, from })
+        await storeEpoch(e).catch((err: unknown) => log.warn('could not store the epoch', { error: String(err) }))
+        onNewEpoch(e)
+      }
+      return { epoch: e, added }
+    }
+    for (const e of book.signed()) await storeEpoch(e).catch(() => {})
     if (opts.transport?.kind === 'memory') {
       port = opts.transport.hub.port(self, { roundWindow: swarm.timing.roundWindow })
       closer('memory port', () => port.stop())
@@ -238,6 +344,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       })
       closer('libp2p', () => node.stop())
       multiaddrs = () => node.getMultiaddrs().map(String)
+      connectedPeers = () => [...new Set(node.getConnections().map((c) => c.remotePeer.toString()))]
       const broadcast = await createEchoBroadcast({
         node,
         privateKey: opts.privateKey,
@@ -272,6 +379,57 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       for (const [id, addrs] of known) {
         await node.peerStore.merge(peerIdFromString(id), { multiaddrs: addrs.map((a) => multiaddr(a).decapsulateCode(421)) })
       }
+      // ---- membership epochs over the swarm's pubsub namespace: relayed periodically, verified by every receiver
+      const epochTopic = swarmTopic(membership.swarmId, 'membership')
+      const pubsub = (node.services as { pubsub?: { subscribe(t: string): void; unsubscribe(t: string): void; publish(t: string, d: Uint8Array): Promise<unknown> } & EventTarget }).pubsub
+      if (pubsub !== undefined) {
+        const onEpochMessage = (evt: Event): void => {
+          const msg = (evt as CustomEvent<{ topic: string; data: Uint8Array; from?: { toString(): string } }>).detail
+          if (msg.topic !== epochTopic || msg.data.byteLength > 1024 * 1024) return
+          let list: unknown
+          try {
+            list = JSON.parse(new TextDecoder().decode(msg.data))
+          } catch {
+            return
+          }
+          if (!Array.isArray(list)) return
+          for (const raw of list.slice(0, 16)) {
+            learnEpoch(raw, String(msg.from)).catch((err: unknown) => {
+              log.warn('membership epoch refused', { reason: (err as EpochRejectedError).reason ?? 'error', error: String(err), from: String(msg.from) })
+            })
+          }
+        }
+        pubsub.addEventListener('message', onEpochMessage)
+        pubsub.subscribe(epochTopic)
+        publishEpochs = () => {
+          const signed = book.signed().slice(-4)
+          if (signed.length === 0) return
+          pubsub.publish(epochTopic, new TextEncoder().encode(JSON.stringify(signed))).catch((err: unknown) => log.debug('epoch relay not sent', { error: String(err) }))
+        }
+        const gossipTimer = setInterval(publishEpochs, defaultNodeOptions.epochGossipMs)
+        closer('epoch gossip', () => {
+          clearInterval(gossipTimer)
+          pubsub.removeEventListener('message', onEpochMessage)
+          try {
+            pubsub.unsubscribe(epochTopic)
+          } catch {}
+        })
+      }
+      // members added by epochs: their addresses are dialled like the swarm file's
+      const rememberEpochMembers = async (e: MembershipEpoch): Promise<void> => {
+        for (const m of e.members) {
+          if (m.id === self || known.has(m.id)) continue
+          const addrs = m.addresses.map((a) => (a.includes('/p2p/') ? a : `${a}/p2p/${m.id}`))
+          if (addrs.length === 0) continue
+          known.set(m.id, addrs)
+          await node.peerStore.merge(peerIdFromString(m.id), { multiaddrs: addrs.map((a) => multiaddr(a).decapsulateCode(421)) }).catch(() => {})
+        }
+      }
+      for (const e of book.all()) await rememberEpochMembers(e)
+      onNewEpoch = (e) => {
+        rememberEpochMembers(e).catch(() => {})
+        publishEpochs()
+      }
       const redial = (): void => {
         for (const id of known.keys()) {
           const pid = peerIdFromString(id)
@@ -291,6 +449,10 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       self,
       name,
       membership,
+      epoch: startEpoch.epoch,
+      membershipAt,
+      ...(startEpoch.activation > 0 ? { joinFrom: startEpoch.activation } : {}),
+      ...(opts.join === true && resume === undefined ? { join: true } : {}),
       swarmSeed: swarm.seed,
       port,
       learner,
@@ -327,15 +489,53 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       rule,
       shard: shard.n,
       round: engine.round,
+      epoch: startEpoch.epoch,
+      ...(startEpoch.activation > 0 ? { joinsAt: startEpoch.activation } : {}),
     })
-    return new SwarmNodeImpl({ self, index, engine, multiaddrs, closeAll, log, dataDir: opts.dataDir, swarmId: membership.swarmId, resumedAt: resume?.round ?? 0 })
+    const status = (): NodeStatus => {
+      const latest = book.latest()
+      return {
+        member: self,
+        name,
+        swarmId: membership.swarmId,
+        round: engine.round,
+        epoch: engine.epoch,
+        n: engine.n,
+        f: engine.f,
+        members: membershipAt(Math.max(engine.round, startEpoch.activation)).membership.members,
+        latestEpoch: latest.epoch,
+        latestActivation: latest.activation,
+        peers: connectedPeers(),
+        multiaddrs: multiaddrs(),
+      }
+    }
+    const submitEpoch = async (raw: unknown): Promise<{ epoch: number; activation: number; added: boolean }> => {
+      const { epoch, added } = await learnEpoch(raw, 'local')
+      if (added && epoch.activation <= engine.round) {
+        log.warn('the new epoch activates at a round this member has already passed; it applies from the next round here', { epoch: epoch.epoch, activation: epoch.activation, round: engine.round })
+      }
+      return { epoch: epoch.epoch, activation: epoch.activation, added }
+    }
+    return new SwarmNodeImpl({
+      self,
+      index,
+      engine,
+      multiaddrs,
+      closeAll,
+      log,
+      dataDir: opts.dataDir,
+      swarmId: membership.swarmId,
+      resumedAt: resume?.round ?? 0,
+      status,
+      submitEpoch,
+    })
   } catch (err) {
     await closeAll()
     throw err
   }
 }
 
-const forwarded = ['round', 'stall', 'recover', 'catch-up', 'late'] as const
+const forwarded = ['round', 'stall', 'recover', 'catch-up', 'late', 'epoch', 'removed'] as const
 
 class SwarmNodeImpl extends EventTarget implements SwarmNode {
   readonly peerId: string
@@ -348,6 +548,8 @@ class SwarmNodeImpl extends EventTarget implements SwarmNode {
   private readonly dataDir: string | undefined
   private readonly swarmId: string
   private readonly abort = new AbortController()
+  readonly status: () => NodeStatus
+  readonly submitEpoch: (raw: unknown) => Promise<{ epoch: number; activation: number; added: boolean }>
   private running: Promise<unknown> | undefined
   private stopped: Promise<void> | undefined
 
@@ -361,6 +563,8 @@ class SwarmNodeImpl extends EventTarget implements SwarmNode {
     dataDir: string | undefined
     swarmId: string
     resumedAt: number
+    status: () => NodeStatus
+    submitEpoch: (raw: unknown) => Promise<{ epoch: number; activation: number; added: boolean }>
   }) {
     super()
     this.peerId = o.self
@@ -372,6 +576,8 @@ class SwarmNodeImpl extends EventTarget implements SwarmNode {
     this.dataDir = o.dataDir
     this.swarmId = o.swarmId
     this.resumedAt = o.resumedAt
+    this.status = o.status
+    this.submitEpoch = o.submitEpoch
     for (const type of forwarded) {
       this.engine.addEventListener(type, (e) => this.dispatchEvent(new CustomEvent(type, { detail: (e as CustomEvent).detail })))
     }

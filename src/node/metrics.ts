@@ -18,6 +18,8 @@ export interface NodeMetrics {
   setAccuracy(acc: number): void
   setEpsilon(eps: number): void
   catchUp(): void
+  /** membership epoch in force (optional so other implementations need not track it) */
+  setEpoch?(epoch: number): void
 }
 
 function getOrCreate<T>(registry: Registry, name: string, make: () => T): T {
@@ -49,6 +51,7 @@ export function createNodeMetrics(opts: { registry: Registry; member: string }):
   const accuracy = gauge('monna_accuracy', 'Test accuracy at the last evaluation')
   const epsilon = gauge('monna_privacy_epsilon', 'Differential-privacy ε spent so far')
   const catchUps = counter('monna_catch_ups_total', 'Times this member fell behind and caught up from certified deliveries')
+  const epochGauge = gauge('monna_membership_epoch', 'Membership epoch in force (0 = the swarm file)')
 
   stalled.set({ member }, 0)
   stalls.inc({ member }, 0)
@@ -67,5 +70,6 @@ export function createNodeMetrics(opts: { registry: Registry; member: string }):
     setAccuracy: (x) => accuracy.set({ member }, x),
     setEpsilon: (x) => epsilon.set({ member }, x),
     catchUp: () => catchUps.inc({ member }),
+    setEpoch: (e) => epochGauge.set({ member }, e),
   }
 }
