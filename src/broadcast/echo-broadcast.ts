@@ -654,12 +654,21 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
       while (!this.stopped) {
         const res = await reader.next({ signal })
         if (res === null) break
+        let replies: Frame[]
         try {
-          const replies = await this.handleFrame(peer, res.frame)
-          for (const r of replies) this.countSent(await writeParts(stream, encodeFrameParts(r), { signal }))
+          replies = await this.handleFrame(peer, res.frame)
+        } catch (err) {
+          if (!(err instanceof BroadcastRejectError)) throw err
+          // a whole frame was read and refused: say so (END) and close cleanly, so the sender
+          // knows it was an answer and not a transport failure worth retrying
+          this.rejectFrom(peer, err)
+          replies = [{ type: 'END' }]
+          this.countSent(await writeParts(stream, encodeFrameParts(replies[0]!), { signal }))
+          break
         } finally {
           done()
         }
+        for (const r of replies) this.countSent(await writeParts(stream, encodeFrameParts(r), { signal }))
       }
       await stream.close({ signal: AbortSignal.any([signal, AbortSignal.timeout(this.requestTimeoutMs)]) })
     } catch (err) {

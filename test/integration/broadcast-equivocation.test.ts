@@ -43,7 +43,9 @@ test(`n = 4, f = 1: ${INSTANCES} equivocated instances, never two different deli
     const groupA = shuffled.slice(0, cut)
     // B may overlap A: an overlapping member sees two conflicting SENDs (evidence)
     const groupB = rng.int(3) === 0 ? shuffled.slice(cut - 1) : shuffled.slice(cut)
+    const t0 = performance.now()
     await Promise.all([byz.sendTo(groupA, round, payloadOf(2 * round, 500)), byz.sendTo(groupB, round, payloadOf(2 * round + 1, 500))])
+    if (performance.now() - t0 > 500) console.log(`# slow round ${round}: ${(performance.now() - t0).toFixed(0)} ms, A=${groupA.length} B=${groupB.length} overlap=${groupA.some((p) => groupB.includes(p))}`)
   }
   // consistency: for each instance, every honest member that delivered it delivered the same payload
   let deliveredSomewhere = 0
