@@ -7,7 +7,7 @@
  *   "monna/echo-broadcast/v1" 0x00 | kind ("SEND" | "ECHO") | u8 len swarmId | swarmId
  *   | u32 round | u8 len sender | sender | hash (32 bytes)
  */
-import { createHash } from 'node:crypto'
+import { createHash, createPublicKey, type KeyObject, verify as nodeVerify } from 'node:crypto'
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import * as ed from '@noble/ed25519'
@@ -62,92 +62,24 @@ export function sign(seed: Uint8Array, msg: Uint8Array): Uint8Array {
   return ed.sign(msg, seed)
 }
 
-/** Order of the Ed25519 base point. */
-const L = 2n ** 252n + 27742317777372353535851937790883648493n
+const keyObjects = new Map<string, KeyObject | null>()
 
-function bytesToNumberLE(b: Uint8Array): bigint {
-  let x = 0n
-  for (let i = b.length - 1; i >= 0; i--) x = (x << 8n) | BigInt(b[i]!)
-  return x
-}
-
-/**
- * Fixed-window table of one public key A: rows[i][j] = j·2^(4i)·A, i < 64, j < 16. Members are
- * few and fixed, and each verifies n certificates of Q signatures per round; with the table,
- * [k]A costs 64 point additions instead of noble's ≈ 253 doublings + 126 additions (the
- * measured hot spot of the benchmark). Built lazily, kept per signer.
- */
-type KeyTable = { point: ed.Point; rows: ed.Point[][] }
-
-function buildTable(A: ed.Point): KeyTable {
-  const rows: ed.Point[][] = []
-  let base = A
-  for (let i = 0; i < 64; i++) {
-    const row: ed.Point[] = [ed.Point.ZERO]
-    for (let j = 1; j < 16; j++) row.push(row[j - 1]!.add(base))
-    rows.push(row)
-    base = row[15]!.add(base) // 16·base
-  }
-  return { point: A, rows }
-}
-
-function multiplyTable(t: KeyTable, k: bigint): ed.Point {
-  let acc = ed.Point.ZERO
-  for (let i = 0; i < 64 && k > 0n; i++) {
-    const nib = Number(k & 15n)
-    if (nib !== 0) acc = acc.add(t.rows[i]![nib]!)
-    k >>= 4n
-  }
-  return acc
-}
-
-const tables = new Map<string, KeyTable | null>()
-
-function tableOf(signer: string): KeyTable | null {
-  let t = tables.get(signer)
-  if (t !== undefined) return t
+/** The signer's public key as a Node (OpenSSL) key object, cached per signer; null if the id holds no Ed25519 key. */
+function keyObjectOf(signer: string): KeyObject | null {
+  let ko = keyObjects.get(signer)
+  if (ko !== undefined) return ko
   const pk = publicKeyOf(signer)
-  t = null
+  ko = null
   if (pk !== null) {
     try {
-      const A = ed.Point.fromBytes(pk, true)
-      // as noble's default (zip215) verification, with small-order keys refused outright
-      if (!A.isSmallOrder()) t = buildTable(A)
+      ko = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(pk).toString('base64url') }, format: 'jwk' })
     } catch {
-      t = null
+      ko = null
     }
   }
-  if (tables.size > 4096) tables.clear()
-  tables.set(signer, t)
-  return t
-}
-
-/**
- * Ed25519 verification with @noble/ed25519's point arithmetic and a per-signer table: the
- * cofactored equation [8]([S]B) = [8](R + [k]A), k = SHA-512(R ‖ A ‖ M) mod L, S < L (ZIP-215
- * decoding, like noble's default `verify`). Unit tests check it agrees with `ed.verify` on valid
- * and tampered signatures.
- */
-export function verifyFast(signer: string, msg: Uint8Array, signature: Uint8Array): boolean {
-  if (signature.length !== 64) return false
-  const t = tableOf(signer)
-  const pk = publicKeyOf(signer)
-  if (t === null || pk === null) return false
-  try {
-    const rBytes = signature.subarray(0, 32)
-    const S = bytesToNumberLE(signature.subarray(32, 64))
-    if (S >= L) return false
-    const R = ed.Point.fromBytes(rBytes, true)
-    const h = new Uint8Array(32 + 32 + msg.length)
-    h.set(rBytes, 0)
-    h.set(pk, 32)
-    h.set(msg, 64)
-    const k = bytesToNumberLE(sha512(h)) % L
-    const SB = S === 0n ? ed.Point.ZERO : ed.Point.BASE.multiply(S, false)
-    return R.add(multiplyTable(t, k)).subtract(SB).clearCofactor().is0()
-  } catch {
-    return false
-  }
+  if (keyObjects.size > 4096) keyObjects.clear()
+  keyObjects.set(signer, ko)
+  return ko
 }
 
 const publicKeys = new Map<string, Uint8Array | null>()
@@ -167,8 +99,22 @@ export function publicKeyOf(peer: string): Uint8Array | null {
   return pk
 }
 
+/**
+ * Ed25519 verification by Node's OpenSSL (RFC 8032: canonical S < L, strict point decoding).
+ * Signatures are made with @noble/ed25519; verification is the hot path (a member checks n
+ * certificates of Q signatures every round) and OpenSSL's is ≈ 30× faster than noble's
+ * (0.58 ms vs 17 ms per verification, measured 2026-11-27 on this project's 2-core machine
+ * under load). Unit tests check it agrees with noble's `verify` on valid and tampered signatures.
+ */
 export function verify(signer: string, msg: Uint8Array, signature: Uint8Array): boolean {
-  return verifyFast(signer, msg, signature)
+  if (signature.length !== 64) return false
+  const ko = keyObjectOf(signer)
+  if (ko === null) return false
+  try {
+    return nodeVerify(null, msg, ko, signature)
+  } catch {
+    return false
+  }
 }
 
 /** noble's own `verify` (reference for tests). */

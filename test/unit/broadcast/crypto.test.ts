@@ -14,7 +14,7 @@ test('payload hash equals @noble/hashes sha256', () => {
   }
 })
 
-test('table verification agrees with noble verify on valid and tampered signatures', async () => {
+test('OpenSSL verification agrees with noble verify on valid and tampered signatures', async () => {
   const rng = new Rng(2)
   const keys = await Promise.all([0, 1, 2].map(() => generateKeyPair('Ed25519')))
   const ids = keys.map(peerIdOfKey)
