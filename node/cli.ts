@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError } from 'commander'
 import { registerKeygen } from './commands/keygen.ts'
+import { registerMembership } from './commands/membership.ts'
 import { registerStart } from './commands/start.ts'
 import { registerSwarm } from './commands/swarm-init.ts'
 import { exitCodes, isUsageError } from './errors.ts'
@@ -25,15 +26,18 @@ export async function buildProgram(argv: string[] = process.argv): Promise<Comma
 Examples:
   $ monna swarm init --nodes 7 --f 2 --dir ./lan     # keys + swarm.yaml + node-<i>.yaml
   $ monna start --config ./lan/node-0.yaml           # one member (run one per node config)
-  $ monna keygen --out node.key                      # a new identity; prints its PeerId`,
+  $ monna keygen --out node.key                      # a new identity; prints its PeerId
+  $ monna swarm add-member --swarm ./lan/swarm.yaml --admin-key ./lan/admin.key --id 12D3KooW... --via http://127.0.0.1:9464
+  $ monna status --url http://127.0.0.1:9464         # membership epoch, round, peers of a running member`,
     )
   registerKeygen(program)
   registerSwarm(program)
   registerStart(program)
+  registerMembership(program)
   // `monna run` and the hidden `topology-member` (src/topology, node/commands/run.ts); loaded
   // unless the command is one of ours, so a member starts without the topology modules
   const first = argv.slice(2).find((a) => !a.startsWith('-'))
-  if (first === undefined || !['start', 'keygen', 'swarm'].includes(first)) {
+  if (first === undefined || !['start', 'keygen', 'swarm', 'status'].includes(first)) {
     const { registerRunCommand } = await import('./commands/run.ts')
     registerRunCommand(program)
   }

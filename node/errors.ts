@@ -24,6 +24,9 @@ export function isUsageError(err: unknown): boolean {
     name === 'InvalidParameterError' ||
     name === 'InvalidPrivacyParameterError' ||
     name === 'EpsilonAboveClassicBoundError' ||
-    name === 'DatasetNotFoundError'
+    name === 'DatasetNotFoundError' ||
+    name === 'FaultBoundError' ||
+    name === 'MemberChangeError' ||
+    name === 'EpochRejectedError'
   )
 }

@@ -1,18 +1,77 @@
-/** The Prometheus endpoint of `monna start --metrics-port`: GET /metrics on a plain HTTP server. */
-import { createServer, type Server } from 'node:http'
+/**
+ * The HTTP endpoint of `monna start --metrics-port`: GET /metrics (Prometheus), and when the
+ * node gives them, GET /status (membership epoch, round, peers: `monna status`), GET /epochs
+ * (the signed membership epochs it knows) and POST /epoch (hand it a signed epoch, which it
+ * verifies against the swarm's admin key and relays). It binds to 127.0.0.1 unless told
+ * otherwise; submitting an epoch needs no secret because only admin-signed epochs are accepted.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Registry } from 'prom-client'
 
-export async function startMetricsServer(opts: { registry: Registry; port: number; host: string }): Promise<{ url: string; close(): Promise<void> }> {
+export interface NodeRoutes {
+  status(): unknown
+  epochs(): unknown
+  submitEpoch(body: unknown): Promise<unknown>
+}
+
+/** Largest POST body: a signed epoch of 1024 members is well below this. */
+const MAX_BODY_BYTES = 1024 * 1024
+
+function json(res: ServerResponse, code: number, body: unknown): void {
+  res.writeHead(code, { 'content-type': 'application/json' }).end(`${JSON.stringify(body)}\n`)
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let size = 0
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => {
+      size += c.length
+      if (size > MAX_BODY_BYTES) {
+        reject(new Error(`body above ${MAX_BODY_BYTES} bytes`))
+        req.destroy()
+        return
+      }
+      chunks.push(c)
+    })
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')))
+    req.on('error', reject)
+  })
+}
+
+export async function startMetricsServer(opts: {
+  registry: Registry
+  port: number
+  host: string
+  /** set once the node exists (503 before) */
+  routes?: () => NodeRoutes | undefined
+}): Promise<{ url: string; base: string; close(): Promise<void> }> {
   const server: Server = createServer((req, res) => {
-    if (req.method !== 'GET' || (req.url !== '/metrics' && req.url !== '/')) {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: GET /metrics\n')
+    const routes = opts.routes?.()
+    const url = (req.url ?? '/').split('?')[0]
+    if (req.method === 'GET' && (url === '/metrics' || url === '/')) {
+      opts.registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': opts.registry.contentType }).end(text),
+        (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${String(err)}\n`),
+      )
       return
     }
-    opts.registry.metrics().then(
-      (text) => res.writeHead(200, { 'content-type': opts.registry.contentType }).end(text),
-      (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${String(err)}\n`),
-    )
+    if (opts.routes !== undefined && (url === '/status' || url === '/epochs' || url === '/epoch')) {
+      if (routes === undefined) return json(res, 503, { error: 'the node is still starting' })
+      if (req.method === 'GET' && url === '/status') return json(res, 200, routes.status())
+      if (req.method === 'GET' && url === '/epochs') return json(res, 200, routes.epochs())
+      if (req.method === 'POST' && url === '/epoch') {
+        readBody(req)
+          .then((text) => routes.submitEpoch(JSON.parse(text)))
+          .then(
+            (r) => json(res, 200, r),
+            (err: unknown) => json(res, 400, { error: err instanceof Error ? err.message : String(err), name: (err as Error).name, reason: (err as { reason?: string }).reason }),
+          )
+        return
+      }
+    }
+    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: GET /metrics, GET /status, GET /epochs, POST /epoch\n')
   })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
@@ -22,6 +81,7 @@ export async function startMetricsServer(opts: { registry: Registry; port: numbe
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
   return {
     url: `http://${host}:${addr.port}/metrics`,
+    base: `http://${host}:${addr.port}`,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections()

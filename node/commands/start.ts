@@ -1,4 +1,4 @@
-import { stat } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import { Registry } from 'prom-client'
@@ -39,6 +39,8 @@ export interface StartFlags {
   progress?: string
   minRoundMs?: string
   lingerMs?: string
+  epoch?: string[]
+  join?: boolean
 }
 
 /** Hard bound on a signal-triggered shutdown (checkpoint + closing); each component gets 5 s (defaultNodeOptions.closeTimeoutMs). */
@@ -84,6 +86,8 @@ export async function resolveNodeConfig(flags: StartFlags): Promise<NodeConfig> 
   set('progress', flags.progress)
   set('minRoundMs', num('--min-round-ms', flags.minRoundMs))
   set('lingerMs', num('--linger-ms', flags.lingerMs))
+  if (flags.epoch !== undefined && flags.epoch.length > 0) base.epochs = [...((base.epochs as string[] | undefined) ?? []), ...flags.epoch.map((f) => resolve(f))]
+  set('join', flags.join)
   return parseNodeConfig(base, flags.config !== undefined ? `${flags.config} + command line` : 'command line')
 }
 
@@ -123,11 +127,19 @@ export async function start(flags: StartFlags): Promise<number> {
     log.warn('this member is Byzantine (topology/test mode)', { behaviour: cfg.byzantine.behaviour, labelFlip })
   }
 
+  const epochs: unknown[] = []
+  for (const file of cfg.epochs) {
+    try {
+      epochs.push(JSON.parse(await readFile(file, 'utf8')))
+    } catch (err) {
+      throw new UsageError(`--epoch ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : 'not a JSON epoch file'} (write one with monna swarm add-member)`)
+    }
+  }
   const registry = cfg.metricsPort !== undefined ? new Registry() : undefined
   const setup = new AbortController()
   let node: SwarmNode | undefined
   let stopping: Promise<void> | undefined
-  let metricsServer: { url: string; close(): Promise<void> } | undefined
+  let metricsServer: { url: string; base: string; close(): Promise<void> } | undefined
   const shutdown = (reason: string): Promise<void> => {
     stopping ??= (async () => {
       log.info('stopping: aborting the round and writing a checkpoint', { reason })
@@ -161,8 +173,16 @@ export async function start(flags: StartFlags): Promise<number> {
   process.on('SIGTERM', onSignal)
 
   if (registry !== undefined) {
-    metricsServer = await startMetricsServer({ registry, port: cfg.metricsPort!, host: cfg.metricsHost })
-    log.info('metrics endpoint', { url: metricsServer.url })
+    metricsServer = await startMetricsServer({
+      registry,
+      port: cfg.metricsPort!,
+      host: cfg.metricsHost,
+      routes: () =>
+        node === undefined
+          ? undefined
+          : { status: () => node!.status(), epochs: () => node!.epochs(), submitEpoch: (body: unknown) => node!.submitEpoch(body) },
+    })
+    log.info('metrics endpoint', { url: metricsServer.url, status: `${metricsServer.base}/status` })
   }
   node = await createSwarmNode({
     swarm,
@@ -178,6 +198,8 @@ export async function start(flags: StartFlags): Promise<number> {
     ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
     ...(behaviour !== undefined ? { behaviour } : {}),
     labelFlip,
+    epochs,
+    join: cfg.join,
     logger: log,
     ...(registry !== undefined ? { registry } : {}),
     signal: setup.signal,
@@ -185,6 +207,9 @@ export async function start(flags: StartFlags): Promise<number> {
   const name = swarm.members[node.index]?.name ?? `member-${node.index}`
   log.info('listening', { peerId: node.peerId, addrs: node.multiaddrs, resumeAt: node.resumedAt })
   attachProgress(node, { format: cfg.progress as ProgressFormat, rounds: swarm.task.rounds, name })
+  node.addEventListener('removed', (e) => {
+    log.warn('removed from the swarm by a membership epoch; stopping', { ...(e as CustomEvent<Record<string, unknown>>).detail })
+  })
 
   let reports: RoundReport[]
   try {
@@ -243,6 +268,8 @@ export function registerStart(program: Command): void {
     .option('--progress <format>', 'per-round progress on stdout: pretty, json (one RoundReport per line) or none')
     .option('--min-round-ms <ms>', 'pace: every round lasts at least this long')
     .option('--linger-ms <ms>', 'after the last round, keep echoing this long for slower members (default 10000)')
+    .option('--epoch <file>', 'a signed membership epoch (monna swarm add-member …); needed by a member the epoch adds (repeatable)', collect)
+    .option('--join', 'join a running swarm: wait for its certified rounds and catch up before taking part')
     .addHelpText(
       'after',
       `
@@ -251,6 +278,9 @@ Examples:
   $ monna start --config ./lan/node-3.yaml --progress json --log-format json --metrics-port 9464
   $ monna start --swarm swarm.yaml --key node.key --listen /ip4/0.0.0.0/tcp/9000 \\
       --bootstrap /ip4/192.168.1.10/tcp/9000/p2p/12D3KooW... --data-dir ./data
+  # a member added to a running swarm (see docs/join.md)
+  $ monna start --swarm swarm.yaml --key new.key --epoch epoch-1.json --join \\
+      --bootstrap /ip4/192.168.1.10/tcp/9000/p2p/12D3KooW...
 
 SIGINT/SIGTERM abort the current round, write a checkpoint and exit 0; a second signal exits at once.`,
     )

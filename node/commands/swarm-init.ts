@@ -74,6 +74,8 @@ export interface SwarmInitOptions {
   minRoundMs?: number
   lingerMs?: number
   force?: boolean
+  /** the swarm admin's key file (created when absent): its PeerId goes into the swarm file as `admin` */
+  adminKey?: string
 }
 
 function intArg(flag: string, value: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -109,10 +111,12 @@ export async function swarmInit(o: SwarmInitOptions): Promise<{ swarmFile: strin
   const hostOf = (i: number): string => (o.hosts.length === 1 ? o.hosts[0]! : o.hosts[i]!)
   const ipProto = (h: string): string => (h.includes(':') ? 'ip6' : /^[\d.]+$/.test(h) ? 'ip4' : 'dns4')
   const address = (i: number): string => `/${ipProto(hostOf(i))}/${hostOf(i)}/tcp/${o.basePort + i}/p2p/${peerIds[i]}`
+  const admin = o.adminKey !== undefined ? peerIdOfKey(await loadOrCreateKey(resolve(o.adminKey))) : undefined
   const swarmInput = {
     version: 1,
     name: o.name,
     seed: o.seed,
+    ...(admin !== undefined ? { admin } : {}),
     f: o.f,
     members: peerIds.map((id, i) => ({ id, name: `node-${i}`, addresses: [address(i)] })),
     task: { ...preset, ...(o.rounds !== undefined ? { rounds: o.rounds } : {}) },
@@ -167,6 +171,7 @@ export function registerSwarm(program: Command): void {
     .option('--min-round-ms <ms>', 'pace: every round lasts at least this long')
     .option('--linger-ms <ms>', 'keep echoing this long after the last round before exiting')
     .option('--force', 'overwrite existing configs in --dir (existing keys are kept)')
+    .option('--admin-key <file>', 'swarm admin key (created if absent): may add/remove members later (monna swarm add-member); keep it off the members')
     .addHelpText(
       'after',
       `
@@ -199,6 +204,7 @@ Examples:
         ...(o.minRoundMs !== undefined ? { minRoundMs: intArg('--min-round-ms', String(o.minRoundMs), 0) } : {}),
         ...(o.lingerMs !== undefined ? { lingerMs: intArg('--linger-ms', String(o.lingerMs), 0) } : {}),
         force: o.force === true,
+        ...(typeof o.adminKey === 'string' ? { adminKey: o.adminKey } : {}),
       })
       const out = process.stdout
       out.write(`swarm ${res.swarmId}: ${nodes} members, f = ${f}\n`)

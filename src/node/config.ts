@@ -56,6 +56,10 @@ export const nodeConfigSchema = z.strictObject({
   progress: z.enum(['pretty', 'json', 'none']).default('pretty'),
   /** a Byzantine member (topologies and tests only): `{ behaviour: <registered name>, ...params }` */
   byzantine: z.object({ behaviour: z.string().min(1) }).catchall(z.unknown()).optional(),
+  /** signed membership epoch files (from `monna swarm add-member` …): a member added by one needs it to start */
+  epochs: z.array(z.string().min(1)).default([]),
+  /** wait for the swarm's certified rounds and catch up before taking part (a member joining a running swarm) */
+  join: z.boolean().default(false),
   /** train on labels y → K−1−y (label-flip attack) */
   labelFlip: z.boolean().default(false),
 })

@@ -45,5 +45,6 @@ export async function loadNodeConfigFile(path: string): Promise<NodeConfig> {
     swarm: abs(config.swarm),
     key: abs(config.key),
     ...(config.dataDir !== undefined ? { dataDir: abs(config.dataDir) } : {}),
+    epochs: config.epochs.map(abs),
   }
 }

@@ -77,6 +77,8 @@ export interface SwarmNode extends EventTarget {
    * swarm's admin key, stored, applied at its activation round and relayed to the other members.
    */
   submitEpoch(input: unknown): Promise<{ epoch: number; activation: number; added: boolean }>
+  /** The signed membership epochs this member knows (oldest first). */
+  epochs(): SignedEpoch[]
 }
 
 export interface NodeStatus {
@@ -528,6 +530,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       resumedAt: resume?.round ?? 0,
       status,
       submitEpoch,
+      epochs: () => book.signed(),
     })
   } catch (err) {
     await closeAll()
@@ -550,6 +553,7 @@ class SwarmNodeImpl extends EventTarget implements SwarmNode {
   private readonly abort = new AbortController()
   readonly status: () => NodeStatus
   readonly submitEpoch: (raw: unknown) => Promise<{ epoch: number; activation: number; added: boolean }>
+  readonly epochs: () => SignedEpoch[]
   private running: Promise<unknown> | undefined
   private stopped: Promise<void> | undefined
 
@@ -565,6 +569,7 @@ class SwarmNodeImpl extends EventTarget implements SwarmNode {
     resumedAt: number
     status: () => NodeStatus
     submitEpoch: (raw: unknown) => Promise<{ epoch: number; activation: number; added: boolean }>
+    epochs: () => SignedEpoch[]
   }) {
     super()
     this.peerId = o.self
@@ -578,6 +583,7 @@ class SwarmNodeImpl extends EventTarget implements SwarmNode {
     this.resumedAt = o.resumedAt
     this.status = o.status
     this.submitEpoch = o.submitEpoch
+    this.epochs = o.epochs
     for (const type of forwarded) {
       this.engine.addEventListener(type, (e) => this.dispatchEvent(new CustomEvent(type, { detail: (e as CustomEvent).detail })))
     }

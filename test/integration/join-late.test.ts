@@ -1,0 +1,103 @@
+/**
+ * Issue 9 (1): a member started 30 rounds late with only `--bootstrap <one member>` catches up
+ * from certified deliveries and, within 10 rounds, its model is as close to the honest
+ * members' average as they are to each other (compared on RoundReport.sketch, the same
+ * 64-dim random projection on every member, evaluated every round here).
+ *
+ * Four `monna start` processes on 127.0.0.1 (n = 4, f = 1); the swarm file lists no addresses:
+ * every member reaches the others through node-0 (`--bootstrap`) and the address exchange.
+ */
+import assert from 'node:assert/strict'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, it } from 'node:test'
+import { parse, stringify } from 'yaml'
+import type { RoundReport } from '../../src/node/index.ts'
+import { freePorts, Member, runMonna } from '../unit/node/cli-harness.ts'
+
+const ROUNDS = 72
+const LATE_BY = 30
+
+const members: Member[] = []
+let dir = ''
+after(async () => {
+  for (const m of members) m.kill('SIGKILL')
+  if (dir !== '') await rm(dir, { recursive: true, force: true })
+})
+
+const dist = (a: number[], b: number[]): number => Math.sqrt(a.reduce((s, x, i) => s + (x - b[i]!) ** 2, 0))
+
+it('a member started 30 rounds late with only --bootstrap catches up and is as close to the honest average as the others within 10 rounds', { timeout: 89_000 }, async (t) => {
+  const t0 = performance.now()
+  const mark = (what: string) => t.diagnostic(`${((performance.now() - t0) / 1000).toFixed(1)} s: ${what}`)
+  dir = await mkdtemp(join(tmpdir(), 'monna-join-late-'))
+  const base = await freePorts(4)
+  const init = await runMonna(['swarm', 'init', '--nodes', '4', '--f', '1', '--dir', dir, '--base-port', String(base), '--rounds', String(ROUNDS), '--min-round-ms', '250', '--linger-ms', '6000', '--round-timeout-ms', '8000'])
+  assert.equal(init.code, 0, init.stderr)
+  // no addresses in the swarm file: --bootstrap through node-0 is all a member knows
+  const swarmFile = join(dir, 'swarm.yaml')
+  const swarm = parse(await readFile(swarmFile, 'utf8')) as { members: { id: string; addresses: string[] }[]; task: Record<string, unknown> }
+  const node0 = `/ip4/127.0.0.1/tcp/${base}/p2p/${swarm.members[0]!.id}`
+  for (const m of swarm.members) m.addresses = []
+  swarm.task.evalEvery = 1
+  swarm.task.evalExamples = 200
+  await writeFile(swarmFile, stringify(swarm))
+  const config = async (i: number): Promise<string> => {
+    const file = join(dir, `node-${i}.yaml`)
+    const cfg = parse(await readFile(file, 'utf8')) as Record<string, unknown>
+    if (i > 0) cfg.bootstrap = [node0]
+    await writeFile(file, stringify(cfg))
+    return file
+  }
+  for (let i = 0; i < 3; i++) members.push(new Member(`node-${i}`, await config(i), ['--backend', 'cpu']))
+  await members[0]!.waitForRound(LATE_BY, 60_000)
+  mark(`founders at round ${LATE_BY}; starting node-3`)
+  const late = new Member('node-3', await config(3), ['--backend', 'cpu'])
+  members.push(late)
+  const caught = await late.waitFor((l) => l.kind === 'event' && l.event.event === 'catch-up', 'catch-up', 40_000)
+  const ev = (caught as unknown as { event: { from: number; to: number; delivered: number } }).event
+  mark(`node-3 caught up from round ${ev.from} to ${ev.to} with ${ev.delivered} certified models`)
+  assert.ok(ev.to >= LATE_BY - 1, `caught up to round ${ev.to}`)
+  assert.ok(ev.delivered >= 3, 'aggregated at least n − f certified models')
+
+  const exits = await Promise.all(members.map((m) => m.exited))
+  mark('all exited')
+  for (const [i, e] of exits.entries()) assert.equal(e.code, 0, `${members[i]!.name} exited with ${JSON.stringify(e)}\n${members[i]!.stderr()}`)
+
+  const own = late.reports.filter((r) => r.round > ev.to)
+  assert.ok(own.length >= 12, `node-3 ran ${own.length} rounds after catching up`)
+  assert.equal(own[0]!.caughtUpFrom, ev.from)
+  for (const r of own) assert.ok(r.delivered >= 3)
+  const byRound = (m: Member): Map<number, RoundReport> => new Map(m.reports.filter((r) => r.sketch !== undefined).map((r) => [r.round, r]))
+  const founders = members.slice(0, 3).map(byRound)
+  const mine = byRound(late)
+  const first = own[0]!.round
+  // From 10 rounds after its first round on: per round, the newcomer's distance to the founders'
+  // average against the founders' largest pairwise distance. Both fluctuate round to round (a
+  // round aggregates n − f or n models, and NNA keeps |R| − f of them), so we require the
+  // newcomer to be as close on average over the window, and never farther than the founders'
+  // own largest spread in the window.
+  const rows: string[] = []
+  const ds: number[] = []
+  const spreads: number[] = []
+  for (let r = first; r < ROUNDS; r++) {
+    const s = founders.map((f) => f.get(r)?.sketch)
+    const x = mine.get(r)?.sketch
+    if (x === undefined || s.some((v) => v === undefined)) continue
+    const avg = s[0]!.map((_, j) => s.reduce((a, v) => a + v![j]!, 0) / s.length)
+    const spread = Math.max(...s.flatMap((a, i) => s.slice(i + 1).map((b) => dist(a!, b!))))
+    const d = dist(x, avg)
+    rows.push(`round ${r}: newcomer–average ${d.toExponential(2)}, founders' max pairwise ${spread.toExponential(2)}`)
+    if (r >= first + 10) {
+      ds.push(d)
+      spreads.push(spread)
+    }
+  }
+  mark(rows.join('\n'))
+  assert.ok(ds.length >= 5, `compared ${ds.length} rounds`)
+  const mean = (a: number[]): number => a.reduce((x, y) => x + y, 0) / a.length
+  mark(`window: newcomer–average mean ${mean(ds).toExponential(2)} max ${Math.max(...ds).toExponential(2)}; founders' spread mean ${mean(spreads).toExponential(2)} max ${Math.max(...spreads).toExponential(2)}`)
+  assert.ok(mean(ds) <= mean(spreads), `mean distance to the honest average ${mean(ds)} > founders' mean spread ${mean(spreads)}\n${rows.join('\n')}`)
+  assert.ok(Math.max(...ds) <= Math.max(...spreads), `largest distance ${Math.max(...ds)} > founders' largest spread ${Math.max(...spreads)}\n${rows.join('\n')}`)
+})
