@@ -25,7 +25,7 @@ function readmeBlock(readme: string, marker: string): string {
   return m[1]!
 }
 
-it('the README LAN walk-through runs on loopback', { timeout: 85_000 }, async () => {
+it('the README LAN walk-through runs on loopback', { timeout: 240_000 }, async () => {
   const block = readmeBlock(await readFile(join(repoRoot, 'README.md'), 'utf8'), 'lan')
   assert.match(block, /monna keygen/)
   assert.match(block, /monna swarm init/)

@@ -26,7 +26,7 @@ async function metric(url: string, name: string, member: string): Promise<number
   return line === undefined ? undefined : Number(line.split(' ').at(-1))
 }
 
-it('reports a stall when more than f members are silent, and recovers when they return', { timeout: 85_000 }, async () => {
+it('reports a stall when more than f members are silent, and recovers when they return', { timeout: 240_000 }, async () => {
   dir = await mkdtemp(join(tmpdir(), 'monna-cli-stall-'))
   const base = await freePorts(4)
   const init = await runMonna([

@@ -23,7 +23,7 @@ after(async () => {
   if (dir !== '') await rm(dir, { recursive: true, force: true })
 })
 
-it('7 processes learn together; a member killed with SIGKILL resumes from its checkpoint and takes part again', { timeout: 88_000 }, async (t) => {
+it('7 processes learn together; a member killed with SIGKILL resumes from its checkpoint and takes part again', { timeout: 240_000 }, async (t) => {
   const t0 = performance.now()
   const mark = (what: string) => t.diagnostic(`${((performance.now() - t0) / 1000).toFixed(1)} s: ${what}`)
   dir = await mkdtemp(join(tmpdir(), 'monna-cli-swarm-'))

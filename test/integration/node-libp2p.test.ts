@@ -23,7 +23,7 @@ after(async () => {
   if (dir !== '') await rm(dir, { recursive: true, force: true })
 })
 
-it('4 members over libp2p on loopback learn from one θ0; non-finite models from a Byzantine member are rejected', { timeout: 85_000 }, async () => {
+it('4 members over libp2p on loopback learn from one θ0; non-finite models from a Byzantine member are rejected', { timeout: 240_000 }, async () => {
   dir = await mkdtemp(join(tmpdir(), 'monna-node-libp2p-'))
   const keys = await Promise.all(Array.from({ length: 4 }, () => generateKeyPair('Ed25519')))
   const base = await freePorts(4)
@@ -85,7 +85,7 @@ it('4 members over libp2p on loopback learn from one θ0; non-finite models from
   assert.equal((await listCheckpoints(join(dir, 'm0'))).length, 2)
 })
 
-it('--bootstrap through one member is enough: members learn each other\'s addresses from announcements', { timeout: 60_000 }, async () => {
+it('--bootstrap through one member is enough: members learn each other\'s addresses from announcements', { timeout: 240_000 }, async () => {
   const keys = await Promise.all(Array.from({ length: 4 }, () => generateKeyPair('Ed25519')))
   const base = await freePorts(4)
   const swarm = parseSwarm({
