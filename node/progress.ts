@@ -2,12 +2,12 @@
  * Progress output of `monna start`, one line per round on stdout:
  * - `pretty`: `m0  round 12/100  loss 0.3451  acc 91.2%  delivered 5/5  rejected 0  312 ms`
  *   (+ `ε 1.23` when private, `STALLED` when the round waited past the timeout); stalls,
- *   recoveries and catch-ups get their own line;
+ *   recoveries, catch-ups and membership epoch switches get their own line;
  * - `json`: every RoundReport as one JSON object per line; stall / recover / catch-up events as
  *   lines with an `event` field (`{"event":"stall",...}`) — RoundReports have no `event` field;
  * - `none`: nothing.
  */
-import type { CatchUpEvent, RecoverEvent, RoundReport, StallEvent } from '../src/node/index.ts'
+import type { CatchUpEvent, EpochEvent, RecoverEvent, RoundReport, StallEvent } from '../src/node/index.ts'
 
 export type ProgressFormat = 'pretty' | 'json' | 'none'
 
@@ -57,5 +57,17 @@ export function attachProgress(node: EventTarget, opts: { format: ProgressFormat
         ? JSON.stringify({ event: 'catch-up', name: opts.name, ...s })
         : `${opts.name}  behind the swarm: caught up from round ${s.from + 1} to ${s.to + 1} (${s.delivered} certified models)`,
     )
+  })
+  node.addEventListener('epoch', (e) => {
+    const s = (e as CustomEvent<EpochEvent>).detail
+    write(
+      json
+        ? JSON.stringify({ event: 'epoch', name: opts.name, ...s })
+        : `${opts.name}  round ${s.round + 1}/${opts.rounds}  membership epoch ${s.epoch}: n = ${s.n}, f = ${s.f}`,
+    )
+  })
+  node.addEventListener('removed', (e) => {
+    const s = (e as CustomEvent<{ epoch: number; round: number }>).detail
+    write(json ? JSON.stringify({ event: 'removed', name: opts.name, ...s }) : `${opts.name}  round ${s.round + 1}/${opts.rounds}  removed from the swarm by epoch ${s.epoch}`)
   })
 }

@@ -1,0 +1,110 @@
+/**
+ * Issue 9 (2): membership changes while the swarm runs. Six `monna start` processes on
+ * 127.0.0.1 (n = 6, f = 1, an admin key in the swarm file). While they learn, the admin adds a
+ * seventh member (`monna swarm add-member --via/--publish` through node-0's endpoint; the new
+ * member starts with `--epoch … --join --bootstrap node-0`), then removes node-5. No honest
+ * member stalls, every member switches epoch at the same round, the removed one stops there.
+ */
+import assert from 'node:assert/strict'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, it } from 'node:test'
+import { stringify } from 'yaml'
+import { freePorts, Member, runMonna } from '../unit/node/cli-harness.ts'
+
+const ROUNDS = 80
+const members: Member[] = []
+let dir = ''
+after(async () => {
+  for (const m of members) m.kill('SIGKILL')
+  if (dir !== '') await rm(dir, { recursive: true, force: true })
+})
+
+it('adds a member to a running 6-member swarm and removes one: no stall, every member switches at the same round', { timeout: 89_000 }, async (t) => {
+  const t0 = performance.now()
+  const mark = (what: string) => t.diagnostic(`${((performance.now() - t0) / 1000).toFixed(1)} s: ${what}`)
+  dir = await mkdtemp(join(tmpdir(), 'monna-membership-'))
+  const base = await freePorts(8)
+  const metricsPort = base + 7
+  const init = await runMonna([
+    'swarm', 'init', '--nodes', '6', '--f', '1', '--dir', dir, '--base-port', String(base), '--admin-key', join(dir, 'admin.key'),
+    '--rounds', String(ROUNDS), '--min-round-ms', '300', '--linger-ms', '6000', '--round-timeout-ms', '8000',
+  ])
+  assert.equal(init.code, 0, init.stderr)
+  const ids = [...init.stdout.matchAll(/\((12D3KooW\w+)\)/g)].map((m) => m[1]!)
+  assert.equal(ids.length, 6)
+  const node0 = `/ip4/127.0.0.1/tcp/${base}/p2p/${ids[0]}`
+  const url = `http://127.0.0.1:${metricsPort}`
+  for (let i = 0; i < 6; i++) members.push(new Member(`node-${i}`, join(dir, `node-${i}.yaml`), ['--backend', 'cpu', ...(i === 0 ? ['--metrics-port', String(metricsPort)] : [])]))
+  await members[0]!.waitForRound(3, 60_000)
+  mark('founders running')
+
+  // ---- add a member
+  const keygen = await runMonna(['keygen', '--out', join(dir, 'new.key')])
+  assert.equal(keygen.code, 0, keygen.stderr)
+  const newId = keygen.stdout.trim()
+  const e1 = join(dir, 'epoch-1.json')
+  const swarmArgs = ['--swarm', join(dir, 'swarm.yaml'), '--admin-key', join(dir, 'admin.key'), '--via', url, '--publish', url]
+  const add = await runMonna(['swarm', 'add-member', ...swarmArgs, '--id', newId, '--name', 'newcomer', '--address', `/ip4/127.0.0.1/tcp/${base + 6}`, '--in', '15', '--out', e1])
+  assert.equal(add.code, 0, add.stderr)
+  const a1 = Number(/activates at round (\d+)/.exec(add.stdout)![1])
+  assert.match(add.stdout, /n = 7, f = 1/)
+  assert.match(add.stdout, /"added":true/)
+  mark(`epoch 1 (add ${newId.slice(-6)}) activates at round ${a1}`)
+  const cfg = join(dir, 'new.yaml')
+  await writeFile(
+    cfg,
+    stringify({ swarm: './swarm.yaml', key: './new.key', listen: [`/ip4/127.0.0.1/tcp/${base + 6}`], bootstrap: [node0], epochs: ['./epoch-1.json'], join: true, minRoundMs: 300, lingerMs: 6000 }),
+  )
+  const newcomer = new Member('newcomer', cfg, ['--backend', 'cpu'])
+  members.push(newcomer)
+  await newcomer.waitFor((l) => l.kind === 'event' && l.event.event === 'catch-up', 'newcomer catch-up', 40_000)
+  mark('newcomer caught up')
+
+  // ---- remove node-5 (the CLI reads epoch 1 from node-0's endpoint)
+  const remove = await runMonna(['swarm', 'remove-member', ...swarmArgs, '--id', ids[5]!, '--in', '15', '--out', join(dir, 'epoch-2.json')])
+  assert.equal(remove.code, 0, remove.stderr)
+  const a2 = Number(/activates at round (\d+)/.exec(remove.stdout)![1])
+  assert.match(remove.stdout, /epoch 2 .*n = 6, f = 1/)
+  mark(`epoch 2 (remove node-5) activates at round ${a2}`)
+  await members[0]!.waitForRound(a2 + 1, 40_000)
+  const status = await runMonna(['status', '--url', url, '--json'])
+  assert.equal(status.code, 0, status.stderr)
+  const st = JSON.parse(status.stdout) as { epoch: number; n: number; f: number; round: number; peers: string[] }
+  assert.equal(st.epoch, 2)
+  assert.equal(st.n, 6)
+  assert.ok(st.peers.includes(newId), 'node-0 is connected to the newcomer')
+  assert.ok(!st.peers.includes(ids[5]!), 'node-0 closed its connection to the removed member')
+
+  const exits = await Promise.all(members.map((m) => m.exited))
+  mark('all exited')
+  for (const [i, e] of exits.entries()) assert.equal(e.code, 0, `${members[i]!.name} exited with ${JSON.stringify(e)}\n${members[i]!.stderr()}`)
+
+  const firstRoundOf = (m: Member, epoch: number): number | undefined => m.reports.find((r) => (r.epoch ?? 0) >= epoch)?.round
+  for (const m of members.slice(0, 5)) {
+    assert.equal(m.reports.at(-1)!.round, ROUNDS - 1, `${m.name} finished`)
+    assert.equal(firstRoundOf(m, 1), a1, `${m.name} switched to epoch 1 at round ${firstRoundOf(m, 1)}`)
+    assert.equal(firstRoundOf(m, 2), a2, `${m.name} switched to epoch 2 at round ${firstRoundOf(m, 2)}`)
+    const switches = m.events.filter((e) => e.event === 'epoch').map((e) => [e.epoch, e.round])
+    assert.deepEqual(switches, [[1, a1], [2, a2]], `${m.name} epoch events`)
+    for (const r of m.reports) {
+      assert.equal(r.stalled, false, `${m.name} stalled at round ${r.round}`)
+      assert.equal(r.needed, (r.epoch ?? 0) === 1 ? 6 : 5, `${m.name} round ${r.round} needs n − f`)
+    }
+    assert.equal(m.events.filter((e) => e.event === 'stall').length, 0, `${m.name} reported a stall`)
+  }
+  // the removed member ran epoch 0 and 1 and stopped at the activation round of epoch 2
+  const removed = members[5]!
+  assert.equal(removed.reports.at(-1)!.round, a2 - 1)
+  assert.ok(removed.events.some((e) => e.event === 'removed' && e.round === a2))
+  // the newcomer ran only rounds of epochs ≥ 1, switched to epoch 2 at a2 too, and finished
+  assert.ok(newcomer.reports.every((r) => (r.epoch ?? 0) >= 1 && r.round > a1))
+  assert.equal(firstRoundOf(newcomer, 2), a2)
+  assert.equal(newcomer.reports.at(-1)!.round, ROUNDS - 1)
+  assert.ok(newcomer.reports.every((r) => !r.stalled))
+  const used = members.slice(0, 5).flatMap((m) => m.reports).filter((r) => r.round >= a2 && r.senders?.includes(newId)).length
+  mark(`founders' reports after epoch 2 that aggregated the newcomer's model: ${used}`)
+  assert.ok(used > 0, "no founder aggregated the newcomer's model")
+  assert.ok(members.slice(0, 5).flatMap((m) => m.reports).every((r) => r.round < a2 || !r.senders?.includes(ids[5]!)), 'the removed member is not aggregated after its removal')
+})
