@@ -1,0 +1,203 @@
+/**
+ * Issue 9 (3): a Byzantine member serving forged or stale models to a catching-up member is
+ * ignored — every forged (FINAL, payload) pair fails its certificate or hash check — and the
+ * newcomer still catches up from the honest members' certified deliveries.
+ *
+ * n = 7, f = 2 (Q = 5). node-0 is Byzantine and runs in this test process: a bare libp2p member
+ * that echoes SENDs (so it sees every honest payload and FINAL) but answers every FETCH with
+ * forgeries: stale pairs of older rounds, older pairs relabelled as the asked round, genuine
+ * certificates with a stale payload, and invented certificates; it also gossips FINALs of a
+ * far-future round with invented signatures. node-1…5 are honest `monna start` processes;
+ * node-6 starts 30 rounds late and must catch up through all of that.
+ */
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, it } from 'node:test'
+import type { Stream } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import { parse } from 'yaml'
+import { hashPayload, sign, signingSeed, statement } from '../../src/broadcast/crypto.ts'
+import { FrameReader, writeParts } from '../../src/broadcast/frame-stream.ts'
+import { encodeFrame, encodeFrameParts, type Frame, type SignatureEntry } from '../../src/broadcast/wire.ts'
+import { parseSwarm, swarmId } from '../../src/config/schema.ts'
+import { createNetNode, loadOrCreateKey, type NetNode, swarmProtocol, swarmTopic } from '../../src/net/index.ts'
+import type { RoundReport } from '../../src/node/index.ts'
+import { freePorts, Member, runMonna } from '../unit/node/cli-harness.ts'
+
+const ROUNDS = 64
+const LATE_BY = 30
+
+const members: Member[] = []
+let byzNode: NetNode | undefined
+let dir = ''
+after(async () => {
+  for (const m of members) m.kill('SIGKILL')
+  await byzNode?.stop()
+  if (dir !== '') await rm(dir, { recursive: true, force: true })
+})
+
+interface Pair {
+  hash: Uint8Array
+  certificate: SignatureEntry[]
+  payload: Uint8Array
+}
+
+const dist = (a: number[], b: number[]): number => Math.sqrt(a.reduce((s, x, i) => s + (x - b[i]!) ** 2, 0))
+
+it('a Byzantine member serving forged and stale models to a catching-up member is ignored and the newcomer still catches up', { timeout: 89_000 }, async (t) => {
+  const t0 = performance.now()
+  const mark = (what: string) => t.diagnostic(`${((performance.now() - t0) / 1000).toFixed(1)} s: ${what}`)
+  dir = await mkdtemp(join(tmpdir(), 'monna-join-byz-'))
+  const base = await freePorts(7)
+  const init = await runMonna(['swarm', 'init', '--nodes', '7', '--f', '2', '--dir', dir, '--base-port', String(base), '--rounds', String(ROUNDS), '--min-round-ms', '250', '--linger-ms', '6000', '--round-timeout-ms', '8000'])
+  assert.equal(init.code, 0, init.stderr)
+  const swarm = parseSwarm(parse(await readFile(join(dir, 'swarm.yaml'), 'utf8')))
+  const id = swarmId(swarm)
+  const ids = swarm.members.map((m) => m.id)
+  const membership = { swarmId: id, members: ids, f: 2 }
+
+  // ---- node-0: the Byzantine fetch server
+  const key = await loadOrCreateKey(join(dir, 'node-0.key'))
+  const seed = signingSeed(key)
+  const node = await createNetNode({ privateKey: key, listen: [`/ip4/127.0.0.1/tcp/${base}`], membership })
+  byzNode = node
+  const genuine = new Map<number, Map<string, Pair>>()
+  const sends = new Map<string, Uint8Array>() // round/sender/hash → payload
+  const served = { fetches: 0, fetchesFromNewcomer: 0, forged: { stale: 0, relabelled: 0, swapped: 0, invented: 0 } }
+  const newcomerId = ids[6]!
+  const forge = (round: number, have: Set<string>): Frame[] => {
+    const out: Frame[] = []
+    const older = [...genuine.keys()].filter((r) => r < round).sort((a, b) => b - a)
+    const old = older.length > 0 ? genuine.get(older[Math.min(3, older.length - 1)]!)! : undefined
+    for (const sender of ids.slice(1, 6)) {
+      if (have.has(sender) || out.length >= 6) continue
+      const stale = old?.get(sender)
+      const now = genuine.get(round)?.get(sender)
+      const kind = out.length % 4
+      if (kind === 0 && stale !== undefined) {
+        // a genuine certified pair of an older round, as it is
+        out.push({ type: 'FINAL', swarmId: id, round: older[Math.min(3, older.length - 1)]!, sender, hash: stale.hash, certificate: stale.certificate, payload: stale.payload })
+        served.forged.stale++
+      } else if (kind === 1 && stale !== undefined) {
+        // the same older pair relabelled as the asked round: the echo signatures cover the round
+        out.push({ type: 'FINAL', swarmId: id, round, sender, hash: stale.hash, certificate: stale.certificate, payload: stale.payload })
+        served.forged.relabelled++
+      } else if (kind === 2 && now !== undefined && stale !== undefined) {
+        // this round's genuine certificate with a stale model: the payload does not hash to it
+        out.push({ type: 'FINAL', swarmId: id, round, sender, hash: now.hash, certificate: now.certificate, payload: stale.payload })
+        served.forged.swapped++
+      } else {
+        // an invented model (the sender's genuine one, scaled) with invented signatures
+        const model = new Float32Array((now ?? stale)?.payload.buffer.slice(0) ?? new ArrayBuffer(64))
+        for (let j = 0; j < model.length; j++) model[j]! *= -10
+        const payload = new Uint8Array(model.buffer)
+        const certificate = ids.slice(0, 5).map((signer) => ({ signer, signature: signer === ids[0] ? sign(seed, statement('ECHO', { swarmId: id, round, sender }, hashPayload(payload))) : new Uint8Array(randomBytes(64)) }))
+        out.push({ type: 'FINAL', swarmId: id, round, sender, hash: hashPayload(payload), certificate, payload })
+        served.forged.invented++
+      }
+    }
+    return out
+  }
+  await node.handle(
+    swarmProtocol(id, 'echo-bcast'),
+    async (stream: Stream, connection) => {
+      const peer = connection.remotePeer.toString()
+      const reader = new FrameReader(stream, { maxPayloadBytes: 64 * 1024 * 1024 })
+      try {
+        for (;;) {
+          const res = await reader.next({ signal: AbortSignal.timeout(30_000) })
+          if (res === null) break
+          const f = res.frame
+          if (f.type === 'SEND') {
+            // echo honestly: this member sees every honest payload and, after it, the FINAL
+            sends.set(`${f.round}/${f.sender}`, f.payload)
+            const echo: Frame = { type: 'ECHO', swarmId: id, round: f.round, sender: f.sender, hash: f.hash, signer: ids[0]!, signature: sign(seed, statement('ECHO', f, f.hash)) }
+            await writeParts(stream, encodeFrameParts(echo))
+          } else if (f.type === 'FINAL') {
+            const payload = f.payload ?? sends.get(`${f.round}/${f.sender}`)
+            if (payload !== undefined) {
+              const m = genuine.get(f.round) ?? new Map<string, Pair>()
+              m.set(f.sender, { hash: f.hash, certificate: f.certificate, payload })
+              genuine.set(f.round, m)
+              for (const r of genuine.keys()) if (r < f.round - 40) genuine.delete(r)
+            }
+          } else if (f.type === 'FETCH') {
+            served.fetches++
+            if (peer === newcomerId) served.fetchesFromNewcomer++
+            for (const forged of forge(f.round, new Set(f.have))) await writeParts(stream, encodeFrameParts(forged))
+            await writeParts(stream, encodeFrameParts({ type: 'END' }))
+          } else {
+            await writeParts(stream, encodeFrameParts({ type: 'END' }))
+          }
+        }
+        await stream.close()
+      } catch {
+        stream.abort(new Error('closed'))
+      }
+    },
+    { maxInboundStreams: 256, maxOutboundStreams: 256 },
+  )
+  // gossip FINALs of a far-future round with invented signatures: they must not move anyone's catch-up target
+  const finalTopic = swarmTopic(id, 'final')
+  node.services.pubsub.subscribe(finalTopic)
+  let lure = 0
+  const lureTimer = setInterval(() => {
+    const payload = new Uint8Array(randomBytes(64))
+    const frame: Frame = { type: 'FINAL', swarmId: id, round: 100_000 + lure++, sender: ids[1]!, hash: hashPayload(payload), certificate: ids.slice(0, 5).map((signer) => ({ signer, signature: new Uint8Array(randomBytes(64)) })) }
+    node.services.pubsub.publish(finalTopic, encodeFrame(frame)).catch(() => {})
+  }, 500)
+  t.after(() => clearInterval(lureTimer))
+  const dialAll = (): void => {
+    for (const [i, m] of ids.entries()) {
+      if (i === 0 || node.getConnections(peerIdFromString(m)).length > 0) continue
+      node.dial(multiaddr(`/ip4/127.0.0.1/tcp/${base + i}/p2p/${m}`)).catch(() => {})
+    }
+  }
+  const dialTimer = setInterval(dialAll, 1000)
+  t.after(() => clearInterval(dialTimer))
+
+  // ---- honest founders, then the late newcomer
+  for (let i = 1; i < 6; i++) members.push(new Member(`node-${i}`, join(dir, `node-${i}.yaml`), ['--backend', 'cpu']))
+  await members[0]!.waitForRound(LATE_BY, 60_000)
+  mark(`founders at round ${LATE_BY}; Byzantine node-0 holds ${genuine.size} rounds of genuine pairs; starting node-6`)
+  const late = new Member('node-6', join(dir, 'node-6.yaml'), ['--backend', 'cpu'])
+  members.push(late)
+  const caught = await late.waitFor((l) => l.kind === 'event' && l.event.event === 'catch-up', 'catch-up', 40_000)
+  const ev = (caught as unknown as { event: { from: number; to: number; delivered: number } }).event
+  mark(`node-6 caught up from round ${ev.from} to ${ev.to} with ${ev.delivered} certified models; node-0 served ${served.fetchesFromNewcomer} FETCH to it (${JSON.stringify(served.forged)})`)
+  assert.ok(ev.to >= LATE_BY - 1 && ev.to < 100_000, `caught up to round ${ev.to}`)
+  assert.ok(ev.delivered >= 5, 'aggregated at least n − f certified models')
+
+  const exits = await Promise.all(members.map((m) => m.exited))
+  clearInterval(lureTimer)
+  mark('all exited')
+  for (const [i, e] of exits.entries()) assert.equal(e.code, 0, `${members[i]!.name} exited with ${JSON.stringify(e)}\n${members[i]!.stderr()}`)
+
+  // the Byzantine member was asked by the newcomer and every one of its forgeries was refused
+  assert.ok(served.fetchesFromNewcomer >= 1, 'the newcomer fetched from the Byzantine member')
+  const forgedTotal = Object.values(served.forged).reduce((a, b) => a + b, 0)
+  assert.ok(forgedTotal >= 1)
+  const rejected = late.reports.at(-1)!.rejected
+  mark(`newcomer's rejections: ${JSON.stringify(Object.fromEntries(Object.entries(rejected).filter(([, v]) => v > 0)))}`)
+  assert.ok((rejected['bad-signature'] ?? 0) >= 1, 'relabelled or invented certificates were refused')
+  if (served.forged.swapped > 0) assert.ok((rejected['hash-mismatch'] ?? 0) >= 1, 'stale payloads under genuine certificates were refused')
+  if (served.forged.stale > 0) assert.ok((rejected.malformed ?? 0) >= 1, 'pairs of the wrong round were refused')
+
+  // it then runs with the swarm: its own rounds use n − f certified models and its model sits with the honest ones
+  const own = late.reports.filter((r) => r.round > ev.to)
+  assert.ok(own.length >= 10, `node-6 ran ${own.length} rounds after catching up`)
+  for (const r of own) assert.ok(r.delivered >= 5 && !r.senders!.includes(ids[0]!), 'no model from the Byzantine member (it never broadcasts)')
+  const finals = members.map((m) => m.reports.at(-1)!)
+  for (const r of finals) assert.equal(r.round, ROUNDS - 1)
+  const sk = (r: RoundReport): number[] => r.sketch!
+  const founders = finals.slice(0, 5).map(sk)
+  const avg = founders[0]!.map((_, j) => founders.reduce((a, v) => a + v[j]!, 0) / founders.length)
+  const spread = Math.max(...founders.flatMap((a, i) => founders.slice(i + 1).map((b) => dist(a, b))))
+  const d = dist(sk(finals[5]!), avg)
+  mark(`final round: newcomer–honest average ${d.toExponential(2)}, founders' max pairwise ${spread.toExponential(2)}; accuracy ${finals.map((r) => r.accuracy?.toFixed(3)).join(' ')}`)
+  assert.ok(d <= spread, `newcomer ${d} from the honest average, founders ${spread} apart`)
+})
