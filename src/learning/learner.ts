@@ -22,12 +22,12 @@
  */
 import { registerFallbackKernels } from '../compute/index.ts'
 import { AbortError, InvalidConfigError } from '../errors.ts'
-import { NonFiniteGradientError } from './errors.ts'
 import type { Logger } from '../logger.ts'
 import { silentLogger } from '../logger.ts'
 import type { RngState } from '../rng.ts'
 import { Rng } from '../rng.ts'
 import type { Dataset } from './data.ts'
+import { NonFiniteGradientError } from './errors.ts'
 import type { Model, ModelSpec } from './models.ts'
 import { createModel, flatten, initParams, unflatten } from './models.ts'
 import type { LrSchedule } from './schedule.ts'
