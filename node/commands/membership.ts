@@ -143,7 +143,7 @@ Examples:
       }
       const s = out as Record<string, unknown>
       const lines = [
-        `member   ${String(s.name ?? '')} ${String(s.member ?? '')}`,
+        `member   ${[s.name, s.member].filter((x) => x !== undefined).join(' ')}`,
         `swarm    ${String(s.swarmId)}`,
         `source   ${String(s.source)}`,
         `epoch    ${String(s.epoch)} (n = ${String(s.n)}, f = ${String(s.f)})${s.latestEpoch !== undefined && s.latestEpoch !== s.epoch ? `; epoch ${String(s.latestEpoch)} activates at round ${String(s.latestActivation)}` : ''}`,

@@ -204,7 +204,7 @@ export async function start(flags: StartFlags): Promise<number> {
     ...(registry !== undefined ? { registry } : {}),
     signal: setup.signal,
   })
-  const name = swarm.members[node.index]?.name ?? `member-${node.index}`
+  const name = node.status().name
   log.info('listening', { peerId: node.peerId, addrs: node.multiaddrs, resumeAt: node.resumedAt })
   attachProgress(node, { format: cfg.progress as ProgressFormat, rounds: swarm.task.rounds, name })
   node.addEventListener('removed', (e) => {
