@@ -49,10 +49,21 @@ export function assertFinite(rule: string, inputs: readonly Float32Array[], refe
  * is finite (a non-finite input makes it non-finite: the caller locates it).
  */
 export function weightedMean(inputs: readonly Float32Array[], out: Float32Array, weights?: ArrayLike<number>): boolean {
-  const k = inputs.length
   const d = out.length
+  // the inputs with a non-zero weight, and whether they all weigh 1 (the usual case)
+  const xs: Float32Array[] = []
+  const ws: number[] = []
   let total = 0
-  for (let i = 0; i < k; i++) total += weights === undefined ? 1 : weights[i]
+  let unit = true
+  for (let i = 0; i < inputs.length; i++) {
+    const w = weights === undefined ? 1 : weights[i]
+    total += w
+    if (w === 0) continue
+    if (w !== 1) unit = false
+    xs.push(inputs[i])
+    ws.push(w)
+  }
+  const k = xs.length
   const inv = 1 / total
   const acc = new Float64Array(Math.min(BLOCK, d))
   let finite = true
@@ -60,14 +71,37 @@ export function weightedMean(inputs: readonly Float32Array[], out: Float32Array,
     const e = Math.min(d, s + BLOCK)
     const n = e - s
     acc.fill(0, 0, n)
-    for (let i = 0; i < k; i++) {
-      const w = weights === undefined ? 1 : weights[i]
-      if (w === 0) continue
-      const x = inputs[i]
-      if (w === 1) {
-        for (let c = 0; c < n; c++) acc[c] += x[s + c]
-      } else {
-        for (let c = 0; c < n; c++) acc[c] += w * x[s + c]
+    // Four inputs per pass over the block: a quarter of the accumulator loads and stores
+    // (16 inputs of d = 431 080, the NNA mean of §7: 18 → 6–8 ms on the 2-core dev machine).
+    let i = 0
+    if (unit) {
+      for (; i + 3 < k; i += 4) {
+        const x0 = xs[i].subarray(s, e)
+        const x1 = xs[i + 1].subarray(s, e)
+        const x2 = xs[i + 2].subarray(s, e)
+        const x3 = xs[i + 3].subarray(s, e)
+        for (let c = 0; c < n; c++) acc[c] += x0[c] + x1[c] + x2[c] + x3[c]
+      }
+      for (; i < k; i++) {
+        const x = xs[i].subarray(s, e)
+        for (let c = 0; c < n; c++) acc[c] += x[c]
+      }
+    } else {
+      for (; i + 3 < k; i += 4) {
+        const x0 = xs[i].subarray(s, e)
+        const x1 = xs[i + 1].subarray(s, e)
+        const x2 = xs[i + 2].subarray(s, e)
+        const x3 = xs[i + 3].subarray(s, e)
+        const w0 = ws[i]
+        const w1 = ws[i + 1]
+        const w2 = ws[i + 2]
+        const w3 = ws[i + 3]
+        for (let c = 0; c < n; c++) acc[c] += w0 * x0[c] + w1 * x1[c] + w2 * x2[c] + w3 * x3[c]
+      }
+      for (; i < k; i++) {
+        const x = xs[i].subarray(s, e)
+        const w = ws[i]
+        for (let c = 0; c < n; c++) acc[c] += w * x[c]
       }
     }
     let check = 0
