@@ -67,17 +67,31 @@ export const scheduleSchema = z.discriminatedUnion('kind', [
   }),
 ])
 
+/**
+ * Differential privacy of honest members (ALGORITHMS §6, docs/privacy.md): each local step
+ * clips every example's gradient to `clipNorm`, averages and adds Gaussian noise. The noise is
+ * given by exactly one of
+ * - `epsilon` (recommended): the whole run's (ε, δ) target — the node takes the smallest
+ *   noise whose Rényi-DP accountant ε after `task.rounds` steps at sampling rate b/N (N = the
+ *   member's examples) is ≤ epsilon (`resolvePrivacy` in src/privacy);
+ * - `noiseMultiplier`: σ directly (noise std = σ · clipNorm / batchSize); the run's ε is reported;
+ * - `stepEpsilon`: the per-step (ε, δ) of ALGORITHMS §6's formula (what `epsilon` meant before
+ *   it became the whole-run target; analytic Gaussian above ε = 1, where the classic bound fails).
+ * In every case the node reports the whole run's ε spent so far (accountant), never a per-step one.
+ */
 export const privacySchema = z
   .strictObject({
-    clipNorm: z.number().positive(),
-    // Either a per-step (ε, δ) target from which the noise is derived (ALGORITHMS §6), or the
-    // noise multiplier directly (noise std = noiseMultiplier · clipNorm / batchSize).
+    // TF Privacy's MNIST DP-SGD tutorial uses l2_norm_clip = 1.0 (as `defaultPrivacyOptions`).
+    clipNorm: z.number().positive().default(1),
     epsilon: z.number().positive().optional(),
-    delta: z.number().positive().lt(1).default(1e-5),
     noiseMultiplier: z.number().nonnegative().optional(),
+    stepEpsilon: z.number().positive().optional(),
+    // TF Privacy's MNIST tutorial; well below 1/N for the few thousand examples a member holds.
+    delta: z.number().positive().lt(1).default(1e-5),
   })
-  .refine((p) => (p.epsilon === undefined) !== (p.noiseMultiplier === undefined), {
-    message: 'give exactly one of epsilon (a per-step target) or noiseMultiplier',
+  .refine((p) => [p.epsilon, p.noiseMultiplier, p.stepEpsilon].filter((x) => x !== undefined).length === 1, {
+    message: 'give exactly one of epsilon (whole-run target, recommended), noiseMultiplier (σ) or stepEpsilon (per-step, ALGORITHMS §6)',
+    path: ['epsilon'],
   })
 
 export const taskSchema = z.strictObject({

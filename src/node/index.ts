@@ -239,25 +239,33 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
     let accountant: AccountantPort | undefined
     let privacyDelta = 0
     if (task.privacy !== undefined) {
+      // Whole-run (ε, δ) target or σ → noise, and the RDP accountant over this member's steps
+      // (one local step per round, sampling rate b/N); see the privacySchema comment.
       const p = task.privacy
       const privacy = await import('../privacy/index.ts')
-      let noiseStd: number
-      if (p.epsilon !== undefined) {
-        // the per-step target of ALGORITHMS §6; above ε = 1 the classic bound does not hold, use the exact (analytic) one
-        noiseStd =
-          p.epsilon <= 1
-            ? privacy.gaussianNoiseStd({ clipNorm: p.clipNorm, batchSize: task.batchSize, epsilon: p.epsilon, delta: p.delta })
-            : privacy.analyticGaussianNoiseStd({ clipNorm: p.clipNorm, batchSize: task.batchSize, epsilon: p.epsilon, delta: p.delta })
-      } else {
-        noiseStd = privacy.noiseStdFromMultiplier({ noiseMultiplier: p.noiseMultiplier!, clipNorm: p.clipNorm, batchSize: task.batchSize })
+      const run = { batchSize: task.batchSize, datasetSize: shard.n, steps: task.rounds }
+      let noiseMultiplier = p.noiseMultiplier
+      if (p.stepEpsilon !== undefined) {
+        const step = { clipNorm: p.clipNorm, batchSize: Math.min(task.batchSize, shard.n), epsilon: p.stepEpsilon, delta: p.delta }
+        const noiseStd = p.stepEpsilon <= 1 ? privacy.gaussianNoiseStd(step) : privacy.analyticGaussianNoiseStd(step)
+        noiseMultiplier = privacy.noiseMultiplierFromStd({ noiseStd, clipNorm: p.clipNorm, batchSize: step.batchSize })
       }
-      privacyHook = { clipNorm: p.clipNorm, noiseStd }
-      privacyDelta = p.delta
-      accountant = privacy.createRdpAccountant({
-        samplingRate: Math.min(1, task.batchSize / shard.n),
-        noiseMultiplier: privacy.noiseMultiplierFromStd({ noiseStd, clipNorm: p.clipNorm, batchSize: task.batchSize }),
+      const resolved = privacy.resolvePrivacy(
+        { clipNorm: p.clipNorm, delta: p.delta, ...(noiseMultiplier === undefined ? { epsilon: p.epsilon! } : { noiseMultiplier }) },
+        run,
+        'task.privacy',
+      )
+      privacyHook = resolved.hook
+      privacyDelta = resolved.delta
+      accountant = resolved.createAccountant()
+      log.info('differential privacy on', {
+        clipNorm: p.clipNorm,
+        noiseStd: resolved.hook.noiseStd,
+        noiseMultiplier: resolved.noiseMultiplier,
+        samplingRate: resolved.samplingRate,
+        delta: resolved.delta,
+        plannedEpsilon: resolved.plannedEpsilon,
       })
-      log.info('differential privacy on', { clipNorm: p.clipNorm, noiseStd, delta: p.delta, samplingRate: task.batchSize / shard.n })
     }
 
     const learner = await learning.createLearner({
