@@ -182,6 +182,40 @@ function isRngState(s: unknown): s is RngState {
   return Array.isArray(words) && words.length === 4 && words.every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffffffff)
 }
 
+/**
+ * m ← β·m + (1 − β)·g, θ ← θ − γ·m in place (m rounded to float32 before it moves θ, as stored);
+ * returns ‖g‖². A plain function of its arrays, two coordinates per iteration: V8 keeps the
+ * array bases in registers here, unlike the same loop over the async `step` closure's variables
+ * (LeNet, 431k values, on the loaded 2-core dev machine: 5.3–8.2 → 3.3–6.7 ms per step).
+ */
+function momentumStep(grad: Float32Array, momentum: Float32Array, theta: Float32Array, beta: number, gamma: number): number {
+  const n = grad.length
+  const oneMinusBeta = 1 - beta
+  let sq0 = 0
+  let sq1 = 0
+  let j = 0
+  for (; j + 1 < n; j += 2) {
+    const g0 = grad[j]!
+    const g1 = grad[j + 1]!
+    sq0 += g0 * g0
+    sq1 += g1 * g1
+    const m0 = Math.fround(beta * momentum[j]! + oneMinusBeta * g0)
+    const m1 = Math.fround(beta * momentum[j + 1]! + oneMinusBeta * g1)
+    momentum[j] = m0
+    momentum[j + 1] = m1
+    theta[j] = theta[j]! - gamma * m0
+    theta[j + 1] = theta[j + 1]! - gamma * m1
+  }
+  for (; j < n; j++) {
+    const g = grad[j]!
+    sq0 += g * g
+    const m = Math.fround(beta * momentum[j]! + oneMinusBeta * g)
+    momentum[j] = m
+    theta[j] = theta[j]! - gamma * m
+  }
+  return sq0 + sq1
+}
+
 /** Runs `fn` synchronously with `backend` active, restoring the previous backend afterwards. */
 function onBackend<T>(backend: string, fn: () => T): T {
   const previous = tf.getBackend()
@@ -373,16 +407,7 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
       checkAlive()
       if (stepOpts.signal?.aborted) throw new AbortError()
       const loss = await computeGradient(round)
-      const gamma = learningRate(schedule, round)
-      const oneMinusBeta = 1 - beta
-      let sq = 0
-      for (let j = 0; j < d; j++) {
-        const g = grad[j]!
-        sq += g * g
-        const m = beta * momentum[j]! + oneMinusBeta * g
-        momentum[j] = m
-        theta[j] = theta[j]! - gamma * momentum[j]!
-      }
+      const sq = momentumStep(grad, momentum, theta, beta, learningRate(schedule, round))
       return { halfStep: theta.slice(), loss, gradNorm: Math.sqrt(sq) }
     },
     async evaluate(test, evalOpts = {}) {
