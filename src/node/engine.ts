@@ -314,6 +314,7 @@ export class RoundEngine extends EventTarget {
     this.aggregator = opts.aggregator
     this.joined = opts.join !== true
     this.epoch = opts.epoch ?? 0
+    opts.metrics?.setEpoch?.(this.epoch)
     if (!this.memberIndex.has(opts.self)) throw new InvalidConfigError('self', `${opts.self} is not a member of swarm ${membership.swarmId}`)
     if (!Number.isInteger(opts.rounds) || opts.rounds < 1) throw new InvalidConfigError('rounds', `must be a positive integer, got ${opts.rounds}`)
     if (!(opts.roundTimeoutMs > 0)) throw new InvalidConfigError('roundTimeoutMs', `must be > 0, got ${opts.roundTimeoutMs}`)

@@ -1,0 +1,57 @@
+/** `monna swarm add-member | remove-member | set-f`: signed epoch files, and refusals with exit code 2. */
+import assert from 'node:assert/strict'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, it } from 'node:test'
+import { parse } from 'yaml'
+import { parseSwarm } from '../../src/config/schema.ts'
+import { verifyEpoch } from '../../src/membership/index.ts'
+import { runMonna } from '../unit/node/cli-harness.ts'
+
+let dir = ''
+after(async () => {
+  if (dir !== '') await rm(dir, { recursive: true, force: true })
+})
+
+it('membership commands write verifiable epochs and refuse changes that break n ≥ 3f + 1', { timeout: 80_000 }, async () => {
+  dir = await mkdtemp(join(tmpdir(), 'monna-membership-cli-'))
+  const init = await runMonna(['swarm', 'init', '--nodes', '4', '--f', '1', '--dir', join(dir, 'lan'), '--admin-key', join(dir, 'admin.key')])
+  assert.equal(init.code, 0, init.stderr)
+  const plain = await runMonna(['swarm', 'init', '--nodes', '4', '--f', '1', '--dir', join(dir, 'plain')])
+  assert.equal(plain.code, 0, plain.stderr)
+  const swarmFile = join(dir, 'lan', 'swarm.yaml')
+  const swarm = parseSwarm(parse(await readFile(swarmFile, 'utf8')))
+  assert.match(swarm.admin ?? '', /^12D3KooW/)
+  const ids = swarm.members.map((m) => m.id)
+  const newKey = await runMonna(['keygen', '--out', join(dir, 'new.key')])
+  const newId = newKey.stdout.trim()
+  const common = ['--swarm', swarmFile, '--admin-key', join(dir, 'admin.key')]
+
+  const add = await runMonna(['swarm', 'add-member', ...common, '--id', newId, '--activation', '20', '--out', join(dir, 'e1.json')])
+  assert.equal(add.code, 0, add.stderr)
+  assert.match(add.stdout, /epoch 1 of swarm .*: n = 5, f = 1, activates at round 20/)
+  const e1 = await verifyEpoch(JSON.parse(await readFile(join(dir, 'e1.json'), 'utf8')), swarm)
+  assert.deepEqual(e1.members.map((m) => m.id), [...ids, newId])
+
+  const refusals: [string[], RegExp][] = [
+    [['swarm', 'add-member', ...common, '--id', newId, '--f', '2', '--activation', '20'], /n = 5 members cannot tolerate f = 2.*n ≥ 3f \+ 1/],
+    [['swarm', 'remove-member', ...common, '--id', ids[0]!, '--activation', '20'], /n = 3 members cannot tolerate f = 1/],
+    [['swarm', 'set-f', ...common, '--from', join(dir, 'e1.json'), '--f', '2', '--activation', '30'], /n = 5 members cannot tolerate f = 2/],
+    [['swarm', 'set-f', ...common, '--from', join(dir, 'e1.json'), '--f', '0', '--activation', '10'], /activation: must be a round after the current epoch's activation \(20\)/],
+    [['swarm', 'add-member', ...common, '--id', ids[1]!, '--activation', '20'], /already a member/],
+    [['swarm', 'set-f', '--swarm', swarmFile, '--admin-key', join(dir, 'lan', 'node-0.key'), '--f', '0', '--activation', '5'], /is not the swarm's admin/],
+    [['swarm', 'set-f', '--swarm', join(dir, 'plain', 'swarm.yaml'), '--admin-key', join(dir, 'admin.key'), '--f', '0', '--activation', '5'], /names no admin/],
+  ]
+  for (const [args, message] of refusals) {
+    const r = await runMonna(args)
+    assert.equal(r.code, 2, `${args.join(' ')}\n${r.stdout}${r.stderr}`)
+    assert.match(r.stderr, message)
+  }
+  // a valid two-step change: lower f first, then remove
+  const down = await runMonna(['swarm', 'set-f', ...common, '--from', join(dir, 'e1.json'), '--f', '0', '--activation', '30', '--out', join(dir, 'e2.json')])
+  assert.equal(down.code, 0, down.stderr)
+  const rm2 = await runMonna(['swarm', 'remove-member', ...common, '--from', join(dir, 'e1.json'), '--from', join(dir, 'e2.json'), '--id', ids[0]!, '--activation', '40', '--out', join(dir, 'e3.json')])
+  assert.equal(rm2.code, 0, rm2.stderr)
+  assert.match(rm2.stdout, /epoch 3 .*n = 4, f = 0, activates at round 40/)
+})
