@@ -37,7 +37,8 @@ export function formatProgress(e: ProgressEvent): string | undefined {
     case 'round': {
       const width = String(e.rounds).length
       const acc = e.accuracy === undefined ? '' : `  honest accuracy min ${pct(e.accuracy.min)} median ${pct(e.accuracy.median)}`
-      return `round ${String(e.round + 1).padStart(width)}/${e.rounds}  ${Math.round(e.roundMs)} ms${acc}`
+      const eps = e.epsilon === undefined ? '' : `  ε ${e.epsilon.toFixed(3)}`
+      return `round ${String(e.round + 1).padStart(width)}/${e.rounds}  ${Math.round(e.roundMs)} ms${acc}${eps}`
     }
     case 'member-exit':
       if (e.code === 0) return undefined
@@ -65,7 +66,10 @@ export async function runCommand(topology: string, flags: RunFlags): Promise<num
         mode,
         signal: ac.signal,
         onProgress,
-        onCell: (c) => process.stderr.write(`cell ${c.rule} × ${c.behaviour}: honest accuracy min ${c.minHonestAccuracy === null ? 'n/a' : pct(c.minHonestAccuracy)} median ${c.medianHonestAccuracy === null ? 'n/a' : pct(c.medianHonestAccuracy)}\n`),
+        onCell: (c) =>
+          process.stderr.write(
+            `cell ${c.rule} × ${c.behaviour}${c.batchSize === undefined ? '' : ` × b=${c.batchSize}`}${c.privacy === undefined ? '' : ` × ${c.privacy}${c.epsilon === null || c.epsilon === undefined ? '' : ` (ε ${c.epsilon.toFixed(3)} spent)`}`}: honest accuracy min ${c.minHonestAccuracy === null ? 'n/a' : pct(c.minHonestAccuracy)} median ${c.medianHonestAccuracy === null ? 'n/a' : pct(c.medianHonestAccuracy)}\n`,
+          ),
       })
       process.stdout.write(`matrix: ${files.markdown}\nplot: ${files.html}\n`)
       return matrix.cells.length > 0 ? 0 : 1

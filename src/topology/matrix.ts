@@ -1,8 +1,10 @@
 /**
- * A matrix run: one task across several aggregation rules × Byzantine behaviours. Each cell
- * is a full topology run (its own report in `<out>/<rule>__<behaviour>/`); the matrix writes
- * one comparison table (`matrix.json`, `matrix.md`) and one plot (`matrix.svg`, inside
- * `matrix.html`) of the final honest accuracy, min and median.
+ * A matrix run: one task across several aggregation rules × Byzantine behaviours, and
+ * optionally × batch sizes × privacy settings (issue 8: the privacy / robustness trade-off).
+ * Each cell is a full topology run (its own report in `<out>/<rule>__<behaviour>[__b<b>][__<privacy>]/`);
+ * the matrix writes one comparison table (`matrix.json`, `matrix.md`) and one plot
+ * (`matrix.svg`, inside `matrix.html`) of the final honest accuracy, min and median — grouped
+ * bars without a privacy axis, accuracy against the ε spent with one (the trade-off plot).
  */
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
@@ -10,12 +12,22 @@ import type { TopLevelSpec } from 'vega-lite'
 import { InvalidConfigError } from '../errors.ts'
 import { renderSvg } from './report.ts'
 import { type RunTopologyOptions, runTopology } from './runner.ts'
-import type { ByzantineConfig, MatrixConfig, Scenario } from './schema.ts'
-import { withVariant } from './schema.ts'
+import type { ByzantineConfig, MatrixConfig, MatrixPrivacy, Scenario } from './schema.ts'
+import { privacyOf, withVariant } from './schema.ts'
 
 export interface MatrixCell {
   rule: string
   behaviour: string
+  /** the task's batch size in this cell (always set by `runMatrix`) */
+  batchSize?: number
+  /** the privacy setting: `none`, `ε=2` (whole-run target), `σ=1.1` (noise multiplier) or `step-ε=0.5`; `,G=…` / `,δ=…` when not the default */
+  privacy?: string
+  /** whole-run ε target of this cell (null without privacy or when the noise was given directly) */
+  targetEpsilon?: number | null
+  /** largest ε an honest member spent (RDP accountant, report.json nodes[].epsilon); null without privacy */
+  epsilon?: number | null
+  /** δ of that ε (null without privacy) */
+  delta?: number | null
   minHonestAccuracy: number | null
   medianHonestAccuracy: number | null
   passed: boolean
@@ -24,7 +36,18 @@ export interface MatrixCell {
 
 export interface MatrixReport {
   scenario: string
+  /** the axes that were varied beyond rules × behaviours (absent = none) */
+  axes?: { batchSizes: boolean; privacy: boolean }
   cells: MatrixCell[]
+}
+
+/** Short label of a matrix privacy value (used in the table, the plot and directory names). */
+export function privacyLabel(p: MatrixPrivacy | undefined): string {
+  const c = p === undefined ? undefined : privacyOf(p)
+  if (c === undefined) return 'none'
+  const head = c.epsilon !== undefined ? `ε=${c.epsilon}` : c.noiseMultiplier !== undefined ? `σ=${c.noiseMultiplier}` : `step-ε=${c.stepEpsilon}`
+  const extra = [...(c.clipNorm === 1 ? [] : [`G=${c.clipNorm}`]), ...(c.delta === 1e-5 ? [] : [`δ=${c.delta}`])]
+  return extra.length === 0 ? head : `${head},${extra.join(',')}`
 }
 
 function label(rule: MatrixConfig['rules'][number]): string {
@@ -45,38 +68,63 @@ export async function runMatrix(
   if (s.byzantine.length === 0) throw new InvalidConfigError(`${s.name}: byzantine`, 'a matrix varies the Byzantine behaviour: declare which members are Byzantine')
   const outDir = resolve(opts.outDir)
   const cells: MatrixCell[] = []
+  const batchSizes: (number | undefined)[] = matrix.batchSizes ?? [undefined]
+  const privacies: (MatrixPrivacy | undefined)[] = matrix.privacy ?? [undefined]
   for (const rule of matrix.rules) {
     for (const b of matrix.behaviours) {
-      opts.signal?.throwIfAborted()
-      const behaviour = (typeof b === 'string' ? { behaviour: b } : b) as Omit<ByzantineConfig, 'members'>
-      const { beta, ...aggregator } = rule
-      const variant = withVariant(s, { aggregator: aggregator as Scenario['aggregator'], behaviour })
-      // `beta` on a matrix rule overrides the task's momentum (ALGORITHMS §7: nna with β = 0 is the NNA ablation)
-      if (beta !== undefined) {
-        if (typeof beta !== 'number' || !(beta >= 0 && beta < 1)) throw new InvalidConfigError(`${s.name}: matrix.rules`, `beta must be a number in [0, 1), got ${String(beta)}`)
-        variant.task.beta = beta
+      for (const batchSize of batchSizes) {
+        for (const privacy of privacies) {
+          opts.signal?.throwIfAborted()
+          const behaviour = (typeof b === 'string' ? { behaviour: b } : b) as Omit<ByzantineConfig, 'members'>
+          const { beta, ...aggregator } = rule
+          const variant = withVariant(s, {
+            aggregator: aggregator as Scenario['aggregator'],
+            behaviour,
+            ...(batchSize === undefined ? {} : { batchSize }),
+            ...(privacy === undefined ? {} : { privacy }),
+          })
+          // `beta` on a matrix rule overrides the task's momentum (ALGORITHMS §7: nna with β = 0 is the NNA ablation)
+          if (beta !== undefined) {
+            if (typeof beta !== 'number' || !(beta >= 0 && beta < 1)) throw new InvalidConfigError(`${s.name}: matrix.rules`, `beta must be a number in [0, 1), got ${String(beta)}`)
+            variant.task.beta = beta
+          }
+          const behaviourLabel = label({ ...behaviour, rule: String(behaviour.behaviour) } as MatrixConfig['rules'][number])
+          const dp = variant.task.privacy
+          const privacyName = privacyLabel(dp)
+          const name = [
+            label(rule),
+            behaviourLabel,
+            ...(batchSize === undefined ? [] : [`b${batchSize}`]),
+            ...(privacy === undefined ? [] : [privacyName.replace(/ε/g, 'eps').replace(/σ/g, 'sigma').replace(/δ/g, 'delta')]),
+          ].join('__')
+          const dir = join(outDir, name.replace(/[^a-z0-9=.,()_+-]/gi, '_'))
+          const { report, files } = await runTopology(variant, { ...opts, outDir: dir })
+          const cell: MatrixCell = {
+            rule: label(rule),
+            behaviour: behaviourLabel,
+            batchSize: variant.task.batchSize,
+            privacy: privacyName,
+            targetEpsilon: dp?.epsilon ?? null,
+            epsilon: report.privacy?.maxHonestEpsilon ?? null,
+            delta: dp?.delta ?? null,
+            minHonestAccuracy: report.honest.minFinalAccuracy,
+            medianHonestAccuracy: report.honest.medianFinalAccuracy,
+            passed: report.passed,
+            report: files.html,
+          }
+          cells.push(cell)
+          opts.onCell?.(cell)
+        }
       }
-      const dir = join(outDir, `${label(rule)}__${label({ ...behaviour, rule: String(behaviour.behaviour) } as MatrixConfig['rules'][number])}`.replace(/[^a-z0-9=.,()_+-]/gi, '_'))
-      const { report, files } = await runTopology(variant, { ...opts, outDir: dir })
-      const cell: MatrixCell = {
-        rule: label(rule),
-        behaviour: label({ ...behaviour, rule: String(behaviour.behaviour) } as MatrixConfig['rules'][number]),
-        minHonestAccuracy: report.honest.minFinalAccuracy,
-        medianHonestAccuracy: report.honest.medianFinalAccuracy,
-        passed: report.passed,
-        report: files.html,
-      }
-      cells.push(cell)
-      opts.onCell?.(cell)
     }
   }
-  const m: MatrixReport = { scenario: s.name, cells }
+  const m: MatrixReport = { scenario: s.name, axes: { batchSizes: matrix.batchSizes !== undefined, privacy: matrix.privacy !== undefined }, cells }
   await mkdir(outDir, { recursive: true })
   const json = join(outDir, 'matrix.json')
   await writeFile(json, `${JSON.stringify(m, null, 2)}\n`)
   const markdown = join(outDir, 'matrix.md')
   await writeFile(markdown, matrixMarkdown(m))
-  const svgText = await renderSvg(matrixPlot(m))
+  const svgText = await renderSvg(m.axes?.privacy === true ? tradeOffPlot(m) : matrixPlot(m))
   const svg = join(outDir, 'matrix.svg')
   await writeFile(svg, svgText)
   const html = join(outDir, 'matrix.html')
@@ -87,11 +135,15 @@ export async function runMatrix(
   return { matrix: m, files: { json, markdown, svg, html } }
 }
 
-/** The comparison table: rows = rules, columns = behaviours, cells = "min / median" honest accuracy (%). */
+/**
+ * The comparison table. Rules × behaviours only: rows = rules, columns = behaviours, cells =
+ * "min / median" honest accuracy (%). With a batch-size or privacy axis: one row per cell
+ * (attack, rule, batch size, privacy, ε spent, accuracy).
+ */
 export function matrixMarkdown(m: MatrixReport): string {
+  if (m.axes?.batchSizes === true || m.axes?.privacy === true) return tradeOffMarkdown(m)
   const rules = [...new Set(m.cells.map((c) => c.rule))]
   const behaviours = [...new Set(m.cells.map((c) => c.behaviour))]
-  const pct = (x: number | null): string => (x === null ? '—' : (x * 100).toFixed(1))
   const lines = [
     `Final honest accuracy (%), min / median over honest members — ${m.scenario}`,
     '',
@@ -127,5 +179,74 @@ export function matrixPlot(m: MatrixReport): TopLevelSpec {
       { mark: 'bar', encoding: { y: { field: 'median', type: 'quantitative', title: 'final honest accuracy', scale: { domain: [0, 1] } } } },
       { mark: { type: 'tick', color: 'black', thickness: 2 }, encoding: { y: { field: 'min', type: 'quantitative' } } },
     ],
+  }
+}
+
+function pct(x: number | null): string {
+  return x === null ? '—' : (x * 100).toFixed(1)
+}
+
+/** One row per cell, sorted by attack, rule, batch size and ε (no privacy last). */
+function tradeOffMarkdown(m: MatrixReport): string {
+  const epsKey = (c: MatrixCell): number => (c.privacy === 'none' ? Number.POSITIVE_INFINITY : (c.epsilon ?? c.targetEpsilon ?? Number.POSITIVE_INFINITY))
+  const batch = (c: MatrixCell): number => c.batchSize ?? 0
+  const order = (xs: string[]): Map<string, number> => new Map([...new Set(xs)].map((x, i) => [x, i]))
+  const attacks = order(m.cells.map((c) => c.behaviour))
+  const rules = order(m.cells.map((c) => c.rule))
+  const rows = [...m.cells].sort(
+    (a, b) => attacks.get(a.behaviour)! - attacks.get(b.behaviour)! || rules.get(a.rule)! - rules.get(b.rule)! || batch(a) - batch(b) || epsKey(a) - epsKey(b),
+  )
+  const delta = [...new Set(m.cells.flatMap((c) => (c.delta === null || c.delta === undefined ? [] : [c.delta])))]
+  const lines = [
+    `Final honest accuracy (%), min / median over honest members, against the privacy spent — ${m.scenario}`,
+    '',
+    `ε: the largest whole-run ε an honest member spent (RDP accountant, sampling without replacement, replace-one neighbours${delta.length === 1 ? `, δ = ${delta[0]}` : ''}); — = no privacy.`,
+    '',
+    '| attack | rule | batch | privacy | ε spent | min / median | passed |',
+    '|---|---|---|---|---|---|---|',
+  ]
+  for (const c of rows) {
+    const eps = c.epsilon === null || c.epsilon === undefined ? '—' : c.epsilon.toPrecision(3)
+    lines.push(`| ${c.behaviour} | ${c.rule} | ${c.batchSize ?? ''} | ${c.privacy ?? 'none'} | ${eps} | ${pct(c.minHonestAccuracy)} / ${pct(c.medianHonestAccuracy)} | ${c.passed ? 'yes' : 'no'} |`)
+  }
+  return `${lines.join('\n')}\n`
+}
+
+/**
+ * The trade-off plot: final honest accuracy against the ε spent (log scale), one colour per
+ * (rule, batch size), solid = median, dashed = min over honest members, one panel per attack;
+ * dotted horizontal lines = the same rule and batch size without privacy (median).
+ */
+export function tradeOffPlot(m: MatrixReport): TopLevelSpec {
+  const values = m.cells.map((c) => ({
+    attack: c.behaviour,
+    series: `${c.rule}, b=${c.batchSize ?? ''}`,
+    private: c.privacy !== undefined && c.privacy !== 'none',
+    epsilon: c.epsilon ?? c.targetEpsilon ?? null,
+    median: c.medianHonestAccuracy ?? 0,
+    min: c.minHonestAccuracy ?? 0,
+  }))
+  const x = { field: 'epsilon', type: 'quantitative', title: 'ε spent (whole run, log scale)', scale: { type: 'log' } } as const
+  const y = (field: 'median' | 'min') => ({ field, type: 'quantitative' as const, title: 'final honest accuracy', scale: { domain: [0, 1] } })
+  const color = { field: 'series', type: 'nominal', title: 'rule, batch size' } as const
+  const privateOnly = [{ filter: 'datum.private && datum.epsilon > 0' }]
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: {
+      text: `${m.scenario}: accuracy vs privacy`,
+      subtitle: 'solid = median, dashed = min over honest members; dotted = same rule and batch without privacy (median)',
+    },
+    background: 'white',
+    data: { values },
+    facet: { column: { field: 'attack', type: 'nominal', title: 'Byzantine behaviour' } },
+    spec: {
+      width: 260,
+      height: 220,
+      layer: [
+        { transform: privateOnly, mark: { type: 'line', point: true }, encoding: { x, y: y('median'), color } },
+        { transform: privateOnly, mark: { type: 'line', strokeDash: [5, 3], opacity: 0.8 }, encoding: { x, y: y('min'), color } },
+        { transform: [{ filter: '!datum.private' }], mark: { type: 'rule', strokeDash: [1, 3], strokeWidth: 2 }, encoding: { y: y('median'), color } },
+      ],
+    },
   }
 }

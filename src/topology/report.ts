@@ -36,6 +36,8 @@ export interface MemberRound {
   senders?: string[]
   /** set when the member fell behind and jumped to this round from certified deliveries of `caughtUpFrom`… */
   caughtUpFrom?: number
+  /** differential privacy: the whole run's ε spent so far (RDP accountant, src/privacy) */
+  epsilon?: number
 }
 
 export interface MemberInfo {
@@ -72,6 +74,8 @@ export interface NodeSummary {
   bytesSent: number
   bytesReceived: number
   rejected: Record<string, number>
+  /** differential privacy (task.privacy): ε spent by its last reported round (RDP accountant, at δ = task.privacy.delta) */
+  epsilon?: number
   exitCode?: number | null
   error?: string
 }
@@ -105,6 +109,11 @@ export interface TopologyReport {
   rounds: number
   nodes: NodeSummary[]
   honest: { minFinalAccuracy: number | null; medianFinalAccuracy: number | null; finalSpread: number | null }
+  /**
+   * Present when the task is private: the scenario's privacy block (after defaults) and the
+   * largest ε an honest member spent (null when none reported one).
+   */
+  privacy?: { config: NonNullable<Scenario['task']['privacy']>; delta: number; maxHonestEpsilon: number | null; batchSize: number }
   expectations: ExpectationResult[]
   passed: boolean
   perRound: RoundFigures[]
@@ -174,6 +183,8 @@ export function buildReport(opts: {
       bytesReceived: last?.bytesReceived ?? 0,
       rejected: last?.rejected ?? {},
     }
+    const eps = list.findLast((r) => r.epsilon !== undefined)?.epsilon
+    if (eps !== undefined) node.epsilon = eps
     if (m.exitCode !== undefined) node.exitCode = m.exitCode
     if (m.error !== undefined) node.error = m.error
     return node
@@ -214,6 +225,10 @@ export function buildReport(opts: {
     medianFinalAccuracy: known.length > 0 ? median(known) : null,
     finalSpread,
   }
+  const honestEps = nodes.filter((n) => !n.byzantine && n.epsilon !== undefined).map((n) => n.epsilon!)
+  const p = scenario.task.privacy
+  const privacy =
+    p === undefined ? undefined : { config: p, delta: p.delta, maxHonestEpsilon: honestEps.length === 0 ? null : Math.max(...honestEps), batchSize: scenario.task.batchSize }
   const expectations = evaluateExpectations(scenario.expect, {
     honestNodes: nodes.filter((n) => !n.byzantine),
     finalSpread,
@@ -231,6 +246,7 @@ export function buildReport(opts: {
     rounds: scenario.task.rounds,
     nodes,
     honest,
+    ...(privacy === undefined ? {} : { privacy }),
     expectations,
     passed: expectations.every((e) => e.passed),
     perRound,
@@ -306,7 +322,17 @@ export function verdict(r: TopologyReport): string {
   const acc = (x: number | null): string => (x === null ? 'n/a' : `${(x * 100).toFixed(1)}%`)
   const failed = r.expectations.filter((e) => !e.passed).map((e) => e.name)
   const head = r.passed ? 'PASS' : `FAIL (${failed.join(', ')})`
-  return `${head}: ${r.scenario} — rule ${r.rule}, honest final accuracy min ${acc(r.honest.minFinalAccuracy)} / median ${acc(r.honest.medianFinalAccuracy)}, ${r.nodes.filter((n) => n.byzantine).length} Byzantine of ${r.n}`
+  const dp = r.privacy === undefined ? '' : `, private: ${privacyText(r.privacy)}`
+  return `${head}: ${r.scenario} — rule ${r.rule}, honest final accuracy min ${acc(r.honest.minFinalAccuracy)} / median ${acc(r.honest.medianFinalAccuracy)}, ${r.nodes.filter((n) => n.byzantine).length} Byzantine of ${r.n}${dp}`
+}
+
+/** `ε 1.98 spent (target 2), δ = 1e-5` — the privacy figures of a report in words. */
+export function privacyText(p: NonNullable<TopologyReport['privacy']>): string {
+  const c = p.config
+  const asked =
+    c.epsilon !== undefined ? `target ${c.epsilon}` : c.noiseMultiplier !== undefined ? `σ = ${c.noiseMultiplier}` : `per-step ε ${c.stepEpsilon}`
+  const spent = p.maxHonestEpsilon === null ? 'n/a' : p.maxHonestEpsilon.toPrecision(3)
+  return `ε ${spent} spent (${asked}), δ = ${p.delta}, clip ${c.clipNorm}, batch ${p.batchSize}`
 }
 
 // ---------------------------------------------------------------------------------------
@@ -392,6 +418,16 @@ export function reportPlots(r: TopologyReport): Record<string, TopLevelSpec> {
       },
     },
   }
+  const epsRows = rows.filter((x) => x.epsilon !== undefined && x.kind === 'honest')
+  if (epsRows.length > 0) {
+    plots.epsilon = {
+      ...base,
+      title: `privacy spent per honest member (ε at δ = ${r.privacy?.delta ?? 'n/a'}, RDP accountant)`,
+      data: { values: epsRows },
+      mark: { type: 'line', strokeWidth: 1 },
+      encoding: { x: roundX, y: { field: 'epsilon', type: 'quantitative', title: 'ε spent' }, color: memberColor },
+    }
+  }
   return plots
 }
 
@@ -405,7 +441,7 @@ export function reportHtml(r: TopologyReport, svgs: Record<string, string>): str
   const nodeRows = r.nodes
     .map(
       (n) =>
-        `<tr class="${n.byzantine ? 'byz' : ''}"><td>${escapeHtml(n.name)}</td><td><code>${escapeHtml(n.id.slice(0, 16))}…</code></td><td>${n.byzantine ? 'yes' : 'no'}</td><td>${escapeHtml(n.behaviour)}</td><td>${pct(n.finalAccuracy)}</td><td>${n.roundsCompleted}</td><td>${n.roundsCaughtUp}</td><td>${n.byzantine || n.byzantineAggregatedShare === null ? '' : `${(n.byzantineAggregatedShare * 100).toFixed(0)}% of rounds`}</td><td>${n.stalls}</td><td>${(n.bytesSent / 1e6).toFixed(2)}</td><td>${escapeHtml(Object.entries(n.rejected).map(([k, v]) => `${k}: ${v}`).join(', '))}</td></tr>`,
+        `<tr class="${n.byzantine ? 'byz' : ''}"><td>${escapeHtml(n.name)}</td><td><code>${escapeHtml(n.id.slice(0, 16))}…</code></td><td>${n.byzantine ? 'yes' : 'no'}</td><td>${escapeHtml(n.behaviour)}</td><td>${pct(n.finalAccuracy)}</td><td>${n.roundsCompleted}</td><td>${n.roundsCaughtUp}</td><td>${n.byzantine || n.byzantineAggregatedShare === null ? '' : `${(n.byzantineAggregatedShare * 100).toFixed(0)}% of rounds`}</td><td>${n.stalls}</td><td>${(n.bytesSent / 1e6).toFixed(2)}</td><td>${n.epsilon === undefined ? '—' : n.epsilon.toPrecision(3)}</td><td>${escapeHtml(Object.entries(n.rejected).map(([k, v]) => `${k}: ${v}`).join(', '))}</td></tr>`,
     )
     .join('\n')
   const expRows = r.expectations
@@ -426,12 +462,13 @@ tr.byz{background:#fdecea}tr.ok td:nth-child(2){color:#1a7f37;font-weight:bold}t
 ${r.description === undefined ? '' : `<p>${escapeHtml(r.description)}</p>`}
 <p class="verdict">${escapeHtml(verdict(r))}</p>
 <p>n = ${r.n}, f = ${r.f}, rule <code>${escapeHtml(r.rule)}</code>, ${r.rounds} rounds, mode ${r.mode}, started ${escapeHtml(r.startedAt)}, took ${(r.durationMs / 1000).toFixed(1)} s.</p>
+${r.privacy === undefined ? '' : `<p>Differential privacy (honest members clip per example and add Gaussian noise; RDP accountant, sampling without replacement, replace-one neighbours): ${escapeHtml(privacyText(r.privacy))}. See docs/privacy.md.</p>`}
 <h2>Expectations</h2>
 <table><tr><th>name</th><th>result</th><th>value</th><th>threshold</th><th>detail</th></tr>
 ${expRows}
 </table>
 <h2>Members</h2>
-<table><tr><th>name</th><th>PeerId</th><th>Byzantine</th><th>behaviour</th><th>final accuracy</th><th>rounds</th><th>caught up</th><th>Byzantine model aggregated</th><th>stalls</th><th>MB sent</th><th>rejected</th></tr>
+<table><tr><th>name</th><th>PeerId</th><th>Byzantine</th><th>behaviour</th><th>final accuracy</th><th>rounds</th><th>caught up</th><th>Byzantine model aggregated</th><th>stalls</th><th>MB sent</th><th>ε spent</th><th>rejected</th></tr>
 ${nodeRows}
 </table>
 <h2>Plots</h2>

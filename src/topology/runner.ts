@@ -40,6 +40,8 @@ export interface RoundProgress {
   honestReported: number
   /** min / median honest accuracy when this round was an evaluation round */
   accuracy?: { min: number; median: number }
+  /** private tasks: the largest whole-run ε any honest member has spent by this round (RDP accountant) */
+  epsilon?: number
   roundMs: number
 }
 
@@ -181,6 +183,8 @@ class ProgressTracker {
         roundMs: median(list.map((r) => r.roundMs)),
       }
       if (accs.length > 0) e.accuracy = { min: Math.min(...accs), median: median(accs) }
+      const eps = list.flatMap((r) => (r.epsilon === undefined ? [] : [r.epsilon]))
+      if (eps.length > 0) e.epsilon = Math.max(...eps)
       this.emit(e)
       this.counts.delete(this.next)
       this.next++

@@ -11,7 +11,7 @@ import { readFile } from 'node:fs/promises'
 import { extname } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
-import { aggregatorSchema, limitsSchema, parseConfig, taskSchema, timingSchema } from '../config/schema.ts'
+import { aggregatorSchema, limitsSchema, type PrivacyConfig, parseConfig, privacySchema, taskSchema, timingSchema } from '../config/schema.ts'
 import { InvalidConfigError } from '../errors.ts'
 
 const seed = z.union([z.number().int().nonnegative(), z.string().min(1)])
@@ -104,9 +104,22 @@ export const expectationsSchema = z
   .default({})
 export type Expectations = z.output<typeof expectationsSchema>
 
+/**
+ * One value of the matrix's privacy axis: `"none"` (no privacy), a number (a whole-run ε
+ * target, the other fields at their defaults) or a whole `task.privacy` block.
+ */
+export const matrixPrivacySchema = z.union([z.literal('none'), z.number().positive(), privacySchema], {
+  error: 'use "none", a whole-run ε target (a number > 0) or a privacy block { epsilon | noiseMultiplier | stepEpsilon, clipNorm?, delta? }',
+})
+export type MatrixPrivacy = z.output<typeof matrixPrivacySchema>
+
 export const matrixSchema = z.strictObject({
   rules: z.array(aggregatorSchema.unwrap()).min(1),
   behaviours: z.array(z.union([z.enum(behaviourNames), byzantineSchema.omit({ members: true })])).min(1),
+  /** optional axis: privacy settings (replace `task.privacy` in every cell) */
+  privacy: z.array(matrixPrivacySchema).min(1).optional(),
+  /** optional axis: batch sizes (replace `task.batchSize` in every cell) */
+  batchSizes: z.array(z.number().int().positive()).min(1).optional(),
 })
 export type MatrixConfig = z.output<typeof matrixSchema>
 
@@ -207,13 +220,25 @@ export function byzantineByMember(s: Scenario): (ByzantineConfig | undefined)[] 
   return out
 }
 
-/** The scenario with another rule and/or behaviour (for matrices), re-validated. */
+/** A matrix privacy value as the task's privacy block (undefined = no privacy). */
+export function privacyOf(p: MatrixPrivacy): PrivacyConfig | undefined {
+  if (p === 'none') return undefined
+  return typeof p === 'number' ? privacySchema.parse({ epsilon: p }) : p
+}
+
+/** The scenario with another rule, behaviour, batch size and/or privacy (for matrices); `privacy: 'none'` removes it. */
 export function withVariant(
   s: Scenario,
-  variant: { aggregator?: Scenario['aggregator']; behaviour?: Omit<ByzantineConfig, 'members'> },
+  variant: { aggregator?: Scenario['aggregator']; behaviour?: Omit<ByzantineConfig, 'members'>; batchSize?: number; privacy?: MatrixPrivacy },
 ): Scenario {
   const next: Scenario = structuredClone(s)
   if (variant.aggregator !== undefined) next.aggregator = variant.aggregator
+  if (variant.batchSize !== undefined) next.task.batchSize = variant.batchSize
+  if (variant.privacy !== undefined) {
+    const p = privacyOf(variant.privacy)
+    if (p === undefined) delete next.task.privacy
+    else next.task.privacy = p
+  }
   if (variant.behaviour !== undefined) next.byzantine = s.byzantine.map((b) => ({ ...variant.behaviour!, members: b.members }) as ByzantineConfig)
   delete next.matrix
   return next
