@@ -15,8 +15,9 @@
  * arrive: the engine then reports a stall ('stall' event, log, metric) and keeps waiting, and
  * reports 'recover' when the round completes. A member that sees certified FINALs of a round
  * at least `catchUpLag` ahead of its own catches up: it fetches the certified deliveries of the
- * newest complete round, aggregates them robustly (no own model exists for that round: the
- * mean of the k − f models nearest their coordinate-wise median, whatever the rule), restarts
+ * newest complete round, aggregates them robustly (no own model exists for that round: with
+ * the configured rule when it needs none, else — nna — the mean of the k − f models nearest
+ * their coordinate-wise median), restarts
  * its momentum at zero (its old momentum, if any, was computed at models the swarm has left
  * behind) and continues from the next one. A joining member (`join`, or `joinFrom` above its
  * round) does nothing until the swarm has certified a round it may catch up to.
@@ -165,6 +166,12 @@ export interface RoundEngineOptions {
   joinFrom?: number
   /** the epoch number of `membership` (default 0) */
   epoch?: number
+  /**
+   * Catch-up aggregate: the configured aggregator without an own vector (for rules that need
+   * none: mean, cwmed, cwtm, gm, krum…), instead of the default mean of the k − f models nearest
+   * their coordinate-wise median (which rules built around an own vector, like nna, need).
+   */
+  catchUpWithRule?: boolean
   evalEvery?: number
   evaluate?: (opts: { final: boolean; round: number }) => Promise<{ accuracy: number; loss: number }>
   behaviour?: ByzantineBehaviour
@@ -827,7 +834,15 @@ export class RoundEngine extends EventTarget {
     }
     const inputs: Float32Array[] = []
     for (const v of this.heldFor(target).values()) if ('model' in v) inputs.push(v.model)
-    const next = nearestToMedianMean(inputs, this.f)
+    let next: Float32Array | undefined
+    if (this.opts.catchUpWithRule === true) {
+      try {
+        next = this.aggregator.aggregate(inputs)
+      } catch (err) {
+        this.log.warn('the rule cannot aggregate the catch-up models; using the median-referenced mean', { error: String(err) })
+      }
+    }
+    next ??= nearestToMedianMean(inputs, this.f)
     this.learner.setParams(next)
     // momentum restarts at zero: whatever this member had was computed at models the swarm left behind
     this.learner.setMomentum(new Float32Array(this.learner.dim))

@@ -461,6 +461,8 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       membership,
       epoch: startEpoch.epoch,
       membershipAt,
+      // rules built around the member's own vector (nna, ce) cannot aggregate without one: catch-up then uses the median-referenced mean
+      catchUpWithRule: !/(^|\+)(nna|ce)$/.test(rule),
       ...(startEpoch.activation > 0 ? { joinFrom: startEpoch.activation } : {}),
       ...(opts.join === true && resume === undefined ? { join: true } : {}),
       swarmSeed: swarm.seed,

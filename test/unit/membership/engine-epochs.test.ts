@@ -83,4 +83,38 @@ describe('round engine with membership epochs', () => {
     assert.equal(reports.at(-1)!.round, 24)
     for (const x of [...early, joiner]) x.engine.dispose()
   })
+
+  it('catch-up aggregates with the configured rule when it needs no own vector (catchUpWithRule)', async () => {
+    const ids = memberIds(4)
+    const m: Membership = { swarmId: 's', members: ids, f: 1 }
+    const hub = createMemoryHub({ membership: m })
+    const early = ids.slice(0, 3).map((id) =>
+      new RoundEngine({ self: id, membership: m, swarmSeed: 's', port: hub.port(id), learner: quadraticLearner({ dim: DIM, initSeed: 's', dataSeed: id, stepDelayMs: 3 }), aggregator: simpleNna(1), rounds: 20, roundTimeoutMs: 10_000 }),
+    )
+    const runs = early.map((e) => e.run())
+    await once<RoundReport>(early[0]!, 'round', (r) => r.round >= 5)
+    const calls: { k: number; context: unknown }[] = []
+    const mean = {
+      aggregate(inputs: Float32Array[], context?: unknown) {
+        calls.push({ k: inputs.length, context })
+        const out = new Float32Array(DIM)
+        for (const x of inputs) for (let j = 0; j < DIM; j++) out[j]! += x[j]! / inputs.length
+        return out
+      },
+    }
+    const learner = quadraticLearner({ dim: DIM, initSeed: 's', dataSeed: ids[3]!, stepDelayMs: 3 })
+    const late = new RoundEngine({ self: ids[3]!, membership: m, swarmSeed: 's', port: hub.port(ids[3]!), learner, aggregator: mean, rounds: 20, roundTimeoutMs: 10_000, join: true, catchUpWithRule: true })
+    const caught = once<{ to: number; delivered: number }>(late, 'catch-up')
+    let paramsAtCatchUp: Float32Array | undefined
+    late.addEventListener('catch-up', () => {
+      paramsAtCatchUp = learner.getParams()
+    })
+    await late.run()
+    await Promise.all(runs)
+    const ev = await caught
+    assert.deepEqual(calls[0], { k: ev.delivered, context: undefined }, 'the first aggregation is the catch-up, without an own vector')
+    assert.ok(ev.delivered >= 3)
+    assert.ok(paramsAtCatchUp !== undefined)
+    for (const e of [...early, late]) e.dispose()
+  })
 })
