@@ -864,6 +864,12 @@ export class RoundEngine extends EventTarget {
    */
   private async joinSwarm(signal?: AbortSignal): Promise<void> {
     const from = Math.max(this.current, this.opts.joinFrom ?? 0)
+    if (from > this.opts.rounds - 2) {
+      // catch-up never goes past the second-to-last round: the run ends before this member could join
+      this.log.warn('the run ends before this member can join; nothing to do', { from, rounds: this.opts.rounds })
+      this.current = this.opts.rounds
+      return
+    }
     let logged = false
     for (;;) {
       signal?.throwIfAborted()
