@@ -13,7 +13,8 @@ import { after, it } from 'node:test'
 import { stringify } from 'yaml'
 import { freePorts, Member, runMonna } from '../unit/node/cli-harness.ts'
 
-const ROUNDS = 80
+/** more rounds than the test runs: members are stopped (SIGTERM: checkpoint, exit 0) once epoch 2 has run a few rounds */
+const ROUNDS = 1000
 const members: Member[] = []
 let dir = ''
 after(async () => {
@@ -37,16 +38,16 @@ it('adds a member to a running 6-member swarm and removes one: no stall, every m
   const node0 = `/ip4/127.0.0.1/tcp/${base}/p2p/${ids[0]}`
   const url = `http://127.0.0.1:${metricsPort}`
   for (let i = 0; i < 6; i++) members.push(new Member(`node-${i}`, join(dir, `node-${i}.yaml`), ['--backend', 'cpu', ...(i === 0 ? ['--metrics-port', String(metricsPort)] : [])]))
-  await members[0]!.waitForRound(3, 60_000)
+  const keygen = await runMonna(['keygen', '--out', join(dir, 'new.key')])
+  assert.equal(keygen.code, 0, keygen.stderr)
+  await members[0]!.waitForRound(2, 60_000)
   mark('founders running')
 
   // ---- add a member
-  const keygen = await runMonna(['keygen', '--out', join(dir, 'new.key')])
-  assert.equal(keygen.code, 0, keygen.stderr)
   const newId = keygen.stdout.trim()
   const e1 = join(dir, 'epoch-1.json')
   const swarmArgs = ['--swarm', join(dir, 'swarm.yaml'), '--admin-key', join(dir, 'admin.key'), '--via', url, '--publish', url]
-  const add = await runMonna(['swarm', 'add-member', ...swarmArgs, '--id', newId, '--name', 'newcomer', '--address', `/ip4/127.0.0.1/tcp/${base + 6}`, '--in', '15', '--out', e1])
+  const add = await runMonna(['swarm', 'add-member', ...swarmArgs, '--id', newId, '--name', 'newcomer', '--address', `/ip4/127.0.0.1/tcp/${base + 6}`, '--in', '10', '--out', e1])
   assert.equal(add.code, 0, add.stderr)
   const a1 = Number(/activates at round (\d+)/.exec(add.stdout)![1])
   assert.match(add.stdout, /n = 7, f = 1/)
@@ -59,16 +60,16 @@ it('adds a member to a running 6-member swarm and removes one: no stall, every m
   )
   const newcomer = new Member('newcomer', cfg, ['--backend', 'cpu'])
   members.push(newcomer)
-  await newcomer.waitFor((l) => l.kind === 'event' && l.event.event === 'catch-up', 'newcomer catch-up', 40_000)
-  mark('newcomer caught up')
 
-  // ---- remove node-5 (the CLI reads epoch 1 from node-0's endpoint)
-  const remove = await runMonna(['swarm', 'remove-member', ...swarmArgs, '--id', ids[5]!, '--in', '15', '--out', join(dir, 'epoch-2.json')])
+  // ---- remove node-5 (the CLI reads epoch 1 from node-0's endpoint; activation ≥ epoch 1's + 8)
+  const remove = await runMonna(['swarm', 'remove-member', ...swarmArgs, '--id', ids[5]!, '--in', '8', '--out', join(dir, 'epoch-2.json')])
   assert.equal(remove.code, 0, remove.stderr)
   const a2 = Number(/activates at round (\d+)/.exec(remove.stdout)![1])
   assert.match(remove.stdout, /epoch 2 .*n = 6, f = 1/)
   mark(`epoch 2 (remove node-5) activates at round ${a2}`)
-  await members[0]!.waitForRound(a2 + 1, 40_000)
+  await newcomer.waitFor((l) => l.kind === 'event' && l.event.event === 'catch-up', 'newcomer catch-up', 60_000)
+  mark('newcomer caught up')
+  await Promise.all([...members.slice(0, 5).map((m) => m.waitForRound(a2 + 4, 60_000)), newcomer.waitForRound(a2 + 2, 60_000)])
   const status = await runMonna(['status', '--url', url, '--json'])
   assert.equal(status.code, 0, status.stderr)
   const st = JSON.parse(status.stdout) as { epoch: number; n: number; f: number; round: number; peers: string[] }
@@ -77,13 +78,14 @@ it('adds a member to a running 6-member swarm and removes one: no stall, every m
   assert.ok(st.peers.includes(newId), 'node-0 is connected to the newcomer')
   assert.ok(!st.peers.includes(ids[5]!), 'node-0 closed its connection to the removed member')
 
+  for (const m of members) if (m !== members[5]) m.kill('SIGTERM')
   const exits = await Promise.all(members.map((m) => m.exited))
-  mark('all exited')
+  mark('all stopped')
   for (const [i, e] of exits.entries()) assert.equal(e.code, 0, `${members[i]!.name} exited with ${JSON.stringify(e)}\n${members[i]!.stderr()}`)
 
   const firstRoundOf = (m: Member, epoch: number): number | undefined => m.reports.find((r) => (r.epoch ?? 0) >= epoch)?.round
   for (const m of members.slice(0, 5)) {
-    assert.equal(m.reports.at(-1)!.round, ROUNDS - 1, `${m.name} finished`)
+    assert.deepEqual(m.reports.map((r) => r.round), m.reports.map((_, i) => i), `${m.name} ran every round`)
     assert.equal(firstRoundOf(m, 1), a1, `${m.name} switched to epoch 1 at round ${firstRoundOf(m, 1)}`)
     assert.equal(firstRoundOf(m, 2), a2, `${m.name} switched to epoch 2 at round ${firstRoundOf(m, 2)}`)
     const switches = m.events.filter((e) => e.event === 'epoch').map((e) => [e.epoch, e.round])
@@ -99,12 +101,12 @@ it('adds a member to a running 6-member swarm and removes one: no stall, every m
   assert.equal(removed.reports.at(-1)!.round, a2 - 1)
   assert.ok(removed.events.some((e) => e.event === 'removed' && e.round === a2))
   // the newcomer ran only rounds of epochs ≥ 1, switched to epoch 2 at a2 too, and finished
-  assert.ok(newcomer.reports.every((r) => (r.epoch ?? 0) >= 1 && r.round > a1))
-  assert.equal(firstRoundOf(newcomer, 2), a2)
-  assert.equal(newcomer.reports.at(-1)!.round, ROUNDS - 1)
+  assert.ok(newcomer.reports.length >= 3)
+  assert.ok(newcomer.reports.every((r) => r.round > a1 && r.epoch === (r.round < a2 ? 1 : 2)), 'the newcomer runs rounds of epochs 1 and 2 only, switching at a2')
   assert.ok(newcomer.reports.every((r) => !r.stalled))
-  const used = members.slice(0, 5).flatMap((m) => m.reports).filter((r) => r.round >= a2 && r.senders?.includes(newId)).length
-  mark(`founders' reports after epoch 2 that aggregated the newcomer's model: ${used}`)
+  const joined = newcomer.reports[0]!.round
+  const used = members.slice(0, 5).flatMap((m) => m.reports).filter((r) => r.round >= joined && r.senders?.includes(newId)).length
+  mark(`founders' reports since the newcomer's first round that aggregated its model: ${used}`)
   assert.ok(used > 0, "no founder aggregated the newcomer's model")
   assert.ok(members.slice(0, 5).flatMap((m) => m.reports).every((r) => r.round < a2 || !r.senders?.includes(ids[5]!)), 'the removed member is not aggregated after its removal')
 })
