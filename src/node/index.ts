@@ -320,6 +320,9 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
     let multiaddrs = (): string[] => []
     let connectedPeers = (): string[] => []
     let publishEpochs = (): void => {}
+    /** Admits the members of epochs not yet in force to the connection gate (set once libp2p runs). */
+    let admitPending = (_force?: boolean): void => {}
+    let roundNow = (): number => resume?.round ?? 0
     const storeEpoch = async (e: SignedEpoch): Promise<void> => {
       if (opts.dataDir === undefined) return
       await mkdir(join(opts.dataDir, 'epochs'), { recursive: true })
@@ -436,9 +439,26 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
         }
       }
       for (const e of book.all()) await rememberEpochMembers(e)
+      // Members of epochs not yet in force may connect already (the broadcast still refuses their
+      // messages until the activation round), so a newcomer is connected when its epoch starts.
+      const { setNetMembership } = await import('../net/index.ts')
+      let admitted = ''
+      admitPending = (force = false) => {
+        const round = Math.max(roundNow(), startEpoch.activation)
+        const inForce = book.at(round)
+        const ids = new Set(inForce.members.map((m) => m.id))
+        for (const e of book.all()) if (e.activation > round) for (const m of e.members) ids.add(m.id)
+        const key = [...ids].sort().join(',')
+        if (!force && key === admitted) return
+        admitted = key
+        setNetMembership(node, { swarmId: membership.swarmId, members: [...ids], f: inForce.f }).catch((err: unknown) =>
+          log.debug('could not update the connection gate', { error: String(err) }),
+        )
+      }
       onNewEpoch = (e) => {
         rememberEpochMembers(e).catch(() => {})
         publishEpochs()
+        admitPending()
       }
       const redial = (): void => {
         for (const id of known.keys()) {
@@ -491,6 +511,10 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       logger: log,
     })
     closer('engine', () => engine.dispose())
+    roundNow = () => engine.round
+    // after a switch the broadcast gates on the new epoch's members: admit the next epochs' again
+    engine.addEventListener('epoch', () => admitPending(true))
+    admitPending()
     log.info('member ready', {
       peerId: self,
       index,
