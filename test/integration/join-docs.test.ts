@@ -16,7 +16,7 @@ after(async () => {
   if (dir !== '') await rm(dir, { recursive: true, force: true })
 })
 
-it('the "Join a running swarm" walk-through runs on loopback', { timeout: 89_000 }, async () => {
+it('the "Join a running swarm" walk-through runs on loopback', { timeout: 240_000 }, async () => {
   const doc = await readFile(join(repoRoot, 'docs', 'join.md'), 'utf8')
   const at = doc.indexOf('<!-- join-test -->')
   assert.ok(at >= 0, 'docs/join.md has no <!-- join-test --> block')
