@@ -184,9 +184,10 @@ function isRngState(s: unknown): s is RngState {
 
 /**
  * m ← β·m + (1 − β)·g, θ ← θ − γ·m in place (m rounded to float32 before it moves θ, as stored);
- * returns ‖g‖². A plain function of its arrays, two coordinates per iteration: V8 keeps the
- * array bases in registers here, unlike the same loop over the async `step` closure's variables
- * (LeNet, 431k values, on the loaded 2-core dev machine: 5.3–8.2 → 3.3–6.7 ms per step).
+ * returns ‖g‖². A plain function of its arrays, two coordinates per iteration (in isolation,
+ * LeNet's 431k values on the loaded 2-core dev machine: 5.3–8.2 ms as the loop inside the async
+ * `step` closure, 3.3–6.7 ms here; `npm run bench:train` cannot tell the two apart: 36–38 ms
+ * per step either way).
  */
 function momentumStep(grad: Float32Array, momentum: Float32Array, theta: Float32Array, beta: number, gamma: number): number {
   const n = grad.length
