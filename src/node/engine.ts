@@ -32,7 +32,7 @@ import { type Logger, silentLogger } from '../logger.ts'
 import { Rng, type RngState } from '../rng.ts'
 import type { ByzantineAction, ByzantineBehaviour, ByzantineContext } from './behaviour.ts'
 import type { NodeMetrics } from './metrics.ts'
-import { decodeModel, encodeModel } from './payload.ts'
+import { type DecodedModel, decodeModel, encodeModel } from './payload.ts'
 import type { BroadcastPort, Delivery, Membership, SendSeen } from './port.ts'
 
 /** The part of a contract §1 `Learner` the engine uses. */
@@ -141,6 +141,8 @@ export interface EpochView {
 }
 
 export interface RoundEngineOptions {
+  /** payload → model decoder (default `decodeModel`; in-process swarms share a `createDecodeCache()`) */
+  decode?: (bytes: Uint8Array, dim: number) => DecodedModel
   self: string
   name?: string
   membership: Membership
@@ -411,7 +413,7 @@ export class RoundEngine extends EventTarget {
     if (!this.memberIndex.has(d.sender)) return
     const h = this.heldFor(d.round)
     if (h.has(d.sender)) return
-    const decoded = decodeModel(d.payload, this.learner.dim)
+    const decoded = (this.opts.decode ?? decodeModel)(d.payload, this.learner.dim)
     if ('problem' in decoded) {
       h.set(d.sender, { invalid: true })
       this.reject(decoded.problem, { round: d.round, sender: d.sender, bytes: d.payload.byteLength, expected: this.learner.dim * 4 })
@@ -426,7 +428,7 @@ export class RoundEngine extends EventTarget {
 
   private handleSend(s: SendSeen): void {
     if (this.opts.behaviour === undefined || s.sender === this.self || s.round < this.current) return
-    const decoded = decodeModel(s.payload, this.learner.dim)
+    const decoded = (this.opts.decode ?? decodeModel)(s.payload, this.learner.dim)
     if ('model' in decoded) this.see(s.round, s.sender, decoded.model)
   }
 

@@ -23,6 +23,7 @@ import { loadLatestCheckpoint, writeCheckpoint } from './checkpoint.ts'
 import { type AccountantPort, type AggregatorPort, type EngineSnapshot, type EpochView, RoundEngine, type RoundReport } from './engine.ts'
 import type { MemoryHub } from './memory-hub.ts'
 import { createNodeMetrics } from './metrics.ts'
+import type { DecodedModel } from './payload.ts'
 import type { BroadcastPort, Membership } from './port.ts'
 
 export type { BehaviourFactory, BehaviourSpec, ByzantineAction, ByzantineBehaviour, ByzantineContext } from './behaviour.ts'
@@ -54,7 +55,7 @@ export { ByzantineCrashError, defaultEngineOptions, nearestToMedianMean, RoundEn
 export { loadNodeConfigFile, loadSwarmFile, readConfigFile } from './files.ts'
 export { createMemoryHub, type MemoryHub, type MemoryHubOptions, PortStoppedError } from './memory-hub.ts'
 export { createNodeMetrics, type NodeMetrics } from './metrics.ts'
-export { decodeModel, encodeModel } from './payload.ts'
+export { createDecodeCache, type DecodedModel, decodeModel, encodeModel } from './payload.ts'
 export type { BroadcastPort, BroadcastStats, Delivery, Rejection, SendSeen } from './port.ts'
 
 export interface SwarmNode extends EventTarget {
@@ -101,6 +102,8 @@ export interface NodeStatus {
 }
 
 export interface NodeOptions {
+  /** payload decoder shared by in-process members (`createDecodeCache()`); default: decode per member */
+  decode?: (bytes: Uint8Array, dim: number) => DecodedModel
   swarm: SwarmConfig
   /** libp2p Ed25519 identity; must be one of swarm.members */
   privateKey: PrivateKey
@@ -476,6 +479,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
     if (opts.wrapBroadcast !== undefined) port = opts.wrapBroadcast(port)
 
     const engine = new RoundEngine({
+      ...(opts.decode !== undefined ? { decode: opts.decode } : {}),
       self,
       name,
       membership,

@@ -25,7 +25,7 @@ import { parseSwarm, type SwarmConfig, swarmId } from '../config/schema.ts'
 import { AbortError } from '../errors.ts'
 import { type Logger, silentLogger } from '../logger.ts'
 import { loadOrCreateKey, peerIdOfKey } from '../net/index.ts'
-import { type BroadcastPort, createMemoryHub, createSwarmNode, type RoundReport, type SwarmNode } from '../node/index.ts'
+import { type BroadcastPort, createDecodeCache, createMemoryHub, createSwarmNode, type RoundReport, type SwarmNode } from '../node/index.ts'
 import { Rng } from '../rng.ts'
 import { createTopologyBehaviour, needsLabelFlip } from './behaviours.ts'
 import { conditionedPort, isIdealNetwork } from './network.ts'
@@ -235,6 +235,8 @@ async function runInProcess(
     train: await learning.loadDataset(s.task.dataset, 'train', { signal }),
     test: await learning.loadDataset(s.task.dataset, 'test', { signal }),
   }
+  // all members receive the same payload objects from the hub: decode each once for everyone
+  const decode = createDecodeCache()
   try {
     for (let i = 0; i < s.n; i++) {
       const params = behaviourParams(s, i)
@@ -242,6 +244,7 @@ async function runInProcess(
         swarm: p.swarm,
         privateKey: await loadOrCreateKey(p.keyFiles[i]!),
         transport: { kind: 'memory', hub },
+        decode,
         datasets,
         signal,
         backend: s.runtime.backend,
