@@ -67,8 +67,9 @@ it('reports a stall when more than f members are silent, and recovers when they 
   assert.equal((recoverLine as unknown as { event: { round: number } }).event.round, stall.round)
   const stalledReport = await watcher.waitForRound(stall.round)
   assert.equal(stalledReport.stalled, true)
-  await watcher.waitForRound(stall.round + 2, 40_000)
-  assert.ok(watcher.reports.some((r) => r.round > stall.round && !r.stalled), 'rounds after the recovery run normally')
+  // rounds after the recovery run normally (just-resumed processes may make one or two rounds slow on a loaded machine)
+  const normal = await watcher.waitFor((l) => l.kind === 'report' && l.report.round > stall.round && !l.report.stalled, 'a normal round after the recovery', 60_000)
+  assert.ok(normal.kind === 'report' && !normal.report.stalled)
   const text = await (await fetch(url)).text()
   for (const name of ['monna_round', 'monna_deliveries_total', 'monna_aggregation_seconds_bucket', 'monna_echo_latency_seconds_bucket', 'monna_broadcast_deliveries_total']) {
     assert.ok(text.includes(name), `metrics lack ${name}`)
