@@ -13,7 +13,8 @@ describe('standard topologies', () => {
     assert.ok(files.length >= 6)
     for (const f of files) {
       const s = await loadScenario(join(dir, f))
-      assert.ok(s.byzantine.length > 0, `${f} has Byzantine members`)
+      // every standard topology attacks its swarm, except the no-attack baseline paper-mnist-none
+      assert.equal(s.byzantine.length > 0, !f.endsWith('-none.yaml'), `${f}: Byzantine members ${s.byzantine.length}`)
       assert.ok(Object.keys(s.expect).length > 0, `${f} states expectations`)
     }
   })
@@ -29,6 +30,16 @@ describe('standard topologies', () => {
       assert.equal(byzantineByMember(s).filter((b) => b?.behaviour === attack).length, 5)
       assert.deepEqual(s.matrix!.rules.map((r) => r.rule).sort(), ['cc', 'cwtm', 'gm', 'mean', 'nna', 'nna'])
     }
+  })
+
+  it('paper-mnist-none is the §7 swarm without attack', async () => {
+    const none = await loadScenario(join(dir, 'paper-mnist-none.yaml'))
+    const alie = await loadScenario(join(dir, 'paper-mnist-alie.yaml'))
+    assert.deepEqual(none.task, alie.task)
+    assert.equal(none.n, 26)
+    assert.equal(none.f, 5)
+    assert.deepEqual(none.aggregator, alie.aggregator)
+    assert.equal(none.byzantine.length, 0)
   })
 
   it('formats a matrix table', () => {
