@@ -54,7 +54,7 @@ it('a member started 30 rounds late with only --bootstrap catches up and is as c
     return file
   }
   for (let i = 0; i < 3; i++) members.push(new Member(`node-${i}`, await config(i), ['--backend', 'cpu']))
-  await members[0]!.waitForRound(LATE_BY, 60_000)
+  await members[0]!.waitForRound(LATE_BY, 150_000)
   mark(`founders at round ${LATE_BY}; starting node-3`)
   const late = new Member('node-3', await config(3), ['--backend', 'cpu'])
   members.push(late)
@@ -65,7 +65,7 @@ it('a member started 30 rounds late with only --bootstrap catches up and is as c
   assert.ok(ev.delivered >= 3, 'aggregated at least n − f certified models')
 
   const last = ev.to + WINDOW
-  await Promise.all(members.map((m) => m.waitForRound(last, 60_000)))
+  await Promise.all(members.map((m) => m.waitForRound(last, 150_000)))
   for (const m of members) m.kill('SIGTERM')
   const exits = await Promise.all(members.map((m) => m.exited))
   mark('all stopped')

@@ -40,7 +40,7 @@ it('adds a member to a running 6-member swarm and removes one: no stall, every m
   for (let i = 0; i < 6; i++) members.push(new Member(`node-${i}`, join(dir, `node-${i}.yaml`), ['--backend', 'cpu', ...(i === 0 ? ['--metrics-port', String(metricsPort)] : [])]))
   const keygen = await runMonna(['keygen', '--out', join(dir, 'new.key')])
   assert.equal(keygen.code, 0, keygen.stderr)
-  await members[0]!.waitForRound(2, 60_000)
+  await members[0]!.waitForRound(2, 150_000)
   mark('founders running')
 
   // ---- add a member
@@ -67,9 +67,9 @@ it('adds a member to a running 6-member swarm and removes one: no stall, every m
   const a2 = Number(/activates at round (\d+)/.exec(remove.stdout)![1])
   assert.match(remove.stdout, /epoch 2 .*n = 6, f = 1/)
   mark(`epoch 2 (remove node-5) activates at round ${a2}`)
-  await newcomer.waitFor((l) => l.kind === 'event' && l.event.event === 'catch-up', 'newcomer catch-up', 60_000)
+  await newcomer.waitFor((l) => l.kind === 'event' && l.event.event === 'catch-up', 'newcomer catch-up', 150_000)
   mark('newcomer caught up')
-  await Promise.all([...members.slice(0, 5).map((m) => m.waitForRound(a2 + 4, 60_000)), newcomer.waitForRound(a2 + 2, 60_000)])
+  await Promise.all([...members.slice(0, 5).map((m) => m.waitForRound(a2 + 4, 150_000)), newcomer.waitForRound(a2 + 2, 150_000)])
   const status = await runMonna(['status', '--url', url, '--json'])
   assert.equal(status.code, 0, status.stderr)
   const st = JSON.parse(status.stdout) as { epoch: number; n: number; f: number; round: number; peers: string[] }
