@@ -13,32 +13,11 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as vega from 'vega'
 import { compile, type TopLevelSpec } from 'vega-lite'
+import type { RoundReport } from '../node/index.ts'
 import type { Expectations, Scenario } from './schema.ts'
 
-/** The per-round record a member publishes (contract §5a `RoundReport`, the fields used here). */
-export interface MemberRound {
-  member: string
-  name?: string
-  round: number
-  loss: number
-  accuracy?: number
-  testLoss?: number
-  delivered: number
-  needed: number
-  rejected: Record<string, number>
-  roundMs: number
-  bytesSent: number
-  bytesReceived: number
-  stalled: boolean
-  sketch?: number[]
-  final?: boolean
-  /** members whose models were aggregated this round */
-  senders?: string[]
-  /** set when the member fell behind and jumped to this round from certified deliveries of `caughtUpFrom`… */
-  caughtUpFrom?: number
-  /** differential privacy: the whole run's ε spent so far (RDP accountant, src/privacy) */
-  epsilon?: number
-}
+/** The per-round record a member publishes (contract §5a): the node's own `RoundReport`. */
+export type MemberRound = RoundReport
 
 export interface MemberInfo {
   index: number

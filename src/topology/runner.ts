@@ -192,8 +192,8 @@ class ProgressTracker {
   }
 }
 
-function toMemberRound(r: RoundReport | MemberRound): MemberRound {
-  return r as MemberRound
+function toMemberRound(r: RoundReport): MemberRound {
+  return r
 }
 
 /** Runs the scenario and writes `report.json` / `report.html` into `opts.outDir`. */
