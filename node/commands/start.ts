@@ -231,14 +231,27 @@ export async function start(flags: StartFlags): Promise<number> {
     ...(last?.accuracy !== undefined ? { accuracy: last.accuracy } : {}),
     lingerMs: cfg.lingerMs,
   })
-  // keep echoing for members still finishing their last rounds
+  // keep echoing for members still finishing their last rounds: each instance a slower member
+  // broadcasts reaches this one as a 'late' delivery, which restarts the linger; leave after
+  // lingerMs without any (or 30 × lingerMs in all), so a member that fell behind under load is
+  // never left without the echoes and certified rounds it needs to finish
   if (cfg.lingerMs > 0 && stopping === undefined) {
+    const running = node
     await new Promise<void>((resolveLinger) => {
-      const timer = setTimeout(resolveLinger, cfg.lingerMs)
-      setup.signal.addEventListener('abort', () => {
-        clearTimeout(timer)
+      let idle = setTimeout(done, cfg.lingerMs)
+      const cap = setTimeout(done, cfg.lingerMs * 30)
+      function onLate(): void {
+        clearTimeout(idle)
+        idle = setTimeout(done, cfg.lingerMs)
+      }
+      function done(): void {
+        clearTimeout(idle)
+        clearTimeout(cap)
+        running.removeEventListener('late', onLate)
         resolveLinger()
-      })
+      }
+      running.addEventListener('late', onLate)
+      setup.signal.addEventListener('abort', done, { once: true })
     })
   }
   await shutdown('done')
@@ -267,7 +280,7 @@ export function registerStart(program: Command): void {
     .option('--log-level <level>', 'debug, info, warn or error')
     .option('--progress <format>', 'per-round progress on stdout: pretty, json (one RoundReport per line) or none')
     .option('--min-round-ms <ms>', 'pace: every round lasts at least this long')
-    .option('--linger-ms <ms>', 'after the last round, keep echoing this long for slower members (default 10000)')
+    .option('--linger-ms <ms>', 'after the last round, keep echoing until no slower member has broadcast for this long (default 10000; at most 30×)')
     .option('--epoch <file>', 'a signed membership epoch (monna swarm add-member …); needed by a member the epoch adds (repeatable)', collect)
     .option('--join', 'join a running swarm: wait for its certified rounds and catch up before taking part')
     .addHelpText(
