@@ -35,7 +35,8 @@ it('the README LAN walk-through runs on loopback', { timeout: 240_000 }, async (
   dir = await mkdtemp(join(tmpdir(), 'monna-readme-'))
   const prelude = `set -euo pipefail\nmonna() { "${process.execPath}" "${monnaBin}" "$@"; }\n`
   const run = await new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-    const child = spawn('bash', ['-c', prelude + script], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
+    // its own process group, so a member that hangs is killed with the shell (never outlives the test)
+    const child = spawn('bash', ['-c', prelude + script], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
     let out = ''
     let err = ''
     child.stdout.on('data', (b: Buffer) => {
@@ -44,7 +45,15 @@ it('the README LAN walk-through runs on loopback', { timeout: 240_000 }, async (
     child.stderr.on('data', (b: Buffer) => {
       err += b.toString()
     })
-    child.on('close', (code) => resolve({ code, out, err }))
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL')
+      } catch {}
+    }, 200_000)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code, out, err })
+    })
   })
   assert.equal(run.code, 0, `${run.out}\n${run.err.slice(-3000)}`)
   assert.match(run.out, /^12D3KooW\w+$/m, 'keygen prints a PeerId')

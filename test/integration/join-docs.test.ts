@@ -43,7 +43,7 @@ it('the "Join a running swarm" walk-through runs on loopback', { timeout: 240_00
       try {
         process.kill(-child.pid!, 'SIGKILL')
       } catch {}
-    }, 85_000)
+    }, 200_000)
     child.on('close', (code) => {
       clearTimeout(timer)
       resolve({ code, out, err })
