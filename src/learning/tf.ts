@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs'
 
-// tfjs prints a banner ("install tfjs-node") and other notices through console.warn unless PROD
+// tfjs prints a banner ("install tfjs-node") and other notices through the console (warn) unless PROD
 // or IS_TEST is set; the library never prints. In tfjs 4.22 PROD only silences those messages.
 tf.env().set('PROD', true)
 
