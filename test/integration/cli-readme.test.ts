@@ -4,12 +4,11 @@
  * this checkout's bin/monna.js. Only the base port is swapped for a free one.
  */
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, it } from 'node:test'
-import { freePorts, monnaBin, repoRoot } from '../unit/node/cli-harness.ts'
+import { freePorts, repoRoot, runWalkthrough } from '../unit/node/cli-harness.ts'
 
 let dir = ''
 after(async () => {
@@ -33,28 +32,7 @@ it('the README LAN walk-through runs on loopback', { timeout: 240_000 }, async (
   const base = await freePorts(4)
   const script = block.replace('--base-port 9400', `--base-port ${base}`)
   dir = await mkdtemp(join(tmpdir(), 'monna-readme-'))
-  const prelude = `set -euo pipefail\nmonna() { "${process.execPath}" "${monnaBin}" "$@"; }\n`
-  const run = await new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-    // its own process group, so a member that hangs is killed with the shell (never outlives the test)
-    const child = spawn('bash', ['-c', prelude + script], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
-    let out = ''
-    let err = ''
-    child.stdout.on('data', (b: Buffer) => {
-      out += b.toString()
-    })
-    child.stderr.on('data', (b: Buffer) => {
-      err += b.toString()
-    })
-    const timer = setTimeout(() => {
-      try {
-        process.kill(-child.pid!, 'SIGKILL')
-      } catch {}
-    }, 200_000)
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      resolve({ code, out, err })
-    })
-  })
+  const run = await runWalkthrough(script, dir)
   assert.equal(run.code, 0, `${run.out}\n${run.err.slice(-3000)}`)
   assert.match(run.out, /^12D3KooW\w+$/m, 'keygen prints a PeerId')
   assert.match(run.out, /swarm lan-[0-9a-f]{16}: 4 members, f = 1/)

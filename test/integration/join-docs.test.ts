@@ -4,12 +4,11 @@
  * BASE / METRICS ports swapped for free ones.
  */
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, it } from 'node:test'
-import { freePorts, monnaBin, repoRoot } from '../unit/node/cli-harness.ts'
+import { freePorts, repoRoot, runWalkthrough } from '../unit/node/cli-harness.ts'
 
 let dir = ''
 after(async () => {
@@ -28,27 +27,7 @@ it('the "Join a running swarm" walk-through runs on loopback', { timeout: 240_00
   const metrics = await freePorts(4)
   const script = block.replace(/^BASE=\d+$/m, `BASE=${base}`).replace(/^METRICS=\d+$/m, `METRICS=${metrics}`)
   dir = await mkdtemp(join(tmpdir(), 'monna-join-doc-'))
-  const prelude = `set -euo pipefail\nmonna() { "${process.execPath}" "${monnaBin}" "$@"; }\n`
-  const run = await new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-    const child = spawn('bash', ['-c', prelude + script], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
-    let out = ''
-    let err = ''
-    child.stdout.on('data', (b: Buffer) => {
-      out += b.toString()
-    })
-    child.stderr.on('data', (b: Buffer) => {
-      err += b.toString()
-    })
-    const timer = setTimeout(() => {
-      try {
-        process.kill(-child.pid!, 'SIGKILL')
-      } catch {}
-    }, 200_000)
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      resolve({ code, out, err })
-    })
-  })
+  const run = await runWalkthrough(script, dir)
   assert.equal(run.code, 0, `${run.out}\n${run.err.slice(-3000)}`)
   assert.match(run.out, /^epoch 1 of swarm lan-[0-9a-f]{16}: n = 5, f = 1, activates at round \d+$/m)
   assert.match(run.out, /published: .*"added":true/)

@@ -60,6 +60,35 @@ export async function freePorts(count: number): Promise<number> {
 type Line = { kind: 'report'; report: RoundReport } | { kind: 'event'; event: Record<string, unknown> } | { kind: 'log'; log: Record<string, unknown> }
 
 /** One `monna start --progress json --log-format json` process. */
+/**
+ * Runs a documentation walk-through: `script` under bash (`set -euo pipefail`, `monna` bound to
+ * this checkout's program) in its own process group, killed whole after `killAfterMs` so a hung
+ * member can never outlive the test.
+ */
+export function runWalkthrough(script: string, cwd: string, killAfterMs = 200_000): Promise<{ code: number | null; out: string; err: string }> {
+  const prelude = `set -euo pipefail\nmonna() { "${process.execPath}" "${monnaBin}" "$@"; }\n`
+  return new Promise((resolve) => {
+    const child = spawn('bash', ['-c', prelude + script], { cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+    let out = ''
+    let err = ''
+    child.stdout!.on('data', (b: Buffer) => {
+      out += b.toString()
+    })
+    child.stderr!.on('data', (b: Buffer) => {
+      err += b.toString()
+    })
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL')
+      } catch {}
+    }, killAfterMs)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code, out, err })
+    })
+  })
+}
+
 export class Member {
   readonly name: string
   readonly child: ChildProcess
