@@ -179,7 +179,7 @@ export interface RoundEngineOptions {
   behaviour?: ByzantineBehaviour
   privacy?: { accountant: AccountantPort; delta: number }
   checkpointEvery?: number
-  /** pace: a round lasts at least this long (demos, tests; default 0) */
+  /** pace: a round lasts at least this long and aggregates every certified model held by its end (demos, tests; default 0) */
   minRoundMs?: number
   checkpoint?: (snapshot: EngineSnapshot) => Promise<void>
   metrics?: NodeMetrics
@@ -623,6 +623,15 @@ export class RoundEngine extends EventTarget {
       await this.idle(pollMs, signal)
     }
     if (stalled) this.recover(t, this.validCount(t), performance.now() - stallReportedAt)
+
+    // paced rounds (minRoundMs): keep collecting until the round's minimum length is over. |R| ≥ n − f
+    // is allowed (ALGORITHMS §1.6), and without this a member whose rounds start a little later than
+    // the others' (a newcomer, a restarted member) would stay in that phase and never be among anyone's
+    // first n − f. Never while the swarm is ahead: then this round is closing late anyway.
+    const paceUntil = started + (this.opts.minRoundMs ?? 0)
+    while (performance.now() < paceUntil && this.port.newestCertifiedRound() <= t && this.validCount(t) < this.n) {
+      await this.idle(Math.min(pollMs, paceUntil - performance.now()), signal)
+    }
 
     // aggregate all valid deliveries held now
     const inputs: Float32Array[] = []

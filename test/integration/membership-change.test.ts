@@ -70,6 +70,12 @@ it('adds a member to a running 6-member swarm and removes one: no stall, every m
   await newcomer.waitFor((l) => l.kind === 'event' && l.event.event === 'catch-up', 'newcomer catch-up', 150_000)
   mark('newcomer caught up')
   await Promise.all([...members.slice(0, 5).map((m) => m.waitForRound(a2 + 4, 150_000)), newcomer.waitForRound(a2 + 2, 150_000)])
+  // the newcomer's model competes with the founders' for the first n − f places: under load it can
+  // lose that race for a few rounds, so keep running until some founder has aggregated it
+  await Promise.any(
+    members.slice(0, 5).map((m) => m.waitFor((l) => l.kind === 'report' && l.report.round >= a1 && (l.report.senders?.includes(newId) ?? false), "a round that aggregates the newcomer's model", 120_000)),
+  ).catch(() => assert.fail("no founder aggregated the newcomer's model within 120 s"))
+  mark("a founder aggregated the newcomer's model")
   const status = await runMonna(['status', '--url', url, '--json'])
   assert.equal(status.code, 0, status.stderr)
   const st = JSON.parse(status.stdout) as { epoch: number; n: number; f: number; round: number; peers: string[] }
