@@ -279,7 +279,7 @@ export function registerStart(program: Command): void {
     .option('--log-format <format>', 'pretty or json (logs go to stderr)')
     .option('--log-level <level>', 'debug, info, warn or error')
     .option('--progress <format>', 'per-round progress on stdout: pretty, json (one RoundReport per line) or none')
-    .option('--min-round-ms <ms>', 'pace: every round lasts at least this long, and aggregates every model certified by then (≥ n − f)')
+    .option('--min-round-ms <ms>', 'pace: rounds start on a grid of this step of the wall clock (every member together), so they last at least about this long')
     .option('--linger-ms <ms>', 'after the last round, keep echoing until no slower member has broadcast for this long (default 10000; at most 30×)')
     .option('--epoch <file>', 'a signed membership epoch (monna swarm add-member …); needed by a member the epoch adds (repeatable)', collect)
     .option('--join', 'join a running swarm: wait for its certified rounds and catch up before taking part')

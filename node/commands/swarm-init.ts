@@ -168,7 +168,7 @@ export function registerSwarm(program: Command): void {
     .option('--round-timeout-ms <ms>', 'report a stall after this long without n − f deliveries')
     .option('--metrics-base-port <port>', 'give node-i a Prometheus endpoint on this port + i')
     .option('--checkpoint-every <k>', 'rounds between checkpoints')
-    .option('--min-round-ms <ms>', 'pace: every round lasts at least this long, and aggregates every model certified by then (≥ n − f)')
+    .option('--min-round-ms <ms>', 'pace: rounds start on a grid of this step of the wall clock (every member together), so they last at least about this long')
     .option('--linger-ms <ms>', 'keep echoing this long after the last round before exiting')
     .option('--force', 'overwrite existing configs in --dir (existing keys are kept)')
     .option('--admin-key <file>', 'swarm admin key (created if absent): may add/remove members later (monna swarm add-member); keep it off the members')

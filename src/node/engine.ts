@@ -179,7 +179,7 @@ export interface RoundEngineOptions {
   behaviour?: ByzantineBehaviour
   privacy?: { accountant: AccountantPort; delta: number }
   checkpointEvery?: number
-  /** pace: a round lasts at least this long and aggregates every certified model held by its end (demos, tests; default 0) */
+  /** pace (demos, tests; default 0): rounds start on a grid of this step of the wall clock, so they last at least about this long */
   minRoundMs?: number
   checkpoint?: (snapshot: EngineSnapshot) => Promise<void>
   metrics?: NodeMetrics
@@ -542,13 +542,18 @@ export class RoundEngine extends EventTarget {
             continue
           }
         }
-        const started = performance.now()
         const report = await this.runRound(t, signal)
         if (report === undefined) continue // caught up instead
         reports.push(report)
-        // pace (never while behind: a member that the swarm is ahead of must be able to catch up)
-        const rest = (this.opts.minRoundMs ?? 0) - (performance.now() - started)
-        if (rest > 0 && this.current < this.opts.rounds && this.port.newestCertifiedRound() <= this.current) await this.sleep(rest, signal)
+        // pace (never while behind: a member that the swarm is ahead of must be able to catch up).
+        // Rounds start on a grid of the wall clock, so paced members start them together: with a
+        // per-member delay instead, a member whose rounds started later (a newcomer, a restarted
+        // member) would keep that phase and never be among anyone's first n − f.
+        const pace = this.opts.minRoundMs ?? 0
+        if (pace > 0 && this.current < this.opts.rounds && this.port.newestCertifiedRound() <= this.current) {
+          const now = Date.now()
+          await this.sleep(Math.ceil((now + 1) / pace) * pace - now, signal)
+        }
       }
       return reports
     } catch (err) {
@@ -623,15 +628,6 @@ export class RoundEngine extends EventTarget {
       await this.idle(pollMs, signal)
     }
     if (stalled) this.recover(t, this.validCount(t), performance.now() - stallReportedAt)
-
-    // paced rounds (minRoundMs): keep collecting until the round's minimum length is over. |R| ≥ n − f
-    // is allowed (ALGORITHMS §1.6), and without this a member whose rounds start a little later than
-    // the others' (a newcomer, a restarted member) would stay in that phase and never be among anyone's
-    // first n − f. Never while the swarm is ahead: then this round is closing late anyway.
-    const paceUntil = started + (this.opts.minRoundMs ?? 0)
-    while (performance.now() < paceUntil && this.port.newestCertifiedRound() <= t && this.validCount(t) < this.n) {
-      await this.idle(Math.min(pollMs, paceUntil - performance.now()), signal)
-    }
 
     // aggregate all valid deliveries held now
     const inputs: Float32Array[] = []
