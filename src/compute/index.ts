@@ -26,6 +26,8 @@ import { kernelThreads, setKernelThreads } from './threads.ts'
 export { UnsupportedKernelInputError } from './kernels.ts'
 export type { Im2colGeometry, PoolGeometry } from './loops.ts'
 export { col2imAdd, im2colTransposed, maxPoolGradAdd, transpose2d } from './loops.ts'
+export type { NativeKernels } from './native.ts'
+export { nativeAvailable, nativeKernels, nativeStatus, setNativeEnabled } from './native.ts'
 
 export interface FallbackKernelOptions {
   /**

@@ -18,6 +18,7 @@ import type { KernelConfig, KernelFunc, NamedAttrMap, NamedTensorInfoMap, Tensor
 import { backend_util, getKernel } from '@tensorflow/tfjs'
 import { MonnaError } from '../errors.ts'
 import { col2imAdd, type Im2colGeometry, im2colTransposed, maxPoolGradAdd, type PoolGeometry, permute4, transpose2d } from './loops.ts'
+import { type ConvDims, nativeKernels } from './native.ts'
 import { runSplit } from './threads.ts'
 
 /** A kernel got an input this module does not handle (e.g. NCHW); the message says what to use. */
@@ -385,12 +386,101 @@ export function batchMatMulWasm(host: Host, backend: unknown, inputs: NamedTenso
  */
 const CONV_PATH_MIN_CHANNELS = 8
 
+const convDims = (g: Im2colGeometry & { outC: number }): ConvDims => [
+  g.batch,
+  g.inH,
+  g.inW,
+  g.inC,
+  g.outH,
+  g.outW,
+  g.outC,
+  g.filterH,
+  g.filterW,
+  g.strideH,
+  g.strideW,
+  g.padTop,
+  g.padLeft,
+]
+
+const float32 = (...ts: TensorInfo[]): boolean => ts.every((t) => t.dtype === 'float32')
+
+/**
+ * The native kernels (native.ts) where they apply: NHWC, float32, no dilation. Each returns
+ * undefined when they do not (or are not built), and the caller runs its wasm/JS path. Outputs
+ * are allocated before any view is taken (a wasm allocation can move the heap).
+ */
+export const viaNative = {
+  conv2d(host: Host, x: TensorInfo, filter: TensorInfo, attrs: ConvGradAttrs & { dilations?: number | [number, number] }): TensorInfo | undefined {
+    const nk = nativeKernels()
+    if (nk === undefined || attrs.dataFormat === 'NCHW' || !float32(x, filter)) return undefined
+    const d = attrs.dilations ?? 1
+    if (!(d === 1 || (Array.isArray(d) && d[0] === 1 && d[1] === 1))) return undefined
+    const g = convGeometry(x.shape, filter.shape, attrs)
+    const y = host.alloc([g.batch, g.outH, g.outW, g.outC], false)
+    nk.conv2d(host.view(x), host.view(filter), host.view(y), ...convDims(g))
+    return y
+  },
+  filterGrad(host: Host, x: TensorInfo, dy: TensorInfo, attrs: ConvGradAttrs): TensorInfo | undefined {
+    const nk = nativeKernels()
+    if (nk === undefined || attrs.dataFormat === 'NCHW' || !float32(x, dy)) return undefined
+    const g = convGeometry(x.shape, attrs.filterShape!, attrs)
+    const dw = host.alloc([...attrs.filterShape!], false)
+    nk.conv2dFilterGrad(host.view(x), host.view(dy), host.view(dw), ...convDims(g))
+    return dw
+  },
+  inputGrad(host: Host, dy: TensorInfo, filter: TensorInfo, attrs: ConvGradAttrs): TensorInfo | undefined {
+    const nk = nativeKernels()
+    if (nk === undefined || attrs.dataFormat === 'NCHW' || !float32(dy, filter)) return undefined
+    const g = convGeometry(attrs.inputShape!, filter.shape, attrs)
+    const dx = host.alloc([...attrs.inputShape!], false)
+    nk.conv2dInputGrad(host.view(dy), host.view(filter), host.view(dx), ...convDims(g))
+    return dx
+  },
+  maxPoolGrad(host: Host, dy: TensorInfo, x: TensorInfo, y: TensorInfo, attrs: PoolGradAttrs): TensorInfo | undefined {
+    const nk = nativeKernels()
+    if (nk === undefined || !float32(dy, x, y)) return undefined
+    const g = poolGeometry(x.shape, attrs)
+    const dx = host.alloc([...x.shape], false)
+    nk.maxPoolGrad(host.view(x), host.view(y), host.view(dy), host.view(dx), g.batch, g.inH, g.inW, g.channels, g.outH, g.outW, g.filterH, g.filterW, g.strideH, g.strideW, g.padTop, g.padLeft)
+    return dx
+  },
+  /** BatchMatMul with equal batches or one side broadcast (batch 1); other broadcasts: undefined. */
+  batchMatMul(host: Host, inputs: NamedTensorInfoMap, attrs: NamedAttrMap): TensorInfo | undefined {
+    const nk = nativeKernels()
+    const { a, b } = inputs as { a: TensorInfo; b: TensorInfo }
+    if (nk === undefined || !float32(a, b)) return undefined
+    const { transposeA, transposeB } = attrs as unknown as { transposeA: boolean; transposeB: boolean }
+    const ra = a.shape.length
+    const rb = b.shape.length
+    const m = transposeA ? a.shape[ra - 1]! : a.shape[ra - 2]!
+    const k = transposeA ? a.shape[ra - 2]! : a.shape[ra - 1]!
+    const n = transposeB ? b.shape[rb - 2]! : b.shape[rb - 1]!
+    const batchA = size(a.shape) / (m * k)
+    const batchB = size(b.shape) / (k * n)
+    if (batchA !== batchB && batchA !== 1 && batchB !== 1) return undefined
+    const batch = Math.max(batchA, batchB)
+    const lead = (batchA >= batchB ? a : b).shape.slice(0, -2)
+    const c = host.alloc([...lead, m, n], false)
+    const av = host.view(a)
+    const bv = host.view(b)
+    const cv = host.view(c)
+    for (let i = 0; i < batch; i++) {
+      const ao = batchA === 1 ? 0 : i * m * k
+      const bo = batchB === 1 ? 0 : i * k * n
+      nk.gemm(transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, av.subarray(ao, ao + m * k), bv.subarray(bo, bo + k * n), cv.subarray(i * m * n, (i + 1) * m * n), false)
+    }
+    return c
+  },
+}
+
 function configs(backendName: 'wasm' | 'cpu', hostOf: (backend: unknown) => Host): KernelConfig[] {
   const filterGrad: KernelFunc = ({ inputs, backend, attrs }) =>
-    backendName === 'wasm' && inputs.x!.shape[3]! >= CONV_PATH_MIN_CHANNELS
+    viaNative.filterGrad(hostOf(backend), inputs.x!, inputs.dy!, attrs as unknown as ConvGradAttrs) ??
+    (backendName === 'wasm' && inputs.x!.shape[3]! >= CONV_PATH_MIN_CHANNELS
       ? conv2dBackpropFilterByConv(hostOf(backend), stockKernel('Conv2D', 'wasm'), backend, inputs.x!, inputs.dy!, attrs as unknown as ConvGradAttrs)
-      : conv2dBackpropFilter(hostOf(backend), inputs.x!, inputs.dy!, attrs as unknown as ConvGradAttrs)
+      : conv2dBackpropFilter(hostOf(backend), inputs.x!, inputs.dy!, attrs as unknown as ConvGradAttrs))
   const inputGrad: KernelFunc = ({ inputs, backend, attrs }) =>
+    viaNative.inputGrad(hostOf(backend), inputs.dy!, inputs.filter!, attrs as unknown as ConvGradAttrs) ??
     conv2dBackpropInput(hostOf(backend), inputs.dy!, inputs.filter!, attrs as unknown as ConvGradAttrs)
   const list: KernelConfig[] = [
     {
@@ -402,7 +492,7 @@ function configs(backendName: 'wasm' | 'cpu', hostOf: (backend: unknown) => Host
           : (args) => {
               const a = args.attrs as unknown as ConvGradAttrs
               const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo }
-              if (a.dataFormat === 'NCHW') return filterGrad(args)
+              if (a.dataFormat === 'NCHW' || nativeKernels() !== undefined) return filterGrad(args)
               const split = runSplit({
                 kernel: 'Conv2DBackpropFilter',
                 host: hostOf(args.backend),
@@ -428,7 +518,7 @@ function configs(backendName: 'wasm' | 'cpu', hostOf: (backend: unknown) => Host
           : (args) => {
               const a = args.attrs as unknown as ConvGradAttrs
               const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo }
-              if (a.dataFormat === 'NCHW') return inputGrad(args)
+              if (a.dataFormat === 'NCHW' || nativeKernels() !== undefined) return inputGrad(args)
               const split = runSplit({
                 kernel: 'Conv2DBackpropInput',
                 host: hostOf(args.backend),
@@ -449,6 +539,7 @@ function configs(backendName: 'wasm' | 'cpu', hostOf: (backend: unknown) => Host
       kernelName: 'MaxPoolGrad',
       backendName,
       kernelFunc: ({ inputs, backend, attrs }) =>
+        viaNative.maxPoolGrad(hostOf(backend), inputs.dy!, inputs.input!, inputs.output!, attrs as unknown as PoolGradAttrs) ??
         maxPoolGrad(hostOf(backend), inputs.dy!, inputs.input!, inputs.output!, attrs as unknown as PoolGradAttrs),
     },
   ]
@@ -457,7 +548,7 @@ function configs(backendName: 'wasm' | 'cpu', hostOf: (backend: unknown) => Host
       {
         kernelName: 'BatchMatMul',
         backendName,
-        kernelFunc: ({ inputs, backend, attrs }) => batchMatMulWasm(hostOf(backend), backend, inputs, attrs ?? {}),
+        kernelFunc: ({ inputs, backend, attrs }) => viaNative.batchMatMul(hostOf(backend), inputs, attrs ?? {}) ?? batchMatMulWasm(hostOf(backend), backend, inputs, attrs ?? {}),
       },
       {
         // The stock XNNPACK convolution, with its batch split over the kernel threads if any.
@@ -467,6 +558,8 @@ function configs(backendName: 'wasm' | 'cpu', hostOf: (backend: unknown) => Host
           const stock = stockKernel('Conv2D', 'wasm')
           const a = args.attrs as unknown as ConvGradAttrs & { dilations?: number | [number, number] }
           const { x, filter } = args.inputs as { x: TensorInfo; filter: TensorInfo }
+          const native = viaNative.conv2d(hostOf(args.backend), x, filter, a)
+          if (native !== undefined) return native
           if (a.dataFormat === 'NCHW') return stock(args)
           const info = backend_util.computeConv2DInfo(
             x.shape as [number, number, number, number],
@@ -491,6 +584,21 @@ function configs(backendName: 'wasm' | 'cpu', hostOf: (backend: unknown) => Host
           })
           return split ?? stock(args)
         },
+      },
+    )
+  } else {
+    // cpu: the native product and convolution when built, the stock kernels otherwise
+    list.push(
+      {
+        kernelName: 'BatchMatMul',
+        backendName,
+        kernelFunc: (args) => viaNative.batchMatMul(hostOf(args.backend), args.inputs, args.attrs ?? {}) ?? stockKernel('BatchMatMul', 'cpu')(args),
+      },
+      {
+        kernelName: 'Conv2D',
+        backendName,
+        kernelFunc: (args) =>
+          viaNative.conv2d(hostOf(args.backend), args.inputs.x!, args.inputs.filter!, args.attrs as unknown as ConvGradAttrs) ?? stockKernel('Conv2D', 'cpu')(args),
       },
     )
   }

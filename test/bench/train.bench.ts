@@ -10,13 +10,13 @@
  *
  * Uses the learner (`createLearner`, contract §1) when src/learning exports it; otherwise the
  * same step written here over the learning core's model (`createModel`/`initParams`). The case
- * `wasm+fallback/tf-step` always runs that tensors-only step (θ and momentum as tfjs variables),
+ * `wasm+native/tf-step` always runs that tensors-only step (θ and momentum as tfjs variables),
  * which shows how much of the learner's step is kernels and how much its per-step JS work.
  */
 import os from 'node:os'
 import * as tf from '@tensorflow/tfjs'
 import '@tensorflow/tfjs-backend-wasm'
-import { registerFallbackKernels, unregisterFallbackKernels } from '../../src/compute/index.ts'
+import { nativeAvailable, nativeStatus, registerFallbackKernels, setNativeEnabled, unregisterFallbackKernels } from '../../src/compute/index.ts'
 import * as learning from '../../src/learning/index.ts'
 import { Rng } from '../../src/rng.ts'
 
@@ -33,6 +33,8 @@ interface Variant {
   name: string
   backend: 'wasm' | 'cpu'
   fallback: boolean
+  /** the native kernels of src/compute/native.ts (when built) */
+  native?: boolean
   threads?: number
   /** measure the tensors-only step instead of the learner */
   tfStep?: boolean
@@ -44,9 +46,11 @@ const models: Record<ModelName, { spec: learning.ModelSpec; inputShape: number[]
   lenet: { spec: { kind: 'lenet' }, inputShape: [28, 28, 1] },
 }
 const variants: Variant[] = [
+  { name: 'wasm+native', backend: 'wasm', fallback: true, native: true },
+  { name: 'wasm+native/tf-step', backend: 'wasm', fallback: true, native: true, tfStep: true },
+  { name: 'cpu+native', backend: 'cpu', fallback: true, native: true },
   { name: 'wasm+fallback', backend: 'wasm', fallback: true },
   { name: `wasm+fallback/${threadsOption}threads`, backend: 'wasm', fallback: true, threads: threadsOption },
-  { name: 'wasm+fallback/tf-step', backend: 'wasm', fallback: true, tfStep: true },
   { name: 'wasm', backend: 'wasm', fallback: false },
   { name: 'cpu', backend: 'cpu', fallback: false },
   { name: 'cpu+fallback', backend: 'cpu', fallback: true },
@@ -154,6 +158,8 @@ interface Result {
 }
 
 async function measure(model: ModelName, v: Variant): Promise<Result> {
+  if (v.native === true && !nativeAvailable()) return { model, variant: v.name, error: `native kernels ${nativeStatus()}` }
+  setNativeEnabled(v.native === true)
   await tf.setBackend(v.backend)
   if (v.fallback) await registerFallbackKernels(v.backend, { threads: v.threads ?? 1 })
   else await unregisterFallbackKernels(v.backend)
@@ -200,7 +206,7 @@ const machine = {
   tfjs: tf.version.tfjs,
   loadavg: os.loadavg().map((l) => Number(l.toFixed(2))),
 }
-console.log(`machine: ${machine.cpu}, ${machine.cores} cores, node ${machine.node}, tfjs ${machine.tfjs}, load ${machine.loadavg.join(' ')}`)
+console.log(`machine: ${machine.cpu}, ${machine.cores} cores, node ${machine.node}, tfjs ${machine.tfjs}, load ${machine.loadavg.join(' ')}, monna kernels: ${nativeStatus()}`)
 
 const results: Result[] = []
 for (const model of ['mlp', 'lenet'] as const) {

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import * as tf from '@tensorflow/tfjs'
 import '@tensorflow/tfjs-backend-wasm'
-import { kernelThreads, registerFallbackKernels, unregisterFallbackKernels } from '../../../src/compute/index.ts'
+import { kernelThreads, nativeAvailable, nativeStatus, registerFallbackKernels, setNativeEnabled, unregisterFallbackKernels } from '../../../src/compute/index.ts'
 import { MIN_SPLIT_MACS, setSplitThreshold } from '../../../src/compute/threads.ts'
 import { createModel, initParams, unflatten } from '../../../src/learning/index.ts'
 import { Rng } from '../../../src/rng.ts'
@@ -92,7 +92,9 @@ async function reference(label: string, f: () => tf.Tensor[]): Promise<Float32Ar
 }
 
 /** Runs `f` on the backend and returns its outputs as arrays, checking nothing leaks. */
-async function runOn(backend: 'cpu' | 'wasm', withOurs: boolean, f: () => tf.Tensor[], threads = 1): Promise<Float32Array[]> {
+async function runOn(backend: 'cpu' | 'wasm', withOurs: boolean, f: () => tf.Tensor[], threads = 1, native = false): Promise<Float32Array[]> {
+  if (native) assert.ok(nativeAvailable(), `native kernels ${nativeStatus()} (MONNA_NATIVE=off runs the suite without them)`)
+  setNativeEnabled(native)
   await tf.setBackend(backend)
   if (withOurs) await registerFallbackKernels(backend, { threads })
   else await unregisterFallbackKernels(backend)
@@ -125,10 +127,18 @@ function convCase(c: ConvCase): { label: string; compute: () => tf.Tensor[] } {
   return { label, compute }
 }
 
-const variants = [
-  { backend: 'wasm', withOurs: true },
-  { backend: 'cpu', withOurs: true },
-] as const
+/** The native kernels are checked unless the suite runs with MONNA_NATIVE=off (explicit opt-out). */
+const withNative = process.env.MONNA_NATIVE !== 'off'
+const variants: readonly { backend: 'wasm' | 'cpu'; withOurs: boolean; native: boolean; name: string }[] = [
+  { backend: 'wasm', withOurs: true, native: false, name: 'wasm' },
+  { backend: 'cpu', withOurs: true, native: false, name: 'cpu' },
+  ...(withNative
+    ? [
+        { backend: 'wasm' as const, withOurs: true, native: true, name: 'wasm+native' },
+        { backend: 'cpu' as const, withOurs: true, native: true, name: 'cpu+native' },
+      ]
+    : []),
+]
 
 describe('compute: fallback kernels agree with the cpu backend', () => {
   before(async () => {
@@ -136,6 +146,7 @@ describe('compute: fallback kernels agree with the cpu backend', () => {
     await tf.ready()
   })
   after(async () => {
+    setNativeEnabled(true)
     await unregisterFallbackKernels('wasm')
     await unregisterFallbackKernels('cpu')
   })
@@ -143,11 +154,12 @@ describe('compute: fallback kernels agree with the cpu backend', () => {
   for (const c of convCases()) {
     const { label, compute } = convCase(c)
     it(`${label}: filter and input gradients`, async () => {
-      const [refDx, refDw] = await reference(label, compute)
+      const [refDx, refDw, refY] = await reference(label, compute)
       for (const v of variants) {
-        const [dx, dw] = await runOn(v.backend, v.withOurs, compute)
-        assert.ok(relError(dw!, refDw!) <= TOLERANCE, `${v.backend} filter gradient error ${relError(dw!, refDw!)}`)
-        assert.ok(relError(dx!, refDx!) <= TOLERANCE, `${v.backend} input gradient error ${relError(dx!, refDx!)}`)
+        const [dx, dw, y] = await runOn(v.backend, v.withOurs, compute, 1, v.native)
+        assert.ok(relError(y!, refY!) <= TOLERANCE, `${v.name} forward error ${relError(y!, refY!)}`)
+        assert.ok(relError(dw!, refDw!) <= TOLERANCE, `${v.name} filter gradient error ${relError(dw!, refDw!)}`)
+        assert.ok(relError(dx!, refDx!) <= TOLERANCE, `${v.name} input gradient error ${relError(dx!, refDx!)}`)
       }
     })
   }
@@ -192,8 +204,8 @@ describe('compute: fallback kernels agree with the cpu backend', () => {
         })
       const [ref] = await reference(label, compute)
       for (const v of variants) {
-        const [dx] = await runOn(v.backend, v.withOurs, compute)
-        assert.ok(relError(dx!, ref!) <= TOLERANCE, `${v.backend} error ${relError(dx!, ref!)}`)
+        const [dx] = await runOn(v.backend, v.withOurs, compute, 1, v.native)
+        assert.ok(relError(dx!, ref!) <= TOLERANCE, `${v.name} error ${relError(dx!, ref!)}`)
       }
     })
   }
@@ -219,8 +231,10 @@ describe('compute: fallback kernels agree with the cpu backend', () => {
             return [tf.matMul(a, b, ta, tb)]
           })
         const [ref] = await reference(label, compute)
-        const [ours] = await runOn('wasm', true, compute)
-        assert.ok(relError(ours!, ref!) <= TOLERANCE, `error ${relError(ours!, ref!)}`)
+        for (const v of variants) {
+          const [ours] = await runOn(v.backend, v.withOurs, compute, 1, v.native)
+          assert.ok(relError(ours!, ref!) <= TOLERANCE, `${v.name} error ${relError(ours!, ref!)}`)
+        }
       })
     }
   }
@@ -241,10 +255,10 @@ describe('compute: fallback kernels agree with the cpu backend', () => {
       })
     const ref = await reference('lenet', compute)
     for (const v of variants) {
-      const ours = await runOn(v.backend, v.withOurs, compute)
+      const ours = await runOn(v.backend, v.withOurs, compute, 1, v.native)
       model.slots.forEach((slot, i) => {
         const e = relError(ours[i]!, ref[i]!)
-        assert.ok(e <= TOLERANCE, `${v.backend} ${slot.name} gradient error ${e}`)
+        assert.ok(e <= TOLERANCE, `${v.name} ${slot.name} gradient error ${e}`)
       })
     }
   })

@@ -1,0 +1,547 @@
+// monna native kernels: single-precision GEMM and the NHWC convolution kernels a LeNet/MLP
+// training step needs (forward, filter gradient, input gradient, max-pool gradient), called by
+// src/compute on the tfjs wasm and cpu backends' own memory (Float32Arrays, no copies).
+//
+// Built at install time by scripts/build-native.mjs with the system C++ compiler against the
+// Node-API headers of the `node-api-headers` package (ABI-stable across Node versions). Optional:
+// without a compiler the project runs the wasm kernels. No -march flag: the AVX2/FMA code paths
+// are compiled per function (target attributes) and chosen at run time (cpuid).
+//
+// GEMM: the classic Goto/BLIS blocking — B packed in KC×16 panels, A in 6×KC micro-panels, a 6×16
+// register-blocked micro-kernel (12 ymm accumulators) — written once as a template over the
+// micro-kernel, so the portable build and the AVX2 build share every loop.
+
+#define NAPI_VERSION 8
+#include <node_api.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define MONNA_X86 1
+#else
+#define MONNA_X86 0
+#endif
+
+namespace {
+
+constexpr int MR = 6;
+constexpr int NR = 16;
+constexpr int KC = 256;
+constexpr int MC = 96;  // multiple of MR
+
+// Scratch buffers, reused across calls (this module is only called from one JS thread).
+struct Scratch {
+  std::vector<float> a, b, cols;
+  float* get(std::vector<float>& v, size_t n) {
+    if (v.size() < n) v.resize(n);
+    return v.data();
+  }
+};
+Scratch scratch;
+
+// ---- packing ------------------------------------------------------------------------------
+// op(A)[i, k] = A[i*rsA + k*csA]; op(B)[k, j] = B[k*rsB + j*csB].
+
+void packA(const float* A, long rsA, long csA, int mc, int kc, float* out) {
+  for (int i0 = 0; i0 < mc; i0 += MR) {
+    const int mr = std::min(MR, mc - i0);
+    for (int k = 0; k < kc; k++) {
+      const float* src = A + (long)i0 * rsA + (long)k * csA;
+      int i = 0;
+      for (; i < mr; i++) out[i] = src[(long)i * rsA];
+      for (; i < MR; i++) out[i] = 0.f;
+      out += MR;
+    }
+  }
+}
+
+void packB(const float* B, long rsB, long csB, int kc, int n, float* out) {
+  for (int j0 = 0; j0 < n; j0 += NR) {
+    const int nr = std::min(NR, n - j0);
+    for (int k = 0; k < kc; k++) {
+      const float* src = B + (long)k * rsB + (long)j0 * csB;
+      int j = 0;
+      if (csB == 1) {
+        for (; j < nr; j++) out[j] = src[j];
+      } else {
+        for (; j < nr; j++) out[j] = src[(long)j * csB];
+      }
+      for (; j < NR; j++) out[j] = 0.f;
+      out += NR;
+    }
+  }
+}
+
+// ---- micro-kernels: acc(6×16) = Σ_k a[k][0..6] ⊗ b[k][0..16]; then C (+)= acc -------------------
+
+void storeTile(const float* acc, float* C, long ldc, int mr, int nr, bool add) {
+  for (int i = 0; i < mr; i++) {
+    float* c = C + (long)i * ldc;
+    const float* a = acc + i * NR;
+    if (add) {
+      for (int j = 0; j < nr; j++) c[j] += a[j];
+    } else {
+      for (int j = 0; j < nr; j++) c[j] = a[j];
+    }
+  }
+}
+
+struct PortableKernel {
+  static void run(int kc, const float* a, const float* b, float* C, long ldc, int mr, int nr, bool add) {
+    float acc[MR * NR] = {0};
+    for (int k = 0; k < kc; k++) {
+      for (int i = 0; i < MR; i++) {
+        const float ai = a[i];
+        for (int j = 0; j < NR; j++) acc[i * NR + j] += ai * b[j];
+      }
+      a += MR;
+      b += NR;
+    }
+    storeTile(acc, C, ldc, mr, nr, add);
+  }
+};
+
+#if MONNA_X86
+struct Avx2Kernel {
+  __attribute__((target("avx2,fma"))) static void run(int kc, const float* a, const float* b, float* C, long ldc, int mr, int nr, bool add) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+    __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+    for (int k = 0; k < kc; k++) {
+      const __m256 b0 = _mm256_loadu_ps(b);
+      const __m256 b1 = _mm256_loadu_ps(b + 8);
+      __m256 x = _mm256_broadcast_ss(a);
+      c00 = _mm256_fmadd_ps(x, b0, c00);
+      c01 = _mm256_fmadd_ps(x, b1, c01);
+      x = _mm256_broadcast_ss(a + 1);
+      c10 = _mm256_fmadd_ps(x, b0, c10);
+      c11 = _mm256_fmadd_ps(x, b1, c11);
+      x = _mm256_broadcast_ss(a + 2);
+      c20 = _mm256_fmadd_ps(x, b0, c20);
+      c21 = _mm256_fmadd_ps(x, b1, c21);
+      x = _mm256_broadcast_ss(a + 3);
+      c30 = _mm256_fmadd_ps(x, b0, c30);
+      c31 = _mm256_fmadd_ps(x, b1, c31);
+      x = _mm256_broadcast_ss(a + 4);
+      c40 = _mm256_fmadd_ps(x, b0, c40);
+      c41 = _mm256_fmadd_ps(x, b1, c41);
+      x = _mm256_broadcast_ss(a + 5);
+      c50 = _mm256_fmadd_ps(x, b0, c50);
+      c51 = _mm256_fmadd_ps(x, b1, c51);
+      a += MR;
+      b += NR;
+    }
+    if (mr == MR && nr == NR) {
+      float* r[MR] = {C, C + ldc, C + 2 * ldc, C + 3 * ldc, C + 4 * ldc, C + 5 * ldc};
+      const __m256 lo[MR] = {c00, c10, c20, c30, c40, c50};
+      const __m256 hi[MR] = {c01, c11, c21, c31, c41, c51};
+      for (int i = 0; i < MR; i++) {
+        __m256 v0 = lo[i], v1 = hi[i];
+        if (add) {
+          v0 = _mm256_add_ps(v0, _mm256_loadu_ps(r[i]));
+          v1 = _mm256_add_ps(v1, _mm256_loadu_ps(r[i] + 8));
+        }
+        _mm256_storeu_ps(r[i], v0);
+        _mm256_storeu_ps(r[i] + 8, v1);
+      }
+      return;
+    }
+    alignas(32) float acc[MR * NR];
+    _mm256_store_ps(acc + 0, c00), _mm256_store_ps(acc + 8, c01);
+    _mm256_store_ps(acc + 16, c10), _mm256_store_ps(acc + 24, c11);
+    _mm256_store_ps(acc + 32, c20), _mm256_store_ps(acc + 40, c21);
+    _mm256_store_ps(acc + 48, c30), _mm256_store_ps(acc + 56, c31);
+    _mm256_store_ps(acc + 64, c40), _mm256_store_ps(acc + 72, c41);
+    _mm256_store_ps(acc + 80, c50), _mm256_store_ps(acc + 88, c51);
+    storeTile(acc, C, ldc, mr, nr, add);
+  }
+};
+#endif
+
+bool forcePortable = false;  // tests run the portable path on AVX2 machines too
+
+bool useAvx2() {
+#if MONNA_X86
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return ok && !forcePortable;
+#else
+  return false;
+#endif
+}
+
+// C (m×n, row stride ldc) = op(A)·op(B) (+ C when accumulate).
+template <typename Kernel>
+void gemmWith(int m, int n, int k, const float* A, long rsA, long csA, const float* B, long rsB, long csB, float* C, long ldc, bool accumulate) {
+  if (k == 0) {
+    if (!accumulate)
+      for (int i = 0; i < m; i++) std::fill(C + (long)i * ldc, C + (long)i * ldc + n, 0.f);
+    return;
+  }
+  const int nPad = (n + NR - 1) / NR * NR;
+  float* bp = scratch.get(scratch.b, (size_t)KC * nPad);
+  float* ap = scratch.get(scratch.a, (size_t)MC * KC);
+  for (int pc = 0; pc < k; pc += KC) {
+    const int kc = std::min(KC, k - pc);
+    const bool add = accumulate || pc > 0;
+    packB(B + (long)pc * rsB, rsB, csB, kc, n, bp);
+    for (int ic = 0; ic < m; ic += MC) {
+      const int mc = std::min(MC, m - ic);
+      packA(A + (long)ic * rsA + (long)pc * csA, rsA, csA, mc, kc, ap);
+      for (int jr = 0; jr < n; jr += NR) {
+        const float* b = bp + (long)jr * kc;
+        for (int ir = 0; ir < mc; ir += MR) {
+          Kernel::run(kc, ap + (long)ir * kc, b, C + (long)(ic + ir) * ldc + jr, ldc, std::min(MR, mc - ir), std::min(NR, n - jr), add);
+        }
+      }
+    }
+  }
+}
+
+void gemm(int m, int n, int k, const float* A, long rsA, long csA, const float* B, long rsB, long csB, float* C, long ldc, bool accumulate) {
+#if MONNA_X86
+  if (useAvx2()) return gemmWith<Avx2Kernel>(m, n, k, A, rsA, csA, B, rsB, csB, C, ldc, accumulate);
+#endif
+  gemmWith<PortableKernel>(m, n, k, A, rsA, csA, B, rsB, csB, C, ldc, accumulate);
+}
+
+// ---- convolution geometry (NHWC, HWIO filters, no dilation) ----------------------------------
+
+struct Conv {
+  int batch, inH, inW, inC, outH, outW, outC, fh, fw, sh, sw, pt, pl;
+  long K() const { return (long)fh * fw * inC; }
+  long M() const { return (long)batch * outH * outW; }
+};
+
+// cols (M×K): row m = (b, oh, ow), column (i, j, c) = x[b, oh·sh + i − pt, ow·sw + j − pl, c] or 0.
+void im2col(const float* x, const Conv& g, float* cols) {
+  const long K = g.K();
+  const long rowX = (long)g.inW * g.inC;
+  const long imgX = (long)g.inH * rowX;
+  float* out = cols;
+  for (int b = 0; b < g.batch; b++) {
+    for (int oh = 0; oh < g.outH; oh++) {
+      for (int ow = 0; ow < g.outW; ow++, out += K) {
+        float* o = out;
+        for (int i = 0; i < g.fh; i++) {
+          const int ih = oh * g.sh + i - g.pt;
+          if (ih < 0 || ih >= g.inH) {
+            std::fill(o, o + (long)g.fw * g.inC, 0.f);
+            o += (long)g.fw * g.inC;
+            continue;
+          }
+          const int iw0 = ow * g.sw - g.pl;
+          const float* src = x + b * imgX + ih * rowX;
+          if (iw0 >= 0 && iw0 + g.fw <= g.inW) {
+            std::memcpy(o, src + (long)iw0 * g.inC, sizeof(float) * g.fw * g.inC);
+            o += (long)g.fw * g.inC;
+            continue;
+          }
+          for (int j = 0; j < g.fw; j++, o += g.inC) {
+            const int iw = iw0 + j;
+            if (iw < 0 || iw >= g.inW) std::fill(o, o + g.inC, 0.f);
+            else std::memcpy(o, src + (long)iw * g.inC, sizeof(float) * g.inC);
+          }
+        }
+      }
+    }
+  }
+}
+
+// dx[b, ih, iw, c] += dcols[m, (i, j, c)] (the adjoint of im2col); rows m0.. of dcols only.
+void col2imAdd(const float* dcols, const Conv& g, int b0, int nb, float* dx) {
+  const long K = g.K();
+  const long rowX = (long)g.inW * g.inC;
+  const long imgX = (long)g.inH * rowX;
+  const float* in = dcols;
+  for (int b = b0; b < b0 + nb; b++) {
+    for (int oh = 0; oh < g.outH; oh++) {
+      for (int ow = 0; ow < g.outW; ow++, in += K) {
+        const float* s = in;
+        for (int i = 0; i < g.fh; i++) {
+          const int ih = oh * g.sh + i - g.pt;
+          if (ih < 0 || ih >= g.inH) {
+            s += (long)g.fw * g.inC;
+            continue;
+          }
+          float* dst = dx + b * imgX + ih * rowX;
+          for (int j = 0; j < g.fw; j++, s += g.inC) {
+            const int iw = ow * g.sw + j - g.pl;
+            if (iw < 0 || iw >= g.inW) continue;
+            float* d = dst + (long)iw * g.inC;
+            for (int c = 0; c < g.inC; c++) d[c] += s[c];
+          }
+        }
+      }
+    }
+  }
+}
+
+// Images per chunk so that a chunk's column buffer stays around 2 MB (L2).
+int chunkImages(const Conv& g) {
+  const long perImage = (long)g.outH * g.outW * g.K();
+  return (int)std::max(1L, std::min((long)g.batch, (512L * 1024) / std::max(1L, perImage)));
+}
+
+// y (M×outC) = cols · W (K×outC), by chunks of images.
+void conv2dForward(const float* x, const float* w, float* y, const Conv& g) {
+  const int chunk = chunkImages(g);
+  const long per = (long)g.outH * g.outW;
+  const long K = g.K();
+  float* cols = scratch.get(scratch.cols, (size_t)(chunk * per * K));
+  const long xPer = (long)g.inH * g.inW * g.inC;
+  for (int b0 = 0; b0 < g.batch; b0 += chunk) {
+    const int nb = std::min(chunk, g.batch - b0);
+    Conv part = g;
+    part.batch = nb;
+    im2col(x + b0 * xPer, part, cols);
+    gemm((int)(nb * per), g.outC, (int)K, cols, K, 1, w, g.outC, 1, y + b0 * per * g.outC, g.outC, false);
+  }
+}
+
+// dW (K×outC) = colsᵀ · dy, accumulated over chunks of images.
+void conv2dFilterGrad(const float* x, const float* dy, float* dw, const Conv& g) {
+  const int chunk = chunkImages(g);
+  const long per = (long)g.outH * g.outW;
+  const long K = g.K();
+  float* cols = scratch.get(scratch.cols, (size_t)(chunk * per * K));
+  const long xPer = (long)g.inH * g.inW * g.inC;
+  for (int b0 = 0; b0 < g.batch; b0 += chunk) {
+    const int nb = std::min(chunk, g.batch - b0);
+    Conv part = g;
+    part.batch = nb;
+    im2col(x + b0 * xPer, part, cols);
+    // op(A) = colsᵀ: A[i, k] = cols[k, i] → rsA = 1, csA = K
+    gemm((int)K, g.outC, (int)(nb * per), cols, 1, K, dy + b0 * per * g.outC, g.outC, 1, dw, g.outC, b0 > 0);
+  }
+}
+
+// dcols (M×K) = dy · Wᵀ, then col2im into dx (zeroed here), by chunks of images.
+void conv2dInputGrad(const float* dy, const float* w, float* dx, const Conv& g) {
+  const int chunk = chunkImages(g);
+  const long per = (long)g.outH * g.outW;
+  const long K = g.K();
+  float* cols = scratch.get(scratch.cols, (size_t)(chunk * per * K));
+  std::fill(dx, dx + (long)g.batch * g.inH * g.inW * g.inC, 0.f);
+  for (int b0 = 0; b0 < g.batch; b0 += chunk) {
+    const int nb = std::min(chunk, g.batch - b0);
+    // op(B) = Wᵀ: B[k, j] = W[j, k] → rsB = 1, csB = outC
+    gemm((int)(nb * per), (int)K, g.outC, dy + b0 * per * g.outC, g.outC, 1, w, 1, g.outC, cols, K, false);
+    col2imAdd(cols, g, b0, nb, dx);
+  }
+}
+
+// dx = 0 except at each window's (first) maximum, which gets dy (NHWC).
+void maxPoolGrad(const float* x, const float* y, const float* dy, float* dx, int batch, int inH, int inW, int ch, int outH, int outW,
+                 int fh, int fw, int sh, int sw, int pt, int pl) {
+  std::fill(dx, dx + (long)batch * inH * inW * ch, 0.f);
+  for (int b = 0; b < batch; b++) {
+    const long xb = (long)b * inH * inW * ch;
+    for (int oh = 0; oh < outH; oh++) {
+      for (int ow = 0; ow < outW; ow++) {
+        const long yo = (((long)b * outH + oh) * outW + ow) * ch;
+        for (int c = 0; c < ch; c++) {
+          const float target = y[yo + c];
+          bool done = false;
+          for (int i = 0; i < fh && !done; i++) {
+            const int ih = oh * sh + i - pt;
+            if (ih < 0 || ih >= inH) continue;
+            for (int j = 0; j < fw; j++) {
+              const int iw = ow * sw + j - pl;
+              if (iw < 0 || iw >= inW) continue;
+              const long xi = xb + ((long)ih * inW + iw) * ch + c;
+              if (x[xi] == target) {
+                dx[xi] += dy[yo + c];
+                done = true;
+                break;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// ---- Node-API glue ---------------------------------------------------------------------------
+
+#define CHECK(call)                                    \
+  do {                                                 \
+    if ((call) != napi_ok) return throwError(env, #call); \
+  } while (0)
+
+napi_value throwError(napi_env env, const char* what) {
+  const napi_extended_error_info* info = nullptr;
+  napi_get_last_error_info(env, &info);
+  napi_throw_error(env, "ERR_MONNA_NATIVE", info != nullptr && info->error_message != nullptr ? info->error_message : what);
+  return nullptr;
+}
+
+bool floats(napi_env env, napi_value v, float** out, size_t* length) {
+  napi_typedarray_type type;
+  void* data = nullptr;
+  napi_value ab;
+  size_t offset = 0;
+  if (napi_get_typedarray_info(env, v, &type, length, &data, &ab, &offset) != napi_ok || type != napi_float32_array) {
+    napi_throw_type_error(env, "ERR_MONNA_NATIVE", "expected a Float32Array");
+    return false;
+  }
+  *out = static_cast<float*>(data);
+  return true;
+}
+
+bool ints(napi_env env, napi_value* argv, size_t from, size_t count, int* out) {
+  for (size_t i = 0; i < count; i++) {
+    int32_t v = 0;
+    if (napi_get_value_int32(env, argv[from + i], &v) != napi_ok) {
+      napi_throw_type_error(env, "ERR_MONNA_NATIVE", "expected an integer");
+      return false;
+    }
+    out[i] = v;
+  }
+  return true;
+}
+
+template <size_t N>
+bool args(napi_env env, napi_callback_info info, napi_value (&argv)[N]) {
+  size_t argc = N;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != N) {
+    napi_throw_type_error(env, "ERR_MONNA_NATIVE", "wrong number of arguments");
+    return false;
+  }
+  return true;
+}
+
+bool fits(napi_env env, size_t have, long need, const char* what) {
+  if (need < 0 || (size_t)need > have) {
+    napi_throw_range_error(env, "ERR_MONNA_NATIVE", what);
+    return false;
+  }
+  return true;
+}
+
+// gemm(transA, transB, m, n, k, A, B, C, accumulate): C (m×n) = op(A)·op(B) (+C)
+napi_value Gemm(napi_env env, napi_callback_info info) {
+  napi_value argv[9];
+  if (!args(env, info, argv)) return nullptr;
+  int d[5];
+  if (!ints(env, argv, 0, 5, d)) return nullptr;
+  const bool tA = d[0] != 0, tB = d[1] != 0;
+  const int m = d[2], n = d[3], k = d[4];
+  float *A, *B, *C;
+  size_t la, lb, lc;
+  if (!floats(env, argv[5], &A, &la) || !floats(env, argv[6], &B, &lb) || !floats(env, argv[7], &C, &lc)) return nullptr;
+  bool acc = false;
+  CHECK(napi_get_value_bool(env, argv[8], &acc));
+  if (m < 0 || n < 0 || k < 0) {
+    napi_throw_range_error(env, "ERR_MONNA_NATIVE", "negative matrix dimension");
+    return nullptr;
+  }
+  if (!fits(env, la, (long)m * k, "A is too short") || !fits(env, lb, (long)k * n, "B is too short") ||
+      !fits(env, lc, (long)m * n, "C is too short"))
+    return nullptr;
+  gemm(m, n, k, A, tA ? 1 : k, tA ? m : 1, B, tB ? 1 : n, tB ? k : 1, C, n, acc);
+  return nullptr;
+}
+
+bool convArgs(napi_env env, napi_value* argv, size_t from, Conv* g) {
+  int v[13];
+  if (!ints(env, argv, from, 13, v)) return false;
+  *g = Conv{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12]};
+  for (int x : v)
+    if (x < 0) {
+      napi_throw_range_error(env, "ERR_MONNA_NATIVE", "negative convolution geometry");
+      return false;
+    }
+  if (g->sh < 1 || g->sw < 1) {
+    napi_throw_range_error(env, "ERR_MONNA_NATIVE", "strides must be ≥ 1");
+    return false;
+  }
+  return true;
+}
+
+// conv kernels: (a, b, out, batch, inH, inW, inC, outH, outW, outC, fh, fw, sh, sw, pt, pl)
+enum class ConvOp { Forward, FilterGrad, InputGrad };
+
+template <ConvOp op>
+napi_value ConvKernel(napi_env env, napi_callback_info info) {
+  napi_value argv[16];
+  if (!args(env, info, argv)) return nullptr;
+  float *a, *b, *out;
+  size_t la, lb, lo;
+  if (!floats(env, argv[0], &a, &la) || !floats(env, argv[1], &b, &lb) || !floats(env, argv[2], &out, &lo)) return nullptr;
+  Conv g;
+  if (!convArgs(env, argv, 3, &g)) return nullptr;
+  const long xs = (long)g.batch * g.inH * g.inW * g.inC, ys = g.M() * g.outC, ws = g.K() * g.outC;
+  if (op == ConvOp::Forward) {
+    if (!fits(env, la, xs, "x is too short") || !fits(env, lb, ws, "filter is too short") || !fits(env, lo, ys, "y is too short")) return nullptr;
+    conv2dForward(a, b, out, g);
+  } else if (op == ConvOp::FilterGrad) {
+    if (!fits(env, la, xs, "x is too short") || !fits(env, lb, ys, "dy is too short") || !fits(env, lo, ws, "dW is too short")) return nullptr;
+    conv2dFilterGrad(a, b, out, g);
+  } else {
+    if (!fits(env, la, ys, "dy is too short") || !fits(env, lb, ws, "filter is too short") || !fits(env, lo, xs, "dx is too short")) return nullptr;
+    conv2dInputGrad(a, b, out, g);
+  }
+  return nullptr;
+}
+
+// maxPoolGrad(x, y, dy, dx, batch, inH, inW, ch, outH, outW, fh, fw, sh, sw, pt, pl)
+napi_value MaxPoolGradFn(napi_env env, napi_callback_info info) {
+  napi_value argv[16];
+  if (!args(env, info, argv)) return nullptr;
+  float *x, *y, *dy, *dx;
+  size_t lx, ly, ldy, ldx;
+  if (!floats(env, argv[0], &x, &lx) || !floats(env, argv[1], &y, &ly) || !floats(env, argv[2], &dy, &ldy) || !floats(env, argv[3], &dx, &ldx))
+    return nullptr;
+  int v[12];
+  if (!ints(env, argv, 4, 12, v)) return nullptr;
+  for (int i : v)
+    if (i < 0) {
+      napi_throw_range_error(env, "ERR_MONNA_NATIVE", "negative pooling geometry");
+      return nullptr;
+    }
+  const long xs = (long)v[0] * v[1] * v[2] * v[3], ys = (long)v[0] * v[4] * v[5] * v[3];
+  if (!fits(env, lx, xs, "x is too short") || !fits(env, ldx, xs, "dx is too short") || !fits(env, ly, ys, "y is too short") || !fits(env, ldy, ys, "dy is too short"))
+    return nullptr;
+  maxPoolGrad(x, y, dy, dx, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11]);
+  return nullptr;
+}
+
+// setPortable(on): use the portable micro-kernel even where AVX2 is available (tests)
+napi_value SetPortable(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!args(env, info, argv)) return nullptr;
+  bool on = false;
+  CHECK(napi_get_value_bool(env, argv[0], &on));
+  forcePortable = on;
+  return nullptr;
+}
+
+napi_value Simd(napi_env env, napi_callback_info) {
+  napi_value s;
+  napi_create_string_utf8(env, useAvx2() ? "avx2+fma" : "portable", NAPI_AUTO_LENGTH, &s);
+  return s;
+}
+
+}  // namespace
+
+NAPI_MODULE_INIT() {
+  const napi_property_descriptor props[] = {
+      {"gemm", nullptr, Gemm, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"conv2d", nullptr, ConvKernel<ConvOp::Forward>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"conv2dFilterGrad", nullptr, ConvKernel<ConvOp::FilterGrad>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"conv2dInputGrad", nullptr, ConvKernel<ConvOp::InputGrad>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"maxPoolGrad", nullptr, MaxPoolGradFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"setPortable", nullptr, SetPortable, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"simd", nullptr, Simd, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+  };
+  napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+  return exports;
+}

@@ -1,0 +1,93 @@
+/**
+ * monna's optional native kernels (native/kernels.cc, built on `npm install` by
+ * scripts/build-native.mjs into build/monna-kernels.node): a blocked single-precision GEMM
+ * (AVX2/FMA when the CPU has it, chosen at run time) and the NHWC convolution kernels over it.
+ * They work in place on the tfjs backends' own memory (the wasm heap, the cpu backend's arrays).
+ *
+ * Absent (no compiler at install, Windows, `MONNA_NATIVE=off`) → `nativeKernels()` is undefined
+ * and the wasm kernels run; `nativeStatus()` says why.
+ */
+import { createRequire } from 'node:module'
+
+/** Convolution geometry, NHWC input, HWIO filter, no dilation (the order the addon takes). */
+export type ConvDims = [
+  batch: number,
+  inH: number,
+  inW: number,
+  inC: number,
+  outH: number,
+  outW: number,
+  outC: number,
+  filterH: number,
+  filterW: number,
+  strideH: number,
+  strideW: number,
+  padTop: number,
+  padLeft: number,
+]
+
+export interface NativeKernels {
+  /** C (m×n) = op(A)·op(B) (+ C); op = transpose when the flag is 1; row-major. */
+  gemm(transA: number, transB: number, m: number, n: number, k: number, a: Float32Array, b: Float32Array, c: Float32Array, accumulate: boolean): void
+  conv2d(x: Float32Array, filter: Float32Array, y: Float32Array, ...dims: ConvDims): void
+  conv2dFilterGrad(x: Float32Array, dy: Float32Array, dw: Float32Array, ...dims: ConvDims): void
+  conv2dInputGrad(dy: Float32Array, filter: Float32Array, dx: Float32Array, ...dims: ConvDims): void
+  maxPoolGrad(
+    x: Float32Array,
+    y: Float32Array,
+    dy: Float32Array,
+    dx: Float32Array,
+    batch: number,
+    inH: number,
+    inW: number,
+    channels: number,
+    outH: number,
+    outW: number,
+    filterH: number,
+    filterW: number,
+    strideH: number,
+    strideW: number,
+    padTop: number,
+    padLeft: number,
+  ): void
+  /** 'avx2+fma' or 'portable': the micro-kernel in use */
+  simd(): string
+  /** use the portable micro-kernel even where AVX2/FMA is available (tests) */
+  setPortable(on: boolean): void
+}
+
+const ADDON = '../../build/monna-kernels.node'
+
+let loaded: NativeKernels | undefined
+let status: string
+if (process.env.MONNA_NATIVE === 'off') {
+  status = 'off (MONNA_NATIVE=off)'
+} else {
+  try {
+    loaded = createRequire(import.meta.url)(ADDON) as NativeKernels
+    status = `native (${loaded.simd()})`
+  } catch (err) {
+    status = `not built (${err instanceof Error ? err.message.split('\n')[0] : String(err)}): run \`npm run build:native\``
+  }
+}
+let enabled = loaded !== undefined
+
+/** The native kernels when built, loaded and enabled; undefined otherwise. */
+export function nativeKernels(): NativeKernels | undefined {
+  return enabled ? loaded : undefined
+}
+
+/** Whether the addon was built and loaded (whatever `setNativeEnabled` says). */
+export function nativeAvailable(): boolean {
+  return loaded !== undefined
+}
+
+/** One line: 'native (avx2+fma)', 'off (…)' or 'not built (…)'. */
+export function nativeStatus(): string {
+  return enabled || loaded === undefined ? status : 'disabled (setNativeEnabled(false))'
+}
+
+/** Turns the native kernels on or off at run time (benchmarks and tests compare both paths). */
+export function setNativeEnabled(on: boolean): void {
+  enabled = on && loaded !== undefined
+}
