@@ -14,7 +14,13 @@
  * Conv2DBackpropInput (matmul + col2im), MaxPoolGrad (JS), BatchMatMul (explicit transposes
  * and a packing-cost choice of orientation around the stock XNNPACK kernel), Conv2D (the stock
  * one, batch-split over kernel threads when `threads` > 1). For cpu: Conv2DBackpropFilter,
- * Conv2DBackpropInput, MaxPoolGrad (same algorithms over the cpu backend's matmul).
+ * Conv2DBackpropInput, MaxPoolGrad (same algorithms over the cpu backend's matmul), and Conv2D
+ * and BatchMatMul (native only, else the stock ones).
+ *
+ * When the native kernels are built (native.ts), every one of these kernels runs them first
+ * (NHWC, float32, no dilation) — in place on the backend's memory — and the paths above are the
+ * fallback. Measured by `npm run bench:train`: LeNet step 18.5 ms vs 48.7 ms on the wasm path.
+ * The native kernels are single-threaded: `threads` splits only the wasm path.
  */
 
 import type { KernelConfig } from '@tensorflow/tfjs'
