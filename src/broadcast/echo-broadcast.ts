@@ -127,7 +127,12 @@ export interface EchoBroadcast extends EventTarget {
   setFloor(round: number): void
   newestCertifiedRound(): number
   fetchRound(round: number, opts?: { signal?: AbortSignal }): Promise<Delivery[]>
-  setMembership(m: Membership): void
+  /**
+   * A new membership epoch. With `fromRound`, instances of earlier rounds keep being checked
+   * against the epochs they belong to (a late certificate of the last round before a switch is
+   * still valid); without it, `m` replaces every epoch.
+   */
+  setMembership(m: Membership, fromRound?: number): void
   stats(): BroadcastStats
   /**
    * Byzantine behaviours: a SEND to `peers` only; if their echoes make a quorum, FINAL goes to
@@ -238,9 +243,12 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   readonly peerId: string
   private readonly node: Libp2p
   private readonly seed: Uint8Array
+  /** the newest epoch's membership, members and quorum */
   private membership: Membership
   private members: Set<string>
   private q: number
+  /** epochs by first round, ascending; the first one also covers every earlier round */
+  private epochs: { from: number; membership: Membership; members: Set<string>; q: number }[]
   private readonly W: number
   private readonly maxPayloadBytes: number
   private readonly maxPendingBytesPerPeer: number
@@ -281,6 +289,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     this.membership = { ...opts.membership, members: [...opts.membership.members] }
     this.members = new Set(this.membership.members)
     this.q = quorum(this.members.size, this.membership.f)
+    this.epochs = [{ from: 0, membership: this.membership, members: this.members, q: this.q }]
     this.W = opts.roundWindow ?? defaultEchoBroadcastOptions.roundWindow
     this.maxPayloadBytes = opts.maxPayloadBytes ?? defaultEchoBroadcastOptions.maxPayloadBytes
     this.maxPendingBytesPerPeer = opts.maxPendingBytesPerPeer ?? 2 * this.maxPayloadBytes + 1024 * 1024
@@ -359,7 +368,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     inst.payload = payload
     inst.payloadHash = own.hash
     this.maybeCertify(own)
-    for (const peer of this.membership.members) {
+    for (const peer of this.epochAt(round).membership.members) {
       if (peer !== this.peerId) this.track(this.pushTo(peer, own, { attempts: Number.POSITIVE_INFINITY }))
     }
     const signal = opts.signal
@@ -408,6 +417,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     validateRound(round, 'floor')
     if (round <= this.floor) return
     this.floor = round
+    this.pruneEpochs()
     this.gc()
   }
 
@@ -418,12 +428,13 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   async fetchRound(round: number, opts: { signal?: AbortSignal } = {}): Promise<Delivery[]> {
     if (this.stopped) throw new BroadcastStoppedError()
     validateRound(round, 'round')
-    const peers = this.orderedPeers(this.membership.members.filter((p) => p !== this.peerId))
+    const epoch = this.epochAt(round)
+    const peers = this.orderedPeers(epoch.membership.members.filter((p) => p !== this.peerId))
     for (const peer of peers) {
       opts.signal?.throwIfAborted()
       if (this.stopped) break
       const have = this.delivered(round).map((d) => d.sender)
-      if (have.length >= this.members.size) break
+      if (have.length >= epoch.members.size) break
       try {
         await this.fetchFrom(peer, round, have, opts.signal)
       } catch (err) {
@@ -434,14 +445,37 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     return this.delivered(round)
   }
 
-  setMembership(m: Membership): void {
+  setMembership(m: Membership, fromRound?: number): void {
     validateMembership(m, this.log)
     if (m.swarmId !== this.membership.swarmId) throw new InvalidConfigError('membership.swarmId', 'a membership epoch cannot change the swarm id (create a new broadcast)')
+    if (fromRound !== undefined) validateRound(fromRound, 'fromRound')
     this.membership = { ...m, members: [...m.members] }
     this.members = new Set(m.members)
     this.q = quorum(this.members.size, m.f)
+    const epoch = { from: fromRound ?? 0, membership: this.membership, members: this.members, q: this.q }
+    if (fromRound === undefined) this.epochs = [epoch]
+    else {
+      this.epochs = this.epochs.filter((e) => e.from < fromRound)
+      this.epochs.push(epoch)
+      this.pruneEpochs()
+    }
     this.verifiedCerts.clear()
     this.track(setNetMembership(this.node, m))
+  }
+
+  /** The epoch that round `round` belongs to. */
+  private epochAt(round: number): { membership: Membership; members: Set<string>; q: number } {
+    for (let i = this.epochs.length - 1; i > 0; i--) if (this.epochs[i]!.from <= round) return this.epochs[i]!
+    return this.epochs[0]!
+  }
+
+  /** A member of any epoch still in use (rounds ≥ the floor). */
+  private knownPeer(peer: string): boolean {
+    return this.epochs.some((e) => e.members.has(peer))
+  }
+
+  private pruneEpochs(): void {
+    while (this.epochs.length > 1 && this.epochs[1]!.from <= this.floor) this.epochs.shift()
   }
 
   stats(): BroadcastStats {
@@ -461,7 +495,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   async ingest(peer: string, bytes: Uint8Array): Promise<{ replies: Frame[]; rejection?: Rejection }> {
     this.countReceived(bytes.length)
     try {
-      if (!this.members.has(peer)) throw new BroadcastRejectError('non-member', `frame from non-member ${peer}`)
+      if (!this.knownPeer(peer)) throw new BroadcastRejectError('non-member', `frame from non-member ${peer}`)
       const frame = decodeFrame(bytes, { maxPayloadBytes: this.maxPayloadBytes })
       return { replies: await this.handleFrame(peer, frame) }
     } catch (err) {
@@ -488,8 +522,9 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   }
 
   private maybeCertify(own: OwnSend): void {
-    if (own.certificate !== undefined || own.echoes.size < this.q) return
-    const signatures = [...own.echoes].slice(0, this.q).map(([signer, signature]) => ({ signer, signature }))
+    const q = this.epochAt(own.round).q
+    if (own.certificate !== undefined || own.echoes.size < q) return
+    const signatures = [...own.echoes].slice(0, q).map(([signer, signature]) => ({ signer, signature }))
     const cert: Certificate = { swarmId: this.membership.swarmId, round: own.round, sender: this.peerId, hash: own.hash, signatures }
     own.certificate = cert
     this.verifiedCerts.set(this.certKey(this.peerId, own.round, own.hash), signatures)
@@ -574,7 +609,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     if (frame.round !== own.round || frame.sender !== this.peerId || !bytesEqual(frame.hash, own.hash)) {
       throw new BroadcastRejectError('malformed', 'ECHO does not match the SEND it answers')
     }
-    if (!this.members.has(frame.signer)) throw new BroadcastRejectError('non-member', `ECHO signed by non-member ${frame.signer}`)
+    if (!this.epochAt(frame.round).members.has(frame.signer)) throw new BroadcastRejectError('non-member', `ECHO signed by non-member ${frame.signer}`)
     if (frame.signer !== peer) throw new BroadcastRejectError('malformed', `ECHO on ${peer}'s stream signed by ${frame.signer}`)
     if (own.echoes.has(frame.signer)) throw new BroadcastRejectError('duplicate-signer', `second ECHO from ${frame.signer}`)
     if (own.certificate !== undefined) return
@@ -639,7 +674,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
       receiving = undefined
     }
     try {
-      if (!this.members.has(peer)) throw new BroadcastRejectError('non-member', `stream from non-member ${peer}`)
+      if (!this.knownPeer(peer)) throw new BroadcastRejectError('non-member', `stream from non-member ${peer}`)
       // cheap checks on a SEND's meta, before its payload is buffered
       const reader = this.reader(stream, peer, (frame) => {
         if (frame.type !== 'SEND') return
@@ -722,7 +757,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   /** Checks of a SEND that need no payload (also run on the meta, before the payload arrives). */
   private precheckSend(peer: string, f: Extract<Frame, { type: 'SEND' }>): void {
     if (f.swarmId !== this.membership.swarmId) throw new BroadcastRejectError('wrong-swarm', `frame for swarm ${f.swarmId}, this is ${this.membership.swarmId}`)
-    if (!this.members.has(f.sender)) throw new BroadcastRejectError('non-member', `SEND for non-member sender ${f.sender}`)
+    if (!this.epochAt(f.round).members.has(f.sender)) throw new BroadcastRejectError('non-member', `SEND for non-member sender ${f.sender}`)
     if (f.sender !== peer) throw new BroadcastRejectError('malformed', `SEND of ${f.sender} relayed by ${peer}; senders push their own SENDs`)
     if (f.sender === this.peerId) throw new BroadcastRejectError('malformed', 'SEND claiming to be ours')
     if (!this.inWindow(f.round)) throw new BroadcastRejectError('out-of-window', `round ${f.round} outside the window around ${this.windowRef()} (W=${this.W}, floor ${this.floor})`)
@@ -790,7 +825,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   }
 
   private onFinal(peer: string, f: Extract<Frame, { type: 'FINAL' }>): void {
-    if (!this.members.has(f.sender)) throw new BroadcastRejectError('non-member', `FINAL for non-member sender ${f.sender}`)
+    if (!this.epochAt(f.round).members.has(f.sender)) throw new BroadcastRejectError('non-member', `FINAL for non-member sender ${f.sender}`)
     const ref = this.windowRef()
     if (f.round < this.floor || f.round < ref - this.W) throw new BroadcastRejectError('out-of-window', `FINAL of round ${f.round} is older than the window (${ref}, W=${this.W}, floor ${this.floor})`)
     const existing = this.instance(f.sender, f.round)
@@ -837,7 +872,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     const known = this.verifiedCerts.get(key)
     if (!always && known !== undefined && sameSignatures(known, cert.signatures)) return
     const inst = this.instance(cert.sender, cert.round)
-    verifyCertificate(cert, this.membership, {
+    verifyCertificate(cert, this.epochAt(cert.round).membership, {
       // our own echo signature is deterministic: equal bytes are valid without a verification
       trusted: (e) =>
         e.signer === this.peerId &&
@@ -922,7 +957,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
           await this.sleep(delay)
           delay = Math.min(2 * delay, 16 * this.finalQueryMs)
           if (this.stopped || inst.certificate !== undefined || this.instance(inst.sender, inst.round) !== inst) return
-          const others = this.orderedPeers(this.membership.members.filter((p) => p !== this.peerId && p !== inst.sender))
+          const others = this.orderedPeers(this.epochAt(inst.round).membership.members.filter((p) => p !== this.peerId && p !== inst.sender))
           for (const peer of [inst.sender, ...others.slice(0, 2)]) {
             if (inst.certificate !== undefined) return
             await this.query(peer, inst).catch((err: unknown) => this.log.debug('QUERY failed', { peer, round: inst.round, error: String(err) }))

@@ -136,6 +136,8 @@ export interface EpochEvent {
 /** What the engine uses at one round: the epoch's membership and an aggregator with its f. */
 export interface EpochView {
   epoch: number
+  /** first round of the epoch (its signed activation round); default: the round it is applied at */
+  from?: number
   membership: Membership
   aggregator: AggregatorPort
 }
@@ -923,7 +925,7 @@ export class RoundEngine extends EventTarget {
     this.aggregator = view.aggregator
     for (const [r, h] of this.held) if (r >= round) for (const sender of [...h.keys()]) if (!this.memberIndex.has(sender)) h.delete(sender)
     const still = this.memberIndex.has(this.self)
-    if (still) this.port.setMembership?.(m)
+    if (still) this.port.setMembership?.(m, view.from ?? round)
     const ev: EpochEvent = { epoch: view.epoch, previous, round, n: this.n, f: this.f, members: [...m.members] }
     this.log.info('membership epoch switched', { epoch: ev.epoch, previous, round, n: ev.n, f: ev.f, member: still })
     this.opts.metrics?.setEpoch?.(view.epoch)

@@ -294,7 +294,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       let v = views.get(e.epoch)
       if (v === undefined) {
         const agg: AggregatorPort = createAggregator({ ...ruleParams, rule, f: e.f })
-        v = { epoch: e.epoch, membership: membershipOfEpoch(e), aggregator: agg }
+        v = { epoch: e.epoch, from: e.activation, membership: membershipOfEpoch(e), aggregator: agg }
         views.set(e.epoch, v)
       }
       return v

@@ -60,8 +60,11 @@ export interface BroadcastPort extends EventTarget {
   /** Asks peers for the certified deliveries of `round` (catch-up); returns the verified ones. */
   fetchRound(round: number, opts?: { signal?: AbortSignal }): Promise<Delivery[]>
   stats(): BroadcastStats
-  /** Membership epochs: replaces the members and f (quorum) from now on (optional: the memory hub has a fixed membership). */
-  setMembership?(m: Membership): void
+  /**
+   * Membership epochs: the members and f (quorum) of rounds ≥ `fromRound`; earlier rounds keep
+   * theirs (optional: the memory hub has a fixed membership).
+   */
+  setMembership?(m: Membership, fromRound?: number): void
   /** A SEND to selected members only (Byzantine equivocation). */
   sendTo(peers: string[], round: number, payload: Uint8Array): Promise<void>
   stop(): Promise<void>
