@@ -15,8 +15,13 @@
 #include <node_api.h>
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -33,7 +38,8 @@ constexpr int NR = 16;
 constexpr int KC = 256;
 constexpr int MC = 96;  // multiple of MR
 
-// Scratch buffers, reused across calls (this module is only called from one JS thread).
+// Scratch buffers, reused across calls; one set per OS thread (the JS thread of each Node
+// environment — main and worker_threads — and each pool thread).
 struct Scratch {
   std::vector<float> a, b, cols;
   float* get(std::vector<float>& v, size_t n) {
@@ -41,7 +47,90 @@ struct Scratch {
     return v.data();
   }
 };
-Scratch scratch;
+thread_local Scratch scratch;
+
+// ---- a small thread pool: run(tasks, fn) calls fn(task) for every task on the calling thread
+// and the pool's threads, and returns when all are done. Only the main JS thread uses it (calls
+// from other threads run serially).
+
+class Pool {
+ public:
+  ~Pool() { resize(1); }
+
+  int threads() const { return (int)workers_.size() + 1; }
+
+  /** Whether the calling thread may resize the pool: it started it, or it has no threads. */
+  bool owns() const { return workers_.empty() || std::this_thread::get_id() == owner_; }
+
+  void resize(int n) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+    stop_ = false;
+    owner_ = std::this_thread::get_id();
+    for (int i = 1; i < n; i++) workers_.emplace_back([this] { loop(); });
+  }
+
+  void run(int tasks, const std::function<void(int)>& fn) {
+    if (workers_.empty() || tasks <= 1 || std::this_thread::get_id() != owner_) {
+      for (int t = 0; t < tasks; t++) fn(t);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      fn_ = &fn;
+      tasks_ = tasks;
+      next_.store(0);
+      pending_ = (int)workers_.size();
+      generation_++;
+    }
+    cv_.notify_all();
+    work();
+    std::unique_lock<std::mutex> lock(mu_);
+    done_.wait(lock, [this] { return pending_ == 0; });
+    fn_ = nullptr;
+  }
+
+ private:
+  void work() {
+    for (int t = next_.fetch_add(1); t < tasks_; t = next_.fetch_add(1)) (*fn_)(t);
+  }
+
+  void loop() {
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+        if (stop_) return;
+        seen = generation_;
+      }
+      work();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        pending_--;
+      }
+      done_.notify_one();
+    }
+  }
+
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable cv_, done_;
+  const std::function<void(int)>* fn_ = nullptr;
+  std::atomic<int> next_{0};
+  int tasks_ = 0;
+  int pending_ = 0;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+  std::thread::id owner_ = std::this_thread::get_id();
+};
+
+Pool pool;
 
 // ---- packing ------------------------------------------------------------------------------
 // op(A)[i, k] = A[i*rsA + k*csA]; op(B)[k, j] = B[k*rsB + j*csB].
@@ -186,13 +275,20 @@ void gemmWith(int m, int n, int k, const float* A, long rsA, long csA, const flo
   }
   const int nPad = (n + NR - 1) / NR * NR;
   float* bp = scratch.get(scratch.b, (size_t)KC * nPad);
-  float* ap = scratch.get(scratch.a, (size_t)MC * KC);
+  // Row blocks of MC rows; with pool threads, small enough that every thread gets one (whole
+  // micro-panels of MR rows). Each block packs its own A and writes its own rows of C.
+  const int threads = pool.threads();
+  const int perThread = (m + threads - 1) / threads;
+  const int mcBlock = threads > 1 && (long)m * n * k >= 1L << 18 ? std::min(MC, std::max(MR, (perThread + MR - 1) / MR * MR)) : MC;
+  const int blocks = (m + mcBlock - 1) / mcBlock;
   for (int pc = 0; pc < k; pc += KC) {
     const int kc = std::min(KC, k - pc);
     const bool add = accumulate || pc > 0;
     packB(B + (long)pc * rsB, rsB, csB, kc, n, bp);
-    for (int ic = 0; ic < m; ic += MC) {
-      const int mc = std::min(MC, m - ic);
+    const auto block = [&](int blk) {
+      const int ic = blk * mcBlock;
+      const int mc = std::min(mcBlock, m - ic);
+      float* ap = scratch.get(scratch.a, (size_t)MC * KC);
       packA(A + (long)ic * rsA + (long)pc * csA, rsA, csA, mc, kc, ap);
       for (int jr = 0; jr < n; jr += NR) {
         const float* b = bp + (long)jr * kc;
@@ -200,7 +296,9 @@ void gemmWith(int m, int n, int k, const float* A, long rsA, long csA, const flo
           Kernel::run(kc, ap + (long)ir * kc, b, C + (long)(ic + ir) * ldc + jr, ldc, std::min(MR, mc - ir), std::min(NR, n - jr), add);
         }
       }
-    }
+    };
+    if (mcBlock == MC && blocks == 1) block(0);
+    else pool.run(blocks, block);
   }
 }
 
@@ -524,6 +622,32 @@ napi_value SetPortable(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// setThreads(n): threads for the GEMM (main thread included), 1–64
+napi_value SetThreads(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!args(env, info, argv)) return nullptr;
+  int n = 0;
+  if (!ints(env, argv, 0, 1, &n)) return nullptr;
+  if (n < 1 || n > 64) {
+    napi_throw_range_error(env, "ERR_MONNA_NATIVE", "threads must be from 1 to 64");
+    return nullptr;
+  }
+  if (n != pool.threads()) {
+    if (!pool.owns()) {
+      napi_throw_error(env, "ERR_MONNA_NATIVE", "setThreads: the pool belongs to another thread");
+      return nullptr;
+    }
+    pool.resize(n);
+  }
+  return nullptr;
+}
+
+napi_value Threads(napi_env env, napi_callback_info) {
+  napi_value v;
+  napi_create_int32(env, pool.threads(), &v);
+  return v;
+}
+
 napi_value Simd(napi_env env, napi_callback_info) {
   napi_value s;
   napi_create_string_utf8(env, useAvx2() ? "avx2+fma" : "portable", NAPI_AUTO_LENGTH, &s);
@@ -539,6 +663,8 @@ NAPI_MODULE_INIT() {
       {"conv2dFilterGrad", nullptr, ConvKernel<ConvOp::FilterGrad>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"conv2dInputGrad", nullptr, ConvKernel<ConvOp::InputGrad>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"maxPoolGrad", nullptr, MaxPoolGradFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"threads", nullptr, Threads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setPortable", nullptr, SetPortable, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"simd", nullptr, Simd, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };

@@ -27,19 +27,21 @@ import type { KernelConfig } from '@tensorflow/tfjs'
 import { getKernel, registerKernel, unregisterKernel } from '@tensorflow/tfjs'
 import { InvalidConfigError } from '../errors.ts'
 import { cpuKernels, originalKernels, wasmKernels } from './kernels.ts'
+import { nativeKernels, setNativeThreads } from './native.ts'
 import { kernelThreads, setKernelThreads } from './threads.ts'
 
 export { UnsupportedKernelInputError } from './kernels.ts'
 export type { Im2colGeometry, PoolGeometry } from './loops.ts'
 export { col2imAdd, im2colTransposed, maxPoolGradAdd, transpose2d } from './loops.ts'
 export type { NativeKernels } from './native.ts'
-export { nativeAvailable, nativeKernels, nativeStatus, setNativeEnabled } from './native.ts'
+export { nativeAvailable, nativeKernels, nativeStatus, setNativeEnabled, setNativeThreads } from './native.ts'
 
 export interface FallbackKernelOptions {
   /**
-   * Threads for the wasm convolution kernels (main thread included): n > 1 starts n − 1
-   * worker_threads, each with its own wasm backend, and splits the batch of big convolutions
-   * over them. Default 1 — see `defaultFallbackKernelOptions`.
+   * Kernel threads (main thread included). With the native kernels: threads of their matrix
+   * product (n − 1 native threads). Without: n > 1 starts n − 1 worker_threads, each with its
+   * own wasm backend, and splits the batch of big wasm convolutions over them. Default 1 — see
+   * `defaultFallbackKernelOptions`.
    */
   threads?: number
 }
@@ -75,7 +77,9 @@ const key = (c: KernelConfig): string => `${c.kernelName}/${c.backendName}`
 export async function registerFallbackKernels(backend: string, opts: FallbackKernelOptions = {}): Promise<string[]> {
   const { threads } = validateFallbackKernelOptions(opts)
   const list = kernelsByBackend[backend] ?? []
-  if (backend === 'wasm') await setKernelThreads(threads)
+  // the wasm kernel threads only serve the wasm path: not started while the native kernels run
+  if (backend === 'wasm') await setKernelThreads(nativeKernels() === undefined ? threads : 1)
+  if (list.length > 0) setNativeThreads(threads)
   for (const config of list) {
     const existing = getKernel(config.kernelName, config.backendName)
     if (existing === config) continue
@@ -95,6 +99,7 @@ export async function registerFallbackKernels(backend: string, opts: FallbackKer
  */
 export async function unregisterFallbackKernels(backend: string): Promise<void> {
   if (backend === 'wasm') await setKernelThreads(1)
+  setNativeThreads(1)
   for (const config of kernelsByBackend[backend] ?? []) {
     if (getKernel(config.kernelName, config.backendName) !== config) continue
     unregisterKernel(config.kernelName, config.backendName)

@@ -8,6 +8,7 @@
  * and the wasm kernels run; `nativeStatus()` says why.
  */
 import { createRequire } from 'node:module'
+import { isMainThread } from 'node:worker_threads'
 
 /** Convolution geometry, NHWC input, HWIO filter, no dilation (the order the addon takes). */
 export type ConvDims = [
@@ -54,6 +55,9 @@ export interface NativeKernels {
   simd(): string
   /** use the portable micro-kernel even where AVX2/FMA is available (tests) */
   setPortable(on: boolean): void
+  /** threads of the GEMM, main thread included (1–64; default 1) */
+  setThreads(n: number): void
+  threads(): number
 }
 
 const ADDON = '../../build/monna-kernels.node'
@@ -85,6 +89,14 @@ export function nativeAvailable(): boolean {
 /** One line: 'native (avx2+fma)', 'off (…)' or 'not built (…)'. */
 export function nativeStatus(): string {
   return enabled || loaded === undefined ? status : 'disabled (setNativeEnabled(false))'
+}
+
+/**
+ * Threads of the native GEMM (main thread included). Only the main thread configures them: the
+ * wasm kernel threads (worker_threads) load the addon too and always run it single-threaded.
+ */
+export function setNativeThreads(n: number): void {
+  if (loaded !== undefined && isMainThread) loaded.setThreads(n)
 }
 
 /** Turns the native kernels on or off at run time (benchmarks and tests compare both paths). */

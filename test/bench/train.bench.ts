@@ -5,7 +5,7 @@
  * stock, cpu with the fallback kernels. Prints a table, one JSON line per figure and the machine.
  *
  * Options (env): BENCH_TRAIN_SECONDS per case time budget (default 4), BENCH_TRAIN_THREADS kernel
- * threads of the threaded wasm case (default: the number of cores), BENCH_TRAIN_CASES
+ * threads of the threaded native and wasm cases (default: the number of cores), BENCH_TRAIN_CASES
  * comma-separated subset of case names (e.g. `lenet/wasm+fallback`).
  *
  * Uses the learner (`createLearner`, contract §1) when src/learning exports it; otherwise the
@@ -47,6 +47,7 @@ const models: Record<ModelName, { spec: learning.ModelSpec; inputShape: number[]
 }
 const variants: Variant[] = [
   { name: 'wasm+native', backend: 'wasm', fallback: true, native: true },
+  { name: `wasm+native/${threadsOption}threads`, backend: 'wasm', fallback: true, native: true, threads: threadsOption },
   { name: 'wasm+native/tf-step', backend: 'wasm', fallback: true, native: true, tfStep: true },
   { name: 'cpu+native', backend: 'cpu', fallback: true, native: true },
   { name: 'wasm+fallback', backend: 'wasm', fallback: true },

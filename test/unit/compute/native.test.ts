@@ -72,6 +72,47 @@ describe('native kernels', { skip: off ? 'MONNA_NATIVE=off' : false }, () => {
   })
   }
 
+  it('threads (setThreads): the same results, bit for bit, as one thread; validated', () => {
+    const nk = kernels()
+    const rng = new Rng('native-threads')
+    try {
+      for (const [m, n, k, ta, tb] of [
+        [25, 500, 800, 0, 0],
+        [500, 50, 1600, 1, 0],
+        [1600, 500, 50, 0, 1],
+        [7, 9, 11, 0, 0],
+      ] as const) {
+        const a = random(rng, m * k)
+        const b = random(rng, k * n)
+        const one = new Float32Array(m * n)
+        nk.setThreads(1)
+        nk.gemm(ta, tb, m, n, k, a, b, one, false)
+        for (const threads of [2, 3]) {
+          nk.setThreads(threads)
+          assert.equal(nk.threads(), threads)
+          const many = new Float32Array(m * n)
+          nk.gemm(ta, tb, m, n, k, a, b, many, false)
+          assert.deepEqual(many, one, `${m}×${n}×${k} with ${threads} threads`)
+        }
+      }
+      // a convolution through the threaded GEMM
+      const x = random(rng, 25 * 12 * 12 * 20)
+      const w = random(rng, 5 * 5 * 20 * 50)
+      const dims = [25, 12, 12, 20, 8, 8, 50, 5, 5, 1, 1, 0, 0] as const
+      const y1 = new Float32Array(25 * 8 * 8 * 50)
+      const y2 = new Float32Array(25 * 8 * 8 * 50)
+      nk.setThreads(1)
+      nk.conv2d(x, w, y1, ...dims)
+      nk.setThreads(2)
+      nk.conv2d(x, w, y2, ...dims)
+      assert.deepEqual(y2, y1)
+      assert.throws(() => nk.setThreads(0), /from 1 to 64/)
+      assert.throws(() => nk.setThreads(65), /from 1 to 64/)
+    } finally {
+      nk.setThreads(1)
+    }
+  })
+
   it('operates on views (subarrays) in place, leaving the rest of the buffer alone', () => {
     const nk = kernels()
     const buf = new Float32Array(20).fill(7)
