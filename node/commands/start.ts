@@ -273,7 +273,7 @@ export function registerStart(program: Command): void {
     .option('--data-dir <dir>', 'checkpoints; resume from here')
     .option('--checkpoint-every <k>', 'rounds between checkpoints')
     .option('--backend <name>', 'tfjs backend: auto, tensorflow, wasm or cpu')
-    .option('--threads <n>', 'wasm threads')
+    .option('--threads <n>', 'compute threads: the native kernels\' matrix product, or the wasm convolutions (default 1; 2 threads measured 0.9–1.16× on the 2-core dev machine: check npm run bench:train first)')
     .option('--metrics-port <port>', 'serve Prometheus metrics on http://<metrics-host>:<port>/metrics (0 = any free port)')
     .option('--metrics-host <host>', 'address of the metrics endpoint (default 127.0.0.1)')
     .option('--log-format <format>', 'pretty or json (logs go to stderr)')

@@ -126,7 +126,7 @@ export type MatrixConfig = z.output<typeof matrixSchema>
 export const runtimeSchema = z
   .strictObject({
     backend: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
-    /** threads per member (wasm backend) */
+    /** compute threads per member (native kernels' matrix product, or wasm convolutions; default 1) */
     threads: z.number().int().positive().optional(),
     /** kill the run after this long (safety net for CI) */
     timeoutMs: z.number().int().positive().default(30 * 60_000),
