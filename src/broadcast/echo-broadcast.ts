@@ -19,7 +19,7 @@ import type { Counter, Registry } from 'prom-client'
 import { AbortError, InvalidConfigError } from '../errors.ts'
 import { type Logger, silentLogger } from '../logger.ts'
 import { type Membership, quorum, swarmProtocol, swarmTopic, validateMembership } from '../net/membership.ts'
-import { setNetMembership } from '../net/node.ts'
+import { banPeer, setNetMembership } from '../net/node.ts'
 import { bytesEqual, hashPayload, sign, signingSeed, statement, toHex, verify } from './crypto.ts'
 import {
   AlreadyBroadcastError,
@@ -83,6 +83,12 @@ export interface EchoBroadcastOptions {
   requestTimeoutMs?: number
   /** An echoed instance still without FINAL after this long is QUERYed from its sender (ms). */
   finalQueryMs?: number
+  /**
+   * Peers whose frames earn `threshold` penalised rejections (bad signatures, malformed frames,
+   * equivocation, …) within `windowMs` are banned for `banMs`: their connections are closed and
+   * refused both ways, member or not (`banPeer` of src/net). `false` turns bans off.
+   */
+  penalties?: { threshold: number; windowMs: number; banMs: number } | false
   logger?: Logger
   registry?: Registry
 }
@@ -105,6 +111,20 @@ export const defaultEchoBroadcastOptions = {
    * request per lost FINAL.
    */
   finalQueryMs: 3000,
+  /**
+   * An honest member earns no penalised rejection at all; 64 in a minute is far from an accident
+   * (a fuzzing or forging peer reaches it in milliseconds) and leaves room for a peer on a buggy
+   * but honest build. Five minutes, then it may reconnect and is judged afresh.
+   */
+  penalties: { threshold: 64, windowMs: 60_000, banMs: 300_000 } as { threshold: number; windowMs: number; banMs: number } | false,
+}
+
+/** A peer banned for its penalised rejections (event 'ban'). */
+export interface BanEvent {
+  peer: string
+  /** penalised rejections within the window, by reason */
+  reasons: Record<string, number>
+  until: number
 }
 
 export interface BroadcastStats {
@@ -119,6 +139,7 @@ export interface EchoBroadcastEvents {
   deliver: CustomEvent<Delivery>
   reject: CustomEvent<Rejection>
   equivocation: CustomEvent<EquivocationEvidence>
+  ban: CustomEvent<BanEvent>
 }
 
 export interface EchoBroadcast extends EventTarget {
@@ -280,6 +301,9 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   private readonly tasks = new Set<Promise<unknown>>()
   private readonly openStreams = new Set<Stream>()
   private stopped = false
+  private readonly penalties: { threshold: number; windowMs: number; banMs: number } | false
+  /** per peer: times and reasons of its penalised rejections within the window */
+  private readonly penalised = new Map<string, { at: number; reason: string }[]>()
 
   constructor(opts: EchoBroadcastOptions, metrics: MetricSet | undefined) {
     super()
@@ -296,6 +320,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     this.retryIntervalMs = opts.retryIntervalMs ?? defaultEchoBroadcastOptions.retryIntervalMs
     this.requestTimeoutMs = opts.requestTimeoutMs ?? defaultEchoBroadcastOptions.requestTimeoutMs
     this.finalQueryMs = opts.finalQueryMs ?? defaultEchoBroadcastOptions.finalQueryMs
+    this.penalties = opts.penalties ?? defaultEchoBroadcastOptions.penalties
     this.log = (opts.logger ?? silentLogger).child('broadcast')
     this.metrics = metrics
     this.protocol = swarmProtocol(this.membership.swarmId, 'echo-bcast')
@@ -611,7 +636,12 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     }
     if (!this.epochAt(frame.round).members.has(frame.signer)) throw new BroadcastRejectError('non-member', `ECHO signed by non-member ${frame.signer}`)
     if (frame.signer !== peer) throw new BroadcastRejectError('malformed', `ECHO on ${peer}'s stream signed by ${frame.signer}`)
-    if (own.echoes.has(frame.signer)) throw new BroadcastRejectError('duplicate-signer', `second ECHO from ${frame.signer}`)
+    const before = own.echoes.get(frame.signer)
+    if (before !== undefined) {
+      // the same echo again (we re-sent the SEND after a broken stream) is benign
+      if (bytesEqual(before, frame.signature)) return
+      throw new BroadcastRejectError('duplicate-signer', `second ECHO from ${frame.signer}`)
+    }
     if (own.certificate !== undefined) return
     if (!verify(frame.signer, statement('ECHO', frame, own.hash), frame.signature)) {
       throw new BroadcastRejectError('bad-signature', `invalid ECHO signature from ${frame.signer}`)
@@ -1150,7 +1180,27 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     this.metrics?.rejections.inc({ reason: r.reason })
     this.log.debug('rejected', { ...r })
     this.dispatchEvent(new CustomEvent('reject', { detail: r }))
+    if (r.penalise && peer !== undefined && peer !== this.peerId) this.penalise(peer, r.reason)
     return r
+  }
+
+  /** Counts a penalised rejection against `peer`; bans it at the threshold (see `penalties`). */
+  private penalise(peer: string, reason: string): void {
+    const p = this.penalties
+    if (p === false) return
+    const now = Date.now()
+    if (!this.penalised.has(peer) && this.penalised.size >= 4096) this.penalised.clear()
+    const list = (this.penalised.get(peer) ?? []).filter((e) => now - e.at < p.windowMs)
+    list.push({ at: now, reason })
+    this.penalised.set(peer, list)
+    if (list.length < p.threshold) return
+    this.penalised.delete(peer)
+    const reasons: Record<string, number> = {}
+    for (const e of list) reasons[e.reason] = (reasons[e.reason] ?? 0) + 1
+    const ev: BanEvent = { peer, reasons, until: now + p.banMs }
+    this.log.warn('peer banned for its rejected frames', { peer, banMs: p.banMs, ...reasons })
+    this.dispatchEvent(new CustomEvent('ban', { detail: ev }))
+    this.track(banPeer(this.node, peer, p.banMs))
   }
 
   private sleep(ms: number): Promise<void> {
@@ -1182,6 +1232,14 @@ export async function createEchoBroadcast(opts: EchoBroadcastOptions): Promise<E
   for (const k of ['retryIntervalMs', 'requestTimeoutMs', 'finalQueryMs'] as const) {
     const v = opts[k]
     if (v !== undefined && (!Number.isFinite(v) || v <= 0)) throw new InvalidConfigError(k, `must be a positive number of milliseconds, got ${v}`)
+  }
+  const pen = opts.penalties
+  if (pen !== undefined && pen !== false) {
+    if (typeof pen !== 'object' || pen === null) throw new InvalidConfigError('penalties', 'must be { threshold, windowMs, banMs } or false')
+    if (!Number.isInteger(pen.threshold) || pen.threshold < 1) throw new InvalidConfigError('penalties.threshold', `must be a positive integer, got ${pen.threshold}`)
+    for (const k of ['windowMs', 'banMs'] as const) {
+      if (!Number.isFinite(pen[k]) || pen[k] <= 0) throw new InvalidConfigError(`penalties.${k}`, `must be a positive number of milliseconds, got ${pen[k]}`)
+    }
   }
   const me = opts.node.peerId.toString()
   if (me !== peerIdFromString(me).toString() || !opts.membership.members.includes(me)) {

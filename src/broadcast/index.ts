@@ -1,5 +1,6 @@
 /** Signed echo broadcast (ALGORITHMS §2) over libp2p: see README.md in this directory. */
 export {
+  type BanEvent,
   type BroadcastStats,
   type Certificate,
   createEchoBroadcast,

@@ -50,12 +50,20 @@ export type NetNode = Libp2p<NetServices>
 interface Gate {
   membership: Membership | undefined
   members: Set<string>
+  /** peers refused until the given time (ms since the epoch), whatever the membership */
+  banned: Map<string, number>
 }
 
 const gates = new WeakMap<object, Gate>()
 
 function gateAllows(gate: Gate, peer: PeerId | string): boolean {
-  return gate.membership === undefined || gate.members.has(peer.toString())
+  const id = peer.toString()
+  const until = gate.banned.get(id)
+  if (until !== undefined) {
+    if (Date.now() < until) return false
+    gate.banned.delete(id)
+  }
+  return gate.membership === undefined || gate.members.has(id)
 }
 
 /**
@@ -87,7 +95,7 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
   if (!Array.isArray(opts.listen)) throw new InvalidConfigError('listen', 'must be a list of multiaddrs')
   if (opts.privateKey?.type !== 'Ed25519') throw new InvalidConfigError('privateKey', 'must be an Ed25519 libp2p private key (see loadOrCreateKey)')
   if (opts.membership !== undefined) validateMembership(opts.membership, logger)
-  const gate: Gate = { membership: undefined, members: new Set() }
+  const gate: Gate = { membership: undefined, members: new Set(), banned: new Map() }
   setGate(gate, opts.membership)
 
   const peerDiscovery: NonNullable<Libp2pOptions['peerDiscovery']> = []
@@ -147,6 +155,33 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
 function setGate(gate: Gate, m: Membership | undefined): void {
   gate.membership = m === undefined ? undefined : { ...m, members: [...m.members] }
   gate.members = new Set(m?.members ?? [])
+}
+
+/**
+ * Refuses `peer` for `ms` on a node created by `createNetNode` — connections both ways and the
+ * pubsub messages it sends or relays, member or not — and closes its open connections. A later
+ * ban replaces an earlier one. No-op for other nodes.
+ */
+export async function banPeer(node: Libp2p, peer: string, ms: number): Promise<void> {
+  const gate = gates.get(node)
+  if (gate === undefined) return
+  if (!Number.isFinite(ms) || ms < 0) throw new InvalidConfigError('ms', `must be a non-negative number of milliseconds, got ${ms}`)
+  gate.banned.set(peer, Date.now() + ms)
+  if (gate.banned.size > 4096) for (const [p, until] of gate.banned) if (until <= Date.now()) gate.banned.delete(p)
+  await Promise.all(
+    node
+      .getConnections()
+      .filter((c) => c.remotePeer.toString() === peer)
+      .map((c) => c.close().catch(() => {})),
+  )
+}
+
+/** Whether `peer` is banned on `node` now (see `banPeer`). */
+export function isBanned(node: Libp2p, peer: string): boolean {
+  const gate = gates.get(node)
+  if (gate === undefined) return false
+  const until = gate.banned.get(peer)
+  return until !== undefined && Date.now() < until
 }
 
 /**
