@@ -201,6 +201,9 @@ export const defaultEngineOptions = {
   // this round or later, asks peers for the round's certified deliveries (ones dropped out of
   // the broadcast's window while this member was behind), and again at this interval.
   fetchAfterMs: 1000,
+  // A member behind the swarm holding n − f − 1 certified models of its round waits this long for
+  // its own model's certificate before catching up instead.
+  ownCertifyGraceMs: 1000,
 } as const
 
 /** A Byzantine behaviour returned `{ kind: 'crash' }`: the engine stopped on purpose. */
@@ -588,6 +591,7 @@ export class RoundEngine extends EventTarget {
     let stallReportedAt = 0
     const lag = this.opts.catchUpLag ?? defaultEngineOptions.catchUpLag
     const pollMs = Math.min(defaultEngineOptions.pollMs, this.opts.roundTimeoutMs)
+    const grace = Math.min(defaultEngineOptions.ownCertifyGraceMs, this.opts.roundTimeoutMs / 2)
     let lastFetch = waitStart
     let fetching = false
     for (;;) {
@@ -598,8 +602,12 @@ export class RoundEngine extends EventTarget {
       const count = this.validCount(t) + (!ownCertifiedNeeded && !ownHeld ? 1 : 0)
       if (count >= this.needed) break
       const newest = this.port.newestCertifiedRound()
-      const othersMissing = this.validCount(t) + (ownHeld ? 0 : 1) < this.needed
-      if (newest >= t + lag && othersMissing && this.catchUpTarget(newest) > t) {
+      // Behind (the swarm certified round t + lag) and short of n − f: catch up. For a short grace
+      // the own model counts as about to be certified (then the round completes at once); after
+      // it, only certified models count: a member the swarm has left behind may never get its own
+      // certified (the others refuse a SEND below their floor), and waiting for it is forever.
+      const ownPending = !ownHeld && performance.now() - waitStart < grace ? 1 : 0
+      if (newest >= t + lag && this.validCount(t) + ownPending < this.needed && this.catchUpTarget(newest) > t) {
         if (stalled) this.recover(t, count, performance.now() - stallReportedAt)
         await this.catchUp(t, this.catchUpTarget(newest), signal)
         return undefined // the swarm is ahead and this round's deliveries are missing
@@ -872,7 +880,7 @@ export class RoundEngine extends EventTarget {
     this.current = target + 1
     this.gc()
     this.snap = this.snapshotNow(target + 1)
-    this.pendingCaughtUpFrom = from
+    this.pendingCaughtUpFrom ??= from // the round it fell behind at, over catch-ups in a row
     const ev: CatchUpEvent = { from, to: target, delivered: inputs.length }
     this.log.info('caught up', { ...ev })
     this.dispatchEvent(new CustomEvent('catch-up', { detail: ev }))

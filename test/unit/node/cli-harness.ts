@@ -3,6 +3,7 @@
  * their JSON progress (stdout) and JSON logs (stderr) into events tests can wait on.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
+import { appendFileSync, mkdirSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import type { RoundReport } from '../../../src/node/index.ts'
@@ -101,12 +102,20 @@ export class Member {
 
   constructor(name: string, config: string, extra: string[] = []) {
     this.name = name
-    this.child = spawn(process.execPath, [monnaBin, 'start', '--config', config, '--progress', 'json', '--log-format', 'json', ...extra], {
+    // MONNA_TEST_LOG_LEVEL=debug makes the members log more (with MONNA_TEST_LOG_DIR)
+    const level = process.env.MONNA_TEST_LOG_LEVEL
+    const levelArgs = level !== undefined && level !== '' ? ['--log-level', level] : []
+    this.child = spawn(process.execPath, [monnaBin, 'start', '--config', config, '--progress', 'json', '--log-format', 'json', ...levelArgs, ...extra], {
       cwd: repoRoot,
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     this.exited = new Promise((resolve) => this.child.on('exit', (code, signal) => resolve({ code, signal })))
+    // MONNA_TEST_LOG_DIR=<dir> keeps every member's whole output (progress and logs) there (diagnosing a failed run)
+    const logDir = process.env.MONNA_TEST_LOG_DIR
+    const logFile = logDir !== undefined && logDir !== '' ? `${logDir}/${name.replace(/[^\w.-]+/g, '_')}-${process.pid}.log` : undefined
+    if (logDir !== undefined && logDir !== '') mkdirSync(logDir, { recursive: true })
     this.lines(this.child.stdout!, (text) => {
+      if (logFile !== undefined) appendFileSync(logFile, `${text}\n`)
       const o = JSON.parse(text) as Record<string, unknown>
       if (typeof o.event === 'string') {
         this.events.push(o)
@@ -117,6 +126,7 @@ export class Member {
       }
     })
     this.lines(this.child.stderr!, (text) => {
+      if (logFile !== undefined) appendFileSync(logFile, `${text}\n`)
       this.stderrTail.push(text)
       if (this.stderrTail.length > 30) this.stderrTail.shift()
       let o: Record<string, unknown>
