@@ -1,10 +1,23 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { createMemoryHub } from '../../../src/node/memory-hub.ts'
+import { createMemoryHub, type MemoryHub } from '../../../src/node/memory-hub.ts'
 import type { Delivery } from '../../../src/node/port.ts'
 import { memberIds } from './helpers.ts'
 
 const bytes = (v: number) => new Uint8Array([v, v, v, v])
+
+/**
+ * Waits until the hub is quiet: every hop is a macrotask (setImmediate), so once a few turns of
+ * the event loop pass with no new message, nothing is in flight. (A fixed sleep is not enough
+ * on a loaded machine: a timer can fire before the SEND → ECHO → FINAL chain has run.)
+ */
+async function settle(hub: MemoryHub): Promise<void> {
+  for (;;) {
+    const before = hub.messages
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r))
+    if (hub.messages === before) return
+  }
+}
 
 function collect(port: EventTarget): Delivery[] {
   const got: Delivery[] = []
@@ -20,7 +33,7 @@ describe('MemoryHub (echo/quorum semantics)', () => {
     const ports = ids.map((id) => hub.port(id))
     const seen = ports.map(collect)
     await ports[0]!.broadcast(0, bytes(1))
-    await new Promise((r) => setTimeout(r, 10))
+    await settle(hub)
     for (const s of seen) {
       assert.equal(s.length, 1)
       assert.deepEqual(s[0]!.payload, bytes(1))
@@ -38,7 +51,7 @@ describe('MemoryHub (echo/quorum semantics)', () => {
     const p = a.broadcast(0, bytes(2)).then(() => {
       done = true
     })
-    await new Promise((r) => setTimeout(r, 20))
+    await settle(hub)
     assert.equal(done, false, 'two echoes of four are not a quorum')
     hub.port(ids[2]!) // a third member attaches: the SEND is re-sent to it and it echoes
     await p
@@ -53,7 +66,7 @@ describe('MemoryHub (echo/quorum semantics)', () => {
     // 5 members (a quorum) get payload A, 2 get payload B
     await ports[6]!.sendTo(ids.slice(0, 5), 3, bytes(7))
     await ports[6]!.sendTo(ids.slice(5), 3, bytes(9))
-    await new Promise((r) => setTimeout(r, 20))
+    await settle(hub)
     for (const s of seen) {
       assert.equal(s.length, 1)
       assert.deepEqual(s[0]!.payload, bytes(7))
@@ -61,12 +74,12 @@ describe('MemoryHub (echo/quorum semantics)', () => {
     // split 3 / 4: no quorum for either payload, nothing delivered
     await ports[6]!.sendTo(ids.slice(0, 3), 4, bytes(1))
     await ports[6]!.sendTo(ids.slice(3), 4, bytes(2))
-    await new Promise((r) => setTimeout(r, 20))
+    await settle(hub)
     for (const p of ports) assert.equal(p.delivered(4).length, 0)
     // a second SEND for an instance already echoed is never echoed, and is reported
     assert.ok((ports[0]!.stats().rejected.equivocation ?? 0) === 0)
     await ports[6]!.sendTo([ids[0]!], 3, bytes(8))
-    await new Promise((r) => setTimeout(r, 10))
+    await settle(hub)
     assert.equal(ports[0]!.stats().rejected.equivocation, 1)
   })
 
