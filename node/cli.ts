@@ -4,14 +4,16 @@
  * fix, exit code 2; a failure at run time → exit code 1.
  */
 import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { Command, CommanderError } from 'commander'
+import { packageRoot } from '../src/package-root.ts'
 import { registerKeygen } from './commands/keygen.ts'
 import { registerMembership } from './commands/membership.ts'
 import { registerStart } from './commands/start.ts'
 import { registerSwarm } from './commands/swarm-init.ts'
 import { exitCodes, isUsageError } from './errors.ts'
 
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }
 
 export async function buildProgram(argv: string[] = process.argv): Promise<Command> {
   const program = new Command('monna')

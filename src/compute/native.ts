@@ -8,7 +8,9 @@
  * and the wasm kernels run; `nativeStatus()` says why.
  */
 import { createRequire } from 'node:module'
+import { join } from 'node:path'
 import { isMainThread } from 'node:worker_threads'
+import { packageRoot } from '../package-root.ts'
 
 /** Convolution geometry, NHWC input, HWIO filter, no dilation (the order the addon takes). */
 export type ConvDims = [
@@ -60,7 +62,7 @@ export interface NativeKernels {
   threads(): number
 }
 
-const ADDON = '../../build/monna-kernels.node'
+const ADDON = join(packageRoot(), 'build', 'monna-kernels.node')
 
 let loaded: NativeKernels | undefined
 let status: string

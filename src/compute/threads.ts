@@ -14,6 +14,9 @@ import { backend_util } from '@tensorflow/tfjs'
 import { MonnaError } from '../errors.ts'
 import { encodeJob, HEADER_BYTES, type Job, type JobInput, State, type ThreadedKernel } from './protocol.ts'
 
+// the worker module beside this one: worker.ts run from source, worker.js from the built package
+const workerFile = import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js'
+
 /** Float32 capacity of each worker's shared buffer (8 MiB): a LeNet batch-25 slice needs < 1 M. */
 const FLOATS_PER_THREAD = 2 * 1024 * 1024
 
@@ -50,7 +53,7 @@ export class KernelThreadPool {
     const threads = await Promise.all(
       Array.from({ length: count }, async () => {
         const buffer = new SharedArrayBuffer(HEADER_BYTES + FLOATS_PER_THREAD * 4)
-        const worker = new Worker(new URL('./worker.ts', import.meta.url), { workerData: { buffer } })
+        const worker = new Worker(new URL(workerFile, import.meta.url), { workerData: { buffer } })
         await new Promise<void>((resolve, reject) => {
           worker.once('message', () => resolve())
           worker.once('error', reject)

@@ -17,15 +17,15 @@
 import { spawn } from 'node:child_process'
 import { mkdir, open, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
-import { dirname, join, resolve } from 'node:path'
+import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
 import { stringify as toYaml } from 'yaml'
 import { parseSwarm, type SwarmConfig, swarmId } from '../config/schema.ts'
 import { AbortError } from '../errors.ts'
 import { type Logger, silentLogger } from '../logger.ts'
 import { loadOrCreateKey, peerIdOfKey } from '../net/index.ts'
 import { type BroadcastPort, createDecodeCache, createMemoryHub, createSwarmNode, type RoundReport, type SwarmNode } from '../node/index.ts'
+import { packageRoot } from '../package-root.ts'
 import { Rng } from '../rng.ts'
 import { createTopologyBehaviour, needsLabelFlip } from './behaviours.ts'
 import { conditionedPort, isIdealNetwork } from './network.ts'
@@ -65,8 +65,7 @@ export interface TopologyRun {
   files: { json: string; html: string; svgs: string[] }
 }
 
-const here = dirname(fileURLToPath(import.meta.url))
-const defaultProgram = resolve(here, '../../bin/monna.js')
+const defaultProgram = join(packageRoot(), 'bin', 'monna.js')
 
 interface Prepared {
   swarm: SwarmConfig
