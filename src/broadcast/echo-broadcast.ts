@@ -84,6 +84,12 @@ export interface EchoBroadcastOptions {
   /** An echoed instance still without FINAL after this long is QUERYed from its sender (ms). */
   finalQueryMs?: number
   /**
+   * fetchRound asks one peer at a time, and the next one as soon as the peers asked so far have
+   * all gone this long without sending a byte (ms): a peer that takes the FETCH and stays silent
+   * (crashed, overloaded, Byzantine) holds the catch-up up for this long, not `requestTimeoutMs`.
+   */
+  fetchIdleMs?: number
+  /**
    * Peers whose frames earn `threshold` penalised rejections (bad signatures, malformed frames,
    * equivocation, …) within `windowMs` are banned for `banMs`: their connections are closed and
    * refused both ways, member or not (`banPeer` of src/net). `false` turns bans off.
@@ -105,6 +111,7 @@ export const defaultEchoBroadcastOptions = {
   maxPendingBytesPerPeer: undefined as number | undefined,
   retryIntervalMs: 500,
   requestTimeoutMs: 30_000,
+  fetchIdleMs: 2000,
   /**
    * A FINAL normally follows the echo within one round trip plus the slowest of Q echoes; 3 s
    * is well above that on loopback with 1.7 MB payloads (bench:broadcast) and costs one small
@@ -275,6 +282,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   private readonly maxPendingBytesPerPeer: number
   private readonly retryIntervalMs: number
   private readonly requestTimeoutMs: number
+  private readonly fetchIdleMs: number
   private readonly finalQueryMs: number
   private readonly log: Logger
   private readonly metrics: MetricSet | undefined
@@ -319,6 +327,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     this.maxPendingBytesPerPeer = opts.maxPendingBytesPerPeer ?? 2 * this.maxPayloadBytes + 1024 * 1024
     this.retryIntervalMs = opts.retryIntervalMs ?? defaultEchoBroadcastOptions.retryIntervalMs
     this.requestTimeoutMs = opts.requestTimeoutMs ?? defaultEchoBroadcastOptions.requestTimeoutMs
+    this.fetchIdleMs = opts.fetchIdleMs ?? defaultEchoBroadcastOptions.fetchIdleMs
     this.finalQueryMs = opts.finalQueryMs ?? defaultEchoBroadcastOptions.finalQueryMs
     this.penalties = opts.penalties ?? defaultEchoBroadcastOptions.penalties
     this.log = (opts.logger ?? silentLogger).child('broadcast')
@@ -455,18 +464,53 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     validateRound(round, 'round')
     const epoch = this.epochAt(round)
     const peers = this.orderedPeers(epoch.membership.members.filter((p) => p !== this.peerId))
-    for (const peer of peers) {
-      opts.signal?.throwIfAborted()
-      if (this.stopped) break
-      const have = this.delivered(round).map((d) => d.sender)
-      if (have.length >= epoch.members.size) break
-      try {
-        await this.fetchFrom(peer, round, have, opts.signal)
-      } catch (err) {
-        if (opts.signal?.aborted === true) throw new AbortError()
-        this.log.debug('fetch failed', { peer, round, error: String(err) })
+    // One peer at a time (each answer shrinks what the next is asked for), but a peer that stays
+    // silent does not hold up the others: a fetch that has gone fetchIdleMs without a byte no
+    // longer counts as in flight, so the next peer is asked. Fetches still running at the end
+    // (every peer asked, none of them sending) are aborted.
+    const done = new AbortController()
+    const signal = opts.signal === undefined ? done.signal : AbortSignal.any([opts.signal, done.signal])
+    const running = new Map<Promise<void>, { lastByte: number }>()
+    let next = 0
+    const complete = (): boolean => this.delivered(round).length >= epoch.members.size
+    const quietFor = (now: number): number => Math.min(...[...running.values()].map((r) => now - r.lastByte))
+    try {
+      while (!this.stopped && !complete()) {
+        opts.signal?.throwIfAborted()
+        const now = performance.now()
+        const active = running.size > 0 && quietFor(now) < this.fetchIdleMs
+        if (!active && next < peers.length) {
+          const peer = peers[next++]!
+          const have = this.delivered(round).map((d) => d.sender)
+          const progress = { lastByte: now }
+          const fetch: Promise<void> = this.fetchFrom(peer, round, have, signal, () => {
+            progress.lastByte = performance.now()
+          })
+            .catch((err: unknown) => {
+              if (!signal.aborted) this.log.debug('fetch failed', { peer, round, error: String(err) })
+            })
+            .finally(() => running.delete(fetch))
+          running.set(fetch, progress)
+          continue
+        }
+        if (!active) break // every peer asked; none of those still open is sending
+        // wake when a fetch ends or when the most recent byte gets fetchIdleMs old
+        const wait = Math.max(1, this.fetchIdleMs - quietFor(now))
+        await new Promise<void>((resolve) => {
+          const settle = (): void => {
+            clearTimeout(timer)
+            signal.removeEventListener('abort', settle)
+            resolve()
+          }
+          const timer = setTimeout(settle, wait)
+          signal.addEventListener('abort', settle, { once: true })
+          for (const f of running.keys()) void f.then(settle)
+        })
       }
+    } finally {
+      done.abort()
     }
+    if (opts.signal?.aborted === true) throw new AbortError()
     return this.delivered(round)
   }
 
@@ -676,10 +720,13 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
 
   // ------------------------------------------------------------------ receiver side
 
-  private reader(stream: Stream, peer: string, onMeta?: (frame: Frame) => void): FrameReader {
+  private reader(stream: Stream, peer: string, onMeta?: (frame: Frame) => void, onBytes?: () => void): FrameReader {
     return new FrameReader(stream, {
       maxPayloadBytes: this.maxPayloadBytes,
-      onBytes: (n) => this.countReceived(n),
+      onBytes: (n) => {
+        this.countReceived(n)
+        onBytes?.()
+      },
       onHeader: (h) => this.checkBudget(peer, h),
       onMeta,
     })
@@ -1023,14 +1070,14 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     }
   }
 
-  private async fetchFrom(peer: string, round: number, have: string[], outer?: AbortSignal): Promise<void> {
+  private async fetchFrom(peer: string, round: number, have: string[], outer?: AbortSignal, onBytes?: () => void): Promise<void> {
     const signals = [this.controller.signal, AbortSignal.timeout(this.requestTimeoutMs)]
     if (outer !== undefined) signals.push(outer)
     const signal = AbortSignal.any(signals)
     const stream = await this.node.dialProtocol(peerIdFromString(peer), this.protocol, { signal })
     this.openStreams.add(stream)
     try {
-      const reader = this.reader(stream, peer)
+      const reader = this.reader(stream, peer, undefined, onBytes)
       this.countSent(await writeParts(stream, encodeFrameParts({ type: 'FETCH', swarmId: this.membership.swarmId, round, have }), { signal }))
       for (let k = 0; k <= this.members.size; k++) {
         const res = await reader.next({ signal })
