@@ -79,7 +79,9 @@ export async function registerFallbackKernels(backend: string, opts: FallbackKer
   const list = kernelsByBackend[backend] ?? []
   // the wasm kernel threads only serve the wasm path: not started while the native kernels run
   if (backend === 'wasm') await setKernelThreads(nativeKernels() === undefined ? threads : 1)
-  if (list.length > 0) setNativeThreads(threads)
+  // only when asked: a learner falling back to the cpu backend registers its kernels without
+  // options and must not reset the thread count the wasm registration set
+  if (list.length > 0 && opts.threads !== undefined) setNativeThreads(threads)
   for (const config of list) {
     const existing = getKernel(config.kernelName, config.backendName)
     if (existing === config) continue

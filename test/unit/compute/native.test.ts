@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { type NativeKernels, nativeAvailable, nativeKernels, nativeStatus } from '../../../src/compute/index.ts'
+import { type NativeKernels, nativeAvailable, nativeKernels, nativeStatus, registerFallbackKernels, unregisterFallbackKernels } from '../../../src/compute/index.ts'
 import { Rng } from '../../../src/rng.ts'
 
 const off = process.env.MONNA_NATIVE === 'off'
@@ -109,6 +109,19 @@ describe('native kernels', { skip: off ? 'MONNA_NATIVE=off' : false }, () => {
       assert.throws(() => nk.setThreads(0), /from 1 to 64/)
       assert.throws(() => nk.setThreads(65), /from 1 to 64/)
     } finally {
+      nk.setThreads(1)
+    }
+  })
+
+  it('registering kernels without a thread count keeps the one set (a cpu fallback after wasm with threads)', async () => {
+    const nk = kernels()
+    try {
+      await registerFallbackKernels('cpu', { threads: 2 })
+      assert.equal(nk.threads(), 2)
+      await registerFallbackKernels('cpu')
+      assert.equal(nk.threads(), 2)
+    } finally {
+      await unregisterFallbackKernels('cpu')
       nk.setThreads(1)
     }
   })
