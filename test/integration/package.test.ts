@@ -53,18 +53,20 @@ it('a consumer imports the library by name and runs it (root and a part, kernel 
   const script = join(home, 'consumer.mjs')
   await writeFile(
     script,
-    `import { createAggregator, nearestToMedianMean } from 'monna'
+    `import { createAggregator, createSwarmNode, nearestToMedianMean, parseScenario, runTopology } from 'monna'
 import { kernelThreads, nativeStatus, registerFallbackKernels } from 'monna/compute'
 const agg = createAggregator({ rule: 'nna', f: 1 })
 const inputs = [[0, 0], [1, 1], [2, 2], [100, 100]].map((v) => Float32Array.from(v))
 const out = agg.aggregate(inputs, { own: 0 })
 await registerFallbackKernels('wasm', { threads: 2 })
-console.log(JSON.stringify({ nna: [...out], catchUp: [...nearestToMedianMean(inputs, 1)], native: nativeStatus(), threads: kernelThreads() }))
+const api = [createSwarmNode, parseScenario, runTopology].map((f) => typeof f)
+console.log(JSON.stringify({ nna: [...out], catchUp: [...nearestToMedianMean(inputs, 1)], native: nativeStatus(), threads: kernelThreads(), api }))
 `,
   )
   // with the native kernels off, threads: 2 starts a wasm kernel worker (dist/src/compute/worker.js)
   const { stdout } = await run(process.execPath, [script], { cwd: home, env: { ...process.env, MONNA_NATIVE: 'off' } })
-  const res = JSON.parse(stdout) as { nna: number[]; catchUp: number[]; native: string; threads: number }
+  const res = JSON.parse(stdout) as { nna: number[]; catchUp: number[]; native: string; threads: number; api: string[] }
+  assert.deepEqual(res.api, ['function', 'function', 'function'])
   assert.deepEqual(res.nna, [1, 1]) // own [0,0] and its 2 nearest of k − f = 3: [0,0], [1,1], [2,2]
   assert.deepEqual(res.catchUp, [1, 1])
   assert.match(res.native, /^off/)
