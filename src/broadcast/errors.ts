@@ -31,7 +31,9 @@ export const rejectReasons: readonly RejectReason[] = [
  * dropped without blame (IGNORE): a peer on another protocol version or swarm, or lagging.
  */
 const PENALISE: Record<RejectReason, boolean> = {
-  'non-member': true,
+  // a member added by a membership epoch this member has not received yet looks like one:
+  // refused (the frame cannot be checked) but not blamed, or lagging members would ban it
+  'non-member': false,
   'bad-signature': true,
   'hash-mismatch': true,
   oversized: true,

@@ -25,7 +25,8 @@
  * Membership epochs (`membershipAt`, see src/membership): before each round t the engine asks
  * which epoch is in force at t and, when it changed, switches n, f, the quorum of n − f, the
  * aggregator (its f) and the broadcast's membership at that round boundary; a member no longer
- * listed stops ('removed' event).
+ * listed stops ('removed' event). An epoch for the current round that arrives while the round is
+ * open (received late) is switched to at once.
  */
 import { AbortError, InvalidConfigError, MonnaError } from '../errors.ts'
 import { type Logger, silentLogger } from '../logger.ts'
@@ -595,6 +596,13 @@ export class RoundEngine extends EventTarget {
     let lastFetch = waitStart
     let fetching = false
     for (;;) {
+      // An epoch for this round that arrived after the round began (the admin's announcement
+      // reached this member late): switch now, as the others did at the round boundary — with
+      // the old n − f it could wait for members no longer listed, forever.
+      if (this.opts.membershipAt !== undefined && this.opts.membershipAt(t).epoch !== this.epoch) {
+        if (!this.applyEpoch(t)) return undefined // removed: the run loop stops
+        this.log.info('membership epoch switched during its activation round (received late)', { round: t, epoch: this.epoch })
+      }
       // n − f certified deliveries, own included once it is delivered (a Byzantine member counts
       // its own model locally: it may never broadcast one); never more than n − f are awaited
       const own = this.heldFor(t).get(self)

@@ -79,6 +79,38 @@ test('without fromRound a membership replaces every epoch (the whole history is 
   assert.equal((await b.ingest(ids[3]!, final(3, 12, [1, 2, 3]))).rejection, undefined)
 })
 
+test('frames valid under an epoch this member has not received yet are refused without blame (no ban of honest members)', async () => {
+  // this member knows members 0…4 (n = 5, f = 1, Q = 4); the swarm has moved to an epoch it
+  // has not received: member 4 removed (n = 4, Q = 3) — or a member 5 added
+  const ks = await makeKeys(6)
+  const ps = ks.map(peerIdOfKey)
+  const m: Membership = { swarmId: 'lag', members: ps.slice(0, 5), f: 1 }
+  const n2 = await createNetNode({ privateKey: ks[0]!, listen: ['/ip4/127.0.0.1/tcp/0'], membership: m })
+  const b2 = await createEchoBroadcast({ node: n2, privateKey: ks[0]!, membership: m })
+  try {
+    const frame = (sender: number, signers: number[]): Uint8Array => {
+      const payload = new Uint8Array([sender, 1, 2, 3])
+      const hash = hashPayload(payload)
+      const inst = { swarmId: 'lag', round: 3, sender: ps[sender]! }
+      const certificate = signers.map((k) => ({ signer: ps[k]!, signature: sign(signingSeed(ks[k]!), statement('ECHO', inst, hash)) }))
+      return encodeFrame({ type: 'FINAL', ...inst, hash, certificate, payload })
+    }
+    const short = (await b2.ingest(ps[1]!, frame(1, [1, 2, 3]))).rejection
+    assert.equal(short?.reason, 'malformed')
+    assert.equal(short?.penalise, false)
+    const added = (await b2.ingest(ps[1]!, frame(5, [1, 2, 3, 5]))).rejection
+    assert.equal(added?.reason, 'non-member')
+    assert.equal(added?.penalise, false)
+    // a forged signature is still blamed
+    const forged = frame(1, [1, 2, 3, 4])
+    forged[forged.length - 10]! ^= 1 // inside the last signature… or the payload: either is blamed
+    assert.equal((await b2.ingest(ps[1]!, forged)).rejection?.penalise, true)
+  } finally {
+    await b2.stop()
+    await n2.stop()
+  }
+})
+
 test('fromRound is validated', () => {
   assert.throws(() => b.setMembership({ swarmId: SWARM, members: ids.slice(0, 4), f: 1 }, -1))
   assert.throws(() => b.setMembership({ swarmId: SWARM, members: ids.slice(0, 4), f: 1 }, 1.5))

@@ -225,6 +225,41 @@ describe('round engine on the memory hub', () => {
     for (const e of [v, ...others]) e.dispose()
   })
 
+  it('switches to an epoch that arrives during its activation round, instead of waiting for members it removed', async () => {
+    // epoch 0: 7 members, f = 1 (n − f = 6); epoch 1 from round 3: members 5 and 6 removed
+    // (n = 5, n − f = 4). member-0 learns of epoch 1 only after its round 3 has begun.
+    const { hub, ids } = swarm(7, 1)
+    const rounds = 8
+    const views = [0, 1].map((epoch) => {
+      const members = epoch === 0 ? ids : ids.slice(0, 5)
+      return { epoch, from: epoch === 0 ? 0 : 3, membership: { swarmId: 'test', members, f: 1 }, aggregator: simpleNna(1) }
+    })
+    const informed = (round: number) => views[round >= 3 ? 1 : 0]!
+    let received = false
+    const late = (round: number) => (round >= 3 && received ? views[1]! : views[0]!)
+    const common = { rounds, minRoundMs: 150, roundTimeoutMs: 5000 }
+    const victim = makeEngine(hub, ids[0]!, { ...common, membershipAt: late })
+    const inner = victim.fake.step.bind(victim.fake)
+    victim.fake.step = async (round: number) => {
+      if (round === 3) setTimeout(() => (received = true), 50)
+      return inner(round)
+    }
+    const others = ids.slice(1).map((id) => makeEngine(hub, id, { ...common, membershipAt: informed }))
+    const epochs: { round: number; epoch: number }[] = []
+    victim.addEventListener('epoch', (e) => epochs.push((e as CustomEvent).detail))
+    const catchUps: unknown[] = []
+    victim.addEventListener('catch-up', (e) => catchUps.push((e as CustomEvent).detail))
+    const [mine] = await Promise.all([victim.run(), ...others.map((e) => e.run())])
+    assert.deepEqual(epochs.map((e) => [e.epoch, e.round]), [[1, 3]])
+    assert.deepEqual(catchUps, [], 'it completed its rounds itself')
+    const r3 = mine!.find((r) => r.round === 3)
+    assert.ok(r3 !== undefined, 'it reports round 3')
+    assert.equal(r3.epoch, 1)
+    assert.equal(r3.needed, 4)
+    assert.equal(mine!.at(-1)!.round, rounds - 1)
+    for (const e of [victim, ...others]) e.dispose()
+  })
+
   it('resumes from a snapshot: round, θ, momentum and RNG state', async () => {
     const { hub, ids } = swarm(4, 1)
     const a = ids.map((id) => makeEngine(hub, id, { rounds: 3 }))
