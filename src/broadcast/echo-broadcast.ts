@@ -498,16 +498,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
         if (!active) break // every peer asked; none of those still open is sending
         // wake when a fetch ends or when the most recent byte gets fetchIdleMs old
         const wait = Math.max(1, this.fetchIdleMs - quietFor(now))
-        await new Promise<void>((resolve) => {
-          const settle = (): void => {
-            clearTimeout(timer)
-            signal.removeEventListener('abort', settle)
-            resolve()
-          }
-          const timer = setTimeout(settle, wait)
-          signal.addEventListener('abort', settle, { once: true })
-          for (const f of running.keys()) void f.then(settle)
-        })
+        await this.sleep(wait, signal, [...running.keys()])
       }
     } finally {
       done.abort()
@@ -1252,9 +1243,9 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     this.track(banPeer(this.node, peer, p.banMs))
   }
 
-  private sleep(ms: number): Promise<void> {
+  /** Resolves after `ms`, on abort, or when one of `wakers` settles (never rejects). */
+  private sleep(ms: number, signal: AbortSignal = this.controller.signal, wakers: Promise<unknown>[] = []): Promise<void> {
     return new Promise((resolve) => {
-      const signal = this.controller.signal
       const done = (): void => {
         clearTimeout(t)
         signal.removeEventListener('abort', done)
@@ -1262,6 +1253,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
       }
       const t = setTimeout(done, ms)
       signal.addEventListener('abort', done, { once: true })
+      for (const w of wakers) void w.then(done, done)
     })
   }
 }
