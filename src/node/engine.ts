@@ -203,8 +203,10 @@ export const defaultEngineOptions = {
   // the broadcast's window while this member was behind), and again at this interval.
   fetchAfterMs: 1000,
   // A member behind the swarm holding n − f − 1 certified models of its round waits this long for
-  // its own model's certificate before catching up instead.
-  ownCertifyGraceMs: 1000,
+  // its own model's certificate (or the missing model, which the fetches every fetchAfterMs may
+  // bring) before catching up instead. Shorter, and a member that is merely slow catches up —
+  // skipping rounds — where two fetches would have completed the round.
+  ownCertifyGraceMs: 3000,
 } as const
 
 /** A Byzantine behaviour returned `{ kind: 'crash' }`: the engine stopped on purpose. */
@@ -592,7 +594,7 @@ export class RoundEngine extends EventTarget {
     let stallReportedAt = 0
     const lag = this.opts.catchUpLag ?? defaultEngineOptions.catchUpLag
     const pollMs = Math.min(defaultEngineOptions.pollMs, this.opts.roundTimeoutMs)
-    const grace = Math.min(defaultEngineOptions.ownCertifyGraceMs, this.opts.roundTimeoutMs / 2)
+    const grace = Math.min(defaultEngineOptions.ownCertifyGraceMs, this.opts.roundTimeoutMs)
     let lastFetch = waitStart
     let fetching = false
     for (;;) {
