@@ -75,17 +75,33 @@ interface Prepared {
   members: MemberInfo[]
 }
 
-/** Picks a free TCP port on 127.0.0.1 (bind to 0, read, close). */
-async function freePort(): Promise<number> {
-  return await new Promise((res, rej) => {
+/** Binds `port` (0: any) on 127.0.0.1 and closes it again; the port bound, or undefined if taken. */
+function tryPort(port: number): Promise<number | undefined> {
+  return new Promise((res) => {
     const srv = createServer()
-    srv.once('error', rej)
-    srv.listen(0, '127.0.0.1', () => {
+    srv.once('error', () => res(undefined))
+    srv.listen(port, '127.0.0.1', () => {
       const addr = srv.address()
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0
-      srv.close(() => res(port))
+      const bound = typeof addr === 'object' && addr !== null ? addr.port : undefined
+      srv.close(() => res(bound))
     })
   })
+}
+
+/**
+ * A TCP port free on 127.0.0.1 now, for a member to listen on a moment later. Drawn from
+ * 20000–32767, below the ephemeral range Linux hands out for outgoing connections and port-0
+ * listeners (32768–60999): a port-0 pick lands in that range, where any process on the machine
+ * may take it before the member binds it (seen in CI: EADDRINUSE, the member never started).
+ */
+async function freePort(taken: Set<number>): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_768)
+    if (!taken.has(port) && (await tryPort(port)) === port) return port
+  }
+  const any = await tryPort(0)
+  if (any === undefined) throw new Error('no free TCP port on 127.0.0.1')
+  return any
 }
 
 async function prepare(s: Scenario, outDir: string, withPorts: boolean): Promise<Prepared> {
@@ -98,7 +114,7 @@ async function prepare(s: Scenario, outDir: string, withPorts: boolean): Promise
     ids.push(peerIdOfKey(await loadOrCreateKey(file)))
   }
   const ports: number[] = []
-  if (withPorts) for (let i = 0; i < s.n; i++) ports.push(await freePort())
+  if (withPorts) for (let i = 0; i < s.n; i++) ports.push(await freePort(new Set(ports)))
   const swarm = parseSwarm(
     {
       version: 1,

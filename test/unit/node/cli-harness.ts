@@ -50,7 +50,8 @@ export async function freePorts(count: number): Promise<number> {
       srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)))
     })
   for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000)
+    // below the ephemeral range (32768–60999) that outgoing connections and port-0 listeners use
+    const base = 20_000 + Math.floor(Math.random() * (12_768 - count))
     let ok = true
     for (let p = base; p < base + count && ok; p++) ok = await isFree(p)
     if (ok) return base
