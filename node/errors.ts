@@ -21,6 +21,7 @@ export function isUsageError(err: unknown): boolean {
   return (
     name === 'MalformedKeyFileError' ||
     name === 'CheckpointMismatchError' ||
+    name === 'DataDirError' ||
     name === 'InvalidParameterError' ||
     name === 'InvalidPrivacyParameterError' ||
     name === 'EpsilonAboveClassicBoundError' ||

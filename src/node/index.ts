@@ -20,6 +20,7 @@ import { EpochBook, type EpochRejectedError, genesisEpoch, type MembershipEpoch,
 import { startAddressExchange } from './addresses.ts'
 import type { ByzantineBehaviour } from './behaviour.ts'
 import { loadLatestCheckpoint, writeCheckpoint } from './checkpoint.ts'
+import { checkDataDir } from './data-dir.ts'
 import { type AccountantPort, type AggregatorPort, type EngineSnapshot, type EpochView, RoundEngine, type RoundReport } from './engine.ts'
 import type { MemoryHub } from './memory-hub.ts'
 import { createNodeMetrics } from './metrics.ts'
@@ -38,6 +39,7 @@ export {
   writeCheckpoint,
 } from './checkpoint.ts'
 export { type NodeConfig, nodeConfigSchema, parseNodeConfig } from './config.ts'
+export { checkDataDir, DataDirError, type DataDirFs } from './data-dir.ts'
 export type {
   AccountantPort,
   AggregatorPort,
@@ -180,6 +182,8 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
   const { swarm } = opts
   const { peerIdOfKey, createNetNode, validateMembership } = await import('../net/index.ts')
   const self = peerIdOfKey(opts.privateKey)
+  // ---- the data directory: usable before anything else (not rounds later, at the first checkpoint)
+  if (opts.dataDir !== undefined) await checkDataDir(opts.dataDir)
   // ---- membership epochs: the swarm file (epoch 0), epochs given, epochs stored in the data directory
   const book = new EpochBook(genesisEpoch(swarm))
   const given = [...(opts.epochs ?? [])]

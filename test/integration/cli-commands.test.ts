@@ -1,6 +1,7 @@
 /** The `monna` commands as a user meets them: help with examples, one-line errors with exit code 2, the files they write. */
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { execFileSync } from 'node:child_process'
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -16,6 +17,16 @@ before(async () => {
 after(async () => {
   await rm(dir, { recursive: true, force: true })
 })
+
+/** `chattr <flag> <path>`; false where the file system or the user cannot. */
+function chattr(flag: string, path: string): boolean {
+  try {
+    execFileSync('chattr', [flag, path], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
 
 function oneLineError(r: { code: number | null; stderr: string }, pattern: RegExp): void {
   assert.equal(r.code, 2, r.stderr)
@@ -81,5 +92,20 @@ describe('monna commands', () => {
     oneLineError(await runMonna(['start', '--swarm', join(d, 'swarm.yaml'), '--key', stranger]), /is not a member of swarm/)
     await writeFile(join(dir, 'bad-swarm.yaml'), 'name: x\nf: 1\nmembers: []\n')
     oneLineError(await runMonna(['start', '--swarm', join(dir, 'bad-swarm.yaml'), '--key', stranger]), /bad-swarm\.yaml: members/)
+    // the data directory is checked before the member joins (it used to fail rounds later, at the first checkpoint, with a raw ENOTDIR / EACCES)
+    const member = ['start', '--swarm', join(d, 'swarm.yaml'), '--key', join(d, 'node-0.key')]
+    await writeFile(join(dir, 'not-a-dir'), 'x')
+    oneLineError(await runMonna([...member, '--data-dir', join(dir, 'not-a-dir')]), /data directory \S*not-a-dir is a file, not a directory; move the file away or choose another data directory/)
+    oneLineError(await runMonna([...member, '--data-dir', join(dir, 'not-a-dir', 'data')]), /cannot create data directory \S*not-a-dir\/data: \S*not-a-dir is a file/)
+    // not writable, even by root: the immutable attribute (where chattr works)
+    const locked = join(dir, 'locked')
+    await mkdir(locked)
+    if (chattr('+i', locked)) {
+      try {
+        oneLineError(await runMonna([...member, '--data-dir', locked]), /data directory \S*locked is not writable \(EPERM\); give this user write permission on it/)
+      } finally {
+        chattr('-i', locked)
+      }
+    }
   })
 })
