@@ -23,7 +23,7 @@ import { loadLatestCheckpoint, writeCheckpoint } from './checkpoint.ts'
 import { checkDataDir } from './data-dir.ts'
 import { type AccountantPort, type AggregatorPort, type EngineSnapshot, type EpochView, RoundEngine, type RoundReport } from './engine.ts'
 import type { MemoryHub } from './memory-hub.ts'
-import { createNodeMetrics } from './metrics.ts'
+import { createNodeMetrics, type NodeMetrics } from './metrics.ts'
 import type { DecodedModel } from './payload.ts'
 import type { BroadcastPort, Membership } from './port.ts'
 
@@ -509,9 +509,17 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       ...(opts.minRoundMs !== undefined ? { minRoundMs: opts.minRoundMs } : {}),
       ...(opts.dataDir !== undefined
         ? {
+            // a checkpoint that cannot be written (disk full, directory removed or made read-only) is
+            // reported and counted, and the next checkpoint round (or the final one) tries again: the
+            // run goes on; only a resume would start further back
             checkpoint: async (s: EngineSnapshot) => {
-              const path = await writeCheckpoint(opts.dataDir!, { swarmId: membership.swarmId, member: self }, s)
-              log.debug('checkpoint written', { path, round: s.round })
+              try {
+                const path = await writeCheckpoint(opts.dataDir!, { swarmId: membership.swarmId, member: self }, s)
+                log.debug('checkpoint written', { path, round: s.round })
+              } catch (err) {
+                metrics?.checkpointFailure?.()
+                log.warn('could not write the checkpoint; trying again at the next checkpoint round', checkpointFailure(opts.dataDir!, s.round, err))
+              }
             },
           }
         : {}),
@@ -568,6 +576,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       closeAll,
       log,
       dataDir: opts.dataDir,
+      metrics,
       swarmId: membership.swarmId,
       resumedAt: resume?.round ?? 0,
       status,
@@ -578,6 +587,12 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
     await closeAll()
     throw err
   }
+}
+
+/** Log fields of a failed checkpoint write: where, which round, the errno code and the message. */
+function checkpointFailure(dataDir: string, round: number, err: unknown): Record<string, unknown> {
+  const code = (err as NodeJS.ErrnoException | null)?.code
+  return { dataDir, round, ...(code !== undefined ? { code } : {}), error: err instanceof Error ? err.message : String(err) }
 }
 
 const forwarded = ['round', 'stall', 'recover', 'catch-up', 'late', 'epoch', 'removed'] as const
@@ -591,6 +606,7 @@ class SwarmNodeImpl extends EventTarget implements SwarmNode {
   private readonly closeAll: () => Promise<void>
   private readonly log: Logger
   private readonly dataDir: string | undefined
+  private readonly metrics: NodeMetrics | undefined
   private readonly swarmId: string
   private readonly abort = new AbortController()
   readonly status: () => NodeStatus
@@ -607,6 +623,7 @@ class SwarmNodeImpl extends EventTarget implements SwarmNode {
     closeAll: () => Promise<void>
     log: Logger
     dataDir: string | undefined
+    metrics: NodeMetrics | undefined
     swarmId: string
     resumedAt: number
     status: () => NodeStatus
@@ -621,6 +638,7 @@ class SwarmNodeImpl extends EventTarget implements SwarmNode {
     this.closeAll = o.closeAll
     this.log = o.log
     this.dataDir = o.dataDir
+    this.metrics = o.metrics
     this.swarmId = o.swarmId
     this.resumedAt = o.resumedAt
     this.status = o.status
@@ -659,7 +677,8 @@ class SwarmNodeImpl extends EventTarget implements SwarmNode {
           const path = await writeCheckpoint(this.dataDir, { swarmId: this.swarmId, member: this.peerId }, s)
           this.log.info('checkpoint written at shutdown', { path, round: s.round })
         } catch (err) {
-          this.log.error('could not write the shutdown checkpoint', { error: String(err) })
+          this.metrics?.checkpointFailure?.()
+          this.log.error('could not write the shutdown checkpoint', checkpointFailure(this.dataDir, s.round, err))
         }
       }
       await this.closeAll()

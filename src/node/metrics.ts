@@ -20,6 +20,8 @@ export interface NodeMetrics {
   catchUp(): void
   /** membership epoch in force (optional so other implementations need not track it) */
   setEpoch?(epoch: number): void
+  /** a checkpoint could not be written (retried at the next checkpoint round) */
+  checkpointFailure?(): void
 }
 
 function getOrCreate<T>(registry: Registry, name: string, make: () => T): T {
@@ -52,9 +54,11 @@ export function createNodeMetrics(opts: { registry: Registry; member: string }):
   const epsilon = gauge('monna_privacy_epsilon', 'Differential-privacy ε spent so far')
   const catchUps = counter('monna_catch_ups_total', 'Times this member fell behind and caught up from certified deliveries')
   const epochGauge = gauge('monna_membership_epoch', 'Membership epoch in force (0 = the swarm file)')
+  const checkpointFailures = counter('monna_checkpoint_failures_total', 'Checkpoints that could not be written to the data directory (each is retried at the next checkpoint round)')
 
   stalled.set({ member }, 0)
   stalls.inc({ member }, 0)
+  checkpointFailures.inc({ member }, 0)
   return {
     setRound: (r) => round.set({ member }, r),
     delivery: (kind) => deliveries.inc({ member, kind }),
@@ -71,5 +75,6 @@ export function createNodeMetrics(opts: { registry: Registry; member: string }):
     setEpsilon: (x) => epsilon.set({ member }, x),
     catchUp: () => catchUps.inc({ member }),
     setEpoch: (e) => epochGauge.set({ member }, e),
+    checkpointFailure: () => checkpointFailures.inc({ member }),
   }
 }
