@@ -38,3 +38,19 @@ export function createCliLogger(opts: { format: LogFormat; level: LogLevel; name
   }
   return make(opts.name ?? '')
 }
+
+/**
+ * The logger of one-shot commands (swarm, status): warnings and errors as `monna: warning: …`
+ * lines on stderr, like the program's error line; debug and info are dropped.
+ */
+export function createCommandLogger(write: (line: string) => void = (line) => process.stderr.write(`${line}\n`)): Logger {
+  const drop = (): void => {}
+  const log: Logger = {
+    debug: drop,
+    info: drop,
+    warn: (msg) => write(`monna: warning: ${msg}`),
+    error: (msg) => write(`monna: error: ${msg}`),
+    child: () => log,
+  }
+  return log
+}

@@ -13,6 +13,7 @@ import { EpochBook, genesisEpoch, type MembershipChange, type MembershipEpoch, p
 import { loadOrCreateKey, peerIdOfKey } from '../../src/net/index.ts'
 import { listCheckpoints, loadNodeConfigFile, loadSwarmFile } from '../../src/node/index.ts'
 import { UsageError } from '../errors.ts'
+import { createCommandLogger } from '../log.ts'
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
 
@@ -54,7 +55,7 @@ const baseUrl = (u: string): string => u.replace(/\/(metrics|status|epochs?)?\/?
 export async function changeMembership(flags: ChangeFlags, change: Omit<MembershipChange, 'activation'>): Promise<{ epoch: SignedEpoch; file: string; published?: unknown }> {
   const swarm = await loadSwarmFile(resolve(flags.swarm))
   if (swarm.admin === undefined) throw new UsageError(`${flags.swarm} names no admin: its membership is fixed (create swarms with monna swarm init --admin-key)`)
-  const key = await loadOrCreateKey(resolve(flags.adminKey))
+  const key = await loadOrCreateKey(resolve(flags.adminKey), { logger: createCommandLogger() })
   if (peerIdOfKey(key) !== swarm.admin) throw new UsageError(`--admin-key ${flags.adminKey} is not the swarm's admin (${swarm.admin})`)
   const book = new EpochBook(genesisEpoch(swarm))
   const known: unknown[] = []
@@ -184,7 +185,7 @@ export async function memberStatus(o: { url?: string; config?: string }): Promis
     }
   }
   const e = book.at(round)
-  const self = peerIdOfKey(await loadOrCreateKey(cfg.key))
+  const self = peerIdOfKey(await loadOrCreateKey(cfg.key, { logger: createCommandLogger() }))
   return {
     source: 'data directory (not running)',
     member: self,

@@ -117,7 +117,7 @@ export async function start(flags: StartFlags): Promise<number> {
   } catch {
     throw new UsageError(`key file ${cfg.key} not found; create one with \`monna keygen --out ${cfg.key}\` and add its PeerId to the swarm file`)
   }
-  const privateKey = await loadOrCreateKey(cfg.key)
+  const privateKey = await loadOrCreateKey(cfg.key, { logger: log })
   let behaviour: ByzantineBehaviour | undefined
   let labelFlip = cfg.labelFlip
   if (cfg.byzantine !== undefined) {

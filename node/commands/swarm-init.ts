@@ -6,6 +6,7 @@ import { parseSwarm, swarmId } from '../../src/config/schema.ts'
 import { loadOrCreateKey, peerIdOfKey } from '../../src/net/index.ts'
 import { parseNodeConfig } from '../../src/node/config.ts'
 import { UsageError } from '../errors.ts'
+import { createCommandLogger } from '../log.ts'
 
 /**
  * Task presets for `swarm init --task`. `gaussian` needs no download and trains in seconds (a
@@ -106,12 +107,13 @@ export async function swarmInit(o: SwarmInitOptions): Promise<{ swarmFile: strin
     }
   }
   await mkdir(dir, { recursive: true })
+  const warnings = createCommandLogger()
   const peerIds: string[] = []
-  for (let i = 0; i < o.nodes; i++) peerIds.push(peerIdOfKey(await loadOrCreateKey(join(dir, `node-${i}.key`))))
+  for (let i = 0; i < o.nodes; i++) peerIds.push(peerIdOfKey(await loadOrCreateKey(join(dir, `node-${i}.key`), { logger: warnings })))
   const hostOf = (i: number): string => (o.hosts.length === 1 ? o.hosts[0]! : o.hosts[i]!)
   const ipProto = (h: string): string => (h.includes(':') ? 'ip6' : /^[\d.]+$/.test(h) ? 'ip4' : 'dns4')
   const address = (i: number): string => `/${ipProto(hostOf(i))}/${hostOf(i)}/tcp/${o.basePort + i}/p2p/${peerIds[i]}`
-  const admin = o.adminKey !== undefined ? peerIdOfKey(await loadOrCreateKey(resolve(o.adminKey))) : undefined
+  const admin = o.adminKey !== undefined ? peerIdOfKey(await loadOrCreateKey(resolve(o.adminKey), { logger: warnings })) : undefined
   const swarmInput = {
     version: 1,
     name: o.name,

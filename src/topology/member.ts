@@ -35,7 +35,7 @@ export async function createTopologyMember(opts: { config: string; network?: str
   const n = net
   return await createSwarmNode({
     swarm,
-    privateKey: await loadOrCreateKey(config.key),
+    privateKey: await loadOrCreateKey(config.key, { logger: opts.logger }),
     listen: config.listen,
     peers: config.peers,
     bootstrap: config.bootstrap,

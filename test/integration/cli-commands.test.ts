@@ -1,7 +1,7 @@
 /** The `monna` commands as a user meets them: help with examples, one-line errors with exit code 2, the files they write. */
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -107,5 +107,26 @@ describe('monna commands', () => {
         chattr('-i', locked)
       }
     }
+  })
+
+  it('start and status warn about a key file that group or others can read, naming the chmod to run', async () => {
+    const d = join(dir, 'lan')
+    const key = join(d, 'node-1.key')
+    await chmod(key, 0o644)
+    const fix = `run \`chmod 600 ${key}\``
+    // a data directory that is a file stops the member right after its key is read
+    await writeFile(join(dir, 'not-a-dir'), 'x')
+    const r = await runMonna(['start', '--swarm', join(d, 'swarm.yaml'), '--key', key, '--data-dir', join(dir, 'not-a-dir')])
+    assert.equal(r.code, 2, r.stderr)
+    const [warning, error] = r.stderr.trim().split('\n')
+    assert.match(warning!, / WARN +key file \S+node-1\.key has mode 0644: group or others can read this member's identity/)
+    assert.ok(warning!.includes(fix), warning)
+    assert.match(error!, /^monna: data directory/)
+    const status = await runMonna(['status', '--config', join(d, 'node-1.yaml')])
+    assert.equal(status.code, 0, status.stderr)
+    assert.equal(status.stderr.trim(), `monna: warning: key file ${key} has mode 0644: group or others can read this member's identity; ${fix}`)
+    await chmod(key, 0o600)
+    const quiet = await runMonna(['status', '--config', join(d, 'node-1.yaml')])
+    assert.equal(quiet.stderr, '')
   })
 })
