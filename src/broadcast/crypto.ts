@@ -4,8 +4,11 @@
  * We sign 32-byte hashes of payloads, never payloads.
  *
  * Signed statement (domain-separated, versioned):
- *   "monna/echo-broadcast/v1" 0x00 | kind ("SEND" | "ECHO") | u8 len swarmId | swarmId
- *   | u32 round | u8 len sender | sender | hash (32 bytes)
+ *   "monna/echo-broadcast/v2" 0x00 | kind ("SEND" | "ECHO") | u8 len swarmId | swarmId
+ *   | u32 epoch | u32 round | u8 len sender | sender | hash (32 bytes)
+ *
+ * The membership epoch is signed: an echo for round r under epoch e never counts towards a
+ * certificate checked against another epoch's members and quorum.
  */
 import { createHash, createPublicKey, type KeyObject, verify as nodeVerify } from 'node:crypto'
 import type { PrivateKey } from '@libp2p/interface'
@@ -16,7 +19,7 @@ import type { Instance } from './wire.ts'
 
 ed.hashes.sha512 = sha512
 
-const DOMAIN = new TextEncoder().encode('monna/echo-broadcast/v1\0')
+const DOMAIN = new TextEncoder().encode('monna/echo-broadcast/v2\0')
 const te = new TextEncoder()
 
 export type StatementKind = 'SEND' | 'ECHO'
@@ -25,7 +28,7 @@ export function statement(kind: StatementKind, i: Instance, hash: Uint8Array): U
   const swarm = te.encode(i.swarmId)
   const sender = te.encode(i.sender)
   const k = te.encode(kind)
-  const out = new Uint8Array(DOMAIN.length + k.length + 1 + swarm.length + 4 + 1 + sender.length + hash.length)
+  const out = new Uint8Array(DOMAIN.length + k.length + 1 + swarm.length + 8 + 1 + sender.length + hash.length)
   let o = 0
   out.set(DOMAIN, o)
   o += DOMAIN.length
@@ -34,6 +37,8 @@ export function statement(kind: StatementKind, i: Instance, hash: Uint8Array): U
   out[o++] = swarm.length
   out.set(swarm, o)
   o += swarm.length
+  new DataView(out.buffer).setUint32(o, i.epoch)
+  o += 4
   new DataView(out.buffer).setUint32(o, i.round)
   o += 4
   out[o++] = sender.length
@@ -136,4 +141,8 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
   return true
+}
+
+export function fromHex(s: string): Uint8Array {
+  return new Uint8Array(Buffer.from(s, 'hex'))
 }

@@ -1,8 +1,8 @@
 /**
  * Signed echo broadcast (Cachin, Guerraoui, Rodrigues; ALGORITHMS §2) over libp2p 3.
  *
- * Instance = (swarm, round, sender). The sender pushes SEND (hash, its signature, payload)
- * to every member on a stream of `/monna/<swarm>/echo-bcast/1.0.0`; each member answers the
+ * Instance = (swarm, epoch, round, sender). The sender pushes SEND (hash, its signature, payload)
+ * to every member on a stream of `/monna/<swarm>/echo-bcast/2.0.0`; each member answers the
  * *first* SEND of an instance with an ECHO (its signature over the instance and the hash) on
  * the same stream, so echoes go to the sender only. With Q = ⌊(n+f)/2⌋+1 distinct valid
  * echoes the sender writes FINAL (hash + certificate) on every stream and publishes it on
@@ -10,16 +10,25 @@
  * delivers once, when it holds a valid FINAL and a payload of that hash; a FINAL without the
  * payload makes it PULL the payload from the certificate's signers. Certificates are
  * transferable: FETCH(round) returns (FINAL, payload) pairs any member verifies alone.
- * See README.md in this directory for the wire format and the design.
+ *
+ * What holds against up to f Byzantine members (README.md in this directory states the bounds):
+ * - an honest member echoes at most one hash per instance, ever: instance records are never
+ *   evicted while a SEND of theirs can still be accepted (a sender at its cap is refused
+ *   instead), and they survive restarts through the echo journal;
+ * - the window and every "the swarm is ahead" decision follow the newest round certified by
+ *   f + 1 distinct senders, which no f members can move;
+ * - payload bytes are charged to the sending peer from the frame header on.
  */
 import { type GossipSub, TopicValidatorResult } from '@libp2p/gossipsub'
-import type { Libp2p, PeerId, PrivateKey, Stream } from '@libp2p/interface'
+import type { Libp2p, PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Counter, Registry } from 'prom-client'
 import { AbortError, InvalidConfigError } from '../errors.ts'
-import { type Logger, silentLogger } from '../logger.ts'
+import type { Logger } from '../logger.ts'
+import { silentLogger } from '../logger.ts'
 import { type Membership, quorum, swarmProtocol, swarmTopic, validateMembership } from '../net/membership.ts'
 import { banPeer, setNetMembership } from '../net/node.ts'
+import { type Certificate, VerifiedCertificates, verifyCertificate } from './certificate.ts'
 import { bytesEqual, hashPayload, sign, signingSeed, statement, toHex, verify } from './crypto.ts'
 import {
   AlreadyBroadcastError,
@@ -31,19 +40,19 @@ import {
   rejectReasons,
 } from './errors.ts'
 import { FrameReader, writeParts } from './frame-stream.ts'
-import { decodeFrame, encodeFrame, encodeFrameParts, type Frame, type FrameHeader, MAX_ROUND, type SignatureEntry } from './wire.ts'
+import { createMemoryJournal, type EchoJournal } from './journal.ts'
+import { Budget, TokenBuckets } from './limits.ts'
+import { defaultEchoBroadcastOptions, type EchoBroadcastOptions, validateEchoBroadcastOptions } from './options.ts'
+import { type BanEvent, Penalties, type PenaltyOptions } from './penalties.ts'
+import { decodeFrame, encodeFrame, encodeFrameParts, type Frame, type FrameHeader, type Instance, MAX_ROUND } from './wire.ts'
 
-export interface Certificate {
-  swarmId: string
-  round: number
-  sender: string
-  hash: Uint8Array
-  /** Q signatures of distinct members over the ECHO statement of (instance, hash). */
-  signatures: SignatureEntry[]
-}
+export type { BanEvent } from './penalties.ts'
+export { type Certificate, verifyCertificate } from './certificate.ts'
+export { defaultEchoBroadcastOptions, type EchoBroadcastOptions } from './options.ts'
 
 export interface Delivery {
   swarmId: string
+  epoch: number
   round: number
   sender: string
   payload: Uint8Array
@@ -61,77 +70,11 @@ export interface Rejection {
 /** Two conflicting SENDs signed by one sender for one instance (transferable evidence). */
 export interface EquivocationEvidence {
   swarmId: string
+  epoch: number
   round: number
   sender: string
-  first: { hash: Uint8Array; signature: Uint8Array }
+  first: { hash: Uint8Array; signature?: Uint8Array }
   second: { hash: Uint8Array; signature: Uint8Array }
-}
-
-export interface EchoBroadcastOptions {
-  node: Libp2p
-  privateKey: PrivateKey
-  membership: Membership
-  /** W: instances kept per sender, and rounds echoed behind/ahead of the newest certified round. */
-  roundWindow?: number
-  /** Largest payload accepted or sent. */
-  maxPayloadBytes?: number
-  /** Largest amount of undelivered payload bytes (held or being received) per peer. */
-  maxPendingBytesPerPeer?: number
-  /** Delay between attempts to reach a member we could not dial (ms). */
-  retryIntervalMs?: number
-  /** Time allowed for one PULL, QUERY or FETCH exchange with one peer (ms). */
-  requestTimeoutMs?: number
-  /** An echoed instance still without FINAL after this long is QUERYed from its sender (ms). */
-  finalQueryMs?: number
-  /**
-   * fetchRound asks one peer at a time, and the next one as soon as the peers asked so far have
-   * all gone this long without sending a byte (ms): a peer that takes the FETCH and stays silent
-   * (crashed, overloaded, Byzantine) holds the catch-up up for this long, not `requestTimeoutMs`.
-   */
-  fetchIdleMs?: number
-  /**
-   * Peers whose frames earn `threshold` penalised rejections (bad signatures, malformed frames,
-   * equivocation, …) within `windowMs` are banned for `banMs`: their connections are closed and
-   * refused both ways, member or not (`banPeer` of src/net). `false` turns bans off.
-   */
-  penalties?: { threshold: number; windowMs: number; banMs: number } | false
-  logger?: Logger
-  registry?: Registry
-}
-
-export const defaultEchoBroadcastOptions = {
-  /**
-   * MoNNA waits for n − f deliveries, so honest members are at most a few rounds apart;
-   * 8 rounds of slack keeps a lagging member echoing while bounding memory to 8 payloads per sender.
-   */
-  roundWindow: 8,
-  /** ≥ 256 MiB (issue 4): models of 0.4–4 MB fit with a large margin. */
-  maxPayloadBytes: 256 * 1024 * 1024,
-  /** Two full payloads per peer: its current instance and the next one arriving early. */
-  maxPendingBytesPerPeer: undefined as number | undefined,
-  retryIntervalMs: 500,
-  requestTimeoutMs: 30_000,
-  fetchIdleMs: 2000,
-  /**
-   * A FINAL normally follows the echo within one round trip plus the slowest of Q echoes; 3 s
-   * is well above that on loopback with 1.7 MB payloads (bench:broadcast) and costs one small
-   * request per lost FINAL.
-   */
-  finalQueryMs: 3000,
-  /**
-   * An honest member earns no penalised rejection at all; 64 in a minute is far from an accident
-   * (a fuzzing or forging peer reaches it in milliseconds) and leaves room for a peer on a buggy
-   * but honest build. Five minutes, then it may reconnect and is judged afresh.
-   */
-  penalties: { threshold: 64, windowMs: 60_000, banMs: 300_000 } as { threshold: number; windowMs: number; banMs: number } | false,
-}
-
-/** A peer banned for its penalised rejections (event 'ban'). */
-export interface BanEvent {
-  peer: string
-  /** penalised rejections within the window, by reason */
-  reasons: Record<string, number>
-  until: number
 }
 
 export interface BroadcastStats {
@@ -140,6 +83,12 @@ export interface BroadcastStats {
   rejected: Record<string, number>
   delivered: number
   equivocations: number
+  /** signatures checked (SEND, ECHO and certificate entries) */
+  signaturesVerified: number
+  /** payload bytes held undelivered or arriving, over all peers (bounded by n · maxPendingBytesPerPeer) */
+  pendingBytes: number
+  /** payload bytes of delivered instances still held (rounds ≥ the floor) */
+  deliveredBytes: number
 }
 
 export interface EchoBroadcastEvents {
@@ -153,20 +102,22 @@ export interface EchoBroadcast extends EventTarget {
   broadcast(round: number, payload: Uint8Array, opts?: { signal?: AbortSignal }): Promise<void>
   delivered(round: number): Delivery[]
   setFloor(round: number): void
+  /**
+   * The newest round that f + 1 distinct members have broadcast with a certificate (so at least
+   * one honest member reached it); −1 before that. No f members can move it.
+   */
   newestCertifiedRound(): number
   fetchRound(round: number, opts?: { signal?: AbortSignal }): Promise<Delivery[]>
   /**
    * A new membership epoch. With `fromRound`, instances of earlier rounds keep being checked
    * against the epochs they belong to (a late certificate of the last round before a switch is
-   * still valid); without it, `m` replaces every epoch.
+   * still valid); without it, `m` replaces every epoch. `epoch` is its number (default: the
+   * previous one + 1), signed in every statement of its rounds.
    */
-  setMembership(m: Membership, fromRound?: number): void
+  setMembership(m: Membership, fromRound?: number, epoch?: number): void
+  /** The epoch number of `round` (what its statements sign). */
+  epochOf(round: number): number
   stats(): BroadcastStats
-  /**
-   * Byzantine behaviours: a SEND to `peers` only; if their echoes make a quorum, FINAL goes to
-   * `opts.finalTo` only when given (no gossipsub publication), else to `peers` and gossipsub.
-   */
-  sendTo(peers: string[], round: number, payload: Uint8Array, opts?: { finalTo?: string[] }): Promise<void>
   stop(): Promise<void>
   /** Protocol id of the streams. */
   readonly protocol: string
@@ -175,11 +126,10 @@ export interface EchoBroadcast extends EventTarget {
   readonly peerId: string
   /** Equivocation evidence collected so far (bounded). */
   evidence(): EquivocationEvidence[]
-  /** Handles one encoded frame as if received on a stream from `peer` (tests, fuzzing). */
-  ingest(peer: string, frame: Uint8Array): Promise<{ replies: Frame[]; rejection?: Rejection }>
 }
 
 interface InstanceState {
+  epoch: number
   round: number
   sender: string
   /** The first valid SEND: the only hash we ever echo for this instance. */
@@ -189,8 +139,8 @@ interface InstanceState {
   /** Payload whose hash is `payloadHash` (from the SEND, a PULL or a certified FINAL). */
   payload?: Uint8Array
   payloadHash?: Uint8Array
-  chargedPeer?: string
-  chargedBytes: number
+  /** release of the per-peer budget charge of an undelivered payload */
+  release?: () => void
   certificate?: Certificate
   delivered?: Delivery
   receivingSend: boolean
@@ -199,6 +149,7 @@ interface InstanceState {
 }
 
 interface OwnSend {
+  epoch: number
   round: number
   hash: Uint8Array
   payload: Uint8Array
@@ -206,6 +157,14 @@ interface OwnSend {
   echoes: Map<string, Uint8Array>
   certificate?: Certificate
   certified: Deferred<Certificate>
+}
+
+interface EpochEntry {
+  epoch: number
+  from: number
+  membership: Membership
+  members: Set<string>
+  q: number
 }
 
 interface MetricSet {
@@ -237,35 +196,24 @@ function deferred<T>(): Deferred<T> {
   return { promise, resolve, reject }
 }
 
-function sameSignatures(a: SignatureEntry[], b: SignatureEntry[]): boolean {
-  return a.length === b.length && a.every((e, i) => e.signer === b[i]!.signer && bytesEqual(e.signature, b[i]!.signature))
-}
-
 function validateRound(round: number, path: string): void {
   if (!Number.isInteger(round) || round < 0 || round > MAX_ROUND) throw new InvalidConfigError(path, `round must be an integer in 0..${MAX_ROUND}, got ${round}`)
 }
 
-/** Checks a certificate alone (transferability). Throws BroadcastRejectError with the reason. */
-export function verifyCertificate(cert: Certificate, membership: Membership, opts: { trusted?: (e: SignatureEntry) => boolean } = {}): void {
-  const members = new Set(membership.members)
-  if (cert.swarmId !== membership.swarmId) throw new BroadcastRejectError('wrong-swarm', `certificate of swarm ${cert.swarmId}`)
-  if (!members.has(cert.sender)) throw new BroadcastRejectError('non-member', `certificate for non-member sender ${cert.sender}`)
-  const q = quorum(membership.members.length, membership.f)
-  const seen = new Set<string>()
-  for (const e of cert.signatures) {
-    if (seen.has(e.signer)) throw new BroadcastRejectError('duplicate-signer', `${e.signer} signs the certificate twice`)
-    seen.add(e.signer)
-    if (!members.has(e.signer)) throw new BroadcastRejectError('non-member', `certificate signer ${e.signer} is not a member`)
-  }
-  // not blamed: under a membership epoch this member has not received yet (members removed) the
-  // quorum is smaller, and an honest certificate looks short here
-  if (seen.size < q) throw new BroadcastRejectError('malformed', `certificate has ${seen.size} signatures, quorum is ${q}`, false)
-  const stmt = statement('ECHO', cert, cert.hash)
-  for (const e of cert.signatures) {
-    if (opts.trusted?.(e) === true) continue
-    if (!verify(e.signer, stmt, e.signature)) throw new BroadcastRejectError('bad-signature', `invalid echo signature of ${e.signer} in certificate`)
-  }
+/** Stream protocol of a swarm's echo broadcast (wire version 2). */
+export function echoProtocol(swarmId: string): string {
+  return swarmProtocol(swarmId, 'echo-bcast', '2.0.0')
 }
+
+/** Gossipsub topic of a swarm's FINAL announcements (wire version 2). */
+export function finalTopic(swarmId: string): string {
+  return swarmTopic(swarmId, 'final', 2)
+}
+
+/** Frame types a member may open a stream with (the others only answer a request of ours). */
+const REQUEST_TYPES = new Set(['SEND', 'FINAL', 'PULL', 'QUERY', 'FETCH'])
+/** Bytes of a fetch that count as progress even before its frame completes (a slow honest link). */
+const FETCH_PROGRESS_BYTES = 64 * 1024
 
 class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   readonly protocol: string
@@ -276,44 +224,52 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   /** the newest epoch's membership, members and quorum */
   private membership: Membership
   private members: Set<string>
-  private q: number
   /** epochs by first round, ascending; the first one also covers every earlier round */
-  private epochs: { from: number; membership: Membership; members: Set<string>; q: number }[]
+  private epochs: EpochEntry[]
   private readonly W: number
+  /** instances kept per sender: the window's width (so none is ever evicted while acceptable) */
+  private readonly cap: number
   private readonly maxPayloadBytes: number
-  private readonly maxPendingBytesPerPeer: number
   private readonly retryIntervalMs: number
   private readonly requestTimeoutMs: number
   private readonly fetchIdleMs: number
   private readonly finalQueryMs: number
+  private readonly minBytesPerSecond: number
   private readonly log: Logger
   private readonly metrics: MetricSet | undefined
+  private readonly journal: EchoJournal
 
   private floor = 0
-  private newestCertified = -1
+  /** newest round certified for each sender (its broadcast reached a quorum) */
+  private readonly certifiedBy = new Map<string, number>()
+  /** newest round certified by f + 1 distinct senders (monotone) */
+  private progress = -1
   private newestOwn = -1
   private readonly instances = new Map<string, Map<number, InstanceState>>()
   private readonly deliveries = new Map<number, Map<string, Delivery>>()
   private readonly own = new Map<number, OwnSend>()
+  /** hashes echoed or sent before a restart, by `${sender}/${round}` (the journal) */
+  private readonly remembered = new Map<string, { epoch: number; round: number; hash: Uint8Array; kind: 'echo' | 'send' }>()
   /** Our SENDs not yet certified (rejected on stop so no task waits forever). */
   private readonly uncertified = new Set<OwnSend>()
-  private readonly verifiedCerts = new Map<string, SignatureEntry[]>()
-  private readonly pending = new Map<string, number>()
+  private readonly verifiedCerts: VerifiedCertificates
+  private readonly budget: Budget
+  private readonly serving: TokenBuckets
   private readonly evidenceLog: EquivocationEvidence[] = []
   private readonly counters = {
     bytesSent: 0,
     bytesReceived: 0,
     delivered: 0,
     equivocations: 0,
+    signaturesVerified: 0,
     rejected: Object.fromEntries(rejectReasons.map((r) => [r, 0])) as Record<string, number>,
   }
   private readonly controller = new AbortController()
   private readonly tasks = new Set<Promise<unknown>>()
   private readonly openStreams = new Set<Stream>()
   private stopped = false
-  private readonly penalties: { threshold: number; windowMs: number; banMs: number } | false
-  /** per peer: times and reasons of its penalised rejections within the window */
-  private readonly penalised = new Map<string, { at: number; reason: string }[]>()
+  private readonly penalties: Penalties | undefined
+  private readonly banMs: number
 
   constructor(opts: EchoBroadcastOptions, metrics: MetricSet | undefined) {
     super()
@@ -322,27 +278,36 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     this.peerId = opts.node.peerId.toString()
     this.membership = { ...opts.membership, members: [...opts.membership.members] }
     this.members = new Set(this.membership.members)
-    this.q = quorum(this.members.size, this.membership.f)
-    this.epochs = [{ from: 0, membership: this.membership, members: this.members, q: this.q }]
+    this.epochs = [{ epoch: opts.epoch ?? 0, from: 0, membership: this.membership, members: this.members, q: quorum(this.members.size, this.membership.f) }]
     this.W = opts.roundWindow ?? defaultEchoBroadcastOptions.roundWindow
+    this.cap = 2 * this.W + 1
     this.maxPayloadBytes = opts.maxPayloadBytes ?? defaultEchoBroadcastOptions.maxPayloadBytes
-    this.maxPendingBytesPerPeer = opts.maxPendingBytesPerPeer ?? 2 * this.maxPayloadBytes + 1024 * 1024
+    this.budget = new Budget(opts.maxPendingBytesPerPeer ?? 2 * this.maxPayloadBytes + 1024 * 1024)
     this.retryIntervalMs = opts.retryIntervalMs ?? defaultEchoBroadcastOptions.retryIntervalMs
     this.requestTimeoutMs = opts.requestTimeoutMs ?? defaultEchoBroadcastOptions.requestTimeoutMs
     this.fetchIdleMs = opts.fetchIdleMs ?? defaultEchoBroadcastOptions.fetchIdleMs
     this.finalQueryMs = opts.finalQueryMs ?? defaultEchoBroadcastOptions.finalQueryMs
-    this.penalties = opts.penalties ?? defaultEchoBroadcastOptions.penalties
+    this.minBytesPerSecond = opts.minBytesPerSecond ?? defaultEchoBroadcastOptions.minBytesPerSecond
+    const perSecond = opts.servePayloadsPerSecond ?? this.members.size + 1
+    this.serving = new TokenBuckets(2 * perSecond, perSecond)
+    const pen = opts.penalties ?? defaultEchoBroadcastOptions.penalties
+    this.penalties = pen === false ? undefined : new Penalties(pen)
+    this.banMs = pen === false ? 0 : (pen as PenaltyOptions).banMs
     this.log = (opts.logger ?? silentLogger).child('broadcast')
     this.metrics = metrics
-    this.protocol = swarmProtocol(this.membership.swarmId, 'echo-bcast')
-    this.topic = swarmTopic(this.membership.swarmId, 'final')
+    this.verifiedCerts = new VerifiedCertificates(64 * this.members.size * (this.W + 1))
+    this.journal = opts.journal ?? createMemoryJournal()
+    for (const e of this.journal.load()) this.remembered.set(`${e.sender}/${e.round}`, { epoch: e.epoch, round: e.round, hash: e.hash, kind: e.kind })
+    this.protocol = echoProtocol(this.membership.swarmId)
+    this.topic = finalTopic(this.membership.swarmId)
   }
 
   // ------------------------------------------------------------------ lifecycle
 
   async start(): Promise<void> {
     await this.node.handle(this.protocol, (stream, connection) => this.track(this.onInboundStream(stream, connection.remotePeer.toString())), {
-      // per connection: a sender has ≤ W open instances, plus pulls and fetches
+      // per connection: a sender has ≤ 2W + 1 open instances, plus pulls and fetches; what they
+      // may make us buffer is bounded by the per-peer budget, not by this count
       maxInboundStreams: 4 * this.W + 16,
       maxOutboundStreams: 4 * this.W + 16,
     })
@@ -393,11 +358,19 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     if (round < this.floor) throw new RoundOutOfWindowError(round, this.floor)
     if (payload.length > this.maxPayloadBytes) throw new InvalidConfigError('payload', `${payload.length} bytes > maxPayloadBytes ${this.maxPayloadBytes}`)
     if (this.own.has(round) || this.instance(this.peerId, round)?.sendHash !== undefined) throw new AlreadyBroadcastError(round)
-    const own = this.prepareSend(round, payload)
+    const hash = hashPayload(payload)
+    const before = this.remembered.get(`${this.peerId}/${round}`)
+    // sent before a restart with another model: a second SEND would be equivocation
+    if (before !== undefined && !bytesEqual(before.hash, hash)) throw new AlreadyBroadcastError(round)
+    const own = this.prepareSend(round, payload, hash)
+    if (before === undefined) this.journal.record({ kind: 'send', epoch: own.epoch, round, sender: this.peerId, hash })
     this.own.set(round, own)
-    this.newestOwn = Math.max(this.newestOwn, round)
+    if (round > this.newestOwn) {
+      this.newestOwn = round
+      this.gc()
+    }
     // our own instance state: first SEND = ours, echo it ourselves
-    const inst = this.instanceFor(this.peerId, round)
+    const inst = this.instanceFor(this.peerId, round, own.epoch)
     inst.sendHash = own.hash
     inst.sendSignature = own.sendSignature
     inst.echoSignature = own.echoes.get(this.peerId)
@@ -405,7 +378,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     inst.payloadHash = own.hash
     this.maybeCertify(own)
     for (const peer of this.epochAt(round).membership.members) {
-      if (peer !== this.peerId) this.track(this.pushTo(peer, own, { attempts: Number.POSITIVE_INFINITY }))
+      if (peer !== this.peerId) this.track(this.pushTo(peer, own))
     }
     const signal = opts.signal
     const aborted = new Promise<never>((_, reject) => {
@@ -417,32 +390,6 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     aborted.catch(() => {})
     const cert = await Promise.race([own.certified.promise, aborted])
     this.deliverIfReady(inst, cert)
-  }
-
-  async sendTo(peers: string[], round: number, payload: Uint8Array, opts: { finalTo?: string[] } = {}): Promise<void> {
-    if (this.stopped) throw new BroadcastStoppedError()
-    validateRound(round, 'round')
-    const own = this.prepareSend(round, payload)
-    this.maybeCertify(own)
-    // the Byzantine path: SEND to selected members only, wait for their answers, then FINAL if a quorum formed
-    const targets = peers.filter((p) => p !== this.peerId)
-    const streams: Array<Stream | undefined> = await Promise.all(targets.map((p) => this.pushTo(p, own, { attempts: 3, holdOpen: true })))
-    const cert = own.certificate
-    if (cert !== undefined) {
-      const final = encodeFrameParts({ type: 'FINAL', ...this.instanceOf(cert), hash: cert.hash, certificate: cert.signatures })
-      const finalTo = opts.finalTo === undefined ? undefined : new Set(opts.finalTo)
-      await Promise.allSettled(
-        streams.map(async (s, k) => {
-          if (s === undefined) return
-          if (finalTo === undefined || finalTo.has(targets[k]!)) await this.writeAndClose(s, final)
-          else await s.close({ signal: AbortSignal.timeout(this.requestTimeoutMs) }).catch(() => s.abort(new Error('closed')))
-        }),
-      )
-      if (finalTo === undefined) await this.publishFinal(cert)
-    } else {
-      this.uncertified.delete(own)
-      await Promise.allSettled(streams.map(async (s) => s?.close({ signal: AbortSignal.timeout(this.requestTimeoutMs) })))
-    }
   }
 
   delivered(round: number): Delivery[] {
@@ -458,7 +405,11 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   }
 
   newestCertifiedRound(): number {
-    return this.newestCertified
+    return this.progress
+  }
+
+  epochOf(round: number): number {
+    return this.epochAt(round).epoch
   }
 
   async fetchRound(round: number, opts: { signal?: AbortSignal } = {}): Promise<Delivery[]> {
@@ -467,15 +418,15 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     const epoch = this.epochAt(round)
     const peers = this.orderedPeers(epoch.membership.members.filter((p) => p !== this.peerId))
     // One peer at a time (each answer shrinks what the next is asked for), but a peer that stays
-    // silent does not hold up the others: a fetch that has gone fetchIdleMs without a byte no
-    // longer counts as in flight, so the next peer is asked. Fetches still running at the end
-    // (every peer asked, none of them sending) are aborted.
+    // silent or trickles does not hold up the others: a fetch that has gone fetchIdleMs without
+    // progress (a complete frame, or FETCH_PROGRESS_BYTES of one) no longer counts as in flight,
+    // so the next peer is asked. Fetches still running at the end are aborted.
     const done = new AbortController()
     const signal = opts.signal === undefined ? done.signal : AbortSignal.any([opts.signal, done.signal])
-    const running = new Map<Promise<void>, { lastByte: number }>()
+    const running = new Map<Promise<void>, { last: number; bytes: number }>()
     let next = 0
     const complete = (): boolean => this.delivered(round).length >= epoch.members.size
-    const quietFor = (now: number): number => Math.min(...[...running.values()].map((r) => now - r.lastByte))
+    const quietFor = (now: number): number => Math.min(...[...running.values()].map((r) => now - r.last))
     try {
       while (!this.stopped && !complete()) {
         opts.signal?.throwIfAborted()
@@ -484,9 +435,19 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
         if (!active && next < peers.length) {
           const peer = peers[next++]!
           const have = this.delivered(round).map((d) => d.sender)
-          const progress = { lastByte: now }
-          const fetch: Promise<void> = this.fetchFrom(peer, round, have, signal, () => {
-            progress.lastByte = performance.now()
+          const progress = { last: now, bytes: 0 }
+          const fetch: Promise<void> = this.fetchFrom(peer, round, have, signal, {
+            onBytes: (n) => {
+              progress.bytes += n
+              if (progress.bytes >= FETCH_PROGRESS_BYTES) {
+                progress.bytes = 0
+                progress.last = performance.now()
+              }
+            },
+            onFrame: () => {
+              progress.bytes = 0
+              progress.last = performance.now()
+            },
           })
             .catch((err: unknown) => {
               if (!signal.aborted) this.log.debug('fetch failed', { peer, round, error: String(err) })
@@ -495,8 +456,8 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
           running.set(fetch, progress)
           continue
         }
-        if (!active) break // every peer asked; none of those still open is sending
-        // wake when a fetch ends or when the most recent byte gets fetchIdleMs old
+        if (!active) break // every peer asked; none of those still open is making progress
+        // wake when a fetch ends or when the most recent progress gets fetchIdleMs old
         const wait = Math.max(1, this.fetchIdleMs - quietFor(now))
         await this.sleep(wait, signal, [...running.keys()])
       }
@@ -507,18 +468,20 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     return this.delivered(round)
   }
 
-  setMembership(m: Membership, fromRound?: number): void {
+  setMembership(m: Membership, fromRound?: number, epochNumber?: number): void {
     validateMembership(m, this.log)
     if (m.swarmId !== this.membership.swarmId) throw new InvalidConfigError('membership.swarmId', 'a membership epoch cannot change the swarm id (create a new broadcast)')
     if (fromRound !== undefined) validateRound(fromRound, 'fromRound')
+    const last = this.epochs[this.epochs.length - 1]!
+    const number = epochNumber ?? (fromRound === undefined ? last.epoch : last.epoch + 1)
+    if (!Number.isInteger(number) || number < 0 || number > 0xffff_ffff) throw new InvalidConfigError('epoch', `must be an integer in 0..${0xffff_ffff}, got ${number}`)
     this.membership = { ...m, members: [...m.members] }
     this.members = new Set(m.members)
-    this.q = quorum(this.members.size, m.f)
-    const epoch = { from: fromRound ?? 0, membership: this.membership, members: this.members, q: this.q }
-    if (fromRound === undefined) this.epochs = [epoch]
+    const entry: EpochEntry = { epoch: number, from: fromRound ?? 0, membership: this.membership, members: this.members, q: quorum(this.members.size, m.f) }
+    if (fromRound === undefined) this.epochs = [entry]
     else {
       this.epochs = this.epochs.filter((e) => e.from < fromRound)
-      this.epochs.push(epoch)
+      this.epochs.push(entry)
       this.pruneEpochs()
     }
     this.verifiedCerts.clear()
@@ -526,9 +489,16 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   }
 
   /** The epoch that round `round` belongs to. */
-  private epochAt(round: number): { membership: Membership; members: Set<string>; q: number } {
+  private epochAt(round: number): EpochEntry {
     for (let i = this.epochs.length - 1; i > 0; i--) if (this.epochs[i]!.from <= round) return this.epochs[i]!
     return this.epochs[0]!
+  }
+
+  /** Checks that a frame's epoch is the one its round belongs to here (not blamed: one side may lag). */
+  private checkEpoch(f: { epoch: number; round: number }): EpochEntry {
+    const e = this.epochAt(f.round)
+    if (f.epoch !== e.epoch) throw new BroadcastRejectError('wrong-epoch', `round ${f.round} belongs to epoch ${e.epoch} here, the frame names epoch ${f.epoch}`)
+    return e
   }
 
   /** A member of any epoch still in use (rounds ≥ the floor). */
@@ -541,12 +511,17 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   }
 
   stats(): BroadcastStats {
+    let deliveredBytes = 0
+    for (const byRound of this.deliveries.values()) for (const d of byRound.values()) deliveredBytes += d.payload.byteLength
     return {
       bytesSent: this.counters.bytesSent,
       bytesReceived: this.counters.bytesReceived,
       rejected: { ...this.counters.rejected },
       delivered: this.counters.delivered,
       equivocations: this.counters.equivocations,
+      signaturesVerified: this.counters.signaturesVerified,
+      pendingBytes: this.budget.total(),
+      deliveredBytes,
     }
   }
 
@@ -554,23 +529,16 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     return [...this.evidenceLog]
   }
 
-  async ingest(peer: string, bytes: Uint8Array): Promise<{ replies: Frame[]; rejection?: Rejection }> {
-    this.countReceived(bytes.length)
-    try {
-      if (!this.knownPeer(peer)) throw new BroadcastRejectError('non-member', `frame from non-member ${peer}`)
-      const frame = decodeFrame(bytes, { maxPayloadBytes: this.maxPayloadBytes })
-      return { replies: await this.handleFrame(peer, frame) }
-    } catch (err) {
-      return { replies: [], rejection: this.rejectFrom(peer, err) }
-    }
-  }
-
   // ------------------------------------------------------------------ sender side
 
-  private prepareSend(round: number, payload: Uint8Array): OwnSend {
-    const hash = hashPayload(payload)
-    const inst = { swarmId: this.membership.swarmId, round, sender: this.peerId }
+  private inst(round: number, sender: string): Instance {
+    return { swarmId: this.membership.swarmId, epoch: this.epochAt(round).epoch, round, sender }
+  }
+
+  private prepareSend(round: number, payload: Uint8Array, hash: Uint8Array): OwnSend {
+    const inst = this.inst(round, this.peerId)
     const own: OwnSend = {
+      epoch: inst.epoch,
       round,
       hash,
       payload,
@@ -587,29 +555,31 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     const q = this.epochAt(own.round).q
     if (own.certificate !== undefined || own.echoes.size < q) return
     const signatures = [...own.echoes].slice(0, q).map(([signer, signature]) => ({ signer, signature }))
-    const cert: Certificate = { swarmId: this.membership.swarmId, round: own.round, sender: this.peerId, hash: own.hash, signatures }
+    const cert: Certificate = { swarmId: this.membership.swarmId, epoch: own.epoch, round: own.round, sender: this.peerId, hash: own.hash, signatures }
     own.certificate = cert
-    this.verifiedCerts.set(this.certKey(this.peerId, own.round, own.hash), signatures)
-    this.noteCertifiedRound(own.round)
-    if (this.own.get(own.round) === own) {
-      const inst = this.instanceFor(this.peerId, own.round)
-      inst.certificate = cert
-      this.deliverIfReady(inst, cert)
-      this.track(this.publishFinal(cert))
-    }
+    this.verifiedCerts.add(cert)
+    this.noteCertified(this.peerId, own.round)
+    const inst = this.instanceFor(this.peerId, own.round, own.epoch)
+    inst.certificate = cert
+    this.deliverIfReady(inst, cert)
+    this.track(this.publishFinal(cert))
     this.uncertified.delete(own)
     own.certified.resolve(cert)
   }
 
+  private finalFrame(cert: Certificate): Frame {
+    return { type: 'FINAL', swarmId: cert.swarmId, epoch: cert.epoch, round: cert.round, sender: cert.sender, hash: cert.hash, certificate: cert.signatures }
+  }
+
   /**
    * Pushes our SEND to one member over a fresh stream, takes its ECHO, then writes FINAL once
-   * the certificate exists. A member we cannot reach is retried (up to `attempts`) until certified.
-   * With `holdOpen`, returns the stream (open) after the echo instead of waiting for the FINAL.
+   * the certificate exists. A member we cannot reach is retried (backing off) until certified.
    */
-  private async pushTo(peer: string, own: OwnSend, opts: { attempts: number; holdOpen?: boolean }): Promise<Stream | undefined> {
+  private async pushTo(peer: string, own: OwnSend): Promise<void> {
     const send = encodeFrameParts({
       type: 'SEND',
       swarmId: this.membership.swarmId,
+      epoch: own.epoch,
       round: own.round,
       sender: this.peerId,
       hash: own.hash,
@@ -621,10 +591,10 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     for (let attempt = 0; !this.stopped; attempt++) {
       if (attempt > 0) {
         // the member could not be reached or the transfer failed: retry (backing off) until certified
-        if (attempt >= opts.attempts || own.certificate !== undefined || own.round < this.floor) return undefined
+        if (own.certificate !== undefined || own.round < this.floor) return
         await this.sleep(delay)
         delay = Math.min(2 * delay, 16 * this.retryIntervalMs)
-        if (this.stopped || own.certificate !== undefined) return undefined
+        if (this.stopped || own.certificate !== undefined) return
       }
       let stream: Stream
       try {
@@ -635,40 +605,39 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
       }
       this.openStreams.add(stream)
       try {
-        const reader = this.reader(stream, peer)
+        const reader = this.reader(stream, peer, { expect: ['ECHO', 'END'] })
         this.countSent(await writeParts(stream, send, { signal }))
-        const replySignal = opts.holdOpen === true ? AbortSignal.any([signal, AbortSignal.timeout(this.requestTimeoutMs)]) : signal
-        const reply = await Promise.race([reader.next({ signal: replySignal }), own.certified.promise.then(() => undefined)])
+        const reply = await Promise.race([reader.next({ signal }), own.certified.promise.then(() => undefined)])
         if (reply !== undefined && reply !== null) this.onEcho(peer, own, reply.frame)
-        if (opts.holdOpen === true) return stream
-        if (reply === null && own.certificate === undefined) {
-          // closed without an answer (it refused the SEND, e.g. not yet in its window): try again later
-          stream.abort(new Error('closed without an echo'))
-          continue
+        if (reply === null || (reply !== undefined && reply.frame.type === 'END')) {
+          if (own.certificate === undefined) {
+            // refused (e.g. not yet in its window) or closed: try again later
+            stream.abort(new Error('closed without an echo'))
+            continue
+          }
         }
         const cert = await own.certified.promise
-        await this.writeAndClose(stream, encodeFrameParts({ type: 'FINAL', ...this.instanceOf(cert), hash: cert.hash, certificate: cert.signatures }))
-        return undefined
+        await this.writeAndClose(stream, encodeFrameParts(this.finalFrame(cert)))
+        return
       } catch (err) {
         stream.abort(err instanceof Error ? err : new Error(String(err)))
         if (err instanceof BroadcastRejectError) {
           // a wrong answer is the peer's fault: report it, never resend to it
           this.rejectFrom(peer, err)
-          return undefined
+          return
         }
         this.log.debug('SEND transfer failed', { peer, round: own.round, attempt, error: String(err) })
       } finally {
-        if (opts.holdOpen !== true) this.openStreams.delete(stream)
+        this.openStreams.delete(stream)
       }
     }
-    return undefined
   }
 
   private onEcho(peer: string, own: OwnSend, frame: Frame): void {
     if (frame.type === 'END') return
     if (frame.type !== 'ECHO') throw new BroadcastRejectError('malformed', `expected ECHO in reply to SEND, got ${frame.type}`)
     if (frame.swarmId !== this.membership.swarmId) throw new BroadcastRejectError('wrong-swarm', `ECHO for swarm ${frame.swarmId}`)
-    if (frame.round !== own.round || frame.sender !== this.peerId || !bytesEqual(frame.hash, own.hash)) {
+    if (frame.round !== own.round || frame.epoch !== own.epoch || frame.sender !== this.peerId || !bytesEqual(frame.hash, own.hash)) {
       throw new BroadcastRejectError('malformed', 'ECHO does not match the SEND it answers')
     }
     if (!this.epochAt(frame.round).members.has(frame.signer)) throw new BroadcastRejectError('non-member', `ECHO signed by non-member ${frame.signer}`)
@@ -680,6 +649,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
       throw new BroadcastRejectError('duplicate-signer', `second ECHO from ${frame.signer}`)
     }
     if (own.certificate !== undefined) return
+    this.counters.signaturesVerified++
     if (!verify(frame.signer, statement('ECHO', frame, own.hash), frame.signature)) {
       throw new BroadcastRejectError('bad-signature', `invalid ECHO signature from ${frame.signer}`)
     }
@@ -690,7 +660,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   private async publishFinal(cert: Certificate): Promise<void> {
     const pubsub = this.pubsub()
     if (pubsub === undefined || this.stopped) return
-    const data = encodeFrame({ type: 'FINAL', ...this.instanceOf(cert), hash: cert.hash, certificate: cert.signatures })
+    const data = encodeFrame(this.finalFrame(cert))
     try {
       const res = await pubsub.publish(this.topic, data)
       this.countSent(data.length * res.recipients.length)
@@ -713,27 +683,33 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
 
   // ------------------------------------------------------------------ receiver side
 
-  private reader(stream: Stream, peer: string, onMeta?: (frame: Frame) => void, onBytes?: () => void): FrameReader {
+  /**
+   * A frame reader charging every payload to `peer`'s budget from its header on, refusing frame
+   * types not expected on this stream from the header (so an unsolicited payload is never read),
+   * and cutting frames that arrive slower than `minBytesPerSecond`.
+   */
+  private reader(
+    stream: Stream,
+    peer: string,
+    o: { expect: readonly string[]; finalPayload?: boolean; onMeta?: (frame: Frame) => void; onBytes?: (n: number) => void; onFrame?: () => void; idleMs?: number },
+  ): FrameReader {
+    const expect = new Set(o.expect)
     return new FrameReader(stream, {
       maxPayloadBytes: this.maxPayloadBytes,
+      minBytesPerSecond: this.minBytesPerSecond,
+      ...(o.idleMs !== undefined ? { idleMs: o.idleMs } : {}),
       onBytes: (n) => {
         this.countReceived(n)
-        onBytes?.()
+        o.onBytes?.(n)
       },
-      onHeader: (h) => this.checkBudget(peer, h),
-      onMeta,
+      ...(o.onFrame !== undefined ? { onFrame: o.onFrame } : {}),
+      onHeader: (h: FrameHeader) => {
+        if (!expect.has(h.type)) throw new BroadcastRejectError('malformed', `unexpected ${h.type} frame on this stream`)
+        if (h.type === 'FINAL' && h.payloadLength > 0 && o.finalPayload !== true) throw new BroadcastRejectError('malformed', 'a FINAL with a payload answers a FETCH only')
+        return h.payloadLength > 0 ? this.budget.reserve(peer, h.payloadLength) : undefined
+      },
+      ...(o.onMeta !== undefined ? { onMeta: o.onMeta } : {}),
     })
-  }
-
-  private checkBudget(peer: string, h: FrameHeader): void {
-    const held = this.pending.get(peer) ?? 0
-    if (held + h.payloadLength > this.maxPendingBytesPerPeer) {
-      throw new BroadcastRejectError(
-        'oversized',
-        `${peer} already has ${held} undelivered bytes here; ${h.payloadLength} more exceeds maxPendingBytesPerPeer ${this.maxPendingBytesPerPeer}`,
-        false,
-      )
-    }
   }
 
   private async onInboundStream(stream: Stream, peer: string): Promise<void> {
@@ -745,15 +721,19 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     }
     try {
       if (!this.knownPeer(peer)) throw new BroadcastRejectError('non-member', `stream from non-member ${peer}`)
-      // cheap checks on a SEND's meta, before its payload is buffered
-      const reader = this.reader(stream, peer, (frame) => {
-        if (frame.type !== 'SEND') return
-        this.precheckSend(peer, frame)
-        const inst = this.instanceFor(frame.sender, frame.round)
-        if (inst.sendHash === undefined) {
-          inst.receivingSend = true
-          receiving = inst
-        }
+      const reader = this.reader(stream, peer, {
+        expect: [...REQUEST_TYPES],
+        idleMs: this.requestTimeoutMs,
+        // cheap checks on a SEND's meta, before its payload is buffered
+        onMeta: (frame) => {
+          if (frame.type !== 'SEND') return
+          this.precheckSend(peer, frame)
+          const inst = this.instanceFor(frame.sender, frame.round, frame.epoch)
+          if (inst.sendHash === undefined) {
+            inst.receivingSend = true
+            receiving = inst
+          }
+        },
       })
       const signal = this.controller.signal
       while (!this.stopped) {
@@ -761,14 +741,13 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
         if (res === null) break
         let replies: Frame[]
         try {
-          replies = await this.handleFrame(peer, res.frame)
+          replies = this.handleFrame(peer, res.frame)
         } catch (err) {
           if (!(err instanceof BroadcastRejectError)) throw err
           // a whole frame was read and refused: say so (END) and close cleanly, so the sender
           // knows it was an answer and not a transport failure worth retrying
           this.rejectFrom(peer, err)
-          replies = [{ type: 'END' }]
-          this.countSent(await writeParts(stream, encodeFrameParts(replies[0]!), { signal }))
+          this.countSent(await writeParts(stream, encodeFrameParts({ type: 'END' }), { signal }))
           break
         } finally {
           done()
@@ -786,7 +765,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   }
 
   /** Core state machine, transport-free: returns the frames to write back. */
-  private async handleFrame(peer: string, frame: Frame): Promise<Frame[]> {
+  private handleFrame(peer: string, frame: Frame): Frame[] {
     if (frame.type === 'END' || frame.type === 'ECHO' || frame.type === 'PAYLOAD') {
       throw new BroadcastRejectError('malformed', `unsolicited ${frame.type} frame`)
     }
@@ -795,83 +774,127 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
       case 'SEND':
         return this.onSend(peer, frame)
       case 'FINAL':
+        if (frame.payload !== undefined) throw new BroadcastRejectError('malformed', 'a FINAL with a payload answers a FETCH only')
         this.onFinal(peer, frame)
         return []
       case 'PULL': {
         const inst = this.instance(frame.sender, frame.round)
-        if (inst?.payload !== undefined && inst.payloadHash !== undefined && bytesEqual(inst.payloadHash, frame.hash)) {
-          return [{ type: 'PAYLOAD', ...this.instanceOf(inst), hash: inst.payloadHash, payload: inst.payload }]
+        if (inst?.payload !== undefined && inst.payloadHash !== undefined && bytesEqual(inst.payloadHash, frame.hash) && inst.epoch === frame.epoch) {
+          if (this.serving.available(peer) < 1) {
+            this.rejectFrom(peer, new BroadcastRejectError('rate-limited', `PULL above the serving rate of ${peer}`))
+            return [{ type: 'END' }]
+          }
+          this.serving.take(peer, 1)
+          return [{ type: 'PAYLOAD', ...this.inst(inst.round, inst.sender), hash: inst.payloadHash, payload: inst.payload }]
         }
         return [{ type: 'END' }]
       }
       case 'QUERY': {
         const cert = this.instance(frame.sender, frame.round)?.certificate
-        return cert !== undefined ? [{ type: 'FINAL', ...this.instanceOf(cert), hash: cert.hash, certificate: cert.signatures }] : [{ type: 'END' }]
+        return cert !== undefined ? [this.finalFrame(cert)] : [{ type: 'END' }]
       }
       case 'FETCH': {
+        // served at a bounded rate per peer (payloads per second): a ~100-byte request cannot
+        // make us send n payloads at any rate
+        const tokens = Math.floor(this.serving.available(peer))
         const have = new Set(frame.have)
-        const out: Frame[] = this.delivered(frame.round)
-          .filter((d) => !have.has(d.sender))
-          .map((d) => ({ type: 'FINAL', ...this.instanceOf(d), hash: d.hash, certificate: d.certificate.signatures, payload: d.payload }))
+        const missing = this.delivered(frame.round).filter((d) => !have.has(d.sender))
+        const served = missing.slice(0, Math.max(0, tokens))
+        if (served.length < missing.length) this.rejectFrom(peer, new BroadcastRejectError('rate-limited', `FETCH(${frame.round}) of ${peer}: ${served.length} of ${missing.length} payloads served`))
+        this.serving.take(peer, served.length + 0.25)
+        const out: Frame[] = served.map((d) => ({ ...this.finalFrame(d.certificate), payload: d.payload }))
         out.push({ type: 'END' })
         return out
       }
     }
   }
 
+  /** The reference round of the window: never moved by f members alone. */
+  private windowRef(): number {
+    return Math.max(this.floor, this.progress, this.newestOwn, 0)
+  }
+
   private inWindow(round: number): boolean {
-    const ref = Math.max(this.floor, this.newestCertified, this.newestOwn, 0)
+    const ref = this.windowRef()
     return round >= this.floor && round >= ref - this.W && round <= ref + this.W
   }
 
   /** Checks of a SEND that need no payload (also run on the meta, before the payload arrives). */
   private precheckSend(peer: string, f: Extract<Frame, { type: 'SEND' }>): void {
     if (f.swarmId !== this.membership.swarmId) throw new BroadcastRejectError('wrong-swarm', `frame for swarm ${f.swarmId}, this is ${this.membership.swarmId}`)
-    if (!this.epochAt(f.round).members.has(f.sender)) throw new BroadcastRejectError('non-member', `SEND for non-member sender ${f.sender}`)
     if (f.sender !== peer) throw new BroadcastRejectError('malformed', `SEND of ${f.sender} relayed by ${peer}; senders push their own SENDs`)
     if (f.sender === this.peerId) throw new BroadcastRejectError('malformed', 'SEND claiming to be ours')
     if (!this.inWindow(f.round)) throw new BroadcastRejectError('out-of-window', `round ${f.round} outside the window around ${this.windowRef()} (W=${this.W}, floor ${this.floor})`)
+    if (!this.epochAt(f.round).members.has(f.sender)) throw new BroadcastRejectError('non-member', `SEND for non-member sender ${f.sender}`)
+    this.checkEpoch(f)
   }
 
   private onSend(peer: string, f: Extract<Frame, { type: 'SEND' }>): Frame[] {
     this.precheckSend(peer, f)
     const existing = this.instance(f.sender, f.round)
-    if (existing?.sendHash !== undefined) {
-      if (bytesEqual(existing.sendHash, f.hash)) {
-        // the same SEND again (the sender retried): the same echo, never a different one — but
-        // only for the very same SEND (cheap byte comparisons first)
-        if (!bytesEqual(f.signature, existing.sendSignature!) && !verify(f.sender, statement('SEND', f, f.hash), f.signature)) {
-          throw new BroadcastRejectError('bad-signature', `invalid SEND signature of ${f.sender}`)
-        }
-        const held = existing.payload !== undefined && existing.payloadHash !== undefined && bytesEqual(existing.payloadHash, f.hash)
-        if (held ? !bytesEqual(existing.payload!, f.payload) : !bytesEqual(hashPayload(f.payload), f.hash)) {
+    const before = this.remembered.get(`${f.sender}/${f.round}`)
+    const firstHash = existing?.sendHash ?? before?.hash
+    if (firstHash !== undefined) {
+      if (bytesEqual(firstHash, f.hash)) {
+        // the same SEND again (the sender retried, or we restarted): the same echo, never a
+        // different one — but only for the very same SEND (cheap byte comparisons first)
+        if (existing?.sendSignature === undefined || !bytesEqual(f.signature, existing.sendSignature)) this.verifySend(f)
+        const inst = existing ?? this.instanceFor(f.sender, f.round, f.epoch)
+        const held = inst.payload !== undefined && inst.payloadHash !== undefined && bytesEqual(inst.payloadHash, f.hash)
+        if (held ? !bytesEqual(inst.payload!, f.payload) : !bytesEqual(hashPayload(f.payload), f.hash)) {
           throw new BroadcastRejectError('hash-mismatch', `repeated SEND of ${f.sender} round ${f.round} carries another payload`)
         }
-        return [this.echoFrame(existing)]
+        if (inst.sendHash === undefined) {
+          inst.sendHash = f.hash
+          inst.sendSignature = f.signature
+          inst.echoSignature = sign(this.seed, statement('ECHO', f, f.hash))
+        }
+        if (!held) this.holdPayload(inst, peer, f.payload, f.hash)
+        return [this.echoFrame(inst)]
       }
-      if (!verify(f.sender, statement('SEND', f, f.hash), f.signature)) throw new BroadcastRejectError('bad-signature', `invalid SEND signature of ${f.sender}`)
-      this.recordEquivocation(existing, f.hash, f.signature)
+      this.verifySend(f)
+      this.recordEquivocation(existing, f, firstHash)
       throw new BroadcastRejectError('equivocation', `${f.sender} sent two different SENDs for round ${f.round}`)
     }
-    if (!verify(f.sender, statement('SEND', f, f.hash), f.signature)) throw new BroadcastRejectError('bad-signature', `invalid SEND signature of ${f.sender}`)
+    this.verifySend(f)
     const h = hashPayload(f.payload)
     if (!bytesEqual(h, f.hash)) throw new BroadcastRejectError('hash-mismatch', `SEND payload hashes to ${toHex(h).slice(0, 16)}…, declared ${toHex(f.hash).slice(0, 16)}…`)
-    const inst = this.instanceFor(f.sender, f.round)
+    const inst = this.instanceFor(f.sender, f.round, f.epoch)
+    // remembered before the echo leaves: after a restart we never echo another hash here
+    this.journal.record({ kind: 'echo', epoch: f.epoch, round: f.round, sender: f.sender, hash: f.hash })
+    this.remembered.set(`${f.sender}/${f.round}`, { epoch: f.epoch, round: f.round, hash: f.hash, kind: 'echo' })
     inst.sendHash = f.hash
     inst.sendSignature = f.signature
     inst.echoSignature = sign(this.seed, statement('ECHO', f, f.hash))
-    if (inst.payload === undefined && (inst.certificate === undefined || bytesEqual(inst.certificate.hash, f.hash))) {
-      inst.payload = f.payload
-      inst.payloadHash = f.hash
-      this.charge(inst, peer, f.payload.length)
-    }
+    if (inst.payload === undefined && (inst.certificate === undefined || bytesEqual(inst.certificate.hash, f.hash))) this.holdPayload(inst, peer, f.payload, f.hash)
     if (inst.certificate !== undefined) this.deliverIfReady(inst, inst.certificate)
     else this.watchCertificate(inst)
     return [this.echoFrame(inst)]
   }
 
+  private verifySend(f: Extract<Frame, { type: 'SEND' }>): void {
+    this.counters.signaturesVerified++
+    if (!verify(f.sender, statement('SEND', f, f.hash), f.signature)) throw new BroadcastRejectError('bad-signature', `invalid SEND signature of ${f.sender}`)
+  }
+
+  /** Keeps an undelivered payload, charged to the peer that sent it until delivery. */
+  private holdPayload(inst: InstanceState, peer: string, payload: Uint8Array, hash: Uint8Array): void {
+    inst.release?.()
+    inst.release = undefined
+    inst.payload = payload
+    inst.payloadHash = hash
+    if (inst.delivered === undefined && payload.byteLength > 0) {
+      try {
+        inst.release = this.budget.reserve(peer, payload.byteLength)
+      } catch {
+        // charged from its header already (this frame's own reservation was just released)
+        inst.release = undefined
+      }
+    }
+  }
+
   private echoFrame(inst: InstanceState): Frame {
-    return { type: 'ECHO', ...this.instanceOf(inst), hash: inst.sendHash!, signer: this.peerId, signature: inst.echoSignature! }
+    return { type: 'ECHO', ...this.inst(inst.round, inst.sender), hash: inst.sendHash!, signer: this.peerId, signature: inst.echoSignature! }
   }
 
   private afterSend(inst: InstanceState): void {
@@ -879,16 +902,17 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     if (inst.certificate !== undefined && inst.delivered === undefined) this.startPull(inst)
   }
 
-  private recordEquivocation(inst: InstanceState, hash: Uint8Array, signature: Uint8Array): void {
+  private recordEquivocation(inst: InstanceState | undefined, f: Extract<Frame, { type: 'SEND' }>, firstHash: Uint8Array): void {
     this.counters.equivocations++
-    if (inst.equivocationSeen) return
-    inst.equivocationSeen = true
+    if (inst?.equivocationSeen === true) return
+    if (inst !== undefined) inst.equivocationSeen = true
     const ev: EquivocationEvidence = {
       swarmId: this.membership.swarmId,
-      round: inst.round,
-      sender: inst.sender,
-      first: { hash: inst.sendHash!, signature: inst.sendSignature! },
-      second: { hash, signature },
+      epoch: f.epoch,
+      round: f.round,
+      sender: f.sender,
+      first: { hash: firstHash, ...(inst?.sendSignature !== undefined ? { signature: inst.sendSignature } : {}) },
+      second: { hash: f.hash, signature: f.signature },
     }
     if (this.evidenceLog.length < 1024) this.evidenceLog.push(ev)
     this.dispatchEvent(new CustomEvent('equivocation', { detail: ev }))
@@ -898,11 +922,13 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     if (!this.epochAt(f.round).members.has(f.sender)) throw new BroadcastRejectError('non-member', `FINAL for non-member sender ${f.sender}`)
     const ref = this.windowRef()
     if (f.round < this.floor || f.round < ref - this.W) throw new BroadcastRejectError('out-of-window', `FINAL of round ${f.round} is older than the window (${ref}, W=${this.W}, floor ${this.floor})`)
+    this.checkEpoch(f)
+    const cert: Certificate = { swarmId: f.swarmId, epoch: f.epoch, round: f.round, sender: f.sender, hash: f.hash, signatures: f.certificate }
     const existing = this.instance(f.sender, f.round)
     if (existing?.certificate !== undefined && bytesEqual(existing.certificate.hash, f.hash)) {
       // a FINAL we already hold (e.g. by stream and by gossipsub): identical bytes cost nothing,
       // anything else is checked like a new one
-      if (!sameSignatures(existing.certificate.signatures, f.certificate)) this.checkCertificate({ ...this.instanceOf(f), hash: f.hash, signatures: f.certificate }, true)
+      this.checkCertificate(cert)
       if (f.payload !== undefined) {
         if (existing.delivered !== undefined) {
           if (!bytesEqual(existing.delivered.payload, f.payload)) throw new BroadcastRejectError('hash-mismatch', `payload for ${f.sender} round ${f.round} differs from the delivered one`)
@@ -910,16 +936,16 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
       }
       return
     }
-    const cert: Certificate = { ...this.instanceOf(f), hash: f.hash, signatures: f.certificate }
     this.checkCertificate(cert)
     if (existing?.certificate !== undefined) {
-      // two certified hashes for one instance cannot exist while n ≥ 3f+1 holds
+      // two certified hashes for one instance cannot exist while at most f members are Byzantine
       this.log.error('conflicting certificates: the fault bound is violated', { sender: f.sender, round: f.round })
       throw new BroadcastRejectError('equivocation', `a second certified hash for ${f.sender} round ${f.round}`)
     }
-    this.noteCertifiedRound(f.round)
+    this.noteCertified(f.sender, f.round)
+    // beyond the window: evidence of progress only (kept per sender), nothing stored
     if (!this.inWindow(f.round)) return
-    const inst = this.instanceFor(f.sender, f.round)
+    const inst = this.instanceFor(f.sender, f.round, f.epoch)
     inst.certificate = cert
     if (f.payload !== undefined) this.acceptPayload(inst, peer, f.payload)
     else if (inst.payload !== undefined && inst.payloadHash !== undefined && bytesEqual(inst.payloadHash, f.hash)) this.deliverIfReady(inst, cert)
@@ -930,36 +956,30 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     const cert = inst.certificate!
     const h = hashPayload(payload)
     if (!bytesEqual(h, cert.hash)) throw new BroadcastRejectError('hash-mismatch', `payload for ${inst.sender} round ${inst.round} does not match the certified hash`)
-    this.release(inst)
-    inst.payload = payload
-    inst.payloadHash = h
-    this.charge(inst, peer, payload.length)
+    this.holdPayload(inst, peer, payload, h)
     this.deliverIfReady(inst, cert)
   }
 
-  private checkCertificate(cert: Certificate, always = false): void {
-    const key = this.certKey(cert.sender, cert.round, cert.hash)
-    const known = this.verifiedCerts.get(key)
-    if (!always && known !== undefined && sameSignatures(known, cert.signatures)) return
+  private checkCertificate(cert: Certificate): void {
+    if (this.verifiedCerts.has(cert)) return
     const inst = this.instance(cert.sender, cert.round)
+    let checked = 0
     verifyCertificate(cert, this.epochAt(cert.round).membership, {
       // our own echo signature is deterministic: equal bytes are valid without a verification
-      trusted: (e) =>
-        e.signer === this.peerId &&
-        inst?.echoSignature !== undefined &&
-        inst.sendHash !== undefined &&
-        bytesEqual(inst.sendHash, cert.hash) &&
-        bytesEqual(inst.echoSignature, e.signature),
+      trusted: (e) => {
+        const mine = e.signer === this.peerId && inst?.echoSignature !== undefined && inst.sendHash !== undefined && bytesEqual(inst.sendHash, cert.hash) && bytesEqual(inst.echoSignature, e.signature)
+        if (!mine) checked++
+        return mine
+      },
     })
-    if (this.verifiedCerts.size > 64 * this.members.size * (this.W + 1)) this.verifiedCerts.clear()
-    this.verifiedCerts.set(key, cert.signatures)
+    this.counters.signaturesVerified += checked
+    this.verifiedCerts.add(cert)
   }
 
   private validateFinalMessage(peer: string, data: Uint8Array): TopicValidatorResult {
     this.countReceived(data.length)
     try {
-      const frame = decodeFrame(data, { maxPayloadBytes: 0 })
-      if (frame.type !== 'FINAL') throw new BroadcastRejectError('malformed', `${frame.type} frame on the FINAL topic`)
+      const frame = decodeFinal(data)
       if (frame.swarmId !== this.membership.swarmId) throw new BroadcastRejectError('wrong-swarm', `FINAL for swarm ${frame.swarmId}`)
       this.onFinal(peer, frame)
       return TopicValidatorResult.Accept
@@ -969,7 +989,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     }
   }
 
-  // ------------------------------------------------------------------ pull / fetch
+  // ------------------------------------------------------------------ pull / query / fetch
 
   private startPull(inst: InstanceState): void {
     if (inst.pulling || this.stopped) return
@@ -991,8 +1011,8 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
         const signal = AbortSignal.any([this.controller.signal, AbortSignal.timeout(this.requestTimeoutMs)])
         stream = await this.node.dialProtocol(peerIdFromString(peer), this.protocol, { signal })
         this.openStreams.add(stream)
-        const reader = this.reader(stream, peer)
-        this.countSent(await writeParts(stream, encodeFrameParts({ type: 'PULL', ...this.instanceOf(inst), hash: cert.hash }), { signal }))
+        const reader = this.reader(stream, peer, { expect: ['PAYLOAD', 'END'] })
+        this.countSent(await writeParts(stream, encodeFrameParts({ type: 'PULL', ...this.inst(inst.round, inst.sender), hash: cert.hash }), { signal }))
         const res = await reader.next({ signal })
         if (res !== null && res.frame.type === 'PAYLOAD') {
           const f = res.frame
@@ -1000,8 +1020,6 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
             throw new BroadcastRejectError('malformed', 'PAYLOAD does not answer the PULL')
           }
           if (inst.delivered === undefined) this.acceptPayload(inst, peer, f.payload)
-        } else if (res !== null && res.frame.type !== 'END') {
-          throw new BroadcastRejectError('malformed', `expected PAYLOAD or END, got ${res.frame.type}`)
         }
         await stream.close({ signal })
       } catch (err) {
@@ -1042,17 +1060,13 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     const stream = await this.node.dialProtocol(peerIdFromString(peer), this.protocol, { signal })
     this.openStreams.add(stream)
     try {
-      const reader = this.reader(stream, peer)
-      this.countSent(await writeParts(stream, encodeFrameParts({ type: 'QUERY', ...this.instanceOf(inst) }), { signal }))
+      const reader = this.reader(stream, peer, { expect: ['FINAL', 'END'] })
+      this.countSent(await writeParts(stream, encodeFrameParts({ type: 'QUERY', ...this.inst(inst.round, inst.sender) }), { signal }))
       const res = await reader.next({ signal })
       if (res !== null && res.frame.type === 'FINAL') {
         const f = res.frame
-        if (f.swarmId !== this.membership.swarmId || f.round !== inst.round || f.sender !== inst.sender || f.payload !== undefined) {
-          throw new BroadcastRejectError('malformed', 'FINAL does not answer the QUERY')
-        }
+        if (f.swarmId !== this.membership.swarmId || f.round !== inst.round || f.sender !== inst.sender) throw new BroadcastRejectError('malformed', 'FINAL does not answer the QUERY')
         this.onFinal(peer, f)
-      } else if (res !== null && res.frame.type !== 'END') {
-        throw new BroadcastRejectError('malformed', `expected FINAL or END, got ${res.frame.type}`)
       }
       await stream.close({ signal })
     } catch (err) {
@@ -1063,16 +1077,14 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     }
   }
 
-  private async fetchFrom(peer: string, round: number, have: string[], outer?: AbortSignal, onBytes?: () => void): Promise<void> {
-    const signals = [this.controller.signal, AbortSignal.timeout(this.requestTimeoutMs)]
-    if (outer !== undefined) signals.push(outer)
-    const signal = AbortSignal.any(signals)
+  private async fetchFrom(peer: string, round: number, have: string[], outer: AbortSignal, progress: { onBytes: (n: number) => void; onFrame: () => void }): Promise<void> {
+    const signal = AbortSignal.any([this.controller.signal, AbortSignal.timeout(this.requestTimeoutMs), outer])
     const stream = await this.node.dialProtocol(peerIdFromString(peer), this.protocol, { signal })
     this.openStreams.add(stream)
     try {
-      const reader = this.reader(stream, peer, undefined, onBytes)
-      this.countSent(await writeParts(stream, encodeFrameParts({ type: 'FETCH', swarmId: this.membership.swarmId, round, have }), { signal }))
-      for (let k = 0; k <= this.members.size; k++) {
+      const reader = this.reader(stream, peer, { expect: ['FINAL', 'END'], finalPayload: true, ...progress })
+      this.countSent(await writeParts(stream, encodeFrameParts({ type: 'FETCH', swarmId: this.membership.swarmId, epoch: this.epochAt(round).epoch, round, have }), { signal }))
+      for (let k = 0; k <= this.epochAt(round).members.size; k++) {
         const res = await reader.next({ signal })
         if (res === null || res.frame.type === 'END') break
         const f = res.frame
@@ -1087,6 +1099,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
       }
       await stream.close({ signal })
     } catch (err) {
+      if (err instanceof BroadcastRejectError) this.rejectFrom(peer, err)
       stream.abort(err instanceof Error ? err : new Error(String(err)))
       throw err
     } finally {
@@ -1102,24 +1115,15 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
 
   // ------------------------------------------------------------------ state
 
-  private certKey(sender: string, round: number, hash: Uint8Array): string {
-    return `${sender}/${round}/${toHex(hash)}`
-  }
-
-  private instanceOf(i: { round: number; sender: string }): { swarmId: string; round: number; sender: string } {
-    return { swarmId: this.membership.swarmId, round: i.round, sender: i.sender }
-  }
-
-  private windowRef(): number {
-    return Math.max(this.floor, this.newestCertified, this.newestOwn, 0)
-  }
-
   private instance(sender: string, round: number): InstanceState | undefined {
     return this.instances.get(sender)?.get(round)
   }
 
-  /** Gets or creates an instance; at most W per sender (the oldest is dropped). */
-  private instanceFor(sender: string, round: number): InstanceState {
+  /**
+   * Gets or creates an instance. At most 2W + 1 per sender — the width of the window, so an
+   * instance that can still be echoed is never evicted; a sender at its cap is refused.
+   */
+  private instanceFor(sender: string, round: number, epoch: number): InstanceState {
     let bySender = this.instances.get(sender)
     if (bySender === undefined) {
       bySender = new Map()
@@ -1127,38 +1131,22 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     }
     let inst = bySender.get(round)
     if (inst !== undefined) return inst
-    inst = { round, sender, chargedBytes: 0, receivingSend: false, pulling: false, equivocationSeen: false }
-    bySender.set(round, inst)
-    while (bySender.size > this.W) {
-      const oldest = Math.min(...bySender.keys())
-      this.release(bySender.get(oldest)!)
-      bySender.delete(oldest)
+    if (bySender.size >= this.cap) {
+      this.gc()
+      if (bySender.size >= this.cap) throw new BroadcastRejectError('over-capacity', `${sender} already has ${bySender.size} open instances here (cap ${this.cap})`)
     }
+    inst = { epoch, round, sender, receivingSend: false, pulling: false, equivocationSeen: false }
+    bySender.set(round, inst)
     return inst
-  }
-
-  private charge(inst: InstanceState, peer: string, bytes: number): void {
-    if (inst.delivered !== undefined) return
-    inst.chargedPeer = peer
-    inst.chargedBytes = bytes
-    this.pending.set(peer, (this.pending.get(peer) ?? 0) + bytes)
-  }
-
-  private release(inst: InstanceState): void {
-    if (inst.chargedPeer === undefined) return
-    const left = (this.pending.get(inst.chargedPeer) ?? 0) - inst.chargedBytes
-    if (left > 0) this.pending.set(inst.chargedPeer, left)
-    else this.pending.delete(inst.chargedPeer)
-    inst.chargedPeer = undefined
-    inst.chargedBytes = 0
   }
 
   private deliverIfReady(inst: InstanceState, cert: Certificate): void {
     if (inst.delivered !== undefined || inst.payload === undefined || inst.payloadHash === undefined) return
     if (!bytesEqual(inst.payloadHash, cert.hash)) return
-    const d: Delivery = { swarmId: this.membership.swarmId, round: inst.round, sender: inst.sender, payload: inst.payload, hash: cert.hash, certificate: cert }
+    const d: Delivery = { swarmId: this.membership.swarmId, epoch: inst.epoch, round: inst.round, sender: inst.sender, payload: inst.payload, hash: cert.hash, certificate: cert }
     inst.delivered = d
-    this.release(inst)
+    inst.release?.()
+    inst.release = undefined
     if (inst.round < this.floor) return
     let byRound = this.deliveries.get(inst.round)
     if (byRound === undefined) {
@@ -1171,19 +1159,33 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     this.dispatchEvent(new CustomEvent('deliver', { detail: d }))
   }
 
-  private noteCertifiedRound(round: number): void {
-    if (round <= this.newestCertified) return
-    this.newestCertified = round
-    this.gc()
+  /** Progress evidence: `sender` broadcast `round` with a certificate. */
+  private noteCertified(sender: string, round: number): void {
+    if ((this.certifiedBy.get(sender) ?? -1) >= round) return
+    if (!this.knownPeer(sender)) return
+    this.certifiedBy.set(sender, round)
+    const newest = this.epochs[this.epochs.length - 1]!
+    const rounds = [...this.certifiedBy].filter(([s]) => newest.members.has(s)).map(([, r]) => r)
+    rounds.sort((a, b) => b - a)
+    const f = newest.membership.f
+    const p = rounds.length > f ? rounds[f]! : -1
+    if (p > this.progress) {
+      this.progress = p
+      this.gc()
+    }
   }
 
-  /** Drops instances and deliveries below the floor or more than W rounds behind the reference. */
+  /**
+   * Drops instances and deliveries below the floor or more than W rounds behind the reference.
+   * The bound only rises, so a round dropped here is refused for good (no second echo for it).
+   */
   private gc(): void {
     const low = Math.max(this.floor, this.windowRef() - this.W)
     for (const [sender, bySender] of this.instances) {
       for (const [round, inst] of bySender) {
         if (round < low) {
-          this.release(inst)
+          inst.release?.()
+          inst.release = undefined
           bySender.delete(round)
         }
       }
@@ -1191,6 +1193,14 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     }
     for (const round of this.deliveries.keys()) if (round < low) this.deliveries.delete(round)
     for (const round of this.own.keys()) if (round < low) this.own.delete(round)
+    let pruned = false
+    for (const [k, r] of this.remembered) {
+      if (r.round < low) {
+        this.remembered.delete(k)
+        pruned = true
+      }
+    }
+    if (pruned) this.journal.prune(low)
     for (const own of this.uncertified) {
       if (own.round < this.floor) {
         // the engine moved on: stop pushing a SEND nobody will need
@@ -1220,27 +1230,15 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     this.metrics?.rejections.inc({ reason: r.reason })
     this.log.debug('rejected', { ...r })
     this.dispatchEvent(new CustomEvent('reject', { detail: r }))
-    if (r.penalise && peer !== undefined && peer !== this.peerId) this.penalise(peer, r.reason)
+    if (r.penalise && peer !== undefined && peer !== this.peerId) {
+      const ban = this.penalties?.record(peer, r.reason)
+      if (ban !== undefined) {
+        this.log.warn('peer banned for its rejected frames', { peer, banMs: this.banMs, ...ban.reasons })
+        this.dispatchEvent(new CustomEvent('ban', { detail: ban }))
+        this.track(banPeer(this.node, peer, this.banMs))
+      }
+    }
     return r
-  }
-
-  /** Counts a penalised rejection against `peer`; bans it at the threshold (see `penalties`). */
-  private penalise(peer: string, reason: string): void {
-    const p = this.penalties
-    if (p === false) return
-    const now = Date.now()
-    if (!this.penalised.has(peer) && this.penalised.size >= 4096) this.penalised.clear()
-    const list = (this.penalised.get(peer) ?? []).filter((e) => now - e.at < p.windowMs)
-    list.push({ at: now, reason })
-    this.penalised.set(peer, list)
-    if (list.length < p.threshold) return
-    this.penalised.delete(peer)
-    const reasons: Record<string, number> = {}
-    for (const e of list) reasons[e.reason] = (reasons[e.reason] ?? 0) + 1
-    const ev: BanEvent = { peer, reasons, until: now + p.banMs }
-    this.log.warn('peer banned for its rejected frames', { peer, banMs: p.banMs, ...reasons })
-    this.dispatchEvent(new CustomEvent('ban', { detail: ev }))
-    this.track(banPeer(this.node, peer, p.banMs))
   }
 
   /** Resolves after `ms`, on abort, or when one of `wakers` settles (never rejects). */
@@ -1258,34 +1256,17 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   }
 }
 
+/** Decodes a FINAL announcement (no payload) from the gossip topic. */
+function decodeFinal(data: Uint8Array): Extract<Frame, { type: 'FINAL' }> {
+  const frame = decodeFrame(data, { maxPayloadBytes: 0 })
+  if (frame.type !== 'FINAL') throw new BroadcastRejectError('malformed', `${frame.type} frame on the FINAL topic`)
+  return frame
+}
+
+
 /** Creates and starts the signed echo broadcast of one member. */
 export async function createEchoBroadcast(opts: EchoBroadcastOptions): Promise<EchoBroadcast> {
-  validateMembership(opts.membership, opts.logger)
-  const W = opts.roundWindow ?? defaultEchoBroadcastOptions.roundWindow
-  if (!Number.isInteger(W) || W < 1 || W > 1024) throw new InvalidConfigError('roundWindow', `must be an integer in 1..1024, got ${W}`)
-  const maxPayload = opts.maxPayloadBytes ?? defaultEchoBroadcastOptions.maxPayloadBytes
-  if (!Number.isInteger(maxPayload) || maxPayload < 0 || maxPayload > 0xffff_ffff) {
-    throw new InvalidConfigError('maxPayloadBytes', `must be an integer in 0..${0xffff_ffff}, got ${maxPayload}`)
-  }
-  if (opts.maxPendingBytesPerPeer !== undefined && (!Number.isInteger(opts.maxPendingBytesPerPeer) || opts.maxPendingBytesPerPeer < maxPayload)) {
-    throw new InvalidConfigError('maxPendingBytesPerPeer', 'must be an integer ≥ maxPayloadBytes (a peer must be able to send one payload)')
-  }
-  for (const k of ['retryIntervalMs', 'requestTimeoutMs', 'finalQueryMs'] as const) {
-    const v = opts[k]
-    if (v !== undefined && (!Number.isFinite(v) || v <= 0)) throw new InvalidConfigError(k, `must be a positive number of milliseconds, got ${v}`)
-  }
-  const pen = opts.penalties
-  if (pen !== undefined && pen !== false) {
-    if (typeof pen !== 'object' || pen === null) throw new InvalidConfigError('penalties', 'must be { threshold, windowMs, banMs } or false')
-    if (!Number.isInteger(pen.threshold) || pen.threshold < 1) throw new InvalidConfigError('penalties.threshold', `must be a positive integer, got ${pen.threshold}`)
-    for (const k of ['windowMs', 'banMs'] as const) {
-      if (!Number.isFinite(pen[k]) || pen[k] <= 0) throw new InvalidConfigError(`penalties.${k}`, `must be a positive number of milliseconds, got ${pen[k]}`)
-    }
-  }
-  const me = opts.node.peerId.toString()
-  if (me !== peerIdFromString(me).toString() || !opts.membership.members.includes(me)) {
-    throw new InvalidConfigError('membership.members', `this node (${me}) is not a member of swarm ${opts.membership.swarmId}`)
-  }
+  validateEchoBroadcastOptions(opts)
   let metrics: MetricSet | undefined
   if (opts.registry !== undefined) {
     const { Counter } = await import('prom-client')

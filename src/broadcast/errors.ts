@@ -12,6 +12,10 @@ export type RejectReason =
   | 'equivocation'
   | 'wrong-swarm'
   | 'unknown-version'
+  | 'wrong-epoch'
+  | 'over-capacity'
+  | 'slow'
+  | 'rate-limited'
 
 export const rejectReasons: readonly RejectReason[] = [
   'non-member',
@@ -24,6 +28,10 @@ export const rejectReasons: readonly RejectReason[] = [
   'equivocation',
   'wrong-swarm',
   'unknown-version',
+  'wrong-epoch',
+  'over-capacity',
+  'slow',
+  'rate-limited',
 ]
 
 /**
@@ -43,6 +51,14 @@ const PENALISE: Record<RejectReason, boolean> = {
   equivocation: true,
   'wrong-swarm': false,
   'unknown-version': false,
+  // a member that has not received an epoch yet (or the sender has not) names another epoch
+  'wrong-epoch': false,
+  // a per-sender or per-peer bound is full: refused, but an honest member can meet it under lag
+  'over-capacity': false,
+  // a frame that does not arrive at the minimum rate: a bad link looks the same as a trickler
+  'slow': false,
+  // FETCH/PULL above the per-peer serving rate: answered with END
+  'rate-limited': false,
 }
 
 export function penalises(reason: RejectReason): boolean {

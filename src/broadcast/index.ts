@@ -1,8 +1,8 @@
 /** Signed echo broadcast (ALGORITHMS §2) over libp2p: see README.md in this directory. */
+export { type Certificate, verifyCertificate } from './certificate.ts'
 export {
   type BanEvent,
   type BroadcastStats,
-  type Certificate,
   createEchoBroadcast,
   type Delivery,
   defaultEchoBroadcastOptions,
@@ -10,8 +10,9 @@ export {
   type EchoBroadcastEvents,
   type EchoBroadcastOptions,
   type EquivocationEvidence,
+  echoProtocol,
+  finalTopic,
   type Rejection,
-  verifyCertificate,
 } from './echo-broadcast.ts'
 export {
   AlreadyBroadcastError,
@@ -22,4 +23,6 @@ export {
   RoundOutOfWindowError,
   rejectReasons,
 } from './errors.ts'
-export { decodeFrame, encodeFrame, type Frame, FrameType, WIRE_VERSION } from './wire.ts'
+export { createFileJournal, createMemoryJournal, type EchoJournal, type JournalEntry } from './journal.ts'
+export { FrameReader, writeParts } from './frame-stream.ts'
+export { decodeFrame, encodeFrame, encodeFrameParts, type Frame, FrameType, type Instance, type SignatureEntry, WIRE_VERSION } from './wire.ts'

@@ -1,9 +1,9 @@
 /**
- * Wire format of the signed echo broadcast, version 1 — the single definition of every byte
+ * Wire format of the signed echo broadcast, version 2 — the single definition of every byte
  * (spec in src/broadcast/README.md). A frame is a fixed 12-byte header, a small `meta`
  * section and an optional payload; all integers are big-endian.
  *
- *   header:  u8 version (=1) | u8 type | u16 flags (=0) | u32 metaLength | u32 payloadLength
+ *   header:  u8 version (=2) | u8 type | u16 flags (=0) | u32 metaLength | u32 payloadLength
  *   meta:    type-specific fields (below), exactly metaLength bytes
  *   payload: payloadLength opaque bytes (SEND, PAYLOAD and certified FINAL only)
  *
@@ -12,7 +12,7 @@
  */
 import { BroadcastRejectError } from './errors.ts'
 
-export const WIRE_VERSION = 1
+export const WIRE_VERSION = 2
 export const HEADER_BYTES = 12
 export const HASH_BYTES = 32
 export const SIG_BYTES = 64
@@ -45,6 +45,8 @@ const PAYLOAD_TYPES = new Set<number>([FrameType.SEND, FrameType.FINAL, FrameTyp
 
 export interface Instance {
   swarmId: string
+  /** membership epoch the round belongs to (signed: members agree on n, f and Q of the instance) */
+  epoch: number
   round: number
   sender: string
 }
@@ -58,7 +60,7 @@ export type Frame =
   | ({ type: 'FINAL'; hash: Uint8Array; certificate: SignatureEntry[]; payload?: Uint8Array } & Instance)
   | ({ type: 'PULL'; hash: Uint8Array } & Instance)
   | ({ type: 'PAYLOAD'; hash: Uint8Array; payload: Uint8Array } & Instance)
-  | { type: 'FETCH'; swarmId: string; round: number; have: string[] }
+  | { type: 'FETCH'; swarmId: string; epoch: number; round: number; have: string[] }
   | ({ type: 'QUERY' } & Instance)
   | { type: 'END' }
 
@@ -119,6 +121,7 @@ class Writer {
 
 function writeInstance(w: Writer, i: Instance): void {
   w.str(i.swarmId)
+  w.u32(i.epoch)
   w.u32(i.round)
   w.str(i.sender)
 }
@@ -160,6 +163,7 @@ function encodeMeta(f: Frame): Uint8Array {
       break
     case 'FETCH':
       w.str(f.swarmId)
+      w.u32(f.epoch)
       w.u32(f.round)
       w.u16(f.have.length)
       for (const s of f.have) w.str(s)
@@ -277,7 +281,7 @@ class Reader {
 }
 
 function readInstance(r: Reader): Instance {
-  return { swarmId: r.str('swarm id'), round: r.u32('round'), sender: r.str('sender') }
+  return { swarmId: r.str('swarm id'), epoch: r.u32('epoch'), round: r.u32('round'), sender: r.str('sender') }
 }
 
 /** Decodes a meta section; `payload` (already length-checked) is attached where the type has one. */
@@ -319,12 +323,13 @@ export function decodeMeta(header: FrameHeader, meta: Uint8Array, payload: Uint8
     }
     case 'FETCH': {
       const swarmId = r.str('swarm id')
+      const epoch = r.u32('epoch')
       const round = r.u32('round')
       const count = r.u16('have size')
       if (count > MAX_LIST_ENTRIES) throw new BroadcastRejectError('oversized', `have list of ${count} entries > ${MAX_LIST_ENTRIES}`)
       const have: string[] = []
       for (let k = 0; k < count; k++) have.push(r.str('have entry'))
-      f = { type: 'FETCH', swarmId, round, have }
+      f = { type: 'FETCH', swarmId, epoch, round, have }
       break
     }
     case 'QUERY':

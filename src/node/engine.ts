@@ -105,6 +105,8 @@ export interface EngineSnapshot {
 }
 
 export interface StallEvent {
+  /** set when the stall is a catch-up that did not complete in time */
+  catchUp?: boolean
   round: number
   delivered: number
   needed: number
@@ -180,6 +182,13 @@ export interface RoundEngineOptions {
   evalEvery?: number
   evaluate?: (opts: { final: boolean; round: number }) => Promise<{ accuracy: number; loss: number }>
   behaviour?: ByzantineBehaviour
+  /** Byzantine equivocation on the real protocol: a SEND to chosen members only (src/adversary) */
+  equivocate?: (peers: string[], round: number, payload: Uint8Array) => Promise<void>
+  /**
+   * A catch-up that has not completed after this long reports a stall ('stall' event with
+   * `catchUp: true`) and hands back to the round loop, which decides afresh (default: the round timeout).
+   */
+  catchUpTimeoutMs?: number
   privacy?: { accountant: AccountantPort; delta: number }
   checkpointEvery?: number
   /** pace (demos, tests; default 0): rounds start on a grid of this step of the wall clock, so they last at least about this long */
@@ -809,8 +818,13 @@ export class RoundEngine extends EventTarget {
           g.peers.push(peer)
           groups.set(key, g)
         }
+        const sendTo = this.opts.equivocate ?? this.port.sendTo?.bind(this.port)
+        if (sendTo === undefined) {
+          this.log.warn('equivocate: no way to send to chosen members here; staying silent', { round: t })
+          return
+        }
         for (const g of groups.values()) {
-          this.port.sendTo(g.peers, t, g.payload).catch((err: unknown) => this.log.debug('sendTo failed', { error: String(err) }))
+          sendTo(g.peers, t, g.payload).catch((err: unknown) => this.log.debug('sendTo failed', { error: String(err) }))
         }
         return
       }
@@ -847,8 +861,17 @@ export class RoundEngine extends EventTarget {
     this.gc()
     this.port.setFloor(Math.max(0, target - 1))
     const pollMs = Math.max(defaultEngineOptions.pollMs, 500)
+    const started = performance.now()
+    const limit = this.opts.catchUpTimeoutMs ?? this.opts.roundTimeoutMs
     for (;;) {
       signal?.throwIfAborted()
+      if (performance.now() - started > limit) {
+        // bounded: report and hand back to the round loop (the evidence is re-read there)
+        const ev: StallEvent = { catchUp: true, round: target, delivered: this.validCount(target), needed: this.needed, waitedMs: Math.round(performance.now() - started) }
+        this.log.warn('catch-up did not complete in time; reporting a stall and resuming', { ...ev })
+        this.dispatchEvent(new CustomEvent('stall', { detail: ev }))
+        return
+      }
       try {
         for (const d of await this.port.fetchRound(target, { signal })) this.accept(d)
       } catch (err) {
@@ -943,7 +966,7 @@ export class RoundEngine extends EventTarget {
     this.aggregator = view.aggregator
     for (const [r, h] of this.held) if (r >= round) for (const sender of [...h.keys()]) if (!this.memberIndex.has(sender)) h.delete(sender)
     const still = this.memberIndex.has(this.self)
-    if (still) this.port.setMembership?.(m, view.from ?? round)
+    if (still) this.port.setMembership?.(m, view.from ?? round, view.epoch)
     const ev: EpochEvent = { epoch: view.epoch, previous, round, n: this.n, f: this.f, members: [...m.members] }
     this.log.info('membership epoch switched', { epoch: ev.epoch, previous, round, n: ev.n, f: ev.f, member: still })
     this.opts.metrics?.setEpoch?.(view.epoch)

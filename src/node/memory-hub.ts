@@ -98,6 +98,7 @@ export function createMemoryHub(opts: MemoryHubOptions): MemoryHub {
     private readonly window: number
     private floor = 0
     private newest = -1
+    private readonly certifiedBy = new Map<string, number>()
     private readonly echoed = new Map<string, string>() // instance key → hash echoed
     private readonly own = new Map<
       number,
@@ -177,6 +178,15 @@ export function createMemoryHub(opts: MemoryHubOptions): MemoryHub {
 
     newestCertifiedRound(): number {
       return this.newest
+    }
+
+    /** Same evidence rule as the echo broadcast: the newest round certified by f + 1 distinct senders. */
+    private noteCertified(sender: string, round: number): void {
+      if ((this.certifiedBy.get(sender) ?? -1) >= round) return
+      this.certifiedBy.set(sender, round)
+      const rounds = [...this.certifiedBy.values()].sort((a, b) => b - a)
+      const p = rounds.length > membership.f ? rounds[membership.f]! : -1
+      if (p > this.newest) this.newest = p
     }
 
     async fetchRound(round: number, o?: { signal?: AbortSignal }): Promise<Delivery[]> {
@@ -285,7 +295,7 @@ export function createMemoryHub(opts: MemoryHubOptions): MemoryHub {
             this.reject('hash-mismatch', msg.sender, 'payload does not match the certified hash')
             return
           }
-          if (msg.round > this.newest) this.newest = msg.round
+          this.noteCertified(msg.sender, msg.round)
           this.deliver({
             swarmId: membership.swarmId,
             round: msg.round,

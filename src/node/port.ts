@@ -55,7 +55,11 @@ export interface BroadcastPort extends EventTarget {
   delivered(round: number): Delivery[]
   /** Rounds below `round` may be garbage-collected. */
   setFloor(round: number): void
-  /** Newest round seen in any valid FINAL, −1 if none. */
+  /**
+   * The newest round that f + 1 distinct members have broadcast with a certificate (at least one
+   * honest member reached it), −1 if none: the engine's only evidence that the swarm is ahead,
+   * so no f members can make it catch up or skip rounds.
+   */
   newestCertifiedRound(): number
   /** Asks peers for the certified deliveries of `round` (catch-up); returns the verified ones. */
   fetchRound(round: number, opts?: { signal?: AbortSignal }): Promise<Delivery[]>
@@ -64,8 +68,8 @@ export interface BroadcastPort extends EventTarget {
    * Membership epochs: the members and f (quorum) of rounds ≥ `fromRound`; earlier rounds keep
    * theirs (optional: the memory hub has a fixed membership).
    */
-  setMembership?(m: Membership, fromRound?: number): void
-  /** A SEND to selected members only (Byzantine equivocation). */
-  sendTo(peers: string[], round: number, payload: Uint8Array): Promise<void>
+  setMembership?(m: Membership, fromRound?: number, epoch?: number): void
+  /** A SEND to selected members only (Byzantine equivocation; the in-process hub only — see src/adversary). */
+  sendTo?(peers: string[], round: number, payload: Uint8Array): Promise<void>
   stop(): Promise<void>
 }

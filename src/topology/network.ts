@@ -174,6 +174,7 @@ class ConditionedPort extends EventTarget implements BroadcastPort {
   }
 
   sendTo(peers: string[], round: number, payload: Uint8Array): Promise<void> {
+    if (this.inner.sendTo === undefined) return Promise.reject(new Error('the wrapped port cannot send to chosen members'))
     return this.inner.sendTo(peers, round, payload)
   }
 

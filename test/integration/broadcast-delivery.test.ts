@@ -4,6 +4,7 @@
  * started late obtains earlier certified instances and verifies them alone.
  */
 import assert from 'node:assert/strict'
+import { createAdversary } from '../../src/adversary/index.ts'
 import { afterEach, test } from 'node:test'
 import { createEchoBroadcast, verifyCertificate } from '../../src/broadcast/index.ts'
 import { memoryLogger } from '../../src/logger.ts'
@@ -92,7 +93,7 @@ test('n = 4, f = 1: members that echoed but never got the FINAL recover it by QU
   swarm = await startSwarm({ n: 4, f: 1, broadcast: { finalQueryMs: 200 } })
   const s = swarm
   const [m0, m1, m2] = s.membership.members
-  const byz = s.bcasts[3]!
+  const byz = createAdversary({ node: s.nodes[3]!, privateKey: s.keys[3]!, membership: s.membership })
   const payload = payloadOf(77, 2000)
   // the sender withholds the FINAL from members 1 and 2 (and does not publish it)
   await byz.sendTo([m0!, m1!, m2!], 0, payload, { finalTo: [m0!] })

@@ -5,6 +5,7 @@
  * different payloads for one instance.
  */
 import assert from 'node:assert/strict'
+import { createAdversary } from '../../src/adversary/index.ts'
 import { after, test } from 'node:test'
 import type { Delivery } from '../../src/broadcast/index.ts'
 import { Rng } from '../../src/rng.ts'
@@ -18,7 +19,7 @@ test(`n = 4, f = 1: ${INSTANCES} equivocated instances, never two different deli
   swarm = await startSwarm({ n: 4, f: 1 })
   const s = swarm
   const honest = s.bcasts.slice(0, 3).map((b) => b!)
-  const byz = s.bcasts[3]!
+  const byz = createAdversary({ node: s.nodes[3]!, privateKey: s.keys[3]!, membership: s.membership })
   const byzId = s.membership.members[3]!
   const honestIds = s.membership.members.slice(0, 3)
   // every delivery of the Byzantine sender's instances, per honest member

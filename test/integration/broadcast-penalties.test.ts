@@ -47,7 +47,7 @@ async function write(reason: string, bytes: Uint8Array): Promise<void> {
 function sendFrame(round: number, opts: { swarmId?: string; version?: number } = {}): Uint8Array {
   const payload = payloadOf(round, 32)
   const hash = hashPayload(payload)
-  const inst = { swarmId: opts.swarmId ?? 'test', round, sender: me() }
+  const inst = { swarmId: opts.swarmId ?? 'test', epoch: 0, round, sender: me() }
   const f = encodeFrame({ type: 'SEND', ...inst, hash, signature: sign(signingSeed(swarm.keys[3]!), statement('SEND', inst, hash)), payload })
   if (opts.version !== undefined) f[0] = opts.version
   return f

@@ -37,7 +37,7 @@ const seed = (): Uint8Array => signingSeed(swarm.keys[3]!)
 
 function send(round: number, payload: Uint8Array, over: Partial<Extract<Frame, { type: 'SEND' }>> = {}): Frame {
   const hash = over.hash ?? hashPayload(payload)
-  const inst = { swarmId: over.swarmId ?? 'test', round, sender: over.sender ?? me() }
+  const inst = { swarmId: over.swarmId ?? 'test', epoch: 0, round, sender: over.sender ?? me() }
   return { type: 'SEND', ...inst, hash, signature: sign(seed(), statement('SEND', inst, hash)), payload, ...over }
 }
 
@@ -115,7 +115,7 @@ test('equivocation: two validly signed SENDs for one instance; the second is nev
 test('duplicate-signer: a FINAL whose certificate lists one signer twice', async () => {
   const payload = payloadOf(10, 10)
   const hash = hashPayload(payload)
-  const inst = { swarmId: 'test', round: 4, sender: me() }
+  const inst = { swarmId: 'test', epoch: 0, round: 4, sender: me() }
   const e = { signer: me(), signature: sign(seed(), statement('ECHO', inst, hash)) }
   const k1 = signingSeed(swarm.keys[1]!)
   const e1 = { signer: swarm.membership.members[1]!, signature: sign(k1, statement('ECHO', inst, hash)) }
@@ -126,7 +126,7 @@ test('non-member: a certificate signed by an outsider, and a stream from an outs
   const [outKey] = await makeKeys(1)
   const payload = payloadOf(11, 10)
   const hash = hashPayload(payload)
-  const inst = { swarmId: 'test', round: 5, sender: me() }
+  const inst = { swarmId: 'test', epoch: 0, round: 5, sender: me() }
   const cert = [3, 1].map((i) => ({ signer: swarm.membership.members[i]!, signature: sign(signingSeed(swarm.keys[i]!), statement('ECHO', inst, hash)) }))
   cert.push({ signer: peerIdOfKey(outKey!), signature: sign(signingSeed(outKey!), statement('ECHO', inst, hash)) })
   await provoke('non-member', encodeFrame({ type: 'FINAL', ...inst, hash, certificate: cert }))

@@ -85,23 +85,23 @@ it('a Byzantine member serving forged and stale models to a catching-up member i
       const kind = out.length % 4
       if (kind === 0 && stale !== undefined) {
         // a genuine certified pair of an older round, as it is
-        out.push({ type: 'FINAL', swarmId: id, round: older[Math.min(3, older.length - 1)]!, sender, hash: stale.hash, certificate: stale.certificate, payload: stale.payload })
+        out.push({ type: 'FINAL', swarmId: id, epoch: 0, round: older[Math.min(3, older.length - 1)]!, sender, hash: stale.hash, certificate: stale.certificate, payload: stale.payload })
         served.forged.stale++
       } else if (kind === 1 && stale !== undefined) {
         // the same older pair relabelled as the asked round: the echo signatures cover the round
-        out.push({ type: 'FINAL', swarmId: id, round, sender, hash: stale.hash, certificate: stale.certificate, payload: stale.payload })
+        out.push({ type: 'FINAL', swarmId: id, epoch: 0, round, sender, hash: stale.hash, certificate: stale.certificate, payload: stale.payload })
         served.forged.relabelled++
       } else if (kind === 2 && now !== undefined && stale !== undefined) {
         // this round's genuine certificate with a stale model: the payload does not hash to it
-        out.push({ type: 'FINAL', swarmId: id, round, sender, hash: now.hash, certificate: now.certificate, payload: stale.payload })
+        out.push({ type: 'FINAL', swarmId: id, epoch: 0, round, sender, hash: now.hash, certificate: now.certificate, payload: stale.payload })
         served.forged.swapped++
       } else {
         // an invented model (the sender's genuine one, scaled) with invented signatures
         const model = new Float32Array((now ?? stale)?.payload.buffer.slice(0) ?? new ArrayBuffer(64))
         for (let j = 0; j < model.length; j++) model[j]! *= -10
         const payload = new Uint8Array(model.buffer)
-        const certificate = ids.slice(0, 5).map((signer) => ({ signer, signature: signer === ids[0] ? sign(seed, statement('ECHO', { swarmId: id, round, sender }, hashPayload(payload))) : new Uint8Array(randomBytes(64)) }))
-        out.push({ type: 'FINAL', swarmId: id, round, sender, hash: hashPayload(payload), certificate, payload })
+        const certificate = ids.slice(0, 5).map((signer) => ({ signer, signature: signer === ids[0] ? sign(seed, statement('ECHO', { swarmId: id, epoch: 0, round, sender }, hashPayload(payload))) : new Uint8Array(randomBytes(64)) }))
+        out.push({ type: 'FINAL', swarmId: id, epoch: 0, round, sender, hash: hashPayload(payload), certificate, payload })
         served.forged.invented++
       }
     }
@@ -120,7 +120,7 @@ it('a Byzantine member serving forged and stale models to a catching-up member i
           if (f.type === 'SEND') {
             // echo honestly: this member sees every honest payload and, after it, the FINAL
             sends.set(`${f.round}/${f.sender}`, f.payload)
-            const echo: Frame = { type: 'ECHO', swarmId: id, round: f.round, sender: f.sender, hash: f.hash, signer: ids[0]!, signature: sign(seed, statement('ECHO', f, f.hash)) }
+            const echo: Frame = { type: 'ECHO', swarmId: id, epoch: 0, round: f.round, sender: f.sender, hash: f.hash, signer: ids[0]!, signature: sign(seed, statement('ECHO', f, f.hash)) }
             await writeParts(stream, encodeFrameParts(echo))
           } else if (f.type === 'FINAL') {
             const payload = f.payload ?? sends.get(`${f.round}/${f.sender}`)
@@ -152,7 +152,7 @@ it('a Byzantine member serving forged and stale models to a catching-up member i
   let lure = 0
   const lureTimer = setInterval(() => {
     const payload = new Uint8Array(randomBytes(64))
-    const frame: Frame = { type: 'FINAL', swarmId: id, round: 100_000 + lure++, sender: ids[1]!, hash: hashPayload(payload), certificate: ids.slice(0, 5).map((signer) => ({ signer, signature: new Uint8Array(randomBytes(64)) })) }
+    const frame: Frame = { type: 'FINAL', swarmId: id, epoch: 0, round: 100_000 + lure++, sender: ids[1]!, hash: hashPayload(payload), certificate: ids.slice(0, 5).map((signer) => ({ signer, signature: new Uint8Array(randomBytes(64)) })) }
     node.services.pubsub.publish(finalTopic, encodeFrame(frame)).catch(() => {})
   }, 500)
   t.after(() => clearInterval(lureTimer))

@@ -22,7 +22,7 @@ test('OpenSSL verification agrees with noble verify on valid and tampered signat
   for (let it = 0; it < 60; it++) {
     const i = it % 3
     const hash = new Uint8Array(32).map(() => rng.int(256))
-    const msg = statement('ECHO', { swarmId: 's', round: it, sender: ids[(i + 1) % 3]! }, hash)
+    const msg = statement('ECHO', { swarmId: 's', epoch: 0, round: it, sender: ids[(i + 1) % 3]! }, hash)
     const sig = sign(signingSeed(keys[i]!), msg)
     const flip = (b: Uint8Array): Uint8Array => {
       const c = b.slice()

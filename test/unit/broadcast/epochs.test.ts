@@ -10,8 +10,9 @@ import { after, before, test } from 'node:test'
 import type { PrivateKey } from '@libp2p/interface'
 import { hashPayload, sign, signingSeed, statement } from '../../../src/broadcast/crypto.ts'
 import { createEchoBroadcast, type EchoBroadcast } from '../../../src/broadcast/index.ts'
-import { encodeFrame } from '../../../src/broadcast/wire.ts'
+import { encodeFrame, type Frame } from '../../../src/broadcast/wire.ts'
 import { createNetNode, type Membership, type NetNode, peerIdOfKey } from '../../../src/net/index.ts'
+import { type Ingest, ingestInto } from './adapter.ts'
 import { makeKeys } from './harness.ts'
 
 const SWARM = 'epochs'
@@ -19,6 +20,7 @@ let keys: PrivateKey[]
 let ids: string[]
 let node: NetNode
 let b: EchoBroadcast
+let ingest: Ingest
 
 before(async () => {
   keys = await makeKeys(5)
@@ -26,19 +28,26 @@ before(async () => {
   const epoch0: Membership = { swarmId: SWARM, members: ids.slice(0, 4), f: 1 }
   node = await createNetNode({ privateKey: keys[0]!, listen: ['/ip4/127.0.0.1/tcp/0'], membership: epoch0 })
   b = await createEchoBroadcast({ node, privateKey: keys[0]!, membership: epoch0, roundWindow: 32 })
+  ingest = ingestInto({ node, b, membership: epoch0 })
 })
 after(async () => {
+  await ingest?.stop()
   await b?.stop()
   await node?.stop()
 })
 
-/** FINAL with payload from `sender` for `round`, certified by `signers` (indices into ids). */
-function final(sender: number, round: number, signers: number[]): Uint8Array {
+/**
+ * The instance (sender, round) certified by `signers` (indices into ids) under `epoch` (default:
+ * the member's epoch of that round): the sender's SEND (it may be refused), then the FINAL from
+ * member `from`. Returns the rejection of the FINAL, if any.
+ */
+async function certify(from: number, sender: number, round: number, signers: number[], epoch = b.epochOf(round), send = true) {
   const payload = new Uint8Array([sender, round, 7, 7])
   const hash = hashPayload(payload)
-  const inst = { swarmId: SWARM, round, sender: ids[sender]! }
+  const inst = { swarmId: SWARM, epoch, round, sender: ids[sender]! }
+  if (send) await ingest(keys[sender]!, { type: 'SEND', ...inst, hash, signature: sign(signingSeed(keys[sender]!), statement('SEND', inst, hash)), payload }).catch(() => {})
   const certificate = signers.map((k) => ({ signer: ids[k]!, signature: sign(signingSeed(keys[k]!), statement('ECHO', inst, hash)) }))
-  return encodeFrame({ type: 'FINAL', ...inst, hash, certificate, payload })
+  return (await ingest(keys[from]!, { type: 'FINAL', ...inst, hash, certificate })).rejection
 }
 
 const deliveredFrom = (round: number): string[] => b.delivered(round).map((d) => d.sender)
@@ -46,37 +55,45 @@ const deliveredFrom = (round: number): string[] => b.delivered(round).map((d) =>
 test('each round is checked against the epoch it belongs to', async () => {
   // epoch 1 from round 6: member 4 joins (n = 5, f = 1, quorum 4)
   b.setMembership({ swarmId: SWARM, members: ids.slice(0, 5), f: 1 }, 6)
+  assert.equal(b.epochOf(5), 0)
+  assert.equal(b.epochOf(6), 1)
 
   // round 5 (epoch 0, quorum 3): a late certificate with 3 signatures still delivers
-  assert.equal((await b.ingest(ids[2]!, final(1, 5, [1, 2, 3]))).rejection, undefined)
+  assert.equal(await certify(2, 1, 5, [1, 2, 3]), undefined)
   assert.deepEqual(deliveredFrom(5), [ids[1]])
   // round 5: member 4 was not a member yet, as a sender or as a signer
-  assert.equal((await b.ingest(ids[4]!, final(4, 5, [1, 2, 3]))).rejection?.reason, 'non-member')
-  assert.ok((await b.ingest(ids[2]!, final(2, 5, [1, 2, 4]))).rejection !== undefined, 'a signature from a later member does not count for round 5')
+  assert.equal((await certify(4, 4, 5, [1, 2, 3]))?.reason, 'non-member')
+  assert.ok((await certify(2, 2, 5, [1, 2, 4])) !== undefined, 'a signature from a later member does not count for round 5')
   // round 6 (epoch 1, quorum 4): 3 signatures are no longer enough; 4 are, and member 4 sends
-  assert.ok((await b.ingest(ids[2]!, final(2, 6, [1, 2, 3]))).rejection !== undefined)
-  assert.equal((await b.ingest(ids[2]!, final(2, 6, [1, 2, 3, 4]))).rejection, undefined)
-  assert.equal((await b.ingest(ids[4]!, final(4, 6, [1, 2, 3, 4]))).rejection, undefined)
+  assert.ok((await certify(2, 2, 6, [1, 2, 3])) !== undefined)
+  assert.equal(await certify(2, 2, 6, [1, 2, 3, 4]), undefined)
+  assert.equal(await certify(4, 4, 6, [1, 2, 3, 4]), undefined)
   assert.deepEqual(deliveredFrom(6).sort(), [ids[2], ids[4]].sort())
+  // statements bind the epoch: the same signers over epoch 0's statement do not certify round 7
+  const wrong = await certify(2, 3, 7, [1, 2, 3, 4], 0)
+  assert.equal(wrong?.reason, 'wrong-epoch')
+  assert.equal(wrong?.penalise, false)
 
+  // member 3 sends round 8 (epoch 1) — certified only after the next switch
+  assert.ok((await certify(1, 3, 8, [1, 2, 3])) !== undefined, 'short of the quorum: not yet certified')
   // epoch 2 from round 9: member 3 is removed (n = 4, f = 1, quorum 3)
   b.setMembership({ swarmId: SWARM, members: [ids[0]!, ids[1]!, ids[2]!, ids[4]!], f: 1 }, 9)
   // its round-8 instance is still valid (epoch 1), its round-9 one is not
-  assert.equal((await b.ingest(ids[3]!, final(3, 8, [1, 2, 3, 4]))).rejection, undefined)
+  assert.equal(await certify(1, 3, 8, [1, 2, 3, 4], 1, false), undefined)
   assert.deepEqual(deliveredFrom(8), [ids[3]])
-  assert.equal((await b.ingest(ids[3]!, final(3, 9, [1, 2, 4]))).rejection?.reason, 'non-member')
-  assert.equal((await b.ingest(ids[1]!, final(1, 9, [1, 2, 4]))).rejection, undefined)
+  assert.equal((await certify(1, 3, 9, [1, 2, 4]))?.reason, 'non-member')
+  assert.equal(await certify(2, 1, 9, [1, 2, 4]), undefined)
 
-  // once the floor passes epoch 1, member 3 is an outsider altogether
+  // once the floor passes epoch 1, member 3 is an outsider altogether: its connection is refused
   b.setFloor(9)
-  assert.equal((await b.ingest(ids[3]!, final(1, 10, [1, 2, 4]))).rejection?.reason, 'non-member')
-  assert.equal((await b.ingest(ids[2]!, final(2, 10, [1, 2, 4]))).rejection, undefined)
+  await assert.rejects(certify(3, 1, 10, [1, 2, 4]))
+  assert.equal(await certify(2, 2, 10, [1, 2, 4]), undefined)
 })
 
 test('without fromRound a membership replaces every epoch (the whole history is checked against it)', async () => {
   b.setMembership({ swarmId: SWARM, members: ids.slice(0, 4), f: 1 })
-  assert.equal((await b.ingest(ids[4]!, final(4, 12, [1, 2, 3]))).rejection?.reason, 'non-member')
-  assert.equal((await b.ingest(ids[3]!, final(3, 12, [1, 2, 3]))).rejection, undefined)
+  assert.equal((await certify(1, 4, 12, [1, 2, 3]))?.reason, 'non-member')
+  assert.equal(await certify(1, 3, 12, [1, 2, 3]), undefined)
 })
 
 test('frames valid under an epoch this member has not received yet are refused without blame (no ban of honest members)', async () => {
@@ -87,25 +104,30 @@ test('frames valid under an epoch this member has not received yet are refused w
   const m: Membership = { swarmId: 'lag', members: ps.slice(0, 5), f: 1 }
   const n2 = await createNetNode({ privateKey: ks[0]!, listen: ['/ip4/127.0.0.1/tcp/0'], membership: m })
   const b2 = await createEchoBroadcast({ node: n2, privateKey: ks[0]!, membership: m })
+  const in2 = ingestInto({ node: n2, b: b2, membership: m })
   try {
-    const frame = (sender: number, signers: number[]): Uint8Array => {
+    const frame = (sender: number, signers: number[], epoch = 0): Frame => {
       const payload = new Uint8Array([sender, 1, 2, 3])
       const hash = hashPayload(payload)
-      const inst = { swarmId: 'lag', round: 3, sender: ps[sender]! }
+      const inst = { swarmId: 'lag', epoch, round: 3, sender: ps[sender]! }
       const certificate = signers.map((k) => ({ signer: ps[k]!, signature: sign(signingSeed(ks[k]!), statement('ECHO', inst, hash)) }))
-      return encodeFrame({ type: 'FINAL', ...inst, hash, certificate, payload })
+      return { type: 'FINAL', ...inst, hash, certificate }
     }
-    const short = (await b2.ingest(ps[1]!, frame(1, [1, 2, 3]))).rejection
+    const short = (await in2(ks[1]!, frame(1, [1, 2, 3]))).rejection
     assert.equal(short?.reason, 'malformed')
     assert.equal(short?.penalise, false)
-    const added = (await b2.ingest(ps[1]!, frame(5, [1, 2, 3, 5]))).rejection
+    const added = (await in2(ks[1]!, frame(5, [1, 2, 3, 5]))).rejection
     assert.equal(added?.reason, 'non-member')
     assert.equal(added?.penalise, false)
+    const later = (await in2(ks[1]!, frame(1, [1, 2, 3], 1))).rejection
+    assert.equal(later?.reason, 'wrong-epoch')
+    assert.equal(later?.penalise, false)
     // a forged signature is still blamed
-    const forged = frame(1, [1, 2, 3, 4])
-    forged[forged.length - 10]! ^= 1 // inside the last signature… or the payload: either is blamed
-    assert.equal((await b2.ingest(ps[1]!, forged)).rejection?.penalise, true)
+    const forged = encodeFrame(frame(1, [1, 2, 3, 4]))
+    forged[forged.length - 10]! ^= 1 // inside the last signature
+    assert.equal((await in2(ks[1]!, forged)).rejection?.penalise, true)
   } finally {
+    await in2.stop()
     await b2.stop()
     await n2.stop()
   }

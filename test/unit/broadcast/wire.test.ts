@@ -9,15 +9,15 @@ const sig = new Uint8Array(64).fill(9)
 const limits = { maxPayloadBytes: 1 << 20 }
 
 const samples: Frame[] = [
-  { type: 'SEND', swarmId: 's', round: 3, sender, hash: h, signature: sig, payload: new Uint8Array([1, 2, 3]) },
-  { type: 'SEND', swarmId: 's', round: 0, sender, hash: h, signature: sig, payload: new Uint8Array(0) },
-  { type: 'ECHO', swarmId: 's', round: 0xffffffff, sender, hash: h, signer: sender, signature: sig },
-  { type: 'FINAL', swarmId: 'swarm-1', round: 9, sender, hash: h, certificate: [{ signer: sender, signature: sig }] },
-  { type: 'FINAL', swarmId: 'swarm-1', round: 9, sender, hash: h, certificate: [], payload: new Uint8Array([5]) },
-  { type: 'PULL', swarmId: 's', round: 1, sender, hash: h },
-  { type: 'PAYLOAD', swarmId: 's', round: 1, sender, hash: h, payload: new Uint8Array(1000).fill(3) },
-  { type: 'FETCH', swarmId: 's', round: 1, have: [sender, 'x'] },
-  { type: 'QUERY', swarmId: 's', round: 12, sender },
+  { type: 'SEND', swarmId: 's', epoch: 0, round: 3, sender, hash: h, signature: sig, payload: new Uint8Array([1, 2, 3]) },
+  { type: 'SEND', swarmId: 's', epoch: 0, round: 0, sender, hash: h, signature: sig, payload: new Uint8Array(0) },
+  { type: 'ECHO', swarmId: 's', epoch: 0, round: 0xffffffff, sender, hash: h, signer: sender, signature: sig },
+  { type: 'FINAL', swarmId: 'swarm-1', epoch: 0, round: 9, sender, hash: h, certificate: [{ signer: sender, signature: sig }] },
+  { type: 'FINAL', swarmId: 'swarm-1', epoch: 0, round: 9, sender, hash: h, certificate: [], payload: new Uint8Array([5]) },
+  { type: 'PULL', swarmId: 's', epoch: 0, round: 1, sender, hash: h },
+  { type: 'PAYLOAD', swarmId: 's', epoch: 0, round: 1, sender, hash: h, payload: new Uint8Array(1000).fill(3) },
+  { type: 'FETCH', swarmId: 's', epoch: 0, round: 1, have: [sender, 'x'] },
+  { type: 'QUERY', swarmId: 's', epoch: 0, round: 12, sender },
   { type: 'END' },
 ]
 
@@ -27,7 +27,7 @@ test('every frame type round-trips', () => {
 
 test('encodeFrameParts does not copy the payload', () => {
   const payload = new Uint8Array(100)
-  const parts = encodeFrameParts({ type: 'PAYLOAD', swarmId: 's', round: 1, sender, hash: h, payload })
+  const parts = encodeFrameParts({ type: 'PAYLOAD', swarmId: 's', epoch: 0, round: 1, sender, hash: h, payload })
   assert.equal(parts.length, 2)
   assert.equal(parts[1], payload)
 })

@@ -206,7 +206,7 @@ describe('round engine on the memory hub', () => {
         return inner.stats()
       }
       sendTo(peers: string[], round: number, payload: Uint8Array): Promise<void> {
-        return inner.sendTo(peers, round, payload)
+        return inner.sendTo!(peers, round, payload)
       }
       stop(): Promise<void> {
         return inner.stop()

@@ -64,21 +64,21 @@ describe('MemoryHub (echo/quorum semantics)', () => {
     const ports = ids.map((id) => hub.port(id))
     const seen = ports.map(collect)
     // 5 members (a quorum) get payload A, 2 get payload B
-    await ports[6]!.sendTo(ids.slice(0, 5), 3, bytes(7))
-    await ports[6]!.sendTo(ids.slice(5), 3, bytes(9))
+    await ports[6]!.sendTo!(ids.slice(0, 5), 3, bytes(7))
+    await ports[6]!.sendTo!(ids.slice(5), 3, bytes(9))
     await settle(hub)
     for (const s of seen) {
       assert.equal(s.length, 1)
       assert.deepEqual(s[0]!.payload, bytes(7))
     }
     // split 3 / 4: no quorum for either payload, nothing delivered
-    await ports[6]!.sendTo(ids.slice(0, 3), 4, bytes(1))
-    await ports[6]!.sendTo(ids.slice(3), 4, bytes(2))
+    await ports[6]!.sendTo!(ids.slice(0, 3), 4, bytes(1))
+    await ports[6]!.sendTo!(ids.slice(3), 4, bytes(2))
     await settle(hub)
     for (const p of ports) assert.equal(p.delivered(4).length, 0)
     // a second SEND for an instance already echoed is never echoed, and is reported
     assert.ok((ports[0]!.stats().rejected.equivocation ?? 0) === 0)
-    await ports[6]!.sendTo([ids[0]!], 3, bytes(8))
+    await ports[6]!.sendTo!([ids[0]!], 3, bytes(8))
     await settle(hub)
     assert.equal(ports[0]!.stats().rejected.equivocation, 1)
   })

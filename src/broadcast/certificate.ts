@@ -1,0 +1,72 @@
+/**
+ * Certificates of the signed echo broadcast: Q signatures of distinct members over the ECHO
+ * statement of (instance, hash). Transferable: `verifyCertificate` checks one alone, against the
+ * membership of the epoch its round belongs to.
+ */
+import { type Membership, quorum } from '../net/membership.ts'
+import { bytesEqual, statement, toHex, verify } from './crypto.ts'
+import { BroadcastRejectError } from './errors.ts'
+import type { SignatureEntry } from './wire.ts'
+
+export interface Certificate {
+  swarmId: string
+  /** membership epoch of the round (signed in every echo) */
+  epoch: number
+  round: number
+  sender: string
+  hash: Uint8Array
+  /** Q signatures of distinct members over the ECHO statement of (instance, hash). */
+  signatures: SignatureEntry[]
+}
+
+export function sameSignatures(a: SignatureEntry[], b: SignatureEntry[]): boolean {
+  return a.length === b.length && a.every((e, i) => e.signer === b[i]!.signer && bytesEqual(e.signature, b[i]!.signature))
+}
+
+/**
+ * Checks a certificate alone (transferability) against the membership of its epoch. Throws
+ * BroadcastRejectError with the reason. `trusted` skips the verification of entries known valid.
+ */
+export function verifyCertificate(cert: Certificate, membership: Membership, opts: { trusted?: (e: SignatureEntry) => boolean } = {}): void {
+  const members = new Set(membership.members)
+  if (cert.swarmId !== membership.swarmId) throw new BroadcastRejectError('wrong-swarm', `certificate of swarm ${cert.swarmId}`)
+  if (!members.has(cert.sender)) throw new BroadcastRejectError('non-member', `certificate for non-member sender ${cert.sender}`)
+  const q = quorum(membership.members.length, membership.f)
+  const seen = new Set<string>()
+  for (const e of cert.signatures) {
+    if (seen.has(e.signer)) throw new BroadcastRejectError('duplicate-signer', `${e.signer} signs the certificate twice`)
+    seen.add(e.signer)
+    if (!members.has(e.signer)) throw new BroadcastRejectError('non-member', `certificate signer ${e.signer} is not a member`)
+  }
+  // not blamed: under a membership epoch this member has not received yet (members removed) the
+  // quorum is smaller, and an honest certificate looks short here
+  if (seen.size < q) throw new BroadcastRejectError('malformed', `certificate has ${seen.size} signatures, quorum is ${q}`, false)
+  const stmt = statement('ECHO', cert, cert.hash)
+  for (const e of cert.signatures) {
+    if (opts.trusted?.(e) === true) continue
+    if (!verify(e.signer, stmt, e.signature)) throw new BroadcastRejectError('bad-signature', `invalid echo signature of ${e.signer} in certificate`)
+  }
+}
+
+/** Certificates verified already, by (epoch, sender, round, hash), with the exact signatures checked. */
+export class VerifiedCertificates {
+  private readonly map = new Map<string, SignatureEntry[]>()
+  private readonly limit: number
+  constructor(limit: number) {
+    this.limit = limit
+  }
+  private key(c: { epoch: number; sender: string; round: number; hash: Uint8Array }): string {
+    return `${c.epoch}/${c.sender}/${c.round}/${toHex(c.hash)}`
+  }
+  has(c: Certificate): boolean {
+    const known = this.map.get(this.key(c))
+    return known !== undefined && sameSignatures(known, c.signatures)
+  }
+  add(c: Certificate): void {
+    if (this.map.size >= this.limit) this.map.clear()
+    this.map.set(this.key(c), c.signatures)
+  }
+  clear(): void {
+    this.map.clear()
+  }
+}

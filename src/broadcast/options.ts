@@ -1,0 +1,114 @@
+/** Options of the signed echo broadcast: the typed object, its defaults (with their reasons) and the validator. */
+import type { Libp2p, PrivateKey } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { Registry } from 'prom-client'
+import { InvalidConfigError } from '../errors.ts'
+import type { Logger } from '../logger.ts'
+import { type Membership, validateMembership } from '../net/membership.ts'
+import type { EchoJournal } from './journal.ts'
+import type { PenaltyOptions } from './penalties.ts'
+
+export interface EchoBroadcastOptions {
+  node: Libp2p
+  privateKey: PrivateKey
+  membership: Membership
+  /** Membership epoch number of `membership` (signed in every statement; default 0). */
+  epoch?: number
+  /**
+   * W: SENDs are echoed for rounds in [ref − W, ref + W], where ref is the newest round that
+   * f + 1 distinct members have certified (or this member's own newest round, or its floor).
+   */
+  roundWindow?: number
+  /**
+   * Largest payload accepted or sent. A node derives it from its model (d · 4 bytes); the
+   * default only serves library users that have no model.
+   */
+  maxPayloadBytes?: number
+  /** Payload bytes a peer may have here at once, held undelivered or still arriving (default 2·maxPayloadBytes + 1 MiB). */
+  maxPendingBytesPerPeer?: number
+  /** Delay between attempts to reach a member we could not dial (ms). */
+  retryIntervalMs?: number
+  /** Time allowed for one PULL, QUERY or FETCH exchange with one peer, and the idle time after which an inbound stream is closed (ms). */
+  requestTimeoutMs?: number
+  /** An echoed instance still without FINAL after this long is QUERYed from its sender (ms). */
+  finalQueryMs?: number
+  /**
+   * fetchRound asks one peer, and one more each time the peers asked so far have all gone this
+   * long without progress (a complete frame, or 64 KiB of one): a peer that stays silent or
+   * trickles holds a catch-up up for this long, not `requestTimeoutMs` (ms).
+   */
+  fetchIdleMs?: number
+  /** Slowest rate a frame may arrive at before its stream is cut (`slow`), bytes per second. */
+  minBytesPerSecond?: number
+  /** FETCH/PULL service per peer: payloads served per second (burst: twice as many); default n + 1. */
+  servePayloadsPerSecond?: number
+  /**
+   * Peers whose frames earn `threshold` penalised rejections (bad signatures, malformed frames,
+   * equivocation, …) within `windowMs` are banned for `banMs`: their connections are closed and
+   * refused both ways, member or not (`banPeer` of src/net). `false` turns bans off.
+   */
+  penalties?: PenaltyOptions | false
+  /** Echo records kept across restarts (see journal.ts); default: in memory only. */
+  journal?: EchoJournal
+  logger?: Logger
+  registry?: Registry
+}
+
+export const defaultEchoBroadcastOptions = {
+  /**
+   * MoNNA waits for n − f deliveries, so honest members are at most a few rounds apart;
+   * 8 rounds of slack keeps a lagging member echoing while bounding memory to 2W + 1 instances per sender.
+   */
+  roundWindow: 8,
+  /** For library use without a model only: a node passes its model's size (issue 12). */
+  maxPayloadBytes: 256 * 1024 * 1024,
+  retryIntervalMs: 500,
+  requestTimeoutMs: 30_000,
+  fetchIdleMs: 2000,
+  /**
+   * A FINAL normally follows the echo within one round trip plus the slowest of Q echoes; 3 s
+   * is well above that on loopback with 1.7 MB payloads (bench:broadcast) and costs one small
+   * request per lost FINAL.
+   */
+  finalQueryMs: 3000,
+  minBytesPerSecond: 64 * 1024,
+  /**
+   * An honest member earns no penalised rejection at all; 64 in a minute is far from an accident
+   * (a fuzzing or forging peer reaches it in milliseconds) and leaves room for a peer on a buggy
+   * but honest build. Five minutes, then it may reconnect and is judged afresh.
+   */
+  penalties: { threshold: 64, windowMs: 60_000, banMs: 300_000 } as PenaltyOptions | false,
+}
+
+/** Validates the options; throws InvalidConfigError naming the field and the rule. */
+export function validateEchoBroadcastOptions(opts: EchoBroadcastOptions): void {
+  validateMembership(opts.membership, opts.logger)
+  const W = opts.roundWindow ?? defaultEchoBroadcastOptions.roundWindow
+  if (!Number.isInteger(W) || W < 1 || W > 1024) throw new InvalidConfigError('roundWindow', `must be an integer in 1..1024, got ${W}`)
+  if (opts.epoch !== undefined && (!Number.isInteger(opts.epoch) || opts.epoch < 0 || opts.epoch > 0xffff_ffff)) {
+    throw new InvalidConfigError('epoch', `must be an integer in 0..${0xffff_ffff}, got ${opts.epoch}`)
+  }
+  const maxPayload = opts.maxPayloadBytes ?? defaultEchoBroadcastOptions.maxPayloadBytes
+  if (!Number.isInteger(maxPayload) || maxPayload < 0 || maxPayload > 0xffff_ffff) {
+    throw new InvalidConfigError('maxPayloadBytes', `must be an integer in 0..${0xffff_ffff}, got ${maxPayload}`)
+  }
+  if (opts.maxPendingBytesPerPeer !== undefined && (!Number.isInteger(opts.maxPendingBytesPerPeer) || opts.maxPendingBytesPerPeer < maxPayload)) {
+    throw new InvalidConfigError('maxPendingBytesPerPeer', 'must be an integer ≥ maxPayloadBytes (a peer must be able to send one payload)')
+  }
+  for (const k of ['retryIntervalMs', 'requestTimeoutMs', 'finalQueryMs', 'fetchIdleMs', 'minBytesPerSecond', 'servePayloadsPerSecond'] as const) {
+    const v = opts[k]
+    if (v !== undefined && (!Number.isFinite(v) || v <= 0)) throw new InvalidConfigError(k, `must be a positive number, got ${v}`)
+  }
+  const pen = opts.penalties
+  if (pen !== undefined && pen !== false) {
+    if (typeof pen !== 'object' || pen === null) throw new InvalidConfigError('penalties', 'must be { threshold, windowMs, banMs } or false')
+    if (!Number.isInteger(pen.threshold) || pen.threshold < 1) throw new InvalidConfigError('penalties.threshold', `must be a positive integer, got ${pen.threshold}`)
+    for (const k of ['windowMs', 'banMs'] as const) {
+      if (!Number.isFinite(pen[k]) || pen[k] <= 0) throw new InvalidConfigError(`penalties.${k}`, `must be a positive number of milliseconds, got ${pen[k]}`)
+    }
+  }
+  const me = opts.node.peerId.toString()
+  if (me !== peerIdFromString(me).toString() || !opts.membership.members.includes(me)) {
+    throw new InvalidConfigError('membership.members', `this node (${me}) is not a member of swarm ${opts.membership.swarmId}`)
+  }
+}
