@@ -3,13 +3,16 @@
  * `monna swarm add-member | remove-member | set-f` produce the next membership epoch signed by
  * the swarm admin's key, write it to a file and optionally hand it to a running member
  * (`--publish <url>`: POST /epoch on its HTTP endpoint), which verifies it and relays it to
- * the others; `monna status` shows a member's epoch, round and peers.
+ * the others; `monna status` shows a member's epoch, round and peers. With `--via` or
+ * `--publish` the command knows a running member's round and refuses, before signing, an
+ * activation at or below it (the member would refuse the epoch too); with neither, only the
+ * members check (an epoch file signed offline is refused when handed to a member too late).
  */
 import { readFile, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import { type MemberConfig, swarmId } from '../../src/config/schema.ts'
-import { EpochBook, genesisEpoch, type MembershipChange, type MembershipEpoch, proposeEpoch, type SignedEpoch, signEpoch, verifyEpoch } from '../../src/membership/index.ts'
+import { checkActivation, EpochBook, genesisEpoch, type MembershipChange, type MembershipEpoch, proposeEpoch, type SignedEpoch, signEpoch, verifyEpoch } from '../../src/membership/index.ts'
 import { loadOrCreateKey, peerIdOfKey } from '../../src/net/index.ts'
 import { listCheckpoints, loadNodeConfigFile, loadSwarmFile } from '../../src/node/index.ts'
 import { UsageError } from '../errors.ts'
@@ -60,19 +63,19 @@ export async function changeMembership(flags: ChangeFlags, change: Omit<Membersh
   const book = new EpochBook(genesisEpoch(swarm))
   const known: unknown[] = []
   for (const f of flags.from ?? []) known.push(JSON.parse(await readFile(resolve(f), 'utf8')))
+  // the round of a running member (--via, else the one it is published to): an epoch must activate after it
   let round: number | undefined
-  if (flags.via !== undefined) {
-    known.push(...((await httpJson(`${baseUrl(flags.via)}/epochs`)) as unknown[]))
-    round = ((await httpJson(`${baseUrl(flags.via)}/status`)) as { round: number }).round
-  }
+  const roundFrom = flags.via ?? flags.publish
+  if (flags.via !== undefined) known.push(...((await httpJson(`${baseUrl(flags.via)}/epochs`)) as unknown[]))
+  if (roundFrom !== undefined) round = ((await httpJson(`${baseUrl(roundFrom)}/status`)) as { round: number }).round
   for (const raw of known) book.add(await verifyEpoch(raw, swarm))
   const current: MembershipEpoch = book.latest()
   let activation: number
   if (flags.activation !== undefined) activation = intFlag('--activation', flags.activation)
-  else if (round !== undefined) activation = Math.max(round, current.activation) + (flags.in !== undefined ? intFlag('--in', flags.in) : DEFAULT_LEAD_ROUNDS)
+  else if (flags.via !== undefined && round !== undefined) activation = Math.max(round, current.activation) + (flags.in !== undefined ? intFlag('--in', flags.in) : DEFAULT_LEAD_ROUNDS)
   else throw new UsageError('give --activation <round>, or --via <member url> (its current round + --in rounds)')
-  if (round !== undefined && activation <= round) throw new UsageError(`--activation ${activation}: the swarm is already at round ${round}; pick a later round`)
   const next = proposeEpoch(current, { ...change, activation })
+  if (round !== undefined) checkActivation(next, { source: 'admin', round, who: `the member at ${baseUrl(roundFrom!)}` })
   const signed = await signEpoch(next, key)
   const file = resolve(flags.out ?? join(process.cwd(), `epoch-${signed.epoch}.json`))
   await writeFile(file, `${JSON.stringify(signed, null, 2)}\n`)
@@ -86,7 +89,7 @@ function commonOptions(c: Command): Command {
     .requiredOption('--admin-key <file>', "the swarm admin's key file")
     .option('--from <epoch file>', 'epochs signed before (repeatable); the change applies to the newest', collect)
     .option('--via <url>', "a running member's endpoint (http://host:<metrics port>): its known epochs and current round")
-    .option('--activation <round>', 'first round run with the new membership')
+    .option('--activation <round>', "first round run with the new membership: after the swarm's current round, with a few rounds for the epoch to spread (checked against the member of --via / --publish)")
     .option('--in <rounds>', `with --via: activate this many rounds after the member's current round (default ${DEFAULT_LEAD_ROUNDS})`)
     .option('-o, --out <file>', 'where to write the signed epoch (default ./epoch-<k>.json)')
     .option('--publish <url>', "hand the epoch to a running member (POST <url>/epoch); it relays it to the swarm")

@@ -13,6 +13,13 @@
  * statement, not by local clocks), and the swarm id stays the genesis one across epochs.
  * Every epoch must keep n ≥ 3f + 1 (the signed echo broadcast's bound); a change that breaks
  * it is refused both when it is proposed (CLI) and when it is received (members).
+ * An epoch must also reach every member before its activation round: members that ran that
+ * round with the old membership cannot re-run it, so they would disagree about n, f and the
+ * quorum for it. A new epoch whose activation round has come is refused (`checkActivation`):
+ * by the CLI and by a member the admin hands it to when activation ≤ the round that member runs
+ * (it still has to spread), and by a member it is relayed to when activation ≤ the newest round
+ * that member ran itself. Epochs already known, given at start-up or stored in the data
+ * directory are not checked again.
  * Members cannot change the membership; the admin cannot forge models or certificates (it is
  * not a member unless also listed). A compromised admin key can replace the membership: keep
  * it offline; it is needed only to sign epochs.
@@ -69,6 +76,36 @@ export class EpochRejectedError extends MonnaError {
     this.reason = reason
     this.epoch = epoch
   }
+}
+
+/**
+ * Whether a member may still take up a signed epoch it did not know; throws EpochRejectedError
+ * ('stale') when the epoch's activation round has come for it.
+ * - `admin`: the epoch is handed to a member (`monna swarm … --publish`, POST /epoch) or about to
+ *   be signed (`--via`); `round` is the round that member runs (or runs next). Refused when
+ *   activation ≤ round: the epoch still has to spread to the others by gossip, and those that
+ *   finish the activation round first run it with the old membership.
+ * - `relay`: the epoch arrives from another member; `lastRun` is the newest round this member
+ *   ran itself (−1: none). Refused when activation ≤ lastRun: that round was decided with the
+ *   old n − f. An epoch for the round being run is taken (the engine switches to it before it
+ *   completes the round, as the others did at the boundary), and so is one for rounds this
+ *   member skipped by catching up (it switches at its next round).
+ */
+export function checkActivation(e: MembershipEpoch, at: { source: 'admin'; round: number; who?: string } | { source: 'relay'; lastRun: number }): void {
+  if (at.source === 'admin') {
+    if (e.activation > at.round) return
+    throw new EpochRejectedError(
+      'stale',
+      `epoch ${e.epoch} activates at round ${e.activation} but ${at.who ?? 'this member'} is already at round ${at.round}; choose --activation ≥ ${at.round + 1}, a few rounds more so that every member learns it first (--via <member url> --in <rounds> counts from its round)`,
+      e.epoch,
+    )
+  }
+  if (e.activation > at.lastRun) return
+  throw new EpochRejectedError(
+    'stale',
+    `epoch ${e.epoch} activates at round ${e.activation} but this member already ran round ${at.lastRun} with the membership it had; the admin must sign a change with a later activation`,
+    e.epoch,
+  )
 }
 
 /** The change names a member that is not in the epoch (remove) or already is (add). */
@@ -228,6 +265,12 @@ export class EpochBook {
     this.list.push(e)
     this.list.sort((a, b) => a.epoch - b.epoch)
     return true
+  }
+
+  /** Whether this very epoch (same number and statement) is known. */
+  has(e: MembershipEpoch): boolean {
+    const known = this.list.find((x) => x.epoch === e.epoch)
+    return known !== undefined && canonicalJson(epochStatementObject(known)) === canonicalJson(epochStatementObject(e))
   }
 
   /** The epoch in force at `round` (the newest known epoch whose activation ≤ round). */

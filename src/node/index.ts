@@ -16,7 +16,7 @@ import { type SwarmConfig, swarmId } from '../config/schema.ts'
 import { AbortError, InvalidConfigError } from '../errors.ts'
 import type { Dataset } from '../learning/index.ts'
 import { type Logger, silentLogger } from '../logger.ts'
-import { EpochBook, type EpochRejectedError, genesisEpoch, type MembershipEpoch, type SignedEpoch, verifyEpoch } from '../membership/index.ts'
+import { checkActivation, EpochBook, type EpochRejectedError, genesisEpoch, type MembershipEpoch, type SignedEpoch, verifyEpoch } from '../membership/index.ts'
 import { startAddressExchange } from './addresses.ts'
 import type { ByzantineBehaviour } from './behaviour.ts'
 import { loadLatestCheckpoint, writeCheckpoint } from './checkpoint.ts'
@@ -78,6 +78,7 @@ export interface SwarmNode extends EventTarget {
   /**
    * Hands this member a signed membership epoch (from the admin's CLI): verified against the
    * swarm's admin key, stored, applied at its activation round and relayed to the other members.
+   * A new epoch whose activation ≤ this member's round is refused (EpochRejectedError 'stale').
    */
   submitEpoch(input: unknown): Promise<{ epoch: number; activation: number; added: boolean }>
   /** The signed membership epochs this member knows (oldest first). */
@@ -336,9 +337,21 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       await writeFile(join(opts.dataDir, 'epochs', `epoch-${e.epoch}.json`), `${JSON.stringify(e, null, 2)}\n`)
     }
     let onNewEpoch = (_e: SignedEpoch): void => {}
-    /** Verifies and records a signed epoch from anywhere (CLI, gossip); returns whether it was new. */
-    const learnEpoch = async (raw: unknown, from: string): Promise<{ epoch: SignedEpoch; added: boolean }> => {
+    /**
+     * The newest round this member ran itself: its 'round' reports (a resumed member ran the one
+     * before its checkpoint). A report follows the round's aggregation after that round's
+     * evaluation and checkpoint, if any: an epoch for that very round relayed in between is still
+     * taken, and applied from the next round.
+     */
+    let lastRun = (resume?.round ?? 0) - 1
+    /**
+     * Verifies and records a signed epoch handed over by the admin (CLI, POST /epoch) or relayed
+     * by a member (gossip); returns whether it was new. A new epoch whose activation round has
+     * come here is refused with EpochRejectedError 'stale' (checkActivation states when).
+     */
+    const learnEpoch = async (raw: unknown, from: string, source: 'admin' | 'relay' = 'relay'): Promise<{ epoch: SignedEpoch; added: boolean }> => {
       const e = await verifyEpoch(raw, swarm)
+      if (!book.has(e)) checkActivation(e, source === 'admin' ? { source, round: roundNow() } : { source, lastRun })
       const added = book.add(e)
       if (added) {
         log.info('membership epoch received', { epoch: e.epoch, activation: e.activation, n: e.members.length, f: e.f, from })
@@ -528,6 +541,9 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
     })
     closer('engine', () => engine.dispose())
     roundNow = () => engine.round
+    engine.addEventListener('round', (e) => {
+      lastRun = Math.max(lastRun, (e as CustomEvent<RoundReport>).detail.round)
+    })
     // after a switch the broadcast gates on the new epoch's members: admit the next epochs' again
     engine.addEventListener('epoch', () => admitPending(true))
     admitPending()
@@ -562,10 +578,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       }
     }
     const submitEpoch = async (raw: unknown): Promise<{ epoch: number; activation: number; added: boolean }> => {
-      const { epoch, added } = await learnEpoch(raw, 'local')
-      if (added && epoch.activation <= engine.round) {
-        log.warn('the new epoch activates at a round this member has already passed; it applies from the next round here', { epoch: epoch.epoch, activation: epoch.activation, round: engine.round })
-      }
+      const { epoch, added } = await learnEpoch(raw, 'local', 'admin')
       return { epoch: epoch.epoch, activation: epoch.activation, added }
     }
     return new SwarmNodeImpl({

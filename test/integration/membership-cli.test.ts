@@ -1,6 +1,9 @@
 /** `monna swarm add-member | remove-member | set-f`: signed epoch files, and refusals with exit code 2. */
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { once } from 'node:events'
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, it } from 'node:test'
@@ -54,4 +57,55 @@ it('membership commands write verifiable epochs and refuse changes that break n 
   const rm2 = await runMonna(['swarm', 'remove-member', ...common, '--from', join(dir, 'e1.json'), '--from', join(dir, 'e2.json'), '--id', ids[0]!, '--activation', '40', '--out', join(dir, 'e3.json')])
   assert.equal(rm2.code, 0, rm2.stderr)
   assert.match(rm2.stdout, /epoch 3 .*n = 4, f = 0, activates at round 40/)
+
+  // ---- against a running member (a stand-in for its HTTP endpoint, at round 15): an activation at
+  // or below its round is refused before anything is signed, written or published
+  const posted: unknown[] = []
+  const member = createServer((req, res) => {
+    const reply = (body: unknown): void => {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body))
+    }
+    if (req.method === 'GET' && req.url === '/status') reply({ round: 15, epoch: 0 })
+    else if (req.method === 'GET' && req.url === '/epochs') reply([])
+    else if (req.method === 'POST' && req.url === '/epoch') {
+      let body = ''
+      req.on('data', (b: Buffer) => {
+        body += b.toString()
+      })
+      req.on('end', () => {
+        const e = JSON.parse(body) as { epoch: number; activation: number }
+        posted.push(e)
+        reply({ epoch: e.epoch, activation: e.activation, added: true })
+      })
+    } else res.writeHead(404).end()
+  })
+  member.listen(0, '127.0.0.1')
+  await once(member, 'listening')
+  try {
+    const url = `http://127.0.0.1:${(member.address() as AddressInfo).port}`
+    const out = join(dir, 'stale.json')
+    const stale = (activation: number) => new RegExp(`^monna: epoch 1 activates at round ${activation} but the member at ${url.replaceAll('.', '\\.')} is already at round 15; choose --activation ≥ 16`)
+    for (const [args, activation] of [
+      [['--via', url, '--activation', '12'], 12],
+      [['--via', url, '--in', '0'], 15],
+      [['--publish', url, '--activation', '15'], 15],
+      [['--via', url, '--publish', url, '--activation', '3'], 3],
+    ] as const) {
+      const r = await runMonna(['swarm', 'add-member', ...common, '--id', newId, ...args, '--out', out])
+      assert.equal(r.code, 2, `${args.join(' ')}\n${r.stdout}${r.stderr}`)
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr)
+      assert.match(r.stderr, stale(activation))
+    }
+    await assert.rejects(stat(out), { code: 'ENOENT' }, 'nothing written')
+    assert.deepEqual(posted, [], 'nothing published')
+    const ok = await runMonna(['swarm', 'add-member', ...common, '--id', newId, '--publish', url, '--activation', '16', '--out', out])
+    assert.equal(ok.code, 0, ok.stderr)
+    assert.match(ok.stdout, /activates at round 16/)
+    assert.equal(posted.length, 1)
+    const lead = await runMonna(['swarm', 'add-member', ...common, '--id', newId, '--via', url, '--out', out])
+    assert.equal(lead.code, 0, lead.stderr)
+    assert.match(lead.stdout, /activates at round 25/, 'its round + 10 by default')
+  } finally {
+    member.close()
+  }
 })

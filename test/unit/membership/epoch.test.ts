@@ -4,6 +4,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { parseSwarm, swarmId } from '../../../src/config/schema.ts'
 import {
+  checkActivation,
   EpochBook,
   EpochRejectedError,
   FaultBoundError,
@@ -117,5 +118,33 @@ describe('membership epochs', () => {
     fresh.add(e2)
     const late = await signEpoch({ ...e1, activation: 25 }, admin)
     assert.throws(() => fresh.add(late), (err: unknown) => err instanceof EpochRejectedError && err.reason === 'activation')
+    assert.equal(book.has(e1), true)
+    assert.equal(book.has(conflicting), false, 'same number, another statement')
+    assert.equal(fresh.has(e1), false)
+  })
+
+  it('checkActivation: a new epoch whose activation round has come is refused (admin: at the round being run; relay: at a round already run)', async () => {
+    const { swarm } = await setup(4, 1)
+    const e = { ...proposeEpoch(genesisEpoch(swarm), { f: 0, activation: 12 }), epoch: 3 }
+    const stale = (message: RegExp) => (err: unknown) => {
+      assert.ok(err instanceof EpochRejectedError, String(err))
+      assert.equal(err.name, 'EpochRejectedError')
+      assert.equal(err.reason, 'stale')
+      assert.equal(err.epoch, 3)
+      assert.match(err.message, message)
+      assert.ok(!err.message.includes('\n'), 'one line')
+      return true
+    }
+    // handed over by the admin: activation must be after the round the member runs
+    assert.throws(() => checkActivation(e, { source: 'admin', round: 15 }), stale(/^epoch 3 activates at round 12 but this member is already at round 15; choose --activation ≥ 16/))
+    assert.throws(() => checkActivation(e, { source: 'admin', round: 12 }), stale(/already at round 12; choose --activation ≥ 13/), 'the round being run is too late')
+    assert.throws(() => checkActivation(e, { source: 'admin', round: 20, who: 'the member at http://h:1' }), stale(/but the member at http:\/\/h:1 is already at round 20/))
+    checkActivation(e, { source: 'admin', round: 11 })
+    checkActivation(e, { source: 'admin', round: 0 })
+    // relayed by a member: refused only for a round this member already ran
+    assert.throws(() => checkActivation(e, { source: 'relay', lastRun: 12 }), stale(/^epoch 3 activates at round 12 but this member already ran round 12 with the membership it had/))
+    assert.throws(() => checkActivation(e, { source: 'relay', lastRun: 30 }), stale(/already ran round 30/))
+    checkActivation(e, { source: 'relay', lastRun: 11 }) // running round 12: the engine switches before completing it
+    checkActivation(e, { source: 'relay', lastRun: -1 }) // ran nothing yet (a newcomer, or rounds skipped by catching up)
   })
 })

@@ -61,4 +61,63 @@ describe('createSwarmNode with membership epochs', () => {
       await rm(dir, { recursive: true, force: true })
     }
   })
+
+  it('refuses a new epoch whose activation round it has reached, with a one-line error; epochs known, given or stored still load', async () => {
+    const ks: PrivateKey[] = await Promise.all(Array.from({ length: 4 }, () => generateKeyPair('Ed25519')))
+    const admin = await generateKeyPair('Ed25519')
+    const swarm = parseSwarm({
+      name: 'unit',
+      f: 1,
+      admin: peerIdOfKey(admin),
+      members: ks.map((k, i) => ({ id: peerIdOfKey(k), name: `m${i}` })),
+      task: { dataset: { kind: 'gaussian-mixture', classes: 4, dim: 10, trainSize: 800, testSize: 200, seed: 3 }, model: { kind: 'logreg' }, rounds: 6, evalEvery: 100 },
+    })
+    const hub = createMemoryHub({ membership: membershipOf(swarm) })
+    const dir = await mkdtemp(join(tmpdir(), 'monna-node-epochs-'))
+    // epoch 1 (f = 0 from round 3) is given to every member at start, so all run it alike
+    const e1 = await signEpoch(proposeEpoch(genesisEpoch(swarm), { f: 0, activation: 3 }), admin)
+    const make = (i: number) =>
+      createSwarmNode({ swarm, privateKey: ks[i]!, transport: { kind: 'memory', hub }, backend: 'cpu', epochs: [e1], ...(i === 0 ? { dataDir: join(dir, 'm0'), checkpointEvery: 3 } : {}) })
+    const nodes = await Promise.all(ks.map((_, i) => make(i)))
+    try {
+      const reports = await Promise.all(nodes.map((n) => n.run()))
+      assert.deepEqual(reports[0]!.map((r) => [r.round, r.epoch]), [[0, 0], [1, 0], [2, 0], [3, 1], [4, 1], [5, 1]])
+      const m0 = nodes[0]!
+      assert.equal(m0.status().round, 6)
+      const stale = (epoch: number, activation: number, round: number) => (err: unknown) => {
+        assert.ok(err instanceof EpochRejectedError, String(err))
+        assert.equal(err.reason, 'stale')
+        assert.equal(err.message.split('\n').length, 1)
+        assert.match(err.message, new RegExp(`^epoch ${epoch} activates at round ${activation} but this member is already at round ${round}; choose --activation ≥ ${round + 1}`))
+        return true
+      }
+      // before this change these were taken (with a warning) and applied from the member's next round
+      const e2 = (activation: number) => signEpoch(proposeEpoch(e1, { f: 1, activation }), admin)
+      await assert.rejects(m0.submitEpoch(await e2(4)), stale(2, 4, 6))
+      await assert.rejects(m0.submitEpoch(await e2(6)), stale(2, 6, 6), 'the round it runs next is too late as well')
+      assert.equal(m0.status().latestEpoch, 1, 'nothing was recorded')
+      // epoch 1 (activation 3, known) is not refused; a later activation is taken
+      assert.deepEqual(await m0.submitEpoch(e1), { epoch: 1, activation: 3, added: false })
+      const later = await e2(7)
+      assert.deepEqual(await m0.submitEpoch(later), { epoch: 2, activation: 7, added: true })
+      await Promise.all(nodes.map((n) => n.stop()))
+
+      // restarted from its checkpoint (round 6): the stored epochs load although epoch 1's activation has passed
+      const again = await createSwarmNode({ swarm, privateKey: ks[0]!, transport: { kind: 'memory', hub }, backend: 'cpu', dataDir: join(dir, 'm0') })
+      try {
+        assert.equal(again.resumedAt, 6)
+        assert.equal(again.status().latestEpoch, 2)
+        assert.deepEqual(again.epochs().map((e) => [e.epoch, e.activation]), [[1, 3], [2, 7]])
+      } finally {
+        await again.stop()
+      }
+      // and a member given a passed epoch at start-up (a newcomer's --epoch) still starts with it
+      const given = await createSwarmNode({ swarm, privateKey: ks[1]!, transport: { kind: 'memory', hub }, backend: 'cpu', epochs: [e1, later] })
+      assert.equal(given.status().latestEpoch, 2)
+      await given.stop()
+    } finally {
+      await Promise.all(nodes.map((n) => n.stop()))
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
 })
