@@ -93,7 +93,8 @@ export class FrameReader {
     stream.addEventListener('remoteCloseWrite', onEnd)
     stream.addEventListener('close', (evt) => {
       if (evt.error !== undefined && this.failure === undefined) this.failure = evt.error
-      this.abandon()
+      // a frame that arrived whole is still handed over; one cut short is dropped (and released)
+      if (this.failure !== undefined || this.pending === undefined || this.buf.byteLength < this.pending.total) this.abandon()
       onEnd()
     })
     if (stream.remoteWriteStatus !== 'writable' || stream.status !== 'open') this.ended = true

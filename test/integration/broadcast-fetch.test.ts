@@ -6,8 +6,7 @@
 import assert from 'node:assert/strict'
 import { afterEach, test } from 'node:test'
 import type { Stream } from '@libp2p/interface'
-import { createEchoBroadcast } from '../../src/broadcast/index.ts'
-import { swarmProtocol } from '../../src/net/index.ts'
+import { createEchoBroadcast, echoProtocol } from '../../src/broadcast/index.ts'
 import { payloadOf, type Swarm, startSwarm, waitDeliveries } from '../unit/broadcast/harness.ts'
 
 let swarm: Swarm | undefined
@@ -22,7 +21,7 @@ test('n = 7, f = 2: a late member fetches past a peer that takes the FETCH and s
   swarm = await startSwarm({ n: 7, f: 2, withoutBroadcast: [0, 6] })
   const s = swarm
   const mute: Stream[] = []
-  await s.nodes[0]!.handle(swarmProtocol(s.membership.swarmId, 'echo-bcast'), (stream: Stream) => {
+  await s.nodes[0]!.handle(echoProtocol(s.membership.swarmId), (stream: Stream) => {
     mute.push(stream)
   })
   const honest = s.bcasts.slice(1, 6).map((b) => b!)

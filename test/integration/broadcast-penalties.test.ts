@@ -55,14 +55,14 @@ function sendFrame(round: number, opts: { swarmId?: string; version?: number } =
 
 test('rejections without blame never lead to a ban', async () => {
   for (let i = 0; i < THRESHOLD + 2; i++) await write('wrong-swarm', sendFrame(0, { swarmId: 'other' }))
-  for (let i = 0; i < THRESHOLD + 2; i++) await write('unknown-version', sendFrame(0, { version: 2 }))
+  for (let i = 0; i < THRESHOLD + 2; i++) await write('unknown-version', sendFrame(0, { version: 3 }))
   assert.equal(isBanned(swarm.nodes[0]!, me()), false)
 })
 
 test('a member reaching the threshold of blamed rejections is banned, then may come back', async () => {
   const bans: BanEvent[] = []
   target.addEventListener('ban', (e) => bans.push((e as CustomEvent<BanEvent>).detail))
-  const garbage = Uint8Array.of(1, 42, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0) // unknown frame type: malformed
+  const garbage = Uint8Array.of(2, 42, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0) // unknown frame type: malformed
   for (let i = 0; i < THRESHOLD - 1; i++) await write('malformed', garbage)
   assert.equal(bans.length, 0, 'not banned below the threshold')
   const forged = sendFrame(1)

@@ -37,7 +37,7 @@ const seed = (): Uint8Array => signingSeed(swarm.keys[3]!)
 
 function send(round: number, payload: Uint8Array, over: Partial<Extract<Frame, { type: 'SEND' }>> = {}): Frame {
   const hash = over.hash ?? hashPayload(payload)
-  const inst = { swarmId: over.swarmId ?? 'test', epoch: 0, round, sender: over.sender ?? me() }
+  const inst = { swarmId: over.swarmId ?? 'test', epoch: over.epoch ?? 0, round, sender: over.sender ?? me() }
   return { type: 'SEND', ...inst, hash, signature: sign(seed(), statement('SEND', inst, hash)), payload, ...over }
 }
 
@@ -56,14 +56,14 @@ async function provoke(reason: string, bytes: Uint8Array | Uint8Array[], to: Net
 }
 
 test('malformed: an unknown frame type and garbage', async () => {
-  const r = await provoke('malformed', Uint8Array.of(1, 42, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+  const r = await provoke('malformed', Uint8Array.of(2, 42, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
   assert.equal(r.penalise, true)
   assert.equal(r.peer, me())
 })
 
-test('unknown-version: a version-2 header is dropped without penalty', async () => {
+test('unknown-version: a version-3 header is dropped without penalty', async () => {
   const f = encodeFrame(send(0, payloadOf(1, 10)))
-  f[0] = 2
+  f[0] = 3
   const r = await provoke('unknown-version', f)
   assert.equal(r.penalise, false)
 })
@@ -150,12 +150,32 @@ test('non-member: a certificate signed by an outsider, and a stream from an outs
   assert.equal(peerIdFromString(r.peer!).toString(), peerIdOfKey(outKey!))
 })
 
+test('wrong-epoch: a SEND signed under an epoch this member does not run that round in, refused without blame', async () => {
+  const r = await provoke('wrong-epoch', encodeFrame(send(1, payloadOf(9, 10), { epoch: 1 })))
+  assert.equal(r.penalise, false)
+})
+
+test('unexpected frame types are refused from the header, before their payload is read', async () => {
+  // an unsolicited PAYLOAD of 60 KiB: only its 12-byte header is sent, and it is refused
+  const head = new Uint8Array(12)
+  const dv = new DataView(head.buffer)
+  dv.setUint8(0, 2)
+  dv.setUint8(1, 5) // PAYLOAD
+  dv.setUint32(4, 40)
+  dv.setUint32(8, 60 * 1024)
+  const r = await provoke('malformed', head)
+  assert.match(r.detail, /unexpected PAYLOAD frame/)
+})
+
+// over-capacity, slow and rate-limited: test/integration/broadcast-attacks.test.ts
+const provokedHere = rejectReasons.filter((r) => r !== 'over-capacity' && r !== 'slow' && r !== 'rate-limited')
+
 test('every reason was counted, and the member still delivers afterwards', async () => {
   const rejected = target.stats().rejected
-  for (const reason of rejectReasons) assert.ok((rejected[reason] ?? 0) >= 1, `${reason}: ${JSON.stringify(rejected)}`)
+  for (const reason of provokedHere) assert.ok((rejected[reason] ?? 0) >= 1, `${reason}: ${JSON.stringify(rejected)}`)
   // and exported as Prometheus counters labelled by reason
   const metric = await registry.getSingleMetric('monna_broadcast_rejections_total')!.get()
-  for (const reason of rejectReasons) assert.ok(metric.values.some((v) => v.labels.reason === reason && v.value >= 1), reason)
+  for (const reason of provokedHere) assert.ok(metric.values.some((v) => v.labels.reason === reason && v.value >= 1), reason)
   const signal = AbortSignal.timeout(30_000)
   const honest = swarm.bcasts.slice(0, 3).map((b) => b!)
   await Promise.all([...honest.map((b, i) => b.broadcast(6, payloadOf(100 + i, 5000), { signal })), ...honest.map((b) => waitDeliveries(b, 6, 3, signal))])

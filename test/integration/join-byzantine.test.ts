@@ -24,7 +24,8 @@ import { hashPayload, sign, signingSeed, statement } from '../../src/broadcast/c
 import { FrameReader, writeParts } from '../../src/broadcast/frame-stream.ts'
 import { encodeFrame, encodeFrameParts, type Frame, type SignatureEntry } from '../../src/broadcast/wire.ts'
 import { parseSwarm, swarmId } from '../../src/config/schema.ts'
-import { createNetNode, loadOrCreateKey, type NetNode, swarmProtocol, swarmTopic } from '../../src/net/index.ts'
+import { echoProtocol, finalTopic } from '../../src/broadcast/index.ts'
+import { createNetNode, loadOrCreateKey, type NetNode } from '../../src/net/index.ts'
 import { freePorts, Member, runMonna } from '../unit/node/cli-harness.ts'
 
 /** more rounds than the test runs: members are stopped (SIGTERM: checkpoint, exit 0) once enough are reported */
@@ -108,7 +109,7 @@ it('a Byzantine member serving forged and stale models to a catching-up member i
     return out
   }
   await node.handle(
-    swarmProtocol(id, 'echo-bcast'),
+    echoProtocol(id),
     async (stream: Stream, connection) => {
       const peer = connection.remotePeer.toString()
       const reader = new FrameReader(stream, { maxPayloadBytes: 64 * 1024 * 1024 })
@@ -147,13 +148,13 @@ it('a Byzantine member serving forged and stale models to a catching-up member i
     { maxInboundStreams: 256, maxOutboundStreams: 256 },
   )
   // gossip FINALs of a far-future round with invented signatures: they must not move anyone's catch-up target
-  const finalTopic = swarmTopic(id, 'final')
-  node.services.pubsub.subscribe(finalTopic)
+  const topic = finalTopic(id)
+  node.services.pubsub.subscribe(topic)
   let lure = 0
   const lureTimer = setInterval(() => {
     const payload = new Uint8Array(randomBytes(64))
     const frame: Frame = { type: 'FINAL', swarmId: id, epoch: 0, round: 100_000 + lure++, sender: ids[1]!, hash: hashPayload(payload), certificate: ids.slice(0, 5).map((signer) => ({ signer, signature: new Uint8Array(randomBytes(64)) })) }
-    node.services.pubsub.publish(finalTopic, encodeFrame(frame)).catch(() => {})
+    node.services.pubsub.publish(topic, encodeFrame(frame)).catch(() => {})
   }, 500)
   t.after(() => clearInterval(lureTimer))
   const dialAll = (): void => {
