@@ -10,8 +10,8 @@
  */
 import type { Libp2p, PrivateKey, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { echoProtocol, finalTopic } from '../broadcast/echo-broadcast.ts'
 import { bytesEqual, hashPayload, sign, signingSeed, statement, verify } from '../broadcast/crypto.ts'
+import { echoProtocol, finalTopic } from '../broadcast/echo-broadcast.ts'
 import { FrameReader, writeParts } from '../broadcast/frame-stream.ts'
 import { encodeFrame, encodeFrameParts, type Frame, type Instance, type SignatureEntry } from '../broadcast/wire.ts'
 import type { Membership } from '../net/membership.ts'

@@ -46,9 +46,9 @@ import { defaultEchoBroadcastOptions, type EchoBroadcastOptions, validateEchoBro
 import { type BanEvent, Penalties, type PenaltyOptions } from './penalties.ts'
 import { decodeFrame, encodeFrame, encodeFrameParts, type Frame, type FrameHeader, type Instance, MAX_ROUND } from './wire.ts'
 
-export type { BanEvent } from './penalties.ts'
 export { type Certificate, verifyCertificate } from './certificate.ts'
 export { defaultEchoBroadcastOptions, type EchoBroadcastOptions } from './options.ts'
+export type { BanEvent } from './penalties.ts'
 
 export interface Delivery {
   swarmId: string

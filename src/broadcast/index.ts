@@ -23,6 +23,6 @@ export {
   RoundOutOfWindowError,
   rejectReasons,
 } from './errors.ts'
-export { createFileJournal, createMemoryJournal, type EchoJournal, type JournalEntry } from './journal.ts'
 export { FrameReader, writeParts } from './frame-stream.ts'
+export { createFileJournal, createMemoryJournal, type EchoJournal, type JournalEntry } from './journal.ts'
 export { decodeFrame, encodeFrame, encodeFrameParts, type Frame, FrameType, type Instance, type SignatureEntry, WIRE_VERSION } from './wire.ts'

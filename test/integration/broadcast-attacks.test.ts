@@ -7,8 +7,8 @@ import assert from 'node:assert/strict'
 import { afterEach, test } from 'node:test'
 import type { Stream } from '@libp2p/interface'
 import { createAdversary } from '../../src/adversary/index.ts'
-import { createEchoBroadcast, createMemoryJournal, type Delivery, echoProtocol, encodeFrame, type Rejection } from '../../src/broadcast/index.ts'
 import { toHex } from '../../src/broadcast/crypto.ts'
+import { createEchoBroadcast, createMemoryJournal, type Delivery, echoProtocol, encodeFrame, type Rejection } from '../../src/broadcast/index.ts'
 import { payloadOf, type Swarm, startSwarm, waitDeliveries } from '../unit/broadcast/harness.ts'
 
 let swarm: Swarm | undefined

@@ -4,8 +4,8 @@
  * started late obtains earlier certified instances and verifies them alone.
  */
 import assert from 'node:assert/strict'
-import { createAdversary } from '../../src/adversary/index.ts'
 import { afterEach, test } from 'node:test'
+import { createAdversary } from '../../src/adversary/index.ts'
 import { createEchoBroadcast, verifyCertificate } from '../../src/broadcast/index.ts'
 import { memoryLogger } from '../../src/logger.ts'
 import { quorum } from '../../src/net/index.ts'

@@ -5,8 +5,8 @@
  * different payloads for one instance.
  */
 import assert from 'node:assert/strict'
-import { createAdversary } from '../../src/adversary/index.ts'
 import { after, test } from 'node:test'
+import { createAdversary } from '../../src/adversary/index.ts'
 import type { Delivery } from '../../src/broadcast/index.ts'
 import { Rng } from '../../src/rng.ts'
 import { payloadOf, type Swarm, startSwarm } from '../unit/broadcast/harness.ts'

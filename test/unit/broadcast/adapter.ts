@@ -5,7 +5,7 @@
  * in-process `ingest` hook: nothing reaches the broadcast except through its stream handler.
  */
 import type { PrivateKey } from '@libp2p/interface'
-import { createAdversary, type Adversary } from '../../../src/adversary/index.ts'
+import { type Adversary, createAdversary } from '../../../src/adversary/index.ts'
 import type { EchoBroadcast, Frame, Rejection } from '../../../src/broadcast/index.ts'
 import { encodeFrame } from '../../../src/broadcast/index.ts'
 import { createNetNode, type Membership, type NetNode, peerIdOfKey } from '../../../src/net/index.ts'

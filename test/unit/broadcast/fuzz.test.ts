@@ -4,9 +4,9 @@
  * state must stay bounded, and every frame that is not a valid one is rejected with a reason.
  */
 import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
-import { after, before, test } from 'node:test'
 import type { PrivateKey } from '@libp2p/interface'
 import { hashPayload, sign, signingSeed, statement } from '../../../src/broadcast/crypto.ts'
 import { BroadcastRejectError } from '../../../src/broadcast/errors.ts'
