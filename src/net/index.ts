@@ -10,4 +10,4 @@ export {
   validateMembership,
   WARN_FAULT_FRACTION,
 } from './membership.ts'
-export { banPeer, createNetNode, isBanned, type NetNode, type NetNodeOptions, type NetServices, setNetMembership } from './node.ts'
+export { banPeer, createNetNode, gossipLimits, isBanned, type NetNode, type NetNodeOptions, type NetServices, setNetMembership } from './node.ts'

@@ -2,8 +2,10 @@
  * The libp2p node of a member: TCP + Noise + yamux, identify (gossipsub needs it), ping,
  * gossipsub (`services.pubsub`), bootstrap (a list of multiaddrs with /p2p/<id>) and mDNS
  * (LAN discovery; we dial what it finds). With a membership, a connection gater refuses
- * every non-member connection and a pubsub gate refuses messages from or relayed by
- * non-members and every topic outside the swarm's namespace `/monna/<swarmId>/`.
+ * every non-member connection and a pubsub gate refuses (REJECT: not relayed) messages from or
+ * relayed by non-members, every topic outside the swarm's namespace `/monna/<swarmId>/`, and
+ * every topic of the namespace that no module validates (`topicValidators.set(topic, fn)`):
+ * a topic nobody checks is not relayed. Gossipsub reads no RPC above `gossipLimits.maxRpcBytes`.
  */
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
@@ -18,6 +20,20 @@ import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import { InvalidConfigError } from '../errors.ts'
 import { type Logger, silentLogger } from '../logger.ts'
 import { type Membership, swarmTopicPrefix, validateMembership } from './membership.ts'
+
+/**
+ * Bounds on the swarm's gossip. Gossip carries only small messages — FINAL certificates
+ * (≈ 100 bytes per signature, ≈ 31 KiB for Q of 256 members: `src/broadcast/wire.ts`), address
+ * announcements (≤ 4 KiB, `src/node/addresses.ts`) and membership epoch lists (≤ 256 KiB,
+ * `src/node/epoch-gossip.ts`); payloads travel on streams. One gossipsub RPC may bundle several
+ * messages (an answer to IWANT), so the per-RPC bound is 1 MiB: 32 FINALs of a 256-member swarm
+ * or 4 maximal epoch lists, a quarter of it-length-prefixed's 4 MiB default. A peer that sends a
+ * larger RPC loses its gossipsub stream (gossipsub drops the peer's inbound stream with the RPC);
+ * each topic's validator then bounds its own messages.
+ */
+export const gossipLimits = {
+  maxRpcBytes: 1024 * 1024,
+} as const
 
 export interface NetNodeOptions {
   privateKey: PrivateKey
@@ -34,7 +50,7 @@ export interface NetNodeOptions {
   metrics?: Libp2pOptions['metrics']
   /** yamux options (tests and benchmarks), e.g. `{ streamOptions: { maxReadBufferLength } }`. */
   yamux?: Parameters<typeof yamux>[0]
-  /** Extra gossipsub options (tests and benchmarks). */
+  /** Extra gossipsub options (tests and benchmarks); they override `gossipLimits`. */
   gossipsub?: Partial<GossipsubOpts>
 }
 
@@ -68,7 +84,9 @@ function gateAllows(gate: Gate, peer: PeerId | string): boolean {
 
 /**
  * Gossipsub looks up `topicValidators.get(topic)` for every received message; this map wraps
- * whatever validator a module registers with the membership and namespace checks.
+ * whatever validator a module registers with the membership and namespace checks. With a
+ * membership, a topic without a registered validator is REJECTed (gossipsub would Accept it
+ * and relay whatever arrives on it to the whole swarm).
  */
 class GatedValidators extends Map<string, TopicValidatorFn> {
   readonly gate: Gate
@@ -84,7 +102,7 @@ class GatedValidators extends Map<string, TopicValidatorFn> {
       if (!topic.startsWith(swarmTopicPrefix(gate.membership!.swarmId))) return TopicValidatorResult.Reject
       if (!gateAllows(gate, peer)) return TopicValidatorResult.Reject
       if (msg.type === 'signed' && !gateAllows(gate, msg.from)) return TopicValidatorResult.Reject
-      return inner === undefined ? TopicValidatorResult.Accept : inner(peer, msg)
+      return inner === undefined ? TopicValidatorResult.Reject : inner(peer, msg)
     }
   }
 }
@@ -130,6 +148,7 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
         // our own small messages only; payloads travel on streams (see src/broadcast/README.md)
         allowPublishToZeroTopicPeers: true,
         emitSelf: false,
+        maxInboundDataLength: gossipLimits.maxRpcBytes,
         ...opts.gossipsub,
       }),
     },

@@ -16,12 +16,13 @@ import { type SwarmConfig, swarmId } from '../config/schema.ts'
 import { AbortError, InvalidConfigError } from '../errors.ts'
 import type { Dataset } from '../learning/index.ts'
 import { type Logger, silentLogger } from '../logger.ts'
-import { checkActivation, EpochBook, type EpochRejectedError, genesisEpoch, type MembershipEpoch, type SignedEpoch, verifyEpoch } from '../membership/index.ts'
+import { checkActivation, EpochBook, genesisEpoch, type MembershipEpoch, type SignedEpoch, verifyEpoch } from '../membership/index.ts'
 import { startAddressExchange } from './addresses.ts'
 import type { ByzantineBehaviour } from './behaviour.ts'
 import { loadLatestCheckpoint, writeCheckpoint } from './checkpoint.ts'
 import { checkDataDir } from './data-dir.ts'
 import { type AccountantPort, type AggregatorPort, type EngineSnapshot, type EpochView, RoundEngine, type RoundReport } from './engine.ts'
+import { startEpochGossip } from './epoch-gossip.ts'
 import type { MemoryHub } from './memory-hub.ts'
 import { createNodeMetrics, type NodeMetrics } from './metrics.ts'
 import type { DecodedModel } from './payload.ts'
@@ -325,6 +326,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
 
     // ---- transport
     let port: BroadcastPort
+    let equivocate: ((peers: string[], round: number, payload: Uint8Array) => Promise<void>) | undefined
     let multiaddrs = (): string[] => []
     let connectedPeers = (): string[] => []
     let publishEpochs = (): void => {}
@@ -365,7 +367,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       port = opts.transport.hub.port(self, { roundWindow: swarm.timing.roundWindow })
       closer('memory port', () => port.stop())
     } else {
-      const { createEchoBroadcast } = await import('../broadcast/index.ts')
+      const { createEchoBroadcast, createFileJournal } = await import('../broadcast/index.ts')
       const node = await createNetNode({
         privateKey: opts.privateKey,
         listen: opts.listen ?? ['/ip4/0.0.0.0/tcp/0'],
@@ -382,13 +384,22 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
         node,
         privateKey: opts.privateKey,
         membership,
+        epoch: startEpoch.epoch,
         roundWindow: swarm.timing.roundWindow,
-        maxPayloadBytes: swarm.limits.maxPayloadBytes,
+        // the model's encoded size (d float32s): nothing larger is ever an honest payload
+        maxPayloadBytes: Math.min(swarm.limits.maxPayloadBytes, learner.dim * 4),
+        ...(opts.dataDir !== undefined ? { journal: createFileJournal(join(opts.dataDir, `echo-journal-${membership.swarmId.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 64)}.jsonl`)) } : {}),
         logger: log.child('broadcast'),
         ...(opts.registry !== undefined ? { registry: opts.registry } : {}),
       })
       port = broadcast
       closer('broadcast', () => broadcast.stop())
+      if (opts.behaviour !== undefined) {
+        // a Byzantine member equivocates on the real protocol with the adversary toolkit
+        const { createAdversary } = await import('../adversary/index.ts')
+        const adversary = createAdversary({ node, privateKey: opts.privateKey, membership, epoch: startEpoch.epoch })
+        equivocate = (peers, round, payload) => adversary.sendTo(peers, round, payload)
+      }
       // members' addresses (swarm file) and --peer multiaddrs: known to the peer store, dialled, redialled
       const known = new Map<string, string[]>()
       const remember = (addr: string): void => {
@@ -412,42 +423,17 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       for (const [id, addrs] of known) {
         await node.peerStore.merge(peerIdFromString(id), { multiaddrs: addrs.map((a) => multiaddr(a).decapsulateCode(421)) })
       }
-      // ---- membership epochs over the swarm's pubsub namespace: relayed periodically, verified by every receiver
-      const epochTopic = swarmTopic(membership.swarmId, 'membership')
-      const pubsub = (node.services as { pubsub?: { subscribe(t: string): void; unsubscribe(t: string): void; publish(t: string, d: Uint8Array): Promise<unknown> } & EventTarget }).pubsub
-      if (pubsub !== undefined) {
-        const onEpochMessage = (evt: Event): void => {
-          const msg = (evt as CustomEvent<{ topic: string; data: Uint8Array; from?: { toString(): string } }>).detail
-          if (msg.topic !== epochTopic || msg.data.byteLength > 1024 * 1024) return
-          let list: unknown
-          try {
-            list = JSON.parse(new TextDecoder().decode(msg.data))
-          } catch {
-            return
-          }
-          if (!Array.isArray(list)) return
-          for (const raw of list.slice(0, 16)) {
-            learnEpoch(raw, String(msg.from)).catch((err: unknown) => {
-              log.warn('membership epoch refused', { reason: (err as EpochRejectedError).reason ?? 'error', error: String(err), from: String(msg.from) })
-            })
-          }
-        }
-        pubsub.addEventListener('message', onEpochMessage)
-        pubsub.subscribe(epochTopic)
-        publishEpochs = () => {
-          const signed = book.signed().slice(-4)
-          if (signed.length === 0) return
-          pubsub.publish(epochTopic, new TextEncoder().encode(JSON.stringify(signed))).catch((err: unknown) => log.debug('epoch relay not sent', { error: String(err) }))
-        }
-        const gossipTimer = setInterval(publishEpochs, defaultNodeOptions.epochGossipMs)
-        closer('epoch gossip', () => {
-          clearInterval(gossipTimer)
-          pubsub.removeEventListener('message', onEpochMessage)
-          try {
-            pubsub.unsubscribe(epochTopic)
-          } catch {}
-        })
-      }
+      // ---- membership epochs over the swarm's pubsub namespace: relayed periodically, verified by every receiver (epoch-gossip.ts)
+      const epochGossip = startEpochGossip({
+        pubsub: node.services.pubsub,
+        topic: swarmTopic(membership.swarmId, 'membership'),
+        learn: learnEpoch,
+        signed: () => book.signed(),
+        log,
+        intervalMs: defaultNodeOptions.epochGossipMs,
+      })
+      publishEpochs = epochGossip.publish
+      closer('epoch gossip', epochGossip.stop)
       // members added by epochs: their addresses are dialled like the swarm file's
       const rememberEpochMembers = async (e: MembershipEpoch): Promise<void> => {
         for (const m of e.members) {
@@ -517,6 +503,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       evalEvery: task.evalEvery,
       evaluate: async ({ final }) => learner.evaluate(test, final ? {} : { maxExamples: task.evalExamples }),
       ...(opts.behaviour !== undefined ? { behaviour: opts.behaviour } : {}),
+      ...(equivocate !== undefined ? { equivocate } : {}),
       ...(accountant !== undefined ? { privacy: { accountant, delta: privacyDelta } } : {}),
       checkpointEvery: opts.checkpointEvery ?? defaultNodeOptions.checkpointEvery,
       ...(opts.minRoundMs !== undefined ? { minRoundMs: opts.minRoundMs } : {}),

@@ -19,7 +19,7 @@
  * 4194304 = the libraries' defaults).
  */
 import { cpus } from 'node:os'
-import type { Message } from '@libp2p/gossipsub'
+import { type Message, TopicValidatorResult } from '@libp2p/gossipsub'
 import { prometheusMetrics } from '@libp2p/prometheus-metrics'
 import { Registry } from 'prom-client'
 import { createEchoBroadcast, type EchoBroadcast } from '../../src/broadcast/index.ts'
@@ -106,6 +106,8 @@ async function main(): Promise<void> {
     for (let i = 0; i < N; i++) bcasts.push(await createEchoBroadcast({ node: nodes[i]!, privateKey: keys[i]!, membership, logger }))
     if (logger !== undefined) for (const b of bcasts) b.addEventListener('reject', (e) => console.error('reject', (e as CustomEvent).detail))
     for (const node of nodes) {
+      // the pubsub gate refuses a swarm topic nobody validates; the baseline accepts everything
+      node.services.pubsub.topicValidators.set(plainTopic, () => TopicValidatorResult.Accept)
       node.services.pubsub.subscribe(plainTopic)
       node.services.pubsub.addEventListener('message', (evt: CustomEvent<Message>) => {
         if (evt.detail.topic !== plainTopic) return

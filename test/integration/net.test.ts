@@ -1,10 +1,10 @@
 /**
  * The member's libp2p node on 127.0.0.1: bootstrap dialling, ping, the membership gate on
- * connections, pubsub restricted to the swarm's namespace and to members.
+ * connections, pubsub restricted to the swarm's namespace, to validated topics and to members.
  */
 import assert from 'node:assert/strict'
 import { after, test } from 'node:test'
-import type { Message } from '@libp2p/gossipsub'
+import { type Message, TopicValidatorResult } from '@libp2p/gossipsub'
 import { InvalidConfigError } from '../../src/errors.ts'
 import { createNetNode, type Membership, type NetNode, peerIdOfKey, setNetMembership, swarmTopic } from '../../src/net/index.ts'
 import { assertRefused, makeKeys } from '../unit/broadcast/harness.ts'
@@ -49,24 +49,31 @@ test('members bootstrap to each other, ping, and exchange pubsub messages in the
   const rtt = await b.services.ping.ping(a.peerId, { signal: AbortSignal.timeout(10_000) })
   assert.ok(rtt >= 0)
 
-  // pubsub: a message on the swarm's topic arrives; one on a foreign topic is refused by the gate
+  // pubsub: a message on a validated swarm topic arrives; one on a foreign topic, or on a swarm
+  // topic nobody validates, is refused by the gate
   const inSwarm = swarmTopic('netswarm', 'chat')
+  const unvalidated = swarmTopic('netswarm', 'unvalidated')
   const foreign = '/monna/other/chat/1'
+  a.services.pubsub.topicValidators.set(inSwarm, () => TopicValidatorResult.Accept)
+  a.services.pubsub.topicValidators.set(foreign, () => TopicValidatorResult.Accept)
   for (const n of [a, b]) {
     n.services.pubsub.subscribe(inSwarm)
+    n.services.pubsub.subscribe(unvalidated)
     n.services.pubsub.subscribe(foreign)
   }
   const foreignSeen: Message[] = []
   a.services.pubsub.addEventListener('message', (e) => {
-    if (e.detail.topic === foreign) foreignSeen.push(e.detail)
+    if (e.detail.topic === foreign || e.detail.topic === unvalidated) foreignSeen.push(e.detail)
   })
   await waitEvent(a.services.pubsub, 'subscription-change', () => a.services.pubsub.getSubscribers(inSwarm).length > 0 && a.services.pubsub.getSubscribers(foreign).length > 0).catch(() => {})
   // subscriptions may have arrived before we listened
-  for (let i = 0; i < 100 && (b.services.pubsub.getSubscribers(inSwarm).length === 0 || b.services.pubsub.getSubscribers(foreign).length === 0); i++) {
+  const bSeesAll = (): boolean => [inSwarm, unvalidated, foreign].every((t) => b.services.pubsub.getSubscribers(t).length > 0)
+  for (let i = 0; i < 100 && !bSeesAll(); i++) {
     await waitEvent(b.services.pubsub, 'subscription-change', () => true, 200).catch(() => {})
   }
   const got = waitEvent<Message>(a.services.pubsub, 'message', (m) => m.topic === inSwarm)
   await b.services.pubsub.publish(foreign, new TextEncoder().encode('not for us'))
+  await b.services.pubsub.publish(unvalidated, new TextEncoder().encode('nobody checks this'))
   await b.services.pubsub.publish(inSwarm, new TextEncoder().encode('hello'))
   const m = await got
   assert.equal(new TextDecoder().decode(m.data), 'hello')
