@@ -278,7 +278,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     this.peerId = opts.node.peerId.toString()
     this.membership = { ...opts.membership, members: [...opts.membership.members] }
     this.members = new Set(this.membership.members)
-    this.epochs = [{ epoch: opts.epoch ?? 0, from: 0, membership: this.membership, members: this.members, q: quorum(this.members.size, this.membership.f) }]
+    this.epochs = [{ epoch: opts.epoch ?? 0, from: opts.epochFrom ?? 0, membership: this.membership, members: this.members, q: quorum(this.members.size, this.membership.f) }]
     this.W = opts.roundWindow ?? defaultEchoBroadcastOptions.roundWindow
     this.cap = 2 * this.W + 1
     this.maxPayloadBytes = opts.maxPayloadBytes ?? defaultEchoBroadcastOptions.maxPayloadBytes
@@ -497,6 +497,9 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   /** Checks that a frame's epoch is the one its round belongs to here (not blamed: one side may lag). */
   private checkEpoch(f: { epoch: number; round: number }): EpochEntry {
     const e = this.epochAt(f.round)
+    // a round before the first epoch this member knows (it joined with a later one): the frame's
+    // own earlier epoch is taken, checked against the members it knows (founders sign there too)
+    if (f.round < this.epochs[0]!.from && f.epoch <= this.epochs[0]!.epoch) return e
     if (f.epoch !== e.epoch) throw new BroadcastRejectError('wrong-epoch', `round ${f.round} belongs to epoch ${e.epoch} here, the frame names epoch ${f.epoch}`)
     return e
   }

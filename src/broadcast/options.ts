@@ -15,6 +15,12 @@ export interface EchoBroadcastOptions {
   /** Membership epoch number of `membership` (signed in every statement; default 0). */
   epoch?: number
   /**
+   * First round of that epoch (its activation; default 0). A member that joins with a later epoch
+   * takes certificates of earlier rounds under their own (earlier) epoch, checked against the
+   * members it knows: they are its evidence of where the swarm is.
+   */
+  epochFrom?: number
+  /**
    * W: SENDs are echoed for rounds in [ref − W, ref + W], where ref is the newest round that
    * f + 1 distinct members have certified (or this member's own newest round, or its floor).
    */

@@ -385,6 +385,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
         privateKey: opts.privateKey,
         membership,
         epoch: startEpoch.epoch,
+        epochFrom: startEpoch.activation,
         roundWindow: swarm.timing.roundWindow,
         // the model's encoded size (d float32s): nothing larger is ever an honest payload
         maxPayloadBytes: Math.min(swarm.limits.maxPayloadBytes, learner.dim * 4),

@@ -39,6 +39,10 @@ describe('MemoryHub (echo/quorum semantics)', () => {
       assert.deepEqual(s[0]!.payload, bytes(1))
       assert.equal(s[0]!.sender, ids[0])
     }
+    // one sender is no evidence that the swarm reached round 0; f + 1 = 2 senders are
+    assert.equal(ports[2]!.newestCertifiedRound(), -1)
+    await ports[1]!.broadcast(0, bytes(2))
+    await settle(hub)
     assert.equal(ports[2]!.newestCertifiedRound(), 0)
   })
 
