@@ -135,6 +135,13 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
       // gater already limits who may connect at all.
       inboundConnectionThreshold: 1000,
       maxIncomingPendingConnections: 256,
+      // libp2p's defaults (6 s per address, 10 s per dial and per inbound upgrade) fail Noise
+      // handshakes of a member whose CPU is busy training, or of many members sharing a machine:
+      // 45 concurrent handshakes of a 10-member swarm on a loaded 2-core machine timed out at 6 s
+      // (EncryptionFailedError) in a CI rehearsal. A member that is merely slow is not dead.
+      dialTimeout: 30_000,
+      addressDialTimeout: 20_000,
+      inboundUpgradeTimeout: 30_000,
     },
     connectionGater: {
       denyDialPeer: deny,

@@ -40,7 +40,7 @@ export async function connectAll(nodes: NetNode[]): Promise<void> {
     nodes.map(
       (n) =>
         new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error('connections did not all open within 20 s')), 20_000)
+          const timer = setTimeout(() => reject(new Error('connections did not all open within 90 s')), 90_000)
           const check = (): void => {
             const peers = new Set(n.getConnections().map((c) => c.remotePeer.toString()))
             if (peers.size >= nodes.length - 1) {
