@@ -14,6 +14,7 @@ import { type GossipSub, type GossipsubOpts, gossipsub, type TopicValidatorFn, T
 import { type Identify, identify } from '@libp2p/identify'
 import type { Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
 import { mdns } from '@libp2p/mdns'
+import { memory } from '@libp2p/memory'
 import { type Ping, ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p, type Libp2pOptions } from 'libp2p'
@@ -37,8 +38,14 @@ export const gossipLimits = {
 
 export interface NetNodeOptions {
   privateKey: PrivateKey
-  /** Listen multiaddrs, e.g. `/ip4/127.0.0.1/tcp/0`. */
+  /** Listen multiaddrs, e.g. `/ip4/127.0.0.1/tcp/0` (TCP) or `/memory/<name>` (memory). */
   listen: string[]
+  /**
+   * `tcp` (default) or `memory`: libp2p's in-memory transport, for swarms whose members all run
+   * in one process — everything above the transport (Noise, yamux, gossipsub, the broadcast) is
+   * the same stack as over TCP.
+   */
+  transport?: 'tcp' | 'memory'
   /** Multiaddrs with `/p2p/<PeerId>` dialled at start (and kept). */
   bootstrap?: string[]
   /** LAN discovery by multicast DNS; discovered members are dialled. Default false. */
@@ -124,7 +131,7 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
   const node = await createLibp2p({
     privateKey: opts.privateKey,
     addresses: { listen: opts.listen },
-    transports: [tcp()],
+    transports: [opts.transport === 'memory' ? memory() : tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux(opts.yamux)],
     peerDiscovery,

@@ -76,6 +76,8 @@ export interface RoundReport {
   roundMs: number
   bytesSent: number
   bytesReceived: number
+  /** signatures checked by this member's broadcast so far */
+  signaturesVerified?: number
   /** this round waited past the round timeout */
   stalled: boolean
   epsilon?: number
@@ -147,7 +149,7 @@ export interface EpochView {
 
 export interface RoundEngineOptions {
   /** payload → model decoder (default `decodeModel`; in-process swarms share a `createDecodeCache()`) */
-  decode?: (bytes: Uint8Array, dim: number) => DecodedModel
+  decode?: (bytes: Uint8Array, dim: number, key?: string) => DecodedModel
   self: string
   name?: string
   membership: Membership
@@ -430,7 +432,7 @@ export class RoundEngine extends EventTarget {
     if (!this.memberIndex.has(d.sender)) return
     const h = this.heldFor(d.round)
     if (h.has(d.sender)) return
-    const decoded = (this.opts.decode ?? decodeModel)(d.payload, this.learner.dim)
+    const decoded = (this.opts.decode ?? decodeModel)(d.payload, this.learner.dim, `${d.round}/${d.sender}/${Buffer.from(d.hash).toString('base64')}`)
     if ('problem' in decoded) {
       h.set(d.sender, { invalid: true })
       this.reject(decoded.problem, { round: d.round, sender: d.sender, bytes: d.payload.byteLength, expected: this.learner.dim * 4 })
@@ -716,6 +718,7 @@ export class RoundEngine extends EventTarget {
       roundMs: 0,
       bytesSent: stats.bytesSent,
       bytesReceived: stats.bytesReceived,
+      ...(stats.signaturesVerified !== undefined ? { signaturesVerified: stats.signaturesVerified } : {}),
       stalled: r.stalled,
       senders: r.senders,
       ...(this.opts.membershipAt !== undefined ? { epoch: this.epoch } : {}),

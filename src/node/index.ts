@@ -107,7 +107,7 @@ export interface NodeStatus {
 
 export interface NodeOptions {
   /** payload decoder shared by in-process members (`createDecodeCache()`); default: decode per member */
-  decode?: (bytes: Uint8Array, dim: number) => DecodedModel
+  decode?: (bytes: Uint8Array, dim: number, key?: string) => DecodedModel
   swarm: SwarmConfig
   /** libp2p Ed25519 identity; must be one of swarm.members */
   privateKey: PrivateKey
@@ -125,7 +125,12 @@ export interface NodeOptions {
   threads?: number
   behaviour?: ByzantineBehaviour
   labelFlip?: boolean
-  transport?: { kind: 'libp2p' } | { kind: 'memory'; hub: MemoryHub }
+  /**
+   * `libp2p` (default): a libp2p node over TCP, or over libp2p's in-memory transport with
+   * `network: 'memory'` (members of one process: the same stack, the transport aside);
+   * `memory`: the in-process hub (no signatures, no budgets: benchmarks only).
+   */
+  transport?: { kind: 'libp2p'; network?: 'tcp' | 'memory' } | { kind: 'memory'; hub: MemoryHub }
   wrapBroadcast?: (port: BroadcastPort) => BroadcastPort
   logger?: Logger
   registry?: Registry
@@ -368,9 +373,11 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       closer('memory port', () => port.stop())
     } else {
       const { createEchoBroadcast, createFileJournal } = await import('../broadcast/index.ts')
+      const inMemory = opts.transport?.kind === 'libp2p' && opts.transport.network === 'memory'
       const node = await createNetNode({
         privateKey: opts.privateKey,
-        listen: opts.listen ?? ['/ip4/0.0.0.0/tcp/0'],
+        ...(inMemory ? { transport: 'memory' as const } : {}),
+        listen: opts.listen ?? (inMemory ? [`/memory/${self}`] : ['/ip4/0.0.0.0/tcp/0']),
         bootstrap: opts.bootstrap ?? [],
         mdns: opts.mdns ?? false,
         membership,

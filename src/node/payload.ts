@@ -15,13 +15,21 @@ export type DecodedModel = { model: Float32Array } | { problem: PayloadProblem }
  * 0.79 → 0.16 s per round, profiled 2026-11-27). The models it returns are SHARED: callers
  * must only read them (the engine, the aggregation rules and the attacks do).
  */
-export function createDecodeCache(): (bytes: Uint8Array, dim: number) => DecodedModel {
-  const cache = new WeakMap<Uint8Array, DecodedModel>()
-  return (bytes, dim) => {
-    const hit = cache.get(bytes)
+export function createDecodeCache(opts: { entries?: number } = {}): (bytes: Uint8Array, dim: number, key?: string) => DecodedModel {
+  const byObject = new WeakMap<Uint8Array, DecodedModel>()
+  // members of one process on libp2p each receive their own copy of a payload: the certified
+  // (round, sender, hash) names it for all of them (the hash was checked against these bytes)
+  const byKey = new Map<string, DecodedModel>()
+  const entries = opts.entries ?? 128
+  return (bytes, dim, key) => {
+    const hit = byObject.get(bytes) ?? (key !== undefined ? byKey.get(key) : undefined)
     if (hit !== undefined && (!('model' in hit) || hit.model.length === dim)) return hit
     const decoded = decodeModel(bytes, dim)
-    cache.set(bytes, decoded)
+    byObject.set(bytes, decoded)
+    if (key !== undefined) {
+      if (byKey.size >= entries) byKey.delete(byKey.keys().next().value!)
+      byKey.set(key, decoded)
+    }
     return decoded
   }
 }

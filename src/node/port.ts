@@ -42,6 +42,8 @@ export interface BroadcastStats {
   bytesSent: number
   bytesReceived: number
   rejected: Record<string, number>
+  /** signatures checked (the signed echo broadcast; absent on the hub) */
+  signaturesVerified?: number
 }
 
 /**

@@ -53,6 +53,8 @@ export interface NodeSummary {
   bytesSent: number
   bytesReceived: number
   rejected: Record<string, number>
+  /** signatures this member checked (SEND, ECHO, certificate entries), by its last report */
+  signaturesVerified?: number
   /** differential privacy (task.privacy): ε spent by its last reported round (RDP accountant, at δ = task.privacy.delta) */
   epsilon?: number
   exitCode?: number | null
@@ -162,6 +164,7 @@ export function buildReport(opts: {
       bytesReceived: last?.bytesReceived ?? 0,
       rejected: last?.rejected ?? {},
     }
+    if (last?.signaturesVerified !== undefined) node.signaturesVerified = last.signaturesVerified
     const eps = list.findLast((r) => r.epsilon !== undefined)?.epsilon
     if (eps !== undefined) node.epsilon = eps
     if (m.exitCode !== undefined) node.exitCode = m.exitCode

@@ -8,8 +8,10 @@
  *   127.0.0.1 on free ports. Keys, the swarm file and one node config per member are written
  *   into the output directory; each member's stdout (one JSON RoundReport per line) feeds the
  *   report, its stderr goes to `logs/<name>.log`.
- * - `in-process`: every member is a `createSwarmNode` in this process on the memory hub
- *   (same echo/quorum semantics, no cryptography or sockets) — for large n.
+ * - `in-process`: every member is a `createSwarmNode` in this process — the same stack (libp2p
+ *   with Noise, yamux and gossipsub, the signed echo broadcast, the round engine) over libp2p's
+ *   in-memory transport instead of TCP. Members share what is safe to share: one copy of the
+ *   data set, decoded certified models, and verified signatures (by their exact bytes).
  *
  * Network conditions are applied in both modes by wrapping each member's broadcast port
  * (`network.ts`).
@@ -58,6 +60,11 @@ export interface RunTopologyOptions {
   onProgress?: (e: ProgressEvent) => void
   /** the program to start members with (process mode); default bin/monna.js of this package */
   program?: string
+  /**
+   * In-process mode on the old memory hub instead of the real protocol over libp2p's memory
+   * transport (no signatures, no budgets): for the benchmark that compares the two only.
+   */
+  hub?: boolean
 }
 
 export interface TopologyRun {
@@ -224,7 +231,7 @@ export async function runTopology(s: Scenario, opts: RunTopologyOptions): Promis
   const startedAt = new Date()
   const timeout = AbortSignal.timeout(s.runtime.timeoutMs)
   const signal = opts.signal === undefined ? timeout : AbortSignal.any([opts.signal, timeout])
-  if (mode === 'in-process') await runInProcess(s, prepared, tracker, emit, signal, logger)
+  if (mode === 'in-process') await runInProcess(s, prepared, tracker, emit, signal, logger, opts.hub === true)
   else await runProcesses(s, prepared, outDir, tracker, emit, signal, opts.program ?? defaultProgram)
   opts.signal?.throwIfAborted()
   const report = buildReport({ scenario: s, mode, members: prepared.members, rounds: tracker.all, startedAt, durationMs: Date.now() - startedAt.getTime() })
@@ -239,8 +246,12 @@ async function runInProcess(
   emit: (e: ProgressEvent) => void,
   signal: AbortSignal,
   logger: Logger,
+  useHub: boolean,
 ): Promise<void> {
-  const hub = createMemoryHub({ membership: { swarmId: swarmId(p.swarm), members: p.ids, f: s.f } })
+  // the real member stack — libp2p (Noise, yamux, gossipsub), the signed echo broadcast, the round
+  // engine — over libp2p's in-memory transport: the transport is the only difference from processes
+  const hub = useHub ? createMemoryHub({ membership: { swarmId: swarmId(p.swarm), members: p.ids, f: s.f } }) : undefined
+  const memoryAddr = (id: string): string => `/memory/${id}/p2p/${id}`
   const ideal = isIdealNetwork(s.network, s.n)
   const nodes: SwarmNode[] = []
   // one copy of the data set for every member
@@ -250,15 +261,17 @@ async function runInProcess(
     train: await learning.loadDataset(s.task.dataset, 'train', { signal }),
     test: await learning.loadDataset(s.task.dataset, 'test', { signal }),
   }
-  // all members receive the same payload objects from the hub: decode each once for everyone
-  const decode = createDecodeCache()
+  // decode each certified model once for every member (by its certified round, sender and hash)
+  const decode = createDecodeCache({ entries: 4 * s.n })
   try {
     for (let i = 0; i < s.n; i++) {
       const params = behaviourParams(s, i)
       const node = await createSwarmNode({
         swarm: p.swarm,
         privateKey: await loadOrCreateKey(p.keyFiles[i]!),
-        transport: { kind: 'memory', hub },
+        ...(hub !== undefined
+          ? { transport: { kind: 'memory' as const, hub } }
+          : { transport: { kind: 'libp2p' as const, network: 'memory' as const }, peers: p.ids.filter((_, j) => j !== i).map(memoryAddr) }),
         decode,
         datasets,
         signal,

@@ -1,0 +1,78 @@
+/**
+ * `npm run bench:inprocess`: seconds per round of an in-process swarm on the real protocol
+ * (libp2p over its memory transport, signed echo broadcast) against the old memory hub, side by
+ * side in one run, on the reference experiment (topologies/paper-mnist-none.yaml: 26 members,
+ * LeNet, MNIST, nna) cut to a few rounds. Prints JSON figure lines and the machine.
+ *
+ *   BENCH_ROUNDS=8 BENCH_SCENARIO=topologies/paper-mnist-none.yaml npm run bench:inprocess
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { cpus, tmpdir, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { verifyCacheStats } from '../../src/broadcast/crypto.ts'
+import { runTopology } from '../../src/topology/runner.ts'
+import { loadScenario } from '../../src/topology/schema.ts'
+
+const rounds = Number(process.env.BENCH_ROUNDS ?? 8)
+const file = process.env.BENCH_SCENARIO ?? join(import.meta.dirname, '../../topologies/paper-mnist-none.yaml')
+const order = (process.env.BENCH_ORDER ?? 'hub,libp2p').split(',')
+
+console.log(JSON.stringify({ bench: 'inprocess', machine: { cpu: cpus()[0]?.model, cores: cpus().length, memoryGB: Math.round(totalmem() / 2 ** 30) }, node: process.version, scenario: file, rounds }))
+
+let peakRss = 0
+const sampler = setInterval(() => {
+  peakRss = Math.max(peakRss, process.memoryUsage().rss)
+}, 250)
+
+const results: Record<string, number> = {}
+for (const kind of order) {
+  const s = await loadScenario(file)
+  s.task.rounds = rounds
+  s.task.evalEvery = 1_000_000 // only the final evaluation
+  const dir = await mkdtemp(join(tmpdir(), `monna-bench-inprocess-${kind}-`))
+  peakRss = process.memoryUsage().rss
+  const roundEnds: number[] = []
+  const started = performance.now()
+  const hits0 = verifyCacheStats.hits
+  const misses0 = verifyCacheStats.misses
+  try {
+    const { report } = await runTopology(s, {
+      outDir: dir,
+      mode: 'in-process',
+      hub: kind === 'hub',
+      onProgress: (e) => {
+        if (e.kind === 'round') roundEnds.push(performance.now())
+      },
+    })
+    // seconds per round once running: from the end of round 1 to the end of the last one
+    const perRound = roundEnds.length >= 3 ? (roundEnds.at(-1)! - roundEnds[0]!) / 1000 / (roundEnds.length - 1) : Number.NaN
+    results[kind] = perRound
+    const sig = report.nodes.reduce((a, n) => a + (n.signaturesVerified ?? 0), 0)
+    console.log(
+      JSON.stringify({
+        bench: 'inprocess',
+        transport: kind,
+        n: s.n,
+        rounds: roundEnds.length,
+        secondsPerRound: Number(perRound.toFixed(3)),
+        wallSeconds: Number(((performance.now() - started) / 1000).toFixed(1)),
+        peakRssMB: Math.round(peakRss / 2 ** 20),
+        passed: report.passed,
+        ...(kind === 'libp2p'
+          ? {
+              signaturesCheckedByMembers: sig,
+              signatureVerificationsRun: verifyCacheStats.misses - misses0,
+              signatureCacheHits: verifyCacheStats.hits - hits0,
+              mbSentPerMemberPerRound: Number((report.nodes.reduce((a, n) => a + n.bytesSent, 0) / s.n / rounds / 1e6).toFixed(1)),
+            }
+          : {}),
+      }),
+    )
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+clearInterval(sampler)
+if (results.hub !== undefined && results.libp2p !== undefined) {
+  console.log(JSON.stringify({ bench: 'inprocess', ratio: 'libp2p/hub', value: Number((results.libp2p / results.hub).toFixed(2)), target: 1.2 }))
+}
