@@ -161,9 +161,17 @@ export class FrameReader {
   private async until(ready: () => boolean, options?: AbortOptions, idleMs?: number): Promise<boolean> {
     let idle: ReturnType<typeof setTimeout> | undefined
     let idleExpired = false
+    let drained = false
     try {
       while (!ready()) {
         if (this.failure !== undefined) throw this.failure
+        if (this.ended && !drained) {
+          // a stream whose remote closed before this reader was attached still has its bytes
+          // queued as 'message' events: let them be delivered before concluding it ended
+          drained = true
+          await new Promise<void>((resolve) => setImmediate(resolve))
+          continue
+        }
         if (this.ended || idleExpired) return false
         options?.signal?.throwIfAborted()
         if (idleMs !== undefined && idle === undefined) {
@@ -196,7 +204,7 @@ export class FrameReader {
       this.paused = false
       this.stream.resume()
     }
-    if (!(await this.until(() => this.pending !== undefined, options, this.opts.idleMs))) {
+    if (!(await this.until(() => this.pending !== undefined, options, this.opts.idleMs)) && this.pending === undefined) {
       if (this.buf.byteLength === 0) return null
       throw new BroadcastRejectError('malformed', `stream ended inside a frame header (${this.buf.byteLength} bytes)`)
     }

@@ -25,6 +25,8 @@ export interface SwarmOptions {
   /** Members (indices) whose libp2p node is not started at all. */
   offline?: number[]
   broadcast?: Partial<Omit<EchoBroadcastOptions, 'node' | 'privateKey' | 'membership'>>
+  /** libp2p transport: TCP on 127.0.0.1 (default) or libp2p's in-memory transport (one process) */
+  transport?: 'tcp' | 'memory'
 }
 
 export async function makeKeys(n: number): Promise<PrivateKey[]> {
@@ -75,7 +77,10 @@ export async function startSwarm(opts: SwarmOptions): Promise<Swarm> {
   try {
     for (let i = 0; i < opts.n; i++) {
       if (offline.has(i)) continue
-      nodes.push(await createNetNode({ privateKey: keys[i]!, listen: ['/ip4/127.0.0.1/tcp/0'], membership }))
+      const memory = opts.transport === 'memory'
+      nodes.push(
+        await createNetNode({ privateKey: keys[i]!, listen: [memory ? `/memory/${membership.members[i]}` : '/ip4/127.0.0.1/tcp/0'], membership, ...(memory ? { transport: 'memory' as const } : {}) }),
+      )
     }
     await connectAll(nodes)
     const without = new Set(opts.withoutBroadcast ?? [])
