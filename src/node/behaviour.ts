@@ -5,6 +5,7 @@
  * src/topology/behaviours.ts and register by name, so a node config can say
  * `byzantine: { behaviour: <name>, ...params }`.
  */
+import type { Adversary } from '../adversary/index.ts'
 import { InvalidConfigError } from '../errors.ts'
 import type { Rng } from '../rng.ts'
 
@@ -23,6 +24,13 @@ export interface ByzantineContext {
    */
   honest(opts?: { min?: number; timeoutMs?: number; signal?: AbortSignal }): Promise<Float32Array[]>
   rng: Rng
+  /**
+   * Protocol-level attacks: the adversary toolkit on this member's own libp2p node and key
+   * (src/adversary) — any frame, to any member, at any time. Absent on the in-process hub.
+   */
+  adversary?: Adversary
+  /** Aborted when the run stops: background protocol attacks end with it. */
+  signal?: AbortSignal
 }
 
 export type ByzantineAction =

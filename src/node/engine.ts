@@ -28,6 +28,7 @@
  * listed stops ('removed' event). An epoch for the current round that arrives while the round is
  * open (received late) is switched to at once.
  */
+import type { Adversary } from '../adversary/index.ts'
 import { AbortError, InvalidConfigError, MonnaError } from '../errors.ts'
 import { type Logger, silentLogger } from '../logger.ts'
 import { Rng, type RngState } from '../rng.ts'
@@ -184,8 +185,8 @@ export interface RoundEngineOptions {
   evalEvery?: number
   evaluate?: (opts: { final: boolean; round: number }) => Promise<{ accuracy: number; loss: number }>
   behaviour?: ByzantineBehaviour
-  /** Byzantine equivocation on the real protocol: a SEND to chosen members only (src/adversary) */
-  equivocate?: (peers: string[], round: number, payload: Uint8Array) => Promise<void>
+  /** Byzantine members on libp2p: the adversary toolkit on this member's node (protocol-level behaviours, equivocation) */
+  adversary?: Adversary
   /**
    * A catch-up that has not completed after this long reports a stall ('stall' event with
    * `catchUp: true`) and hands back to the round loop, which decides afresh (default: the round timeout).
@@ -781,6 +782,8 @@ export class RoundEngine extends EventTarget {
       swarmSeed: this.opts.swarmSeed,
       ownHalfStep,
       rng: this.rng,
+      ...(this.opts.adversary !== undefined ? { adversary: this.opts.adversary } : {}),
+      ...(runSignal !== undefined ? { signal: runSignal } : {}),
       honest: async (o = {}) => {
         const min = o.min ?? this.n - 2 * this.f
         const deadline = performance.now() + (o.timeoutMs ?? this.opts.roundTimeoutMs)
@@ -821,7 +824,8 @@ export class RoundEngine extends EventTarget {
           g.peers.push(peer)
           groups.set(key, g)
         }
-        const sendTo = this.opts.equivocate ?? this.port.sendTo?.bind(this.port)
+        const adv = this.opts.adversary
+        const sendTo = adv !== undefined ? (peers: string[], round: number, payload: Uint8Array) => adv.sendTo(peers, round, payload) : this.port.sendTo?.bind(this.port)
         if (sendTo === undefined) {
           this.log.warn('equivocate: no way to send to chosen members here; staying silent', { round: t })
           return

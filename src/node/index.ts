@@ -331,7 +331,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
 
     // ---- transport
     let port: BroadcastPort
-    let equivocate: ((peers: string[], round: number, payload: Uint8Array) => Promise<void>) | undefined
+    let adversary: import('../adversary/index.ts').Adversary | undefined
     let multiaddrs = (): string[] => []
     let connectedPeers = (): string[] => []
     let publishEpochs = (): void => {}
@@ -403,10 +403,9 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       port = broadcast
       closer('broadcast', () => broadcast.stop())
       if (opts.behaviour !== undefined) {
-        // a Byzantine member equivocates on the real protocol with the adversary toolkit
+        // a Byzantine member plays protocol-level attacks (and equivocates) with the adversary toolkit
         const { createAdversary } = await import('../adversary/index.ts')
-        const adversary = createAdversary({ node, privateKey: opts.privateKey, membership, epoch: startEpoch.epoch })
-        equivocate = (peers, round, payload) => adversary.sendTo(peers, round, payload)
+        adversary = createAdversary({ node, privateKey: opts.privateKey, membership, epoch: startEpoch.epoch })
       }
       // members' addresses (swarm file) and --peer multiaddrs: known to the peer store, dialled, redialled
       const known = new Map<string, string[]>()
@@ -511,7 +510,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       evalEvery: task.evalEvery,
       evaluate: async ({ final }) => learner.evaluate(test, final ? {} : { maxExamples: task.evalExamples }),
       ...(opts.behaviour !== undefined ? { behaviour: opts.behaviour } : {}),
-      ...(equivocate !== undefined ? { equivocate } : {}),
+      ...(adversary !== undefined ? { adversary } : {}),
       ...(accountant !== undefined ? { privacy: { accountant, delta: privacyDelta } } : {}),
       checkpointEvery: opts.checkpointEvery ?? defaultNodeOptions.checkpointEvery,
       ...(opts.minRoundMs !== undefined ? { minRoundMs: opts.minRoundMs } : {}),

@@ -17,9 +17,11 @@
 import type { Aggregator } from '../aggregation/index.ts'
 import { createAggregator } from '../aggregation/index.ts'
 import { createAttack } from '../attacks/index.ts'
+import { encodeFrame } from '../broadcast/wire.ts'
 import { InvalidConfigError } from '../errors.ts'
 import type { ByzantineAction, ByzantineBehaviour, ByzantineContext } from '../node/behaviour.ts'
 import { registerBehaviour } from '../node/behaviour.ts'
+import { encodeModel } from '../node/payload.ts'
 import { type BehaviourName, behaviourNames } from './schema.ts'
 
 export type BehaviourParams = { behaviour: string } & Record<string, unknown>
@@ -98,6 +100,14 @@ function vectorCrafter(kind: string, params: Record<string, unknown>, where: str
  *   half step for the other half;
  * - `crash`: `atRound` (default 5); `late`: `delayMs` (default 2000) and optional `attack`;
  * - `replay`: `lag` rounds back (default 1); `malformed`: `bytes` (default 64).
+ *
+ * Protocol-level behaviours play frames of the signed echo broadcast itself with the adversary
+ * toolkit on the member's own node and key (libp2p only; on the hub they fall back to their
+ * model): `round-ahead` (`ahead`, default 4: a certified broadcast that many rounds ahead, every
+ * round, to everyone), `flood` (`streams`, default 16, `holdMs` 5000: full-size SENDs for rounds
+ * ahead cut off halfway and held open), `slow` (`bytesPerSecond`, default 1024: its SENDs
+ * trickled), `withhold-final` (its FINAL to one member only). The first three take an optional
+ * `attack` (a vector attack for the model it sends in its own round).
  */
 export function createTopologyBehaviour(params: BehaviourParams, where = 'byzantine'): ByzantineBehaviour {
   const name = params.behaviour
@@ -162,9 +172,116 @@ export function createTopologyBehaviour(params: BehaviourParams, where = 'byzant
         },
       }
     }
+    case 'round-ahead': {
+      // a certified broadcast `ahead` rounds beyond the current one, every round, to everyone:
+      // honest members echo it (it is inside their window) but it is evidence of one member only
+      const ahead = Math.max(1, Math.floor(num(params, 'ahead', 4, where)))
+      const inner = typeof params.attack === 'string' ? vectorCrafter(params.attack, params, where) : undefined
+      return {
+        name,
+        act: async (ctx) => {
+          const model = inner === undefined ? ctx.ownHalfStep : await inner(ctx)
+          const adv = ctx.adversary
+          if (adv !== undefined) {
+            background(ctx, async (signal) => {
+              const others = ctx.members.filter((m) => m !== ctx.self)
+              const { final } = await adv.collect(others, ctx.round + ahead, encodeModel(model))
+              if (final === undefined) return
+              await adv.publish(encodeFrame(final)).catch(() => {})
+              await Promise.allSettled(others.map((p) => adv.exchange(p, [final], { signal })))
+            })
+          }
+          return { kind: 'send', model }
+        },
+      }
+    }
+    case 'flood': {
+      // every round, `streams` SENDs of full-size models for rounds ahead, each cut off halfway and
+      // held open for `holdMs`: memory the honest members must not give away beyond their budget
+      const streams = Math.max(1, Math.floor(num(params, 'streams', 16, where)))
+      const holdMs = num(params, 'holdMs', 5000, where)
+      const inner = typeof params.attack === 'string' ? vectorCrafter(params.attack, params, where) : undefined
+      return {
+        name,
+        act: async (ctx) => {
+          const model = inner === undefined ? ctx.ownHalfStep : await inner(ctx)
+          const adv = ctx.adversary
+          if (adv !== undefined) {
+            background(ctx, async (signal) => {
+              const others = ctx.members.filter((m) => m !== ctx.self)
+              const junk = new Uint8Array(model.length * 4)
+              for (let i = 0; i < junk.length; i += 4096) junk[i] = ctx.rng.int(256)
+              const held = await Promise.allSettled(
+                Array.from({ length: streams }, async (_, k) => {
+                  const bytes = encodeFrame(adv.sendFrame(ctx.round + 1 + (k % 8), junk))
+                  return (await adv.exchange(others[k % others.length]!, [bytes.subarray(0, bytes.length >> 1)], { holdOpen: true, signal })).stream
+                }),
+              )
+              await sleep(holdMs, signal).catch(() => {})
+              for (const h of held) if (h.status === 'fulfilled') h.value.abort(new Error('flood over'))
+            })
+          }
+          return { kind: 'send', model }
+        },
+      }
+    }
+    case 'slow': {
+      // its own model trickled to every member at `bytesPerSecond`: streams held, never certified
+      const bytesPerSecond = Math.max(1, Math.floor(num(params, 'bytesPerSecond', 1024, where)))
+      return {
+        name,
+        act: async (ctx) => {
+          const adv = ctx.adversary
+          if (adv !== undefined) {
+            background(ctx, async (signal) => {
+              const frame = adv.sendFrame(ctx.round, encodeModel(ctx.ownHalfStep))
+              const chunk = Math.max(1, Math.floor(bytesPerSecond / 4))
+              await Promise.allSettled(ctx.members.filter((m) => m !== ctx.self).map((p) => adv.exchange(p, [frame], { chunkBytes: chunk, intervalMs: 250, signal })))
+            })
+          }
+          return { kind: 'silent' }
+        },
+      }
+    }
+    case 'withhold-final': {
+      // a SEND to everyone, but the FINAL only to one member (not published): the others must
+      // recover the certificate (QUERY) or go on without this model
+      const inner = typeof params.attack === 'string' ? vectorCrafter(params.attack, params, where) : undefined
+      return {
+        name,
+        act: async (ctx) => {
+          const model = inner === undefined ? ctx.ownHalfStep : await inner(ctx)
+          const adv = ctx.adversary
+          if (adv === undefined) return { kind: 'send', model }
+          const others = ctx.members.filter((m) => m !== ctx.self)
+          background(ctx, () => adv.sendTo(others, ctx.round, encodeModel(model), { finalTo: [others[ctx.round % others.length]!] }))
+          return { kind: 'silent' }
+        },
+      }
+    }
     default:
       throw new InvalidConfigError(`${where}.behaviour`, `behaviour ${name} has no implementation`)
   }
+}
+
+/** Runs a protocol-level attack beside the round (ends with the run; failures are the attack's own). */
+function background(ctx: ByzantineContext, task: (signal: AbortSignal) => Promise<unknown>): void {
+  const signal = ctx.signal === undefined ? AbortSignal.timeout(120_000) : AbortSignal.any([ctx.signal, AbortSignal.timeout(120_000)])
+  void task(signal).catch(() => {})
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(resolve, ms)
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t)
+        reject(signal.reason)
+      },
+      { once: true },
+    )
+  })
 }
 
 let registered = false

@@ -71,6 +71,11 @@ export const behaviourNames = [
   'crash',
   'late',
   'replay',
+  // protocol-level: frames of the signed echo broadcast itself (src/adversary), on libp2p only
+  'round-ahead',
+  'flood',
+  'slow',
+  'withhold-final',
 ] as const
 export type BehaviourName = (typeof behaviourNames)[number]
 
