@@ -1,0 +1,39 @@
+/**
+ * Gossipsub scoring of a swarm: a member whose FINAL-topic messages keep being REJECTed (junk)
+ * drops below the graylist threshold at its neighbour; an honest member sharing its IP
+ * (127.0.0.1) keeps a score of 0 — the default IP-colocation penalty is off.
+ */
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { finalTopic } from '../../src/broadcast/index.ts'
+import { startSwarm } from '../unit/broadcast/harness.ts'
+
+test('a member relaying junk on a swarm topic is graylisted by gossipsub scoring; honest members are not', async () => {
+  // 12 members on one IP: above the default colocation threshold (10) that would graylist them all
+  const swarm = await startSwarm({ n: 12, f: 3, withoutBroadcast: [11] })
+  try {
+    const target = swarm.nodes[0]!
+    const byz = swarm.nodes[11]!
+    const byzId = swarm.membership.members[11]!
+    const topic = finalTopic(swarm.membership.swarmId)
+    byz.services.pubsub.subscribe(topic)
+    // wait until the Byzantine member is in the target's view of the topic
+    const deadline = Date.now() + 60_000
+    while (!target.services.pubsub.getSubscribers(topic).some((p) => p.toString() === byzId)) {
+      assert.ok(Date.now() < deadline, 'the Byzantine member never subscribed as seen by the target')
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    const honestScoresBefore = swarm.membership.members.slice(1, 11).map((p) => target.services.pubsub.getScore(p))
+    for (const s of honestScoresBefore) assert.ok(s >= 0, `honest member scored ${s}`)
+    for (let k = 0; k < 40 && target.services.pubsub.getScore(byzId) > -80; k++) {
+      await byz.services.pubsub.publish(topic, new Uint8Array([2, 3, 0, 0, 0, 0, 0, k, 0, 0, 0, 0])).catch(() => {})
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    const score = target.services.pubsub.getScore(byzId)
+    assert.ok(score < -80, `the junk sender's score ${score} is below the graylist threshold`)
+    for (const p of swarm.membership.members.slice(1, 11)) assert.ok(target.services.pubsub.getScore(p) >= 0, 'honest members keep their score')
+  } finally {
+    await swarm.stop()
+  }
+})
+
