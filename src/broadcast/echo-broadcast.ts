@@ -282,7 +282,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     this.W = opts.roundWindow ?? defaultEchoBroadcastOptions.roundWindow
     this.cap = 2 * this.W + 1
     this.maxPayloadBytes = opts.maxPayloadBytes ?? defaultEchoBroadcastOptions.maxPayloadBytes
-    this.budget = new Budget(opts.maxPendingBytesPerPeer ?? 2 * this.maxPayloadBytes + 1024 * 1024)
+    this.budget = new Budget(opts.maxPendingBytesPerPeer ?? 4 * this.maxPayloadBytes + 1024 * 1024)
     this.retryIntervalMs = opts.retryIntervalMs ?? defaultEchoBroadcastOptions.retryIntervalMs
     this.requestTimeoutMs = opts.requestTimeoutMs ?? defaultEchoBroadcastOptions.requestTimeoutMs
     this.fetchIdleMs = opts.fetchIdleMs ?? defaultEchoBroadcastOptions.fetchIdleMs
@@ -694,7 +694,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   private reader(
     stream: Stream,
     peer: string,
-    o: { expect: readonly string[]; finalPayload?: boolean; onMeta?: (frame: Frame) => void; onBytes?: (n: number) => void; onFrame?: () => void; idleMs?: number },
+    o: { expect: readonly string[]; charge?: boolean; finalPayload?: boolean; onMeta?: (frame: Frame) => void; onBytes?: (n: number) => void; onFrame?: () => void; idleMs?: number },
   ): FrameReader {
     const expect = new Set(o.expect)
     return new FrameReader(stream, {
@@ -709,7 +709,9 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
       onHeader: (h: FrameHeader) => {
         if (!expect.has(h.type)) throw new BroadcastRejectError('malformed', `unexpected ${h.type} frame on this stream`)
         if (h.type === 'FINAL' && h.payloadLength > 0 && o.finalPayload !== true) throw new BroadcastRejectError('malformed', 'a FINAL with a payload answers a FETCH only')
-        return h.payloadLength > 0 ? this.budget.reserve(peer, h.payloadLength) : undefined
+        // unsolicited payloads (SENDs) are charged to the peer's budget; answers to our own
+        // PULL/FETCH are bounded by our requests (one frame buffered per reply stream)
+        return h.payloadLength > 0 && o.charge === true ? this.budget.reserve(peer, h.payloadLength) : undefined
       },
       ...(o.onMeta !== undefined ? { onMeta: o.onMeta } : {}),
     })
@@ -726,6 +728,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
       if (!this.knownPeer(peer)) throw new BroadcastRejectError('non-member', `stream from non-member ${peer}`)
       const reader = this.reader(stream, peer, {
         expect: [...REQUEST_TYPES],
+        charge: true,
         idleMs: this.requestTimeoutMs,
         // cheap checks on a SEND's meta, before its payload is buffered
         onMeta: (frame) => {

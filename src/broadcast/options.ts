@@ -30,7 +30,12 @@ export interface EchoBroadcastOptions {
    * default only serves library users that have no model.
    */
   maxPayloadBytes?: number
-  /** Payload bytes a peer may have here at once, held undelivered or still arriving (default 2·maxPayloadBytes + 1 MiB). */
+  /**
+   * SEND payload bytes a peer may have here at once, held undelivered or still arriving (default
+   * 4·maxPayloadBytes + 1 MiB: an honest peer's SENDs of the current and next rounds, and of rounds
+   * whose FINAL is late; at 2·P + 1 MiB, 8 LeNet members in one process refused each other's SENDs
+   * and a round took 65 s instead of 1 s).
+   */
   maxPendingBytesPerPeer?: number
   /** Delay between attempts to reach a member we could not dial (ms). */
   retryIntervalMs?: number
