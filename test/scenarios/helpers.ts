@@ -1,35 +1,64 @@
 /**
- * Shared by the scenario suite: runs `topologies/ci-attacks.yaml` (4 members, one Byzantine,
- * one slow honest member) with a given rule and behaviour, every member its own OS process on
- * 127.0.0.1 (the default mode of `monna run`), and returns the report.
+ * Shared by the scenario suite: runs `topologies/ci-robustness.yaml` (4 members, one Byzantine,
+ * one slow honest member, non-iid data) with a given rule and behaviour, every member its own OS
+ * process on 127.0.0.1 (the default mode of `monna run`), and judges the report.
+ *
+ * The attacks' parameters live in the scenario file's `matrix.behaviours` (`suiteAttack` reads
+ * them), so the suite, `monna run --matrix` and the README's table run the same attacks.
+ * `describeAttack` is a whole robustness test: the same scenario and attack once with MoNNA
+ * (every honest member must reach the scenario's bar) and once with the undefended `mean`
+ * (its honest median must fall below `meanBar()`, well under the bar). A new attack — e.g. a
+ * protocol-level behaviour — is one entry in the matrix and one file calling `describeAttack`,
+ * or its own assertions on `runCiScenario` when what it breaks is not the mean's accuracy.
  */
 import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { describe, it } from 'node:test'
 import type { TopologyReport } from '../../src/topology/report.ts'
 import { runTopology } from '../../src/topology/runner.ts'
 import { type ByzantineConfig, loadScenario, withVariant } from '../../src/topology/schema.ts'
 
-export const scenarioFile = join(import.meta.dirname, '../../topologies/ci-attacks.yaml')
+export const scenarioFile = join(import.meta.dirname, '../../topologies/ci-robustness.yaml')
+
+/** How far below MoNNA's bar the undefended mean's honest median must fall. */
+export const meanMargin = 0.2
+
+export type Behaviour = Omit<ByzantineConfig, 'members'>
 
 /** The accuracy every honest MoNNA member must reach (the scenario's `expect.minHonestAccuracy`). */
 export async function statedAccuracy(): Promise<number> {
   return (await loadScenario(scenarioFile)).expect.minHonestAccuracy!
 }
 
-export async function runCiScenario(opts: { rule: string; behaviour: Omit<ByzantineConfig, 'members'> }): Promise<TopologyReport> {
+/** The bar the undefended mean's honest median must stay under: the stated accuracy − `meanMargin`. */
+export async function meanBar(): Promise<number> {
+  return (await statedAccuracy()) - meanMargin
+}
+
+/** The suite's parameters of `behaviour`: its one entry in the scenario's `matrix.behaviours`. */
+export async function suiteAttack(behaviour: string): Promise<Behaviour> {
+  const entries = ((await loadScenario(scenarioFile)).matrix?.behaviours ?? []).map((b) => (typeof b === 'string' ? { behaviour: b } : b) as Behaviour)
+  const found = entries.filter((b) => b.behaviour === behaviour)
+  assert.equal(found.length, 1, `${scenarioFile}: matrix.behaviours must list ${behaviour} exactly once`)
+  return found[0]!
+}
+
+export async function runCiScenario(opts: { rule: string; behaviour: Behaviour }): Promise<TopologyReport> {
   const base = await loadScenario(scenarioFile)
   const s = withVariant(base, { aggregator: { rule: opts.rule }, behaviour: opts.behaviour })
   const dir = await mkdtemp(join(tmpdir(), `monna-scenario-${opts.rule}-${opts.behaviour.behaviour}-`))
   let keep = false
   try {
     const { report } = await runTopology(s, { outDir: dir, mode: 'process' })
-    keep = !report.passed && opts.rule !== 'mean'
+    // a run that contradicts the suite (MoNNA failing, the mean passing) keeps its directory
+    // (logs, report) for inspection
+    keep = opts.rule === 'mean' ? report.passed : !report.passed
     return report
   } finally {
-    // a failing MoNNA run keeps its directory (logs, report) for inspection
-    if (!keep) await rm(dir, { recursive: true, force: true })
+    if (keep) process.stderr.write(`scenario suite: kept ${dir} (${opts.rule} under ${opts.behaviour.behaviour})\n`)
+    else await rm(dir, { recursive: true, force: true })
   }
 }
 
@@ -39,9 +68,20 @@ export function assertHonestReach(report: TopologyReport, bar: number): void {
   assert.equal(honest.length, 3)
   for (const n of honest) {
     assert.equal(n.roundsCompleted, report.rounds, `${n.name} completed ${n.roundsCompleted}/${report.rounds} rounds`)
-    assert.ok(n.finalAccuracy !== null && n.finalAccuracy >= bar, `${n.name} (honest) final accuracy ${n.finalAccuracy} < ${bar} under ${report.nodes.find((x) => x.byzantine)?.behaviour}`)
+    assert.ok(n.finalAccuracy !== null && n.finalAccuracy >= bar, `${n.name} (honest) final accuracy ${n.finalAccuracy} < ${bar} under ${behaviourOf(report)}`)
   }
   assert.equal(report.passed, true, JSON.stringify(report.expectations))
+}
+
+/**
+ * Asserts that the attack broke the undefended run: the honest median below `bar` (well under
+ * the scenario's), hence the scenario's verdict FAIL.
+ */
+export function assertHonestFail(report: TopologyReport, bar: number): void {
+  const median = report.honest.medianFinalAccuracy
+  const accs = report.nodes.filter((n) => !n.byzantine).map((n) => `${n.name} ${n.finalAccuracy}`)
+  assert.ok(median !== null && median < bar, `${report.rule} under ${behaviourOf(report)}: honest median ${median} is not below ${bar} (${accs.join(', ')})`)
+  assert.equal(report.passed, false, JSON.stringify(report.expectations))
 }
 
 /**
@@ -54,4 +94,42 @@ export function assertAttackReached(report: TopologyReport): void {
   assert.equal(known.length, shares.length, 'the node reports which models it aggregated')
   const median = known[known.length >> 1]!
   assert.ok(median >= 0.5, `the Byzantine model reached the median honest member's aggregation in only ${(median * 100).toFixed(0)}% of rounds`)
+}
+
+/** One line for the test's diagnostics: the rule, attack, honest accuracies and how often the attack was aggregated. */
+export function summary(report: TopologyReport): string {
+  const honest = report.nodes.filter((n) => !n.byzantine)
+  const pct = (x: number | null) => (x === null ? '–' : `${(x * 100).toFixed(1)} %`)
+  return (
+    `${report.rule} under ${behaviourOf(report)}: honest min ${pct(report.honest.minFinalAccuracy)}, median ${pct(report.honest.medianFinalAccuracy)} ` +
+    `(${honest.map((n) => `${n.name} ${pct(n.finalAccuracy)}, Byzantine model aggregated ${pct(n.byzantineAggregatedShare)}`).join('; ')}), ` +
+    `${(report.durationMs / 1000).toFixed(0)} s`
+  )
+}
+
+function behaviourOf(report: TopologyReport): string | undefined {
+  return report.nodes.find((x) => x.byzantine)?.behaviour
+}
+
+/**
+ * One robustness test: the scenario under `behaviour` (its parameters from the scenario's
+ * matrix), once with MoNNA — every honest member ≥ the stated accuracy — and once with the
+ * undefended mean — honest median < `meanBar()`. Both runs must have aggregated the Byzantine
+ * model in most rounds, so the difference is the rule's.
+ */
+export function describeAttack(behaviour: string, note = ''): void {
+  describe(`${behaviour}${note === '' ? '' : ` (${note})`}: MoNNA holds, the mean fails (4 processes on 127.0.0.1)`, () => {
+    it('MoNNA (nna): every honest member reaches the stated accuracy', async (t) => {
+      const report = await runCiScenario({ rule: 'nna', behaviour: await suiteAttack(behaviour) })
+      t.diagnostic(summary(report))
+      assertAttackReached(report)
+      assertHonestReach(report, await statedAccuracy())
+    })
+    it('mean: the honest median falls well below it', async (t) => {
+      const report = await runCiScenario({ rule: 'mean', behaviour: await suiteAttack(behaviour) })
+      t.diagnostic(summary(report))
+      assertAttackReached(report)
+      assertHonestFail(report, await meanBar())
+    })
+  })
 }
