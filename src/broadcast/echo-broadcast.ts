@@ -425,7 +425,8 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     const signal = opts.signal === undefined ? done.signal : AbortSignal.any([opts.signal, done.signal])
     const running = new Map<Promise<void>, { last: number; bytes: number }>()
     let next = 0
-    const complete = (): boolean => this.delivered(round).length >= epoch.members.size
+    // every other member's model: our own is either held already or (behind, catching up) never existed
+    const complete = (): boolean => this.delivered(round).filter((d) => d.sender !== this.peerId).length >= peers.length
     const quietFor = (now: number): number => Math.min(...[...running.values()].map((r) => now - r.last))
     try {
       while (!this.stopped && !complete()) {
