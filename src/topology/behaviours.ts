@@ -52,7 +52,7 @@ function num(params: Record<string, unknown>, key: string, fallback: number, whe
 
 /** Attack parameters = the behaviour's parameters minus the ones the behaviour itself uses. */
 function attackParams(params: Record<string, unknown>): Record<string, unknown> {
-  const own = new Set(['behaviour', 'members', 'waitFor', 'aggregator', 'attack', 'delayMs', 'lag', 'atRound', 'bytes'])
+  const own = new Set(['behaviour', 'members', 'waitFor', 'aggregator', 'attack', 'delayMs', 'lag', 'atRound', 'bytes', 'ahead', 'streams', 'holdMs', 'bytesPerSecond'])
   return Object.fromEntries(Object.entries(params).filter(([k]) => !own.has(k)))
 }
 
