@@ -178,8 +178,10 @@ it('a Byzantine member serving forged and stale models to a catching-up member i
   assert.ok(ev.to >= LATE_BY - 1 && ev.to < 100_000, `caught up to round ${ev.to}`)
   assert.ok(ev.delivered >= 5, 'aggregated at least n − f certified models')
 
-  const last = ev.to + 12
-  await Promise.all(members.map((m) => m.waitForRound(last, 60_000)))
+  // 11 rounds compared (from 10 rounds after its return): over 3 rounds a loaded run (CI rehearsal
+  // with a burner) put the newcomer at 1.9e-2 of the average against a 1.55e-2 founders' spread
+  const last = ev.to + 20
+  await Promise.all(members.map((m) => m.waitForRound(last, 120_000)))
   for (const m of members) m.kill('SIGTERM')
   const exits = await Promise.all(members.map((m) => m.exited))
   clearInterval(lureTimer)
