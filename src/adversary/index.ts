@@ -61,7 +61,7 @@ export interface Adversary {
    * SENDs `payload` for `round` to `peers` only and collects their echoes; with a quorum (its own
    * echo included, plus `extraEchoes` of colluders), returns the certificate's FINAL frame.
    */
-  collect(peers: string[], round: number, payload: Uint8Array, opts?: { extraEchoes?: SignatureEntry[]; epoch?: number }): Promise<{ echoes: SignatureEntry[]; final?: Extract<Frame, { type: 'FINAL' }> }>
+  collect(peers: string[], round: number, payload: Uint8Array, opts?: { extraEchoes?: SignatureEntry[]; epoch?: number; signal?: AbortSignal }): Promise<{ echoes: SignatureEntry[]; final?: Extract<Frame, { type: 'FINAL' }> }>
   /** Publishes raw bytes on the swarm's FINAL topic (or another topic). */
   publish(data: Uint8Array, topic?: string): Promise<void>
   /**
@@ -129,7 +129,7 @@ export function createAdversary(opts: AdversaryOptions): Adversary {
 
   const collect: Adversary['collect'] = async (peers, round, payload, o = {}) => {
     const send = sendFrame(round, payload, o.epoch !== undefined ? { epoch: o.epoch } : {})
-    const results = await Promise.allSettled(peers.filter((p) => p !== id).map((p) => exchange(p, [send], { replies: 1 })))
+    const results = await Promise.allSettled(peers.filter((p) => p !== id).map((p) => exchange(p, [send], { replies: 1, ...(o.signal !== undefined ? { signal: o.signal } : {}) })))
     const echoes: SignatureEntry[] = [echoSignature(round, id, send.hash, send.epoch), ...(o.extraEchoes ?? [])]
     for (const r of results) {
       if (r.status !== 'fulfilled') continue

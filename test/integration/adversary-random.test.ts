@@ -45,10 +45,10 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import type { PrivateKey, Stream } from '@libp2p/interface'
 import { type Adversary, createAdversary } from '../../src/adversary/index.ts'
-import { bytesEqual, hashPayload, statement, toHex, verify } from '../../src/broadcast/crypto.ts'
+import { bytesEqual, hashPayload, toHex } from '../../src/broadcast/crypto.ts'
 import type { BanEvent, Delivery, EchoBroadcast, Rejection } from '../../src/broadcast/index.ts'
 import type { PenaltyOptions } from '../../src/broadcast/penalties.ts'
-import { encodeFrame, type Frame, type SignatureEntry } from '../../src/broadcast/wire.ts'
+import { encodeFrame, type Frame } from '../../src/broadcast/wire.ts'
 import { quorum } from '../../src/net/membership.ts'
 import { type AggregatorPort, type EngineSnapshot, type LearnerPort, RoundEngine } from '../../src/node/engine.ts'
 import { Rng } from '../../src/rng.ts'
@@ -580,20 +580,10 @@ export class AdversarialSwarm {
 
   /** SENDs to `peers`, collects their echoes (plus colluders'); the FINAL when they make a quorum. */
   private async collect(adv: Adversary, peers: string[], round: number, payload: Uint8Array, signal: AbortSignal, collude: boolean): Promise<Extract<Frame, { type: 'FINAL' }> | undefined> {
-    const send = adv.sendFrame(round, payload)
-    const results = await Promise.allSettled(peers.map((p) => adv.exchange(p, [send], { replies: 1, signal: this.signalFor(signal) })))
-    const echoes: SignatureEntry[] = [adv.echoSignature(round, adv.id, send.hash)]
-    if (collude) for (const other of this.advs) if (other !== adv) echoes.push(other.echoSignature(round, adv.id, send.hash))
-    for (const r of results) {
-      if (r.status !== 'fulfilled') continue
-      r.value.stream.abort(new Error('done'))
-      const e = r.value.replies[0]
-      if (e?.type !== 'ECHO' || !bytesEqual(e.hash, send.hash)) continue
-      if (!verify(e.signer, statement('ECHO', send, send.hash), e.signature)) continue
-      if (!echoes.some((x) => x.signer === e.signer)) echoes.push({ signer: e.signer, signature: e.signature })
-    }
-    if (echoes.length < quorum(this.n, this.f)) return undefined
-    const final: Extract<Frame, { type: 'FINAL' }> = { type: 'FINAL', ...adv.instance(round), hash: send.hash, certificate: echoes.slice(0, quorum(this.n, this.f)) }
+    const hash = hashPayload(payload)
+    const extraEchoes = collude ? this.advs.filter((other) => other !== adv).map((other) => other.echoSignature(round, adv.id, hash)) : []
+    const { final } = await adv.collect(peers, round, payload, { extraEchoes, signal: this.signalFor(signal) })
+    if (final === undefined) return undefined
     const mine = this.certified.get(adv.id) ?? []
     mine.push(final)
     if (mine.length > 64) mine.shift()
