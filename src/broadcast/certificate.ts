@@ -27,7 +27,7 @@ export function sameSignatures(a: SignatureEntry[], b: SignatureEntry[]): boolea
  * Checks a certificate alone (transferability) against the membership of its epoch. Throws
  * BroadcastRejectError with the reason. `trusted` skips the verification of entries known valid.
  */
-export function verifyCertificate(cert: Certificate, membership: Membership, opts: { trusted?: (e: SignatureEntry) => boolean } = {}): void {
+export function verifyCertificate(cert: Certificate, membership: Membership, opts: { trusted?: (e: SignatureEntry) => boolean; blameShort?: boolean } = {}): void {
   const members = new Set(membership.members)
   if (cert.swarmId !== membership.swarmId) throw new BroadcastRejectError('wrong-swarm', `certificate of swarm ${cert.swarmId}`)
   if (!members.has(cert.sender)) throw new BroadcastRejectError('non-member', `certificate for non-member sender ${cert.sender}`)
@@ -38,9 +38,10 @@ export function verifyCertificate(cert: Certificate, membership: Membership, opt
     seen.add(e.signer)
     if (!members.has(e.signer)) throw new BroadcastRejectError('non-member', `certificate signer ${e.signer} is not a member`)
   }
-  // not blamed: under a membership epoch this member has not received yet (members removed) the
-  // quorum is smaller, and an honest certificate looks short here
-  if (seen.size < q) throw new BroadcastRejectError('malformed', `certificate has ${seen.size} signatures, quorum is ${q}`, false)
+  // blamed only when the caller knows the certificate's own epoch (`blameShort`): checked against
+  // another epoch's members (one this member has not received yet removed some), an honest
+  // certificate can look short
+  if (seen.size < q) throw new BroadcastRejectError('malformed', `certificate has ${seen.size} signatures, quorum is ${q}`, opts.blameShort === true)
   const stmt = statement('ECHO', cert, cert.hash)
   for (const e of cert.signatures) {
     if (opts.trusted?.(e) === true) continue

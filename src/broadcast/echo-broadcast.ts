@@ -44,7 +44,7 @@ import { createMemoryJournal, type EchoJournal } from './journal.ts'
 import { Budget, TokenBuckets } from './limits.ts'
 import { defaultEchoBroadcastOptions, type EchoBroadcastOptions, validateEchoBroadcastOptions } from './options.ts'
 import { type BanEvent, Penalties, type PenaltyOptions } from './penalties.ts'
-import { decodeFrame, encodeFrame, encodeFrameParts, type Frame, type FrameHeader, type Instance, MAX_ROUND } from './wire.ts'
+import { decodeFrame, encodeFrame, encodeFrameParts, type Frame, type FrameHeader, type Instance, MAX_ROUND, MAX_STRING_BYTES, SIG_BYTES } from './wire.ts'
 
 export { type Certificate, verifyCertificate } from './certificate.ts'
 export { defaultEchoBroadcastOptions, type EchoBroadcastOptions } from './options.ts'
@@ -288,8 +288,8 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     this.fetchIdleMs = opts.fetchIdleMs ?? defaultEchoBroadcastOptions.fetchIdleMs
     this.finalQueryMs = opts.finalQueryMs ?? defaultEchoBroadcastOptions.finalQueryMs
     this.minBytesPerSecond = opts.minBytesPerSecond ?? defaultEchoBroadcastOptions.minBytesPerSecond
-    const perSecond = opts.servePayloadsPerSecond ?? this.members.size + 1
-    this.serving = new TokenBuckets(2 * perSecond, perSecond)
+    const perSecond = opts.servePayloadsPerSecond ?? (this.members.size + 1) / 4
+    this.serving = new TokenBuckets(opts.serveBurstPayloads ?? 2 * (this.members.size + 1), perSecond)
     const pen = opts.penalties ?? defaultEchoBroadcastOptions.penalties
     this.penalties = pen === false ? undefined : new Penalties(pen)
     this.banMs = pen === false ? 0 : (pen as PenaltyOptions).banMs
@@ -971,7 +971,10 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     if (this.verifiedCerts.has(cert)) return
     const inst = this.instance(cert.sender, cert.round)
     let checked = 0
-    verifyCertificate(cert, this.epochAt(cert.round).membership, {
+    const e = this.epochAt(cert.round)
+    verifyCertificate(cert, e.membership, {
+      // the certificate names the epoch whose quorum we know: a short one is forged
+      blameShort: cert.epoch === e.epoch,
       // our own echo signature is deterministic: equal bytes are valid without a verification
       trusted: (e) => {
         const mine = e.signer === this.peerId && inst?.echoSignature !== undefined && inst.sendHash !== undefined && bytesEqual(inst.sendHash, cert.hash) && bytesEqual(inst.echoSignature, e.signature)
@@ -983,11 +986,27 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     this.verifiedCerts.add(cert)
   }
 
+  /**
+   * gossipsub's validator of the FINAL topic. `peer` is the member that forwarded the message:
+   * honest members forward only what they accepted, and the topic names the swarm and the wire
+   * version, so a message too large for a FINAL, one that does not decode, or one of another
+   * version or swarm is junk from `peer` itself — REJECTed and penalised (gossipsub scores it,
+   * and enough of them ban it). A FINAL this member cannot judge yet (another epoch, outside the
+   * window, a sender it does not know) is IGNOREd.
+   */
   private validateFinalMessage(peer: string, data: Uint8Array): TopicValidatorResult {
     this.countReceived(data.length)
     try {
-      const frame = decodeFinal(data)
-      if (frame.swarmId !== this.membership.swarmId) throw new BroadcastRejectError('wrong-swarm', `FINAL for swarm ${frame.swarmId}`)
+      const bound = finalGossipBytes(Math.max(...this.epochs.map((e) => e.members.size)))
+      if (data.length > bound) throw new BroadcastRejectError('oversized', `${data.length} bytes on the FINAL topic, a FINAL takes at most ${bound}`)
+      let frame: Extract<Frame, { type: 'FINAL' }>
+      try {
+        frame = decodeFinal(data)
+        if (frame.swarmId !== this.membership.swarmId) throw new BroadcastRejectError('wrong-swarm', `FINAL for swarm ${frame.swarmId}`)
+      } catch (err) {
+        if (err instanceof BroadcastRejectError) throw new BroadcastRejectError(err.reason, `${err.message.slice(err.reason.length + 2)} (on the FINAL topic of this swarm and version)`, true)
+        throw err
+      }
       this.onFinal(peer, frame)
       return TopicValidatorResult.Accept
     } catch (err) {
@@ -1261,6 +1280,14 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
       for (const w of wakers) void w.then(done, done)
     })
   }
+}
+
+/**
+ * Largest FINAL announcement (no payload) with a certificate of `members` entries: the fixed
+ * fields (swarm id, sender, round, epoch, hash) and per entry a signer id and a signature.
+ */
+export function finalGossipBytes(members: number): number {
+  return 1024 + members * (1 + MAX_STRING_BYTES + SIG_BYTES)
 }
 
 /** Decodes a FINAL announcement (no payload) from the gossip topic. */

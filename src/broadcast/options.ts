@@ -51,8 +51,14 @@ export interface EchoBroadcastOptions {
   fetchIdleMs?: number
   /** Slowest rate a frame may arrive at before its stream is cut (`slow`), bytes per second. */
   minBytesPerSecond?: number
-  /** FETCH/PULL service per peer: payloads served per second (burst: twice as many); default n + 1. */
+  /**
+   * FETCH/PULL service per peer: payloads served per second after the burst; default (n + 1)/4.
+   * A member catching up fetches one round (n − 1 payloads) from several members at once, so
+   * the burst covers it; a peer asking again and again gets a quarter of a round per second.
+   */
   servePayloadsPerSecond?: number
+  /** FETCH/PULL burst per peer, payloads; default 2(n + 1) (two whole rounds). */
+  serveBurstPayloads?: number
   /**
    * Peers whose frames earn `threshold` penalised rejections (bad signatures, malformed frames,
    * equivocation, …) within `windowMs` are banned for `banMs`: their connections are closed and
@@ -106,7 +112,7 @@ export function validateEchoBroadcastOptions(opts: EchoBroadcastOptions): void {
   if (opts.maxPendingBytesPerPeer !== undefined && (!Number.isInteger(opts.maxPendingBytesPerPeer) || opts.maxPendingBytesPerPeer < maxPayload)) {
     throw new InvalidConfigError('maxPendingBytesPerPeer', 'must be an integer ≥ maxPayloadBytes (a peer must be able to send one payload)')
   }
-  for (const k of ['retryIntervalMs', 'requestTimeoutMs', 'finalQueryMs', 'fetchIdleMs', 'minBytesPerSecond', 'servePayloadsPerSecond'] as const) {
+  for (const k of ['retryIntervalMs', 'requestTimeoutMs', 'finalQueryMs', 'fetchIdleMs', 'minBytesPerSecond', 'servePayloadsPerSecond', 'serveBurstPayloads'] as const) {
     const v = opts[k]
     if (v !== undefined && (!Number.isFinite(v) || v <= 0)) throw new InvalidConfigError(k, `must be a positive number, got ${v}`)
   }

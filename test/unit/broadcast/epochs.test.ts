@@ -113,9 +113,11 @@ test('frames valid under an epoch this member has not received yet are refused w
       const certificate = signers.map((k) => ({ signer: ps[k]!, signature: sign(signingSeed(ks[k]!), statement('ECHO', inst, hash)) }))
       return { type: 'FINAL', ...inst, hash, certificate }
     }
+    // the swarm's certificates under the new epoch name it (below: wrong-epoch); one that names
+    // epoch 0, whose quorum is 4, with 3 signatures is forged and blamed
     const short = (await in2(ks[1]!, frame(1, [1, 2, 3]))).rejection
     assert.equal(short?.reason, 'malformed')
-    assert.equal(short?.penalise, false)
+    assert.equal(short?.penalise, true)
     const added = (await in2(ks[1]!, frame(5, [1, 2, 3, 5]))).rejection
     assert.equal(added?.reason, 'non-member')
     assert.equal(added?.penalise, false)
