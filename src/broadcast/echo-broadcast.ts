@@ -1010,7 +1010,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
       this.onFinal(peer, frame)
       return TopicValidatorResult.Accept
     } catch (err) {
-      const r = this.rejectFrom(peer, err)
+      const r = this.rejectFrom(peer, err, { conclusive: CONCLUSIVE_ON_GOSSIP.has(err instanceof BroadcastRejectError ? err.reason : 'malformed') })
       return r.penalise ? TopicValidatorResult.Reject : TopicValidatorResult.Ignore
     }
   }
@@ -1248,7 +1248,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     this.metrics?.bytesReceived.inc(n)
   }
 
-  private rejectFrom(peer: string | undefined, err: unknown): Rejection {
+  private rejectFrom(peer: string | undefined, err: unknown, o: { conclusive?: boolean } = {}): Rejection {
     let r: Rejection
     if (err instanceof BroadcastRejectError) r = { reason: err.reason, peer, penalise: err.penalise, detail: err.message }
     else r = { reason: 'malformed', peer, penalise: penalises('malformed'), detail: err instanceof Error ? err.message : String(err) }
@@ -1257,7 +1257,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     this.log.debug('rejected', { ...r })
     this.dispatchEvent(new CustomEvent('reject', { detail: r }))
     if (r.penalise && peer !== undefined && peer !== this.peerId) {
-      const ban = this.penalties?.record(peer, r.reason)
+      const ban = this.penalties?.record(peer, r.reason, Date.now(), o.conclusive === true)
       if (ban !== undefined) {
         this.log.warn('peer banned for its rejected frames', { peer, banMs: this.banMs, ...ban.reasons })
         this.dispatchEvent(new CustomEvent('ban', { detail: ban }))
@@ -1281,6 +1281,16 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     })
   }
 }
+
+/**
+ * Penalised reasons that, on the FINAL topic, prove the forwarding peer faulty by themselves:
+ * every honest member runs the same deterministic checks (size, decoding, version and swarm of
+ * this topic, signatures, distinct signers; a short certificate is blamed only under the epoch it
+ * names) before it forwards a message, so it never forwards one that fails them. Banned at once.
+ * (`equivocation` is not among them: two certificates for one instance mean that more than f
+ * members are faulty, and honest members may forward either.)
+ */
+const CONCLUSIVE_ON_GOSSIP: ReadonlySet<RejectReason> = new Set<RejectReason>(['oversized', 'malformed', 'unknown-version', 'wrong-swarm', 'bad-signature', 'duplicate-signer'])
 
 /**
  * Largest FINAL announcement (no payload) with a certificate of `members` entries: the fixed

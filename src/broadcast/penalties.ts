@@ -22,15 +22,19 @@ export class Penalties {
   constructor(opts: PenaltyOptions) {
     this.opts = opts
   }
-  /** Counts one penalised rejection; returns the ban when `peer` reaches the threshold. */
-  record(peer: string, reason: string, now = Date.now()): BanEvent | undefined {
+  /**
+   * Counts one penalised rejection; returns the ban when `peer` reaches the threshold.
+   * `conclusive`: the rejection proves by itself that `peer` is faulty (no honest member, lagging
+   * or not, can cause it) — the peer is banned at once.
+   */
+  record(peer: string, reason: string, now = Date.now(), conclusive = false): BanEvent | undefined {
     const p = this.opts
     // bounded: a flood of distinct peer ids cannot grow this map (only connected peers reach it)
     if (!this.byPeer.has(peer) && this.byPeer.size >= 4096) this.byPeer.clear()
     const list = (this.byPeer.get(peer) ?? []).filter((e) => now - e.at < p.windowMs)
     list.push({ at: now, reason })
     this.byPeer.set(peer, list)
-    if (list.length < p.threshold) return undefined
+    if (list.length < p.threshold && !conclusive) return undefined
     this.byPeer.delete(peer)
     const reasons: Record<string, number> = {}
     for (const e of list) reasons[e.reason] = (reasons[e.reason] ?? 0) + 1
