@@ -1,12 +1,14 @@
 /**
  * Byzantine members plug into the round engine here (contract §5a). After its own local step a
- * Byzantine member's engine asks its behaviour what to broadcast; everything else (waiting for
- * n − f, aggregating) runs as for an honest member. Behaviours themselves live in
+ * Byzantine member's engine hands its behaviour a context — what it would send if honest, what
+ * the others sent this round, and the primitives to act with (`broadcast`, `sendTo`, the
+ * adversary toolkit) — and the behaviour acts; everything else (waiting for n − f, aggregating)
+ * runs as for an honest member. The engine holds no attack code. Behaviours themselves live in
  * src/topology/behaviours.ts and register by name, so a node config can say
  * `byzantine: { behaviour: <name>, ...params }`.
  */
 import type { Adversary } from '../adversary/index.ts'
-import { InvalidConfigError } from '../errors.ts'
+import { InvalidConfigError, MonnaError } from '../errors.ts'
 import type { Rng } from '../rng.ts'
 
 export interface ByzantineContext {
@@ -31,19 +33,40 @@ export interface ByzantineContext {
   adversary?: Adversary
   /** Aborted when the run stops: background protocol attacks end with it. */
   signal?: AbortSignal
+  /**
+   * Broadcasts `payload` (any bytes) as this member's model of round `round` with the signed
+   * echo broadcast, in the background, as an honest member broadcasts its own. At most once per
+   * round (a second call is equivocation, which the broadcast refuses: use `sendTo`).
+   */
+  broadcast(payload: Uint8Array): void
+  /**
+   * SEND of `payload` for this round to `peers` only (equivocation: a different payload per
+   * group of members); absent where this member cannot address members one by one.
+   */
+  sendTo?(peers: string[], payload: Uint8Array): Promise<void>
 }
 
-export type ByzantineAction =
-  | { kind: 'send'; model: Float32Array; delayMs?: number }
-  | { kind: 'send-raw'; payload: Uint8Array }
-  | { kind: 'equivocate'; models: Map<string, Float32Array> }
-  | { kind: 'replay'; fromRound: number }
-  | { kind: 'silent' }
-  | { kind: 'crash' }
-
+/**
+ * A Byzantine member's behaviour: each round, after the member's own local step, `act` does
+ * what the member sends (or does not) — typically `ctx.broadcast` of a crafted model — and may
+ * start protocol-level attacks in the background with `ctx.adversary` (ended by `ctx.signal`).
+ * Throwing `ByzantineCrashError` stops the member's engine on purpose.
+ */
 export interface ByzantineBehaviour {
   readonly name: string
-  act(ctx: ByzantineContext): Promise<ByzantineAction>
+  act(ctx: ByzantineContext): Promise<void>
+}
+
+/** A Byzantine behaviour crashed its member on purpose: the engine stops with this error. */
+export class ByzantineCrashError extends MonnaError {
+  override name = 'ByzantineCrashError'
+  readonly member: string
+  readonly round: number
+  constructor(member: string, round: number) {
+    super(`member ${member} crashed at round ${round} (Byzantine behaviour "crash")`)
+    this.member = member
+    this.round = round
+  }
 }
 
 /** Parameters of a behaviour as written in a node config: `{ behaviour: 'alie', z: 1.5 }`. */

@@ -3,7 +3,7 @@
  * `BroadcastPort`. Round t:
  *
  * 1. local step (momentum, half step) → θ_{t+½};
- * 2. broadcast θ_{t+½} as little-endian float32 (a Byzantine member asks its behaviour instead);
+ * 2. broadcast θ_{t+½} as little-endian float32 (a Byzantine member's behaviour acts instead);
  * 3. wait for valid certified deliveries of round t from n − f distinct members, its own
  *    included — never for more (if n − f others are certified before its own, the round closes
  *    without it); every delivery is checked (exact length d·4, all finite) and an invalid one is
@@ -29,10 +29,13 @@
  * open (received late) is switched to at once.
  */
 import type { Adversary } from '../adversary/index.ts'
-import { AbortError, InvalidConfigError, MonnaError } from '../errors.ts'
+import { AbortError, InvalidConfigError } from '../errors.ts'
 import { type Logger, silentLogger } from '../logger.ts'
 import { Rng, type RngState } from '../rng.ts'
-import type { ByzantineAction, ByzantineBehaviour, ByzantineContext } from './behaviour.ts'
+import { type ByzantineBehaviour, type ByzantineContext, ByzantineCrashError } from './behaviour.ts'
+
+export { ByzantineCrashError }
+
 import type { NodeMetrics } from './metrics.ts'
 import { type DecodedModel, decodeModel, encodeModel } from './payload.ts'
 import type { BroadcastPort, Delivery, Membership, SendSeen } from './port.ts'
@@ -221,17 +224,6 @@ export const defaultEngineOptions = {
   ownCertifyGraceMs: 3000,
 } as const
 
-/** A Byzantine behaviour returned `{ kind: 'crash' }`: the engine stopped on purpose. */
-export class ByzantineCrashError extends MonnaError {
-  override name = 'ByzantineCrashError'
-  readonly member: string
-  readonly round: number
-  constructor(member: string, round: number) {
-    super(`member ${member} crashed at round ${round} (Byzantine behaviour "crash")`)
-    this.member = member
-    this.round = round
-  }
-}
 
 type Held = { model: Float32Array } | { invalid: true }
 
@@ -325,7 +317,6 @@ export class RoundEngine extends EventTarget {
   private current: number
   private readonly held = new Map<number, Map<string, Held>>()
   private readonly seen = new Map<number, Map<string, Float32Array>>()
-  private readonly sent = new Map<number, Uint8Array>()
   private readonly rejectedHere: Record<string, number> = {}
   private readonly wakers = new Set<() => void>()
   private snap: EngineSnapshot
@@ -524,7 +515,6 @@ export class RoundEngine extends EventTarget {
   private gc(): void {
     for (const r of this.held.keys()) if (r < this.current) this.held.delete(r)
     for (const r of this.seen.keys()) if (r < this.current) this.seen.delete(r)
-    for (const r of this.sent.keys()) if (r < this.current - this.window) this.sent.delete(r)
   }
 
   private openRound(t: number): void {
@@ -596,8 +586,7 @@ export class RoundEngine extends EventTarget {
       this.sendModel(t, encodeModel(halfStep), signal)
     } else {
       ownCertifiedNeeded = false
-      const action = await behaviour.act(this.byzantineContext(t, halfStep, signal))
-      await this.perform(t, action, signal)
+      await behaviour.act(this.byzantineContext(t, halfStep, signal))
     }
 
     // wait for n − f valid deliveries (own included), never more
@@ -759,7 +748,6 @@ export class RoundEngine extends EventTarget {
 
   /** Broadcasts in the background (the round does not wait on it: it waits on deliveries). */
   private sendModel(t: number, payload: Uint8Array, signal?: AbortSignal): void {
-    this.sent.set(t, payload)
     const start = performance.now()
     this.port.broadcast(t, payload, { signal }).then(
       () => {
@@ -774,6 +762,8 @@ export class RoundEngine extends EventTarget {
 
   private byzantineContext(t: number, ownHalfStep: Float32Array, runSignal?: AbortSignal): ByzantineContext {
     const membership = this.membership
+    const adv = this.opts.adversary
+    const sendTo = adv !== undefined ? (peers: string[], round: number, payload: Uint8Array) => adv.sendTo(peers, round, payload) : this.port.sendTo?.bind(this.port)
     return {
       round: t,
       self: this.self,
@@ -784,6 +774,8 @@ export class RoundEngine extends EventTarget {
       rng: this.rng,
       ...(this.opts.adversary !== undefined ? { adversary: this.opts.adversary } : {}),
       ...(runSignal !== undefined ? { signal: runSignal } : {}),
+      broadcast: (payload) => this.sendModel(t, payload, runSignal),
+      ...(sendTo !== undefined ? { sendTo: (peers: string[], payload: Uint8Array) => sendTo(peers, t, payload) } : {}),
       honest: async (o = {}) => {
         const min = o.min ?? this.n - 2 * this.f
         const deadline = performance.now() + (o.timeoutMs ?? this.opts.roundTimeoutMs)
@@ -794,60 +786,6 @@ export class RoundEngine extends EventTarget {
           await this.idle(Math.min(defaultEngineOptions.pollMs, Math.max(1, deadline - performance.now())), signal)
         }
       },
-    }
-  }
-
-  private async perform(t: number, action: ByzantineAction, signal?: AbortSignal): Promise<void> {
-    switch (action.kind) {
-      case 'send': {
-        const payload = encodeModel(action.model)
-        if (action.delayMs !== undefined && action.delayMs > 0) {
-          this.sent.set(t, payload)
-          this.sleep(action.delayMs, signal).then(
-            () => this.sendModel(t, payload, signal),
-            () => {},
-          )
-        } else {
-          this.sendModel(t, payload, signal)
-        }
-        return
-      }
-      case 'send-raw':
-        this.sendModel(t, action.payload, signal)
-        return
-      case 'equivocate': {
-        const groups = new Map<string, { payload: Uint8Array; peers: string[] }>()
-        for (const [peer, model] of action.models) {
-          const payload = encodeModel(model)
-          const key = Buffer.from(payload).toString('base64')
-          const g = groups.get(key) ?? { payload, peers: [] }
-          g.peers.push(peer)
-          groups.set(key, g)
-        }
-        const adv = this.opts.adversary
-        const sendTo = adv !== undefined ? (peers: string[], round: number, payload: Uint8Array) => adv.sendTo(peers, round, payload) : this.port.sendTo?.bind(this.port)
-        if (sendTo === undefined) {
-          this.log.warn('equivocate: no way to send to chosen members here; staying silent', { round: t })
-          return
-        }
-        for (const g of groups.values()) {
-          sendTo(g.peers, t, g.payload).catch((err: unknown) => this.log.debug('sendTo failed', { error: String(err) }))
-        }
-        return
-      }
-      case 'replay': {
-        const old = this.sent.get(action.fromRound)
-        if (old === undefined) {
-          this.log.warn('replay: no payload kept for that round; staying silent', { round: t, fromRound: action.fromRound })
-          return
-        }
-        this.sendModel(t, old, signal)
-        return
-      }
-      case 'silent':
-        return
-      case 'crash':
-        throw new ByzantineCrashError(this.self, t)
     }
   }
 

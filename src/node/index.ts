@@ -28,8 +28,8 @@ import { createNodeMetrics, type NodeMetrics } from './metrics.ts'
 import type { DecodedModel } from './payload.ts'
 import type { BroadcastPort, Membership } from './port.ts'
 
-export type { BehaviourFactory, BehaviourSpec, ByzantineAction, ByzantineBehaviour, ByzantineContext } from './behaviour.ts'
-export { behaviourNames, createBehaviour, registerBehaviour } from './behaviour.ts'
+export type { BehaviourFactory, BehaviourSpec, ByzantineBehaviour, ByzantineContext } from './behaviour.ts'
+export { ByzantineCrashError, behaviourNames, createBehaviour, registerBehaviour } from './behaviour.ts'
 export {
   CheckpointMismatchError,
   CorruptCheckpointError,
@@ -54,7 +54,7 @@ export type {
   RoundReport,
   StallEvent,
 } from './engine.ts'
-export { ByzantineCrashError, defaultEngineOptions, nearestToMedianMean, RoundEngine, sketchOf } from './engine.ts'
+export { defaultEngineOptions, nearestToMedianMean, RoundEngine, sketchOf } from './engine.ts'
 export { loadNodeConfigFile, loadSwarmFile, readConfigFile } from './files.ts'
 export { createMemoryHub, type MemoryHub, type MemoryHubOptions, PortStoppedError } from './memory-hub.ts'
 export { createNodeMetrics, type NodeMetrics } from './metrics.ts'

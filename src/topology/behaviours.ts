@@ -19,9 +19,10 @@ import { createAggregator } from '../aggregation/index.ts'
 import { createAttack } from '../attacks/index.ts'
 import { encodeFrame } from '../broadcast/wire.ts'
 import { InvalidConfigError } from '../errors.ts'
-import type { ByzantineAction, ByzantineBehaviour, ByzantineContext } from '../node/behaviour.ts'
+import type { ByzantineContext } from '../node/behaviour.ts'
 import { registerBehaviour } from '../node/behaviour.ts'
 import { encodeModel } from '../node/payload.ts'
+import { type ActingBehaviour, actingBehaviour, type ByzantineAction } from './actions.ts'
 import { type BehaviourName, behaviourNames } from './schema.ts'
 
 export type BehaviourParams = { behaviour: string } & Record<string, unknown>
@@ -109,7 +110,7 @@ function vectorCrafter(kind: string, params: Record<string, unknown>, where: str
  * trickled), `withhold-final` (its FINAL to one member only). The first three take an optional
  * `attack` (a vector attack for the model it sends in its own round).
  */
-export function createTopologyBehaviour(params: BehaviourParams, where = 'byzantine'): ByzantineBehaviour {
+export function createTopologyBehaviour(params: BehaviourParams, where = 'byzantine'): ActingBehaviour {
   const name = params.behaviour
   if (!(behaviourNames as readonly string[]).includes(name)) {
     throw new InvalidConfigError(`${where}.behaviour`, `unknown behaviour ${JSON.stringify(name)}; use one of ${behaviourNames.join(', ')}`)
@@ -118,50 +119,39 @@ export function createTopologyBehaviour(params: BehaviourParams, where = 'byzant
   const attackKind = vectorAttacks[b]
   if (attackKind !== undefined) {
     const craft = vectorCrafter(attackKind, params, where)
-    return { name, act: async (ctx) => ({ kind: 'send', model: await craft(ctx) }) }
+    return actingBehaviour(name, async (ctx) => ({ kind: 'send', model: await craft(ctx) }))
   }
   switch (b) {
     case 'honest':
     case 'label-flip':
-      return { name, act: async (ctx) => ({ kind: 'send', model: ctx.ownHalfStep }) }
+      return actingBehaviour(name, async (ctx) => ({ kind: 'send', model: ctx.ownHalfStep }))
     case 'silent':
-      return { name, act: async () => ({ kind: 'silent' }) }
+      return actingBehaviour(name, async () => ({ kind: 'silent' }))
     case 'crash': {
       const atRound = num(params, 'atRound', 5, where)
-      return { name, act: async (ctx) => (ctx.round >= atRound ? { kind: 'crash' } : { kind: 'send', model: ctx.ownHalfStep }) }
+      return actingBehaviour(name, async (ctx) => (ctx.round >= atRound ? { kind: 'crash' } : { kind: 'send', model: ctx.ownHalfStep }))
     }
     case 'late': {
       const delayMs = num(params, 'delayMs', 2000, where)
       const inner = typeof params.attack === 'string' ? vectorCrafter(params.attack, params, where) : undefined
-      return {
-        name,
-        act: async (ctx) => ({ kind: 'send', model: inner === undefined ? ctx.ownHalfStep : await inner(ctx), delayMs }),
-      }
+      return actingBehaviour(name, async (ctx) => ({ kind: 'send', model: inner === undefined ? ctx.ownHalfStep : await inner(ctx), delayMs }))
     }
     case 'replay': {
       const lag = Math.max(1, Math.floor(num(params, 'lag', 1, where)))
-      return {
-        name,
-        act: async (ctx): Promise<ByzantineAction> =>
-          ctx.round < lag ? { kind: 'send', model: ctx.ownHalfStep } : { kind: 'replay', fromRound: ctx.round - lag },
-      }
+      return actingBehaviour(name, async (ctx): Promise<ByzantineAction> =>
+          ctx.round < lag ? { kind: 'send', model: ctx.ownHalfStep } : { kind: 'replay', fromRound: ctx.round - lag })
     }
     case 'malformed': {
       const bytes = Math.max(1, Math.floor(num(params, 'bytes', 64, where)))
-      return {
-        name,
-        act: async (ctx) => {
+      return actingBehaviour(name, async (ctx) => {
           const payload = new Uint8Array(bytes)
           for (let i = 0; i < bytes; i++) payload[i] = ctx.rng.int(256)
           return { kind: 'send-raw', payload }
-        },
-      }
+        })
     }
     case 'equivocate': {
       const craft = vectorCrafter(typeof params.attack === 'string' ? params.attack : 'sign-flip', params, where)
-      return {
-        name,
-        act: async (ctx) => {
+      return actingBehaviour(name, async (ctx) => {
           const bad = await craft(ctx)
           const models = new Map<string, Float32Array>()
           // Alternate along the member list so every honest member is targeted by some version.
@@ -169,17 +159,14 @@ export function createTopologyBehaviour(params: BehaviourParams, where = 'byzant
             if (m !== ctx.self) models.set(m, i % 2 === 0 ? bad : ctx.ownHalfStep)
           })
           return { kind: 'equivocate', models }
-        },
-      }
+        })
     }
     case 'round-ahead': {
       // a certified broadcast `ahead` rounds beyond the current one, every round, to everyone:
       // honest members echo it (it is inside their window) but it is evidence of one member only
       const ahead = Math.max(1, Math.floor(num(params, 'ahead', 4, where)))
       const inner = typeof params.attack === 'string' ? vectorCrafter(params.attack, params, where) : undefined
-      return {
-        name,
-        act: async (ctx) => {
+      return actingBehaviour(name, async (ctx) => {
           const model = inner === undefined ? ctx.ownHalfStep : await inner(ctx)
           const adv = ctx.adversary
           if (adv !== undefined) {
@@ -192,8 +179,7 @@ export function createTopologyBehaviour(params: BehaviourParams, where = 'byzant
             })
           }
           return { kind: 'send', model }
-        },
-      }
+        })
     }
     case 'flood': {
       // every round, `streams` SENDs of full-size models for rounds ahead, each cut off halfway and
@@ -201,9 +187,7 @@ export function createTopologyBehaviour(params: BehaviourParams, where = 'byzant
       const streams = Math.max(1, Math.floor(num(params, 'streams', 16, where)))
       const holdMs = num(params, 'holdMs', 5000, where)
       const inner = typeof params.attack === 'string' ? vectorCrafter(params.attack, params, where) : undefined
-      return {
-        name,
-        act: async (ctx) => {
+      return actingBehaviour(name, async (ctx) => {
           const model = inner === undefined ? ctx.ownHalfStep : await inner(ctx)
           const adv = ctx.adversary
           if (adv !== undefined) {
@@ -222,15 +206,12 @@ export function createTopologyBehaviour(params: BehaviourParams, where = 'byzant
             })
           }
           return { kind: 'send', model }
-        },
-      }
+        })
     }
     case 'slow': {
       // its own model trickled to every member at `bytesPerSecond`: streams held, never certified
       const bytesPerSecond = Math.max(1, Math.floor(num(params, 'bytesPerSecond', 1024, where)))
-      return {
-        name,
-        act: async (ctx) => {
+      return actingBehaviour(name, async (ctx) => {
           const adv = ctx.adversary
           if (adv !== undefined) {
             background(ctx, async (signal) => {
@@ -240,24 +221,20 @@ export function createTopologyBehaviour(params: BehaviourParams, where = 'byzant
             })
           }
           return { kind: 'silent' }
-        },
-      }
+        })
     }
     case 'withhold-final': {
       // a SEND to everyone, but the FINAL only to one member (not published): the others must
       // recover the certificate (QUERY) or go on without this model
       const inner = typeof params.attack === 'string' ? vectorCrafter(params.attack, params, where) : undefined
-      return {
-        name,
-        act: async (ctx) => {
+      return actingBehaviour(name, async (ctx) => {
           const model = inner === undefined ? ctx.ownHalfStep : await inner(ctx)
           const adv = ctx.adversary
           if (adv === undefined) return { kind: 'send', model }
           const others = ctx.members.filter((m) => m !== ctx.self)
           background(ctx, () => adv.sendTo(others, ctx.round, encodeModel(model), { finalTo: [others[ctx.round % others.length]!] }))
           return { kind: 'silent' }
-        },
-      }
+        })
     }
     default:
       throw new InvalidConfigError(`${where}.behaviour`, `behaviour ${name} has no implementation`)

@@ -4,6 +4,8 @@
  * emulated network conditions (network.ts), judged and plotted (report.ts), or as a matrix of
  * rules × behaviours × privacy (matrix.ts).
  */
+
+export { type ActingBehaviour, actingBehaviour, type ByzantineAction } from './actions.ts'
 export { type BehaviourParams, createTopologyBehaviour, needsLabelFlip, registerStandardBehaviours } from './behaviours.ts'
 export { type MatrixCell, type MatrixReport, matrixMarkdown, matrixPlot, privacyLabel, runMatrix, tradeOffPlot } from './matrix.ts'
 export { conditionedPort, isIdealNetwork, linkConditions, messageFate } from './network.ts'

@@ -4,6 +4,7 @@
  * models through the behaviour hook. Honest members start from one θ₀, learn, never aggregate
  * the invalid models (counted as rejections), checkpoint, and stop cleanly.
  */
+
 import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -13,7 +14,8 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { Registry } from 'prom-client'
 import { parseSwarm } from '../../src/config/schema.ts'
 import { peerIdOfKey } from '../../src/net/index.ts'
-import { type ByzantineBehaviour, createSwarmNode, encodeModel, listCheckpoints, type SwarmNode } from '../../src/node/index.ts'
+import { createSwarmNode, encodeModel, listCheckpoints, type SwarmNode } from '../../src/node/index.ts'
+import { actingBehaviour } from '../../src/topology/actions.ts'
 import { freePorts } from '../unit/node/cli-harness.ts'
 
 const nodes: SwarmNode[] = []
@@ -43,14 +45,11 @@ it('4 members over libp2p on loopback learn from one θ0; non-finite models from
     },
     timing: { roundTimeoutMs: 10_000, roundWindow: 8 },
   })
-  const nonFinite: ByzantineBehaviour = {
-    name: 'non-finite',
-    act: async (ctx) => {
+  const nonFinite = actingBehaviour('non-finite', async (ctx) => {
       const m = ctx.ownHalfStep.slice()
       m[0] = Number.POSITIVE_INFINITY
       return { kind: 'send-raw', payload: encodeModel(m) }
-    },
-  }
+    })
   const registry = new Registry()
   for (const [i, k] of keys.entries()) {
     nodes.push(

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import type { ByzantineBehaviour } from '../../../src/node/behaviour.ts'
 import { ByzantineCrashError, type EngineSnapshot, nearestToMedianMean, RoundEngine, type RoundEngineOptions, type RoundReport } from '../../../src/node/engine.ts'
 import { createMemoryHub, type MemoryHub } from '../../../src/node/memory-hub.ts'
 import { encodeModel } from '../../../src/node/payload.ts'
 import type { BroadcastPort, Delivery } from '../../../src/node/port.ts'
+import { actingBehaviour } from '../../../src/topology/actions.ts'
 import { memberIds, once, quadraticLearner, simpleNna } from './helpers.ts'
 
 const DIM = 6
@@ -72,10 +72,7 @@ describe('round engine on the memory hub', () => {
 
   it('drops deliveries that arrive after their round closed', async () => {
     const { hub, ids } = swarm(4, 1)
-    const late: ByzantineBehaviour = {
-      name: 'late',
-      act: async (ctx) => ({ kind: 'send', model: ctx.ownHalfStep, delayMs: 150 }),
-    }
+    const late = actingBehaviour('late', async (ctx) => ({ kind: 'send', model: ctx.ownHalfStep, delayMs: 150 }))
     const honest = ids.slice(0, 3).map((id) => makeEngine(hub, id, { rounds: 3 }))
     const slow = makeEngine(hub, ids[3]!, { rounds: 3, behaviour: late })
     const lateSeen = once<{ round: number; sender: string }>(honest[0]!, 'late', (d) => d.sender === ids[3])
@@ -93,15 +90,12 @@ describe('round engine on the memory hub', () => {
   })
 
   it('counts invalid payloads as rejections and ignores them', async () => {
-    const short: ByzantineBehaviour = { name: 'short', act: async () => ({ kind: 'send-raw', payload: new Uint8Array(DIM * 4 - 4) }) }
-    const nan: ByzantineBehaviour = {
-      name: 'nan',
-      act: async (ctx) => {
+    const short = actingBehaviour('short', async () => ({ kind: 'send-raw', payload: new Uint8Array(DIM * 4 - 4) }))
+    const nan = actingBehaviour('nan', async (ctx) => {
         const m = ctx.ownHalfStep.slice()
         m[2] = Number.NaN
         return { kind: 'send-raw', payload: encodeModel(m) }
-      },
-    }
+      })
     const big = swarm(7, 2)
     const engines = big.ids.slice(0, 5).map((id) => makeEngine(big.hub, id, { rounds: 3 }))
     const b1 = makeEngine(big.hub, big.ids[5]!, { rounds: 3, behaviour: short })
@@ -279,16 +273,13 @@ describe('round engine on the memory hub', () => {
   it('gives a rushing behaviour the honest models of the round, and equivocation is delivered consistently', async () => {
     const { hub, ids } = swarm(7, 2)
     let seenCounts: number[] = []
-    const equivocator: ByzantineBehaviour = {
-      name: 'equivocate',
-      async act(ctx) {
+    const equivocator = actingBehaviour('equivocate', async (ctx) => {
         const honest = await ctx.honest()
         seenCounts.push(honest.length)
         const models = new Map<string, Float32Array>()
         for (const [i, m] of ctx.members.entries()) models.set(m, new Float32Array(DIM).fill(i < 3 ? 100 : -100))
         return { kind: 'equivocate', models }
-      },
-    }
+    })
     const honest = ids.slice(0, 6).map((id) => makeEngine(hub, id, { rounds: 4 }))
     const byz = makeEngine(hub, ids[6]!, { rounds: 4, behaviour: equivocator })
     const [reports] = await Promise.all([Promise.all(honest.map((e) => e.run())), byz.run()])
@@ -303,11 +294,8 @@ describe('round engine on the memory hub', () => {
 describe('Byzantine actions', () => {
   it('crash stops the engine with ByzantineCrashError; replay re-sends an older payload; the honest ones go on', async () => {
     const { hub, ids } = swarm(7, 2)
-    const crasher: ByzantineBehaviour = { name: 'crash', act: async (ctx) => (ctx.round === 1 ? { kind: 'crash' } : { kind: 'send', model: ctx.ownHalfStep }) }
-    const replayer: ByzantineBehaviour = {
-      name: 'replay',
-      act: async (ctx) => (ctx.round === 0 ? { kind: 'send', model: new Float32Array(DIM).fill(0.5) } : { kind: 'replay', fromRound: 0 }),
-    }
+    const crasher = actingBehaviour('crash', async (ctx) => (ctx.round === 1 ? { kind: 'crash' } : { kind: 'send', model: ctx.ownHalfStep }))
+    const replayer = actingBehaviour('replay', async (ctx) => (ctx.round === 0 ? { kind: 'send', model: new Float32Array(DIM).fill(0.5) } : { kind: 'replay', fromRound: 0 }))
     const watch = hub.port(ids[0]!)
     const fromReplayer: Delivery[] = []
     watch.addEventListener('deliver', (e) => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { InvalidConfigError } from '../../../src/errors.ts'
 import type { ByzantineContext } from '../../../src/node/behaviour.ts'
-import { createBehaviour } from '../../../src/node/behaviour.ts'
+import { ByzantineCrashError, createBehaviour } from '../../../src/node/behaviour.ts'
 import { Rng } from '../../../src/rng.ts'
 import { createTopologyBehaviour, needsLabelFlip, registerStandardBehaviours } from '../../../src/topology/behaviours.ts'
 import { behaviourNames } from '../../../src/topology/schema.ts'
@@ -21,6 +21,7 @@ function context(round = 3): ByzantineContext & { waited: { min?: number }[] } {
     ownHalfStep: Float32Array.of(1, 2, 3),
     rng: new Rng(7),
     waited,
+    broadcast: () => {},
     honest: async (o) => {
       waited.push(o ?? {})
       return honestModels.map((m) => Float32Array.from(m))
@@ -31,7 +32,7 @@ function context(round = 3): ByzantineContext & { waited: { min?: number }[] } {
 describe('Byzantine behaviours', () => {
   it('sign-flip is rushing and sends −μ of what it saw (with its own step)', async () => {
     const ctx = context()
-    const a = await createTopologyBehaviour({ behaviour: 'sign-flip' }).act(ctx)
+    const a = await createTopologyBehaviour({ behaviour: 'sign-flip' }).decide(ctx)
     assert.equal(a.kind, 'send')
     assert.equal(ctx.waited.length, 1)
     if (a.kind !== 'send') return
@@ -40,45 +41,45 @@ describe('Byzantine behaviours', () => {
 
   it('alie moves against σ; foe scales μ by −ε; waitFor is passed to the rushing wait', async () => {
     const ctx = context()
-    const alie = await createTopologyBehaviour({ behaviour: 'alie', z: 1, waitFor: 2 }).act(ctx)
+    const alie = await createTopologyBehaviour({ behaviour: 'alie', z: 1, waitFor: 2 }).decide(ctx)
     assert.deepEqual(ctx.waited[0], { min: 2 })
     assert.equal(alie.kind, 'send')
     if (alie.kind === 'send') {
       assert.ok(alie.model[0]! < 1)
       assert.ok(Math.abs(alie.model[1]! - 2) < 1e-6)
     }
-    const foe = await createTopologyBehaviour({ behaviour: 'foe', epsilon: 0.5 }).act(context())
+    const foe = await createTopologyBehaviour({ behaviour: 'foe', epsilon: 0.5 }).decide(context())
     if (foe.kind !== 'send') assert.fail('foe sends')
     assert.ok(Math.abs(foe.model[1]! + 1) < 1e-6)
   })
 
   it('mimic copies another member, gaussian is noise, non-finite is non-finite', async () => {
-    const m = await createTopologyBehaviour({ behaviour: 'mimic' }).act(context())
+    const m = await createTopologyBehaviour({ behaviour: 'mimic' }).decide(context())
     if (m.kind !== 'send') assert.fail('mimic sends')
     assert.deepEqual(Array.from(m.model), Array.from(honestModels[0]!))
-    const g = await createTopologyBehaviour({ behaviour: 'gaussian', std: 100 }).act(context())
+    const g = await createTopologyBehaviour({ behaviour: 'gaussian', std: 100 }).decide(context())
     if (g.kind !== 'send') assert.fail('gaussian sends')
     assert.ok(g.model.some((x) => Math.abs(x) > 10))
-    const nf = await createTopologyBehaviour({ behaviour: 'non-finite' }).act(context())
+    const nf = await createTopologyBehaviour({ behaviour: 'non-finite' }).decide(context())
     if (nf.kind !== 'send') assert.fail('non-finite sends')
     assert.ok(nf.model.some((x) => !Number.isFinite(x)))
   })
 
   it('protocol behaviours: label-flip, silent, crash, late, replay, malformed, equivocate', async () => {
     assert.equal(needsLabelFlip({ behaviour: 'label-flip' }), true)
-    const lf = await createTopologyBehaviour({ behaviour: 'label-flip' }).act(context())
+    const lf = await createTopologyBehaviour({ behaviour: 'label-flip' }).decide(context())
     assert.equal(lf.kind, 'send')
-    assert.deepEqual(await createTopologyBehaviour({ behaviour: 'silent' }).act(context()), { kind: 'silent' })
+    assert.deepEqual(await createTopologyBehaviour({ behaviour: 'silent' }).decide(context()), { kind: 'silent' })
     const crash = createTopologyBehaviour({ behaviour: 'crash', atRound: 3 })
-    assert.equal((await crash.act(context(2))).kind, 'send')
-    assert.equal((await crash.act(context(3))).kind, 'crash')
-    const late = await createTopologyBehaviour({ behaviour: 'late', delayMs: 500 }).act(context())
+    assert.equal((await crash.decide(context(2))).kind, 'send')
+    assert.equal((await crash.decide(context(3))).kind, 'crash')
+    const late = await createTopologyBehaviour({ behaviour: 'late', delayMs: 500 }).decide(context())
     assert.equal(late.kind === 'send' && late.delayMs, 500)
-    assert.deepEqual(await createTopologyBehaviour({ behaviour: 'replay', lag: 2 }).act(context(5)), { kind: 'replay', fromRound: 3 })
-    assert.equal((await createTopologyBehaviour({ behaviour: 'replay' }).act(context(0))).kind, 'send')
-    const mal = await createTopologyBehaviour({ behaviour: 'malformed', bytes: 5 }).act(context())
+    assert.deepEqual(await createTopologyBehaviour({ behaviour: 'replay', lag: 2 }).decide(context(5)), { kind: 'replay', fromRound: 3 })
+    assert.equal((await createTopologyBehaviour({ behaviour: 'replay' }).decide(context(0))).kind, 'send')
+    const mal = await createTopologyBehaviour({ behaviour: 'malformed', bytes: 5 }).decide(context())
     assert.equal(mal.kind === 'send-raw' && mal.payload.byteLength, 5)
-    const eq = await createTopologyBehaviour({ behaviour: 'equivocate' }).act(context())
+    const eq = await createTopologyBehaviour({ behaviour: 'equivocate' }).decide(context())
     if (eq.kind !== 'equivocate') assert.fail('equivocates')
     assert.equal(eq.models.size, members.length - 1)
     assert.equal(eq.models.has('g'), false)
@@ -96,6 +97,6 @@ describe('Byzantine behaviours', () => {
     registerStandardBehaviours()
     for (const name of behaviourNames) assert.equal(createBehaviour({ behaviour: name }).name, name)
     const b = createBehaviour({ behaviour: 'crash', atRound: 0 })
-    assert.equal((await b.act(context(0))).kind, 'crash')
+    await assert.rejects(b.act(context(0)), ByzantineCrashError)
   })
 })
