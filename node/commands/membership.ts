@@ -5,8 +5,10 @@
  * (`--publish <url>`: POST /epoch on its HTTP endpoint), which verifies it and relays it to
  * the others; `monna status` shows a member's epoch, round and peers. With `--via` or
  * `--publish` the command knows a running member's round and refuses, before signing, an
- * activation at or below it (the member would refuse the epoch too); with neither, only the
- * members check (an epoch file signed offline is refused when handed to a member too late).
+ * activation at or below it (the member would refuse the epoch too); `--config <node.yaml>` does
+ * the same with a member of this machine (its endpoint, else the newest checkpoint of its data
+ * directory). With none of them it warns that only the members check (an epoch file signed
+ * offline is refused when handed to a member too late).
  */
 import { readFile, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
@@ -32,6 +34,7 @@ interface ChangeFlags {
   in?: string
   out?: string
   publish?: string
+  config?: string
 }
 
 function intFlag(flag: string, v: string): number {
@@ -68,6 +71,18 @@ export async function changeMembership(flags: ChangeFlags, change: Omit<Membersh
   const roundFrom = flags.via ?? flags.publish
   if (flags.via !== undefined) known.push(...((await httpJson(`${baseUrl(flags.via)}/epochs`)) as unknown[]))
   if (roundFrom !== undefined) round = ((await httpJson(`${baseUrl(roundFrom)}/status`)) as { round: number }).round
+  let who = roundFrom !== undefined ? `the member at ${baseUrl(roundFrom)}` : undefined
+  if (round === undefined && flags.config !== undefined) {
+    // a member of this machine: its running endpoint, else the newest checkpoint in its data directory
+    const st = await memberStatus({ config: flags.config })
+    round = Number(st.round)
+    who = `the member of ${flags.config} (${String(st.source)})`
+  }
+  if (round === undefined) {
+    process.stderr.write(
+      'warning: the activation round is not checked against any member (no --via, --publish or --config): a member refuses the epoch if its activation round has come when it receives it\n',
+    )
+  }
   for (const raw of known) book.add(await verifyEpoch(raw, swarm))
   const current: MembershipEpoch = book.latest()
   let activation: number
@@ -75,7 +90,7 @@ export async function changeMembership(flags: ChangeFlags, change: Omit<Membersh
   else if (flags.via !== undefined && round !== undefined) activation = Math.max(round, current.activation) + (flags.in !== undefined ? intFlag('--in', flags.in) : DEFAULT_LEAD_ROUNDS)
   else throw new UsageError('give --activation <round>, or --via <member url> (its current round + --in rounds)')
   const next = proposeEpoch(current, { ...change, activation })
-  if (round !== undefined) checkActivation(next, { source: 'admin', round, who: `the member at ${baseUrl(roundFrom!)}` })
+  if (round !== undefined) checkActivation(next, { source: 'admin', round, ...(who !== undefined ? { who } : {}) })
   const signed = await signEpoch(next, key)
   const file = resolve(flags.out ?? join(process.cwd(), `epoch-${signed.epoch}.json`))
   await writeFile(file, `${JSON.stringify(signed, null, 2)}\n`)
@@ -93,6 +108,7 @@ function commonOptions(c: Command): Command {
     .option('--in <rounds>', `with --via: activate this many rounds after the member's current round (default ${DEFAULT_LEAD_ROUNDS})`)
     .option('-o, --out <file>', 'where to write the signed epoch (default ./epoch-<k>.json)')
     .option('--publish <url>', "hand the epoch to a running member (POST <url>/epoch); it relays it to the swarm")
+    .option('-c, --config <file>', "a member's node config, to check --activation against its round (its endpoint if running, else its newest checkpoint)")
 }
 
 function report(r: { epoch: SignedEpoch; file: string; published?: unknown }): void {

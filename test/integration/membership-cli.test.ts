@@ -1,7 +1,7 @@
 /** `monna swarm add-member | remove-member | set-f`: signed epoch files, and refusals with exit code 2. */
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -108,4 +108,17 @@ it('membership commands write verifiable epochs and refuse changes that break n 
   } finally {
     member.close()
   }
+
+  // ---- against a member of this machine that is not running (--config): the newest checkpoint
+  // of its data directory says round 25; without any member to check, a warning says so
+  const data = join(dir, 'lan', 'data', 'node-0')
+  await mkdir(data, { recursive: true })
+  await writeFile(join(data, `checkpoint-${'25'.padStart(10, '0')}.ckpt`), 'not read: the round is in the name')
+  const offline = await runMonna(['swarm', 'add-member', ...common, '--id', newId, '--config', join(dir, 'lan', 'node-0.yaml'), '--activation', '20', '--out', join(dir, 'offline.json')])
+  assert.equal(offline.code, 2, offline.stdout + offline.stderr)
+  assert.equal(offline.stderr.trim().split('\n').length, 1, offline.stderr)
+  assert.match(offline.stderr, /^monna: epoch 1 activates at round 20 but the member of .*node-0\.yaml \(data directory \(not running\)\) is already at round 25; choose --activation ≥ 26/)
+  const unchecked = await runMonna(['swarm', 'add-member', ...common, '--id', newId, '--activation', '20', '--out', join(dir, 'offline.json')])
+  assert.equal(unchecked.code, 0, unchecked.stderr)
+  assert.match(unchecked.stderr, /^warning: the activation round is not checked against any member/)
 })
