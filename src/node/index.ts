@@ -23,10 +23,9 @@ import { loadLatestCheckpoint, writeCheckpoint } from './checkpoint.ts'
 import { checkDataDir } from './data-dir.ts'
 import { type AccountantPort, type AggregatorPort, type EngineSnapshot, type EpochView, RoundEngine, type RoundReport } from './engine.ts'
 import { startEpochGossip } from './epoch-gossip.ts'
-import type { MemoryHub } from './memory-hub.ts'
 import { createNodeMetrics, type NodeMetrics } from './metrics.ts'
 import type { DecodedModel } from './payload.ts'
-import type { BroadcastPort, Membership } from './port.ts'
+import type { BroadcastPort, Membership, PortProvider } from './port.ts'
 
 export type { BehaviourFactory, BehaviourSpec, ByzantineBehaviour, ByzantineContext } from './behaviour.ts'
 export { ByzantineCrashError, behaviourNames, createBehaviour, registerBehaviour } from './behaviour.ts'
@@ -59,7 +58,7 @@ export { loadNodeConfigFile, loadSwarmFile, readConfigFile } from './files.ts'
 export { createMemoryHub, type MemoryHub, type MemoryHubOptions, PortStoppedError } from './memory-hub.ts'
 export { createNodeMetrics, type NodeMetrics } from './metrics.ts'
 export { createDecodeCache, type DecodedModel, decodeModel, encodeModel } from './payload.ts'
-export type { BroadcastPort, BroadcastStats, Delivery, Rejection, SendSeen } from './port.ts'
+export type { BroadcastPort, BroadcastStats, Delivery, PortProvider, Rejection, SendSeen } from './port.ts'
 
 export interface SwarmNode extends EventTarget {
   readonly peerId: string
@@ -128,9 +127,10 @@ export interface NodeOptions {
   /**
    * `libp2p` (default): a libp2p node over TCP, or over libp2p's in-memory transport with
    * `network: 'memory'` (members of one process: the same stack, the transport aside);
-   * `memory`: the in-process hub (no signatures, no budgets: benchmarks only).
+   * `port`: a broadcast port of the caller's, no network (test doubles of the broadcast, for
+   * tests of the node around it).
    */
-  transport?: { kind: 'libp2p'; network?: 'tcp' | 'memory' } | { kind: 'memory'; hub: MemoryHub }
+  transport?: { kind: 'libp2p'; network?: 'tcp' | 'memory' } | { kind: 'port'; ports: PortProvider }
   wrapBroadcast?: (port: BroadcastPort) => BroadcastPort
   logger?: Logger
   registry?: Registry
@@ -323,7 +323,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
 
     // ---- metrics
     let libp2pMetrics: unknown
-    if (opts.registry !== undefined && opts.transport?.kind !== 'memory') {
+    if (opts.registry !== undefined && opts.transport?.kind !== 'port') {
       const { prometheusMetrics } = await import('@libp2p/prometheus-metrics')
       libp2pMetrics = prometheusMetrics({ registry: opts.registry, preserveExistingMetrics: true, collectDefaultMetrics: false })
     }
@@ -368,9 +368,9 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       return { epoch: e, added }
     }
     for (const e of book.signed()) await storeEpoch(e).catch(() => {})
-    if (opts.transport?.kind === 'memory') {
-      port = opts.transport.hub.port(self, { roundWindow: swarm.timing.roundWindow })
-      closer('memory port', () => port.stop())
+    if (opts.transport?.kind === 'port') {
+      port = opts.transport.ports.port(self, { roundWindow: swarm.timing.roundWindow })
+      closer('broadcast port', () => port.stop())
     } else {
       const { createEchoBroadcast, createFileJournal } = await import('../broadcast/index.ts')
       const inMemory = opts.transport?.kind === 'libp2p' && opts.transport.network === 'memory'

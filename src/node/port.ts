@@ -75,3 +75,8 @@ export interface BroadcastPort extends EventTarget {
   sendTo?(peers: string[], round: number, payload: Uint8Array): Promise<void>
   stop(): Promise<void>
 }
+
+/** Broadcast ports of a swarm without a network (test doubles): one per member. */
+export interface PortProvider {
+  port(self: string, opts: { roundWindow: number }): BroadcastPort
+}

@@ -270,7 +270,7 @@ async function runInProcess(
         swarm: p.swarm,
         privateKey: await loadOrCreateKey(p.keyFiles[i]!),
         ...(hub !== undefined
-          ? { transport: { kind: 'memory' as const, hub } }
+          ? { transport: { kind: 'port' as const, ports: hub } }
           : { transport: { kind: 'libp2p' as const, network: 'memory' as const }, peers: p.ids.filter((_, j) => j !== i).map(memoryAddr) }),
         decode,
         datasets,

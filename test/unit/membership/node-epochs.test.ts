@@ -25,7 +25,7 @@ describe('createSwarmNode with membership epochs', () => {
     const hub = createMemoryHub({ membership: membershipOf(swarm) })
     const dir = await mkdtemp(join(tmpdir(), 'monna-node-epochs-'))
     try {
-      const node = await createSwarmNode({ swarm, privateKey: ks[0]!, transport: { kind: 'memory', hub }, dataDir: join(dir, 'm0'), backend: 'cpu' })
+      const node = await createSwarmNode({ swarm, privateKey: ks[0]!, transport: { kind: 'port', ports: hub }, dataDir: join(dir, 'm0'), backend: 'cpu' })
       const e1 = await signEpoch(proposeEpoch(genesisEpoch(swarm), { add: [{ id: peerIdOfKey(ks[4]!), name: 'm4', addresses: [] }], activation: 3 }), admin)
       // forged: another key, or a tampered f
       const forger = await generateKeyPair('Ed25519')
@@ -44,15 +44,15 @@ describe('createSwarmNode with membership epochs', () => {
       await node.stop()
 
       // restarting: the stored epoch is known again
-      const again = await createSwarmNode({ swarm, privateKey: ks[0]!, transport: { kind: 'memory', hub }, dataDir: join(dir, 'm0'), backend: 'cpu' })
+      const again = await createSwarmNode({ swarm, privateKey: ks[0]!, transport: { kind: 'port', ports: hub }, dataDir: join(dir, 'm0'), backend: 'cpu' })
       assert.equal(again.status().latestEpoch, 1)
       await again.stop()
 
       // the added member: refused without the epoch, accepted with it (as a member of epoch 1)
       const hub1 = createMemoryHub({ membership: { ...membershipOf(swarm), members: e1.members.map((m) => m.id) } })
-      await assert.rejects(createSwarmNode({ swarm, privateKey: ks[4]!, transport: { kind: 'memory', hub }, backend: 'cpu' }), /not a member/)
-      await assert.rejects(createSwarmNode({ swarm, privateKey: ks[4]!, transport: { kind: 'memory', hub }, backend: 'cpu', epochs: [{ ...e1, activation: 4 }] }), EpochRejectedError)
-      const added = await createSwarmNode({ swarm, privateKey: ks[4]!, transport: { kind: 'memory', hub: hub1 }, backend: 'cpu', epochs: [e1] })
+      await assert.rejects(createSwarmNode({ swarm, privateKey: ks[4]!, transport: { kind: 'port', ports: hub }, backend: 'cpu' }), /not a member/)
+      await assert.rejects(createSwarmNode({ swarm, privateKey: ks[4]!, transport: { kind: 'port', ports: hub }, backend: 'cpu', epochs: [{ ...e1, activation: 4 }] }), EpochRejectedError)
+      const added = await createSwarmNode({ swarm, privateKey: ks[4]!, transport: { kind: 'port', ports: hub1 }, backend: 'cpu', epochs: [e1] })
       assert.equal(added.status().epoch, 1)
       assert.equal(added.status().n, 5)
       assert.equal(added.status().name, 'm4')
@@ -77,7 +77,7 @@ describe('createSwarmNode with membership epochs', () => {
     // epoch 1 (f = 0 from round 3) is given to every member at start, so all run it alike
     const e1 = await signEpoch(proposeEpoch(genesisEpoch(swarm), { f: 0, activation: 3 }), admin)
     const make = (i: number) =>
-      createSwarmNode({ swarm, privateKey: ks[i]!, transport: { kind: 'memory', hub }, backend: 'cpu', epochs: [e1], ...(i === 0 ? { dataDir: join(dir, 'm0'), checkpointEvery: 3 } : {}) })
+      createSwarmNode({ swarm, privateKey: ks[i]!, transport: { kind: 'port', ports: hub }, backend: 'cpu', epochs: [e1], ...(i === 0 ? { dataDir: join(dir, 'm0'), checkpointEvery: 3 } : {}) })
     const nodes = await Promise.all(ks.map((_, i) => make(i)))
     try {
       const reports = await Promise.all(nodes.map((n) => n.run()))
@@ -103,7 +103,7 @@ describe('createSwarmNode with membership epochs', () => {
       await Promise.all(nodes.map((n) => n.stop()))
 
       // restarted from its checkpoint (round 6): the stored epochs load although epoch 1's activation has passed
-      const again = await createSwarmNode({ swarm, privateKey: ks[0]!, transport: { kind: 'memory', hub }, backend: 'cpu', dataDir: join(dir, 'm0') })
+      const again = await createSwarmNode({ swarm, privateKey: ks[0]!, transport: { kind: 'port', ports: hub }, backend: 'cpu', dataDir: join(dir, 'm0') })
       try {
         assert.equal(again.resumedAt, 6)
         assert.equal(again.status().latestEpoch, 2)
@@ -112,7 +112,7 @@ describe('createSwarmNode with membership epochs', () => {
         await again.stop()
       }
       // and a member given a passed epoch at start-up (a newcomer's --epoch) still starts with it
-      const given = await createSwarmNode({ swarm, privateKey: ks[1]!, transport: { kind: 'memory', hub }, backend: 'cpu', epochs: [e1, later] })
+      const given = await createSwarmNode({ swarm, privateKey: ks[1]!, transport: { kind: 'port', ports: hub }, backend: 'cpu', epochs: [e1, later] })
       assert.equal(given.status().latestEpoch, 2)
       await given.stop()
     } finally {

@@ -32,7 +32,7 @@ it('a checkpoint that cannot be written is logged with its path and code, counte
       createSwarmNode({
         swarm,
         privateKey: k,
-        transport: { kind: 'memory', hub },
+        transport: { kind: 'port', ports: hub },
         backend: 'cpu',
         ...(i === 0 ? { dataDir, checkpointEvery: 2, registry, logger: log } : {}),
       }),

@@ -104,7 +104,7 @@ describe('createSwarmNode checks its data directory before joining', () => {
       task: { dataset: { kind: 'gaussian-mixture', classes: 4, dim: 10, trainSize: 400, testSize: 100, seed: 3 }, model: { kind: 'logreg' }, rounds: 5 },
     })
     const hub = createMemoryHub({ membership: membershipOf(swarm) })
-    const make = (dataDir: string) => createSwarmNode({ swarm, privateKey: ks[0]!, transport: { kind: 'memory', hub }, dataDir, backend: 'cpu' })
+    const make = (dataDir: string) => createSwarmNode({ swarm, privateKey: ks[0]!, transport: { kind: 'port', ports: hub }, dataDir, backend: 'cpu' })
     const file = join(dir, 'node-file')
     await writeFile(file, 'x')
     await assert.rejects(make(file), isDataDirError(file, /is a file, not a directory/))

@@ -44,7 +44,7 @@ describe('createSwarmNode on the memory hub', () => {
     const dir = await mkdtemp(join(tmpdir(), 'monna-node-'))
     const registry = new Registry()
     const nodes = await Promise.all(
-      ks.map((k, i) => createSwarmNode({ swarm, privateKey: k, transport: { kind: 'memory', hub }, dataDir: join(dir, `m${i}`), checkpointEvery: 5, backend: 'cpu', registry })),
+      ks.map((k, i) => createSwarmNode({ swarm, privateKey: k, transport: { kind: 'port', ports: hub }, dataDir: join(dir, `m${i}`), checkpointEvery: 5, backend: 'cpu', registry })),
     )
     try {
       const theta0 = nodes.map((n) => n.snapshot().params)
@@ -76,7 +76,7 @@ describe('createSwarmNode on the memory hub', () => {
     const hub = createMemoryHub({ membership: membershipOf(swarm) })
     const dir = await mkdtemp(join(tmpdir(), 'monna-node-'))
     const make = (i: number, logger = memoryLogger()) =>
-      createSwarmNode({ swarm, privateKey: ks[i]!, transport: { kind: 'memory', hub }, dataDir: join(dir, `m${i}`), checkpointEvery: 3, backend: 'cpu', logger })
+      createSwarmNode({ swarm, privateKey: ks[i]!, transport: { kind: 'port', ports: hub }, dataDir: join(dir, `m${i}`), checkpointEvery: 3, backend: 'cpu', logger })
     try {
       const nodes = await Promise.all(ks.map((_, i) => make(i)))
       await Promise.all(nodes.map((n) => n.run()))
@@ -103,7 +103,7 @@ describe('createSwarmNode on the memory hub', () => {
     const ks = await keys(4)
     const swarm = swarmOf(ks, 1, 6, { clipNorm: 1, noiseMultiplier: 1.1, delta: 1e-5 })
     const hub = createMemoryHub({ membership: membershipOf(swarm) })
-    const nodes = await Promise.all(ks.map((k) => createSwarmNode({ swarm, privateKey: k, transport: { kind: 'memory', hub }, backend: 'cpu' })))
+    const nodes = await Promise.all(ks.map((k) => createSwarmNode({ swarm, privateKey: k, transport: { kind: 'port', ports: hub }, backend: 'cpu' })))
     try {
       const reports = await Promise.all(nodes.map((n) => n.run()))
       for (const rs of reports) {
