@@ -28,7 +28,8 @@ export interface ByzantineContext {
   rng: Rng
   /**
    * Protocol-level attacks: the adversary toolkit on this member's own libp2p node and key
-   * (src/adversary) — any frame, to any member, at any time. Absent on the in-process hub.
+   * (src/adversary) — any frame, to any member, at any time. Absent when the member runs on a
+   * broadcast port without a network (test doubles).
    */
   adversary?: Adversary
   /** Aborted when the run stops: background protocol attacks end with it. */

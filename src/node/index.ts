@@ -55,7 +55,6 @@ export type {
 } from './engine.ts'
 export { defaultEngineOptions, nearestToMedianMean, RoundEngine, sketchOf } from './engine.ts'
 export { loadNodeConfigFile, loadSwarmFile, readConfigFile } from './files.ts'
-export { createMemoryHub, type MemoryHub, type MemoryHubOptions, PortStoppedError } from './memory-hub.ts'
 export { createNodeMetrics, type NodeMetrics } from './metrics.ts'
 export { createDecodeCache, type DecodedModel, decodeModel, encodeModel } from './payload.ts'
 export type { BroadcastPort, BroadcastStats, Delivery, PortProvider, Rejection, SendSeen } from './port.ts'

@@ -1,7 +1,8 @@
 /**
  * The engine's view of the broadcast: a structural subset of contract §3's `EchoBroadcast`, so
- * the same round engine runs on the signed echo broadcast over libp2p and on the in-process
- * `MemoryHub` (tests, single-process swarms). Nothing here knows about learning.
+ * the same round engine runs on the signed echo broadcast over libp2p (TCP, or libp2p's memory
+ * transport in one process) and, in unit tests, on test doubles (test/support/memory-hub.ts).
+ * Nothing here knows about learning.
  */
 
 /** A swarm's membership (same shape as `Membership` in src/net). */
@@ -42,7 +43,7 @@ export interface BroadcastStats {
   bytesSent: number
   bytesReceived: number
   rejected: Record<string, number>
-  /** signatures checked (the signed echo broadcast; absent on the hub) */
+  /** signatures checked (the signed echo broadcast; absent on test doubles) */
   signaturesVerified?: number
 }
 
@@ -68,10 +69,10 @@ export interface BroadcastPort extends EventTarget {
   stats(): BroadcastStats
   /**
    * Membership epochs: the members and f (quorum) of rounds ≥ `fromRound`; earlier rounds keep
-   * theirs (optional: the memory hub has a fixed membership).
+   * theirs (optional: a test double may have a fixed membership).
    */
   setMembership?(m: Membership, fromRound?: number, epoch?: number): void
-  /** A SEND to selected members only (Byzantine equivocation; the in-process hub only — see src/adversary). */
+  /** A SEND to selected members only (Byzantine equivocation on test doubles; on libp2p the adversary toolkit does it — see src/adversary). */
   sendTo?(peers: string[], round: number, payload: Uint8Array): Promise<void>
   stop(): Promise<void>
 }

@@ -103,7 +103,7 @@ function vectorCrafter(kind: string, params: Record<string, unknown>, where: str
  * - `replay`: `lag` rounds back (default 1); `malformed`: `bytes` (default 64).
  *
  * Protocol-level behaviours play frames of the signed echo broadcast itself with the adversary
- * toolkit on the member's own node and key (libp2p only; on the hub they fall back to their
+ * toolkit on the member's own node and key (libp2p only; on a test double of the broadcast they fall back to their
  * model): `round-ahead` (`ahead`, default 4: a certified broadcast that many rounds ahead, every
  * round, to everyone), `flood` (`streams`, default 16, `holdMs` 5000: full-size SENDs for rounds
  * ahead cut off halfway and held open), `slow` (`bytesPerSecond`, default 1024: its SENDs

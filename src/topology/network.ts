@@ -5,7 +5,7 @@
  * the kernel: each member's broadcast port is wrapped (`NodeOptions.wrapBroadcast`) so that a
  * model sent by member A becomes visible to member B only after
  * `latencyMs + U(0, jitterMs) + bytes / bandwidthBytesPerSec`, or never, with probability
- * `loss`. The transport underneath (TCP on loopback, or the in-process hub) stays reliable
+ * `loss`. The transport underneath (TCP on loopback, or libp2p's memory transport in one process) stays reliable
  * and fast, so a "lost" message is exactly what loss means on a reliable transport: that
  * broadcast instance never reaches that member. Protocol control traffic (echoes, FINAL
  * certificates) is not delayed; only the moment a round's model becomes usable is.

@@ -22,11 +22,11 @@ import { createServer } from 'node:net'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import { stringify as toYaml } from 'yaml'
-import { parseSwarm, type SwarmConfig, swarmId } from '../config/schema.ts'
+import { parseSwarm, type SwarmConfig, } from '../config/schema.ts'
 import { AbortError } from '../errors.ts'
 import { type Logger, silentLogger } from '../logger.ts'
 import { loadOrCreateKey, peerIdOfKey } from '../net/index.ts'
-import { type BroadcastPort, createDecodeCache, createMemoryHub, createSwarmNode, type RoundReport, type SwarmNode } from '../node/index.ts'
+import { type BroadcastPort, createDecodeCache, createSwarmNode, type RoundReport, type SwarmNode } from '../node/index.ts'
 import { packageRoot } from '../package-root.ts'
 import { Rng } from '../rng.ts'
 import { createTopologyBehaviour, needsLabelFlip } from './behaviours.ts'
@@ -60,11 +60,6 @@ export interface RunTopologyOptions {
   onProgress?: (e: ProgressEvent) => void
   /** the program to start members with (process mode); default bin/monna.js of this package */
   program?: string
-  /**
-   * In-process mode on the old memory hub instead of the real protocol over libp2p's memory
-   * transport (no signatures, no budgets): for the benchmark that compares the two only.
-   */
-  hub?: boolean
 }
 
 export interface TopologyRun {
@@ -231,7 +226,7 @@ export async function runTopology(s: Scenario, opts: RunTopologyOptions): Promis
   const startedAt = new Date()
   const timeout = AbortSignal.timeout(s.runtime.timeoutMs)
   const signal = opts.signal === undefined ? timeout : AbortSignal.any([opts.signal, timeout])
-  if (mode === 'in-process') await runInProcess(s, prepared, tracker, emit, signal, logger, opts.hub === true)
+  if (mode === 'in-process') await runInProcess(s, prepared, tracker, emit, signal, logger)
   else await runProcesses(s, prepared, outDir, tracker, emit, signal, opts.program ?? defaultProgram)
   opts.signal?.throwIfAborted()
   const report = buildReport({ scenario: s, mode, members: prepared.members, rounds: tracker.all, startedAt, durationMs: Date.now() - startedAt.getTime() })
@@ -246,11 +241,9 @@ async function runInProcess(
   emit: (e: ProgressEvent) => void,
   signal: AbortSignal,
   logger: Logger,
-  useHub: boolean,
 ): Promise<void> {
   // the real member stack — libp2p (Noise, yamux, gossipsub), the signed echo broadcast, the round
   // engine — over libp2p's in-memory transport: the transport is the only difference from processes
-  const hub = useHub ? createMemoryHub({ membership: { swarmId: swarmId(p.swarm), members: p.ids, f: s.f } }) : undefined
   const memoryAddr = (id: string): string => `/memory/${id}/p2p/${id}`
   const ideal = isIdealNetwork(s.network, s.n)
   const nodes: SwarmNode[] = []
@@ -269,9 +262,8 @@ async function runInProcess(
       const node = await createSwarmNode({
         swarm: p.swarm,
         privateKey: await loadOrCreateKey(p.keyFiles[i]!),
-        ...(hub !== undefined
-          ? { transport: { kind: 'port' as const, ports: hub } }
-          : { transport: { kind: 'libp2p' as const, network: 'memory' as const }, peers: p.ids.filter((_, j) => j !== i).map(memoryAddr) }),
+        transport: { kind: 'libp2p', network: 'memory' },
+        peers: p.ids.filter((_, j) => j !== i).map(memoryAddr),
         decode,
         datasets,
         signal,

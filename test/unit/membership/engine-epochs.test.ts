@@ -2,8 +2,8 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { type EpochEvent, type EpochView, RoundEngine, type RoundReport } from '../../../src/node/engine.ts'
-import { createMemoryHub } from '../../../src/node/memory-hub.ts'
 import type { Membership } from '../../../src/node/port.ts'
+import { createMemoryHub } from '../../support/memory-hub.ts'
 import { memberIds, once, quadraticLearner, simpleNna } from '../node/helpers.ts'
 
 const DIM = 6

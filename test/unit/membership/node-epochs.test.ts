@@ -9,7 +9,8 @@ import type { PrivateKey } from '@libp2p/interface'
 import { parseSwarm } from '../../../src/config/schema.ts'
 import { EpochRejectedError, genesisEpoch, proposeEpoch, signEpoch } from '../../../src/membership/index.ts'
 import { peerIdOfKey } from '../../../src/net/index.ts'
-import { createMemoryHub, createSwarmNode, membershipOf } from '../../../src/node/index.ts'
+import { createSwarmNode, membershipOf } from '../../../src/node/index.ts'
+import { createMemoryHub } from '../../support/memory-hub.ts'
 
 describe('createSwarmNode with membership epochs', () => {
   it('verifies, stores and reports submitted epochs; refuses forged ones; a member added by an epoch starts from it', async () => {

@@ -10,7 +10,8 @@ import { Registry } from 'prom-client'
 import { parseSwarm } from '../../../src/config/schema.ts'
 import { memoryLogger } from '../../../src/logger.ts'
 import { peerIdOfKey } from '../../../src/net/index.ts'
-import { createMemoryHub, createSwarmNode, listCheckpoints, loadLatestCheckpoint, membershipOf, type RoundReport } from '../../../src/node/index.ts'
+import { createSwarmNode, listCheckpoints, loadLatestCheckpoint, membershipOf, type RoundReport } from '../../../src/node/index.ts'
+import { createMemoryHub } from '../../support/memory-hub.ts'
 
 it('a checkpoint that cannot be written is logged with its path and code, counted, and retried at the next checkpoint round while the rounds go on', async () => {
   const ks = await Promise.all(Array.from({ length: 4 }, () => generateKeyPair('Ed25519')))

@@ -8,7 +8,8 @@ import { after, describe, it } from 'node:test'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { parseSwarm } from '../../../src/config/schema.ts'
 import { peerIdOfKey } from '../../../src/net/index.ts'
-import { checkDataDir, createMemoryHub, createSwarmNode, DataDirError, type DataDirFs, membershipOf } from '../../../src/node/index.ts'
+import { checkDataDir, createSwarmNode, DataDirError, type DataDirFs, membershipOf } from '../../../src/node/index.ts'
+import { createMemoryHub } from '../../support/memory-hub.ts'
 
 const dir = await mkdtemp(join(tmpdir(), 'monna-data-dir-'))
 const immutable: string[] = []

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { ByzantineCrashError, type EngineSnapshot, nearestToMedianMean, RoundEngine, type RoundEngineOptions, type RoundReport } from '../../../src/node/engine.ts'
-import { createMemoryHub, type MemoryHub } from '../../../src/node/memory-hub.ts'
 import { encodeModel } from '../../../src/node/payload.ts'
 import type { BroadcastPort, Delivery } from '../../../src/node/port.ts'
 import { actingBehaviour } from '../../../src/topology/actions.ts'
+import { createMemoryHub, type MemoryHub } from '../../support/memory-hub.ts'
 import { memberIds, once, quadraticLearner, simpleNna } from './helpers.ts'
 
 const DIM = 6

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { createMemoryHub, type MemoryHub } from '../../../src/node/memory-hub.ts'
 import type { Delivery } from '../../../src/node/port.ts'
+import { createMemoryHub, type MemoryHub } from '../../support/memory-hub.ts'
 import { memberIds } from './helpers.ts'
 
 const bytes = (v: number) => new Uint8Array([v, v, v, v])

@@ -9,7 +9,8 @@ import { Registry } from 'prom-client'
 import { parseSwarm, type SwarmConfig } from '../../../src/config/schema.ts'
 import { memoryLogger } from '../../../src/logger.ts'
 import { peerIdOfKey } from '../../../src/net/index.ts'
-import { createMemoryHub, createSwarmNode, listCheckpoints, membershipOf, type RoundReport } from '../../../src/node/index.ts'
+import { createSwarmNode, listCheckpoints, membershipOf, type RoundReport } from '../../../src/node/index.ts'
+import { createMemoryHub } from '../../support/memory-hub.ts'
 
 async function keys(n: number): Promise<PrivateKey[]> {
   return Promise.all(Array.from({ length: n }, () => generateKeyPair('Ed25519')))

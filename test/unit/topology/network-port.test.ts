@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { describe, it } from 'node:test'
-import { createMemoryHub } from '../../../src/node/memory-hub.ts'
 import type { Delivery } from '../../../src/node/port.ts'
 import { Rng } from '../../../src/rng.ts'
 import { conditionedPort } from '../../../src/topology/network.ts'
 import { parseScenario } from '../../../src/topology/schema.ts'
+import { createMemoryHub } from '../../support/memory-hub.ts'
 
 const members = ['p0', 'p1', 'p2', 'p3']
 

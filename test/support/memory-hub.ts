@@ -1,6 +1,10 @@
 /**
- * An in-process broadcast for many members of one swarm (tests, single-process topologies)
- * with the signed echo broadcast's semantics (ALGORITHMS §2), minus the cryptography:
+ * A TEST DOUBLE of the broadcast: an in-process `BroadcastPort` for many members of one swarm
+ * with the signed echo broadcast's semantics (ALGORITHMS §2), minus the cryptography, the window,
+ * the budgets and the bans — for unit tests of the engine and the node around the broadcast.
+ * No run of monna uses it: in-process swarms run the real protocol over libp2p's memory
+ * transport (src/topology/runner.ts).
+ *
  *
  * - SEND: the sender hands its payload to every attached member (or to chosen ones: `sendTo`).
  * - ECHO: a member echoes only the FIRST SEND it sees per instance (round, sender), to the
@@ -16,8 +20,8 @@
  * Byzantine members here echo honestly (double echoing by colluders is not emulated).
  */
 import { createHash } from 'node:crypto'
-import { AbortError, InvalidConfigError, MonnaError } from '../errors.ts'
-import type { BroadcastPort, BroadcastStats, Delivery, Membership, SendSeen } from './port.ts'
+import { AbortError, InvalidConfigError, MonnaError } from '../../src/errors.ts'
+import type { BroadcastPort, BroadcastStats, Delivery, Membership, SendSeen } from '../../src/node/port.ts'
 
 /** The port was used after `stop()`. */
 // SHA-256 through OpenSSL (≈ 1.2 ms per 1.7 MB model vs 18 ms in JS), and each payload object's
