@@ -153,8 +153,10 @@ export function multikrum(rule: string, inputs: readonly Float32Array[], f: numb
 /**
  * Minimum-diameter averaging (El Mhamdi et al. 2018): the mean of the size-(k − f) subset of
  * smallest diameter. Enumerates the C(k, f) excluded sets; the diameter of a subset is the
- * first pair, in order of decreasing distance, with both ends kept. Ties: the first subset
- * in lexicographic order of excluded indices.
+ * first pair, in order of decreasing distance, with both ends kept. Ties: the first KEPT
+ * subset in lexicographic order of its indices — ByzFL's convention (it enumerates the kept
+ * subsets in that order and keeps the first of smallest diameter), so results compare case by
+ * case: [[1,2,3],[4,5,6],[7,8,9]], f = 1 → [2.5, 3.5, 4.5].
  */
 export function mda(rule: string, inputs: readonly Float32Array[], f: number, maxSubsets: number, shared: Shared): Float32Array {
   const k = inputs.length
@@ -189,7 +191,7 @@ export function mda(rule: string, inputs: readonly Float32Array[], f: number, ma
         break
       }
     }
-    if (diameter < best) {
+    if (diameter < best || (diameter === best && keptFirst(comb, bestComb, k))) {
       best = diameter
       bestComb = Int32Array.from(comb)
     }
@@ -207,6 +209,20 @@ export function mda(rule: string, inputs: readonly Float32Array[], f: number, ma
   const out = new Float32Array(inputs[0].length)
   weightedMean(kept, out)
   return out
+}
+
+/**
+ * Whether the subset kept by excluding `a` comes before the one kept by excluding `b`, in
+ * lexicographic order of kept indices: at the first index excluded by exactly one of them, the
+ * subset that keeps it comes first.
+ */
+function keptFirst(a: Int32Array, b: Int32Array, k: number): boolean {
+  const inA = new Uint8Array(k)
+  const inB = new Uint8Array(k)
+  for (const i of a) inA[i] = 1
+  for (const i of b) inB[i] = 1
+  for (let i = 0; i < k; i++) if (inA[i] !== inB[i]) return inA[i] === 0
+  return false
 }
 
 /** MoNNA's rule: mean of the k − f inputs nearest to `inputs[own]` (own always kept; ties by index). */

@@ -42,6 +42,11 @@ describe('known answers', () => {
   it('multikrum: the four corners', () => close(run('multikrum'), [0.5, 0.5]))
   it('multikrum with m = 2: the two best-scoring (ties by index) (0,0), (1,0)', () => close(run('multikrum', { m: 2 }), [0.5, 0]))
   it('mda: excluding (10,10) leaves diameter 2', () => close(run('mda'), [0.5, 0.5]))
+  it("mda ties: the first kept subset in lexicographic order (ByzFL's README example)", () => {
+    const inputs = [Float32Array.of(1, 2, 3), Float32Array.of(4, 5, 6), Float32Array.of(7, 8, 9)]
+    // kept {0,1} and {1,2} both have diameter √27; {0,1} comes first
+    close(run('mda', {}, {}, inputs), [2.5, 3.5, 4.5])
+  })
   it('cge: drops the largest norm (10,10)', () => close(run('cge'), [0.5, 0.5]))
   it('ce: drops the input farthest from the reference', () => {
     close(run('ce', {}, { reference: Float32Array.from([0, 0]) }), [0.5, 0.5])
