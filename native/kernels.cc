@@ -467,6 +467,133 @@ void maxPoolGrad(const float* x, const float* y, const float* dy, float* dx, int
   }
 }
 
+// ---- coordinate-wise rules: a lane-wise sorting network over k inputs ---------------------
+// For every coordinate c: sort the k values inputs[i][c] with the comparator network `pairs`
+// (Batcher's, from src/aggregation/simd.ts: the same network as the wasm kernel), then reduce
+// the sorted values v_0 ≤ … ≤ v_{k−1}:
+//   kind 0 (trim t): Σ_{i=t}^{k−t−1} v_i (mean t = 0, cwtm t = f, median t = ⌊(k−1)/2⌋);
+//   kind 1 (meamed f): the k − f values nearest the median m: Σ_{i=f}^{k−f−1} v_i, plus for
+//   i < f v_{k−f+i} if m − v_i > v_{k−f+i} − m (in float), else v_i — as meamedColumn.
+// Sums in double in that order, times `inv`, rounded to float: the same value as the wasm kernel
+// and the JS reducers. Returns false when some input is NaN or ±∞ (caught by Σ x·0).
+
+struct SortedSpec {
+  int k, kind, param;
+  double inv;
+  const int* pairs;
+  int npairs;
+};
+
+inline float lowMedian(const float* v, int k) { return (k & 1) ? v[k >> 1] : (v[(k >> 1) - 1] + v[k >> 1]) * 0.5f; }
+
+// one coordinate, scalar (tails, and the portable build)
+bool sortedOne(const float* const* in, long c, const SortedSpec& s, float* v, float* out) {
+  float chk = 0.f;
+  for (int i = 0; i < s.k; i++) {
+    v[i] = in[i][c];
+    chk += v[i] * 0.f;
+  }
+  for (int p = 0; p < s.npairs; p++) {
+    const int a = s.pairs[2 * p], b = s.pairs[2 * p + 1];
+    const float x = v[a], y = v[b];
+    v[a] = y < x ? y : x;
+    v[b] = y > x ? y : x;
+  }
+  double sum = 0;
+  if (s.kind == 0) {
+    for (int i = s.param; i < s.k - s.param; i++) sum += v[i];
+  } else {
+    const int f = s.param;
+    const float m = lowMedian(v, s.k);
+    for (int i = f; i < s.k - f; i++) sum += v[i];
+    for (int i = 0; i < f; i++) {
+      const float lo = v[i], hi = v[s.k - f + i];
+      sum += (m - lo > hi - m) ? hi : lo;
+    }
+  }
+  out[c] = (float)(sum * s.inv);
+  return chk == 0.f;
+}
+
+#if MONNA_X86
+__attribute__((target("avx2,fma"))) bool sortedAvx2(const float* const* in, long c0, long c1, const SortedSpec& s, float* out) {
+  alignas(32) float buf[128 * 8];
+  __m256 chk = _mm256_setzero_ps();
+  const __m256 zero = _mm256_setzero_ps();
+  const __m256d inv = _mm256_set1_pd(s.inv);
+  long c = c0;
+  for (; c + 8 <= c1; c += 8) {
+    for (int i = 0; i < s.k; i++) {
+      const __m256 x = _mm256_loadu_ps(in[i] + c);
+      chk = _mm256_add_ps(chk, _mm256_mul_ps(x, zero));
+      _mm256_store_ps(buf + 8 * i, x);
+    }
+    for (int p = 0; p < s.npairs; p++) {
+      float* pa = buf + 8 * s.pairs[2 * p];
+      float* pb = buf + 8 * s.pairs[2 * p + 1];
+      const __m256 x = _mm256_load_ps(pa), y = _mm256_load_ps(pb);
+      // as the scalar path: min = y < x ? y : x, max = y < x ? x : y
+      _mm256_store_ps(pa, _mm256_min_ps(y, x));
+      _mm256_store_ps(pb, _mm256_max_ps(y, x));
+    }
+    __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+#define MONNA_ADD8(x)                                                             \
+  do {                                                                            \
+    const __m256 x_ = (x);                                                        \
+    lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(x_)));          \
+    hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(x_, 1)));        \
+  } while (0)
+    if (s.kind == 0) {
+      for (int i = s.param; i < s.k - s.param; i++) MONNA_ADD8(_mm256_load_ps(buf + 8 * i));
+    } else {
+      const int f = s.param, k = s.k;
+      const __m256 m = (k & 1) ? _mm256_load_ps(buf + 8 * (k >> 1))
+                               : _mm256_mul_ps(_mm256_add_ps(_mm256_load_ps(buf + 8 * ((k >> 1) - 1)), _mm256_load_ps(buf + 8 * (k >> 1))), _mm256_set1_ps(0.5f));
+      for (int i = f; i < k - f; i++) MONNA_ADD8(_mm256_load_ps(buf + 8 * i));
+      for (int i = 0; i < f; i++) {
+        const __m256 l = _mm256_load_ps(buf + 8 * i), h = _mm256_load_ps(buf + 8 * (k - f + i));
+        const __m256 takeHigh = _mm256_cmp_ps(_mm256_sub_ps(m, l), _mm256_sub_ps(h, m), _CMP_GT_OQ);
+        MONNA_ADD8(_mm256_blendv_ps(l, h, takeHigh));
+      }
+    }
+#undef MONNA_ADD8
+    const __m128 r0 = _mm256_cvtpd_ps(_mm256_mul_pd(lo, inv));
+    const __m128 r1 = _mm256_cvtpd_ps(_mm256_mul_pd(hi, inv));
+    _mm_storeu_ps(out + c, r0);
+    _mm_storeu_ps(out + c + 4, r1);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, chk);
+  bool finite = true;
+  for (float x : lanes) finite = finite && x == 0.f;
+  for (; c < c1; c++) finite = sortedOne(in, c, s, buf, out) && finite;
+  return finite;
+}
+#endif
+
+// all coordinates [0, d), in chunks over the pool's threads
+bool sortedReduce(const float* const* in, long d, const SortedSpec& s, float* out) {
+  constexpr long CHUNK = 1 << 14;
+  const int chunks = (int)((d + CHUNK - 1) / CHUNK);
+  std::vector<char> ok(chunks, 1);
+  pool.run(chunks, [&](int t) {
+    const long c0 = (long)t * CHUNK, c1 = std::min(d, c0 + CHUNK);
+#if MONNA_X86
+    if (useAvx2()) {
+      ok[t] = sortedAvx2(in, c0, c1, s, out);
+      return;
+    }
+#endif
+    float v[128];
+    bool fine = true;
+    for (long c = c0; c < c1; c++) fine = sortedOne(in, c, s, v, out) && fine;
+    ok[t] = fine;
+  });
+  for (char x : ok)
+    if (!x) return false;
+  return true;
+}
+
 // ---- Node-API glue ---------------------------------------------------------------------------
 
 #define CHECK(call)                                    \
@@ -612,6 +739,65 @@ napi_value MaxPoolGradFn(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// sortedReduce(inputs: Float32Array[], out, pairs: Int32Array, kind, param, inv) -> finite
+napi_value SortedReduceFn(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  if (!args(env, info, argv)) return nullptr;
+  uint32_t k = 0;
+  CHECK(napi_get_array_length(env, argv[0], &k));
+  if (k < 1 || k > 128) {
+    napi_throw_range_error(env, "ERR_MONNA_NATIVE", "sortedReduce: 1 to 128 inputs");
+    return nullptr;
+  }
+  std::vector<const float*> in(k);
+  size_t d = 0;
+  for (uint32_t i = 0; i < k; i++) {
+    napi_value e;
+    CHECK(napi_get_element(env, argv[0], i, &e));
+    float* p;
+    size_t len;
+    if (!floats(env, e, &p, &len)) return nullptr;
+    if (i == 0) d = len;
+    else if (len != d) {
+      napi_throw_range_error(env, "ERR_MONNA_NATIVE", "sortedReduce: inputs of different lengths");
+      return nullptr;
+    }
+    in[i] = p;
+  }
+  float* out;
+  size_t lo;
+  if (!floats(env, argv[1], &out, &lo) || !fits(env, lo, (long)d, "out is too short")) return nullptr;
+  napi_typedarray_type type;
+  size_t np = 0;
+  void* pd = nullptr;
+  napi_value ab;
+  size_t off = 0;
+  if (napi_get_typedarray_info(env, argv[2], &type, &np, &pd, &ab, &off) != napi_ok || type != napi_int32_array || np % 2 != 0) {
+    napi_throw_type_error(env, "ERR_MONNA_NATIVE", "sortedReduce: pairs must be an Int32Array of index pairs");
+    return nullptr;
+  }
+  const int* pairs = static_cast<const int*>(pd);
+  for (size_t i = 0; i < np; i++)
+    if (pairs[i] < 0 || pairs[i] >= (int)k) {
+      napi_throw_range_error(env, "ERR_MONNA_NATIVE", "sortedReduce: pair index out of range");
+      return nullptr;
+    }
+  int kp[2];
+  if (!ints(env, argv, 3, 2, kp)) return nullptr;
+  double inv = 0;
+  CHECK(napi_get_value_double(env, argv[5], &inv));
+  const int kind = kp[0], param = kp[1];
+  if ((kind != 0 && kind != 1) || param < 0 || 2 * param >= (int)k) {
+    napi_throw_range_error(env, "ERR_MONNA_NATIVE", "sortedReduce: kind 0 (trim t) or 1 (meamed f) with 2·param < k");
+    return nullptr;
+  }
+  const SortedSpec spec{(int)k, kind, param, inv, pairs, (int)(np / 2)};
+  const bool finite = sortedReduce(in.data(), (long)d, spec, out);
+  napi_value r;
+  napi_get_boolean(env, finite, &r);
+  return r;
+}
+
 // setPortable(on): use the portable micro-kernel even where AVX2 is available (tests)
 napi_value SetPortable(napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -663,6 +849,7 @@ NAPI_MODULE_INIT() {
       {"conv2dFilterGrad", nullptr, ConvKernel<ConvOp::FilterGrad>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"conv2dInputGrad", nullptr, ConvKernel<ConvOp::InputGrad>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"maxPoolGrad", nullptr, MaxPoolGradFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"sortedReduce", nullptr, SortedReduceFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"threads", nullptr, Threads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setPortable", nullptr, SetPortable, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

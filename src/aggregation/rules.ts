@@ -6,7 +6,7 @@
  */
 import { type ColumnReducer, meamedColumn, meanColumn, medianColumn, trimmedMeanColumn } from './coordinatewise.ts'
 import { MissingContextError, TooManySubsetsError } from './errors.ts'
-import { distancesToSimd, nnmSortedSimd, nnmVectorsSimd, pairwiseSimd, sortedSimd } from './fast.ts'
+import { distancesToSimd, nnmSortedSimd, nnmVectorsSimd, pairwiseSimd, sortedNative, sortedSimd } from './fast.ts'
 import {
   allFinite,
   assertFinite,
@@ -85,9 +85,13 @@ function sortedReduceOf(kind: CoordinatewiseRule, k: number, f: number): SortedR
   return { kind: 'trim', trim: kind === 'mean' ? 0 : kind === 'cwtm' ? f : (k - 1) >> 1 }
 }
 
-/** A coordinate-wise rule: the SIMD sorting network when available, JS quickselect otherwise. */
+/**
+ * A coordinate-wise rule: the sorting network on the native kernels when built, else on wasm
+ * SIMD, else JS quickselect (all three give the same values).
+ */
 export function coordinatewise(rule: string, inputs: readonly Float32Array[], f: number, kind: CoordinatewiseRule): Float32Array {
-  const fast = sortedSimd(inputs, sortedReduceOf(kind, inputs.length, f))
+  const reduce = sortedReduceOf(kind, inputs.length, f)
+  const fast = sortedNative(inputs, reduce) ?? sortedSimd(inputs, reduce)
   if (fast === 'non-finite') assertFinite(rule, inputs)
   if (fast !== null && fast !== 'non-finite') return fast
   return coordinatewiseJs(rule, inputs, f, columnReducers[kind])

@@ -53,6 +53,13 @@ export interface NativeKernels {
     padTop: number,
     padLeft: number,
   ): void
+  /**
+   * Coordinate-wise rule over k ≤ 128 equal-length inputs into `out`: sorts each coordinate's
+   * values with the comparator network `pairs` (index pairs), then kind 0 sums sorted positions
+   * param..k−param−1, kind 1 the k − param values nearest the median (meamed); × inv, in double.
+   * Uses the GEMM's threads. Returns false when an input holds NaN or ±∞.
+   */
+  sortedReduce(inputs: readonly Float32Array[], out: Float32Array, pairs: Int32Array, kind: 0 | 1, param: number, inv: number): boolean
   /** 'avx2+fma' or 'portable': the micro-kernel in use */
   simd(): string
   /** use the portable micro-kernel even where AVX2/FMA is available (tests) */

@@ -11,6 +11,8 @@
  *   BENCH_CASES=26 BENCH_RULES=mean,nna,nnm+cwtm npm run bench:aggregate
  *   BENCH_REPEAT=5 …                              # timed calls per rule (median reported)
  *   BENCH_SIMD=0 …                                # the plain-JS kernels instead of WebAssembly SIMD
+ *   BENCH_NATIVE=0 …                              # without the native kernels (wasm SIMD / JS)
+ *   BENCH_THREADS=2 …                             # native kernel threads (default: 1, a member's default)
  *
  * Prints a table, one JSON line per figure, and the machine.
  */
@@ -18,6 +20,7 @@ import os from 'node:os'
 import { aggregationRules, createAggregator, TooManySubsetsError } from '../../src/aggregation/index.ts'
 import { setSimdEnabled, simdKernels } from '../../src/aggregation/simd.ts'
 import { createAttack } from '../../src/attacks/index.ts'
+import { nativeKernels, setNativeEnabled, setNativeThreads } from '../../src/compute/native.ts'
 import { Rng } from '../../src/rng.ts'
 
 interface Case {
@@ -49,7 +52,11 @@ function median(xs: number[]): number {
 }
 
 if (process.env.BENCH_SIMD === '0') setSimdEnabled(false)
-const kernels = simdKernels() === null ? 'js' : 'wasm-simd'
+if (process.env.BENCH_NATIVE === '0') setNativeEnabled(false)
+const threads = Number(process.env.BENCH_THREADS ?? 1)
+setNativeThreads(threads)
+const native = nativeKernels()
+const kernels = `${native !== undefined ? `native ${native.simd()} × ${native.threads()} thread(s), ` : ''}${simdKernels() === null ? 'js' : 'wasm-simd'}`
 
 const machine = {
   cpu: os.cpus()[0]?.model ?? 'unknown',

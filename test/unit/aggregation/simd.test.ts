@@ -9,6 +9,7 @@ import { aggregationRules, createAggregator, NonFiniteInputError } from '../../.
 import { BLOCK } from '../../../src/aggregation/kernels.ts'
 import { setSimdEnabled, simdKernels, sortingNetwork } from '../../../src/aggregation/simd.ts'
 import { createAttack } from '../../../src/attacks/index.ts'
+import { setNativeEnabled } from '../../../src/compute/native.ts'
 import { Rng } from '../../../src/rng.ts'
 
 const D = 2 * BLOCK + 7 // three blocks, the last one not a multiple of 4
@@ -22,12 +23,15 @@ function inputsFor(seed: string, k: number, f: number): Float32Array[] {
   return [...honest, ...byz]
 }
 
+/** The rule with the wasm SIMD kernels (native kernels off), or with neither (plain JS). */
 function run(rule: string, inputs: Float32Array[], f: number, simd: boolean): Float32Array {
   setSimdEnabled(simd)
+  setNativeEnabled(false)
   try {
     return createAggregator(rule.endsWith('cc') ? { rule, f, tau: 1 } : { rule, f }).aggregate(inputs, { own: 0, reference: inputs[1] })
   } finally {
     setSimdEnabled(true)
+    setNativeEnabled(true)
   }
 }
 

@@ -1,0 +1,109 @@
+/**
+ * The native coordinate-wise kernels (native/kernels.cc `sortedReduce`) against the wasm SIMD
+ * kernel — the same comparator network and the same Float64 sums in the same order, so the very
+ * same Float32 values — on the AVX2 path and on the portable one, for odd and even k, ties,
+ * signed zeros and a ragged tail; and against the plain-JS reducers to Float32 rounding.
+ * Non-finite inputs are caught anywhere, the tail included. Fails (not skips) when the addon is
+ * not built: `npm install` builds it on this machine.
+ */
+import assert from 'node:assert/strict'
+import { after, describe, it } from 'node:test'
+import { createAggregator, NonFiniteInputError } from '../../../src/aggregation/index.ts'
+import { setSimdEnabled } from '../../../src/aggregation/simd.ts'
+import { nativeKernels, nativeStatus, setNativeEnabled, setNativeThreads } from '../../../src/compute/native.ts'
+import { Rng } from '../../../src/rng.ts'
+
+const D = 3 * (1 << 14) + 13 // several chunks of the thread pool, a tail that is not a multiple of 8
+
+function inputsFor(seed: string, k: number): Float32Array[] {
+  const rng = new Rng(seed)
+  const base = Float32Array.from({ length: D }, () => rng.normal())
+  return Array.from({ length: k }, (_, i) =>
+    Float32Array.from(base, (b, c) => {
+      // ties (a coarse grid on some coordinates), signed zeros, and spread values
+      if (c % 7 === 0) return Math.round(4 * rng.normal()) / 4
+      if (c % 11 === 0) return i % 2 === 0 ? 0 : -0
+      return b + (i < 3 ? 50 : 0.1) * rng.normal()
+    }),
+  )
+}
+
+type Path = 'native' | 'portable' | 'wasm' | 'js'
+
+function run(rule: string, inputs: Float32Array[], f: number, path: Path): Float32Array {
+  setNativeEnabled(path === 'native' || path === 'portable')
+  setSimdEnabled(path !== 'js')
+  nativeKernels()?.setPortable(path === 'portable')
+  try {
+    return createAggregator({ rule, f }).aggregate(inputs)
+  } finally {
+    nativeKernels()?.setPortable(false)
+    setNativeEnabled(true)
+    setSimdEnabled(true)
+  }
+}
+
+describe('native coordinate-wise kernels', () => {
+  after(() => setNativeThreads(1))
+
+  it('are built and loaded', () => {
+    assert.equal(typeof nativeKernels()?.sortedReduce, 'function', nativeStatus())
+  })
+
+  for (const threads of [1, 2]) {
+    for (const [k, f] of [
+      [4, 1],
+      [13, 3],
+      [26, 5],
+      [50, 10],
+      [127, 40],
+    ] as const) {
+      it(`give the wasm kernel's exact values and the JS reducers' to rounding: k = ${k}, f = ${f}, ${threads} thread(s)`, () => {
+        setNativeThreads(threads)
+        const inputs = inputsFor(`native/${k}`, k)
+        for (const rule of ['mean', 'cwmed', 'cwtm', 'meamed']) {
+          const wasm = run(rule, inputs, f, 'wasm')
+          const js = run(rule, inputs, f, 'js')
+          for (const path of ['native', 'portable'] as const) {
+            const got = run(rule, inputs, f, path)
+            for (let c = 0; c < D; c++) {
+              if (!Object.is(got[c], wasm[c]) && !(got[c] === 0 && wasm[c] === 0)) assert.fail(`${rule} ${path}: coordinate ${c} is ${got[c]}, the wasm kernel's ${wasm[c]}`)
+              const rel = Math.abs(got[c] - js[c]) / Math.max(1, Math.abs(js[c]))
+              if (rel >= 2e-5) assert.fail(`${rule} ${path}: coordinate ${c} is ${got[c]}, the JS reducer's ${js[c]}`)
+            }
+          }
+        }
+      })
+    }
+  }
+
+  it('catch a non-finite value in a vector block and in the tail', () => {
+    for (const [c, v] of [
+      [100, Number.NaN],
+      [D - 2, Number.POSITIVE_INFINITY],
+    ] as const) {
+      const inputs = inputsFor('native/nan', 13)
+      inputs[5]![c] = v
+      for (const path of ['native', 'portable'] as const) {
+        for (const rule of ['cwtm', 'cwmed', 'meamed']) {
+          assert.throws(
+            () => run(rule, inputs, 3, path),
+            (e: unknown) => e instanceof NonFiniteInputError && e.input === 5 && e.coordinate === c,
+            `${rule} ${path} at ${c}`,
+          )
+        }
+      }
+    }
+  })
+
+  it('refuse bad arguments with a typed error instead of reading out of bounds', () => {
+    const N = nativeKernels()!
+    const a = new Float32Array(8)
+    const pairs = Int32Array.of(0, 1)
+    assert.throws(() => N.sortedReduce([a, new Float32Array(7)], new Float32Array(8), pairs, 0, 0, 0.5), /different lengths/)
+    assert.throws(() => N.sortedReduce([a, a], new Float32Array(4), pairs, 0, 0, 0.5), /too short/)
+    assert.throws(() => N.sortedReduce([a, a], new Float32Array(8), Int32Array.of(0, 2), 0, 0, 0.5), /out of range/)
+    assert.throws(() => N.sortedReduce([a, a], new Float32Array(8), pairs, 0, 1, 0.5), /2·param < k/)
+    assert.throws(() => N.sortedReduce([], new Float32Array(8), pairs, 0, 0, 0.5), /1 to 128 inputs/)
+  })
+})
