@@ -596,6 +596,108 @@ bool sortedReduce(const float* const* in, long d, const SortedSpec& s, float* ou
 
 // ---- Node-API glue ---------------------------------------------------------------------------
 
+// ---- pairwise squared distances ---------------------------------------------------------
+// D[i·k + j] (i < j) += Σ_c (x_i[c] − x_j[c])², differences and squares in float summed over runs
+// of 256 coordinates, runs summed in double (as the wasm kernel's numerics: a run's relative
+// error ≲ 1e-5). A square that overflows float gives +∞: the caller redoes it in double.
+
+constexpr long DIST_RUN = 256;
+constexpr long DIST_BLOCK = 2048;  // k rows of it stay in L2
+
+void pairwisePortable(const float* const* in, int k, long s, long e, double* D) {
+  for (int i = 0; i < k; i++)
+    for (int j = i + 1; j < k; j++) {
+      double acc = 0;
+      for (long r = s; r < e; r += DIST_RUN) {
+        const long re = std::min(e, r + DIST_RUN);
+        float run = 0.f;
+        for (long c = r; c < re; c++) {
+          const float t = in[i][c] - in[j][c];
+          run += t * t;
+        }
+        acc += run;
+      }
+      D[(long)i * k + j] += acc;
+    }
+}
+
+#if MONNA_X86
+__attribute__((target("avx2,fma"))) inline double hsum8(__m256 v) {
+  const __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  return (double)_mm_cvtss_f32(_mm_add_ss(q, _mm_shuffle_ps(q, q, 1)));
+}
+
+// one row against four others per pass: a loaded once for four squared differences
+__attribute__((target("avx2,fma"))) void pairwiseAvx2(const float* const* in, int k, long s, long e, double* D) {
+  for (int i = 0; i < k - 1; i++) {
+    const float* a = in[i];
+    for (int j = i + 1; j < k; j += 4) {
+      const int nb = std::min(4, k - j);
+      const float* b0 = in[j];
+      const float* b1 = in[j + std::min(1, nb - 1)];
+      const float* b2 = in[j + std::min(2, nb - 1)];
+      const float* b3 = in[j + std::min(3, nb - 1)];
+      double acc[4] = {0, 0, 0, 0};
+      for (long r = s; r < e; r += DIST_RUN) {
+        const long re = std::min(e, r + DIST_RUN);
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        long c = r;
+        for (; c + 8 <= re; c += 8) {
+          const __m256 x = _mm256_loadu_ps(a + c);
+          const __m256 d0 = _mm256_sub_ps(x, _mm256_loadu_ps(b0 + c));
+          const __m256 d1 = _mm256_sub_ps(x, _mm256_loadu_ps(b1 + c));
+          const __m256 d2 = _mm256_sub_ps(x, _mm256_loadu_ps(b2 + c));
+          const __m256 d3 = _mm256_sub_ps(x, _mm256_loadu_ps(b3 + c));
+          s0 = _mm256_fmadd_ps(d0, d0, s0);
+          s1 = _mm256_fmadd_ps(d1, d1, s1);
+          s2 = _mm256_fmadd_ps(d2, d2, s2);
+          s3 = _mm256_fmadd_ps(d3, d3, s3);
+        }
+        float t0 = 0.f, t1 = 0.f, t2 = 0.f, t3 = 0.f;
+        for (; c < re; c++) {
+          const float u0 = a[c] - b0[c], u1 = a[c] - b1[c], u2 = a[c] - b2[c], u3 = a[c] - b3[c];
+          t0 += u0 * u0;
+          t1 += u1 * u1;
+          t2 += u2 * u2;
+          t3 += u3 * u3;
+        }
+        acc[0] += hsum8(s0) + t0;
+        acc[1] += hsum8(s1) + t1;
+        acc[2] += hsum8(s2) + t2;
+        acc[3] += hsum8(s3) + t3;
+      }
+      for (int m = 0; m < nb; m++) D[(long)i * k + j + m] += acc[m];
+    }
+  }
+}
+#endif
+
+// all pairs over [0, d), coordinate chunks over the pool's threads (each with its own partial D)
+void pairwise(const float* const* in, int k, long d, double* D) {
+  const long blocks = (d + DIST_BLOCK - 1) / DIST_BLOCK;
+  const int tasks = (int)std::min<long>(blocks, 4L * pool.threads());
+  if (tasks == 0) return;
+  std::vector<double> partial((size_t)tasks * k * k, 0.0);
+  pool.run(tasks, [&](int t) {
+    double* P = partial.data() + (size_t)t * k * k;
+    for (long b = t; b < blocks; b += tasks) {
+      const long s = b * DIST_BLOCK, e = std::min(d, s + DIST_BLOCK);
+#if MONNA_X86
+      if (useAvx2()) {
+        pairwiseAvx2(in, k, s, e, P);
+        continue;
+      }
+#endif
+      pairwisePortable(in, k, s, e, P);
+    }
+  });
+  for (int t = 0; t < tasks; t++)
+    for (long x = 0; x < (long)k * k; x++) D[x] += partial[(size_t)t * k * k + x];
+  for (int i = 0; i < k; i++)
+    for (int j = i + 1; j < k; j++) D[(long)j * k + i] = D[(long)i * k + j];
+}
+
 #define CHECK(call)                                    \
   do {                                                 \
     if ((call) != napi_ok) return throwError(env, #call); \
@@ -739,31 +841,37 @@ napi_value MaxPoolGradFn(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// float32 arrays of one length, 1..max of them
+bool floatList(napi_env env, napi_value list, uint32_t max, std::vector<const float*>* out, size_t* d) {
+  uint32_t k = 0;
+  if (napi_get_array_length(env, list, &k) != napi_ok || k < 1 || k > max) {
+    napi_throw_range_error(env, "ERR_MONNA_NATIVE", "expected an array of 1 to 128 Float32Arrays");
+    return false;
+  }
+  out->resize(k);
+  for (uint32_t i = 0; i < k; i++) {
+    napi_value e;
+    float* p;
+    size_t len;
+    if (napi_get_element(env, list, i, &e) != napi_ok || !floats(env, e, &p, &len)) return false;
+    if (i == 0) *d = len;
+    else if (len != *d) {
+      napi_throw_range_error(env, "ERR_MONNA_NATIVE", "inputs of different lengths");
+      return false;
+    }
+    (*out)[i] = p;
+  }
+  return true;
+}
+
 // sortedReduce(inputs: Float32Array[], out, pairs: Int32Array, kind, param, inv) -> finite
 napi_value SortedReduceFn(napi_env env, napi_callback_info info) {
   napi_value argv[6];
   if (!args(env, info, argv)) return nullptr;
-  uint32_t k = 0;
-  CHECK(napi_get_array_length(env, argv[0], &k));
-  if (k < 1 || k > 128) {
-    napi_throw_range_error(env, "ERR_MONNA_NATIVE", "sortedReduce: 1 to 128 inputs");
-    return nullptr;
-  }
-  std::vector<const float*> in(k);
+  std::vector<const float*> in;
   size_t d = 0;
-  for (uint32_t i = 0; i < k; i++) {
-    napi_value e;
-    CHECK(napi_get_element(env, argv[0], i, &e));
-    float* p;
-    size_t len;
-    if (!floats(env, e, &p, &len)) return nullptr;
-    if (i == 0) d = len;
-    else if (len != d) {
-      napi_throw_range_error(env, "ERR_MONNA_NATIVE", "sortedReduce: inputs of different lengths");
-      return nullptr;
-    }
-    in[i] = p;
-  }
+  if (!floatList(env, argv[0], 128, &in, &d)) return nullptr;
+  const uint32_t k = (uint32_t)in.size();
   float* out;
   size_t lo;
   if (!floats(env, argv[1], &out, &lo) || !fits(env, lo, (long)d, "out is too short")) return nullptr;
@@ -796,6 +904,28 @@ napi_value SortedReduceFn(napi_env env, napi_callback_info info) {
   napi_value r;
   napi_get_boolean(env, finite, &r);
   return r;
+}
+
+// pairwise(inputs: Float32Array[], D: Float64Array (k·k, zeroed by the caller))
+napi_value PairwiseFn(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!args(env, info, argv)) return nullptr;
+  std::vector<const float*> in;
+  size_t d = 0;
+  if (!floatList(env, argv[0], 128, &in, &d)) return nullptr;
+  napi_typedarray_type type;
+  size_t n = 0;
+  void* data = nullptr;
+  napi_value ab;
+  size_t off = 0;
+  if (napi_get_typedarray_info(env, argv[1], &type, &n, &data, &ab, &off) != napi_ok || type != napi_float64_array) {
+    napi_throw_type_error(env, "ERR_MONNA_NATIVE", "pairwise: D must be a Float64Array");
+    return nullptr;
+  }
+  const int k = (int)in.size();
+  if (!fits(env, n, (long)k * k, "pairwise: D is too short")) return nullptr;
+  pairwise(in.data(), k, (long)d, static_cast<double*>(data));
+  return nullptr;
 }
 
 // setPortable(on): use the portable micro-kernel even where AVX2 is available (tests)
@@ -850,6 +980,7 @@ NAPI_MODULE_INIT() {
       {"conv2dInputGrad", nullptr, ConvKernel<ConvOp::InputGrad>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"maxPoolGrad", nullptr, MaxPoolGradFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"sortedReduce", nullptr, SortedReduceFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"pairwise", nullptr, PairwiseFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"threads", nullptr, Threads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setPortable", nullptr, SetPortable, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

@@ -70,6 +70,16 @@ export function pairwiseSimd(inputs: readonly Float32Array[]): Float64Array | nu
   return D
 }
 
+/** All pairwise squared distances on the native kernels, or null when they are not loaded (or k > 128). */
+export function pairwiseNative(inputs: readonly Float32Array[]): Float64Array | null {
+  const N = nativeKernels()
+  const k = inputs.length
+  if (N === undefined || typeof N.pairwise !== 'function' || k > 128) return null
+  const D = new Float64Array(k * k)
+  N.pairwise(inputs, D)
+  return D
+}
+
 /** Squared distance of every input to v, or null without SIMD. */
 export function distancesToSimd(inputs: readonly Float32Array[], v: Float32Array): Float64Array | null {
   const K = simdKernels()

@@ -6,7 +6,7 @@
  */
 import { type ColumnReducer, meamedColumn, meanColumn, medianColumn, trimmedMeanColumn } from './coordinatewise.ts'
 import { MissingContextError, TooManySubsetsError } from './errors.ts'
-import { distancesToSimd, nnmSortedSimd, nnmVectorsSimd, pairwiseSimd, sortedNative, sortedSimd } from './fast.ts'
+import { distancesToSimd, nnmSortedSimd, nnmVectorsSimd, pairwiseNative, pairwiseSimd, sortedNative, sortedSimd } from './fast.ts'
 import {
   allFinite,
   assertFinite,
@@ -31,10 +31,10 @@ export interface Shared {
 
 export function getDistances(rule: string, inputs: readonly Float32Array[], shared: Shared): Float64Array {
   if (shared.distances === undefined) {
-    let D = pairwiseSimd(inputs) ?? pairwiseSquaredDistances(inputs)
+    let D = pairwiseNative(inputs) ?? pairwiseSimd(inputs) ?? pairwiseSquaredDistances(inputs)
     if (inputs.length === 1 || !allFinite(D)) {
       assertFinite(rule, inputs)
-      // finite inputs whose Float32 difference overflowed in the SIMD kernel: redo in Float64
+      // finite inputs whose Float32 difference overflowed in the native or SIMD kernel: redo in Float64
       D = pairwiseSquaredDistances(inputs)
     }
     shared.distances = D

@@ -60,6 +60,13 @@ export interface NativeKernels {
    * Uses the GEMM's threads. Returns false when an input holds NaN or ±∞.
    */
   sortedReduce(inputs: readonly Float32Array[], out: Float32Array, pairs: Int32Array, kind: 0 | 1, param: number, inv: number): boolean
+  /**
+   * Adds the pairwise squared distances of k ≤ 128 equal-length inputs into D (k × k, row-major,
+   * symmetric; the caller zeroes it): differences and squares in float over runs of 256
+   * coordinates, runs summed in double; a square that overflows float gives +∞. Uses the
+   * GEMM's threads.
+   */
+  pairwise(inputs: readonly Float32Array[], D: Float64Array): void
   /** 'avx2+fma' or 'portable': the micro-kernel in use */
   simd(): string
   /** use the portable micro-kernel even where AVX2/FMA is available (tests) */

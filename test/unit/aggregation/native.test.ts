@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
-import { createAggregator, NonFiniteInputError } from '../../../src/aggregation/index.ts'
+import { createAggregator, NonFiniteInputError, pairwiseSquaredDistances } from '../../../src/aggregation/index.ts'
 import { setSimdEnabled } from '../../../src/aggregation/simd.ts'
 import { nativeKernels, nativeStatus, setNativeEnabled, setNativeThreads } from '../../../src/compute/native.ts'
 import { Rng } from '../../../src/rng.ts'
@@ -77,6 +77,52 @@ describe('native coordinate-wise kernels', () => {
     }
   }
 
+  for (const threads of [1, 2]) {
+    it(`pairwise squared distances: the JS kernel's (Float64) to 1e-5, rules on them pick the same inputs; ${threads} thread(s)`, () => {
+      setNativeThreads(threads)
+      const N = nativeKernels()!
+      for (const [k, f] of [
+        [2, 0],
+        [13, 3],
+        [26, 5],
+        [50, 10],
+      ] as const) {
+        const inputs = inputsFor(`native/pairwise/${k}`, k)
+        const exact = pairwiseSquaredDistances(inputs)
+        for (const portable of [false, true]) {
+          N.setPortable(portable)
+          const D = new Float64Array(k * k)
+          N.pairwise(inputs, D)
+          N.setPortable(false)
+          for (let i = 0; i < k; i++) {
+            assert.equal(D[i * k + i], 0)
+            for (let j = 0; j < k; j++) {
+              const rel = Math.abs(D[i * k + j] - exact[i * k + j]) / Math.max(1, exact[i * k + j])
+              assert.ok(rel < 1e-5, `k = ${k}, portable ${portable}: D[${i}, ${j}] = ${D[i * k + j]}, exactly ${exact[i * k + j]}`)
+            }
+          }
+        }
+        if (k > 2 * f + 2)
+          for (const rule of ['krum', 'multikrum', 'nnm+mean', 'nnm+cwtm']) {
+            const a = run(rule, inputs, f, 'native')
+            const b = run(rule, inputs, f, 'js')
+            for (let c = 0; c < D; c++) assert.ok(Math.abs(a[c] - b[c]) <= 2e-5 * Math.max(1, Math.abs(b[c])), `${rule}, k = ${k}: coordinate ${c}`)
+          }
+      }
+    })
+  }
+
+  it('pairwise: a Float32 square that overflows gives +∞ (the rules then redo it in Float64)', () => {
+    const a = new Float32Array(20).fill(3e38)
+    const b = new Float32Array(20).fill(-3e38)
+    const D = new Float64Array(4)
+    nativeKernels()!.pairwise([a, b], D)
+    assert.equal(D[1], Number.POSITIVE_INFINITY)
+    // finite inputs: the rule does not refuse them, it redoes the distances in Float64
+    const krum = createAggregator({ rule: 'krum', f: 0 }).aggregate([a, b, a])
+    assert.equal(krum[0], Math.fround(3e38))
+  })
+
   it('catch a non-finite value in a vector block and in the tail', () => {
     for (const [c, v] of [
       [100, Number.NaN],
@@ -104,6 +150,8 @@ describe('native coordinate-wise kernels', () => {
     assert.throws(() => N.sortedReduce([a, a], new Float32Array(4), pairs, 0, 0, 0.5), /too short/)
     assert.throws(() => N.sortedReduce([a, a], new Float32Array(8), Int32Array.of(0, 2), 0, 0, 0.5), /out of range/)
     assert.throws(() => N.sortedReduce([a, a], new Float32Array(8), pairs, 0, 1, 0.5), /2·param < k/)
-    assert.throws(() => N.sortedReduce([], new Float32Array(8), pairs, 0, 0, 0.5), /1 to 128 inputs/)
+    assert.throws(() => N.sortedReduce([], new Float32Array(8), pairs, 0, 0, 0.5), /1 to 128 Float32Arrays/)
+    assert.throws(() => N.pairwise([a, a], new Float64Array(3)), /too short/)
+    assert.throws(() => N.pairwise([a, a], new Float32Array(4) as unknown as Float64Array), /Float64Array/)
   })
 })
