@@ -571,24 +571,23 @@ __attribute__((target("avx2,fma"))) bool sortedAvx2(const float* const* in, long
 }
 #endif
 
+// coordinates [c0, c1) on this thread
+bool sortedReduce(const float* const* in, long c0, long c1, const SortedSpec& s, float* out) {
+#if MONNA_X86
+  if (useAvx2()) return sortedAvx2(in, c0, c1, s, out);
+#endif
+  float v[128];
+  bool fine = true;
+  for (long c = c0; c < c1; c++) fine = sortedOne(in, c, s, v, out) && fine;
+  return fine;
+}
+
 // all coordinates [0, d), in chunks over the pool's threads
 bool sortedReduce(const float* const* in, long d, const SortedSpec& s, float* out) {
   constexpr long CHUNK = 1 << 14;
   const int chunks = (int)((d + CHUNK - 1) / CHUNK);
   std::vector<char> ok(chunks, 1);
-  pool.run(chunks, [&](int t) {
-    const long c0 = (long)t * CHUNK, c1 = std::min(d, c0 + CHUNK);
-#if MONNA_X86
-    if (useAvx2()) {
-      ok[t] = sortedAvx2(in, c0, c1, s, out);
-      return;
-    }
-#endif
-    float v[128];
-    bool fine = true;
-    for (long c = c0; c < c1; c++) fine = sortedOne(in, c, s, v, out) && fine;
-    ok[t] = fine;
-  });
+  pool.run(chunks, [&](int t) { ok[t] = sortedReduce(in, (long)t * CHUNK, std::min(d, ((long)t + 1) * CHUNK), s, out); });
   for (char x : ok)
     if (!x) return false;
   return true;
@@ -697,6 +696,104 @@ void pairwise(const float* const* in, int k, long d, double* D) {
   for (int i = 0; i < k; i++)
     for (int j = i + 1; j < k; j++) D[(long)j * k + i] = D[(long)i * k + j];
 }
+
+// ---- NNM rows ---------------------------------------------------------------------------
+// Distinct NNM rows as a shared base sum ± a few inputs: y_r[c] = (Σ_{base} x + Σ_{add_r} x −
+// Σ_{sub_r} x)[c] · scale, in that order, rounded to float (double sums on the portable path).
+
+struct NnmSpec {
+  const int* base;
+  int nBase;
+  std::vector<const int*> add, sub;
+  std::vector<int> nAdd, nSub;
+  double scale;
+};
+
+void nnmRowsPortable(const float* const* in, const NnmSpec& s, float* const* out, long c0, long c1) {
+  const int rows = (int)s.add.size();
+  for (long c = c0; c < c1; c++) {
+    double b = 0;
+    for (int t = 0; t < s.nBase; t++) b += in[s.base[t]][c];
+    for (int r = 0; r < rows; r++) {
+      double v = b;
+      for (int t = 0; t < s.nAdd[r]; t++) v += in[s.add[r][t]][c];
+      for (int t = 0; t < s.nSub[r]; t++) v -= in[s.sub[r][t]][c];
+      out[r][c] = (float)(v * s.scale);
+    }
+  }
+}
+
+#if MONNA_X86
+// 8 coordinates at a time in float (the portable path sums in double): the base sum of ~k − f
+// inputs and a few ± per row, relative error ~1e-6 — well inside the rules' tolerance, at half
+// the work of double lanes
+__attribute__((target("avx2,fma"))) void nnmRowsAvx2(const float* const* in, const NnmSpec& s, float* const* out, long c0, long c1) {
+  const int rows = (int)s.add.size();
+  const __m256 scale = _mm256_set1_ps((float)s.scale);
+  long c = c0;
+  for (; c + 8 <= c1; c += 8) {
+    __m256 b = _mm256_setzero_ps();
+    for (int t = 0; t < s.nBase; t++) b = _mm256_add_ps(b, _mm256_loadu_ps(in[s.base[t]] + c));
+    for (int r = 0; r < rows; r++) {
+      __m256 v = b;
+      const int* add = s.add[r];
+      const int* sub = s.sub[r];
+      for (int t = 0; t < s.nAdd[r]; t++) v = _mm256_add_ps(v, _mm256_loadu_ps(in[add[t]] + c));
+      for (int t = 0; t < s.nSub[r]; t++) v = _mm256_sub_ps(v, _mm256_loadu_ps(in[sub[t]] + c));
+      _mm256_storeu_ps(out[r] + c, _mm256_mul_ps(v, scale));
+    }
+  }
+  nnmRowsPortable(in, s, out, c, c1);
+}
+#endif
+
+// Blocks of NNM_BLOCK coordinates: the inputs' slices and the rows' stay in L1/L2 while every
+// row of the block is written (row by row: one output stream at a time, not k at once).
+constexpr long NNM_BLOCK = 512;
+
+void nnmBlock(const float* const* in, const NnmSpec& s, float* const* out, long c0, long c1) {
+#if MONNA_X86
+  if (useAvx2()) return nnmRowsAvx2(in, s, out, c0, c1);
+#endif
+  nnmRowsPortable(in, s, out, c0, c1);
+}
+
+void nnmRows(const float* const* in, const NnmSpec& s, float* const* out, long d) {
+  const int blocks = (int)((d + NNM_BLOCK - 1) / NNM_BLOCK);
+  const int tasks = std::min(blocks, 4 * pool.threads());
+  pool.run(tasks, [&](int t) {
+    for (long b = t; b < blocks; b += tasks) nnmBlock(in, s, out, b * NNM_BLOCK, std::min(d, (b + 1) * NNM_BLOCK));
+  });
+}
+
+// NNM then a coordinate-wise rule, fused per block: the block's rows go to a per-thread scratch
+// (k rows of NNM_BLOCK floats) and the sorting network reads them there — the k × d rows are
+// never written out. rowOf[i]: the distinct row of input i.
+bool sortedReduce(const float* const* in, long c0, long c1, const SortedSpec& s, float* out);
+
+bool nnmSorted(const float* const* in, const NnmSpec& nn, const int* rowOf, int k, const SortedSpec& s, float* out, long d) {
+  const int rows = (int)nn.add.size();
+  const int blocks = (int)((d + NNM_BLOCK - 1) / NNM_BLOCK);
+  const int tasks = std::min(blocks, 4 * pool.threads());
+  std::vector<char> ok(tasks, 1);
+  pool.run(tasks, [&](int t) {
+    std::vector<float> scratch((size_t)rows * NNM_BLOCK);
+    std::vector<float*> rowPtr(rows);
+    std::vector<const float*> ins(k);
+    for (long b = t; b < blocks; b += tasks) {
+      const long c0 = b * NNM_BLOCK, c1 = std::min(d, c0 + NNM_BLOCK);
+      // pointers shifted so that coordinate c of the block is at [c]
+      for (int r = 0; r < rows; r++) rowPtr[r] = scratch.data() + (size_t)r * NNM_BLOCK - c0;
+      nnmBlock(in, nn, rowPtr.data(), c0, c1);
+      for (int i = 0; i < k; i++) ins[i] = rowPtr[rowOf[i]];
+      if (!sortedReduce(ins.data(), c0, c1, s, out)) ok[t] = 0;
+    }
+  });
+  for (char x : ok)
+    if (!x) return false;
+  return true;
+}
+
 
 #define CHECK(call)                                    \
   do {                                                 \
@@ -864,6 +961,27 @@ bool floatList(napi_env env, napi_value list, uint32_t max, std::vector<const fl
   return true;
 }
 
+// comparator index pairs of a network over k values
+bool pairList(napi_env env, napi_value arr, int k, const int** pairs, int* npairs) {
+  napi_typedarray_type type;
+  size_t np = 0;
+  void* pd = nullptr;
+  napi_value ab;
+  size_t off = 0;
+  if (napi_get_typedarray_info(env, arr, &type, &np, &pd, &ab, &off) != napi_ok || type != napi_int32_array || np % 2 != 0) {
+    napi_throw_type_error(env, "ERR_MONNA_NATIVE", "pairs must be an Int32Array of index pairs");
+    return false;
+  }
+  *pairs = static_cast<const int*>(pd);
+  for (size_t i = 0; i < np; i++)
+    if ((*pairs)[i] < 0 || (*pairs)[i] >= k) {
+      napi_throw_range_error(env, "ERR_MONNA_NATIVE", "pair index out of range");
+      return false;
+    }
+  *npairs = (int)(np / 2);
+  return true;
+}
+
 // sortedReduce(inputs: Float32Array[], out, pairs: Int32Array, kind, param, inv) -> finite
 napi_value SortedReduceFn(napi_env env, napi_callback_info info) {
   napi_value argv[6];
@@ -875,21 +993,9 @@ napi_value SortedReduceFn(napi_env env, napi_callback_info info) {
   float* out;
   size_t lo;
   if (!floats(env, argv[1], &out, &lo) || !fits(env, lo, (long)d, "out is too short")) return nullptr;
-  napi_typedarray_type type;
-  size_t np = 0;
-  void* pd = nullptr;
-  napi_value ab;
-  size_t off = 0;
-  if (napi_get_typedarray_info(env, argv[2], &type, &np, &pd, &ab, &off) != napi_ok || type != napi_int32_array || np % 2 != 0) {
-    napi_throw_type_error(env, "ERR_MONNA_NATIVE", "sortedReduce: pairs must be an Int32Array of index pairs");
-    return nullptr;
-  }
-  const int* pairs = static_cast<const int*>(pd);
-  for (size_t i = 0; i < np; i++)
-    if (pairs[i] < 0 || pairs[i] >= (int)k) {
-      napi_throw_range_error(env, "ERR_MONNA_NATIVE", "sortedReduce: pair index out of range");
-      return nullptr;
-    }
+  const int* pairs;
+  int npairs;
+  if (!pairList(env, argv[2], (int)k, &pairs, &npairs)) return nullptr;
   int kp[2];
   if (!ints(env, argv, 3, 2, kp)) return nullptr;
   double inv = 0;
@@ -899,7 +1005,7 @@ napi_value SortedReduceFn(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, "ERR_MONNA_NATIVE", "sortedReduce: kind 0 (trim t) or 1 (meamed f) with 2·param < k");
     return nullptr;
   }
-  const SortedSpec spec{(int)k, kind, param, inv, pairs, (int)(np / 2)};
+  const SortedSpec spec{(int)k, kind, param, inv, pairs, npairs};
   const bool finite = sortedReduce(in.data(), (long)d, spec, out);
   napi_value r;
   napi_get_boolean(env, finite, &r);
@@ -926,6 +1032,120 @@ napi_value PairwiseFn(napi_env env, napi_callback_info info) {
   if (!fits(env, n, (long)k * k, "pairwise: D is too short")) return nullptr;
   pairwise(in.data(), k, (long)d, static_cast<double*>(data));
   return nullptr;
+}
+
+// parses NNM's spec [nBase, base…, then per row nAdd, add…, nSub, sub…] for `rows` rows of k inputs
+bool nnmSpec(napi_env env, napi_value arr, int k, int rows, double scale, NnmSpec* spec) {
+  napi_typedarray_type type;
+  size_t n = 0;
+  void* data = nullptr;
+  napi_value ab;
+  size_t off = 0;
+  if (napi_get_typedarray_info(env, arr, &type, &n, &data, &ab, &off) != napi_ok || type != napi_int32_array) {
+    napi_throw_type_error(env, "ERR_MONNA_NATIVE", "NNM spec must be an Int32Array");
+    return false;
+  }
+  const int* v = static_cast<const int*>(data);
+  const long len = (long)n;
+  // a list of `count` indices in [0, k) at v[at + 1 …], count = v[at]; the next position or −1
+  auto list = [&](long at, const int** p, int* count) -> long {
+    if (at < 0 || at >= len || v[at] < 0 || at + 1 + v[at] > len) return -1;
+    *count = v[at];
+    *p = v + at + 1;
+    for (int t = 0; t < *count; t++)
+      if ((*p)[t] < 0 || (*p)[t] >= k) return -1;
+    return at + 1 + *count;
+  };
+  spec->scale = scale;
+  long at = list(0, &spec->base, &spec->nBase);
+  for (int r = 0; r < rows && at >= 0; r++) {
+    const int *a = nullptr, *u = nullptr;
+    int na = 0, nu = 0;
+    at = list(at, &a, &na);
+    at = list(at, &u, &nu);
+    spec->add.push_back(a);
+    spec->nAdd.push_back(na);
+    spec->sub.push_back(u);
+    spec->nSub.push_back(nu);
+  }
+  if (at != len) {
+    napi_throw_range_error(env, "ERR_MONNA_NATIVE", "NNM spec does not describe one base and one add/sub pair per row with indices of inputs");
+    return false;
+  }
+  return true;
+}
+
+// nnmRows(inputs: Float32Array[], spec: Int32Array, scale, outs: Float32Array[] (one per row))
+napi_value NnmRowsFn(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!args(env, info, argv)) return nullptr;
+  std::vector<const float*> in;
+  size_t d = 0;
+  if (!floatList(env, argv[0], 128, &in, &d)) return nullptr;
+  double scale = 0;
+  CHECK(napi_get_value_double(env, argv[2], &scale));
+  std::vector<const float*> outsC;
+  size_t dOut = 0;
+  if (!floatList(env, argv[3], 128, &outsC, &dOut)) return nullptr;
+  if (dOut != d) {
+    napi_throw_range_error(env, "ERR_MONNA_NATIVE", "nnmRows: rows of another length than the inputs");
+    return nullptr;
+  }
+  NnmSpec spec;
+  if (!nnmSpec(env, argv[1], (int)in.size(), (int)outsC.size(), scale, &spec)) return nullptr;
+  std::vector<float*> outs(outsC.size());
+  for (size_t r = 0; r < outs.size(); r++) outs[r] = const_cast<float*>(outsC[r]);
+  nnmRows(in.data(), spec, outs.data(), (long)d);
+  return nullptr;
+}
+
+// nnmSorted(inputs, spec, scale, rowOf: Int32Array(k), out, pairs, kind, param, inv) -> finite
+napi_value NnmSortedFn(napi_env env, napi_callback_info info) {
+  napi_value argv[9];
+  if (!args(env, info, argv)) return nullptr;
+  std::vector<const float*> in;
+  size_t d = 0;
+  if (!floatList(env, argv[0], 128, &in, &d)) return nullptr;
+  const int k = (int)in.size();
+  double scale = 0, inv = 0;
+  CHECK(napi_get_value_double(env, argv[2], &scale));
+  CHECK(napi_get_value_double(env, argv[8], &inv));
+  napi_typedarray_type type;
+  size_t n = 0;
+  void* data = nullptr;
+  napi_value ab;
+  size_t off = 0;
+  if (napi_get_typedarray_info(env, argv[3], &type, &n, &data, &ab, &off) != napi_ok || type != napi_int32_array || (int)n != k) {
+    napi_throw_type_error(env, "ERR_MONNA_NATIVE", "nnmSorted: rowOf must be an Int32Array of one row per input");
+    return nullptr;
+  }
+  const int* rowOf = static_cast<const int*>(data);
+  int rows = 0;
+  for (int i = 0; i < k; i++) {
+    if (rowOf[i] < 0 || rowOf[i] >= k) {
+      napi_throw_range_error(env, "ERR_MONNA_NATIVE", "nnmSorted: rowOf out of range");
+      return nullptr;
+    }
+    rows = std::max(rows, rowOf[i] + 1);
+  }
+  NnmSpec spec;
+  if (!nnmSpec(env, argv[1], k, rows, scale, &spec)) return nullptr;
+  float* out;
+  size_t lo;
+  if (!floats(env, argv[4], &out, &lo) || !fits(env, lo, (long)d, "out is too short")) return nullptr;
+  const int* pairs;
+  int npairs;
+  if (!pairList(env, argv[5], k, &pairs, &npairs)) return nullptr;
+  int kp[2];
+  if (!ints(env, argv, 6, 2, kp)) return nullptr;
+  if ((kp[0] != 0 && kp[0] != 1) || kp[1] < 0 || 2 * kp[1] >= k) {
+    napi_throw_range_error(env, "ERR_MONNA_NATIVE", "nnmSorted: kind 0 (trim t) or 1 (meamed f) with 2·param < k");
+    return nullptr;
+  }
+  const SortedSpec ss{k, kp[0], kp[1], inv, pairs, npairs};
+  napi_value r;
+  napi_get_boolean(env, nnmSorted(in.data(), spec, rowOf, k, ss, out, (long)d), &r);
+  return r;
 }
 
 // setPortable(on): use the portable micro-kernel even where AVX2 is available (tests)
@@ -981,6 +1201,8 @@ NAPI_MODULE_INIT() {
       {"maxPoolGrad", nullptr, MaxPoolGradFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"sortedReduce", nullptr, SortedReduceFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"pairwise", nullptr, PairwiseFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"nnmRows", nullptr, NnmRowsFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"nnmSorted", nullptr, NnmSortedFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"threads", nullptr, Threads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setPortable", nullptr, SetPortable, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

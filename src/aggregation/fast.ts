@@ -80,6 +80,48 @@ export function pairwiseNative(inputs: readonly Float32Array[]): Float64Array | 
   return D
 }
 
+/**
+ * NNM's vectors on the native kernels (one Float32Array per distinct neighbourhood; identical
+ * rows share an array), or null when they are not loaded (or k > 128).
+ */
+export function nnmVectorsNative(inputs: readonly Float32Array[], f: number, nb: Neighbourhoods): Float32Array[] | null {
+  const N = nativeKernels()
+  const k = inputs.length
+  if (N === undefined || typeof N.nnmRows !== 'function' || k > 128 || nb.add.length > 128) return null
+  const rows = Array.from({ length: nb.add.length }, () => new Float32Array(inputs[0]!.length))
+  N.nnmRows(inputs, nnmSpec(nb), 1 / (k - f), rows)
+  return Array.from(nb.rowOf, (r) => rows[r]!)
+}
+
+/** NNM's neighbourhoods as the native kernels take them: [nBase, base…, then per row nAdd, add…, nSub, sub…]. */
+function nnmSpec(nb: Neighbourhoods): Int32Array {
+  const spec: number[] = [nb.base.length, ...nb.base]
+  for (let r = 0; r < nb.add.length; r++) spec.push(nb.add[r]!.length, ...nb.add[r]!, nb.sub[r]!.length, ...nb.sub[r]!)
+  return Int32Array.from(spec)
+}
+
+/**
+ * NNM followed by a coordinate-wise rule on the native kernels, fused per block (no k × d rows
+ * in memory), or null when they are not loaded (or k > MAX_NETWORK_K). Inputs known finite.
+ */
+export function nnmSortedNative(inputs: readonly Float32Array[], f: number, nb: Neighbourhoods, reduce: SortedReduce): Float32Array | 'non-finite' | null {
+  const N = nativeKernels()
+  const k = inputs.length
+  if (N === undefined || typeof N.nnmSorted !== 'function' || k > MAX_NETWORK_K) return null
+  const out = new Float32Array(inputs[0]!.length)
+  const finite = N.nnmSorted(inputs, nnmSpec(nb), 1 / (k - f), nb.rowOf, out, network(k), reduce.kind === 'trim' ? 0 : 1, reduce.kind === 'trim' ? reduce.trim : reduce.f, scaleOf(k, reduce))
+  return finite ? out : 'non-finite'
+}
+
+function network(k: number): Int32Array {
+  let pairs = networks.get(k)
+  if (pairs === undefined) {
+    pairs = Int32Array.from(sortingNetwork(k).flat())
+    networks.set(k, pairs)
+  }
+  return pairs
+}
+
 /** Squared distance of every input to v, or null without SIMD. */
 export function distancesToSimd(inputs: readonly Float32Array[], v: Float32Array): Float64Array | null {
   const K = simdKernels()
@@ -151,13 +193,8 @@ export function sortedNative(inputs: readonly Float32Array[], reduce: SortedRedu
   const N = nativeKernels()
   const k = inputs.length
   if (N === undefined || typeof N.sortedReduce !== 'function' || k > MAX_NETWORK_K) return null
-  let pairs = networks.get(k)
-  if (pairs === undefined) {
-    pairs = Int32Array.from(sortingNetwork(k).flat())
-    networks.set(k, pairs)
-  }
   const out = new Float32Array(inputs[0].length)
-  const finite = N.sortedReduce(inputs, out, pairs, reduce.kind === 'trim' ? 0 : 1, reduce.kind === 'trim' ? reduce.trim : reduce.f, scaleOf(k, reduce))
+  const finite = N.sortedReduce(inputs, out, network(k), reduce.kind === 'trim' ? 0 : 1, reduce.kind === 'trim' ? reduce.trim : reduce.f, scaleOf(k, reduce))
   return finite ? out : 'non-finite'
 }
 

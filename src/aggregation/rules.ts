@@ -6,7 +6,7 @@
  */
 import { type ColumnReducer, meamedColumn, meanColumn, medianColumn, trimmedMeanColumn } from './coordinatewise.ts'
 import { MissingContextError, TooManySubsetsError } from './errors.ts'
-import { distancesToSimd, nnmSortedSimd, nnmVectorsSimd, pairwiseNative, pairwiseSimd, sortedNative, sortedSimd } from './fast.ts'
+import { distancesToSimd, nnmSortedNative, nnmSortedSimd, nnmVectorsNative, nnmVectorsSimd, pairwiseNative, pairwiseSimd, sortedNative, sortedSimd } from './fast.ts'
 import {
   allFinite,
   assertFinite,
@@ -407,6 +407,9 @@ export function nnmCoordinatewise(rule: string, inputs: readonly Float32Array[],
   const k = inputs.length
   const d = inputs[0].length
   const nb = neighbourhoods(getDistances(rule, inputs, shared), k, f)
+  // inputs known finite (the distances were): a non-finite row is an overflow, left to the JS path
+  const native = nnmSortedNative(inputs, f, nb, sortedReduceOf(kind, k, f))
+  if (native !== null && native !== 'non-finite') return native
   const fast = nnmSortedSimd(inputs, f, nb, sortedReduceOf(kind, k, f))
   if (fast !== null) return fast
   const reduce = columnReducers[kind]
@@ -441,7 +444,7 @@ export function nnmVectors(rule: string, inputs: readonly Float32Array[], f: num
   const k = inputs.length
   const d = inputs[0].length
   const nb = neighbourhoods(getDistances(rule, inputs, shared), k, f)
-  const fast = nnmVectorsSimd(inputs, f, nb)
+  const fast = nnmVectorsNative(inputs, f, nb) ?? nnmVectorsSimd(inputs, f, nb)
   if (fast !== null) return fast
   const { base, add, sub, rowOf } = nb
   const rows = add.length

@@ -67,6 +67,17 @@ export interface NativeKernels {
    * GEMM's threads.
    */
   pairwise(inputs: readonly Float32Array[], D: Float64Array): void
+  /**
+   * NNM's distinct rows into `outs`: spec = [nBase, base…, then per row nAdd, add…, nSub, sub…]
+   * (indices of inputs); row r = (Σ base + Σ add_r − Σ sub_r) · scale, summed in double.
+   */
+  nnmRows(inputs: readonly Float32Array[], spec: Int32Array, scale: number, outs: Float32Array[]): void
+  /**
+   * NNM then a coordinate-wise rule, fused per block of coordinates (the rows never leave a
+   * per-thread scratch): `spec`/`scale` as nnmRows, rowOf[i] the row of input i, then as
+   * sortedReduce. Returns false when a row holds NaN or ±∞.
+   */
+  nnmSorted(inputs: readonly Float32Array[], spec: Int32Array, scale: number, rowOf: Int32Array, out: Float32Array, pairs: Int32Array, kind: 0 | 1, param: number, inv: number): boolean
   /** 'avx2+fma' or 'portable': the micro-kernel in use */
   simd(): string
   /** use the portable micro-kernel even where AVX2/FMA is available (tests) */

@@ -152,6 +152,13 @@ describe('native coordinate-wise kernels', () => {
     assert.throws(() => N.sortedReduce([a, a], new Float32Array(8), pairs, 0, 1, 0.5), /2·param < k/)
     assert.throws(() => N.sortedReduce([], new Float32Array(8), pairs, 0, 0, 0.5), /1 to 128 Float32Arrays/)
     assert.throws(() => N.pairwise([a, a], new Float64Array(3)), /too short/)
+    const rows = [new Float32Array(8), new Float32Array(8)]
+    // base [0, 1], then per row add/sub lists; an index beyond the inputs, a missing row, a length mismatch
+    assert.throws(() => N.nnmRows([a, a], Int32Array.of(2, 0, 2, 0, 0, 0, 0), 0.5, rows), /NNM spec/)
+    assert.throws(() => N.nnmRows([a, a], Int32Array.of(2, 0, 1, 0, 0), 0.5, rows), /NNM spec/)
+    assert.throws(() => N.nnmRows([a, a], Int32Array.of(2, 0, 1, 0, 0, 0, 0), 0.5, [new Float32Array(7)]), /another length/)
+    assert.throws(() => N.nnmSorted([a, a], Int32Array.of(2, 0, 1, 0, 0), 0.5, Int32Array.of(0, 2), new Float32Array(8), pairs, 0, 0, 0.5), /rowOf out of range/)
+    N.nnmRows([Float32Array.of(1, 2), Float32Array.of(3, 4)], Int32Array.of(2, 0, 1, 0, 1, 1, 0, 0), 0.5, rows.map(() => new Float32Array(2)))
     assert.throws(() => N.pairwise([a, a], new Float32Array(4) as unknown as Float64Array), /Float64Array/)
   })
 })
