@@ -22,6 +22,19 @@ export const MAX_STRING_BYTES = 64
 export const MAX_META_BYTES = 65_536
 /** Largest number of entries in a certificate or a FETCH `have` list. */
 export const MAX_LIST_ENTRIES = 1024
+/**
+ * The most members a swarm can have with `f` and still certify: a FINAL's meta (instance, hash
+ * and Q = ⌊(n + f)/2⌋ + 1 signatures of 1 + 64 + 64 bytes at most, for PeerIds of up to
+ * MAX_STRING_BYTES) must fit MAX_META_BYTES, and a FETCH's `have` list (up to n senders) must fit
+ * MAX_LIST_ENTRIES. Beyond it members start but nothing is ever certified.
+ */
+export function maxMembers(f: number): number {
+  const fixed = 2 * (1 + MAX_STRING_BYTES) + 4 + 4 + HASH_BYTES + 2 // swarm id, sender, epoch, round, hash, count
+  const qMax = Math.min(MAX_LIST_ENTRIES, Math.floor((MAX_META_BYTES - fixed) / (1 + MAX_STRING_BYTES + SIG_BYTES)))
+  // Q ≤ qMax ⇔ ⌊(n + f)/2⌋ ≤ qMax − 1 ⇔ n + f ≤ 2·qMax − 1
+  return Math.min(MAX_LIST_ENTRIES, 2 * qMax - 1 - f)
+}
+
 /** Largest round number (rounds are uint32 on the wire). */
 export const MAX_ROUND = 0xffff_ffff
 

@@ -9,6 +9,7 @@
 import { sha256 } from '@noble/hashes/sha2.js'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { z } from 'zod'
+import { MAX_META_BYTES, maxMembers } from '../broadcast/wire.ts'
 import { InvalidConfigError } from '../errors.ts'
 
 const seed = z.union([z.number().int().nonnegative(), z.string().min(1)])
@@ -197,6 +198,9 @@ export function parseSwarm(input: unknown, where = 'swarm'): SwarmConfig {
       `${where}: f`,
       `f = ${swarm.f} needs at least ${3 * swarm.f + 1} members (n ≥ 3f + 1 for the signed echo broadcast), but there are ${n}; lower f or add members`,
     )
+  }
+  if (n > maxMembers(swarm.f)) {
+    throw new InvalidConfigError(`${where}: members`, `${n} members with f = ${swarm.f} are more than the wire can certify (at most ${maxMembers(swarm.f)}: a certificate of Q = ⌊(n + f)/2⌋ + 1 signatures must fit a ${MAX_META_BYTES / 1024} KiB FINAL); split the swarm`)
   }
   return swarm
 }

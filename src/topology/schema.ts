@@ -7,10 +7,12 @@
  * Members are numbered 0 … n−1 and named `m0 … m{n−1}`; the runner generates their keys,
  * so a scenario never contains PeerIds.
  */
+
 import { readFile } from 'node:fs/promises'
 import { extname } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
+import { MAX_META_BYTES, maxMembers } from '../broadcast/wire.ts'
 import { aggregatorSchema, limitsSchema, type PrivacyConfig, parseConfig, privacySchema, taskSchema, timingSchema } from '../config/schema.ts'
 import { InvalidConfigError } from '../errors.ts'
 
@@ -174,6 +176,9 @@ export function parseScenario(input: unknown, where = 'scenario'): Scenario {
       `${where}: f`,
       `f = ${s.f} needs n ≥ ${3 * s.f + 1} (signed echo broadcast), but n = ${s.n}; lower f or raise n`,
     )
+  }
+  if (s.n > maxMembers(s.f)) {
+    throw new InvalidConfigError(`${where}: n`, `n = ${s.n} with f = ${s.f} is more than the wire can certify (at most ${maxMembers(s.f)}: a certificate of Q = ⌊(n + f)/2⌋ + 1 signatures must fit a ${MAX_META_BYTES / 1024} KiB FINAL); lower n`)
   }
   const checkIndex = (path: string, i: number): void => {
     if (i >= s.n) throw new InvalidConfigError(`${where}: ${path}`, `member ${i} does not exist; members are numbered 0 … ${s.n - 1}`)

@@ -39,6 +39,7 @@ describe('scenario schema', () => {
     assert.throws(() => parseScenario({ ...base, network: { links: [{ from: 0, to: 8 }] } }), /network\.links\.0\.to/)
   })
 
+
   it('builds matrix variants', () => {
     const s = parseScenario(base)
     const v = withVariant(s, { aggregator: { rule: 'mean' }, behaviour: { behaviour: 'sign-flip' } })
