@@ -795,6 +795,58 @@ bool nnmSorted(const float* const* in, const NnmSpec& nn, const int* rowOf, int 
 }
 
 
+// ---- Polyak momentum step ---------------------------------------------------------------
+// m ← fround(β·m + (1 − β)·g), θ ← fround(θ − γ·m), in double, exactly as the learner's JS loop
+// (separate multiply and add: no fused multiply-add, which would round differently); returns ‖g‖²
+// summed as the JS loop does (even and odd coordinates apart, then added), so the same bits.
+
+#if MONNA_X86
+__attribute__((target("avx2"))) void momentumAvx2(const float* g, float* m, float* th, long n, double beta, double omb, double gamma) {
+  const __m256d b = _mm256_set1_pd(beta), o = _mm256_set1_pd(omb), y = _mm256_set1_pd(gamma);
+  long j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const __m256d gd = _mm256_cvtps_pd(_mm_loadu_ps(g + j));
+    const __m256d md = _mm256_cvtps_pd(_mm_loadu_ps(m + j));
+    const __m128 mf = _mm256_cvtpd_ps(_mm256_add_pd(_mm256_mul_pd(b, md), _mm256_mul_pd(o, gd)));
+    _mm_storeu_ps(m + j, mf);
+    const __m256d t = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(th + j)), _mm256_mul_pd(y, _mm256_cvtps_pd(mf)));
+    _mm_storeu_ps(th + j, _mm256_cvtpd_ps(t));
+  }
+  for (; j < n; j++) {
+    volatile double bm = beta * (double)m[j];
+    const float mf = (float)(bm + omb * (double)g[j]);
+    m[j] = mf;
+    volatile double gm = gamma * (double)mf;
+    th[j] = (float)((double)th[j] - gm);
+  }
+}
+#endif
+
+double momentumStep(const float* g, float* m, float* th, long n, double beta, double gamma) {
+  const double omb = 1 - beta;
+  double sq0 = 0, sq1 = 0;
+  long j = 0;
+  for (; j + 1 < n; j += 2) {
+    sq0 += (double)g[j] * g[j];
+    sq1 += (double)g[j + 1] * g[j + 1];
+  }
+  if (j < n) sq0 += (double)g[j] * g[j];
+#if MONNA_X86
+  if (useAvx2()) {
+    momentumAvx2(g, m, th, n, beta, omb, gamma);
+    return sq0 + sq1;
+  }
+#endif
+  for (j = 0; j < n; j++) {
+    volatile double bm = beta * (double)m[j];  // volatile: no contraction into an FMA
+    const float mf = (float)(bm + omb * (double)g[j]);
+    m[j] = mf;
+    volatile double gm = gamma * (double)mf;
+    th[j] = (float)((double)th[j] - gm);
+  }
+  return sq0 + sq1;
+}
+
 #define CHECK(call)                                    \
   do {                                                 \
     if ((call) != napi_ok) return throwError(env, #call); \
@@ -1148,6 +1200,25 @@ napi_value NnmSortedFn(napi_env env, napi_callback_info info) {
   return r;
 }
 
+// momentumStep(grad, momentum, theta, beta, gamma) -> ‖grad‖²
+napi_value MomentumStepFn(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  if (!args(env, info, argv)) return nullptr;
+  float *g, *m, *th;
+  size_t lg, lm, lt;
+  if (!floats(env, argv[0], &g, &lg) || !floats(env, argv[1], &m, &lm) || !floats(env, argv[2], &th, &lt)) return nullptr;
+  if (lm != lg || lt != lg) {
+    napi_throw_range_error(env, "ERR_MONNA_NATIVE", "momentumStep: grad, momentum and theta of different lengths");
+    return nullptr;
+  }
+  double beta = 0, gamma = 0;
+  CHECK(napi_get_value_double(env, argv[3], &beta));
+  CHECK(napi_get_value_double(env, argv[4], &gamma));
+  napi_value r;
+  napi_create_double(env, momentumStep(g, m, th, (long)lg, beta, gamma), &r);
+  return r;
+}
+
 // setPortable(on): use the portable micro-kernel even where AVX2 is available (tests)
 napi_value SetPortable(napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -1203,6 +1274,7 @@ NAPI_MODULE_INIT() {
       {"pairwise", nullptr, PairwiseFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"nnmRows", nullptr, NnmRowsFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"nnmSorted", nullptr, NnmSortedFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"momentumStep", nullptr, MomentumStepFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"threads", nullptr, Threads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setPortable", nullptr, SetPortable, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

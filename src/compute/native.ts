@@ -78,6 +78,12 @@ export interface NativeKernels {
    * sortedReduce. Returns false when a row holds NaN or ±∞.
    */
   nnmSorted(inputs: readonly Float32Array[], spec: Int32Array, scale: number, rowOf: Int32Array, out: Float32Array, pairs: Int32Array, kind: 0 | 1, param: number, inv: number): boolean
+  /**
+   * Polyak momentum step in place: m ← fround(β·m + (1 − β)·g), θ ← fround(θ − γ·m), in double
+   * without fused multiply-adds — the same bits as the learner's JS loop; returns ‖g‖² (summed
+   * as that loop does).
+   */
+  momentumStep(grad: Float32Array, momentum: Float32Array, theta: Float32Array, beta: number, gamma: number): number
   /** 'avx2+fma' or 'portable': the micro-kernel in use */
   simd(): string
   /** use the portable micro-kernel even where AVX2/FMA is available (tests) */
