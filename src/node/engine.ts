@@ -97,6 +97,20 @@ export interface RoundReport {
   epoch?: number
   /** members whose certified models of already-closed rounds arrived since the previous report (delivered, too late to use) */
   lateSenders?: string[]
+  /**
+   * Where this round's wall time went, ms: the local step (and a Byzantine behaviour's act),
+   * waiting for n − f certified models (in one process this includes the other members' work),
+   * aggregation, evaluation and checkpoint.
+   */
+  phases?: RoundPhases
+}
+
+export interface RoundPhases {
+  trainMs: number
+  waitMs: number
+  aggregateMs: number
+  evaluateMs: number
+  checkpointMs: number
 }
 
 /** Everything needed to resume: written by checkpoints. */
@@ -671,13 +685,15 @@ export class RoundEngine extends EventTarget {
     }
     const aggStart = performance.now()
     const next = this.aggregator.aggregate(inputs, { own: ownIdx, reference: this.snap.params })
-    this.opts.metrics?.aggregationSeconds((performance.now() - aggStart) / 1000)
+    const aggregateMs = performance.now() - aggStart
+    this.opts.metrics?.aggregationSeconds(aggregateMs / 1000)
     this.learner.setParams(next)
     this.current = t + 1
     this.port.setFloor(Math.max(0, t - 1)) // keep the closed round (and the one before) for members fetching it
     this.gc()
     this.snap = this.snapshotNow(t + 1)
-    return await this.finishRound(t, { loss, delivered: inputs.length, senders, stalled, started, params: next }, signal)
+    const phases = { trainMs: waitStart - started, waitMs: aggStart - waitStart, aggregateMs }
+    return await this.finishRound(t, { loss, delivered: inputs.length, senders, stalled, started, params: next, phases }, signal)
   }
 
   private recover(round: number, delivered: number, stalledMs: number): void {
@@ -689,7 +705,7 @@ export class RoundEngine extends EventTarget {
 
   private async finishRound(
     t: number,
-    r: { loss: number; delivered: number; senders: string[]; stalled: boolean; started: number; params: Float32Array },
+    r: { loss: number; delivered: number; senders: string[]; stalled: boolean; started: number; params: Float32Array; phases: Pick<RoundPhases, 'trainMs' | 'waitMs' | 'aggregateMs'> },
     signal?: AbortSignal,
   ): Promise<RoundReport> {
     const final = t === this.opts.rounds - 1
@@ -721,6 +737,7 @@ export class RoundEngine extends EventTarget {
       report.caughtUpFrom = this.pendingCaughtUpFrom
       this.pendingCaughtUpFrom = undefined
     }
+    const evalStart = performance.now()
     if (this.opts.evaluate !== undefined && (final || (t + 1) % evalEvery === 0)) {
       const ev = await this.opts.evaluate({ final, round: t })
       report.accuracy = ev.accuracy
@@ -733,12 +750,22 @@ export class RoundEngine extends EventTarget {
       this.opts.metrics?.setEpsilon(report.epsilon)
     }
     if (final) report.final = true
+    const checkpointStart = performance.now()
     const K = this.opts.checkpointEvery ?? 0
     if (this.opts.checkpoint !== undefined && ((K > 0 && (t + 1) % K === 0) || final)) {
       signal?.throwIfAborted()
       await this.opts.checkpoint(this.snap)
     }
-    report.roundMs = Math.round(performance.now() - r.started)
+    const end = performance.now()
+    report.roundMs = Math.round(end - r.started)
+    const ms = (x: number): number => Math.round(x * 10) / 10
+    report.phases = {
+      trainMs: ms(r.phases.trainMs),
+      waitMs: ms(r.phases.waitMs),
+      aggregateMs: ms(r.phases.aggregateMs),
+      evaluateMs: ms(checkpointStart - evalStart),
+      checkpointMs: ms(end - checkpointStart),
+    }
     this.opts.metrics?.setRound(t)
     this.opts.metrics?.setLoss(r.loss)
     this.opts.metrics?.roundSeconds(report.roundMs / 1000)

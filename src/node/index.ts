@@ -50,6 +50,7 @@ export type {
   LearnerPort,
   RecoverEvent,
   RoundEngineOptions,
+  RoundPhases,
   RoundReport,
   StallEvent,
 } from './engine.ts'

@@ -26,7 +26,7 @@ import { parseSwarm, type SwarmConfig, } from '../config/schema.ts'
 import { AbortError } from '../errors.ts'
 import { type Logger, silentLogger } from '../logger.ts'
 import { loadOrCreateKey, peerIdOfKey } from '../net/index.ts'
-import { type BroadcastPort, createDecodeCache, createSwarmNode, type RoundReport, type SwarmNode } from '../node/index.ts'
+import { type BroadcastPort, createDecodeCache, createSwarmNode, type RoundPhases, type RoundReport, type SwarmNode } from '../node/index.ts'
 import { packageRoot } from '../package-root.ts'
 import { Rng } from '../rng.ts'
 import { createTopologyBehaviour, needsLabelFlip } from './behaviours.ts'
@@ -45,6 +45,8 @@ export interface RoundProgress {
   /** private tasks: the largest whole-run ε any honest member has spent by this round (RDP accountant) */
   epsilon?: number
   roundMs: number
+  /** median over the honest members of where their round's time went (RoundReport.phases) */
+  phases?: RoundPhases
 }
 
 export type ProgressEvent =
@@ -198,6 +200,16 @@ class ProgressTracker {
         rounds: this.rounds,
         honestReported: list.length,
         roundMs: median(list.map((r) => r.roundMs)),
+      }
+      const ph = list.flatMap((r) => (r.phases === undefined ? [] : [r.phases]))
+      if (ph.length === list.length && ph.length > 0) {
+        e.phases = {
+          trainMs: median(ph.map((p) => p.trainMs)),
+          waitMs: median(ph.map((p) => p.waitMs)),
+          aggregateMs: median(ph.map((p) => p.aggregateMs)),
+          evaluateMs: median(ph.map((p) => p.evaluateMs)),
+          checkpointMs: median(ph.map((p) => p.checkpointMs)),
+        }
       }
       if (accs.length > 0) e.accuracy = { min: Math.min(...accs), median: median(accs) }
       const eps = list.flatMap((r) => (r.epsilon === undefined ? [] : [r.epsilon]))

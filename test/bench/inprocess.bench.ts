@@ -12,6 +12,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { verifyCacheStats } from '../../src/broadcast/crypto.ts'
+import type { RoundPhases } from '../../src/node/index.ts'
 import { runTopology } from '../../src/topology/runner.ts'
 import { loadScenario } from '../../src/topology/schema.ts'
 
@@ -34,6 +35,7 @@ for (const kind of order) {
   const dir = await mkdtemp(join(tmpdir(), `monna-bench-inprocess-${kind}-`))
   peakRss = process.memoryUsage().rss
   const roundEnds: number[] = []
+  const phases: RoundPhases[] = []
   const started = performance.now()
   const hits0 = verifyCacheStats.hits
   const misses0 = verifyCacheStats.misses
@@ -42,7 +44,9 @@ for (const kind of order) {
       outDir: dir,
       mode: 'in-process',
       onProgress: (e) => {
-        if (e.kind === 'round') roundEnds.push(performance.now())
+        if (e.kind !== 'round') return
+        roundEnds.push(performance.now())
+        if (e.phases !== undefined && e.round >= 1) phases.push(e.phases)
       },
     })
     // seconds per round once running: from the end of round 1 to the end of the last one
@@ -59,6 +63,10 @@ for (const kind of order) {
         wallSeconds: Number(((performance.now() - started) / 1000).toFixed(1)),
         peakRssMB: Math.round(peakRss / 2 ** 20),
         passed: report.passed,
+        // median honest member, mean over rounds ≥ 1: where a round's time goes
+        phasesMs: Object.fromEntries(
+          (['trainMs', 'waitMs', 'aggregateMs', 'evaluateMs', 'checkpointMs'] as const).map((k) => [k, phases.length === 0 ? null : Number((phases.reduce((a, p) => a + p[k], 0) / phases.length).toFixed(1))]),
+        ),
         signaturesCheckedByMembers: sig,
         signatureVerificationsRun: verifyCacheStats.misses - misses0,
         signatureCacheHits: verifyCacheStats.hits - hits0,
