@@ -22,6 +22,7 @@ import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import { InvalidConfigError } from '../errors.ts'
 import { type Logger, silentLogger } from '../logger.ts'
 import { type Membership, swarmTopicPrefix, validateMembership } from './membership.ts'
+import { noiseCrypto } from './noise-crypto.ts'
 
 /**
  * Bounds on the swarm's gossip. Gossip carries only small messages — FINAL certificates
@@ -133,7 +134,7 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
     privateKey: opts.privateKey,
     addresses: { listen: opts.listen },
     transports: [opts.transport === 'memory' ? memory() : tcp()],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [noise({ crypto: noiseCrypto })],
     streamMuxers: [yamux(opts.yamux)],
     peerDiscovery,
     ...(opts.metrics !== undefined ? { metrics: opts.metrics } : {}),
