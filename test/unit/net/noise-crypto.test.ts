@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { test } from 'node:test'
 import { defaultCrypto } from '@chainsafe/libp2p-noise/crypto'
 import { Uint8ArrayList } from 'uint8arraylist'
+import { fastMessageId } from '../../../src/net/node.ts'
 import { noiseCrypto } from '../../../src/net/noise-crypto.ts'
 
 const flat = (b: Uint8Array | { subarray(): Uint8Array }): Uint8Array => (b instanceof Uint8Array ? b : b.subarray())
@@ -36,4 +37,21 @@ test('noise decryption with a cached key refuses a tampered frame and a key rewr
   assert.throws(() => noiseCrypto.chaCha20Poly1305Decrypt(sealed, nonce, new Uint8Array(0), k))
   k[0]! ^= 1
   assert.deepEqual(Buffer.from(flat(noiseCrypto.chaCha20Poly1305Decrypt(sealed, nonce, new Uint8Array(0), k))), plain)
+})
+
+test('gossipsub fast message id: equal for equal messages, different when any field differs', () => {
+  const m = { from: randomBytes(38), seqno: randomBytes(8), signature: randomBytes(64), key: undefined, data: randomBytes(2000), topic: '/monna/x/final/2' }
+  assert.equal(fastMessageId(m), fastMessageId({ ...m, data: Uint8Array.from(m.data) }))
+  for (const other of [
+    { ...m, data: randomBytes(2000) },
+    { ...m, signature: randomBytes(64) },
+    { ...m, seqno: randomBytes(8) },
+    { ...m, from: randomBytes(38) },
+    { ...m, topic: '/monna/x/final/3' },
+    { ...m, key: new Uint8Array(0) },
+    // moving bytes between fields changes the id (fields are length-prefixed)
+    { ...m, from: m.from.subarray(0, 37), seqno: Buffer.concat([m.from.subarray(37), m.seqno]) },
+  ]) {
+    assert.notEqual(fastMessageId(other), fastMessageId(m))
+  }
 })
