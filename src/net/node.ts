@@ -39,6 +39,22 @@ export const gossipLimits = {
   maxRpcBytes: 1024 * 1024,
 } as const
 
+/**
+ * Data bytes per yamux frame: a frame (12-byte header + data) fills one Noise transport message
+ * (at most 65 535 bytes, 16 of them the tag) exactly. yamux's default, 64 KiB of data, makes
+ * every full frame 65 548 bytes: two Noise messages, the second of 29 bytes — two encryptions
+ * and two decryptions per 64 KiB instead of one.
+ */
+const YAMUX_FRAME_DATA_BYTES = 65_535 - 16 - 12
+
+/**
+ * Chunks of the in-memory transport. Its default (64 KiB) splits every 65 537-byte Noise message
+ * (2-byte length + 65 535) across two chunks, so the receiver decrypts lists of pieces and Noise
+ * copies each one whole (its decryption target); 1 MiB chunks carry whole messages, and 16× fewer
+ * of them (each chunk is one hop through the transport's async iterator and one event).
+ */
+const MEMORY_CHUNK_BYTES = 1024 * 1024
+
 export interface NetNodeOptions {
   privateKey: PrivateKey
   /** Listen multiaddrs, e.g. `/ip4/127.0.0.1/tcp/0` (TCP) or `/memory/<name>` (memory). */
@@ -134,9 +150,9 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
   const node = await createLibp2p({
     privateKey: opts.privateKey,
     addresses: { listen: opts.listen },
-    transports: [opts.transport === 'memory' ? memory() : tcp()],
+    transports: [opts.transport === 'memory' ? memory({ maxMessageSize: MEMORY_CHUNK_BYTES }) : tcp()],
     connectionEncrypters: [noise({ crypto: noiseCrypto })],
-    streamMuxers: [yamux(opts.yamux)],
+    streamMuxers: [yamux({ maxMessageSize: YAMUX_FRAME_DATA_BYTES, ...opts.yamux })],
     peerDiscovery,
     ...(opts.metrics !== undefined ? { metrics: opts.metrics } : {}),
     connectionManager: {
