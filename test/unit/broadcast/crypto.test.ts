@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { sha256 } from '@noble/hashes/sha2.js'
-import { bytesEqual, checkedPayload, hashPayload, sign, signingSeed, statement, verify, verifyReference } from '../../../src/broadcast/crypto.ts'
+import { bytesEqual, checkedPayload, hashPayload, sign, signingSeed, signReference, statement, verify, verifyReference } from '../../../src/broadcast/crypto.ts'
 import { peerIdOfKey } from '../../../src/net/index.ts'
 import { Rng } from '../../../src/rng.ts'
 
@@ -71,4 +71,13 @@ test('bytesEqual agrees on short and long arrays, views included', () => {
   assert.equal(bytesEqual(a, b.subarray(4)), false)
   assert.equal(bytesEqual(a.subarray(0, 10), b.subarray(4, 14)), true)
   assert.equal(bytesEqual(a, a.subarray(1)), false)
+})
+
+test('OpenSSL signatures are byte for byte noble\'s (Ed25519 is deterministic)', async () => {
+  for (let i = 0; i < 4; i++) {
+    const seed = signingSeed(await generateKeyPair('Ed25519'))
+    for (const msg of [new Uint8Array(0), new Uint8Array(32).fill(i), new TextEncoder().encode(`statement ${i}`)]) {
+      assert.deepEqual(sign(seed, msg), signReference(seed, msg))
+    }
+  }
 })
