@@ -204,6 +204,24 @@ const forgetPayload = new FinalizationRegistry<string>((key) => {
 export const payloadCacheStats = { hits: 0, misses: 0 }
 
 /**
+ * The payload already checked under `hash` when `parts` (in order, `length` bytes in all) hold
+ * exactly its bytes — compared in place, so a member reading a copy off its stream need not
+ * join the pieces into a payload of its own; undefined otherwise (then the caller joins them
+ * and checks the result as usual).
+ */
+export function knownPayload(parts: Iterable<Uint8Array>, length: number, hash: Uint8Array): Uint8Array | undefined {
+  const known = checkedPayloads.get(toHex(hash))?.deref()
+  if (known === undefined || known.byteLength !== length) return undefined
+  const whole = asBuffer(known)
+  let o = 0
+  for (const part of parts) {
+    if (o + part.byteLength > length || whole.compare(asBuffer(part), 0, part.byteLength, o, o + part.byteLength) !== 0) return undefined
+    o += part.byteLength
+  }
+  return o === length ? known : undefined
+}
+
+/**
  * `payload` if it hashes to `hash`, or an identical payload that did (the one other members of
  * this process hold); undefined when it does not. The result must only be read.
  */

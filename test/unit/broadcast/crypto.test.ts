@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { sha256 } from '@noble/hashes/sha2.js'
-import { bytesEqual, checkedPayload, hashPayload, sign, signingSeed, signReference, statement, verify, verifyReference } from '../../../src/broadcast/crypto.ts'
+import { bytesEqual, checkedPayload, hashPayload, knownPayload, sign, signingSeed, signReference, statement, verify, verifyReference } from '../../../src/broadcast/crypto.ts'
 import { peerIdOfKey } from '../../../src/net/index.ts'
 import { Rng } from '../../../src/rng.ts'
 
@@ -80,4 +80,20 @@ test('OpenSSL signatures are byte for byte noble\'s (Ed25519 is deterministic)',
       assert.deepEqual(sign(seed, msg), signReference(seed, msg))
     }
   }
+})
+
+test('knownPayload: pieces equal to a checked payload are answered with it; any difference, or no checked payload, is not', () => {
+  const rng = new Rng(11)
+  const p = new Uint8Array(70_000).map(() => rng.int(256))
+  const h = hashPayload(p)
+  const pieces = (b: Uint8Array): Uint8Array[] => [b.slice(0, 3), b.slice(3, 65_539), b.slice(65_539)]
+  assert.equal(knownPayload(pieces(p), p.length, h), undefined, 'nothing checked under this hash yet')
+  assert.equal(checkedPayload(p, h), p)
+  assert.equal(knownPayload(pieces(p), p.length, h), p)
+  const other = Uint8Array.from(p)
+  other[65_600]! ^= 1
+  assert.equal(knownPayload(pieces(other), p.length, h), undefined)
+  assert.equal(knownPayload(pieces(p).slice(0, 2), p.length, h), undefined, 'short')
+  assert.equal(knownPayload([...pieces(p), new Uint8Array(1)], p.length + 1, h), undefined, 'long')
+  assert.equal(knownPayload([...pieces(p), new Uint8Array(1)], p.length, h), undefined, 'more bytes than declared')
 })
