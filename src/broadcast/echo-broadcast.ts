@@ -29,7 +29,7 @@ import { silentLogger } from '../logger.ts'
 import { type Membership, quorum, swarmProtocol, swarmTopic, validateMembership } from '../net/membership.ts'
 import { banPeer, setNetMembership } from '../net/node.ts'
 import { type Certificate, VerifiedCertificates, verifyCertificate } from './certificate.ts'
-import { bytesEqual, hashPayload, sign, signingSeed, statement, toHex, verify } from './crypto.ts'
+import { bytesEqual, checkedPayload, hashPayload, sign, signingSeed, statement, toHex, verify } from './crypto.ts'
 import {
   AlreadyBroadcastError,
   BroadcastRejectError,
@@ -848,7 +848,8 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
         if (existing?.sendSignature === undefined || !bytesEqual(f.signature, existing.sendSignature)) this.verifySend(f)
         const inst = existing ?? this.instanceFor(f.sender, f.round, f.epoch)
         const held = inst.payload !== undefined && inst.payloadHash !== undefined && bytesEqual(inst.payloadHash, f.hash)
-        if (held ? !bytesEqual(inst.payload!, f.payload) : !bytesEqual(hashPayload(f.payload), f.hash)) {
+        const payload = held ? (bytesEqual(inst.payload!, f.payload) ? inst.payload : undefined) : checkedPayload(f.payload, f.hash)
+        if (payload === undefined) {
           throw new BroadcastRejectError('hash-mismatch', `repeated SEND of ${f.sender} round ${f.round} carries another payload`)
         }
         if (inst.sendHash === undefined) {
@@ -856,7 +857,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
           inst.sendSignature = f.signature
           inst.echoSignature = sign(this.seed, statement('ECHO', f, f.hash))
         }
-        if (!held) this.holdPayload(inst, peer, f.payload, f.hash)
+        if (!held) this.holdPayload(inst, peer, payload, f.hash)
         return [this.echoFrame(inst)]
       }
       this.verifySend(f)
@@ -864,8 +865,8 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
       throw new BroadcastRejectError('equivocation', `${f.sender} sent two different SENDs for round ${f.round}`)
     }
     this.verifySend(f)
-    const h = hashPayload(f.payload)
-    if (!bytesEqual(h, f.hash)) throw new BroadcastRejectError('hash-mismatch', `SEND payload hashes to ${toHex(h).slice(0, 16)}…, declared ${toHex(f.hash).slice(0, 16)}…`)
+    const payload = checkedPayload(f.payload, f.hash)
+    if (payload === undefined) throw new BroadcastRejectError('hash-mismatch', `SEND payload hashes to ${toHex(hashPayload(f.payload)).slice(0, 16)}…, declared ${toHex(f.hash).slice(0, 16)}…`)
     const inst = this.instanceFor(f.sender, f.round, f.epoch)
     // remembered before the echo leaves: after a restart we never echo another hash here
     this.journal.record({ kind: 'echo', epoch: f.epoch, round: f.round, sender: f.sender, hash: f.hash })
@@ -873,7 +874,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     inst.sendHash = f.hash
     inst.sendSignature = f.signature
     inst.echoSignature = sign(this.seed, statement('ECHO', f, f.hash))
-    if (inst.payload === undefined && (inst.certificate === undefined || bytesEqual(inst.certificate.hash, f.hash))) this.holdPayload(inst, peer, f.payload, f.hash)
+    if (inst.payload === undefined && (inst.certificate === undefined || bytesEqual(inst.certificate.hash, f.hash))) this.holdPayload(inst, peer, payload, f.hash)
     if (inst.certificate !== undefined) this.deliverIfReady(inst, inst.certificate)
     else this.watchCertificate(inst)
     return [this.echoFrame(inst)]
@@ -961,9 +962,9 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
 
   private acceptPayload(inst: InstanceState, peer: string, payload: Uint8Array): void {
     const cert = inst.certificate!
-    const h = hashPayload(payload)
-    if (!bytesEqual(h, cert.hash)) throw new BroadcastRejectError('hash-mismatch', `payload for ${inst.sender} round ${inst.round} does not match the certified hash`)
-    this.holdPayload(inst, peer, payload, h)
+    const checked = checkedPayload(payload, cert.hash)
+    if (checked === undefined) throw new BroadcastRejectError('hash-mismatch', `payload for ${inst.sender} round ${inst.round} does not match the certified hash`)
+    this.holdPayload(inst, peer, checked, cert.hash)
     this.deliverIfReady(inst, cert)
   }
 

@@ -7,6 +7,7 @@
  * every topic of the namespace that no module validates (`topicValidators.set(topic, fn)`):
  * a topic nobody checks is not relayed. Gossipsub reads no RPC above `gossipLimits.maxRpcBytes`.
  */
+import { createHash } from 'node:crypto'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { bootstrap } from '@libp2p/bootstrap'
@@ -22,6 +23,7 @@ import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import { InvalidConfigError } from '../errors.ts'
 import { type Logger, silentLogger } from '../logger.ts'
 import { type Membership, swarmTopicPrefix, validateMembership } from './membership.ts'
+import { noiseCrypto } from './noise-crypto.ts'
 
 /**
  * Bounds on the swarm's gossip. Gossip carries only small messages — FINAL certificates
@@ -36,6 +38,22 @@ import { type Membership, swarmTopicPrefix, validateMembership } from './members
 export const gossipLimits = {
   maxRpcBytes: 1024 * 1024,
 } as const
+
+/**
+ * Data bytes per yamux frame: a frame (12-byte header + data) fills one Noise transport message
+ * (at most 65 535 bytes, 16 of them the tag) exactly. yamux's default, 64 KiB of data, makes
+ * every full frame 65 548 bytes: two Noise messages, the second of 29 bytes — two encryptions
+ * and two decryptions per 64 KiB instead of one.
+ */
+const YAMUX_FRAME_DATA_BYTES = 65_535 - 16 - 12
+
+/**
+ * Chunks of the in-memory transport. Its default (64 KiB) splits every 65 537-byte Noise message
+ * (2-byte length + 65 535) across two chunks, so the receiver decrypts lists of pieces and Noise
+ * copies each one whole (its decryption target); 1 MiB chunks carry whole messages, and 16× fewer
+ * of them (each chunk is one hop through the transport's async iterator and one event).
+ */
+const MEMORY_CHUNK_BYTES = 1024 * 1024
 
 export interface NetNodeOptions {
   privateKey: PrivateKey
@@ -132,9 +150,9 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
   const node = await createLibp2p({
     privateKey: opts.privateKey,
     addresses: { listen: opts.listen },
-    transports: [opts.transport === 'memory' ? memory() : tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux(opts.yamux)],
+    transports: [opts.transport === 'memory' ? memory({ maxMessageSize: MEMORY_CHUNK_BYTES }) : tcp()],
+    connectionEncrypters: [noise({ crypto: noiseCrypto })],
+    streamMuxers: [yamux({ maxMessageSize: YAMUX_FRAME_DATA_BYTES, ...opts.yamux })],
     peerDiscovery,
     ...(opts.metrics !== undefined ? { metrics: opts.metrics } : {}),
     connectionManager: {
@@ -151,6 +169,13 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
       addressDialTimeout: 20_000,
       inboundUpgradeTimeout: 30_000,
     },
+    // libp2p pings every connection every 10 s and aborts it when a ping takes longer than ≈ 5 s.
+    // In one process a ping waits behind the event loop (every member's training, aggregation and
+    // model transfers share it): at n = 16 in-process, 379 SEND pushes died with their aborted
+    // connections (TimeoutError) and were pushed again from byte 0, which loads the loop more. An
+    // in-memory connection cannot die silently — it ends only when one side closes it — so its
+    // pings measure the loop, not the link: keep them, but never abort on them.
+    ...(opts.transport === 'memory' ? { connectionMonitor: { abortConnectionOnPingFailure: false } } : {}),
     connectionGater: {
       denyDialPeer: deny,
       denyInboundEncryptedConnection: deny,
@@ -164,6 +189,7 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
         allowPublishToZeroTopicPeers: true,
         emitSelf: false,
         maxInboundDataLength: gossipLimits.maxRpcBytes,
+        fastMsgIdFn: fastMessageId,
         ...(opts.membership !== undefined ? { scoreParams: swarmScoreParams(opts.membership.swarmId) } : {}),
         ...opts.gossipsub,
       }),
@@ -215,6 +241,25 @@ function swarmScoreParams(swarmId: string): Partial<PeerScoreParams> {
     topics[`${swarmTopicPrefix(swarmId)}${name}/${version}`] = topic
   }
   return { topics, IPColocationFactorWeight: 0, topicScoreCap: 100 }
+}
+
+/**
+ * Gossipsub checks a message's signature before it looks at its id, so without a fast id every
+ * copy a member receives (one per mesh peer that relays it: about D = 6) costs an Ed25519
+ * verification before it is found to be a duplicate. A SHA-256 of all the message's fields
+ * identifies its exact bytes: a copy of a message whose signature already verified is dropped
+ * as a duplicate at once — what gossipsub concludes anyway after verifying it again.
+ */
+export function fastMessageId(msg: { from?: Uint8Array; data?: Uint8Array; seqno?: Uint8Array; topic: string; signature?: Uint8Array; key?: Uint8Array }): string {
+  const h = createHash('sha256')
+  const len = Buffer.alloc(4)
+  for (const field of [msg.from, msg.seqno, msg.signature, msg.key, msg.data]) {
+    len.writeUInt32BE(field === undefined ? 0xffff_ffff : field.byteLength)
+    h.update(len)
+    if (field !== undefined) h.update(field)
+  }
+  h.update(msg.topic)
+  return h.digest('base64')
 }
 
 function setGate(gate: Gate, m: Membership | undefined): void {

@@ -545,6 +545,13 @@ export class RoundEngine extends EventTarget {
     const reports: RoundReport[] = []
     try {
       while (this.current < this.opts.rounds) {
+        // Let the event loop turn once per round. Deliveries wake the round (`idle`) from
+        // promise callbacks, and libp2p's in-memory transport moves bytes in promise callbacks
+        // too: in an in-process swarm, members could otherwise run round after round without
+        // the loop ever reaching timers (protocol timeouts, gossipsub heartbeats, pings) or a
+        // member that awaits one — 25 of 26 members ran for 380 s while the last one waited in
+        // round 0 for a timer, then had to catch up. One setImmediate per round costs nothing.
+        await new Promise<void>((resolve) => setImmediate(resolve))
         signal?.throwIfAborted()
         if (!this.joined || this.current < (this.opts.joinFrom ?? 0)) {
           await this.joinSwarm(signal)

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { sha256 } from '@noble/hashes/sha2.js'
-import { hashPayload, sign, signingSeed, statement, verify, verifyReference } from '../../../src/broadcast/crypto.ts'
+import { bytesEqual, checkedPayload, hashPayload, knownPayload, sign, signingSeed, signReference, statement, verify, verifyReference } from '../../../src/broadcast/crypto.ts'
 import { peerIdOfKey } from '../../../src/net/index.ts'
 import { Rng } from '../../../src/rng.ts'
 
@@ -44,4 +44,56 @@ test('OpenSSL verification agrees with noble verify on valid and tampered signat
   }
   assert.equal(valid, 60) // exactly the untampered ones
   assert.equal(verify('not-a-peer-id', new Uint8Array(1), new Uint8Array(64)), false)
+})
+
+test('checkedPayload: a payload that hashes to the hash, shared by identical copies; never one that does not', () => {
+  const rng = new Rng(7)
+  const p = new Uint8Array(100_000).map(() => rng.int(256))
+  const h = hashPayload(p)
+  assert.equal(checkedPayload(p, h), p)
+  const copy = Uint8Array.from(p)
+  assert.equal(checkedPayload(copy, h), p, 'an identical copy answers with the payload already checked')
+  const other = Uint8Array.from(p)
+  other[99_999]! ^= 1
+  assert.equal(checkedPayload(other, h), undefined, 'a copy differing in one byte is refused')
+  assert.equal(checkedPayload(p.subarray(1), h), undefined)
+  const forged = new Uint8Array(32)
+  assert.equal(checkedPayload(p, forged), undefined, 'a payload under another hash is refused')
+  assert.equal(checkedPayload(new Uint8Array(0), hashPayload(new Uint8Array(0)))?.length, 0)
+})
+
+test('bytesEqual agrees on short and long arrays, views included', () => {
+  const a = new Uint8Array(1000).map((_, i) => i)
+  const b = new Uint8Array(1004)
+  b.set(a, 4)
+  assert.equal(bytesEqual(a, b.subarray(4)), true)
+  b[500] ^= 1
+  assert.equal(bytesEqual(a, b.subarray(4)), false)
+  assert.equal(bytesEqual(a.subarray(0, 10), b.subarray(4, 14)), true)
+  assert.equal(bytesEqual(a, a.subarray(1)), false)
+})
+
+test('OpenSSL signatures are byte for byte noble\'s (Ed25519 is deterministic)', async () => {
+  for (let i = 0; i < 4; i++) {
+    const seed = signingSeed(await generateKeyPair('Ed25519'))
+    for (const msg of [new Uint8Array(0), new Uint8Array(32).fill(i), new TextEncoder().encode(`statement ${i}`)]) {
+      assert.deepEqual(sign(seed, msg), signReference(seed, msg))
+    }
+  }
+})
+
+test('knownPayload: pieces equal to a checked payload are answered with it; any difference, or no checked payload, is not', () => {
+  const rng = new Rng(11)
+  const p = new Uint8Array(70_000).map(() => rng.int(256))
+  const h = hashPayload(p)
+  const pieces = (b: Uint8Array): Uint8Array[] => [b.slice(0, 3), b.slice(3, 65_539), b.slice(65_539)]
+  assert.equal(knownPayload(pieces(p), p.length, h), undefined, 'nothing checked under this hash yet')
+  assert.equal(checkedPayload(p, h), p)
+  assert.equal(knownPayload(pieces(p), p.length, h), p)
+  const other = Uint8Array.from(p)
+  other[65_600]! ^= 1
+  assert.equal(knownPayload(pieces(other), p.length, h), undefined)
+  assert.equal(knownPayload(pieces(p).slice(0, 2), p.length, h), undefined, 'short')
+  assert.equal(knownPayload([...pieces(p), new Uint8Array(1)], p.length + 1, h), undefined, 'long')
+  assert.equal(knownPayload([...pieces(p), new Uint8Array(1)], p.length, h), undefined, 'more bytes than declared')
 })
