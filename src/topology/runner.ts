@@ -295,7 +295,7 @@ async function runInProcess(
     // after the other and dial each other at start: a member still connecting when the others
     // start misses their first SENDs (re-sent with back-off), falls two rounds behind at once and
     // catches up (seen at n = 16 and 26: the last member created caught up from round 0).
-    if (hub === undefined) await allConnected(nodes, s.n - 1, signal, logger)
+    await allConnected(nodes, s.n - 1, signal, logger)
     const onAbort = (): void => {
       for (const n of nodes) void n.stop().catch(() => {})
     }
