@@ -46,11 +46,13 @@ for (const kind of order) {
       onProgress: (e) => {
         if (e.kind !== 'round') return
         roundEnds.push(performance.now())
-        if (e.phases !== undefined && e.round >= 1) phases.push(e.phases)
+        if (e.phases !== undefined && e.round >= 1 && e.round < e.rounds - 1) phases.push(e.phases)
       },
     })
-    // seconds per round once running: from the end of round 1 to the end of the last one
-    const perRound = roundEnds.length >= 3 ? (roundEnds.at(-1)! - roundEnds[0]!) / 1000 / (roundEnds.length - 1) : Number.NaN
+    // seconds per round once running: from the end of round 0 to the end of the one before the
+    // last (the last round ends with every member's evaluation on the whole test set, which in one
+    // process runs one member after the other: it is not a round's cost)
+    const perRound = roundEnds.length >= 3 ? (roundEnds.at(-2)! - roundEnds[0]!) / 1000 / (roundEnds.length - 2) : Number.NaN
     results[kind] = perRound
     const sig = report.nodes.reduce((a, n) => a + (n.signaturesVerified ?? 0), 0)
     console.log(
@@ -63,7 +65,7 @@ for (const kind of order) {
         wallSeconds: Number(((performance.now() - started) / 1000).toFixed(1)),
         peakRssMB: Math.round(peakRss / 2 ** 20),
         passed: report.passed,
-        // median honest member, mean over rounds ≥ 1: where a round's time goes
+        // median honest member, mean over rounds 1 … R − 2 (not the last, with its evaluation): where a round's time goes
         phasesMs: Object.fromEntries(
           (['trainMs', 'waitMs', 'aggregateMs', 'evaluateMs', 'checkpointMs'] as const).map((k) => [k, phases.length === 0 ? null : Number((phases.reduce((a, p) => a + p[k], 0) / phases.length).toFixed(1))]),
         ),
