@@ -255,6 +255,8 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   private readonly verifiedCerts: VerifiedCertificates
   private readonly budget: Budget
   private readonly serving: TokenBuckets
+  /** refusals without blame (over-capacity, rate-limited) a peer is allowed before they count as penalties */
+  private readonly refusals: TokenBuckets
   private readonly evidenceLog: EquivocationEvidence[] = []
   private readonly counters = {
     bytesSent: 0,
@@ -290,6 +292,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     this.minBytesPerSecond = opts.minBytesPerSecond ?? defaultEchoBroadcastOptions.minBytesPerSecond
     const perSecond = opts.servePayloadsPerSecond ?? (this.members.size + 1) / 4
     this.serving = new TokenBuckets(opts.serveBurstPayloads ?? 2 * (this.members.size + 1), perSecond)
+    this.refusals = new TokenBuckets(8 * (this.members.size + 1), this.members.size + 1)
     const pen = opts.penalties ?? defaultEchoBroadcastOptions.penalties
     this.penalties = pen === false ? undefined : new Penalties(pen)
     this.banMs = pen === false ? 0 : (pen as PenaltyOptions).banMs
@@ -1011,7 +1014,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
       this.onFinal(peer, frame)
       return TopicValidatorResult.Accept
     } catch (err) {
-      const r = this.rejectFrom(peer, err, { conclusive: CONCLUSIVE_ON_GOSSIP.has(err instanceof BroadcastRejectError ? err.reason : 'malformed') })
+      const r = this.rejectFrom(peer, err, { conclusive: CONCLUSIVE_ON_GOSSIP.has(err instanceof BroadcastRejectError ? err.reason : 'malformed'), relayed: true })
       return r.penalise ? TopicValidatorResult.Reject : TopicValidatorResult.Ignore
     }
   }
@@ -1249,10 +1252,17 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     this.metrics?.bytesReceived.inc(n)
   }
 
-  private rejectFrom(peer: string | undefined, err: unknown, o: { conclusive?: boolean } = {}): Rejection {
+  private rejectFrom(peer: string | undefined, err: unknown, o: { conclusive?: boolean; relayed?: boolean } = {}): Rejection {
     let r: Rejection
     if (err instanceof BroadcastRejectError) r = { reason: err.reason, peer, penalise: err.penalise, detail: err.message }
     else r = { reason: 'malformed', peer, penalise: penalises('malformed'), detail: err instanceof Error ? err.message : String(err) }
+    // a bound an honest member may meet now and then under lag (refused without blame), met again
+    // and again — far beyond what retries with back-off produce — is a flood: those count as
+    // penalties. Not for relayed gossip: its forwarder is not the one that hit the bound.
+    if (!r.penalise && o.relayed !== true && peer !== undefined && peer !== this.peerId && (r.reason === 'over-capacity' || r.reason === 'rate-limited')) {
+      if (this.refusals.available(peer) >= 1) this.refusals.take(peer, 1)
+      else r = { ...r, penalise: true, detail: `${r.detail} (refused ${8 * (this.members.size + 1)} times at more than ${this.members.size + 1} per second: a flood)` }
+    }
     this.counters.rejected[r.reason] = (this.counters.rejected[r.reason] ?? 0) + 1
     this.metrics?.rejections.inc({ reason: r.reason })
     this.log.debug('rejected', { ...r })
