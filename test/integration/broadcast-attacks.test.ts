@@ -143,6 +143,30 @@ test('FETCH floods are served at a bounded rate per peer', async () => {
   assert.ok(limited.some((r) => r.reason === 'rate-limited' && !r.penalise))
 })
 
+test('a FETCH flood ends in a ban: refusals beyond the tolerance count as penalties', async () => {
+  // before: every refusal was 'rate-limited' without blame, so a member could be refused
+  // thousands of times a second (38,603 in 10 s in bench:adversary) and never be banned
+  swarm = await startSwarm({ n: 4, f: 1, withoutBroadcast: [3] })
+  const s = swarm
+  const honest = s.bcasts.slice(0, 3).map((b) => b!)
+  const signal = AbortSignal.timeout(30_000)
+  await Promise.all([...honest.map((b, i) => b.broadcast(0, payloadOf(i, 10_000), { signal })), ...honest.map((b) => waitDeliveries(b, 0, 3, signal))])
+  const byz = createAdversary({ node: s.nodes[3]!, privateKey: s.keys[3]!, membership: s.membership })
+  const limited = record(honest[0]!, 'reject')
+  const bans = record(honest[0]!, 'ban') as unknown as Array<{ peer: string; reasons: Record<string, number> }>
+  let sent = 0
+  for (; sent < 2000 && bans.length === 0; sent++) {
+    await byz.exchange(s.membership.members[0]!, [{ type: 'FETCH', swarmId: s.membership.swarmId, epoch: 0, round: 0, have: [] }]).catch(() => {})
+  }
+  assert.equal(bans.length, 1, `no ban after ${sent} FETCHes`)
+  assert.equal(bans[0]!.peer, byz.id)
+  assert.deepEqual(Object.keys(bans[0]!.reasons), ['rate-limited'])
+  const refused = limited.filter((r) => r.reason === 'rate-limited')
+  // the first refusals (a lagging member's) are not blamed: 8(n + 1) = 40 of them at least
+  assert.ok(refused.slice(0, 40).every((r) => !r.penalise), 'the first 40 refusals are not blamed')
+  assert.ok(refused.filter((r) => r.penalise).length >= 64, 'then 64 penalised ones ban (the default threshold)')
+})
+
 test('junk on the FINAL topic is rejected with blame and bans its forwarder at once: oversized, undecodable, another version, a short certificate, a forged signature', async () => {
   // before: junk was IGNOREd without blame (another version, a certificate below the quorum) or
   // counted as one of 64 penalties, so neither gossipsub's scoring nor bans stopped a member
