@@ -115,6 +115,11 @@ export interface EchoBroadcast extends EventTarget {
    * previous one + 1), signed in every statement of its rounds.
    */
   setMembership(m: Membership, fromRound?: number, epoch?: number): void
+  /**
+   * An epoch of later rounds (from `fromRound`), received before this member reaches them: their
+   * frames are judged under it at once; the switch itself is still `setMembership` at the boundary.
+   */
+  knowEpoch(m: Membership, fromRound: number, epoch: number): void
   /** The epoch number of `round` (what its statements sign). */
   epochOf(round: number): number
   stats(): BroadcastStats
@@ -146,7 +151,18 @@ interface InstanceState {
   receivingSend: boolean
   pulling: boolean
   equivocationSeen: boolean
+  /** SENDs of this instance read again after it was echoed (the sender's retries) */
+  sendRepeats: number
 }
+
+/**
+ * An honest sender pushes its SEND to a member again only when the transfer failed before the
+ * echo came back (it stops once it holds the echo or the certificate). Repeats beyond this many,
+ * after the instance was echoed, are refused from the header (never read), as `rate-limited`:
+ * a member re-sending valid SENDs over and over costs every member its bandwidth, and a flood of
+ * such refusals ends in a ban.
+ */
+export const MAX_SEND_REPEATS = 4
 
 interface OwnSend {
   epoch: number
@@ -472,6 +488,25 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     return this.delivered(round)
   }
 
+  /**
+   * An epoch signed for a later round, known before this member reaches it: frames of its rounds
+   * are judged under it from now on (certificates of rounds ≥ `fromRound` verify against its
+   * members and quorum), so a member still running or catching up to earlier rounds sees the
+   * swarm's progress past the boundary. Nothing else changes until `setMembership` switches to
+   * it at the boundary: the connection gate and the epoch this member runs stay as they are.
+   */
+  knowEpoch(m: Membership, fromRound: number, epochNumber: number): void {
+    validateMembership(m, this.log)
+    if (m.swarmId !== this.membership.swarmId) throw new InvalidConfigError('membership.swarmId', 'a membership epoch cannot change the swarm id (create a new broadcast)')
+    validateRound(fromRound, 'fromRound')
+    const last = this.epochs[this.epochs.length - 1]!
+    if (fromRound <= last.from || epochNumber <= last.epoch) return // known already, or not later than what runs
+    const membership = { ...m, members: [...m.members] }
+    const members = new Set(m.members)
+    this.epochs.push({ epoch: epochNumber, from: fromRound, membership, members, q: quorum(members.size, m.f) })
+    this.verifiedCerts.clear()
+  }
+
   setMembership(m: Membership, fromRound?: number, epochNumber?: number): void {
     validateMembership(m, this.log)
     if (m.swarmId !== this.membership.swarmId) throw new InvalidConfigError('membership.swarmId', 'a membership epoch cannot change the swarm id (create a new broadcast)')
@@ -742,6 +777,8 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
           if (inst.sendHash === undefined) {
             inst.receivingSend = true
             receiving = inst
+          } else if (bytesEqual(inst.sendHash, frame.hash) && ++inst.sendRepeats > MAX_SEND_REPEATS) {
+            throw new BroadcastRejectError('rate-limited', `SEND of ${frame.sender} round ${frame.round} read ${inst.sendRepeats} times after its echo`)
           }
         },
       })
@@ -1165,7 +1202,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
       this.gc()
       if (bySender.size >= this.cap) throw new BroadcastRejectError('over-capacity', `${sender} already has ${bySender.size} open instances here (cap ${this.cap})`)
     }
-    inst = { epoch, round, sender, receivingSend: false, pulling: false, equivocationSeen: false }
+    inst = { epoch, round, sender, receivingSend: false, pulling: false, equivocationSeen: false, sendRepeats: 0 }
     bySender.set(round, inst)
     return inst
   }

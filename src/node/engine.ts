@@ -317,6 +317,8 @@ export class RoundEngine extends EventTarget {
   needed: number
   /** membership epoch in force (0 = the swarm file) */
   epoch = 0
+  /** the newest epoch handed to the broadcast ahead of its rounds (`learnEpochs`) */
+  private knownEpoch = 0
   private membership: Membership
   private aggregator: AggregatorPort
   private joined: boolean
@@ -359,6 +361,7 @@ export class RoundEngine extends EventTarget {
     this.aggregator = opts.aggregator
     this.joined = opts.join !== true
     this.epoch = opts.epoch ?? 0
+    this.knownEpoch = this.epoch
     opts.metrics?.setEpoch?.(this.epoch)
     if (!this.memberIndex.has(opts.self)) throw new InvalidConfigError('self', `${opts.self} is not a member of swarm ${membership.swarmId}`)
     if (!Number.isInteger(opts.rounds) || opts.rounds < 1) throw new InvalidConfigError('rounds', `must be a positive integer, got ${opts.rounds}`)
@@ -480,8 +483,28 @@ export class RoundEngine extends EventTarget {
     return c
   }
 
+  /**
+   * Hands the broadcast every epoch of later rounds this member has received, before it reaches
+   * them: without it, certificates of rounds past the boundary name an epoch the broadcast does not
+   * know and are refused ('wrong-epoch'), so a member still before the boundary — catching up to a
+   * round the swarm has left, whose members may be gone — never sees the swarm move past it
+   * (a newcomer sat 150 s catching up to round 37 with 4 of 6 models while the swarm ran on in
+   * the epoch that began at 39).
+   */
+  private learnEpochs(): void {
+    const at = this.opts.membershipAt
+    if (at === undefined || this.port.knowEpoch === undefined) return
+    const later: EpochView[] = []
+    for (let v = at(Number.MAX_SAFE_INTEGER); v.epoch > Math.max(this.epoch, this.knownEpoch) && v.from !== undefined && v.from > 0; v = at(v.from - 1)) later.push(v)
+    for (const v of later.reverse()) {
+      this.port.knowEpoch(v.membership, v.from!, v.epoch)
+      this.knownEpoch = v.epoch
+    }
+  }
+
   /** Resolves on the next delivery (or after `ms`); rejects on abort. */
   private idle(ms: number, signal?: AbortSignal): Promise<void> {
+    this.learnEpochs()
     return new Promise<void>((resolve, reject) => {
       if (signal?.aborted) return reject(new AbortError())
       const done = (): void => {
@@ -553,6 +576,7 @@ export class RoundEngine extends EventTarget {
         // round 0 for a timer, then had to catch up. One setImmediate per round costs nothing.
         await new Promise<void>((resolve) => setImmediate(resolve))
         signal?.throwIfAborted()
+        this.learnEpochs()
         if (!this.joined || this.current < (this.opts.joinFrom ?? 0)) {
           await this.joinSwarm(signal)
           continue
@@ -847,7 +871,8 @@ export class RoundEngine extends EventTarget {
       if (performance.now() - started > limit) {
         // bounded: report and hand back to the round loop (the evidence is re-read there)
         const ev: StallEvent = { catchUp: true, round: target, delivered: this.validCount(target), needed: this.needed, waitedMs: Math.round(performance.now() - started) }
-        this.log.warn('catch-up did not complete in time; reporting a stall and resuming', { ...ev })
+        const rejected = Object.fromEntries(Object.entries(this.port.stats().rejected).filter(([, v]) => v > 0))
+        this.log.warn('catch-up did not complete in time; reporting a stall and resuming', { ...ev, newestCertified: this.port.newestCertifiedRound(), rejected })
         this.dispatchEvent(new CustomEvent('stall', { detail: ev }))
         return
       }

@@ -72,6 +72,11 @@ export interface BroadcastPort extends EventTarget {
    * theirs (optional: a test double may have a fixed membership).
    */
   setMembership?(m: Membership, fromRound?: number, epoch?: number): void
+  /**
+   * An epoch of later rounds, received before this member reaches them: frames of those rounds
+   * are judged under it (optional, like `setMembership`).
+   */
+  knowEpoch?(m: Membership, fromRound: number, epoch: number): void
   /** A SEND to selected members only (Byzantine equivocation on test doubles; on libp2p the adversary toolkit does it — see src/adversary). */
   sendTo?(peers: string[], round: number, payload: Uint8Array): Promise<void>
   stop(): Promise<void>

@@ -167,6 +167,33 @@ test('a FETCH flood ends in a ban: refusals beyond the tolerance count as penalt
   assert.ok(refused.filter((r) => r.penalise).length >= 64, 'then 64 penalised ones ban (the default threshold)')
 })
 
+test('a member re-sending its valid SEND over and over is refused from the header, then banned', async () => {
+  // before: a valid SEND repeated was echoed again every time (its payload read, hashed and
+  // compared), so a member could make every other member receive max-size frames at line rate
+  // without a single refusal (bench:adversary, concurrent large frames: 0.48 of the honest rate at n = 7)
+  swarm = await startSwarm({ n: 4, f: 1, withoutBroadcast: [3] })
+  const s = swarm
+  const byz = createAdversary({ node: s.nodes[3]!, privateKey: s.keys[3]!, membership: s.membership })
+  const target = s.membership.members[0]!
+  const rejected = record(s.bcasts[0]!, 'reject')
+  const bans = record(s.bcasts[0]!, 'ban') as unknown as Array<{ peer: string; reasons: Record<string, number> }>
+  const send = encodeFrame(byz.sendFrame(0, payloadOf(1, 50_000)))
+  const echoes: number[] = []
+  let sent = 0
+  for (; sent < 2000 && bans.length === 0; sent++) {
+    const res = await byz.exchange(target, [send]).catch(() => undefined)
+    echoes.push(res?.replies.filter((f) => f.type === 'ECHO').length ?? 0)
+  }
+  // the first SEND and its honest retries are echoed (the same echo every time), no more
+  assert.deepEqual(echoes.slice(0, 5), [1, 1, 1, 1, 1])
+  assert.ok(echoes.slice(5).every((e) => e === 0), 'repeats beyond the retry allowance get no echo')
+  const refused = rejected.filter((r) => r.reason === 'rate-limited')
+  assert.ok(refused.length >= 1 && refused.slice(0, 40).every((r) => !r.penalise), 'the first refusals are not blamed')
+  assert.equal(bans.length, 1, `no ban after ${sent} SENDs`)
+  assert.equal(bans[0]!.peer, byz.id)
+  assert.deepEqual(Object.keys(bans[0]!.reasons), ['rate-limited'])
+})
+
 test('junk on the FINAL topic is rejected with blame and bans its forwarder at once: oversized, undecodable, another version, a short certificate, a forged signature', async () => {
   // before: junk was IGNOREd without blame (another version, a certificate below the quorum) or
   // counted as one of 64 penalties, so neither gossipsub's scoring nor bans stopped a member

@@ -26,11 +26,14 @@ import { echoProtocol, finalTopic } from '../../src/broadcast/index.ts'
 import { encodeFrame, encodeFrameParts, type Frame, type SignatureEntry } from '../../src/broadcast/wire.ts'
 import { parseSwarm, swarmId } from '../../src/config/schema.ts'
 import { createNetNode, loadOrCreateKey, type NetNode } from '../../src/net/index.ts'
+import type { RoundReport } from '../../src/node/index.ts'
 import { freePorts, Member, runMonna } from '../unit/node/cli-harness.ts'
 
 /** more rounds than the test runs: members are stopped (SIGTERM: checkpoint, exit 0) once enough are reported */
 const ROUNDS = 1000
 const LATE_BY = 10
+/** own rounds of the newcomer compared with the founders (from 10 rounds after its first) */
+const MIN_COMPARED = 11
 
 const members: Member[] = []
 let byzNode: NetNode | undefined
@@ -185,9 +188,15 @@ it('a Byzantine member serving forged and stale models to a catching-up member i
   assert.ok(ev.delivered >= 5, 'aggregated at least n − f certified models')
   startLures()
 
-  // 11 rounds compared (from 10 rounds after its return): over 3 rounds a loaded run (CI rehearsal
-  // with a burner) put the newcomer at 1.9e-2 of the average against a 1.55e-2 founders' spread
-  const last = ev.to + 20
+  // Compare MIN_COMPARED rounds the newcomer ran itself from 10 rounds after its first. The
+  // founders do not need it (n − f = 5 of them), so a newcomer slower than the slowest founder
+  // (a loaded machine: 7 processes on 2 cores beside other tests) falls 2 rounds behind now and
+  // then and catches up again, skipping rounds (CI: rounds 45–55 skipped) — the engine doing its
+  // job. Wait for its own rounds rather than for a fixed round.
+  const firstOwn = ((await late.waitFor((l) => l.kind === 'report' && l.report.round > ev.to, 'its first own round', 60_000)) as { report: RoundReport }).report.round
+  const ownFrom = (r0: number): RoundReport[] => late.reports.filter((r) => r.round >= r0 && r.sketch !== undefined)
+  await late.waitFor(() => ownFrom(firstOwn + 10).length >= MIN_COMPARED, `${MIN_COMPARED} own rounds to compare`, 150_000)
+  const last = Math.max(...late.reports.map((r) => r.round))
   await Promise.all(members.map((m) => m.waitForRound(last, 120_000)))
   for (const m of members) m.kill('SIGTERM')
   const exits = await Promise.all(members.map((m) => m.exited))
@@ -212,22 +221,26 @@ it('a Byzantine member serving forged and stale models to a catching-up member i
 
   // it then runs with the swarm: its own rounds use n − f certified models and its model sits with the honest ones
   const own = late.reports.filter((r) => r.round > ev.to && r.round <= last)
-  assert.equal(own.length, last - ev.to, `node-6 ran ${own.length} rounds after catching up`)
+  const again = late.reports.filter((r) => r.round > ev.to + 1 && r.caughtUpFrom !== undefined).length
+  mark(`node-6 ran ${own.length} of the ${last - ev.to} rounds after catching up (${again} catch-ups since)`)
   for (const r of own) assert.ok(r.delivered >= 5 && !r.senders!.includes(ids[0]!), 'no model from the Byzantine member (it never broadcasts)')
+  for (const e of late.events.filter((x) => x.event === 'catch-up')) assert.ok((e.to as number) < 100_000 && (e.delivered as number) >= 5, `catch-up ${JSON.stringify(e)}: far-future lures never move its target`)
   // from 10 rounds after its return its model sits inside the honest cluster: on average within
   // the founders' largest pairwise distance over those rounds, and never beyond 1.5× it (as in
   // join-late; a mean-vs-mean comparison over 3 rounds failed in CI by 0.5 %: 1.214e-2 vs 1.208e-2)
   const ds: number[] = []
   const spreads: number[] = []
-  for (let r = ev.to + 10; r <= last; r++) {
-    const s = members.slice(0, 5).map((m) => m.reports.find((x) => x.round === r)!.sketch!)
-    const x = late.reports.find((y) => y.round === r)!.sketch!
-    const avg = s[0]!.map((_, j) => s.reduce((a, v) => a + v[j]!, 0) / s.length)
-    ds.push(dist(x, avg))
-    spreads.push(Math.max(...s.flatMap((a, i) => s.slice(i + 1).map((b) => dist(a, b)))))
+  for (const x of ownFrom(firstOwn + 10)) {
+    const s = members.slice(0, 5).map((m) => m.reports.find((y) => y.round === x.round)?.sketch)
+    if (s.some((v) => v === undefined)) continue
+    const avg = s[0]!.map((_, j) => s.reduce((a, v) => a + v![j]!, 0) / s.length)
+    ds.push(dist(x.sketch!, avg))
+    spreads.push(Math.max(...s.flatMap((a, i) => s.slice(i + 1).map((b) => dist(a!, b!)))))
   }
+  // a founder may skip a round too (caught up: the other four and the newcomer made n − f)
+  assert.ok(ds.length >= MIN_COMPARED / 2, `compared ${ds.length} rounds`)
   const mean = (a: number[]): number => a.reduce((x, y) => x + y, 0) / a.length
-  mark(`rounds ${ev.to + 10}–${last}: newcomer–honest average ${mean(ds).toExponential(2)} (mean), founders' max pairwise ${mean(spreads).toExponential(2)} (mean)`)
+  mark(`${ds.length} rounds from ${firstOwn + 10} to ${last}: newcomer–honest average ${mean(ds).toExponential(2)} (mean), founders' max pairwise ${mean(spreads).toExponential(2)} (mean)`)
   assert.ok(mean(ds) <= Math.max(...spreads), `newcomer ${ds} from the honest average, founders ${spreads} apart`)
   assert.ok(Math.max(...ds) <= 1.5 * Math.max(...spreads), `newcomer ${ds} from the honest average, founders ${spreads} apart`)
 })

@@ -135,6 +135,57 @@ test('frames valid under an epoch this member has not received yet are refused w
   }
 })
 
+test('an epoch of later rounds known ahead (knowEpoch): their certificates count as progress, nothing earlier changes', async () => {
+  // a member running round 3 of epoch 0 (members 0…4, f = 1) has received epoch 1 (member 4
+  // removed, from round 5) but not reached it. Before knowEpoch, the swarm's certificates of
+  // rounds ≥ 5 name an epoch it does not know: refused ('wrong-epoch'), so it never sees the
+  // swarm move past the boundary — a newcomer caught up to round 37 forever in CI this way.
+  const ks = await makeKeys(5)
+  const ps = ks.map(peerIdOfKey)
+  const m0: Membership = { swarmId: 'ahead', members: ps.slice(0, 5), f: 1 }
+  const m1: Membership = { swarmId: 'ahead', members: ps.slice(0, 4), f: 1 }
+  const n2 = await createNetNode({ privateKey: ks[0]!, listen: ['/ip4/127.0.0.1/tcp/0'], membership: m0 })
+  const b2 = await createEchoBroadcast({ node: n2, privateKey: ks[0]!, membership: m0 })
+  const in2 = ingestInto({ node: n2, b: b2, membership: m0 })
+  try {
+    const final = (sender: number, round: number, signers: number[], epoch: number): Frame => {
+      const payload = new Uint8Array([sender, round, 2, 3])
+      const hash = hashPayload(payload)
+      const inst = { swarmId: 'ahead', epoch, round, sender: ps[sender]! }
+      const certificate = signers.map((k) => ({ signer: ps[k]!, signature: sign(signingSeed(ks[k]!), statement('ECHO', inst, hash)) }))
+      return { type: 'FINAL', ...inst, hash, certificate }
+    }
+    b2.setFloor(3)
+    assert.equal((await in2(ks[1]!, final(1, 6, [1, 2, 3], 1))).rejection?.reason, 'wrong-epoch')
+    assert.equal(b2.newestCertifiedRound(), -1)
+    b2.knowEpoch(m1, 5, 1)
+    assert.equal(b2.epochOf(4), 0)
+    assert.equal(b2.epochOf(5), 1)
+    // certificates of rounds 6 from members 1 and 2 under epoch 1 (Q = 3): f + 1 = 2 senders
+    assert.equal((await in2(ks[1]!, final(1, 6, [1, 2, 3], 1))).rejection, undefined)
+    assert.equal((await in2(ks[2]!, final(2, 6, [1, 2, 3], 1))).rejection, undefined)
+    assert.equal(b2.newestCertifiedRound(), 6, 'the swarm is seen at round 6')
+    // round 4 is still epoch 0's: its quorum is 4, and member 4 still sends and signs there
+    assert.equal((await in2(ks[1]!, final(4, 4, [1, 2, 3, 4], 0))).rejection, undefined)
+    assert.equal((await in2(ks[1]!, final(3, 4, [1, 2, 3], 0))).rejection?.reason, 'malformed', 'three signatures are short in epoch 0')
+    // and member 4 is no sender from round 5 on
+    assert.equal((await in2(ks[1]!, final(4, 5, [1, 2, 3], 1))).rejection?.reason, 'non-member')
+    // an epoch already known, or not later than the last, changes nothing
+    b2.knowEpoch(m0, 5, 1)
+    b2.knowEpoch(m0, 4, 2)
+    assert.equal(b2.epochOf(5), 1)
+    assert.equal(b2.epochOf(4), 0)
+    // the switch at the boundary replaces what was known ahead with the same epoch
+    b2.setMembership(m1, 5, 1)
+    assert.equal(b2.epochOf(5), 1)
+    assert.equal(b2.epochOf(4), 0)
+  } finally {
+    await in2.stop()
+    await b2.stop()
+    await n2.stop()
+  }
+})
+
 test('fromRound is validated', () => {
   assert.throws(() => b.setMembership({ swarmId: SWARM, members: ids.slice(0, 4), f: 1 }, -1))
   assert.throws(() => b.setMembership({ swarmId: SWARM, members: ids.slice(0, 4), f: 1 }, 1.5))

@@ -54,6 +54,50 @@ describe('round engine with membership epochs', () => {
     for (const e of engines) e.dispose()
   })
 
+  it('hands the broadcast an epoch of later rounds as soon as it is received, before the boundary (knowEpoch)', async () => {
+    // without it, a member before the boundary cannot judge certificates of rounds past it and
+    // never sees the swarm move on: a newcomer catching up to the round before a removal waited
+    // forever for a model of the removed member (CI, membership-change)
+    const ids = memberIds(4)
+    const m0: Membership = { swarmId: 's', members: ids, f: 1 }
+    const m1: Membership = { swarmId: 's', members: ids, f: 0 }
+    const hub = createMemoryHub({ membership: m0 })
+    let received = false
+    const known: Array<{ member: string; at: number; epoch: number; from: number }> = []
+    const engines: RoundEngine[] = ids.map((id) => {
+      const v0: EpochView = { epoch: 0, membership: m0, aggregator: simpleNna(1) }
+      const v1: EpochView = { epoch: 1, from: 6, membership: m1, aggregator: simpleNna(0) }
+      const port = Object.assign(hub.port(id), {
+        knowEpoch: (m: Membership, from: number, epoch: number) => known.push({ member: id, at: engine.round, epoch, from }),
+      })
+      // epoch 1 (from round 6) is "received" once member 0 has finished round 1
+      const engine: RoundEngine = new RoundEngine({
+        self: id,
+        membership: m0,
+        swarmSeed: 's',
+        port,
+        learner: quadraticLearner({ dim: DIM, initSeed: 's', dataSeed: id, stepDelayMs: 2 }),
+        aggregator: v0.aggregator,
+        membershipAt: (round) => (received && round >= 6 ? v1 : v0),
+        rounds: 9,
+        roundTimeoutMs: 10_000,
+      })
+      return engine
+    })
+    engines[0]!.addEventListener('round', (e) => {
+      if ((e as CustomEvent<RoundReport>).detail.round >= 1) received = true
+    })
+    const reports = await Promise.all(engines.map((e) => e.run()))
+    for (const [i, id] of ids.entries()) {
+      const mine = known.filter((k) => k.member === id)
+      assert.equal(mine.length, 1, `${id} was handed epoch 1 once`)
+      assert.deepEqual([mine[0]!.epoch, mine[0]!.from], [1, 6])
+      assert.ok(mine[0]!.at < 6, `${id} knew epoch 1 at round ${mine[0]!.at}, before its boundary`)
+      assert.deepEqual(reports[i]!.map((r) => r.epoch), [0, 0, 0, 0, 0, 0, 1, 1, 1])
+    }
+    for (const e of engines) e.dispose()
+  })
+
   it('a joining member does not step before it caught up, and its momentum restarts at zero', async () => {
     const ids = memberIds(4)
     const m: Membership = { swarmId: 's', members: ids, f: 1 }
