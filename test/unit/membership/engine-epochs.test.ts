@@ -63,12 +63,12 @@ describe('round engine with membership epochs', () => {
     const m1: Membership = { swarmId: 's', members: ids, f: 0 }
     const hub = createMemoryHub({ membership: m0 })
     let received = false
-    const known: Array<{ member: string; at: number; epoch: number; from: number }> = []
+    const known: Array<{ member: string; at: number; epoch: number; from: number; f: number }> = []
     const engines: RoundEngine[] = ids.map((id) => {
       const v0: EpochView = { epoch: 0, membership: m0, aggregator: simpleNna(1) }
       const v1: EpochView = { epoch: 1, from: 6, membership: m1, aggregator: simpleNna(0) }
       const port = Object.assign(hub.port(id), {
-        knowEpoch: (m: Membership, from: number, epoch: number) => known.push({ member: id, at: engine.round, epoch, from }),
+        knowEpoch: (m: Membership, from: number, epoch: number) => known.push({ member: id, at: engine.round, epoch, from, f: m.f }),
       })
       // epoch 1 (from round 6) is "received" once member 0 has finished round 1
       const engine: RoundEngine = new RoundEngine({
@@ -91,7 +91,7 @@ describe('round engine with membership epochs', () => {
     for (const [i, id] of ids.entries()) {
       const mine = known.filter((k) => k.member === id)
       assert.equal(mine.length, 1, `${id} was handed epoch 1 once`)
-      assert.deepEqual([mine[0]!.epoch, mine[0]!.from], [1, 6])
+      assert.deepEqual([mine[0]!.epoch, mine[0]!.from, mine[0]!.f], [1, 6, 0])
       assert.ok(mine[0]!.at < 6, `${id} knew epoch 1 at round ${mine[0]!.at}, before its boundary`)
       assert.deepEqual(reports[i]!.map((r) => r.epoch), [0, 0, 0, 0, 0, 0, 1, 1, 1])
     }
