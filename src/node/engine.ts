@@ -672,7 +672,7 @@ export class RoundEngine extends EventTarget {
       if (!fetching && newest >= t && performance.now() - lastFetch >= Math.min(defaultEngineOptions.fetchAfterMs, this.opts.roundTimeoutMs / 2)) {
         fetching = true
         lastFetch = performance.now()
-        this.port.fetchRound(t, { signal }).then(
+        this.port.fetchRound(t, { signal, want: this.needed }).then(
           (ds) => {
             fetching = false
             if (this.current === t) for (const d of ds) if (d.round === t) this.accept(d)
@@ -877,7 +877,7 @@ export class RoundEngine extends EventTarget {
         return
       }
       try {
-        for (const d of await this.port.fetchRound(target, { signal })) this.accept(d)
+        for (const d of await this.port.fetchRound(target, { signal, want: this.needed })) this.accept(d)
       } catch (err) {
         if (signal?.aborted) throw err
         this.log.debug('fetchRound failed', { round: target, error: String(err) })

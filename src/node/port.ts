@@ -64,8 +64,11 @@ export interface BroadcastPort extends EventTarget {
    * so no f members can make it catch up or skip rounds.
    */
   newestCertifiedRound(): number
-  /** Asks peers for the certified deliveries of `round` (catch-up); returns the verified ones. */
-  fetchRound(round: number, opts?: { signal?: AbortSignal }): Promise<Delivery[]>
+  /**
+   * Asks peers for the certified deliveries of `round` (catch-up); returns the verified ones, once
+   * `want` are held if given (else once every member's are, or every member was asked).
+   */
+  fetchRound(round: number, opts?: { signal?: AbortSignal; want?: number }): Promise<Delivery[]>
   stats(): BroadcastStats
   /**
    * Membership epochs: the members and f (quorum) of rounds ≥ `fromRound`; earlier rounds keep

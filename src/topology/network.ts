@@ -159,7 +159,7 @@ class ConditionedPort extends EventTarget implements BroadcastPort {
     return this.inner.newestCertifiedRound()
   }
 
-  async fetchRound(round: number, o?: { signal?: AbortSignal }): Promise<Delivery[]> {
+  async fetchRound(round: number, o?: { signal?: AbortSignal; want?: number }): Promise<Delivery[]> {
     const got = await this.inner.fetchRound(round, o)
     // A lost instance never reaches this member; a delayed one only once its delay is over.
     return got.filter((d) => {

@@ -38,3 +38,31 @@ test('n = 7, f = 2: a late member fetches past a peer that takes the FETCH and s
   assert.deepEqual(new Set(got.map((d) => d.sender)), new Set(s.membership.members.slice(1, 6)))
   for (const st of mute) st.abort(new Error('test over'))
 })
+
+test('fetchRound stops once it holds the deliveries it was asked for (`want`), instead of asking every member for everyone’s', async () => {
+  // member 0 never broadcasts (a silent or Byzantine member): without `want`, a fetch for "every
+  // other member's model" can never complete and asks all six peers one after the other — six
+  // round trips, which under load outlasted the engine's catch-up bound while the swarm moved on
+  swarm = await startSwarm({ n: 7, f: 2, withoutBroadcast: [0, 6] })
+  const s = swarm
+  const honest = s.bcasts.slice(1, 6).map((b) => b!)
+  const signal = AbortSignal.timeout(30_000)
+  await Promise.all([...honest.map((b, i) => b.broadcast(0, payloadOf(i, 5000), { signal })), ...honest.map((b) => waitDeliveries(b, 0, 5, signal))])
+  const node = s.nodes[6]!
+  const asked: string[] = []
+  const dial = node.dialProtocol.bind(node)
+  node.dialProtocol = ((peer: Parameters<typeof dial>[0], protocols: Parameters<typeof dial>[1], o?: Parameters<typeof dial>[2]) => {
+    asked.push(peer.toString())
+    return dial(peer, protocols, o)
+  }) as typeof node.dialProtocol
+  const late = await createEchoBroadcast({ node, privateKey: s.keys[6]!, membership: s.membership })
+  s.bcasts[6] = late
+  const got = await late.fetchRound(0, { signal: AbortSignal.timeout(30_000), want: 5 })
+  assert.equal(got.length, 5)
+  // member 0 (no handler: refused at once) and the first honest member, which holds all five
+  assert.ok(asked.length <= 2, `asked ${asked.length} members for 5 deliveries`)
+  // without `want` every member is asked (the baseline this replaces)
+  asked.length = 0
+  await late.fetchRound(0, { signal: AbortSignal.timeout(30_000) })
+  assert.equal(asked.length, 6)
+})
