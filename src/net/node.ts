@@ -18,6 +18,7 @@ import type { Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
 import { mdns } from '@libp2p/mdns'
 import { memory } from '@libp2p/memory'
 import { type Ping, ping } from '@libp2p/ping'
+import { plaintext } from '@libp2p/plaintext'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import { InvalidConfigError } from '../errors.ts'
@@ -65,6 +66,14 @@ export interface NetNodeOptions {
    * the same stack as over TCP.
    */
   transport?: 'tcp' | 'memory'
+  /**
+   * Connection encryption of the memory transport: `plaintext` (default) — its bytes never leave
+   * the process, so there is nobody to hide them from or who could alter them in transit; peer
+   * ids are still exchanged and checked against the dialled id (libp2p's plaintext encrypter),
+   * and everything the broadcast signs is signed and verified as over TCP — or `noise`, as over
+   * TCP. TCP connections are always Noise.
+   */
+  memoryEncryption?: 'plaintext' | 'noise'
   /** Multiaddrs with `/p2p/<PeerId>` dialled at start (and kept). */
   bootstrap?: string[]
   /** LAN discovery by multicast DNS; discovered members are dialled. Default false. */
@@ -139,6 +148,9 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
   if (!Array.isArray(opts.listen)) throw new InvalidConfigError('listen', 'must be a list of multiaddrs')
   if (opts.privateKey?.type !== 'Ed25519') throw new InvalidConfigError('privateKey', 'must be an Ed25519 libp2p private key (see loadOrCreateKey)')
   if (opts.membership !== undefined) validateMembership(opts.membership, logger)
+  if (opts.memoryEncryption !== undefined && (opts.transport !== 'memory' || !['plaintext', 'noise'].includes(opts.memoryEncryption))) {
+    throw new InvalidConfigError('memoryEncryption', `must be "plaintext" or "noise", with the memory transport only (got ${JSON.stringify(opts.memoryEncryption)} on ${opts.transport ?? 'tcp'})`)
+  }
   const gate: Gate = { membership: undefined, members: new Set(), banned: new Map() }
   setGate(gate, opts.membership)
 
@@ -151,7 +163,7 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
     privateKey: opts.privateKey,
     addresses: { listen: opts.listen },
     transports: [opts.transport === 'memory' ? memory({ maxMessageSize: MEMORY_CHUNK_BYTES }) : tcp()],
-    connectionEncrypters: [noise({ crypto: noiseCrypto })],
+    connectionEncrypters: [opts.transport === 'memory' && (opts.memoryEncryption ?? 'plaintext') === 'plaintext' ? plaintext() : noise({ crypto: noiseCrypto })],
     streamMuxers: [yamux({ maxMessageSize: YAMUX_FRAME_DATA_BYTES, ...opts.yamux })],
     peerDiscovery,
     ...(opts.metrics !== undefined ? { metrics: opts.metrics } : {}),

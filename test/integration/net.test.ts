@@ -96,3 +96,23 @@ test('createNetNode validates its options', async () => {
   const [k] = await makeKeys(1)
   await assert.rejects(createNetNode({ privateKey: k!, listen: ['/ip4/127.0.0.1/tcp/0'], membership: { swarmId: 's', members: [peerIdOfKey(k!)], f: 1 } }), InvalidConfigError)
 })
+
+test('memory transport: plaintext connections by default (noise on request); never plaintext over TCP', async () => {
+  const ks = await makeKeys(3)
+  const ids = ks.map(peerIdOfKey)
+  for (const memoryEncryption of [undefined, 'noise'] as const) {
+    const tag = `${memoryEncryption ?? 'default'}-${Date.now()}`
+    const [a, b] = await Promise.all(
+      [0, 1].map((i) => createNetNode({ privateKey: ks[i]!, listen: [`/memory/${tag}-${i}`], transport: 'memory', ...(memoryEncryption !== undefined ? { memoryEncryption } : {}) })),
+    )
+    nodes.push(a!, b!)
+    const conn = await a!.dial(b!.getMultiaddrs()[0]!, { signal: AbortSignal.timeout(20_000) })
+    assert.equal(conn.remotePeer.toString(), ids[1])
+    assert.equal(conn.encryption, memoryEncryption === 'noise' ? '/noise' : '/plaintext/2.0.0')
+    // gossip and the broadcast run over it
+    const stream = await a!.dialProtocol(b!.peerId, '/ipfs/id/1.0.0', { signal: AbortSignal.timeout(20_000) })
+    await stream.close()
+  }
+  await assert.rejects(createNetNode({ privateKey: ks[0]!, listen: ['/ip4/127.0.0.1/tcp/0'], memoryEncryption: 'plaintext' }), InvalidConfigError)
+  await assert.rejects(createNetNode({ privateKey: ks[0]!, listen: ['/memory/x'], transport: 'memory', memoryEncryption: 'rot13' as 'noise' }), InvalidConfigError)
+})
