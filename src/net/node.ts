@@ -47,6 +47,9 @@ export const gossipLimits = {
  * and two decryptions per 64 KiB instead of one.
  */
 const YAMUX_FRAME_DATA_BYTES = 65_535 - 16 - 12
+// (Plaintext memory connections keep these frames: frames of a whole 1 MiB chunk with a 2 MiB
+// initial window gained 12 % at n = 16 but cost 26 % at n = 26 — 16.1 against 12.8 s per round,
+// bench:inprocess side by side.)
 
 /**
  * Chunks of the in-memory transport. Its default (64 KiB) splits every 65 537-byte Noise message
