@@ -89,13 +89,24 @@ it('adds a member to a running 6-member swarm and removes one: no stall, every m
   mark('all stopped')
   for (const [i, e] of exits.entries()) assert.equal(e.code, 0, `${members[i]!.name} exited with ${JSON.stringify(e)}\n${members[i]!.stderr()}`)
 
-  const firstRoundOf = (m: Member, epoch: number): number | undefined => m.reports.find((r) => (r.epoch ?? 0) >= epoch)?.round
+  // Every member runs each round under the epoch that round belongs to: the switch happens at the
+  // same round everywhere. A founder that falls 2 rounds behind on a loaded machine catches up
+  // and skips rounds (the others make n − f without it) — the engine doing its job, so skipped
+  // rounds are allowed when a catch-up covers them, and a switch may then happen at the round it
+  // caught up to, never at another epoch's round.
+  const epochOfRound = (r: number): number => (r < a1 ? 0 : r < a2 ? 1 : 2)
   for (const m of members.slice(0, 5)) {
-    assert.deepEqual(m.reports.map((r) => r.round), m.reports.map((_, i) => i), `${m.name} ran every round`)
-    assert.equal(firstRoundOf(m, 1), a1, `${m.name} switched to epoch 1 at round ${firstRoundOf(m, 1)}`)
-    assert.equal(firstRoundOf(m, 2), a2, `${m.name} switched to epoch 2 at round ${firstRoundOf(m, 2)}`)
-    const switches = m.events.filter((e) => e.event === 'epoch').map((e) => [e.epoch, e.round])
-    assert.deepEqual(switches, [[1, a1], [2, a2]], `${m.name} epoch events`)
+    for (const [i, r] of m.reports.entries()) {
+      const prev = i === 0 ? -1 : m.reports[i - 1]!.round
+      assert.ok(r.round === prev + 1 || (r.round > prev + 1 && r.caughtUpFrom !== undefined), `${m.name} went from round ${prev} to ${r.round} without catching up`)
+      assert.equal(r.epoch ?? 0, epochOfRound(r.round), `${m.name} ran round ${r.round} under epoch ${r.epoch}`)
+    }
+    assert.ok(m.reports.some((r) => r.epoch === 1) && m.reports.some((r) => r.epoch === 2), `${m.name} ran rounds of both new epochs`)
+    const switches = m.events.filter((e) => e.event === 'epoch').map((e) => [e.epoch as number, e.round as number])
+    assert.deepEqual(switches.map(([e]) => e), [1, 2], `${m.name} epoch events`)
+    for (const [e, r] of switches) assert.equal(epochOfRound(r!), e, `${m.name} switched to epoch ${e} at round ${r}`)
+    if (m.reports.some((r) => r.round === a1)) assert.deepEqual(switches[0], [1, a1])
+    if (m.reports.some((r) => r.round === a2)) assert.deepEqual(switches[1], [2, a2])
     for (const r of m.reports) {
       // from a few rounds before the first change on (round 0 waits for six processes to start,
       // which under load may take longer than the round timeout: a stall there is not the change's)
@@ -106,8 +117,11 @@ it('adds a member to a running 6-member swarm and removes one: no stall, every m
   }
   // the removed member ran epoch 0 and 1 and stopped at the activation round of epoch 2
   const removed = members[5]!
-  assert.equal(removed.reports.at(-1)!.round, a2 - 1)
-  assert.ok(removed.events.some((e) => e.event === 'removed' && e.round === a2))
+  const stoppedAt = removed.events.find((e) => e.event === 'removed')?.round as number | undefined
+  assert.ok(stoppedAt !== undefined && stoppedAt >= a2, `node-5 removed at round ${stoppedAt}`)
+  assert.ok(removed.reports.at(-1)!.round <= a2 - 1 && removed.reports.every((r) => (r.epoch ?? 0) === epochOfRound(r.round)))
+  // it ran a2 − 1 unless it had fallen behind then (a catch-up past a2 finds it removed)
+  if (removed.reports.at(-1)!.round === a2 - 1) assert.equal(stoppedAt, a2)
   // the newcomer ran only rounds of epochs ≥ 1, switched to epoch 2 at a2 too, and finished
   assert.ok(newcomer.reports.length >= 3)
   assert.ok(newcomer.reports.every((r) => r.round > a1 && r.epoch === (r.round < a2 ? 1 : 2)), 'the newcomer runs rounds of epochs 1 and 2 only, switching at a2')
