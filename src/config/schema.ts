@@ -11,6 +11,7 @@ import { bytesToHex } from '@noble/hashes/utils.js'
 import { z } from 'zod'
 import { MAX_META_BYTES, maxMembers } from '../broadcast/wire.ts'
 import { InvalidConfigError } from '../errors.ts'
+import { modelEncodings } from '../node/payload.ts'
 
 const seed = z.union([z.number().int().nonnegative(), z.string().min(1)])
 const positiveInt = z.number().int().positive()
@@ -136,6 +137,13 @@ export const limitsSchema = z
   .strictObject({ maxPayloadBytes: positiveInt.default(256 * 1024 * 1024) })
   .default({ maxPayloadBytes: 256 * 1024 * 1024 })
 
+/**
+ * How models travel (src/node/payload.ts, docs/encodings.md): `float32` (the default, exact),
+ * `float16`, `bfloat16` or `int8` (blocks of 256 with a float32 scale each). Omitted and
+ * `float32` are the same swarm (the same swarm id); any other encoding is part of the swarm id.
+ */
+export const encodingSchema = z.enum(modelEncodings, { error: `use one of ${modelEncodings.join(', ')}` })
+
 export const swarmSchema = z.strictObject({
   version: z.literal(1).default(1),
   name: z
@@ -155,6 +163,8 @@ export const swarmSchema = z.strictObject({
   aggregator: aggregatorSchema,
   timing: timingSchema,
   limits: limitsSchema,
+  /** the models' wire encoding (omitted = float32) */
+  encoding: encodingSchema.optional(),
 })
 
 export type DatasetConfig = z.infer<typeof datasetSchema>
@@ -215,8 +225,14 @@ export function canonicalJson(value: unknown): string {
   })
 }
 
-/** The swarm id: `<name>-<first 16 hex chars of sha256(canonical parsed swarm file)>`. */
+/**
+ * The swarm id: `<name>-<first 16 hex chars of sha256(canonical parsed swarm file)>`. An
+ * `encoding` of float32 (the default) is left out of the hash, so swarms that predate the field
+ * keep their ids whether or not their file now spells it out; any other encoding is hashed.
+ */
 export function swarmId(swarm: SwarmConfig): string {
-  const hash = bytesToHex(sha256(new TextEncoder().encode(canonicalJson(swarm))))
+  const { encoding, ...rest } = swarm
+  const defining = encoding === undefined || encoding === 'float32' ? rest : swarm
+  const hash = bytesToHex(sha256(new TextEncoder().encode(canonicalJson(defining))))
   return `${swarm.name}-${hash.slice(0, 16)}`
 }

@@ -10,6 +10,7 @@
 import type { Adversary } from '../adversary/index.ts'
 import { InvalidConfigError, MonnaError } from '../errors.ts'
 import type { Rng } from '../rng.ts'
+import type { ModelEncoding } from './payload.ts'
 
 export interface ByzantineContext {
   round: number
@@ -19,6 +20,8 @@ export interface ByzantineContext {
   swarmSeed: number | string
   /** What this member would send if honest: its local step on its own (possibly label-flipped) data. */
   ownHalfStep: Float32Array
+  /** the swarm's model encoding: what a payload must be in to decode at the others (default float32) */
+  encoding?: ModelEncoding
   /**
    * Rushing adversary: models of THIS round from other members as soon as this member sees
    * them (SENDs or certified deliveries). Resolves once at least `min` (default n − 2f) are

@@ -37,7 +37,7 @@ import { type ByzantineBehaviour, type ByzantineContext, ByzantineCrashError } f
 export { ByzantineCrashError }
 
 import type { NodeMetrics } from './metrics.ts'
-import { type DecodedModel, decodeModel, encodeModel } from './payload.ts'
+import { type DecodedModel, decodeModel, encodedBytes, encodeModel, type ModelEncoding } from './payload.ts'
 import type { BroadcastPort, Delivery, Membership, SendSeen } from './port.ts'
 
 /** The part of a contract §1 `Learner` the engine uses. */
@@ -167,7 +167,9 @@ export interface EpochView {
 
 export interface RoundEngineOptions {
   /** payload → model decoder (default `decodeModel`; in-process swarms share a `createDecodeCache()`) */
-  decode?: (bytes: Uint8Array, dim: number, key?: string) => DecodedModel
+  decode?: (bytes: Uint8Array, dim: number, key?: string, encoding?: ModelEncoding) => DecodedModel
+  /** the swarm's model encoding on the wire (default float32; src/node/payload.ts) */
+  encoding?: ModelEncoding
   self: string
   name?: string
   membership: Membership
@@ -328,6 +330,7 @@ export class RoundEngine extends EventTarget {
   private readonly learner: LearnerPort
   private readonly rng: Rng
   private readonly window: number
+  private readonly encoding: ModelEncoding
   private memberIndex: Map<string, number>
   /** round currently open (deliveries below it are late) */
   private current: number
@@ -350,6 +353,7 @@ export class RoundEngine extends EventTarget {
 
   constructor(opts: RoundEngineOptions) {
     super()
+    this.encoding = opts.encoding ?? 'float32'
     const { membership } = opts
     this.opts = opts
     this.self = opts.self
@@ -409,6 +413,11 @@ export class RoundEngine extends EventTarget {
     }
   }
 
+  /** payload → model in the swarm's encoding (through the shared cache when there is one) */
+  private decode(bytes: Uint8Array, key?: string): DecodedModel {
+    return this.opts.decode !== undefined ? this.opts.decode(bytes, this.learner.dim, key, this.encoding) : decodeModel(bytes, this.learner.dim, this.encoding)
+  }
+
   private reject(reason: string, detail: Record<string, unknown>): void {
     this.rejectedHere[reason] = (this.rejectedHere[reason] ?? 0) + 1
     this.opts.metrics?.rejection(reason)
@@ -441,10 +450,10 @@ export class RoundEngine extends EventTarget {
     if (!this.memberIndex.has(d.sender)) return
     const h = this.heldFor(d.round)
     if (h.has(d.sender)) return
-    const decoded = (this.opts.decode ?? decodeModel)(d.payload, this.learner.dim, `${d.round}/${d.sender}/${Buffer.from(d.hash).toString('base64')}`)
+    const decoded = this.decode(d.payload, `${d.round}/${d.sender}/${Buffer.from(d.hash).toString('base64')}`)
     if ('problem' in decoded) {
       h.set(d.sender, { invalid: true })
-      this.reject(decoded.problem, { round: d.round, sender: d.sender, bytes: d.payload.byteLength, expected: this.learner.dim * 4 })
+      this.reject(decoded.problem, { round: d.round, sender: d.sender, bytes: d.payload.byteLength, expected: encodedBytes(this.learner.dim, this.encoding) })
     } else {
       h.set(d.sender, { model: decoded.model })
       this.counters.valid++
@@ -456,7 +465,7 @@ export class RoundEngine extends EventTarget {
 
   private handleSend(s: SendSeen): void {
     if (this.opts.behaviour === undefined || s.sender === this.self || s.round < this.current) return
-    const decoded = (this.opts.decode ?? decodeModel)(s.payload, this.learner.dim)
+    const decoded = this.decode(s.payload)
     if ('model' in decoded) this.see(s.round, s.sender, decoded.model)
   }
 
@@ -627,8 +636,17 @@ export class RoundEngine extends EventTarget {
     const self = this.self
     let ownCertifiedNeeded = true
     const behaviour = this.opts.behaviour
+    // the own vector this member aggregates: what the others decode from its payload (a lossy
+    // encoding must not give it a more precise own model than everyone else holds of it)
+    let own = halfStep
     if (behaviour === undefined) {
-      this.sendModel(t, encodeModel(halfStep), signal)
+      const payload = encodeModel(halfStep, this.encoding)
+      if (this.encoding !== 'float32') {
+        const decoded = this.decode(payload)
+        // not decodable (overflowed the encoding's range): refused by everyone, own kept as today's float32 non-finite case
+        if ('model' in decoded) own = decoded.model
+      }
+      this.sendModel(t, payload, signal)
     } else {
       ownCertifiedNeeded = false
       await behaviour.act(this.byzantineContext(t, halfStep, signal))
@@ -701,14 +719,14 @@ export class RoundEngine extends EventTarget {
     const entries = [...this.heldFor(t).entries()].sort((a, b) => this.memberIndex.get(a[0])! - this.memberIndex.get(b[0])!)
     let ownIdx = -1
     if (!entries.some(([s, v]) => s === self && 'model' in v)) {
-      entries.push([self, { model: halfStep }])
+      entries.push([self, { model: own }])
       entries.sort((a, b) => this.memberIndex.get(a[0])! - this.memberIndex.get(b[0])!)
     }
     for (const [sender, v] of entries) {
       if (!('model' in v)) continue
       if (sender === self) {
         ownIdx = inputs.length
-        inputs.push(halfStep)
+        inputs.push(own)
       } else {
         inputs.push(v.model)
       }
@@ -829,6 +847,7 @@ export class RoundEngine extends EventTarget {
       f: this.f,
       swarmSeed: this.opts.swarmSeed,
       ownHalfStep,
+      encoding: this.encoding,
       rng: this.rng,
       ...(this.opts.adversary !== undefined ? { adversary: this.opts.adversary } : {}),
       ...(runSignal !== undefined ? { signal: runSignal } : {}),

@@ -24,7 +24,7 @@ import { checkDataDir } from './data-dir.ts'
 import { type AccountantPort, type AggregatorPort, type EngineSnapshot, type EpochView, RoundEngine, type RoundReport } from './engine.ts'
 import { startEpochGossip } from './epoch-gossip.ts'
 import { createNodeMetrics, type NodeMetrics } from './metrics.ts'
-import type { DecodedModel } from './payload.ts'
+import { type DecodedModel, encodedBytes, type ModelEncoding } from './payload.ts'
 import type { BroadcastPort, Membership, PortProvider } from './port.ts'
 
 export type { BehaviourFactory, BehaviourSpec, ByzantineBehaviour, ByzantineContext } from './behaviour.ts'
@@ -57,7 +57,7 @@ export type {
 export { defaultEngineOptions, nearestToMedianMean, RoundEngine, sketchOf } from './engine.ts'
 export { loadNodeConfigFile, loadSwarmFile, readConfigFile } from './files.ts'
 export { createNodeMetrics, type NodeMetrics } from './metrics.ts'
-export { createDecodeCache, type DecodedModel, decodeModel, encodeModel } from './payload.ts'
+export { createDecodeCache, type DecodedModel, decodeModel, encodedBytes, encodeModel, INT8_BLOCK, type ModelEncoding, modelEncodings } from './payload.ts'
 export type { BroadcastPort, BroadcastStats, Delivery, PortProvider, Rejection, SendSeen } from './port.ts'
 
 export interface SwarmNode extends EventTarget {
@@ -106,7 +106,7 @@ export interface NodeStatus {
 
 export interface NodeOptions {
   /** payload decoder shared by in-process members (`createDecodeCache()`); default: decode per member */
-  decode?: (bytes: Uint8Array, dim: number, key?: string) => DecodedModel
+  decode?: (bytes: Uint8Array, dim: number, key?: string, encoding?: ModelEncoding) => DecodedModel
   swarm: SwarmConfig
   /** libp2p Ed25519 identity; must be one of swarm.members */
   privateKey: PrivateKey
@@ -394,8 +394,8 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
         epoch: startEpoch.epoch,
         epochFrom: startEpoch.activation,
         roundWindow: swarm.timing.roundWindow,
-        // the model's encoded size (d float32s): nothing larger is ever an honest payload
-        maxPayloadBytes: Math.min(swarm.limits.maxPayloadBytes, learner.dim * 4),
+        // the model's exact encoded size in the swarm's encoding: nothing larger is ever an honest payload
+        maxPayloadBytes: Math.min(swarm.limits.maxPayloadBytes, encodedBytes(learner.dim, swarm.encoding ?? 'float32')),
         ...(opts.dataDir !== undefined ? { journal: createFileJournal(join(opts.dataDir, `echo-journal-${membership.swarmId.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 64)}.jsonl`)) } : {}),
         logger: log.child('broadcast'),
         ...(opts.registry !== undefined ? { registry: opts.registry } : {}),
@@ -490,6 +490,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
 
     const engine = new RoundEngine({
       ...(opts.decode !== undefined ? { decode: opts.decode } : {}),
+      encoding: swarm.encoding ?? 'float32',
       self,
       name,
       membership,

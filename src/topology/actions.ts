@@ -48,7 +48,7 @@ async function perform(ctx: ByzantineContext, action: ByzantineAction, history: 
   const t = ctx.round
   switch (action.kind) {
     case 'send': {
-      const payload = encodeModel(action.model)
+      const payload = encodeModel(action.model, ctx.encoding)
       remember(t, payload)
       if (action.delayMs === undefined || action.delayMs <= 0) {
         ctx.broadcast(payload)
@@ -70,7 +70,7 @@ async function perform(ctx: ByzantineContext, action: ByzantineAction, history: 
       if (ctx.sendTo === undefined) return // nowhere to address members one by one: silent
       const groups = new Map<string, { payload: Uint8Array; peers: string[] }>()
       for (const [peer, model] of action.models) {
-        const payload = encodeModel(model)
+        const payload = encodeModel(model, ctx.encoding)
         const key = Buffer.from(payload).toString('base64')
         const g = groups.get(key) ?? { payload, peers: [] }
         g.peers.push(peer)

@@ -21,7 +21,7 @@ import { encodeFrame } from '../broadcast/wire.ts'
 import { InvalidConfigError } from '../errors.ts'
 import type { ByzantineContext } from '../node/behaviour.ts'
 import { registerBehaviour } from '../node/behaviour.ts'
-import { encodeModel } from '../node/payload.ts'
+import { encodedBytes, encodeModel } from '../node/payload.ts'
 import { type ActingBehaviour, actingBehaviour, type ByzantineAction } from './actions.ts'
 import { type BehaviourName, behaviourNames } from './schema.ts'
 
@@ -172,7 +172,7 @@ export function createTopologyBehaviour(params: BehaviourParams, where = 'byzant
           if (adv !== undefined) {
             background(ctx, async (signal) => {
               const others = ctx.members.filter((m) => m !== ctx.self)
-              const { final } = await adv.collect(others, ctx.round + ahead, encodeModel(model))
+              const { final } = await adv.collect(others, ctx.round + ahead, encodeModel(model, ctx.encoding))
               if (final === undefined) return
               await adv.publish(encodeFrame(final)).catch(() => {})
               await Promise.allSettled(others.map((p) => adv.exchange(p, [final], { signal })))
@@ -193,7 +193,7 @@ export function createTopologyBehaviour(params: BehaviourParams, where = 'byzant
           if (adv !== undefined) {
             background(ctx, async (signal) => {
               const others = ctx.members.filter((m) => m !== ctx.self)
-              const junk = new Uint8Array(model.length * 4)
+              const junk = new Uint8Array(encodedBytes(model.length, ctx.encoding))
               for (let i = 0; i < junk.length; i += 4096) junk[i] = ctx.rng.int(256)
               const held = await Promise.allSettled(
                 Array.from({ length: streams }, async (_, k) => {
@@ -215,7 +215,7 @@ export function createTopologyBehaviour(params: BehaviourParams, where = 'byzant
           const adv = ctx.adversary
           if (adv !== undefined) {
             background(ctx, async (signal) => {
-              const frame = adv.sendFrame(ctx.round, encodeModel(ctx.ownHalfStep))
+              const frame = adv.sendFrame(ctx.round, encodeModel(ctx.ownHalfStep, ctx.encoding))
               const chunk = Math.max(1, Math.floor(bytesPerSecond / 4))
               await Promise.allSettled(ctx.members.filter((m) => m !== ctx.self).map((p) => adv.exchange(p, [frame], { chunkBytes: chunk, intervalMs: 250, signal })))
             })
@@ -232,7 +232,7 @@ export function createTopologyBehaviour(params: BehaviourParams, where = 'byzant
           const adv = ctx.adversary
           if (adv === undefined) return { kind: 'send', model }
           const others = ctx.members.filter((m) => m !== ctx.self)
-          background(ctx, () => adv.sendTo(others, ctx.round, encodeModel(model), { finalTo: [others[ctx.round % others.length]!] }))
+          background(ctx, () => adv.sendTo(others, ctx.round, encodeModel(model, ctx.encoding), { finalTo: [others[ctx.round % others.length]!] }))
           return { kind: 'silent' }
         })
     }

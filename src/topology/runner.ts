@@ -134,6 +134,7 @@ async function prepare(s: Scenario, outDir: string, withPorts: boolean): Promise
       aggregator: s.aggregator,
       timing: s.timing,
       limits: s.limits,
+      ...(s.encoding !== undefined ? { encoding: s.encoding } : {}),
     },
     `${s.name} (generated swarm)`,
   )

@@ -13,7 +13,7 @@ import { extname } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
 import { MAX_META_BYTES, maxMembers } from '../broadcast/wire.ts'
-import { aggregatorSchema, limitsSchema, type PrivacyConfig, parseConfig, privacySchema, taskSchema, timingSchema } from '../config/schema.ts'
+import { aggregatorSchema, encodingSchema, limitsSchema, type PrivacyConfig, parseConfig, privacySchema, taskSchema, timingSchema } from '../config/schema.ts'
 import { InvalidConfigError } from '../errors.ts'
 
 const seed = z.union([z.number().int().nonnegative(), z.string().min(1)])
@@ -160,6 +160,8 @@ export const scenarioSchema = z.strictObject({
   aggregator: aggregatorSchema,
   timing: timingSchema,
   limits: limitsSchema,
+  /** the models' wire encoding, as in a swarm file (omitted = float32; docs/encodings.md) */
+  encoding: encodingSchema.optional(),
   byzantine: z.array(byzantineSchema).default([]),
   network: networkSchema,
   expect: expectationsSchema,
