@@ -17,6 +17,9 @@
  * Options (env): BENCH_N (10), BENCH_ROUNDS (3 per size), BENCH_SIZES ("400000,1700000"),
  * BENCH_PLAIN_MAX_RPC (gossipsub maxInboundDataLength and yamux stream read buffer, 64 MiB;
  * 4194304 = the libraries' defaults).
+ * Model encodings (docs/encodings.md): BENCH_ENCODINGS="float32,float16,bfloat16,int8" with
+ * BENCH_DIM=d (default 425000) replaces BENCH_SIZES by each encoding's exact payload size for d
+ * parameters, and adds the figures against the float32 floor (n − 1)·4d.
  */
 import { cpus } from 'node:os'
 import { type Message, TopicValidatorResult } from '@libp2p/gossipsub'
@@ -25,11 +28,17 @@ import { Registry } from 'prom-client'
 import { createEchoBroadcast, type EchoBroadcast } from '../../src/broadcast/index.ts'
 import type { Logger } from '../../src/logger.ts'
 import { createNetNode, type Membership, type NetNode, peerIdOfKey, swarmTopic } from '../../src/net/index.ts'
+import { encodedBytes, type ModelEncoding, modelEncodings } from '../../src/node/payload.ts'
 import { connectAll, makeKeys, payloadOf, waitDeliveries } from '../unit/broadcast/harness.ts'
 
 const N = Number(process.env.BENCH_N ?? 10)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
-const SIZES = (process.env.BENCH_SIZES ?? '400000,1700000').split(',').map(Number)
+const DIM = Number(process.env.BENCH_DIM ?? 425_000)
+const ENCODINGS = process.env.BENCH_ENCODINGS === undefined ? undefined : (process.env.BENCH_ENCODINGS.split(',') as ModelEncoding[])
+for (const e of ENCODINGS ?? []) if (!modelEncodings.includes(e)) throw new Error(`BENCH_ENCODINGS: ${e} is not one of ${modelEncodings.join(', ')}`)
+const SIZES = ENCODINGS !== undefined ? ENCODINGS.map((e) => encodedBytes(DIM, e)) : (process.env.BENCH_SIZES ?? '400000,1700000').split(',').map(Number)
+/** the float32 floor (n − 1)·4d when comparing encodings */
+const FLOAT32_FLOOR = (N - 1) * 4 * DIM
 const F = Math.floor((N - 1) / 3)
 const PLAIN_TIMEOUT_MS = 60_000
 const PLAIN_MAX_RPC = Number(process.env.BENCH_PLAIN_MAX_RPC ?? 64 * 1024 * 1024)
@@ -229,10 +238,11 @@ async function main(): Promise<void> {
 
     const cpu = cpus()[0]?.model ?? 'unknown'
     console.log(`# broadcast bench: n=${N} f=${F} rounds/size=${ROUNDS} (median) — ${cpu}, ${cpus().length} cores, node ${process.version}`)
-    console.log('| payload | echo ms | plain gossipsub ms | ratio | echo bytes/member | floor (n−1)·P | echo/floor | plain bytes/member | plain/floor |')
-    console.log('|---|---|---|---|---|---|---|---|---|')
+    const enc = (i: number): string => (ENCODINGS === undefined ? '' : `${ENCODINGS[i]} (d = ${DIM}) `)
+    console.log(`| payload | echo ms | plain gossipsub ms | ratio | echo bytes/member | floor (n−1)·P | echo/floor | plain bytes/member | plain/floor |${ENCODINGS === undefined ? '' : ' echo/float32 floor (n−1)·4d |'}`)
+    console.log(`|---|---|---|---|---|---|---|---|---|${ENCODINGS === undefined ? '' : '---|'}`)
     const json: object[] = []
-    for (const row of rows) {
+    for (const [i, row] of rows.entries()) {
       const e = median(row.echoMs)
       const p = median(row.plainMs)
       const floor = (N - 1) * row.size
@@ -240,9 +250,15 @@ async function main(): Promise<void> {
       const pb = median(row.plainBytes)
       const mb = (x: number): string => (x / 1e6).toFixed(2) + ' MB'
       console.log(
-        `| ${mb(row.size)} | ${e.toFixed(0)} | ${p.toFixed(0)} | ${(e / p).toFixed(2)} | ${mb(eb)} | ${mb(floor)} | ${(eb / floor).toFixed(2)} | ${mb(pb)} | ${(pb / floor).toFixed(2)} |`,
+        `| ${enc(i)}${mb(row.size)} | ${e.toFixed(0)} | ${p.toFixed(0)} | ${(e / p).toFixed(2)} | ${mb(eb)} | ${mb(floor)} | ${(eb / floor).toFixed(2)} | ${mb(pb)} | ${(pb / floor).toFixed(2)} |${ENCODINGS === undefined ? '' : ` ${(eb / FLOAT32_FLOOR).toFixed(3)} |`}`,
       )
-      const c = `n${N}-${row.size}B`
+      const c = ENCODINGS === undefined ? `n${N}-${row.size}B` : `n${N}-d${DIM}-${ENCODINGS[i]}`
+      if (ENCODINGS !== undefined) {
+        json.push(
+          { bench: 'broadcast', case: `${c}-float32-floor-bytes-per-member`, value: FLOAT32_FLOOR, unit: 'bytes' },
+          { bench: 'broadcast', case: `${c}-echo-bytes-over-float32-floor`, value: eb / FLOAT32_FLOOR, unit: 'ratio' },
+        )
+      }
       json.push(
         { bench: 'broadcast', case: `${c}-echo-all-delivered`, value: e, unit: 'ms' },
         { bench: 'broadcast', case: `${c}-plain-gossipsub-all-received`, value: p, unit: 'ms' },
