@@ -12,9 +12,11 @@ import { sha256 } from '@noble/hashes/sha2.js'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { canonicalJson, parseSwarm, swarmId } from '../../../src/config/schema.ts'
 import { InvalidConfigError } from '../../../src/errors.ts'
+import type { ByzantineContext } from '../../../src/node/behaviour.ts'
 import { RoundEngine, type RoundEngineOptions, type RoundReport } from '../../../src/node/engine.ts'
 import { createDecodeCache, decodeModel, encodedBytes, encodeModel, INT8_BLOCK, type ModelEncoding, modelEncodings } from '../../../src/node/payload.ts'
 import { Rng } from '../../../src/rng.ts'
+import { createTopologyBehaviour } from '../../../src/topology/behaviours.ts'
 import { runTopology } from '../../../src/topology/runner.ts'
 import { parseScenario } from '../../../src/topology/schema.ts'
 import { createMemoryHub, type MemoryHub } from '../../support/memory-hub.ts'
@@ -394,4 +396,39 @@ describe('model encodings: in-process swarms learn', () => {
       console.log(`# ${encoding}: min honest accuracy ${acc}`)
     })
   }
+})
+
+describe('model encodings: Byzantine behaviours', () => {
+  it('a model-level behaviour broadcasts in the swarm’s encoding (and equivocates in it)', async () => {
+    const honest = [Float32Array.of(1, 2, 3), Float32Array.of(1.2, 2, 2.8), Float32Array.of(0.8, 2, 3.2)]
+    for (const encoding of modelEncodings) {
+      const sent: Uint8Array[] = []
+      const addressed: Uint8Array[] = []
+      const ctx: ByzantineContext = {
+        round: 0,
+        self: 'g',
+        members: ['a', 'b', 'c', 'd', 'e', 'f', 'g'],
+        f: 2,
+        swarmSeed: 1,
+        ownHalfStep: Float32Array.of(1, 2, 3),
+        encoding,
+        rng: new Rng(7),
+        broadcast: (p) => {
+          sent.push(p)
+        },
+        sendTo: async (_peers, p) => {
+          addressed.push(p)
+        },
+        honest: async () => honest.map((m) => m.slice()),
+      }
+      await createTopologyBehaviour({ behaviour: 'sign-flip' }).act(ctx)
+      assert.equal(sent.length, 1)
+      assert.equal(sent[0]!.byteLength, encodedBytes(3, encoding), encoding)
+      const flipped = model(sent[0]!, 3, encoding)
+      assert.ok(flipped[0]! < 0 && flipped[2]! < 0, `${encoding}: ${flipped}`)
+      await createTopologyBehaviour({ behaviour: 'equivocate' }).act(ctx)
+      assert.ok(addressed.length >= 1)
+      for (const p of addressed) assert.ok('model' in decodeModel(p, 3, encoding), encoding)
+    }
+  })
 })
