@@ -11,7 +11,7 @@ import { registerKeygen } from './commands/keygen.ts'
 import { registerMembership } from './commands/membership.ts'
 import { registerStart } from './commands/start.ts'
 import { registerSwarm } from './commands/swarm-init.ts'
-import { exitCodes, isUsageError } from './errors.ts'
+import { addressInUse, exitCodes, isUsageError } from './errors.ts'
 
 const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }
 
@@ -61,6 +61,11 @@ async function main(argv: string[]): Promise<number> {
       return err.exitCode === 0 ? exitCodes.ok : exitCodes.usage // commander already printed the one-line error
     }
     const message = err instanceof Error ? err.message : String(err)
+    const taken = addressInUse(err)
+    if (taken !== undefined) {
+      process.stderr.write(`monna: cannot listen on ${taken}: another program holds that port (EADDRINUSE); choose another port in \`listen\`\n`)
+      return exitCodes.addressInUse
+    }
     if (isUsageError(err)) {
       process.stderr.write(`monna: ${message}\n`)
       return exitCodes.usage

@@ -1,5 +1,5 @@
 /** How the program reports failures: one line on stderr and an exit code. */
-import { InvalidConfigError, MonnaError } from '../src/errors.ts'
+import { EXIT_ADDRESS_IN_USE, InvalidConfigError, MonnaError } from '../src/errors.ts'
 
 /** Bad input on the command line or in a file: exit code 2. */
 export class UsageError extends MonnaError {
@@ -12,7 +12,15 @@ export const exitCodes = {
   usage: 2,
   /** a Byzantine "crash" behaviour stopped the member on purpose */
   crashed: 3,
+  /** a listen address is taken by another program (EADDRINUSE): nothing ran; another port will do */
+  addressInUse: EXIT_ADDRESS_IN_USE,
 } as const
+
+/** The address a libp2p listen failure names as already in use, if that is what it is. */
+export function addressInUse(err: unknown): string | undefined {
+  if (!(err instanceof Error) || err.name !== 'UnsupportedListenAddressesError' || !err.message.includes('EADDRINUSE')) return undefined
+  return /(\/ip[46]\/\S+?\/tcp\/\d+)/.exec(err.message)?.[1] ?? 'a listen address'
+}
 
 /** Whether an error is the user's input to fix (exit 2) rather than a failure at run time. */
 export function isUsageError(err: unknown): boolean {

@@ -23,3 +23,10 @@ export class AbortError extends MonnaError {
     super(message)
   }
 }
+
+/**
+ * Exit code of a member process whose listen address was taken (EADDRINUSE) before it bound it:
+ * nothing ran, and the same member on another port would have. The topology runner retries on
+ * fresh ports when a member exits with it.
+ */
+export const EXIT_ADDRESS_IN_USE = 4

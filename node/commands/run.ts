@@ -14,6 +14,7 @@ import { createTopologyMember } from '../../src/topology/member.ts'
 import { verdict } from '../../src/topology/report.ts'
 import { type ProgressEvent, runTopology } from '../../src/topology/runner.ts'
 import { loadScenario } from '../../src/topology/schema.ts'
+import { addressInUse, exitCodes } from '../errors.ts'
 import { createCliLogger } from '../log.ts'
 
 registerStandardBehaviours()
@@ -144,7 +145,8 @@ export function registerRunCommand(program: Command): void {
       } catch (err) {
         const e = err as Error
         process.stderr.write(`monna topology-member: ${e.name}: ${e.message}\n`)
-        process.exitCode = e.name === 'InvalidConfigError' ? 2 : 1
+        // a port taken between the runner's pick and this bind: the runner retries on other ports
+        process.exitCode = addressInUse(e) !== undefined ? exitCodes.addressInUse : e.name === 'InvalidConfigError' ? 2 : 1
       }
     })
 }

@@ -23,7 +23,7 @@ import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import { stringify as toYaml } from 'yaml'
 import { parseSwarm, type SwarmConfig, } from '../config/schema.ts'
-import { AbortError } from '../errors.ts'
+import { AbortError, EXIT_ADDRESS_IN_USE } from '../errors.ts'
 import { type Logger, silentLogger } from '../logger.ts'
 import { loadOrCreateKey, peerIdOfKey } from '../net/index.ts'
 import { type BroadcastPort, createDecodeCache, createSwarmNode, type RoundPhases, type RoundReport, type SwarmNode } from '../node/index.ts'
@@ -233,14 +233,27 @@ export async function runTopology(s: Scenario, opts: RunTopologyOptions): Promis
   const emit = opts.onProgress ?? (() => {})
   const outDir = resolve(opts.outDir)
   opts.signal?.throwIfAborted()
-  const prepared = await prepare(s, outDir, mode === 'process')
+  let prepared = await prepare(s, outDir, mode === 'process')
   emit({ kind: 'start', scenario: s.name, mode, n: s.n, outDir })
-  const tracker = new ProgressTracker(prepared.members, s.task.rounds, emit)
-  const startedAt = new Date()
+  let tracker = new ProgressTracker(prepared.members, s.task.rounds, emit)
+  let startedAt = new Date()
   const timeout = AbortSignal.timeout(s.runtime.timeoutMs)
   const signal = opts.signal === undefined ? timeout : AbortSignal.any([opts.signal, timeout])
   if (mode === 'in-process') await runInProcess(s, prepared, tracker, emit, signal, logger)
-  else await runProcesses(s, prepared, outDir, tracker, emit, signal, opts.program ?? defaultProgram)
+  else {
+    // A port found free is bound by its member a few seconds later (the process must start): a
+    // program — another run on the machine — may take it in between (CI: EADDRINUSE, the
+    // Byzantine member never started and the run went on without its attack). Such a member
+    // exits with EXIT_ADDRESS_IN_USE before any round; the run starts again on fresh ports.
+    for (let attempt = 1; ; attempt++) {
+      const outcome = await runProcesses(s, prepared, outDir, tracker, emit, signal, opts.program ?? defaultProgram)
+      if (outcome !== 'address-in-use' || attempt >= 3) break
+      logger.warn('a member could not listen on its port (taken meanwhile); starting the run again on fresh ports', { attempt })
+      prepared = await prepare(s, outDir, true)
+      tracker = new ProgressTracker(prepared.members, s.task.rounds, emit)
+      startedAt = new Date()
+    }
+  }
   opts.signal?.throwIfAborted()
   const report = buildReport({ scenario: s, mode, members: prepared.members, rounds: tracker.all, startedAt, durationMs: Date.now() - startedAt.getTime() })
   const files = await writeReport(report, outDir)
@@ -348,7 +361,7 @@ async function runProcesses(
   emit: (e: ProgressEvent) => void,
   signal: AbortSignal,
   program: string,
-): Promise<void> {
+): Promise<'done' | 'address-in-use'> {
   await mkdir(join(outDir, 'logs'), { recursive: true })
   const ideal = isIdealNetwork(s.network, s.n)
   const commands: string[][] = []
@@ -387,6 +400,8 @@ async function runProcesses(
   const checkAllDone = (): void => {
     if (honest.every((id) => finished.has(id))) for (const stop of live.values()) stop()
   }
+  // a member that could not bind its port before any round ran: stop everyone, start again
+  let addressTaken = false
   const children = commands.map((args, i) => {
     const m = p.members[i]!
     return (async () => {
@@ -424,6 +439,12 @@ async function runProcesses(
         clearTimeout(killTimer)
         live.delete(m.id)
         signal.removeEventListener('abort', stop)
+        if (code === EXIT_ADDRESS_IN_USE && tracker.all.length === 0) {
+          addressTaken = true
+          for (const other of live.values()) other()
+          return
+        }
+        if (addressTaken) return
         // stopped by us after the run (SIGTERM → null or 143) counts as a clean exit
         const stoppedByUs = finished.has(m.id) || honest.every((id) => finished.has(id))
         const clean = code === 0 || (stoppedByUs && (code === null || code === 143))
@@ -440,4 +461,5 @@ async function runProcesses(
   })
   await Promise.all(children)
   if (signal.aborted && !(signal.reason instanceof DOMException && signal.reason.name === 'TimeoutError')) throw new AbortError()
+  return addressTaken ? 'address-in-use' : 'done'
 }

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { type AddressInfo, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -106,6 +107,25 @@ describe('monna commands', () => {
       } finally {
         chattr('-i', locked)
       }
+    }
+  })
+
+  it('start on a port another program holds exits 4 with one line naming the address (the topology runner retries on fresh ports)', async () => {
+    const d = join(dir, 'lan')
+    const srv = createServer()
+    await new Promise<void>((res, rej) => {
+      srv.once('error', rej)
+      srv.listen(0, '127.0.0.1', () => res())
+    })
+    const port = (srv.address() as AddressInfo).port
+    try {
+      const r = await runMonna(['start', '--config', join(d, 'node-0.yaml'), '--listen', `/ip4/127.0.0.1/tcp/${port}`])
+      assert.equal(r.code, 4, r.stderr)
+      const lines = r.stderr.trim().split('\n').filter((l) => l.startsWith('monna:'))
+      assert.equal(lines.length, 1, r.stderr)
+      assert.match(lines[0]!, new RegExp(`cannot listen on /ip4/127.0.0.1/tcp/${port}: another program holds that port`))
+    } finally {
+      srv.close()
     }
   })
 
