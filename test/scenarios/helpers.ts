@@ -7,7 +7,7 @@
  * them), so the suite, `monna run --matrix` and the README's table run the same attacks.
  * `describeAttack` is a whole robustness test: the same scenario and attack once with MoNNA
  * (every honest member must reach the scenario's bar) and once with the undefended `mean`
- * (its honest median must fall below `meanBar()`, well under the bar). A new attack — e.g. a
+ * (some honest member must end below `meanBar()`, well under the bar). A new attack — e.g. a
  * protocol-level behaviour — is one entry in the matrix and one file calling `describeAttack`,
  * or its own assertions on `runCiScenario` when what it breaks is not the mean's accuracy.
  */
@@ -22,7 +22,7 @@ import { type ByzantineConfig, loadScenario, withVariant } from '../../src/topol
 
 export const scenarioFile = join(import.meta.dirname, '../../topologies/ci-robustness.yaml')
 
-/** How far below MoNNA's bar the undefended mean's honest median must fall. */
+/** How far below MoNNA's bar the undefended mean's worst honest member must fall. */
 export const meanMargin = 0.2
 
 export type Behaviour = Omit<ByzantineConfig, 'members'>
@@ -32,7 +32,7 @@ export async function statedAccuracy(): Promise<number> {
   return (await loadScenario(scenarioFile)).expect.minHonestAccuracy!
 }
 
-/** The bar the undefended mean's honest median must stay under: the stated accuracy − `meanMargin`. */
+/** The bar the undefended mean's worst honest member must end under: the stated accuracy − `meanMargin`. */
 export async function meanBar(): Promise<number> {
   return (await statedAccuracy()) - meanMargin
 }
@@ -74,13 +74,20 @@ export function assertHonestReach(report: TopologyReport, bar: number): void {
 }
 
 /**
- * Asserts that the attack broke the undefended run: the honest median below `bar` (well under
- * the scenario's), hence the scenario's verdict FAIL.
+ * Asserts that the attack broke the undefended run: an honest member ends below `bar` (well
+ * under the scenario's, which every honest member must reach), hence the verdict FAIL.
+ *
+ * The worst honest member, not the median: the guarantee is per member, and the median hangs on
+ * one round. Under ipm the mean's aggregate is turned around every round it takes the Byzantine
+ * model, so an honest member's accuracy is 0 % after an attacked round and 70–90 % after one
+ * without it (its momentum still points the right way). In one process the slowed member m2
+ * holds ≈ 66 % throughout while m0 and m1 sit at 0 %; in a rehearsal under load one of m0 and m1
+ * missed the Byzantine model in its last round and the median read 71.1 %.
  */
 export function assertHonestFail(report: TopologyReport, bar: number): void {
-  const median = report.honest.medianFinalAccuracy
+  const worst = report.honest.minFinalAccuracy
   const accs = report.nodes.filter((n) => !n.byzantine).map((n) => `${n.name} ${n.finalAccuracy}`)
-  assert.ok(median !== null && median < bar, `${report.rule} under ${behaviourOf(report)}: honest median ${median} is not below ${bar} (${accs.join(', ')})`)
+  assert.ok(worst !== null && worst < bar, `${report.rule} under ${behaviourOf(report)}: no honest member ends below ${bar} (${accs.join(', ')})`)
   assert.equal(report.passed, false, JSON.stringify(report.expectations))
 }
 
@@ -114,7 +121,7 @@ function behaviourOf(report: TopologyReport): string | undefined {
 /**
  * One robustness test: the scenario under `behaviour` (its parameters from the scenario's
  * matrix), once with MoNNA — every honest member ≥ the stated accuracy — and once with the
- * undefended mean — honest median < `meanBar()`. Both runs must have aggregated the Byzantine
+ * undefended mean — some honest member < `meanBar()`. Both runs must have aggregated the Byzantine
  * model in most rounds, so the difference is the rule's.
  */
 export function describeAttack(behaviour: string, note = ''): void {
@@ -125,7 +132,7 @@ export function describeAttack(behaviour: string, note = ''): void {
       assertAttackReached(report)
       assertHonestReach(report, await statedAccuracy())
     })
-    it('mean: the honest median falls well below it', async (t) => {
+    it('mean: an honest member falls well below it', async (t) => {
       const report = await runCiScenario({ rule: 'mean', behaviour: await suiteAttack(behaviour) })
       t.diagnostic(summary(report))
       assertAttackReached(report)
