@@ -27,7 +27,7 @@ import { AbortError, InvalidConfigError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import { silentLogger } from '../logger.ts'
 import { type Membership, quorum, swarmProtocol, swarmTopic, validateMembership } from '../net/membership.ts'
-import { banPeer, setNetMembership } from '../net/node.ts'
+import { banPeer, isBanned, setNetMembership } from '../net/node.ts'
 import { type Certificate, VerifiedCertificates, verifyCertificate } from './certificate.ts'
 import { bytesEqual, checkedPayload, hashPayload, sign, signingSeed, statement, toHex, verify } from './crypto.ts'
 import {
@@ -89,6 +89,8 @@ export interface BroadcastStats {
   pendingBytes: number
   /** payload bytes of delivered instances still held (rounds ≥ the floor) */
   deliveredBytes: number
+  /** peers cut off for a while for a flood of refused frames (event 'cool-off') */
+  coolOffs: number
 }
 
 export interface EchoBroadcastEvents {
@@ -96,6 +98,7 @@ export interface EchoBroadcastEvents {
   reject: CustomEvent<Rejection>
   equivocation: CustomEvent<EquivocationEvidence>
   ban: CustomEvent<BanEvent>
+  'cool-off': CustomEvent<CoolOffEvent>
 }
 
 export interface EchoBroadcast extends EventTarget {
@@ -169,6 +172,26 @@ interface InstanceState {
  */
 export const MAX_SEND_REPEATS = 4
 
+/**
+ * Refusals without blame (over-capacity, rate-limited) tolerated per peer: a burst of this many
+ * per member (n + 1 in all), then REFUSALS_PER_SECOND. An honest member meets those bounds only
+ * while it retries an uncertified SEND (back-off from 500 ms, stopping once certified) or
+ * catches up (one FETCH per peer asked), a few times per round at most.
+ */
+export const REFUSAL_BURST_PER_MEMBER = 2
+export const REFUSALS_PER_SECOND = 1
+/** The first cool-off of a flooding peer (see `coolOff`); each further one in the penalty window lasts 4× longer. */
+export const COOL_OFF_MS = 1000
+
+/** A peer cut off for a while (event 'cool-off'): its refusals without blame went past the tolerance. */
+export interface CoolOffEvent {
+  peer: string
+  reason: string
+  until: number
+  /** cool-offs of this peer within the penalty window, this one included */
+  count: number
+}
+
 interface OwnSend {
   epoch: number
   round: number
@@ -191,6 +214,7 @@ interface EpochEntry {
 interface MetricSet {
   rejections: Counter<'reason'>
   deliveries: Counter
+  coolOffs: Counter
   bytesSent: Counter
   bytesReceived: Counter
 }
@@ -278,6 +302,8 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   private readonly serving: TokenBuckets
   /** refusals without blame (over-capacity, rate-limited) a peer is allowed before they count as penalties */
   private readonly refusals: TokenBuckets
+  /** cool-offs per peer within the penalty window (each lasts 4× the one before) */
+  private readonly coolOffs = new Map<string, { count: number; at: number }>()
   private readonly evidenceLog: EquivocationEvidence[] = []
   private readonly counters = {
     bytesSent: 0,
@@ -285,6 +311,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     delivered: 0,
     equivocations: 0,
     signaturesVerified: 0,
+    coolOffs: 0,
     rejected: Object.fromEntries(rejectReasons.map((r) => [r, 0])) as Record<string, number>,
   }
   private readonly controller = new AbortController()
@@ -293,6 +320,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   private stopped = false
   private readonly penalties: Penalties | undefined
   private readonly banMs: number
+  private readonly penaltyWindowMs: number
 
   constructor(opts: EchoBroadcastOptions, metrics: MetricSet | undefined) {
     super()
@@ -313,10 +341,11 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     this.minBytesPerSecond = opts.minBytesPerSecond ?? defaultEchoBroadcastOptions.minBytesPerSecond
     const perSecond = opts.servePayloadsPerSecond ?? (this.members.size + 1) / 4
     this.serving = new TokenBuckets(opts.serveBurstPayloads ?? 2 * (this.members.size + 1), perSecond)
-    this.refusals = new TokenBuckets(8 * (this.members.size + 1), this.members.size + 1)
+    this.refusals = new TokenBuckets(REFUSAL_BURST_PER_MEMBER * (this.members.size + 1), REFUSALS_PER_SECOND)
     const pen = opts.penalties ?? defaultEchoBroadcastOptions.penalties
     this.penalties = pen === false ? undefined : new Penalties(pen)
     this.banMs = pen === false ? 0 : (pen as PenaltyOptions).banMs
+    this.penaltyWindowMs = pen === false ? 0 : (pen as PenaltyOptions).windowMs
     this.log = (opts.logger ?? silentLogger).child('broadcast')
     this.metrics = metrics
     this.verifiedCerts = new VerifiedCertificates(64 * this.members.size * (this.W + 1))
@@ -573,6 +602,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
       delivered: this.counters.delivered,
       equivocations: this.counters.equivocations,
       signaturesVerified: this.counters.signaturesVerified,
+      coolOffs: this.counters.coolOffs,
       pendingBytes: this.budget.total(),
       deliveredBytes,
     }
@@ -1307,9 +1337,13 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     // a bound an honest member may meet now and then under lag (refused without blame), met again
     // and again — far beyond what retries with back-off produce — is a flood: those count as
     // penalties. Not for relayed gossip: its forwarder is not the one that hit the bound.
+    let flood = false
     if (!r.penalise && o.relayed !== true && peer !== undefined && peer !== this.peerId && (r.reason === 'over-capacity' || r.reason === 'rate-limited')) {
       if (this.refusals.available(peer) >= 1) this.refusals.take(peer, 1)
-      else r = { ...r, penalise: true, detail: `${r.detail} (refused ${8 * (this.members.size + 1)} times at more than ${this.members.size + 1} per second: a flood)` }
+      else {
+        flood = true
+        r = { ...r, penalise: true, detail: `${r.detail} (refused ${REFUSAL_BURST_PER_MEMBER * (this.members.size + 1)} times, then more than ${REFUSALS_PER_SECOND} per second: a flood)` }
+      }
     }
     this.counters.rejected[r.reason] = (this.counters.rejected[r.reason] ?? 0) + 1
     this.metrics?.rejections.inc({ reason: r.reason })
@@ -1321,9 +1355,34 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
         this.log.warn('peer banned for its rejected frames', { peer, banMs: this.banMs, ...ban.reasons })
         this.dispatchEvent(new CustomEvent('ban', { detail: ban }))
         this.track(banPeer(this.node, peer, this.banMs))
-      }
+      } else if (flood && this.penalties !== undefined) this.coolOff(peer, r.reason) // penalties off: nobody is ever cut off
     }
     return r
+  }
+
+  /**
+   * A peer whose refusals without blame went past the tolerance is cut off for a while: its
+   * connections are closed and refused (`banPeer`) for 1 s, then 4 s, 16 s … (up to the ban's
+   * length) for each further flood within the penalty window. Every refused stream still costs
+   * its bytes in flight (up to a stream window) and the stream's set-up, so counting penalties
+   * alone let a flood of refused large frames run for most of the 64 it takes to ban (bench:adversary,
+   * concurrent large frames: no ban in 10 s at n = 7). A lagging honest member that met a bound
+   * again and again loses one peer for a second, which its retries and catch-up absorb.
+   */
+  private coolOff(peer: string, reason: string): void {
+    if (isBanned(this.node, peer)) return
+    const now = Date.now()
+    const windowMs = this.penaltyWindowMs
+    const prev = this.coolOffs.get(peer)
+    const count = prev !== undefined && now - prev.at < windowMs ? prev.count + 1 : 1
+    if (!this.coolOffs.has(peer) && this.coolOffs.size >= 4096) this.coolOffs.clear()
+    this.coolOffs.set(peer, { count, at: now })
+    const ms = Math.min(this.banMs, COOL_OFF_MS * 4 ** (count - 1))
+    this.counters.coolOffs++
+    this.metrics?.coolOffs.inc()
+    this.log.info('peer cut off for a flood of refused frames', { peer, reason, ms, count })
+    this.dispatchEvent(new CustomEvent('cool-off', { detail: { peer, reason, until: now + ms, count } satisfies CoolOffEvent }))
+    this.track(banPeer(this.node, peer, ms))
   }
 
   /** Resolves after `ms`, on abort, or when one of `wakers` settles (never rejects). */
@@ -1376,6 +1435,7 @@ export async function createEchoBroadcast(opts: EchoBroadcastOptions): Promise<E
     metrics = {
       rejections: getOrCreateCounter(opts.registry, 'monna_broadcast_rejections_total', 'Messages refused by the echo broadcast, by reason', ['reason'], Counter),
       deliveries: getOrCreateCounter(opts.registry, 'monna_broadcast_deliveries_total', 'Certified instances delivered', [], Counter),
+      coolOffs: getOrCreateCounter(opts.registry, 'monna_broadcast_cool_offs_total', 'Peers cut off for a while for a flood of refused frames', [], Counter),
       bytesSent: getOrCreateCounter(opts.registry, 'monna_broadcast_sent_bytes_total', 'Bytes sent by the echo broadcast (frames and FINAL publications)', [], Counter),
       bytesReceived: getOrCreateCounter(opts.registry, 'monna_broadcast_received_bytes_total', 'Bytes received by the echo broadcast', [], Counter),
     }

@@ -3,6 +3,8 @@ export { type Certificate, verifyCertificate } from './certificate.ts'
 export {
   type BanEvent,
   type BroadcastStats,
+  COOL_OFF_MS,
+  type CoolOffEvent,
   createEchoBroadcast,
   type Delivery,
   defaultEchoBroadcastOptions,
@@ -12,6 +14,8 @@ export {
   type EquivocationEvidence,
   echoProtocol,
   finalTopic,
+  REFUSAL_BURST_PER_MEMBER,
+  REFUSALS_PER_SECOND,
   type Rejection,
 } from './echo-broadcast.ts'
 export {

@@ -82,6 +82,8 @@ export interface RoundReport {
   bytesReceived: number
   /** signatures checked by this member's broadcast so far */
   signaturesVerified?: number
+  /** peers this member's broadcast cut off for a while so far, for floods of refused frames (none in an honest swarm) */
+  coolOffs?: number
   /** this round waited past the round timeout */
   stalled: boolean
   epsilon?: number
@@ -774,6 +776,7 @@ export class RoundEngine extends EventTarget {
       bytesSent: stats.bytesSent,
       bytesReceived: stats.bytesReceived,
       ...(stats.signaturesVerified !== undefined ? { signaturesVerified: stats.signaturesVerified } : {}),
+      ...(stats.coolOffs !== undefined ? { coolOffs: stats.coolOffs } : {}),
       stalled: r.stalled,
       senders: r.senders,
       ...(this.opts.membershipAt !== undefined ? { epoch: this.epoch } : {}),

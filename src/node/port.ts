@@ -45,6 +45,7 @@ export interface BroadcastStats {
   rejected: Record<string, number>
   /** signatures checked (the signed echo broadcast; absent on test doubles) */
   signaturesVerified?: number
+  coolOffs?: number
 }
 
 /**

@@ -55,6 +55,8 @@ export interface NodeSummary {
   rejected: Record<string, number>
   /** signatures this member checked (SEND, ECHO, certificate entries), by its last report */
   signaturesVerified?: number
+  /** peers it cut off for a while for floods of refused frames, by its last report */
+  coolOffs?: number
   /** differential privacy (task.privacy): ε spent by its last reported round (RDP accountant, at δ = task.privacy.delta) */
   epsilon?: number
   exitCode?: number | null
@@ -165,6 +167,7 @@ export function buildReport(opts: {
       rejected: last?.rejected ?? {},
     }
     if (last?.signaturesVerified !== undefined) node.signaturesVerified = last.signaturesVerified
+    if (last?.coolOffs !== undefined) node.coolOffs = last.coolOffs
     const eps = list.findLast((r) => r.epsilon !== undefined)?.epsilon
     if (eps !== undefined) node.epsilon = eps
     if (m.exitCode !== undefined) node.exitCode = m.exitCode

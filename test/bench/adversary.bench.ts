@@ -22,7 +22,10 @@
  *     Each n runs in its own process (clean RSS) and the Byzantine member in another one, so
  *     what the attacker spends on building frames is not taken from the honest members' CPU.
  *     The broadcast runs with its default penalties (64 penalised rejections in 60 s → banned for
- *     5 min; a ban is lifted before the next case); BENCH_PENALTIES=off never bans (the worst
+ *     5 min; a ban is lifted before the next case; a flood of refusals without blame past
+ *     2(n + 1) + 1 per second cuts the peer off for 1 s, then 4 s, 16 s… within the penalty window —
+ *     that memory carries over to the next cases, so an attack's own figure is the one it gets
+ *     run alone, BENCH_ATTACKS=<attack>); BENCH_PENALTIES=off never bans (the worst
  *     case: forged FINALs and gossip junk go on for the whole case).
  * (iii) Joining: a member started late (engine `join: true`, its broadcast started then) while
  *     the Byzantine member answers every FETCH one byte per second — it echoes SENDs and
@@ -553,6 +556,8 @@ async function attackFigures(n: number): Promise<void> {
   })
   const bans = { count: 0 }
   for (const i of honestIdx) swarm.bcasts[i]!.addEventListener('ban', () => bans.count++)
+  const coolOffs = { count: 0 }
+  for (const i of honestIdx) swarm.bcasts[i]!.addEventListener('cool-off', () => coolOffs.count++)
   const byzProc = await ByzProcess.start(swarm, byz, honestIdx)
   const h = startEngines(swarm, honestIdx)
   const stopFeed = feedRounds(byzProc, () => h.engines)
@@ -568,7 +573,7 @@ async function attackFigures(n: number): Promise<void> {
     const noAttack: number[] = []
     let baseline: number | undefined
     let baseRetained: number | undefined
-    const rows: Array<{ attack: string; rps: number; minRps: number; peak: number; afterGc: number; retained: number; stalls: number; catchUps: number; bans: number; rejected: Record<string, number> }> = []
+    const rows: Array<{ attack: string; rps: number; minRps: number; peak: number; afterGc: number; retained: number; stalls: number; catchUps: number; bans: number; coolOffs: number; rejected: Record<string, number> }> = []
     for (const attack of cases) {
       // every case starts with the Byzantine member admitted (a ban of the previous case lifted)
       for (const i of honestIdx) await banPeer(swarm.nodes[i]!, swarm.membership.members[byz]!, 0)
@@ -587,6 +592,7 @@ async function attackFigures(n: number): Promise<void> {
       }
       const rej0 = honestIdx.map((i) => ({ ...swarm.bcasts[i]!.stats().rejected }))
       const bans0 = bans.count
+      const coolOffs0 = coolOffs.count
       let peak = process.memoryUsage().rss
       const sampler = setInterval(() => {
         peak = Math.max(peak, process.memoryUsage().rss)
@@ -620,9 +626,9 @@ async function attackFigures(n: number): Promise<void> {
       if (attack === 'none') noAttack.push(rps)
       baseline ??= peak
       baseRetained ??= retained
-      rows.push({ attack, rps, minRps, peak, afterGc, retained, stalls: ev.stalls, catchUps: ev.catchUps, bans: bans.count - bans0, rejected })
+      rows.push({ attack, rps, minRps, peak, afterGc, retained, stalls: ev.stalls, catchUps: ev.catchUps, bans: bans.count - bans0, coolOffs: coolOffs.count - coolOffs0, rejected })
       console.log(
-        `#   ${attack.padEnd(26)} ${rps.toFixed(2)} rounds/s (slowest member ${minRps.toFixed(2)}), peak RSS ${mb(peak)} MB (${mb(afterGc)} MB after a GC; heap+external ${mb(retained)} MB), stalls ${ev.stalls}, catch-ups ${ev.catchUps}, bans ${bans.count - bans0}, rejected ${JSON.stringify(rejected)}`,
+        `#   ${attack.padEnd(26)} ${rps.toFixed(2)} rounds/s (slowest member ${minRps.toFixed(2)}), peak RSS ${mb(peak)} MB (${mb(afterGc)} MB after a GC; heap+external ${mb(retained)} MB), stalls ${ev.stalls}, catch-ups ${ev.catchUps}, bans ${bans.count - bans0}, cool-offs ${coolOffs.count - coolOffs0}, rejected ${JSON.stringify(rejected)}`,
       )
       await sleep(3000) // the swarm settles between cases (queued gossip drains)
     }
@@ -661,6 +667,7 @@ async function attackFigures(n: number): Promise<void> {
         catchUps: r.catchUps,
         penalties: PENALTIES === false ? 'off' : 'on',
         bans: r.bans,
+        coolOffs: r.coolOffs,
         rejected: r.rejected,
       })
     }

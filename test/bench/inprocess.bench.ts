@@ -70,6 +70,12 @@ for (const kind of order) {
           (['trainMs', 'waitMs', 'aggregateMs', 'evaluateMs', 'checkpointMs'] as const).map((k) => [k, phases.length === 0 ? null : Number((phases.reduce((a, p) => a + p[k], 0) / phases.length).toFixed(1))]),
         ),
         signaturesCheckedByMembers: sig,
+        // an honest swarm cuts nobody off and refuses little (refusals without blame under lag only)
+        coolOffs: report.nodes.reduce((a, n) => a + (n.coolOffs ?? 0), 0),
+        rejected: report.nodes.reduce<Record<string, number>>((a, n) => {
+          for (const [k, v] of Object.entries(n.rejected)) if (v > 0) a[k] = (a[k] ?? 0) + v
+          return a
+        }, {}),
         signatureVerificationsRun: verifyCacheStats.misses - misses0,
         signatureCacheHits: verifyCacheStats.hits - hits0,
         mbSentPerMemberPerRound: Number((report.nodes.reduce((a, n) => a + n.bytesSent, 0) / s.n / rounds / 1e6).toFixed(1)),

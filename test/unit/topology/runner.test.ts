@@ -44,6 +44,8 @@ describe('topology runner (in-process)', () => {
         [false, false, false, true],
       )
       for (const n of report.nodes) assert.equal(n.roundsCompleted, 12)
+      // no member floods another with refused frames: nobody cut anybody off (ipm only changes the model)
+      for (const n of report.nodes) assert.equal(n.coolOffs, 0, `${n.name} cut off a peer ${n.coolOffs} times`)
       assert.equal(report.passed, true, JSON.stringify(report.expectations))
       const json = JSON.parse(await readFile(files.json, 'utf8'))
       assert.equal(json.nodes[3].behaviour, 'ipm')
