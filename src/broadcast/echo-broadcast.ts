@@ -536,9 +536,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
    * it at the boundary: the connection gate and the epoch this member runs stay as they are.
    */
   knowEpoch(m: Membership, fromRound: number, epochNumber: number): void {
-    validateMembership(m, this.log)
-    if (m.swarmId !== this.membership.swarmId) throw new InvalidConfigError('membership.swarmId', 'a membership epoch cannot change the swarm id (create a new broadcast)')
-    validateRound(fromRound, 'fromRound')
+    this.checkEpochArgs(m, fromRound, epochNumber)
     const last = this.epochs[this.epochs.length - 1]!
     if (fromRound <= last.from || epochNumber <= last.epoch) return // known already, or not later than what runs
     const membership = { ...m, members: [...m.members] }
@@ -547,13 +545,18 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     this.verifiedCerts.clear()
   }
 
-  setMembership(m: Membership, fromRound?: number, epochNumber?: number): void {
+  /** What `knowEpoch` and `setMembership` take: a valid membership of this swarm, a round, an epoch number in 0..2³² − 1. */
+  private checkEpochArgs(m: Membership, fromRound: number | undefined, epochNumber: number): void {
     validateMembership(m, this.log)
     if (m.swarmId !== this.membership.swarmId) throw new InvalidConfigError('membership.swarmId', 'a membership epoch cannot change the swarm id (create a new broadcast)')
     if (fromRound !== undefined) validateRound(fromRound, 'fromRound')
+    if (!Number.isInteger(epochNumber) || epochNumber < 0 || epochNumber > 0xffff_ffff) throw new InvalidConfigError('epoch', `must be an integer in 0..${0xffff_ffff}, got ${epochNumber}`)
+  }
+
+  setMembership(m: Membership, fromRound?: number, epochNumber?: number): void {
     const last = this.epochs[this.epochs.length - 1]!
     const number = epochNumber ?? (fromRound === undefined ? last.epoch : last.epoch + 1)
-    if (!Number.isInteger(number) || number < 0 || number > 0xffff_ffff) throw new InvalidConfigError('epoch', `must be an integer in 0..${0xffff_ffff}, got ${number}`)
+    this.checkEpochArgs(m, fromRound, number)
     this.membership = { ...m, members: [...m.members] }
     this.members = new Set(m.members)
     const entry: EpochEntry = { epoch: number, from: fromRound ?? 0, membership: this.membership, members: this.members, q: quorum(this.members.size, m.f) }

@@ -190,3 +190,13 @@ test('fromRound is validated', () => {
   assert.throws(() => b.setMembership({ swarmId: SWARM, members: ids.slice(0, 4), f: 1 }, -1))
   assert.throws(() => b.setMembership({ swarmId: SWARM, members: ids.slice(0, 4), f: 1 }, 1.5))
 })
+
+test('knowEpoch validates like setMembership: the swarm, the round and the epoch number', () => {
+  const m = { swarmId: SWARM, members: ids.slice(0, 4), f: 1 }
+  assert.throws(() => b.knowEpoch(m, -1, 1), /fromRound/)
+  assert.throws(() => b.knowEpoch(m, 5, -1), /epoch/)
+  assert.throws(() => b.knowEpoch(m, 5, 2 ** 32), /epoch/)
+  assert.throws(() => b.knowEpoch(m, 5, 1.5), /epoch/)
+  assert.throws(() => b.knowEpoch({ ...m, swarmId: 'another' }, 5, 1), /swarm id/)
+  assert.throws(() => b.setMembership(m, 5, 2 ** 32), /epoch/)
+})
