@@ -30,23 +30,23 @@ import { type Membership, quorum, swarmProtocol, swarmTopic, validateMembership 
 import { banPeer, isBanned, setNetMembership } from '../net/node.ts'
 import { type Certificate, VerifiedCertificates, verifyCertificate } from './certificate.ts'
 import { bytesEqual, checkedPayload, hashPayload, sign, signingSeed, statement, toHex, verify } from './crypto.ts'
+import { type CoolOffEvent, PeerDiscipline, type Rejection } from './discipline.ts'
 import {
   AlreadyBroadcastError,
   BroadcastRejectError,
   BroadcastStoppedError,
-  penalises,
   type RejectReason,
   RoundOutOfWindowError,
-  rejectReasons,
 } from './errors.ts'
 import { FrameReader, writeParts } from './frame-stream.ts'
 import { createMemoryJournal, type EchoJournal } from './journal.ts'
 import { Budget, TokenBuckets } from './limits.ts'
 import { defaultEchoBroadcastOptions, type EchoBroadcastOptions, validateEchoBroadcastOptions } from './options.ts'
-import { type BanEvent, Penalties, type PenaltyOptions } from './penalties.ts'
+import type { BanEvent } from './penalties.ts'
 import { decodeFrame, encodeFrame, encodeFrameParts, type Frame, type FrameHeader, type Instance, MAX_ROUND, MAX_STRING_BYTES, SIG_BYTES } from './wire.ts'
 
 export { type Certificate, verifyCertificate } from './certificate.ts'
+export { COOL_OFF_MS, type CoolOffEvent, REFUSAL_BURST_PER_MEMBER, REFUSALS_PER_SECOND, type Rejection } from './discipline.ts'
 export { defaultEchoBroadcastOptions, type EchoBroadcastOptions } from './options.ts'
 export type { BanEvent } from './penalties.ts'
 
@@ -58,13 +58,6 @@ export interface Delivery {
   payload: Uint8Array
   hash: Uint8Array
   certificate: Certificate
-}
-
-export interface Rejection {
-  reason: RejectReason
-  peer?: string
-  penalise: boolean
-  detail: string
 }
 
 /** Two conflicting SENDs signed by one sender for one instance (transferable evidence). */
@@ -171,26 +164,6 @@ interface InstanceState {
  * such refusals ends in a ban.
  */
 export const MAX_SEND_REPEATS = 4
-
-/**
- * Refusals without blame (over-capacity, rate-limited) tolerated per peer: a burst of this many
- * per member (n + 1 in all), then REFUSALS_PER_SECOND. An honest member meets those bounds only
- * while it retries an uncertified SEND (back-off from 500 ms, stopping once certified) or
- * catches up (one FETCH per peer asked), a few times per round at most.
- */
-export const REFUSAL_BURST_PER_MEMBER = 2
-export const REFUSALS_PER_SECOND = 1
-/** The first cool-off of a flooding peer (see `coolOff`); each further one in the penalty window lasts 4× longer. */
-export const COOL_OFF_MS = 1000
-
-/** A peer cut off for a while (event 'cool-off'): its refusals without blame went past the tolerance. */
-export interface CoolOffEvent {
-  peer: string
-  reason: string
-  until: number
-  /** cool-offs of this peer within the penalty window, this one included */
-  count: number
-}
 
 interface OwnSend {
   epoch: number
@@ -300,10 +273,8 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   private readonly verifiedCerts: VerifiedCertificates
   private readonly budget: Budget
   private readonly serving: TokenBuckets
-  /** refusals without blame (over-capacity, rate-limited) a peer is allowed before they count as penalties */
-  private readonly refusals: TokenBuckets
-  /** cool-offs per peer within the penalty window (each lasts 4× the one before) */
-  private readonly coolOffs = new Map<string, { count: number; at: number }>()
+  /** what a refused frame costs its peer: counts, penalties, cool-offs, bans */
+  private readonly discipline: PeerDiscipline
   private readonly evidenceLog: EquivocationEvidence[] = []
   private readonly counters = {
     bytesSent: 0,
@@ -311,16 +282,11 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     delivered: 0,
     equivocations: 0,
     signaturesVerified: 0,
-    coolOffs: 0,
-    rejected: Object.fromEntries(rejectReasons.map((r) => [r, 0])) as Record<string, number>,
   }
   private readonly controller = new AbortController()
   private readonly tasks = new Set<Promise<unknown>>()
   private readonly openStreams = new Set<Stream>()
   private stopped = false
-  private readonly penalties: Penalties | undefined
-  private readonly banMs: number
-  private readonly penaltyWindowMs: number
 
   constructor(opts: EchoBroadcastOptions, metrics: MetricSet | undefined) {
     super()
@@ -341,13 +307,19 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     this.minBytesPerSecond = opts.minBytesPerSecond ?? defaultEchoBroadcastOptions.minBytesPerSecond
     const perSecond = opts.servePayloadsPerSecond ?? (this.members.size + 1) / 4
     this.serving = new TokenBuckets(opts.serveBurstPayloads ?? 2 * (this.members.size + 1), perSecond)
-    this.refusals = new TokenBuckets(REFUSAL_BURST_PER_MEMBER * (this.members.size + 1), REFUSALS_PER_SECOND)
-    const pen = opts.penalties ?? defaultEchoBroadcastOptions.penalties
-    this.penalties = pen === false ? undefined : new Penalties(pen)
-    this.banMs = pen === false ? 0 : (pen as PenaltyOptions).banMs
-    this.penaltyWindowMs = pen === false ? 0 : (pen as PenaltyOptions).windowMs
     this.log = (opts.logger ?? silentLogger).child('broadcast')
     this.metrics = metrics
+    this.discipline = new PeerDiscipline({
+      self: this.peerId,
+      members: this.members.size,
+      penalties: opts.penalties ?? defaultEchoBroadcastOptions.penalties,
+      log: this.log,
+      ban: (peer, ms) => banPeer(this.node, peer, ms),
+      isBanned: (peer) => isBanned(this.node, peer),
+      emit: (type, detail) => this.dispatchEvent(new CustomEvent(type, { detail })),
+      track: (p) => this.track(p),
+      ...(metrics !== undefined ? { metrics } : {}),
+    })
     this.verifiedCerts = new VerifiedCertificates(64 * this.members.size * (this.W + 1))
     this.journal = opts.journal ?? createMemoryJournal()
     for (const e of this.journal.load()) this.remembered.set(`${e.sender}/${e.round}`, { epoch: e.epoch, round: e.round, hash: e.hash, kind: e.kind })
@@ -601,11 +573,11 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     return {
       bytesSent: this.counters.bytesSent,
       bytesReceived: this.counters.bytesReceived,
-      rejected: { ...this.counters.rejected },
+      rejected: { ...this.discipline.rejected },
       delivered: this.counters.delivered,
       equivocations: this.counters.equivocations,
       signaturesVerified: this.counters.signaturesVerified,
-      coolOffs: this.counters.coolOffs,
+      coolOffs: this.discipline.coolOffCount,
       pendingBytes: this.budget.total(),
       deliveredBytes,
     }
@@ -1334,58 +1306,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   }
 
   private rejectFrom(peer: string | undefined, err: unknown, o: { conclusive?: boolean; relayed?: boolean } = {}): Rejection {
-    let r: Rejection
-    if (err instanceof BroadcastRejectError) r = { reason: err.reason, peer, penalise: err.penalise, detail: err.message }
-    else r = { reason: 'malformed', peer, penalise: penalises('malformed'), detail: err instanceof Error ? err.message : String(err) }
-    // a bound an honest member may meet now and then under lag (refused without blame), met again
-    // and again — far beyond what retries with back-off produce — is a flood: those count as
-    // penalties. Not for relayed gossip: its forwarder is not the one that hit the bound.
-    let flood = false
-    if (!r.penalise && o.relayed !== true && peer !== undefined && peer !== this.peerId && (r.reason === 'over-capacity' || r.reason === 'rate-limited')) {
-      if (this.refusals.available(peer) >= 1) this.refusals.take(peer, 1)
-      else {
-        flood = true
-        r = { ...r, penalise: true, detail: `${r.detail} (refused ${REFUSAL_BURST_PER_MEMBER * (this.members.size + 1)} times, then more than ${REFUSALS_PER_SECOND} per second: a flood)` }
-      }
-    }
-    this.counters.rejected[r.reason] = (this.counters.rejected[r.reason] ?? 0) + 1
-    this.metrics?.rejections.inc({ reason: r.reason })
-    this.log.debug('rejected', { ...r })
-    this.dispatchEvent(new CustomEvent('reject', { detail: r }))
-    if (r.penalise && peer !== undefined && peer !== this.peerId) {
-      const ban = this.penalties?.record(peer, r.reason, Date.now(), o.conclusive === true)
-      if (ban !== undefined) {
-        this.log.warn('peer banned for its rejected frames', { peer, banMs: this.banMs, ...ban.reasons })
-        this.dispatchEvent(new CustomEvent('ban', { detail: ban }))
-        this.track(banPeer(this.node, peer, this.banMs))
-      } else if (flood && this.penalties !== undefined) this.coolOff(peer, r.reason) // penalties off: nobody is ever cut off
-    }
-    return r
-  }
-
-  /**
-   * A peer whose refusals without blame went past the tolerance is cut off for a while: its
-   * connections are closed and refused (`banPeer`) for 1 s, then 4 s, 16 s … (up to the ban's
-   * length) for each further flood within the penalty window. Every refused stream still costs
-   * its bytes in flight (up to a stream window) and the stream's set-up, so counting penalties
-   * alone let a flood of refused large frames run for most of the 64 it takes to ban (bench:adversary,
-   * concurrent large frames: no ban in 10 s at n = 7). A lagging honest member that met a bound
-   * again and again loses one peer for a second, which its retries and catch-up absorb.
-   */
-  private coolOff(peer: string, reason: string): void {
-    if (isBanned(this.node, peer)) return
-    const now = Date.now()
-    const windowMs = this.penaltyWindowMs
-    const prev = this.coolOffs.get(peer)
-    const count = prev !== undefined && now - prev.at < windowMs ? prev.count + 1 : 1
-    if (!this.coolOffs.has(peer) && this.coolOffs.size >= 4096) this.coolOffs.clear()
-    this.coolOffs.set(peer, { count, at: now })
-    const ms = Math.min(this.banMs, COOL_OFF_MS * 4 ** (count - 1))
-    this.counters.coolOffs++
-    this.metrics?.coolOffs.inc()
-    this.log.info('peer cut off for a flood of refused frames', { peer, reason, ms, count })
-    this.dispatchEvent(new CustomEvent('cool-off', { detail: { peer, reason, until: now + ms, count } satisfies CoolOffEvent }))
-    this.track(banPeer(this.node, peer, ms))
+    return this.discipline.reject(peer, err, o)
   }
 
   /** Resolves after `ms`, on abort, or when one of `wakers` settles (never rejects). */
