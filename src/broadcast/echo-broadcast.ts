@@ -30,7 +30,7 @@ import { type Membership, quorum, swarmProtocol, swarmTopic, validateMembership 
 import { banPeer, isBanned, setNetMembership } from '../net/node.ts'
 import { type Certificate, VerifiedCertificates, verifyCertificate } from './certificate.ts'
 import { bytesEqual, checkedPayload, hashPayload, sign, signingSeed, statement, toHex, verify } from './crypto.ts'
-import { type CoolOffEvent, PeerDiscipline, type Rejection } from './discipline.ts'
+import { PeerDiscipline, type Rejection } from './discipline.ts'
 import {
   AlreadyBroadcastError,
   BroadcastRejectError,
@@ -42,97 +42,14 @@ import { FrameReader, writeParts } from './frame-stream.ts'
 import { createMemoryJournal, type EchoJournal } from './journal.ts'
 import { Budget, TokenBuckets } from './limits.ts'
 import { defaultEchoBroadcastOptions, type EchoBroadcastOptions, validateEchoBroadcastOptions } from './options.ts'
-import type { BanEvent } from './penalties.ts'
+import type { BroadcastStats, Delivery, EchoBroadcast, EquivocationEvidence } from './types.ts'
 import { decodeFrame, encodeFrame, encodeFrameParts, type Frame, type FrameHeader, type Instance, MAX_ROUND, MAX_STRING_BYTES, SIG_BYTES } from './wire.ts'
 
 export { type Certificate, verifyCertificate } from './certificate.ts'
 export { COOL_OFF_MS, type CoolOffEvent, REFUSAL_BURST_PER_MEMBER, REFUSALS_PER_SECOND, type Rejection } from './discipline.ts'
 export { defaultEchoBroadcastOptions, type EchoBroadcastOptions } from './options.ts'
 export type { BanEvent } from './penalties.ts'
-
-export interface Delivery {
-  swarmId: string
-  epoch: number
-  round: number
-  sender: string
-  payload: Uint8Array
-  hash: Uint8Array
-  certificate: Certificate
-}
-
-/** Two conflicting SENDs signed by one sender for one instance (transferable evidence). */
-export interface EquivocationEvidence {
-  swarmId: string
-  epoch: number
-  round: number
-  sender: string
-  first: { hash: Uint8Array; signature?: Uint8Array }
-  second: { hash: Uint8Array; signature: Uint8Array }
-}
-
-export interface BroadcastStats {
-  bytesSent: number
-  bytesReceived: number
-  rejected: Record<string, number>
-  delivered: number
-  equivocations: number
-  /** signatures checked (SEND, ECHO and certificate entries) */
-  signaturesVerified: number
-  /** payload bytes held undelivered or arriving, over all peers (bounded by n · maxPendingBytesPerPeer) */
-  pendingBytes: number
-  /** payload bytes of delivered instances still held (rounds ≥ the floor) */
-  deliveredBytes: number
-  /** peers cut off for a while for a flood of refused frames (event 'cool-off') */
-  coolOffs: number
-}
-
-export interface EchoBroadcastEvents {
-  deliver: CustomEvent<Delivery>
-  reject: CustomEvent<Rejection>
-  equivocation: CustomEvent<EquivocationEvidence>
-  ban: CustomEvent<BanEvent>
-  'cool-off': CustomEvent<CoolOffEvent>
-}
-
-export interface EchoBroadcast extends EventTarget {
-  broadcast(round: number, payload: Uint8Array, opts?: { signal?: AbortSignal }): Promise<void>
-  delivered(round: number): Delivery[]
-  setFloor(round: number): void
-  /**
-   * The newest round that f + 1 distinct members have broadcast with a certificate (so at least
-   * one honest member reached it); −1 before that. No f members can move it.
-   */
-  newestCertifiedRound(): number
-  /**
-   * Asks members one by one for the certified deliveries of `round` it lacks; returns the verified
-   * ones once it holds every other member's, or `want` of them (the engine needs n − f), or every
-   * member was asked.
-   */
-  fetchRound(round: number, opts?: { signal?: AbortSignal; want?: number }): Promise<Delivery[]>
-  /**
-   * A new membership epoch. With `fromRound`, instances of earlier rounds keep being checked
-   * against the epochs they belong to (a late certificate of the last round before a switch is
-   * still valid); without it, `m` replaces every epoch. `epoch` is its number (default: the
-   * previous one + 1), signed in every statement of its rounds.
-   */
-  setMembership(m: Membership, fromRound?: number, epoch?: number): void
-  /**
-   * An epoch of later rounds (from `fromRound`), received before this member reaches them: their
-   * frames are judged under it at once; the switch itself is still `setMembership` at the boundary.
-   */
-  knowEpoch(m: Membership, fromRound: number, epoch: number): void
-  /** The epoch number of `round` (what its statements sign). */
-  epochOf(round: number): number
-  stats(): BroadcastStats
-  stop(): Promise<void>
-  /** Protocol id of the streams. */
-  readonly protocol: string
-  /** Gossipsub topic of FINAL announcements. */
-  readonly topic: string
-  readonly peerId: string
-  /** Equivocation evidence collected so far (bounded). */
-  evidence(): EquivocationEvidence[]
-}
+export type { BroadcastStats, Delivery, EchoBroadcast, EchoBroadcastEvents, EquivocationEvidence } from './types.ts'
 
 interface InstanceState {
   epoch: number
