@@ -24,8 +24,8 @@
  *     The broadcast runs with its default penalties (64 penalised rejections in 60 s → banned for
  *     5 min; a ban is lifted before the next case; a flood of refusals without blame past
  *     2(n + 1) + 1 per second cuts the peer off for 1 s, then 4 s, 16 s… within the penalty window —
- *     that memory carries over to the next cases, so an attack's own figure is the one it gets
- *     run alone, BENCH_ATTACKS=<attack>); BENCH_PENALTIES=off never bans (the worst
+ *     with BENCH_ISOLATE=0 that memory carries over to the next cases; by default each attack runs
+ *     in a process of its own between two attack-free cases); BENCH_PENALTIES=off never bans (the worst
  *     case: forged FINALs and gossip junk go on for the whole case).
  * (iii) Joining: a member started late (engine `join: true`, its broadcast started then) while
  *     the Byzantine member answers every FETCH one byte per second — it echoes SENDs and
@@ -46,7 +46,7 @@
  * Output: '#' lines for people, then one JSON object per line per figure.
  * Env: BENCH_SCHEDULES (1000; 0 skips), BENCH_SCHEDULES_PER_SWARM (25), BENCH_ROUNDS (12 per schedule), BENCH_SEED,
  * BENCH_SECONDS (10, per case), BENCH_DIM (100000), BENCH_NS ("4,7"), BENCH_ATTACKS (all, comma
- * list; 'none' skips the attack figures), BENCH_JOIN (1; 0 skips), BENCH_PENALTIES (on | off),
+ * list; 'none' skips the attack figures), BENCH_ISOLATE (1: a process per attack; 0: all in one), BENCH_JOIN (1; 0 skips), BENCH_PENALTIES (on | off),
  * BENCH_DEBUG (the newcomer's engine and broadcast log to stderr).
  */
 import { type ChildProcess, fork } from 'node:child_process'
@@ -76,6 +76,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
 const DIM = Number(process.env.BENCH_DIM ?? 100_000)
 const NS = (process.env.BENCH_NS ?? '4,7').split(',').map(Number)
 const JOIN = process.env.BENCH_JOIN !== '0'
+const ISOLATE = process.env.BENCH_ISOLATE !== '0'
 /** 'on' (default): the broadcast's defaults, bans included; 'off': never banned (worst case). */
 const PENALTIES: PenaltyOptions | false = process.env.BENCH_PENALTIES === 'off' ? false : { threshold: 64, windowMs: 60_000, banMs: 300_000 }
 const W = 8
@@ -569,7 +570,8 @@ async function attackFigures(n: number): Promise<void> {
       await sleep(50)
     }
     console.log(`# n=${n} f=${f}, 1 Byzantine member (own process), ${n - 1} honest engines in this process, d=${DIM} (maxPayloadBytes ${MAX_PAYLOAD}, maxPendingBytesPerPeer ${MAX_PENDING}, W=${W}), ${SECONDS} s per case, penalties ${PENALTIES === false ? 'off' : 'on'}`)
-    const cases: Array<Attack | 'none'> = ['none', ...ATTACKS, 'none']
+    const mine = process.env.BENCH_FIG_ATTACKS === undefined ? ATTACKS : (process.env.BENCH_FIG_ATTACKS.split(',').filter((a) => a !== '') as Attack[])
+    const cases: Array<Attack | 'none'> = ['none', ...mine, 'none']
     const noAttack: number[] = []
     let baseline: number | undefined
     let baseRetained: number | undefined
@@ -811,10 +813,16 @@ async function main(): Promise<void> {
     }
   }
   // each n in a process of its own (clean RSS), which forks the Byzantine member's
+  // (BENCH_ISOLATE=1, the default: each attack in a process of its own, between two attack-free
+  // cases — a member's memory of the attacker's floods and bans does not carry over to the next
+  // attack, and each ratio compares cases run side by side)
   for (const n of NS) {
-    const child = fork(SELF, [], { env: { ...process.env, BENCH_ROLE: 'figures', BENCH_FIG_N: String(n) }, stdio: 'inherit' })
-    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
-    if (code !== 0) throw new Error(`the figures process for n = ${n} exited with ${code}`)
+    const groups = ISOLATE && ATTACKS.length > 0 ? ATTACKS.map((a) => [a]) : [ATTACKS]
+    for (const group of groups) {
+      const child = fork(SELF, [], { env: { ...process.env, BENCH_ROLE: 'figures', BENCH_FIG_N: String(n), BENCH_FIG_ATTACKS: group.join(',') }, stdio: 'inherit' })
+      const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
+      if (code !== 0) throw new Error(`the figures process for n = ${n} (${group.join(', ') || 'no attack'}) exited with ${code}`)
+    }
   }
 }
 
