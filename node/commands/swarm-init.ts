@@ -5,6 +5,7 @@ import { stringify } from 'yaml'
 import { parseSwarm, swarmId } from '../../src/config/schema.ts'
 import { loadOrCreateKey, peerIdOfKey } from '../../src/net/index.ts'
 import { parseNodeConfig } from '../../src/node/config.ts'
+import { modelEncodings } from '../../src/node/payload.ts'
 import { UsageError } from '../errors.ts'
 import { createCommandLogger } from '../log.ts'
 
@@ -69,6 +70,8 @@ export interface SwarmInitOptions {
   name: string
   seed: number | string
   rule: string
+  /** the models' wire encoding (omitted: float32, docs/encodings.md) */
+  encoding?: string
   roundTimeoutMs?: number
   metricsBasePort?: number
   checkpointEvery?: number
@@ -90,6 +93,7 @@ export async function swarmInit(o: SwarmInitOptions): Promise<{ swarmFile: strin
   const dir = resolve(o.dir)
   const preset = taskPresets[o.task]
   if (preset === undefined) throw new UsageError(`--task ${o.task}: unknown preset; use one of ${Object.keys(taskPresets).join(', ')}`)
+  if (o.encoding !== undefined && !(modelEncodings as readonly string[]).includes(o.encoding)) throw new UsageError(`--encoding ${o.encoding}: use one of ${modelEncodings.join(', ')}`)
   if (o.hosts.length !== 1 && o.hosts.length !== o.nodes) {
     throw new UsageError(`--hosts lists ${o.hosts.length} hosts for ${o.nodes} nodes; give one host per node, or a single --host`)
   }
@@ -123,6 +127,7 @@ export async function swarmInit(o: SwarmInitOptions): Promise<{ swarmFile: strin
     members: peerIds.map((id, i) => ({ id, name: `node-${i}`, addresses: [address(i)] })),
     task: { ...preset, ...(o.rounds !== undefined ? { rounds: o.rounds } : {}) },
     aggregator: { rule: o.rule },
+    ...(o.encoding !== undefined ? { encoding: o.encoding } : {}),
     timing: { roundTimeoutMs: o.roundTimeoutMs ?? 30_000, roundWindow: 8 },
   }
   const swarm = parseSwarm(swarmInput, 'generated swarm file') // same validation as `monna start`
@@ -167,6 +172,7 @@ export function registerSwarm(program: Command): void {
     .option('--name <name>', 'swarm name', 'lan')
     .option('--seed <seed>', 'swarm seed (θ₀, data split)', '1')
     .option('--rule <rule>', 'aggregation rule (nna = MoNNA)', 'nna')
+    .option('--encoding <encoding>', `models on the wire: ${modelEncodings.join(', ')} (float32 by default; docs/encodings.md)`)
     .option('--round-timeout-ms <ms>', 'report a stall after this long without n − f deliveries')
     .option('--metrics-base-port <port>', 'give node-i a Prometheus endpoint on this port + i')
     .option('--checkpoint-every <k>', 'rounds between checkpoints')
@@ -200,6 +206,7 @@ Examples:
         name: String(o.name),
         seed,
         rule: String(o.rule),
+        ...(typeof o.encoding === 'string' ? { encoding: o.encoding } : {}),
         ...(o.roundTimeoutMs !== undefined ? { roundTimeoutMs: intArg('--round-timeout-ms', String(o.roundTimeoutMs), 1) } : {}),
         ...(o.metricsBasePort !== undefined ? { metricsBasePort: intArg('--metrics-base-port', String(o.metricsBasePort), 0, 65535) } : {}),
         ...(o.checkpointEvery !== undefined ? { checkpointEvery: intArg('--checkpoint-every', String(o.checkpointEvery), 1) } : {}),

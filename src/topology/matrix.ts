@@ -1,7 +1,8 @@
 /**
  * A matrix run: one task across several aggregation rules × Byzantine behaviours, and
- * optionally × batch sizes × privacy settings (issue 8: the privacy / robustness trade-off).
- * Each cell is a full topology run (its own report in `<out>/<rule>__<behaviour>[__b<b>][__<privacy>]/`);
+ * optionally × batch sizes × privacy settings (issue 8: the privacy / robustness trade-off)
+ * × wire encodings (what float16, bfloat16 or int8 models cost in accuracy under attack).
+ * Each cell is a full topology run (its own report in `<out>/<rule>__<behaviour>[__b<b>][__<privacy>][__<encoding>]/`);
  * the matrix writes one comparison table (`matrix.json`, `matrix.md`) and one plot
  * (`matrix.svg`, inside `matrix.html`) of the final honest accuracy, min and median — grouped
  * bars without a privacy axis, accuracy against the ε spent with one (the trade-off plot).
@@ -22,6 +23,8 @@ export interface MatrixCell {
   batchSize?: number
   /** the privacy setting: `none`, `ε=2` (whole-run target), `σ=1.1` (noise multiplier) or `step-ε=0.5`; `,G=…` / `,δ=…` when not the default */
   privacy?: string
+  /** the models' wire encoding in this cell (always set by `runMatrix`) */
+  encoding?: string
   /** whole-run ε target of this cell (null without privacy or when the noise was given directly) */
   targetEpsilon?: number | null
   /** largest ε an honest member spent (RDP accountant, report.json nodes[].epsilon); null without privacy */
@@ -37,7 +40,7 @@ export interface MatrixCell {
 export interface MatrixReport {
   scenario: string
   /** the axes that were varied beyond rules × behaviours (absent = none) */
-  axes?: { batchSizes: boolean; privacy: boolean }
+  axes?: { batchSizes: boolean; privacy: boolean; encodings?: boolean }
   cells: MatrixCell[]
 }
 
@@ -70,55 +73,61 @@ export async function runMatrix(
   const cells: MatrixCell[] = []
   const batchSizes: (number | undefined)[] = matrix.batchSizes ?? [undefined]
   const privacies: (MatrixPrivacy | undefined)[] = matrix.privacy ?? [undefined]
+  const encodings: (Scenario['encoding'] | undefined)[] = matrix.encodings ?? [undefined]
   for (const rule of matrix.rules) {
     for (const b of matrix.behaviours) {
       for (const batchSize of batchSizes) {
         for (const privacy of privacies) {
-          opts.signal?.throwIfAborted()
-          const behaviour = (typeof b === 'string' ? { behaviour: b } : b) as Omit<ByzantineConfig, 'members'>
-          const { beta, ...aggregator } = rule
-          const variant = withVariant(s, {
-            aggregator: aggregator as Scenario['aggregator'],
-            behaviour,
-            ...(batchSize === undefined ? {} : { batchSize }),
-            ...(privacy === undefined ? {} : { privacy }),
-          })
-          // `beta` on a matrix rule overrides the task's momentum (ALGORITHMS §7: nna with β = 0 is the NNA ablation)
-          if (beta !== undefined) {
-            if (typeof beta !== 'number' || !(beta >= 0 && beta < 1)) throw new InvalidConfigError(`${s.name}: matrix.rules`, `beta must be a number in [0, 1), got ${String(beta)}`)
-            variant.task.beta = beta
+          for (const encoding of encodings) {
+            opts.signal?.throwIfAborted()
+            const behaviour = (typeof b === 'string' ? { behaviour: b } : b) as Omit<ByzantineConfig, 'members'>
+            const { beta, ...aggregator } = rule
+            const variant = withVariant(s, {
+              aggregator: aggregator as Scenario['aggregator'],
+              behaviour,
+              ...(batchSize === undefined ? {} : { batchSize }),
+              ...(privacy === undefined ? {} : { privacy }),
+            })
+            if (encoding !== undefined) variant.encoding = encoding
+            // `beta` on a matrix rule overrides the task's momentum (ALGORITHMS §7: nna with β = 0 is the NNA ablation)
+            if (beta !== undefined) {
+              if (typeof beta !== 'number' || !(beta >= 0 && beta < 1)) throw new InvalidConfigError(`${s.name}: matrix.rules`, `beta must be a number in [0, 1), got ${String(beta)}`)
+              variant.task.beta = beta
+            }
+            const behaviourLabel = label({ ...behaviour, rule: String(behaviour.behaviour) } as MatrixConfig['rules'][number])
+            const dp = variant.task.privacy
+            const privacyName = privacyLabel(dp)
+            const name = [
+              label(rule),
+              behaviourLabel,
+              ...(batchSize === undefined ? [] : [`b${batchSize}`]),
+              ...(privacy === undefined ? [] : [privacyName.replace(/ε/g, 'eps').replace(/σ/g, 'sigma').replace(/δ/g, 'delta')]),
+              ...(encoding === undefined ? [] : [encoding]),
+            ].join('__')
+            const dir = join(outDir, name.replace(/[^a-z0-9=.,()_+-]/gi, '_'))
+            const { report, files } = await runTopology(variant, { ...opts, outDir: dir })
+            const cell: MatrixCell = {
+              rule: label(rule),
+              behaviour: behaviourLabel,
+              batchSize: variant.task.batchSize,
+              privacy: privacyName,
+              encoding: variant.encoding ?? 'float32',
+              targetEpsilon: dp?.epsilon ?? null,
+              epsilon: report.privacy?.maxHonestEpsilon ?? null,
+              delta: dp?.delta ?? null,
+              minHonestAccuracy: report.honest.minFinalAccuracy,
+              medianHonestAccuracy: report.honest.medianFinalAccuracy,
+              passed: report.passed,
+              report: files.html,
+            }
+            cells.push(cell)
+            opts.onCell?.(cell)
           }
-          const behaviourLabel = label({ ...behaviour, rule: String(behaviour.behaviour) } as MatrixConfig['rules'][number])
-          const dp = variant.task.privacy
-          const privacyName = privacyLabel(dp)
-          const name = [
-            label(rule),
-            behaviourLabel,
-            ...(batchSize === undefined ? [] : [`b${batchSize}`]),
-            ...(privacy === undefined ? [] : [privacyName.replace(/ε/g, 'eps').replace(/σ/g, 'sigma').replace(/δ/g, 'delta')]),
-          ].join('__')
-          const dir = join(outDir, name.replace(/[^a-z0-9=.,()_+-]/gi, '_'))
-          const { report, files } = await runTopology(variant, { ...opts, outDir: dir })
-          const cell: MatrixCell = {
-            rule: label(rule),
-            behaviour: behaviourLabel,
-            batchSize: variant.task.batchSize,
-            privacy: privacyName,
-            targetEpsilon: dp?.epsilon ?? null,
-            epsilon: report.privacy?.maxHonestEpsilon ?? null,
-            delta: dp?.delta ?? null,
-            minHonestAccuracy: report.honest.minFinalAccuracy,
-            medianHonestAccuracy: report.honest.medianFinalAccuracy,
-            passed: report.passed,
-            report: files.html,
-          }
-          cells.push(cell)
-          opts.onCell?.(cell)
         }
       }
     }
   }
-  const m: MatrixReport = { scenario: s.name, axes: { batchSizes: matrix.batchSizes !== undefined, privacy: matrix.privacy !== undefined }, cells }
+  const m: MatrixReport = { scenario: s.name, axes: { batchSizes: matrix.batchSizes !== undefined, privacy: matrix.privacy !== undefined, encodings: matrix.encodings !== undefined }, cells }
   await mkdir(outDir, { recursive: true })
   const json = join(outDir, 'matrix.json')
   await writeFile(json, `${JSON.stringify(m, null, 2)}\n`)
@@ -141,7 +150,7 @@ export async function runMatrix(
  * (attack, rule, batch size, privacy, ε spent, accuracy).
  */
 export function matrixMarkdown(m: MatrixReport): string {
-  if (m.axes?.batchSizes === true || m.axes?.privacy === true) return tradeOffMarkdown(m)
+  if (m.axes?.batchSizes === true || m.axes?.privacy === true || m.axes?.encodings === true) return tradeOffMarkdown(m)
   const rules = [...new Set(m.cells.map((c) => c.rule))]
   const behaviours = [...new Set(m.cells.map((c) => c.behaviour))]
   const lines = [
@@ -162,7 +171,9 @@ export function matrixMarkdown(m: MatrixReport): string {
 
 /** Grouped bars: median honest accuracy per behaviour, one bar per rule, a tick at the minimum. */
 export function matrixPlot(m: MatrixReport): TopLevelSpec {
-  const values = m.cells.map((c) => ({ rule: c.rule, behaviour: c.behaviour, median: c.medianHonestAccuracy ?? 0, min: c.minHonestAccuracy ?? 0 }))
+  // with an encodings axis each bar is a (rule, encoding) pair
+  const series = (c: MatrixCell): string => (m.axes?.encodings === true ? `${c.rule}, ${c.encoding ?? 'float32'}` : c.rule)
+  const values = m.cells.map((c) => ({ rule: series(c), behaviour: c.behaviour, median: c.medianHonestAccuracy ?? 0, min: c.minHonestAccuracy ?? 0 }))
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: `${m.scenario}: final honest accuracy (bar = median, tick = min)`,
@@ -173,7 +184,7 @@ export function matrixPlot(m: MatrixReport): TopLevelSpec {
     encoding: {
       x: { field: 'behaviour', type: 'nominal', title: 'Byzantine behaviour' },
       xOffset: { field: 'rule', type: 'nominal' },
-      color: { field: 'rule', type: 'nominal', title: 'rule' },
+      color: { field: 'rule', type: 'nominal', title: m.axes?.encodings === true ? 'rule, encoding' : 'rule' },
     },
     layer: [
       { mark: 'bar', encoding: { y: { field: 'median', type: 'quantitative', title: 'final honest accuracy', scale: { domain: [0, 1] } } } },
@@ -193,8 +204,14 @@ function tradeOffMarkdown(m: MatrixReport): string {
   const order = (xs: string[]): Map<string, number> => new Map([...new Set(xs)].map((x, i) => [x, i]))
   const attacks = order(m.cells.map((c) => c.behaviour))
   const rules = order(m.cells.map((c) => c.rule))
+  const encodings = order(m.cells.map((c) => c.encoding ?? 'float32'))
   const rows = [...m.cells].sort(
-    (a, b) => attacks.get(a.behaviour)! - attacks.get(b.behaviour)! || rules.get(a.rule)! - rules.get(b.rule)! || batch(a) - batch(b) || epsKey(a) - epsKey(b),
+    (a, b) =>
+      attacks.get(a.behaviour)! - attacks.get(b.behaviour)! ||
+      rules.get(a.rule)! - rules.get(b.rule)! ||
+      batch(a) - batch(b) ||
+      epsKey(a) - epsKey(b) ||
+      encodings.get(a.encoding ?? 'float32')! - encodings.get(b.encoding ?? 'float32')!,
   )
   const delta = [...new Set(m.cells.flatMap((c) => (c.delta === null || c.delta === undefined ? [] : [c.delta])))]
   const lines = [
@@ -202,12 +219,14 @@ function tradeOffMarkdown(m: MatrixReport): string {
     '',
     `ε: the largest whole-run ε an honest member spent (RDP accountant, sampling without replacement, replace-one neighbours${delta.length === 1 ? `, δ = ${delta[0]}` : ''}); — = no privacy.`,
     '',
-    '| attack | rule | batch | privacy | ε spent | min / median | passed |',
-    '|---|---|---|---|---|---|---|',
+    '| attack | rule | batch | privacy | ε spent | encoding | min / median | passed |',
+    '|---|---|---|---|---|---|---|---|',
   ]
   for (const c of rows) {
     const eps = c.epsilon === null || c.epsilon === undefined ? '—' : c.epsilon.toPrecision(3)
-    lines.push(`| ${c.behaviour} | ${c.rule} | ${c.batchSize ?? ''} | ${c.privacy ?? 'none'} | ${eps} | ${pct(c.minHonestAccuracy)} / ${pct(c.medianHonestAccuracy)} | ${c.passed ? 'yes' : 'no'} |`)
+    lines.push(
+      `| ${c.behaviour} | ${c.rule} | ${c.batchSize ?? ''} | ${c.privacy ?? 'none'} | ${eps} | ${c.encoding ?? 'float32'} | ${pct(c.minHonestAccuracy)} / ${pct(c.medianHonestAccuracy)} | ${c.passed ? 'yes' : 'no'} |`,
+    )
   }
   return `${lines.join('\n')}\n`
 }

@@ -127,6 +127,8 @@ export const matrixSchema = z.strictObject({
   privacy: z.array(matrixPrivacySchema).min(1).optional(),
   /** optional axis: batch sizes (replace `task.batchSize` in every cell) */
   batchSizes: z.array(z.number().int().positive()).min(1).optional(),
+  /** optional axis: the models' wire encodings (replace the scenario's `encoding` in every cell; docs/encodings.md) */
+  encodings: z.array(encodingSchema).min(1).optional(),
 })
 export type MatrixConfig = z.output<typeof matrixSchema>
 

@@ -76,11 +76,20 @@ describe('monna commands', () => {
       assert.equal((await stat(cfg.key)).mode & 0o777, 0o600)
     }
     oneLineError(await runMonna(['swarm', 'init', '--nodes', '4', '--f', '1', '--dir', d]), /already holds a swarm.yaml/)
+    // --encoding goes into the swarm file (and so into the swarm id)
+    const e = join(dir, 'lan-int8')
+    const ri = await runMonna(['swarm', 'init', '--nodes', '4', '--f', '1', '--dir', e, '--base-port', '9700', '--rounds', '7', '--encoding', 'int8'])
+    assert.equal(ri.code, 0, ri.stderr)
+    const int8 = parseSwarm(parse(await readFile(join(e, 'swarm.yaml'), 'utf8')))
+    assert.equal(int8.encoding, 'int8')
+    assert.ok(ri.stdout.includes(swarmId(int8)))
+    assert.notEqual(swarmId(int8), swarmId(swarm))
   })
 
   it('swarm init refuses what cannot work, saying what to change', async () => {
     oneLineError(await runMonna(['swarm', 'init', '--nodes', '6', '--f', '2', '--dir', join(dir, 'x')]), /needs at least 7 nodes/)
     oneLineError(await runMonna(['swarm', 'init', '--nodes', '4', '--f', '1', '--dir', join(dir, 'x'), '--task', 'cifar']), /unknown preset; use one of gaussian/)
+    oneLineError(await runMonna(['swarm', 'init', '--nodes', '4', '--f', '1', '--dir', join(dir, 'x'), '--encoding', 'fp8']), /--encoding fp8: use one of float32, float16, bfloat16, int8/)
   })
 
   it('start names the bad field or file and exits 2', async () => {

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { describe, it } from 'node:test'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { bytesToHex } from '@noble/hashes/utils.js'
@@ -17,6 +17,7 @@ import { RoundEngine, type RoundEngineOptions, type RoundReport } from '../../..
 import { createDecodeCache, decodeModel, encodedBytes, encodeModel, INT8_BLOCK, type ModelEncoding, modelEncodings } from '../../../src/node/payload.ts'
 import { Rng } from '../../../src/rng.ts'
 import { createTopologyBehaviour } from '../../../src/topology/behaviours.ts'
+import { runMatrix } from '../../../src/topology/matrix.ts'
 import { runTopology } from '../../../src/topology/runner.ts'
 import { parseScenario } from '../../../src/topology/schema.ts'
 import { createMemoryHub, type MemoryHub } from '../../support/memory-hub.ts'
@@ -396,6 +397,48 @@ describe('model encodings: in-process swarms learn', () => {
       console.log(`# ${encoding}: min honest accuracy ${acc}`)
     })
   }
+  it('a matrix with an encodings axis runs one cell per encoding, on the wire in that encoding', async () => {
+    const scenario = parseScenario({
+      name: 'enc-matrix',
+      n: 4,
+      f: 1,
+      task: {
+        // 1,604 parameters: payloads well above the frames' fixed costs (signatures, headers)
+        dataset: { kind: 'gaussian-mixture', classes: 4, dim: 400, trainSize: 800, testSize: 400, seed: 1 },
+        model: { kind: 'logreg' },
+        schedule: { kind: 'constant', lr: 2 },
+        rounds: 6,
+        evalEvery: 6,
+        evalExamples: 400,
+      },
+      byzantine: [{ members: 3, behaviour: 'sign-flip' }],
+      runtime: { backend: 'cpu' },
+      matrix: { rules: [{ rule: 'nna' }], behaviours: ['sign-flip'], encodings: ['float32', 'int8'] },
+    })
+    const dir = await mkdtemp(join(tmpdir(), 'monna-enc-matrix-'))
+    try {
+      const { matrix, files } = await runMatrix(scenario, { outDir: dir, mode: 'in-process' })
+      assert.deepEqual(
+        matrix.cells.map((c) => c.encoding),
+        ['float32', 'int8'],
+      )
+      assert.equal(matrix.axes?.encodings, true)
+      const md = await readFile(files.markdown, 'utf8')
+      assert.match(md, /\| encoding \|/)
+      for (const c of matrix.cells) assert.match(md, new RegExp(`\\| ${c.encoding} \\| ${(c.minHonestAccuracy! * 100).toFixed(1)} / `))
+      // what each cell's members sent: an int8 payload is about a quarter of a float32 one (plus the frames' fixed costs)
+      const sent = await Promise.all(
+        matrix.cells.map(async (c) => {
+          const report = JSON.parse(await readFile(join(dirname(c.report), 'report.json'), 'utf8')) as { nodes: Array<{ byzantine: boolean; bytesSent: number }> }
+          return report.nodes.filter((n) => !n.byzantine).reduce((a, n) => a + n.bytesSent, 0)
+        }),
+      )
+      assert.ok(sent[1]! < 0.5 * sent[0]!, `int8 cell sent ${sent[1]} bytes, float32 ${sent[0]}`)
+      console.log(`# encodings axis: honest members sent ${sent[0]} bytes (float32) and ${sent[1]} (int8)`)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
 })
 
 describe('model encodings: Byzantine behaviours', () => {

@@ -119,7 +119,7 @@ describe('privacy in scenario files', () => {
         }
       }
       const json = JSON.parse(await readFile(files.json, 'utf8'))
-      assert.deepEqual(json.axes, { batchSizes: true, privacy: true })
+      assert.deepEqual(json.axes, { batchSizes: true, privacy: true, encodings: false })
       assert.equal(json.cells.length, 8)
       const svg = await readFile(files.svg, 'utf8')
       assert.match(svg, /^<svg/)
