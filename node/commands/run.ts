@@ -69,7 +69,7 @@ export async function runCommand(topology: string, flags: RunFlags): Promise<num
         onProgress,
         onCell: (c) =>
           process.stderr.write(
-            `cell ${c.rule} × ${c.behaviour}${c.batchSize === undefined ? '' : ` × b=${c.batchSize}`}${c.privacy === undefined ? '' : ` × ${c.privacy}${c.epsilon === null || c.epsilon === undefined ? '' : ` (ε ${c.epsilon.toFixed(3)} spent)`}`}: honest accuracy min ${c.minHonestAccuracy === null ? 'n/a' : pct(c.minHonestAccuracy)} median ${c.medianHonestAccuracy === null ? 'n/a' : pct(c.medianHonestAccuracy)}\n`,
+            `cell ${c.rule} × ${c.behaviour}${c.batchSize === undefined ? '' : ` × b=${c.batchSize}`}${c.privacy === undefined ? '' : ` × ${c.privacy}${c.epsilon === null || c.epsilon === undefined ? '' : ` (ε ${c.epsilon.toFixed(3)} spent)`}`}${c.encoding === undefined || c.encoding === 'float32' ? '' : ` × ${c.encoding}`}: honest accuracy min ${c.minHonestAccuracy === null ? 'n/a' : pct(c.minHonestAccuracy)} median ${c.medianHonestAccuracy === null ? 'n/a' : pct(c.medianHonestAccuracy)}\n`,
           ),
       })
       process.stdout.write(`matrix: ${files.markdown}\nplot: ${files.html}\n`)

@@ -214,20 +214,32 @@ function tradeOffMarkdown(m: MatrixReport): string {
       encodings.get(a.encoding ?? 'float32')! - encodings.get(b.encoding ?? 'float32')!,
   )
   const delta = [...new Set(m.cells.flatMap((c) => (c.delta === null || c.delta === undefined ? [] : [c.delta])))]
-  const lines = [
-    `Final honest accuracy (%), min / median over honest members, against the privacy spent — ${m.scenario}`,
-    '',
-    `ε: the largest whole-run ε an honest member spent (RDP accountant, sampling without replacement, replace-one neighbours${delta.length === 1 ? `, δ = ${delta[0]}` : ''}); — = no privacy.`,
-    '',
-    '| attack | rule | batch | privacy | ε spent | encoding | min / median | passed |',
-    '|---|---|---|---|---|---|---|---|',
+  // the columns of the axes this matrix varied (a matrix read back from an older matrix.json has batch and privacy)
+  const axes = m.axes ?? { batchSizes: true, privacy: true }
+  const columns: Array<[string, (c: MatrixCell) => string]> = [
+    ['attack', (c) => c.behaviour],
+    ['rule', (c) => c.rule],
+    ...(axes.batchSizes ? [['batch', (c: MatrixCell) => String(c.batchSize ?? '')] as [string, (c: MatrixCell) => string]] : []),
+    ...(axes.privacy
+      ? ([
+          ['privacy', (c: MatrixCell) => c.privacy ?? 'none'],
+          ['ε spent', (c: MatrixCell) => (c.epsilon === null || c.epsilon === undefined ? '—' : c.epsilon.toPrecision(3))],
+        ] as Array<[string, (c: MatrixCell) => string]>)
+      : []),
+    ...(axes.encodings === true ? [['encoding', (c: MatrixCell) => c.encoding ?? 'float32'] as [string, (c: MatrixCell) => string]] : []),
+    ['min / median', (c) => `${pct(c.minHonestAccuracy)} / ${pct(c.medianHonestAccuracy)}`],
+    ['passed', (c) => (c.passed ? 'yes' : 'no')],
   ]
-  for (const c of rows) {
-    const eps = c.epsilon === null || c.epsilon === undefined ? '—' : c.epsilon.toPrecision(3)
-    lines.push(
-      `| ${c.behaviour} | ${c.rule} | ${c.batchSize ?? ''} | ${c.privacy ?? 'none'} | ${eps} | ${c.encoding ?? 'float32'} | ${pct(c.minHonestAccuracy)} / ${pct(c.medianHonestAccuracy)} | ${c.passed ? 'yes' : 'no'} |`,
-    )
-  }
+  const lines = [
+    axes.privacy ? `Final honest accuracy (%), min / median over honest members, against the privacy spent — ${m.scenario}` : `Final honest accuracy (%), min / median over honest members — ${m.scenario}`,
+    '',
+    ...(axes.privacy
+      ? [`ε: the largest whole-run ε an honest member spent (RDP accountant, sampling without replacement, replace-one neighbours${delta.length === 1 ? `, δ = ${delta[0]}` : ''}); — = no privacy.`, '']
+      : []),
+    `| ${columns.map(([h]) => h).join(' | ')} |`,
+    `|${columns.map(() => '---').join('|')}|`,
+  ]
+  for (const c of rows) lines.push(`| ${columns.map(([, v]) => v(c)).join(' | ')} |`)
   return `${lines.join('\n')}\n`
 }
 
