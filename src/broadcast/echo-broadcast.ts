@@ -42,6 +42,7 @@ import { FrameReader, writeParts } from './frame-stream.ts'
 import { createMemoryJournal, type EchoJournal } from './journal.ts'
 import { Budget, TokenBuckets } from './limits.ts'
 import { defaultEchoBroadcastOptions, type EchoBroadcastOptions, validateEchoBroadcastOptions } from './options.ts'
+import { ProgressEvidence } from './progress.ts'
 import type { BroadcastStats, Delivery, EchoBroadcast, EquivocationEvidence } from './types.ts'
 import { decodeFrame, encodeFrame, encodeFrameParts, type Frame, type FrameHeader, type Instance, MAX_ROUND, MAX_STRING_BYTES, SIG_BYTES } from './wire.ts'
 
@@ -175,10 +176,8 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   private readonly journal: EchoJournal
 
   private floor = 0
-  /** newest round certified for each sender (its broadcast reached a quorum) */
-  private readonly certifiedBy = new Map<string, number>()
   /** newest round certified by f + 1 distinct senders (monotone) */
-  private progress = -1
+  private readonly progress = new ProgressEvidence()
   private newestOwn = -1
   private readonly instances = new Map<string, Map<number, InstanceState>>()
   private readonly deliveries = new Map<number, Map<string, Delivery>>()
@@ -347,7 +346,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
   }
 
   newestCertifiedRound(): number {
-    return this.progress
+    return this.progress.round
   }
 
   epochOf(round: number): number {
@@ -791,7 +790,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
 
   /** The reference round of the window: never moved by f members alone. */
   private windowRef(): number {
-    return Math.max(this.floor, this.progress, this.newestOwn, 0)
+    return Math.max(this.floor, this.progress.round, this.newestOwn, 0)
   }
 
   private inWindow(round: number): boolean {
@@ -1161,18 +1160,9 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
 
   /** Progress evidence: `sender` broadcast `round` with a certificate. */
   private noteCertified(sender: string, round: number): void {
-    if ((this.certifiedBy.get(sender) ?? -1) >= round) return
     if (!this.knownPeer(sender)) return
-    this.certifiedBy.set(sender, round)
     const newest = this.epochs[this.epochs.length - 1]!
-    const rounds = [...this.certifiedBy].filter(([s]) => newest.members.has(s)).map(([, r]) => r)
-    rounds.sort((a, b) => b - a)
-    const f = newest.membership.f
-    const p = rounds.length > f ? rounds[f]! : -1
-    if (p > this.progress) {
-      this.progress = p
-      this.gc()
-    }
+    if (this.progress.note(sender, round, newest.members, newest.membership.f)) this.gc()
   }
 
   /**
