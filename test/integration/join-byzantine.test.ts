@@ -172,7 +172,10 @@ it('a Byzantine member serving forged and stale models to a catching-up member i
       node.dial(multiaddr(`/ip4/127.0.0.1/tcp/${base + i}/p2p/${m}`)).catch(() => {})
     }
   }
-  const dialTimer = setInterval(dialAll, 1000)
+  // every 200 ms: the newcomer asks its connected peers first, so node-0 must be connected to it
+  // by its first catch-up, which can come within a second of its start (CI rehearsal: node-0,
+  // dialling once a second, was not yet connected and was never asked — 0 FETCHes from the newcomer)
+  const dialTimer = setInterval(dialAll, 200)
   t.after(() => clearInterval(dialTimer))
 
   // ---- honest founders, then the late newcomer
