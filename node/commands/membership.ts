@@ -170,6 +170,10 @@ Examples:
         `round    ${String(s.round)}`,
       ]
       if (Array.isArray(s.peers)) lines.push(`peers    ${s.peers.length} connected${s.peers.length > 0 ? `: ${s.peers.join(', ')}` : ''}`)
+      if (Array.isArray(s.connections)) {
+        // direct, relayed (through a member serving as relay) or hole-punched (docs/nat.md)
+        for (const c of s.connections as { peer: string; kind: string; address: string }[]) lines.push(`  ${c.kind.padEnd(12)} ${c.peer} ${c.address}`)
+      }
       process.stdout.write(`${lines.join('\n')}\n`)
     })
 }

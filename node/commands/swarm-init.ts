@@ -80,6 +80,17 @@ export interface SwarmInitOptions {
   force?: boolean
   /** the swarm admin's key file (created when absent): its PeerId goes into the swarm file as `admin` */
   adminKey?: string
+  /** members (indices) that relay connections for the others (docs/nat.md) */
+  relays?: number[]
+  /** members (indices) behind NAT: the swarm file lists no address for them; they are reached through the relays */
+  behindNat?: number[]
+}
+
+/** Parses a comma-separated list of member indices in 0..n−1 (`--relay 0,2`). */
+export function indexList(flag: string, value: string, n: number): number[] {
+  const out = value.split(',').map((x) => x.trim()).filter((x) => x !== '').map((x) => intArg(flag, x, 0, n - 1))
+  if (out.length === 0) throw new UsageError(`${flag} ${value}: give member indices, e.g. ${flag} 0,1`)
+  return [...new Set(out)]
 }
 
 function intArg(flag: string, value: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -97,6 +108,11 @@ export async function swarmInit(o: SwarmInitOptions): Promise<{ swarmFile: strin
   if (o.hosts.length !== 1 && o.hosts.length !== o.nodes) {
     throw new UsageError(`--hosts lists ${o.hosts.length} hosts for ${o.nodes} nodes; give one host per node, or a single --host`)
   }
+  const relays = new Set(o.relays ?? [])
+  const behindNat = new Set(o.behindNat ?? [])
+  for (const i of [...relays, ...behindNat]) if (!Number.isInteger(i) || i < 0 || i >= o.nodes) throw new UsageError(`member index ${i} is not in 0..${o.nodes - 1}`)
+  for (const i of relays) if (behindNat.has(i)) throw new UsageError(`--relay ${i} and --behind-nat ${i}: a relay needs an address the others can dial; it cannot be behind NAT`)
+  if (behindNat.size > 0 && relays.size === 0) throw new UsageError('--behind-nat needs --relay: members behind NAT are reached through a relay; name one with --relay <index>')
   if (o.basePort + o.nodes - 1 > 65535) throw new UsageError(`--base-port ${o.basePort}: ports up to ${o.basePort + o.nodes - 1} do not fit below 65536`)
   if (o.nodes < 3 * o.f + 1) {
     throw new UsageError(`--f ${o.f} needs at least ${3 * o.f + 1} nodes (n ≥ 3f + 1 for the signed echo broadcast); lower --f or raise --nodes`)
@@ -124,7 +140,7 @@ export async function swarmInit(o: SwarmInitOptions): Promise<{ swarmFile: strin
     seed: o.seed,
     ...(admin !== undefined ? { admin } : {}),
     f: o.f,
-    members: peerIds.map((id, i) => ({ id, name: `node-${i}`, addresses: [address(i)] })),
+    members: peerIds.map((id, i) => ({ id, name: `node-${i}`, addresses: behindNat.has(i) ? [] : [address(i)], ...(relays.has(i) ? { relay: true } : {}) })),
     task: { ...preset, ...(o.rounds !== undefined ? { rounds: o.rounds } : {}) },
     aggregator: { rule: o.rule },
     ...(o.encoding !== undefined ? { encoding: o.encoding } : {}),
@@ -179,6 +195,8 @@ export function registerSwarm(program: Command): void {
     .option('--min-round-ms <ms>', 'pace: rounds start on a grid of this step of the wall clock (every member together), so they last at least about this long')
     .option('--linger-ms <ms>', 'keep echoing this long after the last round before exiting')
     .option('--force', 'overwrite existing configs in --dir (existing keys are kept)')
+    .option('--relay <indices>', 'members that relay connections for members behind NAT, e.g. 0 or 0,3 (docs/nat.md)')
+    .option('--behind-nat <indices>', 'members without an address others can dial: reached through the relays, then directly by hole punching')
     .option('--admin-key <file>', 'swarm admin key (created if absent): may add/remove members later (monna swarm add-member); keep it off the members')
     .addHelpText(
       'after',
@@ -213,6 +231,8 @@ Examples:
         ...(o.minRoundMs !== undefined ? { minRoundMs: intArg('--min-round-ms', String(o.minRoundMs), 0) } : {}),
         ...(o.lingerMs !== undefined ? { lingerMs: intArg('--linger-ms', String(o.lingerMs), 0) } : {}),
         force: o.force === true,
+        ...(typeof o.relay === 'string' ? { relays: indexList('--relay', o.relay, nodes) } : {}),
+        ...(typeof o.behindNat === 'string' ? { behindNat: indexList('--behind-nat', o.behindNat, nodes) } : {}),
         ...(typeof o.adminKey === 'string' ? { adminKey: o.adminKey } : {}),
       })
       const out = process.stdout

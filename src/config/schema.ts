@@ -122,6 +122,12 @@ export const memberSchema = z.strictObject({
   id: z.string().min(1),
   name: z.string().optional(),
   addresses: z.array(z.string()).default([]),
+  /**
+   * This member relays connections between the swarm's members (docs/nat.md): members whose
+   * entry lists no addresses reserve a slot on every relay and are reached through it. Needs
+   * addresses the others can dial. Absent = not a relay (so swarms without relays keep their ids).
+   */
+  relay: z.literal(true, { error: 'write relay: true, or leave the field out' }).optional(),
 })
 
 export const timingSchema = z
@@ -198,6 +204,9 @@ export function parseSwarm(input: unknown, where = 'swarm'): SwarmConfig {
   for (const [i, m] of swarm.members.entries()) {
     if (ids.has(m.id)) throw new InvalidConfigError(`${where}: members.${i}.id`, `member ${m.id} is listed twice; list each member once`)
     ids.add(m.id)
+    if (m.relay === true && m.addresses.length === 0) {
+      throw new InvalidConfigError(`${where}: members.${i}.addresses`, `member ${m.name ?? m.id} is a relay but lists no address; give the addresses other members dial it at`)
+    }
   }
   if (swarm.admin !== undefined && !/^12D3KooW[1-9A-HJ-NP-Za-km-z]{44}$/.test(swarm.admin)) {
     throw new InvalidConfigError(`${where}: admin`, `${swarm.admin} is not the PeerId of an Ed25519 key (12D3KooW…); print one with \`monna keygen --out admin.key\``)

@@ -11,3 +11,4 @@ export {
   WARN_FAULT_FRACTION,
 } from './membership.ts'
 export { banPeer, createNetNode, gossipLimits, isBanned, type NetNode, type NetNodeOptions, type NetServices, setNetMembership } from './node.ts'
+export { HolePunch, type HolePunchStats, isRelayed } from './punch.ts'

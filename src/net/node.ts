@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { bootstrap } from '@libp2p/bootstrap'
+import { type CircuitRelayService, circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { type GossipSub, type GossipsubOpts, gossipsub, type TopicValidatorFn, TopicValidatorResult } from '@libp2p/gossipsub'
 import { createTopicScoreParams, type PeerScoreParams, type TopicScoreParams } from '@libp2p/gossipsub/score'
 import { type Identify, identify } from '@libp2p/identify'
@@ -20,11 +21,13 @@ import { memory } from '@libp2p/memory'
 import { type Ping, ping } from '@libp2p/ping'
 import { plaintext } from '@libp2p/plaintext'
 import { tcp } from '@libp2p/tcp'
+import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import { InvalidConfigError } from '../errors.ts'
 import { type Logger, silentLogger } from '../logger.ts'
 import { type Membership, swarmTopicPrefix, validateMembership } from './membership.ts'
 import { noiseCrypto } from './noise-crypto.ts'
+import { type HolePunch, holePunch } from './punch.ts'
 
 /**
  * Bounds on the swarm's gossip. Gossip carries only small messages — FINAL certificates
@@ -90,12 +93,27 @@ export interface NetNodeOptions {
   yamux?: Parameters<typeof yamux>[0]
   /** Extra gossipsub options (tests and benchmarks); they override `gossipLimits`. */
   gossipsub?: Partial<GossipsubOpts>
+  /**
+   * Members behind NAT (TCP only; docs/nat.md). `serve`: relay connections between the swarm's
+   * members (a member others can dial) — reservations and relayed connections of anyone else
+   * are refused, and members' relayed connections are not limited (gossipsub does not run on
+   * limited ones; what members send each other is bounded by the broadcast's own budgets).
+   * `through`: relays to hold a reservation on, as multiaddrs ending in `/p2p/<relay>`: they are
+   * dialled (and redialled) and the member listens on `<relay>/p2p-circuit` once its reservation
+   * holds; others reach it there. Members connected
+   * through a relay try to open a direct connection by hole punching (src/net/punch.ts).
+   */
+  relay?: { serve?: boolean; through?: string[] }
 }
 
 export type NetServices = {
   pubsub: GossipSub
   identify: Identify
   ping: Ping
+  /** TCP nodes: direct connections between members that met through a relay */
+  punch?: HolePunch
+  /** a member serving as relay */
+  relay?: CircuitRelayService
 }
 
 export type NetNode = Libp2p<NetServices>
@@ -162,10 +180,19 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
   if (opts.mdns === true) peerDiscovery.push(mdns({ serviceTag: opts.membership !== undefined ? `monna-${opts.membership.swarmId}` : 'monna' }))
 
   const deny = (peer: PeerId): boolean => !gateAllows(gate, peer)
+  const overTcp = opts.transport !== 'memory'
+  const through = opts.relay?.through ?? []
+  if (!overTcp && (opts.relay?.serve === true || through.length > 0)) throw new InvalidConfigError('relay', 'relays work over TCP only, not the memory transport')
+  for (const a of through) {
+    if (!/\/p2p\/[^/]+$/.test(a) || a.includes('/p2p-circuit')) throw new InvalidConfigError('relay.through', `${a} is not a relay's multiaddr ending in /p2p/<PeerId>`)
+  }
   const node = await createLibp2p({
     privateKey: opts.privateKey,
-    addresses: { listen: opts.listen },
-    transports: [opts.transport === 'memory' ? memory({ maxMessageSize: MEMORY_CHUNK_BYTES }) : tcp()],
+    // `/p2p-circuit`: hold reservations on relays among the connected members (found as they
+    // connect, retried as they come and go — a relay that starts after us is found when it does);
+    // `through` lists the relays we dial for it
+    addresses: { listen: [...opts.listen, ...(through.length > 0 ? ['/p2p-circuit'] : [])] },
+    transports: overTcp ? [tcp(), circuitRelayTransport({ reservationCompletionTimeout: 30_000 })] : [memory({ maxMessageSize: MEMORY_CHUNK_BYTES })],
     connectionEncrypters: [opts.transport === 'memory' && (opts.memoryEncryption ?? 'plaintext') === 'plaintext' ? plaintext() : noise({ crypto: noiseCrypto })],
     streamMuxers: [yamux({ maxMessageSize: YAMUX_FRAME_DATA_BYTES, ...opts.yamux })],
     peerDiscovery,
@@ -195,8 +222,22 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
       denyDialPeer: deny,
       denyInboundEncryptedConnection: deny,
       denyOutboundEncryptedConnection: deny,
+      // relays: reservations and relayed connections for members only, both ends
+      denyInboundRelayReservation: deny,
+      denyOutboundRelayedConnection: (src, dst) => deny(src) || deny(dst),
+      denyInboundRelayedConnection: (relay, remote) => deny(relay) || deny(remote),
     },
     services: {
+      ...(overTcp ? { punch: holePunch({ allows: (p) => !deny(p) }) } : {}),
+      ...(opts.relay?.serve === true
+        ? {
+            relay: circuitRelayServer({
+              // every member may hold a reservation; a relayed connection between two members is
+              // not limited (a limited one carries no gossipsub, and a model would not fit in it)
+              reservations: { maxReservations: 1024, applyDefaultLimit: false },
+            }),
+          }
+        : {}),
       identify: identify(),
       ping: ping(),
       pubsub: gossipsub({
@@ -214,6 +255,9 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
   for (const [topic, fn] of node.services.pubsub.topicValidators) validators.set(topic, fn)
   node.services.pubsub.topicValidators = validators
   gates.set(node, gate)
+
+  // the relays to reserve on (redialled by the member's own redial loop when they are members)
+  for (const a of through) node.dial(multiaddr(a)).catch((err: unknown) => logger.debug('could not dial a relay yet', { relay: a, error: String(err) }))
 
   if (opts.mdns === true) {
     node.addEventListener('peer:discovery', (evt) => {

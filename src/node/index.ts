@@ -26,6 +26,7 @@ import { startEpochGossip } from './epoch-gossip.ts'
 import { createNodeMetrics, type NodeMetrics } from './metrics.ts'
 import { type DecodedModel, encodedBytes, type ModelEncoding } from './payload.ts'
 import type { BroadcastPort, Membership, PortProvider } from './port.ts'
+import { connectionKindsOf, type PeerConnection, registerConnectionMetrics, relayedAddresses, relayPlan } from './relays.ts'
 
 export type { BehaviourFactory, BehaviourSpec, ByzantineBehaviour, ByzantineContext } from './behaviour.ts'
 export { ByzantineCrashError, behaviourNames, createBehaviour, registerBehaviour } from './behaviour.ts'
@@ -59,6 +60,7 @@ export { loadNodeConfigFile, loadSwarmFile, readConfigFile } from './files.ts'
 export { createNodeMetrics, type NodeMetrics } from './metrics.ts'
 export { createDecodeCache, type DecodedModel, decodeModel, encodedBytes, encodeModel, INT8_BLOCK, type ModelEncoding, modelEncodings } from './payload.ts'
 export type { BroadcastPort, BroadcastStats, Delivery, PortProvider, Rejection, SendSeen } from './port.ts'
+export type { ConnectionKind, PeerConnection } from './relays.ts'
 
 export interface SwarmNode extends EventTarget {
   readonly peerId: string
@@ -101,6 +103,8 @@ export interface NodeStatus {
   latestActivation: number
   /** PeerIds of open connections */
   peers: string[]
+  /** each open connection: peer and kind (direct, relayed, hole-punched); docs/nat.md */
+  connections: PeerConnection[]
   multiaddrs: string[]
 }
 
@@ -334,6 +338,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
     let adversary: import('../adversary/index.ts').Adversary | undefined
     let multiaddrs = (): string[] => []
     let connectedPeers = (): string[] => []
+    let connectionKinds = (): PeerConnection[] => []
     let publishEpochs = (): void => {}
     /** Admits the members of epochs not yet in force to the connection gate (set once libp2p runs). */
     let admitPending = (_force?: boolean): void => {}
@@ -378,6 +383,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
         privateKey: opts.privateKey,
         ...(inMemory ? { transport: 'memory' as const } : {}),
         listen: opts.listen ?? (inMemory ? [`/memory/${self}`] : ['/ip4/0.0.0.0/tcp/0']),
+        ...(inMemory ? {} : { relay: relayPlan(swarm, self) }),
         bootstrap: opts.bootstrap ?? [],
         mdns: opts.mdns ?? false,
         membership,
@@ -387,6 +393,8 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       closer('libp2p', () => node.stop())
       multiaddrs = () => node.getMultiaddrs().map(String)
       connectedPeers = () => [...new Set(node.getConnections().map((c) => c.remotePeer.toString()))]
+      connectionKinds = () => connectionKindsOf(node)
+      if (opts.registry !== undefined) closer('connection metrics', registerConnectionMetrics(opts.registry, name, node))
       const broadcast = await createEchoBroadcast({
         node,
         privateKey: opts.privateKey,
@@ -411,13 +419,16 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       const known = new Map<string, string[]>()
       const remember = (addr: string): void => {
         const ma = multiaddr(addr)
-        const id = ma.getComponents().find((c) => c.name === 'p2p')?.value
+        // the last /p2p/: a relayed address names the relay first, then the member
+        const id = ma.getComponents().findLast((c) => c.name === 'p2p')?.value
         if (id === undefined || id === self) return
         const list = known.get(id) ?? []
         list.push(addr)
         known.set(id, list)
       }
       for (const m of swarm.members) if (m.id !== self) for (const a of m.addresses) remember(a.includes('/p2p/') ? a : `${a}/p2p/${m.id}`)
+      // members without addresses (behind NAT) are reached through the swarm's relays
+      if (!inMemory) for (const a of relayedAddresses(swarm, self)) remember(a)
       for (const a of opts.peers ?? []) {
         if (!a.includes('/p2p/')) throw new InvalidConfigError('peers', `${a} has no /p2p/<PeerId>; append the member's PeerId`)
         remember(a)
@@ -569,6 +580,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
         latestEpoch: latest.epoch,
         latestActivation: latest.activation,
         peers: connectedPeers(),
+        connections: connectionKinds(),
         multiaddrs: multiaddrs(),
       }
     }

@@ -18,9 +18,10 @@ export interface RunResult {
 }
 
 /** Runs `monna <args>` to completion. */
-export function runMonna(args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+export function runMonna(args: string[], opts: { cwd?: string; timeoutMs?: number; wrap?: string[] } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [monnaBin, ...args], { cwd: opts.cwd ?? repoRoot, stdio: ['ignore', 'pipe', 'pipe'] })
+    const command = [...(opts.wrap ?? []), process.execPath, monnaBin, ...args]
+    const child = spawn(command[0]!, command.slice(1), { cwd: opts.cwd ?? repoRoot, stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (b: Buffer) => {
@@ -101,12 +102,15 @@ export class Member {
   private stderrTail: string[] = []
   private waiters: { pred: (l: Line) => boolean; resolve: (l: Line) => void }[] = []
 
-  constructor(name: string, config: string, extra: string[] = []) {
+  /** `wrap`: a command the member runs under, e.g. `['ip', 'netns', 'exec', 'ns1']` (test/support/netns.ts) */
+  constructor(name: string, config: string, extra: string[] = [], opts: { wrap?: string[] } = {}) {
     this.name = name
     // MONNA_TEST_LOG_LEVEL=debug makes the members log more (with MONNA_TEST_LOG_DIR)
     const level = process.env.MONNA_TEST_LOG_LEVEL
     const levelArgs = level !== undefined && level !== '' ? ['--log-level', level] : []
-    this.child = spawn(process.execPath, [monnaBin, 'start', '--config', config, '--progress', 'json', '--log-format', 'json', ...levelArgs, ...extra], {
+    const argv = [process.execPath, monnaBin, 'start', '--config', config, '--progress', 'json', '--log-format', 'json', ...levelArgs, ...extra]
+    const command = [...(opts.wrap ?? []), ...argv]
+    this.child = spawn(command[0]!, command.slice(1), {
       cwd: repoRoot,
       stdio: ['ignore', 'pipe', 'pipe'],
     })

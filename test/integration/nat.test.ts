@@ -1,0 +1,121 @@
+/**
+ * Members behind real kernel NAT (docs/nat.md; README "Members behind NAT"): four `monna start`
+ * processes in Linux network namespaces — node-0 public and serving as relay, node-1 public,
+ * node-2 and node-3 each behind its own NAT router (nftables masquerade), with no address in
+ * the swarm file. The swarm is made by `monna swarm init --relay 0 --behind-nat 2,3`, the
+ * README's commands.
+ *
+ * - cone NATs (port-preserving, dropping unsolicited packets): every member certifies and
+ *   aggregates the NATed members' models, and the connection between node-2 and node-3 ends up
+ *   direct — opened by hole punching, read off node-2's own connection list (`GET /status`).
+ * - symmetric NATs (a random port per connection): hole punching cannot work; the swarm still
+ *   completes every round, node-2 and node-3 talking through the relay.
+ *
+ * Needs root, `ip` and `nft` (CI installs nftables in `.ci/run`). Where namespaces cannot be
+ * built the test fails with one line saying why: it never passes without having run.
+ */
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, it } from 'node:test'
+import { promisify } from 'node:util'
+import { parse } from 'yaml'
+import { createNatLab, type NatKind, type NatLab, natLabUnavailable } from '../support/netns.ts'
+import { Member, runMonna } from '../unit/node/cli-harness.ts'
+
+const run = promisify(execFile)
+const ROUNDS = 30
+const METRICS_BASE = 9464
+
+const cleanups: (() => Promise<void>)[] = []
+after(async () => {
+  for (const c of cleanups.reverse()) await c().catch(() => {})
+})
+
+interface StatusConnection {
+  peer: string
+  kind: 'direct' | 'relayed' | 'hole-punched'
+  address: string
+}
+
+/** node-i's `GET /status`, fetched inside its namespace (its endpoint listens on that namespace's 127.0.0.1). */
+async function status(lab: NatLab, host: 'priv1' | 'priv2', port: number): Promise<{ connections: StatusConnection[] } | undefined> {
+  const script = `fetch('http://127.0.0.1:${port}/status').then((r) => r.text()).then((t) => process.stdout.write(t), () => process.exit(3))`
+  try {
+    const { stdout } = await run(lab.exec(host)[0]!, [...lab.exec(host).slice(1), process.execPath, '-e', script], { timeout: 20_000 })
+    return JSON.parse(stdout) as { connections: StatusConnection[] }
+  } catch {
+    return undefined // not listening yet, or already gone
+  }
+}
+
+async function natSwarm(kind: NatKind, t: { diagnostic: (s: string) => void }): Promise<{ members: Member[]; ids: string[]; kinds: Set<string> }> {
+  const unavailable = await natLabUnavailable()
+  if (unavailable !== undefined) assert.fail(`the NAT test cannot run here: ${unavailable}`)
+  const lab = await createNatLab(kind)
+  cleanups.push(lab.teardown)
+  const dir = await mkdtemp(join(tmpdir(), `monna-nat-${kind}-`))
+  cleanups.push(() => rm(dir, { recursive: true, force: true }))
+  const t0 = performance.now()
+  const mark = (what: string) => t.diagnostic(`${((performance.now() - t0) / 1000).toFixed(1)} s: ${what}`)
+
+  // README "Members behind NAT": one swarm file; node-2 and node-3 have no address in it
+  const init = await runMonna([
+    'swarm', 'init', '--nodes', '4', '--f', '1', '--dir', dir, '--name', `nat-${kind}`,
+    '--hosts', [lab.ip.pub1, lab.ip.pub2, lab.ip.priv1, lab.ip.priv2].join(','), '--base-port', '4001',
+    '--relay', '0', '--behind-nat', '2,3',
+    '--rounds', String(ROUNDS), '--min-round-ms', '300', '--linger-ms', '8000', '--round-timeout-ms', '20000',
+    '--metrics-base-port', String(METRICS_BASE),
+  ])
+  assert.equal(init.code, 0, init.stderr)
+  const swarm = parse(await readFile(join(dir, 'swarm.yaml'), 'utf8')) as { members: { id: string; addresses: string[]; relay?: boolean }[] }
+  const ids = swarm.members.map((m) => m.id)
+  assert.deepEqual(swarm.members.map((m) => m.addresses.length > 0), [true, true, false, false], 'the NATed members list no address')
+  assert.equal(swarm.members[0]!.relay, true)
+
+  const hosts = ['pub1', 'pub2', 'priv1', 'priv2'] as const
+  const members = hosts.map((h, i) => new Member(`node-${i}`, join(dir, `node-${i}.yaml`), ['--backend', 'cpu'], { wrap: lab.exec(h) }))
+  cleanups.push(async () => {
+    for (const m of members) m.kill('SIGKILL')
+  })
+  // node-2's view of its connection to node-3, polled until every member has exited
+  const kinds = new Set<string>()
+  let done = false
+  const exits = Promise.all(members.map((m) => m.exited)).finally(() => {
+    done = true
+  })
+  const poll = (async () => {
+    while (!done) {
+      const s = await status(lab, "priv1", METRICS_BASE + 2)
+      for (const c of s?.connections ?? []) if (c.peer === ids[3]) kinds.add(c.kind)
+      await new Promise((r) => setTimeout(r, 1000))
+    }
+  })()
+  await members[2]!.waitForRound(0, 120_000)
+  mark('node-2 (behind NAT) completed round 0')
+  const ended = await exits
+  await poll
+  mark(`all exited; node-2 saw its connection to node-3 as: ${[...kinds].join(', ')}`)
+  for (const [i, e] of ended.entries()) assert.equal(e.code, 0, `node-${i} exited with ${JSON.stringify(e)}`)
+  for (const m of members) {
+    const last = m.reports.at(-1)!
+    assert.equal(last.round, ROUNDS - 1, `${m.name} ran every round`)
+    // every member certified and aggregated the NATed members' models
+    const aggregated = new Set(m.reports.flatMap((r) => r.senders ?? []))
+    for (const j of [2, 3]) assert.ok(aggregated.has(ids[j]!), `${m.name} never aggregated node-${j}'s model (aggregated: ${[...aggregated].map((x) => ids.indexOf(x)).join(', ')})`)
+  }
+  return { members, ids, kinds }
+}
+
+it('behind cone NATs: every member aggregates the NATed members\' models, and the two NATed members end up connected directly (hole punching)', { timeout: 300_000 }, async (t) => {
+  const { kinds } = await natSwarm('cone', t)
+  assert.ok(kinds.has('hole-punched'), `node-2's connection to node-3 was never hole-punched (seen: ${[...kinds].join(', ') || 'none'})`)
+})
+
+it('behind symmetric NATs hole punching cannot work: the swarm completes every round through the relay', { timeout: 300_000 }, async (t) => {
+  const { kinds } = await natSwarm('symmetric', t)
+  assert.ok(kinds.has('relayed'), `node-2 reached node-3 through the relay (seen: ${[...kinds].join(', ') || 'none'})`)
+  assert.ok(!kinds.has('hole-punched') && !kinds.has('direct'), `no direct connection can cross symmetric NATs (seen: ${[...kinds].join(', ')})`)
+})
