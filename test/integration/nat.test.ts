@@ -23,11 +23,10 @@ import { after, it } from 'node:test'
 import { promisify } from 'node:util'
 import { parse } from 'yaml'
 import { createNatLab, type NatKind, type NatLab, natLabUnavailable } from '../support/netns.ts'
-import { Member, runMonna } from '../unit/node/cli-harness.ts'
+import { Member, repoRoot, runMonna } from '../unit/node/cli-harness.ts'
 
 const run = promisify(execFile)
 const ROUNDS = 30
-const METRICS_BASE = 9464
 
 const cleanups: (() => Promise<void>)[] = []
 after(async () => {
@@ -51,6 +50,25 @@ async function status(lab: NatLab, host: 'priv1' | 'priv2', port: number): Promi
   }
 }
 
+/** The `<!-- nat-test -->` block of README.md: its `monna swarm init` arguments and its `monna status` port. */
+async function readmeBlock(): Promise<{ init: string[]; statusPort: number }> {
+  const readme = await readFile(join(repoRoot, 'README.md'), 'utf8')
+  const at = readme.indexOf('<!-- nat-test -->')
+  assert.ok(at >= 0, 'README.md has no <!-- nat-test --> block')
+  const body = /```sh\n([\s\S]*?)```/.exec(readme.slice(at))?.[1]
+  assert.ok(body !== undefined)
+  const lines = body.replace(/\\\n\s*/g, ' ').split('\n').filter((l) => !l.startsWith('#') && l.trim() !== '')
+  const init = lines.find((l) => l.startsWith('monna swarm init '))
+  assert.ok(init !== undefined, 'the block runs monna swarm init')
+  assert.ok(lines.some((l) => /^monna start --config \.\/nat\/node-2\.yaml$/.test(l)), 'the block starts a member')
+  const status = lines.map((l) => /^monna status --url http:\/\/127\.0\.0\.1:(\d+)$/.exec(l)).find((m) => m !== null)
+  assert.ok(status != null, 'the block shows monna status')
+  const argv = init.split(/\s+/).slice(1)
+  for (const flag of ['--relay', '--behind-nat', '--metrics-base-port']) assert.ok(argv.includes(flag), flag)
+  assert.equal(Number(argv[argv.indexOf('--metrics-base-port') + 1]) + 2, Number(status[1]), "monna status asks node-2's endpoint")
+  return { init: argv, statusPort: Number(status[1]) }
+}
+
 async function natSwarm(kind: NatKind, t: { diagnostic: (s: string) => void }): Promise<{ members: Member[]; ids: string[]; kinds: Set<string> }> {
   const unavailable = await natLabUnavailable()
   if (unavailable !== undefined) assert.fail(`the NAT test cannot run here: ${unavailable}`)
@@ -61,14 +79,11 @@ async function natSwarm(kind: NatKind, t: { diagnostic: (s: string) => void }): 
   const t0 = performance.now()
   const mark = (what: string) => t.diagnostic(`${((performance.now() - t0) / 1000).toFixed(1)} s: ${what}`)
 
-  // README "Members behind NAT": one swarm file; node-2 and node-3 have no address in it
-  const init = await runMonna([
-    'swarm', 'init', '--nodes', '4', '--f', '1', '--dir', dir, '--name', `nat-${kind}`,
-    '--hosts', [lab.ip.pub1, lab.ip.pub2, lab.ip.priv1, lab.ip.priv2].join(','), '--base-port', '4001',
-    '--relay', '0', '--behind-nat', '2,3',
-    '--rounds', String(ROUNDS), '--min-round-ms', '300', '--linger-ms', '8000', '--round-timeout-ms', '20000',
-    '--metrics-base-port', String(METRICS_BASE),
-  ])
+  // README "Members behind NAT": its `monna swarm init` as written, with the lab's hosts, this
+  // run's directory and the test's pace added; node-2 and node-3 get no address
+  const block = await readmeBlock()
+  const args = block.init.map((a, i, all) => (all[i - 1] === '--hosts' ? [lab.ip.pub1, lab.ip.pub2, lab.ip.priv1, lab.ip.priv2].join(',') : all[i - 1] === '--dir' ? dir : a))
+  const init = await runMonna([...args, '--name', `nat-${kind}`, '--base-port', '4001', '--rounds', String(ROUNDS), '--min-round-ms', '300', '--linger-ms', '8000', '--round-timeout-ms', '20000'])
   assert.equal(init.code, 0, init.stderr)
   const swarm = parse(await readFile(join(dir, 'swarm.yaml'), 'utf8')) as { members: { id: string; addresses: string[]; relay?: boolean }[] }
   const ids = swarm.members.map((m) => m.id)
@@ -86,10 +101,16 @@ async function natSwarm(kind: NatKind, t: { diagnostic: (s: string) => void }): 
   const exits = Promise.all(members.map((m) => m.exited)).finally(() => {
     done = true
   })
+  let shown = ''
   const poll = (async () => {
     while (!done) {
-      const s = await status(lab, "priv1", METRICS_BASE + 2)
+      const s = await status(lab, 'priv1', block.statusPort)
       for (const c of s?.connections ?? []) if (c.peer === ids[3]) kinds.add(c.kind)
+      if (shown === '' && (s?.connections ?? []).some((c) => c.peer === ids[3])) {
+        // the README's `monna status`, run on node-2's host
+        const out = await runMonna(['status', '--url', `http://127.0.0.1:${block.statusPort}`], { wrap: lab.exec('priv1') })
+        if (out.code === 0) shown = out.stdout
+      }
       await new Promise((r) => setTimeout(r, 1000))
     }
   })()
@@ -106,6 +127,7 @@ async function natSwarm(kind: NatKind, t: { diagnostic: (s: string) => void }): 
     const aggregated = new Set(m.reports.flatMap((r) => r.senders ?? []))
     for (const j of [2, 3]) assert.ok(aggregated.has(ids[j]!), `${m.name} never aggregated node-${j}'s model (aggregated: ${[...aggregated].map((x) => ids.indexOf(x)).join(', ')})`)
   }
+  assert.match(shown, new RegExp(`^ {2}(direct|relayed|hole-punched) +${ids[3]} /ip4/`, 'm'), `monna status on node-2 lists its connection to node-3 with its kind:\n${shown}`)
   return { members, ids, kinds }
 }
 
