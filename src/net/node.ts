@@ -104,6 +104,8 @@ export interface NetNodeOptions {
    * through a relay try to open a direct connection by hole punching (src/net/punch.ts).
    */
   relay?: { serve?: boolean; through?: string[] }
+  /** Hole punching between members that meet through a relay (TCP; default on). Benchmarks turn it off to measure the relay. */
+  holePunch?: boolean
 }
 
 export type NetServices = {
@@ -228,7 +230,7 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
       denyInboundRelayedConnection: (relay, remote) => deny(relay) || deny(remote),
     },
     services: {
-      ...(overTcp ? { punch: holePunch({ allows: (p) => !deny(p) }) } : {}),
+      ...(overTcp && opts.holePunch !== false ? { punch: holePunch({ allows: (p) => !deny(p) }) } : {}),
       ...(opts.relay?.serve === true
         ? {
             relay: circuitRelayServer({

@@ -42,6 +42,14 @@ const FLOAT32_FLOOR = (N - 1) * 4 * DIM
 const F = Math.floor((N - 1) / 3)
 const PLAIN_TIMEOUT_MS = 60_000
 const PLAIN_MAX_RPC = Number(process.env.BENCH_PLAIN_MAX_RPC ?? 64 * 1024 * 1024)
+/**
+ * BENCH_RELAYED=k (docs/nat.md): the last k members have no address anybody can dial; they hold
+ * a reservation on member 0 (a relay), dial the others themselves, and reach each other only
+ * through the relay (BENCH_PUNCH=1 lets them hole-punch, which on loopback always succeeds).
+ */
+const RELAYED = Number(process.env.BENCH_RELAYED ?? 0)
+const PUNCH = process.env.BENCH_PUNCH === '1'
+const isRelayed = (i: number): boolean => i >= N - RELAYED
 
 async function globalSentBytes(registry: Registry): Promise<number> {
   const metric = registry.getSingleMetric('libp2p_data_transfer_bytes_total')
@@ -71,6 +79,26 @@ function dump(bs: EchoBroadcast[], r: number): void {
   }
 }
 
+/** Every pair connected: a relayed member dials the public ones itself, and another relayed member at its relay address. */
+async function connectThroughRelay(nodes: NetNode[]): Promise<void> {
+  const circuit = (n: NetNode): boolean => n.getMultiaddrs().some((a) => a.toString().includes('/p2p-circuit'))
+  const deadline = Date.now() + 60_000
+  while (!nodes.filter((_, i) => isRelayed(i)).every(circuit)) {
+    if (Date.now() > deadline) throw new Error('relayed members got no reservation within 60 s')
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  const dials: Promise<unknown>[] = []
+  for (let i = 0; i < nodes.length; i++)
+    for (let j = i + 1; j < nodes.length; j++) {
+      const [from, to] = isRelayed(j) && !isRelayed(i) ? [nodes[j]!, nodes[i]!] : [nodes[i]!, nodes[j]!]
+      dials.push(from.dial(to.getMultiaddrs().find((a) => isRelayed(nodes.indexOf(to)) === a.toString().includes('/p2p-circuit'))!))
+    }
+  await Promise.all(dials)
+  for (const n of nodes) while (new Set(n.getConnections().map((c) => c.remotePeer.toString())).size < nodes.length - 1) await new Promise((r) => setTimeout(r, 100))
+  const relayedPairs = nodes.reduce((a, n) => a + n.getConnections().filter((c) => c.remoteAddr.toString().includes('/p2p-circuit')).length, 0) / 2
+  console.error(`# ${RELAYED} of ${nodes.length} members reachable only through member 0 (relay); relayed connections: ${relayedPairs}`)
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b)
   const m = s.length >> 1
@@ -83,10 +111,12 @@ async function main(): Promise<void> {
   const registries = keys.map(() => new Registry())
   const nodes: NetNode[] = []
   for (let i = 0; i < N; i++) {
+    const relayAddr = nodes[0]?.getMultiaddrs()[0]?.toString()
     nodes.push(
       await createNetNode({
         privateKey: keys[i]!,
-        listen: ['/ip4/127.0.0.1/tcp/0'],
+        listen: isRelayed(i) ? [] : ['/ip4/127.0.0.1/tcp/0'],
+        ...(RELAYED > 0 ? { relay: i === 0 ? { serve: true } : isRelayed(i) ? { through: [relayAddr!] } : {}, holePunch: PUNCH } : {}),
         membership,
         // gossipsub's default inbound RPC limit (4 MiB, it-length-prefixed) drops RPCs that carry
         // more than two 1.7 MB messages and the stream with them (measured: 60/90 payloads arrived
@@ -110,7 +140,8 @@ async function main(): Promise<void> {
   const plainWaiters: Array<() => void> = []
   const plainCount = new Map<string, number>()
   try {
-    await connectAll(nodes)
+    if (RELAYED > 0) await connectThroughRelay(nodes)
+    else await connectAll(nodes)
     const logger = process.env.BENCH_DEBUG !== undefined ? consoleLogger() : undefined
     for (let i = 0; i < N; i++) bcasts.push(await createEchoBroadcast({ node: nodes[i]!, privateKey: keys[i]!, membership, logger }))
     if (logger !== undefined) for (const b of bcasts) b.addEventListener('reject', (e) => console.error('reject', (e as CustomEvent).detail))
@@ -173,13 +204,15 @@ async function main(): Promise<void> {
       echoBytes: number[]
       plainBytes: number[]
       echoAppBytes: number[]
+      /** bytes the relay (member 0) sent in the round, BENCH_RELAYED only */
+      relayBytes: number[]
       plainIncomplete: number
     }
     const rows: Row[] = []
     let round = 0
     let lastPlainIncomplete = false
     for (const size of SIZES) {
-      const row: Row = { size, echoMs: [], plainMs: [], echoBytes: [], plainBytes: [], echoAppBytes: [], plainIncomplete: 0 }
+      const row: Row = { size, echoMs: [], plainMs: [], echoBytes: [], plainBytes: [], echoAppBytes: [], relayBytes: [], plainIncomplete: 0 }
       const payloads = Array.from({ length: N }, (_, i) => payloadOf(i + 1, size))
       // warm-up round (not measured): connections, JIT
       for (let r = -1; r < ROUNDS; r++) {
@@ -194,6 +227,7 @@ async function main(): Promise<void> {
           }
           await settle()
           const tcpBefore = await sentAll()
+          const relayBefore = await globalSentBytes(registries[0]!)
           const appBefore = bcasts.reduce((a, b) => a + b.stats().bytesSent, 0)
           const t0 = performance.now()
           if (kind === 'echo') {
@@ -225,6 +259,7 @@ async function main(): Promise<void> {
               row.echoMs.push(ms)
               row.echoBytes.push(bytes)
               row.echoAppBytes.push((bcasts.reduce((a, b) => a + b.stats().bytesSent, 0) - appBefore) / N)
+              row.relayBytes.push((await globalSentBytes(registries[0]!)) - relayBefore)
             } else {
               row.plainMs.push(ms)
               row.plainBytes.push(bytes)
@@ -252,7 +287,7 @@ async function main(): Promise<void> {
       console.log(
         `| ${enc(i)}${mb(row.size)} | ${e.toFixed(0)} | ${p.toFixed(0)} | ${(e / p).toFixed(2)} | ${mb(eb)} | ${mb(floor)} | ${(eb / floor).toFixed(2)} | ${mb(pb)} | ${(pb / floor).toFixed(2)} |${ENCODINGS === undefined ? '' : ` ${(eb / FLOAT32_FLOOR).toFixed(3)} |`}`,
       )
-      const c = ENCODINGS === undefined ? `n${N}-${row.size}B` : `n${N}-d${DIM}-${ENCODINGS[i]}`
+      const c = `${ENCODINGS === undefined ? `n${N}-${row.size}B` : `n${N}-d${DIM}-${ENCODINGS[i]}`}${RELAYED > 0 ? `-relayed${RELAYED}${PUNCH ? '-punch' : ''}` : ''}`
       if (ENCODINGS !== undefined) {
         json.push(
           { bench: 'broadcast', case: `${c}-float32-floor-bytes-per-member`, value: FLOAT32_FLOOR, unit: 'bytes' },
@@ -261,6 +296,7 @@ async function main(): Promise<void> {
       }
       json.push(
         { bench: 'broadcast', case: `${c}-echo-all-delivered`, value: e, unit: 'ms' },
+        ...(RELAYED > 0 ? [{ bench: 'broadcast', case: `${c}-echo-relay-bytes-sent`, value: median(row.relayBytes), unit: 'bytes' }] : []),
         { bench: 'broadcast', case: `${c}-plain-gossipsub-all-received`, value: p, unit: 'ms' },
         { bench: 'broadcast', case: `${c}-time-ratio-echo-over-plain`, value: e / p, unit: 'ratio' },
         { bench: 'broadcast', case: `${c}-echo-bytes-sent-per-member`, value: eb, unit: 'bytes' },
