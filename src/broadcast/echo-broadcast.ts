@@ -295,6 +295,8 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
 
   setMembership(m: Membership, fromRound?: number, epochNumber?: number): void {
     this.epochs.set(m, fromRound, epochNumber, this.store.floor)
+    // the refusal tolerance, 2(n + 1), follows the epoch this member runs
+    this.discipline.setMembers(this.epochs.newest().members.size)
     this.verifiedCerts.clear()
     this.track(setNetMembership(this.node, m))
   }
