@@ -301,7 +301,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     this.track(setNetMembership(this.node, m))
   }
 
-  stats(): BroadcastStats {
+  stats(): Required<BroadcastStats> {
     return {
       bytesSent: this.counters.bytesSent,
       bytesReceived: this.counters.bytesReceived,
