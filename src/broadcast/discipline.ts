@@ -39,7 +39,7 @@ export interface CoolOffEvent {
 export interface DisciplineOptions {
   /** this member: never penalised */
   self: string
-  /** members of the swarm (sets the refusal tolerance) */
+  /** members of the swarm (sets the refusal tolerance; `setMembers` changes it) */
   members: number
   /** false: nobody is ever penalised, cut off or banned (benchmarks of the worst case, fuzzing) */
   penalties: PenaltyOptions | false
@@ -62,14 +62,31 @@ export class PeerDiscipline {
   private readonly o: DisciplineOptions
   private readonly penalties: Penalties | undefined
   private readonly refusals: TokenBuckets
+  private members: number
   private readonly coolOffs = new Map<string, { count: number; at: number }>()
   private readonly now: () => number
 
   constructor(o: DisciplineOptions) {
     this.o = o
     this.penalties = o.penalties === false ? undefined : new Penalties(o.penalties)
-    this.refusals = new TokenBuckets(REFUSAL_BURST_PER_MEMBER * (o.members + 1), REFUSALS_PER_SECOND)
+    this.members = o.members
+    this.refusals = new TokenBuckets(this.tolerance(), REFUSALS_PER_SECOND)
     this.now = o.now ?? Date.now
+  }
+
+  /** Refusals without blame tolerated in a burst: 2(n + 1). */
+  tolerance(): number {
+    return REFUSAL_BURST_PER_MEMBER * (this.members + 1)
+  }
+
+  /**
+   * A membership epoch with `members` members: the tolerance becomes 2(n + 1) for it. A peer's
+   * refusals so far still count (its bucket is not refilled); above the new tolerance it is cut
+   * to it, below it it refills at the same rate.
+   */
+  setMembers(members: number): void {
+    this.members = members
+    this.refusals.setCapacity(this.tolerance())
   }
 
   /**
@@ -89,7 +106,7 @@ export class PeerDiscipline {
       if (this.refusals.available(peer, this.now()) >= 1) this.refusals.take(peer, 1)
       else {
         flood = true
-        r = { ...r, penalise: true, detail: `${r.detail} (refused ${REFUSAL_BURST_PER_MEMBER * (this.o.members + 1)} times, then more than ${REFUSALS_PER_SECOND} per second: a flood)` }
+        r = { ...r, penalise: true, detail: `${r.detail} (refused ${this.tolerance()} times, then more than ${REFUSALS_PER_SECOND} per second: a flood)` }
       }
     }
     this.rejected[r.reason] = (this.rejected[r.reason] ?? 0) + 1

@@ -42,11 +42,18 @@ export class Budget {
 
 export class TokenBuckets {
   private readonly buckets = new Map<string, { tokens: number; at: number }>()
-  private readonly capacity: number
+  private capacity: number
   private readonly perSecond: number
   constructor(capacity: number, perSecond: number) {
     this.capacity = capacity
     this.perSecond = perSecond
+  }
+  /**
+   * A new burst size from now on: buckets above it are cut to it when next read; buckets below it
+   * refill to it at the same rate (nobody's bucket is refilled by the change).
+   */
+  setCapacity(capacity: number): void {
+    this.capacity = capacity
   }
   /** Tokens available to `peer` now (refilled). */
   available(peer: string, now = performance.now()): number {

@@ -24,20 +24,25 @@ export interface EquivocationEvidence {
   second: { hash: Uint8Array; signature: Uint8Array }
 }
 
+/**
+ * What a broadcast reports of itself: one type for the signed echo broadcast, whose `stats()`
+ * fills every field (`Required<BroadcastStats>`), and for the engine's port (src/node/port.ts),
+ * whose test doubles (test/support/memory-hub.ts) fill only the first three.
+ */
 export interface BroadcastStats {
   bytesSent: number
   bytesReceived: number
   rejected: Record<string, number>
-  delivered: number
-  equivocations: number
+  delivered?: number
+  equivocations?: number
   /** signatures checked (SEND, ECHO and certificate entries) */
-  signaturesVerified: number
+  signaturesVerified?: number
   /** payload bytes held undelivered or arriving, over all peers (bounded by n · maxPendingBytesPerPeer) */
-  pendingBytes: number
+  pendingBytes?: number
   /** payload bytes of delivered instances still held (rounds ≥ the floor) */
-  deliveredBytes: number
+  deliveredBytes?: number
   /** peers cut off for a while for a flood of refused frames (event 'cool-off') */
-  coolOffs: number
+  coolOffs?: number
 }
 
 export interface EchoBroadcastEvents {
@@ -77,7 +82,8 @@ export interface EchoBroadcast extends EventTarget {
   knowEpoch(m: Membership, fromRound: number, epoch: number): void
   /** The epoch number of `round` (what its statements sign). */
   epochOf(round: number): number
-  stats(): BroadcastStats
+  /** every field filled */
+  stats(): Required<BroadcastStats>
   stop(): Promise<void>
   /** Protocol id of the streams. */
   readonly protocol: string

@@ -4,6 +4,10 @@
  * transport in one process) and, in unit tests, on test doubles (test/support/memory-hub.ts).
  * Nothing here knows about learning.
  */
+import type { BroadcastStats } from '../broadcast/types.ts'
+
+/** The broadcast's statistics: one type with src/broadcast (test doubles fill the required fields only). */
+export type { BroadcastStats }
 
 /** A swarm's membership (same shape as `Membership` in src/net). */
 export interface Membership {
@@ -37,15 +41,6 @@ export interface SendSeen {
   round: number
   sender: string
   payload: Uint8Array
-}
-
-export interface BroadcastStats {
-  bytesSent: number
-  bytesReceived: number
-  rejected: Record<string, number>
-  /** signatures checked (the signed echo broadcast; absent on test doubles) */
-  signaturesVerified?: number
-  coolOffs?: number
 }
 
 /**

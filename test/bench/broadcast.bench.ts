@@ -74,8 +74,8 @@ function dump(bs: EchoBroadcast[], r: number): void {
     // biome-ignore lint/suspicious/noExplicitAny: debugging internals
     const x = b as any
     // biome-ignore lint/suspicious/noExplicitAny: debugging internals
-    console.error(b.peerId.slice(-4), 'delivered', b.delivered(r).map((d) => d.sender.slice(-4)).join(','), 'own', [...x.own.values()].map((o: any) => `${o.round}:${o.echoes.size}:${o.certificate !== undefined}`).join(' '), 'open', x.openStreams.size, 'tasks', x.tasks.size)
-    for (const [s, m] of x.instances) for (const [rr, i] of m) if (rr === r && !i.delivered) console.error('   inst', s.slice(-4), rr, 'send', !!i.sendHash, 'payload', !!i.payload, 'cert', !!i.certificate, 'recv', i.receivingSend, 'pull', i.pulling)
+    console.error(b.peerId.slice(-4), 'delivered', b.delivered(r).map((d) => d.sender.slice(-4)).join(','), 'own', [...x.sender.own.values()].map((o: any) => `${o.round}:${o.echoes.size}:${o.certificate !== undefined}`).join(' '), 'open', x.streams.open.size, 'tasks', x.tasks.size)
+    for (const [s, m] of x.store.instances) for (const [rr, i] of m) if (rr === r && !i.delivered) console.error('   inst', s.slice(-4), rr, 'send', !!i.sendHash, 'payload', !!i.payload, 'cert', !!i.certificate, 'recv', i.receivingSend, 'pull', i.pulling)
   }
 }
 

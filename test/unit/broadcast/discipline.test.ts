@@ -143,3 +143,29 @@ test('penalties off: refusals are counted and reported, nobody is ever cut off o
   assert.equal(d.rejected['over-capacity'], 1000)
   assert.equal(d.coolOffCount, 0)
 })
+
+test('an epoch change (setMembers) moves the tolerance to 2(n + 1) of the new membership, without refilling anyone', () => {
+  const { d, bans } = setup()
+  // 4 members: 10 tolerated; peer 'a' uses 3 of them before the change
+  for (let i = 0; i < 3; i++) assert.equal(d.reject('a', capacity('a')).penalise, false)
+  assert.equal(d.tolerance(), REFUSAL_BURST_PER_MEMBER * (4 + 1))
+  d.setMembers(10)
+  assert.equal(d.tolerance(), REFUSAL_BURST_PER_MEMBER * (10 + 1))
+  // a peer first refused after the change gets the new tolerance: 22, then a flood
+  for (let i = 0; i < REFUSAL_BURST_PER_MEMBER * 11; i++) assert.equal(d.reject('b', capacity('b')).penalise, false, `refusal ${i + 1} of 22`)
+  const flood = d.reject('b', capacity('b'))
+  assert.equal(flood.penalise, true)
+  assert.match(flood.detail, /refused 22 times/)
+  assert.deepEqual(
+    bans.map((b) => b.peer),
+    ['b'],
+  )
+  // 'a' is not refilled by the change: 7 left of its old burst (the clock did not move), then a flood
+  for (let i = 0; i < 7; i++) assert.equal(d.reject('a', capacity('a')).penalise, false)
+  assert.equal(d.reject('a', capacity('a')).penalise, true)
+  // shrinking cuts a fuller bucket down to the new tolerance: 'c' has 21 of 22 left, then 2(1 + 1) = 4
+  assert.equal(d.reject('c', capacity('c')).penalise, false)
+  d.setMembers(1)
+  for (let i = 0; i < 4; i++) assert.equal(d.reject('c', capacity('c')).penalise, false)
+  assert.equal(d.reject('c', capacity('c')).penalise, true)
+})
