@@ -137,6 +137,8 @@ export class InstanceStore {
     if (bySender.size >= this.cap) {
       this.gc()
       if (bySender.size >= this.cap) throw new BroadcastRejectError('over-capacity', `${sender} already has ${bySender.size} open instances here (cap ${this.cap})`)
+      // gc deletes a sender's map once it holds nothing: store the new record in the live one
+      if (this.instances.get(sender) !== bySender) this.instances.set(sender, bySender)
     }
     inst = { epoch, round, sender, receivingSend: false, pulling: false, equivocationSeen: false, sendRepeats: 0 }
     bySender.set(round, inst)

@@ -120,10 +120,10 @@ test('at its cap, records below the window are collected first, then the new ins
   assert.equal(store.get('a', 21), added)
 })
 
-// Found while splitting echo-broadcast.ts, behaviour kept as it was (the instanceFor of before):
-// when the gc run at the cap drops *every* record of the sender, it also deletes the sender's map,
-// and the new record goes into that detached map — returned, but never stored.
-test('at its cap with every record below the window, the new instance is stored', { todo: 'known bug, reported: the record is returned but not stored' }, () => {
+// Found while splitting echo-broadcast.ts: when the gc run at the cap dropped *every* record of
+// the sender, it also deleted the sender's map, and the new record went into that detached map —
+// returned, but never stored (a later SEND of the instance would then have found no record).
+test('at its cap with every record below the window, the new instance is stored', () => {
   const W = 2
   const { store } = setup({ W })
   store.noteOwnRound(20)
