@@ -601,7 +601,7 @@ bool sortedReduce(const float* const* in, long d, const SortedSpec& s, float* ou
 // error ≲ 1e-5). A square that overflows float gives +∞: the caller redoes it in double.
 
 constexpr long DIST_RUN = 256;
-constexpr long DIST_BLOCK = 2048;  // k rows of it stay in L2
+constexpr long DIST_BLOCK = 1024;  // k rows of it stay in L2 (k = 50: 200 KB)
 
 void pairwisePortable(const float* const* in, int k, long s, long e, double* D) {
   for (int i = 0; i < k; i++)
@@ -627,46 +627,60 @@ __attribute__((target("avx2,fma"))) inline double hsum8(__m256 v) {
   return (double)_mm_cvtss_f32(_mm_add_ss(q, _mm_shuffle_ps(q, q, 1)));
 }
 
-// one row against four others per pass: a loaded once for four squared differences
+// Register tiles of 2 rows × 4 rows: per 8 coordinates, 6 loads for 8 squared differences (the
+// two rows of the tile stay in L1 while the sweep over the other rows streams them from L2).
+// Tiles cover the strict upper triangle i < j; a tile straddling the diagonal computes a few
+// pairs it discards. Per pair, float lanes over runs of DIST_RUN coordinates, runs summed in
+// double (the numerics of the wasm kernel and of the one-row-against-four kernel before it).
+constexpr int TI = 2, TJ = 4;
+
+__attribute__((target("avx2,fma"))) void pairTile(const float* const* a, const float* const* b, long s, long e, double* acc) {
+  const float *a0 = a[0], *a1 = a[1];
+  const float *b0 = b[0], *b1 = b[1], *b2 = b[2], *b3 = b[3];
+  for (long r = s; r < e; r += DIST_RUN) {
+    const long re = std::min(e, r + DIST_RUN);
+    __m256 s00 = _mm256_setzero_ps(), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00, s12 = s00, s13 = s00;
+    long c = r;
+    for (; c + 8 <= re; c += 8) {
+      const __m256 x0 = _mm256_loadu_ps(a0 + c), x1 = _mm256_loadu_ps(a1 + c);
+      __m256 y = _mm256_loadu_ps(b0 + c), t;
+      t = _mm256_sub_ps(x0, y), s00 = _mm256_fmadd_ps(t, t, s00);
+      t = _mm256_sub_ps(x1, y), s10 = _mm256_fmadd_ps(t, t, s10);
+      y = _mm256_loadu_ps(b1 + c);
+      t = _mm256_sub_ps(x0, y), s01 = _mm256_fmadd_ps(t, t, s01);
+      t = _mm256_sub_ps(x1, y), s11 = _mm256_fmadd_ps(t, t, s11);
+      y = _mm256_loadu_ps(b2 + c);
+      t = _mm256_sub_ps(x0, y), s02 = _mm256_fmadd_ps(t, t, s02);
+      t = _mm256_sub_ps(x1, y), s12 = _mm256_fmadd_ps(t, t, s12);
+      y = _mm256_loadu_ps(b3 + c);
+      t = _mm256_sub_ps(x0, y), s03 = _mm256_fmadd_ps(t, t, s03);
+      t = _mm256_sub_ps(x1, y), s13 = _mm256_fmadd_ps(t, t, s13);
+    }
+    float tail[TI * TJ] = {0};
+    for (; c < re; c++)
+      for (int i = 0; i < TI; i++)
+        for (int j = 0; j < TJ; j++) {
+          const float u = a[i][c] - b[j][c];
+          tail[i * TJ + j] += u * u;
+        }
+    acc[0] += hsum8(s00) + tail[0], acc[1] += hsum8(s01) + tail[1], acc[2] += hsum8(s02) + tail[2], acc[3] += hsum8(s03) + tail[3];
+    acc[4] += hsum8(s10) + tail[4], acc[5] += hsum8(s11) + tail[5], acc[6] += hsum8(s12) + tail[6], acc[7] += hsum8(s13) + tail[7];
+  }
+}
+
 __attribute__((target("avx2,fma"))) void pairwiseAvx2(const float* const* in, int k, long s, long e, double* D) {
-  for (int i = 0; i < k - 1; i++) {
-    const float* a = in[i];
-    for (int j = i + 1; j < k; j += 4) {
-      const int nb = std::min(4, k - j);
-      const float* b0 = in[j];
-      const float* b1 = in[j + std::min(1, nb - 1)];
-      const float* b2 = in[j + std::min(2, nb - 1)];
-      const float* b3 = in[j + std::min(3, nb - 1)];
-      double acc[4] = {0, 0, 0, 0};
-      for (long r = s; r < e; r += DIST_RUN) {
-        const long re = std::min(e, r + DIST_RUN);
-        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-        long c = r;
-        for (; c + 8 <= re; c += 8) {
-          const __m256 x = _mm256_loadu_ps(a + c);
-          const __m256 d0 = _mm256_sub_ps(x, _mm256_loadu_ps(b0 + c));
-          const __m256 d1 = _mm256_sub_ps(x, _mm256_loadu_ps(b1 + c));
-          const __m256 d2 = _mm256_sub_ps(x, _mm256_loadu_ps(b2 + c));
-          const __m256 d3 = _mm256_sub_ps(x, _mm256_loadu_ps(b3 + c));
-          s0 = _mm256_fmadd_ps(d0, d0, s0);
-          s1 = _mm256_fmadd_ps(d1, d1, s1);
-          s2 = _mm256_fmadd_ps(d2, d2, s2);
-          s3 = _mm256_fmadd_ps(d3, d3, s3);
-        }
-        float t0 = 0.f, t1 = 0.f, t2 = 0.f, t3 = 0.f;
-        for (; c < re; c++) {
-          const float u0 = a[c] - b0[c], u1 = a[c] - b1[c], u2 = a[c] - b2[c], u3 = a[c] - b3[c];
-          t0 += u0 * u0;
-          t1 += u1 * u1;
-          t2 += u2 * u2;
-          t3 += u3 * u3;
-        }
-        acc[0] += hsum8(s0) + t0;
-        acc[1] += hsum8(s1) + t1;
-        acc[2] += hsum8(s2) + t2;
-        acc[3] += hsum8(s3) + t3;
-      }
-      for (int m = 0; m < nb; m++) D[(long)i * k + j + m] += acc[m];
+  for (int i0 = 0; i0 < k - 1; i0 += TI) {
+    const float* a[TI];
+    for (int i = 0; i < TI; i++) a[i] = in[std::min(i0 + i, k - 1)];
+    // first tile column: the first j > i0
+    for (int j0 = i0 + 1; j0 < k; j0 += TJ) {
+      const float* b[TJ];
+      for (int j = 0; j < TJ; j++) b[j] = in[std::min(j0 + j, k - 1)];
+      double acc[TI * TJ] = {0};
+      pairTile(a, b, s, e, acc);
+      for (int i = 0; i < TI; i++)
+        for (int j = 0; j < TJ; j++)
+          if (i0 + i < j0 + j && j0 + j < k) D[(long)(i0 + i) * k + j0 + j] += acc[i * TJ + j];
     }
   }
 }
