@@ -474,8 +474,13 @@ void maxPoolGrad(const float* x, const float* y, const float* dy, float* dx, int
 //   kind 0 (trim t): Σ_{i=t}^{k−t−1} v_i (mean t = 0, cwtm t = f, median t = ⌊(k−1)/2⌋);
 //   kind 1 (meamed f): the k − f values nearest the median m: Σ_{i=f}^{k−f−1} v_i, plus for
 //   i < f v_{k−f+i} if m − v_i > v_{k−f+i} − m (in float), else v_i — as meamedColumn.
-// Sums in double in that order, times `inv`, rounded to float: the same value as the wasm kernel
-// and the JS reducers. Returns false when some input is NaN or ±∞ (caught by Σ x·0).
+// Sums in double, times `inv`, rounded to float: the same value as the wasm kernel and the JS
+// reducers (with the pruned network of fast.ts the kept middle values are summed in another
+// order than sorted; a double sum of at most 128 floats is exact unless their exponents span
+// more than 29 bits, and the native tests compare bit for bit). Returns false when some input
+// is NaN or ±∞ (caught by Σ x·0).
+
+constexpr long PREFETCH = 256;  // floats: 1 KB ahead in each input
 
 struct SortedSpec {
   int k, kind, param;
@@ -483,6 +488,27 @@ struct SortedSpec {
   const int* pairs;
   int npairs;
 };
+
+// Batcher's network for 16 wires: the first stages (p < 16) of the k-wire network, which sort
+// each block of 16 wires on its own. The kernels run it on every block first (in registers on
+// the AVX2 path, the block padded with +∞ past k: +∞ stays at the top, so the block's real
+// values end sorted in its first wires, as after those stages of the k-wire network), then the
+// comparators `pairs` they are given: the k-wire network's later stages (src/aggregation/fast.ts
+// passes them, pruned of comparators that cannot change the reduction). Any sorting network
+// as `pairs` still sorts: the blocks are then sorted twice.
+constexpr int SORT16[63][2] = {{0, 1}, {2, 3}, {4, 5}, {6, 7}, {8, 9}, {10, 11}, {12, 13}, {14, 15}, {0, 2}, {1, 3}, {4, 6}, {5, 7}, {8, 10}, {9, 11}, {12, 14}, {13, 15}, {1, 2}, {5, 6}, {9, 10}, {13, 14}, {0, 4}, {1, 5}, {2, 6}, {3, 7}, {8, 12}, {9, 13}, {10, 14}, {11, 15}, {2, 4}, {3, 5}, {10, 12}, {11, 13}, {1, 2}, {3, 4}, {5, 6}, {9, 10}, {11, 12}, {13, 14}, {0, 8}, {1, 9}, {2, 10}, {3, 11}, {4, 12}, {5, 13}, {6, 14}, {7, 15}, {4, 8}, {5, 9}, {6, 10}, {7, 11}, {2, 4}, {3, 5}, {6, 8}, {7, 9}, {10, 12}, {11, 13}, {1, 2}, {3, 4}, {5, 6}, {7, 8}, {9, 10}, {11, 12}, {13, 14}};
+
+// sorts each block of 16 values of v[0..k) (v has room for k rounded up to 16)
+inline void presortBlocks(float* v, int k) {
+  const int kp = (k + 15) & ~15;
+  for (int i = k; i < kp; i++) v[i] = __builtin_inff();
+  for (int b = 0; b < kp; b += 16)
+    for (const auto& p : SORT16) {
+      const float x = v[b + p[0]], y = v[b + p[1]];
+      v[b + p[0]] = y < x ? y : x;
+      v[b + p[1]] = y > x ? y : x;
+    }
+}
 
 inline float lowMedian(const float* v, int k) { return (k & 1) ? v[k >> 1] : (v[(k >> 1) - 1] + v[k >> 1]) * 0.5f; }
 
@@ -493,6 +519,7 @@ bool sortedOne(const float* const* in, long c, const SortedSpec& s, float* v, fl
     v[i] = in[i][c];
     chk += v[i] * 0.f;
   }
+  presortBlocks(v, s.k);
   for (int p = 0; p < s.npairs; p++) {
     const int a = s.pairs[2 * p], b = s.pairs[2 * p + 1];
     const float x = v[a], y = v[b];
@@ -520,13 +547,36 @@ __attribute__((target("avx2,fma"))) bool sortedAvx2(const float* const* in, long
   alignas(32) float buf[128 * 8];
   __m256 chk = _mm256_setzero_ps();
   const __m256 zero = _mm256_setzero_ps();
+  const __m256 inf = _mm256_set1_ps(__builtin_inff());
   const __m256d inv = _mm256_set1_pd(s.inv);
   long c = c0;
   for (; c + 8 <= c1; c += 8) {
-    for (int i = 0; i < s.k; i++) {
-      const __m256 x = _mm256_loadu_ps(in[i] + c);
-      chk = _mm256_add_ps(chk, _mm256_mul_ps(x, zero));
-      _mm256_store_ps(buf + 8 * i, x);
+    // each block of 16 wires: load, sort in registers (SORT16), store
+    for (int b = 0; b < s.k; b += 16) {
+      const int n = std::min(16, s.k - b);
+      __m256 v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15;
+#define MONNA_LD(i) v##i = (i) < n ? _mm256_loadu_ps(in[b + (i)] + c) : inf, chk = (i) < n ? _mm256_add_ps(chk, _mm256_mul_ps(v##i, zero)) : chk
+      // k input streams at once are more than the hardware prefetchers follow (k = 50: each
+      // load waited on memory): fetch each input's line PREFETCH floats ahead
+      if ((c & 15) == 0)
+        for (int i = 0; i < n; i++) _mm_prefetch((const char*)(in[b + i] + c + PREFETCH), _MM_HINT_T0);
+      MONNA_LD(0), MONNA_LD(1), MONNA_LD(2), MONNA_LD(3), MONNA_LD(4), MONNA_LD(5), MONNA_LD(6), MONNA_LD(7);
+      MONNA_LD(8), MONNA_LD(9), MONNA_LD(10), MONNA_LD(11), MONNA_LD(12), MONNA_LD(13), MONNA_LD(14), MONNA_LD(15);
+#undef MONNA_LD
+#define CX(a, b)                                   \
+  {                                                \
+    const __m256 t_ = _mm256_min_ps(v##b, v##a);   \
+    v##b = _mm256_max_ps(v##b, v##a);              \
+    v##a = t_;                                     \
+  }
+      CX(0, 1) CX(2, 3) CX(4, 5) CX(6, 7) CX(8, 9) CX(10, 11) CX(12, 13) CX(14, 15) CX(0, 2) CX(1, 3) CX(4, 6) CX(5, 7) CX(8, 10) CX(9, 11) CX(12, 14) CX(13, 15) CX(1, 2) CX(5, 6) CX(9, 10) CX(13, 14) CX(0, 4) CX(1, 5) CX(2, 6) CX(3, 7) CX(8, 12) CX(9, 13) CX(10, 14) CX(11, 15) CX(2, 4) CX(3, 5) CX(10, 12) CX(11, 13) CX(1, 2) CX(3, 4) CX(5, 6) CX(9, 10) CX(11, 12) CX(13, 14) CX(0, 8) CX(1, 9) CX(2, 10) CX(3, 11) CX(4, 12) CX(5, 13) CX(6, 14) CX(7, 15) CX(4, 8) CX(5, 9) CX(6, 10) CX(7, 11) CX(2, 4) CX(3, 5) CX(6, 8) CX(7, 9) CX(10, 12) CX(11, 13) CX(1, 2) CX(3, 4) CX(5, 6) CX(7, 8) CX(9, 10) CX(11, 12) CX(13, 14)
+#undef CX
+      float* o = buf + 8 * b;
+#define MONNA_ST(i) \
+  if ((i) < n) _mm256_store_ps(o + 8 * (i), v##i)
+      MONNA_ST(0); MONNA_ST(1); MONNA_ST(2); MONNA_ST(3); MONNA_ST(4); MONNA_ST(5); MONNA_ST(6); MONNA_ST(7);
+      MONNA_ST(8); MONNA_ST(9); MONNA_ST(10); MONNA_ST(11); MONNA_ST(12); MONNA_ST(13); MONNA_ST(14); MONNA_ST(15);
+#undef MONNA_ST
     }
     for (int p = 0; p < s.npairs; p++) {
       float* pa = buf + 8 * s.pairs[2 * p];
@@ -576,7 +626,7 @@ bool sortedReduce(const float* const* in, long c0, long c1, const SortedSpec& s,
 #if MONNA_X86
   if (useAvx2()) return sortedAvx2(in, c0, c1, s, out);
 #endif
-  float v[128];
+  float v[128];  // k ≤ 128: k rounded up to 16 fits
   bool fine = true;
   for (long c = c0; c < c1; c++) fine = sortedOne(in, c, s, v, out) && fine;
   return fine;
@@ -634,13 +684,24 @@ __attribute__((target("avx2,fma"))) inline double hsum8(__m256 v) {
 // double (the numerics of the wasm kernel and of the one-row-against-four kernel before it).
 constexpr int TI = 2, TJ = 4;
 
-__attribute__((target("avx2,fma"))) void pairTile(const float* const* a, const float* const* b, long s, long e, double* acc) {
+// ahead > 0: also prefetch the tile's rows `ahead` floats on (the next block, on the block's
+// first sweep: the rows' first touch would otherwise wait on memory at every 4 KB page)
+__attribute__((target("avx2,fma"))) void pairTile(const float* const* a, const float* const* b, long s, long e, double* acc, long ahead) {
   const float *a0 = a[0], *a1 = a[1];
   const float *b0 = b[0], *b1 = b[1], *b2 = b[2], *b3 = b[3];
   for (long r = s; r < e; r += DIST_RUN) {
     const long re = std::min(e, r + DIST_RUN);
     __m256 s00 = _mm256_setzero_ps(), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00, s12 = s00, s13 = s00;
     long c = r;
+    if (ahead > 0)
+      for (long q = r; q < re; q += 16) {
+        _mm_prefetch((const char*)(b0 + q + ahead), _MM_HINT_T0);
+        _mm_prefetch((const char*)(b1 + q + ahead), _MM_HINT_T0);
+        _mm_prefetch((const char*)(b2 + q + ahead), _MM_HINT_T0);
+        _mm_prefetch((const char*)(b3 + q + ahead), _MM_HINT_T0);
+        _mm_prefetch((const char*)(a0 + q + ahead), _MM_HINT_T0);
+        _mm_prefetch((const char*)(a1 + q + ahead), _MM_HINT_T0);
+      }
     for (; c + 8 <= re; c += 8) {
       const __m256 x0 = _mm256_loadu_ps(a0 + c), x1 = _mm256_loadu_ps(a1 + c);
       __m256 y = _mm256_loadu_ps(b0 + c), t;
@@ -668,7 +729,7 @@ __attribute__((target("avx2,fma"))) void pairTile(const float* const* a, const f
   }
 }
 
-__attribute__((target("avx2,fma"))) void pairwiseAvx2(const float* const* in, int k, long s, long e, double* D) {
+__attribute__((target("avx2,fma"))) void pairwiseAvx2(const float* const* in, int k, long s, long e, double* D, bool prefetchNext) {
   for (int i0 = 0; i0 < k - 1; i0 += TI) {
     const float* a[TI];
     for (int i = 0; i < TI; i++) a[i] = in[std::min(i0 + i, k - 1)];
@@ -677,7 +738,7 @@ __attribute__((target("avx2,fma"))) void pairwiseAvx2(const float* const* in, in
       const float* b[TJ];
       for (int j = 0; j < TJ; j++) b[j] = in[std::min(j0 + j, k - 1)];
       double acc[TI * TJ] = {0};
-      pairTile(a, b, s, e, acc);
+      pairTile(a, b, s, e, acc, prefetchNext && i0 == 0 ? e - s : 0);
       for (int i = 0; i < TI; i++)
         for (int j = 0; j < TJ; j++)
           if (i0 + i < j0 + j && j0 + j < k) D[(long)(i0 + i) * k + j0 + j] += acc[i * TJ + j];
@@ -694,11 +755,11 @@ void pairwise(const float* const* in, int k, long d, double* D) {
   std::vector<double> partial((size_t)tasks * k * k, 0.0);
   pool.run(tasks, [&](int t) {
     double* P = partial.data() + (size_t)t * k * k;
-    for (long b = t; b < blocks; b += tasks) {
+    for (long b = blocks * t / tasks; b < blocks * (t + 1) / tasks; b++) {
       const long s = b * DIST_BLOCK, e = std::min(d, s + DIST_BLOCK);
 #if MONNA_X86
       if (useAvx2()) {
-        pairwiseAvx2(in, k, s, e, P);
+        pairwiseAvx2(in, k, s, e, P, e < d);
         continue;
       }
 #endif
@@ -746,6 +807,13 @@ __attribute__((target("avx2,fma"))) void nnmRowsAvx2(const float* const* in, con
   const __m256 scale = _mm256_set1_ps((float)s.scale);
   long c = c0;
   for (; c + 8 <= c1; c += 8) {
+    if ((c & 15) == 0) {  // as sortedAvx2: more input streams than the hardware prefetchers follow
+      for (int t = 0; t < s.nBase; t++) _mm_prefetch((const char*)(in[s.base[t]] + c + PREFETCH), _MM_HINT_T0);
+      for (int r = 0; r < rows; r++) {
+        for (int t = 0; t < s.nAdd[r]; t++) _mm_prefetch((const char*)(in[s.add[r][t]] + c + PREFETCH), _MM_HINT_T0);
+        for (int t = 0; t < s.nSub[r]; t++) _mm_prefetch((const char*)(in[s.sub[r][t]] + c + PREFETCH), _MM_HINT_T0);
+      }
+    }
     __m256 b = _mm256_setzero_ps();
     for (int t = 0; t < s.nBase; t++) b = _mm256_add_ps(b, _mm256_loadu_ps(in[s.base[t]] + c));
     for (int r = 0; r < rows; r++) {
@@ -776,7 +844,7 @@ void nnmRows(const float* const* in, const NnmSpec& s, float* const* out, long d
   const int blocks = (int)((d + NNM_BLOCK - 1) / NNM_BLOCK);
   const int tasks = std::min(blocks, 4 * pool.threads());
   pool.run(tasks, [&](int t) {
-    for (long b = t; b < blocks; b += tasks) nnmBlock(in, s, out, b * NNM_BLOCK, std::min(d, (b + 1) * NNM_BLOCK));
+    for (long b = (long)blocks * t / tasks; b < (long)blocks * (t + 1) / tasks; b++) nnmBlock(in, s, out, b * NNM_BLOCK, std::min(d, (b + 1) * NNM_BLOCK));
   });
 }
 
@@ -794,7 +862,7 @@ bool nnmSorted(const float* const* in, const NnmSpec& nn, const int* rowOf, int 
     std::vector<float> scratch((size_t)rows * NNM_BLOCK);
     std::vector<float*> rowPtr(rows);
     std::vector<const float*> ins(k);
-    for (long b = t; b < blocks; b += tasks) {
+    for (long b = (long)blocks * t / tasks; b < (long)blocks * (t + 1) / tasks; b++) {
       const long c0 = b * NNM_BLOCK, c1 = std::min(d, c0 + NNM_BLOCK);
       // pointers shifted so that coordinate c of the block is at [c]
       for (int r = 0; r < rows; r++) rowPtr[r] = scratch.data() + (size_t)r * NNM_BLOCK - c0;
