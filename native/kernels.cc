@@ -777,6 +777,7 @@ void pairwise(const float* const* in, int k, long d, double* D) {
 // Σ_{sub_r} x)[c] · scale, in that order, rounded to float (double sums on the portable path).
 
 struct NnmSpec {
+  int k;  // inputs
   const int* base;
   int nBase;
   std::vector<const int*> add, sub;
@@ -802,30 +803,76 @@ void nnmRowsPortable(const float* const* in, const NnmSpec& s, float* const* out
 // 8 coordinates at a time in float (the portable path sums in double): the base sum of ~k − f
 // inputs and a few ± per row, relative error ~1e-6 — well inside the rules' tolerance, at half
 // the work of double lanes
+// dst[c] = (src[c] + a_0[c] + … + a_{na−1}[c] − s_0[c] − … − s_{ns−1}[c]) (· scale when
+// `scaled`), terms in that order, 0 ≤ na, ns ≤ 4, over [0, n8) in vectors of 8; the term
+// pointers point at the block's first coordinate. `pf`: prefetch the terms PREFETCH floats ahead.
+__attribute__((target("avx2,fma"))) void mixTerms(float* dst, const float* src, const float* const* a, int na, const float* const* sb, int ns,
+                                                  long n8, bool scaled, float scale, bool pf) {
+  const float* z = src;  // stands in for absent terms (never read)
+  const float *a0 = na > 0 ? a[0] : z, *a1 = na > 1 ? a[1] : z, *a2 = na > 2 ? a[2] : z, *a3 = na > 3 ? a[3] : z;
+  const float *s0 = ns > 0 ? sb[0] : z, *s1 = ns > 1 ? sb[1] : z, *s2 = ns > 2 ? sb[2] : z, *s3 = ns > 3 ? sb[3] : z;
+  const __m256 sc = _mm256_set1_ps(scale);
+  for (long c = 0; c < n8; c += 8) {
+    if (pf && (c & 15) == 0) {
+      for (int t = 0; t < na; t++) _mm_prefetch((const char*)(a[t] + c + PREFETCH), _MM_HINT_T0);
+      for (int t = 0; t < ns; t++) _mm_prefetch((const char*)(sb[t] + c + PREFETCH), _MM_HINT_T0);
+    }
+    __m256 v = _mm256_loadu_ps(src + c);
+    if (na > 0) v = _mm256_add_ps(v, _mm256_loadu_ps(a0 + c));
+    if (na > 1) v = _mm256_add_ps(v, _mm256_loadu_ps(a1 + c));
+    if (na > 2) v = _mm256_add_ps(v, _mm256_loadu_ps(a2 + c));
+    if (na > 3) v = _mm256_add_ps(v, _mm256_loadu_ps(a3 + c));
+    if (ns > 0) v = _mm256_sub_ps(v, _mm256_loadu_ps(s0 + c));
+    if (ns > 1) v = _mm256_sub_ps(v, _mm256_loadu_ps(s1 + c));
+    if (ns > 2) v = _mm256_sub_ps(v, _mm256_loadu_ps(s2 + c));
+    if (ns > 3) v = _mm256_sub_ps(v, _mm256_loadu_ps(s3 + c));
+    if (scaled) v = _mm256_mul_ps(v, sc);
+    _mm256_storeu_ps(dst + c, v);
+  }
+}
+
+// Row by row over the block (one output row at a time; the inputs' slices of the block stay in
+// L1/L2): the base sum once into a scratch row, then each row = base + its adds − its subs, up
+// to 4 of each per pass over the block, × scale in the last pass. 8 coordinates per instruction
+// in float, each row's terms in the order of the portable path (whose sums are in double); the
+// tail goes to the portable path. The base pass prefetches the inputs PREFETCH floats ahead.
 __attribute__((target("avx2,fma"))) void nnmRowsAvx2(const float* const* in, const NnmSpec& s, float* const* out, long c0, long c1) {
   const int rows = (int)s.add.size();
-  const __m256 scale = _mm256_set1_ps((float)s.scale);
-  long c = c0;
-  for (; c + 8 <= c1; c += 8) {
-    if ((c & 15) == 0) {  // as sortedAvx2: more input streams than the hardware prefetchers follow
-      for (int t = 0; t < s.nBase; t++) _mm_prefetch((const char*)(in[s.base[t]] + c + PREFETCH), _MM_HINT_T0);
-      for (int r = 0; r < rows; r++) {
-        for (int t = 0; t < s.nAdd[r]; t++) _mm_prefetch((const char*)(in[s.add[r][t]] + c + PREFETCH), _MM_HINT_T0);
-        for (int t = 0; t < s.nSub[r]; t++) _mm_prefetch((const char*)(in[s.sub[r][t]] + c + PREFETCH), _MM_HINT_T0);
-      }
-    }
-    __m256 b = _mm256_setzero_ps();
-    for (int t = 0; t < s.nBase; t++) b = _mm256_add_ps(b, _mm256_loadu_ps(in[s.base[t]] + c));
-    for (int r = 0; r < rows; r++) {
-      __m256 v = b;
-      const int* add = s.add[r];
-      const int* sub = s.sub[r];
-      for (int t = 0; t < s.nAdd[r]; t++) v = _mm256_add_ps(v, _mm256_loadu_ps(in[add[t]] + c));
-      for (int t = 0; t < s.nSub[r]; t++) v = _mm256_sub_ps(v, _mm256_loadu_ps(in[sub[t]] + c));
-      _mm256_storeu_ps(out[r] + c, _mm256_mul_ps(v, scale));
-    }
+  const long n8 = (c1 - c0) / 8 * 8;
+  thread_local std::vector<float> baseRow;
+  if ((long)baseRow.size() < n8 + 8) baseRow.resize(n8 + 8);
+  float* base = baseRow.data();
+  std::fill(base, base + n8, 0.f);
+  const float *xa[4], *xs[4];
+  for (int t = 0; t < s.nBase; t += 4) {
+    const int n = std::min(4, s.nBase - t);
+    for (int u = 0; u < n; u++) xa[u] = in[s.base[t + u]] + c0;
+    mixTerms(base, base, xa, n, xs, 0, n8, false, 1.f, true);
   }
-  nnmRowsPortable(in, s, out, c, c1);
+  for (int i = 0; i < s.k; i++) {  // inputs outside the base, which rows add
+    bool inBase = false;
+    for (int t = 0; t < s.nBase && !inBase; t++) inBase = s.base[t] == i;
+    if (!inBase)
+      for (long c = 0; c < n8; c += 16) _mm_prefetch((const char*)(in[i] + c0 + c), _MM_HINT_T0);
+  }
+  for (int r = 0; r < rows; r++) {
+    float* o = out[r] + c0;
+    const float* src = base;
+    int ta = 0, ts = 0;
+    do {
+      const int na = std::min(4, s.nAdd[r] - ta);
+      for (int u = 0; u < na; u++) xa[u] = in[s.add[r][ta + u]] + c0;
+      ta += na;
+      // subtractions join a pass only once every addition is done (the portable path's order)
+      const int ns = ta == s.nAdd[r] ? std::min(4, s.nSub[r] - ts) : 0;
+      for (int u = 0; u < ns; u++) xs[u] = in[s.sub[r][ts + u]] + c0;
+      ts += ns;
+      const bool last = ta == s.nAdd[r] && ts == s.nSub[r];
+      mixTerms(o, src, xa, na, xs, ns, n8, last, (float)s.scale, false);
+      src = o;
+    } while (ta < s.nAdd[r] || ts < s.nSub[r]);
+  }
+  nnmRowsPortable(in, s, out, c0 + n8, c1);
 }
 #endif
 
@@ -1191,6 +1238,7 @@ bool nnmSpec(napi_env env, napi_value arr, int k, int rows, double scale, NnmSpe
     return at + 1 + *count;
   };
   spec->scale = scale;
+  spec->k = k;
   long at = list(0, &spec->base, &spec->nBase);
   for (int r = 0; r < rows && at >= 0; r++) {
     const int *a = nullptr, *u = nullptr;
