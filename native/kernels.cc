@@ -684,48 +684,50 @@ __attribute__((target("avx2,fma"))) inline double hsum8(__m256 v) {
 // double (the numerics of the wasm kernel and of the one-row-against-four kernel before it).
 constexpr int TI = 2, TJ = 4;
 
-// ahead > 0: also prefetch the tile's rows `ahead` floats on (the next block, on the block's
-// first sweep: the rows' first touch would otherwise wait on memory at every 4 KB page)
+// rows a[0], a[1] against b[0..NJ) (NJ ≤ TJ: the last tile of a sweep is narrower, so no
+// pair is computed twice); acc[i·TJ + j] += ‖a_i − b_j‖² over [s, e). ahead > 0: also prefetch
+// the tile's rows `ahead` floats on (the next block, on the block's first sweep: the rows' first
+// touch would otherwise wait on memory at every 4 KB page)
+template <int NJ>
 __attribute__((target("avx2,fma"))) void pairTile(const float* const* a, const float* const* b, long s, long e, double* acc, long ahead) {
   const float *a0 = a[0], *a1 = a[1];
-  const float *b0 = b[0], *b1 = b[1], *b2 = b[2], *b3 = b[3];
+  const float* bj[NJ];
+  for (int j = 0; j < NJ; j++) bj[j] = b[j];
   for (long r = s; r < e; r += DIST_RUN) {
     const long re = std::min(e, r + DIST_RUN);
-    __m256 s00 = _mm256_setzero_ps(), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00, s12 = s00, s13 = s00;
+    __m256 s0[NJ], s1[NJ];
+#pragma GCC unroll 4
+    for (int j = 0; j < NJ; j++) s0[j] = s1[j] = _mm256_setzero_ps();
     long c = r;
     if (ahead > 0)
       for (long q = r; q < re; q += 16) {
-        _mm_prefetch((const char*)(b0 + q + ahead), _MM_HINT_T0);
-        _mm_prefetch((const char*)(b1 + q + ahead), _MM_HINT_T0);
-        _mm_prefetch((const char*)(b2 + q + ahead), _MM_HINT_T0);
-        _mm_prefetch((const char*)(b3 + q + ahead), _MM_HINT_T0);
+        for (int j = 0; j < NJ; j++) _mm_prefetch((const char*)(bj[j] + q + ahead), _MM_HINT_T0);
         _mm_prefetch((const char*)(a0 + q + ahead), _MM_HINT_T0);
         _mm_prefetch((const char*)(a1 + q + ahead), _MM_HINT_T0);
       }
     for (; c + 8 <= re; c += 8) {
       const __m256 x0 = _mm256_loadu_ps(a0 + c), x1 = _mm256_loadu_ps(a1 + c);
-      __m256 y = _mm256_loadu_ps(b0 + c), t;
-      t = _mm256_sub_ps(x0, y), s00 = _mm256_fmadd_ps(t, t, s00);
-      t = _mm256_sub_ps(x1, y), s10 = _mm256_fmadd_ps(t, t, s10);
-      y = _mm256_loadu_ps(b1 + c);
-      t = _mm256_sub_ps(x0, y), s01 = _mm256_fmadd_ps(t, t, s01);
-      t = _mm256_sub_ps(x1, y), s11 = _mm256_fmadd_ps(t, t, s11);
-      y = _mm256_loadu_ps(b2 + c);
-      t = _mm256_sub_ps(x0, y), s02 = _mm256_fmadd_ps(t, t, s02);
-      t = _mm256_sub_ps(x1, y), s12 = _mm256_fmadd_ps(t, t, s12);
-      y = _mm256_loadu_ps(b3 + c);
-      t = _mm256_sub_ps(x0, y), s03 = _mm256_fmadd_ps(t, t, s03);
-      t = _mm256_sub_ps(x1, y), s13 = _mm256_fmadd_ps(t, t, s13);
+#pragma GCC unroll 4
+      for (int j = 0; j < NJ; j++) {
+        const __m256 y = _mm256_loadu_ps(bj[j] + c);
+        __m256 t = _mm256_sub_ps(x0, y);
+        s0[j] = _mm256_fmadd_ps(t, t, s0[j]);
+        t = _mm256_sub_ps(x1, y);
+        s1[j] = _mm256_fmadd_ps(t, t, s1[j]);
+      }
     }
-    float tail[TI * TJ] = {0};
+    float tail[TI * NJ] = {0};
     for (; c < re; c++)
       for (int i = 0; i < TI; i++)
-        for (int j = 0; j < TJ; j++) {
+        for (int j = 0; j < NJ; j++) {
           const float u = a[i][c] - b[j][c];
-          tail[i * TJ + j] += u * u;
+          tail[i * NJ + j] += u * u;
         }
-    acc[0] += hsum8(s00) + tail[0], acc[1] += hsum8(s01) + tail[1], acc[2] += hsum8(s02) + tail[2], acc[3] += hsum8(s03) + tail[3];
-    acc[4] += hsum8(s10) + tail[4], acc[5] += hsum8(s11) + tail[5], acc[6] += hsum8(s12) + tail[6], acc[7] += hsum8(s13) + tail[7];
+#pragma GCC unroll 4
+    for (int j = 0; j < NJ; j++) {
+      acc[j] += hsum8(s0[j]) + tail[j];
+      acc[TJ + j] += hsum8(s1[j]) + tail[NJ + j];
+    }
   }
 }
 
@@ -735,13 +737,17 @@ __attribute__((target("avx2,fma"))) void pairwiseAvx2(const float* const* in, in
     for (int i = 0; i < TI; i++) a[i] = in[std::min(i0 + i, k - 1)];
     // first tile column: the first j > i0
     for (int j0 = i0 + 1; j0 < k; j0 += TJ) {
-      const float* b[TJ];
-      for (int j = 0; j < TJ; j++) b[j] = in[std::min(j0 + j, k - 1)];
+      const int nj = std::min(TJ, k - j0);
+      const float* const* b = in + j0;
       double acc[TI * TJ] = {0};
-      pairTile(a, b, s, e, acc, prefetchNext && i0 == 0 ? e - s : 0);
+      const long ahead = prefetchNext && i0 == 0 ? e - s : 0;
+      if (nj == 4) pairTile<4>(a, b, s, e, acc, ahead);
+      else if (nj == 3) pairTile<3>(a, b, s, e, acc, ahead);
+      else if (nj == 2) pairTile<2>(a, b, s, e, acc, ahead);
+      else pairTile<1>(a, b, s, e, acc, ahead);
       for (int i = 0; i < TI; i++)
-        for (int j = 0; j < TJ; j++)
-          if (i0 + i < j0 + j && j0 + j < k) D[(long)(i0 + i) * k + j0 + j] += acc[i * TJ + j];
+        for (int j = 0; j < nj; j++)
+          if (i0 + i < j0 + j) D[(long)(i0 + i) * k + j0 + j] += acc[i * TJ + j];
     }
   }
 }
