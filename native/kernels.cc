@@ -474,8 +474,13 @@ void maxPoolGrad(const float* x, const float* y, const float* dy, float* dx, int
 //   kind 0 (trim t): Σ_{i=t}^{k−t−1} v_i (mean t = 0, cwtm t = f, median t = ⌊(k−1)/2⌋);
 //   kind 1 (meamed f): the k − f values nearest the median m: Σ_{i=f}^{k−f−1} v_i, plus for
 //   i < f v_{k−f+i} if m − v_i > v_{k−f+i} − m (in float), else v_i — as meamedColumn.
-// Sums in double in that order, times `inv`, rounded to float: the same value as the wasm kernel
-// and the JS reducers. Returns false when some input is NaN or ±∞ (caught by Σ x·0).
+// Sums in double, times `inv`, rounded to float: the same value as the wasm kernel and the JS
+// reducers (with the pruned network of fast.ts the kept middle values are summed in another
+// order than sorted; a double sum of at most 128 floats is exact unless their exponents span
+// more than 29 bits, and the native tests compare bit for bit). Returns false when some input
+// is NaN or ±∞ (caught by Σ x·0).
+
+constexpr long PREFETCH = 256;  // floats: 1 KB ahead in each input
 
 struct SortedSpec {
   int k, kind, param;
@@ -483,6 +488,27 @@ struct SortedSpec {
   const int* pairs;
   int npairs;
 };
+
+// Batcher's network for 16 wires: the first stages (p < 16) of the k-wire network, which sort
+// each block of 16 wires on its own. The kernels run it on every block first (in registers on
+// the AVX2 path, the block padded with +∞ past k: +∞ stays at the top, so the block's real
+// values end sorted in its first wires, as after those stages of the k-wire network), then the
+// comparators `pairs` they are given: the k-wire network's later stages (src/aggregation/fast.ts
+// passes them, pruned of comparators that cannot change the reduction). Any sorting network
+// as `pairs` still sorts: the blocks are then sorted twice.
+constexpr int SORT16[63][2] = {{0, 1}, {2, 3}, {4, 5}, {6, 7}, {8, 9}, {10, 11}, {12, 13}, {14, 15}, {0, 2}, {1, 3}, {4, 6}, {5, 7}, {8, 10}, {9, 11}, {12, 14}, {13, 15}, {1, 2}, {5, 6}, {9, 10}, {13, 14}, {0, 4}, {1, 5}, {2, 6}, {3, 7}, {8, 12}, {9, 13}, {10, 14}, {11, 15}, {2, 4}, {3, 5}, {10, 12}, {11, 13}, {1, 2}, {3, 4}, {5, 6}, {9, 10}, {11, 12}, {13, 14}, {0, 8}, {1, 9}, {2, 10}, {3, 11}, {4, 12}, {5, 13}, {6, 14}, {7, 15}, {4, 8}, {5, 9}, {6, 10}, {7, 11}, {2, 4}, {3, 5}, {6, 8}, {7, 9}, {10, 12}, {11, 13}, {1, 2}, {3, 4}, {5, 6}, {7, 8}, {9, 10}, {11, 12}, {13, 14}};
+
+// sorts each block of 16 values of v[0..k) (v has room for k rounded up to 16)
+inline void presortBlocks(float* v, int k) {
+  const int kp = (k + 15) & ~15;
+  for (int i = k; i < kp; i++) v[i] = __builtin_inff();
+  for (int b = 0; b < kp; b += 16)
+    for (const auto& p : SORT16) {
+      const float x = v[b + p[0]], y = v[b + p[1]];
+      v[b + p[0]] = y < x ? y : x;
+      v[b + p[1]] = y > x ? y : x;
+    }
+}
 
 inline float lowMedian(const float* v, int k) { return (k & 1) ? v[k >> 1] : (v[(k >> 1) - 1] + v[k >> 1]) * 0.5f; }
 
@@ -493,6 +519,7 @@ bool sortedOne(const float* const* in, long c, const SortedSpec& s, float* v, fl
     v[i] = in[i][c];
     chk += v[i] * 0.f;
   }
+  presortBlocks(v, s.k);
   for (int p = 0; p < s.npairs; p++) {
     const int a = s.pairs[2 * p], b = s.pairs[2 * p + 1];
     const float x = v[a], y = v[b];
@@ -520,13 +547,36 @@ __attribute__((target("avx2,fma"))) bool sortedAvx2(const float* const* in, long
   alignas(32) float buf[128 * 8];
   __m256 chk = _mm256_setzero_ps();
   const __m256 zero = _mm256_setzero_ps();
+  const __m256 inf = _mm256_set1_ps(__builtin_inff());
   const __m256d inv = _mm256_set1_pd(s.inv);
   long c = c0;
   for (; c + 8 <= c1; c += 8) {
-    for (int i = 0; i < s.k; i++) {
-      const __m256 x = _mm256_loadu_ps(in[i] + c);
-      chk = _mm256_add_ps(chk, _mm256_mul_ps(x, zero));
-      _mm256_store_ps(buf + 8 * i, x);
+    // each block of 16 wires: load, sort in registers (SORT16), store
+    for (int b = 0; b < s.k; b += 16) {
+      const int n = std::min(16, s.k - b);
+      __m256 v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15;
+#define MONNA_LD(i) v##i = (i) < n ? _mm256_loadu_ps(in[b + (i)] + c) : inf, chk = (i) < n ? _mm256_add_ps(chk, _mm256_mul_ps(v##i, zero)) : chk
+      // k input streams at once are more than the hardware prefetchers follow (k = 50: each
+      // load waited on memory): fetch each input's line PREFETCH floats ahead
+      if ((c & 15) == 0)
+        for (int i = 0; i < n; i++) _mm_prefetch((const char*)(in[b + i] + c + PREFETCH), _MM_HINT_T0);
+      MONNA_LD(0), MONNA_LD(1), MONNA_LD(2), MONNA_LD(3), MONNA_LD(4), MONNA_LD(5), MONNA_LD(6), MONNA_LD(7);
+      MONNA_LD(8), MONNA_LD(9), MONNA_LD(10), MONNA_LD(11), MONNA_LD(12), MONNA_LD(13), MONNA_LD(14), MONNA_LD(15);
+#undef MONNA_LD
+#define CX(a, b)                                   \
+  {                                                \
+    const __m256 t_ = _mm256_min_ps(v##b, v##a);   \
+    v##b = _mm256_max_ps(v##b, v##a);              \
+    v##a = t_;                                     \
+  }
+      CX(0, 1) CX(2, 3) CX(4, 5) CX(6, 7) CX(8, 9) CX(10, 11) CX(12, 13) CX(14, 15) CX(0, 2) CX(1, 3) CX(4, 6) CX(5, 7) CX(8, 10) CX(9, 11) CX(12, 14) CX(13, 15) CX(1, 2) CX(5, 6) CX(9, 10) CX(13, 14) CX(0, 4) CX(1, 5) CX(2, 6) CX(3, 7) CX(8, 12) CX(9, 13) CX(10, 14) CX(11, 15) CX(2, 4) CX(3, 5) CX(10, 12) CX(11, 13) CX(1, 2) CX(3, 4) CX(5, 6) CX(9, 10) CX(11, 12) CX(13, 14) CX(0, 8) CX(1, 9) CX(2, 10) CX(3, 11) CX(4, 12) CX(5, 13) CX(6, 14) CX(7, 15) CX(4, 8) CX(5, 9) CX(6, 10) CX(7, 11) CX(2, 4) CX(3, 5) CX(6, 8) CX(7, 9) CX(10, 12) CX(11, 13) CX(1, 2) CX(3, 4) CX(5, 6) CX(7, 8) CX(9, 10) CX(11, 12) CX(13, 14)
+#undef CX
+      float* o = buf + 8 * b;
+#define MONNA_ST(i) \
+  if ((i) < n) _mm256_store_ps(o + 8 * (i), v##i)
+      MONNA_ST(0); MONNA_ST(1); MONNA_ST(2); MONNA_ST(3); MONNA_ST(4); MONNA_ST(5); MONNA_ST(6); MONNA_ST(7);
+      MONNA_ST(8); MONNA_ST(9); MONNA_ST(10); MONNA_ST(11); MONNA_ST(12); MONNA_ST(13); MONNA_ST(14); MONNA_ST(15);
+#undef MONNA_ST
     }
     for (int p = 0; p < s.npairs; p++) {
       float* pa = buf + 8 * s.pairs[2 * p];
@@ -576,7 +626,7 @@ bool sortedReduce(const float* const* in, long c0, long c1, const SortedSpec& s,
 #if MONNA_X86
   if (useAvx2()) return sortedAvx2(in, c0, c1, s, out);
 #endif
-  float v[128];
+  float v[128];  // k ≤ 128: k rounded up to 16 fits
   bool fine = true;
   for (long c = c0; c < c1; c++) fine = sortedOne(in, c, s, v, out) && fine;
   return fine;
@@ -601,7 +651,7 @@ bool sortedReduce(const float* const* in, long d, const SortedSpec& s, float* ou
 // error ≲ 1e-5). A square that overflows float gives +∞: the caller redoes it in double.
 
 constexpr long DIST_RUN = 256;
-constexpr long DIST_BLOCK = 2048;  // k rows of it stay in L2
+constexpr long DIST_BLOCK = 1024;  // k rows of it stay in L2 (k = 50: 200 KB)
 
 void pairwisePortable(const float* const* in, int k, long s, long e, double* D) {
   for (int i = 0; i < k; i++)
@@ -627,46 +677,77 @@ __attribute__((target("avx2,fma"))) inline double hsum8(__m256 v) {
   return (double)_mm_cvtss_f32(_mm_add_ss(q, _mm_shuffle_ps(q, q, 1)));
 }
 
-// one row against four others per pass: a loaded once for four squared differences
-__attribute__((target("avx2,fma"))) void pairwiseAvx2(const float* const* in, int k, long s, long e, double* D) {
-  for (int i = 0; i < k - 1; i++) {
-    const float* a = in[i];
-    for (int j = i + 1; j < k; j += 4) {
-      const int nb = std::min(4, k - j);
-      const float* b0 = in[j];
-      const float* b1 = in[j + std::min(1, nb - 1)];
-      const float* b2 = in[j + std::min(2, nb - 1)];
-      const float* b3 = in[j + std::min(3, nb - 1)];
-      double acc[4] = {0, 0, 0, 0};
-      for (long r = s; r < e; r += DIST_RUN) {
-        const long re = std::min(e, r + DIST_RUN);
-        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-        long c = r;
-        for (; c + 8 <= re; c += 8) {
-          const __m256 x = _mm256_loadu_ps(a + c);
-          const __m256 d0 = _mm256_sub_ps(x, _mm256_loadu_ps(b0 + c));
-          const __m256 d1 = _mm256_sub_ps(x, _mm256_loadu_ps(b1 + c));
-          const __m256 d2 = _mm256_sub_ps(x, _mm256_loadu_ps(b2 + c));
-          const __m256 d3 = _mm256_sub_ps(x, _mm256_loadu_ps(b3 + c));
-          s0 = _mm256_fmadd_ps(d0, d0, s0);
-          s1 = _mm256_fmadd_ps(d1, d1, s1);
-          s2 = _mm256_fmadd_ps(d2, d2, s2);
-          s3 = _mm256_fmadd_ps(d3, d3, s3);
-        }
-        float t0 = 0.f, t1 = 0.f, t2 = 0.f, t3 = 0.f;
-        for (; c < re; c++) {
-          const float u0 = a[c] - b0[c], u1 = a[c] - b1[c], u2 = a[c] - b2[c], u3 = a[c] - b3[c];
-          t0 += u0 * u0;
-          t1 += u1 * u1;
-          t2 += u2 * u2;
-          t3 += u3 * u3;
-        }
-        acc[0] += hsum8(s0) + t0;
-        acc[1] += hsum8(s1) + t1;
-        acc[2] += hsum8(s2) + t2;
-        acc[3] += hsum8(s3) + t3;
+// Register tiles of 2 rows × 4 rows: per 8 coordinates, 6 loads for 8 squared differences (the
+// two rows of the tile stay in L1 while the sweep over the other rows streams them from L2).
+// Tiles cover the strict upper triangle i < j; a tile straddling the diagonal computes a few
+// pairs it discards. Per pair, float lanes over runs of DIST_RUN coordinates, runs summed in
+// double (the numerics of the wasm kernel and of the one-row-against-four kernel before it).
+constexpr int TI = 2, TJ = 4;
+
+// rows a[0], a[1] against b[0..NJ) (NJ ≤ TJ: the last tile of a sweep is narrower, so no
+// pair is computed twice); acc[i·TJ + j] += ‖a_i − b_j‖² over [s, e). ahead > 0: also prefetch
+// the tile's rows `ahead` floats on (the next block, on the block's first sweep: the rows' first
+// touch would otherwise wait on memory at every 4 KB page)
+template <int NJ>
+__attribute__((target("avx2,fma"))) void pairTile(const float* const* a, const float* const* b, long s, long e, double* acc, long ahead) {
+  const float *a0 = a[0], *a1 = a[1];
+  const float* bj[NJ];
+  for (int j = 0; j < NJ; j++) bj[j] = b[j];
+  for (long r = s; r < e; r += DIST_RUN) {
+    const long re = std::min(e, r + DIST_RUN);
+    __m256 s0[NJ], s1[NJ];
+#pragma GCC unroll 4
+    for (int j = 0; j < NJ; j++) s0[j] = s1[j] = _mm256_setzero_ps();
+    long c = r;
+    if (ahead > 0)
+      for (long q = r; q < re; q += 16) {
+        for (int j = 0; j < NJ; j++) _mm_prefetch((const char*)(bj[j] + q + ahead), _MM_HINT_T0);
+        _mm_prefetch((const char*)(a0 + q + ahead), _MM_HINT_T0);
+        _mm_prefetch((const char*)(a1 + q + ahead), _MM_HINT_T0);
       }
-      for (int m = 0; m < nb; m++) D[(long)i * k + j + m] += acc[m];
+    for (; c + 8 <= re; c += 8) {
+      const __m256 x0 = _mm256_loadu_ps(a0 + c), x1 = _mm256_loadu_ps(a1 + c);
+#pragma GCC unroll 4
+      for (int j = 0; j < NJ; j++) {
+        const __m256 y = _mm256_loadu_ps(bj[j] + c);
+        __m256 t = _mm256_sub_ps(x0, y);
+        s0[j] = _mm256_fmadd_ps(t, t, s0[j]);
+        t = _mm256_sub_ps(x1, y);
+        s1[j] = _mm256_fmadd_ps(t, t, s1[j]);
+      }
+    }
+    float tail[TI * NJ] = {0};
+    for (; c < re; c++)
+      for (int i = 0; i < TI; i++)
+        for (int j = 0; j < NJ; j++) {
+          const float u = a[i][c] - b[j][c];
+          tail[i * NJ + j] += u * u;
+        }
+#pragma GCC unroll 4
+    for (int j = 0; j < NJ; j++) {
+      acc[j] += hsum8(s0[j]) + tail[j];
+      acc[TJ + j] += hsum8(s1[j]) + tail[NJ + j];
+    }
+  }
+}
+
+__attribute__((target("avx2,fma"))) void pairwiseAvx2(const float* const* in, int k, long s, long e, double* D, bool prefetchNext) {
+  for (int i0 = 0; i0 < k - 1; i0 += TI) {
+    const float* a[TI];
+    for (int i = 0; i < TI; i++) a[i] = in[std::min(i0 + i, k - 1)];
+    // first tile column: the first j > i0
+    for (int j0 = i0 + 1; j0 < k; j0 += TJ) {
+      const int nj = std::min(TJ, k - j0);
+      const float* const* b = in + j0;
+      double acc[TI * TJ] = {0};
+      const long ahead = prefetchNext && i0 == 0 ? e - s : 0;
+      if (nj == 4) pairTile<4>(a, b, s, e, acc, ahead);
+      else if (nj == 3) pairTile<3>(a, b, s, e, acc, ahead);
+      else if (nj == 2) pairTile<2>(a, b, s, e, acc, ahead);
+      else pairTile<1>(a, b, s, e, acc, ahead);
+      for (int i = 0; i < TI; i++)
+        for (int j = 0; j < nj; j++)
+          if (i0 + i < j0 + j) D[(long)(i0 + i) * k + j0 + j] += acc[i * TJ + j];
     }
   }
 }
@@ -680,11 +761,11 @@ void pairwise(const float* const* in, int k, long d, double* D) {
   std::vector<double> partial((size_t)tasks * k * k, 0.0);
   pool.run(tasks, [&](int t) {
     double* P = partial.data() + (size_t)t * k * k;
-    for (long b = t; b < blocks; b += tasks) {
+    for (long b = blocks * t / tasks; b < blocks * (t + 1) / tasks; b++) {
       const long s = b * DIST_BLOCK, e = std::min(d, s + DIST_BLOCK);
 #if MONNA_X86
       if (useAvx2()) {
-        pairwiseAvx2(in, k, s, e, P);
+        pairwiseAvx2(in, k, s, e, P, e < d);
         continue;
       }
 #endif
@@ -702,6 +783,7 @@ void pairwise(const float* const* in, int k, long d, double* D) {
 // Σ_{sub_r} x)[c] · scale, in that order, rounded to float (double sums on the portable path).
 
 struct NnmSpec {
+  int k;  // inputs
   const int* base;
   int nBase;
   std::vector<const int*> add, sub;
@@ -727,23 +809,76 @@ void nnmRowsPortable(const float* const* in, const NnmSpec& s, float* const* out
 // 8 coordinates at a time in float (the portable path sums in double): the base sum of ~k − f
 // inputs and a few ± per row, relative error ~1e-6 — well inside the rules' tolerance, at half
 // the work of double lanes
+// dst[c] = (src[c] + a_0[c] + … + a_{na−1}[c] − s_0[c] − … − s_{ns−1}[c]) (· scale when
+// `scaled`), terms in that order, 0 ≤ na, ns ≤ 4, over [0, n8) in vectors of 8; the term
+// pointers point at the block's first coordinate. `pf`: prefetch the terms PREFETCH floats ahead.
+__attribute__((target("avx2,fma"))) void mixTerms(float* dst, const float* src, const float* const* a, int na, const float* const* sb, int ns,
+                                                  long n8, bool scaled, float scale, bool pf) {
+  const float* z = src;  // stands in for absent terms (never read)
+  const float *a0 = na > 0 ? a[0] : z, *a1 = na > 1 ? a[1] : z, *a2 = na > 2 ? a[2] : z, *a3 = na > 3 ? a[3] : z;
+  const float *s0 = ns > 0 ? sb[0] : z, *s1 = ns > 1 ? sb[1] : z, *s2 = ns > 2 ? sb[2] : z, *s3 = ns > 3 ? sb[3] : z;
+  const __m256 sc = _mm256_set1_ps(scale);
+  for (long c = 0; c < n8; c += 8) {
+    if (pf && (c & 15) == 0) {
+      for (int t = 0; t < na; t++) _mm_prefetch((const char*)(a[t] + c + PREFETCH), _MM_HINT_T0);
+      for (int t = 0; t < ns; t++) _mm_prefetch((const char*)(sb[t] + c + PREFETCH), _MM_HINT_T0);
+    }
+    __m256 v = _mm256_loadu_ps(src + c);
+    if (na > 0) v = _mm256_add_ps(v, _mm256_loadu_ps(a0 + c));
+    if (na > 1) v = _mm256_add_ps(v, _mm256_loadu_ps(a1 + c));
+    if (na > 2) v = _mm256_add_ps(v, _mm256_loadu_ps(a2 + c));
+    if (na > 3) v = _mm256_add_ps(v, _mm256_loadu_ps(a3 + c));
+    if (ns > 0) v = _mm256_sub_ps(v, _mm256_loadu_ps(s0 + c));
+    if (ns > 1) v = _mm256_sub_ps(v, _mm256_loadu_ps(s1 + c));
+    if (ns > 2) v = _mm256_sub_ps(v, _mm256_loadu_ps(s2 + c));
+    if (ns > 3) v = _mm256_sub_ps(v, _mm256_loadu_ps(s3 + c));
+    if (scaled) v = _mm256_mul_ps(v, sc);
+    _mm256_storeu_ps(dst + c, v);
+  }
+}
+
+// Row by row over the block (one output row at a time; the inputs' slices of the block stay in
+// L1/L2): the base sum once into a scratch row, then each row = base + its adds − its subs, up
+// to 4 of each per pass over the block, × scale in the last pass. 8 coordinates per instruction
+// in float, each row's terms in the order of the portable path (whose sums are in double); the
+// tail goes to the portable path. The base pass prefetches the inputs PREFETCH floats ahead.
 __attribute__((target("avx2,fma"))) void nnmRowsAvx2(const float* const* in, const NnmSpec& s, float* const* out, long c0, long c1) {
   const int rows = (int)s.add.size();
-  const __m256 scale = _mm256_set1_ps((float)s.scale);
-  long c = c0;
-  for (; c + 8 <= c1; c += 8) {
-    __m256 b = _mm256_setzero_ps();
-    for (int t = 0; t < s.nBase; t++) b = _mm256_add_ps(b, _mm256_loadu_ps(in[s.base[t]] + c));
-    for (int r = 0; r < rows; r++) {
-      __m256 v = b;
-      const int* add = s.add[r];
-      const int* sub = s.sub[r];
-      for (int t = 0; t < s.nAdd[r]; t++) v = _mm256_add_ps(v, _mm256_loadu_ps(in[add[t]] + c));
-      for (int t = 0; t < s.nSub[r]; t++) v = _mm256_sub_ps(v, _mm256_loadu_ps(in[sub[t]] + c));
-      _mm256_storeu_ps(out[r] + c, _mm256_mul_ps(v, scale));
-    }
+  const long n8 = (c1 - c0) / 8 * 8;
+  thread_local std::vector<float> baseRow;
+  if ((long)baseRow.size() < n8 + 8) baseRow.resize(n8 + 8);
+  float* base = baseRow.data();
+  std::fill(base, base + n8, 0.f);
+  const float *xa[4], *xs[4];
+  for (int t = 0; t < s.nBase; t += 4) {
+    const int n = std::min(4, s.nBase - t);
+    for (int u = 0; u < n; u++) xa[u] = in[s.base[t + u]] + c0;
+    mixTerms(base, base, xa, n, xs, 0, n8, false, 1.f, true);
   }
-  nnmRowsPortable(in, s, out, c, c1);
+  for (int i = 0; i < s.k; i++) {  // inputs outside the base, which rows add
+    bool inBase = false;
+    for (int t = 0; t < s.nBase && !inBase; t++) inBase = s.base[t] == i;
+    if (!inBase)
+      for (long c = 0; c < n8; c += 16) _mm_prefetch((const char*)(in[i] + c0 + c), _MM_HINT_T0);
+  }
+  for (int r = 0; r < rows; r++) {
+    float* o = out[r] + c0;
+    const float* src = base;
+    int ta = 0, ts = 0;
+    do {
+      const int na = std::min(4, s.nAdd[r] - ta);
+      for (int u = 0; u < na; u++) xa[u] = in[s.add[r][ta + u]] + c0;
+      ta += na;
+      // subtractions join a pass only once every addition is done (the portable path's order)
+      const int ns = ta == s.nAdd[r] ? std::min(4, s.nSub[r] - ts) : 0;
+      for (int u = 0; u < ns; u++) xs[u] = in[s.sub[r][ts + u]] + c0;
+      ts += ns;
+      const bool last = ta == s.nAdd[r] && ts == s.nSub[r];
+      mixTerms(o, src, xa, na, xs, ns, n8, last, (float)s.scale, false);
+      src = o;
+    } while (ta < s.nAdd[r] || ts < s.nSub[r]);
+  }
+  nnmRowsPortable(in, s, out, c0 + n8, c1);
 }
 #endif
 
@@ -762,7 +897,7 @@ void nnmRows(const float* const* in, const NnmSpec& s, float* const* out, long d
   const int blocks = (int)((d + NNM_BLOCK - 1) / NNM_BLOCK);
   const int tasks = std::min(blocks, 4 * pool.threads());
   pool.run(tasks, [&](int t) {
-    for (long b = t; b < blocks; b += tasks) nnmBlock(in, s, out, b * NNM_BLOCK, std::min(d, (b + 1) * NNM_BLOCK));
+    for (long b = (long)blocks * t / tasks; b < (long)blocks * (t + 1) / tasks; b++) nnmBlock(in, s, out, b * NNM_BLOCK, std::min(d, (b + 1) * NNM_BLOCK));
   });
 }
 
@@ -780,7 +915,7 @@ bool nnmSorted(const float* const* in, const NnmSpec& nn, const int* rowOf, int 
     std::vector<float> scratch((size_t)rows * NNM_BLOCK);
     std::vector<float*> rowPtr(rows);
     std::vector<const float*> ins(k);
-    for (long b = t; b < blocks; b += tasks) {
+    for (long b = (long)blocks * t / tasks; b < (long)blocks * (t + 1) / tasks; b++) {
       const long c0 = b * NNM_BLOCK, c1 = std::min(d, c0 + NNM_BLOCK);
       // pointers shifted so that coordinate c of the block is at [c]
       for (int r = 0; r < rows; r++) rowPtr[r] = scratch.data() + (size_t)r * NNM_BLOCK - c0;
@@ -1109,6 +1244,7 @@ bool nnmSpec(napi_env env, napi_value arr, int k, int rows, double scale, NnmSpe
     return at + 1 + *count;
   };
   spec->scale = scale;
+  spec->k = k;
   long at = list(0, &spec->base, &spec->nBase);
   for (int r = 0; r < rows && at >= 0; r++) {
     const int *a = nullptr, *u = nullptr;

@@ -109,15 +109,42 @@ export function nnmSortedNative(inputs: readonly Float32Array[], f: number, nb: 
   const k = inputs.length
   if (N === undefined || typeof N.nnmSorted !== 'function' || k > MAX_NETWORK_K) return null
   const out = new Float32Array(inputs[0]!.length)
-  const finite = N.nnmSorted(inputs, nnmSpec(nb), 1 / (k - f), nb.rowOf, out, network(k), reduce.kind === 'trim' ? 0 : 1, reduce.kind === 'trim' ? reduce.trim : reduce.f, scaleOf(k, reduce))
+  const finite = N.nnmSorted(inputs, nnmSpec(nb), 1 / (k - f), nb.rowOf, out, nativeNetwork(k, reduce), reduce.kind === 'trim' ? 0 : 1, reduce.kind === 'trim' ? reduce.trim : reduce.f, scaleOf(k, reduce))
   return finite ? out : 'non-finite'
 }
 
-function network(k: number): Int32Array {
-  let pairs = networks.get(k)
+/**
+ * The comparators the native kernels run after sorting each block of 16 wires in registers:
+ * Batcher's network from stage 16 on, without the comparators that cannot change the
+ * reduction. Pruning, from the last comparator back: the reduction is symmetric in the wires
+ * of each class (trim t: the kept middle [t, k − t), and the dropped ends together; meamed:
+ * the middle without the median's wires, the median's wires, each end wire alone). A comparator
+ * whose two wires are in one class leaves that class's multiset of values as it is, so it goes;
+ * one that stays puts its two wires in a class of their own (sound: what follows is symmetric
+ * in them). Cached per (k, reduction).
+ */
+function nativeNetwork(k: number, reduce: SortedReduce): Int32Array {
+  const key = `${k}/${reduce.kind}/${reduce.kind === 'trim' ? reduce.trim : reduce.f}`
+  let pairs = networks.get(key)
   if (pairs === undefined) {
-    pairs = Int32Array.from(sortingNetwork(k).flat())
-    networks.set(k, pairs)
+    const cls = new Int32Array(k)
+    const h = k >> 1
+    for (let i = 0; i < k; i++) {
+      if (reduce.kind === 'trim') cls[i] = i >= reduce.trim && i < k - reduce.trim ? 1 : 0
+      else if (i < reduce.f || i >= k - reduce.f) cls[i] = 3 + i
+      else cls[i] = i === h || ((k & 1) === 0 && i === h - 1) ? 2 : 1
+    }
+    let next = 3 + k
+    const net = sortingNetwork(k, 16)
+    const kept: number[] = []
+    for (let p = net.length - 1; p >= 0; p--) {
+      const [a, b] = net[p]
+      if (cls[a] === cls[b]) continue
+      kept.push(b, a)
+      cls[a] = cls[b] = next++
+    }
+    pairs = Int32Array.from(kept.reverse())
+    networks.set(key, pairs)
   }
   return pairs
 }
@@ -181,7 +208,7 @@ export function sortedSimd(inputs: readonly Float32Array[], reduce: SortedReduce
   return check === 0 ? result : 'non-finite'
 }
 
-const networks = new Map<number, Int32Array>()
+const networks = new Map<string, Int32Array>()
 
 /**
  * A coordinate-wise rule on monna's native kernels (the same network and sums as the wasm
@@ -194,7 +221,7 @@ export function sortedNative(inputs: readonly Float32Array[], reduce: SortedRedu
   const k = inputs.length
   if (N === undefined || typeof N.sortedReduce !== 'function' || k > MAX_NETWORK_K) return null
   const out = new Float32Array(inputs[0].length)
-  const finite = N.sortedReduce(inputs, out, network(k), reduce.kind === 'trim' ? 0 : 1, reduce.kind === 'trim' ? reduce.trim : reduce.f, scaleOf(k, reduce))
+  const finite = N.sortedReduce(inputs, out, nativeNetwork(k, reduce), reduce.kind === 'trim' ? 0 : 1, reduce.kind === 'trim' ? reduce.trim : reduce.f, scaleOf(k, reduce))
   return finite ? out : 'non-finite'
 }
 

@@ -30,14 +30,16 @@
  * Every call checks its inputs and throws a typed error (errors.ts) instead of returning a
  * wrong answer: different lengths, non-finite values, too few inputs for f, missing context.
  * The output is always a new array. Memory: the inputs plus O(d) work space (and O(k · 4096)
- * for the SIMD kernels, simd.ts), except `nnm+<rule>` for a rule that is not coordinate-wise
- * (k new vectors, O(k·d)) and the k × k distance matrix of the distance-based rules.
+ * for the SIMD kernels, simd.ts), except `nnm+<rule>` for gm, cc, cge and ce (k new vectors,
+ * O(k·d)) and the k × k distance matrix of the distance-based rules. nnm+krum, nnm+multikrum,
+ * nnm+mda and nnm+nna never write the NNM vectors: their distances follow from the inputs'
+ * (rules.ts, nnmDistances) and their output is one weighted mean of the inputs.
  * The hot loops run as WebAssembly SIMD kernels when the runtime has them (Node ≥ 16), with
  * plain-JS kernels computing the same quantities otherwise; `npm run bench:aggregate` measures.
  */
 import { InvalidParameterError, TooFewInputsError, UnknownRuleError } from './errors.ts'
 import { checkShapes } from './kernels.ts'
-import { cc, ce, cge, coordinatewise, type GmStart, gm, krum, mda, mean, multikrum, nna, nnmCoordinatewise, nnmVectors, type Shared } from './rules.ts'
+import { cc, ce, cge, coordinatewise, type GmStart, gm, krum, mda, mean, multikrum, nna, nnmByDistances, nnmCoordinatewise, nnmVectors, type Shared } from './rules.ts'
 
 export { empiricalKappa, kappaBound, kappaLowerBound } from './bounds.ts'
 export * from './errors.ts'
@@ -147,6 +149,13 @@ export function createAggregator(opts: AggregatorOptions): Aggregator {
     const shared: Shared = {}
     if (nnm) {
       if (base === 'mean' || base === 'cwmed' || base === 'cwtm' || base === 'meamed') return nnmCoordinatewise(rule, inputs, f, base, shared)
+      if (base === 'krum' || base === 'multikrum' || base === 'mda' || base === 'nna') {
+        const m = params.m as number | undefined
+        if (base === 'multikrum' && m !== undefined && m > k) {
+          throw new InvalidParameterError(rule, 'm', `must be ≤ k = ${k} (the number of inputs), got ${m}`)
+        }
+        return nnmByDistances(rule, inputs, f, base, { m, maxSubsets: params.maxSubsets as number | undefined, own }, shared)
+      }
       const mixed = nnmVectors(rule, inputs, f, shared)
       return apply(base, mixed, context, {})
     }

@@ -147,8 +147,7 @@ export function krum(rule: string, inputs: readonly Float32Array[], f: number, s
 
 export function multikrum(rule: string, inputs: readonly Float32Array[], f: number, m: number | undefined, shared: Shared): Float32Array {
   const k = inputs.length
-  const scores = krumScores(getDistances(rule, inputs, shared), k, f)
-  const order = orderBy(scores, k)
+  const order = orderBy(krumScores(getDistances(rule, inputs, shared), k, f), k)
   const out = new Float32Array(inputs[0].length)
   weightedMean(Array.from(order.subarray(0, m ?? k - f), (i) => inputs[i]), out)
   return out
@@ -164,9 +163,22 @@ export function multikrum(rule: string, inputs: readonly Float32Array[], f: numb
  */
 export function mda(rule: string, inputs: readonly Float32Array[], f: number, maxSubsets: number, shared: Shared): Float32Array {
   const k = inputs.length
+  checkSubsets(rule, k, f, maxSubsets)
+  const excluded = mdaExcluded(getDistances(rule, inputs, shared), k, f)
+  const kept: Float32Array[] = []
+  for (let i = 0; i < k; i++) if (excluded[i] === 0) kept.push(inputs[i])
+  const out = new Float32Array(inputs[0].length)
+  weightedMean(kept, out)
+  return out
+}
+
+function checkSubsets(rule: string, k: number, f: number, maxSubsets: number): void {
   const subsets = binomial(k, f)
   if (subsets > maxSubsets) throw new TooManySubsetsError(rule, k, f, subsets, maxSubsets)
-  const D = getDistances(rule, inputs, shared)
+}
+
+/** mda's choice on the distance matrix D: excluded[i] = 1 for the f inputs it leaves out. */
+function mdaExcluded(D: Float64Array, k: number, f: number): Uint8Array {
   const pairs = k * (k - 1) / 2
   const pa = new Int32Array(pairs)
   const pb = new Int32Array(pairs)
@@ -208,11 +220,7 @@ export function mda(rule: string, inputs: readonly Float32Array[], f: number, ma
     for (let u = t + 1; u < f; u++) comb[u] = comb[u - 1] + 1
   }
   for (let t = 0; t < f; t++) excluded[bestComb[t]] = 1
-  const kept: Float32Array[] = []
-  for (let i = 0; i < k; i++) if (excluded[i] === 0) kept.push(inputs[i])
-  const out = new Float32Array(inputs[0].length)
-  weightedMean(kept, out)
-  return out
+  return excluded
 }
 
 /**
@@ -359,6 +367,8 @@ export interface Neighbourhoods {
   sub: Int32Array[]
   /** row i uses distinct row rowOf[i] */
   rowOf: Int32Array
+  /** members[r][j] = 1 when input j is in distinct row r's neighbourhood */
+  members: Uint8Array[]
 }
 
 export function neighbourhoods(D: Float64Array, k: number, f: number): Neighbourhoods {
@@ -382,6 +392,7 @@ export function neighbourhoods(D: Float64Array, k: number, f: number): Neighbour
   const add: Int32Array[] = []
   const sub: Int32Array[] = []
   const rowOf = new Int32Array(k)
+  const members: Uint8Array[] = []
   for (let i = 0; i < k; i++) {
     const key = member[i].join('')
     let r = keys.get(key)
@@ -396,10 +407,11 @@ export function neighbourhoods(D: Float64Array, k: number, f: number): Neighbour
       keys.set(key, r)
       add.push(Int32Array.from(a))
       sub.push(Int32Array.from(s))
+      members.push(member[i])
     }
     rowOf[i] = r
   }
-  return { base: Int32Array.from(baseList), add, sub, rowOf }
+  return { base: Int32Array.from(baseList), add, sub, rowOf, members }
 }
 
 /** nnm followed by a coordinate-wise rule, fused per coordinate: O(k) scratch, no k × d copy. */
@@ -476,3 +488,99 @@ export function nnmVectors(rule: string, inputs: readonly Float32Array[], f: num
   return Array.from(rowOf, (r) => distinct[r])
 }
 
+
+// ---------------------------------------------------------------------------------------
+// nnm followed by a rule that needs only distances (krum, multikrum, mda, nna): no NNM vector
+// is materialised
+
+/**
+ * Squared distances between NNM's vectors y_i = (1/m)·Σ_{j ∈ N_i} x_j (m = k − f), from the
+ * inputs' own distance matrix D, without a pass over the coordinates: with w = (1_{N_a} −
+ * 1_{N_b})/m (Σw = 0), ‖y_a − y_b‖² = −½·wᵀDw = (1/m²)·[Σ_{A×B} D − ½Σ_{A×A} D − ½Σ_{B×B} D],
+ * A = N_a \ N_b, B = N_b \ N_a (|A| = |B| ≤ f). In Float64 on D's values; the sums cancel
+ * by a factor of at most about |A|, so the result keeps D's relative precision to a few
+ * ulps times f (rounding below 0 is clamped to 0; identical neighbourhoods give exactly 0).
+ */
+export function nnmDistances(D: Float64Array, k: number, f: number, nb: Neighbourhoods): Float64Array {
+  const rows = nb.members.length
+  const inv = 1 / ((k - f) * (k - f))
+  const R = new Float64Array(rows * rows)
+  const A: number[] = []
+  const B: number[] = []
+  for (let r = 0; r < rows; r++) {
+    for (let q = r + 1; q < rows; q++) {
+      A.length = 0
+      B.length = 0
+      const mr = nb.members[r]
+      const mq = nb.members[q]
+      for (let j = 0; j < k; j++) {
+        if (mr[j] === 1 && mq[j] === 0) A.push(j)
+        else if (mr[j] === 0 && mq[j] === 1) B.push(j)
+      }
+      let cross = 0
+      let within = 0
+      for (const a of A) for (const b of B) cross += D[a * k + b]
+      for (let t = 0; t < A.length; t++) for (let u = t + 1; u < A.length; u++) within += D[A[t] * k + A[u]]
+      for (let t = 0; t < B.length; t++) for (let u = t + 1; u < B.length; u++) within += D[B[t] * k + B[u]]
+      // ½Σ_{A×A} over ordered pairs = Σ over unordered pairs (zero diagonal)
+      const v = Math.max(0, (cross - within) * inv)
+      R[r * rows + q] = v
+      R[q * rows + r] = v
+    }
+  }
+  const Y = new Float64Array(k * k)
+  for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) Y[i * k + j] = R[nb.rowOf[i] * rows + nb.rowOf[j]]
+  return Y
+}
+
+/** Mean of the NNM vectors of the inputs listed in `chosen`, as one weighted mean of the inputs. */
+function nnmMeanOf(inputs: readonly Float32Array[], nb: Neighbourhoods, chosen: ArrayLike<number>): Float32Array {
+  const k = inputs.length
+  const counts = new Float64Array(k)
+  for (let t = 0; t < chosen.length; t++) {
+    const mem = nb.members[nb.rowOf[chosen[t]]]
+    for (let j = 0; j < k; j++) counts[j] += mem[j]
+  }
+  const out = new Float32Array(inputs[0].length)
+  weightedMean(inputs, out, counts)
+  return out
+}
+
+export type NnmDistanceRule = 'krum' | 'multikrum' | 'mda' | 'nna'
+
+/**
+ * nnm+krum, nnm+multikrum, nnm+mda, nnm+nna: the rule's choice on the NNM vectors' distances
+ * (nnmDistances), and its output — a mean of NNM vectors — as one weighted mean of the inputs.
+ * One pass over the inputs for the distances and one for the output, instead of writing k
+ * vectors of d coordinates and computing their distances again.
+ */
+export function nnmByDistances(
+  rule: string,
+  inputs: readonly Float32Array[],
+  f: number,
+  base: NnmDistanceRule,
+  params: { m?: number; maxSubsets?: number; own?: number },
+  shared: Shared,
+): Float32Array {
+  const k = inputs.length
+  if (base === 'mda') checkSubsets(rule, k, f, params.maxSubsets as number)
+  if (base === 'nna' && params.own === undefined) {
+    throw new MissingContextError(rule, 'own', 'nna averages around the node\'s own vector: pass context.own (its index in inputs)')
+  }
+  const nb = neighbourhoods(getDistances(rule, inputs, shared), k, f)
+  const Y = nnmDistances(shared.distances as Float64Array, k, f, nb)
+  let chosen: ArrayLike<number>
+  if (base === 'krum' || base === 'multikrum') {
+    const order = orderBy(krumScores(Y, k, f), k)
+    chosen = order.subarray(0, base === 'krum' ? 1 : (params.m ?? k - f))
+  } else if (base === 'mda') {
+    const excluded = mdaExcluded(Y, k, f)
+    const kept: number[] = []
+    for (let i = 0; i < k; i++) if (excluded[i] === 0) kept.push(i)
+    chosen = kept
+  } else {
+    const own = params.own as number
+    chosen = orderBy(Y.subarray(own * k, own * k + k), k, own).subarray(0, k - f)
+  }
+  return nnmMeanOf(inputs, nb, chosen)
+}

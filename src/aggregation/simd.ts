@@ -320,12 +320,14 @@ function nnmRow(): Fn {
 /**
  * Batcher's odd–even merge sort comparators for k inputs (the network for the next power of
  * two, without the comparators that touch padding: padding holds +∞ and never moves).
+ * `firstStage` (a power of two) leaves out the stages before it: from 16, the network that
+ * finishes the sort of k values whose blocks of 16 are each sorted already.
  */
-export function sortingNetwork(k: number): [number, number][] {
+export function sortingNetwork(k: number, firstStage = 1): [number, number][] {
   let n = 1
   while (n < k) n <<= 1
   const pairs: [number, number][] = []
-  for (let p = 1; p < n; p <<= 1) {
+  for (let p = firstStage; p < n; p <<= 1) {
     for (let q = p; q >= 1; q >>= 1) {
       for (let j = q % p; j <= n - 1 - q; j += 2 * q) {
         for (let i = 0; i <= Math.min(q - 1, n - j - q - 1); i++) {

@@ -77,6 +77,25 @@ describe('native coordinate-wise kernels', () => {
     }
   }
 
+  it("run the pruned network (each block of 16 sorted in registers, then the later stages without comparators that cannot change the reduction): the wasm kernel's exact values for every k = 1..128 sampled, trims and meamed", () => {
+    for (const k of [1, 2, 3, 5, 8, 15, 16, 17, 24, 31, 32, 33, 47, 63, 64, 65, 81, 96, 100, 113, 127, 128]) {
+      const rng = new Rng(`native/pruned/${k}`)
+      const inputs = Array.from({ length: k }, () => Float32Array.from({ length: 203 }, (_, c) => (c % 5 === 0 ? Math.round(2 * rng.normal()) : rng.normal())))
+      for (const f of new Set([0, 1, (k - 1) >> 2, (k - 1) >> 1].filter((x) => 2 * x < k))) {
+        for (const rule of ['cwmed', 'cwtm', 'meamed']) {
+          if (rule === 'cwmed' && f !== 0) continue
+          const wasm = run(rule, inputs, f, 'wasm')
+          for (const path of ['native', 'portable'] as const) {
+            const got = run(rule, inputs, f, path)
+            for (let c = 0; c < got.length; c++) {
+              if (!Object.is(got[c], wasm[c]) && !(got[c] === 0 && wasm[c] === 0)) assert.fail(`k = ${k}, ${rule}, f = ${f}, ${path}: coordinate ${c} is ${got[c]}, the wasm kernel's ${wasm[c]}`)
+            }
+          }
+        }
+      }
+    }
+  })
+
   for (const threads of [1, 2]) {
     it(`pairwise squared distances: the JS kernel's (Float64) to 1e-5, rules on them pick the same inputs; ${threads} thread(s)`, () => {
       setNativeThreads(threads)
