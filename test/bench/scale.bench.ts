@@ -20,8 +20,8 @@ import type { RoundPhases } from '../../src/node/index.ts'
 import { runTopology } from '../../src/topology/runner.ts'
 import { parseScenario, type Scenario } from '../../src/topology/schema.ts'
 
-const ns = (process.env.BENCH_NS ?? '26,50,100,200').split(',').map((v) => Number(v.trim()))
-const rounds = Number(process.env.BENCH_ROUNDS ?? 6)
+const ns = (process.env.BENCH_NS ?? '26,50,100').split(',').map((v) => Number(v.trim()))
+const rounds = Number(process.env.BENCH_ROUNDS ?? 4)
 if (ns.some((n) => !Number.isInteger(n) || n < 4) || !Number.isInteger(rounds) || rounds < 3) throw new Error('BENCH_NS: integers ≥ 4; BENCH_ROUNDS: an integer ≥ 3')
 
 const machine = { cpu: cpus()[0]?.model, cores: cpus().length, memoryGB: Math.round(totalmem() / 2 ** 30) }
@@ -94,6 +94,8 @@ if (import.meta.main) {
         onProgress: (e) => {
           if (e.kind !== 'round') return
           roundEnds.push(performance.now())
+          // progress on stderr (the figure lines are on stdout)
+          console.error(`n = ${n}: round ${e.round + 1}/${e.rounds} at ${((performance.now() - started) / 1000).toFixed(1)} s, loadavg ${load().join(' ')}`)
           if (e.phases !== undefined && e.round >= 1 && e.round < e.rounds - 1) phases.push(e.phases)
         },
       })
