@@ -1,7 +1,8 @@
 /**
  * `npm run bench:scale`: how an in-process swarm on the real protocol (libp2p over its memory
- * transport, signed echo broadcast, the round engine) scales with its size. For each n (26, 50,
- * 100, 200 by default) one swarm with f = ⌊n/5⌋ declared, one Byzantine member playing ALIE,
+ * transport, signed echo broadcast, the round engine) scales with its size. For each n (26, 50
+ * and 100 by default: ≈ 12 min on the 2-core dev machine; n = 200 is out of reach there, see
+ * README.md, Benchmarks) one swarm with f = ⌊n/5⌋ declared, one Byzantine member playing ALIE,
  * logistic regression on synthetic 10-class data (330 parameters: the protocol's cost, not the
  * model's, is what is measured). One JSON line per n — seconds per round in steady state,
  * signature checks per member (`signaturesVerified`) and verifications actually run (the
@@ -10,7 +11,7 @@
  * largest n with ≥ 1 round per second and the growth exponent of each cost between successive n
  * (log(cost ratio) / log(n ratio)).
  *
- *   BENCH_NS=26,50,100,200 BENCH_ROUNDS=6 npm run bench:scale
+ *   BENCH_NS=26,50,100,200 BENCH_ROUNDS=4 npm run bench:scale
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os'
