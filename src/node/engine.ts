@@ -231,9 +231,14 @@ export const defaultEngineOptions = {
   evalEvery: 10,
   // How often the waiting loop re-checks timeouts and catch-up when no delivery arrives.
   pollMs: 200,
-  // A round still short of n − f after this long, while some member is already certified at
-  // this round or later, asks peers for the round's certified deliveries (ones dropped out of
-  // the broadcast's window while this member was behind), and again at this interval.
+  // A round still short of n − f that has received no new delivery for this long, while some
+  // member is already certified at this round or later, asks peers for the round's certified
+  // deliveries (ones dropped out of the broadcast's window while this member was behind); again
+  // after twice as long without progress, and so on (at most half the round timeout). Counted
+  // from the last delivery, not from the round's start: a round that is merely slow (a large
+  // swarm in one process, rounds of several seconds) keeps receiving deliveries and fetches
+  // nothing — fetching there asked every member in turn for models still on their way, once a
+  // second per member, and at n = 50 that load made the rounds 30× slower (scale.bench.ts).
   fetchAfterMs: 1000,
   // A member behind the swarm holding n − f − 1 certified models of its round waits this long for
   // its own model's certificate (or the missing model, which the fetches every fetchAfterMs may
@@ -661,7 +666,11 @@ export class RoundEngine extends EventTarget {
     const lag = this.opts.catchUpLag ?? defaultEngineOptions.catchUpLag
     const pollMs = Math.min(defaultEngineOptions.pollMs, this.opts.roundTimeoutMs)
     const grace = Math.min(defaultEngineOptions.ownCertifyGraceMs, this.opts.roundTimeoutMs)
-    let lastFetch = waitStart
+    // fetch only after fetchEveryMs without a new delivery (doubling while fetches bring none)
+    const fetchAfter = Math.min(defaultEngineOptions.fetchAfterMs, this.opts.roundTimeoutMs / 2)
+    let fetchEveryMs = fetchAfter
+    let lastProgress = waitStart
+    let lastCount = -1
     let fetching = false
     for (;;) {
       // An epoch for this round that arrived after the round began (the admin's announcement
@@ -688,10 +697,17 @@ export class RoundEngine extends EventTarget {
         await this.catchUp(t, this.catchUpTarget(newest), signal)
         return undefined // the swarm is ahead and this round's deliveries are missing
       }
-      const waited = performance.now() - waitStart
-      if (!fetching && newest >= t && performance.now() - lastFetch >= Math.min(defaultEngineOptions.fetchAfterMs, this.opts.roundTimeoutMs / 2)) {
+      const now = performance.now()
+      const waited = now - waitStart
+      if (count > lastCount) {
+        if (lastCount >= 0) fetchEveryMs = fetchAfter
+        lastCount = count
+        lastProgress = now
+      }
+      if (!fetching && newest >= t && now - lastProgress >= fetchEveryMs) {
         fetching = true
-        lastFetch = performance.now()
+        lastProgress = now
+        fetchEveryMs = Math.min(2 * fetchEveryMs, Math.max(fetchAfter, this.opts.roundTimeoutMs / 2))
         this.port.fetchRound(t, { signal, want: this.needed }).then(
           (ds) => {
             fetching = false

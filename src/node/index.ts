@@ -17,7 +17,7 @@ import { AbortError, InvalidConfigError } from '../errors.ts'
 import type { Dataset } from '../learning/index.ts'
 import { type Logger, silentLogger } from '../logger.ts'
 import { checkActivation, EpochBook, genesisEpoch, type MembershipEpoch, type SignedEpoch, verifyEpoch } from '../membership/index.ts'
-import { startAddressExchange } from './addresses.ts'
+import { addressExchangeDefaults, startAddressExchange } from './addresses.ts'
 import type { ByzantineBehaviour } from './behaviour.ts'
 import { loadLatestCheckpoint, writeCheckpoint } from './checkpoint.ts'
 import { checkDataDir } from './data-dir.ts'
@@ -154,11 +154,27 @@ export const defaultNodeOptions = {
   checkpointEvery: 10,
   // Redial members we know addresses of but are not connected to (after a restart of theirs).
   redialMs: 2000,
-  // Relay the known signed epochs this often, so members that were away learn them (same period as the address exchange).
+  // Relay the known signed epochs this often, so members that were away learn them (same period
+  // as the address exchange). Both periods grow with the swarm past `gossipScaleMembers` (see gossipPeriodMs).
   epochGossipMs: 3000,
+  gossipScaleMembers: 8,
   // Bound on closing one component at shutdown (a libp2p stop waiting on dead peers must not hang the exit).
   closeTimeoutMs: 5000,
 } as const
+
+/**
+ * The period of a member's periodic gossip — its address announcement and its relay of the signed
+ * epochs — in a swarm of n members: `base` up to `gossipScaleMembers` members, then ∝ n. Every
+ * member receives each member's announcements (and gossipsub relays each to it up to D times), so
+ * at a fixed period a member handles ∝ n messages a second and a swarm in one process ∝ n²; that
+ * alone saturated 2 cores at n = 100 in one process (scale.bench.ts: gossipsub's handling and
+ * signature checks of these messages took most of the time, and no round completed in 9 min). With
+ * the period ∝ n each member handles about as many a second whatever the swarm's size. New
+ * epochs are still published at once, and a member announces itself at start.
+ */
+export function gossipPeriodMs(base: number, members: number): number {
+  return Math.round(base * Math.max(1, members / defaultNodeOptions.gossipScaleMembers))
+}
 
 /** The swarm's membership as the broadcast sees it. */
 export function membershipOf(swarm: SwarmConfig): Membership {
@@ -436,7 +452,14 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       // bootstrap members are dialled and redialled like peers; the others are learnt from their announcements
       for (const a of opts.bootstrap ?? []) if (a.includes('/p2p/')) remember(a)
       const { swarmTopic } = await import('../net/index.ts')
-      const stopExchange = startAddressExchange({ node, topic: swarmTopic(membership.swarmId, 'addresses'), self, members: membership.members, log: log.child('addresses') })
+      const stopExchange = startAddressExchange({
+        node,
+        topic: swarmTopic(membership.swarmId, 'addresses'),
+        self,
+        members: membership.members,
+        log: log.child('addresses'),
+        intervalMs: gossipPeriodMs(addressExchangeDefaults.intervalMs, membership.members.length),
+      })
       closer('address exchange', stopExchange)
       for (const [id, addrs] of known) {
         await node.peerStore.merge(peerIdFromString(id), { multiaddrs: addrs.map((a) => multiaddr(a).decapsulateCode(421)) })
@@ -448,7 +471,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
         learn: learnEpoch,
         signed: () => book.signed(),
         log,
-        intervalMs: defaultNodeOptions.epochGossipMs,
+        intervalMs: gossipPeriodMs(defaultNodeOptions.epochGossipMs, membership.members.length),
       })
       publishEpochs = epochGossip.publish
       closer('epoch gossip', epochGossip.stop)

@@ -42,6 +42,24 @@ describe('standard topologies', () => {
     assert.equal(none.byzantine.length, 0)
   })
 
+  it('scale-100 is a 100-member swarm, f/n = 1/5, one ALIE member; the bench:scale swarms validate', async () => {
+    const s = await loadScenario(join(dir, 'scale-100.yaml'))
+    assert.equal(s.n, 100)
+    assert.equal(s.f, 20)
+    assert.deepEqual(s.task.model, { kind: 'logreg' })
+    assert.deepEqual(
+      byzantineByMember(s).flatMap((b, i) => (b === undefined ? [] : [[i, b.behaviour]])),
+      [[99, 'alie']],
+    )
+    assert.ok(s.expect.minHonestAccuracy !== undefined && s.expect.minHonestAccuracy >= 0.5)
+    const { scaleScenario } = await import('../../bench/scale.bench.ts')
+    for (const n of [26, 50, 100, 200]) {
+      const b = scaleScenario(n, 6)
+      assert.equal(b.f, Math.floor(n / 5))
+      assert.equal(b.byzantine.length, 1)
+    }
+  })
+
   it('formats a matrix table', () => {
     const md = matrixMarkdown({
       scenario: 'x',
