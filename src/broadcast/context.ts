@@ -30,6 +30,7 @@ export interface Timing {
   requestTimeoutMs: number
   fetchIdleMs: number
   finalQueryMs: number
+  pullGraceMs: number
 }
 
 export interface BroadcastContext {
@@ -145,6 +146,11 @@ export class Streams {
 
   abortAll(err: Error): void {
     for (const s of this.open) s.abort(err)
+  }
+
+  /** Whether we hold an open connection to `peer`. */
+  connected(peer: string): boolean {
+    return this.o.node.getConnections().some((c) => c.remotePeer.toString() === peer)
   }
 
   /** Connected peers first, then the others (dialled on demand). */

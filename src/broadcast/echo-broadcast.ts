@@ -125,6 +125,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
       requestTimeoutMs: opts.requestTimeoutMs ?? defaultEchoBroadcastOptions.requestTimeoutMs,
       fetchIdleMs: opts.fetchIdleMs ?? defaultEchoBroadcastOptions.fetchIdleMs,
       finalQueryMs: opts.finalQueryMs ?? defaultEchoBroadcastOptions.finalQueryMs,
+      pullGraceMs: opts.pullGraceMs ?? defaultEchoBroadcastOptions.pullGraceMs,
     }
     const perSecond = opts.servePayloadsPerSecond ?? (members + 1) / 4
     const serving = new TokenBuckets(opts.serveBurstPayloads ?? 2 * (members + 1), perSecond)
