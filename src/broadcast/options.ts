@@ -98,7 +98,8 @@ export const defaultEchoBroadcastOptions = {
    * way; a member that then gets the FINAL (gossip) before the SEND and pulled at once fetched the
    * payload twice — 36–40 % of member/instance pairs at n = 26…100 in one process (bench:scale).
    * Waiting this long while the sender is connected lets the push arrive; a sender that never
-   * pushes to us (Byzantine, or unreachable) only delays its own instance by this much.
+   * pushes to us (Byzantine, or unreachable) only delays its own instance by this much. No wait
+   * once a SEND of the instance came with another hash (an equivocating sender's other version).
    */
   pullGraceMs: 2000,
   minBytesPerSecond: 64 * 1024,

@@ -69,7 +69,8 @@ async function readmeBlock(): Promise<{ init: string[]; statusPort: number }> {
   return { init: argv, statusPort: Number(status[1]) }
 }
 
-async function natSwarm(kind: NatKind, t: { diagnostic: (s: string) => void }): Promise<{ members: Member[]; ids: string[]; kinds: Set<string> }> {
+/** `lateJoin`: node-3 starts with `--join` once node-0 completed round 3, and catches up through the relay. */
+async function natSwarm(kind: NatKind, t: { diagnostic: (s: string) => void }, o: { lateJoin?: boolean } = {}): Promise<{ members: Member[]; ids: string[]; kinds: Set<string> }> {
   const unavailable = await natLabUnavailable()
   if (unavailable !== undefined) assert.fail(`the NAT test cannot run here: ${unavailable}`)
   const lab = await createNatLab(kind)
@@ -83,7 +84,7 @@ async function natSwarm(kind: NatKind, t: { diagnostic: (s: string) => void }): 
   // run's directory and the test's pace added; node-2 and node-3 get no address
   const block = await readmeBlock()
   const args = block.init.map((a, i, all) => (all[i - 1] === '--hosts' ? [lab.ip.pub1, lab.ip.pub2, lab.ip.priv1, lab.ip.priv2].join(',') : all[i - 1] === '--dir' ? dir : a))
-  const init = await runMonna([...args, '--name', `nat-${kind}`, '--base-port', '4001', '--rounds', String(ROUNDS), '--min-round-ms', '300', '--linger-ms', '8000', '--round-timeout-ms', '20000'])
+  const init = await runMonna([...args, '--name', `nat-${kind}`, '--base-port', '4001', '--rounds', String(ROUNDS), '--min-round-ms', o.lateJoin === true ? '500' : '300', '--linger-ms', '8000', '--round-timeout-ms', '20000'])
   assert.equal(init.code, 0, init.stderr)
   const swarm = parse(await readFile(join(dir, 'swarm.yaml'), 'utf8')) as { members: { id: string; addresses: string[]; relay?: boolean }[] }
   const ids = swarm.members.map((m) => m.id)
@@ -91,10 +92,17 @@ async function natSwarm(kind: NatKind, t: { diagnostic: (s: string) => void }): 
   assert.equal(swarm.members[0]!.relay, true)
 
   const hosts = ['pub1', 'pub2', 'priv1', 'priv2'] as const
-  const members = hosts.map((h, i) => new Member(`node-${i}`, join(dir, `node-${i}.yaml`), ['--backend', 'cpu'], { wrap: lab.exec(h) }))
+  const start = (i: number, extra: string[] = []): Member => new Member(`node-${i}`, join(dir, `node-${i}.yaml`), ['--backend', 'cpu', ...extra], { wrap: lab.exec(hosts[i]!) })
+  const members = [0, 1, 2].map((i) => start(i))
   cleanups.push(async () => {
     for (const m of members) m.kill('SIGKILL')
   })
+  if (o.lateJoin === true) {
+    // the others run without node-3 (n − f = 3 of 4); it then joins from behind its NAT
+    await members[0]!.waitForRound(3, 120_000)
+    mark('node-0 completed round 3: starting node-3 with --join')
+    members.push(start(3, ['--join']))
+  } else members.push(start(3))
   // node-2's view of its connection to node-3, polled until every member has exited
   const kinds = new Set<string>()
   let done = false
@@ -120,6 +128,12 @@ async function natSwarm(kind: NatKind, t: { diagnostic: (s: string) => void }): 
   await poll
   mark(`all exited; node-2 saw its connection to node-3 as: ${[...kinds].join(', ')}`)
   for (const [i, e] of ended.entries()) assert.equal(e.code, 0, `node-${i} exited with ${JSON.stringify(e)}`)
+  if (o.lateJoin === true) {
+    // it caught up from certified models fetched through the relay, then took part
+    const caught = members[3]!.events.find((e) => e.event === 'catch-up')
+    assert.ok(caught !== undefined, 'node-3 joined late: it reports a catch-up')
+    assert.ok(members[3]!.reports.length >= 1 && members[3]!.reports[0]!.round > 3, `node-3 started after round 3 (first round ${members[3]!.reports[0]?.round})`)
+  }
   for (const m of members) {
     const last = m.reports.at(-1)!
     assert.equal(last.round, ROUNDS - 1, `${m.name} ran every round`)
@@ -136,8 +150,8 @@ it('behind cone NATs: every member aggregates the NATed members\' models, and th
   assert.ok(kinds.has('hole-punched'), `node-2's connection to node-3 was never hole-punched (seen: ${[...kinds].join(', ') || 'none'})`)
 })
 
-it('behind symmetric NATs hole punching cannot work: the swarm completes every round through the relay', { timeout: 300_000 }, async (t) => {
-  const { kinds } = await natSwarm('symmetric', t)
+it('behind symmetric NATs hole punching cannot work: the swarm completes every round through the relay, and a NATed member joining late catches up through it', { timeout: 300_000 }, async (t) => {
+  const { kinds } = await natSwarm('symmetric', t, { lateJoin: true })
   assert.ok(kinds.has('relayed'), `node-2 reached node-3 through the relay (seen: ${[...kinds].join(', ') || 'none'})`)
   assert.ok(!kinds.has('hole-punched') && !kinds.has('direct'), `no direct connection can cross symmetric NATs (seen: ${[...kinds].join(', ')})`)
 })
