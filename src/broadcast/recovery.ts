@@ -53,7 +53,7 @@ export class Recovery {
     // the sender's push normally follows its certificate: give it time before fetching a second
     // copy — unless a SEND of it already came (and was not the certified one: an equivocating
     // sender never pushes the other version to us)
-    if (inst.sendHash === undefined && !inst.receivingSend && inst.delivered === undefined && this.ctx.streams.connected(cert.sender)) await this.ctx.sleep(this.ctx.timing.pullGraceMs)
+    if (this.ctx.timing.pullGraceMs > 0 && inst.sendHash === undefined && !inst.receivingSend && inst.delivered === undefined && this.ctx.streams.connected(cert.sender)) await this.ctx.sleep(this.ctx.timing.pullGraceMs)
     const candidates = streams.ordered([...new Set([cert.sender, ...cert.signatures.map((e) => e.signer)])].filter((p) => p !== this.ctx.peerId))
     for (const peer of candidates) {
       if (this.ctx.stopped() || inst.delivered !== undefined || inst.receivingSend) return
