@@ -86,7 +86,9 @@ it('a Byzantine member serving forged and stale models to a catching-up member i
       if (have.has(sender) || out.length >= 6) continue
       const stale = old?.get(sender)
       const now = genuine.get(round)?.get(sender)
-      const kind = out.length % 4
+      // the forgeries a certificate check refuses (bad-signature) come first: the newcomer may
+      // stop reading a reply after its first frame (its fetch is complete from other members)
+      const kind = (out.length + 1) % 4
       if (kind === 0 && stale !== undefined) {
         // a genuine certified pair of an older round, as it is
         out.push({ type: 'FINAL', swarmId: id, epoch: 0, round: older[Math.min(3, older.length - 1)]!, sender, hash: stale.hash, certificate: stale.certificate, payload: stale.payload })
@@ -101,7 +103,8 @@ it('a Byzantine member serving forged and stale models to a catching-up member i
         served.forged.swapped++
       } else {
         // an invented model (the sender's genuine one, scaled) with invented signatures
-        const model = new Float32Array((now ?? stale)?.payload.buffer.slice(0) ?? new ArrayBuffer(64))
+        // copy the view (its buffer may be a larger chunk of the stream)
+        const model = new Float32Array((now ?? stale)?.payload.slice().buffer ?? new ArrayBuffer(64))
         for (let j = 0; j < model.length; j++) model[j]! *= -10
         const payload = new Uint8Array(model.buffer)
         const certificate = ids.slice(0, 5).map((signer) => ({ signer, signature: signer === ids[0] ? sign(seed, statement('ECHO', { swarmId: id, epoch: 0, round, sender }, hashPayload(payload))) : new Uint8Array(randomBytes(64)) }))
