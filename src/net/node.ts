@@ -15,7 +15,7 @@ import { type CircuitRelayService, circuitRelayServer, circuitRelayTransport } f
 import { type GossipSub, type GossipsubOpts, gossipsub, type TopicValidatorFn, TopicValidatorResult } from '@libp2p/gossipsub'
 import { createTopicScoreParams, type PeerScoreParams, type TopicScoreParams } from '@libp2p/gossipsub/score'
 import { type Identify, identify } from '@libp2p/identify'
-import type { Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
+import type { ComponentLogger, Libp2p, Logger as Libp2pLogger, Peer, PeerId, PrivateKey } from '@libp2p/interface'
 import { mdns } from '@libp2p/mdns'
 import { memory } from '@libp2p/memory'
 import { type Ping, ping } from '@libp2p/ping'
@@ -39,6 +39,49 @@ import { type HolePunch, holePunch } from './punch.ts'
  * larger RPC loses its gossipsub stream (gossipsub drops the peer's inbound stream with the RPC);
  * each topic's validator then bounds its own messages.
  */
+/**
+ * libp2p's own debug logging: libp2p creates loggers for every stream (the stream, its
+ * multistream-select, its muxer scope), and each `debug` logger of its logging library asks
+ * whether stderr is a terminal when it is created — ≈ 15 % of the CPU a short stream costs on the
+ * memory transport (`npm run bench:streams`). Unless libp2p's debug output is asked for
+ * (`DEBUG=libp2p:*`, or any DEBUG), every component gets one shared logger that does nothing.
+ */
+export function libp2pLogger(env: NodeJS.ProcessEnv = process.env): ComponentLogger | undefined {
+  if (env.DEBUG !== undefined && env.DEBUG !== '') return undefined
+  const quiet = Object.assign(() => {}, { error: () => {}, trace: () => {}, enabled: false, newScope: (): Libp2pLogger => quiet }) as Libp2pLogger
+  return { forComponent: () => quiet }
+}
+
+/** monna's own stream protocols (the broadcast's `/monna/<swarmId>/…`, hole punching's `/monna/punch/…`). */
+const MONNA_PROTOCOLS = /^\/monna\//
+
+/**
+ * libp2p records, for every stream it opens or accepts, the stream's protocol in the peer store
+ * (`peerStore.merge(peer, { protocols: [p] })`: a write lock, the peer's record read, decoded,
+ * merged, compared): ≈ 35 % of the CPU a short stream costs on the memory transport (`npm run bench:streams`), for a
+ * record that holds the protocol after the first stream. For `protocols` matching `ours` — which
+ * no libp2p topology watches — a merge of a protocol already recorded for the peer is skipped.
+ * (identify may later replace the peer's protocol list: our protocols are then missing from the
+ * peer store, which nothing reads; a member opens its streams by protocol id.)
+ */
+export function skipKnownProtocolMerges(peerStore: Libp2p['peerStore'], ours: RegExp, maxPeers = 4096): void {
+  // per peer: its record as the first such merge returned it (libp2p's callers ignore the
+  // result; a skipped merge returns that) and the protocols merged so far
+  const known = new Map<string, { peer: Peer; protocols: Set<string> }>()
+  const merge = peerStore.merge.bind(peerStore)
+  peerStore.merge = async (id, data, options) => {
+    const only = Object.keys(data).length === 1 && data.protocols?.length === 1 ? data.protocols[0]! : undefined
+    if (only === undefined || !ours.test(only)) return merge(id, data, options)
+    const key = id.toString()
+    const entry = known.get(key)
+    if (entry?.protocols.has(only) === true) return entry.peer
+    const peer = await merge(id, data, options)
+    if (entry === undefined && known.size >= maxPeers) known.clear()
+    known.set(key, { peer, protocols: (entry?.protocols ?? new Set()).add(only) })
+    return peer
+  }
+}
+
 export const gossipLimits = {
   maxRpcBytes: 1024 * 1024,
 } as const
@@ -104,6 +147,12 @@ export interface NetNodeOptions {
    * through a relay try to open a direct connection by hole punching (src/net/punch.ts).
    */
   relay?: { serve?: boolean; through?: string[] }
+  /**
+   * Default true: libp2p's per-stream overheads that do nothing for monna are cut — its debug
+   * loggers (unless DEBUG is set: `libp2pLogger`) and the peer-store merge of a protocol already
+   * recorded (`skipKnownProtocolMerges`). false: libp2p's defaults (bench:streams compares).
+   */
+  leanStreams?: boolean
   /** Hole punching between members that meet through a relay (TCP; default on). Benchmarks turn it off to measure the relay. */
   holePunch?: boolean
 }
@@ -188,8 +237,11 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
   for (const a of through) {
     if (!/\/p2p\/[^/]+$/.test(a) || a.includes('/p2p-circuit')) throw new InvalidConfigError('relay.through', `${a} is not a relay's multiaddr ending in /p2p/<PeerId>`)
   }
+  const lean = opts.leanStreams !== false
+  const componentLogger = lean ? libp2pLogger() : undefined
   const node = await createLibp2p({
     privateKey: opts.privateKey,
+    ...(componentLogger !== undefined ? { logger: componentLogger } : {}),
     // `/p2p-circuit`: hold reservations on relays among the connected members (found as they
     // connect, retried as they come and go — a relay that starts after us is found when it does);
     // `through` lists the relays we dial for it
@@ -260,6 +312,7 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
   for (const [topic, fn] of node.services.pubsub.topicValidators) validators.set(topic, fn)
   node.services.pubsub.topicValidators = validators
   gates.set(node, gate)
+  if (lean) skipKnownProtocolMerges(node.peerStore, MONNA_PROTOCOLS)
 
   // the relays to reserve on (redialled by the member's own redial loop when they are members)
   for (const a of through) node.dial(multiaddr(a)).catch((err: unknown) => logger.debug('could not dial a relay yet', { relay: a, error: String(err) }))

@@ -573,9 +573,10 @@ async function attackFigures(n: number): Promise<void> {
     const mine = process.env.BENCH_FIG_ATTACKS === undefined ? ATTACKS : (process.env.BENCH_FIG_ATTACKS.split(',').filter((a) => a !== '') as Attack[])
     const cases: Array<Attack | 'none'> = ['none', ...mine, 'none']
     const noAttack: number[] = []
+    const noAttackCpu: number[] = []
     let baseline: number | undefined
     let baseRetained: number | undefined
-    const rows: Array<{ attack: string; rps: number; minRps: number; peak: number; afterGc: number; retained: number; stalls: number; catchUps: number; bans: number; coolOffs: number; rejected: Record<string, number> }> = []
+    const rows: Array<{ attack: string; cpuMsPerRound: number; rps: number; minRps: number; peak: number; afterGc: number; retained: number; stalls: number; catchUps: number; bans: number; coolOffs: number; rejected: Record<string, number> }> = []
     for (const attack of cases) {
       // every case starts with the Byzantine member admitted (a ban of the previous case lifted)
       for (const i of honestIdx) await banPeer(swarm.nodes[i]!, swarm.membership.members[byz]!, 0)
@@ -601,9 +602,15 @@ async function attackFigures(n: number): Promise<void> {
       }, 50)
       if (attack !== 'none') await byzProc.request({ type: 'attack', attack, seed: `${SEED}/${n}/${attack}` }, 'started')
       const started = performance.now()
+      const startRounds = [...h.roundsDone]
+      const cpu0 = process.cpuUsage()
       await sleep(SECONDS * 1000)
       const secs = (performance.now() - started) / 1000
+      const cpu = process.cpuUsage(cpu0)
       const done = h.roundsDone.map((r, k) => r - before[k]!)
+      // CPU of the honest process per honest round: what the attack adds to the honest members'
+      // work, little moved by other load on the machine (the round rate is)
+      const cpuMsPerRound = (cpu.user + cpu.system) / 1000 / Math.max(1, h.roundsDone.reduce((a, r, k) => a + r - startRounds[k]!, 0))
       clearInterval(sampler)
       // what is held while the attack still runs (garbage collected first): RSS rarely shrinks,
       // so the JS heap plus array buffers is the figure that shows retention
@@ -625,16 +632,20 @@ async function attackFigures(n: number): Promise<void> {
       }
       const rps = done.reduce((a, b) => a + b, 0) / done.length / secs
       const minRps = Math.min(...done) / secs
-      if (attack === 'none') noAttack.push(rps)
+      if (attack === 'none') {
+        noAttack.push(rps)
+        noAttackCpu.push(cpuMsPerRound)
+      }
       baseline ??= peak
       baseRetained ??= retained
-      rows.push({ attack, rps, minRps, peak, afterGc, retained, stalls: ev.stalls, catchUps: ev.catchUps, bans: bans.count - bans0, coolOffs: coolOffs.count - coolOffs0, rejected })
+      rows.push({ attack, cpuMsPerRound, rps, minRps, peak, afterGc, retained, stalls: ev.stalls, catchUps: ev.catchUps, bans: bans.count - bans0, coolOffs: coolOffs.count - coolOffs0, rejected })
       console.log(
-        `#   ${attack.padEnd(26)} ${rps.toFixed(2)} rounds/s (slowest member ${minRps.toFixed(2)}), peak RSS ${mb(peak)} MB (${mb(afterGc)} MB after a GC; heap+external ${mb(retained)} MB), stalls ${ev.stalls}, catch-ups ${ev.catchUps}, bans ${bans.count - bans0}, cool-offs ${coolOffs.count - coolOffs0}, rejected ${JSON.stringify(rejected)}`,
+        `#   ${attack.padEnd(26)} ${rps.toFixed(2)} rounds/s (slowest member ${minRps.toFixed(2)}), ${cpuMsPerRound.toFixed(1)} CPU ms per honest round, peak RSS ${mb(peak)} MB (${mb(afterGc)} MB after a GC; heap+external ${mb(retained)} MB), stalls ${ev.stalls}, catch-ups ${ev.catchUps}, bans ${bans.count - bans0}, cool-offs ${coolOffs.count - coolOffs0}, rejected ${JSON.stringify(rejected)}`,
       )
       await sleep(3000) // the swarm settles between cases (queued gossip drains)
     }
     const reference = noAttack.reduce((a, b) => a + b, 0) / noAttack.length
+    const referenceCpu = noAttackCpu.reduce((a, b) => a + b, 0) / noAttackCpu.length
     const bound = baseline! + 3 * (n - 1) * perMember
     const retainedBound = baseRetained! + (n - 1) * perMember
     console.log(`#   heap+external after a GC: bound = ${mb(baseRetained!)} + ${n - 1}·${mb(perMember)} = ${mb(retainedBound)} MB`)
@@ -654,6 +665,8 @@ async function attackFigures(n: number): Promise<void> {
         slowestMemberRoundsPerSecond: r2(r.minRps),
         noAttackRoundsPerSecond: r2(reference),
         ratioToNoAttack: r2(r.rps / reference),
+        cpuMsPerHonestRound: r2(r.cpuMsPerRound),
+        cpuRatioToNoAttack: r2(r.cpuMsPerRound / referenceCpu),
         peakRssMB: mb(r.peak),
         rssAfterGcMB: mb(r.afterGc),
         baselineRssMB: mb(baseline!),
