@@ -15,19 +15,18 @@ import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import * as ed from '@noble/ed25519'
 import { sha512 } from '@noble/hashes/sha2.js'
-import type { Instance } from './wire.ts'
+import { type Instance, utf8 } from './wire.ts'
 
 ed.hashes.sha512 = sha512
 
 const DOMAIN = new TextEncoder().encode('monna/echo-broadcast/v2\0')
-const te = new TextEncoder()
 
 export type StatementKind = 'SEND' | 'ECHO'
 
 export function statement(kind: StatementKind, i: Instance, hash: Uint8Array): Uint8Array {
-  const swarm = te.encode(i.swarmId)
-  const sender = te.encode(i.sender)
-  const k = te.encode(kind)
+  const swarm = utf8(i.swarmId)
+  const sender = utf8(i.sender)
+  const k = utf8(kind)
   const out = new Uint8Array(DOMAIN.length + k.length + 1 + swarm.length + 8 + 1 + sender.length + hash.length)
   let o = 0
   out.set(DOMAIN, o)

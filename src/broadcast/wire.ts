@@ -89,6 +89,24 @@ export interface WireLimits {
 }
 
 const te = new TextEncoder()
+
+/**
+ * UTF-8 bytes of a short string (≤ MAX_STRING_BYTES characters: swarm ids, peer ids, kinds),
+ * encoded once: every frame and every signed statement carries the same few dozen strings, and
+ * a fresh encoding per field was ≈ 4 % of an in-process round's CPU. The bytes returned are
+ * shared: callers copy them, never write into them.
+ */
+export function utf8(s: string): Uint8Array {
+  let b = encoded.get(s)
+  if (b === undefined) {
+    b = te.encode(s)
+    if (s.length > MAX_STRING_BYTES) return b
+    if (encoded.size >= 4096) encoded.clear()
+    encoded.set(s, b)
+  }
+  return b
+}
+const encoded = new Map<string, Uint8Array>()
 const td = new TextDecoder('utf-8', { fatal: true })
 
 // ---------------------------------------------------------------- encoding
@@ -112,7 +130,7 @@ class Writer {
     this.push(b)
   }
   str(s: string): void {
-    const b = te.encode(s)
+    const b = utf8(s)
     if (b.length > MAX_STRING_BYTES) throw new RangeError(`string field longer than ${MAX_STRING_BYTES} bytes`)
     this.u8(b.length)
     this.push(b)

@@ -12,6 +12,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { verifyCacheStats } from '../../src/broadcast/crypto.ts'
+import { sharedEd25519Stats } from '../../src/net/index.ts'
 import type { RoundPhases } from '../../src/node/index.ts'
 import { runTopology } from '../../src/topology/runner.ts'
 import { loadScenario } from '../../src/topology/schema.ts'
@@ -39,6 +40,7 @@ for (const kind of order) {
   const started = performance.now()
   const hits0 = verifyCacheStats.hits
   const misses0 = verifyCacheStats.misses
+  const gossip0 = { ...sharedEd25519Stats }
   try {
     const { report } = await runTopology(s, {
       outDir: dir,
@@ -78,6 +80,9 @@ for (const kind of order) {
         }, {}),
         signatureVerificationsRun: verifyCacheStats.misses - misses0,
         signatureCacheHits: verifyCacheStats.hits - hits0,
+        // gossipsub's own message signatures (libp2p keys), checked once per process
+        gossipSignatureChecksRun: sharedEd25519Stats.misses - gossip0.misses,
+        gossipSignatureChecksShared: sharedEd25519Stats.hits - gossip0.hits,
         mbSentPerMemberPerRound: Number((report.nodes.reduce((a, n) => a + n.bytesSent, 0) / s.n / rounds / 1e6).toFixed(1)),
       }),
     )

@@ -3,7 +3,7 @@ import { test } from 'node:test'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { Libp2p } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { createNetNode, libp2pLogger, peerIdOfKey, skipKnownProtocolMerges } from '../../../src/net/index.ts'
+import { createNetNode, libp2pLogger, peerIdOfKey, sharedEd25519Stats, shareEd25519Checks, skipKnownProtocolMerges } from '../../../src/net/index.ts'
 
 type PeerStore = Libp2p['peerStore']
 
@@ -88,4 +88,29 @@ test('a lean node still records our protocol in its peer store once, and streams
   } finally {
     await Promise.all(nodes.map((n) => n.stop()))
   }
+})
+
+test('shareEd25519Checks: libp2p Ed25519 keys remember each verification by its exact bytes, and still refuse what is wrong', async () => {
+  const k = await generateKeyPair('Ed25519')
+  shareEd25519Checks(k.publicKey)
+  shareEd25519Checks(k.publicKey) // once per process
+  const data = new TextEncoder().encode('libp2p-pubsub:a gossip message')
+  const sig = await k.sign(data)
+  const h0 = sharedEd25519Stats.hits
+  const m0 = sharedEd25519Stats.misses
+  assert.equal(await k.publicKey.verify(data, sig), true)
+  // another key object for the same key (as gossipsub builds one per message): answered from memory
+  const again = peerIdFromPrivateKey(k).publicKey!
+  assert.equal(await again.verify(data.slice(), sig.slice()), true)
+  assert.equal(sharedEd25519Stats.misses - m0, 1)
+  assert.equal(sharedEd25519Stats.hits - h0, 1)
+  const tampered = data.slice()
+  tampered[0] ^= 1
+  assert.equal(await k.publicKey.verify(tampered, sig), false)
+  const badSig = sig.slice()
+  badSig[5] ^= 1
+  assert.equal(await k.publicKey.verify(data, badSig), false)
+  const other = await generateKeyPair('Ed25519')
+  assert.equal(await other.publicKey.verify(data, sig), false, 'another key never gets the first key\'s answer')
+  assert.equal(await k.publicKey.verify(tampered, sig), false, 'a refusal is remembered as a refusal')
 })
