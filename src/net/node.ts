@@ -27,7 +27,7 @@ import { InvalidConfigError } from '../errors.ts'
 import { type Logger, silentLogger } from '../logger.ts'
 import { type Membership, swarmTopicPrefix, validateMembership } from './membership.ts'
 import { noiseCrypto } from './noise-crypto.ts'
-import { type HolePunch, holePunch } from './punch.ts'
+import { type HolePunch, type HolePunchInit, holePunch } from './punch.ts'
 
 /**
  * Bounds on the swarm's gossip. Gossip carries only small messages — FINAL certificates
@@ -104,8 +104,12 @@ export interface NetNodeOptions {
    * through a relay try to open a direct connection by hole punching (src/net/punch.ts).
    */
   relay?: { serve?: boolean; through?: string[] }
-  /** Hole punching between members that meet through a relay (TCP; default on). Benchmarks turn it off to measure the relay. */
-  holePunch?: boolean
+  /**
+   * Hole punching between members that meet through a relay (TCP; default on). Benchmarks turn
+   * it off to measure the relay; an object turns it on with these timings and bounds (tests
+   * shorten the timeouts). Who may take part is always the membership gate.
+   */
+  holePunch?: boolean | Omit<HolePunchInit, 'allows'>
 }
 
 export type NetServices = {
@@ -233,7 +237,7 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
       denyInboundRelayedConnection: (relay, remote) => deny(relay) || deny(remote),
     },
     services: {
-      ...(overTcp && opts.holePunch !== false ? { punch: holePunch({ allows: (p) => !deny(p) }) } : {}),
+      ...(overTcp && opts.holePunch !== false ? { punch: holePunch({ ...(typeof opts.holePunch === 'object' ? opts.holePunch : {}), allows: (p) => !deny(p) }) } : {}),
       ...(opts.relay?.serve === true
         ? {
             relay: circuitRelayServer({
