@@ -91,7 +91,7 @@ interface Lab {
  * so it is the one allowed to initiate. `service`: V's punch service built by the test instead
  * (V's own is off), on V's own libp2p components.
  */
-async function lab(o: { punch?: Omit<HolePunchInit, 'allows'>; hostileLeads?: boolean; service?: (c: HolePunchComponents) => HolePunch } = {}): Promise<Lab> {
+async function lab(o: { punch?: Omit<HolePunchInit, 'allows'>; hostileLeads?: boolean; service?: (c: HolePunchComponents) => HolePunch; hostilePunch?: (s: Stream) => void } = {}): Promise<Lab> {
   const keys = (await makeKeys(3)).sort((a, b) => (peerIdOfKey(a) < peerIdOfKey(b) ? -1 : 1))
   const [hk, vk, rk] = o.hostileLeads === false ? [keys[2]!, keys[1]!, keys[0]!] : [keys[0]!, keys[1]!, keys[2]!]
   const membership: Membership = { swarmId: 'punch-hostile', members: keys.map(peerIdOfKey), f: 0 }
@@ -108,6 +108,7 @@ async function lab(o: { punch?: Omit<HolePunchInit, 'allows'>; hostileLeads?: bo
   const circuit = (): string | undefined => victim.getMultiaddrs().find((a) => a.toString().includes('/p2p-circuit'))?.toString()
   if (circuit() === undefined) await waitEvent(victim, 'self:peer:update', () => circuit() !== undefined, 60_000)
   const hostile = await node({ privateKey: hk, listen: ['/ip4/127.0.0.1/tcp/0'], membership, holePunch: false })
+  if (o.hostilePunch !== undefined) await hostile.handle(PUNCH_PROTOCOL, o.hostilePunch, { runOnLimitedConnection: true })
   const conn = await hostile.dial(multiaddr(circuit()!), { signal: AbortSignal.timeout(30_000) })
   assert.ok(isRelayed(conn), `H reaches V through R (${conn.remoteAddr.toString()})`)
   return { relay, victim, hostile, conn, punch, membership }
@@ -338,6 +339,59 @@ test('at most maxAttempts offers are accepted in the node\'s lifetime (attempts-
   await refused(l, offer('127.0.0.1', 4001), 'attempts-exhausted')
   assert.equal(l.punch.stats.attempts, 2)
   assert.equal(l.punch.stats.failed, 2)
+  await stillWorks(l, { offers: false })
+})
+
+test('as leader, V checks the follower\'s answer the same way, and each of its failed attempts counts once', { timeout: 120_000 }, async () => {
+  // H follows (larger PeerId): V starts an attempt as soon as the relayed connection opens
+  const incoming: Stream[] = []
+  let wake: (() => void) | undefined
+  const l = await lab({
+    hostileLeads: false,
+    punch: { maxAttempts: 4 },
+    hostilePunch: (stream) => {
+      incoming.push(stream)
+      wake?.()
+    },
+  })
+  const next = async (): Promise<Stream> => {
+    let late = false
+    const guard = setTimeout(() => {
+      late = true
+      wake?.()
+    }, 30_000)
+    while (incoming.length === 0 && !late) await new Promise<void>((r) => (wake = r))
+    clearTimeout(guard)
+    assert.ok(incoming.length > 0, 'V opened no punch stream to H within 30 s')
+    return incoming.shift()!
+  }
+  const port = await closedPort()
+  const answers: [string, (s: Stream) => void][] = [
+    ['forbidden-address', (s) => trySend(s, offer('224.0.0.1', 4000))],
+    ['oversized-body', (s) => trySend(s, Uint8Array.of(0xff, 0x7f))],
+    ['timeout', () => {}],
+    ['', (s) => trySend(s, offer('127.0.0.1', port))], // valid: V dials it, nobody answers
+  ]
+  for (const [i, [reason, answer]] of answers.entries()) {
+    if (i > 0) void l.punch.punch(l.hostile.peerId)
+    const s = await next()
+    const mine = parseOffer(await readMessage(s, 30_000))
+    assert.equal(mine.ip, '127.0.0.1', "V's own offer")
+    const end = waitEvent<PunchAttemptEnd>(l.punch, 'attempt:end')
+    const rejection = reason === '' ? undefined : waitEvent<PunchRejection>(l.punch, 'reject')
+    answer(s)
+    const e = await end
+    assert.equal(e.role, 'lead')
+    assert.equal(e.ok, false)
+    if (rejection !== undefined) assert.equal((await rejection).reason, reason)
+    else assert.ok(dials.some((d) => d.host === '127.0.0.1' && d.port === port && d.localPort === mine.port), 'V dialled the valid answer from its port')
+    s.abort(new Error('done'))
+  }
+  assert.equal(l.punch.stats.attempts, 4)
+  assert.equal(l.punch.stats.failed, 4)
+  assert.equal(await l.punch.punch(l.hostile.peerId), false, 'no fifth attempt')
+  assert.equal(l.punch.stats.attempts, 4)
+  assert.equal(incoming.length, 0, 'no stream for it either')
   await stillWorks(l, { offers: false })
 })
 
