@@ -314,16 +314,34 @@ test('only the leader (smaller PeerId) may initiate: the follower\'s offer is re
 })
 
 test('one attempt at a time: a second offer while one is in progress is refused (busy)', { timeout: 120_000 }, async () => {
-  const l = await lab({ punch: { attemptMs: 2000 } })
-  const port = await closedPort()
+  // the first offer names a TCP server of ours that accepts V's connection and says nothing: V's
+  // attempt then waits in its Noise handshake (upgradeTimeoutMs: the hang guard) until the server
+  // hangs up — the attempt lasts exactly as long as the test needs it to
+  const l = await lab({ punch: { upgradeTimeoutMs: 60_000 } })
+  const held: NodeNet.Socket[] = []
+  let connected: () => void = () => {}
+  const reached = new Promise<void>((r) => (connected = r))
+  const server = net.createServer((sock) => {
+    held.push(sock)
+    connected()
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  stops.push(async () => {
+    for (const h of held) h.destroy()
+    await new Promise((r) => server.close(r))
+  })
+  const port = (server.address() as NodeNet.AddressInfo).port
   const attempt = waitEvent(l.punch, 'attempt')
   const end = waitEvent<PunchAttemptEnd>(l.punch, 'attempt:end')
   const first = await openPunch(l)
   first.send(offer('127.0.0.1', port))
   await attempt
+  await reached
   await refused(l, offer('127.0.0.1', port + 1), 'busy')
   await refused(l, offer('127.0.0.1', port + 2), 'busy')
-  assert.equal((await end).ok, false)
+  for (const h of held) h.destroy()
+  const e = await end
+  assert.equal(e.ok, false)
   first.abort(new Error('done'))
   assert.equal(l.punch.stats.attempts, 1)
   assert.equal(l.punch.stats.failed, 1, 'only the accepted attempt counts as failed')
@@ -516,7 +534,7 @@ test('randomized schedules of valid and invalid messages from a hostile member: 
   const rand = rng(seed)
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!
   const MAX_ATTEMPTS = 12
-  const l = await lab({ punch: { maxAttempts: MAX_ATTEMPTS, attemptMs: 150, retryMs: 20, messageTimeoutMs: 250 } })
+  const l = await lab({ punch: { maxAttempts: MAX_ATTEMPTS, attemptMs: 150, retryMs: 20, messageTimeoutMs: 400 } })
   const outcomes: string[] = []
   let attemptsEnded = 0
   l.punch.addEventListener('reject', (e) => outcomes.push((e as CustomEvent<PunchRejection>).detail.reason))
