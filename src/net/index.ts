@@ -11,4 +11,4 @@ export {
   WARN_FAULT_FRACTION,
 } from './membership.ts'
 export { banPeer, createNetNode, gossipLimits, isBanned, libp2pLogger, type NetNode, type NetNodeOptions, type NetServices, setNetMembership, sharedEd25519Stats, shareEd25519Checks, skipKnownProtocolMerges } from './node.ts'
-export { HolePunch, type HolePunchStats, isRelayed } from './punch.ts'
+export { HolePunch, type HolePunchEvents, type HolePunchInit, type HolePunchStats, isRelayed, type PunchAttempt, type PunchAttemptEnd, type PunchRejection, type PunchRejectionReason } from './punch.ts'

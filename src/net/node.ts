@@ -27,7 +27,7 @@ import { InvalidConfigError } from '../errors.ts'
 import { type Logger, silentLogger } from '../logger.ts'
 import { type Membership, swarmTopicPrefix, validateMembership } from './membership.ts'
 import { noiseCrypto } from './noise-crypto.ts'
-import { type HolePunch, holePunch } from './punch.ts'
+import { type HolePunch, type HolePunchInit, holePunch } from './punch.ts'
 
 /**
  * Bounds on the swarm's gossip. Gossip carries only small messages — FINAL certificates
@@ -190,8 +190,12 @@ export interface NetNodeOptions {
    * recorded (`skipKnownProtocolMerges`). false: libp2p's defaults (bench:streams compares).
    */
   leanStreams?: boolean
-  /** Hole punching between members that meet through a relay (TCP; default on). Benchmarks turn it off to measure the relay. */
-  holePunch?: boolean
+  /**
+   * Hole punching between members that meet through a relay (TCP; default on). Benchmarks turn
+   * it off to measure the relay; an object turns it on with these timings and bounds (tests
+   * shorten the timeouts). Who may take part is always the membership gate.
+   */
+  holePunch?: boolean | Omit<HolePunchInit, 'allows'>
 }
 
 export type NetServices = {
@@ -323,7 +327,7 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
       denyInboundRelayedConnection: (relay, remote) => deny(relay) || deny(remote),
     },
     services: {
-      ...(overTcp && opts.holePunch !== false ? { punch: holePunch({ allows: (p) => !deny(p) }) } : {}),
+      ...(overTcp && opts.holePunch !== false ? { punch: holePunch({ ...(typeof opts.holePunch === 'object' ? opts.holePunch : {}), allows: (p) => !deny(p) }) } : {}),
       ...(opts.relay?.serve === true
         ? {
             relay: circuitRelayServer({

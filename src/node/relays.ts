@@ -59,7 +59,8 @@ export function connectionKindsOf(node: Libp2p<{ punch?: HolePunch }>): PeerConn
 
 /**
  * `monna_connections{member, kind}`: open connections by kind, read when scraped;
- * `monna_hole_punches_total{member, outcome}`: attempts that opened a direct connection or not.
+ * `monna_hole_punches{member, outcome}`: accepted attempts that opened a direct connection or not;
+ * `monna_hole_punch_rejections{member, reason}`: punch and observe messages refused, by reason.
  */
 export function registerConnectionMetrics(registry: Registry, member: string, node: Libp2p<{ punch?: HolePunch }>): () => void {
   const registers = [registry]
@@ -69,6 +70,9 @@ export function registerConnectionMetrics(registry: Registry, member: string, no
   const punches =
     (registry.getSingleMetric('monna_hole_punches') as Gauge | undefined) ??
     new Gauge({ name: 'monna_hole_punches', help: 'Hole-punching attempts so far by outcome (succeeded: a direct connection opened; failed: the relayed one stays)', labelNames: ['member', 'outcome'], registers })
+  const rejections =
+    (registry.getSingleMetric('monna_hole_punch_rejections') as Gauge | undefined) ??
+    new Gauge({ name: 'monna_hole_punch_rejections', help: 'Hole-punching and observe messages refused so far, by reason (docs/nat.md, "Hostile peers")', labelNames: ['member', 'reason'], registers })
   const update = (): void => {
     const counts: Record<ConnectionKind, number> = { direct: 0, relayed: 0, 'hole-punched': 0 }
     for (const c of connectionKindsOf(node)) counts[c.kind]++
@@ -76,6 +80,7 @@ export function registerConnectionMetrics(registry: Registry, member: string, no
     const stats = node.services.punch?.stats
     punches.set({ member, outcome: 'succeeded' }, stats?.succeeded ?? 0)
     punches.set({ member, outcome: 'failed' }, stats?.failed ?? 0)
+    for (const [reason, n] of Object.entries(stats?.rejected ?? {})) rejections.set({ member, reason }, n)
   }
   update()
   const timer = setInterval(update, 1000)
