@@ -409,10 +409,11 @@ export class RoundEngine extends EventTarget {
     return this.snap
   }
 
-  private snapshotNow(round: number): EngineSnapshot {
+  /** `params`: θ as the learner now holds it, when the caller has it already (never written to afterwards) */
+  private snapshotNow(round: number, params?: Float32Array): EngineSnapshot {
     return {
       round,
-      params: this.learner.getParams(),
+      params: params ?? this.learner.getParams(),
       momentum: this.learner.getMomentum(),
       learnerRng: this.learner.getRngState(),
       engineRng: this.rng.getState(),
@@ -758,7 +759,8 @@ export class RoundEngine extends EventTarget {
     this.current = t + 1
     this.port.setFloor(Math.max(0, t - 1)) // keep the closed round (and the one before) for members fetching it
     this.gc()
-    this.snap = this.snapshotNow(t + 1)
+    // the aggregate is θ now (the learner copied it): the snapshot keeps it rather than a third copy
+    this.snap = this.snapshotNow(t + 1, next)
     const phases = { trainMs: waitStart - started, waitMs: aggStart - waitStart, aggregateMs }
     return await this.finishRound(t, { loss, delivered: inputs.length, senders, stalled, started, params: next, phases }, signal)
   }
