@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { sha256 } from '@noble/hashes/sha2.js'
-import { bytesEqual, checkedPayload, hashPayload, knownPayload, sign, signingSeed, signReference, statement, verify, verifyReference } from '../../../src/broadcast/crypto.ts'
+import { bytesEqual, checkedPayload, hashPayload, knownPayload, sign, signingSeed, signReference, statement, verify, verifyCacheStats, verifyReference } from '../../../src/broadcast/crypto.ts'
 import { peerIdOfKey } from '../../../src/net/index.ts'
 import { Rng } from '../../../src/rng.ts'
 
@@ -96,4 +96,22 @@ test('knownPayload: pieces equal to a checked payload are answered with it; any 
   assert.equal(knownPayload(pieces(p).slice(0, 2), p.length, h), undefined, 'short')
   assert.equal(knownPayload([...pieces(p), new Uint8Array(1)], p.length + 1, h), undefined, 'long')
   assert.equal(knownPayload([...pieces(p), new Uint8Array(1)], p.length, h), undefined, 'more bytes than declared')
+})
+
+test('verify remembers results by signature, and a remembered signature never vouches for another statement or signer', async () => {
+  const k = await generateKeyPair('Ed25519')
+  const other = await generateKeyPair('Ed25519')
+  const signer = peerIdOfKey(k)
+  const seed = signingSeed(k)
+  const inst = { swarmId: 's', epoch: 0, round: 3, sender: signer }
+  const msg = statement('ECHO', inst, new Uint8Array(32).fill(7))
+  const sig = sign(seed, msg)
+  const h0 = verifyCacheStats.hits
+  assert.equal(verify(signer, msg, sig), true)
+  assert.equal(verify(signer, msg.slice(), sig.slice()), true)
+  assert.equal(verifyCacheStats.hits - h0, 1, 'the same bytes again: answered from memory')
+  const changed = statement('ECHO', { ...inst, round: 4 }, new Uint8Array(32).fill(7))
+  assert.equal(verify(signer, changed, sig), false, 'the signature of round 3 does not vouch for round 4')
+  assert.equal(verify(peerIdOfKey(other), msg, sig), false, 'nor for another signer')
+  assert.equal(verify(signer, msg, sig), true, 'and the original still verifies')
 })
