@@ -63,7 +63,7 @@ describe('swarm file r', () => {
     // mean needs one input: any r < n
     assert.equal(parseSwarm(swarm({ f: 0, r: 6, aggregator: { rule: 'mean' } })).r, 6)
     // a rule that cannot run on the swarm at all says so
-    assert.throws(() => parseSwarm(swarm({ n: 4, f: 1, r: 1, members: ids(4).map((id) => ({ id })), aggregator: { rule: 'krum' } })), refused('r', /cannot run on n = 4 with f = 1/))
+    assert.throws(() => parseSwarm(swarm({ f: 1, r: 1, members: ids(4).map((id) => ({ id })), aggregator: { rule: 'krum' } })), refused('r', /cannot run on n = 4 with f = 1/))
   })
 
   it('the largest r each rule allows', () => {

@@ -51,7 +51,7 @@ async function run(r: number): Promise<{ run: TopologyRun; reports: RoundReport[
 }
 
 describe('stragglers apart from Byzantine members (r > f)', () => {
-  it('with three honest members late, r = 3 waits less per round and finishes sooner than r = f = 1; the Byzantine member is still handled', { timeout: 150_000 }, async () => {
+  it('with three honest members late, r = 3 waits less per round and finishes sooner than r = f = 1; the Byzantine member is still handled', { timeout: 150_000 }, async (t) => {
     const a = await run(1)
     const b = await run(3)
     const names = (x: { run: TopologyRun }): Map<string, string> => new Map(x.run.report.nodes.map((n) => [n.id, n.name]))
@@ -76,6 +76,7 @@ describe('stragglers apart from Byzantine members (r > f)', () => {
     const wait = (x: typeof a): number => median(of(x, fastHonest).map((r) => r.phases!.waitMs))
     const elapsed = (x: typeof a): number => median(of(x, fastHonest).filter((r) => r.round === ROUNDS - 1).map((r) => r.elapsedMs!))
     const detail = `r=1: share ${share(a).toFixed(2)}, wait ${wait(a)} ms, elapsed ${elapsed(a)} ms; r=3: share ${share(b).toFixed(2)}, wait ${wait(b)} ms, elapsed ${elapsed(b)} ms`
+    t.diagnostic(detail)
     assert.ok(share(b) < share(a), detail)
     assert.ok(wait(b) < wait(a) / 2, detail)
     assert.ok(elapsed(b) < elapsed(a), detail)
