@@ -61,6 +61,7 @@ export { loadNodeConfigFile, loadSwarmFile, readConfigFile } from './files.ts'
 export { createNodeMetrics, type NodeMetrics } from './metrics.ts'
 export { createDecodeCache, type DecodedModel, decodeModel, encodedBytes, encodeModel, INT8_BLOCK, type ModelEncoding, modelEncodings } from './payload.ts'
 export type { BroadcastPort, BroadcastStats, Delivery, PortProvider, Rejection, SendSeen } from './port.ts'
+export { checkRedundancy, declaredR, epochR, quorumOf, ruleMaxR, rushingHonestMin } from './redundancy.ts'
 export type { ConnectionKind, PeerConnection } from './relays.ts'
 
 export interface SwarmNode extends EventTarget {
