@@ -39,7 +39,7 @@ export function attachProgress(node: EventTarget, opts: { format: ProgressFormat
     write(
       json
         ? JSON.stringify({ event: 'stall', name: opts.name, stalled: true, ...s })
-        : `${opts.name}  round ${s.round + 1}/${opts.rounds}  STALLED  delivered ${s.delivered}/${s.needed} after ${(s.waitedMs / 1000).toFixed(1)} s — more than f members unreachable? still waiting`,
+        : `${opts.name}  round ${s.round + 1}/${opts.rounds}  STALLED  delivered ${s.delivered}/${s.needed} after ${(s.waitedMs / 1000).toFixed(1)} s — more than f (or the swarm's r) members unreachable? still waiting`,
     )
   })
   node.addEventListener('recover', (e) => {

@@ -17,6 +17,7 @@ import { type MemberConfig, swarmId } from '../../src/config/schema.ts'
 import { checkActivation, EpochBook, genesisEpoch, type MembershipChange, type MembershipEpoch, proposeEpoch, type SignedEpoch, signEpoch, verifyEpoch } from '../../src/membership/index.ts'
 import { loadOrCreateKey, peerIdOfKey } from '../../src/net/index.ts'
 import { listCheckpoints, loadNodeConfigFile, loadSwarmFile } from '../../src/node/index.ts'
+import { epochR } from '../../src/node/redundancy.ts'
 import { UsageError } from '../errors.ts'
 import { createCommandLogger } from '../log.ts'
 
@@ -166,7 +167,7 @@ Examples:
         `member   ${[s.name, s.member].filter((x) => x !== undefined).join(' ')}`,
         `swarm    ${String(s.swarmId)}`,
         `source   ${String(s.source)}`,
-        `epoch    ${String(s.epoch)} (n = ${String(s.n)}, f = ${String(s.f)})${s.latestEpoch !== undefined && s.latestEpoch !== s.epoch ? `; epoch ${String(s.latestEpoch)} activates at round ${String(s.latestActivation)}` : ''}`,
+        `epoch    ${String(s.epoch)} (n = ${String(s.n)}, f = ${String(s.f)}${s.r !== undefined ? `, r = ${String(s.r)}: a round waits for ${String(s.needed ?? Number(s.n) - Number(s.r))} models` : ''})${s.latestEpoch !== undefined && s.latestEpoch !== s.epoch ? `; epoch ${String(s.latestEpoch)} activates at round ${String(s.latestActivation)}` : ''}`,
         `round    ${String(s.round)}`,
       ]
       if (Array.isArray(s.peers)) lines.push(`peers    ${s.peers.length} connected${s.peers.length > 0 ? `: ${s.peers.join(', ')}` : ''}`)
@@ -208,6 +209,7 @@ export async function memberStatus(o: { url?: string; config?: string }): Promis
     }
   }
   const e = book.at(round)
+  const r = epochR(swarm.r, e.members.length, e.f, swarm.aggregator.rule)
   const self = peerIdOfKey(await loadOrCreateKey(cfg.key, { logger: createCommandLogger() }))
   return {
     source: 'data directory (not running)',
@@ -217,6 +219,8 @@ export async function memberStatus(o: { url?: string; config?: string }): Promis
     epoch: e.epoch,
     n: e.members.length,
     f: e.f,
+    r,
+    needed: e.members.length - r,
     latestEpoch: book.latest().epoch,
     latestActivation: book.latest().activation,
   }

@@ -69,7 +69,7 @@ export async function runCommand(topology: string, flags: RunFlags): Promise<num
         onProgress,
         onCell: (c) =>
           process.stderr.write(
-            `cell ${c.rule} × ${c.behaviour}${c.batchSize === undefined ? '' : ` × b=${c.batchSize}`}${c.privacy === undefined ? '' : ` × ${c.privacy}${c.epsilon === null || c.epsilon === undefined ? '' : ` (ε ${c.epsilon.toFixed(3)} spent)`}`}${c.encoding === undefined || c.encoding === 'float32' ? '' : ` × ${c.encoding}`}: honest accuracy min ${c.minHonestAccuracy === null ? 'n/a' : pct(c.minHonestAccuracy)} median ${c.medianHonestAccuracy === null ? 'n/a' : pct(c.medianHonestAccuracy)}\n`,
+            `cell ${c.rule} × ${c.behaviour}${c.batchSize === undefined ? '' : ` × b=${c.batchSize}`}${c.privacy === undefined ? '' : ` × ${c.privacy}${c.epsilon === null || c.epsilon === undefined ? '' : ` (ε ${c.epsilon.toFixed(3)} spent)`}`}${c.encoding === undefined || c.encoding === 'float32' ? '' : ` × ${c.encoding}`}${c.r === undefined ? '' : ` × r=${c.r}`}${c.timeToTargetMs === undefined ? '' : c.timeToTargetMs === null ? `: never reached ${pct(c.targetAccuracy ?? 0)}` : `: ${pct(c.targetAccuracy ?? 0)} after ${(c.timeToTargetMs / 1000).toFixed(1)} s (round ${c.roundsToTarget})`}: honest accuracy min ${c.minHonestAccuracy === null ? 'n/a' : pct(c.minHonestAccuracy)} median ${c.medianHonestAccuracy === null ? 'n/a' : pct(c.medianHonestAccuracy)}\n`,
           ),
       })
       process.stdout.write(`matrix: ${files.markdown}\nplot: ${files.html}\n`)
@@ -123,7 +123,7 @@ export function registerRunCommand(program: Command): void {
     .argument('<topology>', 'scenario file (.yaml, .yml or .json)')
     .option('--out <dir>', 'output directory (default runs/<scenario name>)')
     .option('--in-process', 'run every member in this process on the in-memory hub (for large n)')
-    .option('--matrix', "run the scenario's matrix (rules × behaviours) and write a comparison table and plot")
+    .option('--matrix', "run the scenario's matrix (rules × behaviours, and its optional axes) and write a comparison table and plot")
     .option('--quiet', 'no progress lines')
     .action(async (topology: string, flags: RunFlags) => {
       try {

@@ -61,6 +61,8 @@ export const taskPresets: Record<string, Record<string, unknown>> = {
 export interface SwarmInitOptions {
   nodes: number
   f: number
+  /** members a round may go without (f ≤ r < n; absent = f; docs/redundancy.md) */
+  r?: number
   dir: string
   basePort: number
   /** one host for every member, or one per member */
@@ -140,6 +142,7 @@ export async function swarmInit(o: SwarmInitOptions): Promise<{ swarmFile: strin
     seed: o.seed,
     ...(admin !== undefined ? { admin } : {}),
     f: o.f,
+    ...(o.r !== undefined ? { r: o.r } : {}),
     members: peerIds.map((id, i) => ({ id, name: `node-${i}`, addresses: behindNat.has(i) ? [] : [address(i)], ...(relays.has(i) ? { relay: true } : {}) })),
     task: { ...preset, ...(o.rounds !== undefined ? { rounds: o.rounds } : {}) },
     aggregator: { rule: o.rule },
@@ -179,6 +182,7 @@ export function registerSwarm(program: Command): void {
     .description('create N member keys, a swarm file listing them with their addresses, and one node config per member')
     .requiredOption('--nodes <n>', 'number of members n')
     .requiredOption('--f <f>', 'Byzantine members tolerated (n ≥ 3f + 1)')
+    .option('--r <r>', 'members a round may go without, slow or Byzantine (f ≤ r < n; default f): rounds wait for n − r models (docs/redundancy.md)')
     .requiredOption('--dir <dir>', 'directory to write keys and configs into')
     .option('--base-port <port>', 'TCP port of node-0; node-i listens on base + i', '9000')
     .option('--host <host>', 'address every member is reached at (one machine)', '127.0.0.1')
@@ -189,7 +193,7 @@ export function registerSwarm(program: Command): void {
     .option('--seed <seed>', 'swarm seed (θ₀, data split)', '1')
     .option('--rule <rule>', 'aggregation rule (nna = MoNNA)', 'nna')
     .option('--encoding <encoding>', `models on the wire: ${modelEncodings.join(', ')} (float32 by default; docs/encodings.md)`)
-    .option('--round-timeout-ms <ms>', 'report a stall after this long without n − f deliveries')
+    .option('--round-timeout-ms <ms>', 'report a stall after this long without n − r deliveries (r = f unless --r)')
     .option('--metrics-base-port <port>', 'give node-i a Prometheus endpoint on this port + i')
     .option('--checkpoint-every <k>', 'rounds between checkpoints')
     .option('--min-round-ms <ms>', 'pace: rounds start on a grid of this step of the wall clock (every member together), so they last at least about this long')
@@ -216,6 +220,7 @@ Examples:
       const res = await swarmInit({
         nodes,
         f,
+        ...(o.r !== undefined ? { r: intArg('--r', String(o.r), 0, 1000) } : {}),
         dir: String(o.dir),
         basePort: intArg('--base-port', String(o.basePort), 1, 65535),
         hosts: typeof o.hosts === 'string' ? o.hosts.split(',').map((h) => h.trim()).filter((h) => h !== '') : [String(o.host)],
@@ -236,7 +241,7 @@ Examples:
         ...(typeof o.adminKey === 'string' ? { adminKey: o.adminKey } : {}),
       })
       const out = process.stdout
-      out.write(`swarm ${res.swarmId}: ${nodes} members, f = ${f}\n`)
+      out.write(`swarm ${res.swarmId}: ${nodes} members, f = ${f}${o.r !== undefined ? `, r = ${String(o.r)}` : ''}\n`)
       out.write(`  ${res.swarmFile}\n`)
       for (const [i, c] of res.nodeConfigs.entries()) out.write(`  ${c}  (${res.peerIds[i]})\n`)
       out.write('start each member with:\n')

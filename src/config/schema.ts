@@ -12,6 +12,7 @@ import { z } from 'zod'
 import { MAX_META_BYTES, maxMembers } from '../broadcast/wire.ts'
 import { InvalidConfigError } from '../errors.ts'
 import { modelEncodings } from '../node/payload.ts'
+import { checkRedundancy } from '../node/redundancy.ts'
 
 const seed = z.union([z.number().int().nonnegative(), z.string().min(1)])
 const positiveInt = z.number().int().positive()
@@ -164,6 +165,13 @@ export const swarmSchema = z.strictObject({
    */
   admin: z.string().min(1).optional(),
   f: z.number().int().nonnegative(),
+  /**
+   * Stragglers apart from Byzantine members ((f, r; ε)-redundancy, docs/redundancy.md): a round
+   * waits for n − r certified models instead of n − f (f ≤ r < n). The aggregation still
+   * tolerates f Byzantine inputs, so the rule must hold with n − r inputs. Absent = f; absent and
+   * r = f are the same swarm (the same swarm id).
+   */
+  r: z.number().int().nonnegative().optional(),
   members: z.array(memberSchema).min(1),
   task: taskSchema.default(taskSchema.parse({})),
   aggregator: aggregatorSchema,
@@ -197,7 +205,7 @@ export function parseConfig<S extends z.ZodType>(schema: S, input: unknown, wher
   throw new InvalidConfigError(at, `${issue.message}${extra}`)
 }
 
-/** Validates a swarm file's content; checks cross-field rules (distinct members, n ≥ 3f + 1). */
+/** Validates a swarm file's content; checks cross-field rules (distinct members, n ≥ 3f + 1, f ≤ r < n and the rule with n − r inputs). */
 export function parseSwarm(input: unknown, where = 'swarm'): SwarmConfig {
   const swarm = parseConfig(swarmSchema, input, where)
   const ids = new Set<string>()
@@ -221,6 +229,7 @@ export function parseSwarm(input: unknown, where = 'swarm'): SwarmConfig {
   if (n > maxMembers(swarm.f)) {
     throw new InvalidConfigError(`${where}: members`, `${n} members with f = ${swarm.f} are more than the wire can certify (at most ${maxMembers(swarm.f)}: a certificate of Q = ⌊(n + f)/2⌋ + 1 signatures must fit a ${MAX_META_BYTES / 1024} KiB FINAL); split the swarm`)
   }
+  checkRedundancy({ n, f: swarm.f, r: swarm.r, rule: swarm.aggregator.rule }, where)
   return swarm
 }
 
@@ -238,10 +247,13 @@ export function canonicalJson(value: unknown): string {
  * The swarm id: `<name>-<first 16 hex chars of sha256(canonical parsed swarm file)>`. An
  * `encoding` of float32 (the default) is left out of the hash, so swarms that predate the field
  * keep their ids whether or not their file now spells it out; any other encoding is hashed.
+ * Likewise `r`: absent or equal to f (the default) is left out; any other r is hashed.
  */
 export function swarmId(swarm: SwarmConfig): string {
-  const { encoding, ...rest } = swarm
-  const defining = encoding === undefined || encoding === 'float32' ? rest : swarm
+  const { encoding, r, ...rest } = swarm
+  const defining: Record<string, unknown> = { ...rest }
+  if (encoding !== undefined && encoding !== 'float32') defining.encoding = encoding
+  if (r !== undefined && r !== swarm.f) defining.r = r
   const hash = bytesToHex(sha256(new TextEncoder().encode(canonicalJson(defining))))
   return `${swarm.name}-${hash.slice(0, 16)}`
 }

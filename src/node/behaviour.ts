@@ -2,7 +2,7 @@
  * Byzantine members plug into the round engine here (contract §5a). After its own local step a
  * Byzantine member's engine hands its behaviour a context — what it would send if honest, what
  * the others sent this round, and the primitives to act with (`broadcast`, `sendTo`, the
- * adversary toolkit) — and the behaviour acts; everything else (waiting for n − f, aggregating)
+ * adversary toolkit) — and the behaviour acts; everything else (waiting for n − r, aggregating)
  * runs as for an honest member. The engine holds no attack code. Behaviours themselves live in
  * src/topology/behaviours.ts and register by name, so a node config can say
  * `byzantine: { behaviour: <name>, ...params }`.
@@ -17,6 +17,8 @@ export interface ByzantineContext {
   self: string
   members: string[]
   f: number
+  /** the swarm's redundancy in force (members a round may go without, f ≤ r < n; docs/redundancy.md) */
+  r?: number
   swarmSeed: number | string
   /** What this member would send if honest: its local step on its own (possibly label-flipped) data. */
   ownHalfStep: Float32Array
@@ -24,7 +26,8 @@ export interface ByzantineContext {
   encoding?: ModelEncoding
   /**
    * Rushing adversary: models of THIS round from other members as soon as this member sees
-   * them (SENDs or certified deliveries). Resolves once at least `min` (default n − 2f) are
+   * them (SENDs or certified deliveries). Resolves once at least `min` (default n − r − f: of
+   * the n − r models an honest member aggregates, up to f are Byzantine; n − 2f when r = f) are
    * seen, or after `timeoutMs` (default the round timeout) with what was seen.
    */
   honest(opts?: { min?: number; timeoutMs?: number; signal?: AbortSignal }): Promise<Float32Array[]>

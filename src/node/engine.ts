@@ -4,14 +4,18 @@
  *
  * 1. local step (momentum, half step) → θ_{t+½};
  * 2. broadcast θ_{t+½} as little-endian float32 (a Byzantine member's behaviour acts instead);
- * 3. wait for valid certified deliveries of round t from n − f distinct members, its own
- *    included — never for more (if n − f others are certified before its own, the round closes
+ * 3. wait for valid certified deliveries of round t from n − r distinct members, its own
+ *    included — never for more (if n − r others are certified before its own, the round closes
  *    without it); every delivery is checked (exact length d·4, all finite) and an invalid one is
  *    counted as a rejection and ignored;
  * 4. aggregate ALL valid deliveries held at that moment with the configured rule; this member's
  *    own θ_{t+½} is always among the inputs (own = its index), set θ_{t+1}, next round.
  *
- * Deliveries of closed rounds are dropped. The round timeout only matters when fewer than n − f
+ * r is the swarm's redundancy (docs/redundancy.md, src/node/redundancy.ts): the members a round
+ * may go without, f ≤ r < n, default f. The aggregator's f and the broadcast's quorum stay tied
+ * to f; only how many certified models a round waits for (n − r) follows r.
+ *
+ * Deliveries of closed rounds are dropped. The round timeout only matters when fewer than n − r
  * arrive: the engine then reports a stall ('stall' event, log, metric) and keeps waiting, and
  * reports 'recover' when the round completes. A member that sees certified FINALs of a round
  * at least `catchUpLag` ahead of its own catches up: it fetches the certified deliveries of the
@@ -23,7 +27,7 @@
  * round) does nothing until the swarm has certified a round it may catch up to.
  *
  * Membership epochs (`membershipAt`, see src/membership): before each round t the engine asks
- * which epoch is in force at t and, when it changed, switches n, f, the quorum of n − f, the
+ * which epoch is in force at t and, when it changed, switches n, f, r, the quorum of n − r, the
  * aggregator (its f) and the broadcast's membership at that round boundary; a member no longer
  * listed stops ('removed' event). An epoch for the current round that arrives while the round is
  * open (received late) is switched to at once.
@@ -39,6 +43,7 @@ export { ByzantineCrashError }
 import type { NodeMetrics } from './metrics.ts'
 import { type DecodedModel, decodeModel, encodedBytes, encodeModel, type ModelEncoding } from './payload.ts'
 import type { BroadcastPort, Delivery, Membership, SendSeen } from './port.ts'
+import { epochR, rushingHonestMin } from './redundancy.ts'
 
 /** The part of a contract §1 `Learner` the engine uses. */
 export interface LearnerPort {
@@ -72,9 +77,13 @@ export interface RoundReport {
   loss: number
   accuracy?: number
   testLoss?: number
-  /** valid deliveries aggregated / n − f */
+  /** valid deliveries aggregated / n − r (r = f unless the swarm declares r) */
   delivered: number
   needed: number
+  /** the redundancy r in force this round (members the round may go without; present when r ≠ f) */
+  r?: number
+  /** ms since this member's run started, at the end of this round (time-to-accuracy) */
+  elapsedMs?: number
   /** cumulative, by reason (the engine's payload checks and the broadcast's own rejections) */
   rejected: Record<string, number>
   roundMs: number
@@ -101,7 +110,7 @@ export interface RoundReport {
   lateSenders?: string[]
   /**
    * Where this round's wall time went, ms: the local step (and a Byzantine behaviour's act),
-   * waiting for n − f certified models (in one process this includes the other members' work),
+   * waiting for n − r certified models (in one process this includes the other members' work),
    * aggregation, evaluation and checkpoint.
    */
   phases?: RoundPhases
@@ -155,6 +164,8 @@ export interface EpochEvent {
   round: number
   n: number
   f: number
+  /** the redundancy in force from this round (members a round may go without) */
+  r: number
   members: string[]
 }
 
@@ -165,6 +176,8 @@ export interface EpochView {
   from?: number
   membership: Membership
   aggregator: AggregatorPort
+  /** r in force in this epoch (default: the engine's `r` clamped to the epoch, `epochR`) */
+  r?: number
 }
 
 export interface RoundEngineOptions {
@@ -175,6 +188,11 @@ export interface RoundEngineOptions {
   self: string
   name?: string
   membership: Membership
+  /**
+   * The swarm's declared redundancy r (docs/redundancy.md): a round waits for n − r certified
+   * models. Default f. Clamped per epoch (`epochR`) unless an `EpochView` gives its own.
+   */
+  r?: number
   swarmSeed: number | string
   port: BroadcastPort
   learner: LearnerPort
@@ -183,7 +201,7 @@ export interface RoundEngineOptions {
   rounds: number
   /** resume: state to start from (else round 0 with the learner's θ₀) */
   resume?: EngineSnapshot
-  /** after this long with fewer than n − f deliveries the round is reported stalled */
+  /** after this long with fewer than n − r deliveries the round is reported stalled */
   roundTimeoutMs: number
   /** W: how many rounds ahead deliveries are buffered (default 8) */
   roundWindow?: number
@@ -225,13 +243,13 @@ export interface RoundEngineOptions {
 export const defaultEngineOptions = {
   roundWindow: 8,
   // A member whose round t is still open while some member already broadcast a certified round
-  // t + 2 has had every chance to receive round t (n − f members finished it, so their
+  // t + 2 has had every chance to receive round t (n − r members finished it, so their
   // deliveries exist); it is behind (typically after a restart) rather than merely slow.
   catchUpLag: 2,
   evalEvery: 10,
   // How often the waiting loop re-checks timeouts and catch-up when no delivery arrives.
   pollMs: 200,
-  // A round still short of n − f that has received no new delivery for this long, while some
+  // A round still short of n − r that has received no new delivery for this long, while some
   // member is already certified at this round or later, asks peers for the round's certified
   // deliveries (ones dropped out of the broadcast's window while this member was behind); again
   // after twice as long without progress, and so on (at most half the round timeout). Counted
@@ -240,7 +258,7 @@ export const defaultEngineOptions = {
   // nothing — fetching there asked every member in turn for models still on their way, once a
   // second per member, and at n = 50 that load made the rounds 30× slower (scale.bench.ts).
   fetchAfterMs: 1000,
-  // A member behind the swarm holding n − f − 1 certified models of its round waits this long for
+  // A member behind the swarm holding n − r − 1 certified models of its round waits this long for
   // its own model's certificate (or the missing model, which the fetches every fetchAfterMs may
   // bring) before catching up instead. Shorter, and a member that is merely slow catches up —
   // skipping rounds — where two fetches would have completed the round.
@@ -323,6 +341,8 @@ export class RoundEngine extends EventTarget {
   readonly self: string
   n: number
   f: number
+  /** members a round may go without (f ≤ r < n); the round waits for n − r */
+  r: number
   needed: number
   /** membership epoch in force (0 = the swarm file) */
   epoch = 0
@@ -357,6 +377,8 @@ export class RoundEngine extends EventTarget {
   readonly counters = { valid: 0, late: 0 }
   private readonly lateSince = new Set<string>()
   private running = false
+  /** performance.now() when run() started (RoundReport.elapsedMs) */
+  private runStarted = 0
 
   constructor(opts: RoundEngineOptions) {
     super()
@@ -366,7 +388,8 @@ export class RoundEngine extends EventTarget {
     this.self = opts.self
     this.n = membership.members.length
     this.f = membership.f
-    this.needed = this.n - this.f
+    this.r = epochR(opts.r, this.n, this.f)
+    this.needed = this.n - this.r
     this.memberIndex = new Map(membership.members.map((m, i) => [m, i]))
     this.membership = membership
     this.aggregator = opts.aggregator
@@ -374,6 +397,7 @@ export class RoundEngine extends EventTarget {
     this.epoch = opts.epoch ?? 0
     this.knownEpoch = this.epoch
     opts.metrics?.setEpoch?.(this.epoch)
+    opts.metrics?.setQuorum?.(this.needed, this.r)
     if (!this.memberIndex.has(opts.self)) throw new InvalidConfigError('self', `${opts.self} is not a member of swarm ${membership.swarmId}`)
     if (!Number.isInteger(opts.rounds) || opts.rounds < 1) throw new InvalidConfigError('rounds', `must be a positive integer, got ${opts.rounds}`)
     if (!(opts.roundTimeoutMs > 0)) throw new InvalidConfigError('roundTimeoutMs', `must be > 0, got ${opts.roundTimeoutMs}`)
@@ -581,6 +605,7 @@ export class RoundEngine extends EventTarget {
   async run(opts: { signal?: AbortSignal } = {}): Promise<RoundReport[]> {
     if (this.running) throw new InvalidConfigError('run', 'the engine is already running')
     this.running = true
+    this.runStarted = performance.now()
     const { signal } = opts
     const reports: RoundReport[] = []
     try {
@@ -620,7 +645,7 @@ export class RoundEngine extends EventTarget {
         // pace (never while behind: a member that the swarm is ahead of must be able to catch up).
         // Rounds start on a grid of the wall clock, so paced members start them together: with a
         // per-member delay instead, a member whose rounds started later (a newcomer, a restarted
-        // member) would keep that phase and never be among anyone's first n − f.
+        // member) would keep that phase and never be among anyone's first n − r.
         const pace = this.opts.minRoundMs ?? 0
         if (pace > 0 && this.current < this.opts.rounds && this.port.newestCertifiedRound() <= this.current) {
           const now = Date.now()
@@ -660,7 +685,7 @@ export class RoundEngine extends EventTarget {
       await behaviour.act(this.byzantineContext(t, halfStep, signal))
     }
 
-    // wait for n − f valid deliveries (own included), never more
+    // wait for n − r valid deliveries (own included), never more
     const waitStart = performance.now()
     let stalled = false
     let stallReportedAt = 0
@@ -676,19 +701,19 @@ export class RoundEngine extends EventTarget {
     for (;;) {
       // An epoch for this round that arrived after the round began (the admin's announcement
       // reached this member late): switch now, as the others did at the round boundary — with
-      // the old n − f it could wait for members no longer listed, forever.
+      // the old n − r it could wait for members no longer listed, forever.
       if (this.opts.membershipAt !== undefined && this.opts.membershipAt(t).epoch !== this.epoch) {
         if (!this.applyEpoch(t)) return undefined // removed: the run loop stops
         this.log.info('membership epoch switched during its activation round (received late)', { round: t, epoch: this.epoch })
       }
-      // n − f certified deliveries, own included once it is delivered (a Byzantine member counts
-      // its own model locally: it may never broadcast one); never more than n − f are awaited
+      // n − r certified deliveries, own included once it is delivered (a Byzantine member counts
+      // its own model locally: it may never broadcast one); never more than n − r are awaited
       const own = this.heldFor(t).get(self)
       const ownHeld = own !== undefined && 'model' in own
       const count = this.validCount(t) + (!ownCertifiedNeeded && !ownHeld ? 1 : 0)
       if (count >= this.needed) break
       const newest = this.port.newestCertifiedRound()
-      // Behind (the swarm certified round t + lag) and short of n − f: catch up. For a short grace
+      // Behind (the swarm certified round t + lag) and short of n − r: catch up. For a short grace
       // the own model counts as about to be certified (then the round completes at once); after
       // it, only certified models count: a member the swarm has left behind may never get its own
       // certified (the others refuse a SEND below their floor), and waiting for it is forever.
@@ -724,7 +749,7 @@ export class RoundEngine extends EventTarget {
         stalled = true
         stallReportedAt = performance.now()
         const ev: StallEvent = { round: t, delivered: count, needed: this.needed, waitedMs: Math.round(waited) }
-        this.log.warn('round stalled: fewer than n − f deliveries by the round timeout; still waiting', { ...ev })
+        this.log.warn('round stalled: fewer than n − r deliveries by the round timeout; still waiting', { ...ev, r: this.r })
         this.opts.metrics?.setStalled(true)
         this.dispatchEvent(new CustomEvent('stall', { detail: ev }))
       }
@@ -789,6 +814,7 @@ export class RoundEngine extends EventTarget {
       loss: r.loss,
       delivered: r.delivered,
       needed: this.needed,
+      ...(this.r !== this.f ? { r: this.r } : {}),
       rejected,
       roundMs: 0,
       bytesSent: stats.bytesSent,
@@ -828,6 +854,7 @@ export class RoundEngine extends EventTarget {
     }
     const end = performance.now()
     report.roundMs = Math.round(end - r.started)
+    report.elapsedMs = Math.round(end - this.runStarted)
     const ms = (x: number): number => Math.round(x * 10) / 10
     report.phases = {
       trainMs: ms(r.phases.trainMs),
@@ -866,6 +893,7 @@ export class RoundEngine extends EventTarget {
       self: this.self,
       members: [...membership.members],
       f: this.f,
+      r: this.r,
       swarmSeed: this.opts.swarmSeed,
       ownHalfStep,
       encoding: this.encoding,
@@ -875,7 +903,8 @@ export class RoundEngine extends EventTarget {
       broadcast: (payload) => this.sendModel(t, payload, runSignal),
       ...(sendTo !== undefined ? { sendTo: (peers: string[], payload: Uint8Array) => sendTo(peers, t, payload) } : {}),
       honest: async (o = {}) => {
-        const min = o.min ?? this.n - 2 * this.f
+        // rushing: of the n − r models an honest member aggregates, up to f are Byzantine
+        const min = o.min ?? rushingHonestMin(this.n, this.r, this.f)
         const deadline = performance.now() + (o.timeoutMs ?? this.opts.roundTimeoutMs)
         const signal = o.signal ?? runSignal
         for (;;) {
@@ -992,7 +1021,7 @@ export class RoundEngine extends EventTarget {
   }
 
   /**
-   * Switches to the epoch in force at `round` if it changed: n, f, n − f, aggregator, broadcast
+   * Switches to the epoch in force at `round` if it changed: n, f, r, n − r, aggregator, broadcast
    * membership, and drops held deliveries of members no longer listed. Returns whether this
    * member is still a member.
    */
@@ -1005,15 +1034,17 @@ export class RoundEngine extends EventTarget {
     this.membership = m
     this.n = m.members.length
     this.f = m.f
-    this.needed = this.n - this.f
+    this.r = view.r ?? epochR(this.opts.r, this.n, this.f)
+    this.needed = this.n - this.r
     this.memberIndex = new Map(m.members.map((id, i) => [id, i]))
     this.aggregator = view.aggregator
     for (const [r, h] of this.held) if (r >= round) for (const sender of [...h.keys()]) if (!this.memberIndex.has(sender)) h.delete(sender)
     const still = this.memberIndex.has(this.self)
     if (still) this.port.setMembership?.(m, view.from ?? round, view.epoch)
-    const ev: EpochEvent = { epoch: view.epoch, previous, round, n: this.n, f: this.f, members: [...m.members] }
-    this.log.info('membership epoch switched', { epoch: ev.epoch, previous, round, n: ev.n, f: ev.f, member: still })
+    const ev: EpochEvent = { epoch: view.epoch, previous, round, n: this.n, f: this.f, r: this.r, members: [...m.members] }
+    this.log.info('membership epoch switched', { epoch: ev.epoch, previous, round, n: ev.n, f: ev.f, r: ev.r, member: still })
     this.opts.metrics?.setEpoch?.(view.epoch)
+    this.opts.metrics?.setQuorum?.(this.needed, this.r)
     this.dispatchEvent(new CustomEvent('epoch', { detail: ev }))
     return still
   }

@@ -26,6 +26,7 @@ import { startEpochGossip } from './epoch-gossip.ts'
 import { createNodeMetrics, type NodeMetrics } from './metrics.ts'
 import { type DecodedModel, encodedBytes, type ModelEncoding } from './payload.ts'
 import type { BroadcastPort, Membership, PortProvider } from './port.ts'
+import { epochR } from './redundancy.ts'
 import { connectionKindsOf, type PeerConnection, registerConnectionMetrics, relayedAddresses, relayPlan } from './relays.ts'
 
 export type { BehaviourFactory, BehaviourSpec, ByzantineBehaviour, ByzantineContext } from './behaviour.ts'
@@ -60,6 +61,7 @@ export { loadNodeConfigFile, loadSwarmFile, readConfigFile } from './files.ts'
 export { createNodeMetrics, type NodeMetrics } from './metrics.ts'
 export { createDecodeCache, type DecodedModel, decodeModel, encodedBytes, encodeModel, INT8_BLOCK, type ModelEncoding, modelEncodings } from './payload.ts'
 export type { BroadcastPort, BroadcastStats, Delivery, PortProvider, Rejection, SendSeen } from './port.ts'
+export { checkRedundancy, declaredR, epochR, quorumOf, ruleMaxR, rushingHonestMin } from './redundancy.ts'
 export type { ConnectionKind, PeerConnection } from './relays.ts'
 
 export interface SwarmNode extends EventTarget {
@@ -97,6 +99,10 @@ export interface NodeStatus {
   epoch: number
   n: number
   f: number
+  /** members a round may go without (f ≤ r < n; docs/redundancy.md) */
+  r: number
+  /** certified models a round waits for, own included: n − r */
+  needed: number
   members: string[]
   /** newest epoch known (may activate later) */
   latestEpoch: number
@@ -319,13 +325,15 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
     closer('learner', () => learner.dispose())
     const { rule, ...ruleParams } = swarm.aggregator
     const aggregator = createAggregator({ ...ruleParams, rule, f: startEpoch.f })
-    const views = new Map<number, EpochView>([[startEpoch.epoch, { epoch: startEpoch.epoch, membership, aggregator }]])
+    // r per epoch: the swarm's r clamped to the epoch's n and f and to the rule (docs/redundancy.md)
+    const rOf = (n: number, f: number): number => epochR(swarm.r, n, f, rule)
+    const views = new Map<number, EpochView>([[startEpoch.epoch, { epoch: startEpoch.epoch, membership, aggregator, r: rOf(membership.members.length, startEpoch.f) }]])
     const membershipAt = (round: number): EpochView => {
       const e = book.at(round)
       let v = views.get(e.epoch)
       if (v === undefined) {
         const agg: AggregatorPort = createAggregator({ ...ruleParams, rule, f: e.f })
-        v = { epoch: e.epoch, from: e.activation, membership: membershipOfEpoch(e), aggregator: agg }
+        v = { epoch: e.epoch, from: e.activation, membership: membershipOfEpoch(e), aggregator: agg, r: rOf(e.members.length, e.f) }
         views.set(e.epoch, v)
       }
       return v
@@ -528,6 +536,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       self,
       name,
       membership,
+      r: rOf(membership.members.length, startEpoch.f),
       epoch: startEpoch.epoch,
       membershipAt,
       // rules built around the member's own vector (nna, ce) cannot aggregate without one: catch-up then uses the median-referenced mean
@@ -582,6 +591,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       swarm: membership.swarmId,
       n: swarm.members.length,
       f: swarm.f,
+      ...(engine.r !== engine.f ? { r: engine.r, waitsFor: engine.needed } : {}),
       d: learner.dim,
       rule,
       shard: shard.n,
@@ -599,6 +609,8 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
         epoch: engine.epoch,
         n: engine.n,
         f: engine.f,
+        r: engine.r,
+        needed: engine.needed,
         members: membershipAt(Math.max(engine.round, startEpoch.activation)).membership.members,
         latestEpoch: latest.epoch,
         latestActivation: latest.activation,

@@ -20,6 +20,8 @@ export interface NodeMetrics {
   catchUp(): void
   /** membership epoch in force (optional so other implementations need not track it) */
   setEpoch?(epoch: number): void
+  /** certified models a round waits for (n − r) and the redundancy r in force (docs/redundancy.md) */
+  setQuorum?(needed: number, r: number): void
   /** a checkpoint could not be written (retried at the next checkpoint round) */
   checkpointFailure?(): void
 }
@@ -47,8 +49,10 @@ export function createNodeMetrics(opts: { registry: Registry; member: string }):
   const aggregation = histogram('monna_aggregation_seconds', 'Time to aggregate one round', secondsBuckets)
   const echo = histogram('monna_echo_latency_seconds', 'Time from our SEND until our own instance is certified and delivered', secondsBuckets)
   const roundTime = histogram('monna_round_seconds', 'Wall time of one round', secondsBuckets)
-  const stalled = gauge('monna_stalled', '1 while the current round waits past the round timeout for n − f deliveries')
-  const stalls = counter('monna_stalls_total', 'Rounds that stalled (fewer than n − f deliveries by the round timeout)')
+  const stalled = gauge('monna_stalled', '1 while the current round waits past the round timeout for n − r deliveries')
+  const stalls = counter('monna_stalls_total', 'Rounds that stalled (fewer than n − r deliveries by the round timeout)')
+  const needed = gauge('monna_round_quorum', 'Certified models a round waits for, own included (n − r)')
+  const redundancy = gauge('monna_redundancy_r', 'Members a round may go without (r; f ≤ r < n, default f)')
   const loss = gauge('monna_loss', 'Local mini-batch loss of the last step')
   const accuracy = gauge('monna_accuracy', 'Test accuracy at the last evaluation')
   const epsilon = gauge('monna_privacy_epsilon', 'Differential-privacy ε spent so far')
@@ -75,6 +79,10 @@ export function createNodeMetrics(opts: { registry: Registry; member: string }):
     setEpsilon: (x) => epsilon.set({ member }, x),
     catchUp: () => catchUps.inc({ member }),
     setEpoch: (e) => epochGauge.set({ member }, e),
+    setQuorum: (k, r) => {
+      needed.set({ member }, k)
+      redundancy.set({ member }, r)
+    },
     checkpointFailure: () => checkpointFailures.inc({ member }),
   }
 }

@@ -5,7 +5,7 @@
  *
  * Vector attacks (sign-flip, alie, foe, ipm, optimal-*, mimic, gaussian, non-finite) are the
  * aggregation helper's `createAttack` kinds; here they become RUSHING behaviours: the member
- * first waits for this round's honest models (`ctx.honest()`, by default until n − 2f are
+ * first waits for this round's honest models (`ctx.honest()`, by default until n − r − f are
  * visible), then crafts its vector from them. Its own honest-looking half step is counted
  * among the honest samples (it trained on real data).
  *
@@ -59,7 +59,7 @@ function attackParams(params: Record<string, unknown>): Record<string, unknown> 
 
 /**
  * The rushing wait: this round's honest models, plus our own honest-looking half step.
- * `waitFor` (default n − 2f, the contract default) is how many other models to wait for.
+ * `waitFor` (default n − r − f, the contract default; n − 2f when r = f) is how many other models to wait for.
  */
 async function observe(ctx: ByzantineContext, waitFor: number | undefined): Promise<Float32Array[]> {
   const seen = await ctx.honest(waitFor === undefined ? {} : { min: waitFor })
@@ -95,7 +95,7 @@ function vectorCrafter(kind: string, params: Record<string, unknown>, where: str
 /**
  * Creates the behaviour named by `params.behaviour` with its parameters:
  * - vector attacks: the attack's own parameters (e.g. `z` for alie, `epsilon` for foe/ipm,
- *   `std` for gaussian), `waitFor` (models to wait for, default n − 2f) and, for optimal-*,
+ *   `std` for gaussian), `waitFor` (models to wait for, default n − r − f) and, for optimal-*,
  *   `aggregator` (the swarm's rule; the runner fills it in);
  * - `equivocate`: `attack` (default sign-flip) crafted for half of the members, its honest
  *   half step for the other half;

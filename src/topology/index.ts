@@ -7,7 +7,7 @@
 
 export { type ActingBehaviour, actingBehaviour, type ByzantineAction } from './actions.ts'
 export { type BehaviourParams, createTopologyBehaviour, needsLabelFlip, registerStandardBehaviours } from './behaviours.ts'
-export { type MatrixCell, type MatrixReport, matrixMarkdown, matrixPlot, privacyLabel, runMatrix, tradeOffPlot } from './matrix.ts'
+export { type MatrixCell, type MatrixReport, matrixMarkdown, matrixPlot, privacyLabel, runMatrix, timeToTargetPlot, tradeOffPlot } from './matrix.ts'
 export { conditionedPort, isIdealNetwork, linkConditions, messageFate } from './network.ts'
 export {
   buildReport,
@@ -23,7 +23,9 @@ export {
   renderSvg,
   reportHtml,
   reportPlots,
+  type TimeToTarget,
   type TopologyReport,
+  timeToAccuracy,
   verdict,
   writeReport,
 } from './report.ts'

@@ -1,8 +1,9 @@
 /**
  * A matrix run: one task across several aggregation rules × Byzantine behaviours, and
  * optionally × batch sizes × privacy settings (issue 8: the privacy / robustness trade-off)
- * × wire encodings (what float16, bfloat16 or int8 models cost in accuracy under attack).
- * Each cell is a full topology run (its own report in `<out>/<rule>__<behaviour>[__b<b>][__<privacy>][__<encoding>]/`);
+ * × wire encodings (what float16, bfloat16 or int8 models cost in accuracy under attack)
+ * × the redundancy r (stragglers apart from Byzantine members; docs/redundancy.md).
+ * Each cell is a full topology run (its own report in `<out>/<rule>__<behaviour>[__b<b>][__<privacy>][__<encoding>][__r<r>]/`);
  * the matrix writes one comparison table (`matrix.json`, `matrix.md`) and one plot
  * (`matrix.svg`, inside `matrix.html`) of the final honest accuracy, min and median — grouped
  * bars without a privacy axis, accuracy against the ε spent with one (the trade-off plot).
@@ -25,6 +26,12 @@ export interface MatrixCell {
   privacy?: string
   /** the models' wire encoding in this cell (always set by `runMatrix`) */
   encoding?: string
+  /** the redundancy r of this cell (a round waited for n − r models; always set by `runMatrix`) */
+  r?: number
+  /** with `expect.targetAccuracy`: the target, and when the median honest accuracy first reached it (null: never) */
+  targetAccuracy?: number
+  roundsToTarget?: number | null
+  timeToTargetMs?: number | null
   /** whole-run ε target of this cell (null without privacy or when the noise was given directly) */
   targetEpsilon?: number | null
   /** largest ε an honest member spent (RDP accountant, report.json nodes[].epsilon); null without privacy */
@@ -40,7 +47,7 @@ export interface MatrixCell {
 export interface MatrixReport {
   scenario: string
   /** the axes that were varied beyond rules × behaviours (absent = none) */
-  axes?: { batchSizes: boolean; privacy: boolean; encodings?: boolean }
+  axes?: { batchSizes: boolean; privacy: boolean; encodings?: boolean; r?: boolean }
   cells: MatrixCell[]
 }
 
@@ -74,66 +81,79 @@ export async function runMatrix(
   const batchSizes: (number | undefined)[] = matrix.batchSizes ?? [undefined]
   const privacies: (MatrixPrivacy | undefined)[] = matrix.privacy ?? [undefined]
   const encodings: (Scenario['encoding'] | undefined)[] = matrix.encodings ?? [undefined]
+  const rs: (number | undefined)[] = matrix.r ?? [undefined]
   for (const rule of matrix.rules) {
     for (const b of matrix.behaviours) {
       for (const batchSize of batchSizes) {
         for (const privacy of privacies) {
           for (const encoding of encodings) {
-            opts.signal?.throwIfAborted()
-            const behaviour = (typeof b === 'string' ? { behaviour: b } : b) as Omit<ByzantineConfig, 'members'>
-            const { beta, ...aggregator } = rule
-            const variant = withVariant(s, {
-              aggregator: aggregator as Scenario['aggregator'],
-              behaviour,
-              ...(batchSize === undefined ? {} : { batchSize }),
-              ...(privacy === undefined ? {} : { privacy }),
-            })
-            if (encoding !== undefined) variant.encoding = encoding
-            // `beta` on a matrix rule overrides the task's momentum (ALGORITHMS §7: nna with β = 0 is the NNA ablation)
-            if (beta !== undefined) {
-              if (typeof beta !== 'number' || !(beta >= 0 && beta < 1)) throw new InvalidConfigError(`${s.name}: matrix.rules`, `beta must be a number in [0, 1), got ${String(beta)}`)
-              variant.task.beta = beta
+            for (const r of rs) {
+              opts.signal?.throwIfAborted()
+              const behaviour = (typeof b === 'string' ? { behaviour: b } : b) as Omit<ByzantineConfig, 'members'>
+              const { beta, ...aggregator } = rule
+              const variant = withVariant(s, {
+                aggregator: aggregator as Scenario['aggregator'],
+                behaviour,
+                ...(batchSize === undefined ? {} : { batchSize }),
+                ...(privacy === undefined ? {} : { privacy }),
+                ...(r === undefined ? {} : { r }),
+              })
+              if (encoding !== undefined) variant.encoding = encoding
+              // `beta` on a matrix rule overrides the task's momentum (ALGORITHMS §7: nna with β = 0 is the NNA ablation)
+              if (beta !== undefined) {
+                if (typeof beta !== 'number' || !(beta >= 0 && beta < 1)) throw new InvalidConfigError(`${s.name}: matrix.rules`, `beta must be a number in [0, 1), got ${String(beta)}`)
+                variant.task.beta = beta
+              }
+              const behaviourLabel = label({ ...behaviour, rule: String(behaviour.behaviour) } as MatrixConfig['rules'][number])
+              const dp = variant.task.privacy
+              const privacyName = privacyLabel(dp)
+              const name = [
+                label(rule),
+                behaviourLabel,
+                ...(batchSize === undefined ? [] : [`b${batchSize}`]),
+                ...(privacy === undefined ? [] : [privacyName.replace(/ε/g, 'eps').replace(/σ/g, 'sigma').replace(/δ/g, 'delta')]),
+                ...(encoding === undefined ? [] : [encoding]),
+                ...(r === undefined ? [] : [`r${r}`]),
+              ].join('__')
+              const dir = join(outDir, name.replace(/[^a-z0-9=.,()_+-]/gi, '_'))
+              const { report, files } = await runTopology(variant, { ...opts, outDir: dir })
+              const cell: MatrixCell = {
+                rule: label(rule),
+                behaviour: behaviourLabel,
+                batchSize: variant.task.batchSize,
+                privacy: privacyName,
+                encoding: variant.encoding ?? 'float32',
+                r: variant.r ?? variant.f,
+                ...(report.timeToTarget === undefined
+                  ? {}
+                  : { targetAccuracy: report.timeToTarget.target, roundsToTarget: report.timeToTarget.round === null ? null : report.timeToTarget.round + 1, timeToTargetMs: report.timeToTarget.elapsedMs }),
+                targetEpsilon: dp?.epsilon ?? null,
+                epsilon: report.privacy?.maxHonestEpsilon ?? null,
+                delta: dp?.delta ?? null,
+                minHonestAccuracy: report.honest.minFinalAccuracy,
+                medianHonestAccuracy: report.honest.medianFinalAccuracy,
+                passed: report.passed,
+                report: files.html,
+              }
+              cells.push(cell)
+              opts.onCell?.(cell)
             }
-            const behaviourLabel = label({ ...behaviour, rule: String(behaviour.behaviour) } as MatrixConfig['rules'][number])
-            const dp = variant.task.privacy
-            const privacyName = privacyLabel(dp)
-            const name = [
-              label(rule),
-              behaviourLabel,
-              ...(batchSize === undefined ? [] : [`b${batchSize}`]),
-              ...(privacy === undefined ? [] : [privacyName.replace(/ε/g, 'eps').replace(/σ/g, 'sigma').replace(/δ/g, 'delta')]),
-              ...(encoding === undefined ? [] : [encoding]),
-            ].join('__')
-            const dir = join(outDir, name.replace(/[^a-z0-9=.,()_+-]/gi, '_'))
-            const { report, files } = await runTopology(variant, { ...opts, outDir: dir })
-            const cell: MatrixCell = {
-              rule: label(rule),
-              behaviour: behaviourLabel,
-              batchSize: variant.task.batchSize,
-              privacy: privacyName,
-              encoding: variant.encoding ?? 'float32',
-              targetEpsilon: dp?.epsilon ?? null,
-              epsilon: report.privacy?.maxHonestEpsilon ?? null,
-              delta: dp?.delta ?? null,
-              minHonestAccuracy: report.honest.minFinalAccuracy,
-              medianHonestAccuracy: report.honest.medianFinalAccuracy,
-              passed: report.passed,
-              report: files.html,
-            }
-            cells.push(cell)
-            opts.onCell?.(cell)
           }
         }
       }
     }
   }
-  const m: MatrixReport = { scenario: s.name, axes: { batchSizes: matrix.batchSizes !== undefined, privacy: matrix.privacy !== undefined, encodings: matrix.encodings !== undefined }, cells }
+  const m: MatrixReport = {
+    scenario: s.name,
+    axes: { batchSizes: matrix.batchSizes !== undefined, privacy: matrix.privacy !== undefined, encodings: matrix.encodings !== undefined, ...(matrix.r !== undefined ? { r: true } : {}) },
+    cells,
+  }
   await mkdir(outDir, { recursive: true })
   const json = join(outDir, 'matrix.json')
   await writeFile(json, `${JSON.stringify(m, null, 2)}\n`)
   const markdown = join(outDir, 'matrix.md')
   await writeFile(markdown, matrixMarkdown(m))
-  const svgText = await renderSvg(m.axes?.privacy === true ? tradeOffPlot(m) : matrixPlot(m))
+  const svgText = await renderSvg(m.axes?.privacy === true ? tradeOffPlot(m) : m.axes?.r === true && m.cells.some((c) => c.targetAccuracy !== undefined) ? timeToTargetPlot(m) : matrixPlot(m))
   const svg = join(outDir, 'matrix.svg')
   await writeFile(svg, svgText)
   const html = join(outDir, 'matrix.html')
@@ -150,7 +170,7 @@ export async function runMatrix(
  * (attack, rule, batch size, privacy, ε spent, accuracy).
  */
 export function matrixMarkdown(m: MatrixReport): string {
-  if (m.axes?.batchSizes === true || m.axes?.privacy === true || m.axes?.encodings === true) return tradeOffMarkdown(m)
+  if (m.axes?.batchSizes === true || m.axes?.privacy === true || m.axes?.encodings === true || m.axes?.r === true || m.cells.some((c) => c.targetAccuracy !== undefined)) return tradeOffMarkdown(m)
   const rules = [...new Set(m.cells.map((c) => c.rule))]
   const behaviours = [...new Set(m.cells.map((c) => c.behaviour))]
   const lines = [
@@ -211,8 +231,10 @@ function tradeOffMarkdown(m: MatrixReport): string {
       rules.get(a.rule)! - rules.get(b.rule)! ||
       batch(a) - batch(b) ||
       epsKey(a) - epsKey(b) ||
-      encodings.get(a.encoding ?? 'float32')! - encodings.get(b.encoding ?? 'float32')!,
+      encodings.get(a.encoding ?? 'float32')! - encodings.get(b.encoding ?? 'float32')! ||
+      (a.r ?? 0) - (b.r ?? 0),
   )
+  const targets = [...new Set(m.cells.flatMap((c) => (c.targetAccuracy === undefined ? [] : [c.targetAccuracy])))]
   const delta = [...new Set(m.cells.flatMap((c) => (c.delta === null || c.delta === undefined ? [] : [c.delta])))]
   // the columns of the axes this matrix varied (a matrix read back from an older matrix.json has batch and privacy)
   const axes = m.axes ?? { batchSizes: true, privacy: true }
@@ -227,7 +249,14 @@ function tradeOffMarkdown(m: MatrixReport): string {
         ] as Array<[string, (c: MatrixCell) => string]>)
       : []),
     ...(axes.encodings === true ? [['encoding', (c: MatrixCell) => c.encoding ?? 'float32'] as [string, (c: MatrixCell) => string]] : []),
+    ...(axes.r === true ? [['r', (c: MatrixCell) => String(c.r ?? '')] as [string, (c: MatrixCell) => string]] : []),
     ['min / median', (c) => `${pct(c.minHonestAccuracy)} / ${pct(c.medianHonestAccuracy)}`],
+    ...(targets.length > 0
+      ? ([
+          [`time to ${targets.map((t) => pct(t)).join('/')} %`, (c: MatrixCell) => (c.timeToTargetMs === undefined ? '' : c.timeToTargetMs === null ? 'not reached' : `${(c.timeToTargetMs / 1000).toFixed(1)} s`)],
+          ['rounds to it', (c: MatrixCell) => (c.roundsToTarget === undefined || c.roundsToTarget === null ? '—' : String(c.roundsToTarget))],
+        ] as Array<[string, (c: MatrixCell) => string]>)
+      : []),
     ['passed', (c) => (c.passed ? 'yes' : 'no')],
   ]
   const lines = [
@@ -241,6 +270,39 @@ function tradeOffMarkdown(m: MatrixReport): string {
   ]
   for (const c of rows) lines.push(`| ${columns.map(([, v]) => v(c)).join(' | ')} |`)
   return `${lines.join('\n')}\n`
+}
+
+/**
+ * Time-to-accuracy per cell (a matrix with an r axis and `expect.targetAccuracy`): one group of
+ * bars per attack (× rule when there are several), one bar per r; a cell that never reached the
+ * target has no bar and is labelled so.
+ */
+export function timeToTargetPlot(m: MatrixReport): TopLevelSpec {
+  const rules = new Set(m.cells.map((c) => c.rule))
+  const target = m.cells.find((c) => c.targetAccuracy !== undefined)?.targetAccuracy ?? 0
+  const values = m.cells.map((c) => ({
+    group: rules.size > 1 ? `${c.behaviour}, ${c.rule}` : c.behaviour,
+    r: `r = ${c.r ?? ''}`,
+    seconds: c.timeToTargetMs === null || c.timeToTargetMs === undefined ? null : c.timeToTargetMs / 1000,
+    label: c.timeToTargetMs === null || c.timeToTargetMs === undefined ? 'not reached' : `${(c.timeToTargetMs / 1000).toFixed(1)} s`,
+  }))
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: `${m.scenario}: time until the median honest accuracy reached ${(target * 100).toFixed(0)} %`,
+    background: 'white',
+    data: { values },
+    width: { step: 40 },
+    height: 220,
+    encoding: {
+      x: { field: 'group', type: 'nominal', title: rules.size > 1 ? 'Byzantine behaviour, rule' : 'Byzantine behaviour' },
+      xOffset: { field: 'r', type: 'nominal' },
+      color: { field: 'r', type: 'nominal', title: 'redundancy' },
+    },
+    layer: [
+      { mark: 'bar', encoding: { y: { field: 'seconds', type: 'quantitative', title: 'time to target (s, lower is better)' } } },
+      { mark: { type: 'text', dy: -6, fontSize: 10 }, encoding: { y: { field: 'seconds', type: 'quantitative' }, text: { field: 'label', type: 'nominal' } } },
+    ],
+  }
 }
 
 /**

@@ -77,7 +77,20 @@ export interface RoundFigures {
   honestAccuracy?: { min: number; median: number; max: number; count: number }
   honestSpread?: number
   roundMs: { median: number; max: number }
+  /** median over honest members of RoundReport.elapsedMs (ms since their run started) at this round */
+  elapsedMs?: number
   bytesSent: number
+}
+
+/** The first evaluation round at which the median honest accuracy reached the target, and when. */
+export interface TimeToTarget {
+  target: number
+  /** null when the target was never reached */
+  round: number | null
+  /** median honest elapsedMs at that round (ms since the members' runs started); null when not reached */
+  elapsedMs: number | null
+  /** the median honest accuracy at that round */
+  accuracy: number | null
 }
 
 export interface TopologyReport {
@@ -88,8 +101,12 @@ export interface TopologyReport {
   durationMs: number
   n: number
   f: number
+  /** members a round could go without: a round waited for n − r models (r = f unless the scenario sets r) */
+  r: number
   rule: string
   rounds: number
+  /** with `expect.targetAccuracy`: time-to-accuracy (docs/redundancy.md) */
+  timeToTarget?: TimeToTarget
   nodes: NodeSummary[]
   honest: { minFinalAccuracy: number | null; medianFinalAccuracy: number | null; finalSpread: number | null }
   /**
@@ -196,6 +213,8 @@ export function buildReport(opts: {
       bytesSent: list.reduce((s, r) => s + r.bytesSent, 0),
     }
     if (accs.length > 0) fig.honestAccuracy = { min: Math.min(...accs), median: median(accs), max: Math.max(...accs), count: accs.length }
+    const elapsed = honest.flatMap((r) => (r.elapsedMs === undefined ? [] : [r.elapsedMs]))
+    if (elapsed.length > 0) fig.elapsedMs = median(elapsed)
     if (sketches.length >= 2) {
       fig.honestSpread = maxPairwiseDistance(sketches)
       finalSpread = fig.honestSpread
@@ -214,10 +233,13 @@ export function buildReport(opts: {
   const p = scenario.task.privacy
   const privacy =
     p === undefined ? undefined : { config: p, delta: p.delta, maxHonestEpsilon: honestEps.length === 0 ? null : Math.max(...honestEps), batchSize: scenario.task.batchSize }
+  const target = scenario.expect.targetAccuracy
+  const timeToTarget = target === undefined ? undefined : timeToAccuracy(perRound, target)
   const expectations = evaluateExpectations(scenario.expect, {
     honestNodes: nodes.filter((n) => !n.byzantine),
     finalSpread,
     rounds: scenario.task.rounds,
+    ...(timeToTarget === undefined ? {} : { timeToTarget }),
   })
   return {
     scenario: scenario.name,
@@ -227,8 +249,10 @@ export function buildReport(opts: {
     durationMs: opts.durationMs,
     n: scenario.n,
     f: scenario.f,
+    r: scenario.r ?? scenario.f,
     rule: scenario.aggregator.rule,
     rounds: scenario.task.rounds,
+    ...(timeToTarget === undefined ? {} : { timeToTarget }),
     nodes,
     honest,
     ...(privacy === undefined ? {} : { privacy }),
@@ -240,12 +264,25 @@ export function buildReport(opts: {
 }
 
 /**
+ * Time-to-accuracy: the first round whose median honest accuracy (over the honest members that
+ * evaluated it) is ≥ `target`, with the median honest elapsedMs of that round.
+ */
+export function timeToAccuracy(perRound: RoundFigures[], target: number): TimeToTarget {
+  for (const p of perRound) {
+    if (p.honestAccuracy !== undefined && p.honestAccuracy.median >= target) {
+      return { target, round: p.round, elapsedMs: p.elapsedMs ?? null, accuracy: p.honestAccuracy.median }
+    }
+  }
+  return { target, round: null, elapsedMs: null, accuracy: null }
+}
+
+/**
  * Evaluates the scenario's expectations. A member that never evaluated counts as accuracy 0
  * (it cannot pass a minimum); `minRoundsCompleted` defaults to every round of the task.
  */
 export function evaluateExpectations(
   expect: Expectations,
-  ctx: { honestNodes: NodeSummary[]; finalSpread: number | null; rounds: number },
+  ctx: { honestNodes: NodeSummary[]; finalSpread: number | null; rounds: number; timeToTarget?: TimeToTarget },
 ): ExpectationResult[] {
   const out: ExpectationResult[] = []
   const accs = ctx.honestNodes.map((n) => n.finalAccuracy ?? 0)
@@ -290,6 +327,19 @@ export function evaluateExpectations(
       detail: v === null ? 'no sketches to estimate the spread' : `honest spread at the last evaluation ${fmt(v)} ≤ ${expect.maxHonestSpread}`,
     })
   }
+  if (expect.targetAccuracy !== undefined) {
+    const t = ctx.timeToTarget
+    const reached = t !== undefined && t.round !== null
+    out.push({
+      name: 'targetAccuracy',
+      passed: reached,
+      value: reached ? t.accuracy : null,
+      threshold: expect.targetAccuracy,
+      detail: reached
+        ? `median honest accuracy ${fmt(t.accuracy!)} ≥ ${expect.targetAccuracy} at round ${t.round! + 1}${t.elapsedMs === null ? '' : `, after ${(t.elapsedMs / 1000).toFixed(1)} s`}`
+        : `median honest accuracy never reached ${expect.targetAccuracy}`,
+    })
+  }
   const minRounds = expect.minRoundsCompleted ?? ctx.rounds
   const v = ctx.honestNodes.length > 0 ? Math.min(...ctx.honestNodes.map((n) => n.roundsCompleted)) : 0
   out.push({
@@ -308,7 +358,10 @@ export function verdict(r: TopologyReport): string {
   const failed = r.expectations.filter((e) => !e.passed).map((e) => e.name)
   const head = r.passed ? 'PASS' : `FAIL (${failed.join(', ')})`
   const dp = r.privacy === undefined ? '' : `, private: ${privacyText(r.privacy)}`
-  return `${head}: ${r.scenario} — rule ${r.rule}, honest final accuracy min ${acc(r.honest.minFinalAccuracy)} / median ${acc(r.honest.medianFinalAccuracy)}, ${r.nodes.filter((n) => n.byzantine).length} Byzantine of ${r.n}${dp}`
+  const rr = r.r !== undefined && r.r !== r.f ? `, r = ${r.r}` : ''
+  const t = r.timeToTarget
+  const tt = t === undefined ? '' : t.round === null ? `, never reached ${acc(t.target)}` : `, reached ${acc(t.target)} at round ${t.round + 1}${t.elapsedMs === null ? '' : ` after ${(t.elapsedMs / 1000).toFixed(1)} s`}`
+  return `${head}: ${r.scenario} — rule ${r.rule}${rr}, honest final accuracy min ${acc(r.honest.minFinalAccuracy)} / median ${acc(r.honest.medianFinalAccuracy)}, ${r.nodes.filter((n) => n.byzantine).length} Byzantine of ${r.n}${dp}${tt}`
 }
 
 /** `ε 1.98 spent (target 2), δ = 1e-5` — the privacy figures of a report in words. */
@@ -446,7 +499,7 @@ tr.byz{background:#fdecea}tr.ok td:nth-child(2){color:#1a7f37;font-weight:bold}t
 <h1>Topology report: ${escapeHtml(r.scenario)}</h1>
 ${r.description === undefined ? '' : `<p>${escapeHtml(r.description)}</p>`}
 <p class="verdict">${escapeHtml(verdict(r))}</p>
-<p>n = ${r.n}, f = ${r.f}, rule <code>${escapeHtml(r.rule)}</code>, ${r.rounds} rounds, mode ${r.mode}, started ${escapeHtml(r.startedAt)}, took ${(r.durationMs / 1000).toFixed(1)} s.</p>
+<p>n = ${r.n}, f = ${r.f}${r.r !== undefined && r.r !== r.f ? `, r = ${r.r} (a round waited for n − r = ${r.n - r.r} models)` : ''}, rule <code>${escapeHtml(r.rule)}</code>, ${r.rounds} rounds, mode ${r.mode}, started ${escapeHtml(r.startedAt)}, took ${(r.durationMs / 1000).toFixed(1)} s.</p>
 ${r.privacy === undefined ? '' : `<p>Differential privacy (honest members clip per example and add Gaussian noise; RDP accountant, sampling without replacement, replace-one neighbours): ${escapeHtml(privacyText(r.privacy))}. See docs/privacy.md.</p>`}
 <h2>Expectations</h2>
 <table><tr><th>name</th><th>result</th><th>value</th><th>threshold</th><th>detail</th></tr>

@@ -60,6 +60,8 @@ export interface RunTopologyOptions {
   signal?: AbortSignal
   logger?: Logger
   onProgress?: (e: ProgressEvent) => void
+  /** every member's RoundReport as it arrives (Byzantine members' too), in both modes */
+  onRound?: (r: RoundReport) => void
   /** the program to start members with (process mode); default bin/monna.js of this package */
   program?: string
 }
@@ -125,6 +127,7 @@ async function prepare(s: Scenario, outDir: string, withPorts: boolean): Promise
       name: s.name,
       seed: s.seed,
       f: s.f,
+      ...(s.r !== undefined ? { r: s.r } : {}),
       members: ids.map((id, i) => ({
         id,
         name: memberName(i),
@@ -168,14 +171,17 @@ class ProgressTracker {
   private readonly rounds: number
   private readonly emit: (e: ProgressEvent) => void
   readonly all: MemberRound[] = []
-  constructor(members: MemberInfo[], rounds: number, emit: (e: ProgressEvent) => void) {
+  private readonly onRound: ((r: RoundReport) => void) | undefined
+  constructor(members: MemberInfo[], rounds: number, emit: (e: ProgressEvent) => void, onRound?: (r: RoundReport) => void) {
     this.rounds = rounds
     this.emit = emit
+    this.onRound = onRound
     this.honest = new Set(members.filter((m) => !m.byzantine).map((m) => m.id))
   }
 
   add(r: MemberRound): void {
     this.all.push(r)
+    this.onRound?.(r)
     if (!this.honest.has(r.member)) return
     const list = this.counts.get(r.round) ?? []
     list.push(r)
@@ -235,7 +241,7 @@ export async function runTopology(s: Scenario, opts: RunTopologyOptions): Promis
   opts.signal?.throwIfAborted()
   let prepared = await prepare(s, outDir, mode === 'process')
   emit({ kind: 'start', scenario: s.name, mode, n: s.n, outDir })
-  let tracker = new ProgressTracker(prepared.members, s.task.rounds, emit)
+  let tracker = new ProgressTracker(prepared.members, s.task.rounds, emit, opts.onRound)
   let startedAt = new Date()
   const timeout = AbortSignal.timeout(s.runtime.timeoutMs)
   const signal = opts.signal === undefined ? timeout : AbortSignal.any([opts.signal, timeout])
@@ -250,7 +256,7 @@ export async function runTopology(s: Scenario, opts: RunTopologyOptions): Promis
       if (outcome !== 'address-in-use' || attempt >= 3) break
       logger.warn('a member could not listen on its port (taken meanwhile); starting the run again on fresh ports', { attempt })
       prepared = await prepare(s, outDir, true)
-      tracker = new ProgressTracker(prepared.members, s.task.rounds, emit)
+      tracker = new ProgressTracker(prepared.members, s.task.rounds, emit, opts.onRound)
       startedAt = new Date()
     }
   }

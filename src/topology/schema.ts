@@ -15,6 +15,7 @@ import { z } from 'zod'
 import { MAX_META_BYTES, maxMembers } from '../broadcast/wire.ts'
 import { aggregatorSchema, encodingSchema, limitsSchema, type PrivacyConfig, parseConfig, privacySchema, taskSchema, timingSchema } from '../config/schema.ts'
 import { InvalidConfigError } from '../errors.ts'
+import { checkRedundancy } from '../node/redundancy.ts'
 
 const seed = z.union([z.number().int().nonnegative(), z.string().min(1)])
 const memberIndex = z.number().int().nonnegative()
@@ -107,6 +108,12 @@ export const expectationsSchema = z
     maxHonestSpread: z.number().nonnegative().optional(),
     /** every honest member completed at least this many rounds (default: all of task.rounds) */
     minRoundsCompleted: z.number().int().nonnegative().optional(),
+    /**
+     * Time-to-accuracy (docs/redundancy.md): the median honest accuracy reaches this at some
+     * evaluation round. The report gives the first such round and its wall time
+     * (`timeToTarget`: the median honest RoundReport.elapsedMs of that round), per matrix cell too.
+     */
+    targetAccuracy: z.number().min(0).max(1).optional(),
   })
   .default({})
 export type Expectations = z.output<typeof expectationsSchema>
@@ -129,6 +136,8 @@ export const matrixSchema = z.strictObject({
   batchSizes: z.array(z.number().int().positive()).min(1).optional(),
   /** optional axis: the models' wire encodings (replace the scenario's `encoding` in every cell; docs/encodings.md) */
   encodings: z.array(encodingSchema).min(1).optional(),
+  /** optional axis: the redundancy r (replaces the scenario's `r` in every cell; f ≤ r < n; docs/redundancy.md) */
+  r: z.array(z.number().int().nonnegative()).min(1).optional(),
 })
 export type MatrixConfig = z.output<typeof matrixSchema>
 
@@ -158,6 +167,8 @@ export const scenarioSchema = z.strictObject({
   seed: seed.default(0),
   n: z.number().int().min(1).max(512),
   f: z.number().int().nonnegative(),
+  /** members a round may go without, f ≤ r < n (default f): a round waits for n − r models (docs/redundancy.md) */
+  r: z.number().int().nonnegative().optional(),
   task: taskSchema.default(taskSchema.parse({})),
   aggregator: aggregatorSchema,
   timing: timingSchema,
@@ -202,6 +213,12 @@ export function parseScenario(input: unknown, where = 'scenario'): Scenario {
     )
   }
   if (byz.size === s.n) throw new InvalidConfigError(`${where}: byzantine`, 'at least one member must be honest')
+  checkRedundancy({ n: s.n, f: s.f, r: s.r, rule: s.aggregator.rule }, where)
+  if (s.matrix !== undefined) {
+    // every cell's (r, rule) pair must hold before the first cell runs
+    const rs: Array<[string, number | undefined]> = s.matrix.r?.map((r, k) => [`matrix.r.${k}`, r]) ?? [['r', s.r]]
+    for (const [field, r] of rs) for (const rule of s.matrix.rules) checkRedundancy({ n: s.n, f: s.f, r, rule: rule.rule }, where, field)
+  }
   for (const [k, m] of s.network.members.entries()) for (const i of m.members) checkIndex(`network.members.${k}.members`, i)
   for (const [k, l] of s.network.links.entries()) {
     for (const i of l.from) checkIndex(`network.links.${k}.from`, i)
@@ -240,12 +257,13 @@ export function privacyOf(p: MatrixPrivacy): PrivacyConfig | undefined {
   return typeof p === 'number' ? privacySchema.parse({ epsilon: p }) : p
 }
 
-/** The scenario with another rule, behaviour, batch size and/or privacy (for matrices); `privacy: 'none'` removes it. */
+/** The scenario with another rule, behaviour, batch size, privacy and/or r (for matrices); `privacy: 'none'` removes it. */
 export function withVariant(
   s: Scenario,
-  variant: { aggregator?: Scenario['aggregator']; behaviour?: Omit<ByzantineConfig, 'members'>; batchSize?: number; privacy?: MatrixPrivacy },
+  variant: { aggregator?: Scenario['aggregator']; behaviour?: Omit<ByzantineConfig, 'members'>; batchSize?: number; privacy?: MatrixPrivacy; r?: number },
 ): Scenario {
   const next: Scenario = structuredClone(s)
+  if (variant.r !== undefined) next.r = variant.r
   if (variant.aggregator !== undefined) next.aggregator = variant.aggregator
   if (variant.batchSize !== undefined) next.task.batchSize = variant.batchSize
   if (variant.privacy !== undefined) {

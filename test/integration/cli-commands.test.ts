@@ -84,6 +84,17 @@ describe('monna commands', () => {
     assert.equal(int8.encoding, 'int8')
     assert.ok(ri.stdout.includes(swarmId(int8)))
     assert.notEqual(swarmId(int8), swarmId(swarm))
+    // --r goes into the swarm file (docs/redundancy.md); status shows r and n − r
+    const rd = join(dir, 'lan-r')
+    const rr = await runMonna(['swarm', 'init', '--nodes', '7', '--f', '1', '--r', '3', '--dir', rd, '--base-port', '9710', '--rounds', '7'])
+    assert.equal(rr.code, 0, rr.stderr)
+    const withR = parseSwarm(parse(await readFile(join(rd, 'swarm.yaml'), 'utf8')))
+    assert.equal(withR.r, 3)
+    assert.ok(rr.stdout.includes(swarmId(withR)) && rr.stdout.includes('r = 3'), rr.stdout)
+    const st = await runMonna(['status', '--config', join(rd, 'node-0.yaml')])
+    assert.equal(st.code, 0, st.stderr)
+    assert.match(st.stdout, /epoch {4}0 \(n = 7, f = 1, r = 3: a round waits for 4 models\)/)
+    oneLineError(await runMonna(['swarm', 'init', '--nodes', '7', '--f', '1', '--r', '5', '--rule', 'krum', '--dir', join(dir, 'lan-r-krum')]), /r = 5 leaves k = n − r = 2 models a round, but krum needs k > 2f \+ 2 with f = 1; lower r to at most 2/)
   })
 
   it('swarm init refuses what cannot work, saying what to change', async () => {
