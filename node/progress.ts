@@ -1,6 +1,7 @@
 /**
  * Progress output of `monna start`, one line per round on stdout:
  * - `pretty`: `m0  round 12/100  loss 0.3451  acc 91.2%  delivered 5/5  rejected 0  312 ms`
+ *   (`rejected 3 (out-of-window 2, over-capacity 1)`: frames refused so far, by reason)
  *   (+ `ε 1.23` when private, `STALLED` when the round waited past the timeout); stalls,
  *   recoveries, catch-ups and membership epoch switches get their own line;
  * - `json`: every RoundReport as one JSON object per line; stall / recover / catch-up events as
@@ -15,8 +16,13 @@ export function formatRound(r: RoundReport, rounds: number): string {
   const parts = [`${r.name ?? r.member.slice(-6)}`, `round ${r.round + 1}/${rounds}`, `loss ${Number.isFinite(r.loss) ? r.loss.toFixed(4) : String(r.loss)}`]
   if (r.accuracy !== undefined) parts.push(`acc ${(100 * r.accuracy).toFixed(1)}%`)
   parts.push(`delivered ${r.delivered}/${r.needed}`)
-  const rejected = Object.values(r.rejected).reduce((a, b) => a + b, 0)
-  parts.push(`rejected ${rejected}`)
+  // frames refused so far, and why (an honest swarm refuses a few without blame: frames for a
+  // round outside a lagging member's window, budgets met under load — not an attack by themselves)
+  const reasons = Object.entries(r.rejected)
+    .filter(([, v]) => v > 0)
+    .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+  const rejected = reasons.reduce((a, [, v]) => a + v, 0)
+  parts.push(rejected === 0 ? 'rejected 0' : `rejected ${rejected} (${reasons.map(([k, v]) => `${k} ${v}`).join(', ')})`)
   parts.push(`${r.roundMs} ms`)
   if (r.epsilon !== undefined) parts.push(`ε ${r.epsilon.toFixed(3)}`)
   if (r.caughtUpFrom !== undefined) parts.push(`(caught up from round ${r.caughtUpFrom + 1})`)

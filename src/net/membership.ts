@@ -64,14 +64,21 @@ export function validateMembership(m: Membership, logger?: Logger): void {
       `n = ${n} members tolerate at most f = ${Math.floor((n - 1) / 3)} (need n ≥ 3f + 1 for the signed echo broadcast); lower f or add members`,
     )
   }
-  if (m.f / n > WARN_FAULT_FRACTION) {
-    logger?.warn('f/n is above 1/5: the broadcast is safe (n ≥ 3f+1) but MoNNA convergence needs a smaller Byzantine fraction', {
+  // once per swarm, n and f in a process: the member, its libp2p node and its broadcast all
+  // check the membership they are given (and an in-process swarm has n members)
+  const key = `${m.swarmId}|${n}|${m.f}`
+  if (m.f / n > WARN_FAULT_FRACTION && logger !== undefined && !warnedFaultFraction.has(key)) {
+    if (warnedFaultFraction.size >= 1024) warnedFaultFraction.clear()
+    warnedFaultFraction.add(key)
+    logger.warn('f/n is above 1/5: the broadcast is safe (n ≥ 3f+1) but MoNNA convergence needs a smaller Byzantine fraction', {
       n,
       f: m.f,
       fraction: m.f / n,
     })
   }
 }
+
+const warnedFaultFraction = new Set<string>()
 
 /** All pubsub topics of a swarm start with this prefix, so two swarms never mix. */
 export function swarmTopicPrefix(swarmId: string): string {

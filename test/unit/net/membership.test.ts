@@ -65,3 +65,16 @@ test('topics are namespaced by swarm', () => {
   assert.equal(swarmTopic('alpha', 'final'), '/monna/alpha/final/1')
   assert.notEqual(swarmTopic('alpha', 'final'), swarmTopic('beta', 'final'))
 })
+
+test('the f/n warning is given once per swarm, n and f, however many parts of the process check the membership', async () => {
+  const members = await ids(4)
+  const log = memoryLogger()
+  const m: Membership = { swarmId: 'warn-once', members, f: 1 }
+  for (let i = 0; i < 3; i++) validateMembership(m, log) // member, libp2p node, broadcast
+  validateMembership({ ...m }, memoryLogger(log.records)) // another member of an in-process swarm
+  assert.equal(log.records.filter((r) => r.level === 'warn' && r.msg.startsWith('f/n is above 1/5')).length, 1)
+  validateMembership({ ...m, swarmId: 'warn-once-other' }, log) // another swarm: its own warning
+  assert.equal(log.records.filter((r) => r.level === 'warn' && r.msg.startsWith('f/n is above 1/5')).length, 2)
+  validateMembership({ ...m, members: [...members, ...(await ids(2))] }, log) // f/n = 1/6: none
+  assert.equal(log.records.filter((r) => r.level === 'warn').length, 2)
+})

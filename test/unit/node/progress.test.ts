@@ -22,7 +22,8 @@ const report: RoundReport = {
 describe('progress output', () => {
   it('shows round, loss, accuracy, delivered/needed, rejections, time, ε and STALLED on one line', () => {
     const line = formatRound(report, 100)
-    assert.equal(line, 'node-2  round 12/100  loss 0.3457  acc 91.2%  delivered 5/5  rejected 3  312 ms  ε 1.234  STALLED')
+    assert.equal(line, 'node-2  round 12/100  loss 0.3457  acc 91.2%  delivered 5/5  rejected 3 (equivocation 2, bad-length 1)  312 ms  ε 1.234  STALLED')
+    assert.match(formatRound({ ...report, rejected: { 'bad-length': 0 } }, 100), /delivered 5\/5 {2}rejected 0 {2}312 ms/)
   })
 
   it('prints stall and recover events: a line in pretty mode, an `event` object in json mode', () => {
