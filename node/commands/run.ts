@@ -122,7 +122,7 @@ export function registerRunCommand(program: Command): void {
     .description('run a whole swarm from a scenario file (topologies/*.yaml), write report.json + report.html, exit 0 only if every expectation holds')
     .argument('<topology>', 'scenario file (.yaml, .yml or .json)')
     .option('--out <dir>', 'output directory (default runs/<scenario name>)')
-    .option('--in-process', 'run every member in this process on the in-memory hub (for large n)')
+    .option('--in-process', 'run every member in this process: the same member stack (libp2p, signed echo broadcast, round engine) over libp2p\'s in-memory transport (for large n)')
     .option('--matrix', "run the scenario's matrix (rules × behaviours, and its optional axes) and write a comparison table and plot")
     .option('--quiet', 'no progress lines')
     .action(async (topology: string, flags: RunFlags) => {
