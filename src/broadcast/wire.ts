@@ -120,9 +120,9 @@ class Writer {
   private buf: Uint8Array
   private dv: DataView
   length: number
-  /** `reserve`: bytes left at the start (the header, filled in by `at`) */
-  constructor(reserve = 0) {
-    this.buf = new Uint8Array(256)
+  /** `reserve`: bytes left at the start (the header); `capacity`: the size expected */
+  constructor(reserve = 0, capacity = 256) {
+    this.buf = new Uint8Array(Math.max(capacity, reserve + 64))
     this.dv = new DataView(this.buf.buffer)
     this.length = reserve
   }
@@ -181,7 +181,10 @@ function writeInstance(w: Writer, i: Instance): void {
 
 /** Encodes the meta section of a frame. */
 function encodeMeta(f: Frame): Writer {
-  const w = new Writer(HEADER_BYTES)
+  // certificates and FETCH lists grow with n: sized once for them (a signer's id and signature
+  // take at most 1 + MAX_STRING_BYTES + SIG_BYTES bytes, a listed member 1 + MAX_STRING_BYTES)
+  const lists = f.type === 'FINAL' ? f.certificate.length * (1 + MAX_STRING_BYTES + SIG_BYTES) : f.type === 'FETCH' ? f.have.length * (1 + MAX_STRING_BYTES) : 0
+  const w = new Writer(HEADER_BYTES, 256 + lists)
   switch (f.type) {
     case 'SEND':
       writeInstance(w, f)
