@@ -393,37 +393,104 @@ function memberLabel(n: NodeSummary): string {
   return n.byzantine ? `${n.name} (Byzantine: ${n.behaviour})` : n.name
 }
 
+/** Members drawn one colour each up to this many; larger swarms get a band (vega's palette has 10 colours). */
+export const MAX_COLOURED_MEMBERS = 10
+
+/** Labels in the members' order (m2 before m10), not as text. */
+function naturalOrder(labels: Iterable<string>): string[] {
+  return [...new Set(labels)].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }))
+}
+
+type Row = { round: number; label: string; kind: 'honest' | 'Byzantine' } & Record<string, unknown>
+
+/**
+ * One plot of a per-member series. Up to MAX_COLOURED_MEMBERS members: a line per member, the
+ * legend in the members' order. Larger swarms: every honest member as a faint grey line, the
+ * honest members' median as a line and their min–max as a band, Byzantine members apart
+ * (dashed, coloured, in the legend).
+ */
+function memberPlot(
+  base: Record<string, unknown>,
+  title: string,
+  rows: Row[],
+  field: string,
+  y: Record<string, unknown>,
+  mark: { point?: boolean },
+): TopLevelSpec {
+  const x = { field: 'round', type: 'quantitative', title: 'round' } as const
+  const yEnc = { field, type: 'quantitative', ...y }
+  const labels = naturalOrder(rows.map((r) => r.label))
+  if (labels.length <= MAX_COLOURED_MEMBERS) {
+    return {
+      ...base,
+      title,
+      data: { values: rows },
+      mark: { type: 'line', strokeWidth: mark.point === true ? 2 : 1, ...(mark.point === true ? { point: true } : {}) },
+      encoding: {
+        x,
+        y: yEnc,
+        color: { field: 'label', type: 'nominal', title: 'member', scale: { domain: labels }, legend: { labelLimit: 400 } },
+        strokeDash: { field: 'kind', type: 'nominal', title: 'role', scale: { domain: ['honest', 'Byzantine'], range: [[1, 0], [4, 3]] } },
+      },
+    } as TopLevelSpec
+  }
+  const honest = rows.filter((r) => r.kind === 'honest')
+  const byRound = new Map<number, number[]>()
+  for (const r of honest) {
+    const v = r[field]
+    if (typeof v !== 'number' || !Number.isFinite(v)) continue
+    const list = byRound.get(r.round) ?? []
+    list.push(v)
+    byRound.set(r.round, list)
+  }
+  const band = [...byRound].map(([round, vs]) => ({ round, min: Math.min(...vs), median: median(vs), max: Math.max(...vs) })).sort((a, b) => a.round - b.round)
+  const byz = rows.filter((r) => r.kind === 'Byzantine')
+  const honestCount = new Set(honest.map((r) => r.label)).size
+  return {
+    ...base,
+    title: { text: title, subtitle: `${honestCount} honest members: median (blue line), min–max (band), each member (grey)${byz.length > 0 ? '; Byzantine members dashed' : ''}` },
+    layer: [
+      { data: { values: honest }, mark: { type: 'line', strokeWidth: 0.6, opacity: 0.3, color: '#777' }, encoding: { x, y: yEnc, detail: { field: 'label', type: 'nominal' } } },
+      { data: { values: band }, mark: { type: 'area', opacity: 0.18, color: '#1f77b4' }, encoding: { x, y: { field: 'min', type: 'quantitative', ...y }, y2: { field: 'max' } } },
+      { data: { values: band }, mark: { type: 'line', strokeWidth: 2.5, color: '#1f77b4', ...(mark.point === true ? { point: true } : {}) }, encoding: { x, y: { field: 'median', type: 'quantitative', ...y } } },
+      ...(byz.length > 0
+        ? [
+            {
+              data: { values: byz },
+              mark: { type: 'line', strokeWidth: 1.5, strokeDash: [4, 3] },
+              encoding: {
+                x,
+                y: yEnc,
+                color: { field: 'label', type: 'nominal', title: 'Byzantine member', scale: { domain: naturalOrder(byz.map((r) => r.label)), scheme: 'dark2' }, legend: { labelLimit: 400 } },
+              },
+            },
+          ]
+        : []),
+    ],
+  } as TopLevelSpec
+}
+
 /** vega-lite specs of the report's plots, by file stem. */
 export function reportPlots(r: TopologyReport): Record<string, TopLevelSpec> {
   const info = new Map(r.nodes.map((n) => [n.id, n]))
-  const rows = r.series.flatMap((s) => {
+  const rows: Row[] = r.series.flatMap((s) => {
     const n = info.get(s.member)
     if (n === undefined) return []
     // rounds are numbered from 1 in plots, as in the progress lines
-    return [{ ...s, round: s.round + 1, label: memberLabel(n), kind: n.byzantine ? 'Byzantine' : 'honest' }]
+    return [{ ...s, round: s.round + 1, label: memberLabel(n), kind: n.byzantine ? ('Byzantine' as const) : ('honest' as const) }]
   })
-  const memberColor = { field: 'label', type: 'nominal', title: 'member', legend: { labelLimit: 400 } } as const
-  const dash = {
-    field: 'kind',
-    type: 'nominal',
-    title: 'role',
-    scale: { domain: ['honest', 'Byzantine'], range: [[1, 0], [4, 3]] },
-  } as const
+  const memberColor = { field: 'label', type: 'nominal', title: 'member', scale: { domain: naturalOrder(rows.map((x) => x.label)) }, legend: { labelLimit: 400 } } as const
   const base = { $schema: 'https://vega.github.io/schema/vega-lite/v6.json', width, height, background: 'white' } as const
   const roundX = { field: 'round', type: 'quantitative', title: 'round' } as const
   const plots: Record<string, TopLevelSpec> = {
-    accuracy: {
-      ...base,
-      title: `${r.scenario}: test accuracy per member (rule ${r.rule})`,
-      data: { values: rows.filter((x) => x.accuracy !== undefined) },
-      mark: { type: 'line', point: true },
-      encoding: {
-        x: roundX,
-        y: { field: 'accuracy', type: 'quantitative', title: 'test accuracy', scale: { domain: [0, 1] } },
-        color: memberColor,
-        strokeDash: dash,
-      },
-    },
+    accuracy: memberPlot(
+      base,
+      `${r.scenario}: test accuracy per member (rule ${r.rule})`,
+      rows.filter((x) => x.accuracy !== undefined),
+      'accuracy',
+      { title: 'test accuracy', scale: { domain: [0, 1] } },
+      { point: true },
+    ),
     spread: {
       ...base,
       title: 'spread between honest models (max pairwise distance, sketch)',
@@ -431,30 +498,8 @@ export function reportPlots(r: TopologyReport): Record<string, TopLevelSpec> {
       mark: { type: 'line', point: true },
       encoding: { x: roundX, y: { field: 'spread', type: 'quantitative', title: 'spread' } },
     },
-    'round-time': {
-      ...base,
-      title: 'round time per member',
-      data: { values: rows },
-      mark: { type: 'line', strokeWidth: 1 },
-      encoding: {
-        x: roundX,
-        y: { field: 'roundMs', type: 'quantitative', title: 'round time (ms)' },
-        color: memberColor,
-        strokeDash: dash,
-      },
-    },
-    'bytes-sent': {
-      ...base,
-      title: 'bytes sent per member (cumulative)',
-      data: { values: rows },
-      mark: { type: 'line', strokeWidth: 1 },
-      encoding: {
-        x: roundX,
-        y: { field: 'bytesSent', type: 'quantitative', title: 'bytes sent' },
-        color: memberColor,
-        strokeDash: dash,
-      },
-    },
+    'round-time': memberPlot(base, 'round time per member', rows, 'roundMs', { title: 'round time (ms)' }, {}),
+    'bytes-sent': memberPlot(base, 'bytes sent per member (cumulative)', rows, 'bytesSent', { title: 'bytes sent' }, {}),
   }
   const epsRows = rows.filter((x) => x.epsilon !== undefined && x.kind === 'honest')
   if (epsRows.length > 0) {

@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
-import { buildReport, type MemberInfo, type MemberRound, maxPairwiseDistance, median, verdict, writeReport } from '../../../src/topology/report.ts'
+import { buildReport, MAX_COLOURED_MEMBERS, type MemberInfo, type MemberRound, maxPairwiseDistance, median, renderSvg, reportPlots, verdict, writeReport } from '../../../src/topology/report.ts'
 import { parseScenario } from '../../../src/topology/schema.ts'
 
 const scenario = parseScenario({
@@ -86,5 +86,28 @@ describe('report', () => {
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
+  })
+
+  it('large swarms: honest members as a min–median–max band over faint lines, Byzantine members apart; legends in the members\' order', async () => {
+    const n = 14
+    const big = parseScenario({ name: 'big', n, f: 2, task: { rounds: 3, dataset: { kind: 'gaussian-mixture' } }, byzantine: [{ members: [12, 13], behaviour: 'alie' }] })
+    const ms: MemberInfo[] = Array.from({ length: n }, (_, i) => ({ index: i, name: `m${i}`, id: `peer${i}`, byzantine: i >= 12, behaviour: i >= 12 ? 'alie' : 'honest' }))
+    const rs: MemberRound[] = ms.flatMap((m) =>
+      [0, 1, 2].map((r) => ({ member: m.id, round: r, loss: 1, delivered: 12, needed: 12, rejected: {}, roundMs: 10 + m.index, bytesSent: 100 * (r + 1), bytesReceived: 1, stalled: false, accuracy: 0.5 + 0.01 * m.index + 0.1 * r })),
+    )
+    const report = buildReport({ scenario: big, mode: 'in-process', members: ms, rounds: rs, startedAt: new Date(), durationMs: 5 })
+    const acc = reportPlots(report).accuracy as unknown as { layer: Array<{ mark: { type: string }; data: { values: Array<Record<string, number>> }; encoding: { color?: { scale: { domain: string[] } } } }> }
+    assert.ok(n > MAX_COLOURED_MEMBERS)
+    assert.deepEqual(acc.layer.map((l) => l.mark.type), ['line', 'area', 'line', 'line'])
+    const band = acc.layer[1]!.data.values
+    assert.deepEqual(band[0], { round: 1, min: 0.5, median: 0.555, max: 0.61 }, 'round 1: honest m0 … m11 only')
+    assert.deepEqual(acc.layer[3]!.encoding.color!.scale.domain, ['m12 (Byzantine: alie)', 'm13 (Byzantine: alie)'])
+    assert.match(await renderSvg(reportPlots(report).accuracy!), /<svg/)
+    // a small swarm keeps a colour per member, its legend in numeric order (m2 before m10)
+    const small = parseScenario({ name: 'small', n: 4, f: 1, task: { rounds: 3, dataset: { kind: 'gaussian-mixture' } } })
+    const few = [10, 2, 0, 1].map((i, k) => ({ index: k, name: `m${i}`, id: `peer${i}`, byzantine: false, behaviour: 'honest' }))
+    const r2 = buildReport({ scenario: small, mode: 'in-process', members: few, rounds: rs.filter((x) => ['peer0', 'peer1', 'peer2', 'peer10'].includes(x.member)), startedAt: new Date(), durationMs: 5 })
+    const spec = reportPlots(r2).accuracy as unknown as { encoding: { color: { scale: { domain: string[] } } } }
+    assert.deepEqual(spec.encoding.color.scale.domain, ['m0', 'm1', 'm2', 'm10'])
   })
 })
