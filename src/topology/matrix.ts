@@ -293,7 +293,10 @@ export function distancePlot(m: MatrixReport): TopLevelSpec {
             color: { field: 'series', type: 'nominal', title: rules.size > 1 ? 'optimizer, rule' : 'optimizer' },
           },
         },
-        ...(target === undefined ? [] : [{ mark: { type: 'rule' as const, strokeDash: [2, 3], color: 'gray' }, encoding: { y: { datum: target } } }]),
+        // one dotted rule per panel (aggregated to one row per attack, not one per point)
+        ...(target === undefined
+          ? []
+          : [{ transform: [{ aggregate: [{ op: 'count' as const, as: 'points' }], groupby: ['attack'] }], mark: { type: 'rule' as const, strokeDash: [2, 3], color: 'gray' }, encoding: { y: { datum: target } } }]),
       ],
     },
   } as TopLevelSpec
