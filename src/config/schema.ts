@@ -38,6 +38,15 @@ export const datasetSchema = z.discriminatedUnion('kind', [
     seed: seed.default(1),
   }),
   z.strictObject({
+    kind: z.literal('linear'),
+    dim: positiveInt.min(2).default(20),
+    condition: z.number().min(1).default(100),
+    noise: z.number().nonnegative().default(0),
+    trainSize: positiveInt.default(4000),
+    testSize: positiveInt.default(1000),
+    seed: seed.default(1),
+  }),
+  z.strictObject({
     kind: z.literal('idx'),
     trainImages: z.string(),
     trainLabels: z.string(),
@@ -55,6 +64,8 @@ export const partitionSchema = z.discriminatedUnion('scheme', [
 
 export const modelSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('logreg') }),
+  // least squares on the `linear` data set (docs/precondition.md)
+  z.strictObject({ kind: z.literal('linear') }),
   z.strictObject({ kind: z.literal('mlp'), hidden: z.array(positiveInt).min(1).default([128]) }),
   z.strictObject({ kind: z.literal('lenet') }),
 ])
@@ -97,6 +108,18 @@ export const privacySchema = z
     path: ['epsilon'],
   })
 
+/**
+ * Iterative pre-conditioning (arXiv:2108.08670, docs/precondition.md): each member keeps a d × d
+ * matrix K, updated every round from its own shard as K ← K − α·((AᵢᵀAᵢ/nᵢ + β·I)·K − I) (so
+ * K → (AᵢᵀAᵢ/nᵢ + β·I)⁻¹), and steps along K·g instead of g. Least squares only (model `linear`),
+ * d ≤ 256. The models exchanged and aggregated stay θ.
+ */
+export const preconditionSchema = z.strictObject({
+  // converges for α < 2/(λ_max + β); the `linear` data set's feature covariance has λ_max = 1
+  alpha: z.number().positive().default(0.5),
+  beta: z.number().nonnegative().default(0),
+})
+
 export const taskSchema = z.strictObject({
   dataset: datasetSchema.default({ kind: 'mnist' }),
   partition: partitionSchema.default({ scheme: 'iid' }),
@@ -112,6 +135,7 @@ export const taskSchema = z.strictObject({
   // Test examples per evaluation (the full held-out split at the end of the run).
   evalExamples: positiveInt.default(1000),
   privacy: privacySchema.optional(),
+  precondition: preconditionSchema.optional(),
 })
 
 export const aggregatorSchema = z
@@ -186,6 +210,7 @@ export type PartitionConfig = z.infer<typeof partitionSchema>
 export type ModelConfig = z.infer<typeof modelSchema>
 export type ScheduleConfig = z.infer<typeof scheduleSchema>
 export type PrivacyConfig = z.infer<typeof privacySchema>
+export type PreconditionConfig = z.infer<typeof preconditionSchema>
 export type TaskConfig = z.infer<typeof taskSchema>
 export type AggregatorConfig = z.infer<typeof aggregatorSchema>
 export type MemberConfig = z.infer<typeof memberSchema>
@@ -203,6 +228,27 @@ export function parseConfig<S extends z.ZodType>(schema: S, input: unknown, wher
   const at = [where, path].filter((s) => s !== '').join(': ')
   const extra = result.error.issues.length > 1 ? ` (and ${result.error.issues.length - 1} more problem(s))` : ''
   throw new InvalidConfigError(at, `${issue.message}${extra}`)
+}
+
+/** Largest d for `task.precondition` (a d × d matrix per member; as src/learning's maxPreconditionDim). */
+export const maxPreconditionDim = 256
+
+/**
+ * Cross-field rules of the task: the `linear` model needs the `linear` data set (real targets),
+ * and `precondition` needs the `linear` model (a convex least-squares task) with d ≤ 256.
+ */
+export function checkTask(task: TaskConfig, where: string): void {
+  if (task.model.kind === 'linear' && task.dataset.kind !== 'linear') {
+    throw new InvalidConfigError(`${where}: task.model`, `the linear model (least squares) needs real targets: use dataset kind linear, not ${task.dataset.kind}`)
+  }
+  if (task.precondition === undefined) return
+  if (task.model.kind !== 'linear') {
+    const why = task.model.kind === 'logreg' ? 'logreg is convex but its Hessian changes with θ (not implemented)' : `${task.model.kind} is not convex`
+    throw new InvalidConfigError(`${where}: task.precondition`, `pre-conditioning needs the convex least-squares task (model linear, dataset linear); ${why}`)
+  }
+  if (task.dataset.kind === 'linear' && task.dataset.dim > maxPreconditionDim) {
+    throw new InvalidConfigError(`${where}: task.precondition`, `d = ${task.dataset.dim} is too large for a d × d pre-conditioner (d ≤ ${maxPreconditionDim}); lower dataset.dim`)
+  }
 }
 
 /** Validates a swarm file's content; checks cross-field rules (distinct members, n ≥ 3f + 1, f ≤ r < n and the rule with n − r inputs). */
@@ -230,6 +276,7 @@ export function parseSwarm(input: unknown, where = 'swarm'): SwarmConfig {
     throw new InvalidConfigError(`${where}: members`, `${n} members with f = ${swarm.f} are more than the wire can certify (at most ${maxMembers(swarm.f)}: a certificate of Q = ⌊(n + f)/2⌋ + 1 signatures must fit a ${MAX_META_BYTES / 1024} KiB FINAL); split the swarm`)
   }
   checkRedundancy({ n, f: swarm.f, r: swarm.r, rule: swarm.aggregator.rule }, where)
+  checkTask(swarm.task, where)
   return swarm
 }
 

@@ -18,6 +18,11 @@
  *   x_j = √λ_j·z_j with z ~ N(0, I), λ_j = condition^(−j/(dim−1)) (eigenvalues of the feature
  *   covariance spread geometrically from 1 to 1/condition, so its condition number is
  *   `condition`), w* = 4·v/‖v‖ in whitened coordinates (v ~ N(0, I)), P(y = 1 | x) = σ(x·w*).
+ * - `linear`: least squares (docs/precondition.md): x as for `logistic` (feature covariance
+ *   eigenvalues λ_j = condition^(−j/(dim−1)), so its condition number is `condition`), a true
+ *   w ~ N(0, I/dim) (‖w‖ ≈ 1) and real targets t = x·w + noise·N(0, 1) in `targets` (labels y
+ *   are all 0, numClasses 1). The train split carries `optimum`: the exact minimiser of its mean
+ *   squared error, solved from the normal equations XᵀX·θ* = Xᵀt in float64 (θ* = w when noise = 0).
  * - `idx`: a user's IDX files (ubyte images [n, rows, cols(, channels)] and labels [n]), pixels /255.
  * - `csv`: a header line of column names, comma-separated numeric cells; `labelColumn` holds
  *   integer labels ≥ 0; every other column is a feature, taken as given (not rescaled).
@@ -43,6 +48,10 @@ export interface Dataset {
   /** e.g. [28, 28, 1] for images, [dim] for vectors */
   exampleShape: number[]
   numClasses: number
+  /** regression targets (the `linear` data set; then every label is 0 and numClasses is 1) */
+  targets?: Float32Array
+  /** the exact least-squares minimiser θ* of this split (the `linear` train split), for the distance ‖θ − θ*‖ */
+  optimum?: Float64Array
 }
 
 export type DatasetSpec =
@@ -50,6 +59,7 @@ export type DatasetSpec =
   | { kind: 'fashion-mnist' }
   | { kind: 'gaussian-mixture'; classes: number; dim: number; trainSize: number; testSize: number; separation?: number; seed: number | string }
   | { kind: 'logistic'; dim: number; condition: number; trainSize: number; testSize: number; seed: number | string }
+  | { kind: 'linear'; dim: number; condition: number; noise: number; trainSize: number; testSize: number; seed: number | string }
   | { kind: 'idx'; trainImages: string; trainLabels: string; testImages: string; testLabels: string }
   | { kind: 'csv'; train: string; test: string; labelColumn: string }
 
@@ -141,6 +151,19 @@ export function validateDatasetSpec(spec: DatasetSpec): void {
       }
       seed(spec.seed)
       return
+    case 'linear':
+      posInt('dim', spec.dim, 2)
+      if (spec.dim > maxLinearDim) {
+        throw new InvalidConfigError('dataset.dim', `must be ≤ ${maxLinearDim} (θ* is solved from the dim × dim normal equations), got ${spec.dim}`)
+      }
+      posInt('trainSize', spec.trainSize)
+      posInt('testSize', spec.testSize)
+      if (!(spec.condition >= 1 && Number.isFinite(spec.condition))) {
+        throw new InvalidConfigError('dataset.condition', `must be a finite number ≥ 1 (1 = isotropic features), got ${spec.condition}`)
+      }
+      if (!(spec.noise >= 0 && Number.isFinite(spec.noise))) throw new InvalidConfigError('dataset.noise', `must be a finite number ≥ 0, got ${spec.noise}`)
+      seed(spec.seed)
+      return
     case 'idx':
       str('trainImages', spec.trainImages)
       str('trainLabels', spec.trainLabels)
@@ -157,7 +180,7 @@ export function validateDatasetSpec(spec: DatasetSpec): void {
     default:
       throw new InvalidConfigError(
         'dataset.kind',
-        `unknown data set '${String((spec as { kind?: unknown })?.kind)}'; use mnist, fashion-mnist, gaussian-mixture, logistic, idx or csv`,
+        `unknown data set '${String((spec as { kind?: unknown })?.kind)}'; use mnist, fashion-mnist, gaussian-mixture, logistic, linear, idx or csv`,
       )
   }
 }
@@ -172,6 +195,8 @@ async function loadSplits(spec: DatasetSpec): Promise<Splits> {
       return gaussianMixture(spec)
     case 'logistic':
       return logistic(spec)
+    case 'linear':
+      return linear(spec)
     case 'idx':
       return loadIdx(spec)
     case 'csv':
@@ -360,6 +385,79 @@ function logistic(spec: Extract<DatasetSpec, { kind: 'logistic' }>): Splits {
   }
 }
 
+/** Largest `dim` of the `linear` data set (θ* is solved from the dim × dim normal equations; the pre-conditioner has its own, lower bound). */
+export const maxLinearDim = 1024
+
+function linear(spec: Extract<DatasetSpec, { kind: 'linear' }>): Splits {
+  const { dim, condition, noise } = spec
+  const root = new Rng(spec.seed)
+  const wRng = root.fork('weights')
+  const scales = new Float64Array(dim)
+  for (let j = 0; j < dim; j++) scales[j] = Math.sqrt(condition ** (-j / (dim - 1)))
+  const w = new Float64Array(dim)
+  for (let j = 0; j < dim; j++) w[j] = wRng.normal() / Math.sqrt(dim)
+  const make = (name: string, n: number, rng: Rng): Dataset => {
+    const x = new Float32Array(n * dim)
+    const targets = new Float32Array(n)
+    for (let i = 0; i < n; i++) {
+      let t = 0
+      for (let j = 0; j < dim; j++) {
+        const v = Math.fround(scales[j]! * rng.normal())
+        x[i * dim + j] = v
+        t += v * w[j]!
+      }
+      targets[i] = t + (noise > 0 ? noise * rng.normal() : 0)
+    }
+    return { name, x, y: new Int32Array(n), n, exampleShape: [dim], numClasses: 1, targets }
+  }
+  const train = make('linear/train', spec.trainSize, root.fork('train'))
+  train.optimum = leastSquares(train.x, train.targets!, train.n, dim)
+  return { train, test: make('linear/test', spec.testSize, root.fork('test')) }
+}
+
+/**
+ * The minimiser of ‖Xθ − t‖² (X: n × d row-major): the normal equations XᵀXθ = Xᵀt solved by
+ * Cholesky in float64. Throws when XᵀX is singular (fewer independent examples than d).
+ */
+export function leastSquares(x: Float32Array, t: ArrayLike<number>, n: number, d: number): Float64Array {
+  const g = new Float64Array(d * d)
+  const r = new Float64Array(d)
+  for (let i = 0; i < n; i++) {
+    const row = i * d
+    for (let a = 0; a < d; a++) {
+      const xa = x[row + a]!
+      r[a]! += xa * t[i]!
+      for (let b = 0; b <= a; b++) g[a * d + b]! += xa * x[row + b]!
+    }
+  }
+  // Cholesky G = LLᵀ (lower triangle of g, in place)
+  for (let j = 0; j < d; j++) {
+    let s = g[j * d + j]!
+    for (let k = 0; k < j; k++) s -= g[j * d + k]! ** 2
+    if (!(s > 0)) throw new InvalidConfigError('dataset', `the normal equations are singular (${n} examples in ${d} dimensions); use more examples`)
+    const l = Math.sqrt(s)
+    g[j * d + j] = l
+    for (let i = j + 1; i < d; i++) {
+      let v = g[i * d + j]!
+      for (let k = 0; k < j; k++) v -= g[i * d + k]! * g[j * d + k]!
+      g[i * d + j] = v / l
+    }
+  }
+  const y = new Float64Array(d)
+  for (let i = 0; i < d; i++) {
+    let v = r[i]!
+    for (let k = 0; k < i; k++) v -= g[i * d + k]! * y[k]!
+    y[i] = v / g[i * d + i]!
+  }
+  const out = new Float64Array(d)
+  for (let i = d - 1; i >= 0; i--) {
+    let v = y[i]!
+    for (let k = i + 1; k < d; k++) v -= g[k * d + i]! * out[k]!
+    out[i] = v / g[i * d + i]!
+  }
+  return out
+}
+
 /** Largest CSV accepted (2 GiB; the data is held in memory as float32). */
 export const maxCsvBytes = 2 ** 31
 
@@ -443,12 +541,18 @@ export function subset(ds: Dataset, indices: ArrayLike<number>): Dataset {
     x.set(ds.x.subarray(e * size, (e + 1) * size), i * size)
     y[i] = ds.y[e]!
   }
-  return { name: ds.name, x, y, n, exampleShape: [...ds.exampleShape], numClasses: ds.numClasses }
+  const out: Dataset = { name: ds.name, x, y, n, exampleShape: [...ds.exampleShape], numClasses: ds.numClasses }
+  if (ds.targets !== undefined) out.targets = Float32Array.from(indices, (e) => ds.targets![e]!)
+  // θ* of the whole split is kept: the distance a member reports is to the swarm's common target
+  if (ds.optimum !== undefined) out.optimum = ds.optimum
+  return out
 }
 
-/** The label-flip attack's data: y → K−1−y (examples shared, labels copied). */
+/** The label-flip attack's data: y → K−1−y (examples shared, labels copied); regression targets t → −t. */
 export function flipLabels(ds: Dataset): Dataset {
   const y = new Int32Array(ds.n)
   for (let i = 0; i < ds.n; i++) y[i] = ds.numClasses - 1 - ds.y[i]!
-  return { ...ds, name: `${ds.name} (labels flipped)`, y, exampleShape: [...ds.exampleShape] }
+  const out: Dataset = { ...ds, name: `${ds.name} (labels flipped)`, y, exampleShape: [...ds.exampleShape] }
+  if (ds.targets !== undefined) out.targets = ds.targets.map((t) => -t)
+  return out
 }

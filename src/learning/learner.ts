@@ -14,6 +14,11 @@
  * member-specific `Rng` (Floyd's algorithm: state = the generator only, so checkpoints are
  * small). The privacy noise has its own generator; both are in `getRngState()`.
  *
+ * Least squares (model `linear`, docs/precondition.md): the gradient of the mean ½(x·θ − t)² is
+ * computed in plain JS (d is small), and an optional pre-conditioner (`precondition`, arXiv:2108.08670)
+ * replaces g by K·g, where the member's own d × d matrix K is updated once per step from its own
+ * shard: K ← K − α·((H + β·I)·K − I), H = AᵢᵀAᵢ/nᵢ, K₀ = 0, so K → (H + β·I)⁻¹ for α < 2/(λ_max(H) + β).
+ *
  * Backends: the learner runs on the tfjs backend active when it is created. If that backend
  * lacks a kernel of this model's gradient (e.g. wasm without Conv2DBackpropFilter), the first
  * step that fails — a probe at creation catches it before training — moves this learner to the
@@ -47,6 +52,17 @@ export interface PrivacyHook {
   noiseSeed?: number | string
 }
 
+/** Iterative pre-conditioning (arXiv:2108.08670, docs/precondition.md): K ← K − α·((H + β·I)·K − I). */
+export interface PreconditionOptions {
+  /** step of the K iteration; it converges for 0 < α < 2/(λ_max(H) + β) */
+  alpha: number
+  /** regularisation β ≥ 0: K → (H + β·I)⁻¹ */
+  beta: number
+}
+
+/** Largest model dimension d a member keeps a d × d pre-conditioner for (256² float64 = 512 KiB, one K update ≈ 2·d³ = 34 Mflop a round). */
+export const maxPreconditionDim = 256
+
 export interface LearnerOptions {
   model: ModelSpec
   inputShape: number[]
@@ -64,6 +80,8 @@ export interface LearnerOptions {
   /** member-specific: mini-batch sampling and privacy noise */
   dataSeed: number | string
   privacy?: PrivacyHook
+  /** iterative pre-conditioning of the gradient (model `linear` only) */
+  precondition?: PreconditionOptions
   logger?: Logger
   /** examples per forward pass in `evaluate` (memory/speed trade-off only) */
   evalBatchSize?: number
@@ -87,8 +105,17 @@ export interface StepResult {
   halfStep: Float32Array
   /** mini-batch loss at θ_t (mean cross-entropy, + λ·‖θ_t‖ when λ > 0) */
   loss: number
-  /** ‖g‖ of the gradient fed to the momentum (after privacy hook and λ term) */
+  /** ‖g‖ of the gradient fed to the momentum (after privacy hook and λ term; before the pre-conditioner) */
   gradNorm: number
+}
+
+export interface EvaluationResult {
+  /** classification: share of correct predictions; `linear`: R² clipped to [0, 1] */
+  accuracy: number
+  /** mean cross-entropy; `linear`: mean ½(x·θ − t)² */
+  loss: number
+  /** `linear` with a known θ* (the train split's exact least-squares minimiser): ‖θ − θ*‖ / ‖θ*‖ */
+  distance?: number
 }
 
 export interface LearnerRngState {
@@ -112,7 +139,7 @@ export interface Learner {
   setRngState(s: unknown): void
   /** One local step at round `round` (see the module comment). */
   step(round: number, opts?: { signal?: AbortSignal }): Promise<StepResult>
-  evaluate(test: Dataset, opts?: { maxExamples?: number; signal?: AbortSignal }): Promise<{ accuracy: number; loss: number }>
+  evaluate(test: Dataset, opts?: { maxExamples?: number; signal?: AbortSignal }): Promise<EvaluationResult>
   dispose(): void
 }
 
@@ -139,6 +166,26 @@ export function validateLearnerOptions(opts: LearnerOptions): void {
     }
     if (!(noiseStd >= 0) || !Number.isFinite(noiseStd)) {
       throw new InvalidConfigError('privacy.noiseStd', `must be a finite number ≥ 0, got ${noiseStd}`)
+    }
+  }
+  if (opts.model?.kind === 'linear') {
+    if (train !== undefined && train.targets === undefined) {
+      throw new InvalidConfigError('model', 'the linear model (least squares) needs regression targets: use the linear data set')
+    }
+  }
+  if (opts.precondition !== undefined) {
+    const { alpha, beta } = opts.precondition
+    if (opts.model?.kind !== 'linear') {
+      throw new InvalidConfigError(
+        'precondition',
+        `iterative pre-conditioning is implemented for the convex least-squares task only (model linear); ${opts.model?.kind} is ${opts.model?.kind === 'logreg' ? 'convex but its Hessian changes with θ' : 'not convex'}`,
+      )
+    }
+    if (!(alpha > 0) || !Number.isFinite(alpha)) throw new InvalidConfigError('precondition.alpha', `must be a finite number > 0, got ${alpha}`)
+    if (!(beta >= 0) || !Number.isFinite(beta)) throw new InvalidConfigError('precondition.beta', `must be a finite number ≥ 0, got ${beta}`)
+    const d = prod(opts.inputShape)
+    if (d > maxPreconditionDim) {
+      throw new InvalidConfigError('precondition', `the model has d = ${d} parameters; a d × d pre-conditioner is kept only for d ≤ ${maxPreconditionDim}`)
     }
   }
   if (opts.evalBatchSize !== undefined && (!Number.isInteger(opts.evalBatchSize) || opts.evalBatchSize < 1)) {
@@ -263,11 +310,84 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
     return { xs, ys }
   }
 
+  const isLinear = opts.model.kind === 'linear'
+  /** `linear`: the mean ½(x·θ − t)² over `indices` and its gradient (1/b)·Σ (x·θ − t)·x, into `out`. */
+  const linearGradient = (indices: ArrayLike<number>, out: Float32Array): number => {
+    const xs = train.x
+    const ts = train.targets!
+    const acc = new Float64Array(d)
+    let loss = 0
+    for (let i = 0; i < indices.length; i++) {
+      const row = indices[i]! * d
+      let r = -ts[indices[i]!]!
+      for (let j = 0; j < d; j++) r += xs[row + j]! * theta[j]!
+      loss += 0.5 * r * r
+      for (let j = 0; j < d; j++) acc[j]! += r * xs[row + j]!
+    }
+    const b = indices.length
+    for (let j = 0; j < d; j++) out[j] = acc[j]! / b
+    return loss / b
+  }
+
+  // Iterative pre-conditioner (docs/precondition.md): K (d × d, float64, K₀ = 0) and this
+  // member's H = AᵢᵀAᵢ/nᵢ + β·I, computed once from the whole shard.
+  const pre = opts.precondition
+  const K = pre === undefined ? undefined : new Float64Array(d * d)
+  const H = pre === undefined ? undefined : new Float64Array(d * d)
+  const KH = pre === undefined ? undefined : new Float64Array(d * d)
+  if (pre !== undefined) {
+    const h = H!
+    for (let i = 0; i < train.n; i++) {
+      const row = i * d
+      for (let a = 0; a < d; a++) {
+        const xa = train.x[row + a]!
+        for (let b = 0; b <= a; b++) h[a * d + b]! += xa * train.x[row + b]!
+      }
+    }
+    for (let a = 0; a < d; a++) {
+      for (let b = 0; b <= a; b++) {
+        const v = h[a * d + b]! / train.n + (a === b ? pre.beta : 0)
+        h[a * d + b] = v
+        h[b * d + a] = v
+      }
+    }
+  }
+  /** K ← K − α·(H·K − I), then grad ← K·grad. */
+  const precondition = (): void => {
+    const k = K!
+    const h = H!
+    const hk = KH!
+    const alpha = pre!.alpha
+    hk.fill(0)
+    for (let a = 0; a < d; a++) {
+      for (let c = 0; c < d; c++) {
+        const hac = h[a * d + c]!
+        if (hac === 0) continue
+        const kr = c * d
+        const out = a * d
+        for (let b = 0; b < d; b++) hk[out + b]! += hac * k[kr + b]!
+      }
+    }
+    for (let a = 0; a < d; a++) {
+      for (let b = 0; b < d; b++) k[a * d + b]! -= alpha * (hk[a * d + b]! - (a === b ? 1 : 0))
+    }
+    const g = Float64Array.from(grad)
+    for (let a = 0; a < d; a++) {
+      let v = 0
+      for (let b = 0; b < d; b++) v += k[a * d + b]! * g[b]!
+      grad[a] = v
+    }
+  }
+
   /**
    * For each group of example indices, the mean loss on it and its gradient (written into
    * `out`, then handed to `each`). θ is uploaded once for all groups. Tidy, synchronous.
    */
-  const gradients = (groups: readonly ArrayLike<number>[], out: Float32Array, each: (loss: number) => void): void =>
+  const gradients = (groups: readonly ArrayLike<number>[], out: Float32Array, each: (loss: number) => void): void => {
+    if (isLinear) {
+      for (const indices of groups) each(linearGradient(indices, out))
+      return
+    }
     onBackend(backend, () =>
       tf.tidy(() => {
         const params = unflatten(model, theta)
@@ -285,6 +405,7 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
         }
       }),
     )
+  }
 
   /**
    * Runs `attempt` (which must start from scratch each time); if this learner's backend cannot
@@ -370,6 +491,35 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
     return loss
   }
 
+  /** `linear`: mean ½(x·θ − t)² over the first `n` test examples, R² (clipped to [0, 1]) and ‖θ − θ*‖/‖θ*‖. */
+  const evaluateLinear = (test: Dataset, n: number, th: Float32Array): EvaluationResult => {
+    const ts = test.targets
+    if (ts === undefined) throw new InvalidConfigError('test', 'the linear model needs a test set with regression targets (the linear data set)')
+    let sq = 0
+    let mean = 0
+    for (let i = 0; i < n; i++) mean += ts[i]!
+    mean /= n
+    let total = 0
+    for (let i = 0; i < n; i++) {
+      let r = -ts[i]!
+      for (let j = 0; j < d; j++) r += test.x[i * d + j]! * th[j]!
+      sq += r * r
+      total += (ts[i]! - mean) ** 2
+    }
+    const out: EvaluationResult = { accuracy: total > 0 ? Math.min(1, Math.max(0, 1 - sq / total)) : 0, loss: (0.5 * sq) / n }
+    const opt = train.optimum
+    if (opt !== undefined && opt.length === d) {
+      let dist = 0
+      let norm = 0
+      for (let j = 0; j < d; j++) {
+        dist += (th[j]! - opt[j]!) ** 2
+        norm += opt[j]! ** 2
+      }
+      out.distance = Math.sqrt(dist) / Math.sqrt(norm > 0 ? norm : 1)
+    }
+    return out
+  }
+
   const checkLength = (what: string, v: Float32Array): void => {
     if (!(v instanceof Float32Array) || v.length !== d) {
       throw new InvalidConfigError(what, `expected a Float32Array of ${d} parameters, got ${v?.length}`)
@@ -409,9 +559,15 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
       if (stepOpts.signal?.aborted) throw new AbortError()
       const loss = await computeGradient(round)
       const gamma = learningRate(schedule, round)
+      let rawSq: number | undefined
+      if (pre !== undefined) {
+        rawSq = 0
+        for (let j = 0; j < d; j++) rawSq += grad[j]! * grad[j]!
+        precondition()
+      }
       const N = nativeKernels()
       const sq = N?.momentumStep !== undefined ? N.momentumStep(grad, momentum, theta, beta, gamma) : momentumStep(grad, momentum, theta, beta, gamma)
-      return { halfStep: theta.slice(), loss, gradNorm: Math.sqrt(sq) }
+      return { halfStep: theta.slice(), loss, gradNorm: Math.sqrt(rawSq ?? sq) }
     },
     async evaluate(test, evalOpts = {}) {
       checkAlive()
@@ -426,6 +582,7 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
       const n = Math.min(test.n, Math.floor(limit))
       // θ as it is now: a step or setParams during the evaluation's pauses does not mix models.
       const snapshot = theta.slice()
+      if (isLinear) return evaluateLinear(test, n, snapshot)
       let correct = 0
       let lossSum = 0
       for (let start = 0; start < n; start += evalBatchSize) {

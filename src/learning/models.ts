@@ -9,6 +9,8 @@
  *
  * Models:
  * - `logreg`: dense(in → K) + softmax.                         d = in·K + K
+ * - `linear`: least squares, ŷ = x·w (kernel `[in, 1]`, no bias), loss ½(ŷ − t)² on the real
+ *             targets of the `linear` data set (docs/precondition.md).       d = in
  * - `mlp`:    dense(in → h₁) ReLU … dense(h_L → K) + softmax.
  * - `lenet`:  ALGORITHMS §7: conv 5×5×20 (valid) ReLU → maxpool 2 → conv 5×5×50 (valid) ReLU →
  *             maxpool 2 → flatten (NHWC) → dense 500 ReLU → dense K.
@@ -23,7 +25,7 @@ import { InvalidConfigError } from '../errors.ts'
 import { Rng } from '../rng.ts'
 import { tf } from './tf.ts'
 
-export type ModelSpec = { kind: 'logreg' } | { kind: 'mlp'; hidden: number[] } | { kind: 'lenet' }
+export type ModelSpec = { kind: 'logreg' } | { kind: 'linear' } | { kind: 'mlp'; hidden: number[] } | { kind: 'lenet' }
 
 /** One parameter tensor of a model: its place in the flat vector. */
 export interface ParamSlot {
@@ -38,7 +40,7 @@ export interface ParamSlot {
 }
 
 type Layer =
-  | { kind: 'dense'; name: string; units: number; relu: boolean }
+  | { kind: 'dense'; name: string; units: number; relu: boolean; bias?: false }
   | { kind: 'conv'; name: string; filters: number; kernel: number; relu: boolean }
   | { kind: 'maxpool'; size: number }
   | { kind: 'flatten' }
@@ -63,6 +65,8 @@ function layersOf(spec: ModelSpec, numClasses: number): Layer[] {
   switch (spec.kind) {
     case 'logreg':
       return [{ kind: 'flatten' }, { kind: 'dense', name: 'dense1', units: numClasses, relu: false }]
+    case 'linear':
+      return [{ kind: 'flatten' }, { kind: 'dense', name: 'linear', units: 1, relu: false, bias: false }]
     case 'mlp': {
       const layers: Layer[] = [{ kind: 'flatten' }]
       spec.hidden.forEach((units, i) => {
@@ -85,7 +89,9 @@ function layersOf(spec: ModelSpec, numClasses: number): Layer[] {
 }
 
 function validateModelArgs(spec: ModelSpec, inputShape: number[], numClasses: number): void {
-  if (!Number.isInteger(numClasses) || numClasses < 2) {
+  if (spec?.kind === 'linear') {
+    if (!Number.isInteger(numClasses) || numClasses < 1) throw new InvalidConfigError('numClasses', `must be an integer ≥ 1, got ${numClasses}`)
+  } else if (!Number.isInteger(numClasses) || numClasses < 2) {
     throw new InvalidConfigError('numClasses', `must be an integer ≥ 2, got ${numClasses}`)
   }
   if (inputShape.length === 0 || inputShape.some((s) => !Number.isInteger(s) || s < 1)) {
@@ -103,8 +109,8 @@ function validateModelArgs(spec: ModelSpec, inputShape: number[], numClasses: nu
     if (h < 16 || w < 16) {
       throw new InvalidConfigError('inputShape', `lenet needs images of at least 16×16 (two valid 5×5 convs and two 2×2 pools), got ${h}×${w}`)
     }
-  } else if (spec.kind !== 'logreg') {
-    throw new InvalidConfigError('model.kind', `unknown model kind '${(spec as { kind: unknown }).kind}'; use logreg, mlp or lenet`)
+  } else if (spec.kind !== 'logreg' && spec.kind !== 'linear') {
+    throw new InvalidConfigError('model.kind', `unknown model kind '${(spec as { kind: unknown }).kind}'; use logreg, linear, mlp or lenet`)
   }
 }
 
@@ -129,7 +135,7 @@ export function createModel(spec: ModelSpec, inputShape: number[], numClasses: n
       case 'dense': {
         const inDim = shape[0]!
         addSlot(`${layer.name}/kernel`, [inDim, layer.units], { fanIn: inDim, fanOut: layer.units })
-        addSlot(`${layer.name}/bias`, [layer.units])
+        if (layer.bias !== false) addSlot(`${layer.name}/bias`, [layer.units])
         shape = [layer.units]
         break
       }
@@ -162,6 +168,11 @@ export function createModel(spec: ModelSpec, inputShape: number[], numClasses: n
           h = tf.reshape(h, [h.shape[0]!, -1])
           break
         case 'dense': {
+          if (layer.bias === false) {
+            h = tf.matMul(h as tf.Tensor2D, params[p] as tf.Tensor2D)
+            p += 1
+            break
+          }
           const z = tf.add(tf.matMul(h as tf.Tensor2D, params[p] as tf.Tensor2D), params[p + 1]!)
           p += 2
           h = layer.relu ? tf.relu(z) : z

@@ -77,6 +77,8 @@ export interface RoundReport {
   loss: number
   accuracy?: number
   testLoss?: number
+  /** least squares with a known θ* (the `linear` data set): ‖θ − θ*‖/‖θ*‖ of the aggregated θ, at evaluation rounds */
+  distance?: number
   /** valid deliveries aggregated / n − r (r = f unless the swarm declares r) */
   delivered: number
   needed: number
@@ -222,7 +224,7 @@ export interface RoundEngineOptions {
    */
   catchUpWithRule?: boolean
   evalEvery?: number
-  evaluate?: (opts: { final: boolean; round: number }) => Promise<{ accuracy: number; loss: number }>
+  evaluate?: (opts: { final: boolean; round: number }) => Promise<{ accuracy: number; loss: number; distance?: number }>
   behaviour?: ByzantineBehaviour
   /** Byzantine members on libp2p: the adversary toolkit on this member's node (protocol-level behaviours, equivocation) */
   adversary?: Adversary
@@ -838,6 +840,7 @@ export class RoundEngine extends EventTarget {
       const ev = await this.opts.evaluate({ final, round: t })
       report.accuracy = ev.accuracy
       report.testLoss = ev.loss
+      if (ev.distance !== undefined) report.distance = ev.distance
       report.sketch = sketchOf(r.params, this.opts.swarmSeed)
       this.opts.metrics?.setAccuracy(ev.accuracy)
     }

@@ -320,6 +320,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       initSeed: swarm.seed,
       dataSeed: `${swarm.seed}/${self}`,
       ...(privacyHook !== undefined ? { privacy: privacyHook } : {}),
+      ...(task.precondition !== undefined ? { precondition: task.precondition } : {}),
       logger: log.child('learning'),
     })
     closer('learner', () => learner.dispose())

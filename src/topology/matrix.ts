@@ -14,8 +14,8 @@ import type { TopLevelSpec } from 'vega-lite'
 import { InvalidConfigError } from '../errors.ts'
 import { renderSvg } from './report.ts'
 import { type RunTopologyOptions, runTopology } from './runner.ts'
-import type { ByzantineConfig, MatrixConfig, MatrixPrivacy, Scenario } from './schema.ts'
-import { privacyOf, withVariant } from './schema.ts'
+import type { ByzantineConfig, MatrixConfig, MatrixOptimizer, MatrixPrivacy, Scenario } from './schema.ts'
+import { privacyOf, withOptimizer, withVariant } from './schema.ts'
 
 export interface MatrixCell {
   rule: string
@@ -28,6 +28,14 @@ export interface MatrixCell {
   encoding?: string
   /** the redundancy r of this cell (a round waited for n − r models; always set by `runMatrix`) */
   r?: number
+  /** the matrix optimizer of this cell (an optimizers axis only; docs/precondition.md) */
+  optimizer?: string
+  /** with `expect.targetDistance`: the target ‖θ − θ*‖/‖θ*‖, the first round every honest member was within it (null: never), and the largest honest distance at the end */
+  targetDistance?: number
+  roundsToDistance?: number | null
+  finalDistance?: number | null
+  /** least squares: the largest and median honest ‖θ − θ*‖/‖θ*‖ at every evaluation round (round 1-based) */
+  distanceCurve?: Array<{ round: number; max: number; median: number }>
   /** with `expect.targetAccuracy`: the target, and when the median honest accuracy first reached it (null: never) */
   targetAccuracy?: number
   roundsToTarget?: number | null
@@ -47,7 +55,7 @@ export interface MatrixCell {
 export interface MatrixReport {
   scenario: string
   /** the axes that were varied beyond rules × behaviours (absent = none) */
-  axes?: { batchSizes: boolean; privacy: boolean; encodings?: boolean; r?: boolean }
+  axes?: { batchSizes: boolean; privacy: boolean; encodings?: boolean; r?: boolean; optimizers?: boolean }
   cells: MatrixCell[]
 }
 
@@ -82,61 +90,76 @@ export async function runMatrix(
   const privacies: (MatrixPrivacy | undefined)[] = matrix.privacy ?? [undefined]
   const encodings: (Scenario['encoding'] | undefined)[] = matrix.encodings ?? [undefined]
   const rs: (number | undefined)[] = matrix.r ?? [undefined]
-  for (const rule of matrix.rules) {
-    for (const b of matrix.behaviours) {
-      for (const batchSize of batchSizes) {
-        for (const privacy of privacies) {
-          for (const encoding of encodings) {
-            for (const r of rs) {
-              opts.signal?.throwIfAborted()
-              const behaviour = (typeof b === 'string' ? { behaviour: b } : b) as Omit<ByzantineConfig, 'members'>
-              const { beta, ...aggregator } = rule
-              const variant = withVariant(s, {
-                aggregator: aggregator as Scenario['aggregator'],
-                behaviour,
-                ...(batchSize === undefined ? {} : { batchSize }),
-                ...(privacy === undefined ? {} : { privacy }),
-                ...(r === undefined ? {} : { r }),
-              })
-              if (encoding !== undefined) variant.encoding = encoding
-              // `beta` on a matrix rule overrides the task's momentum (ALGORITHMS §7: nna with β = 0 is the NNA ablation)
-              if (beta !== undefined) {
-                if (typeof beta !== 'number' || !(beta >= 0 && beta < 1)) throw new InvalidConfigError(`${s.name}: matrix.rules`, `beta must be a number in [0, 1), got ${String(beta)}`)
-                variant.task.beta = beta
+  const optimizers: (MatrixOptimizer | undefined)[] = matrix.optimizers ?? [undefined]
+  for (const optimizer of optimizers) {
+    for (const rule of matrix.rules) {
+      for (const b of matrix.behaviours) {
+        for (const batchSize of batchSizes) {
+          for (const privacy of privacies) {
+            for (const encoding of encodings) {
+              for (const r of rs) {
+                opts.signal?.throwIfAborted()
+                const behaviour = (typeof b === 'string' ? { behaviour: b } : b) as Omit<ByzantineConfig, 'members'>
+                const { beta, ...aggregator } = rule
+                const variant = withVariant(optimizer === undefined ? s : withOptimizer(s, optimizer), {
+                  aggregator: aggregator as Scenario['aggregator'],
+                  behaviour,
+                  ...(batchSize === undefined ? {} : { batchSize }),
+                  ...(privacy === undefined ? {} : { privacy }),
+                  ...(r === undefined ? {} : { r }),
+                })
+                if (encoding !== undefined) variant.encoding = encoding
+                // `beta` on a matrix rule overrides the task's momentum (ALGORITHMS §7: nna with β = 0 is the NNA ablation)
+                if (beta !== undefined) {
+                  if (typeof beta !== 'number' || !(beta >= 0 && beta < 1)) throw new InvalidConfigError(`${s.name}: matrix.rules`, `beta must be a number in [0, 1), got ${String(beta)}`)
+                  variant.task.beta = beta
+                }
+                const behaviourLabel = label({ ...behaviour, rule: String(behaviour.behaviour) } as MatrixConfig['rules'][number])
+                const dp = variant.task.privacy
+                const privacyName = privacyLabel(dp)
+                const name = [
+                  ...(optimizer === undefined ? [] : [optimizer.name]),
+                  label(rule),
+                  behaviourLabel,
+                  ...(batchSize === undefined ? [] : [`b${batchSize}`]),
+                  ...(privacy === undefined ? [] : [privacyName.replace(/ε/g, 'eps').replace(/σ/g, 'sigma').replace(/δ/g, 'delta')]),
+                  ...(encoding === undefined ? [] : [encoding]),
+                  ...(r === undefined ? [] : [`r${r}`]),
+                ].join('__')
+                const dir = join(outDir, name.replace(/[^a-z0-9=.,()_+-]/gi, '_'))
+                const { report, files } = await runTopology(variant, { ...opts, outDir: dir })
+                const cell: MatrixCell = {
+                  rule: label(rule),
+                  behaviour: behaviourLabel,
+                  batchSize: variant.task.batchSize,
+                  privacy: privacyName,
+                  encoding: variant.encoding ?? 'float32',
+                  r: variant.r ?? variant.f,
+                  ...(optimizer === undefined ? {} : { optimizer: optimizer.name }),
+                  ...(report.distanceToTarget === undefined
+                    ? {}
+                    : {
+                        targetDistance: report.distanceToTarget.target,
+                        roundsToDistance: report.distanceToTarget.round === null ? null : report.distanceToTarget.round + 1,
+                        finalDistance: report.honest.maxFinalDistance ?? null,
+                      }),
+                  ...(report.perRound.some((p) => p.honestDistance !== undefined)
+                    ? { distanceCurve: report.perRound.flatMap((p) => (p.honestDistance === undefined ? [] : [{ round: p.round + 1, ...p.honestDistance }])) }
+                    : {}),
+                  ...(report.timeToTarget === undefined
+                    ? {}
+                    : { targetAccuracy: report.timeToTarget.target, roundsToTarget: report.timeToTarget.round === null ? null : report.timeToTarget.round + 1, timeToTargetMs: report.timeToTarget.elapsedMs }),
+                  targetEpsilon: dp?.epsilon ?? null,
+                  epsilon: report.privacy?.maxHonestEpsilon ?? null,
+                  delta: dp?.delta ?? null,
+                  minHonestAccuracy: report.honest.minFinalAccuracy,
+                  medianHonestAccuracy: report.honest.medianFinalAccuracy,
+                  passed: report.passed,
+                  report: files.html,
+                }
+                cells.push(cell)
+                opts.onCell?.(cell)
               }
-              const behaviourLabel = label({ ...behaviour, rule: String(behaviour.behaviour) } as MatrixConfig['rules'][number])
-              const dp = variant.task.privacy
-              const privacyName = privacyLabel(dp)
-              const name = [
-                label(rule),
-                behaviourLabel,
-                ...(batchSize === undefined ? [] : [`b${batchSize}`]),
-                ...(privacy === undefined ? [] : [privacyName.replace(/ε/g, 'eps').replace(/σ/g, 'sigma').replace(/δ/g, 'delta')]),
-                ...(encoding === undefined ? [] : [encoding]),
-                ...(r === undefined ? [] : [`r${r}`]),
-              ].join('__')
-              const dir = join(outDir, name.replace(/[^a-z0-9=.,()_+-]/gi, '_'))
-              const { report, files } = await runTopology(variant, { ...opts, outDir: dir })
-              const cell: MatrixCell = {
-                rule: label(rule),
-                behaviour: behaviourLabel,
-                batchSize: variant.task.batchSize,
-                privacy: privacyName,
-                encoding: variant.encoding ?? 'float32',
-                r: variant.r ?? variant.f,
-                ...(report.timeToTarget === undefined
-                  ? {}
-                  : { targetAccuracy: report.timeToTarget.target, roundsToTarget: report.timeToTarget.round === null ? null : report.timeToTarget.round + 1, timeToTargetMs: report.timeToTarget.elapsedMs }),
-                targetEpsilon: dp?.epsilon ?? null,
-                epsilon: report.privacy?.maxHonestEpsilon ?? null,
-                delta: dp?.delta ?? null,
-                minHonestAccuracy: report.honest.minFinalAccuracy,
-                medianHonestAccuracy: report.honest.medianFinalAccuracy,
-                passed: report.passed,
-                report: files.html,
-              }
-              cells.push(cell)
-              opts.onCell?.(cell)
             }
           }
         }
@@ -145,7 +168,13 @@ export async function runMatrix(
   }
   const m: MatrixReport = {
     scenario: s.name,
-    axes: { batchSizes: matrix.batchSizes !== undefined, privacy: matrix.privacy !== undefined, encodings: matrix.encodings !== undefined, ...(matrix.r !== undefined ? { r: true } : {}) },
+    axes: {
+      batchSizes: matrix.batchSizes !== undefined,
+      privacy: matrix.privacy !== undefined,
+      encodings: matrix.encodings !== undefined,
+      ...(matrix.r !== undefined ? { r: true } : {}),
+      ...(matrix.optimizers !== undefined ? { optimizers: true } : {}),
+    },
     cells,
   }
   await mkdir(outDir, { recursive: true })
@@ -153,7 +182,7 @@ export async function runMatrix(
   await writeFile(json, `${JSON.stringify(m, null, 2)}\n`)
   const markdown = join(outDir, 'matrix.md')
   await writeFile(markdown, matrixMarkdown(m))
-  const svgText = await renderSvg(m.axes?.privacy === true ? tradeOffPlot(m) : m.axes?.r === true && m.cells.some((c) => c.targetAccuracy !== undefined) ? timeToTargetPlot(m) : matrixPlot(m))
+  const svgText = await renderSvg(m.axes?.optimizers === true && m.cells.some((c) => c.distanceCurve !== undefined) ? distancePlot(m) : m.axes?.privacy === true ? tradeOffPlot(m) : m.axes?.r === true && m.cells.some((c) => c.targetAccuracy !== undefined) ? timeToTargetPlot(m) : matrixPlot(m))
   const svg = join(outDir, 'matrix.svg')
   await writeFile(svg, svgText)
   const html = join(outDir, 'matrix.html')
@@ -170,6 +199,7 @@ export async function runMatrix(
  * (attack, rule, batch size, privacy, ε spent, accuracy).
  */
 export function matrixMarkdown(m: MatrixReport): string {
+  if (m.axes?.optimizers === true) return optimizerMarkdown(m)
   if (m.axes?.batchSizes === true || m.axes?.privacy === true || m.axes?.encodings === true || m.axes?.r === true || m.cells.some((c) => c.targetAccuracy !== undefined)) return tradeOffMarkdown(m)
   const rules = [...new Set(m.cells.map((c) => c.rule))]
   const behaviours = [...new Set(m.cells.map((c) => c.behaviour))]
@@ -211,6 +241,65 @@ export function matrixPlot(m: MatrixReport): TopLevelSpec {
       { mark: { type: 'tick', color: 'black', thickness: 2 }, encoding: { y: { field: 'min', type: 'quantitative' } } },
     ],
   }
+}
+
+/** An optimizers axis (docs/precondition.md): one row per attack × rule × optimizer, with rounds to the distance target. */
+function optimizerMarkdown(m: MatrixReport): string {
+  const target = m.cells.find((c) => c.targetDistance !== undefined)?.targetDistance
+  const exp = (x: number | null | undefined): string => (x === null || x === undefined ? '—' : x.toExponential(2))
+  const order = (xs: string[]): Map<string, number> => new Map([...new Set(xs)].map((x, i) => [x, i]))
+  const attacks = order(m.cells.map((c) => c.behaviour))
+  const rules = order(m.cells.map((c) => c.rule))
+  const optimizers = order(m.cells.map((c) => c.optimizer ?? ''))
+  const rows = [...m.cells].sort(
+    (a, b) => attacks.get(a.behaviour)! - attacks.get(b.behaviour)! || rules.get(a.rule)! - rules.get(b.rule)! || optimizers.get(a.optimizer ?? '')! - optimizers.get(b.optimizer ?? '')!,
+  )
+  const lines = [
+    `Rounds until every honest member is within ${target ?? '?'} of θ* (‖θ − θ*‖/‖θ*‖, evaluated every evalEvery rounds) — ${m.scenario}`,
+    '',
+    `| attack | rule | optimizer | rounds to ${target ?? 'target'} | largest final distance | median final distance | R² min / median (%) | passed |`,
+    '|---|---|---|---|---|---|---|---|',
+  ]
+  for (const c of rows) {
+    const last = c.distanceCurve?.at(-1)
+    const rounds = c.roundsToDistance === undefined ? '' : c.roundsToDistance === null ? 'not reached' : String(c.roundsToDistance)
+    lines.push(`| ${c.behaviour} | ${c.rule} | ${c.optimizer ?? ''} | ${rounds} | ${exp(c.finalDistance ?? last?.max)} | ${exp(last?.median)} | ${pct(c.minHonestAccuracy)} / ${pct(c.medianHonestAccuracy)} | ${c.passed ? 'yes' : 'no'} |`)
+  }
+  return `${lines.join('\n')}\n`
+}
+
+/** Largest honest ‖θ − θ*‖/‖θ*‖ against the round (log scale), one line per optimizer (× rule), one panel per attack. */
+export function distancePlot(m: MatrixReport): TopLevelSpec {
+  const rules = new Set(m.cells.map((c) => c.rule))
+  const target = m.cells.find((c) => c.targetDistance !== undefined)?.targetDistance
+  const values = m.cells.flatMap((c) =>
+    (c.distanceCurve ?? []).map((p) => ({ attack: c.behaviour, series: rules.size > 1 ? `${c.optimizer ?? ''}, ${c.rule}` : (c.optimizer ?? c.rule), round: p.round, distance: Math.max(p.max, 1e-9) })),
+  )
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: { text: `${m.scenario}: distance to θ*`, subtitle: `largest ‖θ − θ*‖/‖θ*‖ over honest members${target === undefined ? '' : `; dotted: the tolerance ${target}`}` },
+    background: 'white',
+    data: { values },
+    facet: { column: { field: 'attack', type: 'nominal', title: 'Byzantine behaviour' } },
+    spec: {
+      width: 280,
+      height: 220,
+      layer: [
+        {
+          mark: { type: 'line', point: false },
+          encoding: {
+            x: { field: 'round', type: 'quantitative', title: 'round' },
+            y: { field: 'distance', type: 'quantitative', title: '‖θ − θ*‖/‖θ*‖ (log scale)', scale: { type: 'log' } },
+            color: { field: 'series', type: 'nominal', title: rules.size > 1 ? 'optimizer, rule' : 'optimizer' },
+          },
+        },
+        // one dotted rule per panel (aggregated to one row per attack, not one per point)
+        ...(target === undefined
+          ? []
+          : [{ transform: [{ aggregate: [{ op: 'count' as const, as: 'points' }], groupby: ['attack'] }], mark: { type: 'rule' as const, strokeDash: [2, 3], color: 'gray' }, encoding: { y: { datum: target } } }]),
+      ],
+    },
+  } as TopLevelSpec
 }
 
 function pct(x: number | null): string {

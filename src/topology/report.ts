@@ -75,6 +75,8 @@ export interface ExpectationResult {
 export interface RoundFigures {
   round: number
   honestAccuracy?: { min: number; median: number; max: number; count: number }
+  /** least squares with a known θ* (docs/precondition.md): ‖θ − θ*‖/‖θ*‖ over the honest members that evaluated this round */
+  honestDistance?: { median: number; max: number }
   honestSpread?: number
   roundMs: { median: number; max: number }
   /** median over honest members of RoundReport.elapsedMs (ms since their run started) at this round */
@@ -93,6 +95,15 @@ export interface TimeToTarget {
   accuracy: number | null
 }
 
+/** The first evaluation round at which every honest member's ‖θ − θ*‖/‖θ*‖ was ≤ the target (docs/precondition.md). */
+export interface DistanceToTarget {
+  target: number
+  /** null when the target was never reached */
+  round: number | null
+  /** the largest honest distance at that round */
+  distance: number | null
+}
+
 export interface TopologyReport {
   scenario: string
   description?: string
@@ -107,8 +118,11 @@ export interface TopologyReport {
   rounds: number
   /** with `expect.targetAccuracy`: time-to-accuracy (docs/redundancy.md) */
   timeToTarget?: TimeToTarget
+  /** with `expect.targetDistance`: rounds until every honest member was that close to θ* */
+  distanceToTarget?: DistanceToTarget
   nodes: NodeSummary[]
-  honest: { minFinalAccuracy: number | null; medianFinalAccuracy: number | null; finalSpread: number | null }
+  /** `maxFinalDistance`: least squares, the largest honest ‖θ − θ*‖/‖θ*‖ at the last evaluation */
+  honest: { minFinalAccuracy: number | null; medianFinalAccuracy: number | null; finalSpread: number | null; maxFinalDistance?: number }
   /**
    * Present when the task is private: the scenario's privacy block (after defaults) and the
    * largest ε an honest member spent (null when none reported one).
@@ -213,6 +227,8 @@ export function buildReport(opts: {
       bytesSent: list.reduce((s, r) => s + r.bytesSent, 0),
     }
     if (accs.length > 0) fig.honestAccuracy = { min: Math.min(...accs), median: median(accs), max: Math.max(...accs), count: accs.length }
+    const dists = honest.flatMap((r) => (r.distance === undefined ? [] : [r.distance]))
+    if (dists.length > 0) fig.honestDistance = { median: median(dists), max: Math.max(...dists) }
     const elapsed = honest.flatMap((r) => (r.elapsedMs === undefined ? [] : [r.elapsedMs]))
     if (elapsed.length > 0) fig.elapsedMs = median(elapsed)
     if (sketches.length >= 2) {
@@ -228,18 +244,23 @@ export function buildReport(opts: {
     minFinalAccuracy: known.length === honestFinal.length && known.length > 0 ? Math.min(...known) : null,
     medianFinalAccuracy: known.length > 0 ? median(known) : null,
     finalSpread,
-  }
+  } as TopologyReport['honest']
+  const lastDistance = perRound.findLast((p) => p.honestDistance !== undefined)?.honestDistance
+  if (lastDistance !== undefined) honest.maxFinalDistance = lastDistance.max
   const honestEps = nodes.filter((n) => !n.byzantine && n.epsilon !== undefined).map((n) => n.epsilon!)
   const p = scenario.task.privacy
   const privacy =
     p === undefined ? undefined : { config: p, delta: p.delta, maxHonestEpsilon: honestEps.length === 0 ? null : Math.max(...honestEps), batchSize: scenario.task.batchSize }
   const target = scenario.expect.targetAccuracy
   const timeToTarget = target === undefined ? undefined : timeToAccuracy(perRound, target)
+  const targetDistance = scenario.expect.targetDistance
+  const distanceToTarget = targetDistance === undefined ? undefined : roundsToDistance(perRound, targetDistance)
   const expectations = evaluateExpectations(scenario.expect, {
     honestNodes: nodes.filter((n) => !n.byzantine),
     finalSpread,
     rounds: scenario.task.rounds,
     ...(timeToTarget === undefined ? {} : { timeToTarget }),
+    ...(distanceToTarget === undefined ? {} : { distanceToTarget }),
   })
   return {
     scenario: scenario.name,
@@ -253,6 +274,7 @@ export function buildReport(opts: {
     rule: scenario.aggregator.rule,
     rounds: scenario.task.rounds,
     ...(timeToTarget === undefined ? {} : { timeToTarget }),
+    ...(distanceToTarget === undefined ? {} : { distanceToTarget }),
     nodes,
     honest,
     ...(privacy === undefined ? {} : { privacy }),
@@ -276,13 +298,21 @@ export function timeToAccuracy(perRound: RoundFigures[], target: number): TimeTo
   return { target, round: null, elapsedMs: null, accuracy: null }
 }
 
+/** The first round at which the largest honest ‖θ − θ*‖/‖θ*‖ is ≤ `target` (rounds are 0-based). */
+export function roundsToDistance(perRound: RoundFigures[], target: number): DistanceToTarget {
+  for (const p of perRound) {
+    if (p.honestDistance !== undefined && p.honestDistance.max <= target) return { target, round: p.round, distance: p.honestDistance.max }
+  }
+  return { target, round: null, distance: null }
+}
+
 /**
  * Evaluates the scenario's expectations. A member that never evaluated counts as accuracy 0
  * (it cannot pass a minimum); `minRoundsCompleted` defaults to every round of the task.
  */
 export function evaluateExpectations(
   expect: Expectations,
-  ctx: { honestNodes: NodeSummary[]; finalSpread: number | null; rounds: number; timeToTarget?: TimeToTarget },
+  ctx: { honestNodes: NodeSummary[]; finalSpread: number | null; rounds: number; timeToTarget?: TimeToTarget; distanceToTarget?: DistanceToTarget },
 ): ExpectationResult[] {
   const out: ExpectationResult[] = []
   const accs = ctx.honestNodes.map((n) => n.finalAccuracy ?? 0)
@@ -338,6 +368,19 @@ export function evaluateExpectations(
       detail: reached
         ? `median honest accuracy ${fmt(t.accuracy!)} ≥ ${expect.targetAccuracy} at round ${t.round! + 1}${t.elapsedMs === null ? '' : `, after ${(t.elapsedMs / 1000).toFixed(1)} s`}`
         : `median honest accuracy never reached ${expect.targetAccuracy}`,
+    })
+  }
+  if (expect.targetDistance !== undefined) {
+    const t = ctx.distanceToTarget
+    const reached = t !== undefined && t.round !== null
+    out.push({
+      name: 'targetDistance',
+      passed: reached,
+      value: reached ? t.distance : null,
+      threshold: expect.targetDistance,
+      detail: reached
+        ? `every honest ‖θ − θ*‖/‖θ*‖ ≤ ${expect.targetDistance} at round ${t.round! + 1} (largest ${t.distance!.toExponential(2)})`
+        : `the honest members never all came within ${expect.targetDistance} of θ*`,
     })
   }
   const minRounds = expect.minRoundsCompleted ?? ctx.rounds

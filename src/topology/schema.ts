@@ -13,7 +13,19 @@ import { extname } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
 import { MAX_META_BYTES, maxMembers } from '../broadcast/wire.ts'
-import { aggregatorSchema, encodingSchema, limitsSchema, type PrivacyConfig, parseConfig, privacySchema, taskSchema, timingSchema } from '../config/schema.ts'
+import {
+  aggregatorSchema,
+  checkTask,
+  encodingSchema,
+  limitsSchema,
+  type PrivacyConfig,
+  parseConfig,
+  preconditionSchema,
+  privacySchema,
+  scheduleSchema,
+  taskSchema,
+  timingSchema,
+} from '../config/schema.ts'
 import { InvalidConfigError } from '../errors.ts'
 import { checkRedundancy } from '../node/redundancy.ts'
 
@@ -114,6 +126,12 @@ export const expectationsSchema = z
      * (`timeToTarget`: the median honest RoundReport.elapsedMs of that round), per matrix cell too.
      */
     targetAccuracy: z.number().min(0).max(1).optional(),
+    /**
+     * Least squares with a known θ* (dataset `linear`; docs/precondition.md): every honest
+     * member's ‖θ − θ*‖/‖θ*‖ reaches this at some evaluation round; the report gives the first
+     * such round (`distanceToTarget`), per matrix cell too (`roundsToDistance`).
+     */
+    targetDistance: z.number().positive().optional(),
   })
   .default({})
 export type Expectations = z.output<typeof expectationsSchema>
@@ -127,6 +145,19 @@ export const matrixPrivacySchema = z.union([z.literal('none'), z.number().positi
 })
 export type MatrixPrivacy = z.output<typeof matrixPrivacySchema>
 
+/**
+ * One value of the matrix's optimizer axis (docs/precondition.md): a name for the table and
+ * what it changes in the task — the momentum β, the step-size schedule, and the pre-conditioner
+ * (absent = none, so a cell without `precondition` runs plain or momentum SGD).
+ */
+export const matrixOptimizerSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9._+-]*$/i, 'use letters, digits, ".", "_", "+" or "-"'),
+  beta: z.number().min(0).lt(1).optional(),
+  schedule: scheduleSchema.optional(),
+  precondition: preconditionSchema.optional(),
+})
+export type MatrixOptimizer = z.output<typeof matrixOptimizerSchema>
+
 export const matrixSchema = z.strictObject({
   rules: z.array(aggregatorSchema.unwrap()).min(1),
   behaviours: z.array(z.union([z.enum(behaviourNames), byzantineSchema.omit({ members: true })])).min(1),
@@ -138,6 +169,8 @@ export const matrixSchema = z.strictObject({
   encodings: z.array(encodingSchema).min(1).optional(),
   /** optional axis: the redundancy r (replaces the scenario's `r` in every cell; f ≤ r < n; docs/redundancy.md) */
   r: z.array(z.number().int().nonnegative()).min(1).optional(),
+  /** optional axis: optimizers (momentum β, schedule, pre-conditioner; docs/precondition.md) */
+  optimizers: z.array(matrixOptimizerSchema).min(1).optional(),
 })
 export type MatrixConfig = z.output<typeof matrixSchema>
 
@@ -214,10 +247,17 @@ export function parseScenario(input: unknown, where = 'scenario'): Scenario {
   }
   if (byz.size === s.n) throw new InvalidConfigError(`${where}: byzantine`, 'at least one member must be honest')
   checkRedundancy({ n: s.n, f: s.f, r: s.r, rule: s.aggregator.rule }, where)
+  checkTask(s.task, where)
   if (s.matrix !== undefined) {
     // every cell's (r, rule) pair must hold before the first cell runs
     const rs: Array<[string, number | undefined]> = s.matrix.r?.map((r, k) => [`matrix.r.${k}`, r]) ?? [['r', s.r]]
     for (const [field, r] of rs) for (const rule of s.matrix.rules) checkRedundancy({ n: s.n, f: s.f, r, rule: rule.rule }, where, field)
+    const names = new Set<string>()
+    for (const [k, o] of (s.matrix.optimizers ?? []).entries()) {
+      if (names.has(o.name)) throw new InvalidConfigError(`${where}: matrix.optimizers.${k}.name`, `optimizer ${o.name} is listed twice; give each a distinct name`)
+      names.add(o.name)
+      checkTask(withOptimizer(s, o).task, `${where}: matrix.optimizers.${k}`)
+    }
   }
   for (const [k, m] of s.network.members.entries()) for (const i of m.members) checkIndex(`network.members.${k}.members`, i)
   for (const [k, l] of s.network.links.entries()) {
@@ -255,6 +295,16 @@ export function byzantineByMember(s: Scenario): (ByzantineConfig | undefined)[] 
 export function privacyOf(p: MatrixPrivacy): PrivacyConfig | undefined {
   if (p === 'none') return undefined
   return typeof p === 'number' ? privacySchema.parse({ epsilon: p }) : p
+}
+
+/** The scenario with a matrix optimizer's β, schedule and pre-conditioner (absent = none) in its task. */
+export function withOptimizer(s: Scenario, o: MatrixOptimizer): Scenario {
+  const next: Scenario = structuredClone(s)
+  if (o.beta !== undefined) next.task.beta = o.beta
+  if (o.schedule !== undefined) next.task.schedule = o.schedule
+  if (o.precondition !== undefined) next.task.precondition = o.precondition
+  else delete next.task.precondition
+  return next
 }
 
 /** The scenario with another rule, behaviour, batch size, privacy and/or r (for matrices); `privacy: 'none'` removes it. */
