@@ -26,6 +26,7 @@ import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import { InvalidConfigError } from '../errors.ts'
 import { type Logger, silentLogger } from '../logger.ts'
 import { type Membership, swarmTopicPrefix, validateMembership } from './membership.ts'
+import { multicastProblem } from './multicast.ts'
 import { noiseCrypto } from './noise-crypto.ts'
 import { type HolePunch, type HolePunchInit, holePunch } from './punch.ts'
 
@@ -360,6 +361,10 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
   for (const a of through) node.dial(multiaddr(a)).catch((err: unknown) => logger.debug('could not dial a relay yet', { relay: a, error: String(err) }))
 
   if (opts.mdns === true) {
+    const problem = await multicastProblem()
+    if (problem !== undefined) {
+      logger.warn(`mDNS cannot send on this host (${problem}: no route for multicast 224.0.0.251): members will not be found on the LAN; give them with --bootstrap or the swarm file's addresses`, { problem })
+    }
     node.addEventListener('peer:discovery', (evt) => {
       const id = evt.detail.id
       if (!gateAllows(gate, id) || node.getConnections(id).length > 0) return
