@@ -51,7 +51,7 @@ export function verifyCertificate(cert: Certificate, membership: Membership, opt
 
 /** Certificates verified already, by (epoch, sender, round, hash), with the exact signatures checked. */
 export class VerifiedCertificates {
-  private readonly map = new Map<string, SignatureEntry[]>()
+  private readonly map = new Map<string, { round: number; signatures: SignatureEntry[] }>()
   private readonly limit: number
   constructor(limit: number) {
     this.limit = limit
@@ -61,11 +61,23 @@ export class VerifiedCertificates {
   }
   has(c: Certificate): boolean {
     const known = this.map.get(this.key(c))
-    return known !== undefined && sameSignatures(known, c.signatures)
+    return known !== undefined && sameSignatures(known.signatures, c.signatures)
   }
   add(c: Certificate): void {
     if (this.map.size >= this.limit) this.map.clear()
-    this.map.set(this.key(c), c.signatures)
+    this.map.set(this.key(c), { round: c.round, signatures: c.signatures })
+  }
+  /**
+   * Forgets the certificates of rounds below `low`: the store refuses those rounds for good, so
+   * their certificates are never checked again. (Kept up to the size limit instead, they were
+   * n(2W + 1)·64 certificates per member — an in-process swarm's heap grew by ≈ 2 MB a round and
+   * its rounds slowed down with it: 3.0 → 4.5–5 s over 40 rounds of paper-mnist-none.)
+   */
+  collect(low: number): void {
+    for (const [k, v] of this.map) if (v.round < low) this.map.delete(k)
+  }
+  get size(): number {
+    return this.map.size
   }
   clear(): void {
     this.map.clear()

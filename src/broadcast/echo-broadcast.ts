@@ -155,7 +155,10 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
         metrics?.deliveries.inc()
         this.dispatchEvent(new CustomEvent('deliver', { detail: d }))
       },
-      onCollect: (low, floor) => this.sender.collect(low, floor),
+      onCollect: (low, floor) => {
+        this.sender.collect(low, floor)
+        this.verifiedCerts.collect(low)
+      },
     })
     this.streams = new Streams({
       node: this.node,

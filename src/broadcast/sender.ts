@@ -69,16 +69,24 @@ export class Sender {
     for (const peer of this.ctx.epochs.at(round).membership.members) {
       if (peer !== peerId) this.ctx.track(this.pushTo(peer, own))
     }
+    // the caller's signal lives as long as its run: its listener goes once the race is settled
+    // (left there, one per round kept every round's certificate alive and the run slowed down
+    // as the heap grew: 3.0 → 4.5–5 s per round over 40 rounds of paper-mnist-none in one process)
     const signal = opts.signal
+    let onAbort: (() => void) | undefined
     const aborted = new Promise<never>((_, reject) => {
       if (signal === undefined) return
-      const onAbort = (): void => reject(new AbortError())
+      onAbort = (): void => reject(new AbortError())
       if (signal.aborted) onAbort()
       else signal.addEventListener('abort', onAbort, { once: true })
     })
     aborted.catch(() => {})
-    const cert = await Promise.race([own.certified.promise, aborted])
-    store.deliverIfReady(inst, cert)
+    try {
+      const cert = await Promise.race([own.certified.promise, aborted])
+      store.deliverIfReady(inst, cert)
+    } finally {
+      if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
+    }
   }
 
   /** The store dropped rounds below `low`: forget our SENDs there, stop pushing those below the floor. */
