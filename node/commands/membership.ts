@@ -167,7 +167,7 @@ Examples:
         `member   ${[s.name, s.member].filter((x) => x !== undefined).join(' ')}`,
         `swarm    ${String(s.swarmId)}`,
         `source   ${String(s.source)}`,
-        `epoch    ${String(s.epoch)} (n = ${String(s.n)}, f = ${String(s.f)}${s.r !== undefined ? `, r = ${String(s.r)}: a round waits for ${String(s.needed ?? Number(s.n) - Number(s.r))} models` : ''})${s.latestEpoch !== undefined && s.latestEpoch !== s.epoch ? `; epoch ${String(s.latestEpoch)} activates at round ${String(s.latestActivation)}` : ''}`,
+        `epoch    ${String(s.epoch)} (n = ${String(s.n)}, f = ${String(s.f)}${s.r !== undefined && Number(s.r) !== Number(s.f) ? `, r = ${String(s.r)}: a round waits for ${String(s.needed ?? Number(s.n) - Number(s.r))} models` : ''})${s.latestEpoch !== undefined && s.latestEpoch !== s.epoch ? `; epoch ${String(s.latestEpoch)} activates at round ${String(s.latestActivation)}` : ''}`,
         `round    ${String(s.round)}`,
       ]
       if (Array.isArray(s.peers)) lines.push(`peers    ${s.peers.length} connected${s.peers.length > 0 ? `: ${s.peers.join(', ')}` : ''}`)
