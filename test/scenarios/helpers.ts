@@ -95,6 +95,12 @@ export function assertHonestFail(report: TopologyReport, bar: number): void {
  * Asserts that the Byzantine model really reached the honest members' aggregation in most
  * rounds (RoundReport.senders), i.e. the scenario's slow member makes the attack bite.
  */
+export function attackReached(report: TopologyReport): boolean {
+  const shares = report.nodes.filter((n) => !n.byzantine).map((n) => n.byzantineAggregatedShare)
+  const known = shares.filter((x): x is number => x !== null).sort((a, b) => a - b)
+  return known.length === shares.length && known[known.length >> 1]! >= 0.5
+}
+
 export function assertAttackReached(report: TopologyReport): void {
   const shares = report.nodes.filter((n) => !n.byzantine).map((n) => n.byzantineAggregatedShare)
   const known = shares.filter((x): x is number => x !== null).sort((a, b) => a - b)
@@ -127,8 +133,17 @@ function behaviourOf(report: TopologyReport): string | undefined {
 export function describeAttack(behaviour: string, note = ''): void {
   describe(`${behaviour}${note === '' ? '' : ` (${note})`}: MoNNA holds, the mean fails (4 processes on 127.0.0.1)`, () => {
     it('MoNNA (nna): every honest member reaches the stated accuracy', async (t) => {
-      const report = await runCiScenario({ rule: 'nna', behaviour: await suiteAttack(behaviour) })
+      // a run in which the Byzantine model reached too few aggregations says nothing about the
+      // rule (asynchronous rounds take the first n − f: on a loaded machine a rushing attacker can
+      // fall out of step — a CI rehearsal beside a 600-round run saw optimal-foe aggregated in 0 %
+      // of rounds): such a run is repeated once, and the second must show the attack biting
+      let report = await runCiScenario({ rule: 'nna', behaviour: await suiteAttack(behaviour) })
       t.diagnostic(summary(report))
+      if (!attackReached(report)) {
+        t.diagnostic('the attack did not reach the aggregation in most rounds: running the scenario once more')
+        report = await runCiScenario({ rule: 'nna', behaviour: await suiteAttack(behaviour) })
+        t.diagnostic(summary(report))
+      }
       assertAttackReached(report)
       assertHonestReach(report, await statedAccuracy())
     })
