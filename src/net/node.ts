@@ -433,8 +433,10 @@ function setGate(gate: Gate, m: Membership | undefined): void {
 
 /**
  * Refuses `peer` for `ms` on a node created by `createNetNode` — connections both ways and the
- * pubsub messages it sends or relays, member or not — and closes its open connections. A later
- * ban replaces an earlier one. No-op for other nodes.
+ * pubsub messages it sends or relays, member or not — and aborts its open connections: what it
+ * still had in flight is discarded, not read (a graceful close would go on delivering its queued
+ * frames and gossip to us). A later ban replaces an earlier one; `ms = 0` lifts a ban and leaves
+ * connections alone. No-op for other nodes.
  */
 export async function banPeer(node: Libp2p, peer: string, ms: number): Promise<void> {
   const gate = gates.get(node)
@@ -442,12 +444,8 @@ export async function banPeer(node: Libp2p, peer: string, ms: number): Promise<v
   if (!Number.isFinite(ms) || ms < 0) throw new InvalidConfigError('ms', `must be a non-negative number of milliseconds, got ${ms}`)
   gate.banned.set(peer, Date.now() + ms)
   if (gate.banned.size > 4096) for (const [p, until] of gate.banned) if (until <= Date.now()) gate.banned.delete(p)
-  await Promise.all(
-    node
-      .getConnections()
-      .filter((c) => c.remotePeer.toString() === peer)
-      .map((c) => c.close().catch(() => {})),
-  )
+  if (ms === 0) return
+  for (const c of node.getConnections()) if (c.remotePeer.toString() === peer) c.abort(new Error(`peer ${peer} banned for ${ms} ms`))
 }
 
 /** Whether `peer` is banned on `node` now (see `banPeer`). */
