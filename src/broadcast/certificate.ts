@@ -39,9 +39,13 @@ export function verifyCertificate(cert: Certificate, membership: Membership, opt
     if (!members.has(e.signer)) throw new BroadcastRejectError('non-member', `certificate signer ${e.signer} is not a member`)
   }
   // blamed only when the caller knows the certificate's own epoch (`blameShort`): checked against
-  // another epoch's members (one this member has not received yet removed some), an honest
-  // certificate can look short
-  if (seen.size < q) throw new BroadcastRejectError('malformed', `certificate has ${seen.size} signatures, quorum is ${q}`, opts.blameShort === true)
+  // another epoch's members and quorum (an epoch this member has not received yet removed some;
+  // a member that joined with a later epoch judging a round before it, whose quorum was smaller),
+  // an honest certificate can look short — then it is refused as of an epoch we cannot judge
+  if (seen.size < q) {
+    if (opts.blameShort === true) throw new BroadcastRejectError('malformed', `certificate has ${seen.size} signatures, quorum is ${q}`)
+    throw new BroadcastRejectError('wrong-epoch', `certificate of epoch ${cert.epoch} has ${seen.size} signatures; judged against another epoch (quorum ${q}), it cannot be checked here`)
+  }
   const stmt = statement('ECHO', cert, cert.hash)
   for (const e of cert.signatures) {
     if (opts.trusted?.(e) === true) continue

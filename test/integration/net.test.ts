@@ -7,6 +7,7 @@ import { after, test } from 'node:test'
 import { type Message, TopicValidatorResult } from '@libp2p/gossipsub'
 import { InvalidConfigError } from '../../src/errors.ts'
 import { createNetNode, type Membership, type NetNode, peerIdOfKey, setNetMembership, swarmTopic } from '../../src/net/index.ts'
+import { waitEvent } from '../support/events.ts'
 import { assertRefused, makeKeys } from '../unit/broadcast/harness.ts'
 
 const nodes: NetNode[] = []
@@ -20,22 +21,6 @@ async function node(opts: Parameters<typeof createNetNode>[0]): Promise<NetNode>
   return n
 }
 
-function waitEvent<T>(target: EventTarget, type: string, pred: (detail: T) => boolean, ms = 20_000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      target.removeEventListener(type, on)
-      reject(new Error(`no '${type}' event within ${ms} ms`))
-    }, ms)
-    const on = (e: Event): void => {
-      const d = (e as CustomEvent<T>).detail
-      if (!pred(d)) return
-      clearTimeout(timer)
-      target.removeEventListener(type, on)
-      resolve(d)
-    }
-    target.addEventListener(type, on)
-  })
-}
 
 test('members bootstrap to each other, ping, and exchange pubsub messages in the swarm namespace only', async () => {
   const keys = await makeKeys(4)

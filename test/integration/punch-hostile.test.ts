@@ -17,6 +17,7 @@ import type { Connection, Stream } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createNetNode, type Membership, type NetNode, peerIdOfKey } from '../../src/net/index.ts'
 import { encodeMessage, forbiddenAddress, HolePunch, type HolePunchComponents, type HolePunchInit, isRelayed, OBSERVE_PROTOCOL, PUNCH_PROTOCOL, type PunchAttemptEnd, type PunchRejection, type PunchRejectionReason, parseOffer, readMessage } from '../../src/net/punch.ts'
+import { waitEvent } from '../support/events.ts'
 import { assertRefused, makeKeys } from '../unit/broadcast/harness.ts'
 
 // every TCP connect of this process, recorded (libp2p's transport and the punch code alike)
@@ -51,22 +52,6 @@ afterEach(async () => {
 
 const FAST: Omit<HolePunchInit, 'allows'> = { attemptMs: 300, retryMs: 30, messageTimeoutMs: 1000, observeTimeoutMs: 5000, upgradeTimeoutMs: 5000 }
 
-function waitEvent<T>(target: EventTarget, type: string, pred: (d: T) => boolean = () => true, ms = 30_000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      target.removeEventListener(type, on)
-      reject(new Error(`no '${type}' event within ${ms} ms`))
-    }, ms)
-    const on = (e: Event): void => {
-      const d = (e as CustomEvent<T>).detail
-      if (!pred(d)) return
-      clearTimeout(timer)
-      target.removeEventListener(type, on)
-      resolve(d)
-    }
-    target.addEventListener(type, on)
-  })
-}
 
 async function node(opts: Parameters<typeof createNetNode>[0]): Promise<NetNode> {
   const n = await createNetNode(opts)

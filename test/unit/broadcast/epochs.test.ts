@@ -96,6 +96,32 @@ test('without fromRound a membership replaces every epoch (the whole history is 
   assert.equal(await certify(1, 3, 12, [1, 2, 3]), undefined)
 })
 
+test('a member that joined with a later epoch refuses a short certificate of an earlier epoch as wrong-epoch, unblamed (not malformed)', async () => {
+  // founders 0…3 ran epoch 0 (n = 4, f = 1, Q = 3); member 4 joins with epoch 1 (n = 5, Q = 4)
+  // from round 10 and knows only that epoch: an honest epoch-0 certificate of round 3 has 3
+  // signatures, short under epoch 1's quorum. It cannot be judged here — not a malformed frame
+  const ks = await makeKeys(5)
+  const ps = ks.map(peerIdOfKey)
+  const m1: Membership = { swarmId: 'join', members: ps, f: 1 }
+  const node = await createNetNode({ privateKey: ks[4]!, listen: ['/ip4/127.0.0.1/tcp/0'], membership: m1 })
+  const b = await createEchoBroadcast({ node, privateKey: ks[4]!, membership: m1, epoch: 1, epochFrom: 10 })
+  const ingest = ingestInto({ node, b, membership: m1 })
+  try {
+    const payload = new Uint8Array([1, 2, 3])
+    const hash = hashPayload(payload)
+    const inst = { swarmId: 'join', epoch: 0, round: 3, sender: ps[1]! }
+    const certificate = [1, 2, 3].map((k) => ({ signer: ps[k]!, signature: sign(signingSeed(ks[k]!), statement('ECHO', inst, hash)) }))
+    const r = (await ingest(ks[1]!, { type: 'FINAL', ...inst, hash, certificate })).rejection
+    assert.equal(r?.reason, 'wrong-epoch', r?.detail)
+    assert.equal(r?.penalise, false)
+    assert.match(r?.detail ?? '', /certificate of epoch 0 has 3 signatures/)
+  } finally {
+    await ingest.stop()
+    await b.stop()
+    await node.stop()
+  }
+})
+
 test('frames valid under an epoch this member has not received yet are refused without blame (no ban of honest members)', async () => {
   // this member knows members 0…4 (n = 5, f = 1, Q = 4); the swarm has moved to an epoch it
   // has not received: member 4 removed (n = 4, Q = 3) — or a member 5 added

@@ -10,14 +10,9 @@ import { maxPreconditionDim, parseSwarm } from '../../../src/config/schema.ts'
 import { InvalidConfigError } from '../../../src/errors.ts'
 import { maxPreconditionDim as learnerBound, validateLearnerOptions } from '../../../src/learning/learner.ts'
 import { parseScenario } from '../../../src/topology/schema.ts'
+import { fakePeerIds } from '../../support/fake-ids.ts'
 
-const B58 = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz'
-const ids = (n: number): string[] =>
-  Array.from({ length: n }, (_, i) => {
-    let tail = ''
-    for (let x = i, k = 0; k < 44; k++, x = Math.floor(x / 58)) tail += B58[x % 58]
-    return `12D3KooW${tail}`
-  })
+const ids = fakePeerIds
 
 const linearTask = { dataset: { kind: 'linear', dim: 10, condition: 100 }, model: { kind: 'linear' }, precondition: { alpha: 1, beta: 0 } }
 const swarm = (task: Record<string, unknown>): unknown => ({ name: 'pc', f: 1, members: ids(4).map((id) => ({ id })), task })

@@ -9,17 +9,11 @@ import { InvalidConfigError } from '../../../src/errors.ts'
 import { RoundEngine } from '../../../src/node/engine.ts'
 import { declaredR, epochR, quorumOf, ruleMaxR, rushingHonestMin } from '../../../src/node/redundancy.ts'
 import { parseScenario } from '../../../src/topology/schema.ts'
+import { fakePeerIds } from '../../support/fake-ids.ts'
 import { createMemoryHub } from '../../support/memory-hub.ts'
 import { memberIds, quadraticLearner, simpleNna } from '../node/helpers.ts'
 
-const B58 = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz'
-/** n distinct strings shaped like Ed25519 PeerIds (as in swarm-size.test.ts) */
-const ids = (n: number): string[] =>
-  Array.from({ length: n }, (_, i) => {
-    let tail = ''
-    for (let x = i, k = 0; k < 44; k++, x = Math.floor(x / 58)) tail += B58[x % 58]
-    return `12D3KooW${tail}`
-  })
+const ids = fakePeerIds
 
 const swarm = (o: Record<string, unknown> = {}): unknown => ({ name: 'stable', f: 1, members: ids(7).map((id) => ({ id })), ...o })
 

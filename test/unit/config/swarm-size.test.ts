@@ -4,15 +4,9 @@ import { it } from 'node:test'
 import { maxMembers } from '../../../src/broadcast/wire.ts'
 import { parseSwarm } from '../../../src/config/schema.ts'
 import { InvalidConfigError } from '../../../src/errors.ts'
+import { fakePeerIds } from '../../support/fake-ids.ts'
 
-const B58 = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz'
-/** n distinct strings shaped like Ed25519 PeerIds */
-const ids = (n: number): string[] =>
-  Array.from({ length: n }, (_, i) => {
-    let tail = ''
-    for (let x = i, k = 0; k < 44; k++, x = Math.floor(x / 58)) tail += B58[x % 58]
-    return `12D3KooW${tail}`
-  })
+const ids = fakePeerIds
 
 it('a swarm of more members than a certificate can carry is refused; the largest that fits loads', () => {
   const f = 5
