@@ -2,8 +2,9 @@
  * A matrix run: one task across several aggregation rules × Byzantine behaviours, and
  * optionally × batch sizes × privacy settings (issue 8: the privacy / robustness trade-off)
  * × wire encodings (what float16, bfloat16 or int8 models cost in accuracy under attack)
- * × the redundancy r (stragglers apart from Byzantine members; docs/redundancy.md).
- * Each cell is a full topology run (its own report in `<out>/<rule>__<behaviour>[__b<b>][__<privacy>][__<encoding>][__r<r>]/`);
+ * × the redundancy r (stragglers apart from Byzantine members; docs/redundancy.md)
+ * × the data partition (the heterogeneity sweep: Dirichlet α; docs/heterogeneity.md).
+ * Each cell is a full topology run (its own report in `<out>/[<optimizer>__]<rule>__<behaviour>[__b<b>][__<privacy>][__<encoding>][__r<r>][__<partition>]/`);
  * the matrix writes one comparison table (`matrix.json`, `matrix.md`) and one plot
  * (`matrix.svg`, inside `matrix.html`) of the final honest accuracy, min and median — grouped
  * bars without a privacy axis, accuracy against the ε spent with one (the trade-off plot).
@@ -15,7 +16,7 @@ import { InvalidConfigError } from '../errors.ts'
 import { renderSvg } from './report.ts'
 import { type RunTopologyOptions, runTopology } from './runner.ts'
 import type { ByzantineConfig, MatrixConfig, MatrixOptimizer, MatrixPrivacy, Scenario } from './schema.ts'
-import { privacyOf, withOptimizer, withVariant } from './schema.ts'
+import { partitionLabel, privacyOf, withOptimizer, withVariant } from './schema.ts'
 
 export interface MatrixCell {
   rule: string
@@ -30,6 +31,10 @@ export interface MatrixCell {
   r?: number
   /** the matrix optimizer of this cell (an optimizers axis only; docs/precondition.md) */
   optimizer?: string
+  /** the data partition of this cell (a partitions axis only): `iid`, `α=0.1`, … */
+  partition?: string
+  /** its Dirichlet α (null: iid or shards; a partitions axis only) */
+  alpha?: number | null
   /** with `expect.targetDistance`: the target ‖θ − θ*‖/‖θ*‖, the first round every honest member was within it (null: never), and the largest honest distance at the end */
   targetDistance?: number
   roundsToDistance?: number | null
@@ -55,7 +60,7 @@ export interface MatrixCell {
 export interface MatrixReport {
   scenario: string
   /** the axes that were varied beyond rules × behaviours (absent = none) */
-  axes?: { batchSizes: boolean; privacy: boolean; encodings?: boolean; r?: boolean; optimizers?: boolean }
+  axes?: { batchSizes: boolean; privacy: boolean; encodings?: boolean; r?: boolean; optimizers?: boolean; partitions?: boolean }
   cells: MatrixCell[]
 }
 
@@ -91,6 +96,7 @@ export async function runMatrix(
   const encodings: (Scenario['encoding'] | undefined)[] = matrix.encodings ?? [undefined]
   const rs: (number | undefined)[] = matrix.r ?? [undefined]
   const optimizers: (MatrixOptimizer | undefined)[] = matrix.optimizers ?? [undefined]
+  const partitions: (Scenario['task']['partition'] | undefined)[] = matrix.partitions ?? [undefined]
   for (const optimizer of optimizers) {
     for (const rule of matrix.rules) {
       for (const b of matrix.behaviours) {
@@ -98,67 +104,72 @@ export async function runMatrix(
           for (const privacy of privacies) {
             for (const encoding of encodings) {
               for (const r of rs) {
-                opts.signal?.throwIfAborted()
-                const behaviour = (typeof b === 'string' ? { behaviour: b } : b) as Omit<ByzantineConfig, 'members'>
-                const { beta, ...aggregator } = rule
-                const variant = withVariant(optimizer === undefined ? s : withOptimizer(s, optimizer), {
-                  aggregator: aggregator as Scenario['aggregator'],
-                  behaviour,
-                  ...(batchSize === undefined ? {} : { batchSize }),
-                  ...(privacy === undefined ? {} : { privacy }),
-                  ...(r === undefined ? {} : { r }),
-                })
-                if (encoding !== undefined) variant.encoding = encoding
-                // `beta` on a matrix rule overrides the task's momentum (ALGORITHMS §7: nna with β = 0 is the NNA ablation)
-                if (beta !== undefined) {
-                  if (typeof beta !== 'number' || !(beta >= 0 && beta < 1)) throw new InvalidConfigError(`${s.name}: matrix.rules`, `beta must be a number in [0, 1), got ${String(beta)}`)
-                  variant.task.beta = beta
+                for (const partition of partitions) {
+                  opts.signal?.throwIfAborted()
+                  const behaviour = (typeof b === 'string' ? { behaviour: b } : b) as Omit<ByzantineConfig, 'members'>
+                  const { beta, ...aggregator } = rule
+                  const variant = withVariant(optimizer === undefined ? s : withOptimizer(s, optimizer), {
+                    aggregator: aggregator as Scenario['aggregator'],
+                    behaviour,
+                    ...(batchSize === undefined ? {} : { batchSize }),
+                    ...(privacy === undefined ? {} : { privacy }),
+                    ...(r === undefined ? {} : { r }),
+                    ...(partition === undefined ? {} : { partition }),
+                  })
+                  if (encoding !== undefined) variant.encoding = encoding
+                  // `beta` on a matrix rule overrides the task's momentum (ALGORITHMS §7: nna with β = 0 is the NNA ablation)
+                  if (beta !== undefined) {
+                    if (typeof beta !== 'number' || !(beta >= 0 && beta < 1)) throw new InvalidConfigError(`${s.name}: matrix.rules`, `beta must be a number in [0, 1), got ${String(beta)}`)
+                    variant.task.beta = beta
+                  }
+                  const behaviourLabel = label({ ...behaviour, rule: String(behaviour.behaviour) } as MatrixConfig['rules'][number])
+                  const dp = variant.task.privacy
+                  const privacyName = privacyLabel(dp)
+                  const name = [
+                    ...(optimizer === undefined ? [] : [optimizer.name]),
+                    label(rule),
+                    behaviourLabel,
+                    ...(batchSize === undefined ? [] : [`b${batchSize}`]),
+                    ...(privacy === undefined ? [] : [privacyName.replace(/ε/g, 'eps').replace(/σ/g, 'sigma').replace(/δ/g, 'delta')]),
+                    ...(encoding === undefined ? [] : [encoding]),
+                    ...(r === undefined ? [] : [`r${r}`]),
+                    ...(partition === undefined ? [] : [partitionLabel(partition).replace(/α=/g, 'alpha').replace(/ labels\/member/, 'labels')]),
+                  ].join('__')
+                  const dir = join(outDir, name.replace(/[^a-z0-9=.,()_+-]/gi, '_'))
+                  const { report, files } = await runTopology(variant, { ...opts, outDir: dir })
+                  const cell: MatrixCell = {
+                    rule: label(rule),
+                    behaviour: behaviourLabel,
+                    batchSize: variant.task.batchSize,
+                    privacy: privacyName,
+                    encoding: variant.encoding ?? 'float32',
+                    r: variant.r ?? variant.f,
+                    ...(optimizer === undefined ? {} : { optimizer: optimizer.name }),
+                    ...(partition === undefined ? {} : { partition: partitionLabel(partition), alpha: partition.scheme === 'dirichlet' ? partition.alpha : null }),
+                    ...(report.distanceToTarget === undefined
+                      ? {}
+                      : {
+                          targetDistance: report.distanceToTarget.target,
+                          roundsToDistance: report.distanceToTarget.round === null ? null : report.distanceToTarget.round + 1,
+                          finalDistance: report.honest.maxFinalDistance ?? null,
+                        }),
+                    ...(report.perRound.some((p) => p.honestDistance !== undefined)
+                      ? { distanceCurve: report.perRound.flatMap((p) => (p.honestDistance === undefined ? [] : [{ round: p.round + 1, ...p.honestDistance }])) }
+                      : {}),
+                    ...(report.timeToTarget === undefined
+                      ? {}
+                      : { targetAccuracy: report.timeToTarget.target, roundsToTarget: report.timeToTarget.round === null ? null : report.timeToTarget.round + 1, timeToTargetMs: report.timeToTarget.elapsedMs }),
+                    targetEpsilon: dp?.epsilon ?? null,
+                    epsilon: report.privacy?.maxHonestEpsilon ?? null,
+                    delta: dp?.delta ?? null,
+                    minHonestAccuracy: report.honest.minFinalAccuracy,
+                    medianHonestAccuracy: report.honest.medianFinalAccuracy,
+                    passed: report.passed,
+                    report: files.html,
+                  }
+                  cells.push(cell)
+                  opts.onCell?.(cell)
                 }
-                const behaviourLabel = label({ ...behaviour, rule: String(behaviour.behaviour) } as MatrixConfig['rules'][number])
-                const dp = variant.task.privacy
-                const privacyName = privacyLabel(dp)
-                const name = [
-                  ...(optimizer === undefined ? [] : [optimizer.name]),
-                  label(rule),
-                  behaviourLabel,
-                  ...(batchSize === undefined ? [] : [`b${batchSize}`]),
-                  ...(privacy === undefined ? [] : [privacyName.replace(/ε/g, 'eps').replace(/σ/g, 'sigma').replace(/δ/g, 'delta')]),
-                  ...(encoding === undefined ? [] : [encoding]),
-                  ...(r === undefined ? [] : [`r${r}`]),
-                ].join('__')
-                const dir = join(outDir, name.replace(/[^a-z0-9=.,()_+-]/gi, '_'))
-                const { report, files } = await runTopology(variant, { ...opts, outDir: dir })
-                const cell: MatrixCell = {
-                  rule: label(rule),
-                  behaviour: behaviourLabel,
-                  batchSize: variant.task.batchSize,
-                  privacy: privacyName,
-                  encoding: variant.encoding ?? 'float32',
-                  r: variant.r ?? variant.f,
-                  ...(optimizer === undefined ? {} : { optimizer: optimizer.name }),
-                  ...(report.distanceToTarget === undefined
-                    ? {}
-                    : {
-                        targetDistance: report.distanceToTarget.target,
-                        roundsToDistance: report.distanceToTarget.round === null ? null : report.distanceToTarget.round + 1,
-                        finalDistance: report.honest.maxFinalDistance ?? null,
-                      }),
-                  ...(report.perRound.some((p) => p.honestDistance !== undefined)
-                    ? { distanceCurve: report.perRound.flatMap((p) => (p.honestDistance === undefined ? [] : [{ round: p.round + 1, ...p.honestDistance }])) }
-                    : {}),
-                  ...(report.timeToTarget === undefined
-                    ? {}
-                    : { targetAccuracy: report.timeToTarget.target, roundsToTarget: report.timeToTarget.round === null ? null : report.timeToTarget.round + 1, timeToTargetMs: report.timeToTarget.elapsedMs }),
-                  targetEpsilon: dp?.epsilon ?? null,
-                  epsilon: report.privacy?.maxHonestEpsilon ?? null,
-                  delta: dp?.delta ?? null,
-                  minHonestAccuracy: report.honest.minFinalAccuracy,
-                  medianHonestAccuracy: report.honest.medianFinalAccuracy,
-                  passed: report.passed,
-                  report: files.html,
-                }
-                cells.push(cell)
-                opts.onCell?.(cell)
               }
             }
           }
@@ -174,6 +185,7 @@ export async function runMatrix(
       encodings: matrix.encodings !== undefined,
       ...(matrix.r !== undefined ? { r: true } : {}),
       ...(matrix.optimizers !== undefined ? { optimizers: true } : {}),
+      ...(matrix.partitions !== undefined ? { partitions: true } : {}),
     },
     cells,
   }
@@ -182,7 +194,7 @@ export async function runMatrix(
   await writeFile(json, `${JSON.stringify(m, null, 2)}\n`)
   const markdown = join(outDir, 'matrix.md')
   await writeFile(markdown, matrixMarkdown(m))
-  const svgText = await renderSvg(m.axes?.optimizers === true && m.cells.some((c) => c.distanceCurve !== undefined) ? distancePlot(m) : m.axes?.privacy === true ? tradeOffPlot(m) : m.axes?.r === true && m.cells.some((c) => c.targetAccuracy !== undefined) ? timeToTargetPlot(m) : matrixPlot(m))
+  const svgText = await renderSvg(m.axes?.partitions === true ? heterogeneityPlot(m) : m.axes?.optimizers === true && m.cells.some((c) => c.distanceCurve !== undefined) ? distancePlot(m) : m.axes?.privacy === true ? tradeOffPlot(m) : m.axes?.r === true && m.cells.some((c) => c.targetAccuracy !== undefined) ? timeToTargetPlot(m) : matrixPlot(m))
   const svg = join(outDir, 'matrix.svg')
   await writeFile(svg, svgText)
   const html = join(outDir, 'matrix.html')
@@ -200,7 +212,7 @@ export async function runMatrix(
  */
 export function matrixMarkdown(m: MatrixReport): string {
   if (m.axes?.optimizers === true) return optimizerMarkdown(m)
-  if (m.axes?.batchSizes === true || m.axes?.privacy === true || m.axes?.encodings === true || m.axes?.r === true || m.cells.some((c) => c.targetAccuracy !== undefined)) return tradeOffMarkdown(m)
+  if (m.axes?.batchSizes === true || m.axes?.privacy === true || m.axes?.encodings === true || m.axes?.r === true || m.axes?.partitions === true || m.cells.some((c) => c.targetAccuracy !== undefined)) return tradeOffMarkdown(m)
   const rules = [...new Set(m.cells.map((c) => c.rule))]
   const behaviours = [...new Set(m.cells.map((c) => c.behaviour))]
   const lines = [
@@ -314,6 +326,9 @@ function tradeOffMarkdown(m: MatrixReport): string {
   const attacks = order(m.cells.map((c) => c.behaviour))
   const rules = order(m.cells.map((c) => c.rule))
   const encodings = order(m.cells.map((c) => c.encoding ?? 'float32'))
+  // partitions from the most heterogeneous (smallest α) to iid, in the order given otherwise
+  const partitions = order(m.cells.map((c) => c.partition ?? ''))
+  const partitionKey = (c: MatrixCell): number => (c.alpha !== undefined && c.alpha !== null ? c.alpha : Number.POSITIVE_INFINITY)
   const rows = [...m.cells].sort(
     (a, b) =>
       attacks.get(a.behaviour)! - attacks.get(b.behaviour)! ||
@@ -321,7 +336,9 @@ function tradeOffMarkdown(m: MatrixReport): string {
       batch(a) - batch(b) ||
       epsKey(a) - epsKey(b) ||
       encodings.get(a.encoding ?? 'float32')! - encodings.get(b.encoding ?? 'float32')! ||
-      (a.r ?? 0) - (b.r ?? 0),
+      (a.r ?? 0) - (b.r ?? 0) ||
+      partitionKey(a) - partitionKey(b) ||
+      partitions.get(a.partition ?? '')! - partitions.get(b.partition ?? '')!,
   )
   const targets = [...new Set(m.cells.flatMap((c) => (c.targetAccuracy === undefined ? [] : [c.targetAccuracy])))]
   const delta = [...new Set(m.cells.flatMap((c) => (c.delta === null || c.delta === undefined ? [] : [c.delta])))]
@@ -339,6 +356,7 @@ function tradeOffMarkdown(m: MatrixReport): string {
       : []),
     ...(axes.encodings === true ? [['encoding', (c: MatrixCell) => c.encoding ?? 'float32'] as [string, (c: MatrixCell) => string]] : []),
     ...(axes.r === true ? [['r', (c: MatrixCell) => String(c.r ?? '')] as [string, (c: MatrixCell) => string]] : []),
+    ...(axes.partitions === true ? [['partition', (c: MatrixCell) => c.partition ?? ''] as [string, (c: MatrixCell) => string]] : []),
     ['min / median', (c) => `${pct(c.minHonestAccuracy)} / ${pct(c.medianHonestAccuracy)}`],
     ...(targets.length > 0
       ? ([
@@ -391,6 +409,35 @@ export function timeToTargetPlot(m: MatrixReport): TopLevelSpec {
       { mark: 'bar', encoding: { y: { field: 'seconds', type: 'quantitative', title: 'time to target (s, lower is better)' } } },
       { mark: { type: 'text', dy: -6, fontSize: 10 }, encoding: { y: { field: 'seconds', type: 'quantitative' }, text: { field: 'label', type: 'nominal' } } },
     ],
+  }
+}
+
+/**
+ * The heterogeneity plot (a partitions axis): final honest accuracy against the partition, from
+ * the most heterogeneous (smallest Dirichlet α) to iid, one line per rule (solid = median, dashed
+ * = min over honest members), one panel per attack.
+ */
+export function heterogeneityPlot(m: MatrixReport): TopLevelSpec {
+  const key = (c: MatrixCell): number => (c.alpha !== undefined && c.alpha !== null ? c.alpha : Number.POSITIVE_INFINITY)
+  const sorted = [...new Map(m.cells.map((c) => [c.partition ?? '', key(c)])).entries()].sort((a, b) => a[1] - b[1]).map(([p]) => p)
+  const values = m.cells.map((c) => ({ attack: c.behaviour, rule: c.rule, partition: c.partition ?? '', median: c.medianHonestAccuracy ?? 0, min: c.minHonestAccuracy ?? 0 }))
+  const x = { field: 'partition', type: 'ordinal', sort: sorted, title: 'data split (Dirichlet α: smaller = more heterogeneous)' } as const
+  const y = (field: 'median' | 'min') => ({ field, type: 'quantitative' as const, title: 'final honest accuracy', scale: { domain: [0, 1] } })
+  const color = { field: 'rule', type: 'nominal', title: 'rule' } as const
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: { text: `${m.scenario}: accuracy against heterogeneity`, subtitle: 'solid = median, dashed = min over honest members' },
+    background: 'white',
+    data: { values },
+    facet: { column: { field: 'attack', type: 'nominal', title: 'Byzantine behaviour' } },
+    spec: {
+      width: 240,
+      height: 220,
+      layer: [
+        { mark: { type: 'line', point: true }, encoding: { x, y: y('median'), color } },
+        { mark: { type: 'line', strokeDash: [5, 3], opacity: 0.8 }, encoding: { x, y: y('min'), color } },
+      ],
+    },
   }
 }
 

@@ -20,6 +20,7 @@ import {
   limitsSchema,
   type PrivacyConfig,
   parseConfig,
+  partitionSchema,
   preconditionSchema,
   privacySchema,
   scheduleSchema,
@@ -171,6 +172,15 @@ export const matrixSchema = z.strictObject({
   r: z.array(z.number().int().nonnegative()).min(1).optional(),
   /** optional axis: optimizers (momentum β, schedule, pre-conditioner; docs/precondition.md) */
   optimizers: z.array(matrixOptimizerSchema).min(1).optional(),
+  /**
+   * optional axis: how the data set is split among the members (replaces `task.partition` in
+   * every cell): `iid`, a Dirichlet α given as a number (`0.1` = `{ scheme: dirichlet, alpha: 0.1 }`)
+   * or any partition — the heterogeneity sweep (docs/heterogeneity.md)
+   */
+  partitions: z
+    .array(z.union([z.literal('iid').transform(() => ({ scheme: 'iid' as const })), z.number().positive().transform((alpha) => ({ scheme: 'dirichlet' as const, alpha })), partitionSchema]))
+    .min(1)
+    .optional(),
 })
 export type MatrixConfig = z.output<typeof matrixSchema>
 
@@ -258,6 +268,13 @@ export function parseScenario(input: unknown, where = 'scenario'): Scenario {
       names.add(o.name)
       checkTask(withOptimizer(s, o).task, `${where}: matrix.optimizers.${k}`)
     }
+    const seen = new Set<string>()
+    for (const [k, p] of (s.matrix.partitions ?? []).entries()) {
+      const key = partitionLabel(p)
+      if (seen.has(key)) throw new InvalidConfigError(`${where}: matrix.partitions.${k}`, `partition ${key} is listed twice`)
+      seen.add(key)
+      checkTask({ ...s.task, partition: p }, `${where}: matrix.partitions.${k}`)
+    }
   }
   for (const [k, m] of s.network.members.entries()) for (const i of m.members) checkIndex(`network.members.${k}.members`, i)
   for (const [k, l] of s.network.links.entries()) {
@@ -307,13 +324,19 @@ export function withOptimizer(s: Scenario, o: MatrixOptimizer): Scenario {
   return next
 }
 
-/** The scenario with another rule, behaviour, batch size, privacy and/or r (for matrices); `privacy: 'none'` removes it. */
+/** Short label of a data partition: `iid`, `α=0.1`, `2 labels/member`. */
+export function partitionLabel(p: Scenario['task']['partition']): string {
+  return p.scheme === 'iid' ? 'iid' : p.scheme === 'dirichlet' ? `α=${p.alpha}` : `${p.labelsPerMember} labels/member`
+}
+
+/** The scenario with another rule, behaviour, batch size, privacy, r and/or data partition (for matrices); `privacy: 'none'` removes it. */
 export function withVariant(
   s: Scenario,
-  variant: { aggregator?: Scenario['aggregator']; behaviour?: Omit<ByzantineConfig, 'members'>; batchSize?: number; privacy?: MatrixPrivacy; r?: number },
+  variant: { aggregator?: Scenario['aggregator']; behaviour?: Omit<ByzantineConfig, 'members'>; batchSize?: number; privacy?: MatrixPrivacy; r?: number; partition?: Scenario['task']['partition'] },
 ): Scenario {
   const next: Scenario = structuredClone(s)
   if (variant.r !== undefined) next.r = variant.r
+  if (variant.partition !== undefined) next.task.partition = structuredClone(variant.partition)
   if (variant.aggregator !== undefined) next.aggregator = variant.aggregator
   if (variant.batchSize !== undefined) next.task.batchSize = variant.batchSize
   if (variant.privacy !== undefined) {
