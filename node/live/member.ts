@@ -33,6 +33,8 @@ export interface MemberLive {
   handle(req: IncomingMessage, res: ServerResponse, path: string): boolean
   /** the node exists: subscribe to its events */
   attach(node: MemberLiveSource): void
+  /** open event streams */
+  clients(): number
   close(): void
 }
 
@@ -245,6 +247,7 @@ ${plotNames.map((p) => `<figure hidden><img data-plot="${p}" alt="${plotAlt[p]}"
       })
       hub.changed()
     },
+    clients: () => hub.size,
     close: () => hub.close(),
   }
 }
