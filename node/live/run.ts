@@ -114,7 +114,8 @@ export async function startRunLive(opts: { scenario: Scenario; mode: 'process' |
       if (req.method !== 'GET' && req.method !== 'HEAD') return text(res, 405, 'method not allowed: GET only\n', { allow: 'GET, HEAD' })
       if (reportFile === undefined) return text(res, 404, 'report.html is written when the run ends\n')
       readFile(reportFile).then(
-        (body) => res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', ...pageHeaders }).end(body),
+        // report.html is self-contained: inline styles and SVG, no script
+        (body) => res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', ...pageHeaders, 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'" }).end(body),
         (err: unknown) => text(res, 500, `${String(err)}\n`),
       )
       return

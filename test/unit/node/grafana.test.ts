@@ -12,6 +12,8 @@ import { parseSwarm } from '../../../src/config/schema.ts'
 import { peerIdOfKey } from '../../../src/net/index.ts'
 import { createSwarmNode, type SwarmNode } from '../../../src/node/index.ts'
 
+/** the data-source input the dashboard's panels and variables must use */
+const input = ['$', '{DS_PROMETHEUS}'].join('')
 const file = new URL('../../../docs/grafana/monna.json', import.meta.url)
 let node: SwarmNode | undefined
 after(async () => {
@@ -41,15 +43,15 @@ it('the Grafana dashboard is valid JSON, imports with a data-source input, and q
   const exprs: string[] = []
   for (const p of dash.panels) {
     if (p.type === 'row') continue
-    assert.equal(p.datasource?.uid, '${DS_PROMETHEUS}', `panel "${p.title}" uses the input data source`)
+    assert.equal(p.datasource?.uid, input, `panel "${p.title}" uses the input data source`)
     assert.ok((p.targets ?? []).length > 0, `panel "${p.title}" has a query`)
     for (const t of p.targets ?? []) {
-      assert.equal(t.datasource?.uid, '${DS_PROMETHEUS}')
+      assert.equal(t.datasource?.uid, input)
       exprs.push(t.expr)
     }
   }
   for (const v of dash.templating.list) {
-    assert.equal(v.datasource.uid, '${DS_PROMETHEUS}')
+    assert.equal(v.datasource.uid, input)
     exprs.push(typeof v.query === 'string' ? v.query : v.query.query)
   }
 
