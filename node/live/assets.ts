@@ -13,6 +13,7 @@ h1{font-size:1.5em;margin:.2em 0}h2{font-size:1.15em;margin:1.2em 0 .4em;border-
 .round{font-size:1.3em;font-weight:600;margin:.3em 0}
 .stream{color:#444}.stream.down{color:#a00000;font-weight:600}
 table{border-collapse:collapse;margin:.4em 0}th,td{border:1px solid #999;padding:.2em .6em;text-align:left}
+#peers td:nth-child(2),#peers td:nth-child(5){overflow-wrap:anywhere;font-family:ui-monospace,monospace;font-size:.9em}
 th{background:#eee}caption{text-align:left;font-weight:600;padding:.2em 0}
 dl.now{display:grid;grid-template-columns:max-content auto;gap:.1em 1em}dt{font-weight:600}dd{margin:0}
 .byz{background:#fde8e6}.ok{color:#0a5c1f;font-weight:600}.bad{color:#a00000;font-weight:600}.pending{color:#444}
@@ -96,7 +97,7 @@ function member(s) {
   $('swarm').textContent = 'swarm ' + s.swarmId + ' · n = ' + s.n + ', f = ' + s.f + ', a round waits for ' + s.needed + ' models · PeerId ' + s.member
   const l = s.last || {}
   const now = [
-    ['loss', num(l.loss, 4)], ['test accuracy', pct(l.accuracy)], ['delivered last round', l.delivered === undefined ? '—' : l.delivered + ' of ' + l.needed],
+    ['loss', num(l.loss, 4)], ['test accuracy' + (s.evaluated ? ' (round ' + s.evaluated.round + ')' : ''), s.evaluated ? pct(s.evaluated.accuracy) : 'not evaluated yet'], ['delivered last round', l.delivered === undefined ? '—' : l.delivered + ' of ' + l.needed],
     ['spread to the other members\\' models', num(l.spread, 4)], ['round time', l.roundMs === undefined ? '—' : l.roundMs + ' ms'],
     ['stalls', String(s.stalls)], ['catch-ups', String(s.catchUps)], ['cool-offs', String(s.coolOffs)],
   ]

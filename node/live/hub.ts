@@ -98,31 +98,39 @@ export class SseHub {
 export class PlotCache {
   private readonly cache = new Map<string, { svg: string; at: number; version: number }>()
   private readonly inFlight = new Map<string, Promise<string>>()
-  private readonly render: (name: string) => Promise<string> | undefined
+  private readonly render: (name: string) => (() => Promise<string>) | undefined
   private readonly version: () => number
   private readonly intervalMs: number
 
-  constructor(render: (name: string) => Promise<string> | undefined, version: () => number, intervalMs = liveDefaults.plotIntervalMs) {
+  /** `render(name)`: undefined when there is no such plot now, else a function that renders it */
+  constructor(render: (name: string) => (() => Promise<string>) | undefined, version: () => number, intervalMs = liveDefaults.plotIntervalMs) {
     this.render = render
     this.version = version
     this.intervalMs = intervalMs
   }
 
-  /** The plot's SVG, or undefined when there is no such plot. */
+  /**
+   * The plot's SVG as of now, or undefined when there is no such plot. A plot rendered less than
+   * `intervalMs` ago whose data changed since is rendered again once that interval is over (the
+   * request waits): never more than one render per plot per interval, one at a time.
+   */
   get(name: string): Promise<string> | undefined {
     const hit = this.cache.get(name)
-    const v = this.version()
-    if (hit !== undefined && (hit.version === v || Date.now() - hit.at < this.intervalMs)) return Promise.resolve(hit.svg)
+    if (hit !== undefined && hit.version === this.version()) return Promise.resolve(hit.svg)
     const running = this.inFlight.get(name)
     if (running !== undefined) return running
-    const p = this.render(name)
-    if (p === undefined) return undefined
-    const job = p.then(
-      (svg) => {
+    const draw = this.render(name)
+    if (draw === undefined) return undefined
+    const wait = hit === undefined ? 0 : Math.max(0, hit.at + this.intervalMs - Date.now())
+    const job = new Promise<void>((res) => (wait === 0 ? res() : setTimeout(res, wait).unref()))
+      .then(async () => {
+        const v = this.version()
+        return { v, svg: await draw() }
+      })
+      .then(({ v, svg }) => {
         this.cache.set(name, { svg, at: Date.now(), version: v })
         return svg
-      },
-    )
+      })
     const done = (): void => {
       this.inFlight.delete(name)
     }

@@ -74,8 +74,10 @@ export function createMemberLive(opts: { rounds: number; names: Map<string, stri
     for (const c of st?.connections ?? []) {
       if (!(st?.members ?? []).includes(c.peer)) peers.push({ peer: c.peer, name: nameOf(c.peer), kind: c.kind, state: 'connected (not a member)', address: c.address })
     }
+    const evaluated = points.findLast((p) => p.accuracy !== undefined)
     return {
       kind: 'member',
+      evaluated: evaluated === undefined ? null : { round: evaluated.round + 1, accuracy: evaluated.accuracy },
       name: opts.name,
       member: st?.member ?? '',
       swarmId: st?.swarmId ?? '',
@@ -142,7 +144,7 @@ export function createMemberLive(opts: { rounds: number; names: Map<string, stri
     (name) => {
       const p = plotNames.find((q) => q === name)
       if (p === undefined || !available(p)) return undefined
-      return import('../../src/topology/report.ts').then((m) => m.renderSvg(spec(p)))
+      return () => import('../../src/topology/report.ts').then((m) => m.renderSvg(spec(p)))
     },
     () => plotVersion,
   )

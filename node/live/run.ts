@@ -85,7 +85,7 @@ export async function startRunLive(opts: { scenario: Scenario; mode: 'process' |
   }
   const hub = new SseHub(snapshot)
   const plots = new PlotCache(
-    (name) => (name === 'accuracy' && rounds.some((x) => x.accuracy !== undefined) ? renderSvg(reportPlots(partial()).accuracy!) : undefined),
+    (name) => (name === 'accuracy' && rounds.some((x) => x.accuracy !== undefined) ? () => renderSvg(reportPlots(partial()).accuracy!) : undefined),
     () => version,
   )
   const page = (): string => `<!doctype html>
