@@ -99,6 +99,7 @@ function member(s) {
   const now = [
     ['loss', num(l.loss, 4)], ['test accuracy' + (s.evaluated ? ' (round ' + s.evaluated.round + ')' : ''), s.evaluated ? pct(s.evaluated.accuracy) : 'not evaluated yet'], ['delivered last round', l.delivered === undefined ? '—' : l.delivered + ' of ' + l.needed],
     ['spread to the other members\\' models', num(l.spread, 4)], ['round time', l.roundMs === undefined ? '—' : l.roundMs + ' ms'],
+    ['certified deliveries so far', s.delivered + (s.deliveredRound === null ? '' : ' (newest of round ' + s.deliveredRound + ')')],
     ['stalls', String(s.stalls)], ['catch-ups', String(s.catchUps)], ['cool-offs', String(s.coolOffs)],
   ]
   if (l.epsilon !== undefined) now.push(['privacy spent (ε)', num(l.epsilon, 3)])

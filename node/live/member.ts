@@ -49,6 +49,9 @@ export function createMemberLive(opts: { rounds: number; names: Map<string, stri
   let stalls = 0
   let catchUps = 0
   let coolOffs = 0
+  /** certified instances the broadcast delivered, and of which round the newest */
+  let delivered = 0
+  let deliveredRound: number | null = null
   /** refusals since the last round report (which carries the cumulative counts) */
   const rejectedSince: Record<string, number> = {}
   let plotVersion = 0
@@ -91,6 +94,8 @@ export function createMemberLive(opts: { rounds: number; names: Map<string, stri
       stalls,
       catchUps,
       coolOffs,
+      delivered,
+      deliveredRound,
       last: last === undefined ? {} : { ...last, rejected: undefined, roundMs: lastRoundMs },
       peers,
       rejected,
@@ -226,6 +231,12 @@ ${plotNames.map((p) => `<figure hidden><img data-plot="${p}" alt="${plotAlt[p]}"
         // reasons are the broadcast's own fixed names; bound the key anyway
         const reason = String(r.reason).slice(0, 64)
         if (reason in rejectedSince || Object.keys(rejectedSince).length < 64) rejectedSince[reason] = (rejectedSince[reason] ?? 0) + 1
+        hub.changed()
+      })
+      n.addEventListener('deliver', (e) => {
+        const d = (e as CustomEvent<{ round: number }>).detail
+        delivered++
+        deliveredRound = deliveredRound === null ? d.round + 1 : Math.max(deliveredRound, d.round + 1)
         hub.changed()
       })
       n.addEventListener('ban', (e) => {

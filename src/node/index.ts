@@ -364,7 +364,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
     let multiaddrs = (): string[] => []
     let connectedPeers = (): string[] => []
     let connectionKinds = (): PeerConnection[] => []
-    /** the broadcast's 'ban', 'cool-off' and 'reject' and libp2p's connection changes ('connection'), re-emitted by the SwarmNode (live page) */
+    /** the broadcast's 'ban', 'cool-off', 'reject' and 'deliver' and libp2p's connection changes ('connection'), re-emitted by the SwarmNode (live page) */
     const side = new EventTarget()
     let publishEpochs = (): void => {}
     /** Admits the members of epochs not yet in force to the connection gate (set once libp2p runs). */
@@ -440,6 +440,10 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       for (const type of ['ban', 'cool-off', 'reject'] as const) {
         broadcast.addEventListener(type, (e) => side.dispatchEvent(new CustomEvent(type, { detail: (e as CustomEvent).detail })))
       }
+      broadcast.addEventListener('deliver', (e) => {
+        const d = (e as CustomEvent<{ round: number; sender: string }>).detail
+        side.dispatchEvent(new CustomEvent('deliver', { detail: { round: d.round, sender: d.sender } }))
+      })
       for (const type of ['connection:open', 'connection:close'] as const) {
         node.addEventListener(type, (e) => side.dispatchEvent(new CustomEvent('connection', { detail: { open: type === 'connection:open', peer: e.detail.remotePeer.toString() } })))
       }
@@ -660,8 +664,8 @@ function checkpointFailure(dataDir: string, round: number, err: unknown): Record
   return { dataDir, round, ...(code !== undefined ? { code } : {}), error: err instanceof Error ? err.message : String(err) }
 }
 
-/** events of the broadcast and libp2p a SwarmNode re-emits (none over an injected port): 'ban', 'cool-off', 'reject', 'connection' ({ open, peer }) */
-const sideEvents = ['ban', 'cool-off', 'reject', 'connection'] as const
+/** events of the broadcast and libp2p a SwarmNode re-emits (none over an injected port): 'ban', 'cool-off', 'reject', 'deliver' ({ round, sender }), 'connection' ({ open, peer }) */
+const sideEvents = ['ban', 'cool-off', 'reject', 'deliver', 'connection'] as const
 
 const forwarded = ['round', 'stall', 'recover', 'catch-up', 'late', 'epoch', 'removed'] as const
 

@@ -2,7 +2,7 @@
  * The live pages in a real headless browser (Debian's chromium through playwright-core):
  * - three `monna start` processes on 127.0.0.1: a member's page shows the round advancing, its
  *   two peers connected, plots, and logs no console error;
- * - `monna run <tiny scenario> --in-process --live`: the run's page shows the round advancing,
+ * - `monna run <tiny scenario> --live`, in one process and with a process per member: the run's page shows the round advancing,
  *   every member (the Byzantine one marked), the expectations, the accuracy plot, then the link
  *   to report.html, which opens; no console error.
  * No chromium: the test fails with one line saying so (never skipped).
@@ -123,12 +123,13 @@ it("a member's live page in chromium: the round advances, its peers and plots ar
   await Promise.all(members.map((m) => m.exited))
 })
 
-it("a topology run's live page in chromium: rounds advance, members and expectations shown, then report.html", { timeout: 300_000 }, async (t) => {
-  const b = await openBrowser()
-  const scenario = join(dir, 'live-tiny.yaml')
-  await writeFile(
-    scenario,
-    `name: live-tiny
+for (const mode of ['in-process', 'process'] as const) {
+  it(`a topology run's live page in chromium (${mode}): rounds advance, members and expectations shown, then report.html`, { timeout: 300_000 }, async (t) => {
+    const b = await openBrowser()
+    const scenario = join(dir, `live-tiny-${mode}.yaml`)
+    await writeFile(
+      scenario,
+      `name: live-tiny
 n: 4
 f: 1
 task:
@@ -145,48 +146,49 @@ byzantine:
 expect:
   minHonestAccuracy: 0.5
 runtime: { backend: cpu, minRoundMs: 250, timeoutMs: 240000 }
-`,
-  )
-  const child = spawn(process.execPath, [monnaBin, 'run', scenario, '--in-process', '--live', '--quiet', '--out', join(dir, 'run')], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] })
-  children.push(child)
-  const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)))
-  let stderr = ''
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no live page address within 60 s; stderr:\n${stderr}`)), 60_000)
-    child.stderr!.on('data', (c: Buffer) => {
-      stderr += c.toString()
-      const m = /live page: (http:\/\/127\.0\.0\.1:\d+\/)/.exec(stderr)
-      if (m !== null) {
-        clearTimeout(timer)
-        resolve(m[1]!)
-      }
+  `,
+    )
+    const child = spawn(process.execPath, [monnaBin, 'run', scenario, ...(mode === 'in-process' ? ['--in-process'] : []), '--live', '--quiet', '--out', join(dir, `run-${mode}`)], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] })
+    children.push(child)
+    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)))
+    let stderr = ''
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no live page address within 60 s; stderr:\n${stderr}`)), 60_000)
+      child.stderr!.on('data', (c: Buffer) => {
+        stderr += c.toString()
+        const m = /live page: (http:\/\/127\.0\.0\.1:\d+\/)/.exec(stderr)
+        if (m !== null) {
+          clearTimeout(timer)
+          resolve(m[1]!)
+        }
+      })
+      child.on('exit', (code) => reject(new Error(`monna run exited (${code}) before printing its live page; stderr:\n${stderr}`)))
     })
-    child.on('exit', (code) => reject(new Error(`monna run exited (${code}) before printing its live page; stderr:\n${stderr}`)))
+    t.diagnostic(`page ${url}`)
+    const { page, errors } = await watchedPage(b)
+    await page.goto(url)
+    assert.equal(await page.locator('h1').textContent(), 'monna run: live-tiny')
+    const first = await roundAbove(page, 0, 120_000)
+    const later = await roundAbove(page, first, 60_000)
+    t.diagnostic(`round shown ${first}, then ${later}`)
+    // every member listed, the Byzantine one marked
+    const rows = page.locator('#members tr')
+    assert.equal(await rows.count(), 4)
+    assert.equal(await page.locator('#members tr.byz').count(), 1)
+    assert.match((await page.locator('#members tr.byz').textContent())!, /m3.*Byzantine: alie/)
+    assert.equal(await page.locator('#expectations tr').count(), 2)
+    await plotLoaded(page, 'accuracy', 120_000)
+    // the end of the run: the link to report.html, which opens
+    await page.waitForSelector('#report a[href="report.html"]', { timeout: 240_000 })
+    const text = await page.locator('#report').textContent()
+    assert.match(text!, /Run finished: report\.html \((PASS|FAIL)/)
+    await page.click('#report a')
+    await page.waitForSelector('h1:has-text("Topology report: live-tiny")', { timeout: 30_000 })
+    await page.close()
+    assert.deepEqual(errors, [], 'console errors on the run page')
+    // the page stays up after the run until a signal; the exit code is the verdict's
+    child.kill('SIGINT')
+    const code = await exited
+    assert.ok(code === 0 || code === 1, `monna run exit code ${code}; stderr:\n${stderr}`)
   })
-  t.diagnostic(`page ${url}`)
-  const { page, errors } = await watchedPage(b)
-  await page.goto(url)
-  assert.equal(await page.locator('h1').textContent(), 'monna run: live-tiny')
-  const first = await roundAbove(page, 0, 120_000)
-  const later = await roundAbove(page, first, 60_000)
-  t.diagnostic(`round shown ${first}, then ${later}`)
-  // every member listed, the Byzantine one marked
-  const rows = page.locator('#members tr')
-  assert.equal(await rows.count(), 4)
-  assert.equal(await page.locator('#members tr.byz').count(), 1)
-  assert.match((await page.locator('#members tr.byz').textContent())!, /m3.*Byzantine: alie/)
-  assert.equal(await page.locator('#expectations tr').count(), 2)
-  await plotLoaded(page, 'accuracy', 120_000)
-  // the end of the run: the link to report.html, which opens
-  await page.waitForSelector('#report a[href="report.html"]', { timeout: 240_000 })
-  const text = await page.locator('#report').textContent()
-  assert.match(text!, /Run finished: report\.html \((PASS|FAIL)/)
-  await page.click('#report a')
-  await page.waitForSelector('h1:has-text("Topology report: live-tiny")', { timeout: 30_000 })
-  await page.close()
-  assert.deepEqual(errors, [], 'console errors on the run page')
-  // the page stays up after the run until a signal; the exit code is the verdict's
-  child.kill('SIGINT')
-  const code = await exited
-  assert.ok(code === 0 || code === 1, `monna run exit code ${code}; stderr:\n${stderr}`)
-})
+}
