@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { request } from 'node:http'
 import { after, it } from 'node:test'
 import { Registry } from 'prom-client'
-import { liveDefaults } from '../../node/live/hub.ts'
+import { liveDefaults, SseHub } from '../../node/live/hub.ts'
 import { createMemberLive } from '../../node/live/member.ts'
 import { startMetricsServer } from '../../node/metrics-server.ts'
 import type { NodeStatus, RoundReport } from '../../src/node/index.ts'
@@ -178,4 +178,58 @@ it(`accepts at most ${liveDefaults.maxClients} event streams at once; the next g
   assert.equal(extra.status, 503)
   assert.ok(extra.headers['retry-after'] !== undefined)
   for (const s of open) s.close()
+})
+
+it('cuts off an event stream that stops reading instead of buffering for it', async () => {
+  // a fake response whose unsent bytes we control: the hub must destroy it past the bound
+  const { EventEmitter } = await import('node:events')
+  const req = new EventEmitter()
+  let destroyed = false
+  const written: string[] = []
+  /** resolves at the hub's next write or destroy */
+  let acted: () => void = () => {}
+  const next = (): Promise<void> => new Promise((r) => {
+    acted = r
+  })
+  const res = Object.assign(new EventEmitter(), {
+    writableLength: 0,
+    writeHead() {
+      return res
+    },
+    write(chunk: string) {
+      written.push(chunk)
+      acted()
+      return true
+    },
+    end() {},
+    destroy() {
+      destroyed = true
+      acted()
+    },
+  })
+  let state = 0
+  const hub = new SseHub(() => ({ state }), { ...liveDefaults, minIntervalMs: 0 })
+  try {
+    hub.accept(req as never, res as never)
+    assert.equal(hub.size, 1)
+    assert.equal(written.length, 1)
+    // the client reads: pushed
+    state = 1
+    let step = next()
+    hub.changed()
+    await step
+    assert.equal(written.length, 2)
+    assert.match(written[1]!, /"state":1/)
+    // the client stopped reading: more than maxBufferedBytes unsent
+    res.writableLength = liveDefaults.maxBufferedBytes + 1
+    state = 2
+    step = next()
+    hub.changed()
+    await step
+    assert.equal(destroyed, true)
+    assert.equal(hub.size, 0)
+    assert.equal(written.length, 2, 'nothing more written to it')
+  } finally {
+    hub.close()
+  }
 })
