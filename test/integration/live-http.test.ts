@@ -161,6 +161,38 @@ it('pushes a burst of node events as one state, and renders the plots it names',
   s.close()
 })
 
+it('shows bans, cool-offs, stalls, catch-ups, epochs, deliveries and ε as the node reports them', async () => {
+  const s = await stream()
+  await s.next(() => true)
+  node.dispatchEvent(new CustomEvent('stall', { detail: { round: 100, delivered: 1, needed: 2, waitedMs: 9000 } }))
+  const stalled = await s.next((x) => x.stalled === true)
+  assert.equal(stalled.stalls, 1)
+  node.dispatchEvent(new CustomEvent('recover', { detail: { round: 100, delivered: 2, needed: 2, stalledMs: 1500 } }))
+  node.dispatchEvent(new CustomEvent('catch-up', { detail: { from: 100, to: 104, delivered: 2 } }))
+  node.dispatchEvent(new CustomEvent('epoch', { detail: { epoch: 1, n: 2, f: 0, round: 105 } }))
+  node.dispatchEvent(new CustomEvent('ban', { detail: { peer: other, reasons: { 'bad-signature': 3 }, until: Date.now() + 60_000 } }))
+  node.dispatchEvent(new CustomEvent('cool-off', { detail: { peer: other } }))
+  node.dispatchEvent(new CustomEvent('deliver', { detail: { round: 105, sender: other } }))
+  node.dispatchEvent(new CustomEvent('round', { detail: { ...report(105), epsilon: 1.5 } }))
+  const after = await s.next((x) => (x.lastRound as number) === 105)
+  assert.equal(after.stalled, false)
+  assert.equal(after.catchUps, 1)
+  assert.equal(after.coolOffs, 1)
+  assert.equal(after.delivered, 1)
+  assert.equal(after.deliveredRound, 106)
+  const bans = after.bans as { name: string; what: string }[]
+  assert.deepEqual(bans.map((b) => b.name), ['<b>m1</b>', '<b>m1</b>'])
+  assert.match(bans[0]!.what, /banned until .*bad-signature 3/)
+  const texts = (after.events as { text: string }[]).map((e) => e.text)
+  for (const re of [/round 101 stalled: 1 of 2/, /round 101 recovered/, /catching up from round 101 to 105/, /membership epoch 1 from round 106/, /<b>m1<\/b> banned/]) {
+    assert.ok(texts.some((t) => re.test(t)), `${re} in ${JSON.stringify(texts)}`)
+  }
+  assert.ok((after.plots as string[]).includes('epsilon'))
+  const eps = await raw('GET', '/plots/epsilon.svg')
+  assert.equal(eps.status, 200)
+  s.close()
+})
+
 it(`accepts at most ${liveDefaults.maxClients} event streams at once; the next gets 503`, async () => {
   // the previous test's stream: gone on the server's side first
   const guard = Date.now() + 30_000
