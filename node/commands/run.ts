@@ -67,7 +67,12 @@ export async function runCommand(topology: string, flags: RunFlags): Promise<num
   process.once('SIGTERM', onSignal)
   let live: RunLive | undefined
   if (flags.live === true) {
-    live = await startRunLive({ scenario, mode, outDir, port: livePort ?? 0 })
+    try {
+      live = await startRunLive({ scenario, mode, outDir, port: livePort ?? 0 })
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new Error(`--live-port ${livePort}: the port is in use; pick another, or leave --live-port out for any free port`)
+      throw err
+    }
     process.stderr.write(`live page: ${live.url}\n`)
   }
   const onProgress = (e: ProgressEvent): void => {
