@@ -2,8 +2,11 @@
  * The HTTP endpoint of `monna start --metrics-port`: GET /metrics (Prometheus), and when the
  * node gives them, GET /status (membership epoch, round, peers: `monna status`), GET /epochs
  * (the signed membership epochs it knows) and POST /epoch (hand it a signed epoch, which it
- * verifies against the swarm's admin key and relays). It binds to 127.0.0.1 unless told
- * otherwise; submitting an epoch needs no secret because only admin-signed epochs are accepted.
+ * verifies against the swarm's admin key and relays). With `live`, also the member's live page:
+ * GET / (HTML), /live.js, /live.css, /events (server-sent events), /plots/<name>.svg
+ * (node/live). It binds to 127.0.0.1 unless told otherwise; submitting an epoch needs no secret
+ * because only admin-signed epochs are accepted. A known path with the wrong method gets 405
+ * (with Allow), anything else 404.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -46,32 +49,39 @@ export async function startMetricsServer(opts: {
   host: string
   /** set once the node exists (503 before) */
   routes?: () => NodeRoutes | undefined
+  /** the member's live page (node/live/member.ts): true when it answered the request */
+  live?: { handle(req: IncomingMessage, res: ServerResponse, path: string): boolean }
 }): Promise<{ url: string; base: string; close(): Promise<void> }> {
   const server: Server = createServer((req, res) => {
     const routes = opts.routes?.()
-    const url = (req.url ?? '/').split('?')[0]
-    if (req.method === 'GET' && (url === '/metrics' || url === '/')) {
+    const url = (req.url ?? '/').split('?')[0]!
+    if (opts.live?.handle(req, res, url) === true) return
+    const allowed: Record<string, string> = { '/metrics': 'GET', ...(opts.live === undefined ? { '/': 'GET' } : {}), ...(opts.routes !== undefined ? { '/status': 'GET', '/epochs': 'GET', '/epoch': 'POST' } : {}) }
+    const allow = allowed[url]
+    if (allow === undefined) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: ${opts.live !== undefined ? 'GET / (live page), ' : ''}GET /metrics, GET /status, GET /epochs, POST /epoch\n`)
+      return
+    }
+    if (req.method !== allow && !(allow === 'GET' && req.method === 'HEAD')) {
+      res.writeHead(405, { 'content-type': 'text/plain', allow: allow === 'GET' ? 'GET, HEAD' : allow }).end(`method not allowed: ${allow} ${url}\n`)
+      return
+    }
+    if (url === '/metrics' || url === '/') {
       opts.registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': opts.registry.contentType }).end(text),
         (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${String(err)}\n`),
       )
       return
     }
-    if (opts.routes !== undefined && (url === '/status' || url === '/epochs' || url === '/epoch')) {
-      if (routes === undefined) return json(res, 503, { error: 'the node is still starting' })
-      if (req.method === 'GET' && url === '/status') return json(res, 200, routes.status())
-      if (req.method === 'GET' && url === '/epochs') return json(res, 200, routes.epochs())
-      if (req.method === 'POST' && url === '/epoch') {
-        readBody(req)
-          .then((text) => routes.submitEpoch(JSON.parse(text)))
-          .then(
-            (r) => json(res, 200, r),
-            (err: unknown) => json(res, 400, { error: err instanceof Error ? err.message : String(err), name: (err as Error).name, reason: (err as { reason?: string }).reason }),
-          )
-        return
-      }
-    }
-    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: GET /metrics, GET /status, GET /epochs, POST /epoch\n')
+    if (routes === undefined) return json(res, 503, { error: 'the node is still starting' })
+    if (url === '/status') return json(res, 200, routes.status())
+    if (url === '/epochs') return json(res, 200, routes.epochs())
+    readBody(req)
+      .then((text) => routes.submitEpoch(JSON.parse(text)))
+      .then(
+        (r) => json(res, 200, r),
+        (err: unknown) => json(res, 400, { error: err instanceof Error ? err.message : String(err), name: (err as Error).name, reason: (err as { reason?: string }).reason }),
+      )
   })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)

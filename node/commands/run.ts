@@ -15,6 +15,7 @@ import { verdict } from '../../src/topology/report.ts'
 import { type ProgressEvent, runTopology } from '../../src/topology/runner.ts'
 import { loadScenario } from '../../src/topology/schema.ts'
 import { addressInUse, exitCodes } from '../errors.ts'
+import { type RunLive, startRunLive } from '../live/run.ts'
 import { createCliLogger } from '../log.ts'
 
 registerStandardBehaviours()
@@ -24,6 +25,8 @@ export interface RunFlags {
   inProcess?: boolean
   matrix?: boolean
   quiet?: boolean
+  live?: boolean
+  livePort?: string
 }
 
 function pct(x: number): string {
@@ -48,6 +51,13 @@ export function formatProgress(e: ProgressEvent): string | undefined {
 }
 
 export async function runCommand(topology: string, flags: RunFlags): Promise<number> {
+  let livePort: number | undefined
+  if (flags.livePort !== undefined) {
+    livePort = Number(flags.livePort)
+    if (!Number.isInteger(livePort) || livePort < 0 || livePort > 65535) throw new Error(`--live-port ${flags.livePort}: give a port number from 0 to 65535 (0 = any free port)`)
+    if (flags.live !== true) throw new Error('--live-port needs --live')
+  }
+  if (flags.live === true && flags.matrix === true) throw new Error('--live shows one run: leave out --matrix')
   const scenario = await loadScenario(topology)
   const outDir = resolve(flags.out ?? `runs/${scenario.name}`)
   const mode = flags.inProcess === true ? 'in-process' : 'process'
@@ -55,7 +65,18 @@ export async function runCommand(topology: string, flags: RunFlags): Promise<num
   const onSignal = (): void => ac.abort()
   process.once('SIGINT', onSignal)
   process.once('SIGTERM', onSignal)
+  let live: RunLive | undefined
+  if (flags.live === true) {
+    try {
+      live = await startRunLive({ scenario, mode, outDir, port: livePort ?? 0 })
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new Error(`--live-port ${livePort}: the port is in use; pick another, or leave --live-port out for any free port`)
+      throw err
+    }
+    process.stderr.write(`live page: ${live.url}\n`)
+  }
   const onProgress = (e: ProgressEvent): void => {
+    live?.onProgress(e)
     if (flags.quiet === true) return
     const line = formatProgress(e)
     if (line !== undefined) process.stderr.write(`${line}\n`)
@@ -75,12 +96,28 @@ export async function runCommand(topology: string, flags: RunFlags): Promise<num
       process.stdout.write(`matrix: ${files.markdown}\nplot: ${files.html}\n`)
       return matrix.cells.length > 0 ? 0 : 1
     }
-    const { report, files } = await runTopology(scenario, { outDir, mode, signal: ac.signal, onProgress })
+    let run: Awaited<ReturnType<typeof runTopology>>
+    try {
+      run = await runTopology(scenario, { outDir, mode, signal: ac.signal, onProgress, ...(live !== undefined ? { onRound: (r) => live!.onRound(r) } : {}) })
+    } catch (err) {
+      live?.failed(err)
+      throw err
+    }
+    const { report, files } = run
     process.stdout.write(`report: ${files.html}\n        ${files.json}\n${verdict(report)}\n`)
+    if (live !== undefined) {
+      live.finished(report, files)
+      // the page links report.html: it stays up until Ctrl-C (or SIGTERM)
+      if (!ac.signal.aborted) {
+        process.stderr.write(`live page with the report: ${live.url} (Ctrl-C to exit)\n`)
+        await new Promise((res) => ac.signal.addEventListener('abort', res, { once: true }))
+      }
+    }
     return report.passed ? 0 : 1
   } finally {
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
+    await live?.close()
   }
 }
 
@@ -125,6 +162,8 @@ export function registerRunCommand(program: Command): void {
     .option('--in-process', 'run every member in this process: the same member stack (libp2p, signed echo broadcast, round engine) over libp2p\'s in-memory transport (for large n)')
     .option('--matrix', "run the scenario's matrix (rules × behaviours, and its optional axes) and write a comparison table and plot")
     .option('--quiet', 'no progress lines')
+    .option('--live', 'serve a live page of the run on 127.0.0.1 (its address is printed at start); it stays up after the run, linking report.html, until Ctrl-C')
+    .option('--live-port <port>', 'port of the live page (default: any free port)')
     .action(async (topology: string, flags: RunFlags) => {
       try {
         process.exitCode = await runCommand(topology, flags)

@@ -1,5 +1,6 @@
 import { readFile, stat } from 'node:fs/promises'
 import { resolve } from 'node:path'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { Command } from 'commander'
 import { Registry } from 'prom-client'
 import type { Logger } from '../../src/logger.ts'
@@ -16,6 +17,7 @@ import {
   type SwarmNode,
 } from '../../src/node/index.ts'
 import { exitCodes, UsageError } from '../errors.ts'
+import { createMemberLive, type MemberLive } from '../live/member.ts'
 import { createCliLogger } from '../log.ts'
 import { startMetricsServer } from '../metrics-server.ts'
 import { attachProgress, type ProgressFormat } from '../progress.ts'
@@ -140,11 +142,13 @@ export async function start(flags: StartFlags): Promise<number> {
   let node: SwarmNode | undefined
   let stopping: Promise<void> | undefined
   let metricsServer: { url: string; base: string; close(): Promise<void> } | undefined
+  let live: MemberLive | undefined
   const shutdown = (reason: string): Promise<void> => {
     stopping ??= (async () => {
       log.info('stopping: aborting the round and writing a checkpoint', { reason })
       setup.abort()
       await node?.stop()
+      live?.close()
       await metricsServer?.close()
     })()
     return stopping
@@ -173,7 +177,11 @@ export async function start(flags: StartFlags): Promise<number> {
   process.on('SIGTERM', onSignal)
 
   if (registry !== undefined) {
+    const names = new Map(swarm.members.map((m, i) => [m.id, m.name ?? `member ${i}`]))
+    const self = peerIdFromPrivateKey(privateKey).toString()
+    live = createMemberLive({ rounds: swarm.task.rounds, names, name: names.get(self) ?? self })
     metricsServer = await startMetricsServer({
+      live,
       registry,
       port: cfg.metricsPort!,
       host: cfg.metricsHost,
@@ -182,7 +190,7 @@ export async function start(flags: StartFlags): Promise<number> {
           ? undefined
           : { status: () => node!.status(), epochs: () => node!.epochs(), submitEpoch: (body: unknown) => node!.submitEpoch(body) },
     })
-    log.info('metrics endpoint', { url: metricsServer.url, status: `${metricsServer.base}/status` })
+    log.info('metrics endpoint', { url: metricsServer.url, status: `${metricsServer.base}/status`, live: `${metricsServer.base}/` })
   }
   node = await createSwarmNode({
     swarm,
@@ -205,6 +213,7 @@ export async function start(flags: StartFlags): Promise<number> {
     signal: setup.signal,
   })
   const name = node.status().name
+  live?.attach(node)
   log.info('listening', { peerId: node.peerId, addrs: node.multiaddrs, resumeAt: node.resumedAt })
   attachProgress(node, { format: cfg.progress as ProgressFormat, rounds: swarm.task.rounds, name })
   node.addEventListener('removed', (e) => {
@@ -274,7 +283,7 @@ export function registerStart(program: Command): void {
     .option('--checkpoint-every <k>', 'rounds between checkpoints')
     .option('--backend <name>', 'tfjs backend: auto, tensorflow, wasm or cpu')
     .option('--threads <n>', 'compute threads: the native kernels\' matrix product, or the wasm convolutions (default 1; 2 threads measured 0.9–1.16× on the 2-core dev machine: check npm run bench:train first)')
-    .option('--metrics-port <port>', 'serve Prometheus metrics on http://<metrics-host>:<port>/metrics (0 = any free port)')
+    .option('--metrics-port <port>', 'serve Prometheus metrics on http://<metrics-host>:<port>/metrics and this member\'s live page on http://<metrics-host>:<port>/ (0 = any free port)')
     .option('--metrics-host <host>', 'address of the metrics endpoint (default 127.0.0.1)')
     .option('--log-format <format>', 'pretty or json (logs go to stderr)')
     .option('--log-level <level>', 'debug, info, warn or error')

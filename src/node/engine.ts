@@ -108,6 +108,8 @@ export interface RoundReport {
   caughtUpFrom?: number
   /** membership epoch this round ran in (when the node follows epochs) */
   epoch?: number
+  /** largest L2 distance from this member's own model to another model it aggregated this round (absent when it aggregated only its own) */
+  spread?: number
   /** members whose certified models of already-closed rounds arrived since the previous report (delivered, too late to use) */
   lateSenders?: string[]
   /**
@@ -315,6 +317,22 @@ const sketchSigns = new Map<string, Uint32Array>()
  * The sign bits are drawn once per (seed, d, dims) and kept (d·dims/8 bytes: 3.4 MB for the
  * LeNet): 7× faster than drawing them on every call (55–75 vs 350–520 ms at d = 431 080).
  */
+/** Largest L2 distance from `own` to another of `inputs` (undefined when there is no other): the live page's "spread". */
+export function spreadFrom(own: Float32Array, inputs: Float32Array[]): number | undefined {
+  let max: number | undefined
+  for (const x of inputs) {
+    if (x === own || x.length !== own.length) continue
+    let s = 0
+    for (let i = 0; i < x.length; i++) {
+      const d = x[i]! - own[i]!
+      s += d * d
+    }
+    const v = Math.sqrt(s)
+    if (max === undefined || v > max) max = v
+  }
+  return max
+}
+
 export function sketchOf(theta: Float32Array, seed: number | string, dims = 64): number[] {
   const n = theta.length
   const key = `${seed}/${n}/${dims}`
@@ -778,6 +796,7 @@ export class RoundEngine extends EventTarget {
       }
       senders.push(sender)
     }
+    const spread = spreadFrom(own, inputs)
     const aggStart = performance.now()
     const next = this.aggregator.aggregate(inputs, { own: ownIdx, reference: this.snap.params })
     const aggregateMs = performance.now() - aggStart
@@ -789,7 +808,7 @@ export class RoundEngine extends EventTarget {
     // the aggregate is θ now (the learner copied it): the snapshot keeps it rather than a third copy
     this.snap = this.snapshotNow(t + 1, next)
     const phases = { trainMs: waitStart - started, waitMs: aggStart - waitStart, aggregateMs }
-    return await this.finishRound(t, { loss, delivered: inputs.length, senders, stalled, started, params: next, phases }, signal)
+    return await this.finishRound(t, { loss, delivered: inputs.length, senders, stalled, started, params: next, phases, ...(spread === undefined ? {} : { spread }) }, signal)
   }
 
   private recover(round: number, delivered: number, stalledMs: number): void {
@@ -801,7 +820,7 @@ export class RoundEngine extends EventTarget {
 
   private async finishRound(
     t: number,
-    r: { loss: number; delivered: number; senders: string[]; stalled: boolean; started: number; params: Float32Array; phases: Pick<RoundPhases, 'trainMs' | 'waitMs' | 'aggregateMs'> },
+    r: { loss: number; delivered: number; senders: string[]; stalled: boolean; started: number; params: Float32Array; phases: Pick<RoundPhases, 'trainMs' | 'waitMs' | 'aggregateMs'>; spread?: number },
     signal?: AbortSignal,
   ): Promise<RoundReport> {
     const final = t === this.opts.rounds - 1
@@ -825,6 +844,7 @@ export class RoundEngine extends EventTarget {
       ...(stats.coolOffs !== undefined ? { coolOffs: stats.coolOffs } : {}),
       stalled: r.stalled,
       senders: r.senders,
+      ...(r.spread !== undefined ? { spread: r.spread } : {}),
       ...(this.opts.membershipAt !== undefined ? { epoch: this.epoch } : {}),
     }
     if (this.lateSince.size > 0) {

@@ -364,6 +364,8 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
     let multiaddrs = (): string[] => []
     let connectedPeers = (): string[] => []
     let connectionKinds = (): PeerConnection[] => []
+    /** the broadcast's 'ban', 'cool-off', 'reject' and 'deliver' and libp2p's connection changes ('connection'), re-emitted by the SwarmNode (live page) */
+    const side = new EventTarget()
     let publishEpochs = (): void => {}
     /** Admits the members of epochs not yet in force to the connection gate (set once libp2p runs). */
     let admitPending = (_force?: boolean): void => {}
@@ -435,6 +437,16 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       })
       port = broadcast
       closer('broadcast', () => broadcast.stop())
+      for (const type of ['ban', 'cool-off', 'reject'] as const) {
+        broadcast.addEventListener(type, (e) => side.dispatchEvent(new CustomEvent(type, { detail: (e as CustomEvent).detail })))
+      }
+      broadcast.addEventListener('deliver', (e) => {
+        const d = (e as CustomEvent<{ round: number; sender: string }>).detail
+        side.dispatchEvent(new CustomEvent('deliver', { detail: { round: d.round, sender: d.sender } }))
+      })
+      for (const type of ['connection:open', 'connection:close'] as const) {
+        node.addEventListener(type, (e) => side.dispatchEvent(new CustomEvent('connection', { detail: { open: type === 'connection:open', peer: e.detail.remotePeer.toString() } })))
+      }
       if (opts.behaviour !== undefined) {
         // a Byzantine member plays protocol-level attacks (and equivocates) with the adversary toolkit
         const { createAdversary } = await import('../adversary/index.ts')
@@ -638,6 +650,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       status,
       submitEpoch,
       epochs: () => book.signed(),
+      side,
     })
   } catch (err) {
     await closeAll()
@@ -650,6 +663,9 @@ function checkpointFailure(dataDir: string, round: number, err: unknown): Record
   const code = (err as NodeJS.ErrnoException | null)?.code
   return { dataDir, round, ...(code !== undefined ? { code } : {}), error: err instanceof Error ? err.message : String(err) }
 }
+
+/** events of the broadcast and libp2p a SwarmNode re-emits (none over an injected port): 'ban', 'cool-off', 'reject', 'deliver' ({ round, sender }), 'connection' ({ open, peer }) */
+const sideEvents = ['ban', 'cool-off', 'reject', 'deliver', 'connection'] as const
 
 const forwarded = ['round', 'stall', 'recover', 'catch-up', 'late', 'epoch', 'removed'] as const
 
@@ -685,6 +701,7 @@ class SwarmNodeImpl extends EventTarget implements SwarmNode {
     status: () => NodeStatus
     submitEpoch: (raw: unknown) => Promise<{ epoch: number; activation: number; added: boolean }>
     epochs: () => SignedEpoch[]
+    side: EventTarget
   }) {
     super()
     this.peerId = o.self
@@ -702,6 +719,9 @@ class SwarmNodeImpl extends EventTarget implements SwarmNode {
     this.epochs = o.epochs
     for (const type of forwarded) {
       this.engine.addEventListener(type, (e) => this.dispatchEvent(new CustomEvent(type, { detail: (e as CustomEvent).detail })))
+    }
+    for (const type of sideEvents) {
+      o.side.addEventListener(type, (e) => this.dispatchEvent(new CustomEvent(type, { detail: (e as CustomEvent).detail })))
     }
   }
 

@@ -51,7 +51,7 @@ export interface RoundProgress {
 
 export type ProgressEvent =
   | RoundProgress
-  | { kind: 'start'; scenario: string; mode: 'process' | 'in-process'; n: number; outDir: string }
+  | { kind: 'start'; scenario: string; mode: 'process' | 'in-process'; n: number; outDir: string; members: MemberInfo[] }
   | { kind: 'member-exit'; name: string; byzantine: boolean; code: number | null; error?: string }
 
 export interface RunTopologyOptions {
@@ -240,7 +240,7 @@ export async function runTopology(s: Scenario, opts: RunTopologyOptions): Promis
   const outDir = resolve(opts.outDir)
   opts.signal?.throwIfAborted()
   let prepared = await prepare(s, outDir, mode === 'process')
-  emit({ kind: 'start', scenario: s.name, mode, n: s.n, outDir })
+  emit({ kind: 'start', scenario: s.name, mode, n: s.n, outDir, members: prepared.members })
   let tracker = new ProgressTracker(prepared.members, s.task.rounds, emit, opts.onRound)
   let startedAt = new Date()
   const timeout = AbortSignal.timeout(s.runtime.timeoutMs)
