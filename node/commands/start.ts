@@ -208,6 +208,8 @@ export async function start(flags: StartFlags): Promise<number> {
     labelFlip,
     epochs,
     join: cfg.join,
+    // the live page plots it
+    ...(live !== undefined ? { measureSpread: true } : {}),
     logger: log,
     ...(registry !== undefined ? { registry } : {}),
     signal: setup.signal,

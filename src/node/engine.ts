@@ -217,6 +217,12 @@ export interface RoundEngineOptions {
   join?: boolean
   /** never run a round below this one (a member added by an epoch activating there): catch up to it */
   joinFrom?: number
+  /**
+   * Report `spread` every round (the live page's largest distance from this member's model to
+   * another it aggregated): one pass over the inputs, ≈ 18 ms a round for a LeNet with 21 inputs,
+   * so off unless something shows it.
+   */
+  measureSpread?: boolean
   /** the epoch number of `membership` (default 0) */
   epoch?: number
   /**
@@ -311,12 +317,6 @@ export function nearestToMedianMean(inputs: Float32Array[], f: number): Float32A
 /** 64-dim random projection of θ (Rademacher ±1/8, seeded): the same projection on every member. */
 const sketchSigns = new Map<string, Uint32Array>()
 
-/**
- * A 64-dim random ±1 projection of θ scaled by 1/√dims (Johnson–Lindenstrauss sketch, the
- * same on every member for one seed), for estimating distances between members' models.
- * The sign bits are drawn once per (seed, d, dims) and kept (d·dims/8 bytes: 3.4 MB for the
- * LeNet): 7× faster than drawing them on every call (55–75 vs 350–520 ms at d = 431 080).
- */
 /** Largest L2 distance from `own` to another of `inputs` (undefined when there is no other): the live page's "spread". */
 export function spreadFrom(own: Float32Array, inputs: Float32Array[]): number | undefined {
   let max: number | undefined
@@ -333,6 +333,12 @@ export function spreadFrom(own: Float32Array, inputs: Float32Array[]): number | 
   return max
 }
 
+/**
+ * A 64-dim random ±1 projection of θ scaled by 1/√dims (Johnson–Lindenstrauss sketch, the
+ * same on every member for one seed), for estimating distances between members' models.
+ * The sign bits are drawn once per (seed, d, dims) and kept (d·dims/8 bytes: 3.4 MB for the
+ * LeNet): 7× faster than drawing them on every call (55–75 vs 350–520 ms at d = 431 080).
+ */
 export function sketchOf(theta: Float32Array, seed: number | string, dims = 64): number[] {
   const n = theta.length
   const key = `${seed}/${n}/${dims}`
@@ -796,7 +802,7 @@ export class RoundEngine extends EventTarget {
       }
       senders.push(sender)
     }
-    const spread = spreadFrom(own, inputs)
+    const spread = this.opts.measureSpread === true ? spreadFrom(own, inputs) : undefined
     const aggStart = performance.now()
     const next = this.aggregator.aggregate(inputs, { own: ownIdx, reference: this.snap.params })
     const aggregateMs = performance.now() - aggStart

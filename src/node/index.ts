@@ -115,6 +115,8 @@ export interface NodeStatus {
 }
 
 export interface NodeOptions {
+  /** report each round's `spread` (the member's live page shows it; costs one pass over the round's models) */
+  measureSpread?: boolean
   /** payload decoder shared by in-process members (`createDecodeCache()`); default: decode per member */
   decode?: (bytes: Uint8Array, dim: number, key?: string, encoding?: ModelEncoding) => DecodedModel
   swarm: SwarmConfig
@@ -557,6 +559,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       ...(startEpoch.activation > 0 ? { joinFrom: startEpoch.activation } : {}),
       ...(opts.join === true && resume === undefined ? { join: true } : {}),
       swarmSeed: swarm.seed,
+      ...(opts.measureSpread === true ? { measureSpread: true } : {}),
       port,
       learner,
       aggregator,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { it } from 'node:test'
-import { sketchOf } from '../../../src/node/engine.ts'
+import { sketchOf, spreadFrom } from '../../../src/node/engine.ts'
 import { Rng } from '../../../src/rng.ts'
 
 // The definition: sign bit k = i·dims + j of the seeded stream (LSB first), +θᵢ for 1, −θᵢ for 0.
@@ -37,4 +37,12 @@ it('sketchOf equals the seeded ±1 projection bit for bit and preserves distance
   const dist = (x: ArrayLike<number>, y: ArrayLike<number>) => Math.sqrt(Array.from(x, (v, i) => (v - y[i]!) ** 2).reduce((s, v) => s + v, 0))
   const ratio = dist(sketchOf(a, 's'), sketchOf(b, 's')) / dist(a, b)
   assert.ok(ratio > 0.6 && ratio < 1.4, `JL distance ratio ${ratio}`)
+})
+
+it('spreadFrom: the largest L2 distance from the own model to another input, none without another', () => {
+  const own = new Float32Array([0, 0, 0])
+  assert.equal(spreadFrom(own, [own]), undefined)
+  assert.equal(spreadFrom(own, [own, new Float32Array([3, 4, 0]), new Float32Array([1, 0, 0])]), 5)
+  // an input of another dimension is not a model of this swarm: skipped
+  assert.equal(spreadFrom(own, [own, new Float32Array([100, 0])]), undefined)
 })
