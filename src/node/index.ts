@@ -23,6 +23,7 @@ import { loadLatestCheckpoint, writeCheckpoint } from './checkpoint.ts'
 import { checkDataDir } from './data-dir.ts'
 import { type AccountantPort, type AggregatorPort, type EngineSnapshot, type EpochView, RoundEngine, type RoundReport } from './engine.ts'
 import { startEpochGossip } from './epoch-gossip.ts'
+import { exactAggregator, exactLearner } from './exact.ts'
 import { createNodeMetrics, type NodeMetrics } from './metrics.ts'
 import { type DecodedModel, encodedBytes, type ModelEncoding } from './payload.ts'
 import type { BroadcastPort, Membership, PortProvider } from './port.ts'
@@ -325,7 +326,9 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
     })
     closer('learner', () => learner.dispose())
     const { rule, ...ruleParams } = swarm.aggregator
-    const aggregator = createAggregator({ ...ruleParams, rule, f: startEpoch.f })
+    // the exact mechanism (docs/exact.md): payload [θ, γ·g], θ by the rule, the steps by CGE
+    const exact = task.exact === true
+    const aggregator = exact ? exactAggregator(createAggregator({ ...ruleParams, rule, f: startEpoch.f }), startEpoch.f) : createAggregator({ ...ruleParams, rule, f: startEpoch.f })
     // r per epoch: the swarm's r clamped to the epoch's n and f and to the rule (docs/redundancy.md)
     const rOf = (n: number, f: number): number => epochR(swarm.r, n, f, rule)
     const views = new Map<number, EpochView>([[startEpoch.epoch, { epoch: startEpoch.epoch, membership, aggregator, r: rOf(membership.members.length, startEpoch.f) }]])
@@ -333,7 +336,8 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       const e = book.at(round)
       let v = views.get(e.epoch)
       if (v === undefined) {
-        const agg: AggregatorPort = createAggregator({ ...ruleParams, rule, f: e.f })
+        const plain = createAggregator({ ...ruleParams, rule, f: e.f })
+        const agg: AggregatorPort = exact ? exactAggregator(plain, e.f) : plain
         v = { epoch: e.epoch, from: e.activation, membership: membershipOfEpoch(e), aggregator: agg, r: rOf(e.members.length, e.f) }
         views.set(e.epoch, v)
       }
@@ -343,7 +347,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
     // ---- checkpoint to resume from
     let resume: EngineSnapshot | undefined
     if (opts.dataDir !== undefined) {
-      const found = await loadLatestCheckpoint(opts.dataDir, { swarmId: membership.swarmId, member: self, dim: learner.dim }, log)
+      const found = await loadLatestCheckpoint(opts.dataDir, { swarmId: membership.swarmId, member: self, dim: exact ? 2 * learner.dim : learner.dim }, log)
       if (found !== undefined) {
         resume = found.snapshot
         log.info('resuming from checkpoint', { path: found.path, round: found.snapshot.round })
@@ -428,7 +432,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
         epochFrom: startEpoch.activation,
         roundWindow: swarm.timing.roundWindow,
         // the model's exact encoded size in the swarm's encoding: nothing larger is ever an honest payload
-        maxPayloadBytes: Math.min(swarm.limits.maxPayloadBytes, encodedBytes(learner.dim, swarm.encoding ?? 'float32')),
+        maxPayloadBytes: Math.min(swarm.limits.maxPayloadBytes, encodedBytes(exact ? 2 * learner.dim : learner.dim, swarm.encoding ?? 'float32')),
         ...(opts.dataDir !== undefined ? { journal: createFileJournal(join(opts.dataDir, `echo-journal-${membership.swarmId.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 64)}.jsonl`)) } : {}),
         logger: log.child('broadcast'),
         ...(opts.registry !== undefined ? { registry: opts.registry } : {}),
@@ -546,7 +550,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       ...(opts.join === true && resume === undefined ? { join: true } : {}),
       swarmSeed: swarm.seed,
       port,
-      learner,
+      learner: exact ? exactLearner(learner) : learner,
       aggregator,
       rounds: task.rounds,
       ...(resume !== undefined ? { resume } : {}),
