@@ -23,6 +23,11 @@
  *   w ~ N(0, I/dim) (‖w‖ ≈ 1) and real targets t = x·w + noise·N(0, 1) in `targets` (labels y
  *   are all 0, numClasses 1). The train split carries `optimum`: the exact minimiser of its mean
  *   squared error, solved from the normal equations XᵀX·θ* = Xᵀt in float64 (θ* = w when noise = 0).
+ *   With `rank: k, blocks: B` (docs/exact.md) the train split is B consecutive blocks and block b's
+ *   rows are z = √(dim/k)·U_b·c (U_b orthonormal rows of a random k-dimensional subspace,
+ *   c ~ N(0, I_k)) before the per-feature scales: with noise 0 every block's cost is minimised at
+ *   w, and any blocks whose subspaces span the dim features determine it (2f-redundancy when
+ *   every n − 2f blocks do). The test split stays full-rank.
  * - `idx`: a user's IDX files (ubyte images [n, rows, cols(, channels)] and labels [n]), pixels /255.
  * - `csv`: a header line of column names, comma-separated numeric cells; `labelColumn` holds
  *   integer labels ≥ 0; every other column is a feature, taken as given (not rescaled).
