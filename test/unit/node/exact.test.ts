@@ -15,8 +15,8 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { createAggregator } from '../../../src/aggregation/index.ts'
 import { createLearner, initBackend, loadDataset, partition, subset } from '../../../src/learning/index.ts'
-import { exactAggregator, exactLearner } from '../../../src/node/exact.ts'
 import type { LearnerPort } from '../../../src/node/engine.ts'
+import { exactAggregator, exactLearner } from '../../../src/node/exact.ts'
 
 const f32 = (...v: number[]): Float32Array => Float32Array.from(v)
 
