@@ -120,3 +120,44 @@ describe('the exact mechanism with agreement on the set (server-based CGE at eve
     assert.ok(blocks6[R - 1]! > 1 && blocks6[R - 1]! > blocks6[19]!, `blocks, n − f inputs: ${blocks6[19]} at 20, ${blocks6[R - 1]} at ${R}`)
   })
 })
+
+describe('the exact mechanism on logistic regression (the tfjs gradient path)', () => {
+  it('raises the test accuracy of 6 honest learners with a sign-flipping seventh (all n inputs, the same θ)', { timeout: 60_000 }, async (t) => {
+    await initBackend({ backend: 'cpu' })
+    const spec = { kind: 'gaussian-mixture' as const, classes: 4, dim: 20, trainSize: 700, testSize: 400, seed: 2 }
+    const train = await loadDataset(spec, 'train')
+    const test = await loadDataset(spec, 'test')
+    const shards = partition(train.y, train.numClasses, 7, { scheme: 'iid' }, 1)
+    const inners = []
+    for (let i = 0; i < 6; i++) {
+      inners.push(
+        await createLearner({
+          model: { kind: 'logreg' },
+          inputShape: [20],
+          numClasses: 4,
+          train: subset(train, shards[i]!),
+          batchSize: 100,
+          beta: 0,
+          lambda: 0,
+          schedule: { kind: 'constant', lr: 0.5 },
+          initSeed: 1,
+          dataSeed: `1/${i}`,
+        }),
+      )
+    }
+    const learners = inners.map((l) => exactLearner(l))
+    const agg = exactAggregator(createAggregator({ rule: 'nna', f: 1 }), 1)
+    const before = (await inners[0]!.evaluate(test)).accuracy
+    for (let r = 0; r < 30; r++) {
+      const honest = await Promise.all(learners.map((l) => l.step(r).then((x) => x.halfStep)))
+      const flipped = new Float32Array(honest[0]!.length)
+      for (const h of honest) for (let j = 0; j < h.length; j++) flipped[j]! -= h[j]! / honest.length
+      const next = agg.aggregate([...honest, flipped], { own: 0, reference: learners[0]!.getParams() })
+      for (const l of learners) l.setParams(next)
+    }
+    const after = (await inners[0]!.evaluate(test)).accuracy
+    for (const l of inners) l.dispose()
+    t.diagnostic(`test accuracy ${(100 * before).toFixed(1)} % before, ${(100 * after).toFixed(1)} % after 30 rounds`)
+    assert.ok(after > before + 0.2 && after > 0.7, `accuracy ${before} → ${after}`)
+  })
+})
