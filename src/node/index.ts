@@ -330,7 +330,8 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
     const exact = task.exact === true
     const aggregator = exact ? exactAggregator(createAggregator({ ...ruleParams, rule, f: startEpoch.f }), startEpoch.f) : createAggregator({ ...ruleParams, rule, f: startEpoch.f })
     // r per epoch: the swarm's r clamped to the epoch's n and f and to the rule (docs/redundancy.md)
-    const rOf = (n: number, f: number): number => epochR(swarm.r, n, f, rule)
+    // (with the exact mechanism also to CGE's k > 2f on the steps: the tighter of the two clamps)
+    const rOf = (n: number, f: number): number => (exact ? Math.min(epochR(swarm.r, n, f, rule), epochR(swarm.r, n, f, 'cge')) : epochR(swarm.r, n, f, rule))
     const views = new Map<number, EpochView>([[startEpoch.epoch, { epoch: startEpoch.epoch, membership, aggregator, r: rOf(membership.members.length, startEpoch.f) }]])
     const membershipAt = (round: number): EpochView => {
       const e = book.at(round)
