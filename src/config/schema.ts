@@ -145,7 +145,8 @@ export const taskSchema = z.strictObject({
   /**
    * The exact mechanism under 2f-redundancy (arXiv:2101.12316; docs/exact.md): members exchange
    * [θₜ, γₜ·gₜ] and set θₜ₊₁ = rule(θ parts) − CGE_f(steps). Convex tasks only (model linear or
-   * logreg), full-shard gradients, β = 0; not with precondition or privacy.
+   * logreg), β = 0, not with precondition or privacy; whole-shard batches (the paper's
+   * deterministic gradients) are what docs/exact.md measures, smaller ones are allowed.
    */
   exact: z.boolean().optional(),
 })
@@ -265,9 +266,9 @@ export function checkTask(task: TaskConfig, where: string): void {
 }
 
 /**
- * `task.exact` (docs/exact.md): a convex task (model linear or logreg), gradients on the whole
- * shard or at least deterministic steps (β = 0: the step part of the payload is γₜ·gₜ), and
- * neither a pre-conditioner nor privacy noise (both change what the step part means).
+ * `task.exact` (docs/exact.md): a convex task (model linear or logreg), β = 0 (the step part of
+ * the payload is γₜ·gₜ, not a momentum), and neither a pre-conditioner nor privacy noise (both
+ * change what the step part means).
  */
 export function checkExact(task: TaskConfig, where: string): void {
   const at = `${where}: task.exact`
