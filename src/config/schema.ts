@@ -42,6 +42,10 @@ export const datasetSchema = z.discriminatedUnion('kind', [
     dim: positiveInt.min(2).default(20),
     condition: z.number().min(1).default(100),
     noise: z.number().nonnegative().default(0),
+    // 2f-redundant generator (docs/exact.md): the train split in `blocks` consecutive blocks, each
+    // block's rows in its own random `rank`-dimensional subspace (with partition blocks: one block a member)
+    rank: positiveInt.optional(),
+    blocks: positiveInt.optional(),
     trainSize: positiveInt.default(4000),
     testSize: positiveInt.default(1000),
     seed: seed.default(1),
@@ -60,6 +64,8 @@ export const partitionSchema = z.discriminatedUnion('scheme', [
   z.strictObject({ scheme: z.literal('iid') }),
   z.strictObject({ scheme: z.literal('dirichlet'), alpha: z.number().positive() }),
   z.strictObject({ scheme: z.literal('shards'), labelsPerMember: positiveInt }),
+  // member i takes the i-th consecutive block of the train split (the linear data set's `blocks`; docs/exact.md)
+  z.strictObject({ scheme: z.literal('blocks') }),
 ])
 
 export const modelSchema = z.discriminatedUnion('kind', [
@@ -136,6 +142,13 @@ export const taskSchema = z.strictObject({
   evalExamples: positiveInt.default(1000),
   privacy: privacySchema.optional(),
   precondition: preconditionSchema.optional(),
+  /**
+   * The exact mechanism under 2f-redundancy (arXiv:2101.12316; docs/exact.md): members exchange
+   * [θₜ, γₜ·gₜ] and set θₜ₊₁ = rule(θ parts) − CGE_f(steps). Convex tasks only (model linear or
+   * logreg), β = 0, not with precondition or privacy; whole-shard batches (the paper's
+   * deterministic gradients) are what docs/exact.md measures, smaller ones are allowed.
+   */
+  exact: z.boolean().optional(),
 })
 
 export const aggregatorSchema = z
@@ -241,6 +254,7 @@ export function checkTask(task: TaskConfig, where: string): void {
   if (task.model.kind === 'linear' && task.dataset.kind !== 'linear') {
     throw new InvalidConfigError(`${where}: task.model`, `the linear model (least squares) needs real targets: use dataset kind linear, not ${task.dataset.kind}`)
   }
+  if (task.exact === true) checkExact(task, where)
   if (task.precondition === undefined) return
   if (task.model.kind !== 'linear') {
     const why = task.model.kind === 'logreg' ? 'logreg is convex but its Hessian changes with θ (not implemented)' : `${task.model.kind} is not convex`
@@ -249,6 +263,57 @@ export function checkTask(task: TaskConfig, where: string): void {
   if (task.dataset.kind === 'linear' && task.dataset.dim > maxPreconditionDim) {
     throw new InvalidConfigError(`${where}: task.precondition`, `d = ${task.dataset.dim} is too large for a d × d pre-conditioner (d ≤ ${maxPreconditionDim}); lower dataset.dim`)
   }
+}
+
+/**
+ * `task.exact` (docs/exact.md): a convex task (model linear or logreg), β = 0 (the step part of
+ * the payload is γₜ·gₜ, not a momentum), and neither a pre-conditioner nor privacy noise (both
+ * change what the step part means).
+ */
+export function checkExact(task: TaskConfig, where: string): void {
+  const at = `${where}: task.exact`
+  if (task.model.kind !== 'linear' && task.model.kind !== 'logreg') {
+    throw new InvalidConfigError(at, `the exact mechanism needs a convex task (model linear or logreg); ${task.model.kind} is not convex`)
+  }
+  if (task.beta !== 0) throw new InvalidConfigError(at, `the exact mechanism exchanges plain gradient steps: set task.beta to 0 (got ${task.beta})`)
+  if (task.precondition !== undefined) throw new InvalidConfigError(at, 'the exact mechanism and task.precondition cannot be combined; remove one')
+  if (task.privacy !== undefined) throw new InvalidConfigError(at, 'the exact mechanism and task.privacy cannot be combined; remove one')
+}
+
+/**
+ * The 2f-redundant generator (dataset linear with rank and blocks; docs/exact.md): one block a
+ * member (partition blocks, blocks = n), and with the exact mechanism 2f-redundancy itself:
+ * any n − 2f blocks must span the dim features ((n − 2f)·rank ≥ dim, generic subspaces).
+ */
+export function checkBlocks(task: TaskConfig, n: number, f: number, where: string): void {
+  const ds = task.dataset
+  if (ds.kind === 'linear' && ds.rank === undefined && ds.blocks !== undefined) {
+    throw new InvalidConfigError(`${where}: task.dataset.blocks`, 'rank and blocks go together: blocks of examples, each in its own rank-dimensional subspace')
+  }
+  if (ds.kind !== 'linear' || ds.rank === undefined) {
+    if (task.partition.scheme === 'blocks' && ds.kind !== 'linear') {
+      throw new InvalidConfigError(`${where}: task.partition`, `scheme blocks splits the linear data set's blocks; use iid, dirichlet or shards with ${ds.kind}`)
+    }
+    return
+  }
+  if (ds.blocks === undefined) throw new InvalidConfigError(`${where}: task.dataset.rank`, 'rank and blocks go together: blocks of examples, each in its own rank-dimensional subspace')
+  if (ds.rank > ds.dim) throw new InvalidConfigError(`${where}: task.dataset.rank`, `must be ≤ dim = ${ds.dim}, got ${ds.rank}`)
+  if (task.partition.scheme !== 'blocks') {
+    throw new InvalidConfigError(`${where}: task.partition`, `dataset.rank gives each block of examples its own subspace: use partition { scheme: blocks }, not ${task.partition.scheme}`)
+  }
+  if (ds.blocks !== n) throw new InvalidConfigError(`${where}: task.dataset.blocks`, `must equal the ${n} members (one block a member), got ${ds.blocks}`)
+  if (task.exact === true && (n - 2 * f) * ds.rank < ds.dim) {
+    throw new InvalidConfigError(
+      `${where}: task.dataset.rank`,
+      `not 2f-redundant: n − 2f = ${n - 2 * f} blocks of rank ${ds.rank} span ${(n - 2 * f) * ds.rank} < dim = ${ds.dim} dimensions; raise rank to ≥ ${Math.ceil(ds.dim / (n - 2 * f))}`,
+    )
+  }
+}
+
+/** CGE on the step parts needs more than 2f of them: n − r > 2f (docs/exact.md). */
+export function checkExactInputs(n: number, f: number, r: number | undefined, where: string, field = 'task.exact'): void {
+  const k = n - (r ?? f)
+  if (k <= 2 * f) throw new InvalidConfigError(`${where}: ${field}`, `the exact mechanism's CGE needs n − r > 2f inputs, but n − r = ${k} with f = ${f}; lower r`)
 }
 
 /** Validates a swarm file's content; checks cross-field rules (distinct members, n ≥ 3f + 1, f ≤ r < n and the rule with n − r inputs). */
@@ -277,6 +342,8 @@ export function parseSwarm(input: unknown, where = 'swarm'): SwarmConfig {
   }
   checkRedundancy({ n, f: swarm.f, r: swarm.r, rule: swarm.aggregator.rule }, where)
   checkTask(swarm.task, where)
+  if (swarm.task.exact === true) checkExactInputs(n, swarm.f, swarm.r, where)
+  checkBlocks(swarm.task, n, swarm.f, where)
   return swarm
 }
 

@@ -23,6 +23,11 @@
  *   w ~ N(0, I/dim) (‖w‖ ≈ 1) and real targets t = x·w + noise·N(0, 1) in `targets` (labels y
  *   are all 0, numClasses 1). The train split carries `optimum`: the exact minimiser of its mean
  *   squared error, solved from the normal equations XᵀX·θ* = Xᵀt in float64 (θ* = w when noise = 0).
+ *   With `rank: k, blocks: B` (docs/exact.md) the train split is B consecutive blocks and block b's
+ *   rows are z = √(dim/k)·U_b·c (U_b orthonormal rows of a random k-dimensional subspace,
+ *   c ~ N(0, I_k)) before the per-feature scales: with noise 0 every block's cost is minimised at
+ *   w, and any blocks whose subspaces span the dim features determine it (2f-redundancy when
+ *   every n − 2f blocks do). The test split stays full-rank.
  * - `idx`: a user's IDX files (ubyte images [n, rows, cols(, channels)] and labels [n]), pixels /255.
  * - `csv`: a header line of column names, comma-separated numeric cells; `labelColumn` holds
  *   integer labels ≥ 0; every other column is a feature, taken as given (not rescaled).
@@ -59,7 +64,7 @@ export type DatasetSpec =
   | { kind: 'fashion-mnist' }
   | { kind: 'gaussian-mixture'; classes: number; dim: number; trainSize: number; testSize: number; separation?: number; seed: number | string }
   | { kind: 'logistic'; dim: number; condition: number; trainSize: number; testSize: number; seed: number | string }
-  | { kind: 'linear'; dim: number; condition: number; noise: number; trainSize: number; testSize: number; seed: number | string }
+  | { kind: 'linear'; dim: number; condition: number; noise: number; rank?: number; blocks?: number; trainSize: number; testSize: number; seed: number | string }
   | { kind: 'idx'; trainImages: string; trainLabels: string; testImages: string; testLabels: string }
   | { kind: 'csv'; train: string; test: string; labelColumn: string }
 
@@ -162,6 +167,18 @@ export function validateDatasetSpec(spec: DatasetSpec): void {
         throw new InvalidConfigError('dataset.condition', `must be a finite number ≥ 1 (1 = isotropic features), got ${spec.condition}`)
       }
       if (!(spec.noise >= 0 && Number.isFinite(spec.noise))) throw new InvalidConfigError('dataset.noise', `must be a finite number ≥ 0, got ${spec.noise}`)
+      if ((spec.rank === undefined) !== (spec.blocks === undefined)) {
+        throw new InvalidConfigError('dataset.rank', 'rank and blocks go together: blocks of examples, each in its own rank-dimensional subspace')
+      }
+      if (spec.rank !== undefined) {
+        posInt('rank', spec.rank)
+        posInt('blocks', spec.blocks!)
+        if (spec.rank > spec.dim) throw new InvalidConfigError('dataset.rank', `must be ≤ dim = ${spec.dim}, got ${spec.rank}`)
+        if (spec.blocks! > spec.trainSize) throw new InvalidConfigError('dataset.blocks', `must be ≤ trainSize = ${spec.trainSize}, got ${spec.blocks}`)
+        if (spec.blocks! * spec.rank < spec.dim) {
+          throw new InvalidConfigError('dataset.rank', `${spec.blocks} blocks of rank ${spec.rank} span at most ${spec.blocks! * spec.rank} < dim = ${spec.dim} dimensions: θ* is not determined; raise rank or blocks`)
+        }
+      }
       seed(spec.seed)
       return
     case 'idx':
@@ -396,13 +413,34 @@ function linear(spec: Extract<DatasetSpec, { kind: 'linear' }>): Splits {
   for (let j = 0; j < dim; j++) scales[j] = Math.sqrt(condition ** (-j / (dim - 1)))
   const w = new Float64Array(dim)
   for (let j = 0; j < dim; j++) w[j] = wRng.normal() / Math.sqrt(dim)
-  const make = (name: string, n: number, rng: Rng): Dataset => {
+  // 2f-redundant train split (docs/exact.md): block b's rows are z = √(dim/rank)·U_b·c, c ~ N(0, I_rank),
+  // U_b an orthonormal basis of a random rank-dimensional subspace (so E[zzᵀ] has trace dim, as N(0, I))
+  const rank = spec.rank
+  const blockOf = (i: number, n: number): number => Math.floor((i * spec.blocks!) / n)
+  const bases: Float64Array[] = []
+  if (rank !== undefined) {
+    const bRng = root.fork('blocks')
+    for (let b = 0; b < spec.blocks!; b++) bases.push(orthonormalRows(rank, dim, bRng))
+  }
+  const z = new Float64Array(dim)
+  const make = (name: string, n: number, rng: Rng, subspaces: boolean): Dataset => {
     const x = new Float32Array(n * dim)
     const targets = new Float32Array(n)
     for (let i = 0; i < n; i++) {
       let t = 0
+      if (subspaces && rank !== undefined) {
+        const u = bases[blockOf(i, n)]!
+        z.fill(0)
+        const s = Math.sqrt(dim / rank)
+        for (let k = 0; k < rank; k++) {
+          const c = s * rng.normal()
+          for (let j = 0; j < dim; j++) z[j]! += c * u[k * dim + j]!
+        }
+      } else {
+        for (let j = 0; j < dim; j++) z[j] = rng.normal()
+      }
       for (let j = 0; j < dim; j++) {
-        const v = Math.fround(scales[j]! * rng.normal())
+        const v = Math.fround(scales[j]! * z[j]!)
         x[i * dim + j] = v
         t += v * w[j]!
       }
@@ -410,9 +448,35 @@ function linear(spec: Extract<DatasetSpec, { kind: 'linear' }>): Splits {
     }
     return { name, x, y: new Int32Array(n), n, exampleShape: [dim], numClasses: 1, targets }
   }
-  const train = make('linear/train', spec.trainSize, root.fork('train'))
+  const train = make('linear/train', spec.trainSize, root.fork('train'), true)
   train.optimum = leastSquares(train.x, train.targets!, train.n, dim)
-  return { train, test: make('linear/test', spec.testSize, root.fork('test')) }
+  // the test split keeps full-rank features: R² measures the model everywhere, not on one block's subspace
+  return { train, test: make('linear/test', spec.testSize, root.fork('test'), false) }
+}
+
+/** `rows` orthonormal rows of length `dim` spanning a random subspace (Gram–Schmidt on Gaussian rows, float64). */
+export function orthonormalRows(rows: number, dim: number, rng: Rng): Float64Array {
+  const u = new Float64Array(rows * dim)
+  for (let k = 0; k < rows; k++) {
+    for (;;) {
+      const row = u.subarray(k * dim, (k + 1) * dim)
+      for (let j = 0; j < dim; j++) row[j] = rng.normal()
+      for (let p = 0; p < k; p++) {
+        const prev = u.subarray(p * dim, (p + 1) * dim)
+        let dot = 0
+        for (let j = 0; j < dim; j++) dot += row[j]! * prev[j]!
+        for (let j = 0; j < dim; j++) row[j]! -= dot * prev[j]!
+      }
+      let norm = 0
+      for (let j = 0; j < dim; j++) norm += row[j]! ** 2
+      norm = Math.sqrt(norm)
+      if (norm > 1e-9) {
+        for (let j = 0; j < dim; j++) row[j]! /= norm
+        break
+      }
+    }
+  }
+  return u
 }
 
 /**

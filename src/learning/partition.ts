@@ -28,6 +28,8 @@ export type PartitionSpec =
   | { scheme: 'iid' }
   | { scheme: 'dirichlet'; alpha: number; mode?: 'per-member' | 'per-class'; minPerMember?: number }
   | { scheme: 'shards'; labelsPerMember: number }
+  /** member i takes the i-th of `members` consecutive, equal (± 1) pieces of the split, in order (the `linear` data set's `blocks`; docs/exact.md) */
+  | { scheme: 'blocks' }
 
 const dirichletAttempts = 100
 
@@ -59,8 +61,10 @@ export function partition(labels: Int32Array, numClasses: number, members: numbe
       if (!Number.isInteger(k) || k < 1) throw new InvalidConfigError('partition.labelsPerMember', `must be a positive integer, got ${k}`)
       return shards(labels, members, k, rng)
     }
+    case 'blocks':
+      return cutEven(range(labels.length), members)
     default:
-      throw new InvalidConfigError('partition.scheme', `unknown scheme '${String((spec as { scheme?: unknown })?.scheme)}'; use iid, dirichlet or shards`)
+      throw new InvalidConfigError('partition.scheme', `unknown scheme '${String((spec as { scheme?: unknown })?.scheme)}'; use iid, dirichlet, shards or blocks`)
   }
 }
 

@@ -23,6 +23,7 @@ import { loadLatestCheckpoint, writeCheckpoint } from './checkpoint.ts'
 import { checkDataDir } from './data-dir.ts'
 import { type AccountantPort, type AggregatorPort, type EngineSnapshot, type EpochView, RoundEngine, type RoundReport } from './engine.ts'
 import { startEpochGossip } from './epoch-gossip.ts'
+import { exactAggregator, exactLearner } from './exact.ts'
 import { createNodeMetrics, type NodeMetrics } from './metrics.ts'
 import { type DecodedModel, encodedBytes, type ModelEncoding } from './payload.ts'
 import type { BroadcastPort, Membership, PortProvider } from './port.ts'
@@ -327,15 +328,19 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
     })
     closer('learner', () => learner.dispose())
     const { rule, ...ruleParams } = swarm.aggregator
-    const aggregator = createAggregator({ ...ruleParams, rule, f: startEpoch.f })
+    // the exact mechanism (docs/exact.md): payload [θ, γ·g], θ by the rule, the steps by CGE
+    const exact = task.exact === true
+    const aggregator = exact ? exactAggregator(createAggregator({ ...ruleParams, rule, f: startEpoch.f }), startEpoch.f) : createAggregator({ ...ruleParams, rule, f: startEpoch.f })
     // r per epoch: the swarm's r clamped to the epoch's n and f and to the rule (docs/redundancy.md)
-    const rOf = (n: number, f: number): number => epochR(swarm.r, n, f, rule)
+    // (with the exact mechanism also to CGE's k > 2f on the steps: the tighter of the two clamps)
+    const rOf = (n: number, f: number): number => (exact ? Math.min(epochR(swarm.r, n, f, rule), epochR(swarm.r, n, f, 'cge')) : epochR(swarm.r, n, f, rule))
     const views = new Map<number, EpochView>([[startEpoch.epoch, { epoch: startEpoch.epoch, membership, aggregator, r: rOf(membership.members.length, startEpoch.f) }]])
     const membershipAt = (round: number): EpochView => {
       const e = book.at(round)
       let v = views.get(e.epoch)
       if (v === undefined) {
-        const agg: AggregatorPort = createAggregator({ ...ruleParams, rule, f: e.f })
+        const plain = createAggregator({ ...ruleParams, rule, f: e.f })
+        const agg: AggregatorPort = exact ? exactAggregator(plain, e.f) : plain
         v = { epoch: e.epoch, from: e.activation, membership: membershipOfEpoch(e), aggregator: agg, r: rOf(e.members.length, e.f) }
         views.set(e.epoch, v)
       }
@@ -345,7 +350,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
     // ---- checkpoint to resume from
     let resume: EngineSnapshot | undefined
     if (opts.dataDir !== undefined) {
-      const found = await loadLatestCheckpoint(opts.dataDir, { swarmId: membership.swarmId, member: self, dim: learner.dim }, log)
+      const found = await loadLatestCheckpoint(opts.dataDir, { swarmId: membership.swarmId, member: self, dim: exact ? 2 * learner.dim : learner.dim }, log)
       if (found !== undefined) {
         resume = found.snapshot
         log.info('resuming from checkpoint', { path: found.path, round: found.snapshot.round })
@@ -432,7 +437,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
         epochFrom: startEpoch.activation,
         roundWindow: swarm.timing.roundWindow,
         // the model's exact encoded size in the swarm's encoding: nothing larger is ever an honest payload
-        maxPayloadBytes: Math.min(swarm.limits.maxPayloadBytes, encodedBytes(learner.dim, swarm.encoding ?? 'float32')),
+        maxPayloadBytes: Math.min(swarm.limits.maxPayloadBytes, encodedBytes(exact ? 2 * learner.dim : learner.dim, swarm.encoding ?? 'float32')),
         ...(opts.dataDir !== undefined ? { journal: createFileJournal(join(opts.dataDir, `echo-journal-${membership.swarmId.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 64)}.jsonl`)) } : {}),
         logger: log.child('broadcast'),
         ...(opts.registry !== undefined ? { registry: opts.registry } : {}),
@@ -561,7 +566,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       swarmSeed: swarm.seed,
       ...(opts.measureSpread === true ? { measureSpread: true } : {}),
       port,
-      learner,
+      learner: exact ? exactLearner(learner) : learner,
       aggregator,
       rounds: task.rounds,
       ...(resume !== undefined ? { resume } : {}),

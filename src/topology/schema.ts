@@ -15,6 +15,8 @@ import { z } from 'zod'
 import { MAX_META_BYTES, maxMembers } from '../broadcast/wire.ts'
 import {
   aggregatorSchema,
+  checkBlocks,
+  checkExactInputs,
   checkTask,
   encodingSchema,
   limitsSchema,
@@ -156,6 +158,8 @@ export const matrixOptimizerSchema = z.strictObject({
   beta: z.number().min(0).lt(1).optional(),
   schedule: scheduleSchema.optional(),
   precondition: preconditionSchema.optional(),
+  /** the exact mechanism (docs/exact.md): true turns it on in this cell, false off; absent = the task's */
+  exact: z.boolean().optional(),
 })
 export type MatrixOptimizer = z.output<typeof matrixOptimizerSchema>
 
@@ -258,6 +262,8 @@ export function parseScenario(input: unknown, where = 'scenario'): Scenario {
   if (byz.size === s.n) throw new InvalidConfigError(`${where}: byzantine`, 'at least one member must be honest')
   checkRedundancy({ n: s.n, f: s.f, r: s.r, rule: s.aggregator.rule }, where)
   checkTask(s.task, where)
+  if (s.task.exact === true) checkExactInputs(s.n, s.f, s.r, where)
+  checkBlocks(s.task, s.n, s.f, where)
   if (s.matrix !== undefined) {
     // every cell's (r, rule) pair must hold before the first cell runs
     const rs: Array<[string, number | undefined]> = s.matrix.r?.map((r, k) => [`matrix.r.${k}`, r]) ?? [['r', s.r]]
@@ -266,7 +272,10 @@ export function parseScenario(input: unknown, where = 'scenario'): Scenario {
     for (const [k, o] of (s.matrix.optimizers ?? []).entries()) {
       if (names.has(o.name)) throw new InvalidConfigError(`${where}: matrix.optimizers.${k}.name`, `optimizer ${o.name} is listed twice; give each a distinct name`)
       names.add(o.name)
-      checkTask(withOptimizer(s, o).task, `${where}: matrix.optimizers.${k}`)
+      const cell = withOptimizer(s, o)
+      checkTask(cell.task, `${where}: matrix.optimizers.${k}`)
+      checkBlocks(cell.task, s.n, s.f, `${where}: matrix.optimizers.${k}`)
+      if (cell.task.exact === true) for (const [field, r] of rs) checkExactInputs(s.n, s.f, r, `${where}: matrix.optimizers.${k}`, field === 'r' ? 'exact' : field)
     }
     const seen = new Set<string>()
     for (const [k, p] of (s.matrix.partitions ?? []).entries()) {
@@ -321,6 +330,8 @@ export function withOptimizer(s: Scenario, o: MatrixOptimizer): Scenario {
   if (o.schedule !== undefined) next.task.schedule = o.schedule
   if (o.precondition !== undefined) next.task.precondition = o.precondition
   else delete next.task.precondition
+  if (o.exact === true) next.task.exact = true
+  else if (o.exact === false) delete next.task.exact
   return next
 }
 

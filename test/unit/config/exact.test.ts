@@ -1,0 +1,127 @@
+/**
+ * `task.exact` and the 2f-redundant generator (dataset linear with rank and blocks, partition
+ * blocks) in swarm and scenario files (docs/exact.md): one-line errors naming the field for a
+ * non-convex model, momentum, pre-conditioning or privacy with the exact mechanism, too few
+ * inputs for CGE (n − r ≤ 2f), blocks that do not match the members, and a generator that is not
+ * 2f-redundant; the generator itself: every n − 2f blocks determine θ*, fewer do not.
+ */
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { parseSwarm } from '../../../src/config/schema.ts'
+import { InvalidConfigError } from '../../../src/errors.ts'
+import { leastSquares, loadDataset, subset } from '../../../src/learning/data.ts'
+import { partition } from '../../../src/learning/partition.ts'
+import { parseScenario } from '../../../src/topology/schema.ts'
+
+const B58 = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz'
+const ids = (n: number): string[] =>
+  Array.from({ length: n }, (_, i) => {
+    let tail = ''
+    for (let x = i, k = 0; k < 44; k++, x = Math.floor(x / 58)) tail += B58[x % 58]
+    return `12D3KooW${tail}`
+  })
+
+const dataset = { kind: 'linear', dim: 10, noise: 0, rank: 4, blocks: 7, trainSize: 280 }
+const task = { dataset, partition: { scheme: 'blocks' }, model: { kind: 'linear' }, beta: 0, batchSize: 40, exact: true }
+const swarm = (t: Record<string, unknown>, n = 7, extra: Record<string, unknown> = {}): unknown => ({ name: 'ex', f: 1, members: ids(n).map((id) => ({ id })), task: t, ...extra })
+
+/** an InvalidConfigError on one line whose path ends with `path` and whose message matches `re` */
+const refused = (path: string, re: RegExp) => (e: unknown) =>
+  e instanceof InvalidConfigError && e.path.endsWith(path) && re.test(e.message) && !e.message.includes('\n')
+
+describe('task.exact', () => {
+  it('is accepted on the least-squares task and on logreg (both convex)', () => {
+    assert.equal(parseSwarm(swarm(task)).task.exact, true)
+    assert.equal(parseSwarm(swarm({ ...task, exact: undefined })).task.exact, undefined)
+    assert.doesNotThrow(() => parseSwarm(swarm({ dataset: { kind: 'logistic' }, model: { kind: 'logreg' }, beta: 0, exact: true })))
+  })
+
+  it('is refused for a non-convex model, momentum, pre-conditioning and privacy', () => {
+    assert.throws(() => parseSwarm(swarm({ model: { kind: 'mlp' }, beta: 0, exact: true })), refused('task.exact', /needs a convex task \(model linear or logreg\); mlp is not convex/))
+    assert.throws(() => parseSwarm(swarm({ model: { kind: 'lenet' }, beta: 0, exact: true })), refused('task.exact', /lenet is not convex/))
+    assert.throws(() => parseSwarm(swarm({ ...task, beta: 0.9 })), refused('task.exact', /set task.beta to 0 \(got 0.9\)/))
+    assert.throws(() => parseSwarm(swarm({ ...task, precondition: { alpha: 1 } })), refused('task.exact', /task.precondition cannot be combined/))
+    assert.throws(() => parseSwarm(swarm({ ...task, privacy: { epsilon: 1 } })), refused('task.exact', /task.privacy cannot be combined/))
+    assert.throws(() => parseSwarm(swarm({ ...task, exact: 'yes' })), refused('task.exact', /./))
+  })
+
+  it('needs n − r > 2f inputs for CGE', () => {
+    // the rule on the models may need fewer (mean: k ≥ 1); CGE on the steps needs k > 2f
+    assert.doesNotThrow(() => parseSwarm(swarm(task, 7, { r: 4, aggregator: { rule: 'mean' } })))
+    assert.throws(() => parseSwarm(swarm(task, 7, { r: 5, aggregator: { rule: 'mean' } })), refused('task.exact', /CGE needs n − r > 2f inputs, but n − r = 2 with f = 1; lower r/))
+  })
+
+  it('checks the generator: rank with blocks, partition blocks, one block a member, 2f-redundancy', () => {
+    assert.throws(() => parseSwarm(swarm({ ...task, partition: { scheme: 'iid' } })), refused('task.partition', /use partition \{ scheme: blocks \}, not iid/))
+    assert.throws(() => parseSwarm(swarm(task, 8)), refused('task.dataset.blocks', /must equal the 8 members \(one block a member\), got 7/))
+    assert.throws(() => parseSwarm(swarm({ ...task, dataset: { ...dataset, rank: 1 } })), refused('task.dataset.rank', /not 2f-redundant: n − 2f = 5 blocks of rank 1 span 5 < dim = 10/))
+    // 5 = n − 2f blocks of rank 2 span the 10 features; rank 1 would not (refused only with exact)
+    assert.doesNotThrow(() => parseSwarm(swarm({ ...task, dataset: { ...dataset, rank: 2 } })))
+    assert.throws(() => parseSwarm(swarm({ ...task, dataset: { ...dataset, dim: 12, rank: 2 } })), refused('task.dataset.rank', /not 2f-redundant: n − 2f = 5 blocks of rank 2 span 10 < dim = 12 dimensions; raise rank to ≥ 3/))
+    assert.throws(() => parseSwarm(swarm({ ...task, dataset: { ...dataset, blocks: undefined } })), refused('task.dataset.rank', /rank and blocks go together/))
+    assert.throws(() => parseSwarm(swarm({ ...task, dataset: { ...dataset, rank: undefined } })), refused('task.dataset.blocks', /rank and blocks go together/))
+    assert.throws(() => parseSwarm(swarm({ ...task, dataset: { ...dataset, rank: 11 } })), refused('task.dataset.rank', /must be ≤ dim = 10/))
+    assert.throws(() => parseSwarm(swarm({ dataset: { kind: 'gaussian-mixture' }, partition: { scheme: 'blocks' }, model: { kind: 'logreg' } })), refused('task.partition', /blocks splits the linear data set/))
+  })
+
+  it('is checked in scenario files, for the task and for every matrix optimizer', () => {
+    const base = { name: 'ex', n: 7, f: 1, task, byzantine: [{ members: 6, behaviour: 'alie' }] }
+    assert.doesNotThrow(() => parseScenario(base))
+    assert.throws(() => parseScenario({ ...base, task: { ...task, beta: 0.5 } }), refused('task.exact', /set task.beta to 0/))
+    const matrix = (t: Record<string, unknown>, optimizers: unknown[]) => ({ ...base, task: t, matrix: { rules: [{ rule: 'nna' }], behaviours: ['alie'], optimizers } })
+    const plain = { ...task, exact: undefined }
+    assert.doesNotThrow(() => parseScenario(matrix(plain, [{ name: 'plain', exact: false }, { name: 'exact', exact: true }])))
+    assert.throws(() => parseScenario(matrix({ ...plain, beta: 0.9 }, [{ name: 'exact', exact: true }])), refused('matrix.optimizers.0: task.exact', /set task.beta to 0/))
+    assert.throws(
+      () => parseScenario(matrix({ ...plain, dataset: { ...dataset, dim: 12, rank: 2 } }, [{ name: 'plain' }, { name: 'exact', exact: true }])),
+      refused('matrix.optimizers.1: task.dataset.rank', /not 2f-redundant/),
+    )
+  })
+})
+
+describe('the 2f-redundant generator (dataset linear with rank and blocks)', () => {
+  it('gives each member a block whose own minimiser is not unique, and every n − 2f blocks the minimiser θ*', async () => {
+    const spec = { kind: 'linear' as const, dim: 10, condition: 1, noise: 0, rank: 4, blocks: 7, trainSize: 280, testSize: 50, seed: 3 }
+    const train = await loadDataset(spec, 'train')
+    const theta = train.optimum!
+    const shards = partition(train.y, train.numClasses, 7, { scheme: 'blocks' }, 1)
+    assert.deepEqual(shards.map((s) => s.length), [40, 40, 40, 40, 40, 40, 40])
+    const solve = (members: number[]): Float64Array => {
+      const idx = Int32Array.from(members.flatMap((m) => [...shards[m]!]))
+      const ds = subset(train, idx)
+      return leastSquares(ds.x, ds.targets!, ds.n, 10)
+    }
+    // every 5-subset of the 7 blocks (n − 2f with n = 7, f = 1): the same minimiser θ*
+    let subsets = 0
+    for (let mask = 0; mask < 1 << 7; mask++) {
+      const members = [0, 1, 2, 3, 4, 5, 6].filter((m) => (mask >> m) & 1)
+      if (members.length !== 5) continue
+      const x = solve(members)
+      let err = 0
+      for (let j = 0; j < 10; j++) err = Math.max(err, Math.abs(x[j]! - theta[j]!))
+      assert.ok(err < 1e-4, `blocks ${members}: minimiser ${err} from θ*`)
+      subsets++
+    }
+    assert.equal(subsets, 21)
+    // each block's rows span 4 dimensions, two blocks 8 < 10: θ* is not determined by fewer than 3
+    const rank = (members: number[]): number => {
+      const basis: Float64Array[] = []
+      for (const m of members) {
+        for (const e of shards[m]!) {
+          const v = Float64Array.from(train.x.subarray(e * 10, (e + 1) * 10))
+          for (const b of basis) {
+            let dot = 0
+            for (let j = 0; j < 10; j++) dot += v[j]! * b[j]!
+            for (let j = 0; j < 10; j++) v[j]! -= dot * b[j]!
+          }
+          const norm = Math.hypot(...v)
+          if (norm > 1e-3) basis.push(v.map((x) => x / norm))
+        }
+      }
+      return basis.length
+    }
+    assert.deepEqual([0, 1, 2, 3, 4, 5, 6].map((m) => rank([m])), [4, 4, 4, 4, 4, 4, 4])
+    assert.equal(rank([0, 1]), 8)
+    assert.equal(rank([0, 1, 2]), 10)
+  })
+})
