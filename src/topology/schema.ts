@@ -335,9 +335,9 @@ export function withOptimizer(s: Scenario, o: MatrixOptimizer): Scenario {
   return next
 }
 
-/** Short label of a data partition: `iid`, `α=0.1`, `2 labels/member`. */
+/** Short label of a data partition: `iid`, `α=0.1`, `2 labels/member`, `blocks`. */
 export function partitionLabel(p: Scenario['task']['partition']): string {
-  return p.scheme === 'iid' ? 'iid' : p.scheme === 'dirichlet' ? `α=${p.alpha}` : `${p.labelsPerMember} labels/member`
+  return p.scheme === 'iid' ? 'iid' : p.scheme === 'dirichlet' ? `α=${p.alpha}` : p.scheme === 'shards' ? `${p.labelsPerMember} labels/member` : p.scheme
 }
 
 /** The scenario with another rule, behaviour, batch size, privacy, r and/or data partition (for matrices); `privacy: 'none'` removes it. */
