@@ -16,13 +16,7 @@ export function formatRound(r: RoundReport, rounds: number): string {
   const parts = [`${r.name ?? r.member.slice(-6)}`, `round ${r.round + 1}/${rounds}`, `loss ${Number.isFinite(r.loss) ? r.loss.toFixed(4) : String(r.loss)}`]
   if (r.accuracy !== undefined) parts.push(`acc ${(100 * r.accuracy).toFixed(1)}%`)
   parts.push(`delivered ${r.delivered}/${r.needed}`)
-  // frames refused so far, and why (an honest swarm refuses a few without blame: frames for a
-  // round outside a lagging member's window, budgets met under load — not an attack by themselves)
-  const reasons = Object.entries(r.rejected)
-    .filter(([, v]) => v > 0)
-    .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
-  const rejected = reasons.reduce((a, [, v]) => a + v, 0)
-  parts.push(rejected === 0 ? 'rejected 0' : `rejected ${rejected} (${reasons.map(([k, v]) => `${k} ${v}`).join(', ')})`)
+  parts.push(`rejected ${rejectedText(r.rejected)}`)
   parts.push(`${r.roundMs} ms`)
   if (r.epsilon !== undefined) parts.push(`ε ${r.epsilon.toFixed(3)}`)
   if (r.caughtUpFrom !== undefined) parts.push(`(caught up from round ${r.caughtUpFrom + 1})`)
@@ -76,4 +70,17 @@ export function attachProgress(node: EventTarget, opts: { format: ProgressFormat
     const s = (e as CustomEvent<{ epoch: number; round: number }>).detail
     write(json ? JSON.stringify({ event: 'removed', name: opts.name, ...s }) : `${opts.name}  round ${s.round + 1}/${opts.rounds}  removed from the swarm by epoch ${s.epoch}`)
   })
+}
+
+/**
+ * Frames refused so far, and why: `0`, or `7 (out-of-window 4, wrong-epoch 3)` — most frequent
+ * first. An honest swarm refuses a few without blame (a round outside a lagging member's window,
+ * budgets met under load, around a membership change): not an attack by themselves (README).
+ */
+export function rejectedText(rejected: Record<string, number>): string {
+  const reasons = Object.entries(rejected)
+    .filter(([, v]) => v > 0)
+    .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+  const total = reasons.reduce((a, [, v]) => a + v, 0)
+  return total === 0 ? '0' : `${total} (${reasons.map(([k, v]) => `${k} ${v}`).join(', ')})`
 }

@@ -20,6 +20,7 @@ import { listCheckpoints, loadNodeConfigFile, loadSwarmFile } from '../../src/no
 import { epochR } from '../../src/node/redundancy.ts'
 import { UsageError } from '../errors.ts'
 import { createCommandLogger } from '../log.ts'
+import { rejectedText } from '../progress.ts'
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
 
@@ -175,6 +176,7 @@ Examples:
         // direct, relayed (through a member serving as relay) or hole-punched (docs/nat.md)
         for (const c of s.connections as { peer: string; kind: string; address: string }[]) lines.push(`  ${c.kind.padEnd(12)} ${c.peer} ${c.address}`)
       }
+      if (s.rejected !== null && typeof s.rejected === 'object') lines.push(`rejected ${rejectedText(s.rejected as Record<string, number>)}`)
       process.stdout.write(`${lines.join('\n')}\n`)
     })
 }

@@ -449,6 +449,13 @@ export class RoundEngine extends EventTarget {
     this.port.addEventListener('reject', this.onReject)
   }
 
+  /** Frames and deliveries refused so far, by reason: the broadcast's and this engine's own. */
+  rejections(fromPort: Record<string, number> = this.port.stats().rejected): Record<string, number> {
+    const rejected: Record<string, number> = { ...fromPort }
+    for (const [k, v] of Object.entries(this.rejectedHere)) rejected[k] = (rejected[k] ?? 0) + v
+    return rejected
+  }
+
   /** The next round to run. */
   get round(): number {
     return this.current
@@ -832,8 +839,7 @@ export class RoundEngine extends EventTarget {
     const final = t === this.opts.rounds - 1
     const evalEvery = this.opts.evalEvery ?? defaultEngineOptions.evalEvery
     const stats = this.port.stats()
-    const rejected: Record<string, number> = { ...stats.rejected }
-    for (const [k, v] of Object.entries(this.rejectedHere)) rejected[k] = (rejected[k] ?? 0) + v
+    const rejected = this.rejections(stats.rejected)
     const report: RoundReport = {
       member: this.self,
       ...(this.opts.name !== undefined ? { name: this.opts.name } : {}),

@@ -113,6 +113,8 @@ export interface NodeStatus {
   /** each open connection: peer and kind (direct, relayed, hole-punched); docs/nat.md */
   connections: PeerConnection[]
   multiaddrs: string[]
+  /** frames refused so far, by reason (README: which are normal in an honest swarm and which blame a member) */
+  rejected: Record<string, number>
 }
 
 export interface NodeOptions {
@@ -638,6 +640,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
         peers: connectedPeers(),
         connections: connectionKinds(),
         multiaddrs: multiaddrs(),
+        rejected: engine.rejections(),
       }
     }
     const submitEpoch = async (raw: unknown): Promise<{ epoch: number; activation: number; added: boolean }> => {

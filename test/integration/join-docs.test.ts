@@ -33,6 +33,8 @@ it('the "Join a running swarm" walk-through runs on loopback', { timeout: 240_00
   assert.match(run.out, /published: .*"added":true/)
   // node-0's status, before the activation round (epoch 1 pending) or after it (epoch 1 in force)
   assert.match(run.out, /source +running\nepoch +(0 \(n = 4, f = 1\); epoch 1 activates at round \d+|1 \(n = 5, f = 1\))\nround +\d+\npeers +\d connected/m)
+  // and the frames it refused so far, by reason
+  assert.match(run.out, /^rejected +(0|\d+ \([a-z-]+ \d+(, [a-z-]+ \d+)*\))$/m)
   assert.match(run.out, /node-4 {2}behind the swarm: caught up from round \d+ to \d+ \(\d+ certified models\)/)
   assert.match(run.out, /^node-4 {2}round 60\/60 .*done$/m, 'the new member finishes the run')
   assert.match(run.out, /source +data directory \(not running\)\nepoch +1 \(n = 5, f = 1\)\nround +60$/m, 'offline status from the data directory')

@@ -30,6 +30,7 @@ const status = (round: number): NodeStatus => ({
   peers: [other],
   connections: [{ peer: other, kind: 'direct', address: '/ip4/127.0.0.1/tcp/1' }],
   multiaddrs: [],
+  rejected: {},
 })
 class FakeNode extends EventTarget {
   round = 0
