@@ -21,6 +21,7 @@ import { memory } from '@libp2p/memory'
 import { type Ping, ping } from '@libp2p/ping'
 import { plaintext } from '@libp2p/plaintext'
 import { tcp } from '@libp2p/tcp'
+import { type UPnPNAT, type UPnPNATInit, uPnPNAT } from '@libp2p/upnp-nat'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import { InvalidConfigError } from '../errors.ts'
@@ -29,6 +30,7 @@ import { type Membership, swarmTopicPrefix, validateMembership } from './members
 import { multicastProblem } from './multicast.ts'
 import { noiseCrypto } from './noise-crypto.ts'
 import { type HolePunch, type HolePunchInit, holePunch } from './punch.ts'
+import { type ReachabilityInit, type ReachabilityService, reachability } from './reachability.ts'
 
 /**
  * Bounds on the swarm's gossip. Gossip carries only small messages — FINAL certificates
@@ -197,6 +199,17 @@ export interface NetNodeOptions {
    * shorten the timeouts). Who may take part is always the membership gate.
    */
   holePunch?: boolean | Omit<HolePunchInit, 'allows'>
+  /**
+   * Reachability by AutoNAT v2 (TCP; default on; src/net/reachability.ts): whether the others can
+   * dial this member, per address; changes are logged. An object sets its timings (tests).
+   */
+  reachability?: boolean | Omit<ReachabilityInit, 'onChange'>
+  /**
+   * UPnP port mapping on the member's gateway (TCP; default off; `monna start --upnp`): the
+   * listen port is mapped and the mapped public address announced once AutoNAT confirms it.
+   * An object passes `@libp2p/upnp-nat` options (tests).
+   */
+  upnp?: boolean | UPnPNATInit
 }
 
 export type NetServices = {
@@ -207,6 +220,10 @@ export type NetServices = {
   punch?: HolePunch
   /** a member serving as relay */
   relay?: CircuitRelayService
+  /** TCP nodes: whether the others can dial this member (AutoNAT v2) */
+  reachability?: ReachabilityService
+  /** `upnp: true`: the listen port mapped on the gateway */
+  upnp?: UPnPNAT
 }
 
 export type NetNode = Libp2p<NetServices>
@@ -275,6 +292,7 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
   const deny = (peer: PeerId): boolean => !gateAllows(gate, peer)
   const overTcp = opts.transport !== 'memory'
   const through = opts.relay?.through ?? []
+  if (!overTcp && opts.upnp !== undefined && opts.upnp !== false) throw new InvalidConfigError('upnp', 'UPnP port mapping works over TCP only, not the memory transport')
   if (!overTcp && (opts.relay?.serve === true || through.length > 0)) throw new InvalidConfigError('relay', 'relays work over TCP only, not the memory transport')
   for (const a of through) {
     if (!/\/p2p\/[^/]+$/.test(a) || a.includes('/p2p-circuit')) throw new InvalidConfigError('relay.through', `${a} is not a relay's multiaddr ending in /p2p/<PeerId>`)
@@ -328,6 +346,16 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
       denyInboundRelayedConnection: (relay, remote) => deny(relay) || deny(remote),
     },
     services: {
+      ...(overTcp && opts.reachability !== false
+        ? {
+            reachability: reachability({
+              ...(typeof opts.reachability === 'object' ? opts.reachability : {}),
+              onChange: (st, before) =>
+                logger.info(`reachability: ${st.reachability} (was ${before})`, { reachability: st.reachability, addresses: st.addresses.map((a) => `${a.address} ${a.state}`) }),
+            }),
+          }
+        : {}),
+      ...(overTcp && opts.upnp !== undefined && opts.upnp !== false ? { upnp: uPnPNAT({ portMappingDescription: 'monna', ...(typeof opts.upnp === 'object' ? opts.upnp : {}) }) } : {}),
       ...(overTcp && opts.holePunch !== false ? { punch: holePunch({ ...(typeof opts.holePunch === 'object' ? opts.holePunch : {}), allows: (p) => !deny(p) }) } : {}),
       ...(opts.relay?.serve === true
         ? {

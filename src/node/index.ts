@@ -17,6 +17,7 @@ import { AbortError, InvalidConfigError } from '../errors.ts'
 import type { Dataset } from '../learning/index.ts'
 import { type Logger, silentLogger } from '../logger.ts'
 import { checkActivation, EpochBook, genesisEpoch, type MembershipEpoch, type SignedEpoch, verifyEpoch } from '../membership/index.ts'
+import type { ReachabilityStatus } from '../net/reachability.ts'
 import { addressExchangeDefaults, startAddressExchange } from './addresses.ts'
 import type { ByzantineBehaviour } from './behaviour.ts'
 import { loadLatestCheckpoint, writeCheckpoint } from './checkpoint.ts'
@@ -29,6 +30,7 @@ import type { BroadcastPort, Membership, PortProvider } from './port.ts'
 import { epochR } from './redundancy.ts'
 import { connectionKindsOf, type PeerConnection, registerConnectionMetrics, relayedAddresses, relayPlan } from './relays.ts'
 
+export type { ReachabilityStatus } from '../net/reachability.ts'
 export type { BehaviourFactory, BehaviourSpec, ByzantineBehaviour, ByzantineContext } from './behaviour.ts'
 export { ByzantineCrashError, behaviourNames, createBehaviour, registerBehaviour } from './behaviour.ts'
 export {
@@ -111,6 +113,8 @@ export interface NodeStatus {
   peers: string[]
   /** each open connection: peer and kind (direct, relayed, hole-punched); docs/nat.md */
   connections: PeerConnection[]
+  /** whether the others can dial this member (AutoNAT v2; docs/nat.md), per address; absent without libp2p over TCP */
+  reachability?: ReachabilityStatus
   multiaddrs: string[]
 }
 
@@ -364,6 +368,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
     let multiaddrs = (): string[] => []
     let connectedPeers = (): string[] => []
     let connectionKinds = (): PeerConnection[] => []
+    let reachabilityNow = (): ReachabilityStatus | undefined => undefined
     let publishEpochs = (): void => {}
     /** Admits the members of epochs not yet in force to the connection gate (set once libp2p runs). */
     let admitPending = (_force?: boolean): void => {}
@@ -419,6 +424,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       multiaddrs = () => node.getMultiaddrs().map(String)
       connectedPeers = () => [...new Set(node.getConnections().map((c) => c.remotePeer.toString()))]
       connectionKinds = () => connectionKindsOf(node)
+      reachabilityNow = () => node.services.reachability?.status()
       if (opts.registry !== undefined) closer('connection metrics', registerConnectionMetrics(opts.registry, name, node))
       const broadcast = await createEchoBroadcast({
         node,
@@ -617,6 +623,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
         latestActivation: latest.activation,
         peers: connectedPeers(),
         connections: connectionKinds(),
+        ...((r) => (r !== undefined ? { reachability: r } : {}))(reachabilityNow()),
         multiaddrs: multiaddrs(),
       }
     }
