@@ -14,7 +14,7 @@ import { bootstrap } from '@libp2p/bootstrap'
 import { type CircuitRelayService, circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { type GossipSub, type GossipsubOpts, gossipsub, type TopicValidatorFn, TopicValidatorResult } from '@libp2p/gossipsub'
 import { createTopicScoreParams, type PeerScoreParams, type TopicScoreParams } from '@libp2p/gossipsub/score'
-import { type Identify, identify } from '@libp2p/identify'
+import { type Identify, identify, identifyPush } from '@libp2p/identify'
 import type { ComponentLogger, Libp2p, Logger as Libp2pLogger, Peer, PeerId, PrivateKey } from '@libp2p/interface'
 import { mdns } from '@libp2p/mdns'
 import { memory } from '@libp2p/memory'
@@ -31,6 +31,7 @@ import { multicastProblem } from './multicast.ts'
 import { noiseCrypto } from './noise-crypto.ts'
 import { type HolePunch, type HolePunchInit, holePunch } from './punch.ts'
 import { type ReachabilityInit, type ReachabilityService, reachability } from './reachability.ts'
+import { startDirectUpgrade } from './upgrade.ts'
 
 /**
  * Bounds on the swarm's gossip. Gossip carries only small messages — FINAL certificates
@@ -292,7 +293,10 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
   const deny = (peer: PeerId): boolean => !gateAllows(gate, peer)
   const overTcp = opts.transport !== 'memory'
   const through = opts.relay?.through ?? []
-  if (!overTcp && opts.upnp !== undefined && opts.upnp !== false) throw new InvalidConfigError('upnp', 'UPnP port mapping works over TCP only, not the memory transport')
+  const upnpOn = opts.upnp !== undefined && opts.upnp !== false
+  if (upnpOn && !overTcp) throw new InvalidConfigError('upnp', 'UPnP port mapping works over TCP only, not the memory transport')
+  // a mapped address is announced only once AutoNAT confirms it (upnp-nat depends on it)
+  if (upnpOn && opts.reachability === false) throw new InvalidConfigError('upnp', 'UPnP needs reachability (AutoNAT) on: a mapped address is announced once a member dialled it back')
   if (!overTcp && (opts.relay?.serve === true || through.length > 0)) throw new InvalidConfigError('relay', 'relays work over TCP only, not the memory transport')
   for (const a of through) {
     if (!/\/p2p\/[^/]+$/.test(a) || a.includes('/p2p-circuit')) throw new InvalidConfigError('relay.through', `${a} is not a relay's multiaddr ending in /p2p/<PeerId>`)
@@ -349,13 +353,16 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
       ...(overTcp && opts.reachability !== false
         ? {
             reachability: reachability({
+              // with UPnP the gateway's mapping is the address to test (an observed-IP candidate for
+              // the same address would take the one answer its network gives first)
+              ...(upnpOn ? { observedCandidates: false } : {}),
               ...(typeof opts.reachability === 'object' ? opts.reachability : {}),
               onChange: (st, before) =>
                 logger.info(`reachability: ${st.reachability} (was ${before})`, { reachability: st.reachability, addresses: st.addresses.map((a) => `${a.address} ${a.state}`) }),
             }),
           }
         : {}),
-      ...(overTcp && opts.upnp !== undefined && opts.upnp !== false ? { upnp: uPnPNAT({ portMappingDescription: 'monna', ...(typeof opts.upnp === 'object' ? opts.upnp : {}) }) } : {}),
+      ...(overTcp && upnpOn ? { upnp: uPnPNAT({ portMappingDescription: 'monna', ...(typeof opts.upnp === 'object' ? opts.upnp : {}) }) } : {}),
       ...(overTcp && opts.holePunch !== false ? { punch: holePunch({ ...(typeof opts.holePunch === 'object' ? opts.holePunch : {}), allows: (p) => !deny(p) }) } : {}),
       ...(opts.relay?.serve === true
         ? {
@@ -367,6 +374,9 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
           }
         : {}),
       identify: identify(),
+      // TCP: a member's changed addresses (a UPnP mapping AutoNAT confirmed) reach its peers at once,
+      // the ones that reach it through a relay included (src/net/upgrade.ts dials them directly)
+      ...(overTcp ? { identifyPush: identifyPush() } : {}),
       ping: ping(),
       pubsub: gossipsub({
         // our own small messages only; payloads travel on streams (see src/broadcast/README.md)
@@ -385,6 +395,16 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
   gates.set(node, gate)
   if (lean) skipKnownProtocolMerges(node.peerStore, MONNA_PROTOCOLS)
 
+  if (overTcp) {
+    // a member reached only through a relay that announces a public address (UPnP, a forwarded
+    // port) is dialled there directly (src/net/upgrade.ts)
+    const stopUpgrade = startDirectUpgrade(node, {
+      allows: (p) => !deny(p),
+      onUpgrade: (peer, address) => logger.info('direct connection to a member reached through a relay until now', { peer, address }),
+      onFailure: (peer, error) => logger.debug('could not dial a relayed member at its public address', { peer, error }),
+    })
+    node.addEventListener('stop', stopUpgrade, { once: true })
+  }
   // the relays to reserve on (redialled by the member's own redial loop when they are members)
   for (const a of through) node.dial(multiaddr(a)).catch((err: unknown) => logger.debug('could not dial a relay yet', { relay: a, error: String(err) }))
 

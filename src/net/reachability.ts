@@ -59,6 +59,10 @@ export interface ReachabilityInit {
   autonat?: Pick<AutoNATv2ServiceInit, 'startupDelay' | 'refreshInterval'>
   /** most public IPs observed by members tried as `<ip>:<listen port>` (default 4) */
   maxObservedIps?: number
+  /** asking the connected members again about addresses still untested (default 10 s) */
+  retryMs?: number
+  /** whether to try observed public IPs with our listen port at all (default true; off with UPnP) */
+  observedCandidates?: boolean
 }
 
 export interface ReachabilityComponents {
@@ -85,6 +89,8 @@ function ipOf(ma: Multiaddr): string | undefined {
     .pop()
 }
 
+const isCircuit = (ma: Multiaddr): boolean => ma.getComponents().some((c) => c.name === 'p2p-circuit')
+
 /** libp2p's per-address results inside its AutoNAT v2 client (read-only; version 2.0.x). */
 interface DialResultsView {
   get(addr: string): { success: number; failure: number } | undefined
@@ -106,6 +112,9 @@ export class ReachabilityService implements Startable {
   /** the connection a dial request is being answered on (server side) */
   private readonly serving = new AsyncLocalStorage<Connection>()
   private readonly observedIps = new Set<string>()
+  /** addresses the connected members were asked about (askForNew) */
+  private readonly asked = new Set<string>()
+  private lastAsked = 0
   private timer: ReturnType<typeof setInterval> | undefined
   private last: Reachability = 'unknown'
   /** dial-backs refused by the server-side bound (another IP than the asking connection's, or relayed) */
@@ -152,10 +161,22 @@ export class ReachabilityService implements Startable {
         return typeof v === 'function' ? v.bind(target) : v
       },
     })
+    // AutoNAT sees no relay (/p2p-circuit) address: its reachability is the relay's, and a server
+    // refusing to dial one (another IP than the asking connection's) answers E_DIAL_REFUSED, on which
+    // libp2p's client stops reading the answers for the request's other addresses
+    const am = components.addressManager
+    const guardedAm = new Proxy(am, {
+      get(target, prop, receiver) {
+        if (prop === 'getAddressesWithMetadata') return () => target.getAddressesWithMetadata().filter((a) => !isCircuit(a.multiaddr))
+        const v = Reflect.get(target, prop, receiver)
+        return typeof v === 'function' ? v.bind(target) : v
+      },
+    })
     const wrapped = new Proxy(components, {
       get(target, prop, receiver) {
         if (prop === 'connectionManager') return guardedCm
         if (prop === 'registrar') return guardedRegistrar
+        if (prop === 'addressManager') return guardedAm
         return Reflect.get(target, prop, receiver)
       },
     })
@@ -199,6 +220,7 @@ export class ReachabilityService implements Startable {
    * connections (a relayed one would name the relay), only public IPs, at most `maxObservedIps`.
    */
   private onIdentify(evt: CustomEvent<{ observedAddr?: Multiaddr; connection: Connection }>): void {
+    if (this.init.observedCandidates === false) return
     const { observedAddr, connection } = evt.detail
     if (observedAddr === undefined || isRelayed(connection) || !isNetworkAddress(observedAddr)) return
     const ip = ipOf(observedAddr)
@@ -220,10 +242,25 @@ export class ReachabilityService implements Startable {
     if (!added) return
     this.observedIps.add(ip)
     this.log('trying %s with our listen port, observed by %p', ip, connection.remotePeer)
-    // the AutoNAT client asks when a connection opens; ask the members connected already now
+  }
+
+  /**
+   * libp2p's AutoNAT client asks the members it connects to; an address that appears later (an
+   * observed-IP candidate, a UPnP mapping) would wait for the next connection. Each new untested
+   * address makes the members connected already directly be asked now, and while an address
+   * stays untested (an answer lost with its stream), they are asked again every `retryMs`.
+   */
+  private askForNew(s: ReachabilityStatus): void {
+    const untested = s.addresses.filter((a) => a.state === 'unknown')
+    if (untested.length === 0 || this.topology?.onConnect === undefined) return
+    const fresh = untested.some((a) => !this.asked.has(a.address))
+    if (!fresh && Date.now() - this.lastAsked < (this.init.retryMs ?? 10_000)) return
+    if (this.asked.size >= 64) this.asked.clear()
+    for (const a of untested) this.asked.add(a.address)
+    this.lastAsked = Date.now()
     for (const c of this.components.connectionManager.getConnections()) {
       if (c.status !== 'open' || isRelayed(c)) continue
-      Promise.resolve(this.topology?.onConnect?.(c.remotePeer, c)).catch(() => {})
+      Promise.resolve(this.topology.onConnect(c.remotePeer, c)).catch(() => {})
     }
   }
 
@@ -239,7 +276,7 @@ export class ReachabilityService implements Startable {
     const addresses: ReachabilityStatus['addresses'] = []
     for (const a of this.components.addressManager.getAddressesWithMetadata()) {
       const key = a.multiaddr.toString()
-      if (seen.has(key) || !isNetworkAddress(a.multiaddr) || isPrivate(a.multiaddr) || a.multiaddr.getComponents().some((c) => c.name === 'p2p-circuit')) continue
+      if (seen.has(key) || !isNetworkAddress(a.multiaddr) || isPrivate(a.multiaddr) || isCircuit(a.multiaddr)) continue
       seen.add(key)
       const r = results?.get(key)
       const state: AddressReachability = a.verified ? 'reachable' : (r?.failure ?? 0) > 0 ? 'unreachable' : 'unknown'
@@ -251,6 +288,7 @@ export class ReachabilityService implements Startable {
 
   private check(): void {
     const s = this.status()
+    this.askForNew(s)
     if (s.reachability === this.last) return
     const before = this.last
     this.last = s.reachability

@@ -128,6 +128,8 @@ export interface NodeOptions {
   peers?: string[]
   bootstrap?: string[]
   mdns?: boolean
+  /** map the listen port on the NAT gateway by UPnP (TCP; docs/nat.md) */
+  upnp?: boolean
   /** checkpoints; resume when present */
   dataDir?: string
   /** rounds between checkpoints (default 10, see nodeConfigSchema) */
@@ -416,6 +418,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
         ...(inMemory ? {} : { relay: relayPlan(swarm, self) }),
         bootstrap: opts.bootstrap ?? [],
         mdns: opts.mdns ?? false,
+        ...(opts.upnp === true ? { upnp: true } : {}),
         membership,
         logger: log,
         ...(libp2pMetrics !== undefined ? { metrics: libp2pMetrics as never } : {}),

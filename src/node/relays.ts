@@ -22,6 +22,8 @@ export interface PeerConnection {
   kind: ConnectionKind
   /** the connection's remote address (a relayed one names the relay) */
   address: string
+  /** `outbound`: this member opened it (dialled, or led the hole punch) */
+  direction: 'inbound' | 'outbound'
 }
 
 const withId = (addr: string, id: string): string => (addr.includes('/p2p/') ? addr : `${addr}/p2p/${id}`)
@@ -55,7 +57,7 @@ export function connectionKindsOf(node: Libp2p<{ punch?: HolePunch }>): PeerConn
   return node
     .getConnections()
     .filter((c) => c.status === 'open')
-    .map((c) => ({ peer: c.remotePeer.toString(), kind: kindOf(c, punch), address: c.remoteAddr.toString() }))
+    .map((c) => ({ peer: c.remotePeer.toString(), kind: kindOf(c, punch), address: c.remoteAddr.toString(), direction: c.direction }))
 }
 
 /**
