@@ -112,7 +112,13 @@ class Agent {
     if (i >= 0) return Promise.resolve(this.queue.splice(i, 1)[0]!)
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('agent timed out')), timeoutMs)
-      this.waiters.push({ pred, resolve: (m) => (clearTimeout(timer), resolve(m)) })
+      this.waiters.push({
+        pred,
+        resolve: (m) => {
+          clearTimeout(timer)
+          resolve(m)
+        },
+      })
     })
   }
   send(m: Msg): void {
