@@ -14,7 +14,7 @@ import { bootstrap } from '@libp2p/bootstrap'
 import { type CircuitRelayService, circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { type GossipSub, type GossipsubOpts, gossipsub, type TopicValidatorFn, TopicValidatorResult } from '@libp2p/gossipsub'
 import { createTopicScoreParams, type PeerScoreParams, type TopicScoreParams } from '@libp2p/gossipsub/score'
-import { type Identify, identify, identifyPush } from '@libp2p/identify'
+import { type Identify, identify } from '@libp2p/identify'
 import type { ComponentLogger, Libp2p, Logger as Libp2pLogger, Peer, PeerId, PrivateKey } from '@libp2p/interface'
 import { mdns } from '@libp2p/mdns'
 import { memory } from '@libp2p/memory'
@@ -374,9 +374,6 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
           }
         : {}),
       identify: identify(),
-      // TCP: a member's changed addresses (a UPnP mapping AutoNAT confirmed) reach its peers at once,
-      // the ones that reach it through a relay included (src/net/upgrade.ts dials them directly)
-      ...(overTcp ? { identifyPush: identifyPush() } : {}),
       ping: ping(),
       pubsub: gossipsub({
         // our own small messages only; payloads travel on streams (see src/broadcast/README.md)
@@ -400,6 +397,7 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
     // port) is dialled there directly (src/net/upgrade.ts)
     const stopUpgrade = startDirectUpgrade(node, {
       allows: (p) => !deny(p),
+      identify: (c, signal) => node.services.identify.identify(c, { signal }),
       onUpgrade: (peer, address) => logger.info('direct connection to a member reached through a relay until now', { peer, address }),
       onFailure: (peer, error) => logger.debug('could not dial a relayed member at its public address', { peer, error }),
     })

@@ -1,8 +1,11 @@
 /**
  * From relayed to direct (docs/nat.md): a member we reach only through a relay may become
  * dialable — its UPnP mapping confirmed by AutoNAT, or a port forwarded by hand — and then
- * announces a public address (libp2p's identify, pushed to every connection when its addresses
- * change). We dial it there and, once the direct connection is open, close the relayed ones.
+ * announces a public address (libp2p's identify). We ask it again over the relayed connection
+ * every `identifyEveryMs` (libp2p's identify push would tell every peer at once, but running it
+ * made gossipsub keep a peer whose stream it had just dropped for an oversized RPC:
+ * test/integration/gossip-topics.test.ts), dial it at a public address it announces and, once
+ * the direct connection is open, close the relayed ones.
  *
  * Bounds: only for members (`allows`; the connection gater checks again), only when every
  * connection to the peer is relayed, only public IP addresses (no private, loopback or
@@ -10,7 +13,7 @@
  * in flight per peer and at most one attempt per peer every `minGapMs` (default 30 s) — however
  * often it announces.
  */
-import type { IdentifyResult, Libp2p, PeerId } from '@libp2p/interface'
+import type { Connection, IdentifyResult, Libp2p, PeerId } from '@libp2p/interface'
 import { isNetworkAddress, isPrivate } from '@libp2p/utils'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { isRelayed } from './punch.ts'
@@ -18,8 +21,10 @@ import { isRelayed } from './punch.ts'
 export interface DirectUpgradeInit {
   allows: (peer: PeerId) => boolean
   minGapMs?: number
-  /** how often the peer store is read for members reached only through a relay (default 5 s) */
-  checkMs?: number
+  /** how often members reached only through a relay are asked their addresses again (default 15 s) */
+  identifyEveryMs?: number
+  /** libp2p's identify of one connection */
+  identify?: (c: Connection, signal: AbortSignal) => Promise<IdentifyResult>
   dialTimeoutMs?: number
   onUpgrade?: (peer: string, address: string) => void
   onFailure?: (peer: string, error: string) => void
@@ -67,17 +72,16 @@ export function startDirectUpgrade(node: Libp2p, init: DirectUpgradeInit): () =>
   }
   const onIdentify = (evt: CustomEvent<IdentifyResult>): void => consider(evt.detail.peerId, evt.detail.listenAddrs)
   node.addEventListener('peer:identify', onIdentify)
-  // and what identify pushed since (the peer store), for the peers we reach only through a relay
+  // the members we reach only through a relay, asked their addresses again
   const timer = setInterval(() => {
-    const relayedOnly = new Map<string, PeerId>()
-    for (const c of node.getConnections()) if (isRelayed(c)) relayedOnly.set(c.remotePeer.toString(), c.remotePeer)
-    for (const peer of relayedOnly.values()) {
-      node.peerStore.get(peer).then(
-        (p) => consider(peer, p.addresses.map((a) => a.multiaddr)),
-        () => {},
-      )
+    if (init.identify === undefined) return
+    const relayed = new Map<string, Connection>()
+    for (const c of node.getConnections()) if (isRelayed(c) && c.status === 'open') relayed.set(c.remotePeer.toString(), c)
+    for (const c of relayed.values()) {
+      if (!init.allows(c.remotePeer) || node.getConnections(c.remotePeer).some((x) => !isRelayed(x))) continue
+      init.identify(c, AbortSignal.any([controller.signal, AbortSignal.timeout(10_000)])).catch(() => {})
     }
-  }, init.checkMs ?? 5000)
+  }, init.identifyEveryMs ?? 15_000)
   timer.unref()
   return () => {
     controller.abort()

@@ -19,7 +19,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, it } from 'node:test'
-import { type LabHost, natStatus } from '../support/nat-status.ts'
+import { type LabHost, natFetch, natStatus } from '../support/nat-status.ts'
 import { createNatLab, natLabUnavailable } from '../support/netns.ts'
 import { Member, runMonna } from '../unit/node/cli-harness.ts'
 
@@ -79,9 +79,15 @@ it('AutoNAT v2 across real NAT: the public member reports itself public, the mem
   const out = await runMonna(['status', '--url', 'http://127.0.0.1:9466'], { wrap: lab.exec('priv1') })
   assert.equal(out.code, 0, out.stderr)
   assert.match(out.stdout, /^reachability private$/m, out.stdout)
+  // Prometheus: monna_reachability{member, reachability} is 1 for the member's reachability
+  for (const [i, r] of want) {
+    const metrics = (await natFetch(lab, hosts[i]!, 9464 + i, '/metrics')) ?? ''
+    assert.match(metrics, new RegExp(`^monna_reachability\\{member="node-${i}",reachability="${r}"\\} 1$`, 'm'), `node-${i}'s metrics`)
+    assert.match(metrics, new RegExp(`^monna_reachability\\{member="node-${i}",reachability="unknown"\\} 0$`, 'm'), `node-${i}'s metrics`)
+  }
   // and each member logged the change once
   for (const [i, r] of want) {
     const logged = members[i]!.logs.filter((l) => typeof l.msg === 'string' && (l.msg as string).startsWith('reachability:'))
-    assert.ok(logged.some((l) => (l.msg as string).startsWith(`reachability: ${r}`)), `node-${i} logged ${JSON.stringify(logged)}`)
+    assert.equal(logged.filter((l) => (l.msg as string).startsWith(`reachability: ${r} `)).length, 1, `node-${i} logged ${JSON.stringify(logged)}`)
   }
 })
