@@ -47,7 +47,11 @@ export type AddressReachability = 'reachable' | 'unreachable' | 'unknown'
 export interface ReachabilityStatus {
   reachability: Reachability
   /** the member's public addresses AutoNAT tests (listen, UPnP-mapped, observed IP + listen port) */
-  addresses: { address: string; type: string; state: AddressReachability; successes: number; failures: number }[]
+  /**
+   * `type`: libp2p's (transport: a listen address; ip-mapping: UPnP or observed IP + listen port);
+   * `failures`: failed dial-backs counted so far while the address is not confirmed
+   */
+  addresses: { address: string; type: string; state: AddressReachability; failures: number }[]
 }
 
 export interface ReachabilityInit {
@@ -93,7 +97,7 @@ const isCircuit = (ma: Multiaddr): boolean => ma.getComponents().some((c) => c.n
 
 /** libp2p's per-address results inside its AutoNAT v2 client (read-only; version 2.0.x). */
 interface DialResultsView {
-  get(addr: string): { success: number; failure: number } | undefined
+  get(addr: string): { failure: number } | undefined
 }
 
 export class ReachabilityService implements Startable {
@@ -280,7 +284,7 @@ export class ReachabilityService implements Startable {
       seen.add(key)
       const r = results?.get(key)
       const state: AddressReachability = a.verified ? 'reachable' : (r?.failure ?? 0) > 0 ? 'unreachable' : 'unknown'
-      addresses.push({ address: key, type: a.type, state, successes: r?.success ?? (a.verified ? 1 : 0), failures: r?.failure ?? 0 })
+      addresses.push({ address: key, type: a.type, state, failures: a.verified ? 0 : (r?.failure ?? 0) })
     }
     const reachability: Reachability = addresses.some((a) => a.state === 'reachable') ? 'public' : addresses.some((a) => a.state === 'unreachable') ? 'private' : 'unknown'
     return { reachability, addresses }
