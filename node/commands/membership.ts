@@ -177,6 +177,12 @@ Examples:
         for (const c of s.connections as { peer: string; kind: string; address: string }[]) lines.push(`  ${c.kind.padEnd(12)} ${c.peer} ${c.address}`)
       }
       if (s.rejected !== null && typeof s.rejected === 'object') lines.push(`rejected ${rejectedText(s.rejected as Record<string, number>)}`)
+      const reach = s.reachability as { reachability: string; addresses: { address: string; state: string }[] } | undefined
+      if (reach !== undefined) {
+        // whether the others can dial this member (AutoNAT v2; docs/nat.md)
+        lines.push(`reachability ${reach.reachability}`)
+        for (const a of reach.addresses) lines.push(`  ${a.state.padEnd(12)} ${a.address}`)
+      }
       process.stdout.write(`${lines.join('\n')}\n`)
     })
 }

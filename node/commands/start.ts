@@ -30,6 +30,7 @@ export interface StartFlags {
   peer?: string[]
   bootstrap?: string[]
   mdns?: boolean
+  upnp?: boolean
   dataDir?: string
   checkpointEvery?: string
   backend?: string
@@ -77,6 +78,7 @@ export async function resolveNodeConfig(flags: StartFlags): Promise<NodeConfig> 
   if (flags.peer !== undefined && flags.peer.length > 0) base.peers = [...((base.peers as string[] | undefined) ?? []), ...flags.peer]
   if (flags.bootstrap !== undefined && flags.bootstrap.length > 0) base.bootstrap = [...((base.bootstrap as string[] | undefined) ?? []), ...flags.bootstrap]
   set('mdns', flags.mdns)
+  set('upnp', flags.upnp)
   set('dataDir', flags.dataDir !== undefined ? resolve(flags.dataDir) : undefined)
   set('checkpointEvery', num('--checkpoint-every', flags.checkpointEvery))
   set('backend', flags.backend)
@@ -199,6 +201,7 @@ export async function start(flags: StartFlags): Promise<number> {
     peers: cfg.peers,
     bootstrap: cfg.bootstrap,
     mdns: cfg.mdns,
+    ...(cfg.upnp ? { upnp: true } : {}),
     ...(cfg.dataDir !== undefined ? { dataDir: cfg.dataDir } : {}),
     checkpointEvery: cfg.checkpointEvery,
     minRoundMs: cfg.minRoundMs,
@@ -281,6 +284,7 @@ export function registerStart(program: Command): void {
     .option('--bootstrap <multiaddr>', 'reach the swarm through any one member (repeatable)', collect)
     .option('--mdns', 'discover members on the LAN by multicast DNS')
     .option('--no-mdns', 'no multicast DNS')
+    .option('--upnp', 'behind NAT: map the listen port on the gateway by UPnP and announce the mapped address once a member dialled it back (docs/nat.md)')
     .option('--data-dir <dir>', 'checkpoints; resume from here')
     .option('--checkpoint-every <k>', 'rounds between checkpoints')
     .option('--backend <name>', 'tfjs backend: auto, tensorflow, wasm or cpu')

@@ -21,6 +21,7 @@ import { memory } from '@libp2p/memory'
 import { type Ping, ping } from '@libp2p/ping'
 import { plaintext } from '@libp2p/plaintext'
 import { tcp } from '@libp2p/tcp'
+import { type UPnPNAT, type UPnPNATInit, uPnPNAT } from '@libp2p/upnp-nat'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import { InvalidConfigError } from '../errors.ts'
@@ -29,6 +30,8 @@ import { type Membership, swarmTopicPrefix, validateMembership } from './members
 import { multicastProblem } from './multicast.ts'
 import { noiseCrypto } from './noise-crypto.ts'
 import { type HolePunch, type HolePunchInit, holePunch } from './punch.ts'
+import { type ReachabilityInit, type ReachabilityService, reachability } from './reachability.ts'
+import { startDirectUpgrade } from './upgrade.ts'
 
 /**
  * Bounds on the swarm's gossip. Gossip carries only small messages — FINAL certificates
@@ -197,6 +200,17 @@ export interface NetNodeOptions {
    * shorten the timeouts). Who may take part is always the membership gate.
    */
   holePunch?: boolean | Omit<HolePunchInit, 'allows'>
+  /**
+   * Reachability by AutoNAT v2 (TCP; default on; src/net/reachability.ts): whether the others can
+   * dial this member, per address; changes are logged. An object sets its timings (tests).
+   */
+  reachability?: boolean | Omit<ReachabilityInit, 'onChange'>
+  /**
+   * UPnP port mapping on the member's gateway (TCP; default off; `monna start --upnp`): the
+   * listen port is mapped and the mapped public address announced once AutoNAT confirms it.
+   * An object passes `@libp2p/upnp-nat` options (tests).
+   */
+  upnp?: boolean | UPnPNATInit
 }
 
 export type NetServices = {
@@ -207,6 +221,10 @@ export type NetServices = {
   punch?: HolePunch
   /** a member serving as relay */
   relay?: CircuitRelayService
+  /** TCP nodes: whether the others can dial this member (AutoNAT v2) */
+  reachability?: ReachabilityService
+  /** `upnp: true`: the listen port mapped on the gateway */
+  upnp?: UPnPNAT
 }
 
 export type NetNode = Libp2p<NetServices>
@@ -275,6 +293,10 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
   const deny = (peer: PeerId): boolean => !gateAllows(gate, peer)
   const overTcp = opts.transport !== 'memory'
   const through = opts.relay?.through ?? []
+  const upnpOn = opts.upnp !== undefined && opts.upnp !== false
+  if (upnpOn && !overTcp) throw new InvalidConfigError('upnp', 'UPnP port mapping works over TCP only, not the memory transport')
+  // a mapped address is announced only once AutoNAT confirms it (upnp-nat depends on it)
+  if (upnpOn && opts.reachability === false) throw new InvalidConfigError('upnp', 'UPnP needs reachability (AutoNAT) on: a mapped address is announced once a member dialled it back')
   if (!overTcp && (opts.relay?.serve === true || through.length > 0)) throw new InvalidConfigError('relay', 'relays work over TCP only, not the memory transport')
   for (const a of through) {
     if (!/\/p2p\/[^/]+$/.test(a) || a.includes('/p2p-circuit')) throw new InvalidConfigError('relay.through', `${a} is not a relay's multiaddr ending in /p2p/<PeerId>`)
@@ -328,6 +350,19 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
       denyInboundRelayedConnection: (relay, remote) => deny(relay) || deny(remote),
     },
     services: {
+      ...(overTcp && opts.reachability !== false
+        ? {
+            reachability: reachability({
+              // with UPnP the gateway's mapping is the address to test (an observed-IP candidate for
+              // the same address would take the one answer its network gives first)
+              ...(upnpOn ? { observedCandidates: false } : {}),
+              ...(typeof opts.reachability === 'object' ? opts.reachability : {}),
+              onChange: (st, before) =>
+                logger.info(`reachability: ${st.reachability} (was ${before})`, { reachability: st.reachability, addresses: st.addresses.map((a) => `${a.address} ${a.state}`) }),
+            }),
+          }
+        : {}),
+      ...(overTcp && upnpOn ? { upnp: uPnPNAT({ portMappingDescription: 'monna', ...(typeof opts.upnp === 'object' ? opts.upnp : {}) }) } : {}),
       ...(overTcp && opts.holePunch !== false ? { punch: holePunch({ ...(typeof opts.holePunch === 'object' ? opts.holePunch : {}), allows: (p) => !deny(p) }) } : {}),
       ...(opts.relay?.serve === true
         ? {
@@ -357,6 +392,17 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
   gates.set(node, gate)
   if (lean) skipKnownProtocolMerges(node.peerStore, MONNA_PROTOCOLS)
 
+  if (overTcp) {
+    // a member reached only through a relay that announces a public address (UPnP, a forwarded
+    // port) is dialled there directly (src/net/upgrade.ts)
+    const stopUpgrade = startDirectUpgrade(node, {
+      allows: (p) => !deny(p),
+      identify: (c, signal) => node.services.identify.identify(c, { signal }),
+      onUpgrade: (peer, address) => logger.info('direct connection to a member reached through a relay until now', { peer, address }),
+      onFailure: (peer, error) => logger.debug('could not dial a relayed member at its public address', { peer, error }),
+    })
+    node.addEventListener('stop', stopUpgrade, { once: true })
+  }
   // the relays to reserve on (redialled by the member's own redial loop when they are members)
   for (const a of through) node.dial(multiaddr(a)).catch((err: unknown) => logger.debug('could not dial a relay yet', { relay: a, error: String(err) }))
 

@@ -32,6 +32,8 @@ export const nodeConfigSchema = z.strictObject({
   /** multiaddrs of any members to reach the swarm through */
   bootstrap: z.array(multiaddrString).default([]),
   mdns: z.boolean().default(false),
+  /** map the listen port on the NAT gateway by UPnP (`monna start --upnp`; docs/nat.md): announced once AutoNAT confirms it */
+  upnp: z.boolean().default(false),
   /** checkpoints; `monna start` resumes from here */
   dataDir: z.string().min(1).optional(),
   /**

@@ -17,6 +17,7 @@ import { AbortError, InvalidConfigError } from '../errors.ts'
 import type { Dataset } from '../learning/index.ts'
 import { type Logger, silentLogger } from '../logger.ts'
 import { checkActivation, EpochBook, genesisEpoch, type MembershipEpoch, type SignedEpoch, verifyEpoch } from '../membership/index.ts'
+import type { ReachabilityStatus } from '../net/reachability.ts'
 import { addressExchangeDefaults, startAddressExchange } from './addresses.ts'
 import type { ByzantineBehaviour } from './behaviour.ts'
 import { loadLatestCheckpoint, writeCheckpoint } from './checkpoint.ts'
@@ -30,6 +31,7 @@ import type { BroadcastPort, Membership, PortProvider } from './port.ts'
 import { epochR } from './redundancy.ts'
 import { connectionKindsOf, type PeerConnection, registerConnectionMetrics, relayedAddresses, relayPlan } from './relays.ts'
 
+export type { ReachabilityStatus } from '../net/reachability.ts'
 export type { BehaviourFactory, BehaviourSpec, ByzantineBehaviour, ByzantineContext } from './behaviour.ts'
 export { ByzantineCrashError, behaviourNames, createBehaviour, registerBehaviour } from './behaviour.ts'
 export {
@@ -112,6 +114,8 @@ export interface NodeStatus {
   peers: string[]
   /** each open connection: peer and kind (direct, relayed, hole-punched); docs/nat.md */
   connections: PeerConnection[]
+  /** whether the others can dial this member (AutoNAT v2; docs/nat.md), per address; absent without libp2p over TCP */
+  reachability?: ReachabilityStatus
   multiaddrs: string[]
   /** frames refused so far, by reason (README: which are normal in an honest swarm and which blame a member) */
   rejected: Record<string, number>
@@ -129,6 +133,8 @@ export interface NodeOptions {
   peers?: string[]
   bootstrap?: string[]
   mdns?: boolean
+  /** map the listen port on the NAT gateway by UPnP (TCP; docs/nat.md) */
+  upnp?: boolean
   /** checkpoints; resume when present */
   dataDir?: string
   /** rounds between checkpoints (default 10, see nodeConfigSchema) */
@@ -375,6 +381,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
     let connectionKinds = (): PeerConnection[] => []
     /** the broadcast's 'ban', 'cool-off', 'reject' and 'deliver' and libp2p's connection changes ('connection'), re-emitted by the SwarmNode (live page) */
     const side = new EventTarget()
+    let reachabilityNow = (): ReachabilityStatus | undefined => undefined
     let publishEpochs = (): void => {}
     /** Admits the members of epochs not yet in force to the connection gate (set once libp2p runs). */
     let admitPending = (_force?: boolean): void => {}
@@ -422,6 +429,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
         ...(inMemory ? {} : { relay: relayPlan(swarm, self) }),
         bootstrap: opts.bootstrap ?? [],
         mdns: opts.mdns ?? false,
+        ...(opts.upnp === true ? { upnp: true } : {}),
         membership,
         logger: log,
         ...(libp2pMetrics !== undefined ? { metrics: libp2pMetrics as never } : {}),
@@ -430,6 +438,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       multiaddrs = () => node.getMultiaddrs().map(String)
       connectedPeers = () => [...new Set(node.getConnections().map((c) => c.remotePeer.toString()))]
       connectionKinds = () => connectionKindsOf(node)
+      reachabilityNow = () => node.services.reachability?.status()
       if (opts.registry !== undefined) closer('connection metrics', registerConnectionMetrics(opts.registry, name, node))
       const broadcast = await createEchoBroadcast({
         node,
@@ -639,6 +648,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
         latestActivation: latest.activation,
         peers: connectedPeers(),
         connections: connectionKinds(),
+        ...((r) => (r !== undefined ? { reachability: r } : {}))(reachabilityNow()),
         multiaddrs: multiaddrs(),
         rejected: engine.rejections(),
       }

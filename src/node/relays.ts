@@ -13,6 +13,7 @@ import type { Connection, Libp2p } from '@libp2p/interface'
 import { Gauge, type Registry } from 'prom-client'
 import type { SwarmConfig } from '../config/schema.ts'
 import { type HolePunch, isRelayed } from '../net/punch.ts'
+import type { ReachabilityService } from '../net/reachability.ts'
 
 export type ConnectionKind = 'direct' | 'relayed' | 'hole-punched'
 
@@ -21,6 +22,8 @@ export interface PeerConnection {
   kind: ConnectionKind
   /** the connection's remote address (a relayed one names the relay) */
   address: string
+  /** `outbound`: this member opened it (dialled, or led the hole punch) */
+  direction: 'inbound' | 'outbound'
 }
 
 const withId = (addr: string, id: string): string => (addr.includes('/p2p/') ? addr : `${addr}/p2p/${id}`)
@@ -54,15 +57,17 @@ export function connectionKindsOf(node: Libp2p<{ punch?: HolePunch }>): PeerConn
   return node
     .getConnections()
     .filter((c) => c.status === 'open')
-    .map((c) => ({ peer: c.remotePeer.toString(), kind: kindOf(c, punch), address: c.remoteAddr.toString() }))
+    .map((c) => ({ peer: c.remotePeer.toString(), kind: kindOf(c, punch), address: c.remoteAddr.toString(), direction: c.direction }))
 }
 
 /**
  * `monna_connections{member, kind}`: open connections by kind, read when scraped;
  * `monna_hole_punches{member, outcome}`: accepted attempts that opened a direct connection or not;
- * `monna_hole_punch_rejections{member, reason}`: punch and observe messages refused, by reason.
+ * `monna_hole_punch_rejections{member, reason}`: punch and observe messages refused, by reason;
+ * `monna_reachability{member, reachability}`: 1 for the member's reachability (public, private or
+ * unknown: AutoNAT v2, docs/nat.md), 0 for the two others.
  */
-export function registerConnectionMetrics(registry: Registry, member: string, node: Libp2p<{ punch?: HolePunch }>): () => void {
+export function registerConnectionMetrics(registry: Registry, member: string, node: Libp2p<{ punch?: HolePunch; reachability?: ReachabilityService }>): () => void {
   const registers = [registry]
   const connections =
     (registry.getSingleMetric('monna_connections') as Gauge | undefined) ??
@@ -73,7 +78,12 @@ export function registerConnectionMetrics(registry: Registry, member: string, no
   const rejections =
     (registry.getSingleMetric('monna_hole_punch_rejections') as Gauge | undefined) ??
     new Gauge({ name: 'monna_hole_punch_rejections', help: 'Hole-punching and observe messages refused so far, by reason (docs/nat.md, "Hostile peers")', labelNames: ['member', 'reason'], registers })
+  const reach =
+    (registry.getSingleMetric('monna_reachability') as Gauge | undefined) ??
+    new Gauge({ name: 'monna_reachability', help: "The member's own reachability by AutoNAT v2: 1 for public, private or unknown (docs/nat.md)", labelNames: ['member', 'reachability'], registers })
   const update = (): void => {
+    const r = node.services.reachability?.status().reachability ?? 'unknown'
+    for (const k of ['public', 'private', 'unknown'] as const) reach.set({ member, reachability: k }, k === r ? 1 : 0)
     const counts: Record<ConnectionKind, number> = { direct: 0, relayed: 0, 'hole-punched': 0 }
     for (const c of connectionKindsOf(node)) counts[c.kind]++
     for (const [kind, v] of Object.entries(counts)) connections.set({ member, kind }, v)

@@ -28,7 +28,7 @@ const status = (round: number): NodeStatus => ({
   latestEpoch: 0,
   latestActivation: 0,
   peers: [other],
-  connections: [{ peer: other, kind: 'direct', address: '/ip4/127.0.0.1/tcp/1' }],
+  connections: [{ peer: other, kind: 'direct', direction: 'outbound', address: '/ip4/127.0.0.1/tcp/1' }],
   multiaddrs: [],
   rejected: {},
 })

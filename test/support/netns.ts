@@ -18,7 +18,10 @@
  * every new connection, so a port learnt from one connection says nothing of the next and hole
  * punching cannot work.
  */
-import { execFile } from 'node:child_process'
+import { type ChildProcess, execFile, spawn } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { promisify } from 'node:util'
 
 const run = promisify(execFile)
@@ -31,7 +34,24 @@ export interface NatLab {
   ip: { pub1: string; pub2: string; priv1: string; priv2: string; nat1: string; nat2: string }
   /** `ip netns exec <ns>`: prefix of a command run on that host */
   exec(host: keyof NatLab['ns']): string[]
+  /**
+   * Runs miniupnpd (UPnP IGD, nftables backend) on a NAT router, for the host behind it: it may map
+   * ports 1024–65535 of that host only. Stopped by `teardown()`.
+   */
+  startUpnp(router: 'nat1' | 'nat2'): Promise<void>
+  /** The router drops new connections from the host behind it to `ip` (that host can then be reached only inbound). */
+  blockOutbound(router: 'nat1' | 'nat2', ip: string): Promise<void>
   teardown(): Promise<void>
+}
+
+/** Why miniupnpd cannot run here (in addition to `natLabUnavailable`), or undefined when it can. */
+export async function upnpUnavailable(): Promise<string | undefined> {
+  try {
+    await run('miniupnpd', ['--version'])
+  } catch {
+    return '`miniupnpd` is not installed (apt-get install miniupnpd-nftables)'
+  }
+  return undefined
 }
 
 async function sh(cmd: string, args: string[], input?: string): Promise<string> {
@@ -82,6 +102,8 @@ table ip filter {
     type filter hook forward priority filter; policy drop
     ct state established,related accept
     iifname "lan0" oifname "w0" accept
+    # ports forwarded to the LAN (miniupnpd's mappings, when it runs)
+    ct status dnat accept
   }
 }
 `
@@ -93,7 +115,16 @@ export async function createNatLab(kind: NatKind): Promise<NatLab> {
   const hosts = ['inet', 'pub1', 'pub2', 'nat1', 'nat2', 'priv1', 'priv2'] as const
   const name = (h: string): string => `${p}-${h}`
   const created: string[] = []
+  const daemons: { child: ChildProcess; dir: string }[] = []
   const teardown = async (): Promise<void> => {
+    for (const d of daemons.splice(0)) {
+      if (d.child.exitCode === null && d.child.signalCode === null) {
+        const gone = new Promise((resolve) => d.child.once('exit', resolve))
+        d.child.kill('SIGKILL')
+        await gone
+      }
+      await rm(d.dir, { recursive: true, force: true }).catch(() => {})
+    }
     for (const ns of created.reverse()) await run('ip', ['netns', 'del', ns]).catch(() => {})
   }
   try {
@@ -143,6 +174,45 @@ export async function createNatLab(kind: NatKind): Promise<NatLab> {
     ns,
     ip: { pub1: '100.200.0.1', pub2: '100.200.0.2', priv1: '10.1.0.2', priv2: '10.2.0.2', nat1: '100.200.0.11', nat2: '100.200.0.12' },
     exec: (host) => ['ip', 'netns', 'exec', ns[host]],
+    startUpnp: async (router) => {
+      const lan = router === 'nat1' ? '10.1.0' : '10.2.0'
+      // miniupnpd adds its rules to these chains: forwarding (accept), prerouting (DNAT)
+      await sh('ip', ['netns', 'exec', name(router), 'nft', '-f', '-'], `table inet upnp {
+  chain forward { type filter hook forward priority -10; policy accept; jump miniupnpd; }
+  chain miniupnpd { }
+  chain prerouting { type nat hook prerouting priority -100; policy accept; jump prerouting_miniupnpd; }
+  chain postrouting { type nat hook postrouting priority 90; policy accept; jump postrouting_miniupnpd; }
+  chain prerouting_miniupnpd { }
+  chain postrouting_miniupnpd { }
+}
+`)
+      const dir = await mkdtemp(join(tmpdir(), `monna-upnp-${router}-`))
+      await writeFile(
+        join(dir, 'miniupnpd.conf'),
+        `ext_ifname=w0
+listening_ip=lan0
+enable_upnp=yes
+enable_natpmp=no
+secure_mode=yes
+upnp_table_name=upnp
+upnp_nat_table_name=upnp
+upnp_forward_chain=miniupnpd
+upnp_nat_chain=prerouting_miniupnpd
+upnp_nat_postrouting_chain=postrouting_miniupnpd
+uuid=3b3d4f7e-0000-4000-8000-${String(process.pid).padStart(12, '0').slice(-12)}
+allow 1024-65535 ${lan}.0/24 1024-65535
+deny 0-65535 0.0.0.0/0 0-65535
+`,
+      )
+      // -d: in the foreground (killed by teardown); its own pid file (several routers, several tests)
+      const child = spawn('ip', ['netns', 'exec', name(router), 'miniupnpd', '-d', '-f', join(dir, 'miniupnpd.conf'), '-P', join(dir, 'miniupnpd.pid')], { stdio: 'ignore' })
+      daemons.push({ child, dir })
+      const failed = await Promise.race([new Promise((resolve) => child.once('exit', (code) => resolve(`miniupnpd exited with ${code}`))), new Promise((resolve) => setTimeout(resolve, 500, undefined))])
+      if (failed !== undefined) throw new Error(String(failed))
+    },
+    blockOutbound: async (router, ip) => {
+      await run('ip', ['netns', 'exec', name(router), 'nft', 'insert', 'rule', 'ip', 'filter', 'forwarding', 'iifname', 'lan0', 'ip', 'daddr', ip, 'ct', 'state', 'new', 'drop'])
+    },
     teardown,
   }
 }
