@@ -193,6 +193,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
         const pubsub = this.pubsub()
         return pubsub === undefined ? undefined : async (data) => (await pubsub.publish(this.topic, data)).recipients.length
       },
+      finalGossip: opts.finalGossip ?? defaultEchoBroadcastOptions.finalGossip,
     })
     this.finals = new Finals(ctx, { startPull: (inst) => this.recovery.startPull(inst) })
     this.recovery = new Recovery(ctx, this.finals)

@@ -49,6 +49,12 @@ export interface EchoBroadcastOptions {
    */
   pullGraceMs?: number
   /**
+   * When our FINAL also goes on the gossip topic: 'unreached' (default) only once a push ended
+   * without writing it on the member's stream, so gossip relays it to members we could not reach;
+   * 'always' for every FINAL (see sender.ts, `maybeGossip`).
+   */
+  finalGossip?: 'unreached' | 'always'
+  /**
    * fetchRound asks one peer, and one more each time the peers asked so far have all gone this
    * long without progress (a complete frame, or 64 KiB of one): a peer that stays silent or
    * trickles holds a catch-up up for this long, not `requestTimeoutMs` (ms).
@@ -106,6 +112,7 @@ export const defaultEchoBroadcastOptions = {
    * reached none of them); a grace that does not shift the round's race is not chosen yet.
    */
   pullGraceMs: 0,
+  finalGossip: 'unreached' as 'unreached' | 'always',
   minBytesPerSecond: 64 * 1024,
   /**
    * An honest member earns no penalised rejection at all; 64 in a minute is far from an accident
@@ -133,6 +140,9 @@ export function validateEchoBroadcastOptions(opts: EchoBroadcastOptions): void {
   for (const k of ['retryIntervalMs', 'requestTimeoutMs', 'finalQueryMs', 'pullGraceMs', 'fetchIdleMs', 'minBytesPerSecond', 'servePayloadsPerSecond', 'serveBurstPayloads'] as const) {
     const v = opts[k]
     if (v !== undefined && (!Number.isFinite(v) || v <= 0)) throw new InvalidConfigError(k, `must be a positive number, got ${v}`)
+  }
+  if (opts.finalGossip !== undefined && opts.finalGossip !== 'unreached' && opts.finalGossip !== 'always') {
+    throw new InvalidConfigError('finalGossip', `must be 'unreached' or 'always', got ${String(opts.finalGossip)}`)
   }
   const pen = opts.penalties
   if (pen !== undefined && pen !== false) {
