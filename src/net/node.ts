@@ -31,7 +31,7 @@ import { multicastProblem } from './multicast.ts'
 import { noiseCrypto } from './noise-crypto.ts'
 import { type HolePunch, type HolePunchInit, holePunch } from './punch.ts'
 import { type ReachabilityInit, type ReachabilityService, reachability } from './reachability.ts'
-import { startDirectUpgrade } from './upgrade.ts'
+import { type DirectUpgradeInit, startDirectUpgrade } from './upgrade.ts'
 
 /**
  * Bounds on the swarm's gossip. Gossip carries only small messages — FINAL certificates
@@ -211,6 +211,12 @@ export interface NetNodeOptions {
    * An object passes `@libp2p/upnp-nat` options (tests).
    */
   upnp?: boolean | UPnPNATInit
+  /**
+   * Dialling a member reached only through a relay at a public address it announces (TCP;
+   * src/net/upgrade.ts): its timings and, for tests, the dial itself (which then sends nothing
+   * beyond the machine). Who is dialled is always the membership gate.
+   */
+  directUpgrade?: Pick<DirectUpgradeInit, 'minGapMs' | 'identifyEveryMs' | 'dialTimeoutMs' | 'dial'>
 }
 
 export type NetServices = {
@@ -396,6 +402,7 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
     // a member reached only through a relay that announces a public address (UPnP, a forwarded
     // port) is dialled there directly (src/net/upgrade.ts)
     const stopUpgrade = startDirectUpgrade(node, {
+      ...opts.directUpgrade,
       allows: (p) => !deny(p),
       identify: (c, signal) => node.services.identify.identify(c, { signal }),
       onUpgrade: (peer, address) => logger.info('direct connection to a member reached through a relay until now', { peer, address }),
