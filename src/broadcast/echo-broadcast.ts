@@ -5,10 +5,10 @@
  * to every member on a stream of `/monna/<swarm>/echo-bcast/2.0.0`; each member answers the
  * *first* SEND of an instance with an ECHO (its signature over the instance and the hash) on
  * the same stream, so echoes go to the sender only. With Q = ⌊(n+f)/2⌋+1 distinct valid
- * echoes the sender writes FINAL (hash + certificate) on every stream and publishes it on
- * the gossipsub topic `/monna/<swarm>/final/2` (small; relayed by members). A member
- * delivers once, when it holds a valid FINAL and a payload of that hash; a FINAL without the
- * payload makes it PULL the payload from the certificate's signers. Certificates are
+ * echoes the sender writes FINAL (hash + certificate) on every stream, and publishes it on
+ * the gossipsub topic `/monna/<swarm>/final/2` (small; relayed by members) once a stream did
+ * not carry it. A member delivers once, when it holds a valid FINAL and a payload of that
+ * hash; a FINAL without the payload makes it PULL the payload from the certificate's signers. Certificates are
  * transferable: FETCH(round) returns (FINAL, payload) pairs any member verifies alone.
  *
  * What holds against up to f Byzantine members (README.md in this directory states the bounds):

@@ -2,8 +2,8 @@
  * The sender side of the echo broadcast: our own SENDs. `broadcast` signs the SEND and our own
  * echo, journals the SEND, and pushes it to every member on a stream of its own (`pushTo`,
  * retried with back-off until certified); each member's ECHO is checked (`onEcho`) and with Q of
- * them the certificate is made (`maybeCertify`), written as FINAL on every stream and published
- * on the FINAL topic (`publishFinal`).
+ * them the certificate is made (`maybeCertify`), written as FINAL on every stream and, for
+ * members a stream did not carry it to, published on the FINAL topic (`maybeGossip`).
  */
 import type { Stream } from '@libp2p/interface'
 import { AbortError } from '../errors.ts'
