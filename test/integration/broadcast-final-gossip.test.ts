@@ -9,9 +9,9 @@ import { createEchoBroadcast, type EchoBroadcast, finalTopic } from '../../src/b
 import { createNetNode, type Membership, type NetNode, peerIdOfKey } from '../../src/net/index.ts'
 import { makeKeys, payloadOf, waitDeliveries } from '../unit/broadcast/harness.ts'
 
-const running: Array<{ stop(): Promise<void> }> = []
+const running: Array<{ stop(): unknown }> = []
 after(async () => {
-  for (const r of running.reverse()) await r.stop().catch(() => {})
+  for (const r of running.reverse()) await Promise.resolve(r.stop()).catch(() => {})
 })
 
 /** n members on 127.0.0.1, every pair connected except those in `apart` (who never learn each other's address). */

@@ -22,3 +22,31 @@ test('verified certificates are forgotten below the store\'s low round, kept fro
   assert.equal(v.has({ ...cert(12), signatures: [{ signer: 'a', signature: new Uint8Array(64).fill(99) }] }), false, 'other signatures: not vouched for')
   assert.equal(v.has(cert(12, 's', 2)), false, 'another hash: not vouched for')
 })
+
+test('a certificate verified once in this process is not verified again — but only with the exact signatures, and membership is judged every time', async () => {
+  const { generateKeyPair } = await import('@libp2p/crypto/keys')
+  const { peerIdOfKey } = await import('../../../src/net/index.ts')
+  const { processCertificateStats, verifyCertificate } = await import('../../../src/broadcast/certificate.ts')
+  const { sign, signingSeed, statement } = await import('../../../src/broadcast/crypto.ts')
+  const keys = await Promise.all(Array.from({ length: 4 }, () => generateKeyPair('Ed25519')))
+  const members = keys.map(peerIdOfKey)
+  const membership = { swarmId: 'cache', members, f: 1 }
+  const inst = { swarmId: 'cache', epoch: 0, round: 7, sender: members[0]! }
+  const hash = new Uint8Array(32).fill(5)
+  const stmt = statement('ECHO', inst, hash)
+  const signatures = keys.slice(0, 3).map((k, i) => ({ signer: members[i]!, signature: sign(signingSeed(k), stmt) }))
+  const cert = { ...inst, hash, signatures }
+  const hits = processCertificateStats.hits
+  verifyCertificate(cert, membership)
+  assert.equal(processCertificateStats.hits, hits, 'first check: verified')
+  verifyCertificate({ ...cert, signatures: cert.signatures.map((e) => ({ ...e, signature: e.signature.slice() })) }, membership)
+  assert.equal(processCertificateStats.hits, hits + 1, 'the same bytes again (another copy): from the cache')
+  // one signature changed: not vouched for, verified and refused
+  const tampered = cert.signatures.map((e, i) => (i === 1 ? { ...e, signature: Uint8Array.from(e.signature, (b, j) => (j === 0 ? b ^ 1 : b)) } : e))
+  assert.throws(() => verifyCertificate({ ...cert, signatures: tampered }, membership), /invalid echo signature/)
+  // another swarm with the same instance fields: another statement, its signatures do not verify
+  assert.throws(() => verifyCertificate({ ...cert, swarmId: 'other' }, { ...membership, swarmId: 'other' }), /invalid echo signature/)
+  // a member that judges with a membership without the signers refuses the cached certificate all the same
+  assert.throws(() => verifyCertificate(cert, { swarmId: 'cache', members: [members[0]!, members[3]!, ...members.slice(1, 2)], f: 0 }), /not a member/)
+  assert.equal(processCertificateStats.hits, hits + 1)
+})
