@@ -191,14 +191,16 @@ export class Streams {
     this.countSent(await writeParts(stream, parts, { signal }))
   }
 
-  /** Writes a last frame and closes the stream (within requestTimeoutMs); aborts it on failure. */
-  async writeAndClose(stream: Stream, parts: Uint8Array[]): Promise<void> {
+  /** Writes a last frame and closes the stream (within requestTimeoutMs); aborts it on failure. True once written and closed. */
+  async writeAndClose(stream: Stream, parts: Uint8Array[]): Promise<boolean> {
     const signal = AbortSignal.any([this.o.signal, AbortSignal.timeout(this.o.requestTimeoutMs)])
     try {
       this.countSent(await writeParts(stream, parts, { signal }))
       await stream.close({ signal })
+      return true
     } catch (err) {
       stream.abort(err instanceof Error ? err : new Error(String(err)))
+      return false
     } finally {
       this.open.delete(stream)
     }

@@ -26,6 +26,9 @@ interface OwnSend {
   unreached: boolean
   /** the FINAL went out on the gossip topic */
   gossiped: boolean
+  /** SEND and FINAL frames, encoded once for every member's stream (the payload is shared, not copied) */
+  sendParts?: Uint8Array[]
+  finalParts?: Uint8Array[]
 }
 
 export type SenderContext = Pick<
@@ -175,7 +178,7 @@ export class Sender {
   /** `pushTo`'s work; true once FINAL was written on the member's stream. */
   private async pushOnce(peer: string, own: OwnSend): Promise<boolean> {
     const { streams, store } = this.ctx
-    const send = encodeFrameParts({
+    own.sendParts ??= encodeFrameParts({
       type: 'SEND',
       swarmId: this.ctx.swarmId,
       epoch: own.epoch,
@@ -205,7 +208,7 @@ export class Sender {
       }
       try {
         const reader = streams.reader(stream, peer, { expect: ['ECHO', 'END'] })
-        await streams.write(stream, send, signal)
+        await streams.write(stream, own.sendParts, signal)
         const reply = await Promise.race([reader.next({ signal }), own.certified.promise.then(() => undefined)])
         if (reply !== undefined && reply !== null) this.onEcho(peer, own, reply.frame)
         if (reply === null || (reply !== undefined && reply.frame.type === 'END')) {
@@ -216,8 +219,9 @@ export class Sender {
           }
         }
         const cert = await own.certified.promise
-        await streams.writeAndClose(stream, encodeFrameParts(finalFrame(cert)))
-        return true
+        own.finalParts ??= encodeFrameParts(finalFrame(cert))
+        // a FINAL that could not be written leaves the member to the gossip fallback
+        return await streams.writeAndClose(stream, own.finalParts)
       } catch (err) {
         stream.abort(err instanceof Error ? err : new Error(String(err)))
         if (err instanceof BroadcastRejectError) {
