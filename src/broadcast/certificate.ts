@@ -28,7 +28,7 @@ export function sameSignatures(a: SignatureEntry[], b: SignatureEntry[]): boolea
  * BroadcastRejectError with the reason. `trusted` skips the verification of entries known valid.
  */
 export function verifyCertificate(cert: Certificate, membership: Membership, opts: { trusted?: (e: SignatureEntry) => boolean; blameShort?: boolean } = {}): void {
-  const members = new Set(membership.members)
+  const members = memberSet(membership)
   if (cert.swarmId !== membership.swarmId) throw new BroadcastRejectError('wrong-swarm', `certificate of swarm ${cert.swarmId}`)
   if (!members.has(cert.sender)) throw new BroadcastRejectError('non-member', `certificate for non-member sender ${cert.sender}`)
   const q = quorum(membership.members.length, membership.f)
@@ -76,6 +76,17 @@ const PROCESS_CERTIFICATES = 8192
 const processCertificates = new Map<string, SignatureEntry[]>()
 /** Hits of the certificate cache in this process (tests, benchmarks). */
 export const processCertificateStats = { hits: 0 }
+
+const memberSets = new WeakMap<Membership, { list: readonly string[]; length: number; set: Set<string> }>()
+
+/** The members of `membership` as a set, built once per membership object (and again if its list changed). */
+function memberSet(membership: Membership): Set<string> {
+  const known = memberSets.get(membership)
+  if (known !== undefined && known.list === membership.members && known.length === membership.members.length) return known.set
+  const set = new Set(membership.members)
+  memberSets.set(membership, { list: membership.members, length: membership.members.length, set })
+  return set
+}
 
 /** Certificates verified already, by (epoch, sender, round, hash), with the exact signatures checked. */
 export class VerifiedCertificates {

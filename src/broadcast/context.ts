@@ -7,6 +7,7 @@
 import type { Libp2p, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Counter } from 'prom-client'
+import { onAbort } from '../abort.ts'
 import type { Logger } from '../logger.ts'
 import type { Certificate, VerifiedCertificates } from './certificate.ts'
 import type { Rejection } from './discipline.ts'
@@ -62,11 +63,11 @@ export function sleep(ms: number, signal: AbortSignal, wakers: Promise<unknown>[
   return new Promise((resolve) => {
     const done = (): void => {
       clearTimeout(t)
-      signal.removeEventListener('abort', done)
+      forget()
       resolve()
     }
     const t = setTimeout(done, ms)
-    signal.addEventListener('abort', done, { once: true })
+    const forget = onAbort(signal, done)
     for (const w of wakers) void w.then(done, done)
   })
 }

@@ -17,6 +17,7 @@
  */
 import type { AbortOptions, Stream } from '@libp2p/interface'
 import { Uint8ArrayList } from 'uint8arraylist'
+import { onAbort } from '../abort.ts'
 import { AbortError } from '../errors.ts'
 import { knownPayload } from './crypto.ts'
 import { BroadcastRejectError } from './errors.ts'
@@ -183,12 +184,11 @@ export class FrameReader {
         }
         await new Promise<void>((resolve, reject) => {
           const signal = options?.signal
-          const onAbort = (): void => reject(new AbortError())
+          const forget = signal === undefined ? undefined : onAbort(signal, () => reject(new AbortError()))
           this.wake = () => {
-            signal?.removeEventListener('abort', onAbort)
+            forget?.()
             resolve()
           }
-          signal?.addEventListener('abort', onAbort, { once: true })
         })
       }
     } finally {

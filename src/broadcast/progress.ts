@@ -22,10 +22,14 @@ export class ProgressEvidence {
   note(sender: string, round: number, members: ReadonlySet<string>, f: number): boolean {
     if ((this.bySender.get(sender) ?? -1) >= round) return false
     this.bySender.set(sender, round)
-    const rounds = [...this.bySender].filter(([s]) => members.has(s)).map(([, r]) => r)
-    rounds.sort((a, b) => b - a)
-    const p = rounds.length > f ? rounds[f]! : -1
-    if (p <= this.newest) return false
+    // at most f senders were above `newest` (it is the (f + 1)-th newest); one more at or below
+    // it keeps that so: nothing moves, and the scan below (n per call, n calls a round) is skipped
+    if (round <= this.newest) return false
+    const above: number[] = []
+    for (const [s, r] of this.bySender) if (r > this.newest && members.has(s)) above.push(r)
+    if (above.length <= f) return false
+    above.sort((a, b) => b - a)
+    const p = above[f]!
     this.newest = p
     return true
   }

@@ -60,3 +60,27 @@ test('random schedules: f Byzantine members certifying any rounds never lift the
     }
   }
 })
+
+test('random schedules: the evidence equals the (f + 1)-th newest round over member senders, recomputed from scratch after every note', () => {
+  for (let seed = 0; seed < 200; seed++) {
+    const rng = new Rng(`progress-exact-${seed}`)
+    const n = 4 + rng.int(40)
+    const f = Math.floor((n - 1) / 3)
+    // some senders are not members of the newest epoch
+    const m = new Set([...members(n)].filter(() => rng.int(10) > 0))
+    const newest = new Map<string, number>()
+    const p = new ProgressEvidence()
+    let expected = -1
+    for (let k = 0; k < 400; k++) {
+      const sender = `m${rng.int(n)}`
+      const round = rng.int(10 + k)
+      const moved = p.note(sender, round, m, f)
+      newest.set(sender, Math.max(round, newest.get(sender) ?? -1))
+      const rounds = [...newest].filter(([s]) => m.has(s)).map(([, r]) => r).sort((a, b) => b - a)
+      const fromScratch = Math.max(expected, rounds.length > f ? rounds[f]! : -1)
+      assert.equal(moved, fromScratch > expected, `seed ${seed}, step ${k}: moved`)
+      expected = fromScratch
+      assert.equal(p.round, expected, `seed ${seed}, step ${k}`)
+    }
+  }
+})
