@@ -45,11 +45,11 @@ async function start(n: number, apart: Array<[number, number]>, finalGossip?: 'u
   await Promise.all([...dials, ...connected])
   // FINAL gossip each member receives (its own publications are not delivered to itself)
   const gossiped = nodes.map(() => 0)
-  nodes.forEach((node, i) =>
+  for (const [i, node] of nodes.entries()) {
     node.services.pubsub.addEventListener('message', (e) => {
       if (e.detail.topic === finalTopic(membership.swarmId)) gossiped[i]!++
-    }),
-  )
+    })
+  }
   const bcasts: EchoBroadcast[] = []
   for (let i = 0; i < n; i++) {
     const b = await createEchoBroadcast({ node: nodes[i]!, privateKey: keys[i]!, membership, ...(finalGossip !== undefined ? { finalGossip } : {}) })
