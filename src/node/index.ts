@@ -7,7 +7,7 @@
 
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Connection, PrivateKey } from '@libp2p/interface'
+import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Registry } from 'prom-client'
@@ -546,40 +546,13 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
         publishEpochs()
         admitPending()
       }
-      // a member we cannot reach is dialled again after redialMs, doubling up to 16 × redialMs:
-      // dialled every 2 s, the members not yet started cost the ones already up n² failed dials a
-      // minute while a 200-member swarm starts in one process (member creation slowed to ≈ 4 s
-      // each by member 90, bench:scale); a member that comes back dials us itself when it starts
-      const backoff = new Map<string, { at: number; delay: number }>()
-      const onOpen = (e: CustomEvent<Connection>): void => {
-        backoff.delete(e.detail.remotePeer.toString())
-      }
-      node.addEventListener('connection:open', onOpen)
-      closer('redial back-off', () => node.removeEventListener('connection:open', onOpen))
-      const pids = new Map<string, ReturnType<typeof peerIdFromString>>()
       const redial = (): void => {
-        const now = Date.now()
-        // one pass over the connections, not a lookup (and a PeerId parsed) per known member
-        const connected = new Set(node.getConnections().map((c) => c.remotePeer.toString()))
         for (const id of known.keys()) {
-          if (connected.has(id)) {
-            backoff.delete(id)
-            continue
-          }
-          const b = backoff.get(id)
-          if (b !== undefined && now < b.at) continue
-          let pid = pids.get(id)
-          if (pid === undefined) {
-            pid = peerIdFromString(id)
-            if (pids.size >= 4096) pids.clear()
-            pids.set(id, pid)
-          }
-          const delay = b === undefined ? defaultNodeOptions.redialMs : Math.min(2 * b.delay, 16 * defaultNodeOptions.redialMs)
-          backoff.set(id, { at: now + delay, delay })
-          node.dial(pid, { signal: AbortSignal.timeout(defaultNodeOptions.redialMs * 2) }).then(
-            () => backoff.delete(id),
-            (err: unknown) => log.debug('could not reach member', { peer: id, error: String(err) }),
-          )
+          const pid = peerIdFromString(id)
+          if (node.getConnections(pid).length > 0) continue
+          node.dial(pid, { signal: AbortSignal.timeout(defaultNodeOptions.redialMs * 2) }).catch((err: unknown) => {
+            log.debug('could not reach member', { peer: id, error: String(err) })
+          })
         }
       }
       redial()
