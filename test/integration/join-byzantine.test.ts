@@ -185,24 +185,55 @@ it('a Byzantine member serving forged and stale models to a catching-up member i
   for (let i = 1; i < 6; i++) members.push(new Member(`node-${i}`, join(dir, `node-${i}.yaml`), ['--backend', 'cpu']))
   await members[0]!.waitForRound(LATE_BY, 60_000)
   mark(`founders at round ${LATE_BY}; Byzantine node-0 holds ${genuine.size} rounds of genuine pairs; starting node-6`)
-  const late = new Member('node-6', join(dir, 'node-6.yaml'), ['--backend', 'cpu'])
-  members.push(late)
+  // The newcomer logs at debug level: its refusals, each naming the peer, are how this test tells
+  // what node-0 served it from what the founders pushed
+  const startNewcomer = (): Member => {
+    const m = new Member('node-6', join(dir, 'node-6.yaml'), ['--backend', 'cpu', '--log-level', 'debug'])
+    members.push(m)
+    return m
+  }
+  let late = startNewcomer()
   // Its return: a catch-up (the certified models of a round the swarm finished, aggregated), or —
   // when fetching takes longer than the catch-up bound while the target moves on (a loaded
   // machine: 13 processes and a burner on 2 cores; CI rehearsal: 11 s, target 35 → 49) — a stall
   // report, after which it runs the swarm's current round itself with the certified models it
   // received there. Either way it tried to catch up first (and asked node-0, below).
-  const back = await late.waitFor((l) => (l.kind === 'event' && l.event.event === 'catch-up') || (l.kind === 'report' && l.report.round >= LATE_BY), 'its return to the swarm', 60_000)
-  const ev =
-    back.kind === 'event'
-      ? (back.event as unknown as { from: number; to: number; delivered: number })
-      : { from: 0, to: (back as { report: RoundReport }).report.round - 1, delivered: (back as { report: RoundReport }).report.delivered }
-  const how = back.kind === 'event' ? 'caught up' : 'stalled catching up, then ran the round itself'
-  mark(`node-6 ${how}: from round ${ev.from} to ${ev.to} with ${ev.delivered} certified models; node-0 served ${served.fetchesFromNewcomer} FETCH to it (${JSON.stringify(served.forged)})`)
-  // it tried to catch up (logged on stderr, which may be read after stdout's event)
-  await late.waitFor((l) => l.kind === 'log' && l.log.msg === 'behind the swarm: catching up from certified deliveries', 'its catch-up attempt', 30_000)
-  assert.ok(ev.to >= LATE_BY - 1 && ev.to < 100_000, `caught up to round ${ev.to}`)
-  assert.ok(ev.delivered >= 5, 'aggregated at least n − f certified models')
+  const returned = async (): Promise<{ from: number; to: number; delivered: number }> => {
+    const back = await late.waitFor((l) => (l.kind === 'event' && l.event.event === 'catch-up') || (l.kind === 'report' && l.report.round >= LATE_BY), 'its return to the swarm', 60_000)
+    const ev =
+      back.kind === 'event'
+        ? (back.event as unknown as { from: number; to: number; delivered: number })
+        : { from: 0, to: (back as { report: RoundReport }).report.round - 1, delivered: (back as { report: RoundReport }).report.delivered }
+    const how = back.kind === 'event' ? 'caught up' : 'stalled catching up, then ran the round itself'
+    mark(`node-6 ${how}: from round ${ev.from} to ${ev.to} with ${ev.delivered} certified models; node-0 served ${served.fetchesFromNewcomer} FETCH to it (${JSON.stringify(served.forged)})`)
+    // it tried to catch up, and the catch-up ended (both logged on stderr, which may be read after
+    // stdout's event): what it refused from node-0 in that catch-up is logged before
+    await late.waitFor((l) => l.kind === 'log' && l.log.msg === 'behind the swarm: catching up from certified deliveries', 'its catch-up attempt', 30_000)
+    await late.waitFor((l) => l.kind === 'log' && (l.log.msg === 'caught up' || l.log.msg === 'catch-up did not complete in time; reporting a stall and resuming'), 'the end of its catch-up', 30_000)
+    assert.ok(ev.to >= LATE_BY - 1 && ev.to < 100_000, `caught up to round ${ev.to}`)
+    assert.ok(ev.delivered >= 5, 'aggregated at least n − f certified models')
+    return ev
+  }
+  let ev = await returned()
+  // A newcomer needs no FETCH when it already holds the target round's certified models, pushed to
+  // it as a member while it was setting up (CI: 0 FETCHes from the newcomer, the test at 17 s); it
+  // asks node-0 only while node-0 is connected to it; and it stops reading a reply that makes no
+  // progress for fetchIdleMs (a loaded machine) once another member's completes its fetch. Until
+  // it has read and refused something node-0 served it, stop the newcomer (SIGTERM: checkpoint,
+  // exit 0) and start it again: it rejoins from its checkpoint behind the swarm and catches up again.
+  const fromByzantine = (): Record<string, unknown>[] => late.logs.filter((l) => l.msg === 'rejected' && l.peer === ids[0])
+  for (let attempt = 2; fromByzantine().length === 0; attempt++) {
+    assert.ok(attempt <= 5, `the newcomer refused nothing from the Byzantine member in 4 starts (${served.fetchesFromNewcomer} FETCHes served to it)`)
+    late.kill('SIGTERM')
+    const exit = await late.exited
+    assert.equal(exit.code, 0, `node-6 exited with ${JSON.stringify(exit)}\n${late.stderr()}`)
+    members.splice(members.indexOf(late), 1)
+    late = startNewcomer()
+    mark(`node-0 was not asked: node-6 restarted (start ${attempt})`)
+    ev = await returned()
+  }
+  // (before the lures below, which node-0 gossips and the newcomer refuses as well)
+  const refusals = fromByzantine().map((l) => l.reason as string)
   startLures()
 
   // Compare MIN_COMPARED rounds the newcomer ran itself from 10 rounds after its first. The
@@ -225,16 +256,16 @@ it('a Byzantine member serving forged and stale models to a catching-up member i
   assert.ok(served.fetchesFromNewcomer >= 1, 'the newcomer fetched from the Byzantine member')
   const forgedTotal = Object.values(served.forged).reduce((a, b) => a + b, 0)
   assert.ok(forgedTotal >= 1)
-  const rejected = late.reports.at(-1)!.rejected
-  mark(`newcomer's rejections: ${JSON.stringify(Object.fromEntries(Object.entries(rejected).filter(([, v]) => v > 0)))}`)
-  assert.ok((rejected['bad-signature'] ?? 0) >= 1, 'relabelled or invented certificates were refused')
-  // Swapped and stale pairs are written after the others: the newcomer reads a reply one frame at
-  // a time (the stream is paused in between) and stops reading once its fetch is done, so what
-  // the Byzantine member wrote is not all read (CI rehearsal under load: a swapped pair written,
-  // never read). Whatever was read was refused, and nothing forged was ever accepted: the
-  // newcomer's rounds below use only honest models and it sits with the honest ones.
-  const refused = (rejected['bad-signature'] ?? 0) + (rejected['hash-mismatch'] ?? 0) + (rejected.malformed ?? 0)
-  assert.ok(refused >= 1, 'forged pairs were refused')
+  // What it read of node-0's replies it refused — which reason comes first depends on timing: a
+  // relabelled or invented certificate fails its signatures (bad-signature), a stale pair names
+  // another round (malformed), a swapped one fails its hash (hash-mismatch), and any of them is
+  // out-of-window once the swarm has moved W rounds past the asked one (a loaded machine). A reply
+  // is read one frame at a time and dropped once the fetch completes from others, so not all of it
+  // is read. Nothing forged was ever accepted: the newcomer's rounds below use only honest models
+  // and it sits with the honest ones.
+  mark(`newcomer's refusals of node-0's frames: ${JSON.stringify(refusals)}; all rejections: ${JSON.stringify(Object.fromEntries(Object.entries(late.reports.at(-1)!.rejected).filter(([, v]) => v > 0)))}`)
+  assert.ok(refusals.length >= 1, 'forged pairs were refused')
+  for (const r of refusals) assert.ok(['bad-signature', 'hash-mismatch', 'malformed', 'out-of-window'].includes(r), `refused as ${r}`)
 
   // it then runs with the swarm: its own rounds use n − f certified models and its model sits with the honest ones
   const own = late.reports.filter((r) => r.round > ev.to && r.round <= last)
@@ -242,22 +273,33 @@ it('a Byzantine member serving forged and stale models to a catching-up member i
   mark(`node-6 ran ${own.length} of the ${last - ev.to} rounds after catching up (${again} catch-ups since)`)
   for (const r of own) assert.ok(r.delivered >= 5 && !r.senders!.includes(ids[0]!), 'no model from the Byzantine member (it never broadcasts)')
   for (const e of late.events.filter((x) => x.event === 'catch-up')) assert.ok((e.to as number) < 100_000 && (e.delivered as number) >= 5, `catch-up ${JSON.stringify(e)}: far-future lures never move its target`)
-  // from 10 rounds after its return its model sits inside the honest cluster: on average within
-  // the founders' largest pairwise distance over those rounds, and never beyond 1.5× it (as in
-  // join-late; a mean-vs-mean comparison over 3 rounds failed in CI by 0.5 %: 1.214e-2 vs 1.208e-2)
+  // from 10 rounds after its return its model sits with the honest ones: on average within the
+  // larger of the founders' largest pairwise distance and how far their average moved in the last
+  // 3 rounds (where a member 3 rounds behind would sit), and never beyond 1.5× it — as in
+  // join-late, where the founders, aggregating the same models while the newcomer was left out,
+  // coincided and their diameter alone failed a newcomer that was in step
+  const avgAt = (round: number): number[] | undefined => {
+    const s = members.slice(0, 5).map((m) => m.reports.find((y) => y.round === round)?.sketch)
+    if (s.some((v) => v === undefined)) return undefined
+    return s[0]!.map((_, j) => s.reduce((a, v) => a + v![j]!, 0) / s.length)
+  }
   const ds: number[] = []
   const spreads: number[] = []
+  const travels: number[] = []
   for (const x of ownFrom(firstOwn + 10)) {
     const s = members.slice(0, 5).map((m) => m.reports.find((y) => y.round === x.round)?.sketch)
-    if (s.some((v) => v === undefined)) continue
-    const avg = s[0]!.map((_, j) => s.reduce((a, v) => a + v![j]!, 0) / s.length)
+    const avg = avgAt(x.round)
+    const before = avgAt(x.round - 3)
+    if (avg === undefined || before === undefined) continue
     ds.push(dist(x.sketch!, avg))
     spreads.push(Math.max(...s.flatMap((a, i) => s.slice(i + 1).map((b) => dist(a!, b!)))))
+    travels.push(dist(avg, before))
   }
   // a founder may skip a round too (caught up: the other four and the newcomer made n − f)
   assert.ok(ds.length >= MIN_COMPARED / 2, `compared ${ds.length} rounds`)
   const mean = (a: number[]): number => a.reduce((x, y) => x + y, 0) / a.length
-  mark(`${ds.length} rounds from ${firstOwn + 10} to ${last}: newcomer–honest average ${mean(ds).toExponential(2)} (mean), founders' max pairwise ${mean(spreads).toExponential(2)} (mean)`)
-  assert.ok(mean(ds) <= Math.max(...spreads), `newcomer ${ds} from the honest average, founders ${spreads} apart`)
-  assert.ok(Math.max(...ds) <= 1.5 * Math.max(...spreads), `newcomer ${ds} from the honest average, founders ${spreads} apart`)
+  const scale = Math.max(Math.max(...spreads), mean(travels))
+  mark(`${ds.length} rounds from ${firstOwn + 10} to ${last}: newcomer–honest average ${mean(ds).toExponential(2)} (mean), founders' max pairwise ${mean(spreads).toExponential(2)} (mean), the average's travel in 3 rounds ${mean(travels).toExponential(2)} (mean)`)
+  assert.ok(mean(ds) <= scale, `newcomer ${ds} from the honest average, founders ${spreads} apart, the average moved ${travels} in 3 rounds`)
+  assert.ok(Math.max(...ds) <= 1.5 * scale, `newcomer ${ds} from the honest average, founders ${spreads} apart, the average moved ${travels} in 3 rounds`)
 })
