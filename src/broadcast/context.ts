@@ -16,7 +16,7 @@ import { BroadcastRejectError } from './errors.ts'
 import { FrameReader, writeParts } from './frame-stream.ts'
 import type { InstanceStore } from './instance-store.ts'
 import type { Budget } from './limits.ts'
-import type { Frame, FrameHeader, Instance } from './wire.ts'
+import type { EncodeOptions, Frame, FrameHeader, Instance } from './wire.ts'
 
 export interface Counters {
   bytesSent: number
@@ -95,6 +95,18 @@ export function instanceOf(ctx: Pick<BroadcastContext, 'swarmId' | 'epochs'>, ro
 
 export function finalFrame(cert: Certificate): Frame {
   return { type: 'FINAL', swarmId: cert.swarmId, epoch: cert.epoch, round: cert.round, sender: cert.sender, hash: cert.hash, certificate: cert.signatures }
+}
+
+/**
+ * How a FINAL this member sends on a push stream or the gossip topic is encoded: with signer
+ * indices into the member list of its epoch when that epoch is the one its round belongs to here
+ * (its receivers, members of that epoch, resolve them against the same list), else with PeerIds.
+ * FETCH and QUERY replies keep PeerIds: a member that joined with a later epoch may ask for rounds
+ * of an earlier epoch, whose member list it does not hold.
+ */
+export function finalEncoding(epochs: EpochTable, cert: Certificate): EncodeOptions {
+  const e = epochs.at(cert.round)
+  return e.epoch === cert.epoch ? { memberIndex: e.index } : {}
 }
 
 export interface ReaderOptions {

@@ -13,6 +13,8 @@ export interface EpochEntry {
   from: number
   membership: Membership
   members: Set<string>
+  /** each member's index in `membership.members` (certificates name signers by it on the wire) */
+  index: ReadonlyMap<string, number>
   q: number
 }
 
@@ -23,7 +25,8 @@ export function validateRound(round: number, path: string): void {
 function entry(m: Membership, epoch: number, from: number): EpochEntry {
   const membership = { ...m, members: [...m.members] }
   const members = new Set(membership.members)
-  return { epoch, from, membership, members, q: quorum(members.size, m.f) }
+  const index = new Map(membership.members.map((id, i) => [id, i]))
+  return { epoch, from, membership, members, index, q: quorum(members.size, m.f) }
 }
 
 export class EpochTable {

@@ -10,7 +10,7 @@ import type { BroadcastContext } from './context.ts'
 import { bytesEqual, checkedPayload } from './crypto.ts'
 import { BroadcastRejectError, type RejectReason } from './errors.ts'
 import type { InstanceState } from './instance-store.ts'
-import { decodeFrame, type Frame, MAX_STRING_BYTES, SIG_BYTES } from './wire.ts'
+import { decodeFrame, type Frame, MAX_STRING_BYTES, resolveSigners, SIG_BYTES } from './wire.ts'
 
 export type FinalFrame = Extract<Frame, { type: 'FINAL' }>
 
@@ -56,8 +56,16 @@ export class Finals {
   }
 
   /** A FINAL from `peer` (with a payload only in a FETCH reply); throws BroadcastRejectError. */
-  onFinal(peer: string, f: FinalFrame): void {
+  onFinal(peer: string, frame: FinalFrame): void {
     const { store, epochs } = this.ctx
+    let f = frame
+    if (f.signerIndices !== undefined) {
+      // signers named by index into the member list of the epoch the FINAL names: resolved only
+      // against that very list (another epoch here: not judged, as for any FINAL below)
+      const e = epochs.at(f.round)
+      if (f.epoch !== e.epoch) throw new BroadcastRejectError('wrong-epoch', `round ${f.round} belongs to epoch ${e.epoch} here, the FINAL (signers by index) names epoch ${f.epoch}`)
+      f = resolveSigners(f, e.membership.members)
+    }
     if (!epochs.at(f.round).members.has(f.sender)) throw new BroadcastRejectError('non-member', `FINAL for non-member sender ${f.sender}`)
     const ref = store.windowRef()
     if (f.round < store.floor || f.round < ref - store.W) throw new BroadcastRejectError('out-of-window', `FINAL of round ${f.round} is older than the window (${ref}, W=${store.W}, floor ${store.floor})`)

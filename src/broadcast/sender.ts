@@ -8,7 +8,7 @@
 import type { Stream } from '@libp2p/interface'
 import { AbortError } from '../errors.ts'
 import type { Certificate } from './certificate.ts'
-import { type BroadcastContext, type Deferred, deferred, finalFrame, instanceOf } from './context.ts'
+import { type BroadcastContext, type Deferred, deferred, finalEncoding, finalFrame, instanceOf } from './context.ts'
 import { bytesEqual, hashPayload, sign, statement, verify } from './crypto.ts'
 import { AlreadyBroadcastError, BroadcastRejectError, BroadcastStoppedError, RoundOutOfWindowError } from './errors.ts'
 import { encodeFrame, encodeFrameParts, type Frame } from './wire.ts'
@@ -219,7 +219,7 @@ export class Sender {
           }
         }
         const cert = await own.certified.promise
-        own.finalParts ??= encodeFrameParts(finalFrame(cert))
+        own.finalParts ??= encodeFrameParts(finalFrame(cert), finalEncoding(this.ctx.epochs, cert))
         // a FINAL that could not be written leaves the member to the gossip fallback
         return await streams.writeAndClose(stream, own.finalParts)
       } catch (err) {
@@ -264,7 +264,7 @@ export class Sender {
   private async publishFinal(cert: Certificate): Promise<void> {
     const publish = this.o.publisher()
     if (publish === undefined || this.ctx.stopped()) return
-    const data = encodeFrame(finalFrame(cert))
+    const data = encodeFrame(finalFrame(cert), finalEncoding(this.ctx.epochs, cert))
     try {
       const recipients = await publish(data)
       this.ctx.streams.countSent(data.length * recipients)

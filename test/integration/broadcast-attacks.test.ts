@@ -225,14 +225,14 @@ test('a member re-sending its valid SEND over and over is refused from the heade
   assert.equal(coolOffs[0]!.reason, 'rate-limited')
 })
 
-test('junk on the FINAL topic is rejected with blame and bans its forwarder at once: oversized, undecodable, another version, a short certificate, a forged signature', async () => {
+test('junk on the FINAL topic is rejected with blame and bans its forwarder at once: oversized, undecodable, another version, a short certificate, a forged signature, a signer index beyond the members', async () => {
   // before: junk was IGNOREd without blame (another version, a certificate below the quorum) or
   // counted as one of 64 penalties, so neither gossipsub's scoring nor bans stopped a member
   // publishing it; honest members run the same checks before they forward, so one is proof.
   // One swarm per kind: after one kind gossipsub graylists the forwarder (its score outlives the
   // connection), and its later messages would not even reach the validator.
   const zero = new Uint8Array(32)
-  const kinds = ['oversized', 'malformed', 'unknown-version', 'short', 'bad-signature'] as const
+  const kinds = ['oversized', 'malformed', 'unknown-version', 'short', 'bad-signature', 'index'] as const
   for (const kind of kinds) {
     swarm = await startSwarm({ n: 4, f: 1, withoutBroadcast: [3] })
     const s = swarm
@@ -258,6 +258,11 @@ test('junk on the FINAL topic is rejected with blame and bans its forwarder at o
           return encodeFrame({ type: 'FINAL', ...byz.instance(round), hash: zero, certificate: [byz.echoSignature(round, byz.id, zero)] })
         case 'bad-signature':
           return encodeFrame({ type: 'FINAL', ...byz.instance(round), hash: zero, certificate: [byz.echoSignature(round, byz.id, zero), ...forged] })
+        case 'index': {
+          // signers by index (the compact form members send): one index beyond the 4 members
+          const memberIndex = new Map([...s.membership.members.map((m, i) => [m, i] as const), [byz.id, 4 + copy]])
+          return encodeFrame({ type: 'FINAL', ...byz.instance(round), hash: zero, certificate: [...forged, byz.echoSignature(round, byz.id, zero)] }, { memberIndex })
+        }
       }
     }
     // published again every 500 ms until every member has banned the adversary (gossipsub's
@@ -268,12 +273,13 @@ test('junk on the FINAL topic is rejected with blame and bans its forwarder at o
       await byz.publish(junk(copy)).catch(() => {})
       await new Promise((r) => setTimeout(r, 500))
     }
-    const reason = kind === 'short' ? 'malformed' : kind
+    const reason = kind === 'short' || kind === 'index' ? 'malformed' : kind
     for (const [i, b] of bans.entries()) {
       assert.equal(b[0]!.peer, byz.id)
       assert.deepEqual(Object.keys(b[0]!.reasons), [reason], `member ${i}, ${kind}: banned for ${reason} alone`)
       assert.ok(rejections[i]!.every((r) => r.peer === byz.id && r.penalise), `member ${i} blamed only the adversary`)
       if (kind === 'short') assert.ok(rejections[i]!.some((r) => r.detail.includes('quorum is 3')), `member ${i}: the short certificate`)
+      if (kind === 'index') assert.ok(rejections[i]!.some((r) => r.detail.includes('signer index')), `member ${i}: the index beyond the list`)
     }
     await swarm.stop()
     swarm = undefined

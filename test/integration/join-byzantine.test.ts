@@ -23,7 +23,7 @@ import { parse, stringify } from 'yaml'
 import { hashPayload, sign, signingSeed, statement } from '../../src/broadcast/crypto.ts'
 import { FrameReader, writeParts } from '../../src/broadcast/frame-stream.ts'
 import { echoProtocol, finalTopic } from '../../src/broadcast/index.ts'
-import { encodeFrame, encodeFrameParts, type Frame, type SignatureEntry } from '../../src/broadcast/wire.ts'
+import { encodeFrame, encodeFrameParts, type Frame, resolveSigners, type SignatureEntry } from '../../src/broadcast/wire.ts'
 import { parseSwarm, swarmId } from '../../src/config/schema.ts'
 import { createNetNode, loadOrCreateKey, type NetNode } from '../../src/net/index.ts'
 import type { RoundReport } from '../../src/node/index.ts'
@@ -133,7 +133,8 @@ it('a Byzantine member serving forged and stale models to a catching-up member i
             const payload = f.payload ?? sends.get(`${f.round}/${f.sender}`)
             if (payload !== undefined) {
               const m = genuine.get(f.round) ?? new Map<string, Pair>()
-              m.set(f.sender, { hash: f.hash, certificate: f.certificate, payload })
+              // (pushed FINALs name their signers by index into the epoch's member list)
+              m.set(f.sender, { hash: f.hash, certificate: resolveSigners(f, ids).certificate, payload })
               genuine.set(f.round, m)
               for (const r of genuine.keys()) if (r < f.round - 40) genuine.delete(r)
             }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { BroadcastRejectError } from '../../../src/broadcast/errors.ts'
-import { decodeFrame, encodeFrame, encodeFrameParts, type Frame, HEADER_BYTES, MAX_META_BYTES } from '../../../src/broadcast/wire.ts'
+import { decodeFrame, encodeFrame, encodeFrameParts, FLAG_SIGNER_INDEX, type Frame, HEADER_BYTES, MAX_META_BYTES, resolveSigners } from '../../../src/broadcast/wire.ts'
 
 const sender = '12D3KooWKnDdG3iXw9eTFijk3EWSunZcFi54Zka4wmtqtt6rPxc8'
 const h = new Uint8Array(32).fill(7)
@@ -81,4 +81,53 @@ test('truncation, trailing bytes and bad strings are malformed', () => {
   const b = encodeFrame(samples[5]!)
   b[HEADER_BYTES + 1] = 0xff
   assert.equal(reason(() => decodeFrame(b, limits)), 'malformed')
+})
+
+test('a FINAL names its signers by index into its epoch\'s member list: 66 instead of 117 bytes per signature, resolved against that list', () => {
+  const members = Array.from({ length: 26 }, (_, i) => `12D3KooW${String(i).padStart(44, 'x')}`)
+  const memberIndex = new Map(members.map((m, i) => [m, i]))
+  const certificate = [3, 0, 25, 7].map((i) => ({ signer: members[i]!, signature: new Uint8Array(64).fill(i) }))
+  const f: Frame = { type: 'FINAL', swarmId: 'swarm-1', epoch: 2, round: 9, sender: members[1]!, hash: h, certificate }
+  const long = encodeFrame(f)
+  const short = encodeFrame(f, { memberIndex })
+  assert.equal(new DataView(short.buffer).getUint16(2), FLAG_SIGNER_INDEX)
+  assert.equal(new DataView(long.buffer).getUint16(2), 0)
+  assert.equal(long.length - short.length, certificate.length * (1 + members[0]!.length - 2))
+  const d = decodeFrame(short, limits)
+  assert.ok(d.type === 'FINAL')
+  assert.deepEqual(d.signerIndices, [3, 0, 25, 7])
+  assert.deepEqual(d.certificate.map((e) => e.signer), ['', '', '', ''], 'unnamed until resolved')
+  assert.deepEqual(resolveSigners(d, members), f)
+  // with a payload (the payload is not part of the meta)
+  const withPayload = { ...f, payload: new Uint8Array([1, 2, 3]) }
+  assert.deepEqual(resolveSigners(decodeFrame(encodeFrame(withPayload, { memberIndex }), limits) as typeof withPayload, members), withPayload)
+  // a PeerId FINAL is returned as it is
+  const plain = decodeFrame(long, limits) as typeof f
+  assert.equal(resolveSigners(plain, members), plain)
+  // an index beyond the epoch's list is malformed (a shorter list: another epoch's, or forged)
+  assert.equal(reason(() => resolveSigners(d, members.slice(0, 20))), 'malformed')
+  // a signer without an index (not in the list): the whole certificate keeps PeerIds
+  const stranger = { ...f, certificate: [...certificate, { signer: sender, signature: sig }] }
+  assert.equal(new DataView(encodeFrame(stranger, { memberIndex }).buffer).getUint16(2), 0)
+  // other frames ignore the option
+  assert.deepEqual(encodeFrame(samples[0]!, { memberIndex }), encodeFrame(samples[0]!))
+})
+
+test('the signer-index flag: only on a FINAL, only that bit, and its meta must be the indexed layout', () => {
+  const members = [sender, `${sender.slice(0, -1)}9`]
+  const f: Frame = { type: 'FINAL', swarmId: 's', epoch: 0, round: 1, sender, hash: h, certificate: [{ signer: sender, signature: sig }] }
+  const short = encodeFrame(f, { memberIndex: new Map(members.map((m, i) => [m, i])) })
+  const other = short.slice()
+  new DataView(other.buffer).setUint16(2, 2)
+  assert.equal(reason(() => decodeFrame(other, limits)), 'malformed')
+  // the flag on a PeerId layout: the signer's length byte and string are read as an index and a
+  // signature, leaving bytes over (or missing)
+  const flagged = encodeFrame(f)
+  new DataView(flagged.buffer).setUint16(2, FLAG_SIGNER_INDEX)
+  assert.equal(reason(() => decodeFrame(flagged, limits)), 'malformed')
+  for (const t of samples.filter((x) => x.type !== 'FINAL')) {
+    const b = encodeFrame(t)
+    new DataView(b.buffer).setUint16(2, FLAG_SIGNER_INDEX)
+    assert.equal(reason(() => decodeFrame(b, limits)), 'malformed', t.type)
+  }
 })
