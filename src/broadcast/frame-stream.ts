@@ -207,11 +207,15 @@ export class FrameReader {
     }
     if (!(await this.until(() => this.pending !== undefined, options, this.opts.idleMs)) && this.pending === undefined) {
       if (this.buf.byteLength === 0) return null
-      throw new BroadcastRejectError('malformed', `stream ended inside a frame header (${this.buf.byteLength} bytes)`)
+      // not blamed: a sender that gave up (its request timed out under load) or a reset
+      // connection cut a frame as a Byzantine peer would — and costs it the same bytes
+      throw new BroadcastRejectError('malformed', `stream ended inside a frame header (${this.buf.byteLength} bytes)`, false)
     }
     const p = this.pending!
     if (!(await this.until(() => this.buf.byteLength >= p.total, options))) {
-      throw new BroadcastRejectError('malformed', `stream ended inside a ${p.header.type} frame (${this.buf.byteLength}/${p.total} bytes)`)
+      // not blamed, as above (CI under load: an honest 24 MiB SEND cut at 12.5 MiB by its sender's
+      // 30 s request timeout, then re-sent — and its two receivers blamed it)
+      throw new BroadcastRejectError('malformed', `stream ended inside a ${p.header.type} frame (${this.buf.byteLength}/${p.total} bytes)`, false)
     }
     const frame = p.frame!
     if (p.header.payloadLength > 0 && (frame.type === 'SEND' || frame.type === 'PAYLOAD' || frame.type === 'FINAL')) {

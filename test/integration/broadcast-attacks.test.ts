@@ -116,7 +116,13 @@ test('an honest member sending a large model is never penalised by the frame rea
   const rejections = all.map((b) => record(b, 'reject'))
   const signal = AbortSignal.timeout(120_000)
   await Promise.all([...all.map((b, i) => b.broadcast(0, payloadOf(i, size), { signal })), ...all.map((b) => waitDeliveries(b, 0, 4, signal))])
-  for (const rs of rejections) assert.deepEqual(rs, [], 'no rejection at all')
+  // nothing blamed, nothing oversized; under load a push that outlasts the sender's request
+  // timeout is cut mid-frame and sent again: refused without blame (CI: 2 × 'stream ended inside a
+  // SEND frame (13107374/25165998 bytes)')
+  for (const rs of rejections) {
+    assert.deepEqual(rs.filter((r) => r.penalise || r.reason === 'oversized'), [], 'no penalised or oversized rejection')
+    for (const r of rs) assert.match(r.detail, /stream ended inside/, 'only cut frames')
+  }
 })
 
 test('FETCH floods are served at a bounded rate per peer', async () => {
