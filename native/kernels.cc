@@ -15,6 +15,7 @@
 #include <node_api.h>
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -465,6 +466,237 @@ void maxPoolGrad(const float* x, const float* y, const float* dy, float* dx, int
       }
     }
   }
+}
+
+// ---- whole-model gradient: the models of src/learning/models.ts in one call ---------------
+// The mean softmax cross-entropy of a mini-batch and its gradient with respect to the flat θ
+// (layers in forward order, each kernel then bias: dense [in, out], conv [kh, kw, inC, outC];
+// NHWC activations, so flatten moves nothing). The same function as the tfjs graph of
+// models.ts + tf.losses.softmaxCrossEntropy, computed without tfjs: no tensor bookkeeping, no
+// copies of θ or the gradient, bias and ReLU fused into the products' outputs, the im2col
+// columns of the forward pass kept for the filter gradients.
+//
+// Layer spec (Int32Array): [inH, inW, inC, classes, nLayers, then 4 ints per layer]:
+//   0 conv  filters, kernel, relu   (5×5 'valid', stride 1 in LeNet; any square kernel ≤ input)
+//   1 pool  size, 0, 0              (max pool size×size, stride size, 'valid')
+//   2 flatten 0, 0, 0
+//   3 dense units, relu, bias (0/1)
+// The last layer must be a dense one of `classes` units.
+
+enum LayerKind { kConv = 0, kPool = 1, kFlatten = 2, kDense = 3 };
+
+struct Layer {
+  int kind, units, kernel, relu, bias;
+  int h, w, c;     // input (per example)
+  int oh, ow, oc;  // output
+  long wOff, bOff;  // in θ (bOff −1: no bias)
+  long in() const { return (long)h * w * c; }
+  long out() const { return (long)oh * ow * oc; }
+  Conv conv(int batch) const { return Conv{batch, h, w, c, oh, ow, oc, kernel, kernel, 1, 1, 0, 0}; }
+};
+
+struct Net {
+  std::vector<Layer> layers;
+  int classes = 0;
+  long inSize = 0, dim = 0;
+};
+
+constexpr long MAX_ELEMENTS = 1L << 26;  // per example per layer, and θ: 64 M floats
+
+// nullptr when the spec describes a model, else what is wrong
+const char* parseNet(const int* s, size_t n, Net* net) {
+  if (n < 5) return "model spec: shorter than its header";
+  int h = s[0], w = s[1], c = s[2];
+  net->classes = s[3];
+  const int count = s[4];
+  if (h < 1 || w < 1 || c < 1 || (long)h * w * c > MAX_ELEMENTS) return "model spec: bad input shape";
+  if (net->classes < 1) return "model spec: classes must be ≥ 1";
+  if (count < 1 || count > 64 || n != 5 + 4 * (size_t)count) return "model spec: 1 to 64 layers of 4 ints each";
+  net->inSize = (long)h * w * c;
+  long off = 0;
+  bool flat = false;
+  for (int i = 0; i < count; i++) {
+    const int* p = s + 5 + 4 * i;
+    Layer L{p[0], 0, 0, 0, 0, h, w, c, h, w, c, -1, -1};
+    switch (p[0]) {
+      case kConv:
+        if (flat) return "model spec: conv after flatten";
+        L.units = p[1], L.kernel = p[2], L.relu = p[3] != 0;
+        if (L.units < 1 || L.kernel < 1 || L.kernel > h || L.kernel > w) return "model spec: bad conv layer";
+        L.oh = h - L.kernel + 1, L.ow = w - L.kernel + 1, L.oc = L.units;
+        if ((long)L.kernel * L.kernel * c * L.units > MAX_ELEMENTS || L.out() > MAX_ELEMENTS) return "model spec: conv layer too large";
+        L.wOff = off, off += (long)L.kernel * L.kernel * c * L.units;
+        L.bOff = off, off += L.units;
+        break;
+      case kPool:
+        if (flat) return "model spec: pool after flatten";
+        L.kernel = p[1];
+        if (L.kernel < 1 || L.kernel > h || L.kernel > w) return "model spec: bad pool layer";
+        L.oh = h / L.kernel, L.ow = w / L.kernel;
+        break;
+      case kFlatten:
+        L.oh = 1, L.ow = 1, L.oc = h * w * c;
+        flat = true;
+        break;
+      case kDense:
+        if (!flat && (h != 1 || w != 1)) return "model spec: dense layer before flatten";
+        L.units = p[1], L.relu = p[2] != 0, L.bias = p[3] != 0;
+        if (L.units < 1 || (long)L.in() * L.units > MAX_ELEMENTS) return "model spec: bad dense layer";
+        L.oh = 1, L.ow = 1, L.oc = L.units;
+        L.wOff = off, off += L.in() * L.units;
+        if (L.bias) L.bOff = off, off += L.units;
+        break;
+      default:
+        return "model spec: unknown layer kind";
+    }
+    if (off > MAX_ELEMENTS) return "model spec: too many parameters";
+    h = L.oh, w = L.ow, c = L.oc;
+    net->layers.push_back(L);
+  }
+  const Layer& last = net->layers.back();
+  if (last.kind != kDense || last.units != net->classes) return "model spec: the last layer must be dense with `classes` units";
+  net->dim = off;
+  return nullptr;
+}
+
+// Per-thread buffers of the model gradient, grown on demand and reused across calls.
+struct ModelScratch {
+  std::vector<std::vector<float>> acts, cols;
+  std::vector<std::vector<int>> argmax;
+  std::vector<float> dA, dB, dcols;
+  static float* get(std::vector<float>& v, size_t n) {
+    if (v.size() < n) v.resize(n);
+    return v.data();
+  }
+};
+thread_local ModelScratch mscratch;
+
+// y[r, j] += b[j] (b may be null), then ReLU, over rows×n
+void biasRelu(float* y, long rows, int n, const float* b, bool relu) {
+  for (long r = 0; r < rows; r++, y += n) {
+    if (b != nullptr)
+      for (int j = 0; j < n; j++) y[j] += b[j];
+    if (relu)
+      for (int j = 0; j < n; j++) y[j] = y[j] > 0.f ? y[j] : 0.f;
+  }
+}
+
+// dz = dy · [y > 0] in place (y the layer's ReLU output); db[j] = Σ_r dz[r, j]
+void reluBiasGrad(float* dz, const float* y, long rows, int n, bool relu, float* db) {
+  if (db != nullptr) std::fill(db, db + n, 0.f);
+  for (long r = 0; r < rows; r++, dz += n, y += n) {
+    if (relu)
+      for (int j = 0; j < n; j++) dz[j] = y[j] > 0.f ? dz[j] : 0.f;
+    if (db != nullptr)
+      for (int j = 0; j < n; j++) db[j] += dz[j];
+  }
+}
+
+// max pool (size s, stride s, valid), NHWC; idx = the input offset (within the example) of the
+// first maximum of each window, in window order (as tfjs's MaxPoolGrad routes the gradient)
+void poolForward(const float* x, const Layer& L, int batch, float* y, int* idx) {
+  const int s = L.kernel, C = L.c;
+  for (int b = 0; b < batch; b++) {
+    const float* xb = x + (long)b * L.in();
+    for (int oh = 0; oh < L.oh; oh++)
+      for (int ow = 0; ow < L.ow; ow++) {
+        const long o = ((long)b * L.oh * L.ow + (long)oh * L.ow + ow) * C;
+        const int first = ((oh * s) * L.w + ow * s) * C;
+        for (int c = 0; c < C; c++) y[o + c] = xb[first + c], idx[o + c] = first + c;
+        for (int i = 0; i < s; i++)
+          for (int j = 0; j < s; j++) {
+            if (i == 0 && j == 0) continue;
+            const int at = ((oh * s + i) * L.w + ow * s + j) * C;
+            for (int c = 0; c < C; c++)
+              if (xb[at + c] > y[o + c]) y[o + c] = xb[at + c], idx[o + c] = at + c;
+          }
+      }
+  }
+}
+
+// Returns the mean loss; writes the gradient into grad (dim floats).
+double modelGrad(const Net& net, const float* theta, const float* x, const int* labels, int batch, float* grad) {
+  const int nl = (int)net.layers.size();
+  auto& S = mscratch;
+  if ((int)S.acts.size() < nl) S.acts.resize(nl), S.cols.resize(nl), S.argmax.resize(nl);
+  // forward: a[l] = output of layer l (a[-1] = x)
+  std::vector<const float*> in(nl + 1);
+  in[0] = x;
+  for (int l = 0; l < nl; l++) {
+    const Layer& L = net.layers[l];
+    if (L.kind == kFlatten) {
+      in[l + 1] = in[l];
+      continue;
+    }
+    float* out = ModelScratch::get(S.acts[l], (size_t)batch * L.out());
+    if (L.kind == kConv) {
+      const Conv g = L.conv(batch);
+      float* cols = ModelScratch::get(S.cols[l], (size_t)(g.M() * g.K()));
+      im2col(in[l], g, cols);
+      gemm((int)g.M(), L.oc, (int)g.K(), cols, g.K(), 1, theta + L.wOff, L.oc, 1, out, L.oc, false);
+      biasRelu(out, g.M(), L.oc, theta + L.bOff, L.relu);
+    } else if (L.kind == kPool) {
+      if (S.argmax[l].size() < (size_t)batch * L.out()) S.argmax[l].resize((size_t)batch * L.out());
+      poolForward(in[l], L, batch, out, S.argmax[l].data());
+    } else {
+      const int I = (int)L.in();
+      gemm(batch, L.units, I, in[l], I, 1, theta + L.wOff, L.units, 1, out, L.units, false);
+      biasRelu(out, batch, L.units, L.bias ? theta + L.bOff : nullptr, L.relu);
+    }
+    in[l + 1] = out;
+  }
+  // softmax cross-entropy, mean over the batch; d logits = (softmax − onehot)/batch
+  const int K = net.classes;
+  const float* logits = in[nl];
+  float* d = ModelScratch::get(S.dA, (size_t)batch * K);
+  double loss = 0;
+  for (int b = 0; b < batch; b++) {
+    const float* z = logits + (long)b * K;
+    double mx = z[0];
+    for (int k = 1; k < K; k++) mx = std::max(mx, (double)z[k]);
+    double sum = 0;
+    for (int k = 0; k < K; k++) sum += std::exp((double)z[k] - mx);
+    const double lse = mx + std::log(sum);
+    loss += lse - z[labels[b]];
+    for (int k = 0; k < K; k++) d[(long)b * K + k] = (float)((std::exp((double)z[k] - lse) - (k == labels[b] ? 1.0 : 0.0)) / batch);
+  }
+  // backward: d = ∂loss/∂(output of layer l)
+  bool inA = true;  // d lives in S.dA (else S.dB); a layer's input gradient goes to the other one
+  for (int l = nl - 1; l >= 0; l--) {
+    const Layer& L = net.layers[l];
+    if (L.kind == kFlatten) continue;
+    const bool needInput = l > 0;
+    float* dIn = nullptr;
+    if (needInput) dIn = ModelScratch::get(inA ? S.dB : S.dA, (size_t)batch * L.in());
+    if (L.kind == kPool) {
+      std::fill(dIn, dIn + (long)batch * L.in(), 0.f);
+      const int* idx = S.argmax[l].data();
+      const long per = L.out();
+      for (int b = 0; b < batch; b++) {
+        float* db = dIn + (long)b * L.in();
+        const float* dd = d + (long)b * per;
+        const int* ib = idx + (long)b * per;
+        for (long o = 0; o < per; o++) db[ib[o]] += dd[o];
+      }
+    } else if (L.kind == kConv) {
+      const Conv g = L.conv(batch);
+      reluBiasGrad(d, in[l + 1], g.M(), L.oc, L.relu, grad + L.bOff);
+      gemm((int)g.K(), L.oc, (int)g.M(), S.cols[l].data(), 1, g.K(), d, L.oc, 1, grad + L.wOff, L.oc, false);
+      if (needInput) {
+        float* dcols = ModelScratch::get(S.dcols, (size_t)(g.M() * g.K()));
+        gemm((int)g.M(), (int)g.K(), L.oc, d, L.oc, 1, theta + L.wOff, 1, L.oc, dcols, g.K(), false);
+        std::fill(dIn, dIn + (long)batch * L.in(), 0.f);
+        col2imAdd(dcols, g, 0, batch, dIn);
+      }
+    } else {
+      const int I = (int)L.in();
+      reluBiasGrad(d, in[l + 1], batch, L.units, L.relu, L.bias ? grad + L.bOff : nullptr);
+      gemm(I, L.units, batch, in[l], 1, I, d, L.units, 1, grad + L.wOff, L.units, false);
+      if (needInput) gemm(batch, I, L.units, d, L.units, 1, theta + L.wOff, 1, L.units, dIn, I, false);
+    }
+    if (needInput) d = dIn, inA = !inA;
+  }
+  return loss / batch;
 }
 
 // ---- coordinate-wise rules: a lane-wise sorting network over k inputs ---------------------
@@ -1007,6 +1239,19 @@ bool floats(napi_env env, napi_value v, float** out, size_t* length) {
   return true;
 }
 
+bool int32s(napi_env env, napi_value v, const int** out, size_t* length) {
+  napi_typedarray_type type;
+  void* data = nullptr;
+  napi_value ab;
+  size_t offset = 0;
+  if (napi_get_typedarray_info(env, v, &type, length, &data, &ab, &offset) != napi_ok || type != napi_int32_array) {
+    napi_throw_type_error(env, "ERR_MONNA_NATIVE", "expected an Int32Array");
+    return false;
+  }
+  *out = static_cast<const int*>(data);
+  return true;
+}
+
 bool ints(napi_env env, napi_value* argv, size_t from, size_t count, int* out) {
   for (size_t i = 0; i < count; i++) {
     int32_t v = 0;
@@ -1355,6 +1600,44 @@ napi_value MomentumStepFn(napi_env env, napi_callback_info info) {
   return r;
 }
 
+// modelGradient(spec: Int32Array, theta, x, labels: Int32Array, grad) -> mean loss
+napi_value ModelGradientFn(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  if (!args(env, info, argv)) return nullptr;
+  const int *spec, *labels;
+  size_t ns = 0, nl = 0;
+  if (!int32s(env, argv[0], &spec, &ns) || !int32s(env, argv[3], &labels, &nl)) return nullptr;
+  Net net;
+  if (const char* err = parseNet(spec, ns, &net)) {
+    napi_throw_range_error(env, "ERR_MONNA_NATIVE", err);
+    return nullptr;
+  }
+  float *theta, *x, *grad;
+  size_t lt, lx, lg;
+  if (!floats(env, argv[1], &theta, &lt) || !floats(env, argv[2], &x, &lx) || !floats(env, argv[4], &grad, &lg)) return nullptr;
+  if (lt != (size_t)net.dim || lg != (size_t)net.dim) {
+    napi_throw_range_error(env, "ERR_MONNA_NATIVE", "modelGradient: theta and grad must hold the model's parameters");
+    return nullptr;
+  }
+  if (nl < 1 || nl > 4096 || lx != nl * (size_t)net.inSize) {
+    napi_throw_range_error(env, "ERR_MONNA_NATIVE", "modelGradient: 1 to 4096 labels and one example of the input shape per label");
+    return nullptr;
+  }
+  for (size_t i = 0; i < nl; i++)
+    if (labels[i] < 0 || labels[i] >= net.classes) {
+      napi_throw_range_error(env, "ERR_MONNA_NATIVE", "modelGradient: label out of range");
+      return nullptr;
+    }
+  for (const Layer& L : net.layers)
+    if ((double)nl * (double)std::max(L.out(), L.kind == kConv ? L.conv(1).M() * L.conv(1).K() : 0L) > 4.0 * MAX_ELEMENTS) {
+      napi_throw_range_error(env, "ERR_MONNA_NATIVE", "modelGradient: batch too large for this model");
+      return nullptr;
+    }
+  napi_value r;
+  napi_create_double(env, modelGrad(net, theta, x, labels, (int)nl, grad), &r);
+  return r;
+}
+
 // setPortable(on): use the portable micro-kernel even where AVX2 is available (tests)
 napi_value SetPortable(napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -1410,6 +1693,7 @@ NAPI_MODULE_INIT() {
       {"pairwise", nullptr, PairwiseFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"nnmRows", nullptr, NnmRowsFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"nnmSorted", nullptr, NnmSortedFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"modelGradient", nullptr, ModelGradientFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"momentumStep", nullptr, MomentumStepFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"threads", nullptr, Threads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

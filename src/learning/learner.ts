@@ -34,7 +34,7 @@ import { Rng } from '../rng.ts'
 import type { Dataset } from './data.ts'
 import { NonFiniteGradientError } from './errors.ts'
 import type { Model, ModelSpec } from './models.ts'
-import { createModel, flatten, initParams, unflatten } from './models.ts'
+import { createModel, flatten, initParams, nativeLayerSpec, unflatten } from './models.ts'
 import type { LrSchedule } from './schedule.ts'
 import { learningRate, validateSchedule } from './schedule.ts'
 import { tf } from './tf.ts'
@@ -311,6 +311,13 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
   }
 
   const isLinear = opts.model.kind === 'linear'
+  /**
+   * The model for the native kernels' `modelGradient`: where they are built (and enabled) and
+   * this learner runs on wasm or cpu — the backends they serve — the whole forward and backward
+   * pass is one native call on θ and the gradient in place (no tensors, no copies of θ); the
+   * tfjs graph below is the path without them (and on tfjs-node).
+   */
+  const layerSpec = nativeLayerSpec(model)
   /** `linear`: the mean ½(x·θ − t)² over `indices` and its gradient (1/b)·Σ (x·θ − t)·x, into `out`. */
   const linearGradient = (indices: ArrayLike<number>, out: Float32Array): number => {
     const xs = train.x
@@ -386,6 +393,14 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
   const gradients = (groups: readonly ArrayLike<number>[], out: Float32Array, each: (loss: number) => void): void => {
     if (isLinear) {
       for (const indices of groups) each(linearGradient(indices, out))
+      return
+    }
+    const N = nativeKernels()
+    if (N?.modelGradient !== undefined && layerSpec !== undefined && (backend === 'wasm' || backend === 'cpu')) {
+      for (const indices of groups) {
+        const { xs, ys } = batchData(train, indices.length, (i) => indices[i]!)
+        each(N.modelGradient(layerSpec, theta, xs, ys, out))
+      }
       return
     }
     onBackend(backend, () =>
