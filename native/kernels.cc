@@ -318,6 +318,18 @@ struct Conv {
   long M() const { return (long)batch * outH * outW; }
 };
 
+// n floats from src to dst: short runs (a 5×5×1 filter row: 5 floats) in 4-float moves rather
+// than a memcpy call each
+inline void copyRun(float* __restrict dst, const float* __restrict src, int n) {
+  if (n > 32) {
+    std::memcpy(dst, src, sizeof(float) * n);
+    return;
+  }
+  int t = 0;
+  for (; t + 4 <= n; t += 4) std::memcpy(dst + t, src + t, 4 * sizeof(float));
+  for (; t < n; t++) dst[t] = src[t];
+}
+
 // cols (M×K): row m = (b, oh, ow), column (i, j, c) = x[b, oh·sh + i − pt, ow·sw + j − pl, c] or 0.
 void im2col(const float* x, const Conv& g, float* cols) {
   const long K = g.K();
@@ -338,7 +350,7 @@ void im2col(const float* x, const Conv& g, float* cols) {
           const int iw0 = ow * g.sw - g.pl;
           const float* src = x + b * imgX + ih * rowX;
           if (iw0 >= 0 && iw0 + g.fw <= g.inW) {
-            std::memcpy(o, src + (long)iw0 * g.inC, sizeof(float) * g.fw * g.inC);
+            copyRun(o, src + (long)iw0 * g.inC, g.fw * g.inC);
             o += (long)g.fw * g.inC;
             continue;
           }
@@ -594,21 +606,45 @@ void reluBiasGrad(float* dz, const float* y, long rows, int n, bool relu, float*
 
 // max pool (size s, stride s, valid), NHWC; idx = the input offset (within the example) of the
 // first maximum of each window, in window order (as tfjs's MaxPoolGrad routes the gradient)
-void poolForward(const float* x, const Layer& L, int batch, float* y, int* idx) {
+void poolForward(const float* __restrict x, const Layer& L, int batch, float* __restrict y, int* __restrict idx) {
   const int s = L.kernel, C = L.c;
   for (int b = 0; b < batch; b++) {
     const float* xb = x + (long)b * L.in();
     for (int oh = 0; oh < L.oh; oh++)
       for (int ow = 0; ow < L.ow; ow++) {
         const long o = ((long)b * L.oh * L.ow + (long)oh * L.ow + ow) * C;
+        float* __restrict yo = y + o;
+        int* __restrict io = idx + o;
         const int first = ((oh * s) * L.w + ow * s) * C;
-        for (int c = 0; c < C; c++) y[o + c] = xb[first + c], idx[o + c] = first + c;
+        int c0 = 0;
+#if MONNA_X86
+        // 4 channels at a time (SSE2, every x86-64): max(v, best) = v > best ? v : best, and
+        // the index follows the same strict comparison, so the first maximum wins
+        for (; c0 + 4 <= C; c0 += 4) {
+          __m128 best = _mm_loadu_ps(xb + first + c0);
+          __m128i bi = _mm_add_epi32(_mm_set1_epi32(first + c0), _mm_setr_epi32(0, 1, 2, 3));
+          for (int i = 0; i < s; i++)
+            for (int j = 0; j < s; j++) {
+              if (i == 0 && j == 0) continue;
+              const int at = ((oh * s + i) * L.w + ow * s + j) * C + c0;
+              const __m128 v = _mm_loadu_ps(xb + at);
+              const __m128i gt = _mm_castps_si128(_mm_cmpgt_ps(v, best));
+              best = _mm_max_ps(v, best);
+              const __m128i ai = _mm_add_epi32(_mm_set1_epi32(at), _mm_setr_epi32(0, 1, 2, 3));
+              bi = _mm_or_si128(_mm_and_si128(gt, ai), _mm_andnot_si128(gt, bi));
+            }
+          _mm_storeu_ps(yo + c0, best);
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(io + c0), bi);
+        }
+#endif
+        for (int c = c0; c < C; c++) yo[c] = xb[first + c], io[c] = first + c;
         for (int i = 0; i < s; i++)
           for (int j = 0; j < s; j++) {
             if (i == 0 && j == 0) continue;
             const int at = ((oh * s + i) * L.w + ow * s + j) * C;
-            for (int c = 0; c < C; c++)
-              if (xb[at + c] > y[o + c]) y[o + c] = xb[at + c], idx[o + c] = at + c;
+            // strictly greater keeps the first maximum
+            for (int c = c0; c < C; c++)
+              if (xb[at + c] > yo[c]) yo[c] = xb[at + c], io[c] = at + c;
           }
       }
   }
