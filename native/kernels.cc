@@ -149,9 +149,15 @@ void packA(const float* A, long rsA, long csA, int mc, int kc, float* out) {
   }
 }
 
+// Panels of NR columns; a last panel of at most NR/2 columns is packed NR/2 wide (the half-width
+// micro-kernel runs it: LeNet's 20 and 50 output channels would otherwise pad to 32 and 64).
+constexpr int NH = NR / 2;
+inline int panelWidth(int n, int j0) { return n - j0 <= NH ? NH : NR; }
+
 void packB(const float* B, long rsB, long csB, int kc, int n, float* out) {
   for (int j0 = 0; j0 < n; j0 += NR) {
     const int nr = std::min(NR, n - j0);
+    const int w = panelWidth(n, j0);
     for (int k = 0; k < kc; k++) {
       const float* src = B + (long)k * rsB + (long)j0 * csB;
       int j = 0;
@@ -160,8 +166,8 @@ void packB(const float* B, long rsB, long csB, int kc, int n, float* out) {
       } else {
         for (; j < nr; j++) out[j] = src[(long)j * csB];
       }
-      for (; j < NR; j++) out[j] = 0.f;
-      out += NR;
+      for (; j < w; j++) out[j] = 0.f;
+      out += w;
     }
   }
 }
@@ -190,6 +196,19 @@ struct PortableKernel {
       }
       a += MR;
       b += NR;
+    }
+    storeTile(acc, C, ldc, mr, nr, add);
+  }
+  // a half-width panel (NH columns)
+  static void runHalf(int kc, const float* a, const float* b, float* C, long ldc, int mr, int nr, bool add) {
+    float acc[MR * NR] = {0};
+    for (int k = 0; k < kc; k++) {
+      for (int i = 0; i < MR; i++) {
+        const float ai = a[i];
+        for (int j = 0; j < NH; j++) acc[i * NR + j] += ai * b[j];
+      }
+      a += MR;
+      b += NH;
     }
     storeTile(acc, C, ldc, mr, nr, add);
   }
@@ -252,6 +271,26 @@ struct Avx2Kernel {
     _mm256_store_ps(acc + 80, c50), _mm256_store_ps(acc + 88, c51);
     storeTile(acc, C, ldc, mr, nr, add);
   }
+  // a half-width panel (NH = 8 columns): 6 accumulators
+  __attribute__((target("avx2,fma"))) static void runHalf(int kc, const float* a, const float* b, float* C, long ldc, int mr, int nr, bool add) {
+    __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps(), c2 = _mm256_setzero_ps();
+    __m256 c3 = _mm256_setzero_ps(), c4 = _mm256_setzero_ps(), c5 = _mm256_setzero_ps();
+    for (int k = 0; k < kc; k++) {
+      const __m256 b0 = _mm256_loadu_ps(b);
+      c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a), b0, c0);
+      c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 1), b0, c1);
+      c2 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 2), b0, c2);
+      c3 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 3), b0, c3);
+      c4 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 4), b0, c4);
+      c5 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 5), b0, c5);
+      a += MR;
+      b += NH;
+    }
+    alignas(32) float acc[MR * NR];
+    _mm256_store_ps(acc + 0, c0), _mm256_store_ps(acc + 16, c1), _mm256_store_ps(acc + 32, c2);
+    _mm256_store_ps(acc + 48, c3), _mm256_store_ps(acc + 64, c4), _mm256_store_ps(acc + 80, c5);
+    storeTile(acc, C, ldc, mr, nr, add);
+  }
 };
 #endif
 
@@ -293,8 +332,12 @@ void gemmWith(int m, int n, int k, const float* A, long rsA, long csA, const flo
       packA(A + (long)ic * rsA + (long)pc * csA, rsA, csA, mc, kc, ap);
       for (int jr = 0; jr < n; jr += NR) {
         const float* b = bp + (long)jr * kc;
+        const bool half = panelWidth(n, jr) == NH;
         for (int ir = 0; ir < mc; ir += MR) {
-          Kernel::run(kc, ap + (long)ir * kc, b, C + (long)(ic + ir) * ldc + jr, ldc, std::min(MR, mc - ir), std::min(NR, n - jr), add);
+          float* c = C + (long)(ic + ir) * ldc + jr;
+          const int mr = std::min(MR, mc - ir), nr = std::min(NR, n - jr);
+          if (half) Kernel::runHalf(kc, ap + (long)ir * kc, b, c, ldc, mr, nr, add);
+          else Kernel::run(kc, ap + (long)ir * kc, b, c, ldc, mr, nr, add);
         }
       }
     };
