@@ -693,6 +693,176 @@ void poolForward(const float* __restrict x, const Layer& L, int batch, float* __
   }
 }
 
+// ---- direct convolution for small filters (LeNet's first layer: 5×5×1 → 20) -----------------
+// im2col would copy each input value fh·fw times and hand the GEMM a 25-deep product over
+// 20 columns (padded). Here the filter (K = fh·fw·inC rows, outC ≤ 32 columns, zero-padded to
+// V vectors of 8) stays in L1 and each output pixel's V vectors accumulate in registers:
+// forward P pixels × V vectors at a time (bias as the initial value, ReLU on the way out), the
+// filter gradient T taps × V vectors at a time over each image's pixels (per-image sums in
+// registers, added into dW image by image). AVX2/FMA only; elsewhere the im2col path runs.
+
+constexpr int DIRECT_MAX_KV = 512;  // K·V ≤ 512: the padded filter ≤ 16 KB
+
+bool directConv(const Layer& L) {
+  const long K = (long)L.kernel * L.kernel * L.c;
+  const int V = (L.oc + 7) / 8;
+  return useAvx2() && L.oc <= 32 && K * V <= DIRECT_MAX_KV;
+}
+
+#if MONNA_X86
+__attribute__((target("avx2,fma"))) inline __m256i tailMask(int lanes) {
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes), idx);
+}
+
+// P output pixels from xr = x at (b, oh, ow0, 0): y[p] = relu?(bias + Σ_t x[t-th tap] · wp[t])
+template <int P, int V>
+__attribute__((target("avx2,fma"))) void directPixels(const float* xr, long rowX, int C, int fh, int fwC, const float* wp, const float* bp, float* y, int outC, bool relu, __m256i mask) {
+  __m256 acc[P][V];
+#pragma GCC unroll 16
+  for (int p = 0; p < P; p++)
+#pragma GCC unroll 4
+    for (int v = 0; v < V; v++) acc[p][v] = _mm256_loadu_ps(bp + 8 * v);
+  for (int i = 0; i < fh; i++) {
+    const float* xi = xr + i * rowX;
+    const float* wi = wp + (long)i * fwC * V * 8;
+    for (int t = 0; t < fwC; t++) {
+      __m256 w[V];
+#pragma GCC unroll 4
+      for (int v = 0; v < V; v++) w[v] = _mm256_loadu_ps(wi + (long)t * V * 8 + 8 * v);
+#pragma GCC unroll 16
+      for (int p = 0; p < P; p++) {
+        const __m256 xv = _mm256_broadcast_ss(xi + p * C + t);
+#pragma GCC unroll 4
+        for (int v = 0; v < V; v++) acc[p][v] = _mm256_fmadd_ps(xv, w[v], acc[p][v]);
+      }
+    }
+  }
+  const __m256 zero = _mm256_setzero_ps();
+#pragma GCC unroll 16
+  for (int p = 0; p < P; p++) {
+    float* yp = y + (long)p * outC;
+#pragma GCC unroll 4
+    for (int v = 0; v < V; v++) {
+      const __m256 r = relu ? _mm256_max_ps(acc[p][v], zero) : acc[p][v];
+      if (v < V - 1) _mm256_storeu_ps(yp + 8 * v, r);
+      else _mm256_maskstore_ps(yp + 8 * v, mask, r);
+    }
+  }
+}
+
+template <int V>
+__attribute__((target("avx2,fma"))) void directForwardV(const float* x, const Layer& L, int batch, const float* wp, const float* bp, float* y) {
+  constexpr int P = 12 / V;
+  const long rowX = (long)L.w * L.c;
+  const int fwC = L.kernel * L.c;
+  const __m256i mask = tailMask(L.oc - 8 * (V - 1));
+  for (int b = 0; b < batch; b++)
+    for (int oh = 0; oh < L.oh; oh++) {
+      const float* xr = x + (long)b * L.in() + (long)oh * rowX;
+      float* yr = y + ((long)b * L.oh + oh) * L.ow * L.oc;
+      int ow = 0;
+      for (; ow + P <= L.ow; ow += P) directPixels<P, V>(xr + (long)ow * L.c, rowX, L.c, L.kernel, fwC, wp, bp, yr + (long)ow * L.oc, L.oc, L.relu, mask);
+      for (; ow < L.ow; ow++) directPixels<1, V>(xr + (long)ow * L.c, rowX, L.c, L.kernel, fwC, wp, bp, yr + (long)ow * L.oc, L.oc, L.relu, mask);
+    }
+}
+
+// dW rows k0..k0+T of image b: acc[t] = Σ_pixels x[pixel + off[k0 + t]] · dz[pixel]; added into dW
+template <int T, int V>
+__attribute__((target("avx2,fma"))) void directTaps(const float* xb, const float* dzb, const Layer& L, const long* off, int k0, float* dw, bool first, __m256i mask) {
+  __m256 acc[T][V];
+#pragma GCC unroll 16
+  for (int t = 0; t < T; t++)
+#pragma GCC unroll 4
+    for (int v = 0; v < V; v++) acc[t][v] = _mm256_setzero_ps();
+  long o[T];
+#pragma GCC unroll 16
+  for (int t = 0; t < T; t++) o[t] = off[k0 + t];
+  const long rowX = (long)L.w * L.c;
+  for (int oh = 0; oh < L.oh; oh++) {
+    const float* xr = xb + oh * rowX;
+    const float* dr = dzb + (long)oh * L.ow * L.oc;
+    for (int ow = 0; ow < L.ow; ow++) {
+      const float* xp = xr + (long)ow * L.c;
+      const float* dp = dr + (long)ow * L.oc;
+      __m256 d[V];
+#pragma GCC unroll 4
+      for (int v = 0; v < V; v++) d[v] = v < V - 1 ? _mm256_loadu_ps(dp + 8 * v) : _mm256_maskload_ps(dp + 8 * v, mask);
+#pragma GCC unroll 16
+      for (int t = 0; t < T; t++) {
+        const __m256 xv = _mm256_broadcast_ss(xp + o[t]);
+#pragma GCC unroll 4
+        for (int v = 0; v < V; v++) acc[t][v] = _mm256_fmadd_ps(xv, d[v], acc[t][v]);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int t = 0; t < T; t++) {
+    float* row = dw + (long)(k0 + t) * L.oc;
+#pragma GCC unroll 4
+    for (int v = 0; v < V; v++) {
+      __m256 r = acc[t][v];
+      if (v < V - 1) {
+        if (!first) r = _mm256_add_ps(r, _mm256_loadu_ps(row + 8 * v));
+        _mm256_storeu_ps(row + 8 * v, r);
+      } else {
+        if (!first) r = _mm256_add_ps(r, _mm256_maskload_ps(row + 8 * v, mask));
+        _mm256_maskstore_ps(row + 8 * v, mask, r);
+      }
+    }
+  }
+}
+
+template <int V>
+__attribute__((target("avx2,fma"))) void directFilterGradV(const float* x, const float* dz, const Layer& L, int batch, float* dw) {
+  constexpr int T = 12 / V;
+  const int K = L.kernel * L.kernel * L.c;
+  const int fwC = L.kernel * L.c;
+  const long rowX = (long)L.w * L.c;
+  long off[DIRECT_MAX_KV];
+  for (int k = 0; k < K; k++) off[k] = (k / fwC) * rowX + k % fwC;
+  const __m256i mask = tailMask(L.oc - 8 * (V - 1));
+  for (int b = 0; b < batch; b++) {
+    const float* xb = x + (long)b * L.in();
+    const float* dzb = dz + (long)b * L.out();
+    int k0 = 0;
+    for (; k0 + T <= K; k0 += T) directTaps<T, V>(xb, dzb, L, off, k0, dw, b == 0, mask);
+    for (; k0 < K; k0++) directTaps<1, V>(xb, dzb, L, off, k0, dw, b == 0, mask);
+  }
+}
+#endif
+
+// y = relu?(conv(x) + bias), by the direct kernels (directConv(L) must hold)
+void directForward(const float* x, const Layer& L, int batch, const float* w, const float* bias, float* y) {
+#if MONNA_X86
+  const int V = (L.oc + 7) / 8;
+  const long K = (long)L.kernel * L.kernel * L.c;
+  float wp[DIRECT_MAX_KV * 8];
+  float bp[32] = {0};
+  for (long k = 0; k < K; k++)
+    for (int j = 0; j < V * 8; j++) wp[k * V * 8 + j] = j < L.oc ? w[k * L.oc + j] : 0.f;
+  for (int j = 0; j < L.oc; j++) bp[j] = bias[j];
+  switch (V) {
+    case 1: return directForwardV<1>(x, L, batch, wp, bp, y);
+    case 2: return directForwardV<2>(x, L, batch, wp, bp, y);
+    case 3: return directForwardV<3>(x, L, batch, wp, bp, y);
+    default: return directForwardV<4>(x, L, batch, wp, bp, y);
+  }
+#endif
+}
+
+// dW (K×outC) = Σ over pixels of the input patch ⊗ dz, by the direct kernels
+void directFilterGrad(const float* x, const float* dz, const Layer& L, int batch, float* dw) {
+#if MONNA_X86
+  switch ((L.oc + 7) / 8) {
+    case 1: return directFilterGradV<1>(x, dz, L, batch, dw);
+    case 2: return directFilterGradV<2>(x, dz, L, batch, dw);
+    case 3: return directFilterGradV<3>(x, dz, L, batch, dw);
+    default: return directFilterGradV<4>(x, dz, L, batch, dw);
+  }
+#endif
+}
+
 // Returns the mean loss; writes the gradient into grad (dim floats).
 double modelGrad(const Net& net, const float* theta, const float* x, const int* labels, int batch, float* grad) {
   const int nl = (int)net.layers.size();
@@ -708,7 +878,9 @@ double modelGrad(const Net& net, const float* theta, const float* x, const int* 
       continue;
     }
     float* out = ModelScratch::get(S.acts[l], (size_t)batch * L.out());
-    if (L.kind == kConv) {
+    if (L.kind == kConv && directConv(L)) {
+      directForward(in[l], L, batch, theta + L.wOff, theta + L.bOff, out);
+    } else if (L.kind == kConv) {
       const Conv g = L.conv(batch);
       float* cols = ModelScratch::get(S.cols[l], (size_t)(g.M() * g.K()));
       im2col(in[l], g, cols);
@@ -760,7 +932,8 @@ double modelGrad(const Net& net, const float* theta, const float* x, const int* 
     } else if (L.kind == kConv) {
       const Conv g = L.conv(batch);
       reluBiasGrad(d, in[l + 1], g.M(), L.oc, L.relu, grad + L.bOff);
-      gemm((int)g.K(), L.oc, (int)g.M(), S.cols[l].data(), 1, g.K(), d, L.oc, 1, grad + L.wOff, L.oc, false);
+      if (directConv(L)) directFilterGrad(in[l], d, L, batch, grad + L.wOff);
+      else gemm((int)g.K(), L.oc, (int)g.M(), S.cols[l].data(), 1, g.K(), d, L.oc, 1, grad + L.wOff, L.oc, false);
       if (needInput) {
         float* dcols = ModelScratch::get(S.dcols, (size_t)(g.M() * g.K()));
         gemm((int)g.M(), (int)g.K(), L.oc, d, L.oc, 1, theta + L.wOff, 1, L.oc, dcols, g.K(), false);
