@@ -186,66 +186,69 @@ void storeTile(const float* acc, float* C, long ldc, int mr, int nr, bool add) {
   }
 }
 
+// a: element (i, k) of the A panel at a[i·ars + k·aks] (packed: ars 1, aks MR; rows of a
+// row-major A read in place: ars = its row stride, aks 1); rows past mr repeat row mr − 1 (the
+// tile's extra rows are discarded). b: row k of the B panel at b + k·bks (packed: bks = the
+// panel width; a row-major B read in place: bks = its row stride, full panels only).
 struct PortableKernel {
-  static void run(int kc, const float* a, const float* b, float* C, long ldc, int mr, int nr, bool add) {
+  template <int W>
+  static void tile(int kc, const float* a, long ars, long aks, const float* b, long bks, float* C, long ldc, int mr, int nr, bool add) {
     float acc[MR * NR] = {0};
+    long ro[MR];
+    for (int i = 0; i < MR; i++) ro[i] = (long)std::min(i, mr - 1) * ars;
     for (int k = 0; k < kc; k++) {
       for (int i = 0; i < MR; i++) {
-        const float ai = a[i];
-        for (int j = 0; j < NR; j++) acc[i * NR + j] += ai * b[j];
+        const float ai = a[ro[i]];
+        for (int j = 0; j < W; j++) acc[i * NR + j] += ai * b[j];
       }
-      a += MR;
-      b += NR;
+      a += aks;
+      b += bks;
     }
     storeTile(acc, C, ldc, mr, nr, add);
   }
+  static void run(int kc, const float* a, long ars, long aks, const float* b, long bks, float* C, long ldc, int mr, int nr, bool add) {
+    tile<NR>(kc, a, ars, aks, b, bks, C, ldc, mr, nr, add);
+  }
   // a half-width panel (NH columns)
-  static void runHalf(int kc, const float* a, const float* b, float* C, long ldc, int mr, int nr, bool add) {
-    float acc[MR * NR] = {0};
-    for (int k = 0; k < kc; k++) {
-      for (int i = 0; i < MR; i++) {
-        const float ai = a[i];
-        for (int j = 0; j < NH; j++) acc[i * NR + j] += ai * b[j];
-      }
-      a += MR;
-      b += NH;
-    }
-    storeTile(acc, C, ldc, mr, nr, add);
+  static void runHalf(int kc, const float* a, long ars, long aks, const float* b, long bks, float* C, long ldc, int mr, int nr, bool add) {
+    tile<NH>(kc, a, ars, aks, b, bks, C, ldc, mr, nr, add);
   }
 };
 
 #if MONNA_X86
 struct Avx2Kernel {
-  __attribute__((target("avx2,fma"))) static void run(int kc, const float* a, const float* b, float* C, long ldc, int mr, int nr, bool add) {
+  __attribute__((target("avx2,fma"))) static void run(int kc, const float* a, long ars, long aks, const float* b, long bks, float* C, long ldc, int mr, int nr, bool add) {
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
     __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
     __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
     __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
     __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
     __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+    const long o1 = (long)std::min(1, mr - 1) * ars, o2 = (long)std::min(2, mr - 1) * ars, o3 = (long)std::min(3, mr - 1) * ars;
+    const long o4 = (long)std::min(4, mr - 1) * ars, o5 = (long)std::min(5, mr - 1) * ars;
     for (int k = 0; k < kc; k++) {
       const __m256 b0 = _mm256_loadu_ps(b);
       const __m256 b1 = _mm256_loadu_ps(b + 8);
       __m256 x = _mm256_broadcast_ss(a);
       c00 = _mm256_fmadd_ps(x, b0, c00);
       c01 = _mm256_fmadd_ps(x, b1, c01);
-      x = _mm256_broadcast_ss(a + 1);
+      x = _mm256_broadcast_ss(a + o1);
       c10 = _mm256_fmadd_ps(x, b0, c10);
       c11 = _mm256_fmadd_ps(x, b1, c11);
-      x = _mm256_broadcast_ss(a + 2);
+      x = _mm256_broadcast_ss(a + o2);
       c20 = _mm256_fmadd_ps(x, b0, c20);
       c21 = _mm256_fmadd_ps(x, b1, c21);
-      x = _mm256_broadcast_ss(a + 3);
+      x = _mm256_broadcast_ss(a + o3);
       c30 = _mm256_fmadd_ps(x, b0, c30);
       c31 = _mm256_fmadd_ps(x, b1, c31);
-      x = _mm256_broadcast_ss(a + 4);
+      x = _mm256_broadcast_ss(a + o4);
       c40 = _mm256_fmadd_ps(x, b0, c40);
       c41 = _mm256_fmadd_ps(x, b1, c41);
-      x = _mm256_broadcast_ss(a + 5);
+      x = _mm256_broadcast_ss(a + o5);
       c50 = _mm256_fmadd_ps(x, b0, c50);
       c51 = _mm256_fmadd_ps(x, b1, c51);
-      a += MR;
-      b += NR;
+      a += aks;
+      b += bks;
     }
     if (mr == MR && nr == NR) {
       float* r[MR] = {C, C + ldc, C + 2 * ldc, C + 3 * ldc, C + 4 * ldc, C + 5 * ldc};
@@ -272,19 +275,21 @@ struct Avx2Kernel {
     storeTile(acc, C, ldc, mr, nr, add);
   }
   // a half-width panel (NH = 8 columns): 6 accumulators
-  __attribute__((target("avx2,fma"))) static void runHalf(int kc, const float* a, const float* b, float* C, long ldc, int mr, int nr, bool add) {
+  __attribute__((target("avx2,fma"))) static void runHalf(int kc, const float* a, long ars, long aks, const float* b, long bks, float* C, long ldc, int mr, int nr, bool add) {
     __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps(), c2 = _mm256_setzero_ps();
     __m256 c3 = _mm256_setzero_ps(), c4 = _mm256_setzero_ps(), c5 = _mm256_setzero_ps();
+    const long o1 = (long)std::min(1, mr - 1) * ars, o2 = (long)std::min(2, mr - 1) * ars, o3 = (long)std::min(3, mr - 1) * ars;
+    const long o4 = (long)std::min(4, mr - 1) * ars, o5 = (long)std::min(5, mr - 1) * ars;
     for (int k = 0; k < kc; k++) {
       const __m256 b0 = _mm256_loadu_ps(b);
       c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a), b0, c0);
-      c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 1), b0, c1);
-      c2 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 2), b0, c2);
-      c3 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 3), b0, c3);
-      c4 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 4), b0, c4);
-      c5 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 5), b0, c5);
-      a += MR;
-      b += NH;
+      c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + o1), b0, c1);
+      c2 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + o2), b0, c2);
+      c3 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + o3), b0, c3);
+      c4 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + o4), b0, c4);
+      c5 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + o5), b0, c5);
+      a += aks;
+      b += bks;
     }
     alignas(32) float acc[MR * NR];
     _mm256_store_ps(acc + 0, c0), _mm256_store_ps(acc + 16, c1), _mm256_store_ps(acc + 32, c2);
@@ -306,6 +311,11 @@ bool useAvx2() {
 }
 
 // C (m×n, row stride ldc) = op(A)·op(B) (+ C when accumulate).
+// Operands are read in place where that is as good as packing: A when its rows are contiguous
+// (csA = 1: each k step broadcasts from MR row streams, as it would from the packed panel), B's
+// full panels when its rows are (csB = 1: a panel row is 16 contiguous floats either way). That
+// saves the packing copies, which cost as much as the product for LeNet's dense layer (M = 25).
+// Transposed operands are packed as before, as is a last B panel narrower than NR.
 template <typename Kernel>
 void gemmWith(int m, int n, int k, const float* A, long rsA, long csA, const float* B, long rsB, long csB, float* C, long ldc, bool accumulate) {
   if (k == 0) {
@@ -313,6 +323,9 @@ void gemmWith(int m, int n, int k, const float* A, long rsA, long csA, const flo
       for (int i = 0; i < m; i++) std::fill(C + (long)i * ldc, C + (long)i * ldc + n, 0.f);
     return;
   }
+  const bool directA = csA == 1;
+  const bool directB = csB == 1;
+  const int nFull = n / NR * NR;  // columns of full panels
   const int nPad = (n + NR - 1) / NR * NR;
   float* bp = scratch.get(scratch.b, (size_t)KC * nPad);
   // Row blocks of MC rows; with pool threads, small enough that every thread gets one (whole
@@ -324,20 +337,29 @@ void gemmWith(int m, int n, int k, const float* A, long rsA, long csA, const flo
   for (int pc = 0; pc < k; pc += KC) {
     const int kc = std::min(KC, k - pc);
     const bool add = accumulate || pc > 0;
-    packB(B + (long)pc * rsB, rsB, csB, kc, n, bp);
+    // packed: every panel (at bp + jr·kc), or only the narrow last one when B is read in place
+    if (!directB) packB(B + (long)pc * rsB, rsB, csB, kc, n, bp);
+    else if (nFull < n) packB(B + (long)pc * rsB + nFull, rsB, 1, kc, n - nFull, bp + (long)nFull * kc);
     const auto block = [&](int blk) {
       const int ic = blk * mcBlock;
       const int mc = std::min(mcBlock, m - ic);
-      float* ap = scratch.get(scratch.a, (size_t)MC * KC);
-      packA(A + (long)ic * rsA + (long)pc * csA, rsA, csA, mc, kc, ap);
+      float* ap = nullptr;
+      if (!directA) {
+        ap = scratch.get(scratch.a, (size_t)MC * KC);
+        packA(A + (long)ic * rsA + (long)pc * csA, rsA, csA, mc, kc, ap);
+      }
       for (int jr = 0; jr < n; jr += NR) {
-        const float* b = bp + (long)jr * kc;
+        const bool inPlace = directB && jr < nFull;
+        const float* b = inPlace ? B + (long)pc * rsB + jr : bp + (long)jr * kc;
         const bool half = panelWidth(n, jr) == NH;
+        const long bks = inPlace ? rsB : half ? NH : NR;
         for (int ir = 0; ir < mc; ir += MR) {
           float* c = C + (long)(ic + ir) * ldc + jr;
           const int mr = std::min(MR, mc - ir), nr = std::min(NR, n - jr);
-          if (half) Kernel::runHalf(kc, ap + (long)ir * kc, b, c, ldc, mr, nr, add);
-          else Kernel::run(kc, ap + (long)ir * kc, b, c, ldc, mr, nr, add);
+          const float* a = directA ? A + (long)(ic + ir) * rsA + pc : ap + (long)ir * kc;
+          const long ars = directA ? rsA : 1, aks = directA ? 1 : MR;
+          if (half) Kernel::runHalf(kc, a, ars, aks, b, bks, c, ldc, mr, nr, add);
+          else Kernel::run(kc, a, ars, aks, b, bks, c, ldc, mr, nr, add);
         }
       }
     };
@@ -618,13 +640,24 @@ const char* parseNet(const int* s, size_t n, Net* net) {
 struct ModelScratch {
   std::vector<std::vector<float>> acts, cols;
   std::vector<std::vector<int>> argmax;
-  std::vector<float> dA, dB, dcols;
+  std::vector<float> dA, dB, dcols, t;
   static float* get(std::vector<float>& v, size_t n) {
     if (v.size() < n) v.resize(n);
     return v.data();
   }
 };
 thread_local ModelScratch mscratch;
+
+// out (cols×rows) = in (rows×cols)ᵀ, in 8×8 blocks
+void transpose(const float* in, int rows, int cols, float* out) {
+  constexpr int T = 8;
+  for (int i0 = 0; i0 < rows; i0 += T)
+    for (int j0 = 0; j0 < cols; j0 += T) {
+      const int i1 = std::min(rows, i0 + T), j1 = std::min(cols, j0 + T);
+      for (int i = i0; i < i1; i++)
+        for (int j = j0; j < j1; j++) out[(long)j * rows + i] = in[(long)i * cols + j];
+    }
+}
 
 // y[r, j] += b[j] (b may be null), then ReLU, over rows×n
 void biasRelu(float* y, long rows, int n, const float* b, bool relu) {
@@ -932,8 +965,15 @@ double modelGrad(const Net& net, const float* theta, const float* x, const int* 
     } else if (L.kind == kConv) {
       const Conv g = L.conv(batch);
       reluBiasGrad(d, in[l + 1], g.M(), L.oc, L.relu, grad + L.bOff);
-      if (directConv(L)) directFilterGrad(in[l], d, L, batch, grad + L.wOff);
-      else gemm((int)g.K(), L.oc, (int)g.M(), S.cols[l].data(), 1, g.K(), d, L.oc, 1, grad + L.wOff, L.oc, false);
+      if (directConv(L)) {
+        directFilterGrad(in[l], d, L, batch, grad + L.wOff);
+      } else {
+        // dWᵀ (outC×K) = dzᵀ · cols, then transposed: the columns are read in place as B (rows
+        // contiguous) instead of packed as a transposed A (LeNet conv2: 1.47 → 1.03 ms)
+        float* t = ModelScratch::get(S.t, (size_t)(g.K() * L.oc));
+        gemm(L.oc, (int)g.K(), (int)g.M(), d, 1, L.oc, S.cols[l].data(), g.K(), 1, t, g.K(), false);
+        transpose(t, L.oc, (int)g.K(), grad + L.wOff);
+      }
       if (needInput) {
         float* dcols = ModelScratch::get(S.dcols, (size_t)(g.M() * g.K()));
         gemm((int)g.M(), (int)g.K(), L.oc, d, L.oc, 1, theta + L.wOff, 1, L.oc, dcols, g.K(), false);
@@ -944,7 +984,13 @@ double modelGrad(const Net& net, const float* theta, const float* x, const int* 
       const int I = (int)L.in();
       reluBiasGrad(d, in[l + 1], batch, L.units, L.relu, L.bias ? grad + L.bOff : nullptr);
       gemm(I, L.units, batch, in[l], 1, I, d, L.units, 1, grad + L.wOff, L.units, false);
-      if (needInput) gemm(batch, I, L.units, d, L.units, 1, theta + L.wOff, 1, L.units, dIn, I, false);
+      if (needInput) {
+        // dInᵀ (I×batch) = W · dzᵀ, then transposed: W is read in place as A instead of packed as
+        // a transposed B (LeNet dense1: 0.38 → 0.28 ms)
+        float* t = ModelScratch::get(S.t, (size_t)I * batch);
+        gemm(I, batch, L.units, theta + L.wOff, L.units, 1, d, 1, L.units, t, batch, false);
+        transpose(t, I, batch, dIn);
+      }
     }
     if (needInput) d = dIn, inA = !inA;
   }
