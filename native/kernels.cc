@@ -1,6 +1,8 @@
 // monna native kernels: single-precision GEMM and the NHWC convolution kernels a LeNet/MLP
 // training step needs (forward, filter gradient, input gradient, max-pool gradient), called by
-// src/compute on the tfjs wasm and cpu backends' own memory (Float32Arrays, no copies).
+// src/compute on the tfjs wasm and cpu backends' own memory (Float32Arrays, no copies); and the
+// whole-model gradient (`modelGradient`: the models of src/learning/models.ts forward and
+// backward with their softmax cross-entropy in one call, no tfjs), which the learner uses.
 //
 // Built at install time by scripts/build-native.mjs with the system C++ compiler against the
 // Node-API headers of the `node-api-headers` package (ABI-stable across Node versions). Optional:
@@ -8,8 +10,10 @@
 // are compiled per function (target attributes) and chosen at run time (cpuid).
 //
 // GEMM: the classic Goto/BLIS blocking — B packed in KC×16 panels, A in 6×KC micro-panels, a 6×16
-// register-blocked micro-kernel (12 ymm accumulators) — written once as a template over the
-// micro-kernel, so the portable build and the AVX2 build share every loop.
+// register-blocked micro-kernel (12 ymm accumulators), a 6×8 one for a last panel of ≤ 8
+// columns — written once as a template over the micro-kernel, so the portable build and the
+// AVX2 build share every loop. Row-major operands are read in place instead of packed (see
+// gemmWith).
 
 #define NAPI_VERSION 8
 #include <node_api.h>

@@ -5,10 +5,12 @@
  *   m_t = β·m_{t−1} + (1−β)·g
  *   θ_{t+½} = θ_t − γ_t·m_t
  *
- * θ and m live in JS as `Float32Array`s (the wire format); each step uploads θ once, computes the
- * mini-batch loss and gradient with tfjs inside `tidy`, reads the gradient back once and applies
- * the momentum update in a plain loop. The regulariser λ·‖θ‖₂ is data-independent, so it is added
- * after the privacy hook (it needs neither clipping nor noise).
+ * θ and m live in JS as `Float32Array`s (the wire format). With monna's native kernels built (and
+ * the learner on the wasm or cpu backend), each step's mini-batch loss and gradient are one call
+ * of their `modelGradient` on θ and the gradient buffer in place; without them, each step uploads
+ * θ once, computes the loss and gradient with tfjs inside `tidy` and reads the gradient back once.
+ * Either way the momentum update is one pass (native or a plain loop). The regulariser λ·‖θ‖₂ is
+ * data-independent, so it is added after the privacy hook (it needs neither clipping nor noise).
  *
  * Mini-batches are `batchSize` distinct examples drawn uniformly from the member's shard by a
  * member-specific `Rng` (Floyd's algorithm: state = the generator only, so checkpoints are
@@ -23,7 +25,8 @@
  * lacks a kernel of this model's gradient (e.g. wasm without Conv2DBackpropFilter), the first
  * step that fails — a probe at creation catches it before training — moves this learner to the
  * cpu backend with a logged warning; its computations then switch the process-wide backend to
- * cpu and back synchronously, so other learners are unaffected.
+ * cpu and back synchronously, so other learners are unaffected. (The native `modelGradient`
+ * uses no tfjs kernel, so this concerns the tfjs path; `evaluate` always runs on tfjs.)
  */
 import { nativeKernels, registerFallbackKernels } from '../compute/index.ts'
 import { AbortError, InvalidConfigError } from '../errors.ts'
