@@ -317,9 +317,12 @@ bool useAvx2() {
 // C (m×n, row stride ldc) = op(A)·op(B) (+ C when accumulate).
 // Operands are read in place where that is as good as packing: A when its rows are contiguous
 // (csA = 1: each k step broadcasts from MR row streams, as it would from the packed panel), B's
-// full panels when its rows are (csB = 1: a panel row is 16 contiguous floats either way). That
-// saves the packing copies, which cost as much as the product for LeNet's dense layer (M = 25).
-// Transposed operands are packed as before, as is a last B panel narrower than NR.
+// full panels when its rows are (csB = 1) and m ≤ MC, so each packed element would serve at most
+// one block of A: the copy costs as much as the product there (LeNet's dense layer, M = 25:
+// 0.32 → 0.29 ms; conv2's filter gradient, M = 50: B = the 1600×500 columns). For larger M a
+// packed panel (contiguous, L1-resident) wins: conv2's forward product (M = 1600, B = a 500×50
+// filter of 200-byte rows) takes 0.99 ms packed vs 1.19 ms in place (min of 200 each).
+// Transposed operands are always packed, as is a last B panel narrower than NR.
 template <typename Kernel>
 void gemmWith(int m, int n, int k, const float* A, long rsA, long csA, const float* B, long rsB, long csB, float* C, long ldc, bool accumulate) {
   if (k == 0) {
@@ -328,7 +331,7 @@ void gemmWith(int m, int n, int k, const float* A, long rsA, long csA, const flo
     return;
   }
   const bool directA = csA == 1;
-  const bool directB = csB == 1;
+  const bool directB = csB == 1 && m <= MC;
   const int nFull = n / NR * NR;  // columns of full panels
   const int nPad = (n + NR - 1) / NR * NR;
   float* bp = scratch.get(scratch.b, (size_t)KC * nPad);
