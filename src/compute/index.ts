@@ -20,8 +20,8 @@
  * When the native kernels are built (native.ts), every one of these kernels runs them first
  * (NHWC, float32, no dilation) — in place on the backend's memory — and the paths above are the
  * fallback. They serve the tfjs graph (`evaluate`, the learner without `modelGradient`, the
- * bench's `tf-step` case: LeNet 13.4–14.6 ms vs 29.9–32.7 ms on the wasm path, `npm run
- * bench:train`); the learner's training step itself is the native `modelGradient` (6.1–6.4 ms).
+ * bench's `tf-step` case: LeNet 12.8–16.0 ms vs 28.7–29.2 ms on the wasm path, `npm run
+ * bench:train`); the learner's training step itself is the native `modelGradient` (6.0–6.2 ms).
  * The native kernels are single-threaded: `threads` splits only the wasm path.
  */
 
