@@ -19,7 +19,9 @@
  *
  * When the native kernels are built (native.ts), every one of these kernels runs them first
  * (NHWC, float32, no dilation) — in place on the backend's memory — and the paths above are the
- * fallback. Measured by `npm run bench:train`: LeNet step 18.5 ms vs 48.7 ms on the wasm path.
+ * fallback. They serve the tfjs graph (`evaluate`, the learner without `modelGradient`, the
+ * bench's `tf-step` case: LeNet 12.8–16.0 ms vs 28.7–29.2 ms on the wasm path, `npm run
+ * bench:train`); the learner's training step itself is the native `modelGradient` (6.0–6.2 ms).
  * The native kernels are single-threaded: `threads` splits only the wasm path.
  */
 

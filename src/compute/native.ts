@@ -84,6 +84,13 @@ export interface NativeKernels {
    * as that loop does).
    */
   momentumStep(grad: Float32Array, momentum: Float32Array, theta: Float32Array, beta: number, gamma: number): number
+  /**
+   * The mean softmax cross-entropy of a mini-batch (one label per example, examples of the
+   * model's input shape back to back in `x`) and its gradient with respect to the flat θ, written
+   * into `grad`: the models of src/learning/models.ts (`spec` from `nativeLayerSpec`) forward and
+   * backward in one call, without tfjs. Uses the GEMM's threads.
+   */
+  modelGradient(spec: Int32Array, theta: Float32Array, x: Float32Array, labels: Int32Array, grad: Float32Array): number
   /** 'avx2+fma' or 'portable': the micro-kernel in use */
   simd(): string
   /** use the portable micro-kernel even where AVX2/FMA is available (tests) */

@@ -112,7 +112,7 @@ export async function initBackend(opts: BackendOptions = {}): Promise<BackendInf
     }
     const kernels = name === 'tensorflow' ? 'tensorflow' : nativeStatus()
     logger.info('compute backend ready', { backend: name, fallbackKernels: fallbackKernels.length, kernels })
-    if (name !== 'tensorflow' && nativeKernels() === undefined) logger.info(`monna's native kernels are ${kernels}; CNN training runs about 2.5× slower on the wasm kernels`)
+    if (name !== 'tensorflow' && nativeKernels() === undefined) logger.info(`monna's native kernels are ${kernels}; a LeNet step runs about 5× slower on the wasm kernels`)
     return { name: tf.getBackend(), fallbackKernels, skipped, kernels }
   }
   // unreachable: cpu always succeeds or throws

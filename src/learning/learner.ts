@@ -5,10 +5,12 @@
  *   m_t = β·m_{t−1} + (1−β)·g
  *   θ_{t+½} = θ_t − γ_t·m_t
  *
- * θ and m live in JS as `Float32Array`s (the wire format); each step uploads θ once, computes the
- * mini-batch loss and gradient with tfjs inside `tidy`, reads the gradient back once and applies
- * the momentum update in a plain loop. The regulariser λ·‖θ‖₂ is data-independent, so it is added
- * after the privacy hook (it needs neither clipping nor noise).
+ * θ and m live in JS as `Float32Array`s (the wire format). With monna's native kernels built (and
+ * the learner on the wasm or cpu backend), each step's mini-batch loss and gradient are one call
+ * of their `modelGradient` on θ and the gradient buffer in place; without them, each step uploads
+ * θ once, computes the loss and gradient with tfjs inside `tidy` and reads the gradient back once.
+ * Either way the momentum update is one pass (native or a plain loop). The regulariser λ·‖θ‖₂ is
+ * data-independent, so it is added after the privacy hook (it needs neither clipping nor noise).
  *
  * Mini-batches are `batchSize` distinct examples drawn uniformly from the member's shard by a
  * member-specific `Rng` (Floyd's algorithm: state = the generator only, so checkpoints are
@@ -23,7 +25,8 @@
  * lacks a kernel of this model's gradient (e.g. wasm without Conv2DBackpropFilter), the first
  * step that fails — a probe at creation catches it before training — moves this learner to the
  * cpu backend with a logged warning; its computations then switch the process-wide backend to
- * cpu and back synchronously, so other learners are unaffected.
+ * cpu and back synchronously, so other learners are unaffected. (The native `modelGradient`
+ * uses no tfjs kernel, so this concerns the tfjs path; `evaluate` always runs on tfjs.)
  */
 import { nativeKernels, registerFallbackKernels } from '../compute/index.ts'
 import { AbortError, InvalidConfigError } from '../errors.ts'
@@ -34,7 +37,7 @@ import { Rng } from '../rng.ts'
 import type { Dataset } from './data.ts'
 import { NonFiniteGradientError } from './errors.ts'
 import type { Model, ModelSpec } from './models.ts'
-import { createModel, flatten, initParams, unflatten } from './models.ts'
+import { createModel, flatten, initParams, nativeLayerSpec, unflatten } from './models.ts'
 import type { LrSchedule } from './schedule.ts'
 import { learningRate, validateSchedule } from './schedule.ts'
 import { tf } from './tf.ts'
@@ -311,6 +314,13 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
   }
 
   const isLinear = opts.model.kind === 'linear'
+  /**
+   * The model for the native kernels' `modelGradient`: where they are built (and enabled) and
+   * this learner runs on wasm or cpu — the backends they serve — the whole forward and backward
+   * pass is one native call on θ and the gradient in place (no tensors, no copies of θ); the
+   * tfjs graph below is the path without them (and on tfjs-node).
+   */
+  const layerSpec = nativeLayerSpec(model)
   /** `linear`: the mean ½(x·θ − t)² over `indices` and its gradient (1/b)·Σ (x·θ − t)·x, into `out`. */
   const linearGradient = (indices: ArrayLike<number>, out: Float32Array): number => {
     const xs = train.x
@@ -386,6 +396,14 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
   const gradients = (groups: readonly ArrayLike<number>[], out: Float32Array, each: (loss: number) => void): void => {
     if (isLinear) {
       for (const indices of groups) each(linearGradient(indices, out))
+      return
+    }
+    const N = nativeKernels()
+    if (N?.modelGradient !== undefined && layerSpec !== undefined && (backend === 'wasm' || backend === 'cpu')) {
+      for (const indices of groups) {
+        const { xs, ys } = batchData(train, indices.length, (i) => indices[i]!)
+        each(N.modelGradient(layerSpec, theta, xs, ys, out))
+      }
       return
     }
     onBackend(backend, () =>

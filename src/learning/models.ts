@@ -195,6 +195,38 @@ export function createModel(spec: ModelSpec, inputShape: number[], numClasses: n
   return { spec, inputShape: [...inputShape], numClasses, slots, dim, forward }
 }
 
+/**
+ * The model as the layer spec of the native kernels' `modelGradient` (src/compute/native.ts):
+ * `[inH, inW, inC, classes, layers, then per layer kind, a, b, c]` with kind 0 conv (filters,
+ * kernel, relu), 1 max pool (size), 2 flatten, 3 dense (units, relu, bias). Undefined for
+ * `linear` (its gradient is plain JS). Inputs other than [h, w, c] are flattened first by every
+ * model that takes them, so they are described as [1, 1, size].
+ */
+export function nativeLayerSpec(model: Model): Int32Array | undefined {
+  if (model.spec.kind === 'linear') return undefined
+  const layers = layersOf(model.spec, model.numClasses)
+  const shape = model.inputShape
+  const head = shape.length === 3 ? shape : [1, 1, prod(shape)]
+  const out = [head[0]!, head[1]!, head[2]!, model.numClasses, layers.length]
+  for (const l of layers) {
+    switch (l.kind) {
+      case 'conv':
+        out.push(0, l.filters, l.kernel, l.relu ? 1 : 0)
+        break
+      case 'maxpool':
+        out.push(1, l.size, 0, 0)
+        break
+      case 'flatten':
+        out.push(2, 0, 0, 0)
+        break
+      case 'dense':
+        out.push(3, l.units, l.relu ? 1 : 0, l.bias === false ? 0 : 1)
+        break
+    }
+  }
+  return Int32Array.from(out)
+}
+
 /** Number of parameters d of a model, without building tensors. */
 export function paramCount(spec: ModelSpec, inputShape: number[], numClasses: number): number {
   return createModel(spec, inputShape, numClasses).dim

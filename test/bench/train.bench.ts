@@ -10,8 +10,10 @@
  *
  * Uses the learner (`createLearner`, contract §1) when src/learning exports it; otherwise the
  * same step written here over the learning core's model (`createModel`/`initParams`). The case
- * `wasm+native/tf-step` always runs that tensors-only step (θ and momentum as tfjs variables),
- * which shows how much of the learner's step is kernels and how much its per-step JS work.
+ * `wasm+native/tf-step` always runs that tensors-only step (θ and momentum as tfjs variables):
+ * the tfjs graph over the native kernels. With the native kernels, the learner's own step is one
+ * native `modelGradient` call (no tfjs), so the `+native` learner cases measure that, and the
+ * tfjs cases after them start with tfjs's code less warmed up than they used to.
  */
 import os from 'node:os'
 import * as tf from '@tensorflow/tfjs'

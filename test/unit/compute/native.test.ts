@@ -2,8 +2,9 @@
  * The native kernels (native/kernels.cc via src/compute/native.ts): built by `npm install` on a
  * machine with a C++ compiler, and required here unless the suite runs with MONNA_NATIVE=off
  * (the explicit opt-out; the convolution kernels are also checked against tfjs's cpu backend in
- * kernels.test.ts). GEMM against a float64 reference on odd shapes (edges of the 6×16 tiles and
- * of the 256-deep K blocks), every transpose, accumulation; bad calls throw, never crash.
+ * kernels.test.ts). GEMM against a float64 reference on odd shapes (edges of the 6×16 tiles, the
+ * 6×8 last panels and the 256-deep K blocks; operands read in place and packed), every
+ * transpose, accumulation; bad calls throw, never crash.
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
@@ -44,6 +45,9 @@ describe('native kernels', { skip: off ? 'MONNA_NATIVE=off' : false }, () => {
       [13, 33, 300],
       [25, 50, 513],
       [100, 5, 20],
+      // m > 96 (B packed even when row-major), full panels then a 9-wide (padded) or 8-wide (half) last one
+      [101, 41, 37],
+      [130, 24, 300],
     ] as const) {
       for (const ta of [0, 1]) {
         for (const tb of [0, 1]) {

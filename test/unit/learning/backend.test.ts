@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
+import { nativeAvailable, setNativeEnabled } from '../../../src/compute/index.ts'
 import { InvalidConfigError } from '../../../src/errors.ts'
 import type { Dataset, LearnerOptions } from '../../../src/learning/index.ts'
 import { BackendUnavailableError, createLearner, initBackend, tf } from '../../../src/learning/index.ts'
@@ -67,6 +68,14 @@ describe('compute backends', () => {
     const saved = tf.getKernel('Conv2DBackpropFilter', 'wasm')
     if (saved !== undefined) tf.unregisterKernel('Conv2DBackpropFilter', 'wasm')
     try {
+      if (nativeAvailable()) {
+        // The native kernels' whole-model gradient needs no tfjs kernel: the learner stays on wasm.
+        const native = await createLearner(lenetOptions())
+        assert.equal(native.backend, 'wasm')
+        assert.ok(Number.isFinite((await native.step(0)).loss))
+      }
+      // The fallback concerns the tfjs graph: the path without the native kernels.
+      setNativeEnabled(false)
       const logger = memoryLogger()
       const learner = await createLearner(lenetOptions({ logger }))
       assert.equal(learner.backend, 'cpu')
@@ -86,6 +95,7 @@ describe('compute backends', () => {
       assert.deepEqual(a[1]!.halfStep, b[1]!.halfStep)
       assert.equal(a[1]!.loss, b[1]!.loss)
     } finally {
+      setNativeEnabled(true)
       if (saved !== undefined) tf.registerKernel(saved)
     }
   })

@@ -5,7 +5,7 @@ import { nativeKernels, nativeStatus } from '../../../src/compute/native.ts'
 import { momentumStep } from '../../../src/learning/learner.ts'
 import { Rng } from '../../../src/rng.ts'
 
-it('native momentumStep = the JS loop, bit for bit (odd length, extreme and tiny values)', () => {
+it('native momentumStep = the JS loop, bit for bit (odd length, extreme and tiny values)', { skip: process.env.MONNA_NATIVE === 'off' ? 'MONNA_NATIVE=off' : false }, () => {
   const N = nativeKernels()
   assert.equal(typeof N?.momentumStep, 'function', nativeStatus())
   const rng = new Rng('momentum')
