@@ -126,6 +126,8 @@ if (import.meta.main) {
           ...fig,
           rounds: roundEnds.length,
           wallSeconds: Number(((performance.now() - started) / 1000).toFixed(1)),
+          // creating and connecting the members, then round 0
+          setupSeconds: roundEnds.length === 0 ? null : Number(((roundEnds[0]! - started) / 1000).toFixed(1)),
           rssBeforeMB: Math.round(rssBefore / 2 ** 20),
           signatureCacheHits: verifyCacheStats.hits - hits0,
           passed: report.passed,
