@@ -7,7 +7,7 @@
  * from /proc/<pid>/status (VmHWM: the kernel's high-water mark of the member's resident set),
  * sampled until the member exits. Prints one JSON line per mode and the machine.
  *
- *   BENCH_ROUNDS=5 BENCH_MODE=both|process|in-process BENCH_MEMBERS=26 npm run bench:round
+ *   BENCH_ROUNDS=6 BENCH_MODE=both|process|in-process BENCH_MEMBERS=26 npm run bench:round
  *
  * BENCH_MEMBERS runs the same task (model, data set, partition scheme) with fewer members (f
  * lowered to ⌊(members − 1)/3⌋ when needed). BENCH_PROGRAM starts members with another build
@@ -30,7 +30,7 @@ const intEnv = (name: string, def: number, min: number): number => {
   if (!Number.isInteger(v) || v < min) fail(`${name} must be an integer ≥ ${min}, got '${raw}'`)
   return v
 }
-const rounds = intEnv('BENCH_ROUNDS', 5, 3)
+const rounds = intEnv('BENCH_ROUNDS', 6, 3)
 const members = process.env.BENCH_MEMBERS === undefined ? undefined : intEnv('BENCH_MEMBERS', 26, 4)
 const repeat = intEnv('BENCH_REPEAT', 1, 1)
 const modeEnv = process.env.BENCH_MODE ?? 'both'

@@ -4,9 +4,9 @@
  * running and the median honest member's per-phase time.
  */
 import { cpus, loadavg, totalmem } from 'node:os'
-import type { RoundPhases } from '../../src/node/index.ts'
+import type { RoundPhases, RoundReport } from '../../src/node/index.ts'
 import { type RunTopologyOptions, runTopology, type TopologyRun } from '../../src/topology/runner.ts'
-import { loadScenario, parseScenario, type Scenario } from '../../src/topology/schema.ts'
+import { byzantineByMember, loadScenario, memberName, parseScenario, type Scenario } from '../../src/topology/schema.ts'
 
 export const machine = (): Record<string, unknown> => ({
   cpu: cpus()[0]?.model,
@@ -31,38 +31,66 @@ export async function benchScenario(file: string, rounds: number, members?: numb
 const phaseKeys = ['trainMs', 'waitMs', 'aggregateMs', 'evaluateMs', 'checkpointMs'] as const
 
 export interface MeasuredRun extends TopologyRun {
+  /** rounds some honest member reported */
   rounds: number
-  /** from the end of round 0 to the end of the one before the last, per round */
+  /** from the end of round 0 to the end of round R − 2 (a round ends when its last honest report arrives), per round */
   secondsPerRound: number
   wallSeconds: number
-  /** median honest member, mean over rounds 1 … R − 2 */
+  /** per round the median over the honest members' reports, then the mean over rounds 1 … R − 2 */
   phasesMs: Record<(typeof phaseKeys)[number], number | null>
-  /** the last round (with every member's evaluation on the whole test set) */
-  lastRoundPhasesMs: RoundPhases | null
+  /** the last round (with every member's evaluation on the whole test set), median honest member */
+  lastRoundPhasesMs: Record<(typeof phaseKeys)[number], number | null>
 }
 
-/** Runs the scenario and measures its rounds. */
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
+}
+
+/**
+ * Runs the scenario and measures its rounds from every honest member's reports as they arrive
+ * (not from the runner's progress events, which wait for every honest member's report of a
+ * round: a member that started late and caught up never reports the rounds it skipped).
+ */
 export async function measureRun(s: Scenario, opts: RunTopologyOptions): Promise<MeasuredRun> {
-  const roundEnds: number[] = []
-  const phases: RoundPhases[] = []
-  let last: RoundPhases | null = null
+  const byz = byzantineByMember(s)
+  const honest = new Set(Array.from({ length: s.n }, (_, i) => i).filter((i) => byz[i] === undefined).map(memberName))
+  const ends = new Map<number, number>()
+  const reports = new Map<number, RoundReport[]>()
   const started = performance.now()
   const run = await runTopology(s, {
     ...opts,
-    onProgress: (e) => {
-      opts.onProgress?.(e)
-      if (e.kind !== 'round') return
-      roundEnds.push(performance.now())
-      if (e.phases !== undefined && e.round >= 1 && e.round < e.rounds - 1) phases.push(e.phases)
-      if (e.phases !== undefined && e.round === e.rounds - 1) last = e.phases
+    onRound: (r) => {
+      opts.onRound?.(r)
+      // reports name their member (memberName); without names, only a swarm without Byzantine members is measured
+      if (r.name !== undefined ? !honest.has(r.name) : honest.size < s.n) return
+      ends.set(r.round, performance.now())
+      const list = reports.get(r.round) ?? []
+      list.push(r)
+      reports.set(r.round, list)
     },
   })
-  // seconds per round once running: from the end of round 0 to the end of the one before the
-  // last (the last round ends with every member's evaluation on the whole test set, which in one
-  // process runs one member after the other: it is not a round's cost)
-  const secondsPerRound = roundEnds.length >= 3 ? (roundEnds.at(-2)! - roundEnds[0]!) / 1000 / (roundEnds.length - 2) : Number.NaN
-  const phasesMs = Object.fromEntries(
-    phaseKeys.map((k) => [k, phases.length === 0 ? null : Number((phases.reduce((a, p) => a + p[k], 0) / phases.length).toFixed(1))]),
-  ) as MeasuredRun['phasesMs']
-  return { ...run, rounds: roundEnds.length, secondsPerRound, wallSeconds: (performance.now() - started) / 1000, phasesMs, lastRoundPhasesMs: last }
+  const last = s.task.rounds - 1
+  // the last round ends with every member's evaluation on the whole test set (in one process, one
+  // member after the other): it is not a round's cost
+  const e0 = ends.get(0)
+  const eLast = ends.get(last - 1)
+  const secondsPerRound = e0 !== undefined && eLast !== undefined && last >= 2 ? (eLast - e0) / 1000 / (last - 1) : Number.NaN
+  const phasesOf = (round: number): Partial<RoundPhases> | undefined => {
+    const list = (reports.get(round) ?? []).flatMap((r) => (r.phases === undefined ? [] : [r.phases]))
+    if (list.length === 0) return undefined
+    return Object.fromEntries(phaseKeys.map((k) => [k, median(list.map((p) => p[k]))]))
+  }
+  const middle = Array.from({ length: Math.max(0, last - 1) }, (_, i) => phasesOf(i + 1)).filter((p) => p !== undefined)
+  const lastPhases = phasesOf(last)
+  const round1 = (x: number): number => Number(x.toFixed(1))
+  return {
+    ...run,
+    rounds: reports.size,
+    secondsPerRound,
+    wallSeconds: (performance.now() - started) / 1000,
+    phasesMs: Object.fromEntries(phaseKeys.map((k) => [k, middle.length === 0 ? null : round1(middle.reduce((a, p) => a + p[k]!, 0) / middle.length)])) as MeasuredRun['phasesMs'],
+    lastRoundPhasesMs: Object.fromEntries(phaseKeys.map((k) => [k, lastPhases === undefined ? null : round1(lastPhases[k]!)])) as MeasuredRun['lastRoundPhasesMs'],
+  }
 }
