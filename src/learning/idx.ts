@@ -98,6 +98,16 @@ export async function readIdxPair(
   labelsPath: string,
   opts: { signal?: AbortSignal } = {},
 ): Promise<{ x: Float32Array; y: Int32Array; n: number; exampleShape: number[] }> {
+  const { pixels, y, n, exampleShape } = await readIdxPairBytes(imagesPath, labelsPath, opts)
+  return { x: pixelsToFloat(pixels, pixels.length / n), y, n, exampleShape }
+}
+
+/** As `readIdxPair`, with the pixels left as bytes (one example is `pixels.length / n` of them). */
+export async function readIdxPairBytes(
+  imagesPath: string,
+  labelsPath: string,
+  opts: { signal?: AbortSignal } = {},
+): Promise<{ pixels: Uint8Array; y: Int32Array; n: number; exampleShape: number[] }> {
   const images = await readIdx(imagesPath, opts)
   if (images.dims.length !== 3 && images.dims.length !== 4) {
     throw new CorruptDatasetError(imagesPath, 'bad-dimensions', `images need 3 or 4 dimensions ([n, rows, cols(, channels)]), got [${images.dims.join(', ')}]`)
@@ -108,8 +118,24 @@ export async function readIdxPair(
     throw new CorruptDatasetError(labelsPath, 'mismatch', `${labels.dims[0]} labels for ${n} images in ${imagesPath}`)
   }
   const exampleShape = images.dims.length === 3 ? [images.dims[1]!, images.dims[2]!, 1] : images.dims.slice(1)
-  // Pixels 0..255 → [0, 1].
-  const x = new Float32Array(images.data.length)
-  for (let i = 0; i < x.length; i++) x[i] = images.data[i]! / 255
-  return { x, y: Int32Array.from(labels.data), n, exampleShape }
+  return { pixels: images.data, y: Int32Array.from(labels.data), n, exampleShape }
+}
+
+/**
+ * Pixels 0..255 → [0, 1] as float32: every example (`rows` omitted), or only the examples
+ * `rows` in that order (indices already checked by the caller), `size` pixels each.
+ */
+export function pixelsToFloat(pixels: Uint8Array, size: number, rows?: ArrayLike<number>): Float32Array {
+  if (rows === undefined) {
+    const x = new Float32Array(pixels.length)
+    for (let i = 0; i < x.length; i++) x[i] = pixels[i]! / 255
+    return x
+  }
+  const x = new Float32Array(rows.length * size)
+  for (let r = 0; r < rows.length; r++) {
+    const from = rows[r]! * size
+    const to = r * size
+    for (let j = 0; j < size; j++) x[to + j] = pixels[from + j]! / 255
+  }
+  return x
 }

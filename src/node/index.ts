@@ -278,11 +278,16 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
     const learning = await import('../learning/index.ts')
     const backend = await learning.initBackend({ backend: opts.backend ?? 'auto', ...(opts.threads !== undefined ? { threads: opts.threads } : {}) })
     log.debug('backend ready', { backend: backend.name })
-    const train = opts.datasets?.train ?? (await learning.loadDataset(task.dataset, 'train', { signal }))
-    const test = opts.datasets?.test ?? (await learning.loadDataset(task.dataset, 'test', { signal }))
     // a member's shard: its index among the members of the epoch it joined in (the swarm file for founders)
-    const shards = learning.partition(train.y, train.numClasses, startEpoch.members.length, task.partition, swarm.seed)
-    let shard = learning.subset(train, shards[index]!)
+    const pick = (labels: Int32Array, numClasses: number): Int32Array =>
+      learning.partition(labels, numClasses, startEpoch.members.length, task.partition, swarm.seed)[index]!
+    // pre-loaded sets are shared (in-process swarms); alone, a member keeps only its shard of the train split
+    const loaded =
+      opts.datasets === undefined
+        ? await learning.loadShard(task.dataset, pick, { signal })
+        : { shard: learning.subset(opts.datasets.train, pick(opts.datasets.train.y, opts.datasets.train.numClasses)), test: opts.datasets.test }
+    const test = loaded.test
+    let shard = loaded.shard
     if (opts.labelFlip === true) shard = learning.flipLabels(shard)
     signal?.throwIfAborted()
 
@@ -321,8 +326,8 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
 
     const learner = await learning.createLearner({
       model: task.model,
-      inputShape: train.exampleShape,
-      numClasses: train.numClasses,
+      inputShape: shard.exampleShape,
+      numClasses: shard.numClasses,
       train: shard,
       batchSize: task.batchSize,
       beta: task.beta,

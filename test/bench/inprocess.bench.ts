@@ -9,19 +9,17 @@
  *   BENCH_ROUNDS=8 BENCH_SCENARIO=topologies/paper-mnist-none.yaml npm run bench:inprocess
  */
 import { mkdtemp, rm } from 'node:fs/promises'
-import { cpus, tmpdir, totalmem } from 'node:os'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { verifyCacheStats } from '../../src/broadcast/crypto.ts'
 import { sharedEd25519Stats } from '../../src/net/index.ts'
-import type { RoundPhases } from '../../src/node/index.ts'
-import { runTopology } from '../../src/topology/runner.ts'
-import { loadScenario } from '../../src/topology/schema.ts'
+import { benchScenario, machine, measureRun } from './swarm-bench.ts'
 
 const rounds = Number(process.env.BENCH_ROUNDS ?? 8)
 const file = process.env.BENCH_SCENARIO ?? join(import.meta.dirname, '../../topologies/paper-mnist-none.yaml')
 const order = ['libp2p']
 
-console.log(JSON.stringify({ bench: 'inprocess', machine: { cpu: cpus()[0]?.model, cores: cpus().length, memoryGB: Math.round(totalmem() / 2 ** 30) }, node: process.version, scenario: file, rounds }))
+console.log(JSON.stringify({ bench: 'inprocess', machine: machine(), node: process.version, scenario: file, rounds }))
 
 let peakRss = 0
 const sampler = setInterval(() => {
@@ -30,47 +28,29 @@ const sampler = setInterval(() => {
 
 const results: Record<string, number> = {}
 for (const kind of order) {
-  const s = await loadScenario(file)
-  s.task.rounds = rounds
-  s.task.evalEvery = 1_000_000 // only the final evaluation
+  const s = await benchScenario(file, rounds)
   const dir = await mkdtemp(join(tmpdir(), `monna-bench-inprocess-${kind}-`))
   peakRss = process.memoryUsage().rss
-  const roundEnds: number[] = []
-  const phases: RoundPhases[] = []
-  const started = performance.now()
   const hits0 = verifyCacheStats.hits
   const misses0 = verifyCacheStats.misses
   const gossip0 = { ...sharedEd25519Stats }
   try {
-    const { report } = await runTopology(s, {
-      outDir: dir,
-      mode: 'in-process',
-      onProgress: (e) => {
-        if (e.kind !== 'round') return
-        roundEnds.push(performance.now())
-        if (e.phases !== undefined && e.round >= 1 && e.round < e.rounds - 1) phases.push(e.phases)
-      },
-    })
-    // seconds per round once running: from the end of round 0 to the end of the one before the
-    // last (the last round ends with every member's evaluation on the whole test set, which in one
-    // process runs one member after the other: it is not a round's cost)
-    const perRound = roundEnds.length >= 3 ? (roundEnds.at(-2)! - roundEnds[0]!) / 1000 / (roundEnds.length - 2) : Number.NaN
-    results[kind] = perRound
+    const run = await measureRun(s, { outDir: dir, mode: 'in-process' })
+    const { report } = run
+    results[kind] = run.secondsPerRound
     const sig = report.nodes.reduce((a, n) => a + (n.signaturesVerified ?? 0), 0)
     console.log(
       JSON.stringify({
         bench: 'inprocess',
         transport: kind,
         n: s.n,
-        rounds: roundEnds.length,
-        secondsPerRound: Number(perRound.toFixed(3)),
-        wallSeconds: Number(((performance.now() - started) / 1000).toFixed(1)),
+        rounds: run.rounds,
+        secondsPerRound: Number(run.secondsPerRound.toFixed(3)),
+        wallSeconds: Number(run.wallSeconds.toFixed(1)),
         peakRssMB: Math.round(peakRss / 2 ** 20),
         passed: report.passed,
         // median honest member, mean over rounds 1 … R − 2 (not the last, with its evaluation): where a round's time goes
-        phasesMs: Object.fromEntries(
-          (['trainMs', 'waitMs', 'aggregateMs', 'evaluateMs', 'checkpointMs'] as const).map((k) => [k, phases.length === 0 ? null : Number((phases.reduce((a, p) => a + p[k], 0) / phases.length).toFixed(1))]),
-        ),
+        phasesMs: run.phasesMs,
         signaturesCheckedByMembers: sig,
         // an honest swarm cuts nobody off and refuses little (refusals without blame under lag only)
         coolOffs: report.nodes.reduce((a, n) => a + (n.coolOffs ?? 0), 0),

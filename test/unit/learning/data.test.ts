@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { AbortError, InvalidConfigError } from '../../../src/errors.ts'
 import type { DatasetSpec } from '../../../src/learning/index.ts'
-import { CorruptDatasetError, DatasetNotFoundError, flipLabels, labelHistogram, loadDataset, readIdx, subset } from '../../../src/learning/index.ts'
+import { CorruptDatasetError, clearDatasetCache, DatasetNotFoundError, flipLabels, labelHistogram, loadDataset, loadShard, partition, readIdx, subset } from '../../../src/learning/index.ts'
 
 /** An IDX ubyte file: header for `dims`, then `data` (which may deliberately disagree). */
 function idx(dims: number[], data: Uint8Array, magic = [0, 0, 0x08, dims.length]): Uint8Array {
@@ -83,6 +83,50 @@ describe('data sets', () => {
     assert.equal(ds.numClasses, 3)
     assert.deepEqual(Array.from(ds.y), [2, 0, 1])
     assert.deepEqual(Array.from(ds.x.subarray(0, 4)), [0, 1, 0.2, 0.4].map(Math.fround))
+  })
+
+  it("loadShard: a member's MNIST shard and test split exactly as subset(loadDataset) gives them, without the whole train split as float32", async () => {
+    clearDatasetCache()
+    const pick = (labels: Int32Array, k: number): Int32Array => partition(labels, k, 26, { scheme: 'dirichlet', alpha: 1 }, 1)[3]!
+    const lean = await loadShard({ kind: 'mnist' }, pick)
+    const train = await loadDataset({ kind: 'mnist' }, 'train')
+    const test = await loadDataset({ kind: 'mnist' }, 'test')
+    // the lean path read the files itself: its test split is not the cached one's arrays
+    assert.notEqual(lean.test.x, test.x)
+    assert.deepEqual(lean.shard, subset(train, pick(train.y, 10)))
+    assert.deepEqual(lean.test, test)
+    assert.ok(lean.shard.n > 0 && lean.shard.n < train.n)
+    // now that the whole set is cached, loadShard takes it from there (same test arrays)
+    const cached = await loadShard({ kind: 'mnist' }, pick)
+    assert.equal(cached.test.x, test.x)
+    assert.deepEqual(cached.shard, lean.shard)
+  })
+
+  it('loadShard on IDX files: classes from both splits, the shape check, and indices out of range refused', async () => {
+    const images = await file('shard-images', idx([3, 2, 2], Uint8Array.from([0, 255, 51, 102, 1, 2, 3, 4, 5, 6, 7, 8])))
+    const labels = await file('shard-labels', idx([3], Uint8Array.from([2, 0, 1])))
+    const testImages = await file('shard-test-images', idx([1, 2, 2], Uint8Array.from([9, 9, 9, 9])))
+    const testLabels = await file('shard-test-labels', idx([1], Uint8Array.from([4])))
+    const spec: DatasetSpec = { kind: 'idx', trainImages: images, trainLabels: labels, testImages, testLabels }
+    let seen: [number[], number] | undefined
+    const { shard, test } = await loadShard(spec, (y, k) => {
+      seen = [Array.from(y), k]
+      return [2, 0]
+    })
+    assert.deepEqual(seen, [[2, 0, 1], 5])
+    assert.equal(shard.numClasses, 5)
+    assert.equal(test.numClasses, 5)
+    assert.deepEqual(Array.from(shard.y), [1, 2])
+    assert.deepEqual(Array.from(shard.x), [5, 6, 7, 8, 0, 255, 51, 102].map((v) => Math.fround(v / 255)))
+    clearDatasetCache()
+    assert.deepEqual(shard, subset(await loadDataset(spec, 'train'), [2, 0]))
+    clearDatasetCache()
+    await assert.rejects(
+      loadShard(spec, () => [3]),
+      (e: unknown) => e instanceof InvalidConfigError && /3 is not an example index/.test(e.message),
+    )
+    const wide = await file('shard-wide-images', idx([1, 3, 2], Uint8Array.from([1, 2, 3, 4, 5, 6])))
+    await assert.rejects(loadShard({ ...spec, testImages: wide }, () => [0]), (e: unknown) => e instanceof CorruptDatasetError && e.reason === 'mismatch')
   })
 
   it('rejects corrupt IDX files with CorruptDatasetError (bad magic, wrong dims, truncation, trailing bytes, count mismatch)', async () => {

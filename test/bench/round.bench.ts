@@ -1,0 +1,142 @@
+/**
+ * `npm run bench:round`: seconds per round of the reference experiment
+ * (topologies/paper-mnist-none.yaml: 26 members, LeNet, MNIST, nna) for a fixed number of
+ * rounds, in one process (`--in-process`: libp2p's memory transport) and as one OS process per
+ * member (`monna run`: TCP on 127.0.0.1), with where a round's time goes (median honest member)
+ * and peak memory per member. In process mode every member's peak RSS is read by this process
+ * from /proc/<pid>/status (VmHWM: the kernel's high-water mark of the member's resident set),
+ * sampled until the member exits. Prints one JSON line per mode and the machine.
+ *
+ *   BENCH_ROUNDS=6 BENCH_MODE=both|process|in-process BENCH_MEMBERS=26 npm run bench:round
+ *
+ * BENCH_MEMBERS runs the same task (model, data set, partition scheme) with fewer members (f
+ * lowered to ⌊(members − 1)/3⌋ when needed). BENCH_PROGRAM starts members with another build
+ * of the program (e.g. an older checkout's bin/monna.js) for side-by-side comparisons;
+ * BENCH_PROGRAMS=a.js,b.js runs process mode once per program, alternating, BENCH_REPEAT times.
+ */
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { benchScenario, machine, measureRun } from './swarm-bench.ts'
+
+const fail = (msg: string): never => {
+  console.error(`bench:round: ${msg}`)
+  process.exit(2)
+}
+const intEnv = (name: string, def: number, min: number): number => {
+  const raw = process.env[name]
+  if (raw === undefined || raw === '') return def
+  const v = Number(raw)
+  if (!Number.isInteger(v) || v < min) fail(`${name} must be an integer ≥ ${min}, got '${raw}'`)
+  return v
+}
+const rounds = intEnv('BENCH_ROUNDS', 6, 3)
+const members = process.env.BENCH_MEMBERS === undefined ? undefined : intEnv('BENCH_MEMBERS', 26, 4)
+const repeat = intEnv('BENCH_REPEAT', 1, 1)
+const modeEnv = process.env.BENCH_MODE ?? 'both'
+if (!['both', 'process', 'in-process'].includes(modeEnv)) fail(`BENCH_MODE must be both, process or in-process, got '${modeEnv}'`)
+const modes = modeEnv === 'both' ? (['in-process', 'process'] as const) : ([modeEnv] as Array<'in-process' | 'process'>)
+const file = process.env.BENCH_SCENARIO ?? join(import.meta.dirname, '../../topologies/paper-mnist-none.yaml')
+const programs: Array<string | undefined> = (process.env.BENCH_PROGRAMS ?? process.env.BENCH_PROGRAM ?? '').split(',').map((p) => (p.trim() === '' ? undefined : p.trim()))
+
+const MB = 2 ** 20
+console.log(JSON.stringify({ bench: 'round', case: 'machine', machine: machine(), scenario: file, rounds, members: members ?? null, modes }))
+
+/** VmHWM / VmRSS (bytes) of a process, or undefined once it is gone. */
+async function memoryOf(pid: number): Promise<{ hwm: number; rss: number } | undefined> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8')
+    const kb = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN) * 1024
+    return { hwm: kb('VmHWM'), rss: kb('VmRSS') }
+  } catch {
+    return undefined
+  }
+}
+
+/** pids of this process's children (the members, in process mode). */
+async function children(): Promise<number[]> {
+  const out: number[] = []
+  for (const e of await readdir('/proc')) {
+    if (!/^\d+$/.test(e)) continue
+    try {
+      const stat = await readFile(`/proc/${e}/stat`, 'utf8')
+      // pid (comm) state ppid …: comm may hold spaces and parentheses, so split after the last ')'
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+      if (ppid === process.pid) out.push(Number(e))
+    } catch {}
+  }
+  return out
+}
+
+/** Samples the peak RSS of every child process (and of this one) until stopped. */
+function memorySampler(): { stop: () => Promise<{ self: number; members: number[] }> } {
+  const peaks = new Map<number, number>()
+  let self = process.memoryUsage().rss
+  let running = true
+  const loop = (async () => {
+    while (running) {
+      self = Math.max(self, process.memoryUsage().rss)
+      if (process.platform === 'linux') {
+        for (const pid of await children()) {
+          const m = await memoryOf(pid)
+          if (m !== undefined && Number.isFinite(m.hwm)) peaks.set(pid, Math.max(peaks.get(pid) ?? 0, m.hwm))
+        }
+      }
+      await new Promise((r) => setTimeout(r, 200))
+    }
+  })()
+  return {
+    stop: async () => {
+      running = false
+      await loop
+      return { self, members: [...peaks.values()] }
+    },
+  }
+}
+
+const q = (xs: number[], p: number): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.floor(p * s.length))]!
+}
+
+for (let rep = 0; rep < repeat; rep++) {
+  for (const mode of modes) {
+    for (const program of mode === 'process' ? programs : [undefined]) {
+      const s = await benchScenario(file, rounds, members)
+      const dir = await mkdtemp(join(tmpdir(), `monna-bench-round-${mode}-`))
+      const sampler = memorySampler()
+      try {
+        const run = await measureRun(s, { outDir: dir, mode, ...(program === undefined ? {} : { program }) })
+        const mem = await sampler.stop()
+        const { report } = run
+        const perMember =
+          mode === 'process'
+            ? { peakRssMBPerMember: { max: Math.round(Math.max(...mem.members) / MB), median: Math.round(q(mem.members, 0.5) / MB), min: Math.round(Math.min(...mem.members) / MB) }, peakRssMBAllMembers: Math.round(mem.members.reduce((a, b) => a + b, 0) / MB), membersSampled: mem.members.length }
+            : { peakRssMBProcess: Math.round(mem.self / MB), peakRssMBPerMember: { shareOfProcess: Math.round(mem.self / s.n / MB) } }
+        console.log(
+          JSON.stringify({
+            bench: 'round',
+            mode,
+            ...(program === undefined ? {} : { program }),
+            n: s.n,
+            f: s.f,
+            rounds: run.rounds,
+            secondsPerRound: Number(run.secondsPerRound.toFixed(3)),
+            wallSeconds: Number(run.wallSeconds.toFixed(1)),
+            passed: report.passed,
+            // median honest member, mean over rounds 1 … R − 2: where a round's time goes (waitMs: waiting for n − f certified models, broadcast included)
+            phasesMs: run.phasesMs,
+            // the last round: its evaluation is on the whole test set
+            lastRoundPhasesMs: run.lastRoundPhasesMs,
+            ...perMember,
+            mbSentPerMemberPerRound: Number((report.nodes.reduce((a, n) => a + n.bytesSent, 0) / s.n / rounds / 1e6).toFixed(1)),
+            machine: machine(),
+          }),
+        )
+      } finally {
+        await sampler.stop()
+        await rm(dir, { recursive: true, force: true })
+      }
+    }
+  }
+}
