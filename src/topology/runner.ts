@@ -162,11 +162,17 @@ function behaviourParams(s: Scenario, i: number): ({ behaviour: string } & Recor
   return params
 }
 
-/** Collects round reports and turns them into progress lines (one per round every running honest member finished). */
-class ProgressTracker {
+/**
+ * Collects round reports and turns them into progress lines: one per round, once every running
+ * honest member finished it — or moved past it (a member that caught up skipped it and never
+ * reports it).
+ */
+export class ProgressTracker {
   private readonly counts = new Map<number, MemberRound[]>()
   private readonly honest: Set<string>
   private readonly exited = new Set<string>()
+  /** each honest member's newest round reported */
+  private readonly newest = new Map<string, number>()
   private next = 0
   private readonly rounds: number
   private readonly emit: (e: ProgressEvent) => void
@@ -183,6 +189,7 @@ class ProgressTracker {
     this.all.push(r)
     this.onRound?.(r)
     if (!this.honest.has(r.member)) return
+    this.newest.set(r.member, Math.max(r.round, this.newest.get(r.member) ?? -1))
     const list = this.counts.get(r.round) ?? []
     list.push(r)
     this.counts.set(r.round, list)
@@ -197,9 +204,14 @@ class ProgressTracker {
   private flush(): void {
     for (;;) {
       const list = this.counts.get(this.next) ?? []
-      if (list.length === 0) return
       const reported = new Set(list.map((r) => r.member))
-      for (const h of this.honest) if (!reported.has(h) && !this.exited.has(h)) return
+      for (const h of this.honest) if (!reported.has(h) && !this.exited.has(h) && (this.newest.get(h) ?? -1) <= this.next) return
+      if (list.length === 0) {
+        // every running honest member moved past this round without reporting it: no line
+        if (![...this.newest.values()].some((r) => r > this.next)) return
+        this.next++
+        continue
+      }
       const accs = list.flatMap((r) => (r.accuracy === undefined ? [] : [r.accuracy]))
       const e: RoundProgress = {
         kind: 'round',
