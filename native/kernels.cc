@@ -1531,30 +1531,27 @@ napi_value throwError(napi_env env, const char* what) {
   return nullptr;
 }
 
-bool floats(napi_env env, napi_value v, float** out, size_t* length) {
+// The data of a typed array of type `want`; else a TypeError saying `expected`.
+template <typename T>
+bool typedArray(napi_env env, napi_value v, napi_typedarray_type want, const char* expected, T** out, size_t* length) {
   napi_typedarray_type type;
   void* data = nullptr;
   napi_value ab;
   size_t offset = 0;
-  if (napi_get_typedarray_info(env, v, &type, length, &data, &ab, &offset) != napi_ok || type != napi_float32_array) {
-    napi_throw_type_error(env, "ERR_MONNA_NATIVE", "expected a Float32Array");
+  if (napi_get_typedarray_info(env, v, &type, length, &data, &ab, &offset) != napi_ok || type != want) {
+    napi_throw_type_error(env, "ERR_MONNA_NATIVE", expected);
     return false;
   }
-  *out = static_cast<float*>(data);
+  *out = static_cast<T*>(data);
   return true;
 }
 
+bool floats(napi_env env, napi_value v, float** out, size_t* length) {
+  return typedArray(env, v, napi_float32_array, "expected a Float32Array", out, length);
+}
+
 bool int32s(napi_env env, napi_value v, const int** out, size_t* length) {
-  napi_typedarray_type type;
-  void* data = nullptr;
-  napi_value ab;
-  size_t offset = 0;
-  if (napi_get_typedarray_info(env, v, &type, length, &data, &ab, &offset) != napi_ok || type != napi_int32_array) {
-    napi_throw_type_error(env, "ERR_MONNA_NATIVE", "expected an Int32Array");
-    return false;
-  }
-  *out = static_cast<const int*>(data);
-  return true;
+  return typedArray(env, v, napi_int32_array, "expected an Int32Array", out, length);
 }
 
 bool ints(napi_env env, napi_value* argv, size_t from, size_t count, int* out) {
