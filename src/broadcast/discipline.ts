@@ -17,13 +17,20 @@ export interface Rejection {
 }
 
 /**
- * Refusals without blame (over-capacity, rate-limited) tolerated per peer: a burst of this many
+ * Refusals without blame (over-capacity, rate-limited, cut frames) tolerated per peer: a burst of this many
  * per member (n + 1 in all), then REFUSALS_PER_SECOND. An honest member meets those bounds only
  * while it retries an uncertified SEND (back-off from 500 ms, stopping once certified) or
  * catches up (one FETCH per peer asked), a few times per round at most.
  */
 export const REFUSAL_BURST_PER_MEMBER = 2
 export const REFUSALS_PER_SECOND = 1
+/**
+ * Refusals without blame that count against the tolerance: a full bound (over-capacity), a rate
+ * (rate-limited), and a frame cut by the end of its stream (`malformed` without blame: an honest
+ * sender cuts one only when its request times out or its connection resets — a few at a time —
+ * so a stream of them is a flood that makes this member read and drop bytes).
+ */
+const COUNTED: ReadonlySet<RejectReason> = new Set<RejectReason>(['over-capacity', 'rate-limited', 'malformed'])
 /** The first cool-off of a flooding peer; each further one in the penalty window lasts 4× longer. */
 export const COOL_OFF_MS = 1000
 
@@ -102,7 +109,7 @@ export class PeerDiscipline {
     // and again — far beyond what retries with back-off produce — is a flood: those count as
     // penalties. Not for relayed gossip: its forwarder is not the one that hit the bound.
     let flood = false
-    if (!r.penalise && o.relayed !== true && peer !== undefined && peer !== this.o.self && (r.reason === 'over-capacity' || r.reason === 'rate-limited')) {
+    if (!r.penalise && o.relayed !== true && peer !== undefined && peer !== this.o.self && COUNTED.has(r.reason)) {
       if (this.refusals.available(peer, this.now()) >= 1) this.refusals.take(peer, 1)
       else {
         flood = true

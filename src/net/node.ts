@@ -22,10 +22,11 @@ import { type Ping, ping } from '@libp2p/ping'
 import { plaintext } from '@libp2p/plaintext'
 import { tcp } from '@libp2p/tcp'
 import { type UPnPNAT, type UPnPNATInit, uPnPNAT } from '@libp2p/upnp-nat'
-import { multiaddr } from '@multiformats/multiaddr'
+import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import { InvalidConfigError } from '../errors.ts'
 import { type Logger, silentLogger } from '../logger.ts'
+import { HostThrottle } from './host-throttle.ts'
 import { type Membership, swarmTopicPrefix, validateMembership } from './membership.ts'
 import { multicastProblem } from './multicast.ts'
 import { noiseCrypto } from './noise-crypto.ts'
@@ -241,6 +242,11 @@ interface Gate {
   members: Set<string>
   /** peers refused until the given time (ms since the epoch), whatever the membership */
   banned: Map<string, number>
+  /** the IPs each banned peer was connected from (throttled before the handshake while it is banned) */
+  bannedIps: Map<string, string[]>
+  throttle: HostThrottle
+  /** inbound connections refused by the gater after their handshake */
+  refusedEncrypted: number
 }
 
 const gates = new WeakMap<object, Gate>()
@@ -289,7 +295,7 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
   if (opts.memoryEncryption !== undefined && (opts.transport !== 'memory' || !['plaintext', 'noise'].includes(opts.memoryEncryption))) {
     throw new InvalidConfigError('memoryEncryption', `must be "plaintext" or "noise", with the memory transport only (got ${JSON.stringify(opts.memoryEncryption)} on ${opts.transport ?? 'tcp'})`)
   }
-  const gate: Gate = { membership: undefined, members: new Set(), banned: new Map() }
+  const gate: Gate = { membership: undefined, members: new Set(), banned: new Map(), bannedIps: new Map(), throttle: new HostThrottle(), refusedEncrypted: 0 }
   setGate(gate, opts.membership)
 
   const peerDiscovery: NonNullable<Libp2pOptions['peerDiscovery']> = []
@@ -348,7 +354,21 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
     ...(opts.transport === 'memory' ? { connectionMonitor: { enabled: false } } : {}),
     connectionGater: {
       denyDialPeer: deny,
-      denyInboundEncryptedConnection: deny,
+      // before the handshake only the address is known: see src/net/host-throttle.ts
+      denyInboundConnection: (maConn) => {
+        const ip = directIp(maConn.remoteAddr)
+        return ip !== undefined && !gate.throttle.admit(ip)
+      },
+      denyInboundEncryptedConnection: (peer, maConn) => {
+        const denied = deny(peer)
+        if (!denied) return false
+        gate.refusedEncrypted++
+        // a banned peer found dialling from an IP not seen at its ban: throttle that one too
+        const until = gate.banned.get(peer.toString())
+        const ip = directIp(maConn.remoteAddr)
+        if (until !== undefined && ip !== undefined) noteBannedIp(gate, peer.toString(), ip, until)
+        return true
+      },
       denyOutboundEncryptedConnection: deny,
       // relays: reservations and relayed connections for members only, both ends
       denyInboundRelayReservation: deny,
@@ -495,10 +515,56 @@ export async function banPeer(node: Libp2p, peer: string, ms: number): Promise<v
   const gate = gates.get(node)
   if (gate === undefined) return
   if (!Number.isFinite(ms) || ms < 0) throw new InvalidConfigError('ms', `must be a non-negative number of milliseconds, got ${ms}`)
-  gate.banned.set(peer, Date.now() + ms)
-  if (gate.banned.size > 4096) for (const [p, until] of gate.banned) if (until <= Date.now()) gate.banned.delete(p)
-  if (ms === 0) return
-  for (const c of node.getConnections()) if (c.remotePeer.toString() === peer) c.abort(new Error(`peer ${peer} banned for ${ms} ms`))
+  const now = Date.now()
+  gate.banned.set(peer, now + ms)
+  if (gate.banned.size > 4096) {
+    for (const [p, until] of gate.banned) {
+      if (until > now) continue
+      gate.banned.delete(p)
+      gate.bannedIps.delete(p)
+    }
+  }
+  if (ms === 0) {
+    // lift the throttle of its IPs unless another peer banned now was connected from them too
+    const ips = gate.bannedIps.get(peer) ?? []
+    gate.bannedIps.delete(peer)
+    const stillBanned = new Set([...gate.bannedIps].filter(([p]) => (gate.banned.get(p) ?? 0) > now).flatMap(([, a]) => a))
+    for (const ip of ips) if (!stillBanned.has(ip)) gate.throttle.clear(ip)
+    return
+  }
+  for (const ip of gate.bannedIps.get(peer) ?? []) gate.throttle.mark(ip, now + ms, now)
+  for (const c of node.getConnections()) {
+    if (c.remotePeer.toString() !== peer) continue
+    const ip = directIp(c.remoteAddr)
+    if (ip !== undefined) noteBannedIp(gate, peer, ip, now + ms)
+    c.abort(new Error(`peer ${peer} banned for ${ms} ms`))
+  }
+}
+
+/** Throttles inbound connections from `ip` until `until`: banned `peer` was connected from it (at most 8 IPs a peer). */
+function noteBannedIp(gate: Gate, peer: string, ip: string, until: number): void {
+  const ips = gate.bannedIps.get(peer) ?? []
+  if (!ips.includes(ip)) {
+    if (ips.length >= 8) return
+    gate.bannedIps.set(peer, [...ips, ip])
+  }
+  gate.throttle.mark(ip, until)
+}
+
+/**
+ * Inbound connections `node` refused: before their handshake, from the IP of a banned peer
+ * (`throttled`, see src/net/host-throttle.ts), and after it, by the peer's id (`afterHandshake`).
+ */
+export function gateStats(node: Libp2p): { throttled: number; afterHandshake: number } {
+  const gate = gates.get(node)
+  return { throttled: gate?.throttle.refused ?? 0, afterHandshake: gate?.refusedEncrypted ?? 0 }
+}
+
+/** The IP of a direct connection's remote address (undefined through a relay, or in memory). */
+function directIp(ma: Multiaddr): string | undefined {
+  const parts = ma.getComponents()
+  if (parts.some((p) => p.name === 'p2p-circuit')) return undefined
+  return parts.find((p) => p.name === 'ip4' || p.name === 'ip6')?.value
 }
 
 /** Whether `peer` is banned on `node` now (see `banPeer`). */

@@ -12,6 +12,8 @@
  *       max-size-sends-unfinished  SEND headers claiming maxPayloadBytes, half written, held open
  *                                  (40 streams per honest member, reopened when cut)
  *       concurrent-large-frames    complete max-size SENDs on 16 concurrent streams per member
+ *       cut-frames                 max-size SENDs cut halfway by the end of their streams, 16
+ *                                  concurrent streams per member
  *       trickling-streams          max-size SENDs written one byte per 100 ms (16 streams per
  *                                  member); its handler answers every request (SEND pushes,
  *                                  FETCH, PULL, QUERY) one byte per second
@@ -82,7 +84,7 @@ const PENALTIES: PenaltyOptions | false = process.env.BENCH_PENALTIES === 'off' 
 const W = 8
 const MAX_PAYLOAD = DIM * 4 + 1024
 const MAX_PENDING = 2 * MAX_PAYLOAD + 1024 * 1024
-const attacks = ['max-size-sends-unfinished', 'concurrent-large-frames', 'trickling-streams', 'far-future-finals', 'fetch-flood', 'gossip-junk'] as const
+const attacks = ['max-size-sends-unfinished', 'concurrent-large-frames', 'cut-frames', 'trickling-streams', 'far-future-finals', 'fetch-flood', 'gossip-junk'] as const
 type Attack = (typeof attacks)[number]
 const ATTACKS: Attack[] = process.env.BENCH_ATTACKS === undefined ? [...attacks] : process.env.BENCH_ATTACKS === 'none' ? [] : (process.env.BENCH_ATTACKS.split(',') as Attack[])
 const SELF = fileURLToPath(import.meta.url)
@@ -269,6 +271,16 @@ async function runAttack(attack: Attack, c: AttackContext): Promise<void> {
     case 'concurrent-large-frames': {
       await workers(16 * honestIds.length, signal, async (slot) => {
         const r = await adv.exchange(peerOf(slot), [bigSend(Math.max(0, c.t() - W + rng.int(2 * W + 1)))], { replies: 1, signal })
+        r.stream.abort(new Error('done'))
+      })
+      return
+    }
+    case 'cut-frames': {
+      // max-size SENDs cut halfway by the end of their streams (refused without blame: an honest
+      // sender cuts one when its request times out), 16 concurrent streams per honest member
+      await workers(16 * honestIds.length, signal, async (slot) => {
+        const frame = bigSend(Math.max(0, c.t() - W + rng.int(2 * W + 1)))
+        const r = await adv.exchange(peerOf(slot), [frame.subarray(0, frame.length >> 1)], { signal })
         r.stream.abort(new Error('done'))
       })
       return

@@ -231,6 +231,33 @@ test('a member re-sending its valid SEND over and over is refused from the heade
   assert.equal(coolOffs[0]!.reason, 'rate-limited')
 })
 
+test('a flood of cut frames is refused without blame at first, then cut off like any flood', async () => {
+  // before (08c884a): a frame cut by the end of its stream was refused as 'malformed' without blame
+  // and never counted, so a member could send half-frames — each one read, buffered and dropped by
+  // its target — at line rate for ever: no cool-off, no ban
+  swarm = await startSwarm({ n: 4, f: 1, withoutBroadcast: [3] })
+  const s = swarm
+  const byz = createAdversary({ node: s.nodes[3]!, privateKey: s.keys[3]!, membership: s.membership })
+  const target = s.membership.members[0]!
+  const rejected = record(s.bcasts[0]!, 'reject')
+  const coolOffs = record(s.bcasts[0]!, 'cool-off') as unknown as CoolOff[]
+  const bans = record(s.bcasts[0]!, 'ban')
+  let round = 0
+  const guard = AbortSignal.timeout(60_000)
+  let sent = 0
+  for (; sent < 2000 && coolOffs.length === 0 && !guard.aborted; sent++) {
+    // a valid SEND of a new round each time, cut halfway, our side closed
+    const bytes = encodeFrame(byz.sendFrame(round++ % 8, payloadOf(round, 50_000)))
+    await byz.exchange(target, [bytes.subarray(0, bytes.length >> 1)]).catch(() => undefined)
+  }
+  const cut = rejected.filter((r) => r.reason === 'malformed' && /stream ended inside/.test(r.detail))
+  assert.ok(cut.length > 10 && cut.slice(0, 10).every((r) => !r.penalise), `the first 10 cut frames are not blamed (${cut.length} cut)`)
+  assert.equal(coolOffs.length, 1, `not cut off after ${sent} cut frames`)
+  assert.equal(coolOffs[0]!.peer, byz.id)
+  assert.equal(coolOffs[0]!.reason, 'malformed')
+  assert.equal(bans.length, 0, 'a cool-off, not the 5-minute ban')
+})
+
 test('junk on the FINAL topic is rejected with blame and bans its forwarder at once: oversized, undecodable, another version, a short certificate, a forged signature, a signer index beyond the members', async () => {
   // before: junk was IGNOREd without blame (another version, a certificate below the quorum) or
   // counted as one of 64 penalties, so neither gossipsub's scoring nor bans stopped a member

@@ -6,7 +6,8 @@ import assert from 'node:assert/strict'
 import { after, test } from 'node:test'
 import { type Message, TopicValidatorResult } from '@libp2p/gossipsub'
 import { InvalidConfigError } from '../../src/errors.ts'
-import { createNetNode, type Membership, type NetNode, peerIdOfKey, setNetMembership, swarmTopic } from '../../src/net/index.ts'
+import { THROTTLE_BURST, THROTTLE_RATE } from '../../src/net/host-throttle.ts'
+import { banPeer, createNetNode, gateStats, type Membership, type NetNode, peerIdOfKey, setNetMembership, swarmTopic } from '../../src/net/index.ts'
 import { waitEvent } from '../support/events.ts'
 import { assertRefused, makeKeys } from '../unit/broadcast/harness.ts'
 
@@ -75,6 +76,38 @@ test('members bootstrap to each other, ping, and exchange pubsub messages in the
   await outsider.dial(a.getMultiaddrs()[0]!, { signal: AbortSignal.timeout(10_000) })
   await setNetMembership(a, { ...membership, members: [membership.members[0]!, membership.members[2]!, peerIdOfKey(keys[3]!)] })
   assert.equal(a.getConnections(b.peerId).length, 0)
+})
+test('a banned peer that dials again and again is throttled before the handshake, from the IP it was connected from', async () => {
+  // before: the gater knew the peer only after the Noise handshake, so every dial of a banned
+  // member cost its target a full handshake (bench:adversary: 60 ms of CPU per second at n = 4)
+  const keys = await makeKeys(2)
+  const membership: Membership = { swarmId: 'throttle', members: keys.map(peerIdOfKey), f: 0 }
+  const a = await node({ privateKey: keys[0]!, listen: ['/ip4/127.0.0.1/tcp/0'], membership })
+  const b = await node({ privateKey: keys[1]!, listen: ['/ip4/127.0.0.1/tcp/0'], membership })
+  await b.dial(a.getMultiaddrs()[0]!, { signal: AbortSignal.timeout(30_000) })
+  const started = Date.now()
+  await banPeer(a, b.peerId.toString(), 60_000)
+  // b sees its connection aborted
+  while (b.getConnections(a.peerId).length > 0) await waitEvent(b, 'peer:disconnect', () => true, 200).catch(() => {})
+  const dials = 60
+  for (let i = 0; i < dials; i++) {
+    // straight to the address, one after the other: b's dialer neither dedups nor backs off these
+    // (b may see a connection open for a moment before a refuses it: a's counts are what matters)
+    await b.dial(a.getMultiaddrs()[0]!, { signal: AbortSignal.timeout(30_000) }).catch(() => {})
+    for (const c of b.getConnections(a.peerId)) await c.close().catch(() => {})
+  }
+  const seconds = (Date.now() - started) / 1000
+  const st = gateStats(a)
+  assert.equal(a.getConnections(b.peerId).length, 0, 'the banned peer has no connection')
+  // its first handshake after the ban shows its IP (if the ban did not: a may not have listed the
+  // connection yet), then a burst, then the rate
+  const allowance = 1 + THROTTLE_BURST + Math.ceil(seconds * THROTTLE_RATE)
+  assert.ok(st.afterHandshake <= allowance, `${st.afterHandshake} handshakes in ${seconds.toFixed(1)} s ≤ ${allowance}`)
+  assert.ok(st.throttled + st.afterHandshake >= dials - 1 && st.throttled > 0, `${st.throttled} dials closed before their handshake, ${st.afterHandshake} after`)
+  // lifted: b connects at once
+  await banPeer(a, b.peerId.toString(), 0)
+  const c = await b.dial(a.getMultiaddrs()[0]!, { signal: AbortSignal.timeout(30_000) })
+  assert.equal(c.status, 'open')
 })
 
 test('createNetNode validates its options', async () => {
