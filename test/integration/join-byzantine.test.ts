@@ -27,6 +27,7 @@ import { encodeFrame, encodeFrameParts, type Frame, resolveSigners, type Signatu
 import { parseSwarm, swarmId } from '../../src/config/schema.ts'
 import { createNetNode, loadOrCreateKey, type NetNode } from '../../src/net/index.ts'
 import type { RoundReport } from '../../src/node/index.ts'
+import { assertNearHonest, closeness, summary } from '../support/closeness.ts'
 import { freePorts, Member, runMonna } from '../unit/node/cli-harness.ts'
 
 /** more rounds than the test runs: members are stopped (SIGTERM: checkpoint, exit 0) once enough are reported */
@@ -49,8 +50,6 @@ interface Pair {
   certificate: SignatureEntry[]
   payload: Uint8Array
 }
-
-const dist = (a: number[], b: number[]): number => Math.sqrt(a.reduce((s, x, i) => s + (x - b[i]!) ** 2, 0))
 
 it('a Byzantine member serving forged and stale models to a catching-up member is ignored and the newcomer still catches up', { timeout: 240_000 }, async (t) => {
   const t0 = performance.now()
@@ -274,33 +273,15 @@ it('a Byzantine member serving forged and stale models to a catching-up member i
   mark(`node-6 ran ${own.length} of the ${last - ev.to} rounds after catching up (${again} catch-ups since)`)
   for (const r of own) assert.ok(r.delivered >= 5 && !r.senders!.includes(ids[0]!), 'no model from the Byzantine member (it never broadcasts)')
   for (const e of late.events.filter((x) => x.event === 'catch-up')) assert.ok((e.to as number) < 100_000 && (e.delivered as number) >= 5, `catch-up ${JSON.stringify(e)}: far-future lures never move its target`)
-  // from 10 rounds after its return its model sits with the honest ones: on average within the
-  // larger of the founders' largest pairwise distance and how far their average moved in the last
-  // 3 rounds (where a member 3 rounds behind would sit), and never beyond 1.5× it — as in
-  // join-late, where the founders, aggregating the same models while the newcomer was left out,
-  // coincided and their diameter alone failed a newcomer that was in step
-  const avgAt = (round: number): number[] | undefined => {
-    const s = members.slice(0, 5).map((m) => m.reports.find((y) => y.round === round)?.sketch)
-    if (s.some((v) => v === undefined)) return undefined
-    return s[0]!.map((_, j) => s.reduce((a, v) => a + v![j]!, 0) / s.length)
-  }
-  const ds: number[] = []
-  const spreads: number[] = []
-  const travels: number[] = []
-  for (const x of ownFrom(firstOwn + 10)) {
-    const s = members.slice(0, 5).map((m) => m.reports.find((y) => y.round === x.round)?.sketch)
-    const avg = avgAt(x.round)
-    const before = avgAt(x.round - 3)
-    if (avg === undefined || before === undefined) continue
-    ds.push(dist(x.sketch!, avg))
-    spreads.push(Math.max(...s.flatMap((a, i) => s.slice(i + 1).map((b) => dist(a!, b!)))))
-    travels.push(dist(avg, before))
-  }
+  // from 10 rounds after its return its model sits with the honest ones (test/support/closeness.ts:
+  // within the larger of the honest members' diameter and how far their average moved in 3 rounds)
+  const c = closeness(
+    (round) => members.slice(0, 5).map((m) => m.reports.find((y) => y.round === round)?.sketch),
+    ownFrom(firstOwn + 10).map((x) => ({ round: x.round, sketch: x.sketch! })),
+    3,
+  )
   // a founder may skip a round too (caught up: the other four and the newcomer made n − f)
-  assert.ok(ds.length >= MIN_COMPARED / 2, `compared ${ds.length} rounds`)
-  const mean = (a: number[]): number => a.reduce((x, y) => x + y, 0) / a.length
-  const scale = Math.max(Math.max(...spreads), mean(travels))
-  mark(`${ds.length} rounds from ${firstOwn + 10} to ${last}: newcomer–honest average ${mean(ds).toExponential(2)} (mean), founders' max pairwise ${mean(spreads).toExponential(2)} (mean), the average's travel in 3 rounds ${mean(travels).toExponential(2)} (mean)`)
-  assert.ok(mean(ds) <= scale, `newcomer ${ds} from the honest average, founders ${spreads} apart, the average moved ${travels} in 3 rounds`)
-  assert.ok(Math.max(...ds) <= 1.5 * scale, `newcomer ${ds} from the honest average, founders ${spreads} apart, the average moved ${travels} in 3 rounds`)
+  assert.ok(c.ds.length >= MIN_COMPARED / 2, `compared ${c.ds.length} rounds`)
+  mark(`from round ${firstOwn + 10} to ${last}: ${summary(c, 3)}`)
+  assertNearHonest(c)
 })

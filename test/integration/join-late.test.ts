@@ -15,6 +15,7 @@ import { join } from 'node:path'
 import { after, it } from 'node:test'
 import { parse, stringify } from 'yaml'
 import type { RoundReport } from '../../src/node/index.ts'
+import { assertNearHonest, averageOf, closeness, dist, summary } from '../support/closeness.ts'
 import { freePorts, Member, runMonna } from '../unit/node/cli-harness.ts'
 
 /** more rounds than the test runs: members are stopped (SIGTERM: checkpoint, exit 0) once the window is reported */
@@ -33,8 +34,6 @@ after(async () => {
   for (const m of members) m.kill('SIGKILL')
   if (dir !== '') await rm(dir, { recursive: true, force: true })
 })
-
-const dist = (a: number[], b: number[]): number => Math.sqrt(a.reduce((s, x, i) => s + (x - b[i]!) ** 2, 0))
 
 it('a member started 30 rounds late with only --bootstrap catches up and, within 10 rounds, is as close to the honest average as the others or as a member 3 rounds behind', { timeout: 240_000 }, async (t) => {
   const t0 = performance.now()
@@ -97,45 +96,18 @@ it('a member started 30 rounds late with only --bootstrap catches up and, within
   const founders = members.slice(0, 3).map(byRound)
   const mine = byRound(late)
   const first = own[0]!.round
-  const avgAt = (r: number): number[] | undefined => {
-    const s = founders.map((f) => f.get(r)?.sketch)
-    if (s.some((v) => v === undefined)) return undefined
-    return s[0]!.map((_, j) => s.reduce((a, v) => a + v![j]!, 0) / s.length)
-  }
-  // From 10 rounds after its first round on: per round, the newcomer's distance to the founders'
-  // average against two scales of the honest swarm — the founders' largest pairwise distance (the
-  // honest cluster's diameter) and how far their average moved in the last BEHIND rounds (where a
-  // member BEHIND rounds behind would sit). The diameter alone is not a bound: a round aggregates
-  // the first n − f = 3 of 4 models, so while one member — under load often the newcomer — is left
-  // out, the three founders average the same three models and coincide (CI: founders 4.7e-3 to
-  // 1.1e-2 apart for 14 rounds, the newcomer steady at 1.5–2.4e-2, a 30-round-stale model 0.38
-  // away). We require the newcomer, on average over the window, within the larger of the two, and
-  // never farther than 1.5× it.
-  const rows: string[] = []
-  const ds: number[] = []
-  const spreads: number[] = []
-  const travels: number[] = []
-  for (let r = first; r <= last; r++) {
-    const s = founders.map((f) => f.get(r)?.sketch)
-    const x = mine.get(r)?.sketch
-    const before = avgAt(r - BEHIND)
-    if (x === undefined || before === undefined || s.some((v) => v === undefined)) continue
-    const avg = avgAt(r)!
-    const spread = Math.max(...s.flatMap((a, i) => s.slice(i + 1).map((b) => dist(a!, b!))))
-    const travel = dist(avg, before)
-    const d = dist(x, avg)
-    rows.push(`round ${r}: newcomer–average ${d.toExponential(2)}, founders' max pairwise ${spread.toExponential(2)}, average's travel in ${BEHIND} rounds ${travel.toExponential(2)}`)
-    if (r >= first + 10) {
-      ds.push(d)
-      spreads.push(spread)
-      travels.push(travel)
-    }
-  }
-  mark(rows.join('\n'))
-  assert.ok(ds.length >= MIN_COMPARED, `compared ${ds.length} rounds`)
-  const mean = (a: number[]): number => a.reduce((x, y) => x + y, 0) / a.length
-  const scale = Math.max(Math.max(...spreads), mean(travels))
-  mark(`window: newcomer–average mean ${mean(ds).toExponential(2)} max ${Math.max(...ds).toExponential(2)}; founders' spread mean ${mean(spreads).toExponential(2)} max ${Math.max(...spreads).toExponential(2)}; average's travel in ${BEHIND} rounds mean ${mean(travels).toExponential(2)}`)
+  const avgAt = (r: number): number[] | undefined => averageOf(founders.map((f) => f.get(r)?.sketch))
+  // From 10 rounds after its first round on, the newcomer against the founders
+  // (test/support/closeness.ts: within the larger of their diameter and how far their average
+  // moved in the last BEHIND rounds, on average; never beyond 1.5× it)
+  const c = closeness(
+    (r) => founders.map((f) => f.get(r)?.sketch),
+    [...mine.values()].filter((r) => r.round >= first + 10 && r.round <= last).map((r) => ({ round: r.round, sketch: r.sketch! })),
+    BEHIND,
+  )
+  mark(c.rows.join('\n'))
+  assert.ok(c.ds.length >= MIN_COMPARED, `compared ${c.ds.length} rounds`)
+  mark(`window: ${summary(c, BEHIND)}`)
   // what the criterion would see for a member that had not caught up: the founders' average
   // against their own average LATE_BY rounds earlier
   const now = avgAt(last)
@@ -143,8 +115,7 @@ it('a member started 30 rounds late with only --bootstrap catches up and, within
   if (now !== undefined && before !== undefined) {
     const stale = dist(now, before)
     mark(`a model ${LATE_BY} rounds stale would be ${stale.toExponential(2)} from the average`)
-    assert.ok(Math.max(...ds) < stale, 'the newcomer is closer than a stale model would be')
+    assert.ok(Math.max(...c.ds) < stale, 'the newcomer is closer than a stale model would be')
   }
-  assert.ok(mean(ds) <= scale, `mean distance to the honest average ${mean(ds)} > the swarm's scale ${scale}\n${rows.join('\n')}`)
-  assert.ok(Math.max(...ds) <= 1.5 * scale, `largest distance ${Math.max(...ds)} > 1.5 × the swarm's scale ${scale}\n${rows.join('\n')}`)
+  assertNearHonest(c)
 })
