@@ -47,6 +47,8 @@ export function formatProgress(e: ProgressEvent): string | undefined {
     case 'member-exit':
       if (e.code === 0) return undefined
       return `${e.name}${e.byzantine ? ' (Byzantine)' : ''} stopped: ${e.error ?? `exit code ${e.code}`}`
+    case 'ended':
+      return `ending the run early: ${e.reason}`
   }
 }
 

@@ -33,12 +33,28 @@
  * open (received late) is switched to at once.
  */
 import type { Adversary } from '../adversary/index.ts'
-import { AbortError, InvalidConfigError } from '../errors.ts'
+import { AbortError, InvalidConfigError, MonnaError } from '../errors.ts'
 import { type Logger, silentLogger } from '../logger.ts'
 import { Rng, type RngState } from '../rng.ts'
 import { type ByzantineBehaviour, type ByzantineContext, ByzantineCrashError } from './behaviour.ts'
 
 export { ByzantineCrashError }
+
+/**
+ * An honest member's model left the floats (a non-finite parameter after its local step): every
+ * member refuses such a payload, so it can never count towards a round again — the engine stops
+ * with this error instead of broadcasting it (a round that needed it would wait for ever).
+ */
+export class ModelDivergedError extends MonnaError {
+  override name = 'ModelDivergedError'
+  readonly round: number
+  readonly coordinate: number
+  constructor(round: number, coordinate: number, value: number) {
+    super(`the model diverged at round ${round}: parameter ${coordinate} is ${value} after the local step; lower the learning rate, clip gradients, or aggregate with a robust rule`)
+    this.round = round
+    this.coordinate = coordinate
+  }
+}
 
 import type { NodeMetrics } from './metrics.ts'
 import { type DecodedModel, decodeModel, encodedBytes, encodeModel, type ModelEncoding } from './payload.ts'
@@ -706,6 +722,9 @@ export class RoundEngine extends EventTarget {
     // encoding must not give it a more precise own model than everyone else holds of it)
     let own = halfStep
     if (behaviour === undefined) {
+      for (let i = 0; i < halfStep.length; i++) {
+        if (!Number.isFinite(halfStep[i]!)) throw new ModelDivergedError(t, i, halfStep[i]!)
+      }
       const payload = encodeModel(halfStep, this.encoding)
       if (this.encoding !== 'float32') {
         const decoded = this.decode(payload)

@@ -59,7 +59,7 @@ export type {
   RoundReport,
   StallEvent,
 } from './engine.ts'
-export { defaultEngineOptions, nearestToMedianMean, RoundEngine, sketchOf } from './engine.ts'
+export { defaultEngineOptions, ModelDivergedError, nearestToMedianMean, RoundEngine, sketchOf } from './engine.ts'
 export { loadNodeConfigFile, loadSwarmFile, readConfigFile } from './files.ts'
 export { createNodeMetrics, type NodeMetrics } from './metrics.ts'
 export { createDecodeCache, type DecodedModel, decodeModel, encodedBytes, encodeModel, INT8_BLOCK, type ModelEncoding, modelEncodings } from './payload.ts'

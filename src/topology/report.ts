@@ -116,6 +116,8 @@ export interface TopologyReport {
   r: number
   rule: string
   rounds: number
+  /** why the runner ended the run before its last round: fewer members left running than a round needs */
+  endedEarly?: string
   /** with `expect.targetAccuracy`: time-to-accuracy (docs/redundancy.md) */
   timeToTarget?: TimeToTarget
   /** with `expect.targetDistance`: rounds until every honest member was that close to θ* */
@@ -165,6 +167,8 @@ export function buildReport(opts: {
   rounds: MemberRound[]
   startedAt: Date
   durationMs: number
+  /** why the runner ended the run before its last round (see QuorumWatch in runner.ts) */
+  endedEarly?: string
 }): TopologyReport {
   const { scenario, members, rounds } = opts
   const byMember = new Map<string, MemberRound[]>()
@@ -273,6 +277,7 @@ export function buildReport(opts: {
     r: scenario.r ?? scenario.f,
     rule: scenario.aggregator.rule,
     rounds: scenario.task.rounds,
+    ...(opts.endedEarly === undefined ? {} : { endedEarly: opts.endedEarly }),
     ...(timeToTarget === undefined ? {} : { timeToTarget }),
     ...(distanceToTarget === undefined ? {} : { distanceToTarget }),
     nodes,
@@ -404,7 +409,8 @@ export function verdict(r: TopologyReport): string {
   const rr = r.r !== undefined && r.r !== r.f ? `, r = ${r.r}` : ''
   const t = r.timeToTarget
   const tt = t === undefined ? '' : t.round === null ? `, never reached ${acc(t.target)}` : `, reached ${acc(t.target)} at round ${t.round + 1}${t.elapsedMs === null ? '' : ` after ${(t.elapsedMs / 1000).toFixed(1)} s`}`
-  return `${head}: ${r.scenario} — rule ${r.rule}${rr}, honest final accuracy min ${acc(r.honest.minFinalAccuracy)} / median ${acc(r.honest.medianFinalAccuracy)}, ${r.nodes.filter((n) => n.byzantine).length} Byzantine of ${r.n}${dp}${tt}`
+  const early = r.endedEarly === undefined ? '' : `; ended early: ${r.endedEarly}`
+  return `${head}: ${r.scenario} — rule ${r.rule}${rr}, honest final accuracy min ${acc(r.honest.minFinalAccuracy)} / median ${acc(r.honest.medianFinalAccuracy)}, ${r.nodes.filter((n) => n.byzantine).length} Byzantine of ${r.n}${dp}${tt}${early}`
 }
 
 /** `ε 1.98 spent (target 2), δ = 1e-5` — the privacy figures of a report in words. */

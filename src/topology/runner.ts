@@ -23,7 +23,7 @@ import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import { stringify as toYaml } from 'yaml'
 import { parseSwarm, type SwarmConfig, } from '../config/schema.ts'
-import { AbortError, EXIT_ADDRESS_IN_USE } from '../errors.ts'
+import { AbortError, EXIT_ADDRESS_IN_USE, MonnaError } from '../errors.ts'
 import { type Logger, silentLogger } from '../logger.ts'
 import { loadOrCreateKey, peerIdOfKey } from '../net/index.ts'
 import { type BroadcastPort, createDecodeCache, createSwarmNode, type RoundPhases, type RoundReport, type SwarmNode } from '../node/index.ts'
@@ -53,6 +53,7 @@ export type ProgressEvent =
   | RoundProgress
   | { kind: 'start'; scenario: string; mode: 'process' | 'in-process'; n: number; outDir: string; members: MemberInfo[] }
   | { kind: 'member-exit'; name: string; byzantine: boolean; code: number | null; error?: string }
+  | { kind: 'ended'; reason: string }
 
 export interface RunTopologyOptions {
   outDir: string
@@ -240,6 +241,40 @@ export class ProgressTracker {
   }
 }
 
+/** The run was ended by the runner because it could not go on (see `QuorumWatch`). */
+export class RunEndedError extends MonnaError {
+  override name = 'RunEndedError'
+}
+
+/**
+ * Ends a run that can no longer make progress. A round waits for n − r certified models, and a
+ * member that stopped with an error (crashed, or its model diverged) never sends another: once
+ * fewer than n − r members are left running, the others would wait out the scenario's timeout
+ * (a heterogeneity cell that ran its 40 rounds in 1.5 min took the whole 10-min timeout when one
+ * honest model diverged next to two crashed Byzantine members).
+ */
+export class QuorumWatch {
+  readonly failed: string[] = []
+  reason: string | undefined
+  private readonly n: number
+  private readonly needed: number
+  private readonly onLost: (reason: string) => void
+  constructor(n: number, needed: number, onLost: (reason: string) => void) {
+    this.n = n
+    this.needed = needed
+    this.onLost = onLost
+  }
+  /** `name` stopped with an error (not after its last round, not stopped by the runner). */
+  memberFailed(name: string): void {
+    if (this.reason !== undefined) return
+    this.failed.push(name)
+    const left = this.n - this.failed.length
+    if (left >= this.needed) return
+    this.reason = `only ${left} of ${this.n} members left running (${this.failed.join(', ')} stopped) and a round needs ${this.needed} (n − r): no round can complete`
+    this.onLost(this.reason)
+  }
+}
+
 function toMemberRound(r: RoundReport): MemberRound {
   return r
 }
@@ -256,15 +291,24 @@ export async function runTopology(s: Scenario, opts: RunTopologyOptions): Promis
   let tracker = new ProgressTracker(prepared.members, s.task.rounds, emit, opts.onRound)
   let startedAt = new Date()
   const timeout = AbortSignal.timeout(s.runtime.timeoutMs)
-  const signal = opts.signal === undefined ? timeout : AbortSignal.any([opts.signal, timeout])
-  if (mode === 'in-process') await runInProcess(s, prepared, tracker, emit, signal, logger)
+  const lost = new AbortController()
+  const signal = AbortSignal.any([...(opts.signal === undefined ? [] : [opts.signal]), timeout, lost.signal])
+  let endedEarly: string | undefined
+  const watch = (): QuorumWatch =>
+    new QuorumWatch(s.n, s.n - (s.r ?? s.f), (reason) => {
+      endedEarly = reason
+      logger.warn('ending the run early', { reason })
+      emit({ kind: 'ended', reason })
+      lost.abort(new RunEndedError(reason))
+    })
+  if (mode === 'in-process') await runInProcess(s, prepared, tracker, emit, signal, logger, watch())
   else {
     // A port found free is bound by its member a few seconds later (the process must start): a
     // program — another run on the machine — may take it in between (CI: EADDRINUSE, the
     // Byzantine member never started and the run went on without its attack). Such a member
     // exits with EXIT_ADDRESS_IN_USE before any round; the run starts again on fresh ports.
     for (let attempt = 1; ; attempt++) {
-      const outcome = await runProcesses(s, prepared, outDir, tracker, emit, signal, opts.program ?? defaultProgram)
+      const outcome = await runProcesses(s, prepared, outDir, tracker, emit, signal, opts.program ?? defaultProgram, watch())
       if (outcome !== 'address-in-use' || attempt >= 3) break
       logger.warn('a member could not listen on its port (taken meanwhile); starting the run again on fresh ports', { attempt })
       prepared = await prepare(s, outDir, true)
@@ -273,7 +317,7 @@ export async function runTopology(s: Scenario, opts: RunTopologyOptions): Promis
     }
   }
   opts.signal?.throwIfAborted()
-  const report = buildReport({ scenario: s, mode, members: prepared.members, rounds: tracker.all, startedAt, durationMs: Date.now() - startedAt.getTime() })
+  const report = buildReport({ scenario: s, mode, members: prepared.members, rounds: tracker.all, startedAt, durationMs: Date.now() - startedAt.getTime(), ...(endedEarly === undefined ? {} : { endedEarly }) })
   const files = await writeReport(report, outDir)
   return { report, files }
 }
@@ -285,6 +329,7 @@ async function runInProcess(
   emit: (e: ProgressEvent) => void,
   signal: AbortSignal,
   logger: Logger,
+  watch: QuorumWatch,
 ): Promise<void> {
   // the real member stack — libp2p (Noise, yamux, gossipsub), the signed echo broadcast, the round
   // engine — over libp2p's in-memory transport: the transport is the only difference from processes
@@ -343,9 +388,16 @@ async function runInProcess(
             await node.run({ signal })
             emit({ kind: 'member-exit', name: m.name, byzantine: m.byzantine, code: 0 })
           } catch (err) {
-            m.error = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
-            m.exitCode = 1
-            emit({ kind: 'member-exit', name: m.name, byzantine: m.byzantine, code: 1, error: m.error })
+            if (watch.reason !== undefined && err instanceof AbortError) {
+              // stopped by the runner: the run could not go on
+              m.error = `stopped by the runner: ${watch.reason}`
+              m.exitCode = 0
+            } else {
+              m.error = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
+              m.exitCode = 1
+            }
+            emit({ kind: 'member-exit', name: m.name, byzantine: m.byzantine, code: m.exitCode, error: m.error })
+            if (m.exitCode !== 0 && !signal.aborted) watch.memberFailed(m.name)
           } finally {
             tracker.memberGone(m.id)
           }
@@ -382,6 +434,7 @@ async function runProcesses(
   emit: (e: ProgressEvent) => void,
   signal: AbortSignal,
   program: string,
+  watch: QuorumWatch,
 ): Promise<'done' | 'address-in-use'> {
   await mkdir(join(outDir, 'logs'), { recursive: true })
   const ideal = isIdealNetwork(s.network, s.n)
@@ -466,12 +519,16 @@ async function runProcesses(
           return
         }
         if (addressTaken) return
-        // stopped by us after the run (SIGTERM → null or 143) counts as a clean exit
-        const stoppedByUs = finished.has(m.id) || honest.every((id) => finished.has(id))
+        // stopped by us after the run (SIGTERM → null or 143) counts as a clean exit, as does a
+        // member stopped because the run could not go on (its error says so)
+        const cut = watch.reason !== undefined && !finished.has(m.id) && (code === 0 || code === null || code === 143)
+        const stoppedByUs = finished.has(m.id) || honest.every((id) => finished.has(id)) || cut
         const clean = code === 0 || (stoppedByUs && (code === null || code === 143))
         m.exitCode = clean ? 0 : code
         if (!clean) m.error = `exited with code ${code} (see logs/${m.name}.log)`
+        else if (cut) m.error = `stopped by the runner: ${watch.reason}`
         emit({ kind: 'member-exit', name: m.name, byzantine: m.byzantine, code: m.exitCode, ...(m.error === undefined ? {} : { error: m.error }) })
+        if (!clean && !signal.aborted) watch.memberFailed(m.name)
         finished.add(m.id)
         tracker.memberGone(m.id)
         checkAllDone()
@@ -481,6 +538,6 @@ async function runProcesses(
     })()
   })
   await Promise.all(children)
-  if (signal.aborted && !(signal.reason instanceof DOMException && signal.reason.name === 'TimeoutError')) throw new AbortError()
+  if (signal.aborted && !(signal.reason instanceof DOMException && signal.reason.name === 'TimeoutError') && !(signal.reason instanceof RunEndedError)) throw new AbortError()
   return addressTaken ? 'address-in-use' : 'done'
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { runMatrix } from '../../../src/topology/matrix.ts'
 import { type ProgressEvent, runTopology } from '../../../src/topology/runner.ts'
-import { parseScenario } from '../../../src/topology/schema.ts'
+import { parseScenario, type Scenario } from '../../../src/topology/schema.ts'
 
 // A tiny in-process swarm: 4 members, one Byzantine, one slow honest member.
 const scenario = parseScenario({
@@ -72,4 +72,45 @@ describe('topology runner (in-process)', () => {
       await rm(dir, { recursive: true, force: true })
     }
   })
+})
+
+describe('a run that cannot go on ends early', () => {
+  // before: a diverged member broadcast its non-finite model, every member refused it, and the
+  // others waited for n − r models for ever — until the scenario's timeout (here 10 min; the
+  // test's own 3-min timeout would fail it)
+  const diverging = (): Scenario =>
+    parseScenario({
+      ...structuredClone(scenario),
+      name: 'unit-runner-diverges',
+      byzantine: [],
+      network: { members: [] },
+      task: { ...structuredClone(scenario.task), schedule: { kind: 'constant', lr: 1e300 } },
+      runtime: { backend: 'cpu', timeoutMs: 600_000 },
+    })
+  for (const mode of ['in-process', 'process'] as const) {
+    it(`${mode}: an honest model that diverges stops its member (ModelDivergedError), and the run ends once fewer than n − r members are left`, { timeout: 180_000 }, async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'monna-run-'))
+      try {
+        const events: ProgressEvent[] = []
+        const { report } = await runTopology(diverging(), { outDir: dir, mode, onProgress: (e) => events.push(e) })
+        const ended = events.filter((e) => e.kind === 'ended')
+        assert.equal(ended.length, 1, 'one end event')
+        assert.match(ended[0]!.reason, /left running .* a round needs 3 \(n − r\)/)
+        assert.equal(report.endedEarly, ended[0]!.reason)
+        assert.equal(report.passed, false)
+        const exits = events.filter((e) => e.kind === 'member-exit')
+        const diverged = exits.filter((e) => e.code !== 0)
+        assert.ok(diverged.length >= 2, `at least n − (n − r) + 1 = 2 members diverged (${JSON.stringify(exits)})`)
+        for (const e of diverged) {
+          if (mode === 'in-process') assert.match(e.error!, /^ModelDivergedError: the model diverged at round \d+/)
+          else assert.match(await readFile(join(dir, 'logs', `${e.name}.log`), 'utf8'), /the model diverged at round \d+/)
+        }
+        // the others were stopped by the runner, and say so
+        for (const e of exits.filter((x) => x.code === 0)) assert.match(e.error ?? '', /^stopped by the runner: /)
+        assert.equal(exits.length, 4)
+      } finally {
+        await rm(dir, { recursive: true, force: true })
+      }
+    })
+  }
 })
