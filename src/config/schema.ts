@@ -85,6 +85,18 @@ export const scheduleSchema = z.discriminatedUnion('kind', [
     tau: z.number().positive().default(50),
     delta: positiveInt.default(50),
   }),
+  // diminishing steps (docs/exact.md §2): γ_t = lr0 / (1 + t/T)^power, every round. With power in
+  // (0.5, 1], Σ γ_t = ∞ and Σ γ_t² < ∞ — the step-size condition of the exact-fault-tolerance analyses.
+  z.strictObject({
+    kind: z.literal('diminishing'),
+    lr0: z.number().positive(),
+    T: z.number().positive().default(1),
+    power: z
+      .number()
+      .gt(0.5, { message: 'power must be in (0.5, 1]: at 0.5 or below Σ γ_t² diverges' })
+      .max(1, { message: 'power must be in (0.5, 1]: above 1 Σ γ_t converges (the steps stop short)' })
+      .default(1),
+  }),
 ])
 
 /**

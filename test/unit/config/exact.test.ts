@@ -64,6 +64,19 @@ describe('task.exact', () => {
     assert.throws(() => parseSwarm(swarm({ dataset: { kind: 'gaussian-mixture' }, partition: { scheme: 'blocks' }, model: { kind: 'logreg' } })), refused('task.partition', /blocks splits the linear data set/))
   })
 
+  it('takes diminishing steps γₜ = lr0 / (1 + t/T)^power with power in (0.5, 1] (Σ γₜ = ∞, Σ γₜ² < ∞)', () => {
+    const sched = (s: Record<string, unknown>) => parseSwarm(swarm({ ...task, schedule: { kind: 'diminishing', ...s } })).task.schedule
+    assert.deepEqual(sched({ lr0: 0.5 }), { kind: 'diminishing', lr0: 0.5, T: 1, power: 1 })
+    assert.deepEqual(sched({ lr0: 0.5, T: 50, power: 0.75 }), { kind: 'diminishing', lr0: 0.5, T: 50, power: 0.75 })
+    assert.throws(() => sched({ lr0: 0.5, power: 0.5 }), refused('task.schedule.power', /power must be in \(0.5, 1\]: at 0.5 or below Σ γ_t² diverges/))
+    assert.throws(() => sched({ lr0: 0.5, power: 1.5 }), refused('task.schedule.power', /power must be in \(0.5, 1\]: above 1 Σ γ_t converges/))
+    assert.throws(() => sched({ lr0: 0.5, T: 0 }), refused('task.schedule.T', /./))
+    assert.throws(() => sched({ T: 10 }), refused('task.schedule.lr0', /./))
+    const base = { name: 'ex', n: 7, f: 1, task, byzantine: [{ members: 6, behaviour: 'alie' }] }
+    const optimizers = [{ name: 'dim', exact: true, schedule: { kind: 'diminishing', lr0: 0.5, power: 0.4 } }]
+    assert.throws(() => parseScenario({ ...base, matrix: { rules: [{ rule: 'nna' }], behaviours: ['alie'], optimizers } }), refused('schedule.power', /power must be in \(0.5, 1\]/))
+  })
+
   it('is checked in scenario files, for the task and for every matrix optimizer', () => {
     const base = { name: 'ex', n: 7, f: 1, task, byzantine: [{ members: 6, behaviour: 'alie' }] }
     assert.doesNotThrow(() => parseScenario(base))
