@@ -33,6 +33,10 @@ export const datasetSchema = z.discriminatedUnion('kind', [
     kind: z.literal('logistic'),
     dim: positiveInt.default(20),
     condition: z.number().min(1).default(10),
+    // 2f-redundant generator with a known minimiser (docs/exact.md): `blocks` consecutive blocks of
+    // groups of 4 equal examples in their block's `rank`-dimensional subspace, labels calibrated to σ(x·w*)
+    rank: positiveInt.optional(),
+    blocks: positiveInt.optional(),
     trainSize: positiveInt.default(4000),
     testSize: positiveInt.default(1000),
     seed: seed.default(1),
@@ -293,18 +297,19 @@ export function checkExact(task: TaskConfig, where: string): void {
 }
 
 /**
- * The 2f-redundant generator (dataset linear with rank and blocks; docs/exact.md): one block a
+ * The 2f-redundant generators (dataset linear or logistic with rank and blocks; docs/exact.md): one block a
  * member (partition blocks, blocks = n), and with the exact mechanism 2f-redundancy itself:
  * any n − 2f blocks must span the dim features ((n − 2f)·rank ≥ dim, generic subspaces).
  */
 export function checkBlocks(task: TaskConfig, n: number, f: number, where: string): void {
   const ds = task.dataset
-  if (ds.kind === 'linear' && ds.rank === undefined && ds.blocks !== undefined) {
+  const blocky = ds.kind === 'linear' || ds.kind === 'logistic'
+  if (blocky && ds.rank === undefined && ds.blocks !== undefined) {
     throw new InvalidConfigError(`${where}: task.dataset.blocks`, 'rank and blocks go together: blocks of examples, each in its own rank-dimensional subspace')
   }
-  if (ds.kind !== 'linear' || ds.rank === undefined) {
-    if (task.partition.scheme === 'blocks' && ds.kind !== 'linear') {
-      throw new InvalidConfigError(`${where}: task.partition`, `scheme blocks splits the linear data set's blocks; use iid, dirichlet or shards with ${ds.kind}`)
+  if (!blocky || ds.rank === undefined) {
+    if (task.partition.scheme === 'blocks' && !blocky) {
+      throw new InvalidConfigError(`${where}: task.partition`, `scheme blocks splits the linear or logistic data set's blocks; use iid, dirichlet or shards with ${ds.kind}`)
     }
     return
   }

@@ -165,6 +165,46 @@ describe('the exact mechanism with diminishing steps (schedule diminishing: γ�
   })
 })
 
+/** The same emulation on the 2f-redundant logistic generator (rank-4 blocks, labels calibrated so that x* is known): centred distance per round. */
+async function logisticEmulation(rounds: number, withM5: boolean, lr: number): Promise<number[]> {
+  await initBackend({ backend: 'cpu' })
+  const spec = { kind: 'logistic' as const, dim: 10, condition: 1, rank: 4, blocks: 7, trainSize: 280, testSize: 10, seed: 1 }
+  const train = await loadDataset(spec, 'train')
+  const test = await loadDataset(spec, 'test')
+  const shards = partition(train.y, train.numClasses, 7, { scheme: 'blocks' }, 1)
+  const inners = []
+  for (let i = 0; i < 6; i++) {
+    const schedule: LrSchedule = { kind: 'constant', lr }
+    inners.push(await createLearner({ model: { kind: 'logreg' }, inputShape: [10], numClasses: 2, train: subset(train, shards[i]!), batchSize: 40, beta: 0, lambda: 0, schedule, initSeed: 1, dataSeed: `1/${i}` }))
+  }
+  const learners = inners.map((l) => exactLearner(l))
+  const agg = exactAggregator(createAggregator({ rule: 'nna', f: 1 }), 1)
+  const out: number[] = []
+  for (let t = 0; t < rounds; t++) {
+    const honest = await Promise.all(learners.map((l) => l.step(t).then((r) => r.halfStep)))
+    const flipped = new Float32Array(honest[0]!.length)
+    for (const h of honest) for (let j = 0; j < h.length; j++) flipped[j]! -= h[j]! / honest.length
+    const inputs = withM5 ? [...honest, flipped] : [...honest.slice(0, 5), flipped]
+    const next = agg.aggregate(inputs, { own: 0, reference: learners[0]!.getParams() })
+    for (const l of learners) l.setParams(next)
+    out.push((await inners[0]!.evaluate(test)).distance!)
+  }
+  for (const l of inners) l.dispose()
+  return out
+}
+
+describe('the exact mechanism on the 2f-redundant logistic generator (agreement on the set emulated)', () => {
+  it('reaches the known x* under sign-flip with all n inputs; with n − f it diverges on the rank-4 blocks, as least squares does', { timeout: 60_000 }, async (t) => {
+    const R = 300
+    const all = await logisticEmulation(R, true, 2)
+    const fewer = await logisticEmulation(R, false, 2)
+    const at = (s: number[], r: number): string => s[r - 1]!.toExponential(2)
+    t.diagnostic(`logistic, rank-4 blocks, sign-flip, step 2: all 7 inputs ${at(all, 20)} at 20, ${at(all, 100)} at 100, ${at(all, R)} at ${R}; n − f = 6: ${at(fewer, 20)} / ${at(fewer, 100)} / ${at(fewer, R)}`)
+    assert.ok(all[R - 1]! < 1e-4 && all[R - 1]! < all[19]! / 100, `all n: ${all[19]} at 20, ${all[R - 1]} at ${R}`)
+    assert.ok(fewer[R - 1]! > 1 && fewer[R - 1]! > fewer[19]!, `n − f: ${fewer[19]} at 20, ${fewer[R - 1]} at ${R}`)
+  })
+})
+
 describe('the exact mechanism on logistic regression (the tfjs gradient path)', () => {
   it('raises the test accuracy of 6 honest learners with a sign-flipping seventh (all n inputs, the same θ)', { timeout: 60_000 }, async (t) => {
     await initBackend({ backend: 'cpu' })
