@@ -190,6 +190,9 @@ export const timingSchema = z
     roundTimeoutMs: positiveInt.default(30_000),
     // W: rounds of broadcast state kept per sender, and how far ahead/behind a member echoes.
     roundWindow: positiveInt.default(8),
+    // once n − r certified models are held, wait up to this long for the rest (all n) before
+    // closing the round; 0 = close at n − r (docs/exact.md §5: what waiting buys the exact mechanism)
+    waitAllMs: z.number().int().nonnegative().optional(),
   })
   .default({ roundTimeoutMs: 30_000, roundWindow: 8 })
 

@@ -77,6 +77,13 @@ describe('task.exact', () => {
     assert.throws(() => parseScenario({ ...base, matrix: { rules: [{ rule: 'nna' }], behaviours: ['alie'], optimizers } }), refused('schedule.power', /power must be in \(0.5, 1\]/))
   })
 
+  it('takes timing.waitAllMs, a whole number of ms ≥ 0 (wait for all n certified models after n − r)', () => {
+    assert.equal(parseSwarm(swarm(task, 7, { timing: { waitAllMs: 5000 } })).timing.waitAllMs, 5000)
+    assert.equal(parseSwarm(swarm(task)).timing.waitAllMs, undefined)
+    assert.throws(() => parseSwarm(swarm(task, 7, { timing: { waitAllMs: -1 } })), refused('timing.waitAllMs', /./))
+    assert.throws(() => parseSwarm(swarm(task, 7, { timing: { waitAllMs: 1.5 } })), refused('timing.waitAllMs', /./))
+  })
+
   it('is checked in scenario files, for the task and for every matrix optimizer', () => {
     const base = { name: 'ex', n: 7, f: 1, task, byzantine: [{ members: 6, behaviour: 'alie' }] }
     assert.doesNotThrow(() => parseScenario(base))
