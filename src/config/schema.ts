@@ -322,6 +322,10 @@ export function checkBlocks(task: TaskConfig, n: number, f: number, where: strin
     throw new InvalidConfigError(`${where}: task.partition`, `dataset.rank gives each block of examples its own subspace: use partition { scheme: blocks }, not ${task.partition.scheme}`)
   }
   if (ds.blocks !== n) throw new InvalidConfigError(`${where}: task.dataset.blocks`, `must equal the ${n} members (one block a member), got ${ds.blocks}`)
+  // the logistic generator's groups of 4 equal examples must not straddle two blocks (src/learning/exact-logistic.ts)
+  if (ds.kind === 'logistic' && ds.trainSize % (4 * ds.blocks) !== 0) {
+    throw new InvalidConfigError(`${where}: task.dataset.trainSize`, `must be a multiple of 4·blocks = ${4 * ds.blocks} (groups of 4 examples, whole groups a block), got ${ds.trainSize}`)
+  }
   if (task.exact === true && (n - 2 * f) * ds.rank < ds.dim) {
     throw new InvalidConfigError(
       `${where}: task.dataset.rank`,

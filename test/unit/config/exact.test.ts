@@ -220,5 +220,6 @@ describe('the 2f-redundant logistic generator (dataset logistic with rank and bl
     assert.throws(() => parseSwarm(swarm({ ...task, dataset: { ...spec, rank: 1 }, model: { kind: 'logreg' } })), refused('task.dataset.rank', /not 2f-redundant: n − 2f = 5 blocks of rank 1 span 5 < dim = 10/))
     assert.throws(() => parseSwarm(swarm({ ...task, dataset: { ...spec, blocks: undefined }, model: { kind: 'logreg' } })), refused('task.dataset.rank', /rank and blocks go together/))
     assert.doesNotThrow(() => parseSwarm(swarm({ ...task, dataset: spec, model: { kind: 'logreg' } })))
+    assert.throws(() => parseSwarm(swarm({ ...task, dataset: { ...spec, trainSize: 300 }, model: { kind: 'logreg' } })), refused('task.dataset.trainSize', /must be a multiple of 4·blocks = 28/))
   })
 })

@@ -59,4 +59,42 @@ describe('the exact mechanism waiting for all n certified models (timing.waitAll
       await rm(dir, { recursive: true, force: true })
     }
   })
+
+  it('a silent member: every round waits out waitAllMs and closes on the n − 1 that arrived, without a stall', { timeout: 120_000 }, async (t) => {
+    const rounds = 8
+    const s = parseScenario({
+      name: 'unit-waitall-silent',
+      n: 4,
+      f: 1,
+      task: {
+        dataset: { kind: 'linear', dim: 10, condition: 3, noise: 0, trainSize: 280, testSize: 50, seed: 1 },
+        model: { kind: 'linear' },
+        batchSize: 40,
+        schedule: { kind: 'constant', lr: 0.5 },
+        beta: 0,
+        exact: true,
+        rounds,
+        evalEvery: 4,
+        evalExamples: 50,
+      },
+      timing: { roundTimeoutMs: 60_000, roundWindow: 16, waitAllMs: 300 },
+      byzantine: [{ members: 3, behaviour: 'silent' }],
+      runtime: { backend: 'cpu', timeoutMs: 110_000 },
+    })
+    const dir = await mkdtemp(join(tmpdir(), 'monna-waitall-silent-'))
+    try {
+      const { report } = await runTopology(s, { outDir: dir, mode: 'in-process' })
+      const honest = report.series.filter((r) => report.nodes.find((n) => n.id === r.member && !n.byzantine) !== undefined)
+      const delivered = honest.map((r) => r.delivered)
+      t.diagnostic(`inputs a round: ${Math.min(...delivered)}–${Math.max(...delivered)} over ${honest.length} member rounds; stalls ${report.nodes.map((n) => n.stalls).join(' ')}`)
+      assert.equal(honest.length, 3 * rounds)
+      assert.ok(delivered.every((d) => d === 3), `inputs a round: ${delivered.join(' ')}`)
+      // the round closed after waiting waitAllMs for m3, never reported as stalled (its n − r were there)
+      assert.ok(honest.every((r) => r.stalled === false), 'a round reported stalled')
+      // and it did wait: a round's wait is at least the 300 ms given to the silent member
+      assert.ok(honest.every((r) => r.phases!.waitMs >= 300), `waits: ${honest.map((r) => r.phases!.waitMs).join(' ')}`)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
 })
