@@ -191,7 +191,7 @@ export const timingSchema = z
     // W: rounds of broadcast state kept per sender, and how far ahead/behind a member echoes.
     roundWindow: positiveInt.default(8),
     // once n − r certified models are held, wait up to this long for the rest (all n) before
-    // closing the round; 0 = close at n − r (docs/exact.md §5: what waiting buys the exact mechanism)
+    // closing the round; 0 = close at n − r (docs/exact.md §2; §4.7: what waiting buys the exact mechanism)
     waitAllMs: z.number().int().nonnegative().optional(),
   })
   .default({ roundTimeoutMs: 30_000, roundWindow: 8 })

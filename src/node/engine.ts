@@ -210,7 +210,7 @@ export interface RoundEngineOptions {
   /**
    * Once n − r certified models are held, keep waiting up to this long for the other members'
    * (until all n are held) before closing the round; default 0 (close at n − r). What a round
-   * aggregates then is every certified model that arrived in time (docs/exact.md §5).
+   * aggregates then is every certified model that arrived in time (docs/exact.md §2, §4.7).
    */
   waitAllMs?: number
   /** W: how many rounds ahead deliveries are buffered (default 8) */

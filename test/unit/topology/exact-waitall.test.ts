@@ -1,5 +1,5 @@
 /**
- * The exact mechanism with `timing.waitAllMs` (docs/exact.md §5): once n − r certified models are
+ * The exact mechanism with `timing.waitAllMs` (docs/exact.md §4.7): once n − r certified models are
  * held, a member keeps waiting (up to waitAllMs) for the rest before closing the round, so a round
  * aggregates every certified model that arrived in time. On topologies/exact-linear.yaml's swarm
  * (7 members, f = 1, rank-4 blocks, m6 sending the sign-flipped honest mean, m5 300 ms late) the
