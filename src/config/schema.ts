@@ -33,6 +33,10 @@ export const datasetSchema = z.discriminatedUnion('kind', [
     kind: z.literal('logistic'),
     dim: positiveInt.default(20),
     condition: z.number().min(1).default(10),
+    // 2f-redundant generator with a known minimiser (docs/exact.md): `blocks` consecutive blocks of
+    // groups of 4 equal examples in their block's `rank`-dimensional subspace, labels calibrated to σ(x·w*)
+    rank: positiveInt.optional(),
+    blocks: positiveInt.optional(),
     trainSize: positiveInt.default(4000),
     testSize: positiveInt.default(1000),
     seed: seed.default(1),
@@ -84,6 +88,18 @@ export const scheduleSchema = z.discriminatedUnion('kind', [
     lr0: z.number().positive(),
     tau: z.number().positive().default(50),
     delta: positiveInt.default(50),
+  }),
+  // diminishing steps (docs/exact.md §2): γ_t = lr0 / (1 + t/T)^power, every round. With power in
+  // (0.5, 1], Σ γ_t = ∞ and Σ γ_t² < ∞ — the step-size condition of the exact-fault-tolerance analyses.
+  z.strictObject({
+    kind: z.literal('diminishing'),
+    lr0: z.number().positive(),
+    T: z.number().positive().default(1),
+    power: z
+      .number()
+      .gt(0.5, { message: 'power must be in (0.5, 1]: at 0.5 or below Σ γ_t² diverges' })
+      .max(1, { message: 'power must be in (0.5, 1]: above 1 Σ γ_t converges (the steps stop short)' })
+      .default(1),
   }),
 ])
 
@@ -174,6 +190,9 @@ export const timingSchema = z
     roundTimeoutMs: positiveInt.default(30_000),
     // W: rounds of broadcast state kept per sender, and how far ahead/behind a member echoes.
     roundWindow: positiveInt.default(8),
+    // once n − r certified models are held, wait up to this long for the rest (all n) before
+    // closing the round; 0 = close at n − r (docs/exact.md §2; §4.7: what waiting buys the exact mechanism)
+    waitAllMs: z.number().int().nonnegative().optional(),
   })
   .default({ roundTimeoutMs: 30_000, roundWindow: 8 })
 
@@ -281,18 +300,19 @@ export function checkExact(task: TaskConfig, where: string): void {
 }
 
 /**
- * The 2f-redundant generator (dataset linear with rank and blocks; docs/exact.md): one block a
+ * The 2f-redundant generators (dataset linear or logistic with rank and blocks; docs/exact.md): one block a
  * member (partition blocks, blocks = n), and with the exact mechanism 2f-redundancy itself:
  * any n − 2f blocks must span the dim features ((n − 2f)·rank ≥ dim, generic subspaces).
  */
 export function checkBlocks(task: TaskConfig, n: number, f: number, where: string): void {
   const ds = task.dataset
-  if (ds.kind === 'linear' && ds.rank === undefined && ds.blocks !== undefined) {
+  const blocky = ds.kind === 'linear' || ds.kind === 'logistic'
+  if (blocky && ds.rank === undefined && ds.blocks !== undefined) {
     throw new InvalidConfigError(`${where}: task.dataset.blocks`, 'rank and blocks go together: blocks of examples, each in its own rank-dimensional subspace')
   }
-  if (ds.kind !== 'linear' || ds.rank === undefined) {
-    if (task.partition.scheme === 'blocks' && ds.kind !== 'linear') {
-      throw new InvalidConfigError(`${where}: task.partition`, `scheme blocks splits the linear data set's blocks; use iid, dirichlet or shards with ${ds.kind}`)
+  if (!blocky || ds.rank === undefined) {
+    if (task.partition.scheme === 'blocks' && !blocky) {
+      throw new InvalidConfigError(`${where}: task.partition`, `scheme blocks splits the linear or logistic data set's blocks; use iid, dirichlet or shards with ${ds.kind}`)
     }
     return
   }
@@ -302,6 +322,10 @@ export function checkBlocks(task: TaskConfig, n: number, f: number, where: strin
     throw new InvalidConfigError(`${where}: task.partition`, `dataset.rank gives each block of examples its own subspace: use partition { scheme: blocks }, not ${task.partition.scheme}`)
   }
   if (ds.blocks !== n) throw new InvalidConfigError(`${where}: task.dataset.blocks`, `must equal the ${n} members (one block a member), got ${ds.blocks}`)
+  // the logistic generator's groups of 4 equal examples must not straddle two blocks (src/learning/exact-logistic.ts)
+  if (ds.kind === 'logistic' && ds.trainSize % (4 * ds.blocks) !== 0) {
+    throw new InvalidConfigError(`${where}: task.dataset.trainSize`, `must be a multiple of 4·blocks = ${4 * ds.blocks} (groups of 4 examples, whole groups a block), got ${ds.trainSize}`)
+  }
   if (task.exact === true && (n - 2 * f) * ds.rank < ds.dim) {
     throw new InvalidConfigError(
       `${where}: task.dataset.rank`,

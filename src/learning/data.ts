@@ -41,6 +41,7 @@ import { createInterface } from 'node:readline'
 import { AbortError, InvalidConfigError } from '../errors.ts'
 import { Rng } from '../rng.ts'
 import { CorruptDatasetError, DatasetNotFoundError } from './errors.ts'
+import { logisticGroup, logisticOptimum, redundantLogistic } from './exact-logistic.ts'
 import { pixelsToFloat, readIdxPair, readIdxPairBytes } from './idx.ts'
 
 export interface Dataset {
@@ -55,7 +56,7 @@ export interface Dataset {
   numClasses: number
   /** regression targets (the `linear` data set; then every label is 0 and numClasses is 1) */
   targets?: Float32Array
-  /** the exact least-squares minimiser θ* of this split (the `linear` train split), for the distance ‖θ − θ*‖ */
+  /** the exact minimiser θ* of this split (the `linear` train split; the `logistic` one with rank and blocks, centred), for the distance ‖θ − θ*‖ */
   optimum?: Float64Array
 }
 
@@ -63,7 +64,7 @@ export type DatasetSpec =
   | { kind: 'mnist' }
   | { kind: 'fashion-mnist' }
   | { kind: 'gaussian-mixture'; classes: number; dim: number; trainSize: number; testSize: number; separation?: number; seed: number | string }
-  | { kind: 'logistic'; dim: number; condition: number; trainSize: number; testSize: number; seed: number | string }
+  | { kind: 'logistic'; dim: number; condition: number; rank?: number; blocks?: number; trainSize: number; testSize: number; seed: number | string }
   | { kind: 'linear'; dim: number; condition: number; noise: number; rank?: number; blocks?: number; trainSize: number; testSize: number; seed: number | string }
   | { kind: 'idx'; trainImages: string; trainLabels: string; testImages: string; testLabels: string }
   | { kind: 'csv'; train: string; test: string; labelColumn: string }
@@ -210,6 +211,20 @@ export function validateDatasetSpec(spec: DatasetSpec): void {
       posInt('testSize', spec.testSize)
       if (!(spec.condition >= 1 && Number.isFinite(spec.condition))) {
         throw new InvalidConfigError('dataset.condition', `must be a finite number ≥ 1 (1 = isotropic features), got ${spec.condition}`)
+      }
+      if ((spec.rank === undefined) !== (spec.blocks === undefined)) {
+        throw new InvalidConfigError('dataset.rank', 'rank and blocks go together: blocks of examples, each in its own rank-dimensional subspace')
+      }
+      if (spec.rank !== undefined) {
+        posInt('rank', spec.rank)
+        posInt('blocks', spec.blocks!)
+        if (spec.rank > spec.dim) throw new InvalidConfigError('dataset.rank', `must be ≤ dim = ${spec.dim}, got ${spec.rank}`)
+        if (spec.trainSize % (logisticGroup * spec.blocks!) !== 0) {
+          throw new InvalidConfigError('dataset.trainSize', `must be a multiple of ${logisticGroup}·blocks = ${logisticGroup * spec.blocks!} (groups of ${logisticGroup} examples, whole groups a block), got ${spec.trainSize}`)
+        }
+        if (spec.blocks! * spec.rank < spec.dim) {
+          throw new InvalidConfigError('dataset.rank', `${spec.blocks} blocks of rank ${spec.rank} span at most ${spec.blocks! * spec.rank} < dim = ${spec.dim} dimensions: w* is not determined; raise rank or blocks`)
+        }
       }
       seed(spec.seed)
       return
@@ -448,7 +463,9 @@ function logistic(spec: Extract<DatasetSpec, { kind: 'logistic' }>): Splits {
     v[j] = wRng.normal()
     sq += v[j]! * v[j]!
   }
-  for (let j = 0; j < dim; j++) v[j] = (4 * v[j]!) / Math.sqrt(sq)
+  // with rank and blocks the logits are pinned to ±ln 3 or 0 instead: ‖w*‖ = 1 keeps the features' spread along w* ≈ 1 (else the cost is flat along it)
+  const wNorm = spec.rank !== undefined ? 1 : 4
+  for (let j = 0; j < dim; j++) v[j] = (wNorm * v[j]!) / Math.sqrt(sq)
   const make = (name: string, n: number, rng: Rng): Dataset => {
     const x = new Float32Array(n * dim)
     const y = new Int32Array(n)
@@ -462,6 +479,19 @@ function logistic(spec: Extract<DatasetSpec, { kind: 'logistic' }>): Splits {
       y[i] = rng.next() < 1 / (1 + Math.exp(-logit)) ? 1 : 0
     }
     return { name, x, y, n, exampleShape: [dim], numClasses: 2 }
+  }
+  if (spec.rank !== undefined) {
+    // 2f-redundant train split with a known minimiser (src/learning/exact-logistic.ts, docs/exact.md)
+    const bRng = root.fork('blocks')
+    const bases: Float64Array[] = []
+    for (let b = 0; b < spec.blocks!; b++) bases.push(orthonormalRows(spec.rank, dim, bRng))
+    const train = redundantLogistic('logistic/train', spec.trainSize, dim, spec.rank, bases, scales, v, root.fork('train'))
+    train.optimum = logisticOptimum(
+      train,
+      v.map((vj, j) => vj / scales[j]!),
+    )
+    // the test split as without rank: full-rank features, labels drawn from σ(x·w*)
+    return { train, test: make('logistic/test', spec.testSize, root.fork('test')) }
   }
   return {
     train: make('logistic/train', spec.trainSize, root.fork('train')),
@@ -561,6 +591,11 @@ export function leastSquares(x: Float32Array, t: ArrayLike<number>, n: number, d
       for (let b = 0; b <= a; b++) g[a * d + b]! += xa * x[row + b]!
     }
   }
+  return choleskySolve(g, r, d, n)
+}
+
+/** Solves G·x = r for a symmetric positive definite d × d G given by its lower triangle (row-major; overwritten by its Cholesky factor). */
+export function choleskySolve(g: Float64Array, r: Float64Array, d: number, n: number): Float64Array {
   // Cholesky G = LLᵀ (lower triangle of g, in place)
   for (let j = 0; j < d; j++) {
     let s = g[j * d + j]!

@@ -36,6 +36,7 @@ import type { RngState } from '../rng.ts'
 import { Rng } from '../rng.ts'
 import type { Dataset } from './data.ts'
 import { NonFiniteGradientError } from './errors.ts'
+import { centredDistance } from './exact-logistic.ts'
 import type { Model, ModelSpec } from './models.ts'
 import { createModel, flatten, initParams, nativeLayerSpec, unflatten } from './models.ts'
 import type { LrSchedule } from './schedule.ts'
@@ -628,7 +629,11 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
         // Let the event loop breathe between batches (network heartbeats of the node).
         await new Promise<void>((resolve) => setImmediate(resolve))
       }
-      return { accuracy: correct / n, loss: lossSum / n }
+      const out: EvaluationResult = { accuracy: correct / n, loss: lossSum / n }
+      // the 2f-redundant logistic generator's centred minimiser (src/learning/exact-logistic.ts)
+      const opt = train.optimum
+      if (opts.model.kind === 'logreg' && opt !== undefined && opt.length === d) out.distance = centredDistance(snapshot, opt, opts.numClasses)
+      return out
     },
     dispose() {
       disposed = true

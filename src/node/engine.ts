@@ -223,6 +223,12 @@ export interface RoundEngineOptions {
   resume?: EngineSnapshot
   /** after this long with fewer than n − r deliveries the round is reported stalled */
   roundTimeoutMs: number
+  /**
+   * Once n − r certified models are held, keep waiting up to this long for the other members'
+   * (until all n are held) before closing the round; default 0 (close at n − r). What a round
+   * aggregates then is every certified model that arrived in time (docs/exact.md §2, §4.7).
+   */
+  waitAllMs?: number
   /** W: how many rounds ahead deliveries are buffered (default 8) */
   roundWindow?: number
   /** fall behind by this many certified rounds → catch up (default 2: see `defaultEngineOptions`) */
@@ -443,6 +449,9 @@ export class RoundEngine extends EventTarget {
     if (!this.memberIndex.has(opts.self)) throw new InvalidConfigError('self', `${opts.self} is not a member of swarm ${membership.swarmId}`)
     if (!Number.isInteger(opts.rounds) || opts.rounds < 1) throw new InvalidConfigError('rounds', `must be a positive integer, got ${opts.rounds}`)
     if (!(opts.roundTimeoutMs > 0)) throw new InvalidConfigError('roundTimeoutMs', `must be > 0, got ${opts.roundTimeoutMs}`)
+    if (opts.waitAllMs !== undefined && !(opts.waitAllMs >= 0 && Number.isFinite(opts.waitAllMs))) {
+      throw new InvalidConfigError('waitAllMs', `must be a finite number ≥ 0, got ${opts.waitAllMs}`)
+    }
     this.log = opts.logger ?? silentLogger
     this.port = opts.port
     this.learner = opts.learner
@@ -750,6 +759,8 @@ export class RoundEngine extends EventTarget {
     let lastProgress = waitStart
     let lastCount = -1
     let fetching = false
+    const waitAll = this.opts.waitAllMs ?? 0
+    let quorumAt: number | undefined
     for (;;) {
       // An epoch for this round that arrived after the round began (the admin's announcement
       // reached this member late): switch now, as the others did at the round boundary — with
@@ -763,7 +774,11 @@ export class RoundEngine extends EventTarget {
       const own = this.heldFor(t).get(self)
       const ownHeld = own !== undefined && 'model' in own
       const count = this.validCount(t) + (!ownCertifiedNeeded && !ownHeld ? 1 : 0)
-      if (count >= this.needed) break
+      if (count >= this.needed) {
+        // n − r held: close now, or (waitAllMs) once all n are held or the extra wait is over
+        quorumAt ??= performance.now()
+        if (waitAll <= 0 || count >= this.n || performance.now() - quorumAt >= waitAll) break
+      }
       const newest = this.port.newestCertifiedRound()
       // Behind (the swarm certified round t + lag) and short of n − r: catch up. For a short grace
       // the own model counts as about to be certified (then the round completes at once); after
@@ -797,7 +812,7 @@ export class RoundEngine extends EventTarget {
           },
         )
       }
-      if (!stalled && waited >= this.opts.roundTimeoutMs) {
+      if (!stalled && quorumAt === undefined && waited >= this.opts.roundTimeoutMs) {
         stalled = true
         stallReportedAt = performance.now()
         const ev: StallEvent = { round: t, delivered: count, needed: this.needed, waitedMs: Math.round(waited) }
@@ -805,7 +820,7 @@ export class RoundEngine extends EventTarget {
         this.opts.metrics?.setStalled(true)
         this.dispatchEvent(new CustomEvent('stall', { detail: ev }))
       }
-      await this.idle(pollMs, signal)
+      await this.idle(quorumAt === undefined ? pollMs : Math.max(1, Math.min(pollMs, quorumAt + waitAll - performance.now())), signal)
     }
     if (stalled) this.recover(t, this.validCount(t), performance.now() - stallReportedAt)
 

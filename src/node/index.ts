@@ -587,6 +587,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       rounds: task.rounds,
       ...(resume !== undefined ? { resume } : {}),
       roundTimeoutMs: swarm.timing.roundTimeoutMs,
+      ...(swarm.timing.waitAllMs !== undefined ? { waitAllMs: swarm.timing.waitAllMs } : {}),
       roundWindow: swarm.timing.roundWindow,
       evalEvery: task.evalEvery,
       evaluate: async ({ final }) => learner.evaluate(test, final ? {} : { maxExamples: task.evalExamples }),

@@ -61,7 +61,27 @@ describe('task.exact', () => {
     assert.throws(() => parseSwarm(swarm({ ...task, dataset: { ...dataset, blocks: undefined } })), refused('task.dataset.rank', /rank and blocks go together/))
     assert.throws(() => parseSwarm(swarm({ ...task, dataset: { ...dataset, rank: undefined } })), refused('task.dataset.blocks', /rank and blocks go together/))
     assert.throws(() => parseSwarm(swarm({ ...task, dataset: { ...dataset, rank: 11 } })), refused('task.dataset.rank', /must be ≤ dim = 10/))
-    assert.throws(() => parseSwarm(swarm({ dataset: { kind: 'gaussian-mixture' }, partition: { scheme: 'blocks' }, model: { kind: 'logreg' } })), refused('task.partition', /blocks splits the linear data set/))
+    assert.throws(() => parseSwarm(swarm({ dataset: { kind: 'gaussian-mixture' }, partition: { scheme: 'blocks' }, model: { kind: 'logreg' } })), refused('task.partition', /blocks splits the linear or logistic data set/))
+  })
+
+  it('takes diminishing steps γₜ = lr0 / (1 + t/T)^power with power in (0.5, 1] (Σ γₜ = ∞, Σ γₜ² < ∞)', () => {
+    const sched = (s: Record<string, unknown>) => parseSwarm(swarm({ ...task, schedule: { kind: 'diminishing', ...s } })).task.schedule
+    assert.deepEqual(sched({ lr0: 0.5 }), { kind: 'diminishing', lr0: 0.5, T: 1, power: 1 })
+    assert.deepEqual(sched({ lr0: 0.5, T: 50, power: 0.75 }), { kind: 'diminishing', lr0: 0.5, T: 50, power: 0.75 })
+    assert.throws(() => sched({ lr0: 0.5, power: 0.5 }), refused('task.schedule.power', /power must be in \(0.5, 1\]: at 0.5 or below Σ γ_t² diverges/))
+    assert.throws(() => sched({ lr0: 0.5, power: 1.5 }), refused('task.schedule.power', /power must be in \(0.5, 1\]: above 1 Σ γ_t converges/))
+    assert.throws(() => sched({ lr0: 0.5, T: 0 }), refused('task.schedule.T', /./))
+    assert.throws(() => sched({ T: 10 }), refused('task.schedule.lr0', /./))
+    const base = { name: 'ex', n: 7, f: 1, task, byzantine: [{ members: 6, behaviour: 'alie' }] }
+    const optimizers = [{ name: 'dim', exact: true, schedule: { kind: 'diminishing', lr0: 0.5, power: 0.4 } }]
+    assert.throws(() => parseScenario({ ...base, matrix: { rules: [{ rule: 'nna' }], behaviours: ['alie'], optimizers } }), refused('schedule.power', /power must be in \(0.5, 1\]/))
+  })
+
+  it('takes timing.waitAllMs, a whole number of ms ≥ 0 (wait for all n certified models after n − r)', () => {
+    assert.equal(parseSwarm(swarm(task, 7, { timing: { waitAllMs: 5000 } })).timing.waitAllMs, 5000)
+    assert.equal(parseSwarm(swarm(task)).timing.waitAllMs, undefined)
+    assert.throws(() => parseSwarm(swarm(task, 7, { timing: { waitAllMs: -1 } })), refused('timing.waitAllMs', /./))
+    assert.throws(() => parseSwarm(swarm(task, 7, { timing: { waitAllMs: 1.5 } })), refused('timing.waitAllMs', /./))
   })
 
   it('is checked in scenario files, for the task and for every matrix optimizer', () => {
@@ -123,5 +143,83 @@ describe('the 2f-redundant generator (dataset linear with rank and blocks)', () 
     assert.deepEqual([0, 1, 2, 3, 4, 5, 6].map((m) => rank([m])), [4, 4, 4, 4, 4, 4, 4])
     assert.equal(rank([0, 1]), 8)
     assert.equal(rank([0, 1, 2]), 10)
+  })
+})
+
+describe('the 2f-redundant logistic generator (dataset logistic with rank and blocks)', () => {
+  const spec = { kind: 'logistic' as const, dim: 10, condition: 1, rank: 4, blocks: 7, trainSize: 280, testSize: 50, seed: 3 }
+
+  it('calibrates every group of 4 equal examples so that each member’s gradient vanishes at the stated minimiser', async () => {
+    const train = await loadDataset(spec, 'train')
+    const opt = train.optimum!
+    assert.equal(opt.length, 2 * 10 + 2)
+    // centred softmax layout: class columns −w/2 and w/2, biases −b/2 and b/2
+    const w = Float64Array.from({ length: 11 }, (_, j) => 2 * opt[2 * j + 1]!)
+    for (let j = 0; j < 11; j++) assert.ok(Math.abs(opt[2 * j]! + opt[2 * j + 1]!) < 1e-15)
+    assert.ok(Math.abs(w[10]!) < 1e-6, `b* = ${w[10]}`)
+    const shards = partition(train.y, train.numClasses, 7, { scheme: 'blocks' }, 1)
+    for (const [m, shard] of shards.entries()) {
+      assert.equal(shard.length, 40)
+      const g = new Float64Array(11)
+      let ones = 0
+      for (const e of shard) {
+        let a = w[10]!
+        for (let j = 0; j < 10; j++) a += train.x[e * 10 + j]! * w[j]!
+        const r = 1 / (1 + Math.exp(-a)) - train.y[e]!
+        for (let j = 0; j < 10; j++) g[j]! += (r * train.x[e * 10 + j]!) / shard.length
+        g[10]! += r / shard.length
+        ones += train.y[e]!
+      }
+      // not separable, not degenerate: both labels in every block
+      assert.ok(ones > 0 && ones < 40, `member ${m}: ${ones} of 40 labelled 1`)
+      assert.ok(Math.hypot(...g) < 1e-6, `member ${m}: ‖∇Qᵢ(x*)‖ = ${Math.hypot(...g)}`)
+    }
+    // groups: 4 equal rows, k ∈ {1, 2, 3} of them labelled 1, and logit ln(k / (4 − k)) at x*
+    for (let grp = 0; grp < 70; grp++) {
+      let k = 0
+      for (let c = 0; c < 4; c++) {
+        k += train.y[4 * grp + c]!
+        for (let j = 0; j < 10; j++) assert.equal(train.x[(4 * grp + c) * 10 + j], train.x[4 * grp * 10 + j])
+      }
+      let a = w[10]!
+      for (let j = 0; j < 10; j++) a += train.x[4 * grp * 10 + j]! * w[j]!
+      assert.ok(k >= 1 && k <= 3 && Math.abs(a - Math.log(k / (4 - k))) < 1e-5, `group ${grp}: ${k} ones, logit ${a}`)
+    }
+  })
+
+  it('has a unique minimiser for every n − 2f blocks but not for one block, and refuses sizes that split a group', async () => {
+    const train = await loadDataset(spec, 'train')
+    const shards = partition(train.y, train.numClasses, 7, { scheme: 'blocks' }, 1)
+    // the Hessian Σ σ(1 − σ)·[x, 1][x, 1]ᵀ (σ(1 − σ) ≥ 3/16 > 0) is definite iff the rows [x, 1] span R¹¹
+    const rank = (members: number[]): number => {
+      const basis: Float64Array[] = []
+      for (const m of members) {
+        for (const e of shards[m]!) {
+          const v = Float64Array.from([...train.x.subarray(e * 10, (e + 1) * 10), 1])
+          for (const b of basis) {
+            let dot = 0
+            for (let j = 0; j < 11; j++) dot += v[j]! * b[j]!
+            for (let j = 0; j < 11; j++) v[j]! -= dot * b[j]!
+          }
+          const norm = Math.hypot(...v)
+          if (norm > 1e-3) basis.push(v.map((x) => x / norm))
+        }
+      }
+      return basis.length
+    }
+    assert.deepEqual([0, 1, 2, 3, 4, 5, 6].map((m) => rank([m])), [5, 5, 5, 5, 5, 5, 5])
+    let subsets = 0
+    for (let mask = 0; mask < 1 << 7; mask++) {
+      const members = [0, 1, 2, 3, 4, 5, 6].filter((m) => (mask >> m) & 1)
+      if (members.length !== 5) continue
+      assert.equal(rank(members), 11, `blocks ${members}`)
+      subsets++
+    }
+    assert.equal(subsets, 21)
+    await assert.rejects(loadDataset({ ...spec, trainSize: 282 }, 'train'), refused('dataset.trainSize', /must be a multiple of 4·blocks = 28 \(groups of 4 examples, whole groups a block\), got 282/))
+    assert.throws(() => parseSwarm(swarm({ ...task, dataset: { ...spec, rank: 1 }, model: { kind: 'logreg' } })), refused('task.dataset.rank', /not 2f-redundant: n − 2f = 5 blocks of rank 1 span 5 < dim = 10/))
+    assert.throws(() => parseSwarm(swarm({ ...task, dataset: { ...spec, blocks: undefined }, model: { kind: 'logreg' } })), refused('task.dataset.rank', /rank and blocks go together/))
+    assert.doesNotThrow(() => parseSwarm(swarm({ ...task, dataset: spec, model: { kind: 'logreg' } })))
+    assert.throws(() => parseSwarm(swarm({ ...task, dataset: { ...spec, trainSize: 300 }, model: { kind: 'logreg' } })), refused('task.dataset.trainSize', /must be a multiple of 4·blocks = 28/))
   })
 })
