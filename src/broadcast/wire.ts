@@ -11,7 +11,9 @@
  * Decoders check the header's lengths against the limits before anything is allocated and
  * read every field with a bounds check; any violation is a BroadcastRejectError with a reason.
  */
+
 import { BroadcastRejectError } from './errors.ts'
+import { smallBytes, smallCopy } from './small-bytes.ts'
 
 export const WIRE_VERSION = 2
 export const HEADER_BYTES = 12
@@ -139,7 +141,7 @@ class Writer {
   length: number
   /** `reserve`: bytes left at the start (the header); `capacity`: the size expected */
   constructor(reserve = 0, capacity = 256) {
-    this.buf = new Uint8Array(Math.max(capacity, reserve + 64))
+    this.buf = smallBytes(Math.max(capacity, reserve + 64))
     this.length = reserve
   }
   private room(n: number): void {
@@ -373,7 +375,7 @@ class Reader {
   }
   fixed(n: number, what: string): Uint8Array {
     this.need(n, what)
-    const v = this.b.slice(this.o, this.o + n)
+    const v = smallCopy(this.b.subarray(this.o, this.o + n))
     this.o += n
     return v
   }

@@ -18,6 +18,7 @@ import { Session } from 'node:inspector/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { payloadCacheStats, verifyCacheStats } from '../../src/broadcast/crypto.ts'
+import { chunkStats } from '../../src/broadcast/frame-stream.ts'
 import { sharedEd25519Stats } from '../../src/net/index.ts'
 import { benchScenario, machine, measureRun } from './swarm-bench.ts'
 
@@ -41,6 +42,7 @@ for (const kind of order) {
   const misses0 = verifyCacheStats.misses
   const gossip0 = { ...sharedEd25519Stats }
   const payloads0 = { ...payloadCacheStats }
+  const chunks0 = { ...chunkStats }
   const prof = profiler(process.env.BENCH_CPU_PROFILE, rounds)
   try {
     const run = await measureRun(s, { outDir: dir, mode: 'in-process', onRound: prof?.onRound })
@@ -78,6 +80,9 @@ for (const kind of order) {
           compared: payloadCacheStats.compared - payloads0.compared,
           hashed: payloadCacheStats.misses - payloads0.misses,
         },
+        // the broadcast's streams: chunks (stream 'message' events) read per round, and their mean size
+        chunksReadPerRound: Math.round((chunkStats.chunks - chunks0.chunks) / rounds),
+        kbPerChunk: Math.round((chunkStats.bytes - chunks0.bytes) / Math.max(1, chunkStats.chunks - chunks0.chunks) / 1024),
         ...(prof === undefined ? {} : { profile: await prof.done() }),
         mbSentPerMemberPerRound: Number((report.nodes.reduce((a, n) => a + n.bytesSent, 0) / s.n / rounds / 1e6).toFixed(1)),
       }),
