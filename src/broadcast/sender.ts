@@ -9,7 +9,7 @@ import type { Stream } from '@libp2p/interface'
 import { AbortError } from '../errors.ts'
 import type { Certificate } from './certificate.ts'
 import { type BroadcastContext, type Deferred, deferred, finalEncoding, finalFrame, instanceOf } from './context.ts'
-import { bytesEqual, hashPayload, sign, statement, verify } from './crypto.ts'
+import { bytesEqual, ownPayload, sign, statement, verify } from './crypto.ts'
 import { AlreadyBroadcastError, BroadcastRejectError, BroadcastStoppedError, RoundOutOfWindowError } from './errors.ts'
 import { encodeFrame, encodeFrameParts, type Frame } from './wire.ts'
 
@@ -59,7 +59,10 @@ export class Sender {
   async broadcast(round: number, payload: Uint8Array, opts: { signal?: AbortSignal }): Promise<void> {
     const { store, peerId } = this.ctx
     if (this.own.has(round) || store.get(peerId, round)?.sendHash !== undefined) throw new AlreadyBroadcastError(round)
-    const hash = hashPayload(payload)
+    // our copy, hashed here: what every member's stream carries (see ownPayload)
+    const owned = ownPayload(payload)
+    const hash = owned.hash
+    payload = owned.payload
     const before = store.rememberedHash(peerId, round)
     // sent before a restart with another model: a second SEND would be equivocation
     if (before !== undefined && !bytesEqual(before.hash, hash)) throw new AlreadyBroadcastError(round)

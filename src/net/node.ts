@@ -132,20 +132,32 @@ export const gossipLimits = {
  * Data bytes per yamux frame: a frame (12-byte header + data) fills one Noise transport message
  * (at most 65 535 bytes, 16 of them the tag) exactly. yamux's default, 64 KiB of data, makes
  * every full frame 65 548 bytes: two Noise messages, the second of 29 bytes — two encryptions
- * and two decryptions per 64 KiB instead of one.
+ * and two decryptions per 64 KiB instead of one. (yamux 8.0.1 only validates this option: its
+ * streams cut data frames at their send window, 256 KiB at first, and Noise cuts those into
+ * messages of at most 65 535 bytes.)
  */
 const YAMUX_FRAME_DATA_BYTES = 65_535 - 16 - 12
-// (Plaintext memory connections keep these frames: frames of a whole 1 MiB chunk with a 2 MiB
-// initial window gained 12 % at n = 16 but cost 26 % at n = 26 — 16.1 against 12.8 s per round,
-// bench:inprocess side by side.)
 
 /**
- * Chunks of the in-memory transport. Its default (64 KiB) splits every 65 537-byte Noise message
- * (2-byte length + 65 535) across two chunks, so the receiver decrypts lists of pieces and Noise
- * copies each one whole (its decryption target); 1 MiB chunks carry whole messages, and 16× fewer
- * of them (each chunk is one hop through the transport's async iterator and one event).
+ * yamux stream windows on the memory transport. A yamux stream sends frames of up to its send
+ * window (256 KiB at first: ≈ 8 frames, each a chunk, a 'message' event and a window update
+ * back, per 1.7 MB LeNet model). With 4 MiB windows a model is one frame and one chunk, and the
+ * memory transport hands the receiver views of the sender's bytes, so the larger window costs no
+ * memory: bench:inprocess (paper-mnist-none, 26 members) read 2,544 instead of 8,216–8,321 chunks
+ * per round and the process used 2,061 and 2,086 instead of 2,345 and 2,255 CPU-ms per round
+ * (alternated in one session; with the window kept at 4 MiB, the stream's read buffer limit, a
+ * paused reader never holds more than that). (An earlier session measured 1 MiB frames with a
+ * 2 MiB window 26 % slower at n = 26, when receivers still copied and hashed each payload.)
+ * TCP connections keep yamux's defaults.
  */
-const MEMORY_CHUNK_BYTES = 1024 * 1024
+const MEMORY_STREAM_WINDOW = 4 * 1024 * 1024
+
+/**
+ * Chunks of the in-memory transport: its default (64 KiB) would split each frame again; chunks
+ * of a whole window carry a frame in one piece (each chunk is one hop through the transport's
+ * async iterator and one event; a chunk is a view, never a copy).
+ */
+const MEMORY_CHUNK_BYTES = MEMORY_STREAM_WINDOW
 
 export interface NetNodeOptions {
   privateKey: PrivateKey
@@ -325,7 +337,13 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
     addresses: { listen: [...opts.listen, ...(through.length > 0 ? ['/p2p-circuit'] : [])] },
     transports: overTcp ? [tcp(), circuitRelayTransport({ reservationCompletionTimeout: 30_000 })] : [memory({ maxMessageSize: MEMORY_CHUNK_BYTES })],
     connectionEncrypters: [opts.transport === 'memory' && (opts.memoryEncryption ?? 'plaintext') === 'plaintext' ? plaintext() : noise({ crypto: noiseCrypto })],
-    streamMuxers: [yamux({ maxMessageSize: YAMUX_FRAME_DATA_BYTES, ...opts.yamux })],
+    streamMuxers: [
+      yamux({
+        maxMessageSize: YAMUX_FRAME_DATA_BYTES,
+        ...(overTcp ? {} : { streamOptions: { initialStreamWindowSize: MEMORY_STREAM_WINDOW, maxStreamWindowSize: MEMORY_STREAM_WINDOW } }),
+        ...opts.yamux,
+      }),
+    ],
     peerDiscovery,
     ...(opts.metrics !== undefined ? { metrics: opts.metrics } : {}),
     connectionManager: {

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { createAdversary } from '../../src/adversary/index.ts'
+import { hashPayload } from '../../src/broadcast/crypto.ts'
 import type { Frame, Rejection } from '../../src/broadcast/index.ts'
 import { payloadOf, startSwarm, waitDeliveries } from '../unit/broadcast/harness.ts'
 
@@ -42,6 +43,12 @@ async function play(transport: 'tcp' | 'memory'): Promise<{ reasons: string[]; a
     const honest = swarm.bcasts.slice(0, 3).map((b) => b!)
     const signal = AbortSignal.timeout(60_000)
     await Promise.all([...honest.map((b, i) => b.broadcast(5, payloadOf(50 + i, 2000), { signal })), ...honest.map((b) => waitDeliveries(b, 5, 3, signal))])
+    // a SEND whose declared hash is that of a payload this process already checked (member 0's
+    // own of round 5, which receivers on the memory transport take as views without comparing),
+    // carrying other bytes of the same length: refused as a hash mismatch all the same
+    const other = payloadOf(50, 2000)
+    other[1000]! ^= 1
+    await answer([byz.sendFrame(6, other, { hash: hashPayload(payloadOf(50, 2000)) })])
     const rejected = Object.fromEntries(Object.entries(target.stats().rejected).filter(([, v]) => v > 0))
     return { reasons, answers, rejected, delivered: target.delivered(5).length }
   } finally {
@@ -52,7 +59,7 @@ async function play(transport: 'tcp' | 'memory'): Promise<{ reasons: string[]; a
 test('forged and equivocating frames: the in-process member answers and counts exactly as the TCP one', async () => {
   const tcp = await play('tcp')
   const memory = await play('memory')
-  assert.deepEqual(tcp.reasons, ['bad-signature', 'equivocation', 'bad-signature'])
+  assert.deepEqual(tcp.reasons, ['bad-signature', 'equivocation', 'bad-signature', 'hash-mismatch'])
   assert.deepEqual(memory.reasons, tcp.reasons)
   assert.deepEqual(memory.answers, tcp.answers)
   assert.deepEqual(memory.rejected, tcp.rejected)

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { sha256 } from '@noble/hashes/sha2.js'
-import { bytesEqual, checkedPayload, hashPayload, knownPayload, sign, signingSeed, signReference, statement, verify, verifyCacheStats, verifyReference } from '../../../src/broadcast/crypto.ts'
+import { bytesEqual, checkedPayload, hashPayload, knownPayload, ownPayload, payloadCacheStats, sign, signingSeed, signReference, statement, verify, verifyCacheStats, verifyReference } from '../../../src/broadcast/crypto.ts'
 import { peerIdOfKey } from '../../../src/net/index.ts'
 import { Rng } from '../../../src/rng.ts'
 
@@ -96,6 +96,38 @@ test('knownPayload: pieces equal to a checked payload are answered with it; any 
   assert.equal(knownPayload(pieces(p).slice(0, 2), p.length, h), undefined, 'short')
   assert.equal(knownPayload([...pieces(p), new Uint8Array(1)], p.length + 1, h), undefined, 'long')
   assert.equal(knownPayload([...pieces(p), new Uint8Array(1)], p.length, h), undefined, 'more bytes than declared')
+})
+
+test('ownPayload: a private copy, hashed, becomes the checked payload; views of it at its own place are taken without comparing, any other bytes are compared and a difference refused', () => {
+  const rng = new Rng(12)
+  const mine = new Uint8Array(70_000).map(() => rng.int(256))
+  const { payload, hash } = ownPayload(mine)
+  assert.notEqual(payload, mine, 'a copy: the caller keeps its own array')
+  assert.deepEqual(payload, mine)
+  assert.deepEqual(hash, hashPayload(mine))
+  mine[5]! ^= 1 // the caller writing its array changes nothing here
+  assert.deepEqual(hashPayload(payload), hash)
+  // what the memory transport hands a receiver: views of the sender's bytes, at their place
+  const views = [payload.subarray(0, 3), payload.subarray(3, 65_539), payload.subarray(65_539)]
+  const v0 = payloadCacheStats.views
+  const c0 = payloadCacheStats.compared
+  assert.equal(knownPayload(views, payload.length, hash), payload)
+  assert.equal(payloadCacheStats.views, v0 + 1, 'taken as views')
+  assert.equal(payloadCacheStats.compared, c0, 'nothing compared')
+  assert.equal(checkedPayload(payload, hash), payload)
+  // a copy of the same bytes is compared and answered with the checked payload
+  assert.equal(knownPayload([payload.slice(0, 40_000), payload.subarray(40_000)], payload.length, hash), payload)
+  assert.equal(payloadCacheStats.compared, c0 + 1)
+  // hostile: views of the same buffer at another place, or a piece with one byte changed
+  const shifted = [payload.subarray(1, 4), payload.subarray(3, 65_539), payload.subarray(65_539)]
+  assert.equal(knownPayload(shifted, payload.length, hash), undefined, 'a view at another offset holds other bytes')
+  const forged = payload.slice(3, 65_539)
+  forged[100]! ^= 1
+  assert.equal(knownPayload([payload.subarray(0, 3), forged, payload.subarray(65_539)], payload.length, hash), undefined)
+  assert.equal(knownPayload([payload.subarray(0, 3), mine.subarray(3, 65_539), payload.subarray(65_539)], payload.length, hash), undefined, "the caller's changed array")
+  assert.equal(checkedPayload(mine, hash), undefined, 'refused: other bytes under this hash')
+  // the same bytes broadcast again answer with the copy already held
+  assert.equal(ownPayload(payload).payload, payload)
 })
 
 test('verify remembers results by signature, and a remembered signature never vouches for another statement or signer', async () => {
