@@ -9,6 +9,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { Counter } from 'prom-client'
 import { onAbort } from '../abort.ts'
 import type { Logger } from '../logger.ts'
+import { isBanned } from '../net/node.ts'
 import type { Certificate, VerifiedCertificates } from './certificate.ts'
 import type { Rejection } from './discipline.ts'
 import type { EpochTable } from './epoch-table.ts'
@@ -158,6 +159,9 @@ export class Streams {
 
   /** Opens a stream of the protocol to `peer`, aborted on stop until `forget`. */
   async dial(peer: string, signal: AbortSignal): Promise<Stream> {
+    // a peer banned or cut off here is refused both ways: no dial (it would queue in libp2p's
+    // dialer before the gater refused it — a sender's retries to a cut-off member, every round)
+    if (isBanned(this.o.node, peer)) throw new Error(`peer ${peer} is banned or cut off here`)
     const stream = await this.o.node.dialProtocol(peerIdOf(peer), this.o.protocol, { signal })
     this.open.add(stream)
     return stream

@@ -7,13 +7,24 @@
  * SENDs at n = 4: 60 ms of CPU per second in handshakes the gater then refused). What is known
  * before the handshake is the remote IP, so while a peer is refused, inbound connections from the
  * IPs it was connected from are admitted at RATE per second (a burst of BURST) and the rest are
- * closed as they are accepted. Another member behind the same IP (one host running several
- * members, a shared NAT) still connects, at that rate, for as long as the ban lasts.
+ * closed — after being held for a second, a few at a time (TARPIT_MS). Another member behind the
+ * same IP (one host running several members, a shared NAT) still connects, at that rate, for as
+ * long as the ban lasts.
  */
 
 /** Connections admitted per second from a throttled IP, after a burst of BURST. */
 export const THROTTLE_RATE = 1
 export const THROTTLE_BURST = 4
+/**
+ * A refused connection is held this long before it is closed, up to TARPIT_PER_IP at a time per
+ * IP (the rest are closed at once). A libp2p dialer has one dial in flight per peer and redials
+ * when it fails: closed at once, a banned member's loop came back hundreds of times a second
+ * (bench:adversary, cut frames at n = 4: 35 ms of CPU per second accepting and resetting its
+ * sockets); held for a second, it comes back about once a second. Holding costs a socket and a
+ * timer, nothing is read from it.
+ */
+export const TARPIT_MS = 1000
+export const TARPIT_PER_IP = 4
 /** Throttled IPs tracked at most (oldest forgotten first): bans of distinct peers cannot grow it. */
 const MAX_HOSTS = 4096
 
@@ -25,6 +36,8 @@ interface Entry {
 
 export class HostThrottle {
   private readonly hosts = new Map<string, Entry>()
+  /** refused connections held open per IP (the tarpit) */
+  private readonly held = new Map<string, number>()
   /** inbound connections closed before their handshake */
   refused = 0
 
@@ -58,6 +71,24 @@ export class HostThrottle {
     }
     this.refused++
     return false
+  }
+
+  /**
+   * Takes one of `ip`'s tarpit places (see TARPIT_MS); false when all are taken. The caller gives
+   * it back with `untarpit` once it closed the connection.
+   */
+  tarpit(ip: string): boolean {
+    const held = this.held.get(ip) ?? 0
+    if (held >= TARPIT_PER_IP) return false
+    if (held === 0 && this.held.size >= MAX_HOSTS) return false
+    this.held.set(ip, held + 1)
+    return true
+  }
+
+  untarpit(ip: string): void {
+    const held = (this.held.get(ip) ?? 1) - 1
+    if (held <= 0) this.held.delete(ip)
+    else this.held.set(ip, held)
   }
 
   /** Lifts the throttle of `ip` (a ban lifted). */

@@ -26,7 +26,7 @@ import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import { InvalidConfigError } from '../errors.ts'
 import { type Logger, silentLogger } from '../logger.ts'
-import { HostThrottle } from './host-throttle.ts'
+import { HostThrottle, TARPIT_MS } from './host-throttle.ts'
 import { type Membership, swarmTopicPrefix, validateMembership } from './membership.ts'
 import { multicastProblem } from './multicast.ts'
 import { noiseCrypto } from './noise-crypto.ts'
@@ -373,9 +373,17 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
     connectionGater: {
       denyDialPeer: deny,
       // before the handshake only the address is known: see src/net/host-throttle.ts
-      denyInboundConnection: (maConn) => {
+      denyInboundConnection: async (maConn) => {
         const ip = directIp(maConn.remoteAddr)
-        return ip !== undefined && !gate.throttle.admit(ip)
+        if (ip === undefined || gate.throttle.admit(ip)) return false
+        if (gate.throttle.tarpit(ip)) {
+          try {
+            await new Promise((resolve) => setTimeout(resolve, TARPIT_MS).unref())
+          } finally {
+            gate.throttle.untarpit(ip)
+          }
+        }
+        return true
       },
       denyInboundEncryptedConnection: (peer, maConn) => {
         const denied = deny(peer)

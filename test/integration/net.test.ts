@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { after, test } from 'node:test'
 import { type Message, TopicValidatorResult } from '@libp2p/gossipsub'
 import { InvalidConfigError } from '../../src/errors.ts'
-import { THROTTLE_BURST, THROTTLE_RATE } from '../../src/net/host-throttle.ts'
+import { TARPIT_MS, THROTTLE_BURST, THROTTLE_RATE } from '../../src/net/host-throttle.ts'
 import { banPeer, createNetNode, gateStats, type Membership, type NetNode, peerIdOfKey, setNetMembership, swarmTopic } from '../../src/net/index.ts'
 import { waitEvent } from '../support/events.ts'
 import { assertRefused, makeKeys } from '../unit/broadcast/harness.ts'
@@ -77,23 +77,27 @@ test('members bootstrap to each other, ping, and exchange pubsub messages in the
   await setNetMembership(a, { ...membership, members: [membership.members[0]!, membership.members[2]!, peerIdOfKey(keys[3]!)] })
   assert.equal(a.getConnections(b.peerId).length, 0)
 })
-test('a banned peer that dials again and again is throttled before the handshake, from the IP it was connected from', async () => {
+test('a banned peer that dials again and again is throttled before the handshake, from the IP it was connected from, and held a second each time', async () => {
   // before: the gater knew the peer only after the Noise handshake, so every dial of a banned
-  // member cost its target a full handshake (bench:adversary: 60 ms of CPU per second at n = 4)
+  // member cost its target a full handshake (bench:adversary: 60 ms of CPU per second at n = 4);
+  // then refused at once, a dialler's loop came back hundreds of times a second
   const keys = await makeKeys(2)
   const membership: Membership = { swarmId: 'throttle', members: keys.map(peerIdOfKey), f: 0 }
   const a = await node({ privateKey: keys[0]!, listen: ['/ip4/127.0.0.1/tcp/0'], membership })
   const b = await node({ privateKey: keys[1]!, listen: ['/ip4/127.0.0.1/tcp/0'], membership })
   await b.dial(a.getMultiaddrs()[0]!, { signal: AbortSignal.timeout(30_000) })
   const started = Date.now()
-  await banPeer(a, b.peerId.toString(), 60_000)
+  await banPeer(a, b.peerId.toString(), 120_000)
   // b sees its connection aborted
   while (b.getConnections(a.peerId).length > 0) await waitEvent(b, 'peer:disconnect', () => true, 200).catch(() => {})
-  const dials = 60
+  const dials = 14
+  const took: number[] = []
   for (let i = 0; i < dials; i++) {
     // straight to the address, one after the other: b's dialer neither dedups nor backs off these
     // (b may see a connection open for a moment before a refuses it: a's counts are what matters)
+    const t0 = Date.now()
     await b.dial(a.getMultiaddrs()[0]!, { signal: AbortSignal.timeout(30_000) }).catch(() => {})
+    took.push(Date.now() - t0)
     for (const c of b.getConnections(a.peerId)) await c.close().catch(() => {})
   }
   const seconds = (Date.now() - started) / 1000
@@ -104,6 +108,8 @@ test('a banned peer that dials again and again is throttled before the handshake
   const allowance = 1 + THROTTLE_BURST + Math.ceil(seconds * THROTTLE_RATE)
   assert.ok(st.afterHandshake <= allowance, `${st.afterHandshake} handshakes in ${seconds.toFixed(1)} s ≤ ${allowance}`)
   assert.ok(st.throttled + st.afterHandshake >= dials - 1 && st.throttled > 0, `${st.throttled} dials closed before their handshake, ${st.afterHandshake} after`)
+  // each throttled dial was held for the tarpit's second before it failed
+  assert.ok(took.filter((ms) => ms >= 0.9 * TARPIT_MS).length >= st.throttled, `dials held ≥ ${TARPIT_MS} ms: ${took.join(', ')} (throttled ${st.throttled})`)
   // lifted: b connects at once
   await banPeer(a, b.peerId.toString(), 0)
   const c = await b.dial(a.getMultiaddrs()[0]!, { signal: AbortSignal.timeout(30_000) })

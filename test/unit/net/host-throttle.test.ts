@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { HostThrottle, THROTTLE_BURST, THROTTLE_RATE } from '../../../src/net/host-throttle.ts'
+import { HostThrottle, TARPIT_PER_IP, THROTTLE_BURST, THROTTLE_RATE } from '../../../src/net/host-throttle.ts'
 
 test('an IP is admitted freely until marked, then a burst and the rate until the mark expires', () => {
   const t = new HostThrottle()
@@ -37,4 +37,14 @@ test('a later mark extends the throttle; clear lifts it; distinct IPs cannot gro
     if (!t.admit(ip, 1)) kept++
   }
   assert.ok(kept <= 4096 && kept > 0, `${kept} IPs throttled`)
+})
+
+test('the tarpit holds at most TARPIT_PER_IP refused connections of an IP at a time', () => {
+  const t = new HostThrottle()
+  for (let i = 0; i < TARPIT_PER_IP; i++) assert.ok(t.tarpit('10.0.0.1'))
+  assert.ok(!t.tarpit('10.0.0.1'), 'the next one is closed at once')
+  assert.ok(t.tarpit('10.0.0.2'), 'another IP has its own places')
+  t.untarpit('10.0.0.1')
+  assert.ok(t.tarpit('10.0.0.1'), 'a place given back is taken again')
+  assert.ok(!t.tarpit('10.0.0.1'))
 })
