@@ -191,6 +191,23 @@ export function validateDatasetSpec(spec: DatasetSpec): void {
   const seed = (v: unknown): void => {
     if (typeof v !== 'string' && !Number.isInteger(v)) throw new InvalidConfigError('dataset.seed', `must be an integer or a string, got ${String(v)}`)
   }
+  // the convex generators: a condition number, and optional blocks of examples each in its own
+  // rank-dimensional subspace that together must determine the minimiser (`optimum`)
+  const conditionAndBlocks = (s: { dim: number; condition: number; rank?: number | undefined; blocks?: number | undefined }, optimum: string): void => {
+    if (!(s.condition >= 1 && Number.isFinite(s.condition))) {
+      throw new InvalidConfigError('dataset.condition', `must be a finite number ≥ 1 (1 = isotropic features), got ${s.condition}`)
+    }
+    if ((s.rank === undefined) !== (s.blocks === undefined)) {
+      throw new InvalidConfigError('dataset.rank', 'rank and blocks go together: blocks of examples, each in its own rank-dimensional subspace')
+    }
+    if (s.rank === undefined) return
+    posInt('rank', s.rank)
+    posInt('blocks', s.blocks)
+    if (s.rank > s.dim) throw new InvalidConfigError('dataset.rank', `must be ≤ dim = ${s.dim}, got ${s.rank}`)
+    if (s.blocks! * s.rank < s.dim) {
+      throw new InvalidConfigError('dataset.rank', `${s.blocks} blocks of rank ${s.rank} span at most ${s.blocks! * s.rank} < dim = ${s.dim} dimensions: ${optimum} is not determined; raise rank or blocks`)
+    }
+  }
   switch (spec?.kind) {
     case 'mnist':
     case 'fashion-mnist':
@@ -209,22 +226,9 @@ export function validateDatasetSpec(spec: DatasetSpec): void {
       posInt('dim', spec.dim, 2)
       posInt('trainSize', spec.trainSize)
       posInt('testSize', spec.testSize)
-      if (!(spec.condition >= 1 && Number.isFinite(spec.condition))) {
-        throw new InvalidConfigError('dataset.condition', `must be a finite number ≥ 1 (1 = isotropic features), got ${spec.condition}`)
-      }
-      if ((spec.rank === undefined) !== (spec.blocks === undefined)) {
-        throw new InvalidConfigError('dataset.rank', 'rank and blocks go together: blocks of examples, each in its own rank-dimensional subspace')
-      }
-      if (spec.rank !== undefined) {
-        posInt('rank', spec.rank)
-        posInt('blocks', spec.blocks!)
-        if (spec.rank > spec.dim) throw new InvalidConfigError('dataset.rank', `must be ≤ dim = ${spec.dim}, got ${spec.rank}`)
-        if (spec.trainSize % (logisticGroup * spec.blocks!) !== 0) {
-          throw new InvalidConfigError('dataset.trainSize', `must be a multiple of ${logisticGroup}·blocks = ${logisticGroup * spec.blocks!} (groups of ${logisticGroup} examples, whole groups a block), got ${spec.trainSize}`)
-        }
-        if (spec.blocks! * spec.rank < spec.dim) {
-          throw new InvalidConfigError('dataset.rank', `${spec.blocks} blocks of rank ${spec.rank} span at most ${spec.blocks! * spec.rank} < dim = ${spec.dim} dimensions: w* is not determined; raise rank or blocks`)
-        }
+      conditionAndBlocks(spec, 'w*')
+      if (spec.rank !== undefined && spec.trainSize % (logisticGroup * spec.blocks!) !== 0) {
+        throw new InvalidConfigError('dataset.trainSize', `must be a multiple of ${logisticGroup}·blocks = ${logisticGroup * spec.blocks!} (groups of ${logisticGroup} examples, whole groups a block), got ${spec.trainSize}`)
       }
       seed(spec.seed)
       return
@@ -235,22 +239,9 @@ export function validateDatasetSpec(spec: DatasetSpec): void {
       }
       posInt('trainSize', spec.trainSize)
       posInt('testSize', spec.testSize)
-      if (!(spec.condition >= 1 && Number.isFinite(spec.condition))) {
-        throw new InvalidConfigError('dataset.condition', `must be a finite number ≥ 1 (1 = isotropic features), got ${spec.condition}`)
-      }
       if (!(spec.noise >= 0 && Number.isFinite(spec.noise))) throw new InvalidConfigError('dataset.noise', `must be a finite number ≥ 0, got ${spec.noise}`)
-      if ((spec.rank === undefined) !== (spec.blocks === undefined)) {
-        throw new InvalidConfigError('dataset.rank', 'rank and blocks go together: blocks of examples, each in its own rank-dimensional subspace')
-      }
-      if (spec.rank !== undefined) {
-        posInt('rank', spec.rank)
-        posInt('blocks', spec.blocks!)
-        if (spec.rank > spec.dim) throw new InvalidConfigError('dataset.rank', `must be ≤ dim = ${spec.dim}, got ${spec.rank}`)
-        if (spec.blocks! > spec.trainSize) throw new InvalidConfigError('dataset.blocks', `must be ≤ trainSize = ${spec.trainSize}, got ${spec.blocks}`)
-        if (spec.blocks! * spec.rank < spec.dim) {
-          throw new InvalidConfigError('dataset.rank', `${spec.blocks} blocks of rank ${spec.rank} span at most ${spec.blocks! * spec.rank} < dim = ${spec.dim} dimensions: θ* is not determined; raise rank or blocks`)
-        }
-      }
+      conditionAndBlocks(spec, 'θ*')
+      if (spec.rank !== undefined && spec.blocks! > spec.trainSize) throw new InvalidConfigError('dataset.blocks', `must be ≤ trainSize = ${spec.trainSize}, got ${spec.blocks}`)
       seed(spec.seed)
       return
     case 'idx':
