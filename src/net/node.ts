@@ -22,10 +22,11 @@ import { type Ping, ping } from '@libp2p/ping'
 import { plaintext } from '@libp2p/plaintext'
 import { tcp } from '@libp2p/tcp'
 import { type UPnPNAT, type UPnPNATInit, uPnPNAT } from '@libp2p/upnp-nat'
-import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
+import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import { InvalidConfigError } from '../errors.ts'
 import { type Logger, silentLogger } from '../logger.ts'
+import { directIp } from './addr.ts'
 import { HostThrottle, TARPIT_MS } from './host-throttle.ts'
 import { type Membership, swarmTopicPrefix, validateMembership } from './membership.ts'
 import { multicastProblem } from './multicast.ts'
@@ -586,12 +587,6 @@ export function gateStats(node: Libp2p): { throttled: number; afterHandshake: nu
   return { throttled: gate?.throttle.refused ?? 0, afterHandshake: gate?.refusedEncrypted ?? 0 }
 }
 
-/** The IP of a direct connection's remote address (undefined through a relay, or in memory). */
-function directIp(ma: Multiaddr): string | undefined {
-  const parts = ma.getComponents()
-  if (parts.some((p) => p.name === 'p2p-circuit')) return undefined
-  return parts.find((p) => p.name === 'ip4' || p.name === 'ip6')?.value
-}
 
 /** Whether `peer` is banned on `node` now (see `banPeer`). */
 export function isBanned(node: Libp2p, peer: string): boolean {

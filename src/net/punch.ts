@@ -45,6 +45,7 @@ import { AbstractMultiaddrConnection, type AbstractMultiaddrConnectionInit } fro
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Uint8ArrayList } from 'uint8arraylist'
 import { AbortError, MonnaError } from '../errors.ts'
+import { ipOf, isCircuit } from './addr.ts'
 
 export const PUNCH_PROTOCOL = '/monna/punch/1.0.0'
 export const OBSERVE_PROTOCOL = '/monna/observe/1.0.0'
@@ -360,12 +361,12 @@ export function readMessage(stream: Stream, timeoutMs: number, signal?: AbortSig
 
 /** Whether a connection goes through a relay (a `/p2p-circuit` address). */
 export function isRelayed(c: Pick<Connection, 'remoteAddr'>): boolean {
-  return c.remoteAddr.getComponents().some((p) => p.name === 'p2p-circuit')
+  return isCircuit(c.remoteAddr)
 }
 
 /** The IP of a direct connection's remote address. */
 function remoteIp(c: Pick<Connection, 'remoteAddr'>): string | undefined {
-  return c.remoteAddr.getComponents().find((p) => p.name === 'ip4' || p.name === 'ip6')?.value
+  return ipOf(c.remoteAddr)
 }
 
 /** A TCP socket as a libp2p MultiaddrConnection, for the upgrader. */

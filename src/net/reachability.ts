@@ -38,7 +38,8 @@ import { type AutoNATv2ServiceInit, autoNATv2 } from '@libp2p/autonat-v2'
 import { type ComponentLogger, type Connection, type Libp2pEvents, type Logger, type PeerStore, type Startable, serviceCapabilities, serviceDependencies, start, stop, type Topology, type TypedEventTarget } from '@libp2p/interface'
 import type { AddressManager, ConnectionManager, Registrar } from '@libp2p/interface-internal'
 import { getNetConfig, isNetworkAddress, isPrivate, isPrivateIp } from '@libp2p/utils'
-import { CODE_IP4, CODE_IP6, type Multiaddr } from '@multiformats/multiaddr'
+import { CODE_IP6, type Multiaddr } from '@multiformats/multiaddr'
+import { ipOf, isCircuit } from './addr.ts'
 import { isRelayed } from './punch.ts'
 
 export type Reachability = 'public' | 'private' | 'unknown'
@@ -84,16 +85,6 @@ const DIAL_REQUEST = '/libp2p/autonat/2/dial-request'
 /** Bounds of the AutoNAT server side (see the header). */
 export const autonatBounds = { maxInboundStreams: 2, maxMessageSize: 4096, timeout: 30_000 } as const
 
-/** The IP of a multiaddr (its last ip4/ip6 component). */
-function ipOf(ma: Multiaddr): string | undefined {
-  return ma
-    .getComponents()
-    .filter((c) => c.code === CODE_IP4 || c.code === CODE_IP6)
-    .map((c) => c.value)
-    .pop()
-}
-
-const isCircuit = (ma: Multiaddr): boolean => ma.getComponents().some((c) => c.name === 'p2p-circuit')
 
 /** libp2p's per-address results inside its AutoNAT v2 client (read-only; version 2.0.x). */
 interface DialResultsView {
