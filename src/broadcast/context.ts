@@ -25,6 +25,10 @@ export interface Counters {
   delivered: number
   equivocations: number
   signaturesVerified: number
+  /** SENDs written again to a member after a failed or refused attempt (each a whole payload) */
+  sendsRepeated: number
+  /** payloads written in replies to other members' PULL and FETCH requests */
+  payloadsServed: number
 }
 
 export interface Timing {

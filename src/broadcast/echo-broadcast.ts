@@ -105,6 +105,8 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     delivered: 0,
     equivocations: 0,
     signaturesVerified: 0,
+    sendsRepeated: 0,
+    payloadsServed: 0,
   }
   private readonly controller = new AbortController()
   private readonly tasks = new Set<Promise<unknown>>()
@@ -314,6 +316,8 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
       delivered: this.counters.delivered,
       equivocations: this.counters.equivocations,
       signaturesVerified: this.counters.signaturesVerified,
+      sendsRepeated: this.counters.sendsRepeated,
+      payloadsServed: this.counters.payloadsServed,
       coolOffs: this.discipline.coolOffCount,
       pendingBytes: this.budget.total(),
       deliveredBytes: this.store.deliveredBytes(),

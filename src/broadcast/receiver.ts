@@ -106,7 +106,10 @@ export class Receiver {
         } finally {
           done()
         }
-        for (const r of replies) await streams.write(stream, encodeFrameParts(r), signal)
+        for (const r of replies) {
+          await streams.write(stream, encodeFrameParts(r), signal)
+          if (r.type === 'PAYLOAD' || (r.type === 'FINAL' && r.payload !== undefined)) this.ctx.counters.payloadsServed++
+        }
       }
       await stream.close({ signal: AbortSignal.any([signal, AbortSignal.timeout(this.ctx.timing.requestTimeoutMs)]) })
     } catch (err) {

@@ -212,6 +212,7 @@ export class Sender {
       try {
         const reader = streams.reader(stream, peer, { expect: ['ECHO', 'END'] })
         await streams.write(stream, own.sendParts, signal)
+        if (attempt > 0) this.ctx.counters.sendsRepeated++
         const reply = await Promise.race([reader.next({ signal }), own.certified.promise.then(() => undefined)])
         if (reply !== undefined && reply !== null) this.onEcho(peer, own, reply.frame)
         if (reply === null || (reply !== undefined && reply.frame.type === 'END')) {

@@ -109,6 +109,9 @@ export interface RoundReport {
   bytesReceived: number
   /** signatures checked by this member's broadcast so far */
   signaturesVerified?: number
+  /** whole payloads this member's broadcast wrote beyond one SEND per member and round, so far: SENDs repeated after a failed attempt, payloads served to others' PULL/FETCH */
+  sendsRepeated?: number
+  payloadsServed?: number
   /** peers this member's broadcast cut off for a while so far, for floods of refused frames (none in an honest swarm) */
   coolOffs?: number
   /** this round waited past the round timeout */
@@ -888,6 +891,8 @@ export class RoundEngine extends EventTarget {
       bytesReceived: stats.bytesReceived,
       ...(stats.signaturesVerified !== undefined ? { signaturesVerified: stats.signaturesVerified } : {}),
       ...(stats.coolOffs !== undefined ? { coolOffs: stats.coolOffs } : {}),
+      ...(stats.sendsRepeated !== undefined ? { sendsRepeated: stats.sendsRepeated } : {}),
+      ...(stats.payloadsServed !== undefined ? { payloadsServed: stats.payloadsServed } : {}),
       stalled: r.stalled,
       senders: r.senders,
       ...(r.spread !== undefined ? { spread: r.spread } : {}),

@@ -57,6 +57,9 @@ export interface NodeSummary {
   signaturesVerified?: number
   /** peers it cut off for a while for floods of refused frames, by its last report */
   coolOffs?: number
+  /** whole payloads it wrote beyond one SEND per member and round (RoundReport.sendsRepeated, payloadsServed), by its last report */
+  sendsRepeated?: number
+  payloadsServed?: number
   /** differential privacy (task.privacy): ε spent by its last reported round (RDP accountant, at δ = task.privacy.delta) */
   epsilon?: number
   exitCode?: number | null
@@ -203,6 +206,8 @@ export function buildReport(opts: {
     }
     if (last?.signaturesVerified !== undefined) node.signaturesVerified = last.signaturesVerified
     if (last?.coolOffs !== undefined) node.coolOffs = last.coolOffs
+    if (last?.sendsRepeated !== undefined) node.sendsRepeated = last.sendsRepeated
+    if (last?.payloadsServed !== undefined) node.payloadsServed = last.payloadsServed
     const eps = list.findLast((r) => r.epsilon !== undefined)?.epsilon
     if (eps !== undefined) node.epsilon = eps
     if (m.exitCode !== undefined) node.exitCode = m.exitCode

@@ -130,6 +130,11 @@ for (let rep = 0; rep < repeat; rep++) {
             lastRoundPhasesMs: run.lastRoundPhasesMs,
             ...perMember,
             mbSentPerMemberPerRound: Number((report.nodes.reduce((a, n) => a + n.bytesSent, 0) / s.n / rounds / 1e6).toFixed(1)),
+            // whole payloads written beyond one SEND per member and round (what lifts the bytes above the floor (n − 1)·4d): SENDs repeated after a failed or refused attempt, payloads served to others' PULL/FETCH — per member per round
+            extraPayloadsPerMemberPerRound: {
+              sendsRepeated: Number((report.nodes.reduce((a, n) => a + (n.sendsRepeated ?? 0), 0) / s.n / rounds).toFixed(2)),
+              served: Number((report.nodes.reduce((a, n) => a + (n.payloadsServed ?? 0), 0) / s.n / rounds).toFixed(2)),
+            },
             machine: machine(),
           }),
         )

@@ -5,8 +5,9 @@
  */
 import assert from 'node:assert/strict'
 import { afterEach, test } from 'node:test'
+import type { Stream } from '@libp2p/interface'
 import { createAdversary } from '../../src/adversary/index.ts'
-import { createEchoBroadcast, verifyCertificate } from '../../src/broadcast/index.ts'
+import { createEchoBroadcast, echoProtocol, verifyCertificate } from '../../src/broadcast/index.ts'
 import { memoryLogger } from '../../src/logger.ts'
 import { quorum } from '../../src/net/index.ts'
 import { payloadOf, type Swarm, startSwarm, waitDeliveries } from '../unit/broadcast/harness.ts'
@@ -100,4 +101,37 @@ test('n = 4, f = 1: members that echoed but never got the FINAL recover it by QU
   const signal = AbortSignal.timeout(30_000)
   const got = await Promise.all(s.bcasts.slice(0, 3).map((b) => waitDeliveries(b!, 0, 1, signal)))
   for (const ds of got) assert.deepEqual(ds[0]!.payload, payload)
+})
+
+test('n = 4, f = 1: a SEND written again after a broken transfer, and payloads served to a FETCH, are counted (stats: sendsRepeated, payloadsServed)', async () => {
+  // member 2 is silent (no handler); member 3 takes the first SEND of member 0 and breaks the
+  // stream, then starts its broadcast: member 0 can only be certified (Q = 3) by writing its SEND
+  // to member 3 again
+  swarm = await startSwarm({ n: 4, f: 1, withoutBroadcast: [2, 3] })
+  const s = swarm
+  const protocol = echoProtocol(s.membership.swarmId)
+  let isBroken: () => void = () => {}
+  const broken = new Promise<void>((resolve) => {
+    isBroken = resolve
+  })
+  await s.nodes[3]!.handle(protocol, (stream: Stream) => {
+    void s.nodes[3]!.unhandle(protocol).then(() => {
+      stream.abort(new Error('broken on purpose'))
+      isBroken()
+    })
+  })
+  const signal = AbortSignal.timeout(60_000)
+  const sent = s.bcasts[0]!.broadcast(0, payloadOf(1, 5000), { signal })
+  await broken
+  s.bcasts[3] = await createEchoBroadcast({ node: s.nodes[3]!, privateKey: s.keys[3]!, membership: s.membership })
+  await Promise.all([sent, waitDeliveries(s.bcasts[3]!, 0, 1, signal)])
+  assert.ok(s.bcasts[0]!.stats().sendsRepeated >= 1, 'the SEND written again to member 3 is counted')
+  assert.equal(s.bcasts[1]!.stats().sendsRepeated, 0)
+  // payloads served: member 2 starts late and fetches round 0 from the others
+  const servedBefore = s.bcasts.reduce((a, b) => a + (b?.stats().payloadsServed ?? 0), 0)
+  s.bcasts[2] = await createEchoBroadcast({ node: s.nodes[2]!, privateKey: s.keys[2]!, membership: s.membership })
+  const got = await s.bcasts[2]!.fetchRound(0, { signal })
+  assert.equal(got.length, 1)
+  const servedAfter = s.bcasts.reduce((a, b) => a + (b?.stats().payloadsServed ?? 0), 0)
+  assert.ok(servedAfter - servedBefore >= 1, `payloads served: ${servedBefore} → ${servedAfter}`)
 })
