@@ -13,8 +13,10 @@
  * lowered to ⌊(members − 1)/3⌋ when needed). BENCH_PROGRAM starts members with another build
  * of the program (e.g. an older checkout's bin/monna.js) for side-by-side comparisons;
  * BENCH_PROGRAMS=a.js,b.js runs process mode once per program, alternating, BENCH_REPEAT times.
+ * BENCH_OUT=<dir> keeps each run's report (report.json, plots) in <dir>/<mode>[-<i>] instead of a
+ * temporary directory.
  */
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { benchScenario, machine, measureRun } from './swarm-bench.ts'
@@ -94,6 +96,11 @@ function memorySampler(): { stop: () => Promise<{ self: number; members: number[
   }
 }
 
+const honestAccuracy = (nodes: Array<{ byzantine: boolean; finalAccuracy: number | null }>): { min: number; median: number } | null => {
+  const accs = nodes.flatMap((n) => (n.byzantine || n.finalAccuracy === null ? [] : [n.finalAccuracy]))
+  return accs.length === 0 ? null : { min: Number(Math.min(...accs).toFixed(4)), median: Number(q(accs, 0.5).toFixed(4)) }
+}
+
 const q = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b)
   return s[Math.min(s.length - 1, Math.floor(p * s.length))]!
@@ -103,7 +110,9 @@ for (let rep = 0; rep < repeat; rep++) {
   for (const mode of modes) {
     for (const program of mode === 'process' ? programs : [undefined]) {
       const s = await benchScenario(file, rounds, members)
-      const dir = await mkdtemp(join(tmpdir(), `monna-bench-round-${mode}-`))
+      const keep = process.env.BENCH_OUT
+      const dir = keep !== undefined && keep !== '' ? join(keep, `${mode}${repeat * programs.length > 1 ? `-${rep}-${programs.indexOf(program)}` : ''}`) : await mkdtemp(join(tmpdir(), `monna-bench-round-${mode}-`))
+      if (keep !== undefined && keep !== '') await mkdir(dir, { recursive: true })
       const sampler = memorySampler()
       try {
         const run = await measureRun(s, { outDir: dir, mode, ...(program === undefined ? {} : { program }) })
@@ -124,6 +133,8 @@ for (let rep = 0; rep < repeat; rep++) {
             secondsPerRound: Number(run.secondsPerRound.toFixed(3)),
             wallSeconds: Number(run.wallSeconds.toFixed(1)),
             passed: report.passed,
+            // final accuracy of the honest members on the whole test split (min / median)
+            honestAccuracy: honestAccuracy(report.nodes),
             // median honest member, mean over rounds 1 … R − 2: where a round's time goes (waitMs: waiting for n − f certified models, broadcast included)
             phasesMs: run.phasesMs,
             // the last round: its evaluation is on the whole test set
@@ -140,7 +151,7 @@ for (let rep = 0; rep < repeat; rep++) {
         )
       } finally {
         await sampler.stop()
-        await rm(dir, { recursive: true, force: true })
+        if (keep === undefined || keep === '') await rm(dir, { recursive: true, force: true })
       }
     }
   }
