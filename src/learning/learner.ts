@@ -292,6 +292,9 @@ export function momentumStep(grad: Float32Array, momentum: Float32Array, theta: 
 export function softmaxHessian(x: Float32Array, n: number, inDim: number, C: number, theta: Float32Array, beta: number, out: Float64Array): void {
   const rows = inDim + 1
   const d = rows * C
+  if (!(C >= 2) || theta.length !== d || out.length !== d * d || x.length < n * inDim) {
+    throw new InvalidConfigError('softmaxHessian', `expected θ of (${inDim} + 1)·${C} = ${d} values, out of ${d}² and ≥ ${n}·${inDim} examples' values; got ${theta.length}, ${out.length}, ${x.length}`)
+  }
   const h = out
   const xt = new Float64Array(rows)
   const p = new Float64Array(C)

@@ -63,6 +63,9 @@ describe('pre-conditioned softmax regression', () => {
     const hb = new Float64Array(d * d)
     softmaxHessian(x, n, inDim, C, theta, 0.25, hb)
     for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) assert.ok(Math.abs(hb[i * d + j]! - h[i * d + j]! - (i === j ? 0.25 : 0)) < 1e-15)
+    // mis-sized arguments are refused, not read out of bounds
+    assert.throws(() => softmaxHessian(x, n, inDim, C, theta.subarray(1), 0, h), /expected θ of \(4 \+ 1\)·3 = 15 values/)
+    assert.throws(() => softmaxHessian(x, n, inDim, C, theta, 0, new Float64Array(d)), /softmaxHessian/)
   })
 
   // 8 features, condition 100, one block of 100 examples (25 groups of 4), whole-shard steps
