@@ -132,12 +132,15 @@ export const privacySchema = z
 
 /**
  * Iterative pre-conditioning (arXiv:2108.08670, docs/precondition.md): each member keeps a d × d
- * matrix K, updated every round from its own shard as K ← K − α·((AᵢᵀAᵢ/nᵢ + β·I)·K − I) (so
- * K → (AᵢᵀAᵢ/nᵢ + β·I)⁻¹), and steps along K·g instead of g. Least squares only (model `linear`),
- * d ≤ 256. The models exchanged and aggregated stay θ.
+ * matrix K, updated every round from its own shard as K ← K − α·((Hᵢ + β·I)·K − I) (so
+ * K → (Hᵢ + β·I)⁻¹), and steps along K·g instead of g. The convex models only: least squares
+ * (model `linear`, Hᵢ = AᵢᵀAᵢ/nᵢ) and softmax regression (model `logreg`, Hᵢ = the Hessian of the
+ * shard's mean cross-entropy at the current θ, recomputed every round; I is then the projection
+ * off the directions no probability depends on), d ≤ 256. The models exchanged and aggregated stay θ.
  */
 export const preconditionSchema = z.strictObject({
   // converges for α < 2/(λ_max + β); the `linear` data set's feature covariance has λ_max = 1
+  // (logreg on the `logistic` one: λ_max ≤ ½·λ_max(E[x̃x̃ᵀ]), x̃ = [x, 1])
   alpha: z.number().positive().default(0.5),
   beta: z.number().nonnegative().default(0),
 })
@@ -266,8 +269,30 @@ export function parseConfig<S extends z.ZodType>(schema: S, input: unknown, wher
 export const maxPreconditionDim = 256
 
 /**
+ * The number of parameters d of `task`'s model when the config alone determines it (the convex
+ * models on the generated data sets and MNIST-shaped ones), else undefined (idx and csv: the
+ * learner checks d when it has the data).
+ */
+function convexModelDim(task: TaskConfig): number | undefined {
+  const ds = task.dataset
+  const shape =
+    ds.kind === 'mnist' || ds.kind === 'fashion-mnist'
+      ? { features: 784, classes: 10 }
+      : ds.kind === 'logistic'
+        ? { features: ds.dim, classes: 2 }
+        : ds.kind === 'gaussian-mixture'
+          ? { features: ds.dim, classes: ds.classes }
+          : ds.kind === 'linear'
+            ? { features: ds.dim, classes: 1 }
+            : undefined
+  if (shape === undefined) return undefined
+  // linear: x·θ, no bias; logreg: kernel [in, K] and bias [K]
+  return task.model.kind === 'linear' ? shape.features : (shape.features + 1) * shape.classes
+}
+
+/**
  * Cross-field rules of the task: the `linear` model needs the `linear` data set (real targets),
- * and `precondition` needs the `linear` model (a convex least-squares task) with d ≤ 256.
+ * and `precondition` needs a convex model (`linear`: least squares, or `logreg`) with d ≤ 256.
  */
 export function checkTask(task: TaskConfig, where: string): void {
   if (task.model.kind === 'linear' && task.dataset.kind !== 'linear') {
@@ -275,12 +300,17 @@ export function checkTask(task: TaskConfig, where: string): void {
   }
   if (task.exact === true) checkExact(task, where)
   if (task.precondition === undefined) return
-  if (task.model.kind !== 'linear') {
-    const why = task.model.kind === 'logreg' ? 'logreg is convex but its Hessian changes with θ (not implemented)' : `${task.model.kind} is not convex`
-    throw new InvalidConfigError(`${where}: task.precondition`, `pre-conditioning needs the convex least-squares task (model linear, dataset linear); ${why}`)
+  if (task.model.kind !== 'linear' && task.model.kind !== 'logreg') {
+    throw new InvalidConfigError(
+      `${where}: task.precondition`,
+      `pre-conditioning needs a convex model (linear: least squares on dataset linear, or logreg); ${task.model.kind} is not convex`,
+    )
   }
-  if (task.dataset.kind === 'linear' && task.dataset.dim > maxPreconditionDim) {
-    throw new InvalidConfigError(`${where}: task.precondition`, `d = ${task.dataset.dim} is too large for a d × d pre-conditioner (d ≤ ${maxPreconditionDim}); lower dataset.dim`)
+  const d = convexModelDim(task)
+  if (d !== undefined && d > maxPreconditionDim) {
+    const fix = task.dataset.kind === 'linear' || task.dataset.kind === 'logistic' || task.dataset.kind === 'gaussian-mixture' ? 'lower dataset.dim' : 'use a data set with fewer features'
+    const what = task.model.kind === 'logreg' ? ` (logreg: (features + 1) × classes)` : ''
+    throw new InvalidConfigError(`${where}: task.precondition`, `d = ${d}${what} is too large for a d × d pre-conditioner (d ≤ ${maxPreconditionDim}); ${fix}`)
   }
 }
 

@@ -20,6 +20,11 @@
  * computed in plain JS (d is small), and an optional pre-conditioner (`precondition`, arXiv:2108.08670)
  * replaces g by K·g, where the member's own d × d matrix K is updated once per step from its own
  * shard: K ← K − α·((H + β·I)·K − I), H = AᵢᵀAᵢ/nᵢ, K₀ = 0, so K → (H + β·I)⁻¹ for α < 2/(λ_max(H) + β).
+ * Softmax regression (model `logreg`, docs/precondition.md §7): H is the Hessian of the mean
+ * cross-entropy over the whole shard at the step's θ, recomputed every step (in float64), and the
+ * identity is replaced by P, the projection off the directions no probability depends on (each
+ * feature's weights, and the biases, all moved by the same amount: H is 0 there):
+ * K ← K − α·((H(θₜ) + β·I)·K − P), so K stays 0 on them and → (H + β·I)⁺ on the rest.
  *
  * Backends: the learner runs on the tfjs backend active when it is created. If that backend
  * lacks a kernel of this model's gradient (e.g. wasm without Conv2DBackpropFilter), the first
@@ -84,7 +89,7 @@ export interface LearnerOptions {
   /** member-specific: mini-batch sampling and privacy noise */
   dataSeed: number | string
   privacy?: PrivacyHook
-  /** iterative pre-conditioning of the gradient (model `linear` only) */
+  /** iterative pre-conditioning of the gradient (the convex models: `linear` and `logreg`) */
   precondition?: PreconditionOptions
   logger?: Logger
   /** examples per forward pass in `evaluate` (memory/speed trade-off only) */
@@ -185,15 +190,14 @@ export function validateLearnerOptions(opts: LearnerOptions): void {
   }
   if (opts.precondition !== undefined) {
     const { alpha, beta } = opts.precondition
-    if (opts.model?.kind !== 'linear') {
-      throw new InvalidConfigError(
-        'precondition',
-        `iterative pre-conditioning is implemented for the convex least-squares task only (model linear); ${opts.model?.kind} is ${opts.model?.kind === 'logreg' ? 'convex but its Hessian changes with θ' : 'not convex'}`,
-      )
+    const kind = opts.model?.kind
+    if (kind !== 'linear' && kind !== 'logreg') {
+      throw new InvalidConfigError('precondition', `iterative pre-conditioning needs a convex model (linear: least squares, or logreg); ${kind} is not convex`)
     }
     if (!(alpha > 0) || !Number.isFinite(alpha)) throw new InvalidConfigError('precondition.alpha', `must be a finite number > 0, got ${alpha}`)
     if (!(beta >= 0) || !Number.isFinite(beta)) throw new InvalidConfigError('precondition.beta', `must be a finite number ≥ 0, got ${beta}`)
-    const d = prod(opts.inputShape)
+    // logreg: kernel [in, K] and bias [K]
+    const d = kind === 'linear' ? prod(opts.inputShape) : (prod(opts.inputShape) + 1) * opts.numClasses
     if (d > maxPreconditionDim) {
       throw new InvalidConfigError('precondition', `the model has d = ${d} parameters; a d × d pre-conditioner is kept only for d ≤ ${maxPreconditionDim}`)
     }
@@ -274,6 +278,74 @@ export function momentumStep(grad: Float32Array, momentum: Float32Array, theta: 
   return sq0 + sq1
 }
 
+/**
+ * The Hessian of softmax regression's mean cross-entropy (model `logreg`: kernel [in, C] row-major,
+ * then bias [C], so θ's index of the weight of feature r for class k is r·C + k, the biases being
+ * feature r = in) at `theta`, plus β·I, into `out` (d × d, d = (in + 1)·C), in float64 over the
+ * `n` examples `x` (row-major n × in):
+ *
+ *   H = (1/n)·Σᵢ x̃ᵢx̃ᵢᵀ ⊗ (diag(pᵢ) − pᵢpᵢᵀ) + β·I,   x̃ = [x, 1], p = softmax(x̃ᵀW̃).
+ *
+ * n·(in + 1)²·C²/2 multiply-adds. Its null space holds (at least) every e_r ⊗ 1 (one feature's C
+ * weights moved together), which changes no probability.
+ */
+export function softmaxHessian(x: Float32Array, n: number, inDim: number, C: number, theta: Float32Array, beta: number, out: Float64Array): void {
+  const rows = inDim + 1
+  const d = rows * C
+  if (!(C >= 2) || theta.length !== d || out.length !== d * d || x.length < n * inDim) {
+    throw new InvalidConfigError('softmaxHessian', `expected θ of (${inDim} + 1)·${C} = ${d} values, out of ${d}² and ≥ ${n}·${inDim} examples' values; got ${theta.length}, ${out.length}, ${x.length}`)
+  }
+  const h = out
+  const xt = new Float64Array(rows)
+  const p = new Float64Array(C)
+  const m = new Float64Array(C * C)
+  h.fill(0)
+  for (let i = 0; i < n; i++) {
+    for (let r = 0; r < inDim; r++) xt[r] = x[i * inDim + r]!
+    xt[inDim] = 1
+    let top = Number.NEGATIVE_INFINITY
+    for (let k = 0; k < C; k++) {
+      let z = 0
+      for (let r = 0; r < rows; r++) z += xt[r]! * theta[r * C + k]!
+      p[k] = z
+      if (z > top) top = z
+    }
+    let sum = 0
+    for (let k = 0; k < C; k++) {
+      p[k] = Math.exp(p[k]! - top)
+      sum += p[k]!
+    }
+    for (let k = 0; k < C; k++) p[k] = p[k]! / sum
+    for (let k = 0; k < C; k++) for (let l = 0; l < C; l++) m[k * C + l] = (k === l ? p[k]! : 0) - p[k]! * p[l]!
+    // the blocks (a, b ≤ a) of the lower block triangle
+    for (let a = 0; a < rows; a++) {
+      const xa = xt[a]!
+      if (xa === 0) continue
+      for (let b = 0; b <= a; b++) {
+        const s = xa * xt[b]!
+        if (s === 0) continue
+        for (let k = 0; k < C; k++) {
+          const o = (a * C + k) * d + b * C
+          for (let l = 0; l < C; l++) h[o + l]! += s * m[k * C + l]!
+        }
+      }
+    }
+  }
+  // scale the lower block triangle (its diagonal blocks are symmetric), then mirror it
+  for (let a = 0; a < rows; a++) {
+    for (let b = 0; b <= a; b++) {
+      for (let k = 0; k < C; k++) {
+        for (let l = 0; l < C; l++) {
+          const v = h[(a * C + k) * d + b * C + l]! / n
+          h[(a * C + k) * d + b * C + l] = v
+          if (b < a) h[(b * C + l) * d + a * C + k] = v
+        }
+      }
+    }
+  }
+  for (let j = 0; j < d; j++) h[j * d + j]! += beta
+}
+
 /** Runs `fn` synchronously with `backend` active, restoring the previous backend afterwards. */
 function onBackend<T>(backend: string, fn: () => T): T {
   const previous = tf.getBackend()
@@ -347,12 +419,14 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
   }
 
   // Iterative pre-conditioner (docs/precondition.md): K (d × d, float64, K₀ = 0) and this
-  // member's H = AᵢᵀAᵢ/nᵢ + β·I, computed once from the whole shard.
+  // member's H + β·I from its whole shard: least squares AᵢᵀAᵢ/nᵢ, once; logreg the Hessian of the
+  // mean cross-entropy at θₜ, every step (§7 there).
   const pre = opts.precondition
+  const isLogreg = opts.model.kind === 'logreg'
   const K = pre === undefined ? undefined : new Float64Array(d * d)
   const H = pre === undefined ? undefined : new Float64Array(d * d)
   const KH = pre === undefined ? undefined : new Float64Array(d * d)
-  if (pre !== undefined) {
+  if (pre !== undefined && !isLogreg) {
     const h = H!
     for (let i = 0; i < train.n; i++) {
       const row = i * d
@@ -369,8 +443,20 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
       }
     }
   }
-  /** K ← K − α·(H·K − I), then grad ← K·grad. */
+  /**
+   * The target of K's iteration: I for least squares; for logreg P = I − (the mean over the C
+   * classes within each feature row), the projection off H's null space (those directions change
+   * no probability and the gradient has no component along them).
+   */
+  const target = (a: number, b: number): number => {
+    if (!isLogreg) return a === b ? 1 : 0
+    const C = opts.numClasses
+    if (Math.floor(a / C) !== Math.floor(b / C)) return 0
+    return (a === b ? 1 : 0) - 1 / C
+  }
+  /** K ← K − α·(H·K − P) (logreg: H at the current θ first), then grad ← K·grad. */
   const precondition = (): void => {
+    if (isLogreg) softmaxHessian(train.x, train.n, exampleSize, opts.numClasses, theta, pre!.beta, H!)
     const k = K!
     const h = H!
     const hk = KH!
@@ -386,7 +472,7 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
       }
     }
     for (let a = 0; a < d; a++) {
-      for (let b = 0; b < d; b++) k[a * d + b]! -= alpha * (hk[a * d + b]! - (a === b ? 1 : 0))
+      for (let b = 0; b < d; b++) k[a * d + b]! -= alpha * (hk[a * d + b]! - target(a, b))
     }
     const g = Float64Array.from(grad)
     for (let a = 0; a < d; a++) {

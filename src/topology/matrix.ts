@@ -269,7 +269,7 @@ function optimizerMarkdown(m: MatrixReport): string {
   const lines = [
     `Rounds until every honest member is within ${target ?? '?'} of θ* (‖θ − θ*‖/‖θ*‖, evaluated every evalEvery rounds) — ${m.scenario}`,
     '',
-    `| attack | rule | optimizer | rounds to ${target ?? 'target'} | largest final distance | median final distance | R² min / median (%) | passed |`,
+    `| attack | rule | optimizer | rounds to ${target ?? 'target'} | largest final distance | median final distance | accuracy (linear: R²) min / median (%) | passed |`,
     '|---|---|---|---|---|---|---|---|',
   ]
   for (const c of rows) {
