@@ -308,6 +308,12 @@ type Held = { model: Float32Array } | { invalid: true }
  * then the mean of the k − f inputs nearest to it. With k ≥ 2f + 1 the median lies within the
  * honest range in every coordinate, so up to f Byzantine inputs cannot drag the reference.
  */
+/** Index of the first non-finite entry, or −1. */
+function firstNonFinite(a: Float32Array): number {
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i]!)) return i
+  return -1
+}
+
 export function nearestToMedianMean(inputs: Float32Array[], f: number): Float32Array {
   const k = inputs.length
   if (k === 0) throw new InvalidConfigError('inputs', 'need at least one model')
@@ -734,9 +740,8 @@ export class RoundEngine extends EventTarget {
     // encoding must not give it a more precise own model than everyone else holds of it)
     let own = halfStep
     if (behaviour === undefined) {
-      for (let i = 0; i < halfStep.length; i++) {
-        if (!Number.isFinite(halfStep[i]!)) throw new ModelDivergedError(t, i, halfStep[i]!)
-      }
+      const bad = firstNonFinite(halfStep)
+      if (bad >= 0) throw new ModelDivergedError(t, bad, halfStep[bad]!)
       const payload = encodeModel(halfStep, this.encoding)
       if (this.encoding !== 'float32') {
         const decoded = this.decode(payload)
@@ -747,6 +752,15 @@ export class RoundEngine extends EventTarget {
     } else {
       ownCertifiedNeeded = false
       await behaviour.act(this.byzantineContext(t, halfStep, signal))
+      // a simulated attacker whose own training diverged (it aggregates with the swarm's rule, and
+      // its own attack may have broken it) keeps attacking: it aggregates its last finite model (or
+      // zeros) in place of the diverged half-step, with its momentum reset, instead of stopping on
+      // the rule's non-finite input — a swarm's Byzantine members do not leave because of it
+      if (firstNonFinite(halfStep) >= 0) {
+        own = firstNonFinite(this.snap.params) < 0 ? this.snap.params : new Float32Array(halfStep.length)
+        this.learner.setMomentum(new Float32Array(this.learner.dim))
+        this.log.debug('Byzantine member: own half-step not finite; aggregating its last finite model instead', { round: t })
+      }
     }
 
     // wait for n − r valid deliveries (own included), never more

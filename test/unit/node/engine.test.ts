@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
+import { createAggregator } from '../../../src/aggregation/index.ts'
 import { ByzantineCrashError, type EngineSnapshot, nearestToMedianMean, RoundEngine, type RoundEngineOptions, type RoundReport } from '../../../src/node/engine.ts'
 import { encodeModel } from '../../../src/node/payload.ts'
 import type { BroadcastPort, Delivery } from '../../../src/node/port.ts'
@@ -111,6 +112,29 @@ describe('round engine on the memory hub', () => {
       assert.ok((last.rejected['non-finite'] ?? 0) >= 1, JSON.stringify(last.rejected))
     }
     for (const e of [...engines, b1, b2]) e.dispose()
+  })
+
+  it('a Byzantine member whose own training diverges keeps attacking: it aggregates its last finite model instead of stopping on the rule\'s non-finite input', async () => {
+    // the swarm's real nna (which refuses non-finite inputs); the Byzantine member's own steps
+    // overflow every round (lr 1e300), as an attacker's do when its own attack breaks the rule
+    const { hub, ids } = swarm(7, 2)
+    const honest = ids.slice(0, 6).map((id) => makeEngine(hub, id, { rounds: 3, aggregator: createAggregator({ rule: 'nna', f: 2 }) }))
+    const zeros = actingBehaviour('zeros', async () => ({ kind: 'send-raw', payload: encodeModel(new Float32Array(DIM)) }))
+    const byz = new RoundEngine({
+      self: ids[6]!,
+      membership: hub.membership,
+      swarmSeed: 'swarm-seed',
+      port: hub.port(ids[6]!),
+      learner: quadraticLearner({ dim: DIM, initSeed: 'swarm-seed', dataSeed: ids[6]!, lr: 1e300 }),
+      aggregator: createAggregator({ rule: 'nna', f: 2 }),
+      rounds: 3,
+      roundTimeoutMs: 10_000,
+      behaviour: zeros,
+    })
+    const [, byzReports] = await Promise.all([Promise.all(honest.map((e) => e.run())), byz.run()])
+    assert.equal(byzReports.length, 3, 'the Byzantine member ran every round')
+    for (const x of byz.snapshot().params) assert.ok(Number.isFinite(x))
+    for (const e of [...honest, byz]) e.dispose()
   })
 
   it('reports a stall when more than f members are silent and recovers when they return', async () => {
