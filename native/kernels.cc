@@ -1290,12 +1290,58 @@ __attribute__((target("avx2,fma"))) void pairwiseAvx2(const float* const* in, in
 }
 #endif
 
-// all pairs over [0, d), coordinate chunks over the pool's threads (each with its own partial D)
-void pairwise(const float* const* in, int k, long d, double* D) {
+// Column sums and magnitudes of a block, while it is still in cache from the distances:
+// sums[c] = x_0[c] + x_1[c] + … + x_{k−1}[c] in double, in that order (the same bits on both
+// paths), and mx[i] = max(mx[i], max_c |x_i[c]|) over [s, e).
+void blockSumsPortable(const float* const* in, int k, long s, long e, double* sums, float* mx) {
+  for (int i = 0; i < k; i++) {
+    const float* x = in[i];
+    float m = mx[i];
+    for (long c = s; c < e; c++) {
+      sums[c] = i == 0 ? (double)x[c] : sums[c] + (double)x[c];
+      m = std::max(m, std::fabs(x[c]));
+    }
+    mx[i] = m;
+  }
+}
+
+#if MONNA_X86
+__attribute__((target("avx2,fma"))) void blockSumsAvx2(const float* const* in, int k, long s, long e, double* sums, float* mx) {
+  const long n8 = s + (e - s) / 8 * 8;
+  const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  for (int i = 0; i < k; i++) {
+    const float* x = in[i];
+    __m256 m = _mm256_set1_ps(mx[i]);
+    for (long c = s; c < n8; c += 8) {
+      const __m256 v = _mm256_loadu_ps(x + c);
+      m = _mm256_max_ps(m, _mm256_and_ps(v, abs));
+      __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+      if (i > 0) {
+        lo = _mm256_add_pd(_mm256_loadu_pd(sums + c), lo);
+        hi = _mm256_add_pd(_mm256_loadu_pd(sums + c + 4), hi);
+      }
+      _mm256_storeu_pd(sums + c, lo);
+      _mm256_storeu_pd(sums + c + 4, hi);
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, m);
+    float r = lanes[0];
+    for (float l : lanes) r = std::max(r, l);
+    mx[i] = r;
+  }
+  blockSumsPortable(in, k, n8, e, sums, mx);
+}
+#endif
+
+// all pairs over [0, d), coordinate chunks over the pool's threads (each with its own partial D).
+// With `sums` (d doubles) and `maxAbs` (k floats): also the column sums and each input's largest
+// magnitude (blockSums), block by block while the block is in cache.
+void pairwise(const float* const* in, int k, long d, double* D, double* sums = nullptr, float* maxAbs = nullptr) {
   const long blocks = (d + DIST_BLOCK - 1) / DIST_BLOCK;
   const int tasks = (int)std::min<long>(blocks, 4L * pool.threads());
   if (tasks == 0) return;
   std::vector<double> partial((size_t)tasks * k * k, 0.0);
+  std::vector<float> mxPartial(sums != nullptr ? (size_t)tasks * k : 0, 0.f);
   pool.run(tasks, [&](int t) {
     double* P = partial.data() + (size_t)t * k * k;
     for (long b = blocks * t / tasks; b < blocks * (t + 1) / tasks; b++) {
@@ -1303,16 +1349,68 @@ void pairwise(const float* const* in, int k, long d, double* D) {
 #if MONNA_X86
       if (useAvx2()) {
         pairwiseAvx2(in, k, s, e, P, e < d);
+        if (sums != nullptr) blockSumsAvx2(in, k, s, e, sums, mxPartial.data() + (size_t)t * k);
         continue;
       }
 #endif
       pairwisePortable(in, k, s, e, P);
+      if (sums != nullptr) blockSumsPortable(in, k, s, e, sums, mxPartial.data() + (size_t)t * k);
     }
   });
   for (int t = 0; t < tasks; t++)
     for (long x = 0; x < (long)k * k; x++) D[x] += partial[(size_t)t * k * k + x];
   for (int i = 0; i < k; i++)
     for (int j = i + 1; j < k; j++) D[(long)j * k + i] = D[(long)i * k + j];
+  if (sums != nullptr)
+    for (int i = 0; i < k; i++) {
+      float m = 0.f;
+      for (int t = 0; t < tasks; t++) m = std::max(m, mxPartial[(size_t)t * k + i]);
+      maxAbs[i] = m;
+    }
+}
+
+// ---- mean of the inputs kept, from the column sums -----------------------------------------
+// out[c] = (float)((sums[c] − x_{e_0}[c] − … − x_{e_{n−1}}[c]) · scale): the mean of the inputs
+// left after excluding e_0.., from all inputs' sums (pairwise's), reading only the excluded
+// inputs. In double, in that order, the same bits on both paths.
+void keptMeanPortable(const float* const* ex, int n, const double* sums, double scale, float* out, long c0, long c1) {
+  for (long c = c0; c < c1; c++) {
+    double v = sums[c];
+    for (int t = 0; t < n; t++) v -= (double)ex[t][c];
+    out[c] = (float)(v * scale);
+  }
+}
+
+#if MONNA_X86
+__attribute__((target("avx2,fma"))) void keptMeanAvx2(const float* const* ex, int n, const double* sums, double scale, float* out, long c0, long c1) {
+  const long n8 = c0 + (c1 - c0) / 8 * 8;
+  const __m256d sc = _mm256_set1_pd(scale);
+  for (long c = c0; c < n8; c += 8) {
+    if ((c & 15) == 0)
+      for (int t = 0; t < n; t++) _mm_prefetch((const char*)(ex[t] + c + PREFETCH), _MM_HINT_T0);
+    __m256d lo = _mm256_loadu_pd(sums + c), hi = _mm256_loadu_pd(sums + c + 4);
+    for (int t = 0; t < n; t++) {
+      const __m256 v = _mm256_loadu_ps(ex[t] + c);
+      lo = _mm256_sub_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+      hi = _mm256_sub_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+    }
+    _mm_storeu_ps(out + c, _mm256_cvtpd_ps(_mm256_mul_pd(lo, sc)));
+    _mm_storeu_ps(out + c + 4, _mm256_cvtpd_ps(_mm256_mul_pd(hi, sc)));
+  }
+  keptMeanPortable(ex, n, sums, scale, out, n8, c1);
+}
+#endif
+
+void keptMean(const float* const* ex, int n, const double* sums, double scale, float* out, long d) {
+  constexpr long CHUNK = 1 << 14;
+  const int chunks = (int)((d + CHUNK - 1) / CHUNK);
+  pool.run(chunks, [&](int t) {
+    const long c0 = (long)t * CHUNK, c1 = std::min(d, c0 + CHUNK);
+#if MONNA_X86
+    if (useAvx2()) return keptMeanAvx2(ex, n, sums, scale, out, c0, c1);
+#endif
+    keptMeanPortable(ex, n, sums, scale, out, c0, c1);
+  });
 }
 
 // ---- NNM rows ---------------------------------------------------------------------------
@@ -1768,6 +1866,49 @@ napi_value PairwiseFn(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// the data of a typed array of type `want` with at least `need` elements; else false, with a
+// RangeError saying `what`
+template <typename T>
+bool sizedArray(napi_env env, napi_value v, napi_typedarray_type want, long need, const char* what, T** out) {
+  size_t n = 0;
+  if (!typedArray(env, v, want, what, out, &n)) return false;
+  return fits(env, n, need, what);
+}
+
+// pairwiseSums(inputs, D: Float64Array (k·k, zeroed), sums: Float64Array(d), maxAbs: Float32Array(k))
+napi_value PairwiseSumsFn(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!args(env, info, argv)) return nullptr;
+  std::vector<const float*> in;
+  size_t d = 0;
+  if (!floatList(env, argv[0], 128, &in, &d)) return nullptr;
+  const int k = (int)in.size();
+  double *D = nullptr, *sums = nullptr;
+  float* mx = nullptr;
+  if (!sizedArray(env, argv[1], napi_float64_array, (long)k * k, "pairwiseSums: D must be a Float64Array of k·k", &D)) return nullptr;
+  if (!sizedArray(env, argv[2], napi_float64_array, (long)d, "pairwiseSums: sums must be a Float64Array of the inputs' length", &sums)) return nullptr;
+  if (!sizedArray(env, argv[3], napi_float32_array, k, "pairwiseSums: maxAbs must be a Float32Array of one entry per input", &mx)) return nullptr;
+  pairwise(in.data(), k, (long)d, D, sums, mx);
+  return nullptr;
+}
+
+// keptMean(excluded: Float32Array[] (the excluded inputs), sums: Float64Array(d), scale, out: Float32Array(d))
+napi_value KeptMeanFn(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!args(env, info, argv)) return nullptr;
+  std::vector<const float*> ex;
+  size_t d = 0;
+  if (!floatList(env, argv[0], 128, &ex, &d)) return nullptr;
+  double* sums = nullptr;
+  float* out = nullptr;
+  if (!sizedArray(env, argv[1], napi_float64_array, (long)d, "keptMean: sums must be a Float64Array of the inputs' length", &sums)) return nullptr;
+  double scale = 0;
+  CHECK(napi_get_value_double(env, argv[2], &scale));
+  if (!sizedArray(env, argv[3], napi_float32_array, (long)d, "keptMean: out must be a Float32Array of the inputs' length", &out)) return nullptr;
+  keptMean(ex.data(), (int)ex.size(), sums, scale, out, (long)d);
+  return nullptr;
+}
+
 // parses NNM's spec [nBase, base…, then per row nAdd, add…, nSub, sub…] for `rows` rows of k inputs
 bool nnmSpec(napi_env env, napi_value arr, int k, int rows, double scale, NnmSpec* spec) {
   napi_typedarray_type type;
@@ -1993,6 +2134,8 @@ NAPI_MODULE_INIT() {
       {"maxPoolGrad", nullptr, MaxPoolGradFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"sortedReduce", nullptr, SortedReduceFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"pairwise", nullptr, PairwiseFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"pairwiseSums", nullptr, PairwiseSumsFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"keptMean", nullptr, KeptMeanFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"nnmRows", nullptr, NnmRowsFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"nnmSorted", nullptr, NnmSortedFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"modelGradient", nullptr, ModelGradientFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
