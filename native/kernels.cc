@@ -1080,22 +1080,40 @@ bool sortedOne(const float* const* in, long c, const SortedSpec& s, float* v, fl
 }
 
 #if MONNA_X86
-__attribute__((target("avx2,fma"))) bool sortedAvx2(const float* const* in, long c0, long c1, const SortedSpec& s, float* out) {
-  alignas(32) float buf[128 * 8];
+__attribute__((target("avx2,fma"))) bool sortedAvx2(const float* const* in, long c0, long c1, const SortedSpec& s, float* out, bool pf = true) {
+  // wire w of the g-th group of 8 coordinates at buf[16·w + 8·g]: two groups per pass through the
+  // comparators (independent work for each, one index load for both)
+  alignas(32) float buf[128 * 16];
   __m256 chk = _mm256_setzero_ps();
   const __m256 zero = _mm256_setzero_ps();
   const __m256 inf = _mm256_set1_ps(__builtin_inff());
   const __m256d inv = _mm256_set1_pd(s.inv);
   long c = c0;
-  for (; c + 8 <= c1; c += 8) {
+  for (; c + 8 <= c1;) {
+    const int G = c + 16 <= c1 ? 2 : 1;
+    for (int g = 0; g < G; g++, c += 8) {
+    // the finiteness check first, in registers of its own: x·0 is ±0 for finite x, NaN for NaN
+    // and ±∞, and OR keeps NaN's exponent bits. (Folded into the loads below, the check's
+    // accumulator was spilled — 16 wires in registers — and every load then waited on the
+    // previous one's store to it.)
+    {
+      __m256 q0 = zero, q1 = zero;
+      int i = 0;
+      for (; i + 1 < s.k; i += 2) {
+        q0 = _mm256_or_ps(q0, _mm256_mul_ps(_mm256_loadu_ps(in[i] + c), zero));
+        q1 = _mm256_or_ps(q1, _mm256_mul_ps(_mm256_loadu_ps(in[i + 1] + c), zero));
+      }
+      if (i < s.k) q0 = _mm256_or_ps(q0, _mm256_mul_ps(_mm256_loadu_ps(in[i] + c), zero));
+      chk = _mm256_or_ps(chk, _mm256_or_ps(q0, q1));
+    }
     // each block of 16 wires: load, sort in registers (SORT16), store
     for (int b = 0; b < s.k; b += 16) {
       const int n = std::min(16, s.k - b);
       __m256 v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15;
-#define MONNA_LD(i) v##i = (i) < n ? _mm256_loadu_ps(in[b + (i)] + c) : inf, chk = (i) < n ? _mm256_add_ps(chk, _mm256_mul_ps(v##i, zero)) : chk
+#define MONNA_LD(i) v##i = (i) < n ? _mm256_loadu_ps(in[b + (i)] + c) : inf
       // k input streams at once are more than the hardware prefetchers follow (k = 50: each
       // load waited on memory): fetch each input's line PREFETCH floats ahead
-      if ((c & 15) == 0)
+      if (pf && (c & 15) == 0)
         for (int i = 0; i < n; i++) _mm_prefetch((const char*)(in[b + i] + c + PREFETCH), _MM_HINT_T0);
       MONNA_LD(0), MONNA_LD(1), MONNA_LD(2), MONNA_LD(3), MONNA_LD(4), MONNA_LD(5), MONNA_LD(6), MONNA_LD(7);
       MONNA_LD(8), MONNA_LD(9), MONNA_LD(10), MONNA_LD(11), MONNA_LD(12), MONNA_LD(13), MONNA_LD(14), MONNA_LD(15);
@@ -1108,21 +1126,30 @@ __attribute__((target("avx2,fma"))) bool sortedAvx2(const float* const* in, long
   }
       CX(0, 1) CX(2, 3) CX(4, 5) CX(6, 7) CX(8, 9) CX(10, 11) CX(12, 13) CX(14, 15) CX(0, 2) CX(1, 3) CX(4, 6) CX(5, 7) CX(8, 10) CX(9, 11) CX(12, 14) CX(13, 15) CX(1, 2) CX(5, 6) CX(9, 10) CX(13, 14) CX(0, 4) CX(1, 5) CX(2, 6) CX(3, 7) CX(8, 12) CX(9, 13) CX(10, 14) CX(11, 15) CX(2, 4) CX(3, 5) CX(10, 12) CX(11, 13) CX(1, 2) CX(3, 4) CX(5, 6) CX(9, 10) CX(11, 12) CX(13, 14) CX(0, 8) CX(1, 9) CX(2, 10) CX(3, 11) CX(4, 12) CX(5, 13) CX(6, 14) CX(7, 15) CX(4, 8) CX(5, 9) CX(6, 10) CX(7, 11) CX(2, 4) CX(3, 5) CX(6, 8) CX(7, 9) CX(10, 12) CX(11, 13) CX(1, 2) CX(3, 4) CX(5, 6) CX(7, 8) CX(9, 10) CX(11, 12) CX(13, 14)
 #undef CX
-      float* o = buf + 8 * b;
+      float* o = buf + 16 * b + 8 * g;
 #define MONNA_ST(i) \
-  if ((i) < n) _mm256_store_ps(o + 8 * (i), v##i)
+  if ((i) < n) _mm256_store_ps(o + 16 * (i), v##i)
       MONNA_ST(0); MONNA_ST(1); MONNA_ST(2); MONNA_ST(3); MONNA_ST(4); MONNA_ST(5); MONNA_ST(6); MONNA_ST(7);
       MONNA_ST(8); MONNA_ST(9); MONNA_ST(10); MONNA_ST(11); MONNA_ST(12); MONNA_ST(13); MONNA_ST(14); MONNA_ST(15);
 #undef MONNA_ST
     }
+    }
+    c -= 8 * G;
     for (int p = 0; p < s.npairs; p++) {
-      float* pa = buf + 8 * s.pairs[2 * p];
-      float* pb = buf + 8 * s.pairs[2 * p + 1];
-      const __m256 x = _mm256_load_ps(pa), y = _mm256_load_ps(pb);
+      float* pa = buf + 16 * s.pairs[2 * p];
+      float* pb = buf + 16 * s.pairs[2 * p + 1];
       // as the scalar path: min = y < x ? y : x, max = y < x ? x : y
+      const __m256 x = _mm256_load_ps(pa), y = _mm256_load_ps(pb);
       _mm256_store_ps(pa, _mm256_min_ps(y, x));
       _mm256_store_ps(pb, _mm256_max_ps(y, x));
+      if (G == 2) {
+        const __m256 x2 = _mm256_load_ps(pa + 8), y2 = _mm256_load_ps(pb + 8);
+        _mm256_store_ps(pa + 8, _mm256_min_ps(y2, x2));
+        _mm256_store_ps(pb + 8, _mm256_max_ps(y2, x2));
+      }
     }
+    for (int g = 0; g < G; g++, c += 8) {
+    float* const bg = buf + 8 * g;
     __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
 #define MONNA_ADD8(x)                                                             \
   do {                                                                            \
@@ -1131,14 +1158,14 @@ __attribute__((target("avx2,fma"))) bool sortedAvx2(const float* const* in, long
     hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(x_, 1)));        \
   } while (0)
     if (s.kind == 0) {
-      for (int i = s.param; i < s.k - s.param; i++) MONNA_ADD8(_mm256_load_ps(buf + 8 * i));
+      for (int i = s.param; i < s.k - s.param; i++) MONNA_ADD8(_mm256_load_ps(bg + 16 * i));
     } else {
       const int f = s.param, k = s.k;
-      const __m256 m = (k & 1) ? _mm256_load_ps(buf + 8 * (k >> 1))
-                               : _mm256_mul_ps(_mm256_add_ps(_mm256_load_ps(buf + 8 * ((k >> 1) - 1)), _mm256_load_ps(buf + 8 * (k >> 1))), _mm256_set1_ps(0.5f));
-      for (int i = f; i < k - f; i++) MONNA_ADD8(_mm256_load_ps(buf + 8 * i));
+      const __m256 m = (k & 1) ? _mm256_load_ps(bg + 16 * (k >> 1))
+                               : _mm256_mul_ps(_mm256_add_ps(_mm256_load_ps(bg + 16 * ((k >> 1) - 1)), _mm256_load_ps(bg + 16 * (k >> 1))), _mm256_set1_ps(0.5f));
+      for (int i = f; i < k - f; i++) MONNA_ADD8(_mm256_load_ps(bg + 16 * i));
       for (int i = 0; i < f; i++) {
-        const __m256 l = _mm256_load_ps(buf + 8 * i), h = _mm256_load_ps(buf + 8 * (k - f + i));
+        const __m256 l = _mm256_load_ps(bg + 16 * i), h = _mm256_load_ps(bg + 16 * (k - f + i));
         const __m256 takeHigh = _mm256_cmp_ps(_mm256_sub_ps(m, l), _mm256_sub_ps(h, m), _CMP_GT_OQ);
         MONNA_ADD8(_mm256_blendv_ps(l, h, takeHigh));
       }
@@ -1148,6 +1175,7 @@ __attribute__((target("avx2,fma"))) bool sortedAvx2(const float* const* in, long
     const __m128 r1 = _mm256_cvtpd_ps(_mm256_mul_pd(hi, inv));
     _mm_storeu_ps(out + c, r0);
     _mm_storeu_ps(out + c + 4, r1);
+    }
   }
   alignas(32) float lanes[8];
   _mm256_store_ps(lanes, chk);
@@ -1541,17 +1569,82 @@ void nnmRows(const float* const* in, const NnmSpec& s, float* const* out, long d
 // never written out. rowOf[i]: the distinct row of input i.
 bool sortedReduce(const float* const* in, long c0, long c1, const SortedSpec& s, float* out);
 
+#if MONNA_X86
+bool sortedAvx2(const float* const* in, long c0, long c1, const SortedSpec& s, float* out, bool pf);
+
+// NNM then the sorting network on the AVX2 path, block by block: the base sum over the block
+// first (as nnmRowsAvx2, inputs prefetched), then 32 coordinates at a time every row in
+// registers (4 vectors of 8: base + adds − subs, × scale, in nnmRowsAvx2's order, so the same
+// bits) into a rows × 32 scratch that stays in L1, which the network reads at once — instead of
+// writing every row over the whole block in passes of 4 terms and reading them back from L2.
+// Coordinates [c0, c1) with c1 − c0 a multiple of 32, at most NNM_BLOCK; false when a row is not
+// finite.
+__attribute__((target("avx2,fma"))) bool nnmSortedFusedAvx2(const float* const* in, const NnmSpec& nn, const int* rowOf, int k, const SortedSpec& s, float* out, long c0,
+                                                            long c1, float* base, float* rowBuf, const float** ins) {
+  const int rows = (int)nn.add.size();
+  const long n = c1 - c0;
+  std::fill(base, base + n, 0.f);
+  const float *xa[4], *xs[4];
+  for (int t = 0; t < nn.nBase; t += 4) {
+    const int m = std::min(4, nn.nBase - t);
+    for (int u = 0; u < m; u++) xa[u] = in[nn.base[t + u]] + c0;
+    mixTerms(base, base, xa, m, xs, 0, n, false, 1.f, true);
+  }
+  const __m256 sc = _mm256_set1_ps((float)nn.scale);
+  bool ok = true;
+  for (long c = c0; c < c1; c += 32) {
+    const float* bp = base + (c - c0);
+    const __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8), b2 = _mm256_loadu_ps(bp + 16), b3 = _mm256_loadu_ps(bp + 24);
+    for (int r = 0; r < rows; r++) {
+      __m256 v0 = b0, v1 = b1, v2 = b2, v3 = b3;
+      for (int t = 0; t < nn.nAdd[r]; t++) {
+        const float* x = in[nn.add[r][t]] + c;
+        v0 = _mm256_add_ps(v0, _mm256_loadu_ps(x));
+        v1 = _mm256_add_ps(v1, _mm256_loadu_ps(x + 8));
+        v2 = _mm256_add_ps(v2, _mm256_loadu_ps(x + 16));
+        v3 = _mm256_add_ps(v3, _mm256_loadu_ps(x + 24));
+      }
+      for (int t = 0; t < nn.nSub[r]; t++) {
+        const float* x = in[nn.sub[r][t]] + c;
+        v0 = _mm256_sub_ps(v0, _mm256_loadu_ps(x));
+        v1 = _mm256_sub_ps(v1, _mm256_loadu_ps(x + 8));
+        v2 = _mm256_sub_ps(v2, _mm256_loadu_ps(x + 16));
+        v3 = _mm256_sub_ps(v3, _mm256_loadu_ps(x + 24));
+      }
+      float* o = rowBuf + 32 * r;
+      _mm256_storeu_ps(o, _mm256_mul_ps(v0, sc));
+      _mm256_storeu_ps(o + 8, _mm256_mul_ps(v1, sc));
+      _mm256_storeu_ps(o + 16, _mm256_mul_ps(v2, sc));
+      _mm256_storeu_ps(o + 24, _mm256_mul_ps(v3, sc));
+    }
+    for (int i = 0; i < k; i++) ins[i] = rowBuf + 32 * rowOf[i] - c;
+    if (!sortedAvx2(ins, c, c + 32, s, out, false)) ok = false;
+  }
+  return ok;
+}
+#endif
+
 bool nnmSorted(const float* const* in, const NnmSpec& nn, const int* rowOf, int k, const SortedSpec& s, float* out, long d) {
   const int rows = (int)nn.add.size();
   const int blocks = (int)((d + NNM_BLOCK - 1) / NNM_BLOCK);
   const int tasks = std::min(blocks, 4 * pool.threads());
   std::vector<char> ok(tasks, 1);
   pool.run(tasks, [&](int t) {
-    std::vector<float> scratch((size_t)rows * NNM_BLOCK);
+    std::vector<float> scratch((size_t)std::max(rows * NNM_BLOCK, NNM_BLOCK + 32 * rows));
     std::vector<float*> rowPtr(rows);
     std::vector<const float*> ins(k);
-    for (long b = (long)blocks * t / tasks; b < (long)blocks * (t + 1) / tasks; b++) {
-      const long c0 = b * NNM_BLOCK, c1 = std::min(d, c0 + NNM_BLOCK);
+    const long cStart = (long)blocks * t / tasks * NNM_BLOCK, cEnd = std::min(d, (long)blocks * (t + 1) / tasks * NNM_BLOCK);
+    for (long c0 = cStart; c0 < cEnd; c0 += NNM_BLOCK) {
+      long c1 = std::min(cEnd, c0 + NNM_BLOCK);
+#if MONNA_X86
+      if (useAvx2()) {
+        // whole groups of 32 fused; what is left (the last < 32 coordinates of d) as below
+        const long n32 = c0 + (c1 - c0) / 32 * 32;
+        if (!nnmSortedFusedAvx2(in, nn, rowOf, k, s, out, c0, n32, scratch.data(), scratch.data() + NNM_BLOCK, ins.data())) ok[t] = 0;
+        if (n32 == c1) continue;
+        c0 = n32;
+      }
+#endif
       // pointers shifted so that coordinate c of the block is at [c]
       for (int r = 0; r < rows; r++) rowPtr[r] = scratch.data() + (size_t)r * NNM_BLOCK - c0;
       nnmBlock(in, nn, rowPtr.data(), c0, c1);

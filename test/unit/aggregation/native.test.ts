@@ -8,7 +8,9 @@
  */
 import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
+import { nnmSortedNative, nnmVectorsNative, sortedNative } from '../../../src/aggregation/fast.ts'
 import { createAggregator, NonFiniteInputError, pairwiseSquaredDistances } from '../../../src/aggregation/index.ts'
+import { neighbourhoods } from '../../../src/aggregation/rules.ts'
 import { setSimdEnabled } from '../../../src/aggregation/simd.ts'
 import { nativeKernels, nativeStatus, setNativeEnabled, setNativeThreads } from '../../../src/compute/native.ts'
 import { Rng } from '../../../src/rng.ts'
@@ -215,6 +217,27 @@ describe('native coordinate-wise kernels', () => {
           assert.deepEqual(got, sums, `k = ${k}, portable ${portable}: the sums`)
           assert.deepEqual(Array.from(mx), maxAbs, `k = ${k}, portable ${portable}: the magnitudes`)
           if (k > 2) assert.deepEqual(out, kept, `k = ${k}, portable ${portable}: the kept mean`)
+        }
+      }
+    }
+    setNativeThreads(1)
+  })
+
+  it('nnmSorted (rows 32 coordinates at a time, sorted at once) gives the bits of nnmRows then sortedReduce on the rows, ragged tail included', () => {
+    for (const threads of [1, 2]) {
+      setNativeThreads(threads)
+      for (const [k, f] of [
+        [13, 3],
+        [26, 5],
+        [50, 10],
+      ] as const) {
+        const inputs = inputsFor(`native/nnm-fused/${k}`, k)
+        const nb = neighbourhoods(pairwiseSquaredDistances(inputs), k, f)
+        const rows = nnmVectorsNative(inputs, f, nb)!
+        for (const reduce of [{ kind: 'trim', trim: (k - 1) >> 1 }, { kind: 'trim', trim: f }, { kind: 'meamed', f }] as const) {
+          const fused = nnmSortedNative(inputs, f, nb, reduce)
+          assert.ok(fused instanceof Float32Array)
+          assert.deepEqual(fused, sortedNative(rows, reduce), `k = ${k}, ${JSON.stringify(reduce)}, ${threads} thread(s)`)
         }
       }
     }
