@@ -1015,7 +1015,7 @@ double modelGrad(const Net& net, const float* theta, const float* x, const int* 
 // reducers (with the pruned network of fast.ts the kept middle values are summed in another
 // order than sorted; a double sum of at most 128 floats is exact unless their exponents span
 // more than 29 bits, and the native tests compare bit for bit). Returns false when some input
-// is NaN or ±∞ (caught by Σ x·0).
+// is NaN or ±∞ (caught by x·0, NaN for NaN and ±∞ only: summed on the scalar path, ORed on AVX2).
 
 constexpr long PREFETCH = 256;  // floats: 1 KB ahead in each input
 
@@ -1336,23 +1336,31 @@ void blockSumsPortable(const float* const* in, int k, long s, long e, double* su
 #if MONNA_X86
 __attribute__((target("avx2,fma"))) void blockSumsAvx2(const float* const* in, int k, long s, long e, double* sums, float* mx) {
   const long n8 = s + (e - s) / 8 * 8;
+  // the sums coordinate-major, in registers (no store and reload of the block's sums per input)
+  for (long c = s; c < n8; c += 8) {
+    __m256 v = _mm256_loadu_ps(in[0] + c);
+    __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+    for (int i = 1; i < k; i++) {
+      v = _mm256_loadu_ps(in[i] + c);
+      lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+      hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+    }
+    _mm256_storeu_pd(sums + c, lo);
+    _mm256_storeu_pd(sums + c + 4, hi);
+  }
+  // the magnitudes input-major, four accumulators
   const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   for (int i = 0; i < k; i++) {
     const float* x = in[i];
-    __m256 m = _mm256_set1_ps(mx[i]);
-    for (long c = s; c < n8; c += 8) {
-      const __m256 v = _mm256_loadu_ps(x + c);
-      m = _mm256_max_ps(m, _mm256_and_ps(v, abs));
-      __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
-      if (i > 0) {
-        lo = _mm256_add_pd(_mm256_loadu_pd(sums + c), lo);
-        hi = _mm256_add_pd(_mm256_loadu_pd(sums + c + 4), hi);
-      }
-      _mm256_storeu_pd(sums + c, lo);
-      _mm256_storeu_pd(sums + c + 4, hi);
+    __m256 m0 = _mm256_set1_ps(mx[i]), m1 = m0;
+    long c = s;
+    for (; c + 16 <= n8; c += 16) {
+      m0 = _mm256_max_ps(m0, _mm256_and_ps(_mm256_loadu_ps(x + c), abs));
+      m1 = _mm256_max_ps(m1, _mm256_and_ps(_mm256_loadu_ps(x + c + 8), abs));
     }
+    if (c < n8) m0 = _mm256_max_ps(m0, _mm256_and_ps(_mm256_loadu_ps(x + c), abs));
     alignas(32) float lanes[8];
-    _mm256_store_ps(lanes, m);
+    _mm256_store_ps(lanes, _mm256_max_ps(m0, m1));
     float r = lanes[0];
     for (float l : lanes) r = std::max(r, l);
     mx[i] = r;
