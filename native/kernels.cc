@@ -1015,7 +1015,7 @@ double modelGrad(const Net& net, const float* theta, const float* x, const int* 
 // reducers (with the pruned network of fast.ts the kept middle values are summed in another
 // order than sorted; a double sum of at most 128 floats is exact unless their exponents span
 // more than 29 bits, and the native tests compare bit for bit). Returns false when some input
-// is NaN or ±∞ (caught by Σ x·0).
+// is NaN or ±∞ (caught by x·0, NaN for NaN and ±∞ only: summed on the scalar path, ORed on AVX2).
 
 constexpr long PREFETCH = 256;  // floats: 1 KB ahead in each input
 
@@ -1080,22 +1080,40 @@ bool sortedOne(const float* const* in, long c, const SortedSpec& s, float* v, fl
 }
 
 #if MONNA_X86
-__attribute__((target("avx2,fma"))) bool sortedAvx2(const float* const* in, long c0, long c1, const SortedSpec& s, float* out) {
-  alignas(32) float buf[128 * 8];
+__attribute__((target("avx2,fma"))) bool sortedAvx2(const float* const* in, long c0, long c1, const SortedSpec& s, float* out, bool pf = true) {
+  // wire w of the g-th group of 8 coordinates at buf[16·w + 8·g]: two groups per pass through the
+  // comparators (independent work for each, one index load for both)
+  alignas(32) float buf[128 * 16];
   __m256 chk = _mm256_setzero_ps();
   const __m256 zero = _mm256_setzero_ps();
   const __m256 inf = _mm256_set1_ps(__builtin_inff());
   const __m256d inv = _mm256_set1_pd(s.inv);
   long c = c0;
-  for (; c + 8 <= c1; c += 8) {
+  for (; c + 8 <= c1;) {
+    const int G = c + 16 <= c1 ? 2 : 1;
+    for (int g = 0; g < G; g++, c += 8) {
+    // the finiteness check first, in registers of its own: x·0 is ±0 for finite x, NaN for NaN
+    // and ±∞, and OR keeps NaN's exponent bits. (Folded into the loads below, the check's
+    // accumulator was spilled — 16 wires in registers — and every load then waited on the
+    // previous one's store to it.)
+    {
+      __m256 q0 = zero, q1 = zero;
+      int i = 0;
+      for (; i + 1 < s.k; i += 2) {
+        q0 = _mm256_or_ps(q0, _mm256_mul_ps(_mm256_loadu_ps(in[i] + c), zero));
+        q1 = _mm256_or_ps(q1, _mm256_mul_ps(_mm256_loadu_ps(in[i + 1] + c), zero));
+      }
+      if (i < s.k) q0 = _mm256_or_ps(q0, _mm256_mul_ps(_mm256_loadu_ps(in[i] + c), zero));
+      chk = _mm256_or_ps(chk, _mm256_or_ps(q0, q1));
+    }
     // each block of 16 wires: load, sort in registers (SORT16), store
     for (int b = 0; b < s.k; b += 16) {
       const int n = std::min(16, s.k - b);
       __m256 v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15;
-#define MONNA_LD(i) v##i = (i) < n ? _mm256_loadu_ps(in[b + (i)] + c) : inf, chk = (i) < n ? _mm256_add_ps(chk, _mm256_mul_ps(v##i, zero)) : chk
+#define MONNA_LD(i) v##i = (i) < n ? _mm256_loadu_ps(in[b + (i)] + c) : inf
       // k input streams at once are more than the hardware prefetchers follow (k = 50: each
       // load waited on memory): fetch each input's line PREFETCH floats ahead
-      if ((c & 15) == 0)
+      if (pf && (c & 15) == 0)
         for (int i = 0; i < n; i++) _mm_prefetch((const char*)(in[b + i] + c + PREFETCH), _MM_HINT_T0);
       MONNA_LD(0), MONNA_LD(1), MONNA_LD(2), MONNA_LD(3), MONNA_LD(4), MONNA_LD(5), MONNA_LD(6), MONNA_LD(7);
       MONNA_LD(8), MONNA_LD(9), MONNA_LD(10), MONNA_LD(11), MONNA_LD(12), MONNA_LD(13), MONNA_LD(14), MONNA_LD(15);
@@ -1108,21 +1126,30 @@ __attribute__((target("avx2,fma"))) bool sortedAvx2(const float* const* in, long
   }
       CX(0, 1) CX(2, 3) CX(4, 5) CX(6, 7) CX(8, 9) CX(10, 11) CX(12, 13) CX(14, 15) CX(0, 2) CX(1, 3) CX(4, 6) CX(5, 7) CX(8, 10) CX(9, 11) CX(12, 14) CX(13, 15) CX(1, 2) CX(5, 6) CX(9, 10) CX(13, 14) CX(0, 4) CX(1, 5) CX(2, 6) CX(3, 7) CX(8, 12) CX(9, 13) CX(10, 14) CX(11, 15) CX(2, 4) CX(3, 5) CX(10, 12) CX(11, 13) CX(1, 2) CX(3, 4) CX(5, 6) CX(9, 10) CX(11, 12) CX(13, 14) CX(0, 8) CX(1, 9) CX(2, 10) CX(3, 11) CX(4, 12) CX(5, 13) CX(6, 14) CX(7, 15) CX(4, 8) CX(5, 9) CX(6, 10) CX(7, 11) CX(2, 4) CX(3, 5) CX(6, 8) CX(7, 9) CX(10, 12) CX(11, 13) CX(1, 2) CX(3, 4) CX(5, 6) CX(7, 8) CX(9, 10) CX(11, 12) CX(13, 14)
 #undef CX
-      float* o = buf + 8 * b;
+      float* o = buf + 16 * b + 8 * g;
 #define MONNA_ST(i) \
-  if ((i) < n) _mm256_store_ps(o + 8 * (i), v##i)
+  if ((i) < n) _mm256_store_ps(o + 16 * (i), v##i)
       MONNA_ST(0); MONNA_ST(1); MONNA_ST(2); MONNA_ST(3); MONNA_ST(4); MONNA_ST(5); MONNA_ST(6); MONNA_ST(7);
       MONNA_ST(8); MONNA_ST(9); MONNA_ST(10); MONNA_ST(11); MONNA_ST(12); MONNA_ST(13); MONNA_ST(14); MONNA_ST(15);
 #undef MONNA_ST
     }
+    }
+    c -= 8 * G;
     for (int p = 0; p < s.npairs; p++) {
-      float* pa = buf + 8 * s.pairs[2 * p];
-      float* pb = buf + 8 * s.pairs[2 * p + 1];
-      const __m256 x = _mm256_load_ps(pa), y = _mm256_load_ps(pb);
+      float* pa = buf + 16 * s.pairs[2 * p];
+      float* pb = buf + 16 * s.pairs[2 * p + 1];
       // as the scalar path: min = y < x ? y : x, max = y < x ? x : y
+      const __m256 x = _mm256_load_ps(pa), y = _mm256_load_ps(pb);
       _mm256_store_ps(pa, _mm256_min_ps(y, x));
       _mm256_store_ps(pb, _mm256_max_ps(y, x));
+      if (G == 2) {
+        const __m256 x2 = _mm256_load_ps(pa + 8), y2 = _mm256_load_ps(pb + 8);
+        _mm256_store_ps(pa + 8, _mm256_min_ps(y2, x2));
+        _mm256_store_ps(pb + 8, _mm256_max_ps(y2, x2));
+      }
     }
+    for (int g = 0; g < G; g++, c += 8) {
+    float* const bg = buf + 8 * g;
     __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
 #define MONNA_ADD8(x)                                                             \
   do {                                                                            \
@@ -1131,14 +1158,14 @@ __attribute__((target("avx2,fma"))) bool sortedAvx2(const float* const* in, long
     hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(x_, 1)));        \
   } while (0)
     if (s.kind == 0) {
-      for (int i = s.param; i < s.k - s.param; i++) MONNA_ADD8(_mm256_load_ps(buf + 8 * i));
+      for (int i = s.param; i < s.k - s.param; i++) MONNA_ADD8(_mm256_load_ps(bg + 16 * i));
     } else {
       const int f = s.param, k = s.k;
-      const __m256 m = (k & 1) ? _mm256_load_ps(buf + 8 * (k >> 1))
-                               : _mm256_mul_ps(_mm256_add_ps(_mm256_load_ps(buf + 8 * ((k >> 1) - 1)), _mm256_load_ps(buf + 8 * (k >> 1))), _mm256_set1_ps(0.5f));
-      for (int i = f; i < k - f; i++) MONNA_ADD8(_mm256_load_ps(buf + 8 * i));
+      const __m256 m = (k & 1) ? _mm256_load_ps(bg + 16 * (k >> 1))
+                               : _mm256_mul_ps(_mm256_add_ps(_mm256_load_ps(bg + 16 * ((k >> 1) - 1)), _mm256_load_ps(bg + 16 * (k >> 1))), _mm256_set1_ps(0.5f));
+      for (int i = f; i < k - f; i++) MONNA_ADD8(_mm256_load_ps(bg + 16 * i));
       for (int i = 0; i < f; i++) {
-        const __m256 l = _mm256_load_ps(buf + 8 * i), h = _mm256_load_ps(buf + 8 * (k - f + i));
+        const __m256 l = _mm256_load_ps(bg + 16 * i), h = _mm256_load_ps(bg + 16 * (k - f + i));
         const __m256 takeHigh = _mm256_cmp_ps(_mm256_sub_ps(m, l), _mm256_sub_ps(h, m), _CMP_GT_OQ);
         MONNA_ADD8(_mm256_blendv_ps(l, h, takeHigh));
       }
@@ -1148,6 +1175,7 @@ __attribute__((target("avx2,fma"))) bool sortedAvx2(const float* const* in, long
     const __m128 r1 = _mm256_cvtpd_ps(_mm256_mul_pd(hi, inv));
     _mm_storeu_ps(out + c, r0);
     _mm_storeu_ps(out + c + 4, r1);
+    }
   }
   alignas(32) float lanes[8];
   _mm256_store_ps(lanes, chk);
@@ -1290,12 +1318,66 @@ __attribute__((target("avx2,fma"))) void pairwiseAvx2(const float* const* in, in
 }
 #endif
 
-// all pairs over [0, d), coordinate chunks over the pool's threads (each with its own partial D)
-void pairwise(const float* const* in, int k, long d, double* D) {
+// Column sums and magnitudes of a block, while it is still in cache from the distances:
+// sums[c] = x_0[c] + x_1[c] + … + x_{k−1}[c] in double, in that order (the same bits on both
+// paths), and mx[i] = max(mx[i], max_c |x_i[c]|) over [s, e).
+void blockSumsPortable(const float* const* in, int k, long s, long e, double* sums, float* mx) {
+  for (int i = 0; i < k; i++) {
+    const float* x = in[i];
+    float m = mx[i];
+    for (long c = s; c < e; c++) {
+      sums[c] = i == 0 ? (double)x[c] : sums[c] + (double)x[c];
+      m = std::max(m, std::fabs(x[c]));
+    }
+    mx[i] = m;
+  }
+}
+
+#if MONNA_X86
+__attribute__((target("avx2,fma"))) void blockSumsAvx2(const float* const* in, int k, long s, long e, double* sums, float* mx) {
+  const long n8 = s + (e - s) / 8 * 8;
+  // the sums coordinate-major, in registers (no store and reload of the block's sums per input)
+  for (long c = s; c < n8; c += 8) {
+    __m256 v = _mm256_loadu_ps(in[0] + c);
+    __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+    for (int i = 1; i < k; i++) {
+      v = _mm256_loadu_ps(in[i] + c);
+      lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+      hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+    }
+    _mm256_storeu_pd(sums + c, lo);
+    _mm256_storeu_pd(sums + c + 4, hi);
+  }
+  // the magnitudes input-major, four accumulators
+  const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  for (int i = 0; i < k; i++) {
+    const float* x = in[i];
+    __m256 m0 = _mm256_set1_ps(mx[i]), m1 = m0;
+    long c = s;
+    for (; c + 16 <= n8; c += 16) {
+      m0 = _mm256_max_ps(m0, _mm256_and_ps(_mm256_loadu_ps(x + c), abs));
+      m1 = _mm256_max_ps(m1, _mm256_and_ps(_mm256_loadu_ps(x + c + 8), abs));
+    }
+    if (c < n8) m0 = _mm256_max_ps(m0, _mm256_and_ps(_mm256_loadu_ps(x + c), abs));
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, _mm256_max_ps(m0, m1));
+    float r = lanes[0];
+    for (float l : lanes) r = std::max(r, l);
+    mx[i] = r;
+  }
+  blockSumsPortable(in, k, n8, e, sums, mx);
+}
+#endif
+
+// all pairs over [0, d), coordinate chunks over the pool's threads (each with its own partial D).
+// With `sums` (d doubles) and `maxAbs` (k floats): also the column sums and each input's largest
+// magnitude (blockSums), block by block while the block is in cache.
+void pairwise(const float* const* in, int k, long d, double* D, double* sums = nullptr, float* maxAbs = nullptr) {
   const long blocks = (d + DIST_BLOCK - 1) / DIST_BLOCK;
   const int tasks = (int)std::min<long>(blocks, 4L * pool.threads());
   if (tasks == 0) return;
   std::vector<double> partial((size_t)tasks * k * k, 0.0);
+  std::vector<float> mxPartial(sums != nullptr ? (size_t)tasks * k : 0, 0.f);
   pool.run(tasks, [&](int t) {
     double* P = partial.data() + (size_t)t * k * k;
     for (long b = blocks * t / tasks; b < blocks * (t + 1) / tasks; b++) {
@@ -1303,16 +1385,68 @@ void pairwise(const float* const* in, int k, long d, double* D) {
 #if MONNA_X86
       if (useAvx2()) {
         pairwiseAvx2(in, k, s, e, P, e < d);
+        if (sums != nullptr) blockSumsAvx2(in, k, s, e, sums, mxPartial.data() + (size_t)t * k);
         continue;
       }
 #endif
       pairwisePortable(in, k, s, e, P);
+      if (sums != nullptr) blockSumsPortable(in, k, s, e, sums, mxPartial.data() + (size_t)t * k);
     }
   });
   for (int t = 0; t < tasks; t++)
     for (long x = 0; x < (long)k * k; x++) D[x] += partial[(size_t)t * k * k + x];
   for (int i = 0; i < k; i++)
     for (int j = i + 1; j < k; j++) D[(long)j * k + i] = D[(long)i * k + j];
+  if (sums != nullptr)
+    for (int i = 0; i < k; i++) {
+      float m = 0.f;
+      for (int t = 0; t < tasks; t++) m = std::max(m, mxPartial[(size_t)t * k + i]);
+      maxAbs[i] = m;
+    }
+}
+
+// ---- mean of the inputs kept, from the column sums -----------------------------------------
+// out[c] = (float)((sums[c] − x_{e_0}[c] − … − x_{e_{n−1}}[c]) · scale): the mean of the inputs
+// left after excluding e_0.., from all inputs' sums (pairwise's), reading only the excluded
+// inputs. In double, in that order, the same bits on both paths.
+void keptMeanPortable(const float* const* ex, int n, const double* sums, double scale, float* out, long c0, long c1) {
+  for (long c = c0; c < c1; c++) {
+    double v = sums[c];
+    for (int t = 0; t < n; t++) v -= (double)ex[t][c];
+    out[c] = (float)(v * scale);
+  }
+}
+
+#if MONNA_X86
+__attribute__((target("avx2,fma"))) void keptMeanAvx2(const float* const* ex, int n, const double* sums, double scale, float* out, long c0, long c1) {
+  const long n8 = c0 + (c1 - c0) / 8 * 8;
+  const __m256d sc = _mm256_set1_pd(scale);
+  for (long c = c0; c < n8; c += 8) {
+    if ((c & 15) == 0)
+      for (int t = 0; t < n; t++) _mm_prefetch((const char*)(ex[t] + c + PREFETCH), _MM_HINT_T0);
+    __m256d lo = _mm256_loadu_pd(sums + c), hi = _mm256_loadu_pd(sums + c + 4);
+    for (int t = 0; t < n; t++) {
+      const __m256 v = _mm256_loadu_ps(ex[t] + c);
+      lo = _mm256_sub_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+      hi = _mm256_sub_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+    }
+    _mm_storeu_ps(out + c, _mm256_cvtpd_ps(_mm256_mul_pd(lo, sc)));
+    _mm_storeu_ps(out + c + 4, _mm256_cvtpd_ps(_mm256_mul_pd(hi, sc)));
+  }
+  keptMeanPortable(ex, n, sums, scale, out, n8, c1);
+}
+#endif
+
+void keptMean(const float* const* ex, int n, const double* sums, double scale, float* out, long d) {
+  constexpr long CHUNK = 1 << 14;
+  const int chunks = (int)((d + CHUNK - 1) / CHUNK);
+  pool.run(chunks, [&](int t) {
+    const long c0 = (long)t * CHUNK, c1 = std::min(d, c0 + CHUNK);
+#if MONNA_X86
+    if (useAvx2()) return keptMeanAvx2(ex, n, sums, scale, out, c0, c1);
+#endif
+    keptMeanPortable(ex, n, sums, scale, out, c0, c1);
+  });
 }
 
 // ---- NNM rows ---------------------------------------------------------------------------
@@ -1443,17 +1577,82 @@ void nnmRows(const float* const* in, const NnmSpec& s, float* const* out, long d
 // never written out. rowOf[i]: the distinct row of input i.
 bool sortedReduce(const float* const* in, long c0, long c1, const SortedSpec& s, float* out);
 
+#if MONNA_X86
+bool sortedAvx2(const float* const* in, long c0, long c1, const SortedSpec& s, float* out, bool pf);
+
+// NNM then the sorting network on the AVX2 path, block by block: the base sum over the block
+// first (as nnmRowsAvx2, inputs prefetched), then 32 coordinates at a time every row in
+// registers (4 vectors of 8: base + adds − subs, × scale, in nnmRowsAvx2's order, so the same
+// bits) into a rows × 32 scratch that stays in L1, which the network reads at once — instead of
+// writing every row over the whole block in passes of 4 terms and reading them back from L2.
+// Coordinates [c0, c1) with c1 − c0 a multiple of 32, at most NNM_BLOCK; false when a row is not
+// finite.
+__attribute__((target("avx2,fma"))) bool nnmSortedFusedAvx2(const float* const* in, const NnmSpec& nn, const int* rowOf, int k, const SortedSpec& s, float* out, long c0,
+                                                            long c1, float* base, float* rowBuf, const float** ins) {
+  const int rows = (int)nn.add.size();
+  const long n = c1 - c0;
+  std::fill(base, base + n, 0.f);
+  const float *xa[4], *xs[4];
+  for (int t = 0; t < nn.nBase; t += 4) {
+    const int m = std::min(4, nn.nBase - t);
+    for (int u = 0; u < m; u++) xa[u] = in[nn.base[t + u]] + c0;
+    mixTerms(base, base, xa, m, xs, 0, n, false, 1.f, true);
+  }
+  const __m256 sc = _mm256_set1_ps((float)nn.scale);
+  bool ok = true;
+  for (long c = c0; c < c1; c += 32) {
+    const float* bp = base + (c - c0);
+    const __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8), b2 = _mm256_loadu_ps(bp + 16), b3 = _mm256_loadu_ps(bp + 24);
+    for (int r = 0; r < rows; r++) {
+      __m256 v0 = b0, v1 = b1, v2 = b2, v3 = b3;
+      for (int t = 0; t < nn.nAdd[r]; t++) {
+        const float* x = in[nn.add[r][t]] + c;
+        v0 = _mm256_add_ps(v0, _mm256_loadu_ps(x));
+        v1 = _mm256_add_ps(v1, _mm256_loadu_ps(x + 8));
+        v2 = _mm256_add_ps(v2, _mm256_loadu_ps(x + 16));
+        v3 = _mm256_add_ps(v3, _mm256_loadu_ps(x + 24));
+      }
+      for (int t = 0; t < nn.nSub[r]; t++) {
+        const float* x = in[nn.sub[r][t]] + c;
+        v0 = _mm256_sub_ps(v0, _mm256_loadu_ps(x));
+        v1 = _mm256_sub_ps(v1, _mm256_loadu_ps(x + 8));
+        v2 = _mm256_sub_ps(v2, _mm256_loadu_ps(x + 16));
+        v3 = _mm256_sub_ps(v3, _mm256_loadu_ps(x + 24));
+      }
+      float* o = rowBuf + 32 * r;
+      _mm256_storeu_ps(o, _mm256_mul_ps(v0, sc));
+      _mm256_storeu_ps(o + 8, _mm256_mul_ps(v1, sc));
+      _mm256_storeu_ps(o + 16, _mm256_mul_ps(v2, sc));
+      _mm256_storeu_ps(o + 24, _mm256_mul_ps(v3, sc));
+    }
+    for (int i = 0; i < k; i++) ins[i] = rowBuf + 32 * rowOf[i] - c;
+    if (!sortedAvx2(ins, c, c + 32, s, out, false)) ok = false;
+  }
+  return ok;
+}
+#endif
+
 bool nnmSorted(const float* const* in, const NnmSpec& nn, const int* rowOf, int k, const SortedSpec& s, float* out, long d) {
   const int rows = (int)nn.add.size();
   const int blocks = (int)((d + NNM_BLOCK - 1) / NNM_BLOCK);
   const int tasks = std::min(blocks, 4 * pool.threads());
   std::vector<char> ok(tasks, 1);
   pool.run(tasks, [&](int t) {
-    std::vector<float> scratch((size_t)rows * NNM_BLOCK);
+    std::vector<float> scratch((size_t)std::max(rows * NNM_BLOCK, NNM_BLOCK + 32 * rows));
     std::vector<float*> rowPtr(rows);
     std::vector<const float*> ins(k);
-    for (long b = (long)blocks * t / tasks; b < (long)blocks * (t + 1) / tasks; b++) {
-      const long c0 = b * NNM_BLOCK, c1 = std::min(d, c0 + NNM_BLOCK);
+    const long cStart = (long)blocks * t / tasks * NNM_BLOCK, cEnd = std::min(d, (long)blocks * (t + 1) / tasks * NNM_BLOCK);
+    for (long c0 = cStart; c0 < cEnd; c0 += NNM_BLOCK) {
+      long c1 = std::min(cEnd, c0 + NNM_BLOCK);
+#if MONNA_X86
+      if (useAvx2()) {
+        // whole groups of 32 fused; what is left (the last < 32 coordinates of d) as below
+        const long n32 = c0 + (c1 - c0) / 32 * 32;
+        if (!nnmSortedFusedAvx2(in, nn, rowOf, k, s, out, c0, n32, scratch.data(), scratch.data() + NNM_BLOCK, ins.data())) ok[t] = 0;
+        if (n32 == c1) continue;
+        c0 = n32;
+      }
+#endif
       // pointers shifted so that coordinate c of the block is at [c]
       for (int r = 0; r < rows; r++) rowPtr[r] = scratch.data() + (size_t)r * NNM_BLOCK - c0;
       nnmBlock(in, nn, rowPtr.data(), c0, c1);
@@ -1768,6 +1967,49 @@ napi_value PairwiseFn(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// the data of a typed array of type `want` with at least `need` elements; else false, with a
+// RangeError saying `what`
+template <typename T>
+bool sizedArray(napi_env env, napi_value v, napi_typedarray_type want, long need, const char* what, T** out) {
+  size_t n = 0;
+  if (!typedArray(env, v, want, what, out, &n)) return false;
+  return fits(env, n, need, what);
+}
+
+// pairwiseSums(inputs, D: Float64Array (k·k, zeroed), sums: Float64Array(d), maxAbs: Float32Array(k))
+napi_value PairwiseSumsFn(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!args(env, info, argv)) return nullptr;
+  std::vector<const float*> in;
+  size_t d = 0;
+  if (!floatList(env, argv[0], 128, &in, &d)) return nullptr;
+  const int k = (int)in.size();
+  double *D = nullptr, *sums = nullptr;
+  float* mx = nullptr;
+  if (!sizedArray(env, argv[1], napi_float64_array, (long)k * k, "pairwiseSums: D must be a Float64Array of k·k", &D)) return nullptr;
+  if (!sizedArray(env, argv[2], napi_float64_array, (long)d, "pairwiseSums: sums must be a Float64Array of the inputs' length", &sums)) return nullptr;
+  if (!sizedArray(env, argv[3], napi_float32_array, k, "pairwiseSums: maxAbs must be a Float32Array of one entry per input", &mx)) return nullptr;
+  pairwise(in.data(), k, (long)d, D, sums, mx);
+  return nullptr;
+}
+
+// keptMean(excluded: Float32Array[] (the excluded inputs), sums: Float64Array(d), scale, out: Float32Array(d))
+napi_value KeptMeanFn(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!args(env, info, argv)) return nullptr;
+  std::vector<const float*> ex;
+  size_t d = 0;
+  if (!floatList(env, argv[0], 128, &ex, &d)) return nullptr;
+  double* sums = nullptr;
+  float* out = nullptr;
+  if (!sizedArray(env, argv[1], napi_float64_array, (long)d, "keptMean: sums must be a Float64Array of the inputs' length", &sums)) return nullptr;
+  double scale = 0;
+  CHECK(napi_get_value_double(env, argv[2], &scale));
+  if (!sizedArray(env, argv[3], napi_float32_array, (long)d, "keptMean: out must be a Float32Array of the inputs' length", &out)) return nullptr;
+  keptMean(ex.data(), (int)ex.size(), sums, scale, out, (long)d);
+  return nullptr;
+}
+
 // parses NNM's spec [nBase, base…, then per row nAdd, add…, nSub, sub…] for `rows` rows of k inputs
 bool nnmSpec(napi_env env, napi_value arr, int k, int rows, double scale, NnmSpec* spec) {
   napi_typedarray_type type;
@@ -1993,6 +2235,8 @@ NAPI_MODULE_INIT() {
       {"maxPoolGrad", nullptr, MaxPoolGradFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"sortedReduce", nullptr, SortedReduceFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"pairwise", nullptr, PairwiseFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"pairwiseSums", nullptr, PairwiseSumsFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"keptMean", nullptr, KeptMeanFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"nnmRows", nullptr, NnmRowsFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"nnmSorted", nullptr, NnmSortedFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"modelGradient", nullptr, ModelGradientFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

@@ -80,6 +80,63 @@ export function pairwiseNative(inputs: readonly Float32Array[]): Float64Array | 
   return D
 }
 
+/** Column sums and magnitudes of the inputs, computed with their distances (rules.ts `Shared`). */
+export interface ColumnSums {
+  /** sums[c] = Σ_i inputs[i][c], in Float64 */
+  sums: Float64Array
+  /** maxAbs[i] = max_c |inputs[i][c]| */
+  maxAbs: Float32Array
+}
+
+let sumsScratch: Float64Array | undefined
+
+/**
+ * All pairwise squared distances and, in the same pass over the coordinates, the inputs'
+ * column sums and largest magnitudes, on the native kernels; null when they are not loaded
+ * (or k > 128).
+ */
+export function pairwiseSumsNative(inputs: readonly Float32Array[]): { D: Float64Array; sums: ColumnSums } | null {
+  const N = nativeKernels()
+  const k = inputs.length
+  if (N === undefined || typeof N.pairwiseSums !== 'function' || k > 128) return null
+  const D = new Float64Array(k * k)
+  const d = inputs[0]!.length
+  // one buffer reused from call to call (the sums live only within one aggregation, which runs
+  // to completion): a fresh 8 MB at d = 10⁶ cost ~6 ms of page faults per call on the dev VM
+  if (sumsScratch?.length !== d) sumsScratch = new Float64Array(d)
+  const sums = sumsScratch
+  const maxAbs = new Float32Array(k)
+  N.pairwiseSums(inputs, D, sums, maxAbs)
+  return { D, sums: { sums, maxAbs } }
+}
+
+/**
+ * The mean of the inputs not listed in `excluded` (ascending indices), as (Σ all − Σ excluded)
+ * / (k − |excluded|) from the column sums: reads only the excluded inputs. Null when the native
+ * kernels are not loaded, or when an excluded input is more than 2⁸ times larger than every kept
+ * one (the Float64 sums would then lose the kept inputs' low bits: the caller averages the kept
+ * inputs directly).
+ */
+export function keptMeanNative(inputs: readonly Float32Array[], excluded: ArrayLike<number>, col: ColumnSums): Float32Array | null {
+  const N = nativeKernels()
+  const k = inputs.length
+  if (N === undefined || typeof N.keptMean !== 'function' || excluded.length === 0 || excluded.length >= k) return null
+  const out = new Float32Array(inputs[0]!.length)
+  const isExcluded = new Uint8Array(k)
+  const ex: Float32Array[] = []
+  let maxExcluded = 0
+  for (let t = 0; t < excluded.length; t++) {
+    isExcluded[excluded[t]!] = 1
+    ex.push(inputs[excluded[t]!]!)
+    maxExcluded = Math.max(maxExcluded, col.maxAbs[excluded[t]!]!)
+  }
+  let maxKept = 0
+  for (let i = 0; i < k; i++) if (isExcluded[i] === 0) maxKept = Math.max(maxKept, col.maxAbs[i]!)
+  if (!(maxExcluded <= 256 * maxKept)) return null
+  N.keptMean(ex, col.sums, 1 / (k - excluded.length), out)
+  return out
+}
+
 /**
  * NNM's vectors on the native kernels (one Float32Array per distinct neighbourhood; identical
  * rows share an array), or null when they are not loaded (or k > 128).

@@ -6,7 +6,7 @@
  */
 import { type ColumnReducer, meamedColumn, meanColumn, medianColumn, trimmedMeanColumn } from './coordinatewise.ts'
 import { MissingContextError, TooManySubsetsError } from './errors.ts'
-import { distancesToSimd, nnmSortedNative, nnmSortedSimd, nnmVectorsNative, nnmVectorsSimd, pairwiseNative, pairwiseSimd, sortedNative, sortedSimd } from './fast.ts'
+import { type ColumnSums, distancesToSimd, keptMeanNative, nnmSortedNative, nnmSortedSimd, nnmVectorsNative, nnmVectorsSimd, pairwiseNative, pairwiseSimd, pairwiseSumsNative, sortedNative, sortedSimd } from './fast.ts'
 import {
   allFinite,
   assertFinite,
@@ -27,17 +27,25 @@ export interface RuleContext {
 /** Work shared between a pre-aggregator and the rule it feeds (distances computed once). */
 export interface Shared {
   distances?: Float64Array
+  /** the inputs' column sums, when the distances were computed with them (native kernels) */
+  sums?: ColumnSums
 }
 
-export function getDistances(rule: string, inputs: readonly Float32Array[], shared: Shared): Float64Array {
+/**
+ * The inputs' pairwise squared distances, computed once per call. `withSums`: also their column
+ * sums in the same pass (into shared.sums), when the native kernels are loaded.
+ */
+export function getDistances(rule: string, inputs: readonly Float32Array[], shared: Shared, withSums = false): Float64Array {
   if (shared.distances === undefined) {
-    let D = pairwiseNative(inputs) ?? pairwiseSimd(inputs) ?? pairwiseSquaredDistances(inputs)
+    const fused = withSums ? pairwiseSumsNative(inputs) : null
+    let D = fused?.D ?? pairwiseNative(inputs) ?? pairwiseSimd(inputs) ?? pairwiseSquaredDistances(inputs)
     if (inputs.length === 1 || !allFinite(D)) {
       assertFinite(rule, inputs)
       // finite inputs whose Float32 difference overflowed in the native or SIMD kernel: redo in Float64
       D = pairwiseSquaredDistances(inputs)
     }
     shared.distances = D
+    if (fused !== null) shared.sums = fused.sums
   }
   return shared.distances
 }
@@ -145,11 +153,21 @@ export function krum(rule: string, inputs: readonly Float32Array[], f: number, s
   return Float32Array.from(inputs[best])
 }
 
+/**
+ * The mean of the m best-scoring inputs. With the native kernels, the distance pass also sums
+ * all k inputs (their blocks are in cache for it), so when fewer inputs are left out than kept,
+ * the mean is (Σ all − Σ left out)/m, reading only the k − m left out instead of the m kept.
+ */
 export function multikrum(rule: string, inputs: readonly Float32Array[], f: number, m: number | undefined, shared: Shared): Float32Array {
   const k = inputs.length
-  const order = orderBy(krumScores(getDistances(rule, inputs, shared), k, f), k)
+  const kept = m ?? k - f
+  const order = orderBy(krumScores(getDistances(rule, inputs, shared, kept > k - kept), k, f), k)
+  if (shared.sums !== undefined) {
+    const fast = keptMeanNative(inputs, order.slice(kept).sort(), shared.sums)
+    if (fast !== null) return fast
+  }
   const out = new Float32Array(inputs[0].length)
-  weightedMean(Array.from(order.subarray(0, m ?? k - f), (i) => inputs[i]), out)
+  weightedMean(Array.from(order.subarray(0, kept), (i) => inputs[i]), out)
   return out
 }
 

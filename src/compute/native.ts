@@ -68,6 +68,16 @@ export interface NativeKernels {
    */
   pairwise(inputs: readonly Float32Array[], D: Float64Array): void
   /**
+   * As pairwise, and in the same pass (each block of coordinates still in cache) the column
+   * sums sums[c] = Σ_i x_i[c] (in double, in input order) and maxAbs[i] = max_c |x_i[c]|.
+   */
+  pairwiseSums(inputs: readonly Float32Array[], D: Float64Array, sums: Float64Array, maxAbs: Float32Array): void
+  /**
+   * out[c] = (sums[c] − Σ_t excluded[t][c]) · scale in double, subtracted in the listed order:
+   * the mean of the inputs kept, from pairwiseSums's column sums, reading only the excluded ones.
+   */
+  keptMean(excluded: readonly Float32Array[], sums: Float64Array, scale: number, out: Float32Array): void
+  /**
    * NNM's distinct rows into `outs`: spec = [nBase, base…, then per row nAdd, add…, nSub, sub…]
    * (indices of inputs); row r = (Σ base + Σ add_r − Σ sub_r) · scale, summed in double.
    */

@@ -8,7 +8,9 @@
  */
 import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
+import { nnmSortedNative, nnmVectorsNative, sortedNative } from '../../../src/aggregation/fast.ts'
 import { createAggregator, NonFiniteInputError, pairwiseSquaredDistances } from '../../../src/aggregation/index.ts'
+import { neighbourhoods } from '../../../src/aggregation/rules.ts'
 import { setSimdEnabled } from '../../../src/aggregation/simd.ts'
 import { nativeKernels, nativeStatus, setNativeEnabled, setNativeThreads } from '../../../src/compute/native.ts'
 import { Rng } from '../../../src/rng.ts'
@@ -179,5 +181,78 @@ describe('native coordinate-wise kernels', () => {
     assert.throws(() => N.nnmSorted([a, a], Int32Array.of(2, 0, 1, 0, 0), 0.5, Int32Array.of(0, 2), new Float32Array(8), pairs, 0, 0, 0.5), /rowOf out of range/)
     N.nnmRows([Float32Array.of(1, 2), Float32Array.of(3, 4)], Int32Array.of(2, 0, 1, 0, 1, 1, 0, 0), 0.5, rows.map(() => new Float32Array(2)))
     assert.throws(() => N.pairwise([a, a], new Float32Array(4) as unknown as Float64Array), /Float64Array/)
+    assert.throws(() => N.pairwiseSums([a, a], new Float64Array(4), new Float64Array(7), new Float32Array(2)), /sums must be/)
+    assert.throws(() => N.pairwiseSums([a, a], new Float64Array(4), new Float64Array(8), new Float32Array(1)), /maxAbs must be/)
+    assert.throws(() => N.keptMean([a], new Float64Array(8), 0.5, new Float32Array(7)), /out must be/)
+    assert.throws(() => N.keptMean([a], new Float32Array(8) as unknown as Float64Array, 0.5, new Float32Array(8)), /sums must be/)
+  })
+
+  it("pairwiseSums: pairwise's distances, the column sums in input order in Float64 and each input's largest magnitude, the same bits on the AVX2 and portable paths; keptMean from them", () => {
+    const N = nativeKernels()!
+    for (const threads of [1, 2]) {
+      setNativeThreads(threads)
+      for (const k of [2, 13, 50]) {
+        const inputs = inputsFor(`native/sums/${k}`, k)
+        const sums = new Float64Array(D)
+        for (let c = 0; c < D; c++) {
+          sums[c] = inputs[0][c] // x_0 + x_1 + …: −0 + −0 is −0
+          for (let i = 1; i < k; i++) sums[c] += inputs[i][c]
+        }
+        const maxAbs = inputs.map((x) => x.reduce((m, v) => Math.max(m, Math.abs(v)), 0))
+        const excluded = [1, k - 1]
+        const kept = new Float32Array(D)
+        for (let c = 0; c < D; c++) kept[c] = (sums[c] - inputs[1][c] - inputs[k - 1][c]) * (1 / (k - 2))
+        for (const portable of [false, true]) {
+          N.setPortable(portable)
+          const Dp = new Float64Array(k * k)
+          N.pairwise(inputs, Dp)
+          const Ds = new Float64Array(k * k)
+          const got = new Float64Array(D)
+          const mx = new Float32Array(k)
+          N.pairwiseSums(inputs, Ds, got, mx)
+          const out = new Float32Array(D)
+          N.keptMean(excluded.map((i) => inputs[i]), got, 1 / (k - 2), out)
+          N.setPortable(false)
+          assert.deepEqual(Ds, Dp, `k = ${k}, portable ${portable}: the distances`)
+          assert.deepEqual(got, sums, `k = ${k}, portable ${portable}: the sums`)
+          assert.deepEqual(Array.from(mx), maxAbs, `k = ${k}, portable ${portable}: the magnitudes`)
+          if (k > 2) assert.deepEqual(out, kept, `k = ${k}, portable ${portable}: the kept mean`)
+        }
+      }
+    }
+    setNativeThreads(1)
+  })
+
+  it('nnmSorted (rows 32 coordinates at a time, sorted at once) gives the bits of nnmRows then sortedReduce on the rows, ragged tail included', () => {
+    for (const threads of [1, 2]) {
+      setNativeThreads(threads)
+      for (const [k, f] of [
+        [13, 3],
+        [26, 5],
+        [50, 10],
+      ] as const) {
+        const inputs = inputsFor(`native/nnm-fused/${k}`, k)
+        const nb = neighbourhoods(pairwiseSquaredDistances(inputs), k, f)
+        const rows = nnmVectorsNative(inputs, f, nb)!
+        for (const reduce of [{ kind: 'trim', trim: (k - 1) >> 1 }, { kind: 'trim', trim: f }, { kind: 'meamed', f }] as const) {
+          const fused = nnmSortedNative(inputs, f, nb, reduce)
+          assert.ok(fused instanceof Float32Array)
+          assert.deepEqual(fused, sortedNative(rows, reduce), `k = ${k}, ${JSON.stringify(reduce)}, ${threads} thread(s)`)
+        }
+      }
+    }
+    setNativeThreads(1)
+  })
+
+  it("multikrum from the column sums: the JS kernel's mean to 2e-5, also when a left-out input is 1e30 (then averaged directly: Σ all − Σ left out would lose the kept inputs)", () => {
+    const k = 26
+    const f = 5
+    for (const scale of [1, 1e30]) {
+      const inputs = inputsFor('native/multikrum-sums', k)
+      for (let i = k - f; i < k; i++) inputs[i] = inputs[i].map((v) => v * scale + (scale > 1 ? scale : 3))
+      const a = run('multikrum', inputs, f, 'native')
+      const b = run('multikrum', inputs, f, 'js')
+      for (let c = 0; c < D; c++) assert.ok(Math.abs(a[c] - b[c]) <= 2e-5 * Math.max(1, Math.abs(b[c])), `scale ${scale}: coordinate ${c}: ${a[c]} vs ${b[c]}`)
+    }
   })
 })
