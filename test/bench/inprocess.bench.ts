@@ -45,7 +45,20 @@ for (const kind of order) {
   const chunks0 = { ...chunkStats }
   const prof = profiler(process.env.BENCH_CPU_PROFILE, rounds)
   try {
-    const run = await measureRun(s, { outDir: dir, mode: 'in-process', onRound: prof?.onRound })
+    // the process's CPU time over the same window as secondsPerRound (last report of round 0 to
+    // the last of round R − 2): less moved by other jobs on the machine than wall time
+    const cpuAt = new Map<number, NodeJS.CpuUsage>()
+    const run = await measureRun(s, {
+      outDir: dir,
+      mode: 'in-process',
+      onRound: (r) => {
+        cpuAt.set(r.round, process.cpuUsage())
+        prof?.onRound(r)
+      },
+    })
+    const c0 = cpuAt.get(0)
+    const c1 = cpuAt.get(rounds - 2)
+    const cpuMsPerRound = c0 !== undefined && c1 !== undefined && rounds >= 3 ? (c1.user + c1.system - c0.user - c0.system) / 1000 / (rounds - 2) : Number.NaN
     const { report } = run
     results[kind] = run.secondsPerRound
     const sig = report.nodes.reduce((a, n) => a + (n.signaturesVerified ?? 0), 0)
@@ -56,6 +69,7 @@ for (const kind of order) {
         n: s.n,
         rounds: run.rounds,
         secondsPerRound: Number(run.secondsPerRound.toFixed(3)),
+        processCpuSecondsPerRound: Number((cpuMsPerRound / 1000).toFixed(3)),
         wallSeconds: Number(run.wallSeconds.toFixed(1)),
         peakRssMB: Math.round(peakRss / 2 ** 20),
         passed: report.passed,
