@@ -194,6 +194,7 @@ export class Sender {
     const signal = this.ctx.signal
     const retryIntervalMs = this.ctx.timing.retryIntervalMs
     let delay = retryIntervalMs
+    let written = false
     for (let attempt = 0; !this.ctx.stopped(); attempt++) {
       if (attempt > 0) {
         // the member could not be reached or the transfer failed: retry (backing off) until certified
@@ -212,7 +213,9 @@ export class Sender {
       try {
         const reader = streams.reader(stream, peer, { expect: ['ECHO', 'END'] })
         await streams.write(stream, own.sendParts, signal)
-        if (attempt > 0) this.ctx.counters.sendsRepeated++
+        // written again: an earlier attempt wrote it whole (a failed dial writes nothing)
+        if (written) this.ctx.counters.sendsRepeated++
+        written = true
         const reply = await Promise.race([reader.next({ signal }), own.certified.promise.then(() => undefined)])
         if (reply !== undefined && reply !== null) this.onEcho(peer, own, reply.frame)
         if (reply === null || (reply !== undefined && reply.frame.type === 'END')) {

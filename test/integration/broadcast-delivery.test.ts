@@ -104,9 +104,9 @@ test('n = 4, f = 1: members that echoed but never got the FINAL recover it by QU
 })
 
 test('n = 4, f = 1: a SEND written again after a broken transfer, and payloads served to a FETCH, are counted (stats: sendsRepeated, payloadsServed)', async () => {
-  // member 2 is silent (no handler); member 3 takes the first SEND of member 0 and breaks the
-  // stream, then starts its broadcast: member 0 can only be certified (Q = 3) by writing its SEND
-  // to member 3 again
+  // member 2 is silent (no handler); member 3 reads the first SEND of member 0 whole and breaks
+  // the stream, then starts its broadcast: member 0 can only be certified (Q = 3) by writing its
+  // SEND to member 3 again (its failed dials to member 2 write nothing and are not counted)
   swarm = await startSwarm({ n: 4, f: 1, withoutBroadcast: [2, 3] })
   const s = swarm
   const protocol = echoProtocol(s.membership.swarmId)
@@ -115,9 +115,15 @@ test('n = 4, f = 1: a SEND written again after a broken transfer, and payloads s
     isBroken = resolve
   })
   await s.nodes[3]!.handle(protocol, (stream: Stream) => {
-    void s.nodes[3]!.unhandle(protocol).then(() => {
-      stream.abort(new Error('broken on purpose'))
-      isBroken()
+    void s.nodes[3]!.unhandle(protocol)
+    // read the whole SEND (so member 0 has written it whole), then break the stream unanswered
+    let read = 0
+    stream.addEventListener('message', (e) => {
+      read += e.data.byteLength
+      if (read >= 5000) {
+        stream.abort(new Error('broken on purpose'))
+        isBroken()
+      }
     })
   })
   const signal = AbortSignal.timeout(60_000)
@@ -125,7 +131,10 @@ test('n = 4, f = 1: a SEND written again after a broken transfer, and payloads s
   await broken
   s.bcasts[3] = await createEchoBroadcast({ node: s.nodes[3]!, privateKey: s.keys[3]!, membership: s.membership })
   await Promise.all([sent, waitDeliveries(s.bcasts[3]!, 0, 1, signal)])
-  assert.ok(s.bcasts[0]!.stats().sendsRepeated >= 1, 'the SEND written again to member 3 is counted')
+  // once (twice if that transfer broke too under load); the failed dials to member 2, retried
+  // with backoff all along, are not counted
+  const repeated = s.bcasts[0]!.stats().sendsRepeated
+  assert.ok(repeated >= 1 && repeated <= 2, `SENDs written again: ${repeated}`)
   assert.equal(s.bcasts[1]!.stats().sendsRepeated, 0)
   // payloads served: member 2 starts late and fetches round 0 from the others
   const servedBefore = s.bcasts.reduce((a, b) => a + (b?.stats().payloadsServed ?? 0), 0)
