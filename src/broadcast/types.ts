@@ -37,7 +37,7 @@ export interface BroadcastStats {
   equivocations?: number
   /** signatures checked (SEND, ECHO and certificate entries) */
   signaturesVerified?: number
-  /** SENDs written again after a failed or refused attempt, and payloads served to PULL/FETCH requests (each a whole payload on the wire) */
+  /** SENDs written whole again after a broken or refused transfer, and payloads served to PULL/FETCH requests (each a whole payload on the wire) */
   sendsRepeated?: number
   payloadsServed?: number
   /** payload bytes held undelivered or arriving, over all peers (bounded by n · maxPendingBytesPerPeer) */

@@ -109,7 +109,7 @@ export interface RoundReport {
   bytesReceived: number
   /** signatures checked by this member's broadcast so far */
   signaturesVerified?: number
-  /** whole payloads this member's broadcast wrote beyond one SEND per member and round, so far: SENDs repeated after a failed attempt, payloads served to others' PULL/FETCH */
+  /** whole payloads this member's broadcast wrote beyond one SEND per member and round, so far: SENDs written whole again after a failed or refused transfer, payloads served to others' PULL/FETCH */
   sendsRepeated?: number
   payloadsServed?: number
   /** peers this member's broadcast cut off for a while so far, for floods of refused frames (none in an honest swarm) */
@@ -300,20 +300,19 @@ export const defaultEngineOptions = {
   ownCertifyGraceMs: 3000,
 } as const
 
-
 type Held = { model: Float32Array } | { invalid: true }
 
-/**
- * Robust aggregate without an own model (catch-up): the coordinate-wise median as reference,
- * then the mean of the k − f inputs nearest to it. With k ≥ 2f + 1 the median lies within the
- * honest range in every coordinate, so up to f Byzantine inputs cannot drag the reference.
- */
 /** Index of the first non-finite entry, or −1. */
 function firstNonFinite(a: Float32Array): number {
   for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i]!)) return i
   return -1
 }
 
+/**
+ * Robust aggregate without an own model (catch-up): the coordinate-wise median as reference,
+ * then the mean of the k − f inputs nearest to it. With k ≥ 2f + 1 the median lies within the
+ * honest range in every coordinate, so up to f Byzantine inputs cannot drag the reference.
+ */
 export function nearestToMedianMean(inputs: Float32Array[], f: number): Float32Array {
   const k = inputs.length
   if (k === 0) throw new InvalidConfigError('inputs', 'need at least one model')
