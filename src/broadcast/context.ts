@@ -25,7 +25,7 @@ export interface Counters {
   delivered: number
   equivocations: number
   signaturesVerified: number
-  /** SENDs written again to a member after a failed or refused attempt (each a whole payload) */
+  /** SENDs written whole again to a member after an earlier attempt wrote them whole (a broken or refused transfer) */
   sendsRepeated: number
   /** payloads written in replies to other members' PULL and FETCH requests */
   payloadsServed: number
