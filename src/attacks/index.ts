@@ -10,6 +10,7 @@
 
 import { InvalidParameterError, MissingContextError, TooFewInputsError, UnknownRuleError } from '../aggregation/errors.ts'
 import type { AggregationContext, Aggregator } from '../aggregation/index.ts'
+import { firstNonFinite } from '../aggregation/kernels.ts'
 import type { Rng } from '../rng.ts'
 import { alieZ } from './normal.ts'
 
@@ -154,6 +155,9 @@ export function lineMaximize(g: (x: number) => number, evals: number): { x: numb
 
 /** Squared distance between the attacked aggregate and the honest mean, for a crafted vector. */
 export function attackedDeviation(ctx: AttackContext, aggregator: Aggregator, byz: Float32Array, mean: Float64Array): number {
+  // a candidate that overflowed (a large factor on large models) is refused by every honest
+  // member as non-finite: worth nothing, and never the search's answer
+  if (firstNonFinite(byz) >= 0) return Number.NEGATIVE_INFINITY
   const inputs: Float32Array[] = []
   // the targeted node's view: its own vector (prepended when not among ctx.honest) is both
   // nna's `own` and the reference of ce/cc; without ctx.own the target is honest[0]

@@ -33,6 +33,7 @@
  * open (received late) is switched to at once.
  */
 import type { Adversary } from '../adversary/index.ts'
+import { firstNonFinite } from '../aggregation/kernels.ts'
 import { AbortError, InvalidConfigError, MonnaError } from '../errors.ts'
 import { type Logger, silentLogger } from '../logger.ts'
 import { Rng, type RngState } from '../rng.ts'
@@ -301,12 +302,6 @@ export const defaultEngineOptions = {
 } as const
 
 type Held = { model: Float32Array } | { invalid: true }
-
-/** Index of the first non-finite entry, or −1. */
-function firstNonFinite(a: Float32Array): number {
-  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i]!)) return i
-  return -1
-}
 
 /**
  * Robust aggregate without an own model (catch-up): the coordinate-wise median as reference,

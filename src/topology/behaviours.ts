@@ -16,6 +16,7 @@
  */
 import type { Aggregator } from '../aggregation/index.ts'
 import { createAggregator } from '../aggregation/index.ts'
+import { firstNonFinite } from '../aggregation/kernels.ts'
 import { createAttack } from '../attacks/index.ts'
 import { encodeFrame } from '../broadcast/wire.ts'
 import { InvalidConfigError } from '../errors.ts'
@@ -63,7 +64,12 @@ function attackParams(params: Record<string, unknown>): Record<string, unknown> 
  */
 async function observe(ctx: ByzantineContext, waitFor: number | undefined): Promise<Float32Array[]> {
   const seen = await ctx.honest(waitFor === undefined ? {} : { min: waitFor })
-  return [...seen, ctx.ownHalfStep]
+  return ownUsable(ctx) ? [...seen, ctx.ownHalfStep] : seen
+}
+
+/** Whether the member's own half step is finite (a simulated attacker's own training may diverge: it then attacks from the others' models alone). */
+function ownUsable(ctx: ByzantineContext): boolean {
+  return firstNonFinite(ctx.ownHalfStep) < 0
 }
 
 function vectorCrafter(kind: string, params: Record<string, unknown>, where: string): (ctx: ByzantineContext) => Promise<Float32Array> {
@@ -86,7 +92,7 @@ function vectorCrafter(kind: string, params: Record<string, unknown>, where: str
       n: ctx.members.length,
       f: ctx.f,
       rng: ctx.rng,
-      own: ctx.ownHalfStep,
+      ...(ownUsable(ctx) ? { own: ctx.ownHalfStep } : {}),
       ...(aggregator === undefined ? {} : { aggregator }),
     })
   }

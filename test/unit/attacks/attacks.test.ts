@@ -121,6 +121,18 @@ describe('attacks', () => {
     assert.ok(best >= fixed, `${best} < ${fixed}`)
   })
 
+  it('an optimal attack never picks a candidate that overflowed (honest members refuse it as non-finite), and the search does not throw on one', () => {
+    // models near float32's range: the doubling search's larger factors overflow to ±Infinity
+    const big = [Float32Array.of(1e37, -1e37), Float32Array.of(-1e37, 1e37), Float32Array.of(3e37, 0)]
+    const c = { honest: big, n: 5, f: 2, rng: new Rng(1), aggregator: createAggregator({ rule: 'mean', f: 2 }) }
+    const { mean } = honestStats(big)
+    assert.equal(attackedDeviation(c, c.aggregator, Float32Array.of(Number.NEGATIVE_INFINITY, 0), mean), Number.NEGATIVE_INFINITY)
+    for (const kind of ['optimal-alie', 'optimal-foe']) {
+      const v = createAttack({ kind }).craft(c)
+      for (const x of v) assert.ok(Number.isFinite(x), `${kind}: ${Array.from(v)}`)
+    }
+  })
+
   it('optimal attacks aggregate around ctx.own for nna (prepended when not among honest)', () => {
     const nna = createAggregator({ rule: 'nna', f: 2 })
     const own = Float32Array.from([3, 2])

@@ -39,6 +39,15 @@ describe('Byzantine behaviours', () => {
     assert.deepEqual(Array.from(a.model).map((x) => Math.round(x * 1e5) / 1e5), [-1, -2, -3])
   })
 
+  it('a Byzantine member whose own half step diverged still attacks, from the others\' models alone (optimal-alie against the mean: its own training breaks first)', async () => {
+    const ctx = { ...context(), ownHalfStep: Float32Array.of(1, Number.NEGATIVE_INFINITY, 3) }
+    const a = await createTopologyBehaviour({ behaviour: 'optimal-alie', aggregator: { rule: 'mean' } }).decide(ctx)
+    assert.equal(a.kind, 'send')
+    if (a.kind === 'send') for (const x of a.model) assert.ok(Number.isFinite(x), `crafted ${Array.from(a.model)}`)
+    const s = await createTopologyBehaviour({ behaviour: 'sign-flip' }).decide({ ...context(), ownHalfStep: Float32Array.of(Number.NaN, 2, 3) })
+    if (s.kind === 'send') assert.deepEqual(Array.from(s.model).map((x) => Math.round(x * 1e5) / 1e5), [-1, -2, -3])
+  })
+
   it('alie moves against σ; foe scales μ by −ε; waitFor is passed to the rushing wait', async () => {
     const ctx = context()
     const alie = await createTopologyBehaviour({ behaviour: 'alie', z: 1, waitFor: 2 }).decide(ctx)
