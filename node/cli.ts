@@ -66,6 +66,10 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`monna: cannot listen on ${taken}: another program holds that port (EADDRINUSE); choose another port in \`listen\`\n`)
       return exitCodes.addressInUse
     }
+    if (err instanceof Error && err.name === 'MetricsPortInUseError') {
+      process.stderr.write(`monna: ${message}\n`)
+      return exitCodes.addressInUse
+    }
     if (isUsageError(err)) {
       process.stderr.write(`monna: ${message}\n`)
       return exitCodes.usage

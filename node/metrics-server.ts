@@ -11,6 +11,17 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Registry } from 'prom-client'
+import { MonnaError } from '../src/errors.ts'
+
+/** The metrics port is taken by another program (EADDRINUSE): nothing ran; another port will do. */
+export class MetricsPortInUseError extends MonnaError {
+  override name = 'MetricsPortInUseError'
+  readonly address: string
+  constructor(host: string, port: number) {
+    super(`cannot serve metrics on ${host}:${port}: another program holds that port (EADDRINUSE); choose another \`metricsPort\` (or --metrics-port)`)
+    this.address = `${host}:${port}`
+  }
+}
 
 export interface NodeRoutes {
   status(): unknown
@@ -84,7 +95,7 @@ export async function startMetricsServer(opts: {
       )
   })
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
+    server.once('error', (err: NodeJS.ErrnoException) => reject(err.code === 'EADDRINUSE' ? new MetricsPortInUseError(opts.host, opts.port) : err))
     server.listen(opts.port, opts.host, () => resolve())
   })
   const addr = server.address() as AddressInfo

@@ -130,7 +130,7 @@ describe('monna commands', () => {
     }
   })
 
-  it('start on a port another program holds exits 4 with one line naming the address (the topology runner retries on fresh ports)', async () => {
+  it('start on a listen or metrics port another program holds exits 4 with one line naming the address (the topology runner retries on fresh ports)', async () => {
     const d = join(dir, 'lan')
     const srv = createServer()
     await new Promise<void>((res, rej) => {
@@ -139,11 +139,18 @@ describe('monna commands', () => {
     })
     const port = (srv.address() as AddressInfo).port
     try {
-      const r = await runMonna(['start', '--config', join(d, 'node-0.yaml'), '--listen', `/ip4/127.0.0.1/tcp/${port}`])
+      // --metrics-port 0: node-0.yaml's fixed metrics port (9800) may be held by another run on this machine
+      const r = await runMonna(['start', '--config', join(d, 'node-0.yaml'), '--listen', `/ip4/127.0.0.1/tcp/${port}`, '--metrics-port', '0'])
       assert.equal(r.code, 4, r.stderr)
       const lines = r.stderr.trim().split('\n').filter((l) => l.startsWith('monna:'))
       assert.equal(lines.length, 1, r.stderr)
       assert.match(lines[0]!, new RegExp(`cannot listen on /ip4/127.0.0.1/tcp/${port}: another program holds that port`))
+      // the metrics port taken: the same exit code, one line naming the field to change
+      const m = await runMonna(['start', '--config', join(d, 'node-0.yaml'), '--listen', '/ip4/127.0.0.1/tcp/0', '--metrics-port', String(port)])
+      assert.equal(m.code, 4, m.stderr)
+      const mlines = m.stderr.trim().split('\n').filter((l) => l.startsWith('monna:'))
+      assert.equal(mlines.length, 1, m.stderr)
+      assert.match(mlines[0]!, new RegExp(`cannot serve metrics on 127.0.0.1:${port}: another program holds that port \\(EADDRINUSE\\); choose another \`metricsPort\``))
     } finally {
       srv.close()
     }
