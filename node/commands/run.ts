@@ -27,6 +27,7 @@ export interface RunFlags {
   quiet?: boolean
   live?: boolean
   livePort?: string
+  set?: string[]
 }
 
 function pct(x: number): string {
@@ -60,7 +61,7 @@ export async function runCommand(topology: string, flags: RunFlags): Promise<num
     if (flags.live !== true) throw new Error('--live-port needs --live')
   }
   if (flags.live === true && flags.matrix === true) throw new Error('--live shows one run: leave out --matrix')
-  const scenario = await loadScenario(topology)
+  const scenario = await loadScenario(topology, { overrides: flags.set ?? [] })
   const outDir = resolve(flags.out ?? `runs/${scenario.name}`)
   const mode = flags.inProcess === true ? 'in-process' : 'process'
   const ac = new AbortController()
@@ -166,6 +167,7 @@ export function registerRunCommand(program: Command): void {
     .option('--quiet', 'no progress lines')
     .option('--live', 'serve a live page of the run on 127.0.0.1 (its address is printed at start); it stays up after the run, linking report.html, until Ctrl-C')
     .option('--live-port <port>', 'port of the live page (default: any free port)')
+    .option('--set <path=value>', 'override a field of the scenario file, repeatable: a dot path and a YAML value (aggregator.rule=mean, task.rounds=50, byzantine.0.behaviour=foe); null removes the field (matrix=null)', (v: string, acc: string[] = []) => [...acc, v])
     .action(async (topology: string, flags: RunFlags) => {
       try {
         process.exitCode = await runCommand(topology, flags)

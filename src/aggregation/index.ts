@@ -39,6 +39,7 @@
  */
 import { InvalidParameterError, TooFewInputsError, UnknownRuleError } from './errors.ts'
 import { checkShapes } from './kernels.ts'
+import { aggregationRules, type BaseRule, baseRules } from './rule-names.ts'
 import { cc, ce, cge, coordinatewise, type GmStart, gm, krum, mda, mean, multikrum, nna, nnmByDistances, nnmCoordinatewise, nnmVectors, type Shared } from './rules.ts'
 
 export { empiricalKappa, kappaBound, kappaLowerBound } from './bounds.ts'
@@ -62,10 +63,7 @@ export interface Aggregator {
   aggregate(inputs: Float32Array[], context?: AggregationContext): Float32Array
 }
 
-/** Base rules; each also exists as `nnm+<rule>`. */
-export const baseRules = ['mean', 'cwmed', 'cwtm', 'meamed', 'krum', 'multikrum', 'gm', 'mda', 'cc', 'cge', 'ce', 'nna'] as const
-export type BaseRule = (typeof baseRules)[number]
-export const aggregationRules: readonly string[] = [...baseRules, ...baseRules.map((r) => `nnm+${r}`)]
+export { aggregationRules, type BaseRule, baseRules }
 
 /** Documented parameter defaults per rule. */
 export const defaultRuleParams = {

@@ -9,6 +9,7 @@
 import { sha256 } from '@noble/hashes/sha2.js'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { z } from 'zod'
+import { aggregationRules } from '../aggregation/rule-names.ts'
 import { MAX_META_BYTES, maxMembers } from '../broadcast/wire.ts'
 import { InvalidConfigError } from '../errors.ts'
 import { modelEncodings } from '../node/payload.ts'
@@ -171,7 +172,12 @@ export const taskSchema = z.strictObject({
 })
 
 export const aggregatorSchema = z
-  .object({ rule: z.string().min(1).default('nna') })
+  .object({
+    rule: z
+      .string()
+      .refine((r) => aggregationRules.includes(r), { error: (i) => `unknown rule '${String(i.input)}'; use one of ${aggregationRules.join(', ')}` })
+      .default('nna'),
+  })
   .catchall(z.unknown())
   .default({ rule: 'nna' })
 

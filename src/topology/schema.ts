@@ -294,7 +294,46 @@ export function parseScenario(input: unknown, where = 'scenario'): Scenario {
 }
 
 /** Reads and validates a scenario file (`.yaml`, `.yml` or `.json`). */
-export async function loadScenario(path: string, opts: { signal?: AbortSignal } = {}): Promise<Scenario> {
+/**
+ * Applies `path=value` overrides (`monna run --set`) to a scenario file's parsed data, before
+ * it is validated: the path is dot-separated (a number indexes a list: `byzantine.0.behaviour`),
+ * the value is YAML (`aggregator={rule: mean, beta: 0}`, `task.rounds=50`), and a null value
+ * (`matrix=null`) removes the field. Missing objects on the path are created. Returns a copy.
+ */
+export function applyOverrides(data: unknown, overrides: readonly string[], source: string): unknown {
+  const root: unknown = structuredClone(data)
+  for (const o of overrides) {
+    const eq = o.indexOf('=')
+    const path = eq < 0 ? [] : o.slice(0, eq).split('.')
+    if (eq <= 0 || path.some((k) => k === '')) throw new InvalidConfigError(source, `--set ${o}: give path=value, e.g. aggregator.rule=mean or task.rounds=50`)
+    if (path.some((k) => k === '__proto__' || k === 'constructor' || k === 'prototype')) throw new InvalidConfigError(source, `--set ${o}: ${path.join('.')} is not a scenario field`)
+    let value: unknown
+    try {
+      value = parseYaml(o.slice(eq + 1))
+    } catch (err) {
+      throw new InvalidConfigError(source, `--set ${o}: the value is not valid YAML: ${(err as Error).message}`, { cause: err })
+    }
+    if (typeof root !== 'object' || root === null) throw new InvalidConfigError(source, 'the file holds no mapping to override')
+    let node = root as Record<string, unknown>
+    for (let i = 0; i < path.length - 1; i++) {
+      const key = path[i]!
+      let next = Object.hasOwn(node, key) ? node[key] : undefined
+      if (next === undefined || next === null) {
+        next = {}
+        node[key] = next
+      }
+      if (typeof next !== 'object') throw new InvalidConfigError(source, `--set ${o}: ${path.slice(0, i + 1).join('.')} is ${JSON.stringify(next)}, not a mapping or list`)
+      node = next as Record<string, unknown>
+    }
+    const last = path[path.length - 1]!
+    if (Array.isArray(node) && !/^\d+$/.test(last)) throw new InvalidConfigError(source, `--set ${o}: ${path.slice(0, -1).join('.')} is a list; index it with a number`)
+    if (value === null) delete node[last]
+    else node[last] = value
+  }
+  return root
+}
+
+export async function loadScenario(path: string, opts: { signal?: AbortSignal; overrides?: readonly string[] } = {}): Promise<Scenario> {
   const text = await readFile(path, { encoding: 'utf8', signal: opts.signal })
   let data: unknown
   try {
@@ -302,6 +341,7 @@ export async function loadScenario(path: string, opts: { signal?: AbortSignal } 
   } catch (err) {
     throw new InvalidConfigError(path, `not valid ${extname(path) === '.json' ? 'JSON' : 'YAML'}: ${(err as Error).message}`, { cause: err })
   }
+  if (opts.overrides !== undefined && opts.overrides.length > 0) data = applyOverrides(data, opts.overrides, path)
   return parseScenario(data, path)
 }
 
