@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { parse } from 'yaml'
+import { renderPaperTable, withPaperTable } from '../../../scripts/paper-table.ts'
 import { runTopology } from '../../../src/topology/runner.ts'
 import { loadScenario, parseScenario } from '../../../src/topology/schema.ts'
 
@@ -34,5 +35,14 @@ describe('README topologies section', () => {
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
+  })
+})
+
+describe('README full-scale table', () => {
+  it('is what the committed reports under docs/paper-report say (`npm run paper-table -- --write` remakes it)', async () => {
+    const readme = await readFile(join(root, 'README.md'), 'utf8')
+    const table = await renderPaperTable(root)
+    assert.ok(table.split('\n').length > 2, 'docs/paper-report holds reports')
+    assert.equal(withPaperTable(readme, table), readme, 'README.md differs from `npm run paper-table`: run `npm run paper-table -- --write`')
   })
 })
