@@ -4,12 +4,9 @@
  * last member Byzantine, the second-last member's models 300 ms late so that the others' rounds
  * close on the Byzantine member's. Judged on rounds, never on time.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import type { RoundFigures, TopologyReport } from '../../src/topology/report.ts'
-import { runTopology } from '../../src/topology/runner.ts'
 import { parseScenario, type Scenario } from '../../src/topology/schema.ts'
+import { runInProcess } from './in-process.ts'
 
 export interface LateMemberSwarm {
   name: string
@@ -43,16 +40,6 @@ export function lateMemberScenario(o: LateMemberSwarm): Scenario {
     ...(o.targetDistance === undefined ? {} : { expect: { targetDistance: o.targetDistance } }),
     runtime: { backend: 'cpu', timeoutMs: o.timeoutMs },
   })
-}
-
-/** Runs `s` with every member in this process, in a temporary directory (`prefix` + random) removed afterwards. */
-export async function runInProcess(s: Scenario, prefix: string): Promise<TopologyReport> {
-  const dir = await mkdtemp(join(tmpdir(), prefix))
-  try {
-    return (await runTopology(s, { outDir: dir, mode: 'in-process' })).report
-  } finally {
-    await rm(dir, { recursive: true, force: true })
-  }
 }
 
 export interface DistanceRun {

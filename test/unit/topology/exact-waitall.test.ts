@@ -12,7 +12,8 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import type { TopologyReport } from '../../../src/topology/report.ts'
 import { parseScenario } from '../../../src/topology/schema.ts'
-import { distanceRun, lateMemberScenario, runInProcess } from '../../support/distance.ts'
+import { distanceRun, lateMemberScenario } from '../../support/distance.ts'
+import { runInProcess } from '../../support/in-process.ts'
 
 /** The honest members' round reports. */
 const honestRounds = (report: TopologyReport): TopologyReport['series'] => report.series.filter((r) => report.nodes.find((n) => n.id === r.member && !n.byzantine) !== undefined)
