@@ -1896,16 +1896,13 @@ bool floatList(napi_env env, napi_value list, uint32_t max, std::vector<const fl
 
 // comparator index pairs of a network over k values
 bool pairList(napi_env env, napi_value arr, int k, const int** pairs, int* npairs) {
-  napi_typedarray_type type;
+  const char* expected = "pairs must be an Int32Array of index pairs";
   size_t np = 0;
-  void* pd = nullptr;
-  napi_value ab;
-  size_t off = 0;
-  if (napi_get_typedarray_info(env, arr, &type, &np, &pd, &ab, &off) != napi_ok || type != napi_int32_array || np % 2 != 0) {
-    napi_throw_type_error(env, "ERR_MONNA_NATIVE", "pairs must be an Int32Array of index pairs");
+  if (!typedArray(env, arr, napi_int32_array, expected, pairs, &np)) return false;
+  if (np % 2 != 0) {
+    napi_throw_type_error(env, "ERR_MONNA_NATIVE", expected);
     return false;
   }
-  *pairs = static_cast<const int*>(pd);
   for (size_t i = 0; i < np; i++)
     if ((*pairs)[i] < 0 || (*pairs)[i] >= k) {
       napi_throw_range_error(env, "ERR_MONNA_NATIVE", "pair index out of range");
@@ -1915,30 +1912,52 @@ bool pairList(napi_env env, napi_value arr, int k, const int** pairs, int* npair
   return true;
 }
 
+// a sorted reduction over k values from argv[from …] = pairs (Int32Array), kind, param, inv: kind 0
+// (trim t) or 1 (meamed f) with 2·param < k; else false, with a RangeError saying `badKind` for
+// the kind or param
+bool sortedArgs(napi_env env, napi_value* argv, size_t from, int k, const char* badKind, SortedSpec* spec) {
+  const int* pairs;
+  int npairs;
+  if (!pairList(env, argv[from], k, &pairs, &npairs)) return false;
+  int kp[2];
+  if (!ints(env, argv, from + 1, 2, kp)) return false;
+  double inv = 0;
+  if (napi_get_value_double(env, argv[from + 3], &inv) != napi_ok) {
+    throwError(env, "napi_get_value_double(inv)");
+    return false;
+  }
+  if ((kp[0] != 0 && kp[0] != 1) || kp[1] < 0 || 2 * kp[1] >= k) {
+    napi_throw_range_error(env, "ERR_MONNA_NATIVE", badKind);
+    return false;
+  }
+  *spec = SortedSpec{k, kp[0], kp[1], inv, pairs, npairs};
+  return true;
+}
+
+// the call's N arguments, the first the inputs: 1 to 128 Float32Arrays of one length (their data
+// in `in`, that length in `d`); else false, with the error thrown
+template <size_t N>
+bool argsWithInputs(napi_env env, napi_callback_info info, napi_value (&argv)[N], std::vector<const float*>* in, size_t* d) {
+  return args(env, info, argv) && floatList(env, argv[0], 128, in, d);
+}
+
+// the data of a Float32Array with at least `need` elements; else false, with a TypeError or a
+// RangeError saying `tooShort`
+bool floatsOf(napi_env env, napi_value v, long need, const char* tooShort, float** out) {
+  size_t n = 0;
+  return floats(env, v, out, &n) && fits(env, n, need, tooShort);
+}
+
 // sortedReduce(inputs: Float32Array[], out, pairs: Int32Array, kind, param, inv) -> finite
 napi_value SortedReduceFn(napi_env env, napi_callback_info info) {
   napi_value argv[6];
-  if (!args(env, info, argv)) return nullptr;
   std::vector<const float*> in;
   size_t d = 0;
-  if (!floatList(env, argv[0], 128, &in, &d)) return nullptr;
-  const uint32_t k = (uint32_t)in.size();
+  if (!argsWithInputs(env, info, argv, &in, &d)) return nullptr;
   float* out;
-  size_t lo;
-  if (!floats(env, argv[1], &out, &lo) || !fits(env, lo, (long)d, "out is too short")) return nullptr;
-  const int* pairs;
-  int npairs;
-  if (!pairList(env, argv[2], (int)k, &pairs, &npairs)) return nullptr;
-  int kp[2];
-  if (!ints(env, argv, 3, 2, kp)) return nullptr;
-  double inv = 0;
-  CHECK(napi_get_value_double(env, argv[5], &inv));
-  const int kind = kp[0], param = kp[1];
-  if ((kind != 0 && kind != 1) || param < 0 || 2 * param >= (int)k) {
-    napi_throw_range_error(env, "ERR_MONNA_NATIVE", "sortedReduce: kind 0 (trim t) or 1 (meamed f) with 2·param < k");
-    return nullptr;
-  }
-  const SortedSpec spec{(int)k, kind, param, inv, pairs, npairs};
+  if (!floatsOf(env, argv[1], (long)d, "out is too short", &out)) return nullptr;
+  SortedSpec spec;
+  if (!sortedArgs(env, argv, 2, (int)in.size(), "sortedReduce: kind 0 (trim t) or 1 (meamed f) with 2·param < k", &spec)) return nullptr;
   const bool finite = sortedReduce(in.data(), (long)d, spec, out);
   napi_value r;
   napi_get_boolean(env, finite, &r);
@@ -1948,22 +1967,15 @@ napi_value SortedReduceFn(napi_env env, napi_callback_info info) {
 // pairwise(inputs: Float32Array[], D: Float64Array (k·k, zeroed by the caller))
 napi_value PairwiseFn(napi_env env, napi_callback_info info) {
   napi_value argv[2];
-  if (!args(env, info, argv)) return nullptr;
   std::vector<const float*> in;
   size_t d = 0;
-  if (!floatList(env, argv[0], 128, &in, &d)) return nullptr;
-  napi_typedarray_type type;
+  if (!argsWithInputs(env, info, argv, &in, &d)) return nullptr;
+  double* D;
   size_t n = 0;
-  void* data = nullptr;
-  napi_value ab;
-  size_t off = 0;
-  if (napi_get_typedarray_info(env, argv[1], &type, &n, &data, &ab, &off) != napi_ok || type != napi_float64_array) {
-    napi_throw_type_error(env, "ERR_MONNA_NATIVE", "pairwise: D must be a Float64Array");
-    return nullptr;
-  }
+  if (!typedArray(env, argv[1], napi_float64_array, "pairwise: D must be a Float64Array", &D, &n)) return nullptr;
   const int k = (int)in.size();
   if (!fits(env, n, (long)k * k, "pairwise: D is too short")) return nullptr;
-  pairwise(in.data(), k, (long)d, static_cast<double*>(data));
+  pairwise(in.data(), k, (long)d, D);
   return nullptr;
 }
 
@@ -1979,10 +1991,9 @@ bool sizedArray(napi_env env, napi_value v, napi_typedarray_type want, long need
 // pairwiseSums(inputs, D: Float64Array (k·k, zeroed), sums: Float64Array(d), maxAbs: Float32Array(k))
 napi_value PairwiseSumsFn(napi_env env, napi_callback_info info) {
   napi_value argv[4];
-  if (!args(env, info, argv)) return nullptr;
   std::vector<const float*> in;
   size_t d = 0;
-  if (!floatList(env, argv[0], 128, &in, &d)) return nullptr;
+  if (!argsWithInputs(env, info, argv, &in, &d)) return nullptr;
   const int k = (int)in.size();
   double *D = nullptr, *sums = nullptr;
   float* mx = nullptr;
@@ -1996,10 +2007,9 @@ napi_value PairwiseSumsFn(napi_env env, napi_callback_info info) {
 // keptMean(excluded: Float32Array[] (the excluded inputs), sums: Float64Array(d), scale, out: Float32Array(d))
 napi_value KeptMeanFn(napi_env env, napi_callback_info info) {
   napi_value argv[4];
-  if (!args(env, info, argv)) return nullptr;
   std::vector<const float*> ex;
   size_t d = 0;
-  if (!floatList(env, argv[0], 128, &ex, &d)) return nullptr;
+  if (!argsWithInputs(env, info, argv, &ex, &d)) return nullptr;
   double* sums = nullptr;
   float* out = nullptr;
   if (!sizedArray(env, argv[1], napi_float64_array, (long)d, "keptMean: sums must be a Float64Array of the inputs' length", &sums)) return nullptr;
@@ -2012,16 +2022,9 @@ napi_value KeptMeanFn(napi_env env, napi_callback_info info) {
 
 // parses NNM's spec [nBase, base…, then per row nAdd, add…, nSub, sub…] for `rows` rows of k inputs
 bool nnmSpec(napi_env env, napi_value arr, int k, int rows, double scale, NnmSpec* spec) {
-  napi_typedarray_type type;
+  const int* v;
   size_t n = 0;
-  void* data = nullptr;
-  napi_value ab;
-  size_t off = 0;
-  if (napi_get_typedarray_info(env, arr, &type, &n, &data, &ab, &off) != napi_ok || type != napi_int32_array) {
-    napi_throw_type_error(env, "ERR_MONNA_NATIVE", "NNM spec must be an Int32Array");
-    return false;
-  }
-  const int* v = static_cast<const int*>(data);
+  if (!int32s(env, arr, &v, &n)) return false;
   const long len = (long)n;
   // a list of `count` indices in [0, k) at v[at + 1 …], count = v[at]; the next position or −1
   auto list = [&](long at, const int** p, int* count) -> long {
@@ -2055,10 +2058,9 @@ bool nnmSpec(napi_env env, napi_value arr, int k, int rows, double scale, NnmSpe
 // nnmRows(inputs: Float32Array[], spec: Int32Array, scale, outs: Float32Array[] (one per row))
 napi_value NnmRowsFn(napi_env env, napi_callback_info info) {
   napi_value argv[4];
-  if (!args(env, info, argv)) return nullptr;
   std::vector<const float*> in;
   size_t d = 0;
-  if (!floatList(env, argv[0], 128, &in, &d)) return nullptr;
+  if (!argsWithInputs(env, info, argv, &in, &d)) return nullptr;
   double scale = 0;
   CHECK(napi_get_value_double(env, argv[2], &scale));
   std::vector<const float*> outsC;
@@ -2079,24 +2081,20 @@ napi_value NnmRowsFn(napi_env env, napi_callback_info info) {
 // nnmSorted(inputs, spec, scale, rowOf: Int32Array(k), out, pairs, kind, param, inv) -> finite
 napi_value NnmSortedFn(napi_env env, napi_callback_info info) {
   napi_value argv[9];
-  if (!args(env, info, argv)) return nullptr;
   std::vector<const float*> in;
   size_t d = 0;
-  if (!floatList(env, argv[0], 128, &in, &d)) return nullptr;
+  if (!argsWithInputs(env, info, argv, &in, &d)) return nullptr;
   const int k = (int)in.size();
-  double scale = 0, inv = 0;
+  double scale = 0;
   CHECK(napi_get_value_double(env, argv[2], &scale));
-  CHECK(napi_get_value_double(env, argv[8], &inv));
-  napi_typedarray_type type;
+  const char* badRowOf = "nnmSorted: rowOf must be an Int32Array of one row per input";
+  const int* rowOf;
   size_t n = 0;
-  void* data = nullptr;
-  napi_value ab;
-  size_t off = 0;
-  if (napi_get_typedarray_info(env, argv[3], &type, &n, &data, &ab, &off) != napi_ok || type != napi_int32_array || (int)n != k) {
-    napi_throw_type_error(env, "ERR_MONNA_NATIVE", "nnmSorted: rowOf must be an Int32Array of one row per input");
+  if (!typedArray(env, argv[3], napi_int32_array, badRowOf, &rowOf, &n)) return nullptr;
+  if ((int)n != k) {
+    napi_throw_type_error(env, "ERR_MONNA_NATIVE", badRowOf);
     return nullptr;
   }
-  const int* rowOf = static_cast<const int*>(data);
   int rows = 0;
   for (int i = 0; i < k; i++) {
     if (rowOf[i] < 0 || rowOf[i] >= k) {
@@ -2108,18 +2106,9 @@ napi_value NnmSortedFn(napi_env env, napi_callback_info info) {
   NnmSpec spec;
   if (!nnmSpec(env, argv[1], k, rows, scale, &spec)) return nullptr;
   float* out;
-  size_t lo;
-  if (!floats(env, argv[4], &out, &lo) || !fits(env, lo, (long)d, "out is too short")) return nullptr;
-  const int* pairs;
-  int npairs;
-  if (!pairList(env, argv[5], k, &pairs, &npairs)) return nullptr;
-  int kp[2];
-  if (!ints(env, argv, 6, 2, kp)) return nullptr;
-  if ((kp[0] != 0 && kp[0] != 1) || kp[1] < 0 || 2 * kp[1] >= k) {
-    napi_throw_range_error(env, "ERR_MONNA_NATIVE", "nnmSorted: kind 0 (trim t) or 1 (meamed f) with 2·param < k");
-    return nullptr;
-  }
-  const SortedSpec ss{k, kp[0], kp[1], inv, pairs, npairs};
+  if (!floatsOf(env, argv[4], (long)d, "out is too short", &out)) return nullptr;
+  SortedSpec ss;
+  if (!sortedArgs(env, argv, 5, k, "nnmSorted: kind 0 (trim t) or 1 (meamed f) with 2·param < k", &ss)) return nullptr;
   napi_value r;
   napi_get_boolean(env, nnmSorted(in.data(), spec, rowOf, k, ss, out, (long)d), &r);
   return r;

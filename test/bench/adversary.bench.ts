@@ -68,7 +68,7 @@ import type { Logger } from '../../src/logger.ts'
 import { banPeer, createNetNode, type Membership } from '../../src/net/index.ts'
 import { type AggregatorPort, RoundEngine } from '../../src/node/engine.ts'
 import { Rng } from '../../src/rng.ts'
-import { type ActionKind, actionKinds, runSchedules, summarise, tinyLearner } from '../integration/adversary-random.test.ts'
+import { type ActionKind, actionKinds, runSchedules, sleep, summarise, tinyLearner } from '../integration/adversary-random.test.ts'
 import { type Swarm, startSwarm } from '../unit/broadcast/harness.ts'
 
 const SCHEDULES = Number(process.env.BENCH_SCHEDULES ?? 1000)
@@ -92,17 +92,6 @@ const SELF = fileURLToPath(import.meta.url)
 const machine = { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version }
 const mb = (b: number): number => Math.round((b / 2 ** 20) * 10) / 10
 const r2 = (x: number): number => Math.round(x * 100) / 100
-const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
-  new Promise((resolve) => {
-    if (signal?.aborted) return resolve()
-    const t = setTimeout(done, ms)
-    function done(): void {
-      clearTimeout(t)
-      signal?.removeEventListener('abort', done)
-      resolve()
-    }
-    signal?.addEventListener('abort', done, { once: true })
-  })
 const figure = (o: object): void => console.log(JSON.stringify({ bench: 'adversary', ...o, machine }))
 
 function gcNow(): void {

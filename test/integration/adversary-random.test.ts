@@ -313,7 +313,8 @@ async function within(p: Promise<unknown>, ms: number): Promise<void> {
   clearTimeout(timer)
 }
 
-const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+/** Resolves after `ms`, or at once when `signal` aborts (the adversaries' pacing; also test/bench/adversary.bench.ts's). */
+export const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
   new Promise((resolve) => {
     if (signal?.aborted) return resolve()
     const t = setTimeout(done, ms)

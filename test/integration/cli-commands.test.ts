@@ -1,6 +1,5 @@
 /** The `monna` commands as a user meets them: help with examples, one-line errors with exit code 2, the files they write. */
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { type AddressInfo, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -9,6 +8,7 @@ import { after, before, describe, it } from 'node:test'
 import { parse } from 'yaml'
 import { parseSwarm, swarmId } from '../../src/config/schema.ts'
 import { loadNodeConfigFile } from '../../src/node/files.ts'
+import { chattr } from '../support/chattr.ts'
 import { runMonna } from '../unit/node/cli-harness.ts'
 
 let dir = ''
@@ -18,16 +18,6 @@ before(async () => {
 after(async () => {
   await rm(dir, { recursive: true, force: true })
 })
-
-/** `chattr <flag> <path>`; false where the file system or the user cannot. */
-function chattr(flag: string, path: string): boolean {
-  try {
-    execFileSync('chattr', [flag, path], { stdio: 'ignore' })
-    return true
-  } catch {
-    return false
-  }
-}
 
 function oneLineError(r: { code: number | null; stderr: string }, pattern: RegExp): void {
   assert.equal(r.code, 2, r.stderr)

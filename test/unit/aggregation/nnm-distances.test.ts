@@ -7,19 +7,11 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { createAggregator, pairwiseSquaredDistances } from '../../../src/aggregation/index.ts'
 import { neighbourhoods, nnmDistances, nnmVectors } from '../../../src/aggregation/rules.ts'
-import { createAttack } from '../../../src/attacks/index.ts'
-import { Rng } from '../../../src/rng.ts'
+import { attackedInputs } from '../../support/attacked-inputs.ts'
 
 const D = 3001
 
-function inputsFor(seed: string, k: number, f: number): Float32Array[] {
-  const rng = new Rng(seed)
-  const base = Float32Array.from({ length: D }, () => rng.normal())
-  const honest = Array.from({ length: k - f }, () => Float32Array.from(base, (b) => b + 0.1 * rng.normal()))
-  const alie = createAttack({ kind: 'alie' }).craft({ honest, n: k, f, rng })
-  const byz = [alie, Float32Array.from({ length: D }, () => 100 * rng.normal()), ...Array.from({ length: f }, () => alie)].slice(0, f)
-  return [...honest, ...byz]
-}
+const inputsFor = (seed: string, k: number, f: number): Float32Array[] => attackedInputs(seed, k, f, D)
 
 describe('nnm+ rules on distances', () => {
   for (const [k, f] of [

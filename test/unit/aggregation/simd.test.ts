@@ -8,20 +8,13 @@ import { after, describe, it } from 'node:test'
 import { aggregationRules, createAggregator, NonFiniteInputError } from '../../../src/aggregation/index.ts'
 import { BLOCK } from '../../../src/aggregation/kernels.ts'
 import { setSimdEnabled, simdKernels, sortingNetwork } from '../../../src/aggregation/simd.ts'
-import { createAttack } from '../../../src/attacks/index.ts'
 import { setNativeEnabled } from '../../../src/compute/native.ts'
 import { Rng } from '../../../src/rng.ts'
+import { attackedInputs } from '../../support/attacked-inputs.ts'
 
 const D = 2 * BLOCK + 7 // three blocks, the last one not a multiple of 4
 
-function inputsFor(seed: string, k: number, f: number): Float32Array[] {
-  const rng = new Rng(seed)
-  const base = Float32Array.from({ length: D }, () => rng.normal())
-  const honest = Array.from({ length: k - f }, () => Float32Array.from(base, (b) => b + 0.1 * rng.normal()))
-  const alie = createAttack({ kind: 'alie' }).craft({ honest, n: k, f, rng })
-  const byz = [alie, Float32Array.from({ length: D }, () => 100 * rng.normal()), ...Array.from({ length: f }, () => alie)].slice(0, f)
-  return [...honest, ...byz]
-}
+const inputsFor = (seed: string, k: number, f: number): Float32Array[] => attackedInputs(seed, k, f, D)
 
 /** The rule with the wasm SIMD kernels (native kernels off), or with neither (plain JS). */
 function run(rule: string, inputs: Float32Array[], f: number, simd: boolean): Float32Array {

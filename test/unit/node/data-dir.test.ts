@@ -1,6 +1,5 @@
 /** The data directory is checked at start-up (issue 12): one error naming the path and the fix, before the member joins. */
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
 import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -9,6 +8,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { parseSwarm } from '../../../src/config/schema.ts'
 import { peerIdOfKey } from '../../../src/net/index.ts'
 import { checkDataDir, createSwarmNode, DataDirError, type DataDirFs, membershipOf } from '../../../src/node/index.ts'
+import { chattr } from '../../support/chattr.ts'
 import { createMemoryHub } from '../../support/memory-hub.ts'
 
 const dir = await mkdtemp(join(tmpdir(), 'monna-data-dir-'))
@@ -17,16 +17,6 @@ after(async () => {
   for (const d of immutable) chattr('-i', d)
   await rm(dir, { recursive: true, force: true })
 })
-
-/** `chattr <flag> <path>`; false when the file system or the user cannot (then the test is skipped). */
-function chattr(flag: string, path: string): boolean {
-  try {
-    execFileSync('chattr', [flag, path], { stdio: 'ignore' })
-    return true
-  } catch {
-    return false
-  }
-}
 
 /** A directory nobody can create files in, root included (the immutable attribute); undefined where chattr does not work. */
 async function readOnlyDir(name: string): Promise<string | undefined> {

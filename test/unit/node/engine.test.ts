@@ -10,13 +10,14 @@ import { memberIds, once, quadraticLearner, simpleNna } from './helpers.ts'
 
 const DIM = 6
 
+/** A member's engine on the hub with a quadratic learner (`stepDelayMs`, `lr`: the learner's; the rest: the engine's options). */
 function makeEngine(
   hub: MemoryHub,
   member: string,
-  o: Partial<RoundEngineOptions> & { stepDelayMs?: number } = {},
+  o: Partial<RoundEngineOptions> & { stepDelayMs?: number; lr?: number } = {},
 ): RoundEngine & { fake: ReturnType<typeof quadraticLearner>; agg: ReturnType<typeof simpleNna> } {
-  const { stepDelayMs, ...rest } = o
-  const learner = quadraticLearner({ dim: DIM, initSeed: 'swarm-seed', dataSeed: member, stepDelayMs })
+  const { stepDelayMs, lr, ...rest } = o
+  const learner = quadraticLearner({ dim: DIM, initSeed: 'swarm-seed', dataSeed: member, stepDelayMs, lr })
   const agg = simpleNna(hub.membership.f)
   const engine = new RoundEngine({
     self: member,
@@ -120,17 +121,7 @@ describe('round engine on the memory hub', () => {
     const { hub, ids } = swarm(7, 2)
     const honest = ids.slice(0, 6).map((id) => makeEngine(hub, id, { rounds: 3, aggregator: createAggregator({ rule: 'nna', f: 2 }) }))
     const zeros = actingBehaviour('zeros', async () => ({ kind: 'send-raw', payload: encodeModel(new Float32Array(DIM)) }))
-    const byz = new RoundEngine({
-      self: ids[6]!,
-      membership: hub.membership,
-      swarmSeed: 'swarm-seed',
-      port: hub.port(ids[6]!),
-      learner: quadraticLearner({ dim: DIM, initSeed: 'swarm-seed', dataSeed: ids[6]!, lr: 1e300 }),
-      aggregator: createAggregator({ rule: 'nna', f: 2 }),
-      rounds: 3,
-      roundTimeoutMs: 10_000,
-      behaviour: zeros,
-    })
+    const byz = makeEngine(hub, ids[6]!, { rounds: 3, aggregator: createAggregator({ rule: 'nna', f: 2 }), behaviour: zeros, lr: 1e300 })
     const [, byzReports] = await Promise.all([Promise.all(honest.map((e) => e.run())), byz.run()])
     assert.equal(byzReports.length, 3, 'the Byzantine member ran every round')
     for (const x of byz.snapshot().params) assert.ok(Number.isFinite(x))

@@ -1,11 +1,8 @@
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import type { TopologyReport } from '../../../src/topology/report.ts'
-import { runTopology } from '../../../src/topology/runner.ts'
 import { parseScenario } from '../../../src/topology/schema.ts'
+import { runInProcess } from '../../support/in-process.ts'
 
 // Every behaviour not covered by the process-level scenario suite, run against the real
 // engine in-process: 4 members, member 3 Byzantine, member 2 slowed down so the Byzantine
@@ -29,12 +26,7 @@ async function run(byzantine: Record<string, unknown>): Promise<TopologyReport> 
     expect: { minHonestAccuracy: 0.6 },
     runtime: { backend: 'cpu' },
   })
-  const dir = await mkdtemp(join(tmpdir(), 'monna-behaviour-'))
-  try {
-    return (await runTopology(s, { outDir: dir, mode: 'in-process' })).report
-  } finally {
-    await rm(dir, { recursive: true, force: true })
-  }
+  return await runInProcess(s, 'monna-behaviour-')
 }
 
 function honestPass(r: TopologyReport): void {

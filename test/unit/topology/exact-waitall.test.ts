@@ -9,55 +9,45 @@
  * never on time.
  */
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { describe, it } from 'node:test'
-import { runTopology } from '../../../src/topology/runner.ts'
+import type { TopologyReport } from '../../../src/topology/report.ts'
 import { parseScenario } from '../../../src/topology/schema.ts'
+import { distanceRun, lateMemberScenario } from '../../support/distance.ts'
+import { runInProcess } from '../../support/in-process.ts'
+
+/** The honest members' round reports. */
+const honestRounds = (report: TopologyReport): TopologyReport['series'] => report.series.filter((r) => report.nodes.find((n) => n.id === r.member && !n.byzantine) !== undefined)
 
 describe('the exact mechanism waiting for all n certified models (timing.waitAllMs)', () => {
   it('rank-4 blocks, 7 members, sign-flip: every round closes on all 7 and the distance to θ* falls', { timeout: 150_000 }, async (t) => {
     const rounds = 80
-    const s = parseScenario({
+    const s = lateMemberScenario({
       name: 'unit-exact-waitall',
       n: 7,
-      f: 1,
       task: {
         dataset: { kind: 'linear', dim: 10, condition: 1, noise: 0, rank: 4, blocks: 7, trainSize: 280, testSize: 200, seed: 1 },
         partition: { scheme: 'blocks' },
         model: { kind: 'linear' },
         batchSize: 40,
         schedule: { kind: 'constant', lr: 0.5 },
-        beta: 0,
         exact: true,
         rounds,
         evalEvery: 5,
-        evalExamples: 200,
       },
       // far above m5's 300 ms: on a loaded machine its model still arrives within the extra wait
-      timing: { roundTimeoutMs: 20_000, roundWindow: 16, waitAllMs: 10_000 },
-      byzantine: [{ members: 6, behaviour: 'sign-flip' }],
-      network: { members: [{ members: [5], latencyMs: 300 }] },
-      runtime: { backend: 'cpu', timeoutMs: 140_000 },
+      timing: { waitAllMs: 10_000 },
+      byzantine: { behaviour: 'sign-flip' },
+      timeoutMs: 140_000,
     })
-    const dir = await mkdtemp(join(tmpdir(), 'monna-exact-waitall-'))
-    try {
-      const { report } = await runTopology(s, { outDir: dir, mode: 'in-process' })
-      const series = report.perRound.filter((r) => r.honestDistance !== undefined)
-      const at = (round: number): number => series.find((r) => r.round >= round)!.honestDistance!.max
-      const final = report.honest.maxFinalDistance!
-      t.diagnostic(`exact, waitAllMs: ${at(10).toExponential(2)} at 10, ${at(40).toExponential(2)} at 40, ${final.toExponential(2)} at ${rounds}`)
-      const honest = report.series.filter((r) => report.nodes.find((n) => n.id === r.member && !n.byzantine) !== undefined)
-      const delivered = honest.map((r) => r.delivered)
-      t.diagnostic(`inputs a round, honest members: ${Math.min(...delivered)}–${Math.max(...delivered)} over ${honest.length} member rounds`)
-      // every honest member closed every round on all 7 certified models: the same set everywhere
-      assert.ok(honest.length === 6 * rounds && delivered.every((d) => d === 7), `inputs a round: ${Math.min(...delivered)}–${Math.max(...delivered)} over ${honest.length}`)
-      // and the distance falls (without waitAllMs it grows past 1 on this swarm: test/unit/topology/exact.test.ts)
-      assert.ok(final < 0.2 && final < at(10) / 3 && final < at(40), `exact with waitAllMs: ${at(10)} at 10, ${at(40)} at 40, ${final} at ${rounds}`)
-    } finally {
-      await rm(dir, { recursive: true, force: true })
-    }
+    const { report, final, at } = await distanceRun(s, 'monna-exact-waitall-')
+    t.diagnostic(`exact, waitAllMs: ${at(10).toExponential(2)} at 10, ${at(40).toExponential(2)} at 40, ${final.toExponential(2)} at ${rounds}`)
+    const honest = honestRounds(report)
+    const delivered = honest.map((r) => r.delivered)
+    t.diagnostic(`inputs a round, honest members: ${Math.min(...delivered)}–${Math.max(...delivered)} over ${honest.length} member rounds`)
+    // every honest member closed every round on all 7 certified models: the same set everywhere
+    assert.ok(honest.length === 6 * rounds && delivered.every((d) => d === 7), `inputs a round: ${Math.min(...delivered)}–${Math.max(...delivered)} over ${honest.length}`)
+    // and the distance falls (without waitAllMs it grows past 1 on this swarm: test/unit/topology/exact.test.ts)
+    assert.ok(final < 0.2 && final < at(10) / 3 && final < at(40), `exact with waitAllMs: ${at(10)} at 10, ${at(40)} at 40, ${final} at ${rounds}`)
   })
 
   it('a silent member: every round waits out waitAllMs and closes on the n − 1 that arrived, without a stall', { timeout: 120_000 }, async (t) => {
@@ -81,20 +71,15 @@ describe('the exact mechanism waiting for all n certified models (timing.waitAll
       byzantine: [{ members: 3, behaviour: 'silent' }],
       runtime: { backend: 'cpu', timeoutMs: 110_000 },
     })
-    const dir = await mkdtemp(join(tmpdir(), 'monna-waitall-silent-'))
-    try {
-      const { report } = await runTopology(s, { outDir: dir, mode: 'in-process' })
-      const honest = report.series.filter((r) => report.nodes.find((n) => n.id === r.member && !n.byzantine) !== undefined)
-      const delivered = honest.map((r) => r.delivered)
-      t.diagnostic(`inputs a round: ${Math.min(...delivered)}–${Math.max(...delivered)} over ${honest.length} member rounds; stalls ${report.nodes.map((n) => n.stalls).join(' ')}`)
-      assert.equal(honest.length, 3 * rounds)
-      assert.ok(delivered.every((d) => d === 3), `inputs a round: ${delivered.join(' ')}`)
-      // the round closed after waiting waitAllMs for m3, never reported as stalled (its n − r were there)
-      assert.ok(honest.every((r) => r.stalled === false), 'a round reported stalled')
-      // and it did wait: a round's wait is at least the 300 ms given to the silent member
-      assert.ok(honest.every((r) => r.phases!.waitMs >= 300), `waits: ${honest.map((r) => r.phases!.waitMs).join(' ')}`)
-    } finally {
-      await rm(dir, { recursive: true, force: true })
-    }
+    const report = await runInProcess(s, 'monna-waitall-silent-')
+    const honest = honestRounds(report)
+    const delivered = honest.map((r) => r.delivered)
+    t.diagnostic(`inputs a round: ${Math.min(...delivered)}–${Math.max(...delivered)} over ${honest.length} member rounds; stalls ${report.nodes.map((n) => n.stalls).join(' ')}`)
+    assert.equal(honest.length, 3 * rounds)
+    assert.ok(delivered.every((d) => d === 3), `inputs a round: ${delivered.join(' ')}`)
+    // the round closed after waiting waitAllMs for m3, never reported as stalled (its n − r were there)
+    assert.ok(honest.every((r) => r.stalled === false), 'a round reported stalled')
+    // and it did wait: a round's wait is at least the 300 ms given to the silent member
+    assert.ok(honest.every((r) => r.phases!.waitMs >= 300), `waits: ${honest.map((r) => r.phases!.waitMs).join(' ')}`)
   })
 })

@@ -17,22 +17,17 @@
  * Judged on rounds (evaluations every few rounds), never on time.
  */
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { describe, it } from 'node:test'
-import { runTopology } from '../../../src/topology/runner.ts'
-import { parseScenario, type Scenario, withOptimizer, withVariant } from '../../../src/topology/schema.ts'
+import { type Scenario, withOptimizer, withVariant } from '../../../src/topology/schema.ts'
+import { type DistanceRun, distanceRun, lateMemberScenario } from '../../support/distance.ts'
 
 const TOL = 1e-4
 
 /** iid: 4 members (m3 Byzantine, m2 late; 70 examples a member); blocks: 7 members (m6 Byzantine, m5 late), as topologies/exact-linear.yaml */
-const scenario = (rounds: number, heterogeneous: boolean): Scenario => {
-  const n = heterogeneous ? 7 : 4
-  return parseScenario({
+const scenario = (rounds: number, heterogeneous: boolean): Scenario =>
+  lateMemberScenario({
     name: 'unit-exact',
-    n,
-    f: 1,
+    n: heterogeneous ? 7 : 4,
     task: {
       dataset: heterogeneous
         ? { kind: 'linear', dim: 10, condition: 1, noise: 0, rank: 4, blocks: 7, trainSize: 280, testSize: 200, seed: 1 }
@@ -41,36 +36,18 @@ const scenario = (rounds: number, heterogeneous: boolean): Scenario => {
       model: { kind: 'linear' },
       batchSize: 40,
       schedule: { kind: 'constant', lr: 0.5 },
-      beta: 0,
       rounds,
       evalEvery: 5,
-      evalExamples: 200,
     },
-    timing: { roundTimeoutMs: 20_000, roundWindow: 16 },
-    byzantine: [{ members: n - 1, behaviour: 'alie', z: 1 }],
-    // the second-last member's vectors arrive late: the others' rounds close on the rest and the Byzantine member
-    network: { members: [{ members: [n - 2], latencyMs: 300 }] },
-    expect: { targetDistance: TOL },
-    runtime: { backend: 'cpu', timeoutMs: 120_000 },
+    byzantine: { behaviour: 'alie', z: 1 },
+    targetDistance: TOL,
+    timeoutMs: 120_000,
   })
-}
 
-async function run(s: Scenario, behaviour: Record<string, unknown>, exact: boolean): Promise<{ final: number; at: (round: number) => number; byzantineShare: number }> {
-  const dir = await mkdtemp(join(tmpdir(), 'monna-exact-'))
-  try {
-    const cell = withOptimizer(withVariant(s, { behaviour: behaviour as never }), { name: exact ? 'exact' : 'plain', exact })
-    assert.equal(cell.task.exact === true, exact)
-    const { report } = await runTopology(cell, { outDir: dir, mode: 'in-process' })
-    const series = report.perRound.filter((r) => r.honestDistance !== undefined)
-    const fast = report.nodes.filter((n) => n.index < s.n - 2)
-    return {
-      final: report.honest.maxFinalDistance!,
-      at: (round) => series.find((r) => r.round >= round)!.honestDistance!.max,
-      byzantineShare: Math.min(...fast.map((n) => n.byzantineAggregatedShare ?? 0)),
-    }
-  } finally {
-    await rm(dir, { recursive: true, force: true })
-  }
+async function run(s: Scenario, behaviour: Record<string, unknown>, exact: boolean): Promise<DistanceRun> {
+  const cell = withOptimizer(withVariant(s, { behaviour: behaviour as never }), { name: exact ? 'exact' : 'plain', exact })
+  assert.equal(cell.task.exact === true, exact)
+  return await distanceRun(cell, 'monna-exact-')
 }
 
 describe('the exact mechanism on a 2f-redundant least-squares task (f = 1)', () => {

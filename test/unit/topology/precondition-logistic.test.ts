@@ -11,73 +11,26 @@
  * (2026-12-05, m3 honest): plain 558 rounds, pre-conditioned 36 (15×; ALIE: 36 too).
  * Judged on rounds (evaluations every 3 rounds), never on time.
  */
-import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { describe, it } from 'node:test'
-import { runTopology } from '../../../src/topology/runner.ts'
-import { parseScenario, withOptimizer, withVariant } from '../../../src/topology/schema.ts'
+import { describePreconditioning } from '../../support/precondition.ts'
 
-const ROUNDS = 225
-const FACTOR = 5
-/** the pre-conditioned run's rounds (it needs ≤ ROUNDS / FACTOR = 45 to pass; 60 show it keeps converging) */
-const PRE_ROUNDS = 60
-const TOL = 1e-2
-
-const scenario = parseScenario({
+describePreconditioning({
   name: 'unit-precondition-logistic',
-  n: 4,
-  f: 1,
+  title: 'iterative pre-conditioning (logistic regression, condition number 100)',
+  distance: 'the centred ‖θ − θ*‖/‖θ*‖',
   task: {
     dataset: { kind: 'logistic', dim: 8, condition: 100, rank: 8, blocks: 4, trainSize: 400, testSize: 200, seed: 1 },
     partition: { scheme: 'blocks' },
     model: { kind: 'logreg' },
     batchSize: 100,
     schedule: { kind: 'constant', lr: 2 },
-    beta: 0,
-    rounds: ROUNDS,
     evalEvery: 3,
-    evalExamples: 200,
   },
-  timing: { roundTimeoutMs: 20_000, roundWindow: 16 },
-  byzantine: [{ members: 3, behaviour: 'alie' }],
-  // m2's models arrive late: the others' rounds close on m0, m1 and the Byzantine m3
-  network: { members: [{ members: [2], latencyMs: 300 }] },
-  expect: { targetDistance: TOL },
-  runtime: { backend: 'cpu', timeoutMs: 300_000 },
-})
-
-async function roundsTo(behaviour: string, precondition: boolean): Promise<{ rounds: number | null; final: number; byzantineShare: number }> {
-  const dir = await mkdtemp(join(tmpdir(), 'monna-precondition-logistic-'))
-  try {
-    const s = withOptimizer(
-      withVariant(scenario, { behaviour: { behaviour } as never }),
-      precondition ? { name: 'precond', schedule: { kind: 'constant', lr: 1 }, precondition: { alpha: 2, beta: 0 } } : { name: 'plain' },
-    )
-    // the pre-conditioned run needs far fewer rounds to show it (and keeps the test short)
-    if (precondition) s.task.rounds = PRE_ROUNDS
-    const { report } = await runTopology(s, { outDir: dir, mode: 'in-process' })
-    const d = report.distanceToTarget!
-    const fast = report.nodes.filter((n) => n.index === 0 || n.index === 1)
-    return { rounds: d.round === null ? null : d.round + 1, final: report.honest.maxFinalDistance!, byzantineShare: Math.min(...fast.map((n) => n.byzantineAggregatedShare ?? 0)) }
-  } finally {
-    await rm(dir, { recursive: true, force: true })
-  }
-}
-
-describe('iterative pre-conditioning (logistic regression, condition number 100)', () => {
-  for (const behaviour of ['honest', 'alie']) {
-    it(`reaches the centred ‖θ − θ*‖/‖θ*‖ ≤ ${TOL} in ≥ ${FACTOR}× fewer rounds than plain D-GD (m3 ${behaviour})`, { timeout: 600_000 }, async (t) => {
-      const plain = await roundsTo(behaviour, false)
-      const pre = await roundsTo(behaviour, true)
-      t.diagnostic(`plain: ${plain.rounds ?? `not within ${ROUNDS}`} rounds (final ${plain.final.toExponential(2)}); pre-conditioned: ${pre.rounds} rounds (final ${pre.final.toExponential(2)})`)
-      assert.equal(plain.rounds, null, `plain reached ${TOL} in ${plain.rounds} rounds`)
-      assert.ok(plain.final > TOL)
-      assert.ok(pre.rounds !== null && pre.rounds <= ROUNDS / FACTOR, `pre-conditioned: ${pre.rounds}`)
-      assert.ok(pre.final < TOL / 10, `pre-conditioned keeps converging: ${pre.final}`)
-      // m3's models reached m0 and m1 in most rounds (its behaviour, honest or ALIE, was aggregated)
-      for (const x of [plain, pre]) assert.ok(x.byzantineShare > 0.5, `m3 aggregated in ${x.byzantineShare} of the rounds`)
-    })
-  }
+  rounds: 225,
+  // it needs ≤ rounds / factor = 45 to pass; 60 show it keeps converging
+  preRounds: 60,
+  factor: 5,
+  tol: 1e-2,
+  precond: { name: 'precond', schedule: { kind: 'constant', lr: 1 }, precondition: { alpha: 2, beta: 0 } },
+  runTimeoutMs: 300_000,
+  testTimeoutMs: 600_000,
 })

@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { parse } from 'yaml'
 import { renderPaperTable, withPaperTable } from '../../../scripts/paper-table.ts'
-import { runTopology } from '../../../src/topology/runner.ts'
 import { loadScenario, parseScenario } from '../../../src/topology/schema.ts'
+import { runInProcess } from '../../support/in-process.ts'
 
 const root = join(import.meta.dirname, '../../..')
 
@@ -28,13 +27,8 @@ describe('README topologies section', () => {
   })
 
   it('its scenario example runs and passes (in-process)', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'monna-readme-'))
-    try {
-      const { report } = await runTopology(parseScenario(await readmeScenario()), { outDir: dir, mode: 'in-process' })
-      assert.equal(report.passed, true, JSON.stringify(report.expectations))
-    } finally {
-      await rm(dir, { recursive: true, force: true })
-    }
+    const report = await runInProcess(parseScenario(await readmeScenario()), 'monna-readme-')
+    assert.equal(report.passed, true, JSON.stringify(report.expectations))
   })
 })
 
