@@ -46,8 +46,17 @@ import { pixelsToFloat, readIdxPair, readIdxPairBytes } from './idx.ts'
 
 export interface Dataset {
   name: string
-  /** n × prod(exampleShape), row-major, values already normalised */
+  /**
+   * n × prod(exampleShape), row-major, values already normalised. Of a data set that keeps its
+   * examples as `pixels` (`byteDataset`), made from them when first read and kept from then on.
+   */
   x: Float32Array
+  /**
+   * The examples as bytes, x = pixels / 255, when the loader kept them so (`loadShard` of an
+   * IDX-backed set: a member in its own process holds MNIST's test split in 7.8 MB instead of
+   * 31 MB as float32). The learner reads batches from here and never makes `x`.
+   */
+  pixels?: Uint8Array
   /** n labels in [0, numClasses) */
   y: Int32Array
   n: number
@@ -117,17 +126,32 @@ export function clearDatasetCache(): void {
 }
 
 type RawSplit = Awaited<ReturnType<typeof readIdxPairBytes>>
-/** test splits loaded by `loadShard` alone (without their train split), per spec */
-const testSplits = new Map<string, Promise<{ x: Float32Array; y: Int32Array; n: number; exampleShape: number[] }>>()
+/** test splits loaded by `loadShard` alone (without their train split), per spec, as bytes */
+const testSplits = new Map<string, Promise<RawSplit>>()
+
+/**
+ * A data set whose examples stay bytes (`pixels`, x = pixels / 255; 4× smaller than float32).
+ * `x` is a getter that makes the float32 array from them the first time something reads it (and
+ * keeps it): every reader of a `Dataset` stays correct, and one that reads batches through
+ * `pixels` (the learner) never pays for it.
+ */
+export function byteDataset(d: Omit<Dataset, 'x' | 'pixels'>, pixels: Uint8Array): Dataset {
+  if (pixels.length !== d.n * prod(d.exampleShape)) throw new InvalidConfigError('pixels', `${pixels.length} bytes for ${d.n} examples of shape [${d.exampleShape.join(', ')}]`)
+  let x: Float32Array | undefined
+  const ds = { ...d, pixels } as Dataset
+  Object.defineProperty(ds, 'x', { enumerable: true, configurable: true, get: () => (x ??= pixelsToFloat(pixels, prod(d.exampleShape))) })
+  return ds
+}
 
 /**
  * One member's data: its shard — the train examples `pick(labels, numClasses)` chooses, in that
  * order, exactly as `subset(await loadDataset(spec, 'train'), indices)` gives them — and the
  * test split (as `loadDataset(spec, 'test')`). For IDX-backed sets (`mnist`, `idx`) not already
- * loaded in this process, the train split is read as bytes and only the shard's examples become
- * float32, so a member in its own process never holds the whole train split as float32 (MNIST:
- * 188 MB); its test split is cached per process like `loadDataset`'s. Other sets go through
- * `loadDataset` and `subset`.
+ * loaded in this process, the files are read as bytes and the shard's examples and the test
+ * split stay bytes (`byteDataset`: the same values, x = pixels / 255, made float32 a batch at a
+ * time by the learner), so a member in its own process never holds the whole train split as
+ * float32 (MNIST: 188 MB), nor its shard or test split (31 MB → 7.8 MB); its test split is cached
+ * per process like `loadDataset`'s. Other sets go through `loadDataset` and `subset`.
  */
 export async function loadShard(
   spec: DatasetSpec,
@@ -146,7 +170,7 @@ export async function loadShard(
   const train: RawSplit = await readIdxPairBytes(files.trainImages, files.trainLabels, opts)
   let pending = testSplits.get(key)
   if (pending === undefined) {
-    pending = readIdxPair(files.testImages, files.testLabels)
+    pending = readIdxPairBytes(files.testImages, files.testLabels)
     testSplits.set(key, pending)
     pending.catch(() => testSplits.delete(key))
   }
@@ -167,8 +191,10 @@ export async function loadShard(
     }
     y[i] = train.y[e]!
   }
-  const shard: Dataset = { name, x: pixelsToFloat(train.pixels, size, indices), y, n, exampleShape: [...train.exampleShape], numClasses }
-  const test: Dataset = { name: spec.kind === 'mnist' ? 'mnist/test' : `idx:${spec.testImages}`, ...testRaw, numClasses }
+  const pixels = new Uint8Array(n * size)
+  for (let i = 0; i < n; i++) pixels.set(train.pixels.subarray(indices[i]! * size, (indices[i]! + 1) * size), i * size)
+  const shard = byteDataset({ name, y, n, exampleShape: [...train.exampleShape], numClasses }, pixels)
+  const test = byteDataset({ name: spec.kind === 'mnist' ? 'mnist/test' : `idx:${spec.testImages}`, y: testRaw.y, n: testRaw.n, exampleShape: testRaw.exampleShape, numClasses }, testRaw.pixels)
   return { shard, test }
 }
 
@@ -688,6 +714,20 @@ async function loadCsv(spec: Extract<DatasetSpec, { kind: 'csv' }>): Promise<Spl
 export function subset(ds: Dataset, indices: ArrayLike<number>): Dataset {
   const size = prod(ds.exampleShape)
   const n = indices.length
+  if (ds.pixels !== undefined && ds.targets === undefined && ds.optimum === undefined) {
+    // a data set kept as bytes stays bytes
+    const pixels = new Uint8Array(n * size)
+    const y = new Int32Array(n)
+    for (let i = 0; i < n; i++) {
+      const e = indices[i]!
+      if (!Number.isInteger(e) || e < 0 || e >= ds.n) {
+        throw new InvalidConfigError(`indices[${i}]`, `${e} is not an example index of ${ds.name} (0..${ds.n - 1})`)
+      }
+      pixels.set(ds.pixels.subarray(e * size, (e + 1) * size), i * size)
+      y[i] = ds.y[e]!
+    }
+    return byteDataset({ name: ds.name, y, n, exampleShape: [...ds.exampleShape], numClasses: ds.numClasses }, pixels)
+  }
   const x = new Float32Array(n * size)
   const y = new Int32Array(n)
   for (let i = 0; i < n; i++) {
@@ -709,6 +749,9 @@ export function subset(ds: Dataset, indices: ArrayLike<number>): Dataset {
 export function flipLabels(ds: Dataset): Dataset {
   const y = new Int32Array(ds.n)
   for (let i = 0; i < ds.n; i++) y[i] = ds.numClasses - 1 - ds.y[i]!
+  if (ds.pixels !== undefined && ds.targets === undefined && ds.optimum === undefined) {
+    return byteDataset({ name: `${ds.name} (labels flipped)`, y, n: ds.n, exampleShape: [...ds.exampleShape], numClasses: ds.numClasses }, ds.pixels)
+  }
   const out: Dataset = { ...ds, name: `${ds.name} (labels flipped)`, y, exampleShape: [...ds.exampleShape] }
   if (ds.targets !== undefined) out.targets = ds.targets.map((t) => -t)
   return out

@@ -214,8 +214,9 @@ export function validateLearnerOptions(opts: LearnerOptions): void {
   if (train.numClasses > opts.numClasses) {
     throw new InvalidConfigError('numClasses', `the data has ${train.numClasses} classes but the model only ${opts.numClasses}`)
   }
-  if (train.x.length !== train.n * prod(train.exampleShape) || train.y.length !== train.n) {
-    throw new InvalidConfigError('train', `inconsistent data set: n = ${train.n}, ${train.x.length} values, ${train.y.length} labels`)
+  const values = (train.pixels ?? train.x).length
+  if (values !== train.n * prod(train.exampleShape) || train.y.length !== train.n) {
+    throw new InvalidConfigError('train', `inconsistent data set: n = ${train.n}, ${values} values, ${train.y.length} labels`)
   }
   for (let i = 0; i < train.n; i++) {
     const y = train.y[i]!
@@ -384,9 +385,17 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
   const batchData = (ds: Dataset, count: number, indexAt: (i: number) => number) => {
     const xs = new Float32Array(count * exampleSize)
     const ys = new Int32Array(count)
+    const pixels = ds.pixels
     for (let i = 0; i < count; i++) {
       const e = indexAt(i)
-      xs.set(ds.x.subarray(e * exampleSize, (e + 1) * exampleSize), i * exampleSize)
+      if (pixels !== undefined) {
+        // kept as bytes (byteDataset): x = pixels / 255, as pixelsToFloat makes it
+        const from = e * exampleSize
+        const to = i * exampleSize
+        for (let j = 0; j < exampleSize; j++) xs[to + j] = pixels[from + j]! / 255
+      } else {
+        xs.set(ds.x.subarray(e * exampleSize, (e + 1) * exampleSize), i * exampleSize)
+      }
       ys[i] = ds.y[e]!
     }
     return { xs, ys }
@@ -428,11 +437,12 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
   const KH = pre === undefined ? undefined : new Float64Array(d * d)
   if (pre !== undefined && !isLogreg) {
     const h = H!
+    const tx = train.x
     for (let i = 0; i < train.n; i++) {
       const row = i * d
       for (let a = 0; a < d; a++) {
-        const xa = train.x[row + a]!
-        for (let b = 0; b <= a; b++) h[a * d + b]! += xa * train.x[row + b]!
+        const xa = tx[row + a]!
+        for (let b = 0; b <= a; b++) h[a * d + b]! += xa * tx[row + b]!
       }
     }
     for (let a = 0; a < d; a++) {

@@ -506,9 +506,13 @@ export class RoundEngine extends EventTarget {
     }
   }
 
-  /** payload → model in the swarm's encoding (through the shared cache when there is one) */
-  private decode(bytes: Uint8Array, key?: string): DecodedModel {
-    return this.opts.decode !== undefined ? this.opts.decode(bytes, this.learner.dim, key, this.encoding) : decodeModel(bytes, this.learner.dim, this.encoding)
+  /**
+   * payload → model in the swarm's encoding (through the shared cache when there is one).
+   * `view`: the bytes are a certified delivery's, never written afterwards and held by the
+   * broadcast for as long as the model is: a float32 model may be read in place (no copy).
+   */
+  private decode(bytes: Uint8Array, key?: string, view = false): DecodedModel {
+    return this.opts.decode !== undefined ? this.opts.decode(bytes, this.learner.dim, key, this.encoding) : decodeModel(bytes, this.learner.dim, this.encoding, { view })
   }
 
   private reject(reason: string, detail: Record<string, unknown>): void {
@@ -543,7 +547,7 @@ export class RoundEngine extends EventTarget {
     if (!this.memberIndex.has(d.sender)) return
     const h = this.heldFor(d.round)
     if (h.has(d.sender)) return
-    const decoded = this.decode(d.payload, `${d.round}/${d.sender}/${Buffer.from(d.hash).toString('base64')}`)
+    const decoded = this.decode(d.payload, `${d.round}/${d.sender}/${Buffer.from(d.hash).toString('base64')}`, true)
     if ('problem' in decoded) {
       h.set(d.sender, { invalid: true })
       this.reject(decoded.problem, { round: d.round, sender: d.sender, bytes: d.payload.byteLength, expected: encodedBytes(this.learner.dim, this.encoding) })

@@ -97,14 +97,18 @@ export function encodeModel(theta: Float32Array, encoding: ModelEncoding = 'floa
 
 /**
  * bytes → θ of exactly `dim` finite entries, or the reason it is not one. The result never
- * aliases `bytes` (the caller may keep it after the broadcast reuses its buffers).
+ * aliases `bytes` (the caller may keep it after the broadcast reuses its buffers) unless
+ * `opts.view`: then a float32 payload on a little-endian host whose bytes start 4-byte aligned
+ * is read in place (a `Float32Array` over the same memory, no copy) — for bytes that nothing
+ * writes afterwards and that are held anyway (certified deliveries: the broadcast keeps them for
+ * FETCH/PULL), so a member holds each model of a round once instead of twice (payload + copy).
  */
-export function decodeModel(bytes: Uint8Array, dim: number, encoding: ModelEncoding = 'float32'): DecodedModel {
+export function decodeModel(bytes: Uint8Array, dim: number, encoding: ModelEncoding = 'float32', opts: { view?: boolean } = {}): DecodedModel {
   if (bytes.byteLength !== encodedBytes(dim, encoding)) return { problem: 'bad-length' }
   let model: Float32Array | PayloadProblem
   switch (encoding) {
     case 'float32':
-      model = decodeFloat32(bytes, dim)
+      model = opts.view === true && littleEndianHost && bytes.byteOffset % 4 === 0 ? new Float32Array(bytes.buffer, bytes.byteOffset, dim) : decodeFloat32(bytes, dim)
       break
     case 'float16':
       model = decodeFloat16(bytes, dim)

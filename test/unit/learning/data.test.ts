@@ -4,10 +4,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { AbortError, InvalidConfigError } from '../../../src/errors.ts'
-import type { DatasetSpec } from '../../../src/learning/index.ts'
+import type { Dataset, DatasetSpec } from '../../../src/learning/index.ts'
 import { CorruptDatasetError, clearDatasetCache, DatasetNotFoundError, flipLabels, labelHistogram, loadDataset, loadShard, partition, readIdx, subset } from '../../../src/learning/index.ts'
 
 /** An IDX ubyte file: header for `dims`, then `data` (which may deliberately disagree). */
+/** A data set as plain float32 fields (a byte data set's x made from its pixels), for comparisons. */
+const asFloat = (ds: Dataset): Dataset => ({ name: ds.name, x: ds.x, y: ds.y, n: ds.n, exampleShape: ds.exampleShape, numClasses: ds.numClasses })
+
 function idx(dims: number[], data: Uint8Array, magic = [0, 0, 0x08, dims.length]): Uint8Array {
   const header = new Uint8Array(4 + 4 * dims.length)
   header.set(magic)
@@ -91,15 +94,17 @@ describe('data sets', () => {
     const lean = await loadShard({ kind: 'mnist' }, pick)
     const train = await loadDataset({ kind: 'mnist' }, 'train')
     const test = await loadDataset({ kind: 'mnist' }, 'test')
-    // the lean path read the files itself: its test split is not the cached one's arrays
+    // the lean path read the files itself and keeps shard and test split as bytes (x = pixels / 255)
+    assert.ok(lean.shard.pixels instanceof Uint8Array && lean.test.pixels instanceof Uint8Array)
+    assert.equal(lean.test.pixels.byteLength, 10_000 * 784)
+    assert.deepEqual(asFloat(lean.shard), subset(train, pick(train.y, 10)))
+    assert.deepEqual(asFloat(lean.test), test)
     assert.notEqual(lean.test.x, test.x)
-    assert.deepEqual(lean.shard, subset(train, pick(train.y, 10)))
-    assert.deepEqual(lean.test, test)
     assert.ok(lean.shard.n > 0 && lean.shard.n < train.n)
     // now that the whole set is cached, loadShard takes it from there (same test arrays)
     const cached = await loadShard({ kind: 'mnist' }, pick)
     assert.equal(cached.test.x, test.x)
-    assert.deepEqual(cached.shard, lean.shard)
+    assert.deepEqual(cached.shard, asFloat(lean.shard))
   })
 
   it('loadShard on IDX files: classes from both splits, the shape check, and indices out of range refused', async () => {
@@ -117,9 +122,18 @@ describe('data sets', () => {
     assert.equal(shard.numClasses, 5)
     assert.equal(test.numClasses, 5)
     assert.deepEqual(Array.from(shard.y), [1, 2])
+    assert.deepEqual(Array.from(shard.pixels!), [5, 6, 7, 8, 0, 255, 51, 102])
     assert.deepEqual(Array.from(shard.x), [5, 6, 7, 8, 0, 255, 51, 102].map((v) => Math.fround(v / 255)))
+    assert.deepEqual(Array.from(test.pixels!), [9, 9, 9, 9])
+    // subset and flipLabels of a byte data set stay bytes, with the same values
+    const sub = subset(shard, [1])
+    assert.deepEqual(Array.from(sub.pixels!), [0, 255, 51, 102])
+    assert.deepEqual(Array.from(sub.x), Array.from(shard.x.subarray(4)))
+    const flipped = flipLabels(shard)
+    assert.equal(flipped.pixels, shard.pixels)
+    assert.deepEqual(Array.from(flipped.y), [3, 2])
     clearDatasetCache()
-    assert.deepEqual(shard, subset(await loadDataset(spec, 'train'), [2, 0]))
+    assert.deepEqual(asFloat(shard), subset(await loadDataset(spec, 'train'), [2, 0]))
     clearDatasetCache()
     await assert.rejects(
       loadShard(spec, () => [3]),

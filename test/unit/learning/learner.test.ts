@@ -117,6 +117,27 @@ describe('learner', () => {
     assert.ok(Math.abs(noLambda.halfStep[0]! - halfStep[0]!) > 1e-4)
   })
 
+  it('a data set kept as bytes (pixels) trains and evaluates exactly as its float32 form, without its x ever read', async () => {
+    const pixels = Uint8Array.from({ length: 18 }, (_, i) => (i * 47 + 13) % 256)
+    const float: Dataset = { ...tiny, x: Float32Array.from(pixels, (v) => v / 255) }
+    const bytesOnly = {
+      ...tiny,
+      pixels,
+      get x(): Float32Array {
+        throw new Error('x read')
+      },
+    } as Dataset
+    const theta = Float32Array.from({ length: 12 }, (_, i) => Math.sin(2 * i) * 0.5)
+    const results = []
+    for (const ds of [float, bytesOnly]) {
+      const learner = await createLearner({ ...options({ train: ds, batchSize: 4 }), evalBatchSize: 4 })
+      learner.setParams(theta)
+      const step = await learner.step(3)
+      results.push({ halfStep: Array.from(step.halfStep), loss: step.loss, evaluation: await learner.evaluate(ds), first: await learner.evaluate(ds, { maxExamples: 5 }) })
+    }
+    assert.deepEqual(results[1], results[0])
+  })
+
   it('evaluate returns the accuracy and mean loss of θ on the test set (batched, maxExamples)', async () => {
     const learner = await createLearner({ ...options(), evalBatchSize: 4 })
     const theta = Float32Array.from({ length: 12 }, (_, i) => Math.sin(3 * i) * 0.9)

@@ -179,6 +179,38 @@ describe('model encodings: error bounds on seeded random vectors', () => {
     qs.set(q, 3)
     assert.deepEqual(model(qs.subarray(3), 33, 'int8'), model(q, 33, 'int8'))
   })
+
+  it('view: an aligned float32 payload is read in place, anything else is copied as without it', () => {
+    const x = randomVector('view', 33, 1)
+    const bytes = encodeModel(x, 'float32')
+    const viewed = decodeModel(bytes, 33, 'float32', { view: true })
+    assert.ok('model' in viewed)
+    assert.deepEqual(viewed.model, x)
+    assert.equal(viewed.model.buffer, bytes.buffer, 'the same memory, no copy')
+    assert.equal(viewed.model.byteOffset, bytes.byteOffset)
+    // the default never aliases the payload
+    const copied = model(bytes, 33, 'float32')
+    assert.notEqual(copied.buffer, bytes.buffer)
+    // at an offset that is not a multiple of 4 a Float32Array cannot view it: copied
+    const shifted = new Uint8Array(bytes.length + 1)
+    shifted.set(bytes, 1)
+    const odd = decodeModel(shifted.subarray(1), 33, 'float32', { view: true })
+    assert.ok('model' in odd)
+    assert.deepEqual(odd.model, x)
+    assert.notEqual(odd.model.buffer, shifted.buffer)
+    // other encodings decode into fresh memory, view or not
+    for (const enc of ['float16', 'bfloat16', 'int8'] as const) {
+      const p = encodeModel(x, enc)
+      const d = decodeModel(p, 33, enc, { view: true })
+      assert.ok('model' in d)
+      assert.notEqual(d.model.buffer, p.buffer, enc)
+      assert.deepEqual(d.model, model(p, 33, enc))
+    }
+    // a viewed model is checked like a copied one: a non-finite entry is refused
+    const bad = encodeModel(f32([1, Number.NaN, 2]), 'float32')
+    assert.deepEqual(decodeModel(bad, 3, 'float32', { view: true }), { problem: 'non-finite' })
+    assert.deepEqual(decodeModel(bytes.subarray(4), 33, 'float32', { view: true }), { problem: 'bad-length' })
+  })
 })
 
 describe('model encodings: hostile payloads', () => {
