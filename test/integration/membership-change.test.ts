@@ -74,7 +74,13 @@ it('adds a member to a running 6-member swarm and removes one: no stall, every m
   // lose that race for a few rounds, so keep running until some founder has aggregated it
   await Promise.any(
     members.slice(0, 5).map((m) => m.waitFor((l) => l.kind === 'report' && l.report.round >= a1 && (l.report.senders?.includes(newId) ?? false), "a round that aggregates the newcomer's model", 120_000)),
-  ).catch(() => assert.fail("no founder aggregated the newcomer's model within 120 s"))
+  ).catch(() => {
+    // what the newcomer and a founder were doing: behind and catching up, stopped, or refused (rejections by reason)
+    const brief = (m: Member) => m.reports.slice(-6).map((r) => ({ round: r.round, epoch: r.epoch, caughtUpFrom: r.caughtUpFrom, senders: r.senders?.length, rejected: Object.fromEntries(Object.entries(r.rejected ?? {}).filter(([, v]) => v > 0)) }))
+    t.diagnostic(`newcomer: exited ${newcomer.child.exitCode ?? newcomer.child.signalCode ?? 'no'}, last reports ${JSON.stringify(brief(newcomer))}, events ${JSON.stringify(newcomer.events.slice(-6))}\n${newcomer.stderr().slice(-3000)}`)
+    t.diagnostic(`node-0: last reports ${JSON.stringify(brief(members[0]!))}\n${members[0]!.stderr().slice(-3000)}`)
+    assert.fail("no founder aggregated the newcomer's model within 120 s")
+  })
   mark("a founder aggregated the newcomer's model")
   const status = await runMonna(['status', '--url', url, '--json'])
   assert.equal(status.code, 0, status.stderr)
