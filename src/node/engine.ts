@@ -710,9 +710,13 @@ export class RoundEngine extends EventTarget {
         // pace (never while behind: a member that the swarm is ahead of must be able to catch up).
         // Rounds start on a grid of the wall clock, so paced members start them together: with a
         // per-member delay instead, a member whose rounds started later (a newcomer, a restarted
-        // member) would keep that phase and never be among anyone's first n − r.
+        // member) would keep that phase and never be among anyone's first n − r. "Behind" includes
+        // one round: when some model of the round about to start is already certified, the swarm
+        // has started it — pacing then (it used to, `newest <= current`) put this member on the
+        // grid one round late for good, below the catch-up lag, its model never among the first
+        // n − r (a joining member in a 6-member swarm, 400 rounds, under CPU load).
         const pace = this.opts.minRoundMs ?? 0
-        if (pace > 0 && this.current < this.opts.rounds && this.port.newestCertifiedRound() <= this.current) {
+        if (pace > 0 && this.current < this.opts.rounds && this.port.newestCertifiedRound() < this.current) {
           const now = Date.now()
           await this.sleep(Math.ceil((now + 1) / pace) * pace - now, signal)
         }

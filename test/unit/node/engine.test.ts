@@ -269,6 +269,39 @@ describe('round engine on the memory hub', () => {
     for (const e of [victim, ...others]) e.dispose()
   })
 
+  it('a paced member one round behind the swarm gets back onto its grid instead of staying one round late for good', async () => {
+    // 5 members (n − f = 4) paced on a 200 ms grid; member-0 starts once the others have completed
+    // round 1: one round behind, below the catch-up lag (2). It must not pace while the swarm has
+    // certified the round it is about to start — pacing then kept it one tick late every round,
+    // its model never among the others' first n − r (seen with a joining member in a process swarm).
+    const { hub, ids } = swarm(5, 1)
+    const pace = 200
+    const rounds = 14
+    const early = ids.slice(1).map((id) => makeEngine(hub, id, { rounds, minRoundMs: pace }))
+    const late = makeEngine(hub, ids[0]!, { rounds, minRoundMs: pace })
+    // the tick of the wall-clock grid each member completed each round in
+    const tickOf = new Map<RoundEngine, Map<number, number>>()
+    for (const e of [late, ...early]) {
+      const ticks = new Map<number, number>()
+      tickOf.set(e, ticks)
+      e.addEventListener('round', (ev) => ticks.set((ev as CustomEvent<RoundReport>).detail.round, Math.floor(Date.now() / pace)))
+    }
+    const running = early.map((e) => e.run())
+    await once<RoundReport>(early[0]!, 'round', (r) => r.round >= 1)
+    const [mine] = await Promise.all([late.run(), ...running])
+    assert.equal(mine!.at(-1)!.round, rounds - 1)
+    assert.deepEqual(mine!.filter((r) => r.caughtUpFrom !== undefined), [], 'one round behind: no catch-up')
+    // from round 6 on, the late member completes each round in the tick the others complete it in
+    // (one tick later in every round before the fix); a loaded machine may push a round past a tick
+    let inStep = 0
+    for (let t = 6; t < rounds; t++) {
+      const others = early.map((e) => tickOf.get(e)!.get(t)!).sort((a, b) => a - b)
+      if (tickOf.get(late)!.get(t) === others[1]) inStep++
+    }
+    assert.ok(inStep >= 5, `in step with the others in ${inStep} of ${rounds - 6} rounds`)
+    for (const e of [late, ...early]) e.dispose()
+  })
+
   it('resumes from a snapshot: round, θ, momentum and RNG state', async () => {
     const { hub, ids } = swarm(4, 1)
     const a = ids.map((id) => makeEngine(hub, id, { rounds: 3 }))
