@@ -181,19 +181,7 @@ export async function loadShard(
   }
   const numClasses = spec.kind === 'mnist' ? 10 : Math.max(2, maxOf(train.y) + 1, maxOf(testRaw.y) + 1)
   const name = spec.kind === 'mnist' ? 'mnist/train' : `idx:${spec.trainImages}`
-  const indices = pick(train.y, numClasses)
-  const n = indices.length
-  const y = new Int32Array(n)
-  for (let i = 0; i < n; i++) {
-    const e = indices[i]!
-    if (!Number.isInteger(e) || e < 0 || e >= train.n) {
-      throw new InvalidConfigError(`indices[${i}]`, `${e} is not an example index of ${name} (0..${train.n - 1})`)
-    }
-    y[i] = train.y[e]!
-  }
-  const pixels = new Uint8Array(n * size)
-  for (let i = 0; i < n; i++) pixels.set(train.pixels.subarray(indices[i]! * size, (indices[i]! + 1) * size), i * size)
-  const shard = byteDataset({ name, y, n, exampleShape: [...train.exampleShape], numClasses }, pixels)
+  const shard = subset(byteDataset({ name, y: train.y, n: train.n, exampleShape: train.exampleShape, numClasses }, train.pixels), pick(train.y, numClasses))
   const test = byteDataset({ name: spec.kind === 'mnist' ? 'mnist/test' : `idx:${spec.testImages}`, y: testRaw.y, n: testRaw.n, exampleShape: testRaw.exampleShape, numClasses }, testRaw.pixels)
   return { shard, test }
 }
@@ -714,30 +702,21 @@ async function loadCsv(spec: Extract<DatasetSpec, { kind: 'csv' }>): Promise<Spl
 export function subset(ds: Dataset, indices: ArrayLike<number>): Dataset {
   const size = prod(ds.exampleShape)
   const n = indices.length
-  if (ds.pixels !== undefined && ds.targets === undefined && ds.optimum === undefined) {
-    // a data set kept as bytes stays bytes
-    const pixels = new Uint8Array(n * size)
-    const y = new Int32Array(n)
-    for (let i = 0; i < n; i++) {
-      const e = indices[i]!
-      if (!Number.isInteger(e) || e < 0 || e >= ds.n) {
-        throw new InvalidConfigError(`indices[${i}]`, `${e} is not an example index of ${ds.name} (0..${ds.n - 1})`)
-      }
-      pixels.set(ds.pixels.subarray(e * size, (e + 1) * size), i * size)
-      y[i] = ds.y[e]!
-    }
-    return byteDataset({ name: ds.name, y, n, exampleShape: [...ds.exampleShape], numClasses: ds.numClasses }, pixels)
-  }
-  const x = new Float32Array(n * size)
+  // a data set kept as bytes stays bytes (unless it carries regression targets or θ*)
+  const bytes = ds.pixels !== undefined && ds.targets === undefined && ds.optimum === undefined
+  const from: Uint8Array | Float32Array = bytes ? ds.pixels! : ds.x
+  const to = bytes ? new Uint8Array(n * size) : new Float32Array(n * size)
   const y = new Int32Array(n)
   for (let i = 0; i < n; i++) {
     const e = indices[i]!
     if (!Number.isInteger(e) || e < 0 || e >= ds.n) {
       throw new InvalidConfigError(`indices[${i}]`, `${e} is not an example index of ${ds.name} (0..${ds.n - 1})`)
     }
-    x.set(ds.x.subarray(e * size, (e + 1) * size), i * size)
+    to.set(from.subarray(e * size, (e + 1) * size), i * size)
     y[i] = ds.y[e]!
   }
+  if (bytes) return byteDataset({ name: ds.name, y, n, exampleShape: [...ds.exampleShape], numClasses: ds.numClasses }, to as Uint8Array)
+  const x = to as Float32Array
   const out: Dataset = { name: ds.name, x, y, n, exampleShape: [...ds.exampleShape], numClasses: ds.numClasses }
   if (ds.targets !== undefined) out.targets = Float32Array.from(indices, (e) => ds.targets![e]!)
   // θ* of the whole split is kept: the distance a member reports is to the swarm's common target
