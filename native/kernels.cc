@@ -1405,6 +1405,155 @@ void pairwise(const float* const* in, int k, long d, double* D, double* sums = n
     }
 }
 
+// ---- squared distances from one vector to each input (nna, ce) -----------------------------
+// out[i] = ‖in[i] − v‖², with pairwise's numerics (float lanes over runs of DIST_RUN coordinates,
+// runs summed in double; a square that overflows float gives +∞). One pass over the inputs, in
+// place: no copy into a work space (the wasm kernel's way, which copied every input block).
+
+void distancesToPortable(const float* const* in, int k, const float* v, long s, long e, double* out) {
+  for (int i = 0; i < k; i++) {
+    const float* x = in[i];
+    double acc = 0;
+    for (long r = s; r < e; r += DIST_RUN) {
+      const long re = std::min(e, r + DIST_RUN);
+      float run = 0.f;
+      for (long c = r; c < re; c++) {
+        const float t = x[c] - v[c];
+        run += t * t;
+      }
+      acc += run;
+    }
+    out[i] += acc;
+  }
+}
+
+#if MONNA_X86
+__attribute__((target("avx2,fma"))) void distancesToAvx2(const float* const* in, int k, const float* v, long s, long e, double* out) {
+  for (int i = 0; i < k; i++) {
+    const float* x = in[i];
+    double acc = 0;
+    for (long r = s; r < e; r += DIST_RUN) {
+      const long re = std::min(e, r + DIST_RUN);
+      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+      long c = r;
+      for (; c + 16 <= re; c += 16) {
+        const __m256 t0 = _mm256_sub_ps(_mm256_loadu_ps(x + c), _mm256_loadu_ps(v + c));
+        const __m256 t1 = _mm256_sub_ps(_mm256_loadu_ps(x + c + 8), _mm256_loadu_ps(v + c + 8));
+        a0 = _mm256_fmadd_ps(t0, t0, a0);
+        a1 = _mm256_fmadd_ps(t1, t1, a1);
+      }
+      float run = (float)hsum8(_mm256_add_ps(a0, a1));
+      for (; c < re; c++) {
+        const float t = x[c] - v[c];
+        run += t * t;
+      }
+      acc += run;
+    }
+    out[i] += acc;
+  }
+}
+#endif
+
+// over [0, d), coordinate chunks over the pool's threads (each with its own partial sums)
+void distancesTo(const float* const* in, int k, const float* v, long d, double* out) {
+  const long blocks = (d + DIST_BLOCK - 1) / DIST_BLOCK;
+  const int tasks = (int)std::min<long>(blocks, 4L * pool.threads());
+  for (int i = 0; i < k; i++) out[i] = 0;
+  if (tasks == 0) return;
+  std::vector<double> partial((size_t)tasks * k, 0.0);
+  pool.run(tasks, [&](int t) {
+    double* P = partial.data() + (size_t)t * k;
+    for (long b = blocks * t / tasks; b < blocks * (t + 1) / tasks; b++) {
+      const long s = b * DIST_BLOCK, e = std::min(d, s + DIST_BLOCK);
+#if MONNA_X86
+      if (useAvx2()) {
+        distancesToAvx2(in, k, v, s, e, P);
+        continue;
+      }
+#endif
+      distancesToPortable(in, k, v, s, e, P);
+    }
+  });
+  for (int t = 0; t < tasks; t++)
+    for (int i = 0; i < k; i++) out[i] += partial[(size_t)t * k + i];
+}
+
+// ---- the plain mean ------------------------------------------------------------------------
+// out[c] = (float)((x_0[c] + x_1[c] + … + x_{k−1}[c]) · inv), summed in double in input order,
+// grouped as the JS kernel (weightedMean) groups them — the same bits —, block by block: a block's
+// double accumulator stays in L1 while the inputs stream through it. Returns whether every
+// output is finite (a non-finite input makes its coordinates non-finite).
+
+constexpr long MEAN_BLOCK = 1024;
+
+bool meanPortable(const float* const* in, int k, double inv, float* out, long c0, long c1) {
+  bool finite = true;
+  for (long c = c0; c < c1; c++) {
+    double a = 0;
+    int i = 0;
+    for (; i + 4 <= k; i += 4) a += (double)in[i][c] + (double)in[i + 1][c] + (double)in[i + 2][c] + (double)in[i + 3][c];
+    for (; i < k; i++) a += in[i][c];
+    out[c] = (float)(a * inv);
+    if (!std::isfinite(out[c])) finite = false;
+  }
+  return finite;
+}
+
+#if MONNA_X86
+__attribute__((target("avx2,fma"))) bool meanAvx2(const float* const* in, int k, double inv, float* out, long c0, long c1) {
+  const long n4 = (c1 - c0) / 4 * 4;
+  alignas(32) double acc[MEAN_BLOCK];
+  for (long c = 0; c < n4; c += 4) _mm256_store_pd(acc + c, _mm256_setzero_pd());
+  int i = 0;
+  // four inputs per pass over the accumulator: acc += ((x0 + x1) + x2) + x3, as the JS kernel
+  for (; i + 4 <= k; i += 4) {
+    const float *x0 = in[i] + c0, *x1 = in[i + 1] + c0, *x2 = in[i + 2] + c0, *x3 = in[i + 3] + c0;
+    for (long c = 0; c < n4; c += 4) {
+      __m256d t = _mm256_cvtps_pd(_mm_loadu_ps(x0 + c));
+      t = _mm256_add_pd(t, _mm256_cvtps_pd(_mm_loadu_ps(x1 + c)));
+      t = _mm256_add_pd(t, _mm256_cvtps_pd(_mm_loadu_ps(x2 + c)));
+      t = _mm256_add_pd(t, _mm256_cvtps_pd(_mm_loadu_ps(x3 + c)));
+      _mm256_store_pd(acc + c, _mm256_add_pd(_mm256_load_pd(acc + c), t));
+    }
+  }
+  for (; i < k; i++) {
+    const float* x = in[i] + c0;
+    for (long c = 0; c < n4; c += 4) _mm256_store_pd(acc + c, _mm256_add_pd(_mm256_load_pd(acc + c), _mm256_cvtps_pd(_mm_loadu_ps(x + c))));
+  }
+  const __m256d s = _mm256_set1_pd(inv);
+  __m128 bad = _mm_setzero_ps();  // x · 0 is 0 for finite x, NaN otherwise
+  for (long c = 0; c < n4; c += 4) {
+    const __m128 v = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_load_pd(acc + c), s));
+    _mm_storeu_ps(out + c0 + c, v);
+    bad = _mm_add_ps(bad, _mm_mul_ps(v, _mm_setzero_ps()));
+  }
+  alignas(16) float b[4];
+  _mm_store_ps(b, bad);
+  const bool finite = b[0] == 0.f && b[1] == 0.f && b[2] == 0.f && b[3] == 0.f;
+  return meanPortable(in, k, inv, out, c0 + n4, c1) && finite;
+}
+#endif
+
+bool mean(const float* const* in, int k, double inv, float* out, long d) {
+  const long blocks = (d + MEAN_BLOCK - 1) / MEAN_BLOCK;
+  const int tasks = (int)std::min<long>(blocks, 4L * pool.threads());
+  if (tasks == 0) return true;
+  std::vector<char> ok((size_t)tasks, 1);
+  pool.run(tasks, [&](int t) {
+    for (long b = blocks * t / tasks; b < blocks * (t + 1) / tasks; b++) {
+      const long s = b * MEAN_BLOCK, e = std::min(d, s + MEAN_BLOCK);
+#if MONNA_X86
+      if (useAvx2()) {
+        if (!meanAvx2(in, k, inv, out, s, e)) ok[(size_t)t] = 0;
+        continue;
+      }
+#endif
+      if (!meanPortable(in, k, inv, out, s, e)) ok[(size_t)t] = 0;
+    }
+  });
+  return std::all_of(ok.begin(), ok.end(), [](char c) { return c != 0; });
+}
+
 // ---- mean of the inputs kept, from the column sums -----------------------------------------
 // out[c] = (float)((sums[c] − x_{e_0}[c] − … − x_{e_{n−1}}[c]) · scale): the mean of the inputs
 // left after excluding e_0.., from all inputs' sums (pairwise's), reading only the excluded
@@ -1979,6 +2128,42 @@ napi_value PairwiseFn(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// mean(inputs: Float32Array[], out: Float32Array (the inputs' length)) -> finite
+napi_value MeanFn(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  std::vector<const float*> in;
+  size_t d = 0;
+  if (!argsWithInputs(env, info, argv, &in, &d)) return nullptr;
+  float* out;
+  if (!floatsOf(env, argv[1], (long)d, "mean: out is shorter than the inputs", &out)) return nullptr;
+  const bool finite = mean(in.data(), (int)in.size(), 1.0 / (double)in.size(), out, (long)d);
+  napi_value r;
+  napi_get_boolean(env, finite, &r);
+  return r;
+}
+
+// distancesTo(inputs: Float32Array[], v: Float32Array (the inputs' length), out: Float64Array (k))
+napi_value DistancesToFn(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  std::vector<const float*> in;
+  size_t d = 0;
+  if (!argsWithInputs(env, info, argv, &in, &d)) return nullptr;
+  float* v;
+  size_t vn = 0;
+  if (!floats(env, argv[1], &v, &vn)) return nullptr;
+  if (vn != d) {
+    napi_throw_range_error(env, nullptr, "distancesTo: v must have the inputs' length");
+    return nullptr;
+  }
+  double* out;
+  size_t n = 0;
+  if (!typedArray(env, argv[2], napi_float64_array, "distancesTo: out must be a Float64Array", &out, &n)) return nullptr;
+  const int k = (int)in.size();
+  if (!fits(env, n, k, "distancesTo: out is shorter than the inputs")) return nullptr;
+  distancesTo(in.data(), k, v, (long)d, out);
+  return nullptr;
+}
+
 // the data of a typed array of type `want` with at least `need` elements; else false, with a
 // RangeError saying `what`
 template <typename T>
@@ -2224,6 +2409,8 @@ NAPI_MODULE_INIT() {
       {"maxPoolGrad", nullptr, MaxPoolGradFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"sortedReduce", nullptr, SortedReduceFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"pairwise", nullptr, PairwiseFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"mean", nullptr, MeanFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"distancesTo", nullptr, DistancesToFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"pairwiseSums", nullptr, PairwiseSumsFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"keptMean", nullptr, KeptMeanFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"nnmRows", nullptr, NnmRowsFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

@@ -80,6 +80,16 @@ export function pairwiseNative(inputs: readonly Float32Array[]): Float64Array | 
   return D
 }
 
+/** Squared distances from `v` to each input on the native kernels, or null when they are not loaded (or k > 128). */
+export function distancesToNative(inputs: readonly Float32Array[], v: Float32Array): Float64Array | null {
+  const N = nativeKernels()
+  const k = inputs.length
+  if (N === undefined || typeof N.distancesTo !== 'function' || k > 128) return null
+  const out = new Float64Array(k)
+  N.distancesTo(inputs, v, out)
+  return out
+}
+
 /** Column sums and magnitudes of the inputs, computed with their distances (rules.ts `Shared`). */
 export interface ColumnSums {
   /** sums[c] = Σ_i inputs[i][c], in Float64 */

@@ -3,6 +3,7 @@
  * in-place selection on small Float64 scratch buffers. Everything here works on plain typed
  * arrays, allocates nothing per coordinate, and accumulates in Float64.
  */
+import { nativeKernels } from '../compute/native.ts'
 import { DimensionMismatchError, NonFiniteInputError } from './errors.ts'
 
 /** Coordinates processed per block: a k × BLOCK slice of the inputs stays in L2 cache. */
@@ -65,6 +66,9 @@ export function weightedMean(inputs: readonly Float32Array[], out: Float32Array,
   }
   const k = xs.length
   const inv = 1 / total
+  // the native kernel, when loaded, for the unweighted case (the same bits, ≈ 3× less time: nna's mean)
+  const N = unit && k >= 1 && k <= 128 ? nativeKernels() : undefined
+  if (N !== undefined && typeof N.mean === 'function') return N.mean(xs, out)
   const acc = new Float64Array(Math.min(BLOCK, d))
   let finite = true
   for (let s = 0; s < d; s += BLOCK) {

@@ -6,7 +6,7 @@
  */
 import { type ColumnReducer, meamedColumn, meanColumn, medianColumn, trimmedMeanColumn } from './coordinatewise.ts'
 import { MissingContextError, TooManySubsetsError } from './errors.ts'
-import { type ColumnSums, distancesToSimd, keptMeanNative, nnmSortedNative, nnmSortedSimd, nnmVectorsNative, nnmVectorsSimd, pairwiseNative, pairwiseSimd, pairwiseSumsNative, sortedNative, sortedSimd } from './fast.ts'
+import { type ColumnSums, distancesToNative, distancesToSimd, keptMeanNative, nnmSortedNative, nnmSortedSimd, nnmVectorsNative, nnmVectorsSimd, pairwiseNative, pairwiseSimd, pairwiseSumsNative, sortedNative, sortedSimd } from './fast.ts'
 import {
   allFinite,
   assertFinite,
@@ -58,7 +58,7 @@ function distancesExact(inputs: readonly Float32Array[], v: Float32Array): Float
 
 /** Squared distances of every input to v (SIMD when available); throws on non-finite inputs or v. */
 function distancesChecked(rule: string, inputs: readonly Float32Array[], v: Float32Array, reference?: Float32Array): Float64Array {
-  let dist = distancesToSimd(inputs, v) ?? distancesTo(inputs, v)
+  let dist = distancesToNative(inputs, v) ?? distancesToSimd(inputs, v) ?? distancesTo(inputs, v)
   if (inputs.length === 1 || !allFinite(dist)) {
     assertFinite(rule, inputs, reference)
     dist = distancesTo(inputs, v)

@@ -242,10 +242,11 @@ export function knownPayload(parts: Iterable<Uint8Array>, length: number, hash: 
  * read only) — so it is known to hash to `hash` and becomes the process's checked payload of
  * that hash. Members of one process then receive views of these very bytes (the memory
  * transport does not copy), which `knownPayload` recognises without comparing, hashing or
- * joining them. Returns the copy and its hash.
+ * joining them. Returns the copy and its hash. `copy: false`: the caller hands `payload` over
+ * (it never writes it afterwards) and it is used as it is.
  */
-export function ownPayload(payload: Uint8Array): { payload: Uint8Array; hash: Uint8Array } {
-  const copy = Uint8Array.from(payload)
+export function ownPayload(payload: Uint8Array, opts: { copy?: boolean } = {}): { payload: Uint8Array; hash: Uint8Array } {
+  const copy = opts.copy === false ? payload : Uint8Array.from(payload)
   const hash = hashPayload(copy)
   const key = toHex(hash)
   const known = checkedPayloads.get(key)?.deref()

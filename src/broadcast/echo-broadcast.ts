@@ -256,7 +256,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
 
   // ------------------------------------------------------------------ public API
 
-  async broadcast(round: number, payload: Uint8Array, opts: { signal?: AbortSignal } = {}): Promise<void> {
+  async broadcast(round: number, payload: Uint8Array, opts: { signal?: AbortSignal; handOver?: boolean } = {}): Promise<void> {
     if (this.stopped) throw new BroadcastStoppedError()
     validateRound(round, 'round')
     if (round < this.store.floor) throw new RoundOutOfWindowError(round, this.store.floor)

@@ -56,11 +56,11 @@ export class Sender {
   }
 
   /** Broadcasts our payload of `round` (checked by the caller); resolves once certified and delivered here. */
-  async broadcast(round: number, payload: Uint8Array, opts: { signal?: AbortSignal }): Promise<void> {
+  async broadcast(round: number, payload: Uint8Array, opts: { signal?: AbortSignal; handOver?: boolean }): Promise<void> {
     const { store, peerId } = this.ctx
     if (this.own.has(round) || store.get(peerId, round)?.sendHash !== undefined) throw new AlreadyBroadcastError(round)
-    // our copy, hashed here: what every member's stream carries (see ownPayload)
-    const owned = ownPayload(payload)
+    // our copy (or the caller's, handed over), hashed here: what every member's stream carries (see ownPayload)
+    const owned = ownPayload(payload, { copy: opts.handOver !== true })
     const hash = owned.hash
     payload = owned.payload
     const before = store.rememberedHash(peerId, round)

@@ -57,7 +57,8 @@ export interface EchoBroadcastEvents {
 }
 
 export interface EchoBroadcast extends EventTarget {
-  broadcast(round: number, payload: Uint8Array, opts?: { signal?: AbortSignal }): Promise<void>
+  /** `handOver`: the caller never writes `payload` afterwards, so the broadcast keeps it rather than a copy */
+  broadcast(round: number, payload: Uint8Array, opts?: { signal?: AbortSignal; handOver?: boolean }): Promise<void>
   delivered(round: number): Delivery[]
   setFloor(round: number): void
   /**

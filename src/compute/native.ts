@@ -68,6 +68,17 @@ export interface NativeKernels {
    */
   pairwise(inputs: readonly Float32Array[], D: Float64Array): void
   /**
+   * out[i] = ‖inputs[i] − v‖² for k ≤ 128 equal-length inputs, with pairwise's numerics, read in
+   * place (no copy). Uses the GEMM's threads.
+   */
+  distancesTo(inputs: readonly Float32Array[], v: Float32Array, out: Float64Array): void
+  /**
+   * out = the plain mean of k ≤ 128 equal-length inputs, summed in double in input order exactly
+   * as the JS kernel (kernels.ts weightedMean) sums them — the same bits. Returns whether every
+   * output is finite. Uses the GEMM's threads.
+   */
+  mean(inputs: readonly Float32Array[], out: Float32Array): boolean
+  /**
    * As pairwise, and in the same pass (each block of coordinates still in cache) the column
    * sums sums[c] = Σ_i x_i[c] (in double, in input order) and maxAbs[i] = max_c |x_i[c]|.
    */

@@ -68,9 +68,12 @@ export interface LearnerPort {
   getParams(): Float32Array
   setParams(theta: Float32Array): void
   getMomentum(): Float32Array
+  /** getMomentum into `into` (length dim), without a fresh buffer; optional */
+  copyMomentum?(into: Float32Array): void
   setMomentum(m: Float32Array): void
   getRngState(): unknown
   setRngState(s: unknown): void
+  /** `halfStep` is handed over: the learner never writes it afterwards (it may become the payload's bytes) */
   step(round: number): Promise<{ halfStep: Float32Array; loss: number; gradNorm?: number }>
 }
 
@@ -206,7 +209,7 @@ export interface EpochView {
 
 export interface RoundEngineOptions {
   /** payload → model decoder (default `decodeModel`; in-process swarms share a `createDecodeCache()`) */
-  decode?: (bytes: Uint8Array, dim: number, key?: string, encoding?: ModelEncoding) => DecodedModel
+  decode?: (bytes: Uint8Array, dim: number, key?: string, encoding?: ModelEncoding, view?: boolean) => DecodedModel
   /** the swarm's model encoding on the wire (default float32; src/node/payload.ts) */
   encoding?: ModelEncoding
   self: string
@@ -417,6 +420,7 @@ export class RoundEngine extends EventTarget {
   private readonly rejectedHere: Record<string, number> = {}
   private readonly wakers = new Set<() => void>()
   private snap: EngineSnapshot
+  private momentumBuf: Float32Array | undefined
   private readonly timers = new Set<ReturnType<typeof setTimeout>>()
   private readonly onDeliver = (e: Event): void => this.handleDelivery((e as CustomEvent<Delivery>).detail)
   private readonly onSend = (e: Event): void => this.handleSend((e as CustomEvent<SendSeen>).detail)
@@ -489,9 +493,22 @@ export class RoundEngine extends EventTarget {
     return this.current
   }
 
-  /** State after the last completed round (what a checkpoint holds). */
+  /** State after the last completed round (what a checkpoint holds); the caller's to keep. */
   snapshot(): EngineSnapshot {
-    return this.snap
+    // the momentum is the engine's own buffer, rewritten every round: a copy (params never are)
+    return { ...this.snap, momentum: this.snap.momentum.slice() }
+  }
+
+  /**
+   * The learner's momentum, in one buffer the engine reuses round after round when the learner
+   * can copy into it (a fresh d-length array per member and round made a quarter of an
+   * in-process swarm's garbage: every 64 MB of new array buffers starts a full garbage collection).
+   */
+  private momentumNow(): Float32Array {
+    if (this.learner.copyMomentum === undefined) return this.learner.getMomentum()
+    this.momentumBuf ??= new Float32Array(this.learner.dim)
+    this.learner.copyMomentum(this.momentumBuf)
+    return this.momentumBuf
   }
 
   /** `params`: θ as the learner now holds it, when the caller has it already (never written to afterwards) */
@@ -499,7 +516,7 @@ export class RoundEngine extends EventTarget {
     return {
       round,
       params: params ?? this.learner.getParams(),
-      momentum: this.learner.getMomentum(),
+      momentum: this.momentumNow(),
       learnerRng: this.learner.getRngState(),
       engineRng: this.rng.getState(),
       privacySteps: this.opts.privacy?.accountant.steps ?? 0,
@@ -512,7 +529,7 @@ export class RoundEngine extends EventTarget {
    * broadcast for as long as the model is: a float32 model may be read in place (no copy).
    */
   private decode(bytes: Uint8Array, key?: string, view = false): DecodedModel {
-    return this.opts.decode !== undefined ? this.opts.decode(bytes, this.learner.dim, key, this.encoding) : decodeModel(bytes, this.learner.dim, this.encoding, { view })
+    return this.opts.decode !== undefined ? this.opts.decode(bytes, this.learner.dim, key, this.encoding, view) : decodeModel(bytes, this.learner.dim, this.encoding, { view })
   }
 
   private reject(reason: string, detail: Record<string, unknown>): void {
@@ -744,13 +761,14 @@ export class RoundEngine extends EventTarget {
     if (behaviour === undefined) {
       const bad = firstNonFinite(halfStep)
       if (bad >= 0) throw new ModelDivergedError(t, bad, halfStep[bad]!)
-      const payload = encodeModel(halfStep, this.encoding)
+      // the half-step is the engine's (LearnerPort.step) and only read from now on: its float32 bytes are the payload
+      const payload = encodeModel(halfStep, this.encoding, { view: true })
       if (this.encoding !== 'float32') {
         const decoded = this.decode(payload)
         // not decodable (overflowed the encoding's range): refused by everyone, own kept as today's float32 non-finite case
         if ('model' in decoded) own = decoded.model
       }
-      this.sendModel(t, payload, signal)
+      this.sendModel(t, payload, signal, true)
     } else {
       ownCertifiedNeeded = false
       await behaviour.act(this.byzantineContext(t, halfStep, signal))
@@ -940,7 +958,7 @@ export class RoundEngine extends EventTarget {
     const K = this.opts.checkpointEvery ?? 0
     if (this.opts.checkpoint !== undefined && ((K > 0 && (t + 1) % K === 0) || final)) {
       signal?.throwIfAborted()
-      await this.opts.checkpoint(this.snap)
+      await this.opts.checkpoint(this.snapshot())
     }
     const end = performance.now()
     report.roundMs = Math.round(end - r.started)
@@ -961,9 +979,10 @@ export class RoundEngine extends EventTarget {
   }
 
   /** Broadcasts in the background (the round does not wait on it: it waits on deliveries). */
-  private sendModel(t: number, payload: Uint8Array, signal?: AbortSignal): void {
+  /** `handOver`: the payload is the engine's own and never written afterwards (see BroadcastPort.broadcast) */
+  private sendModel(t: number, payload: Uint8Array, signal?: AbortSignal, handOver = false): void {
     const start = performance.now()
-    this.port.broadcast(t, payload, { signal }).then(
+    this.port.broadcast(t, payload, { signal, handOver }).then(
       () => {
         this.opts.metrics?.echoLatencySeconds((performance.now() - start) / 1000)
         if (t >= this.current) for (const d of this.port.delivered(t)) if (d.sender === this.self) this.accept(d)

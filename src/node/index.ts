@@ -125,7 +125,7 @@ export interface NodeOptions {
   /** report each round's `spread` (the member's live page shows it; costs one pass over the round's models) */
   measureSpread?: boolean
   /** payload decoder shared by in-process members (`createDecodeCache()`); default: decode per member */
-  decode?: (bytes: Uint8Array, dim: number, key?: string, encoding?: ModelEncoding) => DecodedModel
+  decode?: (bytes: Uint8Array, dim: number, key?: string, encoding?: ModelEncoding, view?: boolean) => DecodedModel
   swarm: SwarmConfig
   /** libp2p Ed25519 identity; must be one of swarm.members */
   privateKey: PrivateKey

@@ -58,18 +58,19 @@ export function encodedBytes(dim: number, encoding: ModelEncoding = 'float32'): 
  * 0.79 → 0.16 s per round, profiled 2026-11-27). The models it returns are SHARED: callers
  * must only read them (the engine, the aggregation rules and the attacks do).
  */
-export function createDecodeCache(opts: { entries?: number } = {}): (bytes: Uint8Array, dim: number, key?: string, encoding?: ModelEncoding) => DecodedModel {
-  type Entry = { encoding: ModelEncoding; decoded: DecodedModel }
+export function createDecodeCache(opts: { entries?: number } = {}): (bytes: Uint8Array, dim: number, key?: string, encoding?: ModelEncoding, view?: boolean) => DecodedModel {
+  // view: as decodeModel's (the bytes are a certified delivery's: read in place); an entry read in place answers only callers that allow it
+  type Entry = { encoding: ModelEncoding; decoded: DecodedModel; view: boolean }
   const byObject = new WeakMap<Uint8Array, Entry>()
   // members of one process on libp2p each receive their own copy of a payload: the certified
   // (round, sender, hash) names it for all of them (the hash was checked against these bytes)
   const byKey = new Map<string, Entry>()
   const entries = opts.entries ?? 128
-  return (bytes, dim, key, encoding = 'float32') => {
+  return (bytes, dim, key, encoding = 'float32', view = false) => {
     const hit = byObject.get(bytes) ?? (key !== undefined ? byKey.get(key) : undefined)
-    if (hit !== undefined && hit.encoding === encoding && (!('model' in hit.decoded) || hit.decoded.model.length === dim)) return hit.decoded
-    const decoded = decodeModel(bytes, dim, encoding)
-    const entry = { encoding, decoded }
+    if (hit !== undefined && hit.encoding === encoding && (view || !hit.view) && (!('model' in hit.decoded) || hit.decoded.model.length === dim)) return hit.decoded
+    const decoded = decodeModel(bytes, dim, encoding, { view })
+    const entry = { encoding, decoded, view }
     byObject.set(bytes, entry)
     if (key !== undefined) {
       if (byKey.size >= entries) byKey.delete(byKey.keys().next().value!)
@@ -81,11 +82,15 @@ export function createDecodeCache(opts: { entries?: number } = {}): (bytes: Uint
 
 const littleEndianHost = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
 
-/** θ → its wire bytes in `encoding` (a fresh buffer; `encodedBytes(θ.length, encoding)` long). */
-export function encodeModel(theta: Float32Array, encoding: ModelEncoding = 'float32'): Uint8Array {
+/**
+ * θ → its wire bytes in `encoding` (`encodedBytes(θ.length, encoding)` long): a fresh buffer, or
+ * with `view` (θ is the caller's to give away: nobody writes it afterwards) float32 bytes read
+ * in place on a little-endian host, no copy.
+ */
+export function encodeModel(theta: Float32Array, encoding: ModelEncoding = 'float32', opts: { view?: boolean } = {}): Uint8Array {
   switch (encoding) {
     case 'float32':
-      return encodeFloat32(theta)
+      return opts.view === true && littleEndianHost ? new Uint8Array(theta.buffer, theta.byteOffset, theta.byteLength) : encodeFloat32(theta)
     case 'float16':
       return encodeFloat16(theta)
     case 'bfloat16':

@@ -48,8 +48,11 @@ export interface SendSeen {
  * `'send'` CustomEvent<SendSeen> (a not-yet-certified SEND, used only by Byzantine behaviours).
  */
 export interface BroadcastPort extends EventTarget {
-  /** Broadcasts our model of `round`; resolves once our own instance is certified and delivered locally. */
-  broadcast(round: number, payload: Uint8Array, opts?: { signal?: AbortSignal }): Promise<void>
+  /**
+   * Broadcasts our model of `round`; resolves once our own instance is certified and delivered
+   * locally. `handOver`: the caller never writes `payload` afterwards (no private copy is made).
+   */
+  broadcast(round: number, payload: Uint8Array, opts?: { signal?: AbortSignal; handOver?: boolean }): Promise<void>
   /** Deliveries of `round` still held. */
   delivered(round: number): Delivery[]
   /** Rounds below `round` may be garbage-collected. */

@@ -141,7 +141,7 @@ class ConditionedPort extends EventTarget implements BroadcastPort {
     return d.sender === this.selfId || this.visible.has(key(d.round, d.sender))
   }
 
-  broadcast(round: number, payload: Uint8Array, o?: { signal?: AbortSignal }): Promise<void> {
+  broadcast(round: number, payload: Uint8Array, o?: { signal?: AbortSignal; handOver?: boolean }): Promise<void> {
     return this.inner.broadcast(round, payload, o)
   }
 

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
 import { nnmSortedNative, nnmVectorsNative, sortedNative } from '../../../src/aggregation/fast.ts'
 import { createAggregator, NonFiniteInputError, pairwiseSquaredDistances } from '../../../src/aggregation/index.ts'
+import { distancesTo as jsDistancesTo, weightedMean } from '../../../src/aggregation/kernels.ts'
 import { neighbourhoods } from '../../../src/aggregation/rules.ts'
 import { setSimdEnabled } from '../../../src/aggregation/simd.ts'
 import { nativeKernels, nativeStatus, setNativeEnabled, setNativeThreads } from '../../../src/compute/native.ts'
@@ -130,6 +131,81 @@ describe('native coordinate-wise kernels', () => {
             for (let c = 0; c < D; c++) assert.ok(Math.abs(a[c] - b[c]) <= 2e-5 * Math.max(1, Math.abs(b[c])), `${rule}, k = ${k}: coordinate ${c}`)
           }
       }
+    })
+  }
+
+  for (const threads of [1, 2]) {
+    it(`distancesTo: the JS kernel's (Float64) to 1e-5 on both paths, read in place; nna and ce on it pick the same inputs; ${threads} thread(s)`, () => {
+      setNativeThreads(threads)
+      const N = nativeKernels()!
+      for (const [k, f] of [
+        [1, 0],
+        [13, 3],
+        [26, 5],
+        [50, 10],
+      ] as const) {
+        const inputs = inputsFor(`native/distancesTo/${k}`, k)
+        const v = inputs[k - 1]!
+        const exact = jsDistancesTo(inputs, v)
+        for (const portable of [false, true]) {
+          N.setPortable(portable)
+          const out = new Float64Array(k).fill(-1)
+          N.distancesTo(inputs, v, out)
+          N.setPortable(false)
+          assert.equal(out[k - 1], 0)
+          for (let i = 0; i < k; i++) {
+            const rel = Math.abs(out[i]! - exact[i]!) / Math.max(1, exact[i]!)
+            assert.ok(rel < 1e-5, `k = ${k}, portable ${portable}: distance ${i} = ${out[i]}, exactly ${exact[i]}`)
+          }
+        }
+        if (k > 2 * f + 2)
+          for (const rule of ['nna', 'ce']) {
+            const ctx = { own: 3, reference: inputs[3] }
+            setNativeEnabled(true)
+            const a = createAggregator({ rule, f }).aggregate(inputs, ctx)
+            setNativeEnabled(false)
+            setSimdEnabled(false)
+            const b = createAggregator({ rule, f }).aggregate(inputs, ctx)
+            setNativeEnabled(true)
+            setSimdEnabled(true)
+            assert.deepEqual(Array.from(a), Array.from(b), `${rule}, k = ${k}`)
+          }
+      }
+      assert.throws(() => N.distancesTo(inputsFor('x', 2), new Float32Array(D - 1), new Float64Array(2)), RangeError)
+      assert.throws(() => N.distancesTo(inputsFor('x', 2), new Float32Array(D), new Float64Array(1)), RangeError)
+    })
+
+    it(`mean: the very bits of the JS kernel on both paths, k = 1 … 128 (groups of four and the inputs left over); non-finite caught; ${threads} thread(s)`, () => {
+      setNativeThreads(threads)
+      const N = nativeKernels()!
+      for (const k of [1, 3, 4, 5, 21, 26, 128]) {
+        const inputs = inputsFor(`native/mean/${k}`, k)
+        setNativeEnabled(false)
+        const js = new Float32Array(D)
+        assert.equal(weightedMean(inputs, js), true)
+        setNativeEnabled(true)
+        for (const portable of [false, true]) {
+          N.setPortable(portable)
+          const out = new Float32Array(D)
+          const finite = N.mean(inputs, out)
+          N.setPortable(false)
+          assert.equal(finite, true)
+          assert.deepEqual(new Uint32Array(out.buffer), new Uint32Array(js.buffer), `k = ${k}, portable ${portable}`)
+        }
+      }
+      for (const [c, bad] of [
+        [100, Number.NaN],
+        [D - 2, Number.POSITIVE_INFINITY],
+      ] as const) {
+        const inputs = inputsFor('native/mean/bad', 5)
+        inputs[2]![c] = bad
+        for (const portable of [false, true]) {
+          N.setPortable(portable)
+          assert.equal(N.mean(inputs, new Float32Array(D)), false, `a ${bad} at ${c}, portable ${portable}`)
+          N.setPortable(false)
+        }
+      }
+      assert.throws(() => N.mean(inputsFor('x', 2), new Float32Array(D - 1)), RangeError)
     })
   }
 
