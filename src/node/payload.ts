@@ -26,6 +26,8 @@
  * encoded bytes; decoding is a pure function of them, so every member aggregates the same vectors.
  */
 
+import { firstNonFinite } from '../aggregation/kernels.ts'
+
 /** How a model travels (the swarm file's `encoding`; default `float32`). */
 export const modelEncodings = ['float32', 'float16', 'bfloat16', 'int8'] as const
 export type ModelEncoding = (typeof modelEncodings)[number]
@@ -126,9 +128,7 @@ export function decodeModel(bytes: Uint8Array, dim: number, encoding: ModelEncod
       break
   }
   if (typeof model === 'string') return { problem: model }
-  for (let i = 0; i < dim; i++) {
-    if (!Number.isFinite(model[i]!)) return { problem: 'non-finite' }
-  }
+  if (firstNonFinite(model) >= 0) return { problem: 'non-finite' }
   return { model }
 }
 
