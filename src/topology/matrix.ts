@@ -53,6 +53,8 @@ export interface MatrixCell {
   delta?: number | null
   minHonestAccuracy: number | null
   medianHonestAccuracy: number | null
+  /** MB (10⁶ bytes) the median honest member sent per round (report.json bytesSent / rounds): what the encoding saves */
+  mbSentPerRound?: number
   passed: boolean
   report: string
 }
@@ -164,6 +166,7 @@ export async function runMatrix(
                     delta: dp?.delta ?? null,
                     minHonestAccuracy: report.honest.minFinalAccuracy,
                     medianHonestAccuracy: report.honest.medianFinalAccuracy,
+                    ...mbSentOf(report),
                     passed: report.passed,
                     report: files.html,
                   }
@@ -177,24 +180,42 @@ export async function runMatrix(
       }
     }
   }
-  const m: MatrixReport = {
-    scenario: s.name,
-    axes: {
-      batchSizes: matrix.batchSizes !== undefined,
-      privacy: matrix.privacy !== undefined,
-      encodings: matrix.encodings !== undefined,
-      ...(matrix.r !== undefined ? { r: true } : {}),
-      ...(matrix.optimizers !== undefined ? { optimizers: true } : {}),
-      ...(matrix.partitions !== undefined ? { partitions: true } : {}),
+  return await writeMatrix(
+    {
+      scenario: s.name,
+      axes: {
+        batchSizes: matrix.batchSizes !== undefined,
+        privacy: matrix.privacy !== undefined,
+        encodings: matrix.encodings !== undefined,
+        ...(matrix.r !== undefined ? { r: true } : {}),
+        ...(matrix.optimizers !== undefined ? { optimizers: true } : {}),
+        ...(matrix.partitions !== undefined ? { partitions: true } : {}),
+      },
+      cells,
     },
-    cells,
-  }
+    outDir,
+  )
+}
+
+/** MB the median honest member sent per round ({} when the report has no honest member or no round). */
+function mbSentOf(report: { rounds: number; nodes: Array<{ byzantine: boolean; bytesSent: number }> }): { mbSentPerRound?: number } {
+  const sent = report.nodes
+    .filter((n) => !n.byzantine)
+    .map((n) => n.bytesSent)
+    .sort((a, b) => a - b)
+  if (sent.length === 0 || !(report.rounds > 0)) return {}
+  const median = sent.length % 2 === 1 ? sent[(sent.length - 1) / 2]! : (sent[sent.length / 2 - 1]! + sent[sent.length / 2]!) / 2
+  return { mbSentPerRound: Number((median / report.rounds / 1e6).toPrecision(4)) }
+}
+
+/** Writes matrix.json, matrix.md, matrix.svg and matrix.html of `m` into `outDir` (also to redraw a matrix from its matrix.json). */
+export async function writeMatrix(m: MatrixReport, outDir: string): Promise<{ matrix: MatrixReport; files: { json: string; markdown: string; svg: string; html: string } }> {
   await mkdir(outDir, { recursive: true })
   const json = join(outDir, 'matrix.json')
   await writeFile(json, `${JSON.stringify(m, null, 2)}\n`)
   const markdown = join(outDir, 'matrix.md')
   await writeFile(markdown, matrixMarkdown(m))
-  const svgText = await renderSvg(m.axes?.partitions === true ? heterogeneityPlot(m) : m.axes?.optimizers === true && m.cells.some((c) => c.distanceCurve !== undefined) ? distancePlot(m) : m.axes?.privacy === true ? tradeOffPlot(m) : m.axes?.r === true && m.cells.some((c) => c.targetAccuracy !== undefined) ? timeToTargetPlot(m) : matrixPlot(m))
+  const svgText = await renderSvg(plotOf(m))
   const svg = join(outDir, 'matrix.svg')
   await writeFile(svg, svgText)
   const html = join(outDir, 'matrix.html')
@@ -203,6 +224,49 @@ export async function runMatrix(
     `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>monna matrix: ${m.scenario}</title></head><body style="font-family:system-ui,sans-serif;margin:2em"><h1>Matrix: ${m.scenario}</h1><pre>${matrixMarkdown(m).replace(/</g, '&lt;')}</pre>${svgText}</body></html>\n`,
   )
   return { matrix: m, files: { json, markdown, svg, html } }
+}
+
+/** The plot that fits the matrix's axes. */
+function plotOf(m: MatrixReport): TopLevelSpec {
+  if (m.axes?.partitions === true) return heterogeneityPlot(m)
+  if (m.axes?.optimizers === true && m.cells.some((c) => c.distanceCurve !== undefined)) return distancePlot(m)
+  if (m.axes?.privacy === true) return tradeOffPlot(m)
+  if (m.axes?.r === true && m.cells.some((c) => c.targetAccuracy !== undefined)) return timeToTargetPlot(m)
+  if (m.axes?.encodings === true && m.cells.every((c) => c.mbSentPerRound !== undefined)) return encodingsPlot(m)
+  return matrixPlot(m)
+}
+
+/**
+ * Encodings: final honest accuracy (median, and a bar down to the minimum) against MB sent per
+ * honest member and round, one panel per rule, colour = attack, shape = encoding.
+ */
+export function encodingsPlot(m: MatrixReport): TopLevelSpec {
+  const values = m.cells.map((c) => ({ rule: c.rule, attack: c.behaviour, encoding: c.encoding ?? 'float32', mb: c.mbSentPerRound ?? 0, median: (c.medianHonestAccuracy ?? 0) * 100, min: (c.minHonestAccuracy ?? 0) * 100 }))
+  const encodings = [...new Set(values.map((v) => v.encoding))]
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: `${m.scenario}: final honest accuracy against bytes on the wire`,
+    data: { values },
+    facet: { column: { field: 'rule', type: 'nominal', title: 'rule' } },
+    spec: {
+      width: 360,
+      height: 260,
+      encoding: {
+        x: { field: 'mb', type: 'quantitative', title: 'MB sent per honest member per round (median member)', scale: { zero: true } },
+        color: { field: 'attack', type: 'nominal', title: 'attack' },
+      },
+      layer: [
+        { mark: { type: 'rule' }, encoding: { y: { field: 'min', type: 'quantitative' }, y2: { field: 'median' } } },
+        {
+          mark: { type: 'point', filled: true, size: 80 },
+          encoding: {
+            y: { field: 'median', type: 'quantitative', title: 'final honest accuracy, %: median (point), min (end of bar)', scale: { zero: false } },
+            shape: { field: 'encoding', type: 'nominal', title: 'encoding', sort: encodings },
+          },
+        },
+      ],
+    },
+  } as TopLevelSpec
 }
 
 /**
@@ -358,6 +422,7 @@ function tradeOffMarkdown(m: MatrixReport): string {
     ...(axes.r === true ? [['r', (c: MatrixCell) => String(c.r ?? '')] as [string, (c: MatrixCell) => string]] : []),
     ...(axes.partitions === true ? [['partition', (c: MatrixCell) => c.partition ?? ''] as [string, (c: MatrixCell) => string]] : []),
     ['min / median', (c) => `${pct(c.minHonestAccuracy)} / ${pct(c.medianHonestAccuracy)}`],
+    ...(axes.encodings === true ? [['MB sent / member / round', (c: MatrixCell) => (c.mbSentPerRound === undefined ? '—' : c.mbSentPerRound >= 1 ? c.mbSentPerRound.toFixed(1) : c.mbSentPerRound.toPrecision(2))] as [string, (c: MatrixCell) => string]] : []),
     ...(targets.length > 0
       ? ([
           [`time to ${targets.map((t) => pct(t)).join('/')} %`, (c: MatrixCell) => (c.timeToTargetMs === undefined ? '' : c.timeToTargetMs === null ? 'not reached' : `${(c.timeToTargetMs / 1000).toFixed(1)} s`)],

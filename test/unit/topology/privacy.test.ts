@@ -121,6 +121,8 @@ describe('privacy in scenario files', () => {
       const json = JSON.parse(await readFile(files.json, 'utf8'))
       assert.deepEqual(json.axes, { batchSizes: true, privacy: true, encodings: false })
       assert.equal(json.cells.length, 8)
+      // what the median honest member sent per round, from each cell's report (every member pushes to the others)
+      for (const c of json.cells as Array<{ mbSentPerRound?: number }>) assert.ok(c.mbSentPerRound !== undefined && c.mbSentPerRound > 0, JSON.stringify(c))
       const svg = await readFile(files.svg, 'utf8')
       assert.match(svg, /^<svg/)
       assert.match(svg, /ε spent/)
