@@ -198,7 +198,7 @@ export async function runMatrix(
 }
 
 /** MB the median honest member sent per round ({} when the report has no honest member or no round). */
-function mbSentOf(report: { rounds: number; nodes: Array<{ byzantine: boolean; bytesSent: number }> }): { mbSentPerRound?: number } {
+export function mbSentOf(report: { rounds: number; nodes: Array<{ byzantine: boolean; bytesSent: number }> }): { mbSentPerRound?: number } {
   const sent = report.nodes
     .filter((n) => !n.byzantine)
     .map((n) => n.bytesSent)
