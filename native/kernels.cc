@@ -1218,21 +1218,24 @@ bool sortedReduce(const float* const* in, long d, const SortedSpec& s, float* ou
 constexpr long DIST_RUN = 256;
 constexpr long DIST_BLOCK = 1024;  // k rows of it stay in L2 (k = 50: 200 KB)
 
+// ‖a − b‖² over [s, e): float runs of DIST_RUN coordinates, summed in double
+inline double sqDistRuns(const float* a, const float* b, long s, long e) {
+  double acc = 0;
+  for (long r = s; r < e; r += DIST_RUN) {
+    const long re = std::min(e, r + DIST_RUN);
+    float run = 0.f;
+    for (long c = r; c < re; c++) {
+      const float t = a[c] - b[c];
+      run += t * t;
+    }
+    acc += run;
+  }
+  return acc;
+}
+
 void pairwisePortable(const float* const* in, int k, long s, long e, double* D) {
   for (int i = 0; i < k; i++)
-    for (int j = i + 1; j < k; j++) {
-      double acc = 0;
-      for (long r = s; r < e; r += DIST_RUN) {
-        const long re = std::min(e, r + DIST_RUN);
-        float run = 0.f;
-        for (long c = r; c < re; c++) {
-          const float t = in[i][c] - in[j][c];
-          run += t * t;
-        }
-        acc += run;
-      }
-      D[(long)i * k + j] += acc;
-    }
+    for (int j = i + 1; j < k; j++) D[(long)i * k + j] += sqDistRuns(in[i], in[j], s, e);
 }
 
 #if MONNA_X86
@@ -1411,20 +1414,7 @@ void pairwise(const float* const* in, int k, long d, double* D, double* sums = n
 // place: no copy into a work space (the wasm kernel's way, which copied every input block).
 
 void distancesToPortable(const float* const* in, int k, const float* v, long s, long e, double* out) {
-  for (int i = 0; i < k; i++) {
-    const float* x = in[i];
-    double acc = 0;
-    for (long r = s; r < e; r += DIST_RUN) {
-      const long re = std::min(e, r + DIST_RUN);
-      float run = 0.f;
-      for (long c = r; c < re; c++) {
-        const float t = x[c] - v[c];
-        run += t * t;
-      }
-      acc += run;
-    }
-    out[i] += acc;
-  }
+  for (int i = 0; i < k; i++) out[i] += sqDistRuns(in[i], v, s, e);
 }
 
 #if MONNA_X86
@@ -2152,7 +2142,7 @@ napi_value DistancesToFn(napi_env env, napi_callback_info info) {
   size_t vn = 0;
   if (!floats(env, argv[1], &v, &vn)) return nullptr;
   if (vn != d) {
-    napi_throw_range_error(env, nullptr, "distancesTo: v must have the inputs' length");
+    napi_throw_range_error(env, "ERR_MONNA_NATIVE", "distancesTo: v must have the inputs' length");
     return nullptr;
   }
   double* out;
