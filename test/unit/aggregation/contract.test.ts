@@ -138,6 +138,24 @@ describe('aggregation contract', () => {
     }
   })
 
+  it('every attack leaves the honest models and the own model it is handed untouched', () => {
+    for (const kind of attackKinds) {
+      for (const d of [DIM, 50_000]) {
+        const rng = new Rng(`readonly-attack/${kind}/${d}`)
+        const honest = honestSet(rng, K - F, d)
+        const own = Float32Array.from(honest[0], (v) => v + 0.5)
+        const before = honest.map((x) => Float32Array.from(x))
+        const ownBefore = Float32Array.from(own)
+        const params = kind.startsWith('optimal') ? { kind, evals: 6 } : { kind }
+        const aggregator = kind.startsWith('optimal') ? make('nna') : undefined
+        const v = createAttack(params).craft({ honest, n: K, f: F, rng: rng.fork(kind), aggregator, own })
+        assert.ok(!honest.includes(v) && v !== own, `${kind}: the crafted model aliases an input`)
+        for (const [i, x] of honest.entries()) assert.deepEqual(x, before[i], `${kind}, d = ${d}: honest model ${i} was written`)
+        assert.deepEqual(own, ownBefore, `${kind}, d = ${d}: the own model was written`)
+      }
+    }
+  })
+
   for (const rule of aggregationRules) {
     describe(rule, () => {
       it('returns the input when all inputs are identical, as a new array', () => {
@@ -147,6 +165,20 @@ describe('aggregation contract', () => {
         const out = make(rule).aggregate(inputs, { own: 2, reference: Float32Array.from(x) })
         assertClose(out, x, 1e-6, rule)
         assert.ok(!inputs.some((v) => v === out), 'output must not alias an input')
+      })
+
+      it('never writes into its inputs or its context (in one process members aggregate the same certified bytes)', () => {
+        for (const d of [DIM, 50_000]) {
+          const rng = new Rng(`readonly/${rule}/${d}`)
+          const honest = honestSet(rng, K - F, d)
+          const byz = Array.from({ length: F }, () => Float32Array.from({ length: d }, () => 20 * rng.normal()))
+          const inputs = [...honest, ...byz]
+          const before = inputs.map((x) => Float32Array.from(x))
+          const reference = Float32Array.from(honest[1])
+          make(rule).aggregate(inputs, { own: 1, reference })
+          for (const [i, x] of inputs.entries()) assert.deepEqual(x, before[i], `${rule}, d = ${d}: input ${i} was written`)
+          assert.deepEqual(reference, honest[1], `${rule}, d = ${d}: the reference was written`)
+        }
       })
 
       it('is invariant to the order of its inputs', () => {
