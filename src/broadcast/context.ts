@@ -29,6 +29,8 @@ export interface Counters {
   sendsRepeated: number
   /** payloads written in replies to other members' PULL and FETCH requests */
   payloadsServed: number
+  /** of those, payloads written in replies to FETCH (the rest answered PULLs) */
+  payloadsServedToFetch: number
 }
 
 export interface Timing {

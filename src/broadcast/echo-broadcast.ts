@@ -107,6 +107,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     signaturesVerified: 0,
     sendsRepeated: 0,
     payloadsServed: 0,
+    payloadsServedToFetch: 0,
   }
   private readonly controller = new AbortController()
   private readonly tasks = new Set<Promise<unknown>>()
@@ -318,6 +319,7 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
       signaturesVerified: this.counters.signaturesVerified,
       sendsRepeated: this.counters.sendsRepeated,
       payloadsServed: this.counters.payloadsServed,
+      payloadsServedToFetch: this.counters.payloadsServedToFetch,
       coolOffs: this.discipline.coolOffCount,
       pendingBytes: this.budget.total(),
       deliveredBytes: this.store.deliveredBytes(),

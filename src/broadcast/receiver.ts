@@ -108,7 +108,11 @@ export class Receiver {
         }
         for (const r of replies) {
           await streams.write(stream, encodeFrameParts(r), signal)
-          if (r.type === 'PAYLOAD' || (r.type === 'FINAL' && r.payload !== undefined)) this.ctx.counters.payloadsServed++
+          if (r.type === 'PAYLOAD') this.ctx.counters.payloadsServed++
+          else if (r.type === 'FINAL' && r.payload !== undefined) {
+            this.ctx.counters.payloadsServed++
+            this.ctx.counters.payloadsServedToFetch++
+          }
         }
       }
       await stream.close({ signal: AbortSignal.any([signal, AbortSignal.timeout(this.ctx.timing.requestTimeoutMs)]) })

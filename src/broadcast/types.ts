@@ -40,6 +40,8 @@ export interface BroadcastStats {
   /** SENDs written whole again after a broken or refused transfer, and payloads served to PULL/FETCH requests (each a whole payload on the wire) */
   sendsRepeated?: number
   payloadsServed?: number
+  /** of payloadsServed, those in replies to FETCH (the rest answered PULLs) */
+  payloadsServedToFetch?: number
   /** payload bytes held undelivered or arriving, over all peers (bounded by n · maxPendingBytesPerPeer) */
   pendingBytes?: number
   /** payload bytes of delivered instances still held (rounds ≥ the floor) */

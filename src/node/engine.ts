@@ -116,6 +116,7 @@ export interface RoundReport {
   /** whole payloads this member's broadcast wrote beyond one SEND per member and round, so far: SENDs written whole again after a failed or refused transfer, payloads served to others' PULL/FETCH */
   sendsRepeated?: number
   payloadsServed?: number
+  payloadsServedToFetch?: number
   /** peers this member's broadcast cut off for a while so far, for floods of refused frames (none in an honest swarm) */
   coolOffs?: number
   /** this round waited past the round timeout */
@@ -927,6 +928,7 @@ export class RoundEngine extends EventTarget {
       ...(stats.coolOffs !== undefined ? { coolOffs: stats.coolOffs } : {}),
       ...(stats.sendsRepeated !== undefined ? { sendsRepeated: stats.sendsRepeated } : {}),
       ...(stats.payloadsServed !== undefined ? { payloadsServed: stats.payloadsServed } : {}),
+      ...(stats.payloadsServedToFetch !== undefined ? { payloadsServedToFetch: stats.payloadsServedToFetch } : {}),
       stalled: r.stalled,
       senders: r.senders,
       ...(r.spread !== undefined ? { spread: r.spread } : {}),

@@ -60,6 +60,7 @@ export interface NodeSummary {
   /** whole payloads it wrote beyond one SEND per member and round (RoundReport.sendsRepeated, payloadsServed), by its last report */
   sendsRepeated?: number
   payloadsServed?: number
+  payloadsServedToFetch?: number
   /** differential privacy (task.privacy): ε spent by its last reported round (RDP accountant, at δ = task.privacy.delta) */
   epsilon?: number
   exitCode?: number | null
@@ -208,6 +209,7 @@ export function buildReport(opts: {
     if (last?.coolOffs !== undefined) node.coolOffs = last.coolOffs
     if (last?.sendsRepeated !== undefined) node.sendsRepeated = last.sendsRepeated
     if (last?.payloadsServed !== undefined) node.payloadsServed = last.payloadsServed
+    if (last?.payloadsServedToFetch !== undefined) node.payloadsServedToFetch = last.payloadsServedToFetch
     const eps = list.findLast((r) => r.epsilon !== undefined)?.epsilon
     if (eps !== undefined) node.epsilon = eps
     if (m.exitCode !== undefined) node.exitCode = m.exitCode

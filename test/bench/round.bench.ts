@@ -145,6 +145,7 @@ for (let rep = 0; rep < repeat; rep++) {
             extraPayloadsPerMemberPerRound: {
               sendsRepeated: Number((report.nodes.reduce((a, n) => a + (n.sendsRepeated ?? 0), 0) / s.n / rounds).toFixed(2)),
               served: Number((report.nodes.reduce((a, n) => a + (n.payloadsServed ?? 0), 0) / s.n / rounds).toFixed(2)),
+              servedToFetch: Number((report.nodes.reduce((a, n) => a + (n.payloadsServedToFetch ?? 0), 0) / s.n / rounds).toFixed(2)),
             },
             machine: machine(),
           }),
