@@ -160,6 +160,12 @@ const MEMORY_STREAM_WINDOW = 4 * 1024 * 1024
  */
 const MEMORY_CHUNK_BYTES = MEMORY_STREAM_WINDOW
 
+/**
+ * Least time a connection monitor ping over TCP may take before libp2p aborts the connection
+ * (libp2p's own floor is 5 s; see `connectionMonitor` below for why a minute).
+ */
+export const PING_TIMEOUT_MIN_MS = 60_000
+
 export interface NetNodeOptions {
   privateKey: PrivateKey
   /** Listen multiaddrs, e.g. `/ip4/127.0.0.1/tcp/0` (TCP) or `/memory/<name>` (memory). */
@@ -370,7 +376,17 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
     // connection every 10 s, n(n − 1) ping streams per 10 s in one process — at n = 100 about
     // 1 000 streams a second, more than the broadcast itself opens (scale.bench.ts). Off in memory
     // mode (the ping service still answers).
-    ...(opts.transport === 'memory' ? { connectionMonitor: { enabled: false } } : {}),
+    //
+    // Over TCP the pings stay (they find connections that died silently: a NAT that forgot the
+    // mapping, a peer whose machine went away), but a ping shares its connection with the model
+    // transfers: its 32 bytes queue behind whatever payload bytes are ahead of it in yamux, TCP and
+    // the receiver's event loop. With libp2p's 5 s floor, 26 member processes on a 2-core machine
+    // (22 s rounds, a 1.7 MB SEND crossing each connection at ≈ 100 KB/s) lost connections to
+    // ping timeouts all the time: per member and run, 57 reconnections, 860 SEND pushes cut
+    // (TimeoutError) and re-sent from byte 0, payloads fetched again — 42 % more bytes than the
+    // floor, load that made the next pings later still. A connection carrying a model may take a
+    // minute to answer; one that stays silent longer is still dropped.
+    connectionMonitor: opts.transport === 'memory' ? { enabled: false } : { pingTimeout: { minTimeout: PING_TIMEOUT_MIN_MS, maxTimeout: 2 * PING_TIMEOUT_MIN_MS } },
     connectionGater: {
       denyDialPeer: deny,
       // before the handshake only the address is known: see src/net/host-throttle.ts
