@@ -200,6 +200,20 @@ export class InstanceStore {
     this.o.onDeliver(d)
   }
 
+  /**
+   * Senders of `round` whose payload is on its way here and not delivered yet: a SEND being read
+   * or a PULL running. A FETCH asks for the others only (the copies still coming are not fetched
+   * twice); should one of them fail, the next fetch asks for it.
+   */
+  inFlight(round: number): string[] {
+    const out: string[] = []
+    for (const [sender, byRound] of this.instances) {
+      const inst = byRound.get(round)
+      if (inst !== undefined && inst.delivered === undefined && (inst.receivingSend || inst.pulling)) out.push(sender)
+    }
+    return out
+  }
+
   delivered(round: number): Delivery[] {
     return [...(this.deliveries.get(round)?.values() ?? [])]
   }

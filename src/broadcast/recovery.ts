@@ -146,6 +146,9 @@ export class Recovery {
     // — or as many as the caller wants (a catch-up needs n − f, not everyone's: asking the members
     // one by one for all of them took 6 round trips when one member never broadcasts, and under
     // load longer than the catch-up's bound while the swarm moved on)
+    // (models on their way here are not asked for — see `have` below — but they are not counted
+    // as held either: a Byzantine sender can keep its own SEND "on its way" for as long as it
+    // likes, and it must not stand in for a model that only a fetch would bring)
     const complete = (): boolean => {
       const got = store.delivered(round)
       return got.filter((d) => d.sender !== this.ctx.peerId).length >= peers.length || (opts.want !== undefined && got.length >= opts.want)
@@ -158,7 +161,9 @@ export class Recovery {
         const active = running.size > 0 && quietFor(now) < fetchIdleMs
         if (!active && next < peers.length) {
           const peer = peers[next++]!
-          const have = store.delivered(round).map((d) => d.sender)
+          // held, or on its way (a SEND being read, a PULL running): not asked for again — under a
+          // saturated CPU (26 member processes on 2 cores) fetches sent most payloads twice
+          const have = [...store.delivered(round).map((d) => d.sender), ...store.inFlight(round)]
           const progress = { last: now, bytes: 0 }
           const fetch: Promise<void> = this.fetchFrom(peer, round, have, signal, {
             onBytes: (n) => {

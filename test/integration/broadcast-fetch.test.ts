@@ -6,7 +6,9 @@
 import assert from 'node:assert/strict'
 import { afterEach, test } from 'node:test'
 import type { Stream } from '@libp2p/interface'
+import { createAdversary } from '../../src/adversary/index.ts'
 import { createEchoBroadcast, echoProtocol } from '../../src/broadcast/index.ts'
+import type { InstanceStore } from '../../src/broadcast/instance-store.ts'
 import { payloadOf, type Swarm, startSwarm, waitDeliveries } from '../unit/broadcast/harness.ts'
 
 let swarm: Swarm | undefined
@@ -67,4 +69,49 @@ test('fetchRound stops once it holds the deliveries it was asked for (`want`), i
   asked.length = 0
   await late.fetchRound(0, { signal: AbortSignal.timeout(30_000) })
   assert.equal(asked.length, 6)
+})
+
+test('a FETCH does not ask for a model whose SEND is still arriving; once that transfer fails, the next fetch brings it', async () => {
+  // under a saturated CPU (26 member processes on 2 cores) a member fetched, a second after its
+  // last delivery, payloads whose SENDs were halfway in: most payloads crossed twice
+  swarm = await startSwarm({ n: 4, f: 1, withoutBroadcast: [3] })
+  const s = swarm
+  const [m0, m1, m2] = s.membership.members
+  const byz = createAdversary({ node: s.nodes[3]!, privateKey: s.keys[3]!, membership: s.membership })
+  const signal = AbortSignal.timeout(60_000)
+  // member 3's round-0 model: certified at members 1 and 2 (their echoes and its own: Q = 3), its FINAL to them only
+  const payload = payloadOf(7, 2_000_000)
+  await byz.sendTo([m1!, m2!], 0, payload, { finalTo: [m1!, m2!] })
+  await Promise.all([waitDeliveries(s.bcasts[1]!, 0, 1, signal), waitDeliveries(s.bcasts[2]!, 0, 1, signal)])
+  // …and its SEND to member 0, trickled: 4 KiB every 500 ms (member 0 allows a 2 MB frame 10 + 30 s)
+  const trickle = new AbortController()
+  const held = byz.exchange(m0!, [byz.sendFrame(0, payload)], { chunkBytes: 4096, intervalMs: 500, holdOpen: true, signal: trickle.signal }).catch(() => undefined)
+  const store = (s.bcasts[0] as unknown as { store: InstanceStore }).store
+  const deadline = performance.now() + 30_000
+  while (store.get(byz.id, 0)?.receivingSend !== true) {
+    assert.ok(performance.now() < deadline, 'member 0 never started reading the SEND')
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  const servedToFetch = (): number => s.bcasts.reduce((a, b) => a + (b?.stats().payloadsServedToFetch ?? 0), 0)
+  const before = servedToFetch()
+  const got = await s.bcasts[0]!.fetchRound(0, { signal })
+  assert.deepEqual(
+    got.map((d) => d.sender),
+    [],
+    'the model on its way was fetched too',
+  )
+  assert.equal(servedToFetch(), before)
+  // the transfer dies: the next fetch asks for it, and members 1 and 2 serve it
+  trickle.abort()
+  await held
+  while (store.get(byz.id, 0)?.receivingSend === true) {
+    assert.ok(performance.now() < deadline + 30_000, 'member 0 still reads the aborted SEND')
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  const again = await s.bcasts[0]!.fetchRound(0, { signal })
+  assert.deepEqual(
+    again.map((d) => d.sender),
+    [byz.id],
+  )
+  assert.ok(servedToFetch() > before)
 })
