@@ -161,10 +161,14 @@ const MEMORY_STREAM_WINDOW = 4 * 1024 * 1024
 const MEMORY_CHUNK_BYTES = MEMORY_STREAM_WINDOW
 
 /**
- * Least time a connection monitor ping over TCP may take before libp2p aborts the connection
- * (libp2p's own floor is 5 s; see `connectionMonitor` below for why a minute).
+ * How long a connection monitor ping over TCP may take before libp2p aborts the connection
+ * (libp2p's adaptive timeout starts at 5 s; see `connectionMonitor` below for why a minute), and
+ * how often the monitor pings (libp2p's default).
  */
-export const PING_TIMEOUT_MIN_MS = 60_000
+export const PING_TIMEOUT_MS = 60_000
+export const PING_INTERVAL_MS = 10_000
+/** Ping streams one connection may have open each way: every ping that can still be running, and spare. */
+const PING_STREAMS = Math.ceil(PING_TIMEOUT_MS / PING_INTERVAL_MS) + 2
 
 export interface NetNodeOptions {
   privateKey: PrivateKey
@@ -386,7 +390,8 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
     // (TimeoutError) and re-sent from byte 0, payloads fetched again — 42 % more bytes than the
     // floor, load that made the next pings later still. A connection carrying a model may take a
     // minute to answer; one that stays silent longer is still dropped.
-    connectionMonitor: opts.transport === 'memory' ? { enabled: false } : { pingTimeout: { minTimeout: PING_TIMEOUT_MIN_MS, maxTimeout: 2 * PING_TIMEOUT_MIN_MS } },
+    connectionMonitor:
+      opts.transport === 'memory' ? { enabled: false } : { pingInterval: PING_INTERVAL_MS, pingTimeout: { minTimeout: PING_TIMEOUT_MS, maxTimeout: PING_TIMEOUT_MS } },
     connectionGater: {
       denyDialPeer: deny,
       // before the handshake only the address is known: see src/net/host-throttle.ts
@@ -443,7 +448,11 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
           }
         : {}),
       identify: identify(),
-      ping: ping(),
+      // the connection monitor's pings use this protocol: a ping may take up to a minute (see
+      // `connectionMonitor`) and one starts every 10 s, so several are open at once on a busy
+      // connection — with libp2p's limits (1 outbound, 2 inbound) the second failed, and the
+      // monitor aborted the connection over it
+      ping: ping({ maxOutboundStreams: PING_STREAMS, maxInboundStreams: 2 * PING_STREAMS }),
       pubsub: gossipsub({
         // our own small messages only; payloads travel on streams (see src/broadcast/README.md)
         allowPublishToZeroTopicPeers: true,
