@@ -486,12 +486,13 @@ export function heterogeneityPlot(m: MatrixReport): TopLevelSpec {
   const key = (c: MatrixCell): number => (c.alpha !== undefined && c.alpha !== null ? c.alpha : Number.POSITIVE_INFINITY)
   const sorted = [...new Map(m.cells.map((c) => [c.partition ?? '', key(c)])).entries()].sort((a, b) => a[1] - b[1]).map(([p]) => p)
   const values = m.cells.map((c) => ({ attack: c.behaviour, rule: c.rule, partition: c.partition ?? '', median: c.medianHonestAccuracy ?? 0, min: c.minHonestAccuracy ?? 0 }))
-  const x = { field: 'partition', type: 'ordinal', sort: sorted, title: 'data split (Dirichlet α: smaller = more heterogeneous)' } as const
+  // short: the title repeats under every panel (a long one ran into the next panel's)
+  const x = { field: 'partition', type: 'ordinal', sort: sorted, title: 'data split (Dirichlet α)' } as const
   const y = (field: 'median' | 'min') => ({ field, type: 'quantitative' as const, title: 'final honest accuracy', scale: { domain: [0, 1] } })
   const color = { field: 'rule', type: 'nominal', title: 'rule' } as const
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: { text: `${m.scenario}: accuracy against heterogeneity`, subtitle: 'solid = median, dashed = min over honest members' },
+    title: { text: `${m.scenario}: accuracy against heterogeneity`, subtitle: 'solid = median, dashed = min over honest members; smaller α = more heterogeneous data' },
     background: 'white',
     data: { values },
     facet: { column: { field: 'attack', type: 'nominal', title: 'Byzantine behaviour' } },
