@@ -8,10 +8,10 @@
  * cell's `report` link is rewritten relative to the output directory.
  */
 import { existsSync, readFileSync } from 'node:fs'
-import { basename, dirname, join, relative, resolve } from 'node:path'
-import { gunzipSync } from 'node:zlib'
+import { basename, join, relative, resolve } from 'node:path'
 import { type MatrixCell, type MatrixReport, mbSentOf, writeMatrix } from '../src/topology/matrix.ts'
 import type { TopologyReport } from '../src/topology/report.ts'
+import { cellDirOf, readCellReport } from './matrix-files.ts'
 
 const [out, ...inputs] = process.argv.slice(2)
 if (out === undefined || inputs.length === 0) {
@@ -20,9 +20,9 @@ if (out === undefined || inputs.length === 0) {
 }
 
 function readReport(dir: string): TopologyReport {
-  const raw = existsSync(join(dir, 'report.json')) ? readFileSync(join(dir, 'report.json')) : existsSync(join(dir, 'report.json.gz')) ? gunzipSync(readFileSync(join(dir, 'report.json.gz'))) : undefined
-  if (raw === undefined) throw new Error(`${dir}: neither matrix.json nor report.json(.gz)`)
-  return JSON.parse(raw.toString('utf8')) as TopologyReport
+  const report = readCellReport(dir)
+  if (report === undefined) throw new Error(`${dir}: neither matrix.json nor report.json(.gz)`)
+  return report
 }
 
 /** A cell from one run's report; the partition from the directory's name (`__alpha0.1`, `__iid`). */
@@ -55,12 +55,7 @@ for (const input of inputs) {
     const m = JSON.parse(readFileSync(join(input, 'matrix.json'), 'utf8')) as MatrixReport
     scenarios.add(m.scenario)
     axes = m.axes ?? axes
-    for (const c of m.cells) {
-      // the recorded path, or the cell's directory next to matrix.json (a moved matrix)
-      const recorded = resolve(input, c.report)
-      const d = existsSync(dirname(recorded)) ? dirname(recorded) : join(input, basename(dirname(c.report)))
-      cells.push({ ...c, report: join(resolve(d), 'report.html') })
-    }
+    for (const c of m.cells) cells.push({ ...c, report: join(cellDirOf(input, c), 'report.html') })
   } else {
     const { scenario, cell } = loneCell(input)
     scenarios.add(scenario)

@@ -4,10 +4,10 @@
  * report.json (next to the report.html the cell names, or gzipped as report.json.gz), so a matrix
  * run before the field existed gets the bytes column and plot.
  */
-import { existsSync, readFileSync } from 'node:fs'
-import { dirname, join, resolve } from 'node:path'
-import { gunzipSync } from 'node:zlib'
-import { type MatrixCell, type MatrixReport, mbSentOf, writeMatrix } from '../src/topology/matrix.ts'
+import { readFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { type MatrixReport, mbSentOf, writeMatrix } from '../src/topology/matrix.ts'
+import { cellDirOf, readCellReport } from './matrix-files.ts'
 
 const dir = process.argv[2]
 if (dir === undefined) {
@@ -15,16 +15,11 @@ if (dir === undefined) {
   process.exit(2)
 }
 const m = JSON.parse(readFileSync(join(dir, 'matrix.json'), 'utf8')) as MatrixReport
-const cellDir = (c: MatrixCell): string => {
-  // the report path recorded at run time, or the cell's directory next to matrix.json (a moved matrix)
-  const recorded = dirname(c.report)
-  return existsSync(recorded) ? recorded : join(dir, recorded.split('/').at(-1)!)
-}
 for (const c of m.cells) {
-  const d = cellDir(c)
-  const raw = existsSync(join(d, 'report.json')) ? readFileSync(join(d, 'report.json')) : existsSync(join(d, 'report.json.gz')) ? gunzipSync(readFileSync(join(d, 'report.json.gz'))) : undefined
-  if (raw === undefined) throw new Error(`no report.json(.gz) for cell ${c.rule} × ${c.behaviour} in ${d}`)
-  const mb = mbSentOf(JSON.parse(raw.toString('utf8')))
+  const d = cellDirOf(dir, c)
+  const report = readCellReport(d)
+  if (report === undefined) throw new Error(`no report.json(.gz) for cell ${c.rule} × ${c.behaviour} in ${d}`)
+  const mb = mbSentOf(report)
   if (mb.mbSentPerRound !== undefined) c.mbSentPerRound = mb.mbSentPerRound
 }
 const { files } = await writeMatrix(m, resolve(dir))

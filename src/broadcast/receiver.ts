@@ -108,10 +108,9 @@ export class Receiver {
         }
         for (const r of replies) {
           await streams.write(stream, encodeFrameParts(r), signal)
-          if (r.type === 'PAYLOAD') this.ctx.counters.payloadsServed++
-          else if (r.type === 'FINAL' && r.payload !== undefined) {
+          if (r.type === 'PAYLOAD' || (r.type === 'FINAL' && r.payload !== undefined)) {
             this.ctx.counters.payloadsServed++
-            this.ctx.counters.payloadsServedToFetch++
+            if (r.type === 'FINAL') this.ctx.counters.payloadsServedToFetch++
           }
         }
       }

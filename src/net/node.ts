@@ -165,8 +165,8 @@ const MEMORY_CHUNK_BYTES = MEMORY_STREAM_WINDOW
  * (libp2p's adaptive timeout starts at 5 s; see `connectionMonitor` below for why a minute), and
  * how often the monitor pings (libp2p's default).
  */
-export const PING_TIMEOUT_MS = 60_000
-export const PING_INTERVAL_MS = 10_000
+const PING_TIMEOUT_MS = 60_000
+const PING_INTERVAL_MS = 10_000
 /** Ping streams one connection may have open each way: every ping that can still be running, and spare. */
 const PING_STREAMS = Math.ceil(PING_TIMEOUT_MS / PING_INTERVAL_MS) + 2
 
