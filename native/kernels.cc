@@ -7,7 +7,8 @@
 // Built at install time by scripts/build-native.mjs with the system C++ compiler against the
 // Node-API headers of the `node-api-headers` package (ABI-stable across Node versions). Optional:
 // without a compiler the project runs the wasm kernels. No -march flag: the AVX2/FMA code paths
-// are compiled per function (target attributes) and chosen at run time (cpuid).
+// (and the pairwise distances' AVX-512 ones) are compiled per function (target attributes) and
+// chosen at run time (cpuid).
 //
 // GEMM: the classic Goto/BLIS blocking — B packed in KC×16 panels, A in 6×KC micro-panels, a 6×16
 // register-blocked micro-kernel (12 ymm accumulators), a 6×8 one for a last panel of ≤ 8
@@ -309,6 +310,20 @@ bool useAvx2() {
 #if MONNA_X86
   static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return ok && !forcePortable;
+#else
+  return false;
+#endif
+}
+
+bool allowAvx512 = true;  // tests turn it off to run the AVX2 kernels on AVX-512 machines too
+
+// AVX-512F/VL/DQ on top of AVX2/FMA: the kernels that use it (the pairwise distances) keep the
+// AVX2 kernels' 8-float lanes and their order of operations — the same bits — and gain the 32
+// registers of the EVEX encodings and zmm registers holding two such 8-float lanes side by side
+bool useAvx512() {
+#if MONNA_X86
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  return ok && allowAvx512 && useAvx2();
 #else
   return false;
 #endif
@@ -1249,7 +1264,9 @@ __attribute__((target("avx2,fma"))) inline double hsum8(__m256 v) {
 // two rows of the tile stay in L1 while the sweep over the other rows streams them from L2).
 // Tiles cover the strict upper triangle i < j; a tile straddling the diagonal computes a few
 // pairs it discards. Per pair, float lanes over runs of DIST_RUN coordinates, runs summed in
-// double (the numerics of the wasm kernel and of the one-row-against-four kernel before it).
+// double (the numerics of the wasm kernel and of the one-row-against-four kernel before it). The
+// < 8 coordinates of a run's tail are fused multiply-adds, written so (the compiler used to choose
+// per instantiation whether to contract them), so that every tile shape gives the same bits.
 constexpr int TI = 2, TJ = 4;
 
 // rows a[0], a[1] against b[0..NJ) (NJ ≤ TJ: the last tile of a sweep is narrower, so no
@@ -1289,7 +1306,7 @@ __attribute__((target("avx2,fma"))) void pairTile(const float* const* a, const f
       for (int i = 0; i < TI; i++)
         for (int j = 0; j < NJ; j++) {
           const float u = a[i][c] - b[j][c];
-          tail[i * NJ + j] += u * u;
+          tail[i * NJ + j] = __builtin_fmaf(u, u, tail[i * NJ + j]);
         }
 #pragma GCC unroll 4
     for (int j = 0; j < NJ; j++) {
@@ -1318,6 +1335,198 @@ __attribute__((target("avx2,fma"))) void pairwiseAvx2(const float* const* in, in
           if (i0 + i < j0 + j) D[(long)(i0 + i) * k + j0 + j] += acc[i * TJ + j];
     }
   }
+}
+
+// The AVX-512 machines' tiles. pairwiseAvx512 takes the rows 4 at a time: the pairs among the 4
+// on the ymm tiles below (4 rows × 4 rows in 16 accumulators of the 32 ymm registers of the EVEX
+// encodings), the 4 against all the rows after them on the zmm tiles (pairTileZ, two pairs per
+// register). Each pair's numerics are the AVX2 tile's: the same float lanes over the same runs,
+// summed in hsum8's order, plus the same tail, into a double per block — the same bits.
+constexpr int TI5 = 4, TJ5 = 4;
+
+// rows a[0..MI) against b[0..NJ); acc[i·TJ5 + j] += ‖a_i − b_j‖² over [s, e); ahead as pairTile
+template <int MI, int NJ>
+__attribute__((target("avx2,fma,avx512f,avx512vl"))) void pairTile512(const float* const* a, const float* const* b, long s, long e, double* acc, long ahead) {
+  const float* ai[MI];
+  const float* bj[NJ];
+  for (int i = 0; i < MI; i++) ai[i] = a[i];
+  for (int j = 0; j < NJ; j++) bj[j] = b[j];
+  for (long r = s; r < e; r += DIST_RUN) {
+    const long re = std::min(e, r + DIST_RUN);
+    __m256 sq[MI][NJ];
+#pragma GCC unroll 8
+    for (int i = 0; i < MI; i++)
+#pragma GCC unroll 8
+      for (int j = 0; j < NJ; j++) sq[i][j] = _mm256_setzero_ps();
+    long c = r;
+    if (ahead > 0)
+      for (long q = r; q < re; q += 16) {
+        for (int j = 0; j < NJ; j++) _mm_prefetch((const char*)(bj[j] + q + ahead), _MM_HINT_T0);
+        for (int i = 0; i < MI; i++) _mm_prefetch((const char*)(ai[i] + q + ahead), _MM_HINT_T0);
+      }
+    for (; c + 8 <= re; c += 8) {
+      __m256 x[MI];
+#pragma GCC unroll 8
+      for (int i = 0; i < MI; i++) x[i] = _mm256_loadu_ps(ai[i] + c);
+#pragma GCC unroll 8
+      for (int j = 0; j < NJ; j++) {
+        const __m256 y = _mm256_loadu_ps(bj[j] + c);
+#pragma GCC unroll 8
+        for (int i = 0; i < MI; i++) {
+          const __m256 t = _mm256_sub_ps(x[i], y);
+          sq[i][j] = _mm256_fmadd_ps(t, t, sq[i][j]);
+        }
+      }
+    }
+    float tail[MI * NJ] = {0};
+    for (; c < re; c++)
+      for (int i = 0; i < MI; i++)
+        for (int j = 0; j < NJ; j++) {
+          const float u = a[i][c] - b[j][c];
+          tail[i * NJ + j] = __builtin_fmaf(u, u, tail[i * NJ + j]);
+        }
+#pragma GCC unroll 8
+    for (int i = 0; i < MI; i++)
+#pragma GCC unroll 8
+      for (int j = 0; j < NJ; j++) acc[i * TJ5 + j] += hsum8(sq[i][j]) + tail[i * NJ + j];
+  }
+}
+
+// pairTile512<MI, NJ> for mi ≤ MI rows and nj ≤ NJ columns
+template <int MI, int NJ>
+__attribute__((target("avx2,fma,avx512f,avx512vl"))) void pairTile512Any(int mi, int nj, const float* const* a, const float* const* b, long s, long e, double* acc, long ahead) {
+  if constexpr (MI > 1)
+    if (mi < MI) return pairTile512Any<MI - 1, NJ>(mi, nj, a, b, s, e, acc, ahead);
+  if constexpr (NJ > 1)
+    if (nj < NJ) return pairTile512Any<MI, NJ - 1>(mi, nj, a, b, s, e, acc, ahead);
+  pairTile512<MI, NJ>(a, b, s, e, acc, ahead);
+}
+
+// the pairs lo ≤ i < j < hi on the 4 × 4 ymm tiles (and a tile straddling the diagonal)
+__attribute__((target("avx2,fma,avx512f,avx512vl"))) void pairTriangle512(const float* const* in, int k, int lo, int hi, long s, long e, double* D, bool prefetchNext) {
+  for (int i0 = lo; i0 < hi - 1; i0 += TI5) {
+    const int mi = std::min(TI5, hi - 1 - i0);  // rows i0 … i0 + mi − 1 ≤ hi − 2
+    const float* const* a = in + i0;
+    for (int j0 = i0 + 1; j0 < hi; j0 += TJ5) {
+      const int nj = std::min(TJ5, hi - j0);
+      const float* const* b = in + j0;
+      double acc[TI5 * TJ5] = {0};
+      const long ahead = prefetchNext && i0 == 0 ? e - s : 0;
+      pairTile512Any<TI5, TJ5>(mi, nj, a, b, s, e, acc, ahead);
+      for (int i = 0; i < mi; i++)
+        for (int j = 0; j < nj; j++)
+          if (i0 + i < j0 + j) D[(long)(i0 + i) * k + j0 + j] += acc[i * TJ5 + j];
+    }
+  }
+}
+
+// Two pairs per zmm register: lanes 0–7 are pair (i, j)'s 8 float lanes, lanes 8–15 pair
+// (i, j + 1)'s, each lane with the ymm kernels' operations in their order (a row's 8 coordinates
+// broadcast to both halves, the two columns' 8 coordinates side by side) — the same bits at half
+// the instructions. Tiles of ZI rows × 2·ZP columns, all pairs i < j (the rows below the columns).
+constexpr int ZI = 4, ZP = 4;
+
+// hsum8 of the 16 halves of v[0..8) at once, in hsum8's order ((v0 + v4) + (v2 + v6)) + ((v1 +
+// v5) + (v3 + v7)): lane L of the result is the half 2m + h (v[m]'s half h) with m·2 + h =
+// L / 4 + 4·(L % 4)
+__attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq"))) inline __m512 hsum8x16(const __m512* v) {
+  __m512 w[4];
+  for (int m = 0; m < 4; m++)
+    w[m] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * m], v[2 * m + 1], _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_f32x4(v[2 * m], v[2 * m + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  // w[m]'s 128-bit chunk c: h = (v_i + v_{i+4})_{i<4} of half 4m + c
+  const __m512 z0 = _mm512_add_ps(_mm512_shuffle_ps(w[0], w[1], _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_ps(w[0], w[1], _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512 z1 = _mm512_add_ps(_mm512_shuffle_ps(w[2], w[3], _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_ps(w[2], w[3], _MM_SHUFFLE(3, 2, 3, 2)));
+  // z0's chunk c: (h0 + h2, h1 + h3) of halves c and 4 + c; z1's: of 8 + c and 12 + c
+  return _mm512_add_ps(_mm512_shuffle_ps(z0, z1, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_ps(z0, z1, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// rows a[0..ZI) against b[0..nj) (nj ≤ 2·NP; a missing last column repeats the one before, its
+// sums discarded); acc[L] (lane order of hsum8x16, per group of 8 registers) += ‖a_i − b_j‖² over
+// [s, e); ahead as pairTile
+template <int NP>
+__attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq"))) void pairTileZ(const float* const* a, const float* const* b, int nj, long s, long e, double* acc, long ahead) {
+  constexpr int NV = ZI * NP, NG = (NV + 7) / 8;
+  const float* ai[ZI];
+  const float* bj[2 * NP];
+  for (int i = 0; i < ZI; i++) ai[i] = a[i];
+  for (int j = 0; j < 2 * NP; j++) bj[j] = b[std::min(j, nj - 1)];
+  for (long r = s; r < e; r += DIST_RUN) {
+    const long re = std::min(e, r + DIST_RUN);
+    __m512 sq[NG * 8];
+#pragma GCC unroll 16
+    for (int m = 0; m < NG * 8; m++) sq[m] = _mm512_setzero_ps();
+    long c = r;
+    if (ahead > 0)
+      for (long q = r; q < re; q += 16) {
+        for (int j = 0; j < nj; j++) _mm_prefetch((const char*)(bj[j] + q + ahead), _MM_HINT_T0);
+        for (int i = 0; i < ZI; i++) _mm_prefetch((const char*)(ai[i] + q + ahead), _MM_HINT_T0);
+      }
+    for (; c + 8 <= re; c += 8) {
+      __m512 x[ZI];
+#pragma GCC unroll 8
+      for (int i = 0; i < ZI; i++) x[i] = _mm512_broadcast_f32x8(_mm256_loadu_ps(ai[i] + c));
+#pragma GCC unroll 8
+      for (int p = 0; p < NP; p++) {
+        const __m512 y = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(bj[2 * p] + c)), _mm256_loadu_ps(bj[2 * p + 1] + c), 1);
+#pragma GCC unroll 8
+        for (int i = 0; i < ZI; i++) {
+          const __m512 t = _mm512_sub_ps(x[i], y);
+          sq[i * NP + p] = _mm512_fmadd_ps(t, t, sq[i * NP + p]);
+        }
+      }
+    }
+    for (int g = 0; g < NG; g++) {
+      const __m512 h = hsum8x16(sq + 8 * g);
+      if (c == re) {  // no tail: acc += (double)h + 0.0, as pairTile
+        __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(h)), hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(h, 1));
+        const __m512d zero = _mm512_setzero_pd();
+        _mm512_storeu_pd(acc + 16 * g, _mm512_add_pd(_mm512_loadu_pd(acc + 16 * g), _mm512_add_pd(lo, zero)));
+        _mm512_storeu_pd(acc + 16 * g + 8, _mm512_add_pd(_mm512_loadu_pd(acc + 16 * g + 8), _mm512_add_pd(hi, zero)));
+        continue;
+      }
+      alignas(64) float hl[16];
+      _mm512_store_ps(hl, h);
+      for (int L = 0; L < 16; L++) {
+        const int half = L / 4 + 4 * (L % 4), m = 8 * g + half / 2;
+        if (m >= NV) continue;
+        const int i = m / NP, j = 2 * (m % NP) + half % 2;
+        float tail = 0.f;
+        for (long q = c; q < re; q++) {
+          const float u = ai[i][q] - bj[j][q];
+          tail = __builtin_fmaf(u, u, tail);
+        }
+        acc[16 * g + L] += (double)hl[L] + (double)tail;
+      }
+    }
+  }
+}
+
+template <int NP>
+__attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq"))) void pairTileZAny(int np, const float* const* a, const float* const* b, int nj, long s, long e, double* acc, long ahead) {
+  if constexpr (NP > 1)
+    if (np < NP) return pairTileZAny<NP - 1>(np, a, b, nj, s, e, acc, ahead);
+  pairTileZ<NP>(a, b, nj, s, e, acc, ahead);
+}
+
+__attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq"))) void pairwiseAvx512(const float* const* in, int k, long s, long e, double* D, bool prefetchNext) {
+  int i0 = 0;
+  for (; i0 + ZI < k; i0 += ZI) {
+    // the pairs among rows i0 … i0 + ZI − 1, then those rows against all the rows after them
+    pairTriangle512(in, k, i0, i0 + ZI, s, e, D, prefetchNext);
+    for (int j0 = i0 + ZI; j0 < k; j0 += 2 * ZP) {
+      const int nj = std::min(2 * ZP, k - j0), np = (nj + 1) / 2;
+      alignas(64) double acc[((ZI * ZP + 7) / 8) * 16] = {0};
+      const long ahead = prefetchNext && i0 == 0 ? e - s : 0;
+      pairTileZAny<ZP>(np, in + i0, in + j0, nj, s, e, acc, ahead);
+      for (int L = 0; L < (int)(sizeof(acc) / sizeof(acc[0])); L++) {
+        const int g = L / 16, l = L % 16, half = l / 4 + 4 * (l % 4), m = 8 * g + half / 2;
+        if (m >= ZI * np) continue;
+        const int i = m / np, j = 2 * (m % np) + half % 2;
+        if (j < nj) D[(long)(i0 + i) * k + j0 + j] += acc[L];
+      }
+    }
+  }
+  pairTriangle512(in, k, i0, k, s, e, D, prefetchNext);
 }
 #endif
 
@@ -1387,7 +1596,8 @@ void pairwise(const float* const* in, int k, long d, double* D, double* sums = n
       const long s = b * DIST_BLOCK, e = std::min(d, s + DIST_BLOCK);
 #if MONNA_X86
       if (useAvx2()) {
-        pairwiseAvx2(in, k, s, e, P, e < d);
+        if (useAvx512()) pairwiseAvx512(in, k, s, e, P, e < d);
+        else pairwiseAvx2(in, k, s, e, P, e < d);
         if (sums != nullptr) blockSumsAvx2(in, k, s, e, sums, mxPartial.data() + (size_t)t * k);
         continue;
       }
@@ -2356,6 +2566,19 @@ napi_value SetPortable(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// setAvx512(on): let the kernels that have an AVX-512 variant use it where the CPU has AVX-512F/VL
+// (default on; tests turn it off to run the AVX2 variants); returns whether they now use it
+napi_value SetAvx512(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!args(env, info, argv)) return nullptr;
+  bool on = false;
+  CHECK(napi_get_value_bool(env, argv[0], &on));
+  allowAvx512 = on;
+  napi_value r;
+  napi_get_boolean(env, useAvx512(), &r);
+  return r;
+}
+
 // setThreads(n): threads for the GEMM (main thread included), 1–64
 napi_value SetThreads(napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -2410,6 +2633,7 @@ NAPI_MODULE_INIT() {
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"threads", nullptr, Threads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setPortable", nullptr, SetPortable, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"setAvx512", nullptr, SetAvx512, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"simd", nullptr, Simd, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);

@@ -209,6 +209,44 @@ describe('native coordinate-wise kernels', () => {
     })
   }
 
+  it('pairwise and pairwiseSums: the AVX-512 tiles give the AVX2 tiles\' bits (k off the tiles, d off 8, 256 and 1024, squares that overflow Float32); 1 and 2 threads', () => {
+    const N = nativeKernels()!
+    const rng = new Rng('native/pairwise/avx512')
+    const distances = (inputs: Float32Array[], avx512: boolean, sums: boolean): Float64Array => {
+      N.setAvx512(avx512)
+      const k = inputs.length
+      const out = new Float64Array(k * k)
+      if (sums) N.pairwiseSums(inputs, out, new Float64Array(inputs[0].length), new Float32Array(k))
+      else N.pairwise(inputs, out)
+      N.setAvx512(true)
+      return out
+    }
+    try {
+      for (const threads of [1, 2]) {
+        setNativeThreads(threads)
+        for (const k of [2, 3, 4, 5, 6, 9, 12, 13, 17, 26, 50, 51]) {
+          for (const d of [1, 7, 8, 9, 255, 257, 1023, 1025, 2 * 1024 + 8 * 37 + 5]) {
+            const inputs = Array.from({ length: k }, (_, i) => {
+              // row 1: squares of its differences overflow Float32 on some coordinates
+              const scale = i === 1 ? 2e19 : i % 4 === 0 ? 1e3 : 1
+              return Float32Array.from({ length: d }, () => scale * rng.normal())
+            })
+            if (d > 8) inputs[2] = inputs[0] // a duplicate: zero distance
+            const want = distances(inputs, false, false)
+            for (const sums of [false, true]) {
+              const got = distances(inputs, true, sums)
+              for (let x = 0; x < k * k; x++)
+                if (!Object.is(got[x], want[x])) assert.fail(`k = ${k}, d = ${d}, ${threads} thread(s), sums ${sums}: D[${x}] is ${got[x]} on AVX-512, ${want[x]} on AVX2`)
+            }
+            if (d === 257) assert.ok(want.includes(Number.POSITIVE_INFINITY) || k < 2, `k = ${k}: an overflow to +∞`)
+          }
+        }
+      }
+    } finally {
+      setNativeThreads(1)
+    }
+  })
+
   it('pairwise: a Float32 square that overflows gives +∞ (the rules then redo it in Float64)', () => {
     const a = new Float32Array(20).fill(3e38)
     const b = new Float32Array(20).fill(-3e38)
