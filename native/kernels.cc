@@ -1337,100 +1337,23 @@ __attribute__((target("avx2,fma"))) void pairwiseAvx2(const float* const* in, in
   }
 }
 
-// The AVX-512 machines' tiles. pairwiseAvx512 takes the rows 4 at a time: the pairs among the 4
-// on the ymm tiles below (4 rows × 4 rows in 16 accumulators of the 32 ymm registers of the EVEX
-// encodings), the 4 against all the rows after them on the zmm tiles (pairTileZ, two pairs per
-// register). Each pair's numerics are the AVX2 tile's: the same float lanes over the same runs,
-// summed in hsum8's order, plus the same tail, into a double per block — the same bits.
-constexpr int TI5 = 4, TJ5 = 4;
-
-// rows a[0..MI) against b[0..NJ); acc[i·TJ5 + j] += ‖a_i − b_j‖² over [s, e); ahead as pairTile
-template <int MI, int NJ>
-__attribute__((target("avx2,fma,avx512f,avx512vl"))) void pairTile512(const float* const* a, const float* const* b, long s, long e, double* acc, long ahead) {
-  const float* ai[MI];
-  const float* bj[NJ];
-  for (int i = 0; i < MI; i++) ai[i] = a[i];
-  for (int j = 0; j < NJ; j++) bj[j] = b[j];
-  for (long r = s; r < e; r += DIST_RUN) {
-    const long re = std::min(e, r + DIST_RUN);
-    __m256 sq[MI][NJ];
-#pragma GCC unroll 8
-    for (int i = 0; i < MI; i++)
-#pragma GCC unroll 8
-      for (int j = 0; j < NJ; j++) sq[i][j] = _mm256_setzero_ps();
-    long c = r;
-    if (ahead > 0)
-      for (long q = r; q < re; q += 16) {
-        for (int j = 0; j < NJ; j++) _mm_prefetch((const char*)(bj[j] + q + ahead), _MM_HINT_T0);
-        for (int i = 0; i < MI; i++) _mm_prefetch((const char*)(ai[i] + q + ahead), _MM_HINT_T0);
-      }
-    for (; c + 8 <= re; c += 8) {
-      __m256 x[MI];
-#pragma GCC unroll 8
-      for (int i = 0; i < MI; i++) x[i] = _mm256_loadu_ps(ai[i] + c);
-#pragma GCC unroll 8
-      for (int j = 0; j < NJ; j++) {
-        const __m256 y = _mm256_loadu_ps(bj[j] + c);
-#pragma GCC unroll 8
-        for (int i = 0; i < MI; i++) {
-          const __m256 t = _mm256_sub_ps(x[i], y);
-          sq[i][j] = _mm256_fmadd_ps(t, t, sq[i][j]);
-        }
-      }
-    }
-    float tail[MI * NJ] = {0};
-    for (; c < re; c++)
-      for (int i = 0; i < MI; i++)
-        for (int j = 0; j < NJ; j++) {
-          const float u = a[i][c] - b[j][c];
-          tail[i * NJ + j] = __builtin_fmaf(u, u, tail[i * NJ + j]);
-        }
-#pragma GCC unroll 8
-    for (int i = 0; i < MI; i++)
-#pragma GCC unroll 8
-      for (int j = 0; j < NJ; j++) acc[i * TJ5 + j] += hsum8(sq[i][j]) + tail[i * NJ + j];
-  }
-}
-
-// pairTile512<MI, NJ> for mi ≤ MI rows and nj ≤ NJ columns
-template <int MI, int NJ>
-__attribute__((target("avx2,fma,avx512f,avx512vl"))) void pairTile512Any(int mi, int nj, const float* const* a, const float* const* b, long s, long e, double* acc, long ahead) {
-  if constexpr (MI > 1)
-    if (mi < MI) return pairTile512Any<MI - 1, NJ>(mi, nj, a, b, s, e, acc, ahead);
-  if constexpr (NJ > 1)
-    if (nj < NJ) return pairTile512Any<MI, NJ - 1>(mi, nj, a, b, s, e, acc, ahead);
-  pairTile512<MI, NJ>(a, b, s, e, acc, ahead);
-}
-
-// the pairs lo ≤ i < j < hi on the 4 × 4 ymm tiles (and a tile straddling the diagonal)
-__attribute__((target("avx2,fma,avx512f,avx512vl"))) void pairTriangle512(const float* const* in, int k, int lo, int hi, long s, long e, double* D, bool prefetchNext) {
-  for (int i0 = lo; i0 < hi - 1; i0 += TI5) {
-    const int mi = std::min(TI5, hi - 1 - i0);  // rows i0 … i0 + mi − 1 ≤ hi − 2
-    const float* const* a = in + i0;
-    for (int j0 = i0 + 1; j0 < hi; j0 += TJ5) {
-      const int nj = std::min(TJ5, hi - j0);
-      const float* const* b = in + j0;
-      double acc[TI5 * TJ5] = {0};
-      const long ahead = prefetchNext && i0 == 0 ? e - s : 0;
-      pairTile512Any<TI5, TJ5>(mi, nj, a, b, s, e, acc, ahead);
-      for (int i = 0; i < mi; i++)
-        for (int j = 0; j < nj; j++)
-          if (i0 + i < j0 + j) D[(long)(i0 + i) * k + j0 + j] += acc[i * TJ5 + j];
-    }
-  }
-}
-
-// Two pairs per zmm register: lanes 0–7 are pair (i, j)'s 8 float lanes, lanes 8–15 pair
-// (i, j + 1)'s, each lane with the ymm kernels' operations in their order (a row's 8 coordinates
-// broadcast to both halves, the two columns' 8 coordinates side by side) — the same bits at half
-// the instructions. Tiles of ZI rows × 2·ZP columns, all pairs i < j (the rows below the columns).
-constexpr int ZI = 4, ZP = 4;
+// The AVX-512 machines' kernel (pairwiseAvx512). Each block of coordinates is first packed by
+// pairs of rows: super row β holds rows 2β and 2β + 1 side by side, 8 coordinates of each per 16
+// floats, so one zmm load gives X_β = [x_2β | x_2β+1] (the same 8 coordinates of both) and one
+// shuffle its halves swapped, S_β. Then X_α − X_β holds the differences of the pairs (2α, 2β)
+// and (2α + 1, 2β + 1), S_α − X_β those of (2α + 1, 2β) and (2α, 2β + 1): two pairs per
+// instruction, each half with the AVX2 tile's 8 float lanes and their operations in order (a
+// difference's sign does not change its square), summed in hsum8's order (16 at once), plus the
+// same tail, into a double per block — the same bits. Tiles of 2 super rows (4 rows) against ≤ ZB
+// super rows, 4·ZB accumulators of the 32 zmm registers: per 8 coordinates 2 + ZB loads and 2
+// shuffles for 8·ZB pairs (the AVX2 tile: 6 loads for 8 pairs).
 
 // hsum8 of the 16 halves of v[0..8) at once, in hsum8's order ((v0 + v4) + (v2 + v6)) + ((v1 +
 // v5) + (v3 + v7)): lane L of the result is the half 2m + h (v[m]'s half h) with m·2 + h =
 // L / 4 + 4·(L % 4)
-__attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq"))) inline __m512 hsum8x16(const __m512* v) {
+__attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq"), always_inline)) inline __m512 hsum8x16(const __m512* v) {
   __m512 w[4];
+#pragma GCC unroll 4
   for (int m = 0; m < 4; m++)
     w[m] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * m], v[2 * m + 1], _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_f32x4(v[2 * m], v[2 * m + 1], _MM_SHUFFLE(3, 1, 3, 1)));
   // w[m]'s 128-bit chunk c: h = (v_i + v_{i+4})_{i<4} of half 4m + c
@@ -1440,93 +1363,183 @@ __attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq"))) inline __m512 hsum
   return _mm512_add_ps(_mm512_shuffle_ps(z0, z1, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_ps(z0, z1, _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
-// rows a[0..ZI) against b[0..nj) (nj ≤ 2·NP; a missing last column repeats the one before, its
-// sums discarded); acc[L] (lane order of hsum8x16, per group of 8 registers) += ‖a_i − b_j‖² over
-// [s, e); ahead as pairTile
-template <int NP>
-__attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq"))) void pairTileZ(const float* const* a, const float* const* b, int nj, long s, long e, double* acc, long ahead) {
-  constexpr int NV = ZI * NP, NG = (NV + 7) / 8;
-  const float* ai[ZI];
-  const float* bj[2 * NP];
-  for (int i = 0; i < ZI; i++) ai[i] = a[i];
-  for (int j = 0; j < 2 * NP; j++) bj[j] = b[std::min(j, nj - 1)];
-  for (long r = s; r < e; r += DIST_RUN) {
-    const long re = std::min(e, r + DIST_RUN);
-    __m512 sq[NG * 8];
-#pragma GCC unroll 16
-    for (int m = 0; m < NG * 8; m++) sq[m] = _mm512_setzero_ps();
-    long c = r;
-    if (ahead > 0)
-      for (long q = r; q < re; q += 16) {
-        for (int j = 0; j < nj; j++) _mm_prefetch((const char*)(bj[j] + q + ahead), _MM_HINT_T0);
-        for (int i = 0; i < ZI; i++) _mm_prefetch((const char*)(ai[i] + q + ahead), _MM_HINT_T0);
-      }
-    for (; c + 8 <= re; c += 8) {
-      __m512 x[ZI];
+// A tile: super rows a0 … a0 + MA − 1 against b0 … b0 + NB − 1 (a0 + MA ≤ b0), then ND = 0, 1
+// (MA = 1) or 4 (MA = 2) accumulators for the pairs within super rows a0 … a0 + MA − 1. The pairs
+// of accumulator m's half h: m = 2·(a·NB + b) + sw < 2·MA·NB is X_{a0+a} (sw = 0) or S_{a0+a}
+// (sw = 1) minus X_{b0+b}; then the diagonal ones: X0 − S0, X1 − S1, X0 − X1, S0 − X1. A pair i ≥
+// j (X − S's repeat) or with a row ≥ k (the last super row of odd k repeats its row) is discarded.
+template <int MA, int NB, int ND>
+inline void zPair(int m, int h, int a0, int b0, int* i, int* j) {
+  if (m < 2 * MA * NB) {
+    const int sw = m % 2, a = m / 2 / NB, b = m / 2 % NB;
+    *i = 2 * (a0 + a) + (sw == 0 ? h : 1 - h);
+    *j = 2 * (b0 + b) + h;
+    return;
+  }
+  const int x = 2 * a0, d = m - 2 * MA * NB;
+  if (d == 0) *i = x + h, *j = x + 1 - h;
+  else if (d == 1) *i = x + 2 + h, *j = x + 3 - h;
+  else if (d == 2) *i = x + h, *j = x + 2 + h;
+  else *i = x + 1 - h, *j = x + 2 + h;
+}
+
+// acc[L] (hsum8x16's lane order, 16 per group of 8 accumulators) += the tile's ‖x_i − x_j‖² over
+// the run [r, re); P: the packed block [s, e) (super row β at P + β·ps, coordinate c at (c − s)·2)
+template <int MA, int NB, int ND>
+__attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq"))) void zTile(const float* const* in, int k, const float* P, long ps, int a0, int b0, long s, long r, long re, double* acc) {
+  constexpr int NR = 2 * MA * NB, NV = NR + ND, NG = (NV + 7) / 8;
+  const float* xa[MA];
+  const float* yb[NB > 0 ? NB : 1];
+  for (int a = 0; a < MA; a++) xa[a] = P + (long)(a0 + a) * ps - 2 * s;
+  for (int b = 0; b < NB; b++) yb[b] = P + (long)(b0 + b) * ps - 2 * s;
+  __m512 sq[NG * 8];
+#pragma GCC unroll 24
+  for (int m = 0; m < NG * 8; m++) sq[m] = _mm512_setzero_ps();
+  long c = r;
+  for (; c + 8 <= re; c += 8) {
+    __m512 x[MA], sx[MA];
+#pragma GCC unroll 2
+    for (int a = 0; a < MA; a++) {
+      x[a] = _mm512_loadu_ps(xa[a] + 2 * c);
+      sx[a] = _mm512_shuffle_f32x4(x[a], x[a], _MM_SHUFFLE(1, 0, 3, 2));
+    }
 #pragma GCC unroll 8
-      for (int i = 0; i < ZI; i++) x[i] = _mm512_broadcast_f32x8(_mm256_loadu_ps(ai[i] + c));
-#pragma GCC unroll 8
-      for (int p = 0; p < NP; p++) {
-        const __m512 y = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(bj[2 * p] + c)), _mm256_loadu_ps(bj[2 * p + 1] + c), 1);
-#pragma GCC unroll 8
-        for (int i = 0; i < ZI; i++) {
-          const __m512 t = _mm512_sub_ps(x[i], y);
-          sq[i * NP + p] = _mm512_fmadd_ps(t, t, sq[i * NP + p]);
-        }
+    for (int b = 0; b < NB; b++) {
+      const __m512 y = _mm512_loadu_ps(yb[b] + 2 * c);
+#pragma GCC unroll 2
+      for (int a = 0; a < MA; a++) {
+        __m512 t = _mm512_sub_ps(x[a], y);
+        sq[2 * (a * NB + b)] = _mm512_fmadd_ps(t, t, sq[2 * (a * NB + b)]);
+        t = _mm512_sub_ps(sx[a], y);
+        sq[2 * (a * NB + b) + 1] = _mm512_fmadd_ps(t, t, sq[2 * (a * NB + b) + 1]);
       }
     }
-    for (int g = 0; g < NG; g++) {
-      const __m512 h = hsum8x16(sq + 8 * g);
-      if (c == re) {  // no tail: acc += (double)h + 0.0, as pairTile
-        __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(h)), hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(h, 1));
-        const __m512d zero = _mm512_setzero_pd();
-        _mm512_storeu_pd(acc + 16 * g, _mm512_add_pd(_mm512_loadu_pd(acc + 16 * g), _mm512_add_pd(lo, zero)));
-        _mm512_storeu_pd(acc + 16 * g + 8, _mm512_add_pd(_mm512_loadu_pd(acc + 16 * g + 8), _mm512_add_pd(hi, zero)));
-        continue;
+    if constexpr (ND > 0) {
+      __m512 t = _mm512_sub_ps(x[0], sx[0]);
+      sq[NR] = _mm512_fmadd_ps(t, t, sq[NR]);
+      if constexpr (ND == 4) {
+        t = _mm512_sub_ps(x[1], sx[1]);
+        sq[NR + 1] = _mm512_fmadd_ps(t, t, sq[NR + 1]);
+        t = _mm512_sub_ps(x[0], x[1]);
+        sq[NR + 2] = _mm512_fmadd_ps(t, t, sq[NR + 2]);
+        t = _mm512_sub_ps(sx[0], x[1]);
+        sq[NR + 3] = _mm512_fmadd_ps(t, t, sq[NR + 3]);
       }
-      alignas(64) float hl[16];
-      _mm512_store_ps(hl, h);
-      for (int L = 0; L < 16; L++) {
-        const int half = L / 4 + 4 * (L % 4), m = 8 * g + half / 2;
-        if (m >= NV) continue;
-        const int i = m / NP, j = 2 * (m % NP) + half % 2;
-        float tail = 0.f;
-        for (long q = c; q < re; q++) {
-          const float u = ai[i][q] - bj[j][q];
-          tail = __builtin_fmaf(u, u, tail);
-        }
-        acc[16 * g + L] += (double)hl[L] + (double)tail;
+    }
+  }
+#pragma GCC unroll 4
+  for (int g = 0; g < NG; g++) {
+    const __m512 h = hsum8x16(sq + 8 * g);
+    if (c == re) {  // no tail: acc += (double)h + 0.0, as pairTile
+      const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(h)), hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(h, 1));
+      const __m512d zero = _mm512_setzero_pd();
+      _mm512_storeu_pd(acc + 16 * g, _mm512_add_pd(_mm512_loadu_pd(acc + 16 * g), _mm512_add_pd(lo, zero)));
+      _mm512_storeu_pd(acc + 16 * g + 8, _mm512_add_pd(_mm512_loadu_pd(acc + 16 * g + 8), _mm512_add_pd(hi, zero)));
+      continue;
+    }
+    alignas(64) float hl[16];
+    _mm512_store_ps(hl, h);
+    for (int L = 0; L < 16; L++) {
+      const int half = L / 4 + 4 * (L % 4), m = 8 * g + half / 2;
+      int i, j;
+      if (m >= NV) continue;
+      zPair<MA, NB, ND>(m, half % 2, a0, b0, &i, &j);
+      if (i >= j || j >= k) continue;
+      float tail = 0.f;
+      for (long q = c; q < re; q++) {
+        const float u = in[i][q] - in[j][q];
+        tail = __builtin_fmaf(u, u, tail);
       }
+      acc[16 * g + L] += (double)hl[L] + (double)tail;
     }
   }
 }
 
-template <int NP>
-__attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq"))) void pairTileZAny(int np, const float* const* a, const float* const* b, int nj, long s, long e, double* acc, long ahead) {
-  if constexpr (NP > 1)
-    if (np < NP) return pairTileZAny<NP - 1>(np, a, b, nj, s, e, acc, ahead);
-  pairTileZ<NP>(a, b, nj, s, e, acc, ahead);
+constexpr int ZB = 5;                                 // at most 5 super rows against 2: 20 + 4 accumulators
+constexpr int ZACC = ((4 * ZB + 4 + 7) / 8) * 16;  // a tile's sums
+
+// a tile's sums acc[L] (zTile's lane order) into D[i·k + j]
+template <int MA, int NB, int ND>
+void zInto(const double* acc, int k, int a0, int b0, double* D) {
+  constexpr int NV = 2 * MA * NB + ND, NG = (NV + 7) / 8;
+  for (int L = 0; L < NG * 16; L++) {
+    const int g = L / 16, half = L % 16 / 4 + 4 * (L % 4), m = 8 * g + half / 2;
+    int i, j;
+    if (m >= NV) continue;
+    zPair<MA, NB, ND>(m, half % 2, a0, b0, &i, &j);
+    if (i < j && j < k) D[(long)i * k + j] += acc[L];
+  }
 }
 
+// zTile<2, nb, nd> on the run [r, re) (into = false), or its sums into D (into = true)
+template <int NB>
+__attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq"))) void zTwo(bool into, int nb, bool diag, const float* const* in, int k, const float* P, long ps, int a0, int b0, long s, long r, long re, double* acc, double* D) {
+  if constexpr (NB > 0)
+    if (nb < NB) return zTwo<NB - 1>(into, nb, diag, in, k, P, ps, a0, b0, s, r, re, acc, D);
+  if (diag) {
+    if (into) zInto<2, NB, 4>(acc, k, a0, b0, D);
+    else zTile<2, NB, 4>(in, k, P, ps, a0, b0, s, r, re, acc);
+  } else if constexpr (NB > 0) {
+    if (into) zInto<2, NB, 0>(acc, k, a0, b0, D);
+    else zTile<2, NB, 0>(in, k, P, ps, a0, b0, s, r, re, acc);
+  }
+}
+
+thread_local std::vector<float> zPacked;
+thread_local std::vector<double> zSums;
+
+// The block packed, then run by run (each tile's float lanes over a run, then its sums in double
+// over the block, as pairTile), so a run of the packed block (k = 50: 50 KB) serves all its tiles
+// from L1 or L2, the sweeps over the super rows alternating in direction. Per pair of super rows
+// a0, a0 + 1 the super rows after them in tiles of ≤ ZB, as even as can be, the first with the
+// pairs within a0, a0 + 1. The next block's rows are prefetched a few lines before each tile: all
+// at once (as pairwiseAvx2 does, on its first sweep) left more of the memory's latency exposed.
 __attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq"))) void pairwiseAvx512(const float* const* in, int k, long s, long e, double* D, bool prefetchNext) {
-  int i0 = 0;
-  for (; i0 + ZI < k; i0 += ZI) {
-    // the pairs among rows i0 … i0 + ZI − 1, then those rows against all the rows after them
-    pairTriangle512(in, k, i0, i0 + ZI, s, e, D, prefetchNext);
-    for (int j0 = i0 + ZI; j0 < k; j0 += 2 * ZP) {
-      const int nj = std::min(2 * ZP, k - j0), np = (nj + 1) / 2;
-      alignas(64) double acc[((ZI * ZP + 7) / 8) * 16] = {0};
-      const long ahead = prefetchNext && i0 == 0 ? e - s : 0;
-      pairTileZAny<ZP>(np, in + i0, in + j0, nj, s, e, acc, ahead);
-      for (int L = 0; L < (int)(sizeof(acc) / sizeof(acc[0])); L++) {
-        const int g = L / 16, l = L % 16, half = l / 4 + 4 * (l % 4), m = 8 * g + half / 2;
-        if (m >= ZI * np) continue;
-        const int i = m / np, j = 2 * (m % np) + half % 2;
-        if (j < nj) D[(long)(i0 + i) * k + j0 + j] += acc[L];
-      }
+  const int K2 = (k + 1) / 2;
+  const long ps = (e - s) / 8 * 16 + 16;  // a packed super row (+ 16: 64 bytes apart, not 4 KB)
+  if (zPacked.size() < (size_t)(K2 * ps + 16)) zPacked.resize(K2 * ps + 16);
+  float* P = zPacked.data() + (16 - ((uintptr_t)zPacked.data() / 4) % 16) % 16;  // 64-byte aligned
+  for (int b = 0; b < K2; b++) {
+    const float *r0 = in[std::min(2 * b, k - 1)], *r1 = in[std::min(2 * b + 1, k - 1)];
+    float* p = P + (long)b * ps - 2 * s;
+    for (long c = s; c + 8 <= e; c += 8) {
+      _mm256_store_ps(p + 2 * c, _mm256_loadu_ps(r0 + c));
+      _mm256_store_ps(p + 2 * c + 8, _mm256_loadu_ps(r1 + c));
     }
   }
-  pairTriangle512(in, k, i0, k, s, e, D, prefetchNext);
+  const auto tilesOf = [K2](int a0) {
+    const int n = K2 - a0 - 2;
+    return n <= 0 ? 1 : (n + ZB - 1) / ZB;
+  };
+  int tiles = 0;
+  for (int a0 = 0; a0 < K2; a0 += 2) tiles += tilesOf(a0);
+  zSums.assign((size_t)tiles * ZACC, 0.0);
+  // the next block's rows, a few lines before each tile of two super rows (not all at once)
+  const long lines = prefetchNext ? (e - s + 15) / 16 : 0, total = lines * k;
+  const long calls = (long)(tiles - K2 % 2) * ((e - s + DIST_RUN - 1) / DIST_RUN), quota = calls > 0 ? (total + calls - 1) / calls : 0;
+  long next = 0;
+  for (long r = s;; r += DIST_RUN) {
+    const bool into = r >= e;  // after the last run: the sums into D
+    const long re = into ? r : std::min(e, r + DIST_RUN);
+    double* acc = zSums.data();
+    for (int a0 = 0; a0 < K2; a0 += 2) {
+      if (a0 + 1 == K2) {  // odd K2: the last super row's own pair
+        if (into) zInto<1, 0, 1>(acc, k, a0, 0, D);
+        else zTile<1, 0, 1>(in, k, P, ps, a0, 0, s, r, re, acc);
+        break;
+      }
+      const int n = std::max(0, K2 - a0 - 2), nt = tilesOf(a0);
+      for (int t = 0; t < nt; t++) {
+        const int u = (a0 / 2) % 2 == 0 ? t : nt - 1 - t;  // alternate directions
+        const int b0 = a0 + 2 + n * u / nt, nb = a0 + 2 + n * (u + 1) / nt - b0;
+        if (!into)
+          for (const long stop = std::min(total, next + quota); next < stop; next++) _mm_prefetch((const char*)(in[next / lines] + e + next % lines * 16), _MM_HINT_T0);
+        zTwo<ZB>(into, nb, u == 0, in, k, P, ps, a0, b0, s, r, re, acc + (long)u * ZACC, D);
+      }
+      acc += (long)nt * ZACC;
+    }
+    if (into) break;
+  }
 }
 #endif
 

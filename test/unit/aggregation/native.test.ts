@@ -224,7 +224,7 @@ describe('native coordinate-wise kernels', () => {
     try {
       for (const threads of [1, 2]) {
         setNativeThreads(threads)
-        for (const k of [2, 3, 4, 5, 6, 9, 12, 13, 17, 26, 50, 51]) {
+        for (const k of [2, 3, 4, 5, 6, 7, 9, 12, 13, 17, 21, 26, 50, 51, 128]) {
           for (const d of [1, 7, 8, 9, 255, 257, 1023, 1025, 2 * 1024 + 8 * 37 + 5]) {
             const inputs = Array.from({ length: k }, (_, i) => {
               // row 1: squares of its differences overflow Float32 on some coordinates
