@@ -1494,19 +1494,45 @@ thread_local std::vector<double> zSums;
 // a0, a0 + 1 the super rows after them in tiles of ≤ ZB, as even as can be, the first with the
 // pairs within a0, a0 + 1. The next block's rows are prefetched a few lines before each tile: all
 // at once (as pairwiseAvx2 does, on its first sweep) left more of the memory's latency exposed.
-__attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq"))) void pairwiseAvx512(const float* const* in, int k, long s, long e, double* D, bool prefetchNext) {
+void blockSumsPortable(const float* const* in, int k, long s, long e, double* sums, float* mx);
+
+// With `sums`: also blockSums's column sums and magnitudes (the same bits), while packing.
+__attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq"))) void pairwiseAvx512(const float* const* in, int k, long s, long e, double* D, bool prefetchNext, double* sums, float* mx) {
   const int K2 = (k + 1) / 2;
-  const long ps = (e - s) / 8 * 16 + 16;  // a packed super row (+ 16: 64 bytes apart, not 4 KB)
+  const long ps = (e - s) / 8 * 16 + 16, n8 = s + (e - s) / 8 * 8;  // + 16: super rows 64 bytes apart, not 4 KB
   if (zPacked.size() < (size_t)(K2 * ps + 16)) zPacked.resize(K2 * ps + 16);
   float* P = zPacked.data() + (16 - ((uintptr_t)zPacked.data() / 4) % 16) % 16;  // 64-byte aligned
+  const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   for (int b = 0; b < K2; b++) {
-    const float *r0 = in[std::min(2 * b, k - 1)], *r1 = in[std::min(2 * b + 1, k - 1)];
+    const int i0 = 2 * b, i1 = std::min(2 * b + 1, k - 1);  // i1 = i0: odd k's last row, once
+    const float *r0 = in[i0], *r1 = in[i1];
     float* p = P + (long)b * ps - 2 * s;
-    for (long c = s; c + 8 <= e; c += 8) {
-      _mm256_store_ps(p + 2 * c, _mm256_loadu_ps(r0 + c));
-      _mm256_store_ps(p + 2 * c + 8, _mm256_loadu_ps(r1 + c));
+    if (sums == nullptr) {
+      for (long c = s; c < n8; c += 8) {
+        _mm256_store_ps(p + 2 * c, _mm256_loadu_ps(r0 + c));
+        _mm256_store_ps(p + 2 * c + 8, _mm256_loadu_ps(r1 + c));
+      }
+      continue;
     }
+    // the sums row by row, in row order as blockSumsAvx2's: x_0 + x_1 + … (the block's sums stay in L1)
+    __m256 m0 = _mm256_set1_ps(mx[i0]), m1 = _mm256_set1_ps(mx[i1]);
+    for (long c = s; c < n8; c += 8) {
+      const __m256 v0 = _mm256_loadu_ps(r0 + c), v1 = _mm256_loadu_ps(r1 + c);
+      _mm256_store_ps(p + 2 * c, v0);
+      _mm256_store_ps(p + 2 * c + 8, v1);
+      __m512d t = _mm512_cvtps_pd(v0);
+      if (b > 0) t = _mm512_add_pd(_mm512_loadu_pd(sums + c), t);
+      if (i1 != i0) t = _mm512_add_pd(t, _mm512_cvtps_pd(v1));
+      _mm512_storeu_pd(sums + c, t);
+      m0 = _mm256_max_ps(m0, _mm256_and_ps(v0, abs));
+      m1 = _mm256_max_ps(m1, _mm256_and_ps(v1, abs));
+    }
+    alignas(32) float l0[8], l1[8];
+    _mm256_store_ps(l0, m0);
+    _mm256_store_ps(l1, m1);
+    for (int l = 0; l < 8; l++) mx[i0] = std::max(mx[i0], l0[l]), mx[i1] = std::max(mx[i1], l1[l]);
   }
+  if (sums != nullptr) blockSumsPortable(in, k, n8, e, sums, mx);
   const auto tilesOf = [K2](int a0) {
     const int n = K2 - a0 - 2;
     return n <= 0 ? 1 : (n + ZB - 1) / ZB;
@@ -1561,8 +1587,30 @@ void blockSumsPortable(const float* const* in, int k, long s, long e, double* su
 #if MONNA_X86
 __attribute__((target("avx2,fma"))) void blockSumsAvx2(const float* const* in, int k, long s, long e, double* sums, float* mx) {
   const long n8 = s + (e - s) / 8 * 8;
-  // the sums coordinate-major, in registers (no store and reload of the block's sums per input)
-  for (long c = s; c < n8; c += 8) {
+  // the sums coordinate-major, in registers (no store and reload of the block's sums per input);
+  // 32 coordinates at a time: 8 chains of additions in flight, not 2 (each waits on the last)
+  long c0 = s;
+  for (; c0 + 32 <= n8; c0 += 32) {
+    __m256d acc[8];
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) {
+      const __m256 v = _mm256_loadu_ps(in[0] + c0 + 8 * q);
+      acc[2 * q] = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+      acc[2 * q + 1] = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+    }
+    for (int i = 1; i < k; i++) {
+      const float* x = in[i] + c0;
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; q++) {
+        const __m256 v = _mm256_loadu_ps(x + 8 * q);
+        acc[2 * q] = _mm256_add_pd(acc[2 * q], _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+        acc[2 * q + 1] = _mm256_add_pd(acc[2 * q + 1], _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+      }
+    }
+#pragma GCC unroll 8
+    for (int q = 0; q < 8; q++) _mm256_storeu_pd(sums + c0 + 4 * q, acc[q]);
+  }
+  for (long c = c0; c < n8; c += 8) {
     __m256 v = _mm256_loadu_ps(in[0] + c);
     __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
     for (int i = 1; i < k; i++) {
@@ -1609,9 +1657,13 @@ void pairwise(const float* const* in, int k, long d, double* D, double* sums = n
       const long s = b * DIST_BLOCK, e = std::min(d, s + DIST_BLOCK);
 #if MONNA_X86
       if (useAvx2()) {
-        if (useAvx512()) pairwiseAvx512(in, k, s, e, P, e < d);
-        else pairwiseAvx2(in, k, s, e, P, e < d);
-        if (sums != nullptr) blockSumsAvx2(in, k, s, e, sums, mxPartial.data() + (size_t)t * k);
+        float* mx = sums != nullptr ? mxPartial.data() + (size_t)t * k : nullptr;
+        if (useAvx512()) {
+          pairwiseAvx512(in, k, s, e, P, e < d, sums, mx);
+          continue;
+        }
+        pairwiseAvx2(in, k, s, e, P, e < d);
+        if (sums != nullptr) blockSumsAvx2(in, k, s, e, sums, mx);
         continue;
       }
 #endif
