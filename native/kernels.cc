@@ -7,7 +7,8 @@
 // Built at install time by scripts/build-native.mjs with the system C++ compiler against the
 // Node-API headers of the `node-api-headers` package (ABI-stable across Node versions). Optional:
 // without a compiler the project runs the wasm kernels. No -march flag: the AVX2/FMA code paths
-// are compiled per function (target attributes) and chosen at run time (cpuid).
+// (and the pairwise distances' AVX-512 ones) are compiled per function (target attributes) and
+// chosen at run time (cpuid).
 //
 // GEMM: the classic Goto/BLIS blocking — B packed in KC×16 panels, A in 6×KC micro-panels, a 6×16
 // register-blocked micro-kernel (12 ymm accumulators), a 6×8 one for a last panel of ≤ 8
@@ -309,6 +310,20 @@ bool useAvx2() {
 #if MONNA_X86
   static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return ok && !forcePortable;
+#else
+  return false;
+#endif
+}
+
+bool allowAvx512 = true;  // tests turn it off to run the AVX2 kernels on AVX-512 machines too
+
+// AVX-512F/VL/DQ on top of AVX2/FMA: the kernels that use it (the pairwise distances) keep the
+// AVX2 kernels' 8-float lanes and their order of operations — the same bits — and gain the 32
+// registers of the EVEX encodings and zmm registers holding two such 8-float lanes side by side
+bool useAvx512() {
+#if MONNA_X86
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  return ok && allowAvx512 && useAvx2();
 #else
   return false;
 #endif
@@ -1249,7 +1264,9 @@ __attribute__((target("avx2,fma"))) inline double hsum8(__m256 v) {
 // two rows of the tile stay in L1 while the sweep over the other rows streams them from L2).
 // Tiles cover the strict upper triangle i < j; a tile straddling the diagonal computes a few
 // pairs it discards. Per pair, float lanes over runs of DIST_RUN coordinates, runs summed in
-// double (the numerics of the wasm kernel and of the one-row-against-four kernel before it).
+// double (the numerics of the wasm kernel and of the one-row-against-four kernel before it). The
+// < 8 coordinates of a run's tail are fused multiply-adds, written so (the compiler used to choose
+// per instantiation whether to contract them), so that every tile shape gives the same bits.
 constexpr int TI = 2, TJ = 4;
 
 // rows a[0], a[1] against b[0..NJ) (NJ ≤ TJ: the last tile of a sweep is narrower, so no
@@ -1289,7 +1306,7 @@ __attribute__((target("avx2,fma"))) void pairTile(const float* const* a, const f
       for (int i = 0; i < TI; i++)
         for (int j = 0; j < NJ; j++) {
           const float u = a[i][c] - b[j][c];
-          tail[i * NJ + j] += u * u;
+          tail[i * NJ + j] = __builtin_fmaf(u, u, tail[i * NJ + j]);
         }
 #pragma GCC unroll 4
     for (int j = 0; j < NJ; j++) {
@@ -1319,6 +1336,237 @@ __attribute__((target("avx2,fma"))) void pairwiseAvx2(const float* const* in, in
     }
   }
 }
+
+// The AVX-512 machines' kernel (pairwiseAvx512). Each block of coordinates is first packed by
+// pairs of rows: super row β holds rows 2β and 2β + 1 side by side, 8 coordinates of each per 16
+// floats, so one zmm load gives X_β = [x_2β | x_2β+1] (the same 8 coordinates of both) and one
+// shuffle its halves swapped, S_β. Then X_α − X_β holds the differences of the pairs (2α, 2β)
+// and (2α + 1, 2β + 1), S_α − X_β those of (2α + 1, 2β) and (2α, 2β + 1): two pairs per
+// instruction, each half with the AVX2 tile's 8 float lanes and their operations in order (a
+// difference's sign does not change its square), summed in hsum8's order (16 at once), plus the
+// same tail, into a double per block — the same bits. Tiles of 2 super rows (4 rows) against ≤ ZB
+// super rows, 4·ZB accumulators of the 32 zmm registers: per 8 coordinates 2 + ZB loads and 2
+// shuffles for 8·ZB pairs (the AVX2 tile: 6 loads for 8 pairs).
+
+// hsum8 of the 16 halves of v[0..8) at once, in hsum8's order ((v0 + v4) + (v2 + v6)) + ((v1 +
+// v5) + (v3 + v7)): lane L of the result is the half 2m + h (v[m]'s half h) with m·2 + h =
+// L / 4 + 4·(L % 4)
+__attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq"), always_inline)) inline __m512 hsum8x16(const __m512* v) {
+  __m512 w[4];
+#pragma GCC unroll 4
+  for (int m = 0; m < 4; m++)
+    w[m] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * m], v[2 * m + 1], _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_f32x4(v[2 * m], v[2 * m + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  // w[m]'s 128-bit chunk c: h = (v_i + v_{i+4})_{i<4} of half 4m + c
+  const __m512 z0 = _mm512_add_ps(_mm512_shuffle_ps(w[0], w[1], _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_ps(w[0], w[1], _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512 z1 = _mm512_add_ps(_mm512_shuffle_ps(w[2], w[3], _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_ps(w[2], w[3], _MM_SHUFFLE(3, 2, 3, 2)));
+  // z0's chunk c: (h0 + h2, h1 + h3) of halves c and 4 + c; z1's: of 8 + c and 12 + c
+  return _mm512_add_ps(_mm512_shuffle_ps(z0, z1, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_ps(z0, z1, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// A tile: super rows a0 … a0 + MA − 1 against b0 … b0 + NB − 1 (a0 + MA ≤ b0), then ND = 0, 1
+// (MA = 1) or 4 (MA = 2) accumulators for the pairs within super rows a0 … a0 + MA − 1. The pairs
+// of accumulator m's half h: m = 2·(a·NB + b) + sw < 2·MA·NB is X_{a0+a} (sw = 0) or S_{a0+a}
+// (sw = 1) minus X_{b0+b}; then the diagonal ones: X0 − S0, X1 − S1, X0 − X1, S0 − X1. A pair i ≥
+// j (X − S's repeat) or with a row ≥ k (the last super row of odd k repeats its row) is discarded.
+template <int MA, int NB, int ND>
+inline void zPair(int m, int h, int a0, int b0, int* i, int* j) {
+  if (m < 2 * MA * NB) {
+    const int sw = m % 2, a = m / 2 / NB, b = m / 2 % NB;
+    *i = 2 * (a0 + a) + (sw == 0 ? h : 1 - h);
+    *j = 2 * (b0 + b) + h;
+    return;
+  }
+  const int x = 2 * a0, d = m - 2 * MA * NB;
+  if (d == 0) *i = x + h, *j = x + 1 - h;
+  else if (d == 1) *i = x + 2 + h, *j = x + 3 - h;
+  else if (d == 2) *i = x + h, *j = x + 2 + h;
+  else *i = x + 1 - h, *j = x + 2 + h;
+}
+
+// acc[L] (hsum8x16's lane order, 16 per group of 8 accumulators) += the tile's ‖x_i − x_j‖² over
+// the run [r, re); P: the packed block [s, e) (super row β at P + β·ps, coordinate c at (c − s)·2)
+template <int MA, int NB, int ND>
+__attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq"))) void zTile(const float* const* in, int k, const float* P, long ps, int a0, int b0, long s, long r, long re, double* acc) {
+  constexpr int NR = 2 * MA * NB, NV = NR + ND, NG = (NV + 7) / 8;
+  const float* xa[MA];
+  const float* yb[NB > 0 ? NB : 1];
+  for (int a = 0; a < MA; a++) xa[a] = P + (long)(a0 + a) * ps - 2 * s;
+  for (int b = 0; b < NB; b++) yb[b] = P + (long)(b0 + b) * ps - 2 * s;
+  __m512 sq[NG * 8];
+#pragma GCC unroll 24
+  for (int m = 0; m < NG * 8; m++) sq[m] = _mm512_setzero_ps();
+  long c = r;
+  for (; c + 8 <= re; c += 8) {
+    __m512 x[MA], sx[MA];
+#pragma GCC unroll 2
+    for (int a = 0; a < MA; a++) {
+      x[a] = _mm512_loadu_ps(xa[a] + 2 * c);
+      sx[a] = _mm512_shuffle_f32x4(x[a], x[a], _MM_SHUFFLE(1, 0, 3, 2));
+    }
+#pragma GCC unroll 8
+    for (int b = 0; b < NB; b++) {
+      const __m512 y = _mm512_loadu_ps(yb[b] + 2 * c);
+#pragma GCC unroll 2
+      for (int a = 0; a < MA; a++) {
+        __m512 t = _mm512_sub_ps(x[a], y);
+        sq[2 * (a * NB + b)] = _mm512_fmadd_ps(t, t, sq[2 * (a * NB + b)]);
+        t = _mm512_sub_ps(sx[a], y);
+        sq[2 * (a * NB + b) + 1] = _mm512_fmadd_ps(t, t, sq[2 * (a * NB + b) + 1]);
+      }
+    }
+    if constexpr (ND > 0) {
+      __m512 t = _mm512_sub_ps(x[0], sx[0]);
+      sq[NR] = _mm512_fmadd_ps(t, t, sq[NR]);
+      if constexpr (ND == 4) {
+        t = _mm512_sub_ps(x[1], sx[1]);
+        sq[NR + 1] = _mm512_fmadd_ps(t, t, sq[NR + 1]);
+        t = _mm512_sub_ps(x[0], x[1]);
+        sq[NR + 2] = _mm512_fmadd_ps(t, t, sq[NR + 2]);
+        t = _mm512_sub_ps(sx[0], x[1]);
+        sq[NR + 3] = _mm512_fmadd_ps(t, t, sq[NR + 3]);
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int g = 0; g < NG; g++) {
+    const __m512 h = hsum8x16(sq + 8 * g);
+    if (c == re) {  // no tail: acc += (double)h + 0.0, as pairTile
+      const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(h)), hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(h, 1));
+      const __m512d zero = _mm512_setzero_pd();
+      _mm512_storeu_pd(acc + 16 * g, _mm512_add_pd(_mm512_loadu_pd(acc + 16 * g), _mm512_add_pd(lo, zero)));
+      _mm512_storeu_pd(acc + 16 * g + 8, _mm512_add_pd(_mm512_loadu_pd(acc + 16 * g + 8), _mm512_add_pd(hi, zero)));
+      continue;
+    }
+    alignas(64) float hl[16];
+    _mm512_store_ps(hl, h);
+    for (int L = 0; L < 16; L++) {
+      const int half = L / 4 + 4 * (L % 4), m = 8 * g + half / 2;
+      int i, j;
+      if (m >= NV) continue;
+      zPair<MA, NB, ND>(m, half % 2, a0, b0, &i, &j);
+      if (i >= j || j >= k) continue;
+      float tail = 0.f;
+      for (long q = c; q < re; q++) {
+        const float u = in[i][q] - in[j][q];
+        tail = __builtin_fmaf(u, u, tail);
+      }
+      acc[16 * g + L] += (double)hl[L] + (double)tail;
+    }
+  }
+}
+
+constexpr int ZB = 5;                                 // at most 5 super rows against 2: 20 + 4 accumulators
+constexpr int ZACC = ((4 * ZB + 4 + 7) / 8) * 16;  // a tile's sums
+
+// a tile's sums acc[L] (zTile's lane order) into D[i·k + j]
+template <int MA, int NB, int ND>
+void zInto(const double* acc, int k, int a0, int b0, double* D) {
+  constexpr int NV = 2 * MA * NB + ND, NG = (NV + 7) / 8;
+  for (int L = 0; L < NG * 16; L++) {
+    const int g = L / 16, half = L % 16 / 4 + 4 * (L % 4), m = 8 * g + half / 2;
+    int i, j;
+    if (m >= NV) continue;
+    zPair<MA, NB, ND>(m, half % 2, a0, b0, &i, &j);
+    if (i < j && j < k) D[(long)i * k + j] += acc[L];
+  }
+}
+
+// zTile<2, nb, nd> on the run [r, re) (into = false), or its sums into D (into = true)
+template <int NB>
+__attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq"))) void zTwo(bool into, int nb, bool diag, const float* const* in, int k, const float* P, long ps, int a0, int b0, long s, long r, long re, double* acc, double* D) {
+  if constexpr (NB > 0)
+    if (nb < NB) return zTwo<NB - 1>(into, nb, diag, in, k, P, ps, a0, b0, s, r, re, acc, D);
+  if (diag) {
+    if (into) zInto<2, NB, 4>(acc, k, a0, b0, D);
+    else zTile<2, NB, 4>(in, k, P, ps, a0, b0, s, r, re, acc);
+  } else if constexpr (NB > 0) {
+    if (into) zInto<2, NB, 0>(acc, k, a0, b0, D);
+    else zTile<2, NB, 0>(in, k, P, ps, a0, b0, s, r, re, acc);
+  }
+}
+
+thread_local std::vector<float> zPacked;
+thread_local std::vector<double> zSums;
+
+// The block packed, then run by run (each tile's float lanes over a run, then its sums in double
+// over the block, as pairTile), so a run of the packed block (k = 50: 50 KB) serves all its tiles
+// from L1 or L2, the sweeps over the super rows alternating in direction. Per pair of super rows
+// a0, a0 + 1 the super rows after them in tiles of ≤ ZB, as even as can be, the first with the
+// pairs within a0, a0 + 1. The next block's rows are prefetched a few lines before each tile: all
+// at once (as pairwiseAvx2 does, on its first sweep) left more of the memory's latency exposed.
+void blockSumsPortable(const float* const* in, int k, long s, long e, double* sums, float* mx);
+
+// With `sums`: also blockSums's column sums and magnitudes (the same bits), while packing.
+__attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq"))) void pairwiseAvx512(const float* const* in, int k, long s, long e, double* D, bool prefetchNext, double* sums, float* mx) {
+  const int K2 = (k + 1) / 2;
+  const long ps = (e - s) / 8 * 16 + 16, n8 = s + (e - s) / 8 * 8;  // + 16: super rows 64 bytes apart, not 4 KB
+  if (zPacked.size() < (size_t)(K2 * ps + 16)) zPacked.resize(K2 * ps + 16);
+  float* P = zPacked.data() + (16 - ((uintptr_t)zPacked.data() / 4) % 16) % 16;  // 64-byte aligned
+  const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  for (int b = 0; b < K2; b++) {
+    const int i0 = 2 * b, i1 = std::min(2 * b + 1, k - 1);  // i1 = i0: odd k's last row, once
+    const float *r0 = in[i0], *r1 = in[i1];
+    float* p = P + (long)b * ps - 2 * s;
+    if (sums == nullptr) {
+      for (long c = s; c < n8; c += 8) {
+        _mm256_store_ps(p + 2 * c, _mm256_loadu_ps(r0 + c));
+        _mm256_store_ps(p + 2 * c + 8, _mm256_loadu_ps(r1 + c));
+      }
+      continue;
+    }
+    // the sums row by row, in row order as blockSumsAvx2's: x_0 + x_1 + … (the block's sums stay in L1)
+    __m256 m0 = _mm256_set1_ps(mx[i0]), m1 = _mm256_set1_ps(mx[i1]);
+    for (long c = s; c < n8; c += 8) {
+      const __m256 v0 = _mm256_loadu_ps(r0 + c), v1 = _mm256_loadu_ps(r1 + c);
+      _mm256_store_ps(p + 2 * c, v0);
+      _mm256_store_ps(p + 2 * c + 8, v1);
+      __m512d t = _mm512_cvtps_pd(v0);
+      if (b > 0) t = _mm512_add_pd(_mm512_loadu_pd(sums + c), t);
+      if (i1 != i0) t = _mm512_add_pd(t, _mm512_cvtps_pd(v1));
+      _mm512_storeu_pd(sums + c, t);
+      m0 = _mm256_max_ps(m0, _mm256_and_ps(v0, abs));
+      m1 = _mm256_max_ps(m1, _mm256_and_ps(v1, abs));
+    }
+    alignas(32) float l0[8], l1[8];
+    _mm256_store_ps(l0, m0);
+    _mm256_store_ps(l1, m1);
+    for (int l = 0; l < 8; l++) mx[i0] = std::max(mx[i0], l0[l]), mx[i1] = std::max(mx[i1], l1[l]);
+  }
+  if (sums != nullptr) blockSumsPortable(in, k, n8, e, sums, mx);
+  const auto tilesOf = [K2](int a0) {
+    const int n = K2 - a0 - 2;
+    return n <= 0 ? 1 : (n + ZB - 1) / ZB;
+  };
+  int tiles = 0;
+  for (int a0 = 0; a0 < K2; a0 += 2) tiles += tilesOf(a0);
+  zSums.assign((size_t)tiles * ZACC, 0.0);
+  // the next block's rows, a few lines before each tile of two super rows (not all at once)
+  const long lines = prefetchNext ? (e - s + 15) / 16 : 0, total = lines * k;
+  const long calls = (long)(tiles - K2 % 2) * ((e - s + DIST_RUN - 1) / DIST_RUN), quota = calls > 0 ? (total + calls - 1) / calls : 0;
+  long next = 0;
+  for (long r = s;; r += DIST_RUN) {
+    const bool into = r >= e;  // after the last run: the sums into D
+    const long re = into ? r : std::min(e, r + DIST_RUN);
+    double* acc = zSums.data();
+    for (int a0 = 0; a0 < K2; a0 += 2) {
+      if (a0 + 1 == K2) {  // odd K2: the last super row's own pair
+        if (into) zInto<1, 0, 1>(acc, k, a0, 0, D);
+        else zTile<1, 0, 1>(in, k, P, ps, a0, 0, s, r, re, acc);
+        break;
+      }
+      const int n = std::max(0, K2 - a0 - 2), nt = tilesOf(a0);
+      for (int t = 0; t < nt; t++) {
+        const int u = (a0 / 2) % 2 == 0 ? t : nt - 1 - t;  // alternate directions
+        const int b0 = a0 + 2 + n * u / nt, nb = a0 + 2 + n * (u + 1) / nt - b0;
+        if (!into)
+          for (const long stop = std::min(total, next + quota); next < stop; next++) _mm_prefetch((const char*)(in[next / lines] + e + next % lines * 16), _MM_HINT_T0);
+        zTwo<ZB>(into, nb, u == 0, in, k, P, ps, a0, b0, s, r, re, acc + (long)u * ZACC, D);
+      }
+      acc += (long)nt * ZACC;
+    }
+    if (into) break;
+  }
+}
 #endif
 
 // Column sums and magnitudes of a block, while it is still in cache from the distances:
@@ -1339,8 +1587,30 @@ void blockSumsPortable(const float* const* in, int k, long s, long e, double* su
 #if MONNA_X86
 __attribute__((target("avx2,fma"))) void blockSumsAvx2(const float* const* in, int k, long s, long e, double* sums, float* mx) {
   const long n8 = s + (e - s) / 8 * 8;
-  // the sums coordinate-major, in registers (no store and reload of the block's sums per input)
-  for (long c = s; c < n8; c += 8) {
+  // the sums coordinate-major, in registers (no store and reload of the block's sums per input);
+  // 32 coordinates at a time: 8 chains of additions in flight, not 2 (each waits on the last)
+  long c0 = s;
+  for (; c0 + 32 <= n8; c0 += 32) {
+    __m256d acc[8];
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) {
+      const __m256 v = _mm256_loadu_ps(in[0] + c0 + 8 * q);
+      acc[2 * q] = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+      acc[2 * q + 1] = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+    }
+    for (int i = 1; i < k; i++) {
+      const float* x = in[i] + c0;
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; q++) {
+        const __m256 v = _mm256_loadu_ps(x + 8 * q);
+        acc[2 * q] = _mm256_add_pd(acc[2 * q], _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+        acc[2 * q + 1] = _mm256_add_pd(acc[2 * q + 1], _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+      }
+    }
+#pragma GCC unroll 8
+    for (int q = 0; q < 8; q++) _mm256_storeu_pd(sums + c0 + 4 * q, acc[q]);
+  }
+  for (long c = c0; c < n8; c += 8) {
     __m256 v = _mm256_loadu_ps(in[0] + c);
     __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
     for (int i = 1; i < k; i++) {
@@ -1387,8 +1657,13 @@ void pairwise(const float* const* in, int k, long d, double* D, double* sums = n
       const long s = b * DIST_BLOCK, e = std::min(d, s + DIST_BLOCK);
 #if MONNA_X86
       if (useAvx2()) {
+        float* mx = sums != nullptr ? mxPartial.data() + (size_t)t * k : nullptr;
+        if (useAvx512()) {
+          pairwiseAvx512(in, k, s, e, P, e < d, sums, mx);
+          continue;
+        }
         pairwiseAvx2(in, k, s, e, P, e < d);
-        if (sums != nullptr) blockSumsAvx2(in, k, s, e, sums, mxPartial.data() + (size_t)t * k);
+        if (sums != nullptr) blockSumsAvx2(in, k, s, e, sums, mx);
         continue;
       }
 #endif
@@ -2356,6 +2631,19 @@ napi_value SetPortable(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// setAvx512(on): let the kernels that have an AVX-512 variant use it where the CPU has AVX-512F/VL
+// (default on; tests turn it off to run the AVX2 variants); returns whether they now use it
+napi_value SetAvx512(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!args(env, info, argv)) return nullptr;
+  bool on = false;
+  CHECK(napi_get_value_bool(env, argv[0], &on));
+  allowAvx512 = on;
+  napi_value r;
+  napi_get_boolean(env, useAvx512(), &r);
+  return r;
+}
+
 // setThreads(n): threads for the GEMM (main thread included), 1–64
 napi_value SetThreads(napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -2410,6 +2698,7 @@ NAPI_MODULE_INIT() {
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"threads", nullptr, Threads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setPortable", nullptr, SetPortable, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"setAvx512", nullptr, SetAvx512, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"simd", nullptr, Simd, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);

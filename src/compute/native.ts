@@ -116,6 +116,12 @@ export interface NativeKernels {
   simd(): string
   /** use the portable micro-kernel even where AVX2/FMA is available (tests) */
   setPortable(on: boolean): void
+  /**
+   * Let the kernels that have an AVX-512 variant (pairwise, pairwiseSums: the same bits as their
+   * AVX2 one) use it where the CPU has AVX-512F/VL/DQ — the default; off runs the AVX2 variants
+   * (tests). Returns whether the AVX-512 variants are now in use.
+   */
+  setAvx512(on: boolean): boolean
   /** threads of the GEMM, main thread included (1–64; default 1) */
   setThreads(n: number): void
   threads(): number

@@ -209,6 +209,52 @@ describe('native coordinate-wise kernels', () => {
     })
   }
 
+  // a CPU without AVX-512F/VL/DQ runs the AVX2 kernel only: there is nothing to compare, and the
+  // test says so (a visible skip) instead of comparing the AVX2 kernel with itself
+  const avx512 = nativeKernels()?.setAvx512(true) === true
+  it('pairwise and pairwiseSums: the AVX-512 kernel gives the AVX2 kernel\'s bits — distances, column sums, magnitudes (k off the tiles, d off 8, 256 and 1024, squares that overflow Float32, signed zeros); 1 and 2 threads', { skip: avx512 ? false : 'this CPU has no AVX-512F/VL/DQ' }, () => {
+    const N = nativeKernels()!
+    const rng = new Rng('native/pairwise/avx512')
+    // the distances, then (sums) the column sums and magnitudes
+    const distances = (inputs: Float32Array[], avx512: boolean, sums: boolean): number[] => {
+      N.setAvx512(avx512)
+      const k = inputs.length
+      const out = new Float64Array(k * k)
+      const col = new Float64Array(inputs[0].length)
+      const mx = new Float32Array(k)
+      if (sums) N.pairwiseSums(inputs, out, col, mx)
+      else N.pairwise(inputs, out)
+      N.setAvx512(true)
+      return sums ? [...out, ...col, ...mx] : [...out]
+    }
+    try {
+      for (const threads of [1, 2]) {
+        setNativeThreads(threads)
+        for (const k of [2, 3, 4, 5, 6, 7, 9, 12, 13, 17, 21, 26, 50, 51, 128]) {
+          for (const d of [1, 7, 8, 9, 255, 257, 1023, 1025, 2 * 1024 + 8 * 37 + 5]) {
+            const inputs = Array.from({ length: k }, (_, i) => {
+              // row 1: squares of its differences overflow Float32 on some coordinates; columns of
+              // −0 (their sum is −0) and of mixed zeros
+              const scale = i === 1 ? 2e19 : i % 4 === 0 ? 1e3 : 1
+              return Float32Array.from({ length: d }, (_, c) => (c % 13 === 5 ? -0 : c % 13 === 6 ? (i % 2 === 0 ? -0 : 0) : scale * rng.normal()))
+            })
+            if (k > 2 && d > 8) inputs[2] = inputs[0] // a duplicate: zero distance
+            for (const sums of [false, true]) {
+              const want = distances(inputs, false, sums)
+              const got = distances(inputs, true, sums)
+              for (let x = 0; x < want.length; x++)
+                if (!Object.is(got[x], want[x])) assert.fail(`k = ${k}, d = ${d}, ${threads} thread(s), sums ${sums}: [${x}] is ${got[x]} on AVX-512, ${want[x]} on AVX2`)
+            }
+            const want = distances(inputs, false, false)
+            if (d === 257) assert.ok(want.includes(Number.POSITIVE_INFINITY) || k < 2, `k = ${k}: an overflow to +∞`)
+          }
+        }
+      }
+    } finally {
+      setNativeThreads(1)
+    }
+  })
+
   it('pairwise: a Float32 square that overflows gives +∞ (the rules then redo it in Float64)', () => {
     const a = new Float32Array(20).fill(3e38)
     const b = new Float32Array(20).fill(-3e38)
