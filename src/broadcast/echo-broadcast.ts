@@ -46,7 +46,7 @@ import { defaultEchoBroadcastOptions, type EchoBroadcastOptions, validateEchoBro
 import { Receiver } from './receiver.ts'
 import { Recovery } from './recovery.ts'
 import { Sender } from './sender.ts'
-import type { BroadcastStats, Delivery, EchoBroadcast, EquivocationEvidence } from './types.ts'
+import type { BroadcastStats, Delivery, EchoBroadcast, EquivocationEvidence, FetchOptions } from './types.ts'
 
 export { type Certificate, verifyCertificate } from './certificate.ts'
 export { COOL_OFF_MS, type CoolOffEvent, REFUSAL_BURST_PER_MEMBER, REFUSALS_PER_SECOND, type Rejection } from './discipline.ts'
@@ -54,7 +54,7 @@ export { finalGossipBytes } from './finals.ts'
 export { defaultEchoBroadcastOptions, type EchoBroadcastOptions } from './options.ts'
 export type { BanEvent } from './penalties.ts'
 export { MAX_SEND_REPEATS } from './receiver.ts'
-export type { BroadcastStats, Delivery, EchoBroadcast, EchoBroadcastEvents, EquivocationEvidence } from './types.ts'
+export type { BroadcastStats, Delivery, EchoBroadcast, EchoBroadcastEvents, EquivocationEvidence, FetchOptions } from './types.ts'
 
 interface MetricSet {
   rejections: Counter<'reason'>
@@ -284,9 +284,10 @@ class EchoBroadcastImpl extends EventTarget implements EchoBroadcast {
     return this.epochs.at(round).epoch
   }
 
-  async fetchRound(round: number, opts: { signal?: AbortSignal; want?: number } = {}): Promise<Delivery[]> {
+  async fetchRound(round: number, opts: FetchOptions = {}): Promise<Delivery[]> {
     if (this.stopped) throw new BroadcastStoppedError()
     validateRound(round, 'round')
+    if (opts.peers !== undefined && (!Number.isInteger(opts.peers) || opts.peers < 1)) throw new TypeError(`fetchRound: peers must be a positive integer, got ${opts.peers}`)
     return this.recovery.fetchRound(round, opts)
   }
 

@@ -13,6 +13,7 @@ export {
   type EchoBroadcastOptions,
   type EquivocationEvidence,
   echoProtocol,
+  type FetchOptions,
   finalTopic,
   REFUSAL_BURST_PER_MEMBER,
   REFUSALS_PER_SECOND,

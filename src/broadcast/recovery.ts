@@ -13,7 +13,7 @@ import { bytesEqual } from './crypto.ts'
 import { BroadcastRejectError } from './errors.ts'
 import type { FinalFrame } from './finals.ts'
 import type { InstanceState } from './instance-store.ts'
-import type { Delivery } from './types.ts'
+import type { Delivery, FetchOptions } from './types.ts'
 import { encodeFrameParts } from './wire.ts'
 
 /** Bytes of a fetch that count as progress even before its frame completes (a slow honest link). */
@@ -30,6 +30,8 @@ export interface FinalSink {
 export class Recovery {
   private readonly ctx: RecoveryContext
   private readonly finals: FinalSink
+  /** where the next fetchRound with a `peers` bound starts in the round's member list */
+  private fetchCursor = 0
 
   constructor(ctx: RecoveryContext, finals: FinalSink) {
     this.ctx = ctx
@@ -129,10 +131,19 @@ export class Recovery {
   }
 
   /** `fetchRound` of the public API (the caller checked the round). */
-  async fetchRound(round: number, opts: { signal?: AbortSignal; want?: number }): Promise<Delivery[]> {
+  async fetchRound(round: number, opts: FetchOptions): Promise<Delivery[]> {
     const { store } = this.ctx
     const epoch = this.ctx.epochs.at(round)
-    const peers = this.ctx.streams.ordered(epoch.membership.members.filter((p) => p !== this.ctx.peerId))
+    const others = epoch.membership.members.filter((p) => p !== this.ctx.peerId)
+    // with a bound, the members after the last one asked come first (successive calls go round
+    // all of them, and the first members are not asked by every fetching member every time)
+    let peers = others
+    if (opts.peers !== undefined && opts.peers < others.length) {
+      const start = this.fetchCursor % others.length
+      peers = [...others.slice(start), ...others.slice(0, start)].slice(0, opts.peers)
+      this.fetchCursor = start + opts.peers
+    }
+    peers = this.ctx.streams.ordered(peers)
     const fetchIdleMs = this.ctx.timing.fetchIdleMs
     // One peer at a time (each answer shrinks what the next is asked for), but a peer that stays
     // silent or trickles does not hold up the others: a fetch that has gone fetchIdleMs without
@@ -151,7 +162,7 @@ export class Recovery {
     // likes, and it must not stand in for a model that only a fetch would bring)
     const complete = (): boolean => {
       const got = store.delivered(round)
-      return got.filter((d) => d.sender !== this.ctx.peerId).length >= peers.length || (opts.want !== undefined && got.length >= opts.want)
+      return got.filter((d) => d.sender !== this.ctx.peerId).length >= others.length || (opts.want !== undefined && got.length >= opts.want)
     }
     const quietFor = (now: number): number => Math.min(...[...running.values()].map((r) => now - r.last))
     try {

@@ -71,9 +71,9 @@ export interface EchoBroadcast extends EventTarget {
   /**
    * Asks members one by one for the certified deliveries of `round` it lacks; returns the verified
    * ones once it holds every other member's, or `want` of them (the engine needs n − f), or every
-   * member was asked.
+   * member was asked — or `peers` of them (see FetchOptions).
    */
-  fetchRound(round: number, opts?: { signal?: AbortSignal; want?: number }): Promise<Delivery[]>
+  fetchRound(round: number, opts?: FetchOptions): Promise<Delivery[]>
   /**
    * A new membership epoch. With `fromRound`, instances of earlier rounds keep being checked
    * against the epochs they belong to (a late certificate of the last round before a switch is
@@ -98,4 +98,19 @@ export interface EchoBroadcast extends EventTarget {
   readonly peerId: string
   /** Equivocation evidence collected so far (bounded). */
   evidence(): EquivocationEvidence[]
+}
+
+/** Options of `fetchRound`. */
+export interface FetchOptions {
+  signal?: AbortSignal
+  /** stop once this many deliveries of the round are held (the engine needs n − f) */
+  want?: number
+  /**
+   * Ask at most this many members (a positive integer). Each such call starts with the member
+   * after the last one the previous call asked, so successive calls go round every member: a
+   * member polling a round it is short of asks a few members each time instead of every one
+   * (n − 1 FETCH streams per poll, from every member waiting, were most of a round at n = 140 in
+   * one process — `bench:scale`).
+   */
+  peers?: number
 }

@@ -297,6 +297,9 @@ export const defaultEngineOptions = {
   // swarm in one process, rounds of several seconds) keeps receiving deliveries and fetches
   // nothing — fetching there asked every member in turn for models still on their way, once a
   // second per member, and at n = 50 that load made the rounds 30× slower (scale.bench.ts).
+  // Each such fetch asks r + 1 members (at least one honest), the next ones in turn the next
+  // time: asking every member each time, the fetches of the members waiting in a round of a
+  // 140-member swarm in one process opened ≈ 12,000 FETCH streams per round (scale.bench.ts).
   fetchAfterMs: 1000,
   // A member behind the swarm holding n − r − 1 certified models of its round waits this long for
   // its own model's certificate (or the missing model, which the fetches every fetchAfterMs may
@@ -839,7 +842,7 @@ export class RoundEngine extends EventTarget {
         fetching = true
         lastProgress = now
         fetchEveryMs = Math.min(2 * fetchEveryMs, Math.max(fetchAfter, this.opts.roundTimeoutMs / 2))
-        this.port.fetchRound(t, { signal, want: this.needed }).then(
+        this.port.fetchRound(t, { signal, want: this.needed, peers: this.r + 1 }).then(
           (ds) => {
             fetching = false
             if (this.current === t) for (const d of ds) if (d.round === t) this.accept(d)

@@ -4,10 +4,10 @@
  * transport in one process) and, in unit tests, on test doubles (test/support/memory-hub.ts).
  * Nothing here knows about learning.
  */
-import type { BroadcastStats } from '../broadcast/types.ts'
+import type { BroadcastStats, FetchOptions } from '../broadcast/types.ts'
 
 /** The broadcast's statistics: one type with src/broadcast (test doubles fill the required fields only). */
-export type { BroadcastStats }
+export type { BroadcastStats, FetchOptions }
 
 /** A swarm's membership (same shape as `Membership` in src/net). */
 export interface Membership {
@@ -67,7 +67,7 @@ export interface BroadcastPort extends EventTarget {
    * Asks peers for the certified deliveries of `round` (catch-up); returns the verified ones, once
    * `want` are held if given (else once every member's are, or every member was asked).
    */
-  fetchRound(round: number, opts?: { signal?: AbortSignal; want?: number }): Promise<Delivery[]>
+  fetchRound(round: number, opts?: FetchOptions): Promise<Delivery[]>
   stats(): BroadcastStats
   /**
    * Membership epochs: the members and f (quorum) of rounds ≥ `fromRound`; earlier rounds keep

@@ -13,7 +13,7 @@
  * Links are directed; resolution order (later wins): `default`, then `members` entries
  * (conditions on what those members send), then `links` entries.
  */
-import type { BroadcastPort, BroadcastStats, Delivery, Rejection, SendSeen } from '../node/port.ts'
+import type { BroadcastPort, BroadcastStats, Delivery, FetchOptions, Rejection, SendSeen } from '../node/port.ts'
 import type { Rng } from '../rng.ts'
 import type { LinkConditions, NetworkConfig } from './schema.ts'
 
@@ -159,7 +159,7 @@ class ConditionedPort extends EventTarget implements BroadcastPort {
     return this.inner.newestCertifiedRound()
   }
 
-  async fetchRound(round: number, o?: { signal?: AbortSignal; want?: number }): Promise<Delivery[]> {
+  async fetchRound(round: number, o?: FetchOptions): Promise<Delivery[]> {
     const got = await this.inner.fetchRound(round, o)
     // A lost instance never reaches this member; a delayed one only once its delay is over.
     return got.filter((d) => {

@@ -71,6 +71,43 @@ test('fetchRound stops once it holds the deliveries it was asked for (`want`), i
   assert.equal(asked.length, 6)
 })
 
+test('fetchRound with `peers` asks that many members, the next ones in turn at each call (every member within ⌈(n − 1)/peers⌉ calls)', async () => {
+  // a member polling a round it is short of asked every member each time: at n = 140 in one
+  // process the polls of the waiting members opened ≈ 12,000 FETCH streams per round
+  swarm = await startSwarm({ n: 7, f: 2, withoutBroadcast: [0, 6] })
+  const s = swarm
+  const honest = s.bcasts.slice(1, 6).map((b) => b!)
+  const signal = AbortSignal.timeout(30_000)
+  await Promise.all([...honest.map((b, i) => b.broadcast(0, payloadOf(i, 5000), { signal })), ...honest.map((b) => waitDeliveries(b, 0, 5, signal))])
+  const node = s.nodes[6]!
+  const asked: string[] = []
+  const dial = node.dialProtocol.bind(node)
+  node.dialProtocol = ((peer: Parameters<typeof dial>[0], protocols: Parameters<typeof dial>[1], o?: Parameters<typeof dial>[2]) => {
+    if (new Error().stack?.includes('fetchFrom') === true) asked.push(peer.toString())
+    return dial(peer, protocols, o)
+  }) as typeof node.dialProtocol
+  const late = await createEchoBroadcast({ node, privateKey: s.keys[6]!, membership: s.membership })
+  s.bcasts[6] = late
+  const others = s.membership.members.slice(0, 6)
+  const calls: string[][] = []
+  for (let c = 0; c < 4; c++) {
+    asked.length = 0
+    // member 0 never broadcasts: "every other member's" is never held, so each call asks all it may
+    const got = await late.fetchRound(0, { signal: AbortSignal.timeout(30_000), peers: 2 })
+    if (c === 0) assert.ok(got.length >= 1, 'the first call brought deliveries')
+    calls.push([...asked])
+  }
+  assert.deepEqual(
+    calls.map((c) => c.length),
+    [2, 2, 2, 2],
+    `members asked per call: ${JSON.stringify(calls)}`,
+  )
+  assert.deepEqual(new Set(calls.slice(0, 3).flat()), new Set(others), 'three calls of 2 asked all six other members')
+  assert.deepEqual(new Set(calls[3]), new Set(calls[0]), 'the fourth call starts over')
+  assert.equal((await late.fetchRound(0, { signal: AbortSignal.timeout(30_000) })).length, 5)
+  await assert.rejects(late.fetchRound(0, { peers: 0 }), TypeError)
+})
+
 test('a FETCH does not ask for a model whose SEND is still arriving; once that transfer fails, the next fetch brings it', async () => {
   // under a saturated CPU (26 member processes on 2 cores) a member fetched, a second after its
   // last delivery, payloads whose SENDs were halfway in: most payloads crossed twice
