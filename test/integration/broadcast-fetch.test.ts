@@ -11,6 +11,19 @@ import { createEchoBroadcast, echoProtocol } from '../../src/broadcast/index.ts'
 import type { InstanceStore } from '../../src/broadcast/instance-store.ts'
 import { payloadOf, type Swarm, startSwarm, waitDeliveries } from '../unit/broadcast/harness.ts'
 
+/** The members `node` dials for FETCH requests, in order (a list the caller may empty between calls). */
+function recordFetchDials(node: Swarm['nodes'][number]): string[] {
+  const asked: string[] = []
+  const dial = node.dialProtocol.bind(node)
+  node.dialProtocol = ((peer: Parameters<typeof dial>[0], protocols: Parameters<typeof dial>[1], o?: Parameters<typeof dial>[2]) => {
+    // only FETCH requests: a late member may also PULL or QUERY instances it heard of by gossip
+    // (FINAL metas that gossipsub hands a new subscriber), which are other dials
+    if (new Error().stack?.includes('fetchFrom') === true) asked.push(peer.toString())
+    return dial(peer, protocols, o)
+  }) as typeof node.dialProtocol
+  return asked
+}
+
 let swarm: Swarm | undefined
 afterEach(async () => {
   await swarm?.stop()
@@ -51,14 +64,7 @@ test('fetchRound stops once it holds the deliveries it was asked for (`want`), i
   const signal = AbortSignal.timeout(30_000)
   await Promise.all([...honest.map((b, i) => b.broadcast(0, payloadOf(i, 5000), { signal })), ...honest.map((b) => waitDeliveries(b, 0, 5, signal))])
   const node = s.nodes[6]!
-  const asked: string[] = []
-  const dial = node.dialProtocol.bind(node)
-  node.dialProtocol = ((peer: Parameters<typeof dial>[0], protocols: Parameters<typeof dial>[1], o?: Parameters<typeof dial>[2]) => {
-    // only FETCH requests: the late member may also PULL or QUERY instances it heard of by
-    // gossip (FINAL metas that gossipsub hands a new subscriber), which are other dials
-    if (new Error().stack?.includes('fetchFrom') === true) asked.push(peer.toString())
-    return dial(peer, protocols, o)
-  }) as typeof node.dialProtocol
+  const asked = recordFetchDials(node)
   const late = await createEchoBroadcast({ node, privateKey: s.keys[6]!, membership: s.membership })
   s.bcasts[6] = late
   const got = await late.fetchRound(0, { signal: AbortSignal.timeout(30_000), want: 5 })
@@ -80,12 +86,7 @@ test('fetchRound with `peers` asks that many members, the next ones in turn at e
   const signal = AbortSignal.timeout(30_000)
   await Promise.all([...honest.map((b, i) => b.broadcast(0, payloadOf(i, 5000), { signal })), ...honest.map((b) => waitDeliveries(b, 0, 5, signal))])
   const node = s.nodes[6]!
-  const asked: string[] = []
-  const dial = node.dialProtocol.bind(node)
-  node.dialProtocol = ((peer: Parameters<typeof dial>[0], protocols: Parameters<typeof dial>[1], o?: Parameters<typeof dial>[2]) => {
-    if (new Error().stack?.includes('fetchFrom') === true) asked.push(peer.toString())
-    return dial(peer, protocols, o)
-  }) as typeof node.dialProtocol
+  const asked = recordFetchDials(node)
   const late = await createEchoBroadcast({ node, privateKey: s.keys[6]!, membership: s.membership })
   s.bcasts[6] = late
   const others = s.membership.members.slice(0, 6)
