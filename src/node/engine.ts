@@ -297,7 +297,7 @@ export const defaultEngineOptions = {
   // swarm in one process, rounds of several seconds) keeps receiving deliveries and fetches
   // nothing — fetching there asked every member in turn for models still on their way, once a
   // second per member, and at n = 50 that load made the rounds 30× slower (scale.bench.ts).
-  // Each such fetch asks r + 1 members (at least one honest), the next ones in turn the next
+  // Each such fetch asks r + 1 members (f + 1 by default: at least one honest), the next ones in turn the next
   // time: asking every member each time, the fetches of the members waiting in a round of a
   // 140-member swarm in one process opened ≈ 12,000 FETCH streams per round (scale.bench.ts).
   fetchAfterMs: 1000,

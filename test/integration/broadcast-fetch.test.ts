@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { afterEach, test } from 'node:test'
 import type { Stream } from '@libp2p/interface'
 import { createAdversary } from '../../src/adversary/index.ts'
-import { createEchoBroadcast, echoProtocol } from '../../src/broadcast/index.ts'
+import { createEchoBroadcast, type EchoBroadcast, echoProtocol } from '../../src/broadcast/index.ts'
 import type { InstanceStore } from '../../src/broadcast/instance-store.ts'
 import { payloadOf, type Swarm, startSwarm, waitDeliveries } from '../unit/broadcast/harness.ts'
 
@@ -22,6 +22,23 @@ function recordFetchDials(node: Swarm['nodes'][number]): string[] {
     return dial(peer, protocols, o)
   }) as typeof node.dialProtocol
   return asked
+}
+
+/**
+ * n = 7, f = 2: members 1…5 broadcast and deliver round 0 (member 0 never broadcasts); then member
+ * 6 starts its broadcast, the members it dials for FETCH recorded in `asked`.
+ */
+async function lateMemberAfterRound0(): Promise<{ s: Swarm; late: EchoBroadcast; asked: string[] }> {
+  swarm = await startSwarm({ n: 7, f: 2, withoutBroadcast: [0, 6] })
+  const s = swarm
+  const honest = s.bcasts.slice(1, 6).map((b) => b!)
+  const signal = AbortSignal.timeout(30_000)
+  await Promise.all([...honest.map((b, i) => b.broadcast(0, payloadOf(i, 5000), { signal })), ...honest.map((b) => waitDeliveries(b, 0, 5, signal))])
+  const node = s.nodes[6]!
+  const asked = recordFetchDials(node)
+  const late = await createEchoBroadcast({ node, privateKey: s.keys[6]!, membership: s.membership })
+  s.bcasts[6] = late
+  return { s, late, asked }
 }
 
 let swarm: Swarm | undefined
@@ -58,15 +75,7 @@ test('fetchRound stops once it holds the deliveries it was asked for (`want`), i
   // member 0 never broadcasts (a silent or Byzantine member): without `want`, a fetch for "every
   // other member's model" can never complete and asks all six peers one after the other — six
   // round trips, which under load outlasted the engine's catch-up bound while the swarm moved on
-  swarm = await startSwarm({ n: 7, f: 2, withoutBroadcast: [0, 6] })
-  const s = swarm
-  const honest = s.bcasts.slice(1, 6).map((b) => b!)
-  const signal = AbortSignal.timeout(30_000)
-  await Promise.all([...honest.map((b, i) => b.broadcast(0, payloadOf(i, 5000), { signal })), ...honest.map((b) => waitDeliveries(b, 0, 5, signal))])
-  const node = s.nodes[6]!
-  const asked = recordFetchDials(node)
-  const late = await createEchoBroadcast({ node, privateKey: s.keys[6]!, membership: s.membership })
-  s.bcasts[6] = late
+  const { late, asked } = await lateMemberAfterRound0()
   const got = await late.fetchRound(0, { signal: AbortSignal.timeout(30_000), want: 5 })
   assert.equal(got.length, 5)
   // member 0 (no handler: refused at once) and the first honest member, which holds all five
@@ -80,15 +89,7 @@ test('fetchRound stops once it holds the deliveries it was asked for (`want`), i
 test('fetchRound with `peers` asks that many members, the next ones in turn at each call (every member within ⌈(n − 1)/peers⌉ calls)', async () => {
   // a member polling a round it is short of asked every member each time: at n = 140 in one
   // process the polls of the waiting members opened ≈ 12,000 FETCH streams per round
-  swarm = await startSwarm({ n: 7, f: 2, withoutBroadcast: [0, 6] })
-  const s = swarm
-  const honest = s.bcasts.slice(1, 6).map((b) => b!)
-  const signal = AbortSignal.timeout(30_000)
-  await Promise.all([...honest.map((b, i) => b.broadcast(0, payloadOf(i, 5000), { signal })), ...honest.map((b) => waitDeliveries(b, 0, 5, signal))])
-  const node = s.nodes[6]!
-  const asked = recordFetchDials(node)
-  const late = await createEchoBroadcast({ node, privateKey: s.keys[6]!, membership: s.membership })
-  s.bcasts[6] = late
+  const { s, late, asked } = await lateMemberAfterRound0()
   const others = s.membership.members.slice(0, 6)
   const calls: string[][] = []
   for (let c = 0; c < 4; c++) {
