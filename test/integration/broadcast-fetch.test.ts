@@ -9,6 +9,8 @@ import type { Stream } from '@libp2p/interface'
 import { createAdversary } from '../../src/adversary/index.ts'
 import { createEchoBroadcast, type EchoBroadcast, echoProtocol } from '../../src/broadcast/index.ts'
 import type { InstanceStore } from '../../src/broadcast/instance-store.ts'
+import { encodeFrameParts } from '../../src/broadcast/wire.ts'
+import { Rng } from '../../src/rng.ts'
 import { payloadOf, type Swarm, startSwarm, waitDeliveries } from '../unit/broadcast/harness.ts'
 
 /** The members `node` dials for FETCH requests, in order (a list the caller may empty between calls). */
@@ -153,4 +155,90 @@ test('a FETCH does not ask for a model whose SEND is still arriving; once that t
     [byz.id],
   )
   assert.ok(servedToFetch() > before)
+})
+
+/** What a Byzantine member does with the FETCHes it gets (it took part in the round honestly). */
+type Withholding = 'mute' | 'refuse' | 'empty' | 'junk'
+
+/**
+ * n = 7, f = 2: members 0…5 broadcast and certify round 0, delivered by all seven; then the
+ * members in `byzantine` stop serving and withhold (`how`), and member 6 starts again with
+ * nothing (a fresh broadcast on its node: a restart without a journal), `fetchIdleMs` 1 s, the
+ * members it dials for FETCH recorded in `asked`. Every stream reached member 6 in round 0, so no
+ * FINAL went on the gossip topic: what it gets back comes from its FETCHes.
+ */
+async function withholdingSwarm(byzantine: number[], how: Withholding[]): Promise<{ s: Swarm; late: EchoBroadcast; asked: string[] }> {
+  swarm = await startSwarm({ n: 7, f: 2 })
+  const s = swarm
+  const all = s.bcasts.map((b) => b!)
+  const signal = AbortSignal.timeout(60_000)
+  await Promise.all([...all.slice(0, 6).map((b, i) => b.broadcast(0, payloadOf(i, 5000), { signal })), ...all.map((b) => waitDeliveries(b, 0, 6, signal))])
+  await s.bcasts[6]!.stop()
+  const mute: Stream[] = []
+  for (const [k, i] of byzantine.entries()) {
+    await s.bcasts[i]!.stop()
+    s.bcasts[i] = undefined
+    const protocol = echoProtocol(s.membership.swarmId)
+    if (how[k] === 'refuse') continue // no handler: the stream is refused at once
+    await s.nodes[i]!.handle(protocol, async (stream: Stream) => {
+      if (how[k] === 'mute') {
+        mute.push(stream)
+        return
+      }
+      // answers at once: END (it holds "nothing"), or bytes that are no frame
+      const bytes = how[k] === 'empty' ? encodeFrameParts({ type: 'END' }) : [payloadOf(100 + k, 300)]
+      for (const b of bytes) stream.send(b)
+      await stream.close().catch(() => {})
+    })
+  }
+  const node = s.nodes[6]!
+  const asked = recordFetchDials(node)
+  const late = await createEchoBroadcast({ node, privateKey: s.keys[6]!, membership: s.membership, fetchIdleMs: 1000, requestTimeoutMs: 120_000 })
+  s.bcasts[6] = late
+  return { s, late, asked }
+}
+
+test('randomized: whichever f members withhold, in whatever way, and wherever the rotation stands, a poll of f + 1 members brings the round (a poll of f can come back empty)', async () => {
+  // The engine polls a round it is short of with `peers: r + 1` (f + 1 by default): r + 1
+  // distinct members hold at least one honest one when r = f, whatever f members withhold and
+  // however the rotation lines them up. Byzantine members took part in round 0 honestly (their
+  // echoes certified it) and then withhold FETCH: take the stream and stay silent, refuse it,
+  // answer END, or answer bytes that are no frame.
+  const seed = process.env.TEST_SEED ?? String(Date.now())
+  const rng = new Rng(`broadcast-fetch/withholding/${seed}`)
+  const ways: Withholding[] = ['mute', 'refuse', 'empty', 'junk']
+  for (let trial = 0; trial < 3; trial++) {
+    const byzantine = rng.shuffle([0, 1, 2, 3, 4, 5]).slice(0, 2)
+    const how = byzantine.map(() => ways[rng.int(ways.length)]!)
+    const warmups = rng.int(6)
+    const { s, late, asked } = await withholdingSwarm(byzantine, how)
+    const label = `TEST_SEED=${seed}, trial ${trial}: Byzantine members ${JSON.stringify(byzantine)} (${how.join(', ')}), rotation moved ${warmups} times`
+    const byzIds = new Set(byzantine.map((i) => s.membership.members[i]!))
+    // move the rotation: polls of round 1, which nobody holds, advance it like any other poll
+    for (let w = 0; w < warmups; w++) await late.fetchRound(1, { signal: AbortSignal.timeout(60_000), peers: 1 })
+    asked.length = 0
+    const got = await late.fetchRound(0, { signal: AbortSignal.timeout(60_000), peers: s.membership.f + 1 })
+    // the poll's three members are the next three in turn (each warm-up poll moved the rotation
+    // by one); it stops at the first that brings everything, so it may ask fewer
+    const window = [0, 1, 2].map((k) => s.membership.members[(warmups + k) % 6]!)
+    assert.ok(asked.length >= 1 && asked.length <= 3 && new Set(asked).size === asked.length, `${label}: asked ${JSON.stringify(asked)}`)
+    assert.ok(
+      asked.every((p) => window.includes(p)),
+      `${label}: asked ${JSON.stringify(asked)}, the rotation's next three are ${JSON.stringify(window)}`,
+    )
+    assert.ok(
+      window.some((p) => !byzIds.has(p)),
+      `${label}: an honest member among the three`,
+    )
+    assert.deepEqual(new Set(got.map((d) => d.sender)), new Set(s.membership.members.slice(0, 6)), `${label}: every certified model of round 0 came`)
+    await swarm!.stop()
+    swarm = undefined
+  }
+  // the baseline a bound of f would be: the rotation at the two Byzantine members (the first two
+  // in order), asked alone — nothing comes back
+  const { late, asked } = await withholdingSwarm([0, 1], ['empty', 'mute'])
+  const got = await late.fetchRound(0, { signal: AbortSignal.timeout(60_000), peers: 2 })
+  assert.equal(asked.length, 2)
+  assert.deepEqual(got, [], 'two withholding members asked: a poll of f brings nothing')
+  assert.equal((await late.fetchRound(0, { signal: AbortSignal.timeout(60_000), peers: 2 })).length, 6, 'the next poll, two honest members, brings the round')
 })
