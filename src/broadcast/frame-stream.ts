@@ -67,8 +67,8 @@ interface Pending {
   timer?: ReturnType<typeof setTimeout>
 }
 
-/** Chunks (stream 'message' events) and their bytes read by every FrameReader of this process (benchmarks). */
-export const chunkStats = { chunks: 0, bytes: 0 }
+/** Chunks (stream 'message' events) and their bytes read by every FrameReader of this process, and frames read and written (benchmarks). */
+export const chunkStats = { chunks: 0, bytes: 0, framesRead: 0, framesWritten: 0 }
 
 /** Reads frames from a stream; `next()` resolves null at a clean end of stream. */
 export class FrameReader {
@@ -231,6 +231,7 @@ export class FrameReader {
     }
     this.buf.consume(p.total)
     this.abandon()
+    chunkStats.framesRead++
     this.opts.onFrame?.()
     // the chunk that completed this frame may hold the start of the next one
     this.parse()
@@ -247,6 +248,7 @@ export async function writeParts(stream: Stream, parts: Uint8Array[], options?: 
   let n = 0
   for (const p of parts) n += p.byteLength
   if (parts.length === 0) return 0
+  chunkStats.framesWritten++
   const data = parts.length === 1 ? parts[0]! : new Uint8ArrayList(...parts)
   if (!stream.send(data)) await stream.onDrain(options)
   return n

@@ -1,13 +1,14 @@
 /**
  * `npm run bench:scale`: how an in-process swarm on the real protocol (libp2p over its memory
  * transport, signed echo broadcast, the round engine) scales with its size. For each n (26, 50
- * and 100 by default: ≈ 12 min on the 2-core dev machine; n = 200 is out of reach there, see
- * README.md, Benchmarks) one swarm with f = ⌊n/5⌋ declared, one Byzantine member playing ALIE,
+ * and 100 by default: ≈ 1.5 min on the 2-core dev machine; with 200, ≈ 10 min more and ≈ 7 GB,
+ * see README.md, Benchmarks) one swarm with f = ⌊n/5⌋ declared, one Byzantine member playing ALIE,
  * logistic regression on synthetic 10-class data (330 parameters: the protocol's cost, not the
  * model's, is what is measured). One JSON line per n — seconds per round in steady state,
  * signature checks per member (`signaturesVerified`) and verifications actually run (the
- * process-wide cache, `verifyCacheStats`), bytes per member per round, training and aggregation
- * ms per round, peak RSS — each with the machine and `os.loadavg()`; then a summary line: the
+ * process-wide cache, `verifyCacheStats`), the process's CPU per round and of it the milliseconds
+ * in those verifications and in SHA-256 of payloads, broadcast frames and bytes per member per
+ * round, training and aggregation ms per round, peak RSS — each with the machine and `os.loadavg()`; then a summary line: the
  * largest n with ≥ 1 round per second and the growth exponent of each cost between successive n
  * (log(cost ratio) / log(n ratio)).
  *
@@ -19,7 +20,8 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { getHeapStatistics } from 'node:v8'
-import { verifyCacheStats } from '../../src/broadcast/crypto.ts'
+import { hashStats, verifyCacheStats } from '../../src/broadcast/crypto.ts'
+import { chunkStats } from '../../src/broadcast/frame-stream.ts'
 import type { RoundPhases } from '../../src/node/index.ts'
 import { runTopology } from '../../src/topology/runner.ts'
 import { parseScenario, type Scenario } from '../../src/topology/schema.ts'
@@ -69,6 +71,25 @@ interface Figures {
   aggregateMs: number | null
   waitMs: number | null
   peakRssMB: number
+  /** the process's CPU (user + system) per round, all members together */
+  cpuMsPerRound: number | null
+  /** of it, in Ed25519 verifications actually run (the process shares one cache of results), and in SHA-256 of payloads */
+  verifyMsPerRound: number | null
+  hashMsPerRound: number | null
+  /** broadcast frames written per member per round (SEND, ECHO, FINAL, requests and replies; gossip messages not counted) */
+  framesSentPerMemberPerRound: number | null
+}
+
+/** Process-wide counters read at the end of each round (the steady rounds are between two of them). */
+interface Sample {
+  cpuMs: number
+  verifyMs: number
+  hashMs: number
+  frames: number
+}
+const sample = (): Sample => {
+  const c = process.cpuUsage()
+  return { cpuMs: (c.user + c.system) / 1000, verifyMs: verifyCacheStats.ms, hashMs: hashStats.ms, frames: chunkStats.framesWritten }
 }
 
 // V8's default heap limit (≈ 4 GB here) is too small for n = 200 in one process (out of memory
@@ -96,6 +117,7 @@ if (import.meta.main) {
     peakRss = process.memoryUsage().rss
     const rssBefore = peakRss
     const roundEnds: number[] = []
+    const samples: Sample[] = []
     const phases: RoundPhases[] = []
     const started = performance.now()
     const hits0 = verifyCacheStats.hits
@@ -108,6 +130,7 @@ if (import.meta.main) {
         onProgress: (e) => {
           if (e.kind !== 'round') return
           roundEnds.push(performance.now())
+          samples.push(sample())
           // progress on stderr (the figure lines are on stdout)
           console.error(`n = ${n}: round ${e.round + 1}/${e.rounds} at ${((performance.now() - started) / 1000).toFixed(1)} s, loadavg ${load().join(' ')}`)
           if (e.phases !== undefined && e.round >= 1 && e.round < e.rounds - 1) phases.push(e.phases)
@@ -118,6 +141,9 @@ if (import.meta.main) {
       const perRound = roundEnds.length >= 3 ? (roundEnds.at(-2)! - roundEnds[0]!) / 1000 / (roundEnds.length - 2) : Number.NaN
       const honest = report.nodes.filter((m) => !m.byzantine)
       const perMember = (k: 'bytesSent' | 'bytesReceived'): number => Math.round(report.nodes.reduce((a, m) => a + m[k], 0) / n / rounds)
+      // the same steady rounds as perRound: from the end of round 0 to the end of the one before the last
+      const steady = (k: keyof Sample, per = 1): number | null =>
+        samples.length >= 3 ? Number(((samples.at(-2)![k] - samples[0]![k]) / (samples.length - 2) / per).toFixed(1)) : null
       const phase = (k: keyof RoundPhases): number | null => (phases.length === 0 ? null : Number((phases.reduce((a, p) => a + p[k], 0) / phases.length).toFixed(2)))
       const fig: Figures = {
         n,
@@ -131,6 +157,10 @@ if (import.meta.main) {
         aggregateMs: phase('aggregateMs'),
         waitMs: phase('waitMs'),
         peakRssMB: Math.round(peakRss / 2 ** 20),
+        cpuMsPerRound: steady('cpuMs'),
+        verifyMsPerRound: steady('verifyMs'),
+        hashMsPerRound: steady('hashMs'),
+        framesSentPerMemberPerRound: steady('frames', n),
       }
       all.push(fig)
       console.log(
@@ -178,7 +208,7 @@ if (import.meta.main) {
       summary: true,
       largestNAtOneRoundPerSecond: fast.length === 0 ? null : Math.max(...fast.map((x) => x.n)),
       growthExponent: Object.fromEntries(
-        (['secondsPerRound', 'signaturesCheckedPerMember', 'signatureVerificationsRun', 'bytesSentPerMemberPerRound', 'bytesReceivedPerMemberPerRound', 'trainMs', 'aggregateMs', 'peakRssMB'] as const).map((k) => [k, exponent(k)]),
+        (['secondsPerRound', 'cpuMsPerRound', 'verifyMsPerRound', 'hashMsPerRound', 'framesSentPerMemberPerRound', 'signaturesCheckedPerMember', 'signatureVerificationsRun', 'bytesSentPerMemberPerRound', 'bytesReceivedPerMemberPerRound', 'trainMs', 'aggregateMs', 'peakRssMB'] as const).map((k) => [k, exponent(k)]),
       ),
       machine,
       loadavg: load(),
