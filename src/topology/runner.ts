@@ -75,13 +75,15 @@ export interface TopologyRun {
 const defaultProgram = join(packageRoot(), 'bin', 'monna.js')
 
 /**
- * Node flags members are started with (process mode). A young generation of 2 MiB semi-spaces
+ * Node flags members are started with (process mode). A young generation of 8 MiB semi-spaces
  * instead of V8's default (sized from the machine's memory: a member's new space held 26–40 MB
  * at its peak on a 24 GB machine): the short-lived garbage of a round (stream chunks, frames,
- * promises) is collected sooner and the V8 heap stays ≈ 55 MB instead of 115–185 MB
- * (docs/memory.md).
+ * promises) is collected sooner and the V8 heap stays small (docs/memory.md). 2 MiB kept it
+ * smaller still, but the 26-process swarm then spent ≈ 17 % more CPU collecting it: 15.2–16.7 s
+ * per round and 428–436 MB per member with 2 MiB against 12.6–13.3 s and 451–456 MB with 8 MiB and
+ * 12.8–13.9 s and 468–471 MB with 16 MiB (bench:round, alternated, 2026-12-06).
  */
-export const memberNodeFlags: readonly string[] = ['--max-semi-space-size=2']
+export const memberNodeFlags: readonly string[] = ['--max-semi-space-size=8']
 
 /**
  * Environment members are started with, unless the caller's environment sets them. glibc's
