@@ -26,8 +26,11 @@ export function sameSignatures(a: SignatureEntry[], b: SignatureEntry[]): boolea
 /**
  * Checks a certificate alone (transferability) against the membership of its epoch. Throws
  * BroadcastRejectError with the reason. `trusted` skips the verification of entries known valid.
+ * Returns the process's own copy of the certificate's entries (equal to `cert.signatures`, to be
+ * read only), for the caller to keep instead of its decoded ones: in one process the members then
+ * hold one copy of each certificate, not one each (n² certificates of Q signatures per round).
  */
-export function verifyCertificate(cert: Certificate, membership: Membership, opts: { trusted?: (e: SignatureEntry) => boolean; blameShort?: boolean } = {}): void {
+export function verifyCertificate(cert: Certificate, membership: Membership, opts: { trusted?: (e: SignatureEntry) => boolean; blameShort?: boolean } = {}): SignatureEntry[] {
   const members = memberSet(membership)
   if (cert.swarmId !== membership.swarmId) throw new BroadcastRejectError('wrong-swarm', `certificate of swarm ${cert.swarmId}`)
   if (!members.has(cert.sender)) throw new BroadcastRejectError('non-member', `certificate for non-member sender ${cert.sender}`)
@@ -52,7 +55,7 @@ export function verifyCertificate(cert: Certificate, membership: Membership, opt
   const known = processCertificates.get(key)
   if (known !== undefined && sameSignatures(known, cert.signatures)) {
     processCertificateStats.hits++
-    return
+    return known
   }
   const stmt = statement('ECHO', cert, cert.hash)
   for (const e of cert.signatures) {
@@ -61,7 +64,9 @@ export function verifyCertificate(cert: Certificate, membership: Membership, opt
   }
   // every entry valid: verified here, or known valid to the caller (`trusted`)
   if (processCertificates.size >= PROCESS_CERTIFICATES) processCertificates.clear()
-  processCertificates.set(key, cert.signatures.map((e) => ({ signer: e.signer, signature: e.signature.slice() })))
+  const own = cert.signatures.map((e) => ({ signer: e.signer, signature: e.signature.slice() }))
+  processCertificates.set(key, own)
+  return own
 }
 
 /**

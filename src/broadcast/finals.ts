@@ -83,7 +83,7 @@ export class Finals {
       }
       return
     }
-    this.checkCertificate(cert)
+    const kept = this.checkCertificate(cert)
     if (existing?.certificate !== undefined) {
       // two certified hashes for one instance cannot exist while at most f members are Byzantine
       this.ctx.log.error('conflicting certificates: the fault bound is violated', { sender: f.sender, round: f.round })
@@ -93,9 +93,9 @@ export class Finals {
     // beyond the window: evidence of progress only (kept per sender), nothing stored
     if (!store.inWindow(f.round)) return
     const inst = store.getOrCreate(f.sender, f.round, f.epoch)
-    inst.certificate = cert
+    inst.certificate = kept
     if (f.payload !== undefined) this.acceptPayload(inst, peer, f.payload)
-    else if (inst.payload !== undefined && inst.payloadHash !== undefined && bytesEqual(inst.payloadHash, f.hash)) store.deliverIfReady(inst, cert)
+    else if (inst.payload !== undefined && inst.payloadHash !== undefined && bytesEqual(inst.payloadHash, f.hash)) store.deliverIfReady(inst, kept)
     else if (!inst.receivingSend) this.recovery.startPull(inst)
   }
 
@@ -108,12 +108,16 @@ export class Finals {
     this.ctx.store.deliverIfReady(inst, cert)
   }
 
-  private checkCertificate(cert: Certificate): void {
-    if (this.ctx.certs.has(cert)) return
+  /**
+   * Checks `cert` (once per member: `certs`); returns the certificate to keep — `cert` with the
+   * process's own copy of its entries (see `verifyCertificate`) instead of the ones decoded here.
+   */
+  private checkCertificate(cert: Certificate): Certificate {
+    if (this.ctx.certs.has(cert)) return cert
     const inst = this.ctx.store.get(cert.sender, cert.round)
     let checked = 0
     const e = this.ctx.epochs.at(cert.round)
-    verifyCertificate(cert, e.membership, {
+    const signatures = verifyCertificate(cert, e.membership, {
       // the certificate names the epoch whose quorum we know: a short one is forged
       blameShort: cert.epoch === e.epoch,
       // our own echo signature is deterministic: equal bytes are valid without a verification
@@ -124,7 +128,9 @@ export class Finals {
       },
     })
     this.ctx.counters.signaturesVerified += checked
-    this.ctx.certs.add(cert)
+    const kept = { ...cert, signatures }
+    this.ctx.certs.add(kept)
+    return kept
   }
 
   /**

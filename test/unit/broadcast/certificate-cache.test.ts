@@ -23,7 +23,7 @@ test('verified certificates are forgotten below the store\'s low round, kept fro
   assert.equal(v.has(cert(12, 's', 2)), false, 'another hash: not vouched for')
 })
 
-test('a certificate verified once in this process is not verified again — but only with the exact signatures, and membership is judged every time', async () => {
+test('a certificate verified once in this process is not verified again — but only with the exact signatures, and membership is judged every time; its members keep one copy of its entries', async () => {
   const { generateKeyPair } = await import('@libp2p/crypto/keys')
   const { peerIdOfKey } = await import('../../../src/net/index.ts')
   const { processCertificateStats, verifyCertificate } = await import('../../../src/broadcast/certificate.ts')
@@ -37,10 +37,14 @@ test('a certificate verified once in this process is not verified again — but 
   const signatures = keys.slice(0, 3).map((k, i) => ({ signer: members[i]!, signature: sign(signingSeed(k), stmt) }))
   const cert = { ...inst, hash, signatures }
   const hits = processCertificateStats.hits
-  verifyCertificate(cert, membership)
+  const kept = verifyCertificate(cert, membership)
   assert.equal(processCertificateStats.hits, hits, 'first check: verified')
-  verifyCertificate({ ...cert, signatures: cert.signatures.map((e) => ({ ...e, signature: e.signature.slice() })) }, membership)
+  assert.notEqual(kept, cert.signatures, 'the process keeps its own copy of the entries')
+  assert.ok(kept.every((e, i) => e.signer === signatures[i]!.signer && e.signature !== signatures[i]!.signature && Buffer.compare(e.signature, signatures[i]!.signature) === 0))
+  const again = verifyCertificate({ ...cert, signatures: cert.signatures.map((e) => ({ ...e, signature: e.signature.slice() })) }, membership)
   assert.equal(processCertificateStats.hits, hits + 1, 'the same bytes again (another copy): from the cache')
+  // every member of the process that checks this certificate keeps that one copy, not its own
+  assert.equal(again, kept)
   // one signature changed: not vouched for, verified and refused
   const tampered = cert.signatures.map((e, i) => (i === 1 ? { ...e, signature: Uint8Array.from(e.signature, (b, j) => (j === 0 ? b ^ 1 : b)) } : e))
   assert.throws(() => verifyCertificate({ ...cert, signatures: tampered }, membership), /invalid echo signature/)
