@@ -67,8 +67,8 @@ interface Pending {
   timer?: ReturnType<typeof setTimeout>
 }
 
-/** Chunks (stream 'message' events) and their bytes read by every FrameReader of this process, and frames read and written (benchmarks). */
-export const chunkStats = { chunks: 0, bytes: 0, framesRead: 0, framesWritten: 0 }
+/** Chunks (stream 'message' events) and their bytes read by every FrameReader of this process, and frames written (benchmarks). */
+export const chunkStats = { chunks: 0, bytes: 0, framesWritten: 0 }
 
 /** Reads frames from a stream; `next()` resolves null at a clean end of stream. */
 export class FrameReader {
@@ -231,7 +231,6 @@ export class FrameReader {
     }
     this.buf.consume(p.total)
     this.abandon()
-    chunkStats.framesRead++
     this.opts.onFrame?.()
     // the chunk that completed this frame may hold the start of the next one
     this.parse()
