@@ -52,9 +52,19 @@ function num(params: Record<string, unknown>, key: string, fallback: number, whe
   return v
 }
 
+/** A parameter listing member indices (0 … n − 1; the range is the node's to check: it knows n). */
+function memberIndices(params: Record<string, unknown>, key: string, where: string): Set<number> | undefined {
+  const v = params[key]
+  if (v === undefined) return undefined
+  if (!Array.isArray(v) || !v.every((i) => Number.isInteger(i) && i >= 0)) {
+    throw new InvalidConfigError(`${where}.${key}`, `expected a list of member indices (integers ≥ 0), got ${JSON.stringify(v)}`)
+  }
+  return new Set(v as number[])
+}
+
 /** Attack parameters = the behaviour's parameters minus the ones the behaviour itself uses. */
 function attackParams(params: Record<string, unknown>): Record<string, unknown> {
-  const own = new Set(['behaviour', 'members', 'waitFor', 'aggregator', 'attack', 'delayMs', 'lag', 'atRound', 'bytes', 'ahead', 'streams', 'holdMs', 'bytesPerSecond'])
+  const own = new Set(['behaviour', 'members', 'waitFor', 'aggregator', 'attack', 'delayMs', 'lag', 'atRound', 'bytes', 'ahead', 'streams', 'holdMs', 'bytesPerSecond', 'crafted'])
   return Object.fromEntries(Object.entries(params).filter(([k]) => !own.has(k)))
 }
 
@@ -104,7 +114,8 @@ function vectorCrafter(kind: string, params: Record<string, unknown>, where: str
  *   `std` for gaussian), `waitFor` (models to wait for, default n − r − f) and, for optimal-*,
  *   `aggregator` (the swarm's rule; the runner fills it in);
  * - `equivocate`: `attack` (default sign-flip) crafted for half of the members, its honest
- *   half step for the other half;
+ *   half step for the other half; `crafted` (member indices) names the members that get the
+ *   crafted version (default: every other member, 0, 2, 4, …);
  * - `crash`: `atRound` (default 5); `late`: `delayMs` (default 2000) and optional `attack`;
  * - `replay`: `lag` rounds back (default 1); `malformed`: `bytes` (default 64).
  *
@@ -157,12 +168,13 @@ export function createTopologyBehaviour(params: BehaviourParams, where = 'byzant
     }
     case 'equivocate': {
       const craft = vectorCrafter(typeof params.attack === 'string' ? params.attack : 'sign-flip', params, where)
+      const crafted = memberIndices(params, 'crafted', where)
       return actingBehaviour(name, async (ctx) => {
           const bad = await craft(ctx)
           const models = new Map<string, Float32Array>()
-          // Alternate along the member list so every honest member is targeted by some version.
+          // By default alternate along the member list, so every honest member is targeted by some version.
           ctx.members.forEach((m, i) => {
-            if (m !== ctx.self) models.set(m, i % 2 === 0 ? bad : ctx.ownHalfStep)
+            if (m !== ctx.self) models.set(m, (crafted === undefined ? i % 2 === 0 : crafted.has(i)) ? bad : ctx.ownHalfStep)
           })
           return { kind: 'equivocate', models }
         })

@@ -252,6 +252,8 @@ export function parseScenario(input: unknown, where = 'scenario'): Scenario {
       if (byz.has(i)) throw new InvalidConfigError(`${where}: byzantine.${k}.members`, `member ${i} is given two behaviours; list it once`)
       byz.add(i)
     }
+    // equivocate's `crafted`: the members that get its crafted version
+    if (Array.isArray(b.crafted)) for (const i of b.crafted) if (typeof i === 'number') checkIndex(`byzantine.${k}.crafted`, i)
   }
   if (byz.size > s.f) {
     throw new InvalidConfigError(

@@ -94,6 +94,16 @@ describe('Byzantine behaviours', () => {
     assert.equal(eq.models.has('g'), false)
     const versions = new Set([...eq.models.values()].map((m) => m.join(',')))
     assert.equal(versions.size, 2)
+    // `crafted` names who gets the crafted version (member indices); everyone else the half step
+    const to = await createTopologyBehaviour({ behaviour: 'equivocate', crafted: [0, 1] }).decide(context())
+    if (to.kind !== 'equivocate') assert.fail('equivocates')
+    const half = Array.from(context().ownHalfStep).join(',')
+    assert.deepEqual(
+      members.filter((m) => m !== 'g').map((m) => to.models.get(m)!.join(',') !== half),
+      [true, true, false, false, false, false],
+    )
+    assert.throws(() => createTopologyBehaviour({ behaviour: 'equivocate', crafted: [0, -1] }), /crafted/)
+    assert.throws(() => createTopologyBehaviour({ behaviour: 'equivocate', crafted: 'a' }), /crafted/)
   })
 
   it('rejects unknown behaviours and bad parameters', () => {

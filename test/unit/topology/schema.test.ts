@@ -60,6 +60,7 @@ describe('scenario schema', () => {
     assert.throws(() => parseScenario({ ...base, f: 3 }), /n ≥ 10/)
     assert.throws(() => parseScenario({ ...base, byzantine: [{ members: [4, 5, 6], behaviour: 'silent' }] }), /f = 2/)
     assert.throws(() => parseScenario({ ...base, byzantine: [{ members: [9], behaviour: 'silent' }] }), /member 9 does not exist/)
+    assert.throws(() => parseScenario({ ...base, byzantine: [{ members: [1], behaviour: 'equivocate', crafted: [0, 8] }] }), /byzantine\.0\.crafted: member 8 does not exist/)
     assert.throws(() => parseScenario({ ...base, network: { links: [{ from: 0, to: 8 }] } }), /network\.links\.0\.to/)
     // an unknown rule is refused at load, naming the rules (it used to fail only when the run started)
     assert.throws(() => parseScenario({ ...base, aggregator: { rule: 'median' } }, 'x.yaml'), /aggregator\.rule: unknown rule 'median'; use one of mean, cwmed, .*nnm\+nna/)
