@@ -9,16 +9,17 @@
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import { registerStandardBehaviours } from '../../src/topology/behaviours.ts'
-import { runMatrix } from '../../src/topology/matrix.ts'
-import { createTopologyMember } from '../../src/topology/member.ts'
-import { verdict } from '../../src/topology/report.ts'
-import { type ProgressEvent, runTopology } from '../../src/topology/runner.ts'
-import { loadScenario } from '../../src/topology/schema.ts'
+import type { ProgressEvent, runTopology } from '../../src/topology/runner.ts'
 import { addressInUse, exitCodes } from '../errors.ts'
-import { type RunLive, startRunLive } from '../live/run.ts'
+import type { RunLive } from '../live/run.ts'
 import { createCliLogger } from '../log.ts'
+import { roundCollector } from '../memory.ts'
 
 registerStandardBehaviours()
+
+// The runner, the matrix, reports and the live page are loaded by `monna run` only: every member
+// of a process-mode run is a `monna topology-member` process, and each of them would otherwise
+// carry that code (≈ 17 MB resident per member, measured importing the modules).
 
 export interface RunFlags {
   out?: string
@@ -61,6 +62,13 @@ export async function runCommand(topology: string, flags: RunFlags): Promise<num
     if (flags.live !== true) throw new Error('--live-port needs --live')
   }
   if (flags.live === true && flags.matrix === true) throw new Error('--live shows one run: leave out --matrix')
+  const [{ loadScenario }, { runTopology }, { runMatrix }, { verdict }, { startRunLive }] = await Promise.all([
+    import('../../src/topology/schema.ts'),
+    import('../../src/topology/runner.ts'),
+    import('../../src/topology/matrix.ts'),
+    import('../../src/topology/report.ts'),
+    import('../live/run.ts'),
+  ])
   const scenario = await loadScenario(topology, { overrides: flags.set ?? [] })
   const outDir = resolve(flags.out ?? `runs/${scenario.name}`)
   const mode = flags.inProcess === true ? 'in-process' : 'process'
@@ -140,8 +148,13 @@ async function topologyMemberCommand(flags: { config: string; network?: string }
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
+  const { createTopologyMember } = await import('../../src/topology/member.ts')
   const node = await createTopologyMember({ config: flags.config, ...(flags.network === undefined ? {} : { network: flags.network }), logger, signal: ac.signal })
-  node.addEventListener('round', (e) => process.stdout.write(`${JSON.stringify((e as CustomEvent).detail)}\n`))
+  const collector = roundCollector()
+  node.addEventListener('round', (e) => {
+    process.stdout.write(`${JSON.stringify((e as CustomEvent).detail)}\n`)
+    collector.collect()
+  })
   try {
     await node.run({ signal: ac.signal })
     if (!ac.signal.aborted) await new Promise((res) => ac.signal.addEventListener('abort', res, { once: true }))

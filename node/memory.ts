@@ -1,0 +1,38 @@
+/**
+ * Garbage collection of a member process (`monna start`, `monna topology-member`): one full
+ * collection after each round, and none triggered by the bytes the network moves.
+ *
+ * Received payloads live for two rounds (the broadcast keeps rounds t − 1 and t for members
+ * fetching them), so their buffers' owners reach V8's old generation and their memory returns
+ * only at a full (mark-compact) collection. V8 starts one whenever the memory held outside its heap
+ * (array buffers: payloads, but also every encrypted and decrypted stream chunk, short-lived and
+ * freed by the young generation's collections anyway) grew 64 MB past the last one: in the
+ * 26-process swarm 43 full collections per member over 6 rounds (docs/memory.md). With
+ * `--external-memory-accounted-in-global-limit` that memory counts against V8's global limit
+ * instead, which grows with the heap: far fewer full collections, and the closed round's payloads
+ * would stay until one comes. So the process collects once itself, after each round: the engine
+ * has just moved its floor (round t − 2's payloads are garbage now), and the next thing the member
+ * does is train.
+ */
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+
+export interface RoundCollector {
+  /** one full collection (call after a round) */
+  collect(): void
+}
+
+/**
+ * Sets the flag and returns the collector. V8 flags set after start-up: the flag is read when
+ * V8 next computes its limits; `--expose-gc` set now exposes `gc` to contexts created from now on
+ * (a process started with `--expose-gc` already has it).
+ */
+export function roundCollector(): RoundCollector {
+  setFlagsFromString('--external-memory-accounted-in-global-limit')
+  let gc = (globalThis as { gc?: () => void }).gc
+  if (gc === undefined) {
+    setFlagsFromString('--expose-gc')
+    gc = runInNewContext('gc') as () => void
+  }
+  return { collect: () => gc() }
+}
