@@ -10,29 +10,55 @@
  * 26-process swarm 43 full collections per member over 6 rounds (docs/memory.md). With
  * `--external-memory-accounted-in-global-limit` that memory counts against V8's global limit
  * instead, which grows with the heap: far fewer full collections, and the closed round's payloads
- * would stay until one comes. So the process collects once itself, after each round: the engine
- * has just moved its floor (round t − 2's payloads are garbage now), and the next thing the member
- * does is train.
+ * would stay until one comes. So the process collects once itself, after each round that brought
+ * at least 16 MiB: the engine has just moved its floor (round t − 2's payloads
+ * are garbage now), and the next thing the member does is train.
  */
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 
 export interface RoundCollector {
-  /** one full collection (call after a round) */
-  collect(): void
+  /**
+   * After a round, with the member's bytes received so far (RoundReport.bytesReceived): one full
+   * collection if at least `minBytes` arrived since the last one.
+   */
+  afterRound(bytesReceived: number): void
+  /** full collections run so far */
+  readonly collections: number
 }
 
 /**
  * Sets the flag and returns the collector. V8 flags set after start-up: the flag is read when
  * V8 next computes its limits; `--expose-gc` set now exposes `gc` to contexts created from now on
  * (a process started with `--expose-gc` already has it).
+ *
+ * `minBytes` (default 16 MiB): what a member received is what turns into garbage two rounds
+ * later; rounds that moved less than that since the last collection (a small model: logistic
+ * regression's rounds move kilobytes, many a second) are not worth a full collection each — V8's
+ * own, rarer ones take care of them. (Not `process.memoryUsage().arrayBuffers`: V8 frees the
+ * buffers of a collection on a background thread, so right after it the figure may not have
+ * dropped yet.)
  */
-export function roundCollector(): RoundCollector {
+export function roundCollector(opts: { minBytes?: number } = {}): RoundCollector {
+  const minBytes = opts.minBytes ?? 16 * 1024 * 1024
   setFlagsFromString('--external-memory-accounted-in-global-limit')
   let gc = (globalThis as { gc?: () => void }).gc
   if (gc === undefined) {
     setFlagsFromString('--expose-gc')
     gc = runInNewContext('gc') as () => void
   }
-  return { collect: () => gc() }
+  const run = gc
+  let last = 0
+  let collections = 0
+  return {
+    afterRound(bytesReceived) {
+      if (bytesReceived - last < minBytes) return
+      last = bytesReceived
+      run()
+      collections++
+    },
+    get collections() {
+      return collections
+    },
+  }
 }

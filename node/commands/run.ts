@@ -8,6 +8,7 @@
  */
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
+import type { RoundReport } from '../../src/node/index.ts'
 import { registerStandardBehaviours } from '../../src/topology/behaviours.ts'
 import type { ProgressEvent, runTopology } from '../../src/topology/runner.ts'
 import { addressInUse, exitCodes } from '../errors.ts'
@@ -152,8 +153,9 @@ async function topologyMemberCommand(flags: { config: string; network?: string }
   const node = await createTopologyMember({ config: flags.config, ...(flags.network === undefined ? {} : { network: flags.network }), logger, signal: ac.signal })
   const collector = roundCollector()
   node.addEventListener('round', (e) => {
-    process.stdout.write(`${JSON.stringify((e as CustomEvent).detail)}\n`)
-    collector.collect()
+    const report = (e as CustomEvent<RoundReport>).detail
+    process.stdout.write(`${JSON.stringify(report)}\n`)
+    collector.afterRound(report.bytesReceived)
   })
   try {
     await node.run({ signal: ac.signal })

@@ -224,7 +224,7 @@ export async function start(flags: StartFlags): Promise<number> {
   attachProgress(node, { format: cfg.progress as ProgressFormat, rounds: swarm.task.rounds, name })
   // one full garbage collection after each round (node/memory.ts)
   const collector = roundCollector()
-  node.addEventListener('round', () => collector.collect())
+  node.addEventListener('round', (e) => collector.afterRound((e as CustomEvent<RoundReport>).detail.bytesReceived))
   node.addEventListener('removed', (e) => {
     log.warn('removed from the swarm by a membership epoch; stopping', { ...(e as CustomEvent<Record<string, unknown>>).detail })
   })

@@ -8,7 +8,7 @@ const memoryModule = join(import.meta.dirname, '../../../node/memory.ts')
 // In a child process: the collector sets V8 flags for the whole process, and a test must see a
 // process that was started without --expose-gc.
 function inChild(code: string): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', timeout: 60_000 })
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', timeout: 120_000 })
   return { status: r.status, stdout: r.stdout, stderr: r.stderr }
 }
 
@@ -17,13 +17,13 @@ describe('roundCollector (node/memory.ts: one full collection after each round)'
     const r = inChild(`
       import { roundCollector } from ${JSON.stringify(memoryModule)}
       if (typeof globalThis.gc === 'function') throw new Error('started with gc exposed')
-      const collector = roundCollector()
+      const collector = roundCollector({ minBytes: 0 })
       let held = { big: new Uint8Array(1 << 20) }
       const ref = new WeakRef(held)
       held = undefined
       // a WeakRef's target stays alive until the job that created it ends
       await new Promise((r) => setImmediate(r))
-      collector.collect()
+      collector.afterRound(0)
       console.log(ref.deref() === undefined ? 'collected' : 'alive')
     `)
     assert.equal(r.status, 0, r.stderr)
@@ -32,20 +32,48 @@ describe('roundCollector (node/memory.ts: one full collection after each round)'
   it('frees array buffers whose owners reached the old generation (what a closed round leaves)', () => {
     const r = inChild(`
       import { roundCollector } from ${JSON.stringify(memoryModule)}
-      const collector = roundCollector()
+      const collector = roundCollector({ minBytes: 0 })
       let payloads = Array.from({ length: 20 }, () => new Uint8Array(1 << 20).fill(1))
       // two collections: the owners are promoted, as a payload kept for two rounds is
-      collector.collect(); collector.collect()
+      collector.afterRound(0); collector.afterRound(0)
       const before = process.memoryUsage().arrayBuffers
       payloads = undefined
       await new Promise((r) => setImmediate(r))
-      collector.collect()
-      const after = process.memoryUsage().arrayBuffers
+      collector.afterRound(0)
+      // V8 frees the buffers of a collection on a background thread: wait for the figure to drop
+      // (a hang guard, not a timing assertion: without a collection it never drops)
+      const deadline = Date.now() + 60_000
+      let after = process.memoryUsage().arrayBuffers
+      while (before - after < 20 * 2 ** 20 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20))
+        after = process.memoryUsage().arrayBuffers
+      }
       console.log(JSON.stringify({ before, after }))
     `)
     assert.equal(r.status, 0, r.stderr)
     const { before, after } = JSON.parse(r.stdout) as { before: number; after: number }
-    assert.ok(before >= 20 << 20, `${before} bytes of array buffers before`)
-    assert.ok(before - after >= 20 << 20, `freed ${before - after} bytes of ${20 << 20}`)
+    assert.ok(before >= 20 * 2 ** 20, `${before} bytes of array buffers before`)
+    assert.ok(before - after >= 20 * 2 ** 20, `freed ${before - after} bytes of ${20 * 2 ** 20}`)
+  })
+  it('collects only once at least minBytes (16 MiB by default) arrived since the last collection', () => {
+    const r = inChild(`
+      import { roundCollector } from ${JSON.stringify(memoryModule)}
+      const collector = roundCollector()
+      let received = 0
+      const counts = []
+      // small rounds: a kilobyte each
+      for (let i = 0; i < 50; i++) { received += 1024; collector.afterRound(received) }
+      counts.push(collector.collections)
+      // a round that brought 24 MiB
+      received += 24 * 2 ** 20; collector.afterRound(received); counts.push(collector.collections)
+      // a small one after it: counted from the last collection
+      received += 1024; collector.afterRound(received); counts.push(collector.collections)
+      // then 10 MiB twice: the second reaches 16 MiB since the last collection
+      received += 10 * 2 ** 20; collector.afterRound(received); counts.push(collector.collections)
+      received += 10 * 2 ** 20; collector.afterRound(received); counts.push(collector.collections)
+      console.log(JSON.stringify(counts))
+    `)
+    assert.equal(r.status, 0, r.stderr)
+    assert.deepEqual(JSON.parse(r.stdout), [0, 1, 1, 1, 2])
   })
 })
