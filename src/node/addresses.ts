@@ -1,7 +1,8 @@
 /**
  * Member address exchange: each member periodically publishes its listen addresses on the
- * swarm's pubsub namespace (`/monna/<swarmId>/addresses/1`); every member dials the members it
- * is not connected to at the addresses they announced. So `--bootstrap` to any ONE member is
+ * swarm's pubsub namespace (`/monna/<swarmId>/addresses/1`) — every `intervalMs` while members
+ * connect or addresses change, backing off to 8 × that while nothing does (see `startAddressExchange`);
+ * every member dials the members it is not connected to at the addresses they announced. So `--bootstrap` to any ONE member is
  * enough: gossipsub relays the announcements through it, and once connected, identify puts
  * the member's addresses in the peer store, where the echo broadcast finds them.
  *
@@ -12,7 +13,7 @@
  *   `{ "addrs": [...] }` with at most 16 strings of at most 256 characters, each a multiaddr
  *   with no `/p2p` or `/p2p-circuit` component (an address naming a peer is someone else's).
  * - IGNORE an announcement that arrives less than `intervalMs / 2` after the last one accepted
- *   from the same member (an honest member announces every `intervalMs`).
+ *   from the same member (an honest member announces at least `intervalMs` apart).
  * The pubsub gate of `createNetNode` already REJECTs messages from or relayed by non-members.
  *
  * Dialling: nothing announced is written to the peer store; a member's last accepted
@@ -26,7 +27,7 @@
  */
 import type { TopicValidatorFn } from '@libp2p/gossipsub'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
-import type { Libp2p } from '@libp2p/interface'
+import type { Libp2p, PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import { z } from 'zod'
@@ -36,6 +37,9 @@ export const addressExchangeDefaults = {
   // Re-announce this often: gossipsub meshes form within a heartbeat or two (1 s each), and a
   // member that restarts must be found again within a few seconds.
   intervalMs: 3000,
+  // ... while something changes; once nothing does (every member connected, own addresses
+  // stable) the period doubles after each announcement, up to this many times `intervalMs`
+  maxIntervalFactor: 8,
   maxMessageBytes: 4096,
   maxAddresses: 16,
   maxAddressChars: 256,
@@ -62,6 +66,8 @@ export interface AddressExchangeOptions {
   members: string[]
   log: Logger
   intervalMs?: number
+  /** longest period between announcements while nothing changes; default `maxIntervalFactor` × intervalMs */
+  maxIntervalMs?: number
   maxBackoffMs?: number
   maxDialsInFlight?: number
   dialTimeoutMs?: number
@@ -245,20 +251,61 @@ export function startAddressExchange(opts: AddressExchangeOptions): () => void {
     if (last !== undefined && now - last < minGapMs) return TopicValidatorResult.Ignore
     if (lastAccepted.size >= 4096) for (const [m, at] of lastAccepted) if (now - at >= minGapMs) lastAccepted.delete(m)
     lastAccepted.set(from, now)
-    if (members.has(from)) dialer.announce(from, parsed.addrs)
+    if (members.has(from)) {
+      // a member we are not connected to may need our addresses to reach us (it may be unreachable itself)
+      if (node.getConnections(msg.from).length === 0) changed()
+      dialer.announce(from, parsed.addrs)
+    }
     return TopicValidatorResult.Accept
   }
-  const announce = (): void => {
+  // The period: `intervalMs` while something changes, doubling after each announcement made
+  // while nothing did, up to `maxIntervalMs`. What counts as a change (each brings the next
+  // announcement back to at most `intervalMs` after the last): a member connecting (a new or
+  // restarted member, or one that lost its connection), an announcement from a member we are not
+  // connected to, our own addresses changing (a relay reservation, UPnP, AutoNAT). So a swarm
+  // whose members are all connected gossips 8× less, and one that is still forming or changing
+  // as before. A Byzantine member can keep us at `intervalMs` (by connecting again and again, or
+  // announcing while refusing connections), which is where every member was before, no faster.
+  const maxIntervalMs = opts.maxIntervalMs ?? intervalMs * addressExchangeDefaults.maxIntervalFactor
+  let period = intervalMs
+  let dirty = true
+  let lastAt = 0
+  let timer: ReturnType<typeof setTimeout> | undefined
+  let stopped = false
+  const schedule = (delayMs: number): void => {
+    clearTimeout(timer)
+    if (!stopped) timer = setTimeout(tick, delayMs)
+  }
+  const tick = (): void => {
     pubsub.publish(topic, encodeAnnouncement(node.getMultiaddrs())).catch((err: unknown) => {
       log.debug('address announcement not sent', { error: String(err) })
     })
+    lastAt = Date.now()
+    period = dirty ? intervalMs : Math.min(period * 2, maxIntervalMs)
+    dirty = false
+    schedule(period)
   }
+  function changed(): void {
+    dirty = true
+    if (period > intervalMs && !stopped) {
+      period = intervalMs
+      schedule(Math.max(0, lastAt + intervalMs - Date.now()))
+    }
+  }
+  const onConnect = (evt: CustomEvent<PeerId>): void => {
+    if (members.has(evt.detail.toString())) changed()
+  }
+  const onSelfUpdate = (): void => changed()
+  node.addEventListener('peer:connect', onConnect)
+  node.addEventListener('self:peer:update', onSelfUpdate)
   pubsub.topicValidators.set(topic, validate)
   pubsub.subscribe(topic)
-  announce()
-  const timer = setInterval(announce, intervalMs)
+  tick()
   return () => {
-    clearInterval(timer)
+    stopped = true
+    clearTimeout(timer)
+    node.removeEventListener('peer:connect', onConnect)
+    node.removeEventListener('self:peer:update', onSelfUpdate)
     dialer.stop()
     try {
       pubsub.unsubscribe(topic)

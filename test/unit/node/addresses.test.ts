@@ -21,23 +21,38 @@ interface Dial {
   settle(ok: boolean): void
 }
 
-/** A node whose dials wait until the test settles them; nothing is ever connected. */
-function standIn(): { node: Libp2p; dials: Dial[]; validator(): TopicValidatorFn } {
+/**
+ * A node whose dials wait until the test settles them; connected to the members in `connected`
+ * only (none unless the test adds them); `published` holds the time (Date.now()) of each announcement.
+ */
+function standIn(): { node: Libp2p; dials: Dial[]; connected: Set<string>; published: number[]; validator(): TopicValidatorFn } {
   const validators = new Map<string, TopicValidatorFn>()
   const dials: Dial[] = []
-  const pubsub = { topicValidators: validators, subscribe() {}, unsubscribe() {}, publish: async () => ({}) }
-  const node = {
+  const connected = new Set<string>()
+  const published: number[] = []
+  const pubsub = {
+    topicValidators: validators,
+    subscribe() {},
+    unsubscribe() {},
+    publish: async () => {
+      published.push(Date.now())
+      return {}
+    },
+  }
+  const node = Object.assign(new EventTarget(), {
     services: { pubsub },
     getMultiaddrs: () => [],
-    getConnections: () => [],
+    getConnections: (peer?: PeerId) => (peer !== undefined && connected.has(peer.toString()) ? [{}] : []),
     dial: (addrs: Multiaddr[]) =>
       new Promise((resolve, reject) => {
         dials.push({ addrs: addrs.map(String), settle: (ok) => (ok ? resolve({}) : reject(new Error('refused'))) })
       }),
-  }
+  })
   return {
     node: node as unknown as Libp2p,
     dials,
+    connected,
+    published,
     validator: () => {
       const v = validators.get(topic)
       assert.ok(v !== undefined, 'the exchange registers a validator for its topic')
@@ -155,5 +170,77 @@ describe('the address exchange', () => {
     } finally {
       stop()
     }
+  })
+})
+
+describe('the announcement period', () => {
+  const I = 1000
+  const gaps = (ts: number[]): number[] => ts.slice(1).map((x, i) => x - ts[i]!)
+  // mock timers run a tick's due timers with the clock already at its end: advance in steps that
+  // divide every time the test expects
+  const advance = (t: { mock: { timers: { tick(ms: number): void } } }, ms: number): void => {
+    for (let left = ms; left > 0; left -= 50) t.mock.timers.tick(Math.min(50, left))
+  }
+
+  it('doubles while nothing changes, up to 8 × the interval; a member connecting, an unconnected member announcing or our own addresses changing bring it back', async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 })
+    const s = standIn()
+    const [self, a, b, outsider] = await peers(4)
+    const stop = startAddressExchange({ node: s.node, topic, self: self!.toString(), members: [self!, a!, b!].map(String), log: silentLogger, intervalMs: I })
+    t.after(stop)
+    s.connected.add(a!.toString())
+    advance(t, 24_000)
+    // at start, then after 1, 2, 4, 8, 8 intervals
+    assert.deepEqual(s.published, [0, 1000, 3000, 7000, 15_000, 23_000])
+
+    // a member connects (a new member, a restart): the next announcement comes at most an interval after the last
+    s.published.length = 0
+    advance(t, 1000) // t = 25 000
+    s.node.dispatchEvent(new CustomEvent('peer:connect', { detail: b! }))
+    t.mock.timers.tick(0)
+    advance(t, 7000) // t = 32 000
+    assert.deepEqual(s.published, [25_000, 26_000, 28_000, 32_000])
+
+    // a non-member connecting, or a connected member announcing, changes nothing
+    s.published.length = 0
+    s.node.dispatchEvent(new CustomEvent('peer:connect', { detail: outsider! }))
+    advance(t, 8000) // t = 40 000
+    assert.equal(s.validator()(a!, signed(a!, enc({ addrs: ['/ip4/127.0.0.1/tcp/1'] }))), TopicValidatorResult.Accept)
+    advance(t, 8000) // t = 48 000
+    assert.deepEqual(s.published, [40_000, 48_000])
+
+    // a member we are not connected to announces (it may be unable to reach us itself)
+    s.published.length = 0
+    advance(t, 2000) // t = 50 000
+    assert.equal(s.validator()(b!, signed(b!, enc({ addrs: ['/ip4/127.0.0.1/tcp/2'] }))), TopicValidatorResult.Accept)
+    t.mock.timers.tick(0)
+    advance(t, 3000) // t = 53 000
+    assert.deepEqual(s.published, [50_000, 51_000, 53_000])
+
+    // our own addresses change (a relay reservation, UPnP, AutoNAT)
+    s.published.length = 0
+    advance(t, 10_000) // t = 63 000: announced at 57 000 (after 4 intervals), the next due at 65 000
+    s.node.dispatchEvent(new CustomEvent('self:peer:update'))
+    t.mock.timers.tick(0)
+    advance(t, 1000) // t = 64 000
+    assert.deepEqual(s.published, [57_000, 63_000, 64_000])
+  })
+
+  it('a member that connects again and again (or announces while refusing connections) keeps it at the interval, never faster', async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 })
+    const s = standIn()
+    const [self, a, b] = await peers(3)
+    const stop = startAddressExchange({ node: s.node, topic, self: self!.toString(), members: [self!, a!, b!].map(String), log: silentLogger, intervalMs: I })
+    t.after(stop)
+    advance(t, 20_000)
+    const before = s.published.length
+    for (let i = 0; i < 200; i++) {
+      if (i % 2 === 0) s.node.dispatchEvent(new CustomEvent('peer:connect', { detail: a! }))
+      else s.validator()(b!, signed(b!, enc({ addrs: ['/ip4/127.0.0.1/tcp/3'] })))
+      advance(t, 50)
+    }
+    const storm = s.published.slice(before)
+    assert.ok(storm.length >= 9 && storm.length <= 11, `${storm.length} announcements in 10 s`)
+    assert.ok(gaps(storm).every((g) => g >= I), `gaps ${gaps(storm)}`)
   })
 })
