@@ -85,7 +85,11 @@ export function assertHonestReach(report: TopologyReport, bar: number): void {
  * missed the Byzantine model in its last round and the median read 71.1 %.
  */
 export function assertHonestFail(report: TopologyReport, bar: number): void {
-  const worst = report.honest.minFinalAccuracy
+  // over the honest members that evaluated: under optimal-alie the mean's models diverge at round
+  // ≈ 24, those members stop (ModelDivergedError) ≈ 1 s after the start and the runner ends the
+  // run — in a CI run before the slowed m2 had reported a round
+  const known = report.nodes.filter((n) => !n.byzantine && n.finalAccuracy !== null).map((n) => n.finalAccuracy!)
+  const worst = known.length === 0 ? null : Math.min(...known)
   const accs = report.nodes.filter((n) => !n.byzantine).map((n) => `${n.name} ${n.finalAccuracy}`)
   assert.ok(worst !== null && worst < bar, `${report.rule} under ${behaviourOf(report)}: no honest member ends below ${bar} (${accs.join(', ')})`)
   assert.equal(report.passed, false, JSON.stringify(report.expectations))
@@ -101,10 +105,12 @@ export function attackReached(report: TopologyReport): boolean {
   return known.length === shares.length && known[known.length >> 1]! >= 0.5
 }
 
-export function assertAttackReached(report: TopologyReport): void {
+export function assertAttackReached(report: TopologyReport, opts: { everyHonest: boolean } = { everyHonest: true }): void {
   const shares = report.nodes.filter((n) => !n.byzantine).map((n) => n.byzantineAggregatedShare)
   const known = shares.filter((x): x is number => x !== null).sort((a, b) => a - b)
-  assert.equal(known.length, shares.length, 'the node reports which models it aggregated')
+  if (opts.everyHonest) assert.equal(known.length, shares.length, 'the node reports which models it aggregated')
+  // a majority of the honest members reported (the mean's run may end before the slowed one did: see assertHonestFail)
+  else assert.ok(2 * known.length > shares.length, `only ${known.length} of ${shares.length} honest members reported which models they aggregated`)
   const median = known[known.length >> 1]!
   assert.ok(median >= 0.5, `the Byzantine model reached the median honest member's aggregation in only ${(median * 100).toFixed(0)}% of rounds`)
 }
@@ -161,7 +167,7 @@ export function describeAttack(behaviour: string, note = ''): void {
         report = await runCiScenario({ rule: 'mean', behaviour: await suiteAttack(behaviour) })
         t.diagnostic(summary(report))
       }
-      assertAttackReached(report)
+      assertAttackReached(report, { everyHonest: false })
       assertHonestFail(report, bar)
     })
   })
