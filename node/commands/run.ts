@@ -20,7 +20,7 @@ registerStandardBehaviours()
 
 // The runner, the matrix, reports and the live page are loaded by `monna run` only: every member
 // of a process-mode run is a `monna topology-member` process, and each of them would otherwise
-// carry that code (≈ 17 MB resident per member, measured importing the modules).
+// carry that code (170 → 159 MB resident for a topology-member process after loading, three starts each).
 
 export interface RunFlags {
   out?: string

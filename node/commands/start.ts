@@ -222,7 +222,7 @@ export async function start(flags: StartFlags): Promise<number> {
   live?.attach(node)
   log.info('listening', { peerId: node.peerId, addrs: node.multiaddrs, resumeAt: node.resumedAt })
   attachProgress(node, { format: cfg.progress as ProgressFormat, rounds: swarm.task.rounds, name })
-  // one full garbage collection after each round (node/memory.ts)
+  // a full garbage collection after each round that brought ≥ 16 MiB (node/memory.ts)
   const collector = roundCollector()
   node.addEventListener('round', (e) => collector.afterRound((e as CustomEvent<RoundReport>).detail.bytesReceived))
   node.addEventListener('removed', (e) => {

@@ -287,7 +287,7 @@ export function startAddressExchange(opts: AddressExchangeOptions): () => void {
   }
   function changed(): void {
     dirty = true
-    if (period > intervalMs && !stopped) {
+    if (period > intervalMs) {
       period = intervalMs
       schedule(Math.max(0, lastAt + intervalMs - Date.now()))
     }
