@@ -14,6 +14,12 @@
  *   trickles (one byte per second keeps any idle timer happy) is cut with reason `slow`;
  * - `onHeader` may reserve the frame's payload against a budget and return the release, which
  *   runs when the frame is handed over, refused, or the stream ends with it incomplete.
+ *
+ * A payload that does not arrive in the chunk that completed its meta (over TCP: a 1.7 MB model
+ * comes in ≈ 27 decrypted chunks) is copied, chunk by chunk, into a buffer of its declared length
+ * (already bounded by `maxPayloadBytes` and reserved by `onHeader`), and each chunk is let go at
+ * once — instead of holding every chunk until the last one and joining them then. Over the memory
+ * transport a frame is one chunk, handed over as before.
  */
 import type { AbortOptions, Stream } from '@libp2p/interface'
 import { Uint8ArrayList } from 'uint8arraylist'
@@ -65,7 +71,14 @@ interface Pending {
   frame?: Frame
   release?: () => void
   timer?: ReturnType<typeof setTimeout>
+  /** the payload being assembled, once its bytes come in more than one chunk (then `buf` holds none of this frame) */
+  payload?: Uint8Array
+  /** payload bytes copied into `payload` so far */
+  filled: number
 }
+
+type PayloadFrame = Extract<Frame, { type: 'SEND' | 'PAYLOAD' | 'FINAL' }>
+const carriesPayload = (f: Frame): f is PayloadFrame => f.type === 'SEND' || f.type === 'PAYLOAD' || f.type === 'FINAL'
 
 /** Chunks (stream 'message' events) and their bytes read by every FrameReader of this process, and frames written (benchmarks). */
 export const chunkStats = { chunks: 0, bytes: 0, framesWritten: 0 }
@@ -86,10 +99,11 @@ export class FrameReader {
     this.stream = stream
     stream.addEventListener('message', (evt) => {
       if (this.failure !== undefined) return
-      this.buf.append(evt.data)
       chunkStats.chunks++
       chunkStats.bytes += evt.data.byteLength
       opts.onBytes?.(evt.data.byteLength)
+      const rest = this.fill(evt.data)
+      if (rest !== undefined) this.buf.append(rest)
       this.parse()
       this.notify()
     })
@@ -101,7 +115,7 @@ export class FrameReader {
     stream.addEventListener('close', (evt) => {
       if (evt.error !== undefined && this.failure === undefined) this.failure = evt.error
       // a frame that arrived whole is still handed over; one cut short is dropped (and released)
-      if (this.failure !== undefined || this.pending === undefined || this.buf.byteLength < this.pending.total) this.abandon()
+      if (this.failure !== undefined || this.pending === undefined || this.received(this.pending) < this.pending.total) this.abandon()
       onEnd()
     })
     if (stream.remoteWriteStatus !== 'writable' || stream.status !== 'open') this.ended = true
@@ -114,13 +128,13 @@ export class FrameReader {
         if (this.buf.byteLength < HEADER_BYTES) return
         const header = decodeHeader(this.buf.subarray(0, HEADER_BYTES), this.opts)
         const metaEnd = HEADER_BYTES + header.metaLength
-        const p: Pending = { header, metaEnd, total: metaEnd + header.payloadLength }
+        const p: Pending = { header, metaEnd, total: metaEnd + header.payloadLength, filled: 0 }
         this.pending = p
         p.release = this.opts.onHeader?.(header) ?? undefined
         const rate = this.opts.minBytesPerSecond ?? frameReaderDefaults.minBytesPerSecond
         const ms = (this.opts.frameBaseMs ?? frameReaderDefaults.frameBaseMs) + (1000 * p.total) / rate
         p.timer = setTimeout(() => {
-          this.fail(new BroadcastRejectError('slow', `a ${header.type} frame of ${p.total} bytes did not arrive within ${Math.round(ms)} ms (${this.buf.byteLength} bytes in)`))
+          this.fail(new BroadcastRejectError('slow', `a ${header.type} frame of ${p.total} bytes did not arrive within ${Math.round(ms)} ms (${this.received(p)} bytes in)`))
           this.stream.abort(this.failure!)
         }, ms)
       }
@@ -128,8 +142,18 @@ export class FrameReader {
       if (p.frame === undefined && this.buf.byteLength >= p.metaEnd) {
         p.frame = decodeMeta(p.header, this.buf.subarray(HEADER_BYTES, p.metaEnd), undefined)
         this.opts.onMeta?.(p.frame, p.header)
+        if (carriesPayload(p.frame) && p.header.payloadLength > 0 && this.buf.byteLength < p.total) {
+          // the payload comes in more chunks: assemble it in place from here on
+          const payload = new Uint8Array(Buffer.allocUnsafeSlow(p.header.payloadLength).buffer, 0, p.header.payloadLength)
+          for (const part of this.buf.sublist(p.metaEnd)) {
+            payload.set(part, p.filled)
+            p.filled += part.byteLength
+          }
+          this.buf.consume(this.buf.byteLength)
+          p.payload = payload
+        }
       }
-      if (this.buf.byteLength >= p.total) {
+      if (this.received(p) >= p.total) {
         clearTimeout(p.timer)
         if (!this.paused) {
           // nobody may be reading yet: let the remote wait instead of buffering what follows
@@ -140,6 +164,36 @@ export class FrameReader {
     } catch (err) {
       this.fail(err instanceof Error ? err : new Error(String(err)))
     }
+  }
+
+  /** Bytes of frame `p` received so far. */
+  private received(p: Pending): number {
+    return p.payload === undefined ? this.buf.byteLength : p.metaEnd + p.filled
+  }
+
+  /**
+   * Copies what of `data` belongs to the payload being assembled into it; returns the rest (the
+   * start of the next frame), or `data` itself when no payload is being assembled.
+   */
+  private fill(data: Uint8Array | Uint8ArrayList): Uint8Array | Uint8ArrayList | undefined {
+    const p = this.pending
+    if (p?.payload === undefined || p.filled === p.header.payloadLength) return data
+    const n = Math.min(data.byteLength, p.header.payloadLength - p.filled)
+    if (data instanceof Uint8Array) p.payload.set(n === data.byteLength ? data : data.subarray(0, n), p.filled)
+    else {
+      let left = n
+      let o = p.filled
+      for (const part of data) {
+        if (left === 0) break
+        const take = Math.min(left, part.byteLength)
+        p.payload.set(take === part.byteLength ? part : part.subarray(0, take), o)
+        o += take
+        left -= take
+      }
+    }
+    p.filled += n
+    if (n === data.byteLength) return undefined
+    return data instanceof Uint8Array ? data.subarray(n) : data.sublist(n)
   }
 
   private fail(err: Error): void {
@@ -206,7 +260,7 @@ export class FrameReader {
   /** The next frame, or null when the remote closed its end (or stayed idle past `idleMs`) between frames. */
   async next(options?: AbortOptions): Promise<ReadFrameResult | null> {
     if (this.failure !== undefined) throw this.failure
-    if (this.paused && (this.pending === undefined || this.buf.byteLength < this.pending.total)) {
+    if (this.paused && (this.pending === undefined || this.received(this.pending) < this.pending.total)) {
       this.paused = false
       this.stream.resume()
     }
@@ -217,19 +271,25 @@ export class FrameReader {
       throw new BroadcastRejectError('malformed', `stream ended inside a frame header (${this.buf.byteLength} bytes)`, false)
     }
     const p = this.pending!
-    if (!(await this.until(() => this.buf.byteLength >= p.total, options))) {
+    if (!(await this.until(() => this.received(p) >= p.total, options))) {
       // not blamed, as above (CI under load: an honest 24 MiB SEND cut at 12.5 MiB by its sender's
       // 30 s request timeout, then re-sent — and its two receivers blamed it)
-      throw new BroadcastRejectError('malformed', `stream ended inside a ${p.header.type} frame (${this.buf.byteLength}/${p.total} bytes)`, false)
+      throw new BroadcastRejectError('malformed', `stream ended inside a ${p.header.type} frame (${this.received(p)}/${p.total} bytes)`, false)
     }
     const frame = p.frame!
-    if (p.header.payloadLength > 0 && (frame.type === 'SEND' || frame.type === 'PAYLOAD' || frame.type === 'FINAL')) {
-      // members of one process receive copies of the same payloads: an exact copy of one already
-      // checked under the declared hash is answered with that one, without joining the pieces
-      const parts = this.buf.sublist(p.metaEnd, p.total)
-      frame.payload = knownPayload(parts, p.header.payloadLength, frame.hash) ?? parts.slice()
+    if (p.payload !== undefined) {
+      // assembled from its chunks (nothing of it is in `buf`); a copy of a payload this process
+      // already checked under the declared hash is answered with that one (one copy kept)
+      if (carriesPayload(frame)) frame.payload = knownPayload([p.payload], p.header.payloadLength, frame.hash) ?? p.payload
+    } else {
+      if (p.header.payloadLength > 0 && carriesPayload(frame)) {
+        // members of one process receive copies of the same payloads: an exact copy of one already
+        // checked under the declared hash is answered with that one, without joining the pieces
+        const parts = this.buf.sublist(p.metaEnd, p.total)
+        frame.payload = knownPayload(parts, p.header.payloadLength, frame.hash) ?? parts.slice()
+      }
+      this.buf.consume(p.total)
     }
-    this.buf.consume(p.total)
     this.abandon()
     this.opts.onFrame?.()
     // the chunk that completed this frame may hold the start of the next one
