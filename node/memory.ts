@@ -10,16 +10,18 @@
  * 26-process swarm 43 full collections per member over 6 rounds (docs/memory.md). With
  * `--external-memory-accounted-in-global-limit` that memory counts against V8's global limit
  * instead, which grows with the heap: far fewer full collections, and the closed round's payloads
- * would stay until one comes. So the process collects once itself, after each round that brought
- * at least 16 MiB: the engine has just moved its floor (round t − 2's payloads
- * are garbage now), and the next thing the member does is train.
+ * would stay until one comes. So the process collects once itself, after each round's
+ * aggregation that brought at least 16 MiB: the engine has just moved its floor (round t − 2's
+ * payloads are garbage now), and what follows is the round's evaluation, if any (the final one
+ * evaluates the whole test split: collected before it, its working memory does not come on top
+ * of the round's garbage), then training.
  */
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 
 export interface RoundCollector {
   /**
-   * After a round, with the member's bytes received so far (RoundReport.bytesReceived): one full
+   * After a round's aggregation, with the member's bytes received so far (RoundReport.bytesReceived): one full
    * collection if at least `minBytes` arrived since the last one.
    */
   afterRound(bytesReceived: number): void
@@ -61,4 +63,14 @@ export function roundCollector(opts: { minBytes?: number } = {}): RoundCollector
       return collections
     },
   }
+}
+
+/**
+ * A collector run on the node's 'aggregated' events (each round's aggregate set and the floor
+ * moved, before the round's evaluation).
+ */
+export function collectAfterAggregation(node: EventTarget, opts: { minBytes?: number } = {}): RoundCollector {
+  const collector = roundCollector(opts)
+  node.addEventListener('aggregated', (e) => collector.afterRound((e as CustomEvent<{ bytesReceived: number }>).detail.bytesReceived))
+  return collector
 }

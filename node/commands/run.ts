@@ -14,7 +14,7 @@ import type { ProgressEvent, runTopology } from '../../src/topology/runner.ts'
 import { addressInUse, exitCodes } from '../errors.ts'
 import type { RunLive } from '../live/run.ts'
 import { createCliLogger } from '../log.ts'
-import { roundCollector } from '../memory.ts'
+import { collectAfterAggregation } from '../memory.ts'
 
 registerStandardBehaviours()
 
@@ -151,11 +151,9 @@ async function topologyMemberCommand(flags: { config: string; network?: string }
   process.on('SIGTERM', onSignal)
   const { createTopologyMember } = await import('../../src/topology/member.ts')
   const node = await createTopologyMember({ config: flags.config, ...(flags.network === undefined ? {} : { network: flags.network }), logger, signal: ac.signal })
-  const collector = roundCollector()
+  collectAfterAggregation(node)
   node.addEventListener('round', (e) => {
-    const report = (e as CustomEvent<RoundReport>).detail
-    process.stdout.write(`${JSON.stringify(report)}\n`)
-    collector.afterRound(report.bytesReceived)
+    process.stdout.write(`${JSON.stringify((e as CustomEvent<RoundReport>).detail)}\n`)
   })
   try {
     await node.run({ signal: ac.signal })

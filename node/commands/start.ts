@@ -19,7 +19,7 @@ import {
 import { exitCodes, UsageError } from '../errors.ts'
 import { createMemberLive, type MemberLive } from '../live/member.ts'
 import { createCliLogger } from '../log.ts'
-import { roundCollector } from '../memory.ts'
+import { collectAfterAggregation } from '../memory.ts'
 import { startMetricsServer } from '../metrics-server.ts'
 import { attachProgress, type ProgressFormat } from '../progress.ts'
 
@@ -222,9 +222,8 @@ export async function start(flags: StartFlags): Promise<number> {
   live?.attach(node)
   log.info('listening', { peerId: node.peerId, addrs: node.multiaddrs, resumeAt: node.resumedAt })
   attachProgress(node, { format: cfg.progress as ProgressFormat, rounds: swarm.task.rounds, name })
-  // a full garbage collection after each round that brought ≥ 16 MiB (node/memory.ts)
-  const collector = roundCollector()
-  node.addEventListener('round', (e) => collector.afterRound((e as CustomEvent<RoundReport>).detail.bytesReceived))
+  // a full garbage collection after each round's aggregation that brought ≥ 16 MiB (node/memory.ts)
+  collectAfterAggregation(node)
   node.addEventListener('removed', (e) => {
     log.warn('removed from the swarm by a membership epoch; stopping', { ...(e as CustomEvent<Record<string, unknown>>).detail })
   })

@@ -17,7 +17,9 @@
  *
  * Deliveries of closed rounds are dropped. The round timeout only matters when fewer than n − r
  * arrive: the engine then reports a stall ('stall' event, log, metric) and keeps waiting, and
- * reports 'recover' when the round completes. A member that sees certified FINALs of a round
+ * reports 'recover' when the round completes. Once a round's aggregate is θ and the floor has
+ * moved ('aggregated' event: { round, bytesReceived }; before the round's evaluation and its
+ * 'round' report) the closed rounds' payloads below the floor are garbage. A member that sees certified FINALs of a round
  * at least `catchUpLag` ahead of its own catches up: it fetches the certified deliveries of the
  * newest complete round, aggregates them robustly (no own model exists for that round: with
  * the configured rule when it needs none, else — nna — the mean of the k − f models nearest
@@ -895,6 +897,7 @@ export class RoundEngine extends EventTarget {
     this.gc()
     // the aggregate is θ now (the learner copied it): the snapshot keeps it rather than a third copy
     this.snap = this.snapshotNow(t + 1, next)
+    this.dispatchEvent(new CustomEvent('aggregated', { detail: { round: t, bytesReceived: this.port.stats().bytesReceived } }))
     const phases = { trainMs: waitStart - started, waitMs: aggStart - waitStart, aggregateMs }
     return await this.finishRound(t, { loss, delivered: inputs.length, senders, stalled, started, params: next, phases, ...(spread === undefined ? {} : { spread }) }, signal)
   }

@@ -694,7 +694,7 @@ function checkpointFailure(dataDir: string, round: number, err: unknown): Record
 /** events of the broadcast and libp2p a SwarmNode re-emits (none over an injected port): 'ban', 'cool-off', 'reject', 'deliver' ({ round, sender }), 'connection' ({ open, peer }) */
 const sideEvents = ['ban', 'cool-off', 'reject', 'deliver', 'connection'] as const
 
-const forwarded = ['round', 'stall', 'recover', 'catch-up', 'late', 'epoch', 'removed'] as const
+const forwarded = ['round', 'aggregated', 'stall', 'recover', 'catch-up', 'late', 'epoch', 'removed'] as const
 
 class SwarmNodeImpl extends EventTarget implements SwarmNode {
   readonly peerId: string

@@ -72,6 +72,36 @@ describe('round engine on the memory hub', () => {
     for (const e of engines) e.dispose()
   })
 
+  it("emits 'aggregated' once per round, after the aggregate is θ and before the round's evaluation and report", async () => {
+    const { hub, ids } = swarm(4, 1)
+    const log: string[] = []
+    let last: Float32Array | undefined
+    const inner = simpleNna(1)
+    const recording = { aggregate: (...a: Parameters<typeof inner.aggregate>) => (last = inner.aggregate(...a)) }
+    const engines = ids.map((id, i) =>
+      makeEngine(hub, id, {
+        rounds: 3,
+        ...(i === 0 ? { aggregator: recording } : {}),
+        evalEvery: 1,
+        evaluate: async ({ round }) => {
+          if (i === 0) log.push(`evaluate ${round}`)
+          return { accuracy: 0.5, loss: 1 }
+        },
+      }),
+    )
+    const e0 = engines[0]!
+    e0.addEventListener('aggregated', (ev) => {
+      const d = (ev as CustomEvent<{ round: number; bytesReceived: number }>).detail
+      // the aggregate is already the member's θ: a collection now frees only what it replaced
+      assert.deepEqual(e0.snapshot().params, last)
+      log.push(`aggregated ${d.round} ${typeof d.bytesReceived}`)
+    })
+    e0.addEventListener('round', (ev) => log.push(`round ${(ev as CustomEvent<RoundReport>).detail.round}`))
+    await Promise.all(engines.map((e) => e.run()))
+    assert.deepEqual(log, [0, 1, 2].flatMap((t) => [`aggregated ${t} number`, `evaluate ${t}`, `round ${t}`]))
+    for (const e of engines) e.dispose()
+  })
+
   it('drops deliveries that arrive after their round closed', async () => {
     const { hub, ids } = swarm(4, 1)
     const late = actingBehaviour('late', async (ctx) => ({ kind: 'send', model: ctx.ownHalfStep, delayMs: 150 }))

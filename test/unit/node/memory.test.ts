@@ -76,4 +76,22 @@ describe('roundCollector (node/memory.ts: one full collection after each round)'
     assert.equal(r.status, 0, r.stderr)
     assert.deepEqual(JSON.parse(r.stdout), [0, 1, 1, 1, 2])
   })
+  it("collectAfterAggregation runs the collector on a node's 'aggregated' events (bytes received so far)", () => {
+    const r = inChild(`
+      import { collectAfterAggregation } from ${JSON.stringify(memoryModule)}
+      const node = new EventTarget()
+      const collector = collectAfterAggregation(node)
+      const counts = []
+      for (const bytesReceived of [1024, 20 * 2 ** 20, 21 * 2 ** 20, 40 * 2 ** 20]) {
+        node.dispatchEvent(new CustomEvent('aggregated', { detail: { round: counts.length, bytesReceived } }))
+        counts.push(collector.collections)
+      }
+      // a 'round' event is not what it runs on
+      node.dispatchEvent(new CustomEvent('round', { detail: { round: 9, bytesReceived: 99 * 2 ** 20 } }))
+      counts.push(collector.collections)
+      console.log(JSON.stringify(counts))
+    `)
+    assert.equal(r.status, 0, r.stderr)
+    assert.deepEqual(JSON.parse(r.stdout), [0, 1, 1, 2, 2])
+  })
 })
