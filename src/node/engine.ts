@@ -18,8 +18,9 @@
  * Deliveries of closed rounds are dropped. The round timeout only matters when fewer than n − r
  * arrive: the engine then reports a stall ('stall' event, log, metric) and keeps waiting, and
  * reports 'recover' when the round completes. Once a round's aggregate is θ and the floor has
- * moved ('aggregated' event: { round, bytesReceived }; before the round's evaluation and its
- * 'round' report) the closed rounds' payloads below the floor are garbage. A member that sees certified FINALs of a round
+ * moved, the engine emits 'aggregated' ({ round, bytesReceived }), before the round's evaluation
+ * and its 'round' report: the payloads below the floor are garbage from then on (member processes
+ * collect on it, node/memory.ts). A member that sees certified FINALs of a round
  * at least `catchUpLag` ahead of its own catches up: it fetches the certified deliveries of the
  * newest complete round, aggregates them robustly (no own model exists for that round: with
  * the configured rule when it needs none, else — nna — the mean of the k − f models nearest

@@ -50,7 +50,15 @@ describe('createSwarmNode on the memory hub', () => {
     try {
       const theta0 = nodes.map((n) => n.snapshot().params)
       for (const t of theta0) assert.deepEqual(t, theta0[0])
+      // the node re-emits the engine's 'aggregated' (what member processes collect garbage on), each before its round's report
+      const order: string[] = []
+      nodes[0]!.addEventListener('aggregated', (e) => order.push(`aggregated ${(e as CustomEvent<{ round: number }>).detail.round}`))
+      nodes[0]!.addEventListener('round', (e) => order.push(`round ${(e as CustomEvent<RoundReport>).detail.round}`))
       const reports = await Promise.all(nodes.map((n) => n.run()))
+      assert.deepEqual(
+        order,
+        Array.from({ length: 15 }, (_, t) => [`aggregated ${t}`, `round ${t}`]).flat(),
+      )
       for (const rs of reports) {
         assert.equal(rs.length, 15)
         const last = rs.at(-1)!
