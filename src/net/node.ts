@@ -58,15 +58,25 @@ export function libp2pLogger(env: NodeJS.ProcessEnv = process.env): ComponentLog
   return { forComponent: () => quiet }
 }
 
-/** monna's own stream protocols (the broadcast's `/monna/<swarmId>/…`, hole punching's `/monna/punch/…`). */
-const MONNA_PROTOCOLS = /^\/monna\//
+/**
+ * Protocols whose peer-store merges `skipKnownProtocolMerges` skips once recorded for a peer:
+ * monna's own (the broadcast's `/monna/<swarmId>/…`, hole punching's `/monna/punch/…`) and
+ * libp2p's ping. No libp2p topology watches these (topologies are registered for gossipsub's
+ * `/meshsub/…`, the relay's hop and AutoNAT's dial request, whose merges all go through). Ping
+ * matters by its count: the connection monitor pings every connection every 10 s, so a member of
+ * a 26-member swarm opened or accepted 5 ping streams a second, each a full merge (478 of a
+ * member's ≈ 800 real merges in a 3-round bench:round run, 26 processes; the peer store was
+ * 3.6 % of a member's CPU in its rounds).
+ */
+export const SKIP_KNOWN_MERGES = /^\/monna\/|^\/ipfs\/ping\/1\.0\.0$/
 
 /**
  * libp2p records, for every stream it opens or accepts, the stream's protocol in the peer store
  * (`peerStore.merge(peer, { protocols: [p] })`: a write lock, the peer's record read, decoded,
  * merged, compared): ≈ 35 % of the CPU a short stream costs on the memory transport (`npm run bench:streams`), for a
  * record that holds the protocol after the first stream. For `protocols` matching `ours` — which
- * no libp2p topology watches — a merge of a protocol already recorded for the peer is skipped.
+ * no libp2p topology may watch (`SKIP_KNOWN_MERGES`) — a merge of a protocol already recorded for
+ * the peer is skipped.
  * (identify may later replace the peer's protocol list: our protocols are then missing from the
  * peer store, which nothing reads; a member opens its streams by protocol id.)
  */
@@ -475,7 +485,7 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
   for (const [topic, fn] of node.services.pubsub.topicValidators) validators.set(topic, fn)
   node.services.pubsub.topicValidators = validators
   gates.set(node, gate)
-  if (lean) skipKnownProtocolMerges(node.peerStore, MONNA_PROTOCOLS)
+  if (lean) skipKnownProtocolMerges(node.peerStore, SKIP_KNOWN_MERGES)
 
   if (overTcp) {
     // a member reached only through a relay that announces a public address (UPnP, a forwarded

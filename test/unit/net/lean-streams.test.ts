@@ -3,7 +3,7 @@ import { test } from 'node:test'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { Libp2p } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { createNetNode, libp2pLogger, peerIdOfKey, sharedEd25519Stats, shareEd25519Checks, skipKnownProtocolMerges } from '../../../src/net/index.ts'
+import { createNetNode, libp2pLogger, peerIdOfKey, SKIP_KNOWN_MERGES, sharedEd25519Stats, shareEd25519Checks, skipKnownProtocolMerges } from '../../../src/net/index.ts'
 
 type PeerStore = Libp2p['peerStore']
 
@@ -37,6 +37,25 @@ test('skipKnownProtocolMerges: a protocol of ours already merged for a peer is n
   await store.merge(a, { protocols: [ours], tags: {} }) // more than protocols
   await store.merge(a, { protocols: [ours, '/monna/x/1'] }) // more than one protocol
   assert.equal(merges.length, 7)
+})
+
+test('the merges a member skips: its own protocols and ping; never a protocol a libp2p topology watches', async () => {
+  for (const p of ['/monna/s/echo-bcast/2.0.0', '/monna/punch/1.0.0', '/ipfs/ping/1.0.0']) assert.ok(SKIP_KNOWN_MERGES.test(p), p)
+  // gossipsub, the relay's hop and stop, AutoNAT's dial request and identify: their merges always go through
+  for (const p of ['/meshsub/1.2.0', '/meshsub/1.1.0', '/floodsub/1.0.0', '/libp2p/circuit/relay/0.2.0/hop', '/libp2p/circuit/relay/0.2.0/stop', '/libp2p/autonat/2/dial-request', '/ipfs/id/1.0.0', '/ipfs/id/push/1.0.0', '/ipfs/ping/2.0.0', '/xmonna/x']) {
+    assert.ok(!SKIP_KNOWN_MERGES.test(p), p)
+  }
+  // the node's ping still works over a lean TCP connection, and the peer store records it once
+  const keys = await Promise.all([0, 1].map(() => generateKeyPair('Ed25519')))
+  const membership = { swarmId: 'lean-ping', members: keys.map(peerIdOfKey), f: 0 }
+  const nodes = await Promise.all(keys.map((privateKey) => createNetNode({ privateKey, listen: ['/ip4/127.0.0.1/tcp/0'], membership })))
+  try {
+    await nodes[0]!.dial(nodes[1]!.getMultiaddrs()[0]!)
+    for (let i = 0; i < 5; i++) assert.ok((await nodes[0]!.services.ping.ping(nodes[1]!.peerId, { signal: AbortSignal.timeout(30_000) })) >= 0)
+    assert.ok((await nodes[1]!.peerStore.get(nodes[0]!.peerId)).protocols.includes('/ipfs/ping/1.0.0'))
+  } finally {
+    await Promise.all(nodes.map((n) => n.stop()))
+  }
 })
 
 test('skipKnownProtocolMerges: the peers remembered are bounded', async () => {
