@@ -143,14 +143,12 @@ export class FrameReader {
         p.frame = decodeMeta(p.header, this.buf.subarray(HEADER_BYTES, p.metaEnd), undefined)
         this.opts.onMeta?.(p.frame, p.header)
         if (carriesPayload(p.frame) && p.header.payloadLength > 0 && this.buf.byteLength < p.total) {
-          // the payload comes in more chunks: assemble it in place from here on
-          const payload = new Uint8Array(Buffer.allocUnsafeSlow(p.header.payloadLength).buffer, 0, p.header.payloadLength)
-          for (const part of this.buf.sublist(p.metaEnd)) {
-            payload.set(part, p.filled)
-            p.filled += part.byteLength
-          }
+          // the payload comes in more chunks: assemble it in place from here on, starting with
+          // its bytes already here (all of `buf` past the meta belongs to this frame)
+          p.payload = new Uint8Array(Buffer.allocUnsafeSlow(p.header.payloadLength).buffer, 0, p.header.payloadLength)
+          const first = this.buf.sublist(p.metaEnd)
           this.buf.consume(this.buf.byteLength)
-          p.payload = payload
+          this.fill(first)
         }
       }
       if (this.received(p) >= p.total) {

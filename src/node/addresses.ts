@@ -1,10 +1,11 @@
 /**
  * Member address exchange: each member periodically publishes its listen addresses on the
  * swarm's pubsub namespace (`/monna/<swarmId>/addresses/1`) — every `intervalMs` while members
- * connect or addresses change, backing off to 8 × that while nothing does (see `startAddressExchange`);
- * every member dials the members it is not connected to at the addresses they announced. So `--bootstrap` to any ONE member is
- * enough: gossipsub relays the announcements through it, and once connected, identify puts
- * the member's addresses in the peer store, where the echo broadcast finds them.
+ * connect or addresses change, backing off to 8 × that while nothing does (see
+ * `startAddressExchange`); every member dials the members it is not connected to at the
+ * addresses they announced. So `--bootstrap` to any ONE member is enough: gossipsub relays the
+ * announcements through it, and once connected, identify puts the member's addresses in the peer
+ * store, where the echo broadcast finds them.
  *
  * What a member relays (the topic's gossipsub validator; REJECT = not relayed and counted
  * against the peer that relayed it, IGNORE = not relayed, no blame):
