@@ -894,7 +894,9 @@ export class RoundEngine extends EventTarget {
     this.opts.metrics?.aggregationSeconds(aggregateMs / 1000)
     this.learner.setParams(next)
     this.current = t + 1
-    this.port.setFloor(Math.max(0, t - 1)) // keep the closed round (and the one before) for members fetching it
+    // keep the closed round for members fetching it — after the last round, the one before too:
+    // catch-up never goes past the second-to-last round (`catchUpTarget`)
+    this.port.setFloor(t === this.opts.rounds - 1 ? Math.max(0, t - 1) : t)
     this.gc()
     // the aggregate is θ now (the learner copied it): the snapshot keeps it rather than a third copy
     this.snap = this.snapshotNow(t + 1, next)
@@ -1036,8 +1038,10 @@ export class RoundEngine extends EventTarget {
 
   /**
    * The round to catch up to: the newest certified round minus one (its deliveries are complete
-   * at the members that moved on), but never the last round, which this member runs itself so
-   * that it ends with its own final report and evaluation.
+   * at the members that moved on, which keep it until they close the newest round: a member keeps
+   * only its last closed round), but never the last round, which this member runs itself so
+   * that it ends with its own final report and evaluation (members keep the second-to-last round
+   * after the last for this).
    */
   private catchUpTarget(newest: number): number {
     return Math.min(newest - 1, this.opts.rounds - 2)
@@ -1071,9 +1075,10 @@ export class RoundEngine extends EventTarget {
       }
       for (const d of this.port.delivered(target)) this.accept(d)
       if (this.validCount(target) >= this.needed) break
-      // the swarm moved further on while we fetched: aim at the newer round
+      // the swarm moved further on while we fetched: aim at the newer round (at once: the members
+      // that moved on drop the older one when they close the next)
       const newest = this.port.newestCertifiedRound()
-      if (this.catchUpTarget(newest) > target + 1) {
+      if (this.catchUpTarget(newest) > target) {
         this.log.debug('catch-up target moved', { from: target, to: this.catchUpTarget(newest) })
         target = this.catchUpTarget(newest)
         if (!this.applyEpoch(target)) return

@@ -102,6 +102,31 @@ describe('round engine on the memory hub', () => {
     for (const e of engines) e.dispose()
   })
 
+  it('keeps only the closed round for members fetching it — and after the last round, the one before too, which catch-up aims at', async () => {
+    const { hub, ids } = swarm(4, 1)
+    const floors: number[] = []
+    const inner = hub.port(ids[0]!)
+    // the first member's port, recording the floors its engine sets (the floor is what the broadcast keeps)
+    const port = new Proxy(inner, {
+      get(target, key) {
+        if (key === 'setFloor') return (round: number) => (floors.push(round), target.setFloor(round))
+        const v = Reflect.get(target, key, target)
+        return typeof v === 'function' ? v.bind(target) : v
+      },
+    })
+    const engines = ids.map((id, i) => makeEngine(hub, id, { rounds: 5, ...(i === 0 ? { port } : {}) }))
+    const floorAt: number[] = []
+    engines[0]!.addEventListener('aggregated', () => floorAt.push(floors.at(-1)!))
+    await Promise.all(engines.map((e) => e.run()))
+    // round t closed: the floor is t (one round of payloads kept, not two); after the last one
+    // (round 4) it stays at 3, the newest round a member behind may catch up to (rounds − 2)
+    assert.deepEqual(floorAt, [0, 1, 2, 3, 3])
+    // what is below the floor is gone: round 2's deliveries are no longer held, round 3's are
+    assert.equal(inner.delivered(2).length, 0)
+    assert.ok(inner.delivered(3).length >= 3)
+    for (const e of engines) e.dispose()
+  })
+
   it('drops deliveries that arrive after their round closed', async () => {
     const { hub, ids } = swarm(4, 1)
     const late = actingBehaviour('late', async (ctx) => ({ kind: 'send', model: ctx.ownHalfStep, delayMs: 150 }))
