@@ -109,7 +109,12 @@ describe('round engine on the memory hub', () => {
     // the first member's port, recording the floors its engine sets (the floor is what the broadcast keeps)
     const port = new Proxy(inner, {
       get(target, key) {
-        if (key === 'setFloor') return (round: number) => (floors.push(round), target.setFloor(round))
+        if (key === 'setFloor') {
+          return (round: number) => {
+            floors.push(round)
+            target.setFloor(round)
+          }
+        }
         const v = Reflect.get(target, key, target)
         return typeof v === 'function' ? v.bind(target) : v
       },
