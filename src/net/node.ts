@@ -21,7 +21,7 @@ import { memory } from '@libp2p/memory'
 import { type Ping, ping } from '@libp2p/ping'
 import { plaintext } from '@libp2p/plaintext'
 import { tcp } from '@libp2p/tcp'
-import { type UPnPNAT, type UPnPNATInit, uPnPNAT } from '@libp2p/upnp-nat'
+import type { UPnPNAT, UPnPNATInit } from '@libp2p/upnp-nat'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import { InvalidConfigError } from '../errors.ts'
@@ -446,7 +446,9 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
             }),
           }
         : {}),
-      ...(overTcp && upnpOn ? { upnp: uPnPNAT({ portMappingDescription: 'monna', ...(typeof opts.upnp === 'object' ? opts.upnp : {}) }) } : {}),
+      // loaded only when asked for: the package and what it brings (UPnP, SSDP, XML) are ≈ 7 MB
+      // resident in every member process that imports it
+      ...(overTcp && upnpOn ? { upnp: (await import('@libp2p/upnp-nat')).uPnPNAT({ portMappingDescription: 'monna', ...(typeof opts.upnp === 'object' ? opts.upnp : {}) }) } : {}),
       ...(overTcp && opts.holePunch !== false ? { punch: holePunch({ ...(typeof opts.holePunch === 'object' ? opts.holePunch : {}), allows: (p) => !deny(p) }) } : {}),
       ...(opts.relay?.serve === true
         ? {
