@@ -11,8 +11,8 @@
  * `--external-memory-accounted-in-global-limit` that memory counts against V8's global limit
  * instead, which grows with the heap: far fewer full collections, and the closed round's payloads
  * would stay until one comes. So the process collects once itself, after each round's
- * aggregation that brought at least 16 MiB: the engine has just moved its floor (round t − 2's
- * payloads are garbage now), and what follows is the round's evaluation, if any (the final one
+ * aggregation that brought at least 16 MiB: the engine has just moved its floor (round t − 1's
+ * payloads are garbage now; t − 2's before session 22), and what follows is the round's evaluation, if any (the final one
  * evaluates the whole test split: collected before it, its working memory does not come on top
  * of the round's garbage), then training.
  */
