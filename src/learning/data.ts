@@ -42,7 +42,7 @@ import { AbortError, InvalidConfigError } from '../errors.ts'
 import { Rng } from '../rng.ts'
 import { CorruptDatasetError, DatasetNotFoundError } from './errors.ts'
 import { logisticGroup, logisticOptimum, redundantLogistic } from './exact-logistic.ts'
-import { pixelsToFloat, readIdxPair, readIdxPairBytes } from './idx.ts'
+import { pixelsToFloat, readIdx, readIdxPair, readIdxPairBytes, readIdxRows } from './idx.ts'
 
 export interface Dataset {
   name: string
@@ -167,7 +167,8 @@ export async function loadShard(
   }
   if (opts.signal?.aborted) throw new AbortError()
   const files = spec.kind === 'mnist' ? mnistFiles() : spec
-  const train: RawSplit = await readIdxPairBytes(files.trainImages, files.trainLabels, opts)
+  // the train labels first (60 KB for MNIST): they choose the shard, whose rows alone are read
+  const labels = await readIdx(files.trainLabels, { ...opts, expectDims: 1 })
   let pending = testSplits.get(key)
   if (pending === undefined) {
     pending = readIdxPairBytes(files.testImages, files.testLabels)
@@ -175,13 +176,32 @@ export async function loadShard(
     pending.catch(() => testSplits.delete(key))
   }
   const testRaw = await abortable(pending, opts.signal)
-  const size = prod(train.exampleShape)
-  if (spec.kind === 'idx' && size !== prod(testRaw.exampleShape)) {
-    throw new CorruptDatasetError(spec.testImages, 'mismatch', `test images are [${testRaw.exampleShape.join(', ')}], train images [${train.exampleShape.join(', ')}]`)
-  }
-  const numClasses = spec.kind === 'mnist' ? 10 : Math.max(2, maxOf(train.y) + 1, maxOf(testRaw.y) + 1)
+  const y = Int32Array.from(labels.data)
+  const numClasses = spec.kind === 'mnist' ? 10 : Math.max(2, maxOf(y) + 1, maxOf(testRaw.y) + 1)
   const name = spec.kind === 'mnist' ? 'mnist/train' : `idx:${spec.trainImages}`
-  const shard = subset(byteDataset({ name, y: train.y, n: train.n, exampleShape: train.exampleShape, numClasses }, train.pixels), pick(train.y, numClasses))
+  let exampleShape: number[] = []
+  const images = await readIdxRows(
+    files.trainImages,
+    (dims) => {
+      if (dims.length !== 3 && dims.length !== 4) {
+        throw new CorruptDatasetError(files.trainImages, 'bad-dimensions', `images need 3 or 4 dimensions ([n, rows, cols(, channels)]), got [${dims.join(', ')}]`)
+      }
+      if (labels.dims[0] !== dims[0]) throw new CorruptDatasetError(files.trainLabels, 'mismatch', `${labels.dims[0]} labels for ${dims[0]} images in ${files.trainImages}`)
+      exampleShape = dims.length === 3 ? [dims[1]!, dims[2]!, 1] : dims.slice(1)
+      if (spec.kind === 'idx' && prod(exampleShape) !== prod(testRaw.exampleShape)) {
+        throw new CorruptDatasetError(spec.testImages, 'mismatch', `test images are [${testRaw.exampleShape.join(', ')}], train images [${exampleShape.join(', ')}]`)
+      }
+      const indices = pick(y, numClasses)
+      for (let i = 0; i < indices.length; i++) {
+        const e = indices[i]!
+        if (!Number.isInteger(e) || e < 0 || e >= y.length) throw new InvalidConfigError(`indices[${i}]`, `${e} is not an example index of ${name} (0..${y.length - 1})`)
+      }
+      return indices
+    },
+    opts,
+  )
+  const shardY = Int32Array.from(images.indices, (e) => y[e]!)
+  const shard = byteDataset({ name, y: shardY, n: shardY.length, exampleShape, numClasses }, images.data)
   const test = byteDataset({ name: spec.kind === 'mnist' ? 'mnist/test' : `idx:${spec.testImages}`, y: testRaw.y, n: testRaw.n, exampleShape: testRaw.exampleShape, numClasses }, testRaw.pixels)
   return { shard, test }
 }

@@ -24,6 +24,65 @@ const typeUbyte = 0x08
 const chunkBytes = 1 << 20
 
 export async function readIdx(path: string, opts: { signal?: AbortSignal; expectDims?: number } = {}): Promise<IdxArray> {
+  return withIdx(path, opts, async ({ dims, total, readExactly }) => {
+    const data = new Uint8Array(total)
+    await readExactly(data, 0, 'the data')
+    return { dims, data }
+  })
+}
+
+/**
+ * Only some examples of an IDX file (rows along its first dimension): `select(dims)` — called
+ * once the header is checked, so it can check the shape first — returns their indices, in the
+ * order wanted (repeats allowed); the result holds those rows one after the other (`data`,
+ * `indices.length` rows). The file is read in chunks of about `chunkBytes` (1 MiB) that skip the
+ * parts holding no selected row, so a member's shard of MNIST (≈ 2,300 of 60,000 images at
+ * n = 26) never needs the whole 47 MB images file in memory.
+ */
+export async function readIdxRows(
+  path: string,
+  select: (dims: number[]) => ArrayLike<number>,
+  opts: { signal?: AbortSignal; chunkBytes?: number } = {},
+): Promise<IdxArray & { indices: ArrayLike<number> }> {
+  return withIdx(path, opts, async ({ dims, readExactly }) => {
+    const indices = select(dims)
+    const n = dims[0]!
+    let rowBytes = 1
+    for (let i = 1; i < dims.length; i++) rowBytes *= dims[i]!
+    for (let i = 0; i < indices.length; i++) {
+      const e = indices[i]!
+      if (!Number.isInteger(e) || e < 0 || e >= n) throw new RangeError(`indices[${i}] = ${e} is not a row of ${path} (0..${n - 1})`)
+    }
+    const data = new Uint8Array(indices.length * rowBytes)
+    // output positions by source row, then runs of rows read a chunk at a time
+    const order = Array.from({ length: indices.length }, (_, i) => i).sort((a, b) => indices[a]! - indices[b]! || a - b)
+    const chunkRows = Math.max(1, Math.floor((opts.chunkBytes ?? chunkBytes) / rowBytes))
+    const buf = new Uint8Array(Math.min(chunkRows, n) * rowBytes)
+    for (let k = 0; k < order.length; ) {
+      const first = indices[order[k]!]!
+      const rows = Math.min(chunkRows, n - first)
+      const chunk = buf.subarray(0, rows * rowBytes)
+      await readExactly(chunk, first * rowBytes, 'the data')
+      for (; k < order.length && indices[order[k]!]! < first + rows; k++) {
+        const from = (indices[order[k]!]! - first) * rowBytes
+        data.set(chunk.subarray(from, from + rowBytes), order[k]! * rowBytes)
+      }
+    }
+    return { dims, data, indices }
+  })
+}
+
+/**
+ * Opens an IDX file, reads and checks its header (magic, type, every dimension ≥ 1, total size
+ * below the limit, file size equal to header + data), and hands `read` the dimensions and a reader
+ * of the data section (offsets from the data's start; a file that shrinks meanwhile is reported
+ * as truncated).
+ */
+async function withIdx<T>(
+  path: string,
+  opts: { signal?: AbortSignal; expectDims?: number },
+  read: (idx: { dims: number[]; total: number; readExactly: (buf: Uint8Array, offset: number, what: string) => Promise<void> }) => Promise<T>,
+): Promise<T> {
   let fh: Awaited<ReturnType<typeof open>>
   try {
     fh = await open(path, 'r')
@@ -80,9 +139,7 @@ export async function readIdx(path: string, opts: { signal?: AbortSignal; expect
     if (fileSize > expected) {
       throw new CorruptDatasetError(path, 'trailing-data', `${fileSize - expected} bytes after the data declared by the header [${dims.join(', ')}]`)
     }
-    const data = new Uint8Array(total)
-    await readExactly(data, dataStart, 'the data')
-    return { dims, data }
+    return await read({ dims, total, readExactly: (buf, offset, what) => readExactly(buf, dataStart + offset, what) })
   } finally {
     await fh.close()
   }

@@ -5,7 +5,8 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { AbortError, InvalidConfigError } from '../../../src/errors.ts'
 import type { Dataset, DatasetSpec } from '../../../src/learning/index.ts'
-import { CorruptDatasetError, clearDatasetCache, DatasetNotFoundError, flipLabels, labelHistogram, loadDataset, loadShard, partition, readIdx, subset } from '../../../src/learning/index.ts'
+import { CorruptDatasetError, clearDatasetCache, DatasetNotFoundError, flipLabels, labelHistogram, loadDataset, loadShard, partition, readIdx, readIdxRows, subset } from '../../../src/learning/index.ts'
+import { Rng } from '../../../src/rng.ts'
 
 /** An IDX ubyte file: header for `dims`, then `data` (which may deliberately disagree). */
 /** A data set as plain float32 fields (a byte data set's x made from its pixels), for comparisons. */
@@ -141,6 +142,48 @@ describe('data sets', () => {
     )
     const wide = await file('shard-wide-images', idx([1, 3, 2], Uint8Array.from([1, 2, 3, 4, 5, 6])))
     await assert.rejects(loadShard({ ...spec, testImages: wide }, () => [0]), (e: unknown) => e instanceof CorruptDatasetError && e.reason === 'mismatch')
+  })
+
+  it('readIdxRows: the chosen rows in their order (repeats, any chunk size) as readIdx slices them; the header is checked before select, indices after', async () => {
+    // 37 rows of 3 × 2 bytes, every byte different from its neighbours
+    const rows = 37
+    const data = Uint8Array.from({ length: rows * 6 }, (_, i) => (i * 7 + 3) % 251)
+    const path = await file('rows-images', idx([rows, 3, 2], data))
+    const whole = await readIdx(path)
+    const rand = new Rng(11)
+    for (const chunkBytes of [1, 6, 7, 18, 100, 1 << 20]) {
+      for (let t = 0; t < 5; t++) {
+        const picked = Array.from({ length: 1 + rand.int(60) }, () => rand.int(rows))
+        let seen: number[] | undefined
+        const got = await readIdxRows(
+          path,
+          (dims) => {
+            seen = dims
+            return picked
+          },
+          { chunkBytes },
+        )
+        assert.deepEqual(seen, [rows, 3, 2])
+        const want = new Uint8Array(picked.length * 6)
+        for (const [i, e] of picked.entries()) want.set(whole.data.subarray(e * 6, e * 6 + 6), i * 6)
+        assert.deepEqual(got.data, want, `chunkBytes ${chunkBytes}, rows ${picked.join(',')}`)
+        assert.deepEqual(got.dims, [rows, 3, 2])
+      }
+    }
+    // no rows: an empty result; rows out of range or not integers: refused
+    assert.equal((await readIdxRows(path, () => [])).data.byteLength, 0)
+    for (const bad of [[rows], [-1], [1.5], [0, Number.NaN]]) await assert.rejects(readIdxRows(path, () => bad), RangeError)
+    // a corrupt header is reported before select runs
+    const short = await file('rows-short', idx([rows, 3, 2], data.subarray(0, 100)))
+    let called = false
+    await assert.rejects(
+      readIdxRows(short, () => {
+        called = true
+        return [0]
+      }),
+      (e: unknown) => e instanceof CorruptDatasetError && e.reason === 'truncated',
+    )
+    assert.equal(called, false)
   })
 
   it('rejects corrupt IDX files with CorruptDatasetError (bad magic, wrong dims, truncation, trailing bytes, count mismatch)', async () => {
