@@ -147,11 +147,13 @@ export function byteDataset(d: Omit<Dataset, 'x' | 'pixels'>, pixels: Uint8Array
  * One member's data: its shard — the train examples `pick(labels, numClasses)` chooses, in that
  * order, exactly as `subset(await loadDataset(spec, 'train'), indices)` gives them — and the
  * test split (as `loadDataset(spec, 'test')`). For IDX-backed sets (`mnist`, `idx`) not already
- * loaded in this process, the files are read as bytes and the shard's examples and the test
- * split stay bytes (`byteDataset`: the same values, x = pixels / 255, made float32 a batch at a
- * time by the learner), so a member in its own process never holds the whole train split as
- * float32 (MNIST: 188 MB), nor its shard or test split (31 MB → 7.8 MB); its test split is cached
- * per process like `loadDataset`'s. Other sets go through `loadDataset` and `subset`.
+ * loaded in this process, the files are read as bytes — of the train images only the shard's
+ * rows (`readIdxRows`), chosen from the train labels, which are read first — and the shard's
+ * examples and the test split stay bytes (`byteDataset`: the same values, x = pixels / 255, made
+ * float32 a batch at a time by the learner), so a member in its own process never holds the
+ * whole train split, as float32 (MNIST: 188 MB) or as bytes (47 MB), nor its shard or test split
+ * as float32 (31 MB → 7.8 MB); its test split is cached per process like `loadDataset`'s. Other
+ * sets go through `loadDataset` and `subset`.
  */
 export async function loadShard(
   spec: DatasetSpec,
