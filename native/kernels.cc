@@ -27,6 +27,7 @@
 #include <cstring>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -918,13 +919,13 @@ void directFilterGrad(const float* x, const float* dz, const Layer& L, int batch
 #endif
 }
 
-// Returns the mean loss; writes the gradient into grad (dim floats).
-double modelGrad(const Net& net, const float* theta, const float* x, const int* labels, int batch, float* grad) {
+// The forward pass: in[l + 1] = output of layer l (in[0] = x; the logits are in[nl]), in the
+// scratch buffers (a pooling layer's argmax too, for the backward pass).
+void modelForward(const Net& net, const float* theta, const float* x, int batch, std::vector<const float*>& in) {
   const int nl = (int)net.layers.size();
   auto& S = mscratch;
   if ((int)S.acts.size() < nl) S.acts.resize(nl), S.cols.resize(nl), S.argmax.resize(nl);
-  // forward: a[l] = output of layer l (a[-1] = x)
-  std::vector<const float*> in(nl + 1);
+  in.assign(nl + 1, nullptr);
   in[0] = x;
   for (int l = 0; l < nl; l++) {
     const Layer& L = net.layers[l];
@@ -951,6 +952,38 @@ double modelGrad(const Net& net, const float* theta, const float* x, const int* 
     }
     in[l + 1] = out;
   }
+}
+
+// The summed softmax cross-entropy of a batch and how many examples its logits' first largest
+// entry classifies right (as tf.argMax picks it): an evaluation's batch, forward only.
+void modelEvaluate(const Net& net, const float* theta, const float* x, const int* labels, int batch, double* lossSum, long* correct) {
+  std::vector<const float*> in;
+  modelForward(net, theta, x, batch, in);
+  const int K = net.classes;
+  const float* logits = in[net.layers.size()];
+  double loss = 0;
+  long hits = 0;
+  for (int b = 0; b < batch; b++) {
+    const float* z = logits + (long)b * K;
+    int best = 0;
+    for (int k = 1; k < K; k++)
+      if (z[k] > z[best]) best = k;
+    const double mx = z[best];
+    double sum = 0;
+    for (int k = 0; k < K; k++) sum += std::exp((double)z[k] - mx);
+    loss += mx + std::log(sum) - z[labels[b]];
+    hits += best == labels[b];
+  }
+  *lossSum = loss;
+  *correct = hits;
+}
+
+// Returns the mean loss; writes the gradient into grad (dim floats).
+double modelGrad(const Net& net, const float* theta, const float* x, const int* labels, int batch, float* grad) {
+  const int nl = (int)net.layers.size();
+  auto& S = mscratch;
+  std::vector<const float*> in;
+  modelForward(net, theta, x, batch, in);
   // softmax cross-entropy, mean over the batch; d logits = (softmax − onehot)/batch
   const int K = net.classes;
   const float* logits = in[nl];
@@ -2583,41 +2616,68 @@ napi_value MomentumStepFn(napi_env env, napi_callback_info info) {
   return r;
 }
 
+// The model, θ, examples and labels of modelGradient and modelEvaluate (arguments 0–3), checked;
+// false with a RangeError thrown when they do not fit together. `what` names the caller.
+bool modelArgs(napi_env env, napi_value* argv, const char* what, Net* net, float** theta, float** x, const int** labels, size_t* nl) {
+  const int* spec;
+  size_t ns = 0;
+  if (!int32s(env, argv[0], &spec, &ns) || !int32s(env, argv[3], labels, nl)) return false;
+  if (const char* err = parseNet(spec, ns, net)) {
+    napi_throw_range_error(env, "ERR_MONNA_NATIVE", err);
+    return false;
+  }
+  size_t lt, lx;
+  if (!floats(env, argv[1], theta, &lt) || !floats(env, argv[2], x, &lx)) return false;
+  const auto fail = [&](const char* msg) {
+    std::string m = std::string(what) + ": " + msg;
+    napi_throw_range_error(env, "ERR_MONNA_NATIVE", m.c_str());
+    return false;
+  };
+  if (lt != (size_t)net->dim) return fail("theta must hold the model's parameters");
+  if (*nl < 1 || *nl > 4096 || lx != *nl * (size_t)net->inSize) return fail("1 to 4096 labels and one example of the input shape per label");
+  for (size_t i = 0; i < *nl; i++)
+    if ((*labels)[i] < 0 || (*labels)[i] >= net->classes) return fail("label out of range");
+  for (const Layer& L : net->layers)
+    if ((double)*nl * (double)std::max(L.out(), L.kind == kConv ? L.conv(1).M() * L.conv(1).K() : 0L) > 4.0 * MAX_ELEMENTS) return fail("batch too large for this model");
+  return true;
+}
+
 // modelGradient(spec: Int32Array, theta, x, labels: Int32Array, grad) -> mean loss
 napi_value ModelGradientFn(napi_env env, napi_callback_info info) {
   napi_value argv[5];
   if (!args(env, info, argv)) return nullptr;
-  const int *spec, *labels;
-  size_t ns = 0, nl = 0;
-  if (!int32s(env, argv[0], &spec, &ns) || !int32s(env, argv[3], &labels, &nl)) return nullptr;
   Net net;
-  if (const char* err = parseNet(spec, ns, &net)) {
-    napi_throw_range_error(env, "ERR_MONNA_NATIVE", err);
-    return nullptr;
-  }
   float *theta, *x, *grad;
-  size_t lt, lx, lg;
-  if (!floats(env, argv[1], &theta, &lt) || !floats(env, argv[2], &x, &lx) || !floats(env, argv[4], &grad, &lg)) return nullptr;
-  if (lt != (size_t)net.dim || lg != (size_t)net.dim) {
+  const int* labels;
+  size_t nl = 0, lg = 0;
+  if (!modelArgs(env, argv, "modelGradient", &net, &theta, &x, &labels, &nl) || !floats(env, argv[4], &grad, &lg)) return nullptr;
+  if (lg != (size_t)net.dim) {
     napi_throw_range_error(env, "ERR_MONNA_NATIVE", "modelGradient: theta and grad must hold the model's parameters");
     return nullptr;
   }
-  if (nl < 1 || nl > 4096 || lx != nl * (size_t)net.inSize) {
-    napi_throw_range_error(env, "ERR_MONNA_NATIVE", "modelGradient: 1 to 4096 labels and one example of the input shape per label");
-    return nullptr;
-  }
-  for (size_t i = 0; i < nl; i++)
-    if (labels[i] < 0 || labels[i] >= net.classes) {
-      napi_throw_range_error(env, "ERR_MONNA_NATIVE", "modelGradient: label out of range");
-      return nullptr;
-    }
-  for (const Layer& L : net.layers)
-    if ((double)nl * (double)std::max(L.out(), L.kind == kConv ? L.conv(1).M() * L.conv(1).K() : 0L) > 4.0 * MAX_ELEMENTS) {
-      napi_throw_range_error(env, "ERR_MONNA_NATIVE", "modelGradient: batch too large for this model");
-      return nullptr;
-    }
   napi_value r;
   napi_create_double(env, modelGrad(net, theta, x, labels, (int)nl, grad), &r);
+  return r;
+}
+
+// modelEvaluate(spec: Int32Array, theta, x, labels: Int32Array) -> [summed loss, examples right]
+napi_value ModelEvaluateFn(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!args(env, info, argv)) return nullptr;
+  Net net;
+  float *theta, *x;
+  const int* labels;
+  size_t nl = 0;
+  if (!modelArgs(env, argv, "modelEvaluate", &net, &theta, &x, &labels, &nl)) return nullptr;
+  double loss = 0;
+  long correct = 0;
+  modelEvaluate(net, theta, x, labels, (int)nl, &loss, &correct);
+  napi_value r, v;
+  napi_create_array_with_length(env, 2, &r);
+  napi_create_double(env, loss, &v);
+  napi_set_element(env, r, 0, v);
+  napi_create_double(env, (double)correct, &v);
+  napi_set_element(env, r, 1, v);
   return r;
 }
 
@@ -2694,6 +2754,7 @@ NAPI_MODULE_INIT() {
       {"nnmRows", nullptr, NnmRowsFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"nnmSorted", nullptr, NnmSortedFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"modelGradient", nullptr, ModelGradientFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"modelEvaluate", nullptr, ModelEvaluateFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"momentumStep", nullptr, MomentumStepFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"threads", nullptr, Threads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

@@ -112,6 +112,12 @@ export interface NativeKernels {
    * backward in one call, without tfjs. Uses the GEMM's threads.
    */
   modelGradient(spec: Int32Array, theta: Float32Array, x: Float32Array, labels: Int32Array, grad: Float32Array): number
+  /**
+   * An evaluation's batch, forward only (the same forward as `modelGradient`): the summed softmax
+   * cross-entropy and how many examples the first largest logit classifies right (as
+   * `tf.argMax`). Uses the GEMM's threads.
+   */
+  modelEvaluate(spec: Int32Array, theta: Float32Array, x: Float32Array, labels: Int32Array): [lossSum: number, correct: number]
   /** 'avx2+fma' or 'portable': the micro-kernel in use */
   simd(): string
   /** use the portable micro-kernel even where AVX2/FMA is available (tests) */

@@ -31,7 +31,7 @@
  * step that fails — a probe at creation catches it before training — moves this learner to the
  * cpu backend with a logged warning; its computations then switch the process-wide backend to
  * cpu and back synchronously, so other learners are unaffected. (The native `modelGradient`
- * uses no tfjs kernel, so this concerns the tfjs path; `evaluate` always runs on tfjs.)
+ * and `modelEvaluate` use no tfjs kernel, so this concerns the tfjs path.)
  */
 import { nativeKernels, registerFallbackKernels } from '../compute/index.ts'
 import { AbortError, InvalidConfigError } from '../errors.ts'
@@ -411,6 +411,12 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
    * tfjs graph below is the path without them (and on tfjs-node).
    */
   const layerSpec = nativeLayerSpec(model)
+  /** An evaluation's result, with the distance to the 2f-redundant logistic generator's centred minimiser (src/learning/exact-logistic.ts) where there is one. */
+  const withOptimum = (out: EvaluationResult, snapshot: Float32Array): EvaluationResult => {
+    const opt = train.optimum
+    if (opts.model.kind === 'logreg' && opt !== undefined && opt.length === d) out.distance = centredDistance(snapshot, opt, opts.numClasses)
+    return out
+  }
   /** `linear`: the mean ½(x·θ − t)² over `indices` and its gradient (1/b)·Σ (x·θ − t)·x, into `out`. */
   const linearGradient = (indices: ArrayLike<number>, out: Float32Array): number => {
     const xs = train.x
@@ -712,6 +718,24 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
       if (isLinear) return evaluateLinear(test, n, snapshot)
       let correct = 0
       let lossSum = 0
+      // the native kernels' forward pass where they serve this backend (as the gradient): no
+      // tensors, and tfjs's wasm heap does not grow to an evaluation batch's activations. Batches
+      // no larger than the training's, so the kernels' scratch (kept for the next call) does not
+      // grow past what the steps use either.
+      const N = nativeKernels()
+      if (N?.modelEvaluate !== undefined && layerSpec !== undefined && (backend === 'wasm' || backend === 'cpu')) {
+        const per = Math.min(evalBatchSize, opts.batchSize)
+        for (let start = 0; start < n; start += per) {
+          if (evalOpts.signal?.aborted) throw new AbortError()
+          const count = Math.min(per, n - start)
+          const { xs, ys } = batchData(test, count, (i) => start + i)
+          const [l, c] = N.modelEvaluate(layerSpec, snapshot, xs, ys)
+          correct += c
+          lossSum += l
+          await new Promise<void>((resolve) => setImmediate(resolve))
+        }
+        return withOptimum({ accuracy: correct / n, loss: lossSum / n }, snapshot)
+      }
       // the parameter tensors once per evaluation, not per batch (26 LeNet members evaluating the
       // full test split made 4.2 GB of slices and copies into the backend, batch by batch)
       // (on the backend of the evaluation's start, as the batches: a step's fallback to 'cpu' meanwhile does not split them)
@@ -742,11 +766,7 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
           for (const p of params) p.dispose()
         })
       }
-      const out: EvaluationResult = { accuracy: correct / n, loss: lossSum / n }
-      // the 2f-redundant logistic generator's centred minimiser (src/learning/exact-logistic.ts)
-      const opt = train.optimum
-      if (opts.model.kind === 'logreg' && opt !== undefined && opt.length === d) out.distance = centredDistance(snapshot, opt, opts.numClasses)
-      return out
+      return withOptimum({ accuracy: correct / n, loss: lossSum / n }, snapshot)
     },
     dispose() {
       disposed = true

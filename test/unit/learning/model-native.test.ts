@@ -180,6 +180,82 @@ describe('native modelGradient', { skip: off ? 'MONNA_NATIVE=off' : false }, () 
     assert.ok(diff <= 1e-4 * moved, `θ after 5 steps differs by ${diff} (moved ${moved})`)
   })
 
+  for (const c of cases) {
+    it(`${c.spec.kind} ${c.shape.join('×')} batch ${c.batch}: modelEvaluate's summed loss and hits = tfjs's forward`, () => {
+      const N = nativeKernels()!
+      const { model, theta, x, y } = problem(c, `native-eval/${c.spec.kind}/${c.shape.join('x')}`)
+      // tfjs's forward with the native kernels off; half the labels made right by its own
+      // prediction, so both outcomes are counted
+      setNativeEnabled(false)
+      let logits: Float32Array
+      try {
+        logits = tf.tidy(() => model.forward(unflatten(model, theta), tf.tensor(x, [c.batch, ...c.shape])).dataSync() as Float32Array)
+      } finally {
+        setNativeEnabled(true)
+      }
+      const labels = y.slice()
+      for (let b = 0; b < c.batch; b += 2) {
+        let best = 0
+        for (let k = 1; k < c.classes; k++) if (logits[b * c.classes + k]! > logits[b * c.classes + best]!) best = k
+        labels[b] = best
+      }
+      const ref = tf.tidy(() => {
+        const lg = tf.tensor(logits, [c.batch, c.classes])
+        const yt = tf.tensor1d(labels, 'int32')
+        const loss = tf.losses.softmaxCrossEntropy(tf.oneHot(yt, c.classes), lg, undefined, undefined, tf.Reduction.SUM).dataSync()[0]!
+        const hits = tf.sum(tf.cast(tf.equal(tf.argMax(lg, 1), yt), 'int32')).dataSync()[0]!
+        return { loss, hits }
+      })
+      for (const threads of [1, 2]) {
+        N.setThreads(threads)
+        const [loss, hits] = N.modelEvaluate(nativeLayerSpec(model)!, theta, x, labels)
+        N.setThreads(1)
+        assert.equal(hits, ref.hits, `${threads} threads: hits`)
+        assert.ok(hits >= Math.ceil(c.batch / 2), `hits ${hits}`)
+        assert.ok(Math.abs(loss - ref.loss) <= 1e-5 * Math.max(1, Math.abs(ref.loss)), `${threads} threads: loss ${loss} vs ${ref.loss}`)
+        // the same forward as the gradient's: its mean loss times the batch
+        const mean = N.modelGradient(nativeLayerSpec(model)!, theta, x, labels, new Float32Array(model.dim))
+        assert.ok(Math.abs(loss - mean * c.batch) <= 1e-9 * Math.max(1, Math.abs(loss)), `loss ${loss} vs ${mean} × ${c.batch}`)
+      }
+    })
+  }
+
+  it('a LeNet learner evaluates with the native forward as it does on tfjs (250 examples, batches of 100; accuracy and loss)', async () => {
+    const c = cases[0]!
+    await tf.setBackend('wasm')
+    await registerFallbackKernels('wasm')
+    const rng = new Rng('native-eval/learner')
+    const n = 250
+    const data = (m: number): Dataset => ({
+      name: 'synthetic',
+      x: Float32Array.from({ length: m * 784 }, () => rng.next()),
+      y: Int32Array.from({ length: m }, () => rng.int(10)),
+      n: m,
+      exampleShape: c.shape,
+      numClasses: 10,
+    })
+    const train = data(60)
+    const test = data(n)
+    const evaluate = async (native: boolean) => {
+      setNativeEnabled(native)
+      try {
+        const learner = await createLearner({ model: c.spec, inputShape: c.shape, numClasses: 10, train, batchSize: 25, beta: 0.9, lambda: 0, schedule: { kind: 'constant', lr: 0.05 }, initSeed: 'init', dataSeed: 'data' })
+        for (let t = 0; t < 3; t++) await learner.step(t)
+        return await learner.evaluate(test)
+      } finally {
+        setNativeEnabled(true)
+      }
+    }
+    const nextId = (): number => tf.tidy(() => tf.scalar(0).id)
+    const id0 = nextId()
+    const a = await evaluate(true)
+    assert.equal(nextId(), id0 + 1, 'the native evaluation made tensors: it ran tfjs')
+    const b = await evaluate(false)
+    assert.equal(a.accuracy, b.accuracy)
+    assert.ok(a.accuracy > 0 && a.accuracy < 1, `accuracy ${a.accuracy}`)
+    assert.ok(Math.abs(a.loss - b.loss) <= 1e-5 * b.loss, `loss ${a.loss} vs ${b.loss}`)
+  })
+
   it('rejects bad specs, lengths and labels with a thrown error (no crash)', () => {
     const N = nativeKernels()!
     const { model, theta, x, y } = problem(cases[4]!, 'native-model/bad')
@@ -202,6 +278,11 @@ describe('native modelGradient', { skip: off ? 'MONNA_NATIVE=off' : false }, () 
     assert.throws(call(spec, theta, x, badLabel, grad), /label out of range/)
     assert.throws(call(spec, theta, x, Float32Array.from(y) as unknown as Int32Array, grad), /Int32Array/)
     assert.throws(() => (N.modelGradient as unknown as (...a: unknown[]) => number)(spec, theta), /arguments/)
+    // modelEvaluate checks the same arguments
+    assert.throws(() => N.modelEvaluate(spec, theta.subarray(1), x, y), /modelEvaluate: theta/)
+    assert.throws(() => N.modelEvaluate(spec, theta, x.subarray(1), y), /one example/)
+    assert.throws(() => N.modelEvaluate(spec, theta, x, badLabel), /label out of range/)
+    assert.throws(() => N.modelEvaluate(spec.subarray(0, 4), theta, x, y), /header/)
     // a valid call still works afterwards
     assert.ok(Number.isFinite(N.modelGradient(spec, theta, x, y, grad)))
   })
