@@ -2,8 +2,8 @@
  * Garbage collection of a member process (`monna start`, `monna topology-member`): one full
  * collection after each round, and none triggered by the bytes the network moves.
  *
- * Received payloads live for two rounds (the broadcast keeps rounds t − 1 and t for members
- * fetching them), so their buffers' owners reach V8's old generation and their memory returns
+ * Received payloads outlive their round (the broadcast keeps the closed round for members
+ * fetching it while the next arrives), so their buffers' owners reach V8's old generation and their memory returns
  * only at a full (mark-compact) collection. V8 starts one whenever the memory held outside its heap
  * (array buffers: payloads, but also every encrypted and decrypted stream chunk, short-lived and
  * freed by the young generation's collections anyway) grew 64 MB past the last one: in the
@@ -12,7 +12,7 @@
  * instead, which grows with the heap: far fewer full collections, and the closed round's payloads
  * would stay until one comes. So the process collects once itself, after each round's
  * aggregation that brought at least 16 MiB: the engine has just moved its floor (round t − 1's
- * payloads are garbage now; t − 2's before session 22), and what follows is the round's evaluation, if any (the final one
+ * payloads are garbage now), and what follows is the round's evaluation, if any (the final one
  * evaluates the whole test split: collected before it, its working memory does not come on top
  * of the round's garbage), then training.
  */
@@ -34,7 +34,7 @@ export interface RoundCollector {
  * V8 next computes its limits; `--expose-gc` set now exposes `gc` to contexts created from now on
  * (a process started with `--expose-gc` already has it).
  *
- * `minBytes` (default 16 MiB): what a member received is what turns into garbage two rounds
+ * `minBytes` (default 16 MiB): what a member received is what turns into garbage a round
  * later; rounds that moved less than that since the last collection (a small model: logistic
  * regression's rounds move kilobytes, many a second) are not worth a full collection each — V8's
  * own, rarer ones take care of them. (Not `process.memoryUsage().arrayBuffers`: V8 frees the
