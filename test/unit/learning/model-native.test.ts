@@ -47,6 +47,32 @@ function problem(c: Case, seed: string): { model: Model; theta: Float32Array; x:
   return { model, theta, x, y }
 }
 
+/** `m` random MNIST-shaped examples (LeNet's §7 input, 10 classes). */
+function syntheticMnist(rng: Rng, m: number): Dataset {
+  return {
+    name: 'synthetic',
+    x: Float32Array.from({ length: m * 784 }, () => rng.next()),
+    y: Int32Array.from({ length: m }, () => rng.int(10)),
+    n: m,
+    exampleShape: cases[0]!.shape,
+    numClasses: 10,
+  }
+}
+
+/** A LeNet learner on `train` (batch 25, β 0.9, γ 0.05), the native kernels on or off while it runs `use`. */
+async function withLenetLearner<T>(train: Dataset, native: boolean, use: (learner: Awaited<ReturnType<typeof createLearner>>) => Promise<T>): Promise<T> {
+  setNativeEnabled(native)
+  try {
+    const learner = await createLearner({ model: cases[0]!.spec, inputShape: cases[0]!.shape, numClasses: 10, train, batchSize: 25, beta: 0.9, lambda: 0, schedule: { kind: 'constant', lr: 0.05 }, initSeed: 'init', dataSeed: 'data' })
+    return await use(learner)
+  } finally {
+    setNativeEnabled(true)
+  }
+}
+
+/** The id the next tfjs tensor gets: ids count every tensor tfjs ever made. */
+const nextTensorId = (): number => tf.tidy(() => tf.scalar(0).id)
+
 /** Loss and flat gradient by tfjs's graph on the current backend, native kernels off. */
 function tfjsGradient(c: Case, model: Model, theta: Float32Array, x: Float32Array, y: Int32Array): { loss: number; grad: Float32Array } {
   setNativeEnabled(false)
@@ -130,43 +156,17 @@ describe('native modelGradient', { skip: off ? 'MONNA_NATIVE=off' : false }, () 
     const c = cases[0]!
     await tf.setBackend('wasm')
     await registerFallbackKernels('wasm')
-    const rng = new Rng('native-model/learner')
-    const n = 60
-    const train: Dataset = {
-      name: 'synthetic',
-      x: Float32Array.from({ length: n * 784 }, () => rng.next()),
-      y: Int32Array.from({ length: n }, () => rng.int(10)),
-      n,
-      exampleShape: c.shape,
-      numClasses: 10,
-    }
-    const run = async (native: boolean): Promise<{ theta: Float32Array; losses: number[] }> => {
-      setNativeEnabled(native)
-      try {
-        const learner = await createLearner({
-          model: c.spec,
-          inputShape: c.shape,
-          numClasses: 10,
-          train,
-          batchSize: 25,
-          beta: 0.9,
-          lambda: 0,
-          schedule: { kind: 'constant', lr: 0.05 },
-          initSeed: 'init',
-          dataSeed: 'data',
-        })
+    const train = syntheticMnist(new Rng('native-model/learner'), 60)
+    const run = (native: boolean): Promise<{ theta: Float32Array; losses: number[] }> =>
+      withLenetLearner(train, native, async (learner) => {
         const losses: number[] = []
         for (let t = 0; t < 5; t++) losses.push((await learner.step(t)).loss)
         return { theta: learner.getParams(), losses }
-      } finally {
-        setNativeEnabled(true)
-      }
-    }
+      })
     // tensor ids count every tensor tfjs ever made: the native learner makes none
-    const nextId = (): number => tf.tidy(() => tf.scalar(0).id)
-    const id0 = nextId()
+    const id0 = nextTensorId()
     const a = await run(true)
-    assert.equal(nextId(), id0 + 1, 'the native learner made tensors: it ran the tfjs graph')
+    assert.equal(nextTensorId(), id0 + 1, 'the native learner made tensors: it ran the tfjs graph')
     const b = await run(false)
     for (let t = 0; t < 5; t++) assert.ok(Math.abs(a.losses[t]! - b.losses[t]!) <= 1e-4, `step ${t}: loss ${a.losses[t]} vs ${b.losses[t]}`)
     let diff = 0
@@ -220,36 +220,20 @@ describe('native modelGradient', { skip: off ? 'MONNA_NATIVE=off' : false }, () 
     })
   }
 
-  it('a LeNet learner evaluates with the native forward as it does on tfjs (250 examples, batches of 100; accuracy and loss)', async () => {
-    const c = cases[0]!
+  it('a LeNet learner evaluates with the native forward as it does on tfjs (250 examples; accuracy and loss)', async () => {
     await tf.setBackend('wasm')
     await registerFallbackKernels('wasm')
     const rng = new Rng('native-eval/learner')
-    const n = 250
-    const data = (m: number): Dataset => ({
-      name: 'synthetic',
-      x: Float32Array.from({ length: m * 784 }, () => rng.next()),
-      y: Int32Array.from({ length: m }, () => rng.int(10)),
-      n: m,
-      exampleShape: c.shape,
-      numClasses: 10,
-    })
-    const train = data(60)
-    const test = data(n)
-    const evaluate = async (native: boolean) => {
-      setNativeEnabled(native)
-      try {
-        const learner = await createLearner({ model: c.spec, inputShape: c.shape, numClasses: 10, train, batchSize: 25, beta: 0.9, lambda: 0, schedule: { kind: 'constant', lr: 0.05 }, initSeed: 'init', dataSeed: 'data' })
+    const train = syntheticMnist(rng, 60)
+    const test = syntheticMnist(rng, 250)
+    const evaluate = (native: boolean) =>
+      withLenetLearner(train, native, async (learner) => {
         for (let t = 0; t < 3; t++) await learner.step(t)
-        return await learner.evaluate(test)
-      } finally {
-        setNativeEnabled(true)
-      }
-    }
-    const nextId = (): number => tf.tidy(() => tf.scalar(0).id)
-    const id0 = nextId()
+        return learner.evaluate(test)
+      })
+    const id0 = nextTensorId()
     const a = await evaluate(true)
-    assert.equal(nextId(), id0 + 1, 'the native evaluation made tensors: it ran tfjs')
+    assert.equal(nextTensorId(), id0 + 1, 'the native evaluation made tensors: it ran tfjs')
     const b = await evaluate(false)
     assert.equal(a.accuracy, b.accuracy)
     assert.ok(a.accuracy > 0 && a.accuracy < 1, `accuracy ${a.accuracy}`)
