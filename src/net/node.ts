@@ -8,7 +8,6 @@
  * a topic nobody checks is not relayed. Gossipsub reads no RPC above `gossipLimits.maxRpcBytes`.
  */
 import { createHash } from 'node:crypto'
-import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { bootstrap } from '@libp2p/bootstrap'
 import { type CircuitRelayService, circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
@@ -31,6 +30,7 @@ import { HostThrottle, TARPIT_MS } from './host-throttle.ts'
 import { type Membership, swarmTopicPrefix, validateMembership } from './membership.ts'
 import { multicastProblem } from './multicast.ts'
 import { noiseCrypto } from './noise-crypto.ts'
+import { leanNoise } from './noise-stream.ts'
 import { type HolePunch, type HolePunchInit, holePunch } from './punch.ts'
 import { type ReachabilityInit, type ReachabilityService, reachability } from './reachability.ts'
 import { type DirectUpgradeInit, startDirectUpgrade } from './upgrade.ts'
@@ -357,7 +357,7 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
     // `through` lists the relays we dial for it
     addresses: { listen: [...opts.listen, ...(through.length > 0 ? ['/p2p-circuit'] : [])] },
     transports: overTcp ? [tcp(), circuitRelayTransport({ reservationCompletionTimeout: 30_000 })] : [memory({ maxMessageSize: MEMORY_CHUNK_BYTES })],
-    connectionEncrypters: [opts.transport === 'memory' && (opts.memoryEncryption ?? 'plaintext') === 'plaintext' ? plaintext() : noise({ crypto: noiseCrypto })],
+    connectionEncrypters: [opts.transport === 'memory' && (opts.memoryEncryption ?? 'plaintext') === 'plaintext' ? plaintext() : leanNoise({ crypto: noiseCrypto })],
     streamMuxers: [
       yamux({
         maxMessageSize: YAMUX_FRAME_DATA_BYTES,

@@ -8,7 +8,11 @@
  * (both ends, native threads included), measured side by side in one run (alternating, twice each).
  * Prints '#' lines for people and one JSON figure per line.
  *
- *   BENCH_PAYLOADS=120 npm run bench:transport
+ * The library's Noise stream and monna's lean reading of it (src/net/noise-stream.ts) are both
+ * measured on plain libp2p nodes, otherwise configured alike.
+ *
+ *   BENCH_PAYLOADS=120 BENCH_REPEAT=2 npm run bench:transport
+ *   BENCH_CASES='tcp+noise+yamux (library reading),tcp+noise+yamux (lean reading)' BENCH_REPEAT=4 npm run bench:transport
  */
 import { cpus, loadavg } from 'node:os'
 import { noise } from '@chainsafe/libp2p-noise'
@@ -22,14 +26,17 @@ import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
 import { createNetNode, libp2pLogger, peerIdOfKey } from '../../src/net/index.ts'
 import { noiseCrypto } from '../../src/net/noise-crypto.ts'
+import { leanNoise } from '../../src/net/noise-stream.ts'
 
 const PAYLOADS = Number(process.env.BENCH_PAYLOADS ?? 120)
 const PARALLEL = Number(process.env.BENCH_PARALLEL ?? 5)
+const REPEAT = Number(process.env.BENCH_REPEAT ?? 2)
 const PAYLOAD_BYTES = 1_724_320
 const PROTOCOL = '/monna/bench-transport/1'
 const machine = { cpu: cpus()[0]?.model.replace(/\s+\d+-Core Processor/, '').trim(), cores: cpus().length, node: process.version }
 const figure = (o: Record<string, unknown>): void => console.log(JSON.stringify({ bench: 'transport', ...o, machine }))
-type Case = 'monna tcp+noise+yamux' | 'tcp+plaintext+yamux' | 'quic'
+const CASES = ['monna tcp+noise+yamux', 'tcp+noise+yamux (library reading)', 'tcp+noise+yamux (lean reading)', 'tcp+plaintext+yamux', 'quic'] as const
+type Case = (typeof CASES)[number]
 
 async function pair(c: Case): Promise<Libp2p[]> {
   if (c === 'monna tcp+noise+yamux') {
@@ -44,7 +51,7 @@ async function pair(c: Case): Promise<Libp2p[]> {
         ...(logger === undefined ? {} : { logger }),
         addresses: { listen: [c === 'quic' ? '/ip4/127.0.0.1/udp/0/quic-v1' : '/ip4/127.0.0.1/tcp/0'] },
         transports: c === 'quic' ? [quic()] : [tcp()],
-        connectionEncrypters: [c === 'tcp+plaintext+yamux' ? plaintext() : noise({ crypto: noiseCrypto })],
+        connectionEncrypters: [c === 'tcp+plaintext+yamux' ? plaintext() : c === 'tcp+noise+yamux (lean reading)' ? leanNoise({ crypto: noiseCrypto }) : noise({ crypto: noiseCrypto })],
         // monna's frame size (src/net/node.ts: one yamux frame per Noise message)
         streamMuxers: [yamux({ maxMessageSize: 65_535 - 16 - 12 })],
         connectionGater: { denyDialMultiaddr: () => false },
@@ -78,9 +85,11 @@ console.log(
   `# bench:transport — ${machine.cpu}, ${machine.cores} cores, node ${machine.node}, load ${loadavg().map((l) => l.toFixed(1)).join(' ')}; ${PAYLOADS} payloads of ${PAYLOAD_BYTES} bytes per measurement, ${PARALLEL} streams at a time`,
 )
 figure({ case: 'machine' })
-const cases: Case[] = ['monna tcp+noise+yamux', 'tcp+plaintext+yamux', 'quic']
+const only = process.env.BENCH_CASES?.split(',').map((c) => c.trim())
+for (const c of only ?? []) if (!(CASES as readonly string[]).includes(c)) throw new Error(`BENCH_CASES: unknown case "${c}" (cases: ${CASES.join('; ')})`)
+const cases: Case[] = CASES.filter((c) => only === undefined || only.includes(c))
 const results = new Map<Case, { cpuMsPerMB: number[]; mbPerS: number[] }>(cases.map((c) => [c, { cpuMsPerMB: [], mbPerS: [] }]))
-for (let rep = 0; rep < 2; rep++) {
+for (let rep = 0; rep < REPEAT; rep++) {
   for (const c of cases) {
     const nodes = await pair(c)
     const received: { bytes: number; wake?: () => void } = { bytes: 0 }
@@ -113,8 +122,8 @@ for (let rep = 0; rep < 2; rep++) {
     }
   }
 }
-const base = Math.min(...results.get('monna tcp+noise+yamux')!.cpuMsPerMB)
+const base = Math.min(...results.get(cases[0]!)!.cpuMsPerMB)
 for (const [c, r] of results) {
   const best = Math.min(...r.cpuMsPerMB)
-  figure({ case: c, cpuMsPerMB: r.cpuMsPerMB.map((v) => Number(v.toFixed(2))), mbPerS: r.mbPerS.map((v) => Math.round(v)), timesMonnaTcp: Number((best / base).toFixed(2)) })
+  figure({ case: c, cpuMsPerMB: r.cpuMsPerMB.map((v) => Number(v.toFixed(2))), mbPerS: r.mbPerS.map((v) => Math.round(v)), timesFirstCase: Number((best / base).toFixed(2)), firstCase: cases[0] })
 }

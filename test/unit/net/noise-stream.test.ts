@@ -1,0 +1,202 @@
+/**
+ * The lean reading of Noise connections (src/net/noise-stream.ts): its decoder against the messages
+ * it was given, cut into chunks at random (NOISE_STREAM_SEED=<n> replays another seed); its
+ * decryption's checks; and real libp2p nodes over TCP on 127.0.0.1 — lean and library encrypters
+ * on either end, payloads with random sizes and random sends compared byte for byte, and a
+ * member's node (`createNetNode`) reading its connections the lean way.
+ */
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { after, test } from 'node:test'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { identify } from '@libp2p/identify'
+import { InvalidParametersError, type Libp2p } from '@libp2p/interface'
+import { tcp } from '@libp2p/tcp'
+import { createLibp2p } from 'libp2p'
+import { Uint8ArrayList } from 'uint8arraylist'
+import { createNetNode, peerIdOfKey } from '../../../src/net/index.ts'
+import { noiseCrypto } from '../../../src/net/noise-crypto.ts'
+import { decryptMessage, leanNoise, leanNoiseStats, leanRead, NOISE_MAX_BUFFER_BYTES, NoiseMessageDecoder } from '../../../src/net/noise-stream.ts'
+import { Rng } from '../../../src/rng.ts'
+
+const SEED = Number(process.env.NOISE_STREAM_SEED ?? 20261206)
+const flat = (b: Uint8Array | Uint8ArrayList): Uint8Array => (b instanceof Uint8Array ? b : b.subarray())
+
+/** Each message with its 2-byte big-endian length in front, all joined. */
+function framed(messages: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(messages.reduce((s, m) => s + 2 + m.byteLength, 0))
+  let o = 0
+  for (const m of messages) {
+    out[o] = m.byteLength >> 8
+    out[o + 1] = m.byteLength & 0xff
+    out.set(m, o + 2)
+    o += 2 + m.byteLength
+  }
+  return out
+}
+
+test(`NoiseMessageDecoder yields every non-empty message whole and in order, however the bytes are cut (seed ${SEED})`, () => {
+  const rng = new Rng(SEED)
+  for (let trial = 0; trial < 40; trial++) {
+    const messages = Array.from({ length: 1 + rng.int(30) }, () => {
+      const pick = rng.int(6)
+      const length = pick === 0 ? 0 : pick === 1 ? 1 + rng.int(16) : pick === 2 ? 65_535 : pick === 3 ? 65_535 - rng.int(3) : rng.int(70_000) % 65_536
+      return randomBytes(length)
+    })
+    const bytes = framed(messages)
+    const decoder = new NoiseMessageDecoder()
+    const got: Uint8Array[] = []
+    // chunks from 1 byte to more than a message, some of them handed over as lists of parts
+    for (let o = 0; o < bytes.byteLength; ) {
+      const pick = rng.int(4)
+      const size = Math.min(bytes.byteLength - o, pick === 0 ? 1 + rng.int(3) : pick === 1 ? 1 + rng.int(70_000) : 65_536)
+      const chunk = bytes.subarray(o, o + size)
+      const cut = rng.int(size + 1)
+      const data = rng.int(3) === 0 ? new Uint8ArrayList(chunk.subarray(0, cut), chunk.subarray(cut)) : chunk
+      for (const m of decoder.decode(data)) got.push(Uint8Array.from(flat(m)))
+      o += size
+    }
+    const want = messages.filter((m) => m.byteLength > 0)
+    assert.equal(got.length, want.length, `trial ${trial}: messages`)
+    for (let i = 0; i < want.length; i++) assert.deepEqual(Buffer.from(got[i]!), Buffer.from(want[i]!), `trial ${trial}: message ${i}`)
+    assert.equal(decoder.buffer.byteLength, 0, `trial ${trial}: nothing left over`)
+  }
+})
+
+test('NoiseMessageDecoder: a message inside one chunk is a view of it, not a copy; bytes an earlier decoder held are read first', () => {
+  const bytes = framed([randomBytes(1000), randomBytes(3000)])
+  const [first] = [...new NoiseMessageDecoder().decode(bytes)]
+  assert.ok(first instanceof Uint8Array)
+  assert.equal(first.buffer, bytes.buffer)
+  assert.equal(first.byteOffset, bytes.byteOffset + 2)
+  // the library's decoder had taken the first 1,500 bytes (one message and the start of the next)
+  const held = new Uint8ArrayList(bytes.subarray(1002, 1500))
+  const rest = [...new NoiseMessageDecoder(held).decode(bytes.subarray(1500))]
+  assert.equal(rest.length, 1)
+  assert.deepEqual(Buffer.from(flat(rest[0]!)), Buffer.from(bytes.subarray(1004)))
+})
+
+test('NoiseMessageDecoder refuses more than 16 MiB buffered, as the library does', () => {
+  const decoder = new NoiseMessageDecoder()
+  // a declared length never reached: bytes pile up until the bound
+  assert.deepEqual([...decoder.decode(Uint8Array.of(0xff, 0xff))], [])
+  assert.throws(() => [...decoder.decode(new Uint8Array(NOISE_MAX_BUFFER_BYTES))], InvalidParametersError)
+})
+
+test('decryptMessage refuses a message shorter than its tag and decrypts without an in-place destination; leanRead wires it and counts errors', () => {
+  const calls: unknown[][] = []
+  const handshake = {
+    decrypt: (...args: unknown[]) => {
+      calls.push(args)
+      if ((args[0] as Uint8Array)[0] === 0xee) throw new Error('ciphertext cannot be decrypted using that key')
+      return (args[0] as Uint8Array).subarray(0, -16)
+    },
+  }
+  assert.throws(() => decryptMessage(handshake, new Uint8Array(15)), /Invalid chunk/)
+  assert.equal(calls.length, 0)
+  assert.equal(decryptMessage(handshake, new Uint8Array(40)).byteLength, 24)
+  assert.deepEqual(calls.at(-1)?.length, 1)
+
+  const counts = { ok: 0, bad: 0 }
+  const held = new Uint8ArrayList(Uint8Array.of(0, 40))
+  const library = {
+    handshake,
+    decoder: { buffer: held, decode: () => [] },
+    decrypt: () => assert.fail('the library decrypt must not run'),
+    metrics: { decryptedPackets: { increment: () => counts.ok++ }, decryptErrors: { increment: () => counts.bad++ } },
+  }
+  const before = { ...leanNoiseStats }
+  assert.equal(leanRead(library), true)
+  assert.equal(leanNoiseStats.replaced, before.replaced + 1)
+  assert.ok(library.decoder instanceof NoiseMessageDecoder)
+  assert.equal([...library.decoder.decode(new Uint8Array(40))].length, 1, 'the held length prefix is read first')
+  const decrypt = library.decrypt as (m: Uint8Array) => Uint8Array
+  assert.equal(decrypt(new Uint8Array(40)).byteLength, 24)
+  assert.throws(() => decrypt(new Uint8Array(40).fill(0xee)), /cannot be decrypted/)
+  assert.deepEqual(counts, { ok: 1, bad: 1 })
+  // a stream without the library's fields is left alone, and counted
+  assert.equal(leanRead({ decoder: {} }), false)
+  assert.equal(leanNoiseStats.unchanged, before.unchanged + 1)
+  leanNoiseStats.unchanged = before.unchanged
+})
+
+const nodes: Libp2p[] = []
+after(async () => {
+  await Promise.all(nodes.map((n) => n.stop()))
+})
+
+const PROTOCOL = '/monna/test-noise-stream/1'
+
+async function plainNode(lean: boolean): Promise<Libp2p> {
+  const node = await createLibp2p({
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [lean ? leanNoise({ crypto: noiseCrypto }) : noise({ crypto: noiseCrypto })],
+    streamMuxers: [yamux()],
+    connectionGater: { denyDialMultiaddr: () => false },
+    services: { identify: identify() },
+  })
+  nodes.push(node)
+  await node.handle(
+    PROTOCOL,
+    async (stream) => {
+      // echo every byte back
+      for await (const chunk of stream) if (!stream.send(chunk)) await stream.onDrain()
+      await stream.close()
+    },
+    { maxInboundStreams: 64 },
+  )
+  return node
+}
+
+/** Sends `payload` from a to b in sends of random sizes; resolves with what b echoed back. */
+async function roundTrip(a: Libp2p, b: Libp2p, payload: Uint8Array, rng: Rng): Promise<Uint8Array> {
+  const s = await a.dialProtocol(b.peerId, PROTOCOL)
+  const back = new Uint8ArrayList()
+  const reading = (async () => {
+    for await (const chunk of s) back.append(chunk)
+  })()
+  for (let o = 0; o < payload.byteLength; ) {
+    const size = Math.min(payload.byteLength - o, rng.int(3) === 0 ? 1 + rng.int(100) : 1 + rng.int(300_000))
+    if (!s.send(payload.subarray(o, o + size))) await s.onDrain()
+    o += size
+  }
+  await s.close()
+  await reading
+  return back.subarray()
+}
+
+test('lean and library Noise encrypters talk to each other over TCP both ways: every byte arrives, in order', async () => {
+  const rng = new Rng(SEED + 1)
+  const before = { ...leanNoiseStats }
+  const [lean1, lean2, lean3, library1, library2] = await Promise.all([true, true, true, false, false].map(plainNode))
+  // three new connections: lean dials library, library dials lean, lean dials lean
+  for (const [a, b] of [
+    [lean1, library1],
+    [library2, lean2],
+    [lean2, lean3],
+  ] as [Libp2p, Libp2p][]) {
+    await a.dial(b.getMultiaddrs()[0]!)
+    const payloads = [randomBytes(1_724_320), randomBytes(1 + rng.int(200_000)), randomBytes(65_519), randomBytes(1)]
+    const echoed = await Promise.all(payloads.map((p) => roundTrip(a, b, p, rng)))
+    for (let i = 0; i < payloads.length; i++) assert.ok(Buffer.from(echoed[i]!).equals(payloads[i]!), `payload ${i}: ${echoed[i]!.byteLength} of ${payloads[i]!.byteLength} bytes back`)
+  }
+  // three connections, four lean ends
+  assert.equal(leanNoiseStats.replaced - before.replaced, 4)
+  assert.equal(leanNoiseStats.unchanged, before.unchanged)
+})
+
+test("a member's node reads its TCP connections the lean way", async () => {
+  const before = { ...leanNoiseStats }
+  const keys = await Promise.all([0, 1].map(() => generateKeyPair('Ed25519')))
+  const membership = { swarmId: 'noise-stream-test', members: keys.map(peerIdOfKey), f: 0 }
+  const [a, b] = await Promise.all(keys.map((privateKey) => createNetNode({ privateKey, listen: ['/ip4/127.0.0.1/tcp/0'], membership, reachability: false, holePunch: false })))
+  nodes.push(a!, b!)
+  const opened = new Promise((resolve) => b!.addEventListener('connection:open', resolve, { once: true }))
+  await a!.dial(b!.getMultiaddrs()[0]!)
+  await opened
+  assert.equal(leanNoiseStats.replaced - before.replaced, 2)
+  assert.equal(leanNoiseStats.unchanged, before.unchanged)
+})
