@@ -160,14 +160,41 @@ export function verify(signer: string, msg: Uint8Array, signature: Uint8Array): 
     verifyCacheStats.ms += performance.now() - t0
   }
   verifyCacheStats.misses++
-  if (verified.size >= VERIFY_CACHE_ENTRIES) verified.clear()
+  if (verified.size >= verifyCacheEntries) verified.clear()
   verified.set(key, { signer, msg: msg.slice(), ok })
   return ok
 }
 
-/** Verifications kept, by signature, with the signer and statement they were for: ≈ 400 bytes each, 26 MB at most. */
-const VERIFY_CACHE_ENTRIES = 65_536
+/**
+ * Verifications kept, by signature, with the signer and statement they were for: ≈ 400 bytes each
+ * (V8 heap and array buffers), ≈ 26 MB when full. The cache is for members of one process, which
+ * check the same certificates; a member alone in its process checks each signature once (a
+ * certificate seen again is answered by the certificate cache before its signatures are looked
+ * at): 0 hits in ≈ 200 verifications per member of an 8-process `bench:round`. There it keeps a
+ * few (`verifyCacheFor('member')`), or a long run's member would carry ≈ 26 MB of verifications
+ * nobody asks for again (≈ 400 a round at n = 26: full after ≈ 160 rounds).
+ */
+const VERIFY_CACHE_SHARED = 65_536
+const VERIFY_CACHE_MEMBER = 1_024
+let verifyCacheEntries = VERIFY_CACHE_SHARED
+let verifyCacheShared = false
 const verified = new Map<string, { signer: string; msg: Uint8Array; ok: boolean }>()
+
+/**
+ * Sizes the verification cache: `shared` (members of one process: in memory, or on a port hub) keeps
+ * 65,536 and stays so for the process; `member` (a member over TCP) keeps 1,024 unless a shared
+ * swarm asked for more.
+ */
+export function verifyCacheFor(use: 'shared' | 'member'): void {
+  if (use === 'shared') verifyCacheShared = true
+  verifyCacheEntries = verifyCacheShared ? VERIFY_CACHE_SHARED : VERIFY_CACHE_MEMBER
+  if (verified.size > verifyCacheEntries) verified.clear()
+}
+
+/** Verifications the cache holds now, and how many it may hold (tests). */
+export function verifyCacheSize(): { size: number; limit: number } {
+  return { size: verified.size, limit: verifyCacheEntries }
+}
 /** Cache hits and misses of `verify` in this process, and the milliseconds the verifications run took (benchmarks, in-process reports). */
 export const verifyCacheStats = { hits: 0, misses: 0, ms: 0 }
 

@@ -1,5 +1,6 @@
 /** Signed echo broadcast (ALGORITHMS §2) over libp2p: see README.md in this directory. */
 export { type Certificate, verifyCertificate } from './certificate.ts'
+export { verifyCacheFor } from './crypto.ts'
 export {
   type BanEvent,
   type BroadcastStats,

@@ -425,8 +425,10 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       port = opts.transport.ports.port(self, { roundWindow: swarm.timing.roundWindow })
       closer('broadcast port', () => port.stop())
     } else {
-      const { createEchoBroadcast, createFileJournal } = await import('../broadcast/index.ts')
+      const { createEchoBroadcast, createFileJournal, verifyCacheFor } = await import('../broadcast/index.ts')
       const inMemory = opts.transport?.kind === 'libp2p' && opts.transport.network === 'memory'
+      // members of one process check the same certificates; a member over TCP checks each once
+      verifyCacheFor(inMemory ? 'shared' : 'member')
       const node = await createNetNode({
         privateKey: opts.privateKey,
         ...(inMemory ? { transport: 'memory' as const } : {}),

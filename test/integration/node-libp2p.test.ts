@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { after, it } from 'node:test'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { Registry } from 'prom-client'
+import { verifyCacheSize } from '../../src/broadcast/crypto.ts'
 import { parseSwarm } from '../../src/config/schema.ts'
 import { peerIdOfKey } from '../../src/net/index.ts'
 import { createSwarmNode, encodeModel, listCheckpoints, type SwarmNode } from '../../src/node/index.ts'
@@ -64,6 +65,8 @@ it('4 members over libp2p on loopback learn from one θ0; non-finite models from
       }),
     )
   }
+  // members over TCP keep few verifications (src/broadcast/crypto.ts: they would never be asked again)
+  assert.equal(verifyCacheSize().limit, 1_024)
   const theta0 = nodes.map((n) => n.snapshot().params)
   for (const t of theta0) assert.deepEqual(t, theta0[0])
   assert.ok(nodes[0]!.multiaddrs.some((a) => a.includes(`/tcp/${base}/`)))

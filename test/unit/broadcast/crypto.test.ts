@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { sha256 } from '@noble/hashes/sha2.js'
-import { bytesEqual, checkedPayload, hashPayload, knownPayload, ownPayload, payloadCacheStats, sign, signingSeed, signReference, statement, verify, verifyCacheStats, verifyReference } from '../../../src/broadcast/crypto.ts'
+import { bytesEqual, checkedPayload, hashPayload, knownPayload, ownPayload, payloadCacheStats, sign, signingSeed, signReference, statement, verify, verifyCacheFor, verifyCacheSize, verifyCacheStats, verifyReference } from '../../../src/broadcast/crypto.ts'
 import { peerIdOfKey } from '../../../src/net/index.ts'
 import { Rng } from '../../../src/rng.ts'
 
@@ -146,4 +146,34 @@ test('verify remembers results by signature, and a remembered signature never vo
   assert.equal(verify(signer, changed, sig), false, 'the signature of round 3 does not vouch for round 4')
   assert.equal(verify(peerIdOfKey(other), msg, sig), false, 'nor for another signer')
   assert.equal(verify(signer, msg, sig), true, 'and the original still verifies')
+})
+
+test('a member over TCP keeps at most 1,024 verifications; members of one process keep them all, for good', async () => {
+  const k = await generateKeyPair('Ed25519')
+  const signer = peerIdOfKey(k)
+  const seed = signingSeed(k)
+  const signed = (from: number, count: number) =>
+    Array.from({ length: count }, (_, i) => {
+      const msg = statement('ECHO', { swarmId: 's', epoch: 0, round: from + i, sender: signer }, new Uint8Array(32).fill(1))
+      return { msg, sig: sign(seed, msg) }
+    })
+  verifyCacheFor('member')
+  assert.equal(verifyCacheSize().limit, 1_024)
+  for (const { msg, sig } of signed(0, 1_100)) {
+    assert.equal(verify(signer, msg, sig), true)
+    assert.ok(verifyCacheSize().size <= 1_024, `${verifyCacheSize().size} verifications kept`)
+  }
+  const [bad] = signed(5_000, 1)
+  bad!.sig[0]! ^= 1
+  assert.equal(verify(signer, bad!.msg, bad!.sig), false)
+  verifyCacheFor('shared')
+  for (const { msg, sig } of signed(10_000, 1_100)) assert.equal(verify(signer, msg, sig), true)
+  const kept = verifyCacheSize().size
+  assert.ok(kept > 1_024, `${kept} kept`)
+  assert.equal(verifyCacheSize().limit, 65_536)
+  verifyCacheFor('member') // a TCP member created later in the same process does not shrink it
+  assert.equal(verifyCacheSize().size, kept)
+  const [more] = signed(20_000, 1)
+  assert.equal(verify(signer, more!.msg, more!.sig), true)
+  assert.equal(verifyCacheSize().size, kept + 1)
 })
