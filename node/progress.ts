@@ -6,6 +6,8 @@
  *   recoveries, catch-ups and membership epoch switches get their own line;
  * - `json`: every RoundReport as one JSON object per line; stall / recover / catch-up events as
  *   lines with an `event` field (`{"event":"stall",...}`) — RoundReports have no `event` field;
+ *   after the last round, each model certified while the member lingers for slower ones as a
+ *   `{"event":"late","round":…,"sender":…}` line (before it, a RoundReport's `lateSenders` has them);
  * - `none`: nothing.
  */
 import type { CatchUpEvent, EpochEvent, RecoverEvent, RoundReport, StallEvent } from '../src/node/index.ts'
@@ -30,9 +32,17 @@ export function attachProgress(node: EventTarget, opts: { format: ProgressFormat
   if (opts.format === 'none') return
   const write = opts.write ?? ((line: string) => process.stdout.write(`${line}\n`))
   const json = opts.format === 'json'
+  let finished = false
   node.addEventListener('round', (e) => {
     const r = (e as CustomEvent<RoundReport>).detail
     write(json ? JSON.stringify(r) : formatRound(r, opts.rounds))
+    if (r.final === true) finished = true
+  })
+  node.addEventListener('late', (e) => {
+    // no RoundReport comes after the last one to carry these in its `lateSenders`
+    if (!json || !finished) return
+    const s = (e as CustomEvent<{ round: number; sender: string }>).detail
+    write(JSON.stringify({ event: 'late', name: opts.name, round: s.round, sender: s.sender }))
   })
   node.addEventListener('stall', (e) => {
     const s = (e as CustomEvent<StallEvent>).detail

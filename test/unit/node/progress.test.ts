@@ -46,4 +46,21 @@ describe('progress output', () => {
       }
     }
   })
+
+  it('json: models certified after the last round come as `late` lines; before it, RoundReports carry them', () => {
+    for (const format of ['pretty', 'json'] as const) {
+      const lines: string[] = []
+      const node = new EventTarget()
+      attachProgress(node, { format, rounds: 12, name: 'node-0', write: (l) => lines.push(l) })
+      node.dispatchEvent(new CustomEvent('late', { detail: { round: 10, sender: 'a' } }))
+      node.dispatchEvent(new CustomEvent('round', { detail: { ...report, lateSenders: ['a'] } }))
+      node.dispatchEvent(new CustomEvent('round', { detail: { ...report, round: 11, final: true } }))
+      node.dispatchEvent(new CustomEvent('late', { detail: { round: 11, sender: 'b' } }))
+      if (format === 'pretty') assert.equal(lines.length, 2)
+      else {
+        assert.equal(lines.length, 3)
+        assert.deepEqual(JSON.parse(lines[2]!), { event: 'late', name: 'node-0', round: 11, sender: 'b' })
+      }
+    }
+  })
 })
