@@ -168,27 +168,33 @@ export function verify(signer: string, msg: Uint8Array, signature: Uint8Array): 
 /**
  * Verifications kept, by signature, with the signer and statement they were for: ≈ 400 bytes each
  * (V8 heap and array buffers), ≈ 26 MB when full. The cache is for members of one process, which
- * check the same certificates; a member alone in its process checks each signature once (a
- * certificate seen again is answered by the certificate cache before its signatures are looked
- * at): 0 hits in ≈ 200 verifications per member of an 8-process `bench:round`. There it keeps a
- * few (`verifyCacheFor('member')`), or a long run's member would carry ≈ 26 MB of verifications
- * nobody asks for again (≈ 400 a round at n = 26: full after ≈ 160 rounds).
+ * check the same certificates; a member alone in its process checks each signature once (0 hits
+ * in ≈ 200 verifications per member of an 8-process `bench:round`, and none in the certificate
+ * cache either, docs/memory.md). There it keeps a few (`verifyCacheFor('member')`), or a long
+ * run's member would carry ≈ 32 MB of verifications nobody asks for again (≈ 400 a round at
+ * n = 26: full after ≈ 160 rounds).
  */
 const VERIFY_CACHE_SHARED = 65_536
 const VERIFY_CACHE_MEMBER = 1_024
 let verifyCacheEntries = VERIFY_CACHE_SHARED
-let verifyCacheShared = false
+/** `unset` until a swarm node says what this process runs: the shared sizes, as before */
+let checkCaches: 'unset' | 'shared' | 'member' = 'unset'
 const verified = new Map<string, { signer: string; msg: Uint8Array; ok: boolean }>()
 
 /**
- * Sizes the verification cache: `shared` (members of one process: in memory, or on a port hub) keeps
- * 65,536 and stays so for the process; `member` (a member over TCP) keeps 1,024 unless a shared
- * swarm asked for more.
+ * Sizes this process's caches of checks (verifications here, certificates in certificate.ts):
+ * `shared` (members of one process, on the memory transport) keeps them large and stays so for the
+ * process; `member` (a member over TCP) keeps them small unless a shared swarm asked for more.
  */
 export function verifyCacheFor(use: 'shared' | 'member'): void {
-  if (use === 'shared') verifyCacheShared = true
-  verifyCacheEntries = verifyCacheShared ? VERIFY_CACHE_SHARED : VERIFY_CACHE_MEMBER
+  if (checkCaches !== 'shared') checkCaches = use
+  verifyCacheEntries = checkCaches === 'member' ? VERIFY_CACHE_MEMBER : VERIFY_CACHE_SHARED
   if (verified.size > verifyCacheEntries) verified.clear()
+}
+
+/** Whether this process's caches of checks are sized for a member alone (`verifyCacheFor('member')`). */
+export function checksForOneMember(): boolean {
+  return checkCaches === 'member'
 }
 
 /** Verifications the cache holds now, and how many it may hold (tests). */

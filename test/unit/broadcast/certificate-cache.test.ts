@@ -54,3 +54,28 @@ test('a certificate verified once in this process is not verified again — but 
   assert.throws(() => verifyCertificate(cert, { swarmId: 'cache', members: [members[0]!, members[3]!, ...members.slice(1, 2)], f: 0 }), /not a member/)
   assert.equal(processCertificateStats.hits, hits + 1)
 })
+
+test('a member alone in its process keeps at most 256 checked certificates; an in-process swarm keeps 8,192', async () => {
+  const { generateKeyPair } = await import('@libp2p/crypto/keys')
+  const { peerIdOfKey } = await import('../../../src/net/index.ts')
+  const { processCertificateCount, verifyCertificate } = await import('../../../src/broadcast/certificate.ts')
+  const { sign, signingSeed, statement, verifyCacheFor } = await import('../../../src/broadcast/crypto.ts')
+  const keys = await Promise.all(Array.from({ length: 4 }, () => generateKeyPair('Ed25519')))
+  const members = keys.map(peerIdOfKey)
+  const membership = { swarmId: 'sizes', members, f: 1 }
+  const certify = (round: number) => {
+    const inst = { swarmId: 'sizes', epoch: 0, round, sender: members[round % 4]! }
+    const hash = new Uint8Array(32).fill(round % 251)
+    const stmt = statement('ECHO', inst, hash)
+    return verifyCertificate({ ...inst, hash, signatures: keys.slice(0, 3).map((k, i) => ({ signer: members[i]!, signature: sign(signingSeed(k), stmt) })) }, membership)
+  }
+  verifyCacheFor('member')
+  for (let r = 0; r < 300; r++) {
+    certify(r)
+    assert.ok(processCertificateCount() <= 256, `${processCertificateCount()} certificates kept`)
+  }
+  verifyCacheFor('shared')
+  const from = processCertificateCount()
+  for (let r = 1_000; r < 1_300; r++) certify(r)
+  assert.equal(processCertificateCount(), from + 300, 'in-process: all kept (below 8,192)')
+})
