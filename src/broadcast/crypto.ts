@@ -160,7 +160,7 @@ export function verify(signer: string, msg: Uint8Array, signature: Uint8Array): 
     verifyCacheStats.ms += performance.now() - t0
   }
   verifyCacheStats.misses++
-  if (verified.size >= verifyCacheEntries) verified.clear()
+  if (verified.size >= verifyCacheLimit()) verified.clear()
   verified.set(key, { signer, msg: msg.slice(), ok })
   return ok
 }
@@ -176,7 +176,6 @@ export function verify(signer: string, msg: Uint8Array, signature: Uint8Array): 
  */
 const VERIFY_CACHE_SHARED = 65_536
 const VERIFY_CACHE_MEMBER = 1_024
-let verifyCacheEntries = VERIFY_CACHE_SHARED
 /** `unset` until a swarm node says what this process runs: the shared sizes, as before */
 let checkCaches: 'unset' | 'shared' | 'member' = 'unset'
 const verified = new Map<string, { signer: string; msg: Uint8Array; ok: boolean }>()
@@ -188,8 +187,7 @@ const verified = new Map<string, { signer: string; msg: Uint8Array; ok: boolean 
  */
 export function verifyCacheFor(use: 'shared' | 'member'): void {
   if (checkCaches !== 'shared') checkCaches = use
-  verifyCacheEntries = checkCaches === 'member' ? VERIFY_CACHE_MEMBER : VERIFY_CACHE_SHARED
-  if (verified.size > verifyCacheEntries) verified.clear()
+  if (verified.size > verifyCacheLimit()) verified.clear()
 }
 
 /** Whether this process's caches of checks are sized for a member alone (`verifyCacheFor('member')`). */
@@ -197,9 +195,13 @@ export function checksForOneMember(): boolean {
   return checkCaches === 'member'
 }
 
+function verifyCacheLimit(): number {
+  return checksForOneMember() ? VERIFY_CACHE_MEMBER : VERIFY_CACHE_SHARED
+}
+
 /** Verifications the cache holds now, and how many it may hold (tests). */
 export function verifyCacheSize(): { size: number; limit: number } {
-  return { size: verified.size, limit: verifyCacheEntries }
+  return { size: verified.size, limit: verifyCacheLimit() }
 }
 /** Cache hits and misses of `verify` in this process, and the milliseconds the verifications run took (benchmarks, in-process reports). */
 export const verifyCacheStats = { hits: 0, misses: 0, ms: 0 }

@@ -96,7 +96,7 @@ interface LibraryStream {
 export function leanRead(connection: object): boolean {
   const s = connection as LibraryStream
   const handshake = s.handshake
-  if (typeof handshake?.decrypt !== 'function' || typeof s.decoder?.decode !== 'function' || !(s.decoder.buffer instanceof Object) || typeof s.decrypt !== 'function') {
+  if (typeof handshake?.decrypt !== 'function' || typeof s.decoder?.decode !== 'function' || s.decoder.buffer === undefined || typeof s.decrypt !== 'function') {
     leanNoiseStats.unchanged++
     return false
   }
