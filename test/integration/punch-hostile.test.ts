@@ -53,6 +53,20 @@ afterEach(async () => {
 const FAST: Omit<HolePunchInit, 'allows'> = { attemptMs: 300, retryMs: 30, messageTimeoutMs: 1000, observeTimeoutMs: 5000, upgradeTimeoutMs: 5000 }
 
 
+/** A TCP server on 127.0.0.1 that counts the connections it accepts (closed once the test ends). */
+async function countingServer(): Promise<{ port: number; accepted: () => number }> {
+  let count = 0
+  const server = net.createServer((sock) => {
+    count++
+    sock.destroy()
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  stops.push(async () => {
+    await new Promise((r) => server.close(r))
+  })
+  return { port: (server.address() as NodeNet.AddressInfo).port, accepted: () => count }
+}
+
 async function node(opts: Parameters<typeof createNetNode>[0]): Promise<NetNode> {
   const n = await createNetNode(opts)
   stops.push(async () => {
@@ -316,21 +330,26 @@ test('one attempt at a time: a second offer while one is in progress is refused 
     await new Promise((r) => server.close(r))
   })
   const port = (server.address() as NodeNet.AddressInfo).port
+  // the refused offers name two listening servers of ours: a port we hold cannot be another
+  // node's, so any dial to it (or connection it accepts) is V dialling a refused offer
+  const decoys = await Promise.all([0, 1].map(() => countingServer()))
   const attempt = waitEvent(l.punch, 'attempt')
   const end = waitEvent<PunchAttemptEnd>(l.punch, 'attempt:end')
   const first = await openPunch(l)
   first.send(offer('127.0.0.1', port))
   await attempt
   await reached
-  await refused(l, offer('127.0.0.1', port + 1), 'busy')
-  await refused(l, offer('127.0.0.1', port + 2), 'busy')
+  const from = dials.length
+  for (const d of decoys) await refused(l, offer('127.0.0.1', d.port), 'busy')
   for (const h of held) h.destroy()
   const e = await end
   assert.equal(e.ok, false)
   first.abort(new Error('done'))
   assert.equal(l.punch.stats.attempts, 1)
   assert.equal(l.punch.stats.failed, 1, 'only the accepted attempt counts as failed')
-  assert.ok(!dials.some((d) => d.port === port + 1 || d.port === port + 2), 'a refused offer is never dialled')
+  const decoyPorts = decoys.map((d) => d.port)
+  assert.deepEqual(dials.slice(from).filter((d) => decoyPorts.includes(d.port)), [], 'a refused offer is never dialled')
+  assert.deepEqual(decoys.map((d) => d.accepted()), [0, 0], 'no connection reached a refused offer\'s address')
   await stillWorks(l)
 })
 
