@@ -29,6 +29,7 @@ import { directIp } from './addr.ts'
 import { HostThrottle, TARPIT_MS } from './host-throttle.ts'
 import { type Membership, swarmTopicPrefix, validateMembership } from './membership.ts'
 import { multicastProblem } from './multicast.ts'
+import { guardMuxer } from './muxer-guard.ts'
 import { noiseCrypto } from './noise-crypto.ts'
 import { leanNoise } from './noise-stream.ts'
 import { type HolePunch, type HolePunchInit, holePunch } from './punch.ts'
@@ -359,11 +360,13 @@ export async function createNetNode(opts: NetNodeOptions): Promise<NetNode> {
     transports: overTcp ? [tcp(), circuitRelayTransport({ reservationCompletionTimeout: 30_000 })] : [memory({ maxMessageSize: MEMORY_CHUNK_BYTES })],
     connectionEncrypters: [opts.transport === 'memory' && (opts.memoryEncryption ?? 'plaintext') === 'plaintext' ? plaintext() : leanNoise({ crypto: noiseCrypto })],
     streamMuxers: [
-      yamux({
-        maxMessageSize: YAMUX_FRAME_DATA_BYTES,
-        ...(overTcp ? {} : { streamOptions: { initialStreamWindowSize: MEMORY_STREAM_WINDOW, maxStreamWindowSize: MEMORY_STREAM_WINDOW } }),
-        ...opts.yamux,
-      }),
+      guardMuxer(
+        yamux({
+          maxMessageSize: YAMUX_FRAME_DATA_BYTES,
+          ...(overTcp ? {} : { streamOptions: { initialStreamWindowSize: MEMORY_STREAM_WINDOW, maxStreamWindowSize: MEMORY_STREAM_WINDOW } }),
+          ...opts.yamux,
+        }),
+      ),
     ],
     peerDiscovery,
     ...(opts.metrics !== undefined ? { metrics: opts.metrics } : {}),
