@@ -381,12 +381,20 @@ test(`a wire attacker flips, shortens, injects, replays, drops, empties and cuts
     ;[kinds[i], kinds[j]] = [kinds[j]!, kinds[i]!]
   }
   const seen: string[] = []
+  let leanCases = 0
   for (const tamper of kinds) {
     const plan: Plan = { tamper, at: rng.int(20) }
     const victimDials = rng.int(2) === 0
     const label = `${tamper} at transport message ${plan.at}, ${victimDials ? 'V' : 'P'} dialling`
     seen.push(label)
     const replacedBefore = leanNoiseStats.replaced
+    // whether V's side of the tampered connection finished its upgrade (a cut right after the
+    // handshake may end it before V reads any transport message)
+    let victimOpened = false
+    const onOpen = (e: CustomEvent<Connection>): void => {
+      if (e.detail.remotePeer.equals(peer.peerId)) victimOpened = true
+    }
+    victim.addEventListener('connection:open', onOpen)
     received.length = 0
     // the proxy's own draws (how it cuts what it relays) depend on how the bytes arrive: apart
     const proxy = await startProxy(victimDials ? pPort : vPort, victimDials, plan, new Rng(rng.int(2 ** 31)))
@@ -422,8 +430,11 @@ test(`a wire attacker flips, shortens, injects, replays, drops, empties and cuts
     await guard(transfer, `${label}: the transfer settled`)
     await proxy.stop()
     probes.abort()
+    victim.removeEventListener('connection:open', onOpen)
     // V read that connection the lean way (V is the only lean node here)
-    assert.equal(leanNoiseStats.replaced, replacedBefore + 1, `${label}: V's connection was read the lean way`)
+    const lean = leanNoiseStats.replaced - replacedBefore
+    assert.ok(lean === 1 || (lean === 0 && !victimOpened), `${label}: V's connection was read the lean way (${lean}; opened: ${victimOpened})`)
+    leanCases += lean
     for (const got of received) assert.ok(isPrefix(got.subarray(), payload), `${label}: V's application received ${got.byteLength} bytes that are not what P sent`)
     // V still works: a new connection carries a payload intact
     await hangUp(peer, victim)
@@ -432,6 +443,7 @@ test(`a wire attacker flips, shortens, injects, replays, drops, empties and cuts
     assert.ok(Buffer.from(await roundTrip(peer, victim, fresh, rng)).equals(fresh), `${label}: V works afterwards`)
     await hangUp(peer, victim)
   }
+  assert.ok(leanCases >= kinds.length / 2, `V read ${leanCases} of ${kinds.length} tampered connections the lean way`)
   assert.equal(bystanderConn.status, 'open', 'the bystander\'s connection to V stayed open')
   // no muxer of V's is left running without a connection (the bystander's is the one open)
   const open = victimMuxers.filter((m) => m.status === 'open')
@@ -440,5 +452,5 @@ test(`a wire attacker flips, shortens, injects, replays, drops, empties and cuts
   assert.ok(Buffer.from(await roundTrip(bystander, victim, last, rng)).equals(last), 'the bystander still talks to V')
   assert.deepEqual(uncaught, [], 'no uncaught error in the process')
   assert.equal(leanNoiseStats.unchanged, 0)
-  t.diagnostic(`${seen.join('; ')}; muxers aborted at creation (their connection already closed): ${muxerGuardStats.abortedAtCreation}`)
+  t.diagnostic(`${seen.join('; ')}; read the lean way: ${leanCases}; muxers aborted at creation (their connection already closed): ${muxerGuardStats.abortedAtCreation}`)
 })
