@@ -35,6 +35,7 @@ import { guardMuxer, muxerGuardStats } from '../../src/net/muxer-guard.ts'
 import { noiseCrypto } from '../../src/net/noise-crypto.ts'
 import { leanNoise, leanNoiseStats } from '../../src/net/noise-stream.ts'
 import { Rng } from '../../src/rng.ts'
+import { roundTrip } from '../support/echo.ts'
 import { waitEvent } from '../support/events.ts'
 
 const SEED = Number(process.env.NOISE_TAMPER_SEED ?? 20261207)
@@ -116,23 +117,6 @@ async function makeNode(lean: boolean, record = false): Promise<Libp2p> {
     { maxInboundStreams: 64 },
   )
   return node
-}
-
-/** Sends `payload` from a to b over `PROTOCOL`; resolves with what b echoed back. */
-async function roundTrip(a: Libp2p, b: Libp2p, payload: Uint8Array, rng: Rng): Promise<Uint8Array> {
-  const s = await a.dialProtocol(b.peerId, PROTOCOL)
-  const back = new Uint8ArrayList()
-  const reading = (async () => {
-    for await (const chunk of s) back.append(chunk)
-  })()
-  for (let o = 0; o < payload.byteLength; ) {
-    const size = Math.min(payload.byteLength - o, 1 + rng.int(200_000))
-    if (!s.send(payload.subarray(o, o + size))) await s.onDrain()
-    o += size
-  }
-  await s.close()
-  await reading
-  return back.subarray()
 }
 
 /** A Noise message: its 2-byte big-endian length, then its bytes. */
@@ -373,7 +357,7 @@ test(`a wire attacker flips, shortens, injects, replays, drops, empties and cuts
   // the bystander's connection to V stays open through every case
   const bystanderConn = await bystander.dial(vAddr)
   const hello = randomBytes(50_000)
-  assert.ok(Buffer.from(await roundTrip(bystander, victim, hello, rng)).equals(hello))
+  assert.ok(Buffer.from(await roundTrip(bystander, victim, PROTOCOL, hello, rng)).equals(hello))
   // every kind three times, in a random order
   const kinds: Tamper[] = [...TAMPERS, ...TAMPERS, ...TAMPERS]
   for (let i = kinds.length - 1; i > 0; i--) {
@@ -407,7 +391,7 @@ test(`a wire attacker flips, shortens, injects, replays, drops, empties and cuts
         await victim.dial(multiaddr(`/ip4/127.0.0.1/tcp/${proxy.port}/p2p/${peer.peerId}`), { force: true })
         await opened
       } else await peer.dial(multiaddr(`/ip4/127.0.0.1/tcp/${proxy.port}/p2p/${victim.peerId}`), { force: true })
-      return await roundTrip(peer, victim, payload, rng)
+      return await roundTrip(peer, victim, PROTOCOL, payload, rng)
     })().then(
       (echoed) => ({ echoed }),
       (err: unknown) => ({ err }),
@@ -440,7 +424,7 @@ test(`a wire attacker flips, shortens, injects, replays, drops, empties and cuts
     await hangUp(peer, victim)
     await peer.dial(vAddr)
     const fresh = randomBytes(1 + rng.int(300_000))
-    assert.ok(Buffer.from(await roundTrip(peer, victim, fresh, rng)).equals(fresh), `${label}: V works afterwards`)
+    assert.ok(Buffer.from(await roundTrip(peer, victim, PROTOCOL, fresh, rng)).equals(fresh), `${label}: V works afterwards`)
     await hangUp(peer, victim)
   }
   assert.ok(leanCases >= kinds.length / 2, `V read ${leanCases} of ${kinds.length} tampered connections the lean way`)
@@ -449,7 +433,7 @@ test(`a wire attacker flips, shortens, injects, replays, drops, empties and cuts
   const open = victimMuxers.filter((m) => m.status === 'open')
   assert.equal(open.length, victim.getConnections().length, `${open.length} of V's ${victimMuxers.length} muxers open, for ${victim.getConnections().length} connection(s)`)
   const last = randomBytes(100_000)
-  assert.ok(Buffer.from(await roundTrip(bystander, victim, last, rng)).equals(last), 'the bystander still talks to V')
+  assert.ok(Buffer.from(await roundTrip(bystander, victim, PROTOCOL, last, rng)).equals(last), 'the bystander still talks to V')
   assert.deepEqual(uncaught, [], 'no uncaught error in the process')
   assert.equal(leanNoiseStats.unchanged, 0)
   t.diagnostic(`${seen.join('; ')}; read the lean way: ${leanCases}; muxers aborted at creation (their connection already closed): ${muxerGuardStats.abortedAtCreation}`)

@@ -20,6 +20,7 @@ import { createNetNode, peerIdOfKey } from '../../../src/net/index.ts'
 import { noiseCrypto } from '../../../src/net/noise-crypto.ts'
 import { decryptMessage, leanNoise, leanNoiseStats, leanRead, NOISE_MAX_BUFFER_BYTES, NoiseMessageDecoder } from '../../../src/net/noise-stream.ts'
 import { Rng } from '../../../src/rng.ts'
+import { roundTrip } from '../../support/echo.ts'
 
 const SEED = Number(process.env.NOISE_STREAM_SEED ?? 20261206)
 const flat = (b: Uint8Array | Uint8ArrayList): Uint8Array => (b instanceof Uint8Array ? b : b.subarray())
@@ -151,23 +152,6 @@ async function plainNode(lean: boolean): Promise<Libp2p> {
   return node
 }
 
-/** Sends `payload` from a to b in sends of random sizes; resolves with what b echoed back. */
-async function roundTrip(a: Libp2p, b: Libp2p, payload: Uint8Array, rng: Rng): Promise<Uint8Array> {
-  const s = await a.dialProtocol(b.peerId, PROTOCOL)
-  const back = new Uint8ArrayList()
-  const reading = (async () => {
-    for await (const chunk of s) back.append(chunk)
-  })()
-  for (let o = 0; o < payload.byteLength; ) {
-    const size = Math.min(payload.byteLength - o, rng.int(3) === 0 ? 1 + rng.int(100) : 1 + rng.int(300_000))
-    if (!s.send(payload.subarray(o, o + size))) await s.onDrain()
-    o += size
-  }
-  await s.close()
-  await reading
-  return back.subarray()
-}
-
 test('lean and library Noise encrypters talk to each other over TCP both ways: every byte arrives, in order', async () => {
   const rng = new Rng(SEED + 1)
   const before = { ...leanNoiseStats }
@@ -180,7 +164,7 @@ test('lean and library Noise encrypters talk to each other over TCP both ways: e
   ] as [Libp2p, Libp2p][]) {
     await a.dial(b.getMultiaddrs()[0]!)
     const payloads = [randomBytes(1_724_320), randomBytes(1 + rng.int(200_000)), randomBytes(65_519), randomBytes(1)]
-    const echoed = await Promise.all(payloads.map((p) => roundTrip(a, b, p, rng)))
+    const echoed = await Promise.all(payloads.map((p) => roundTrip(a, b, PROTOCOL, p, rng)))
     for (let i = 0; i < payloads.length; i++) assert.ok(Buffer.from(echoed[i]!).equals(payloads[i]!), `payload ${i}: ${echoed[i]!.byteLength} of ${payloads[i]!.byteLength} bytes back`)
   }
   // three connections, four lean ends
