@@ -9,7 +9,7 @@
  * forever, and yamux's keep-alive task keeps it (and the connection behind it) in memory, pinging a
  * dead connection every 30 s. One such muxer per connection an attacker breaks at that moment:
  * found by test/integration/noise-tamper.test.ts (a wire attacker against a member), where it left
- * one in about every other run of 14 broken connections.
+ * one or more in 6 of 8 runs of 14 broken connections.
  *
  * `guardMuxer` wraps a muxer factory: a muxer created on a stream that is already closed, aborted
  * or reset is aborted at once (stopping its keep-alive) and counted in `muxerGuardStats`. The
