@@ -42,6 +42,8 @@ const file = process.env.BENCH_SCENARIO ?? join(import.meta.dirname, '../../topo
 const programs: Array<string | undefined> = (process.env.BENCH_PROGRAMS ?? process.env.BENCH_PROGRAM ?? '').split(',').map((p) => (p.trim() === '' ? undefined : p.trim()))
 
 const MB = 2 ** 20
+// USER_HZ: the unit of /proc/<pid>/stat's CPU times (100 on Linux whatever the kernel's tick)
+const CLOCK_TICKS = 100
 console.log(JSON.stringify({ bench: 'round', case: 'machine', machine: machine(), scenario: file, rounds, members: members ?? null, modes }))
 
 /** VmHWM / VmRSS (bytes) of a process, or undefined once it is gone. */
@@ -55,31 +57,38 @@ async function memoryOf(pid: number): Promise<{ hwm: number; rss: number } | und
   }
 }
 
-/** pids of this process's children (the members, in process mode). */
-async function children(): Promise<number[]> {
-  const out: number[] = []
+/** This process's children (the members, in process mode), each with its CPU so far (user + system, seconds). */
+async function children(): Promise<Array<{ pid: number; cpuSeconds: number }>> {
+  const out: Array<{ pid: number; cpuSeconds: number }> = []
   for (const e of await readdir('/proc')) {
     if (!/^\d+$/.test(e)) continue
     try {
       const stat = await readFile(`/proc/${e}/stat`, 'utf8')
       // pid (comm) state ppid …: comm may hold spaces and parentheses, so split after the last ')'
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
-      if (ppid === process.pid) out.push(Number(e))
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      // fields[1] is ppid; utime and stime (the 14th and 15th of stat) are fields[11] and fields[12], in clock ticks
+      if (Number(fields[1]) === process.pid) out.push({ pid: Number(e), cpuSeconds: (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS })
     } catch {}
   }
   return out
 }
 
-/** Samples the peak RSS of every child process (and of this one) until stopped. */
-function memorySampler(): { stop: () => Promise<{ self: number; members: number[] }> } {
+/**
+ * Samples the peak RSS of every child process (and of this one) until stopped, and the children's
+ * CPU together: `cpuAt(t)` is the first sample's at or after `t` (performance.now()).
+ */
+function memorySampler(): { stop: () => Promise<{ self: number; members: number[]; cpuAt: (t: number) => number | undefined }> } {
   const peaks = new Map<number, number>()
+  const cpu: Array<{ t: number; seconds: number }> = []
   let self = process.memoryUsage().rss
   let running = true
   const loop = (async () => {
     while (running) {
       self = Math.max(self, process.memoryUsage().rss)
       if (process.platform === 'linux') {
-        for (const pid of await children()) {
+        const list = await children()
+        cpu.push({ t: performance.now(), seconds: list.reduce((a, c) => a + c.cpuSeconds, 0) })
+        for (const { pid } of list) {
           const m = await memoryOf(pid)
           if (m !== undefined && Number.isFinite(m.hwm)) peaks.set(pid, Math.max(peaks.get(pid) ?? 0, m.hwm))
         }
@@ -91,7 +100,7 @@ function memorySampler(): { stop: () => Promise<{ self: number; members: number[
     stop: async () => {
       running = false
       await loop
-      return { self, members: [...peaks.values()] }
+      return { self, members: [...peaks.values()], cpuAt: (t) => cpu.find((c) => c.t >= t)?.seconds }
     },
   }
 }
@@ -122,6 +131,10 @@ for (let rep = 0; rep < repeat; rep++) {
           mode === 'process'
             ? { peakRssMBPerMember: { max: Math.round(Math.max(...mem.members) / MB), median: Math.round(q(mem.members, 0.5) / MB), min: Math.round(Math.min(...mem.members) / MB) }, peakRssMBAllMembers: Math.round(mem.members.reduce((a, b) => a + b, 0) / MB), membersSampled: mem.members.length }
             : { peakRssMBProcess: Math.round(mem.self / MB), peakRssMBPerMember: { shareOfProcess: Math.round(mem.self / s.n / MB) } }
+        // CPU of all member processes from the end of round 0 to the end of round R − 2, per round (the window of secondsPerRound)
+        const c0 = run.roundsWindow === undefined ? undefined : mem.cpuAt(run.roundsWindow.from)
+        const c1 = run.roundsWindow === undefined ? undefined : mem.cpuAt(run.roundsWindow.to)
+        const cpuSecondsPerRound = mode === 'process' && c0 !== undefined && c1 !== undefined ? Number(((c1 - c0) / (s.task.rounds - 2)).toFixed(2)) : null
         console.log(
           JSON.stringify({
             bench: 'round',
@@ -131,6 +144,7 @@ for (let rep = 0; rep < repeat; rep++) {
             f: s.f,
             rounds: run.rounds,
             secondsPerRound: Number(run.secondsPerRound.toFixed(3)),
+            ...(mode === 'process' ? { cpuSecondsPerRoundAllMembers: cpuSecondsPerRound } : {}),
             wallSeconds: Number(run.wallSeconds.toFixed(1)),
             passed: report.passed,
             // final accuracy of the honest members on the whole test split (min / median)

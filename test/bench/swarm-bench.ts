@@ -35,6 +35,8 @@ export interface MeasuredRun extends TopologyRun {
   rounds: number
   /** from the end of round 0 to the end of round R − 2 (a round ends when its last honest report arrives), per round */
   secondsPerRound: number
+  /** the window of secondsPerRound (performance.now() of the ends of round 0 and round R − 2) */
+  roundsWindow?: { from: number; to: number }
   wallSeconds: number
   /** per round the median over the honest members' reports, then the mean over rounds 1 … R − 2 */
   phasesMs: Record<(typeof phaseKeys)[number], number | null>
@@ -89,6 +91,7 @@ export async function measureRun(s: Scenario, opts: RunTopologyOptions): Promise
     ...run,
     rounds: reports.size,
     secondsPerRound,
+    ...(e0 !== undefined && eLast !== undefined && last >= 2 ? { roundsWindow: { from: e0, to: eLast } } : {}),
     wallSeconds: (performance.now() - started) / 1000,
     phasesMs: Object.fromEntries(phaseKeys.map((k) => [k, middle.length === 0 ? null : round1(middle.reduce((a, p) => a + p[k]!, 0) / middle.length)])) as MeasuredRun['phasesMs'],
     lastRoundPhasesMs: Object.fromEntries(phaseKeys.map((k) => [k, lastPhases === undefined ? null : round1(lastPhases[k]!)])) as MeasuredRun['lastRoundPhasesMs'],
