@@ -25,6 +25,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <dlfcn.h>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -2736,6 +2737,112 @@ napi_value Simd(napi_env env, napi_callback_info) {
   return s;
 }
 
+// ---------------------------------------------------------------------------------------------
+// ChaCha20-Poly1305 decryption in place (Noise's transport messages, src/net/noise-crypto.ts),
+// through the OpenSSL the running Node carries: its EVP functions are looked up at run time
+// (dlsym), so the addon neither links nor needs OpenSSL's headers, and loads where they are
+// absent (then `chachaAvailable()` is false and monna decrypts with Node's crypto). Node's own
+// decipher always writes a fresh buffer per message; this writes the plaintext over the
+// ciphertext (OpenSSL allows exactly overlapping input and output), which the caller owns.
+
+namespace evp {
+using CtxNew = void* (*)();
+using Cipher = const void* (*)();
+using Init = int (*)(void*, const void*, void*, const unsigned char*, const unsigned char*);
+using Ctrl = int (*)(void*, int, int, void*);
+using Update = int (*)(void*, unsigned char*, int*, const unsigned char*, int);
+using Final = int (*)(void*, unsigned char*, int*);
+constexpr int kCtrlAeadSetTag = 0x11;  // EVP_CTRL_AEAD_SET_TAG
+
+struct Api {
+  Init init = nullptr;
+  Ctrl ctrl = nullptr;
+  Update update = nullptr;
+  Final final = nullptr;
+  void* ctx = nullptr;  // one context per thread, keyed per message
+  bool ok = false;
+};
+
+Api load() {
+  Api a;
+  auto ctxNew = reinterpret_cast<CtxNew>(dlsym(RTLD_DEFAULT, "EVP_CIPHER_CTX_new"));
+  auto chacha = reinterpret_cast<Cipher>(dlsym(RTLD_DEFAULT, "EVP_chacha20_poly1305"));
+  a.init = reinterpret_cast<Init>(dlsym(RTLD_DEFAULT, "EVP_DecryptInit_ex"));
+  a.ctrl = reinterpret_cast<Ctrl>(dlsym(RTLD_DEFAULT, "EVP_CIPHER_CTX_ctrl"));
+  a.update = reinterpret_cast<Update>(dlsym(RTLD_DEFAULT, "EVP_DecryptUpdate"));
+  a.final = reinterpret_cast<Final>(dlsym(RTLD_DEFAULT, "EVP_DecryptFinal_ex"));
+  if (ctxNew == nullptr || chacha == nullptr || a.init == nullptr || a.ctrl == nullptr || a.update == nullptr || a.final == nullptr) return a;
+  const void* cipher = chacha();
+  a.ctx = cipher == nullptr ? nullptr : ctxNew();
+  // the cipher is set once; each message sets only its key and nonce
+  a.ok = a.ctx != nullptr && a.init(a.ctx, cipher, nullptr, nullptr, nullptr) == 1;
+  return a;
+}
+
+Api& api() {
+  static thread_local Api a = load();
+  return a;
+}
+}  // namespace evp
+
+bool bytes(napi_env env, napi_value v, unsigned char** out, size_t* length) {
+  return typedArray(env, v, napi_uint8_array, "expected a Uint8Array", out, length);
+}
+
+napi_value ChachaAvailableFn(napi_env env, napi_callback_info) {
+  napi_value r;
+  napi_get_boolean(env, evp::api().ok, &r);
+  return r;
+}
+
+// chachaOpenInPlace(key, nonce, ad, parts, tag): decrypts the ciphertext held by `parts` (an
+// array of Uint8Arrays, in order; the tag not included) in place; true when the tag matched
+// (false: the parts hold garbage). Key 32 bytes, nonce 12, tag 16.
+napi_value ChachaOpenInPlaceFn(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  if (!args(env, info, argv)) return nullptr;
+  unsigned char *key, *nonce, *ad, *tag;
+  size_t keyLen, nonceLen, adLen, tagLen;
+  if (!bytes(env, argv[0], &key, &keyLen) || !bytes(env, argv[1], &nonce, &nonceLen) || !bytes(env, argv[2], &ad, &adLen) || !bytes(env, argv[4], &tag, &tagLen)) return nullptr;
+  if (keyLen != 32 || nonceLen != 12 || tagLen != 16 || adLen > (1u << 30)) {
+    napi_throw_range_error(env, "ERR_MONNA_NATIVE", "chachaOpenInPlace: key 32 bytes, nonce 12, tag 16");
+    return nullptr;
+  }
+  bool isArray = false;
+  uint32_t count = 0;
+  if (napi_is_array(env, argv[3], &isArray) != napi_ok || !isArray || napi_get_array_length(env, argv[3], &count) != napi_ok) {
+    napi_throw_type_error(env, "ERR_MONNA_NATIVE", "chachaOpenInPlace: parts must be an array of Uint8Arrays");
+    return nullptr;
+  }
+  std::vector<std::pair<unsigned char*, size_t>> parts(count);
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value part;
+    if (napi_get_element(env, argv[3], i, &part) != napi_ok) return throwError(env, "napi_get_element");
+    if (!bytes(env, part, &parts[i].first, &parts[i].second)) return nullptr;
+    if (parts[i].second > (1u << 30)) {
+      napi_throw_range_error(env, "ERR_MONNA_NATIVE", "chachaOpenInPlace: a part over 1 GiB");
+      return nullptr;
+    }
+  }
+  evp::Api& a = evp::api();
+  if (!a.ok) {
+    napi_throw_error(env, "ERR_MONNA_NATIVE", "chachaOpenInPlace: OpenSSL's ChaCha20-Poly1305 is not available (chachaAvailable())");
+    return nullptr;
+  }
+  int n = 0;
+  bool ok = a.init(a.ctx, nullptr, nullptr, key, nonce) == 1 && a.ctrl(a.ctx, evp::kCtrlAeadSetTag, 16, tag) == 1;
+  if (ok && adLen > 0) ok = a.update(a.ctx, nullptr, &n, ad, static_cast<int>(adLen)) == 1;
+  for (auto& [p, len] : parts) {
+    if (!ok) break;
+    if (len > 0) ok = a.update(a.ctx, p, &n, p, static_cast<int>(len)) == 1 && static_cast<size_t>(n) == len;
+  }
+  unsigned char rest[16];
+  if (ok) ok = a.final(a.ctx, rest, &n) == 1 && n == 0;
+  napi_value r;
+  napi_get_boolean(env, ok, &r);
+  return r;
+}
+
 }  // namespace
 
 NAPI_MODULE_INIT() {
@@ -2761,6 +2868,8 @@ NAPI_MODULE_INIT() {
       {"setPortable", nullptr, SetPortable, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setAvx512", nullptr, SetAvx512, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"simd", nullptr, Simd, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"chachaAvailable", nullptr, ChachaAvailableFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"chachaOpenInPlace", nullptr, ChachaOpenInPlaceFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -131,6 +131,14 @@ export interface NativeKernels {
   /** threads of the GEMM, main thread included (1–64; default 1) */
   setThreads(n: number): void
   threads(): number
+  /** whether the running Node's OpenSSL has ChaCha20-Poly1305 for `chachaOpenInPlace` (absent from builds before it) */
+  chachaAvailable?(): boolean
+  /**
+   * Decrypts the ChaCha20-Poly1305 ciphertext held by `parts` (in order, tag excluded) over
+   * itself; true when `tag` authenticates it (false: the parts hold garbage). Key 32 bytes,
+   * nonce 12, tag 16.
+   */
+  chachaOpenInPlace?(key: Uint8Array, nonce: Uint8Array, ad: Uint8Array, parts: Uint8Array[], tag: Uint8Array): boolean
 }
 
 const ADDON = join(packageRoot(), 'build', 'monna-kernels.node')
@@ -152,6 +160,19 @@ let enabled = loaded !== undefined
 /** The native kernels when built, loaded and enabled; undefined otherwise. */
 export function nativeKernels(): NativeKernels | undefined {
   return enabled ? loaded : undefined
+}
+
+/** The in-place ChaCha20-Poly1305 of the addon (src/net/noise-crypto.ts), when built and available. */
+export type NativeChacha = Required<Pick<NativeKernels, 'chachaOpenInPlace'>>
+const chacha: NativeChacha | undefined = loaded?.chachaAvailable?.() === true && loaded.chachaOpenInPlace !== undefined ? (loaded as NativeChacha) : undefined
+
+/**
+ * The addon's in-place ChaCha20-Poly1305, or undefined (not built, MONNA_NATIVE=off, or no
+ * OpenSSL ChaCha20-Poly1305 in this Node). Not switched by `setNativeEnabled`, which is about
+ * the compute kernels.
+ */
+export function nativeChacha(): NativeChacha | undefined {
+  return chacha
 }
 
 /** Whether the addon was built and loaded (whatever `setNativeEnabled` says). */

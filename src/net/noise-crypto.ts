@@ -14,6 +14,7 @@ import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } fro
 import type { ICryptoInterface } from '@chainsafe/libp2p-noise'
 import { defaultCrypto } from '@chainsafe/libp2p-noise/crypto'
 import { Uint8ArrayList } from 'uint8arraylist'
+import { nativeChacha } from '../compute/native.ts'
 
 const CHACHA = 'chacha20-poly1305'
 const TAG = 16
@@ -39,6 +40,22 @@ function asBuffer(b: Uint8Array): Buffer {
   return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength)
 }
 
+/**
+ * `dst` for `noiseCrypto`'s decrypt meaning: write the plaintext over the ciphertext itself, which
+ * the caller owns (`leanRead` passes it: the bytes of a message its decoder has consumed). Node's
+ * decipher writes every message into a fresh buffer; at 26 member processes on 2 cores those
+ * buffers cost more CPU than the cipher (docs/scale.md). Done by the native addon with the
+ * running Node's OpenSSL; without it, the message is decrypted into a fresh buffer as before.
+ * Only `noiseCrypto` understands it: other implementations must never be given it.
+ */
+export const IN_PLACE: Uint8Array = new Uint8Array(0)
+
+/** Messages decrypted over themselves (IN_PLACE with the native addon) since start. */
+export const noiseCryptoStats = { inPlace: 0 }
+
+/** Node's own message for a tag that does not authenticate, so both ways fail alike. */
+const UNAUTHENTIC = 'Unsupported state or unable to authenticate data'
+
 type Sealed = ReturnType<ICryptoInterface['chaCha20Poly1305Encrypt']>
 
 /**
@@ -62,8 +79,18 @@ export const noiseCrypto: ICryptoInterface = {
     return asSealed(out)
   },
   chaCha20Poly1305Decrypt(ciphertext, nonce, ad, k, dst) {
-    if (ciphertext.byteLength < SMALL) return defaultCrypto.chaCha20Poly1305Decrypt(ciphertext, nonce, ad, k, dst)
+    if (ciphertext.byteLength < SMALL) return defaultCrypto.chaCha20Poly1305Decrypt(ciphertext, nonce, ad, k, dst === IN_PLACE ? undefined : dst)
     const end = ciphertext.byteLength - TAG
+    const native = dst === IN_PLACE ? nativeChacha() : undefined
+    if (native !== undefined) {
+      // the tag is copied out when it spans two of the list's arrays; never written to
+      const tag = ciphertext.subarray(end)
+      const body = ciphertext instanceof Uint8Array ? ciphertext.subarray(0, end) : ciphertext.sublist(0, end)
+      if (!native.chachaOpenInPlace(k, nonce, ad, body instanceof Uint8Array ? [body] : [...body], tag)) throw new Error(UNAUTHENTIC)
+      noiseCryptoStats.inPlace++
+      // the library's own list, already of its type
+      return body
+    }
     const decipher = createDecipheriv(CHACHA, keyObject(k), nonce, { authTagLength: TAG })
     decipher.setAAD(ad, { plaintextLength: end })
     decipher.setAuthTag(asBuffer(ciphertext.subarray(end)))

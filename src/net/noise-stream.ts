@@ -18,10 +18,15 @@
  * not authenticate throws, and the library aborts the connection as before). Where a connection
  * does not have the fields this relies on (another version of the library), it is left as the
  * library made it and counted in `leanNoiseStats.unchanged` (a test fails on that).
+ *
+ * With monna's `noiseCrypto` (as `createNetNode` uses it), each message is also decrypted over its
+ * own bytes instead of into a fresh buffer (`IN_PLACE`, noise-crypto.ts): in a swarm of member
+ * processes on few cores, the fresh buffers of Node's decipher cost more than the cipher.
  */
 import { type NoiseComponents, type NoiseExtensions, type NoiseInit, noise } from '@chainsafe/libp2p-noise'
 import { type ConnectionEncrypter, InvalidParametersError, type SecuredConnection } from '@libp2p/interface'
 import { Uint8ArrayList } from 'uint8arraylist'
+import { IN_PLACE, noiseCrypto } from './noise-crypto.ts'
 
 /** ChaCha20-Poly1305's tag: the shortest valid Noise transport message. */
 const TAG_BYTES = 16
@@ -79,9 +84,9 @@ interface Sealer {
  * One Noise transport message decrypted (the library's `decrypt` for a message of at most 65 535
  * bytes, which is all the decoder yields, without an in-place destination).
  */
-export function decryptMessage(handshake: Sealer, message: Uint8Array | Uint8ArrayList): Uint8Array | Uint8ArrayList {
+export function decryptMessage(handshake: Sealer, message: Uint8Array | Uint8ArrayList, inPlace = false): Uint8Array | Uint8ArrayList {
   if (message.byteLength < TAG_BYTES) throw new Error('Invalid chunk')
-  return handshake.decrypt(message)
+  return inPlace ? handshake.decrypt(message, IN_PLACE) : handshake.decrypt(message)
 }
 
 /** The fields of the library's encrypted stream this replaces (`@chainsafe/libp2p-noise` 17). */
@@ -92,8 +97,12 @@ interface LibraryStream {
   metrics?: { decryptedPackets?: { increment(): void }; decryptErrors?: { increment(): void } }
 }
 
-/** Replaces the reading of one secured connection (see the module's comment); false when it cannot. */
-export function leanRead(connection: object): boolean {
+/**
+ * Replaces the reading of one secured connection (see the module's comment); false when it cannot.
+ * `inPlace` (only for connections whose crypto is `noiseCrypto`): each message is decrypted over
+ * its own bytes (`IN_PLACE`), which the decoder has consumed and nothing else reads.
+ */
+export function leanRead(connection: object, inPlace = false): boolean {
   const s = connection as LibraryStream
   const handshake = s.handshake
   if (typeof handshake?.decrypt !== 'function' || typeof s.decoder?.decode !== 'function' || s.decoder.buffer === undefined || typeof s.decrypt !== 'function') {
@@ -104,7 +113,7 @@ export function leanRead(connection: object): boolean {
   s.decoder = new NoiseMessageDecoder(s.decoder.buffer)
   s.decrypt = (message: Uint8Array | Uint8ArrayList) => {
     try {
-      const plain = decryptMessage(handshake, message)
+      const plain = decryptMessage(handshake, message, inPlace)
       s.metrics?.decryptedPackets?.increment()
       return plain
     } catch (err) {
@@ -119,10 +128,12 @@ export function leanRead(connection: object): boolean {
 /** The library's Noise encrypter (`noise(init)`), its secured connections read by `leanRead`. */
 export function leanNoise(init: NoiseInit = {}): (components: NoiseComponents) => ConnectionEncrypter<NoiseExtensions> {
   const make = noise(init)
+  // IN_PLACE means something only to monna's crypto
+  const inPlace = init.crypto === noiseCrypto
   return (components) => {
     const inner = make(components)
     const lean = (secured: SecuredConnection<NoiseExtensions>): SecuredConnection<NoiseExtensions> => {
-      leanRead(secured.connection)
+      leanRead(secured.connection, inPlace)
       return secured
     }
     const encrypter: ConnectionEncrypter<NoiseExtensions> = Object.create(inner)

@@ -3,8 +3,9 @@ import { randomBytes } from 'node:crypto'
 import { test } from 'node:test'
 import { defaultCrypto } from '@chainsafe/libp2p-noise/crypto'
 import { Uint8ArrayList } from 'uint8arraylist'
+import { nativeChacha } from '../../../src/compute/native.ts'
 import { fastMessageId } from '../../../src/net/node.ts'
-import { noiseCrypto } from '../../../src/net/noise-crypto.ts'
+import { IN_PLACE, noiseCrypto, noiseCryptoStats } from '../../../src/net/noise-crypto.ts'
 
 const flat = (b: Uint8Array | { subarray(): Uint8Array }): Uint8Array => (b instanceof Uint8Array ? b : b.subarray())
 
@@ -37,6 +38,77 @@ test('noise decryption with a cached key refuses a tampered frame and a key rewr
   assert.throws(() => noiseCrypto.chaCha20Poly1305Decrypt(sealed, nonce, new Uint8Array(0), k))
   k[0]! ^= 1
   assert.deepEqual(Buffer.from(flat(noiseCrypto.chaCha20Poly1305Decrypt(sealed, nonce, new Uint8Array(0), k))), plain)
+})
+
+/** `bytes` cut at random points into a list of views of one copy of them (as socket reads hold a message). */
+function cut(bytes: Uint8Array, rng: () => number): { list: Uint8ArrayList; copy: Uint8Array } {
+  const copy = Uint8Array.from(bytes)
+  const list = new Uint8ArrayList()
+  for (let at = 0; at < copy.byteLength; ) {
+    const next = Math.min(copy.byteLength, at + 1 + Math.floor(rng() * (rng() < 0.5 ? 40 : 70_000)))
+    list.append(copy.subarray(at, next))
+    at = next
+  }
+  return { list, copy }
+}
+
+test('noise decryption in place (IN_PLACE): the plaintext over the ciphertext, flat and cut at random points (tag included), tampering refused', () => {
+  // the addon is built by npm install (CI included); MONNA_NATIVE=off runs the suite without it, and then IN_PLACE must change nothing
+  if (process.env.MONNA_NATIVE === 'off') {
+    assert.equal(nativeChacha(), undefined)
+    const k = randomBytes(32)
+    const nonce = randomBytes(12)
+    const plain = randomBytes(65_519)
+    const sealed = Uint8Array.from(flat(defaultCrypto.chaCha20Poly1305Encrypt(plain, nonce, new Uint8Array(0), k)))
+    const out = flat(noiseCrypto.chaCha20Poly1305Decrypt(sealed, nonce, new Uint8Array(0), k, IN_PLACE))
+    assert.deepEqual(Buffer.from(out), plain)
+    assert.notEqual(out.buffer, sealed.buffer, 'without the addon, a fresh buffer')
+    return
+  }
+  assert.ok(nativeChacha() !== undefined, 'the native addon with OpenSSL ChaCha20-Poly1305 is not available: run npm run build:native (or MONNA_NATIVE=off)')
+  let seed = 7
+  const rng = (): number => {
+    seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648
+    return seed / 2_147_483_648
+  }
+  const k = randomBytes(32)
+  const before = noiseCryptoStats.inPlace
+  let inPlace = 0
+  for (let i = 0; i < 60; i++) {
+    const size = i < 4 ? [1200, 1201, 65_519, 4096][i]! : 1200 + Math.floor(rng() * 64_320)
+    const nonce = randomBytes(12)
+    const ad = randomBytes(Math.floor(rng() * 3) * 16)
+    const plain = randomBytes(size)
+    const sealed = flat(defaultCrypto.chaCha20Poly1305Encrypt(plain, nonce, ad, k))
+    // flat: the plaintext is a view of the ciphertext's own bytes
+    const one = Uint8Array.from(sealed)
+    const out = noiseCrypto.chaCha20Poly1305Decrypt(one, nonce, ad, k, IN_PLACE)
+    assert.ok(out instanceof Uint8Array && out.buffer === one.buffer && out.byteOffset === one.byteOffset, `flat ${size}: decrypted in place`)
+    assert.deepEqual(Buffer.from(out), plain, `flat ${size}`)
+    assert.deepEqual(Buffer.from(one.subarray(size)), Buffer.from(sealed.subarray(size)), `flat ${size}: the tag untouched`)
+    // cut into pieces: each piece's bytes decrypted where they are
+    const { list, copy } = cut(sealed, rng)
+    const listed = noiseCrypto.chaCha20Poly1305Decrypt(list as never, nonce, ad, k, IN_PLACE)
+    assert.deepEqual(Buffer.from(flat(listed)), plain, `listed ${size} in ${list.length} pieces`)
+    assert.deepEqual(Buffer.from(copy.subarray(0, size)), plain, `listed ${size}: in place`)
+    inPlace += 2
+    // one bit flipped anywhere (body, tag) or the wrong additional data: refused, like Node's cipher
+    const bad = Uint8Array.from(sealed)
+    bad[Math.floor(rng() * bad.byteLength)]! ^= 1 << Math.floor(rng() * 8)
+    assert.throws(() => noiseCrypto.chaCha20Poly1305Decrypt(bad, nonce, ad, k, IN_PLACE), /unable to authenticate/)
+    assert.throws(() => noiseCrypto.chaCha20Poly1305Decrypt(cut(bad, rng).list as never, nonce, ad, k, IN_PLACE), /unable to authenticate/)
+    assert.throws(() => noiseCrypto.chaCha20Poly1305Decrypt(Uint8Array.from(sealed), nonce, Uint8Array.from([...ad, 0]), k, IN_PLACE), /unable to authenticate/)
+  }
+  assert.equal(noiseCryptoStats.inPlace - before, inPlace)
+  // below the wasm threshold IN_PLACE is ignored (the default crypto never sees it) and the result is right
+  const nonce = randomBytes(12)
+  const small = randomBytes(500)
+  const sealed = flat(defaultCrypto.chaCha20Poly1305Encrypt(small, nonce, new Uint8Array(0), k))
+  assert.deepEqual(Buffer.from(flat(noiseCrypto.chaCha20Poly1305Decrypt(Uint8Array.from(sealed), nonce, new Uint8Array(0), k, IN_PLACE))), small)
+  // bad arguments to the addon are refused, not read out of bounds
+  const addon = nativeChacha()!
+  assert.throws(() => addon.chachaOpenInPlace(k.subarray(1), nonce, new Uint8Array(0), [Uint8Array.from(sealed)], new Uint8Array(16)), /key 32 bytes/)
+  assert.throws(() => addon.chachaOpenInPlace(k, nonce, new Uint8Array(0), [new Float32Array(4) as never], new Uint8Array(16)), /Uint8Array/)
 })
 
 test('gossipsub fast message id: equal for equal messages, different when any field differs', () => {

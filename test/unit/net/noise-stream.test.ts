@@ -9,6 +9,7 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { after, test } from 'node:test'
 import { noise } from '@chainsafe/libp2p-noise'
+import { defaultCrypto } from '@chainsafe/libp2p-noise/crypto'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { identify } from '@libp2p/identify'
@@ -16,8 +17,9 @@ import { InvalidParametersError, type Libp2p } from '@libp2p/interface'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
 import { Uint8ArrayList } from 'uint8arraylist'
+import { nativeChacha } from '../../../src/compute/native.ts'
 import { createNetNode, peerIdOfKey } from '../../../src/net/index.ts'
-import { noiseCrypto } from '../../../src/net/noise-crypto.ts'
+import { IN_PLACE, noiseCrypto, noiseCryptoStats } from '../../../src/net/noise-crypto.ts'
 import { decryptMessage, leanNoise, leanNoiseStats, leanRead, NOISE_MAX_BUFFER_BYTES, NoiseMessageDecoder } from '../../../src/net/noise-stream.ts'
 import { Rng } from '../../../src/rng.ts'
 import { roundTrip } from '../../support/echo.ts'
@@ -130,11 +132,11 @@ after(async () => {
 
 const PROTOCOL = '/monna/test-noise-stream/1'
 
-async function plainNode(lean: boolean): Promise<Libp2p> {
+async function plainNode(lean: boolean, crypto = noiseCrypto): Promise<Libp2p> {
   const node = await createLibp2p({
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
-    connectionEncrypters: [lean ? leanNoise({ crypto: noiseCrypto }) : noise({ crypto: noiseCrypto })],
+    connectionEncrypters: [lean ? leanNoise({ crypto }) : noise({ crypto })],
     streamMuxers: [yamux()],
     connectionGater: { denyDialMultiaddr: () => false },
     services: { identify: identify() },
@@ -155,7 +157,8 @@ async function plainNode(lean: boolean): Promise<Libp2p> {
 test('lean and library Noise encrypters talk to each other over TCP both ways: every byte arrives, in order', async () => {
   const rng = new Rng(SEED + 1)
   const before = { ...leanNoiseStats }
-  const [lean1, lean2, lean3, library1, library2] = await Promise.all([true, true, true, false, false].map(plainNode))
+  const inPlaceBefore = noiseCryptoStats.inPlace
+  const [lean1, lean2, lean3, library1, library2] = await Promise.all([true, true, true, false, false].map((lean) => plainNode(lean)))
   // three new connections: lean dials library, library dials lean, lean dials lean
   for (const [a, b] of [
     [lean1, library1],
@@ -170,6 +173,34 @@ test('lean and library Noise encrypters talk to each other over TCP both ways: e
   // three connections, four lean ends
   assert.equal(leanNoiseStats.replaced - before.replaced, 4)
   assert.equal(leanNoiseStats.unchanged, before.unchanged)
+  // the lean ends decrypted their large messages over themselves (the 1.7 MB payloads alone are > 26 messages each way); without the addon (MONNA_NATIVE=off) none
+  if (nativeChacha() === undefined) assert.equal(noiseCryptoStats.inPlace, inPlaceBefore)
+  else assert.ok(noiseCryptoStats.inPlace - inPlaceBefore > 4 * 26, `${noiseCryptoStats.inPlace - inPlaceBefore} messages decrypted in place`)
+})
+
+test('a lean reader with another crypto than monna\'s never asks it to decrypt in place, and reads every byte', async () => {
+  const rng = new Rng(SEED + 2)
+  const inPlaceBefore = noiseCryptoStats.inPlace
+  let calls = 0
+  let given = 0
+  // the library's default crypto, watched: IN_PLACE means nothing to it
+  const watched = {
+    ...defaultCrypto,
+    chaCha20Poly1305Decrypt: (...a: Parameters<typeof defaultCrypto.chaCha20Poly1305Decrypt>) => {
+      calls++
+      if (a[4] === IN_PLACE) given++
+      return defaultCrypto.chaCha20Poly1305Decrypt(...a)
+    },
+  }
+  const [lean, library] = await Promise.all([plainNode(true, watched), plainNode(false)])
+  await lean.dial(library.getMultiaddrs()[0]!)
+  const payload = randomBytes(300_000)
+  const echoed = await roundTrip(lean, library, PROTOCOL, payload, rng)
+  assert.ok(Buffer.from(echoed).equals(payload))
+  assert.ok(calls > 4, `${calls} decryptions by the watched crypto`)
+  assert.equal(given, 0)
+  // the library end (noiseCrypto, no IN_PLACE from the library's reading) decrypted into fresh buffers
+  assert.equal(noiseCryptoStats.inPlace, inPlaceBefore)
 })
 
 test("a member's node reads its TCP connections the lean way", async () => {
@@ -183,4 +214,20 @@ test("a member's node reads its TCP connections the lean way", async () => {
   await opened
   assert.equal(leanNoiseStats.replaced - before.replaced, 2)
   assert.equal(leanNoiseStats.unchanged, before.unchanged)
+  // and decrypts in place: a payload there and back, every byte right
+  const inPlaceBefore = noiseCryptoStats.inPlace
+  for (const n of [a!, b!]) {
+    await n.handle(
+      PROTOCOL,
+      async (stream) => {
+        for await (const chunk of stream) if (!stream.send(chunk)) await stream.onDrain()
+        await stream.close()
+      },
+      { maxInboundStreams: 8 },
+    )
+  }
+  const payload = randomBytes(1_724_320)
+  assert.ok(Buffer.from(await roundTrip(a!, b!, PROTOCOL, payload, new Rng(SEED + 3))).equals(payload))
+  if (nativeChacha() === undefined) assert.equal(noiseCryptoStats.inPlace, inPlaceBefore)
+  else assert.ok(noiseCryptoStats.inPlace - inPlaceBefore >= 2 * 26, `${noiseCryptoStats.inPlace - inPlaceBefore} messages decrypted in place`)
 })
