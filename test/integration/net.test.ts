@@ -3,13 +3,18 @@
  * connections, pubsub restricted to the swarm's namespace, to validated topics and to members.
  */
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import { after, test } from 'node:test'
 import { type Message, TopicValidatorResult } from '@libp2p/gossipsub'
 import type { Connection } from '@libp2p/interface'
 import { byteStream } from '@libp2p/utils'
+import { nativeChacha } from '../../src/compute/native.ts'
 import { InvalidConfigError } from '../../src/errors.ts'
 import { TARPIT_MS, THROTTLE_BURST, THROTTLE_RATE } from '../../src/net/host-throttle.ts'
 import { banPeer, createNetNode, gateStats, type Membership, type NetNode, peerIdOfKey, setNetMembership, swarmTopic } from '../../src/net/index.ts'
+import { noiseCryptoStats } from '../../src/net/noise-crypto.ts'
+import { Rng } from '../../src/rng.ts'
+import { roundTrip } from '../support/echo.ts'
 import { waitEvent } from '../support/events.ts'
 import { assertRefused, makeKeys } from '../unit/broadcast/harness.ts'
 
@@ -123,6 +128,8 @@ test('createNetNode validates its options', async () => {
   await assert.rejects(createNetNode({ privateKey: k!, listen: ['/ip4/127.0.0.1/tcp/0'], membership: { swarmId: 's', members: [peerIdOfKey(k!)], f: 1 } }), InvalidConfigError)
 })
 
+const ECHO = '/monna/test-echo/1'
+
 test('memory transport: plaintext connections by default (noise on request); never plaintext over TCP', async () => {
   const ks = await makeKeys(3)
   const ids = ks.map(peerIdOfKey)
@@ -138,6 +145,24 @@ test('memory transport: plaintext connections by default (noise on request); nev
     // gossip and the broadcast run over it
     const stream = await a!.dialProtocol(b!.peerId, '/ipfs/id/1.0.0', { signal: AbortSignal.timeout(20_000) })
     await stream.close()
+    // payloads cross intact both ways; with Noise the receiver decrypts in place, over the buffers
+    // the memory transport hands it — the sender's own ciphertext, which it never reads again
+    for (const n of [a!, b!]) {
+      await n.handle(
+        ECHO,
+        async (s) => {
+          for await (const chunk of s) if (!s.send(chunk)) await s.onDrain()
+          await s.close()
+        },
+        { maxInboundStreams: 8 },
+      )
+    }
+    const inPlaceBefore = noiseCryptoStats.inPlace
+    const payload = randomBytes(700_000)
+    const echoed = await roundTrip(a!, b!, ECHO, payload, new Rng(29))
+    assert.ok(Buffer.from(echoed).equals(payload), `${memoryEncryption ?? 'default'}: the payload came back intact`)
+    if (memoryEncryption === 'noise' && nativeChacha() !== undefined) assert.ok(noiseCryptoStats.inPlace - inPlaceBefore >= 2 * 10, 'decrypted in place')
+    else assert.equal(noiseCryptoStats.inPlace, inPlaceBefore)
   }
   await assert.rejects(createNetNode({ privateKey: ks[0]!, listen: ['/ip4/127.0.0.1/tcp/0'], memoryEncryption: 'plaintext' }), InvalidConfigError)
   await assert.rejects(createNetNode({ privateKey: ks[0]!, listen: ['/memory/x'], transport: 'memory', memoryEncryption: 'rot13' as 'noise' }), InvalidConfigError)
