@@ -14,7 +14,7 @@ import { TARPIT_MS, THROTTLE_BURST, THROTTLE_RATE } from '../../src/net/host-thr
 import { banPeer, createNetNode, gateStats, type Membership, type NetNode, peerIdOfKey, setNetMembership, swarmTopic } from '../../src/net/index.ts'
 import { noiseCryptoStats } from '../../src/net/noise-crypto.ts'
 import { Rng } from '../../src/rng.ts'
-import { roundTrip } from '../support/echo.ts'
+import { handleEcho, roundTrip } from '../support/echo.ts'
 import { waitEvent } from '../support/events.ts'
 import { assertRefused, makeKeys } from '../unit/broadcast/harness.ts'
 
@@ -147,16 +147,7 @@ test('memory transport: plaintext connections by default (noise on request); nev
     await stream.close()
     // payloads cross intact both ways; with Noise the receiver decrypts in place, over the buffers
     // the memory transport hands it — the sender's own ciphertext, which it never reads again
-    for (const n of [a!, b!]) {
-      await n.handle(
-        ECHO,
-        async (s) => {
-          for await (const chunk of s) if (!s.send(chunk)) await s.onDrain()
-          await s.close()
-        },
-        { maxInboundStreams: 8 },
-      )
-    }
+    await handleEcho(b!, ECHO)
     const inPlaceBefore = noiseCryptoStats.inPlace
     const payload = randomBytes(700_000)
     const echoed = await roundTrip(a!, b!, ECHO, payload, new Rng(29))

@@ -22,3 +22,15 @@ export async function roundTrip(a: Libp2p, b: Libp2p, protocol: string, payload:
   await reading
   return back.subarray()
 }
+
+/** Makes `node` echo back every byte it reads on `protocol` (the other end of `roundTrip`). */
+export async function handleEcho(node: Libp2p, protocol: string, maxInboundStreams = 64): Promise<void> {
+  await node.handle(
+    protocol,
+    async (stream) => {
+      for await (const chunk of stream) if (!stream.send(chunk)) await stream.onDrain()
+      await stream.close()
+    },
+    { maxInboundStreams },
+  )
+}

@@ -22,7 +22,7 @@ import { createNetNode, peerIdOfKey } from '../../../src/net/index.ts'
 import { IN_PLACE, noiseCrypto, noiseCryptoStats } from '../../../src/net/noise-crypto.ts'
 import { decryptMessage, leanNoise, leanNoiseStats, leanRead, NOISE_MAX_BUFFER_BYTES, NoiseMessageDecoder } from '../../../src/net/noise-stream.ts'
 import { Rng } from '../../../src/rng.ts'
-import { roundTrip } from '../../support/echo.ts'
+import { handleEcho, roundTrip } from '../../support/echo.ts'
 
 const SEED = Number(process.env.NOISE_STREAM_SEED ?? 20261206)
 const flat = (b: Uint8Array | Uint8ArrayList): Uint8Array => (b instanceof Uint8Array ? b : b.subarray())
@@ -142,15 +142,7 @@ async function plainNode(lean: boolean, crypto = noiseCrypto): Promise<Libp2p> {
     services: { identify: identify() },
   })
   nodes.push(node)
-  await node.handle(
-    PROTOCOL,
-    async (stream) => {
-      // echo every byte back
-      for await (const chunk of stream) if (!stream.send(chunk)) await stream.onDrain()
-      await stream.close()
-    },
-    { maxInboundStreams: 64 },
-  )
+  await handleEcho(node, PROTOCOL)
   return node
 }
 
@@ -216,16 +208,7 @@ test("a member's node reads its TCP connections the lean way", async () => {
   assert.equal(leanNoiseStats.unchanged, before.unchanged)
   // and decrypts in place: a payload there and back, every byte right
   const inPlaceBefore = noiseCryptoStats.inPlace
-  for (const n of [a!, b!]) {
-    await n.handle(
-      PROTOCOL,
-      async (stream) => {
-        for await (const chunk of stream) if (!stream.send(chunk)) await stream.onDrain()
-        await stream.close()
-      },
-      { maxInboundStreams: 8 },
-    )
-  }
+  await handleEcho(b!, PROTOCOL)
   const payload = randomBytes(1_724_320)
   assert.ok(Buffer.from(await roundTrip(a!, b!, PROTOCOL, payload, new Rng(SEED + 3))).equals(payload))
   if (nativeChacha() === undefined) assert.equal(noiseCryptoStats.inPlace, inPlaceBefore)
