@@ -3,12 +3,19 @@
 // by Node >= 22.18 type stripping) in a checkout, from its build (dist/, `npm run build`) in an
 // installed package, where Node does not strip types. This shim checks the runtime and hands over.
 import { existsSync } from 'node:fs'
+import module from 'node:module'
 
 const [major, minor] = process.versions.node.split('.').map(Number)
 if (major < 22 || (major === 22 && minor < 18)) {
   console.error(`monna needs Node.js >= 22.18 (this is ${process.versions.node}); run it through npm (\`npm run monna -- ...\`), which uses the Node installed by \`npm install\`, or install a newer Node.`)
   process.exit(1)
 }
+// Node's compile cache (os.tmpdir()/node-compile-cache, or NODE_COMPILE_CACHE; NODE_DISABLE_COMPILE_CACHE=1
+// turns it off): the compiled modules, and a checkout's TypeScript already stripped of its types,
+// are read from disk by every later monna process — a member process then never loads Node's type
+// stripper (≈ 27 MB resident, docs/memory.md) and compiles less. Entries are keyed by the source's
+// hash: an edited file is compiled again.
+module.enableCompileCache?.()
 const source = new URL('../node/cli.ts', import.meta.url)
 const built = new URL('../dist/node/cli.js', import.meta.url)
 if (existsSync(source) && !import.meta.url.includes('/node_modules/')) await import(source.href)

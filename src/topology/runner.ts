@@ -18,6 +18,7 @@
  */
 import { spawn } from 'node:child_process'
 import { mkdir, open, writeFile } from 'node:fs/promises'
+import { flushCompileCache } from 'node:module'
 import { createServer } from 'node:net'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -497,6 +498,9 @@ async function runProcesses(
   }
   // a member that could not bind its port before any round ran: stop everyone, start again
   let addressTaken = false
+  // what this process compiled so far goes to the compile cache now (bin/monna.js enables it), so
+  // that members started together find the modules they share with it already there
+  flushCompileCache()
   const children = commands.map((args, i) => {
     const m = p.members[i]!
     return (async () => {
