@@ -82,7 +82,8 @@ interface Sealer {
 
 /**
  * One Noise transport message decrypted (the library's `decrypt` for a message of at most 65 535
- * bytes, which is all the decoder yields, without an in-place destination).
+ * bytes, which is all the decoder yields), without the library's in-place destination (a copy of
+ * a message spanning two reads); with `inPlace`, over the message's own bytes (`IN_PLACE`).
  */
 export function decryptMessage(handshake: Sealer, message: Uint8Array | Uint8ArrayList, inPlace = false): Uint8Array | Uint8ArrayList {
   if (message.byteLength < TAG_BYTES) throw new Error('Invalid chunk')
