@@ -2753,6 +2753,7 @@ using Ctrl = int (*)(void*, int, int, void*);
 using Update = int (*)(void*, unsigned char*, int*, const unsigned char*, int);
 using Final = int (*)(void*, unsigned char*, int*);
 constexpr int kCtrlAeadSetTag = 0x11;  // EVP_CTRL_AEAD_SET_TAG
+constexpr int kCtrlAeadGetTag = 0x10;  // EVP_CTRL_AEAD_GET_TAG
 
 struct Api {
   Init init = nullptr;
@@ -2761,6 +2762,12 @@ struct Api {
   Final final = nullptr;
   void* ctx = nullptr;  // one context per thread, keyed per message
   bool ok = false;
+  // encryption (chachaSeal): its own context, also one per thread
+  Init sealInit = nullptr;
+  Update sealUpdate = nullptr;
+  Final sealFinal = nullptr;
+  void* sealCtx = nullptr;
+  bool sealOk = false;
 };
 
 Api load() {
@@ -2776,6 +2783,12 @@ Api load() {
   a.ctx = cipher == nullptr ? nullptr : ctxNew();
   // the cipher is set once; each message sets only its key and nonce
   a.ok = a.ctx != nullptr && a.init(a.ctx, cipher, nullptr, nullptr, nullptr) == 1;
+  a.sealInit = reinterpret_cast<Init>(dlsym(RTLD_DEFAULT, "EVP_EncryptInit_ex"));
+  a.sealUpdate = reinterpret_cast<Update>(dlsym(RTLD_DEFAULT, "EVP_EncryptUpdate"));
+  a.sealFinal = reinterpret_cast<Final>(dlsym(RTLD_DEFAULT, "EVP_EncryptFinal_ex"));
+  if (!a.ok || a.sealInit == nullptr || a.sealUpdate == nullptr || a.sealFinal == nullptr) return a;
+  a.sealCtx = ctxNew();
+  a.sealOk = a.sealCtx != nullptr && a.sealInit(a.sealCtx, cipher, nullptr, nullptr, nullptr) == 1;
   return a;
 }
 
@@ -2789,9 +2802,34 @@ bool bytes(napi_env env, napi_value v, unsigned char** out, size_t* length) {
   return typedArray(env, v, napi_uint8_array, "expected a Uint8Array", out, length);
 }
 
+// `value`, an array of Uint8Arrays each at most 1 GiB, as (pointer, length) pairs; false with a
+// JavaScript error thrown otherwise.
+bool byteParts(napi_env env, napi_value value, const char* fn, std::vector<std::pair<unsigned char*, size_t>>* parts) {
+  bool isArray = false;
+  uint32_t count = 0;
+  if (napi_is_array(env, value, &isArray) != napi_ok || !isArray || napi_get_array_length(env, value, &count) != napi_ok) {
+    napi_throw_type_error(env, "ERR_MONNA_NATIVE", (std::string(fn) + ": parts must be an array of Uint8Arrays").c_str());
+    return false;
+  }
+  parts->resize(count);
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value part;
+    if (napi_get_element(env, value, i, &part) != napi_ok) {
+      throwError(env, "napi_get_element");
+      return false;
+    }
+    if (!bytes(env, part, &(*parts)[i].first, &(*parts)[i].second)) return false;
+    if ((*parts)[i].second > (1u << 30)) {
+      napi_throw_range_error(env, "ERR_MONNA_NATIVE", (std::string(fn) + ": a part over 1 GiB").c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
 napi_value ChachaAvailableFn(napi_env env, napi_callback_info) {
   napi_value r;
-  napi_get_boolean(env, evp::api().ok, &r);
+  napi_get_boolean(env, evp::api().ok && evp::api().sealOk, &r);
   return r;
 }
 
@@ -2808,22 +2846,8 @@ napi_value ChachaOpenInPlaceFn(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, "ERR_MONNA_NATIVE", "chachaOpenInPlace: key 32 bytes, nonce 12, tag 16");
     return nullptr;
   }
-  bool isArray = false;
-  uint32_t count = 0;
-  if (napi_is_array(env, argv[3], &isArray) != napi_ok || !isArray || napi_get_array_length(env, argv[3], &count) != napi_ok) {
-    napi_throw_type_error(env, "ERR_MONNA_NATIVE", "chachaOpenInPlace: parts must be an array of Uint8Arrays");
-    return nullptr;
-  }
-  std::vector<std::pair<unsigned char*, size_t>> parts(count);
-  for (uint32_t i = 0; i < count; i++) {
-    napi_value part;
-    if (napi_get_element(env, argv[3], i, &part) != napi_ok) return throwError(env, "napi_get_element");
-    if (!bytes(env, part, &parts[i].first, &parts[i].second)) return nullptr;
-    if (parts[i].second > (1u << 30)) {
-      napi_throw_range_error(env, "ERR_MONNA_NATIVE", "chachaOpenInPlace: a part over 1 GiB");
-      return nullptr;
-    }
-  }
+  std::vector<std::pair<unsigned char*, size_t>> parts;
+  if (!byteParts(env, argv[3], "chachaOpenInPlace", &parts)) return nullptr;
   evp::Api& a = evp::api();
   if (!a.ok) {
     napi_throw_error(env, "ERR_MONNA_NATIVE", "chachaOpenInPlace: OpenSSL's ChaCha20-Poly1305 is not available (chachaAvailable())");
@@ -2841,6 +2865,51 @@ napi_value ChachaOpenInPlaceFn(napi_env env, napi_callback_info info) {
   napi_value r;
   napi_get_boolean(env, ok, &r);
   return r;
+}
+
+// chachaSealInto(key, nonce, ad, parts, dst): encrypts the plaintext held by `parts` (an array of
+// Uint8Arrays, in order) into `dst`, whose length must be the plaintext's plus 16: the
+// ciphertext, then the tag. `dst` must not overlap the parts (the caller's own buffer). Key 32
+// bytes, nonce 12. Returns nothing; throws when OpenSSL fails.
+napi_value ChachaSealIntoFn(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  if (!args(env, info, argv)) return nullptr;
+  unsigned char *key, *nonce, *ad, *dst;
+  size_t keyLen, nonceLen, adLen, dstLen;
+  if (!bytes(env, argv[0], &key, &keyLen) || !bytes(env, argv[1], &nonce, &nonceLen) || !bytes(env, argv[2], &ad, &adLen) || !bytes(env, argv[4], &dst, &dstLen)) return nullptr;
+  if (keyLen != 32 || nonceLen != 12 || adLen > (1u << 30)) {
+    napi_throw_range_error(env, "ERR_MONNA_NATIVE", "chachaSealInto: key 32 bytes, nonce 12");
+    return nullptr;
+  }
+  std::vector<std::pair<unsigned char*, size_t>> parts;
+  if (!byteParts(env, argv[3], "chachaSealInto", &parts)) return nullptr;
+  size_t total = 0;
+  for (auto& part : parts) total += part.second;
+  if (dstLen != total + 16) {
+    napi_throw_range_error(env, "ERR_MONNA_NATIVE", "chachaSealInto: dst must be the plaintext's length plus 16");
+    return nullptr;
+  }
+  evp::Api& a = evp::api();
+  if (!a.sealOk) {
+    napi_throw_error(env, "ERR_MONNA_NATIVE", "chachaSealInto: OpenSSL's ChaCha20-Poly1305 is not available (chachaAvailable())");
+    return nullptr;
+  }
+  int n = 0;
+  bool ok = a.sealInit(a.sealCtx, nullptr, nullptr, key, nonce) == 1;
+  if (ok && adLen > 0) ok = a.sealUpdate(a.sealCtx, nullptr, &n, ad, static_cast<int>(adLen)) == 1;
+  unsigned char* out = dst;
+  for (auto& [p, len] : parts) {
+    if (!ok) break;
+    if (len > 0) ok = a.sealUpdate(a.sealCtx, out, &n, p, static_cast<int>(len)) == 1 && static_cast<size_t>(n) == len;
+    out += len;
+  }
+  if (ok) ok = a.sealFinal(a.sealCtx, out, &n) == 1 && n == 0;
+  if (ok) ok = a.ctrl(a.sealCtx, evp::kCtrlAeadGetTag, 16, out) == 1;
+  if (!ok) {
+    napi_throw_error(env, "ERR_MONNA_NATIVE", "chachaSealInto: OpenSSL failed");
+    return nullptr;
+  }
+  return nullptr;
 }
 
 }  // namespace
@@ -2870,6 +2939,7 @@ NAPI_MODULE_INIT() {
       {"simd", nullptr, Simd, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"chachaAvailable", nullptr, ChachaAvailableFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"chachaOpenInPlace", nullptr, ChachaOpenInPlaceFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"chachaSealInto", nullptr, ChachaSealIntoFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

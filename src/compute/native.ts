@@ -131,7 +131,7 @@ export interface NativeKernels {
   /** threads of the GEMM, main thread included (1–64; default 1) */
   setThreads(n: number): void
   threads(): number
-  /** whether the running Node's OpenSSL has ChaCha20-Poly1305 for `chachaOpenInPlace` (absent from builds before it) */
+  /** whether the running Node's OpenSSL has ChaCha20-Poly1305 for `chachaOpenInPlace` and `chachaSealInto` (absent from builds before them) */
   chachaAvailable?(): boolean
   /**
    * Decrypts the ChaCha20-Poly1305 ciphertext held by `parts` (in order, tag excluded) over
@@ -139,6 +139,12 @@ export interface NativeKernels {
    * nonce 12, tag 16.
    */
   chachaOpenInPlace?(key: Uint8Array, nonce: Uint8Array, ad: Uint8Array, parts: Uint8Array[], tag: Uint8Array): boolean
+  /**
+   * Encrypts the plaintext held by `parts` (in order) with ChaCha20-Poly1305 into `dst`: the
+   * ciphertext, then the 16-byte tag (`dst`'s length must be the plaintext's plus 16; it must not
+   * overlap the parts). Key 32 bytes, nonce 12.
+   */
+  chachaSealInto?(key: Uint8Array, nonce: Uint8Array, ad: Uint8Array, parts: Uint8Array[], dst: Uint8Array): void
 }
 
 const ADDON = join(packageRoot(), 'build', 'monna-kernels.node')
@@ -162,12 +168,13 @@ export function nativeKernels(): NativeKernels | undefined {
   return enabled ? loaded : undefined
 }
 
-/** The in-place ChaCha20-Poly1305 of the addon (src/net/noise-crypto.ts), when built and available. */
-export type NativeChacha = Required<Pick<NativeKernels, 'chachaOpenInPlace'>>
-const chacha: NativeChacha | undefined = loaded?.chachaAvailable?.() === true && loaded.chachaOpenInPlace !== undefined ? (loaded as NativeChacha) : undefined
+/** The addon's ChaCha20-Poly1305 into buffers it is given (src/net/noise-crypto.ts), when built and available. */
+export type NativeChacha = Required<Pick<NativeKernels, 'chachaOpenInPlace' | 'chachaSealInto'>>
+const chacha: NativeChacha | undefined =
+  loaded?.chachaAvailable?.() === true && loaded.chachaOpenInPlace !== undefined && loaded.chachaSealInto !== undefined ? (loaded as NativeChacha) : undefined
 
 /**
- * The addon's in-place ChaCha20-Poly1305, or undefined (not built, MONNA_NATIVE=off, or no
+ * The addon's ChaCha20-Poly1305 (decryption in place, encryption into a given buffer), or undefined (not built, MONNA_NATIVE=off, or no
  * OpenSSL ChaCha20-Poly1305 in this Node). Not switched by `setNativeEnabled`, which is about
  * the compute kernels.
  */

@@ -50,8 +50,39 @@ function asBuffer(b: Uint8Array): Buffer {
  */
 export const IN_PLACE: Uint8Array = new Uint8Array(0)
 
-/** Messages decrypted over themselves (IN_PLACE with the native addon) since start. */
-export const noiseCryptoStats = { inPlace: 0 }
+/**
+ * Messages decrypted over themselves (IN_PLACE with the native addon), and messages encrypted into
+ * a buffer the caller gave (`sealingInto`), since start.
+ */
+export const noiseCryptoStats = { inPlace: 0, sealedInto: 0 }
+
+/** The destination of the next encryption, set by `sealingInto` for the one call it makes. */
+let sealTarget: Uint8Array | undefined
+
+/**
+ * Whether `noiseCrypto` can encrypt a plaintext of `length` bytes into a buffer given with
+ * `sealingInto` (the native addon is there, and the plaintext is not one the default's
+ * WebAssembly handles).
+ */
+export function sealsInto(length: number): boolean {
+  return length >= SMALL && nativeChacha() !== undefined
+}
+
+/**
+ * Runs `encrypt` — a Noise cipher state's encryption of one message, which calls `noiseCrypto` once
+ * — with `dst` (the plaintext's length plus the 16-byte tag) as the destination of its ciphertext
+ * and tag instead of fresh buffers, and returns what `encrypt` returned: `dst` itself when it was
+ * written there (see `sealsInto`), the crypto's own result otherwise. Node's cipher writes every
+ * message into new buffers; a sender that owns `dst` can use it again once it has been sent.
+ */
+export function sealingInto<T>(dst: Uint8Array, encrypt: () => T): T {
+  sealTarget = dst
+  try {
+    return encrypt()
+  } finally {
+    sealTarget = undefined
+  }
+}
 
 /** Node's own message for a tag that does not authenticate, so both ways fail alike. */
 const UNAUTHENTIC = 'Unsupported state or unable to authenticate data'
@@ -67,7 +98,16 @@ const asSealed = (list: Uint8ArrayList): Sealed => list as unknown as Sealed
 export const noiseCrypto: ICryptoInterface = {
   ...defaultCrypto,
   chaCha20Poly1305Encrypt(plaintext, nonce, ad, k) {
+    // a destination is for this one call, whatever it does
+    const dst = sealTarget
+    sealTarget = undefined
     if (plaintext.byteLength < SMALL) return defaultCrypto.chaCha20Poly1305Encrypt(plaintext, nonce, ad, k)
+    const native = dst !== undefined && dst.byteLength === plaintext.byteLength + TAG ? nativeChacha() : undefined
+    if (native !== undefined && dst !== undefined) {
+      native.chachaSealInto(k, nonce, ad, plaintext instanceof Uint8Array ? [plaintext] : [...plaintext], dst)
+      noiseCryptoStats.sealedInto++
+      return dst
+    }
     const cipher = createCipheriv(CHACHA, keyObject(k), nonce, { authTagLength: TAG })
     cipher.setAAD(ad, { plaintextLength: plaintext.byteLength })
     const out = new Uint8ArrayList()

@@ -5,7 +5,7 @@ import { defaultCrypto } from '@chainsafe/libp2p-noise/crypto'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { nativeChacha } from '../../../src/compute/native.ts'
 import { fastMessageId } from '../../../src/net/node.ts'
-import { IN_PLACE, noiseCrypto, noiseCryptoStats } from '../../../src/net/noise-crypto.ts'
+import { IN_PLACE, noiseCrypto, noiseCryptoStats, sealingInto, sealsInto } from '../../../src/net/noise-crypto.ts'
 
 const flat = (b: Uint8Array | { subarray(): Uint8Array }): Uint8Array => (b instanceof Uint8Array ? b : b.subarray())
 
@@ -109,6 +109,92 @@ test('noise decryption in place (IN_PLACE): the plaintext over the ciphertext, f
   const addon = nativeChacha()!
   assert.throws(() => addon.chachaOpenInPlace(k.subarray(1), nonce, new Uint8Array(0), [Uint8Array.from(sealed)], new Uint8Array(16)), /key 32 bytes/)
   assert.throws(() => addon.chachaOpenInPlace(k, nonce, new Uint8Array(0), [new Float32Array(4) as never], new Uint8Array(16)), /Uint8Array/)
+})
+
+test('noise encryption into a given buffer (sealingInto): the same bytes as the default, flat and listed; one call only; short or mis-sized ones as before', () => {
+  const k = randomBytes(32)
+  const zero = new Uint8Array(0)
+  if (process.env.MONNA_NATIVE === 'off') {
+    // without the addon nothing is written into the buffer and the result is the default's
+    assert.equal(sealsInto(65_519), false)
+    const plain = randomBytes(65_519)
+    const nonce = randomBytes(12)
+    const dst = new Uint8Array(65_535)
+    const out = sealingInto(dst, () => noiseCrypto.chaCha20Poly1305Encrypt(plain, nonce, zero, k))
+    assert.notEqual(out, dst)
+    assert.deepEqual(Buffer.from(flat(out)), Buffer.from(flat(defaultCrypto.chaCha20Poly1305Encrypt(plain, nonce, zero, k))))
+    assert.ok(dst.every((b) => b === 0))
+    return
+  }
+  assert.ok(nativeChacha() !== undefined, 'the native addon with OpenSSL ChaCha20-Poly1305 is not available: run npm run build:native (or MONNA_NATIVE=off)')
+  let seed = 11
+  const rng = (): number => {
+    seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648
+    return seed / 2_147_483_648
+  }
+  const before = noiseCryptoStats.sealedInto
+  let sealed = 0
+  for (let i = 0; i < 60; i++) {
+    const size = i < 4 ? [1200, 1201, 65_519, 4096][i]! : 1200 + Math.floor(rng() * 64_320)
+    assert.equal(sealsInto(size), true)
+    const nonce = randomBytes(12)
+    const ad = randomBytes(Math.floor(rng() * 3) * 16)
+    const plain = randomBytes(size)
+    const expected = Buffer.from(flat(defaultCrypto.chaCha20Poly1305Encrypt(plain, nonce, ad, k)))
+    // a buffer with bytes around the destination: only the destination is written
+    const around = randomBytes(size + 16 + 40)
+    const guard = Buffer.from(around)
+    const dst = around.subarray(20, 20 + size + 16)
+    const out = sealingInto(dst, () => noiseCrypto.chaCha20Poly1305Encrypt(plain, nonce, ad, k))
+    assert.equal(out, dst, `flat ${size}: the destination itself`)
+    assert.deepEqual(Buffer.from(dst), expected, `flat ${size}: ciphertext and tag as the default's`)
+    assert.deepEqual(around.subarray(0, 20), guard.subarray(0, 20))
+    assert.deepEqual(around.subarray(20 + size + 16), guard.subarray(20 + size + 16))
+    // the plaintext cut into pieces at random points
+    const { list } = cut(plain, rng)
+    const dst2 = new Uint8Array(size + 16)
+    assert.equal(
+      sealingInto(dst2, () => noiseCrypto.chaCha20Poly1305Encrypt(list as never, nonce, ad, k)),
+      dst2,
+    )
+    assert.deepEqual(Buffer.from(dst2), expected, `listed ${size} in ${list.length} pieces`)
+    // and it opens with the library's decryption
+    assert.deepEqual(Buffer.from(flat(defaultCrypto.chaCha20Poly1305Decrypt(Uint8Array.from(dst2), nonce, ad, k))), Buffer.from(plain))
+    sealed += 2
+  }
+  assert.equal(noiseCryptoStats.sealedInto - before, sealed)
+  const nonce = randomBytes(12)
+  const plain = randomBytes(5000)
+  const expected = Buffer.from(flat(defaultCrypto.chaCha20Poly1305Encrypt(plain, nonce, zero, k)))
+  // a destination is for one call: the next encryption, outside sealingInto, returns its own buffers
+  const dst = new Uint8Array(5016)
+  sealingInto(dst, () => noiseCrypto.chaCha20Poly1305Encrypt(plain, nonce, zero, k))
+  const again = noiseCrypto.chaCha20Poly1305Encrypt(plain, nonce, zero, k)
+  assert.ok(!(again instanceof Uint8Array && again.buffer === dst.buffer))
+  assert.deepEqual(Buffer.from(flat(again)), expected)
+  // a destination of the wrong size, a short plaintext: not written, the result as before
+  for (const [text, size] of [
+    [plain, 5015],
+    [plain, 5017],
+    [randomBytes(500), 516],
+  ] as const) {
+    const wrong = new Uint8Array(size)
+    const out = sealingInto(wrong, () => noiseCrypto.chaCha20Poly1305Encrypt(text, nonce, zero, k))
+    assert.notEqual(out, wrong)
+    assert.ok(wrong.every((b) => b === 0), `${text.byteLength} into ${size}: untouched`)
+    assert.deepEqual(Buffer.from(flat(out)), Buffer.from(flat(defaultCrypto.chaCha20Poly1305Encrypt(text, nonce, zero, k))))
+  }
+  assert.equal(sealsInto(1199), false)
+  // a throwing encryption leaves no destination behind
+  assert.throws(() => sealingInto(new Uint8Array(5016), () => assert.fail('boom')), /boom/)
+  const after = noiseCrypto.chaCha20Poly1305Encrypt(plain, nonce, zero, k)
+  assert.deepEqual(Buffer.from(flat(after)), expected)
+  // bad arguments to the addon are refused, not written out of bounds
+  const addon = nativeChacha()!
+  assert.throws(() => addon.chachaSealInto(k.subarray(1), nonce, zero, [plain], new Uint8Array(5016)), /key 32 bytes/)
+  assert.throws(() => addon.chachaSealInto(k, nonce, zero, [plain], new Uint8Array(5015)), /plaintext's length plus 16/)
+  assert.throws(() => addon.chachaSealInto(k, nonce, zero, [new Float32Array(4) as never], new Uint8Array(32)), /Uint8Array/)
+  assert.throws(() => addon.chachaSealInto(k, nonce, zero, 'x' as never, new Uint8Array(16)), /array of Uint8Arrays/)
 })
 
 test('gossipsub fast message id: equal for equal messages, different when any field differs', () => {

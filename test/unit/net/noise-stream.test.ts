@@ -7,6 +7,8 @@
  */
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import { createServer, connect as netConnect, type Socket } from 'node:net'
 import { after, test } from 'node:test'
 import { noise } from '@chainsafe/libp2p-noise'
 import { defaultCrypto } from '@chainsafe/libp2p-noise/crypto'
@@ -20,7 +22,17 @@ import { Uint8ArrayList } from 'uint8arraylist'
 import { nativeChacha } from '../../../src/compute/native.ts'
 import { createNetNode, peerIdOfKey } from '../../../src/net/index.ts'
 import { IN_PLACE, noiseCrypto, noiseCryptoStats } from '../../../src/net/noise-crypto.ts'
-import { decryptMessage, leanNoise, leanNoiseStats, leanRead, NOISE_MAX_BUFFER_BYTES, NoiseMessageDecoder } from '../../../src/net/noise-stream.ts'
+import {
+  decryptMessage,
+  leanNoise,
+  leanNoiseStats,
+  leanRead,
+  leanWrite,
+  NOISE_MAX_BUFFER_BYTES,
+  NoiseMessageDecoder,
+  SealBuffers,
+  sealBufferStats,
+} from '../../../src/net/noise-stream.ts'
 import { Rng } from '../../../src/rng.ts'
 import { handleEcho, roundTrip } from '../../support/echo.ts'
 
@@ -125,6 +137,129 @@ test('decryptMessage refuses a message shorter than its tag and decrypts without
   leanNoiseStats.unchanged = before.unchanged
 })
 
+test(`SealBuffers never hands out a buffer in flight until everything has left (random schedule, seed ${SEED})`, () => {
+  const rng = new Rng(SEED + 4)
+  let released = false
+  const buffers = new SealBuffers(() => released)
+  const inFlight = new Set<Uint8Array>()
+  const taken = new Set<Uint8Array>()
+  const seen = new Set<Uint8Array>()
+  let reused = 0
+  for (let step = 0; step < 5000; step++) {
+    const pick = rng.int(10)
+    if (pick < 4) {
+      const b = buffers.take()
+      assert.ok(!inFlight.has(b), `step ${step}: a buffer still in flight was handed out`)
+      assert.ok(!taken.has(b), `step ${step}: a buffer handed out twice`)
+      assert.equal(b.byteLength, 65_537)
+      if (seen.has(b)) reused++
+      seen.add(b)
+      taken.add(b)
+    } else if (pick < 7 && taken.size > 0) {
+      const b = [...taken][rng.int(taken.size)]!
+      taken.delete(b)
+      if (rng.int(5) === 0) buffers.putBack(b)
+      else {
+        buffers.sending(b)
+        inFlight.add(b)
+      }
+    } else if (pick < 9) {
+      released = rng.int(3) === 0
+      buffers.settle()
+      if (released) inFlight.clear()
+    } else released = false
+  }
+  assert.ok(reused > 100, `${reused} buffers used again`)
+})
+
+/** Noise's 12-byte nonce for message `n` (4 zero bytes, then the counter, little-endian). */
+function nonceOf(n: number): Uint8Array {
+  const nonce = new Uint8Array(12)
+  new DataView(nonce.buffer).setUint32(4, n, true)
+  return nonce
+}
+
+test(`leanWrite over a TCP socket whose reader stalls at random points: every message arrives intact, buffers reused only once written (seed ${SEED})`, async () => {
+  const rng = new Rng(SEED + 5)
+  const server = createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const accepted = once(server, 'connection') as Promise<[Socket]>
+  const socket = netConnect((server.address() as { port: number }).port, '127.0.0.1')
+  await once(socket, 'connect')
+  const [reader] = await accepted
+  reader.pause()
+  const received: Buffer[] = []
+  reader.on('data', (chunk: Buffer) => received.push(chunk))
+  const ended = once(reader, 'end')
+
+  // a cipher state's encryption, as the library's handshake does it, with monna's crypto
+  const k = randomBytes(32)
+  let sent = 0
+  const handshake = {
+    encrypt: (plain: Uint8Array | Uint8ArrayList) => noiseCrypto.chaCha20Poly1305Encrypt(plain as never, nonceOf(sent++), new Uint8Array(0), k),
+    decrypt: () => assert.fail('not read here'),
+  }
+  // a connection like @libp2p/tcp's: every buffer straight to the socket
+  const library = {
+    handshake,
+    sendData: () => assert.fail('the library sendData must not run'),
+    stream: {
+      writeBufferLength: 0,
+      socket,
+      send: (list: Uint8ArrayList) => {
+        let more = true
+        for (const b of list) more = socket.write(b)
+        return more
+      },
+      addEventListener: (name: string, fn: () => void) => socket.on(name, fn),
+    },
+  }
+  const before = { ...sealBufferStats }
+  const sealedBefore = noiseCryptoStats.sealedInto
+  const buffers = leanWrite(library)
+  assert.ok(buffers !== undefined)
+  const sendData = library.sendData as unknown as (d: Uint8ArrayList) => { sentBytes: number; canSendMore: boolean }
+  // the stream's send loop: what one call did not take goes in the next
+  const plain: Uint8Array[] = []
+  const send = (data: Uint8Array): void => {
+    plain.push(data)
+    const list = new Uint8ArrayList(data)
+    while (list.byteLength > 0) list.consume(sendData(list).sentBytes)
+  }
+  for (let batch = 0; batch < 8; batch++) {
+    // the reader stalled: send until the socket holds bytes it could not write, then some more
+    let extra = 1 + rng.int(6)
+    while (socket.writableLength === 0 || extra-- > 0) {
+      const pick = rng.int(4)
+      send(randomBytes(pick === 0 ? 1 + rng.int(1199) : pick === 1 ? 65_519 : 1 + rng.int(400_000)))
+    }
+    // the reader reads until the socket has written everything, then stalls again
+    reader.resume()
+    await once(socket, 'drain')
+    reader.pause()
+  }
+  reader.resume()
+  socket.end()
+  await ended
+  server.close()
+
+  // every message authenticates, in order, and together they are what was sent
+  const decoder = new NoiseMessageDecoder()
+  const out: Uint8Array[] = []
+  let n = 0
+  for (const chunk of received) for (const m of decoder.decode(chunk)) out.push(flat(defaultCrypto.chaCha20Poly1305Decrypt(Uint8Array.from(flat(m)), nonceOf(n++), new Uint8Array(0), k) as Uint8Array))
+  assert.equal(n, sent, 'messages')
+  assert.deepEqual(Buffer.concat(out), Buffer.concat(plain), 'the plaintext, byte for byte')
+  if (nativeChacha() === undefined) {
+    assert.equal(noiseCryptoStats.sealedInto, sealedBefore)
+    return
+  }
+  assert.ok(noiseCryptoStats.sealedInto - sealedBefore > 50, `${noiseCryptoStats.sealedInto - sealedBefore} messages sealed into buffers`)
+  assert.ok(sealBufferStats.held - before.held > 0, 'the socket held buffers at times')
+  assert.ok(sealBufferStats.reused - before.reused > 20, `${sealBufferStats.reused - before.reused} buffers used again`)
+})
+
 const nodes: Libp2p[] = []
 after(async () => {
   await Promise.all(nodes.map((n) => n.stop()))
@@ -206,11 +341,16 @@ test("a member's node reads its TCP connections the lean way", async () => {
   await opened
   assert.equal(leanNoiseStats.replaced - before.replaced, 2)
   assert.equal(leanNoiseStats.unchanged, before.unchanged)
-  // and decrypts in place: a payload there and back, every byte right
+  assert.equal(leanNoiseStats.writesReplaced - before.writesReplaced, 2)
+  assert.equal(leanNoiseStats.writesUnchanged, before.writesUnchanged)
+  // and decrypts in place, encrypts into its connections' buffers: a payload there and back, every byte right
   const inPlaceBefore = noiseCryptoStats.inPlace
+  const sealedBefore = noiseCryptoStats.sealedInto
   await handleEcho(b!, PROTOCOL)
   const payload = randomBytes(1_724_320)
   assert.ok(Buffer.from(await roundTrip(a!, b!, PROTOCOL, payload, new Rng(SEED + 3))).equals(payload))
   if (nativeChacha() === undefined) assert.equal(noiseCryptoStats.inPlace, inPlaceBefore)
   else assert.ok(noiseCryptoStats.inPlace - inPlaceBefore >= 2 * 26, `${noiseCryptoStats.inPlace - inPlaceBefore} messages decrypted in place`)
+  if (nativeChacha() === undefined) assert.equal(noiseCryptoStats.sealedInto, sealedBefore)
+  else assert.ok(noiseCryptoStats.sealedInto - sealedBefore >= 2 * 26, `${noiseCryptoStats.sealedInto - sealedBefore} messages sealed into buffers`)
 })
