@@ -41,6 +41,18 @@ test('noise decryption with a cached key refuses a tampered frame and a key rewr
 })
 
 /** `bytes` cut at random points into a list of views of one copy of them (as socket reads hold a message). */
+/** A small seeded generator of numbers in [0, 1). */
+function lcg(seed: number): () => number {
+  return () => {
+    seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648
+    return seed / 2_147_483_648
+  }
+}
+
+function assertAddon(): void {
+  assert.ok(nativeChacha() !== undefined, 'the native addon with OpenSSL ChaCha20-Poly1305 is not available: run npm run build:native (or MONNA_NATIVE=off)')
+}
+
 function cut(bytes: Uint8Array, rng: () => number): { list: Uint8ArrayList; copy: Uint8Array } {
   const copy = Uint8Array.from(bytes)
   const list = new Uint8ArrayList()
@@ -65,12 +77,8 @@ test('noise decryption in place (IN_PLACE): the plaintext over the ciphertext, f
     assert.notEqual(out.buffer, sealed.buffer, 'without the addon, a fresh buffer')
     return
   }
-  assert.ok(nativeChacha() !== undefined, 'the native addon with OpenSSL ChaCha20-Poly1305 is not available: run npm run build:native (or MONNA_NATIVE=off)')
-  let seed = 7
-  const rng = (): number => {
-    seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648
-    return seed / 2_147_483_648
-  }
+  assertAddon()
+  const rng = lcg(7)
   const k = randomBytes(32)
   const before = noiseCryptoStats.inPlace
   let inPlace = 0
@@ -126,12 +134,8 @@ test('noise encryption into a given buffer (sealingInto): the same bytes as the 
     assert.ok(dst.every((b) => b === 0))
     return
   }
-  assert.ok(nativeChacha() !== undefined, 'the native addon with OpenSSL ChaCha20-Poly1305 is not available: run npm run build:native (or MONNA_NATIVE=off)')
-  let seed = 11
-  const rng = (): number => {
-    seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648
-    return seed / 2_147_483_648
-  }
+  assertAddon()
+  const rng = lcg(11)
   const before = noiseCryptoStats.sealedInto
   let sealed = 0
   for (let i = 0; i < 60; i++) {
