@@ -22,6 +22,8 @@
  * With monna's `noiseCrypto` (as `createNetNode` uses it), each message is also decrypted over its
  * own bytes instead of into a fresh buffer (`IN_PLACE`, noise-crypto.ts): in a swarm of member
  * processes on few cores, the fresh buffers of Node's decipher cost more than the cipher.
+ * Likewise each outgoing message is encrypted into a buffer its connection uses again once the
+ * socket has written it (`leanWrite`), instead of the fresh buffers of Node's cipher.
  */
 import { Socket } from 'node:net'
 import { type NoiseComponents, type NoiseExtensions, type NoiseInit, noise } from '@chainsafe/libp2p-noise'
@@ -212,8 +214,8 @@ function appendFramed(out: Uint8ArrayList, sealed: Uint8Array | Uint8ArrayList):
 }
 
 /**
- * Replaces the writing of one secured connection, when it runs over a TCP socket; false when it
- * cannot (then it is left as the library made it). The library encrypts each message of up to
+ * Replaces the writing of one secured connection, when it runs over a TCP socket, and returns the
+ * connection's buffers; undefined when it cannot (then it is left as the library made it). The library encrypts each message of up to
  * 65 519 bytes into fresh buffers (Node's cipher returns new ones) and hands the connection its
  * length, ciphertext and tag. Here each message — length, ciphertext, tag — is written into one
  * buffer of the connection's `SealBuffers` (`sealingInto`, noise-crypto.ts), which is used again

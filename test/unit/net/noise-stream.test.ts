@@ -1,9 +1,11 @@
 /**
- * The lean reading of Noise connections (src/net/noise-stream.ts): its decoder against the messages
+ * The lean reading and writing of Noise connections (src/net/noise-stream.ts): its decoder against the messages
  * it was given, cut into chunks at random (NOISE_STREAM_SEED=<n> replays another seed); its
  * decryption's checks; and real libp2p nodes over TCP on 127.0.0.1 — lean and library encrypters
  * on either end, payloads with random sizes and random sends compared byte for byte, and a
- * member's node (`createNetNode`) reading its connections the lean way.
+ * member's node (`createNetNode`) reading its connections the lean way. The writing: its buffers
+ * under a random schedule, and a real TCP socket whose reader stalls at random points (every
+ * message must authenticate, in order, however the buffers were used again).
  */
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
