@@ -2827,6 +2827,28 @@ bool byteParts(napi_env env, napi_value value, const char* fn, std::vector<std::
   return true;
 }
 
+// The arguments of chachaOpenInPlace and chachaSealInto: key (32 bytes), nonce (12), additional
+// data (at most 1 GiB), parts (an array of Uint8Arrays), and a last Uint8Array (the tag, or the
+// destination), whose length the caller checks.
+struct ChachaArgs {
+  unsigned char *key = nullptr, *nonce = nullptr, *ad = nullptr, *last = nullptr;
+  size_t adLen = 0, lastLen = 0;
+  std::vector<std::pair<unsigned char*, size_t>> parts;
+};
+
+// Reads and checks them; false with a JavaScript error thrown otherwise.
+bool chachaArgs(napi_env env, napi_callback_info info, const char* fn, ChachaArgs* c) {
+  napi_value argv[5];
+  if (!args(env, info, argv)) return false;
+  size_t keyLen, nonceLen;
+  if (!bytes(env, argv[0], &c->key, &keyLen) || !bytes(env, argv[1], &c->nonce, &nonceLen) || !bytes(env, argv[2], &c->ad, &c->adLen) || !bytes(env, argv[4], &c->last, &c->lastLen)) return false;
+  if (keyLen != 32 || nonceLen != 12 || c->adLen > (1u << 30)) {
+    napi_throw_range_error(env, "ERR_MONNA_NATIVE", (std::string(fn) + ": key 32 bytes, nonce 12").c_str());
+    return false;
+  }
+  return byteParts(env, argv[3], fn, &c->parts);
+}
+
 napi_value ChachaAvailableFn(napi_env env, napi_callback_info) {
   napi_value r;
   napi_get_boolean(env, evp::api().ok && evp::api().sealOk, &r);
@@ -2837,26 +2859,21 @@ napi_value ChachaAvailableFn(napi_env env, napi_callback_info) {
 // array of Uint8Arrays, in order; the tag not included) in place; true when the tag matched
 // (false: the parts hold garbage). Key 32 bytes, nonce 12, tag 16.
 napi_value ChachaOpenInPlaceFn(napi_env env, napi_callback_info info) {
-  napi_value argv[5];
-  if (!args(env, info, argv)) return nullptr;
-  unsigned char *key, *nonce, *ad, *tag;
-  size_t keyLen, nonceLen, adLen, tagLen;
-  if (!bytes(env, argv[0], &key, &keyLen) || !bytes(env, argv[1], &nonce, &nonceLen) || !bytes(env, argv[2], &ad, &adLen) || !bytes(env, argv[4], &tag, &tagLen)) return nullptr;
-  if (keyLen != 32 || nonceLen != 12 || tagLen != 16 || adLen > (1u << 30)) {
-    napi_throw_range_error(env, "ERR_MONNA_NATIVE", "chachaOpenInPlace: key 32 bytes, nonce 12, tag 16");
+  ChachaArgs c;
+  if (!chachaArgs(env, info, "chachaOpenInPlace", &c)) return nullptr;
+  if (c.lastLen != 16) {
+    napi_throw_range_error(env, "ERR_MONNA_NATIVE", "chachaOpenInPlace: tag 16 bytes");
     return nullptr;
   }
-  std::vector<std::pair<unsigned char*, size_t>> parts;
-  if (!byteParts(env, argv[3], "chachaOpenInPlace", &parts)) return nullptr;
   evp::Api& a = evp::api();
   if (!a.ok) {
     napi_throw_error(env, "ERR_MONNA_NATIVE", "chachaOpenInPlace: OpenSSL's ChaCha20-Poly1305 is not available (chachaAvailable())");
     return nullptr;
   }
   int n = 0;
-  bool ok = a.init(a.ctx, nullptr, nullptr, key, nonce) == 1 && a.ctrl(a.ctx, evp::kCtrlAeadSetTag, 16, tag) == 1;
-  if (ok && adLen > 0) ok = a.update(a.ctx, nullptr, &n, ad, static_cast<int>(adLen)) == 1;
-  for (auto& [p, len] : parts) {
+  bool ok = a.init(a.ctx, nullptr, nullptr, c.key, c.nonce) == 1 && a.ctrl(a.ctx, evp::kCtrlAeadSetTag, 16, c.last) == 1;
+  if (ok && c.adLen > 0) ok = a.update(a.ctx, nullptr, &n, c.ad, static_cast<int>(c.adLen)) == 1;
+  for (auto& [p, len] : c.parts) {
     if (!ok) break;
     if (len > 0) ok = a.update(a.ctx, p, &n, p, static_cast<int>(len)) == 1 && static_cast<size_t>(n) == len;
   }
@@ -2872,20 +2889,11 @@ napi_value ChachaOpenInPlaceFn(napi_env env, napi_callback_info info) {
 // ciphertext, then the tag. `dst` must not overlap the parts (the caller's own buffer). Key 32
 // bytes, nonce 12. Returns nothing; throws when OpenSSL fails.
 napi_value ChachaSealIntoFn(napi_env env, napi_callback_info info) {
-  napi_value argv[5];
-  if (!args(env, info, argv)) return nullptr;
-  unsigned char *key, *nonce, *ad, *dst;
-  size_t keyLen, nonceLen, adLen, dstLen;
-  if (!bytes(env, argv[0], &key, &keyLen) || !bytes(env, argv[1], &nonce, &nonceLen) || !bytes(env, argv[2], &ad, &adLen) || !bytes(env, argv[4], &dst, &dstLen)) return nullptr;
-  if (keyLen != 32 || nonceLen != 12 || adLen > (1u << 30)) {
-    napi_throw_range_error(env, "ERR_MONNA_NATIVE", "chachaSealInto: key 32 bytes, nonce 12");
-    return nullptr;
-  }
-  std::vector<std::pair<unsigned char*, size_t>> parts;
-  if (!byteParts(env, argv[3], "chachaSealInto", &parts)) return nullptr;
+  ChachaArgs c;
+  if (!chachaArgs(env, info, "chachaSealInto", &c)) return nullptr;
   size_t total = 0;
-  for (auto& part : parts) total += part.second;
-  if (dstLen != total + 16) {
+  for (auto& part : c.parts) total += part.second;
+  if (c.lastLen != total + 16) {
     napi_throw_range_error(env, "ERR_MONNA_NATIVE", "chachaSealInto: dst must be the plaintext's length plus 16");
     return nullptr;
   }
@@ -2895,10 +2903,10 @@ napi_value ChachaSealIntoFn(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   int n = 0;
-  bool ok = a.sealInit(a.sealCtx, nullptr, nullptr, key, nonce) == 1;
-  if (ok && adLen > 0) ok = a.sealUpdate(a.sealCtx, nullptr, &n, ad, static_cast<int>(adLen)) == 1;
-  unsigned char* out = dst;
-  for (auto& [p, len] : parts) {
+  bool ok = a.sealInit(a.sealCtx, nullptr, nullptr, c.key, c.nonce) == 1;
+  if (ok && c.adLen > 0) ok = a.sealUpdate(a.sealCtx, nullptr, &n, c.ad, static_cast<int>(c.adLen)) == 1;
+  unsigned char* out = c.last;
+  for (auto& [p, len] : c.parts) {
     if (!ok) break;
     if (len > 0) ok = a.sealUpdate(a.sealCtx, out, &n, p, static_cast<int>(len)) == 1 && static_cast<size_t>(n) == len;
     out += len;
