@@ -3,7 +3,7 @@
  * the MoNNA local step (ALGORITHMS §1) and compute backends. Knows nothing of the network.
  */
 export type { BackendChoice, BackendInfo, BackendOptions } from './backend.ts'
-export { backendReady, initBackend } from './backend.ts'
+export { backendReady, ensureTfBackend, initBackend } from './backend.ts'
 export type { Dataset, DatasetSpec } from './data.ts'
 export { clearDatasetCache, defaultSeparation, fashionTrainPerClass, flipLabels, leastSquares, loadDataset, loadShard, maxLinearDim, subset, validateDatasetSpec } from './data.ts'
 export { BackendUnavailableError, CorruptDatasetError, DatasetNotFoundError } from './errors.ts'
@@ -17,4 +17,5 @@ export type { PartitionSpec } from './partition.ts'
 export { labelHistogram, partition } from './partition.ts'
 export type { LrSchedule } from './schedule.ts'
 export { learningRate, validateSchedule } from './schedule.ts'
-export { tf } from './tf.ts'
+// tfjs is loaded on demand (a member on the native kernels never loads it): `await loadTf()`
+export { loadTf, tfIfLoaded } from './tf-loader.ts'

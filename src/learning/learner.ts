@@ -31,14 +31,17 @@
  * step that fails — a probe at creation catches it before training — moves this learner to the
  * cpu backend with a logged warning; its computations then switch the process-wide backend to
  * cpu and back synchronously, so other learners are unaffected. (The native `modelGradient`
- * and `modelEvaluate` use no tfjs kernel, so this concerns the tfjs path.)
+ * and `modelEvaluate` use no tfjs kernel, so this concerns the tfjs path.) A learner loads
+ * tfjs only for that path (tf-loader.ts; `ensureTfBackend` applies a deferred backend choice).
  */
-import { nativeKernels, registerFallbackKernels } from '../compute/index.ts'
+import type * as tf from '@tensorflow/tfjs'
+import { nativeKernels } from '../compute/native.ts'
 import { AbortError, InvalidConfigError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import { silentLogger } from '../logger.ts'
 import type { RngState } from '../rng.ts'
 import { Rng } from '../rng.ts'
+import { backendReady, ensureTfBackend, learnerBackend } from './backend.ts'
 import type { Dataset } from './data.ts'
 import { NonFiniteGradientError } from './errors.ts'
 import { centredDistance } from './exact-logistic.ts'
@@ -46,7 +49,7 @@ import type { Model, ModelSpec } from './models.ts'
 import { createModel, flatten, initParams, nativeLayerSpec, unflatten } from './models.ts'
 import type { LrSchedule } from './schedule.ts'
 import { learningRate, validateSchedule } from './schedule.ts'
-import { tf } from './tf.ts'
+import { tfNow } from './tf-loader.ts'
 
 /** Per-example clip to `clipNorm`, average, add N(0, noiseStd²) to every coordinate (ALGORITHMS §6). */
 export interface PrivacyHook {
@@ -351,14 +354,15 @@ export function softmaxHessian(x: Float32Array, n: number, inDim: number, C: num
 
 /** Runs `fn` synchronously with `backend` active, restoring the previous backend afterwards. */
 function onBackend<T>(backend: string, fn: () => T): T {
-  const previous = tf.getBackend()
+  const T = tfNow()
+  const previous = T.getBackend()
   if (previous === backend) return fn()
   // For an initialised backend, setBackend completes synchronously (no await is reached).
-  void tf.setBackend(backend)
+  void T.setBackend(backend)
   try {
     return fn()
   } finally {
-    void tf.setBackend(previous)
+    void T.setBackend(previous)
   }
 }
 
@@ -380,7 +384,7 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
     privacy === undefined || privacy.noiseSeed === undefined
       ? new Rng(crypto.getRandomValues(new Uint32Array(1))[0]!)
       : new Rng(`${privacy.noiseSeed}/privacy-noise`)
-  let backend = tf.getBackend()
+  let backend = await learnerBackend()
   let disposed = false
 
   /** The examples `indexAt(0..count-1)` of `ds` as one batch. */
@@ -500,6 +504,17 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
     }
   }
 
+  /** Whether `gradients` runs without tfjs now: `linear`, or the native kernels serving this backend. */
+  const gradientWithoutTf = (): boolean => isLinear || (nativeKernels()?.modelGradient !== undefined && layerSpec !== undefined && (backend === 'wasm' || backend === 'cpu'))
+  /**
+   * Loads tfjs for this learner's tfjs path (and applies a deferred backend choice: backend.ts);
+   * if that choice could not be honoured (wasm failing over to cpu), the learner follows tfjs's.
+   */
+  const loadTfPath = async (): Promise<void> => {
+    const T = await ensureTfBackend()
+    if (!backendReady(backend)) backend = T.getBackend()
+  }
+
   /**
    * For each group of example indices, the mean loss on it and its gradient (written into
    * `out`, then handed to `each`). θ is uploaded once for all groups. Tidy, synchronous.
@@ -517,16 +532,18 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
       }
       return
     }
+    // loaded by `withFallback` before it calls this (`gradientWithoutTf`)
+    const T = tfNow()
     onBackend(backend, () =>
-      tf.tidy(() => {
+      T.tidy(() => {
         const params = unflatten(model, theta)
         for (const indices of groups) {
-          const loss = tf.tidy(() => {
+          const loss = T.tidy(() => {
             const { xs, ys } = batchData(train, indices.length, (i) => indices[i]!)
-            const x = tf.tensor(xs, [indices.length, ...opts.inputShape], 'float32')
-            const y = tf.oneHot(tf.tensor1d(ys, 'int32'), opts.numClasses)
-            const f = (...p: tf.Tensor[]): tf.Scalar => tf.losses.softmaxCrossEntropy(y, model.forward(p, x)) as tf.Scalar
-            const { value, grads } = tf.valueAndGrads(f)(params)
+            const x = T.tensor(xs, [indices.length, ...opts.inputShape], 'float32')
+            const y = T.oneHot(T.tensor1d(ys, 'int32'), opts.numClasses)
+            const f = (...p: tf.Tensor[]): tf.Scalar => T.losses.softmaxCrossEntropy(y, model.forward(p, x)) as tf.Scalar
+            const { value, grads } = T.valueAndGrads(f)(params)
             flatten(model, grads, out)
             return value.dataSync()[0]!
           })
@@ -542,6 +559,7 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
    * retries there.
    */
   const withFallback = async (attempt: () => void): Promise<void> => {
+    if (!gradientWithoutTf()) await loadTfPath()
     try {
       attempt()
     } catch (err) {
@@ -553,10 +571,12 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
       })
       // The cpu backend gets src/compute's kernels too (its stock Conv2DBackpropFilter takes
       // seconds per LeNet step); initialising it, then switching back, runs their setup.
+      const T = await ensureTfBackend()
+      const { registerFallbackKernels } = await import('../compute/index.ts')
       await registerFallbackKernels('cpu')
-      const previous = tf.getBackend()
-      await tf.setBackend('cpu')
-      await tf.setBackend(previous)
+      const previous = T.getBackend()
+      await T.setBackend('cpu')
+      await T.setBackend(previous)
       backend = 'cpu'
       attempt()
     }
@@ -739,6 +759,8 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
       // the parameter tensors once per evaluation, not per batch (26 LeNet members evaluating the
       // full test split made 4.2 GB of slices and copies into the backend, batch by batch)
       // (on the backend of the evaluation's start, as the batches: a step's fallback to 'cpu' meanwhile does not split them)
+      await loadTfPath()
+      const T = tfNow()
       const on = backend
       const params = onBackend(on, () => unflatten(model, snapshot))
       try {
@@ -746,13 +768,13 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
           if (evalOpts.signal?.aborted) throw new AbortError()
           const count = Math.min(evalBatchSize, n - start)
           const [c, l] = onBackend(on, () =>
-            tf.tidy(() => {
+            T.tidy(() => {
               const { xs, ys } = batchData(test, count, (i) => start + i)
-              const x = tf.tensor(xs, [count, ...opts.inputShape], 'float32')
-              const labels = tf.tensor1d(ys, 'int32')
+              const x = T.tensor(xs, [count, ...opts.inputShape], 'float32')
+              const labels = T.tensor1d(ys, 'int32')
               const logits = model.forward(params, x)
-              const lossSum = tf.losses.softmaxCrossEntropy(tf.oneHot(labels, opts.numClasses), logits, undefined, undefined, tf.Reduction.SUM)
-              const hits = tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), labels), 'int32'))
+              const lossSum = T.losses.softmaxCrossEntropy(T.oneHot(labels, opts.numClasses), logits, undefined, undefined, T.Reduction.SUM)
+              const hits = T.sum(T.cast(T.equal(T.argMax(logits, 1), labels), 'int32'))
               return [hits.dataSync()[0]!, lossSum.dataSync()[0]!] as [number, number]
             }),
           )

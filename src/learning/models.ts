@@ -21,9 +21,11 @@
  * kernels (limit √(6/(fan_in+fan_out)), fans as Keras computes them, Glorot & Bengio 2010),
  * zero biases — the Keras defaults the MoNNA reference models were trained with.
  */
+
+import type * as tf from '@tensorflow/tfjs'
 import { InvalidConfigError } from '../errors.ts'
 import { Rng } from '../rng.ts'
-import { tf } from './tf.ts'
+import { tfNow } from './tf-loader.ts'
 
 export type ModelSpec = { kind: 'logreg' } | { kind: 'linear' } | { kind: 'mlp'; hidden: number[] } | { kind: 'lenet' }
 
@@ -160,32 +162,33 @@ export function createModel(spec: ModelSpec, inputShape: number[], numClasses: n
     if (params.length !== slots.length) {
       throw new InvalidConfigError('params', `expected ${slots.length} parameter tensors, got ${params.length}`)
     }
+    const T = tfNow()
     let h: tf.Tensor = x
     let p = 0
     for (const layer of layers) {
       switch (layer.kind) {
         case 'flatten':
-          h = tf.reshape(h, [h.shape[0]!, -1])
+          h = T.reshape(h, [h.shape[0]!, -1])
           break
         case 'dense': {
           if (layer.bias === false) {
-            h = tf.matMul(h as tf.Tensor2D, params[p] as tf.Tensor2D)
+            h = T.matMul(h as tf.Tensor2D, params[p] as tf.Tensor2D)
             p += 1
             break
           }
-          const z = tf.add(tf.matMul(h as tf.Tensor2D, params[p] as tf.Tensor2D), params[p + 1]!)
+          const z = T.add(T.matMul(h as tf.Tensor2D, params[p] as tf.Tensor2D), params[p + 1]!)
           p += 2
-          h = layer.relu ? tf.relu(z) : z
+          h = layer.relu ? T.relu(z) : z
           break
         }
         case 'conv': {
-          const z = tf.add(tf.conv2d(h as tf.Tensor4D, params[p] as tf.Tensor4D, 1, 'valid'), params[p + 1]!)
+          const z = T.add(T.conv2d(h as tf.Tensor4D, params[p] as tf.Tensor4D, 1, 'valid'), params[p + 1]!)
           p += 2
-          h = layer.relu ? tf.relu(z) : z
+          h = layer.relu ? T.relu(z) : z
           break
         }
         case 'maxpool':
-          h = tf.maxPool(h as tf.Tensor4D, layer.size, layer.size, 'valid')
+          h = T.maxPool(h as tf.Tensor4D, layer.size, layer.size, 'valid')
           break
       }
     }
@@ -256,7 +259,8 @@ export function unflatten(model: Model, theta: Float32Array): tf.Tensor[] {
   if (theta.length !== model.dim) {
     throw new InvalidConfigError('theta', `expected ${model.dim} parameters, got ${theta.length}`)
   }
-  return model.slots.map((slot) => tf.tensor(theta.slice(slot.offset, slot.offset + slot.size), slot.shape, 'float32'))
+  const T = tfNow()
+  return model.slots.map((slot) => T.tensor(theta.slice(slot.offset, slot.offset + slot.size), slot.shape, 'float32'))
 }
 
 /** The flat θ of a list of parameter tensors in slot order (reads them synchronously). */

@@ -276,7 +276,8 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
   try {
     // ---- learning: backend, data shard, learner (θ₀ from the swarm seed)
     const learning = await import('../learning/index.ts')
-    const backend = await learning.initBackend({ backend: opts.backend ?? 'auto', ...(opts.threads !== undefined ? { threads: opts.threads } : {}) })
+    // tfjs and its wasm module only if a model needs them (not where the native kernels compute it)
+    const backend = await learning.initBackend({ backend: opts.backend ?? 'auto', deferLoading: true, ...(opts.threads !== undefined ? { threads: opts.threads } : {}) })
     log.debug('backend ready', { backend: backend.name })
     // a member's shard: its index among the members of the epoch it joined in (the swarm file for founders)
     const pick = (labels: Int32Array, numClasses: number): Int32Array =>

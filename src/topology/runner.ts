@@ -360,7 +360,7 @@ async function runInProcess(
   const nodes: SwarmNode[] = []
   // one copy of the data set for every member
   const learning = await import('../learning/index.ts')
-  await learning.initBackend({ backend: s.runtime.backend, ...(s.runtime.threads === undefined ? {} : { threads: s.runtime.threads }) })
+  await learning.initBackend({ backend: s.runtime.backend, deferLoading: true, ...(s.runtime.threads === undefined ? {} : { threads: s.runtime.threads }) })
   const datasets = {
     train: await learning.loadDataset(s.task.dataset, 'train', { signal }),
     test: await learning.loadDataset(s.task.dataset, 'test', { signal }),

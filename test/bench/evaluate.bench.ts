@@ -12,7 +12,8 @@ import { readFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
 import '@tensorflow/tfjs-backend-wasm'
 import { nativeAvailable, nativeStatus, registerFallbackKernels, setNativeEnabled } from '../../src/compute/index.ts'
-import { createLearner, loadShard, partition, tf } from '../../src/learning/index.ts'
+import { createLearner, loadShard, partition } from '../../src/learning/index.ts'
+import { tf } from '../../src/learning/tf.ts'
 
 const machine = { cpu: cpus()[0]?.model.replace(/\s+\d+-Core Processor/, '').trim(), cores: cpus().length, node: process.version }
 type Case = 'native' | 'tfjs-wasm'

@@ -16,7 +16,7 @@
  * tfjs cases after them start with tfjs's code less warmed up than they used to.
  */
 import os from 'node:os'
-import * as tf from '@tensorflow/tfjs'
+import { tf } from '../../src/learning/tf.ts'
 import '@tensorflow/tfjs-backend-wasm'
 import { nativeAvailable, nativeStatus, registerFallbackKernels, setNativeEnabled, unregisterFallbackKernels } from '../../src/compute/index.ts'
 import * as learning from '../../src/learning/index.ts'

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import * as tf from '@tensorflow/tfjs'
+import { tf } from '../../../src/learning/tf.ts'
 import '@tensorflow/tfjs-backend-wasm'
 import { kernelThreads, nativeAvailable, nativeStatus, registerFallbackKernels, setNativeEnabled, unregisterFallbackKernels } from '../../../src/compute/index.ts'
 import { MIN_SPLIT_MACS, setSplitThreshold } from '../../../src/compute/threads.ts'

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict'
 import { before, describe, it } from 'node:test'
 import { InvalidConfigError } from '../../../src/errors.ts'
 import type { Dataset, LearnerOptions, ModelSpec } from '../../../src/learning/index.ts'
-import { createLearner, initBackend, learningRate, loadDataset, tf } from '../../../src/learning/index.ts'
+import { createLearner, initBackend, learningRate, loadDataset } from '../../../src/learning/index.ts'
+import { tf } from '../../../src/learning/tf.ts'
 
 /** A tiny fixed data set: 6 examples, 3 features, 3 classes. */
 const tiny: Dataset = {

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict'
 import { before, describe, it } from 'node:test'
 import { InvalidConfigError } from '../../../src/errors.ts'
 import type { ModelSpec } from '../../../src/learning/index.ts'
-import { createModel, flatten, initBackend, initParams, paramCount, tf, unflatten } from '../../../src/learning/index.ts'
+import { createModel, flatten, initBackend, initParams, paramCount, unflatten } from '../../../src/learning/index.ts'
+import { tf } from '../../../src/learning/tf.ts'
 
 function bytesOf(a: Float32Array): Buffer {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength)
