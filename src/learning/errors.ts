@@ -33,6 +33,14 @@ export class BackendUnavailableError extends MonnaError {
   }
 }
 
+/** Tensors were asked for before TensorFlow.js was loaded (it loads on demand: `await loadTf()`). */
+export class TfNotLoadedError extends MonnaError {
+  override name = 'TfNotLoadedError'
+  constructor() {
+    super('TensorFlow.js is not loaded yet: await loadTf() (monna/learning) before using tensors')
+  }
+}
+
 /** A gradient had a NaN or infinite coordinate (diverged training or a broken model); nothing was applied. */
 export class NonFiniteGradientError extends MonnaError {
   override name = 'NonFiniteGradientError'

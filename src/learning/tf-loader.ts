@@ -6,6 +6,7 @@
  * synchronous code that runs only after something loaded it.
  */
 import type * as TF from '@tensorflow/tfjs'
+import { TfNotLoadedError } from './errors.ts'
 
 let current: typeof TF | undefined
 
@@ -19,9 +20,9 @@ export function tfIfLoaded(): typeof TF | undefined {
   return current
 }
 
-/** tfjs, for code that runs only once it is loaded (tensors in hand, or after `loadTf`). */
+/** tfjs, for code that runs only once it is loaded (tensors in hand, or after `loadTf`); else throws `TfNotLoadedError`. */
 export function tfNow(): typeof TF {
-  if (current === undefined) throw new Error('TensorFlow.js is not loaded yet: await loadTf() (src/learning/tf-loader.ts) before using tensors')
+  if (current === undefined) throw new TfNotLoadedError()
   return current
 }
 

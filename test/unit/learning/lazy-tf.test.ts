@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { nativeAvailable, nativeStatus, setNativeEnabled } from '../../../src/compute/native.ts'
 import type { Dataset, LearnerOptions } from '../../../src/learning/index.ts'
-import { backendReady, createLearner, initBackend, tfIfLoaded } from '../../../src/learning/index.ts'
+import { backendReady, createLearner, createModel, initBackend, initParams, TfNotLoadedError, tfIfLoaded, unflatten } from '../../../src/learning/index.ts'
 import { memoryLogger } from '../../../src/logger.ts'
 import { Rng } from '../../../src/rng.ts'
 
@@ -78,11 +78,13 @@ describe('TensorFlow.js loaded on demand', () => {
     assert.ok(logger.records.some((e) => e.msg === 'compute backend ready' && e.fields?.tfjs !== undefined))
   })
 
-  it('an explicit cpu choice is deferred too', async () => {
+  it('an explicit cpu choice is deferred too; tensors asked for before tfjs is loaded are a typed error', async () => {
     const info = await initBackend({ backend: 'cpu', deferLoading: true })
     assert.deepEqual([info.name, info.deferred], ['cpu', true])
     const r = await run(lenet({ initSeed: 'cpu' }))
     assert.ok(r.halfSteps.every((h) => h.every(Number.isFinite)))
+    const model = createModel({ kind: 'lenet' }, [28, 28, 1], 10)
+    assert.throws(() => unflatten(model, initParams(model, 'x')), TfNotLoadedError)
     assert.equal(tfjsImported(), false)
   })
 
