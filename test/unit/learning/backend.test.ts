@@ -2,24 +2,11 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { nativeAvailable, setNativeEnabled } from '../../../src/compute/index.ts'
 import { InvalidConfigError } from '../../../src/errors.ts'
-import type { Dataset, LearnerOptions } from '../../../src/learning/index.ts'
+import type { LearnerOptions } from '../../../src/learning/index.ts'
 import { BackendUnavailableError, createLearner, initBackend } from '../../../src/learning/index.ts'
 import { tf } from '../../../src/learning/tf.ts'
 import { memoryLogger } from '../../../src/logger.ts'
-import { Rng } from '../../../src/rng.ts'
-
-/** A few random 28×28×1 "images" (LeNet shape) — enough to exercise its gradient. */
-function images(n: number): Dataset {
-  const rng = new Rng('images')
-  return {
-    name: 'random-images',
-    x: Float32Array.from({ length: n * 784 }, () => rng.next()),
-    y: Int32Array.from({ length: n }, (_, i) => i % 10),
-    n,
-    exampleShape: [28, 28, 1],
-    numClasses: 10,
-  }
-}
+import { randomImages as images } from '../../support/images.ts'
 
 function lenetOptions(over: Partial<LearnerOptions> = {}): LearnerOptions {
   return {

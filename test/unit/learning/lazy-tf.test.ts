@@ -6,22 +6,10 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { nativeAvailable, nativeStatus, setNativeEnabled } from '../../../src/compute/native.ts'
-import type { Dataset, LearnerOptions } from '../../../src/learning/index.ts'
+import type { LearnerOptions } from '../../../src/learning/index.ts'
 import { backendReady, createLearner, createModel, initBackend, initParams, TfNotLoadedError, tfIfLoaded, unflatten } from '../../../src/learning/index.ts'
 import { memoryLogger } from '../../../src/logger.ts'
-import { Rng } from '../../../src/rng.ts'
-
-function images(n: number, seed: string): Dataset {
-  const rng = new Rng(seed)
-  return {
-    name: 'random-images',
-    x: Float32Array.from({ length: n * 784 }, () => rng.next()),
-    y: Int32Array.from({ length: n }, (_, i) => i % 10),
-    n,
-    exampleShape: [28, 28, 1],
-    numClasses: 10,
-  }
-}
+import { randomImages as images } from '../../support/images.ts'
 
 const lenet = (over: Partial<LearnerOptions> = {}): LearnerOptions => ({
   model: { kind: 'lenet' },

@@ -307,41 +307,40 @@ test('lean and library Noise encrypters talk to each other over TCP both ways: e
   else assert.ok(noiseCryptoStats.inPlace - inPlaceBefore > 4 * 26, `${noiseCryptoStats.inPlace - inPlaceBefore} messages decrypted in place`)
 })
 
+/** `crypto` with its decryptions counted: all of them, and those asked to decrypt in place. */
+function watchDecryption(crypto: typeof noiseCrypto): { crypto: typeof noiseCrypto; calls: number; inPlace: number } {
+  const w = {
+    calls: 0,
+    inPlace: 0,
+    crypto: {
+      ...crypto,
+      chaCha20Poly1305Decrypt: (...a: Parameters<typeof crypto.chaCha20Poly1305Decrypt>) => {
+        w.calls++
+        if (a[4] === IN_PLACE) w.inPlace++
+        return crypto.chaCha20Poly1305Decrypt(...a)
+      },
+    },
+  }
+  return w
+}
+
 test('a lean reader with another crypto than monna\'s never asks it to decrypt in place, and reads every byte', async () => {
   const rng = new Rng(SEED + 2)
-  let calls = 0
-  let given = 0
+  // the library's default crypto at the lean end: IN_PLACE means nothing to it
+  const other = watchDecryption(defaultCrypto)
   // monna's crypto at the library's end, watched too (the process-wide counters also move with
   // other tests' nodes, still exchanging short messages)
-  let libraryCalls = 0
-  let libraryGiven = 0
-  const watchedOurs = {
-    ...noiseCrypto,
-    chaCha20Poly1305Decrypt: (...a: Parameters<typeof noiseCrypto.chaCha20Poly1305Decrypt>) => {
-      libraryCalls++
-      if (a[4] === IN_PLACE) libraryGiven++
-      return noiseCrypto.chaCha20Poly1305Decrypt(...a)
-    },
-  }
-  // the library's default crypto, watched: IN_PLACE means nothing to it
-  const watched = {
-    ...defaultCrypto,
-    chaCha20Poly1305Decrypt: (...a: Parameters<typeof defaultCrypto.chaCha20Poly1305Decrypt>) => {
-      calls++
-      if (a[4] === IN_PLACE) given++
-      return defaultCrypto.chaCha20Poly1305Decrypt(...a)
-    },
-  }
-  const [lean, library] = await Promise.all([plainNode(true, watched), plainNode(false, watchedOurs)])
+  const ours = watchDecryption(noiseCrypto)
+  const [lean, library] = await Promise.all([plainNode(true, other.crypto), plainNode(false, ours.crypto)])
   await lean.dial(library.getMultiaddrs()[0]!)
   const payload = randomBytes(300_000)
   const echoed = await roundTrip(lean, library, PROTOCOL, payload, rng)
   assert.ok(Buffer.from(echoed).equals(payload))
-  assert.ok(calls > 4, `${calls} decryptions by the watched crypto`)
-  assert.equal(given, 0)
+  assert.ok(other.calls > 4, `${other.calls} decryptions by the watched crypto`)
+  assert.equal(other.inPlace, 0)
   // the library end (noiseCrypto, no IN_PLACE from the library's reading) decrypted into fresh buffers
-  assert.ok(libraryCalls > 4, `${libraryCalls} decryptions at the library's end`)
-  assert.equal(libraryGiven, 0)
+  assert.ok(ours.calls > 4, `${ours.calls} decryptions at the library's end`)
+  assert.equal(ours.inPlace, 0)
 })
 
 test("a member's node reads its TCP connections the lean way", async () => {
