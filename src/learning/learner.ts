@@ -504,8 +504,10 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
     }
   }
 
+  /** The native kernels where they serve this learner now (built and enabled, a layer spec, wasm or cpu). */
+  const nativeNow = () => (layerSpec !== undefined && (backend === 'wasm' || backend === 'cpu') ? nativeKernels() : undefined)
   /** Whether `gradients` runs without tfjs now: `linear`, or the native kernels serving this backend. */
-  const gradientWithoutTf = (): boolean => isLinear || (nativeKernels()?.modelGradient !== undefined && layerSpec !== undefined && (backend === 'wasm' || backend === 'cpu'))
+  const gradientWithoutTf = (): boolean => isLinear || nativeNow()?.modelGradient !== undefined
   /**
    * Loads tfjs for this learner's tfjs path (and applies a deferred backend choice: backend.ts);
    * if that choice could not be honoured (wasm failing over to cpu), the learner follows tfjs's.
@@ -524,8 +526,8 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
       for (const indices of groups) each(linearGradient(indices, out))
       return
     }
-    const N = nativeKernels()
-    if (N?.modelGradient !== undefined && layerSpec !== undefined && (backend === 'wasm' || backend === 'cpu')) {
+    const N = nativeNow()
+    if (N?.modelGradient !== undefined && layerSpec !== undefined) {
       for (const indices of groups) {
         const { xs, ys } = batchData(train, indices.length, (i) => indices[i]!)
         each(N.modelGradient(layerSpec, theta, xs, ys, out))
@@ -742,8 +744,8 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
       // tensors, and tfjs's wasm heap does not grow to an evaluation batch's activations. Batches
       // no larger than the training's, so the kernels' scratch (kept for the next call) does not
       // grow past what the steps use either.
-      const N = nativeKernels()
-      if (N?.modelEvaluate !== undefined && layerSpec !== undefined && (backend === 'wasm' || backend === 'cpu')) {
+      const N = nativeNow()
+      if (N?.modelEvaluate !== undefined && layerSpec !== undefined) {
         const per = Math.min(evalBatchSize, opts.batchSize)
         for (let start = 0; start < n; start += per) {
           if (evalOpts.signal?.aborted) throw new AbortError()

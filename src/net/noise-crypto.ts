@@ -106,20 +106,18 @@ export const noiseCrypto: ICryptoInterface = {
     // a destination is for this one call, whatever it does
     const dst = sealTarget
     sealTarget = undefined
-    if (plaintext.byteLength < SMALL) {
-      const native = nativeChacha()
-      if (native === undefined) return defaultCrypto.chaCha20Poly1305Encrypt(plaintext, nonce, ad, k)
-      const out = new Uint8Array(plaintext.byteLength + TAG)
+    // with the addon: a short message into a fresh buffer, a longer one into a destination of its size
+    const short = plaintext.byteLength < SMALL
+    const into = !short && dst !== undefined && dst.byteLength === plaintext.byteLength + TAG ? dst : undefined
+    const native = short || into !== undefined ? nativeChacha() : undefined
+    if (native !== undefined) {
+      const out = into ?? new Uint8Array(plaintext.byteLength + TAG)
       native.chachaSealInto(k, nonce, ad, plaintext instanceof Uint8Array ? [plaintext] : [...plaintext], out)
-      noiseCryptoStats.sealedShort++
+      if (into === undefined) noiseCryptoStats.sealedShort++
+      else noiseCryptoStats.sealedInto++
       return out
     }
-    const native = dst !== undefined && dst.byteLength === plaintext.byteLength + TAG ? nativeChacha() : undefined
-    if (native !== undefined && dst !== undefined) {
-      native.chachaSealInto(k, nonce, ad, plaintext instanceof Uint8Array ? [plaintext] : [...plaintext], dst)
-      noiseCryptoStats.sealedInto++
-      return dst
-    }
+    if (short) return defaultCrypto.chaCha20Poly1305Encrypt(plaintext, nonce, ad, k)
     const cipher = createCipheriv(CHACHA, keyObject(k), nonce, { authTagLength: TAG })
     cipher.setAAD(ad, { plaintextLength: plaintext.byteLength })
     const out = new Uint8ArrayList()
