@@ -282,11 +282,14 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
     // a member's shard: its index among the members of the epoch it joined in (the swarm file for founders)
     const pick = (labels: Int32Array, numClasses: number): Int32Array =>
       learning.partition(labels, numClasses, startEpoch.members.length, task.partition, swarm.seed)[index]!
-    // pre-loaded sets are shared (in-process swarms); alone, a member keeps only its shard of the train split
+    // pre-loaded sets are shared (in-process swarms); alone, a member keeps only its shard of the
+    // train split, and of the test split the examples its evaluations between the last read (the
+    // final one reads the whole split again: `fullTest`)
+    const shared = opts.datasets
     const loaded =
-      opts.datasets === undefined
-        ? await learning.loadShard(task.dataset, pick, { signal })
-        : { shard: learning.subset(opts.datasets.train, pick(opts.datasets.train.y, opts.datasets.train.numClasses)), test: opts.datasets.test }
+      shared === undefined
+        ? await learning.loadShard(task.dataset, pick, { signal, testRows: task.evalExamples })
+        : { shard: learning.subset(shared.train, pick(shared.train.y, shared.train.numClasses)), test: shared.test, fullTest: async () => shared.test }
     const test = loaded.test
     let shard = loaded.shard
     if (opts.labelFlip === true) shard = learning.flipLabels(shard)
@@ -593,7 +596,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       ...(swarm.timing.waitAllMs !== undefined ? { waitAllMs: swarm.timing.waitAllMs } : {}),
       roundWindow: swarm.timing.roundWindow,
       evalEvery: task.evalEvery,
-      evaluate: async ({ final }) => learner.evaluate(test, final ? {} : { maxExamples: task.evalExamples }),
+      evaluate: async ({ final }) => (final ? learner.evaluate(await loaded.fullTest(signal === undefined ? {} : { signal })) : learner.evaluate(test, { maxExamples: task.evalExamples })),
       ...(opts.behaviour !== undefined ? { behaviour: opts.behaviour } : {}),
       ...(adversary !== undefined ? { adversary } : {}),
       ...(accountant !== undefined ? { privacy: { accountant, delta: privacyDelta } } : {}),
