@@ -157,16 +157,17 @@ export function byteDataset(d: Omit<Dataset, 'x' | 'pixels'>, pixels: Uint8Array
  *
  * `testRows` (a member alone in its process, whose evaluations between the last read the first
  * `evalExamples` examples): of the files' test split only its first `testRows` examples are kept,
- * and the split is not cached; `fullTest()` reads the whole split again when it is needed (the
- * final evaluation) and lets it go after. MNIST: 0.8 MB held through the rounds instead of 7.8 MB.
- * Without it, or where the test split comes from the cache or a generator, `test` is the whole
- * split and `fullTest()` returns it.
+ * and the split is not cached; `testChunks()` reads the whole split again when it is needed (the
+ * final evaluation), `testRows` examples at a time, each let go before the next is read. MNIST:
+ * 0.8 MB held through the rounds and the final evaluation instead of 7.8 MB. Without it, or
+ * where the test split comes from the cache or a generator, `test` is the whole split and
+ * `testChunks()` yields it alone.
  */
 export async function loadShard(
   spec: DatasetSpec,
   pick: (labels: Int32Array, numClasses: number) => ArrayLike<number>,
   opts: { signal?: AbortSignal; testRows?: number } = {},
-): Promise<{ shard: Dataset; test: Dataset; fullTest: (o?: { signal?: AbortSignal }) => Promise<Dataset> }> {
+): Promise<{ shard: Dataset; test: Dataset; testChunks: (o?: { signal?: AbortSignal }) => AsyncGenerator<Dataset> }> {
   validateDatasetSpec(spec)
   const key = stableKey(spec)
   const { testRows } = opts
@@ -174,7 +175,7 @@ export async function loadShard(
   if (cache.has(key) || (spec.kind !== 'mnist' && spec.kind !== 'idx')) {
     const train = await loadDataset(spec, 'train', opts)
     const test = await loadDataset(spec, 'test', opts)
-    return { shard: subset(train, pick(train.y, train.numClasses)), test, fullTest: async () => test }
+    return { shard: subset(train, pick(train.y, train.numClasses)), test, testChunks: whole(test) }
   }
   if (opts.signal?.aborted) throw new AbortError()
   const files = spec.kind === 'mnist' ? mnistFiles() : spec
@@ -223,21 +224,39 @@ export async function loadShard(
     return byteDataset({ name: spec.kind === 'mnist' ? 'mnist/test' : `idx:${spec.testImages}`, y: n === raw.n ? raw.y : raw.y.slice(0, n), n, exampleShape: raw.exampleShape, numClasses }, pixels)
   }
   const test = testOf(testRaw, Math.min(testRaw.n, testRows ?? testRaw.n))
-  if (test.n === testRaw.n) return { shard, test, fullTest: async () => test }
-  const fullTest = async (o: { signal?: AbortSignal } = {}): Promise<Dataset> => {
+  if (test.n === testRaw.n) return { shard, test, testChunks: whole(test) }
+  const total = testRaw.n
+  const size = prod(testRaw.exampleShape)
+  const changed = (detail: string): CorruptDatasetError => new CorruptDatasetError(files.testImages, 'mismatch', `the test split changed since this member loaded it (${detail})`)
+  async function* testChunks(o: { signal?: AbortSignal } = {}): AsyncGenerator<Dataset> {
     if (o.signal?.aborted) throw new AbortError()
-    const raw = await readIdxPairBytes(files.testImages, files.testLabels, o)
-    // the same split as at the start, or a clear error (not an evaluation on other data)
-    const size = prod(test.exampleShape)
-    const same =
-      raw.n === testRaw.n &&
-      prod(raw.exampleShape) === size &&
-      bytesEqual(raw.pixels.subarray(0, test.n * size), test.pixels!) &&
-      raw.y.subarray(0, test.n).every((v, i) => v === test.y[i])
-    if (!same) throw new CorruptDatasetError(files.testImages, 'mismatch', `the test split changed since this member loaded it (${testRaw.n} examples then, ${raw.n} now, or other values)`)
-    return testOf(raw, raw.n)
+    const labelsNow = await readIdx(files.testLabels, { ...o, expectDims: 1 })
+    const yAll = Int32Array.from(labelsNow.data)
+    if (yAll.length !== total) throw changed(`${total} examples then, ${yAll.length} labels now`)
+    if (!yAll.subarray(0, test.n).every((v, i) => v === test.y[i])) throw changed('other labels')
+    for (let from = 0; from < total; from += test.n) {
+      const to = Math.min(total, from + test.n)
+      const rows = await readIdxRows(
+        files.testImages,
+        (dims) => {
+          if (dims[0] !== total || dims.slice(1).reduce((a, b) => a * b, 1) !== size) throw changed(`images [${dims.join(', ')}] now`)
+          return Int32Array.from({ length: to - from }, (_, i) => from + i)
+        },
+        o,
+      )
+      // the same split as at the start, or a clear error (not an evaluation on other data)
+      if (from === 0 && !bytesEqual(rows.data, test.pixels!)) throw changed('other images')
+      yield byteDataset({ name: test.name, y: yAll.slice(from, to), n: to - from, exampleShape: test.exampleShape, numClasses }, rows.data)
+    }
   }
-  return { shard, test, fullTest }
+  return { shard, test, testChunks }
+}
+
+/** `testChunks` of a test split held whole: the split itself, once. */
+function whole(test: Dataset): () => AsyncGenerator<Dataset> {
+  return async function* () {
+    yield test
+  }
 }
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {

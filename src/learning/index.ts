@@ -10,7 +10,7 @@ export { BackendUnavailableError, CorruptDatasetError, DatasetNotFoundError, TfN
 export type { IdxArray } from './idx.ts'
 export { maxIdxBytes, pixelsToFloat, readIdx, readIdxPair, readIdxPairBytes, readIdxRows } from './idx.ts'
 export type { EvaluationResult, Learner, LearnerOptions, LearnerRngState, PreconditionOptions, PrivacyHook, StepResult } from './learner.ts'
-export { createLearner, defaultLearnerOptions, validateLearnerOptions } from './learner.ts'
+export { createLearner, defaultLearnerOptions, evaluateChunks, validateLearnerOptions } from './learner.ts'
 export type { Model, ModelSpec, ParamSlot } from './models.ts'
 export { createModel, flatten, initParams, paramCount, unflatten } from './models.ts'
 export type { PartitionSpec } from './partition.ts'

@@ -136,6 +136,32 @@ export interface EvaluationResult {
   distance?: number
 }
 
+/**
+ * One evaluation over a data set read in parts (`loadShard`'s `testChunks`): the share of
+ * examples right and the mean loss over all of them, as one evaluation of the whole would give
+ * them (the loss up to the rounding of its sums). A single part is evaluated as it is, so a
+ * `linear` task's R² and a known θ*'s distance come through unchanged; parts of several are
+ * classification splits, whose accuracy is a share of examples.
+ */
+export async function evaluateChunks(learner: Pick<Learner, 'evaluate'>, chunks: AsyncIterable<Dataset>, opts: { signal?: AbortSignal } = {}): Promise<EvaluationResult> {
+  let first: EvaluationResult | undefined
+  let parts = 0
+  let n = 0
+  let correct = 0
+  let lossSum = 0
+  for await (const chunk of chunks) {
+    const e = await learner.evaluate(chunk, opts)
+    if (parts++ === 0) first = e
+    n += chunk.n
+    // accuracy is correct / n: the count back, exactly
+    correct += Math.round(e.accuracy * chunk.n)
+    lossSum += e.loss * chunk.n
+  }
+  if (first === undefined) throw new InvalidConfigError('test', 'the test split has no examples')
+  if (parts === 1) return first
+  return { accuracy: correct / n, loss: lossSum / n }
+}
+
 export interface LearnerRngState {
   batch: RngState
   noise: RngState

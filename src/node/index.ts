@@ -284,12 +284,12 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       learning.partition(labels, numClasses, startEpoch.members.length, task.partition, swarm.seed)[index]!
     // pre-loaded sets are shared (in-process swarms); alone, a member keeps only its shard of the
     // train split, and of the test split the examples its evaluations between the last read (the
-    // final one reads the whole split again: `fullTest`)
+    // final one reads the whole split again, part by part: `testChunks`)
     const shared = opts.datasets
     const loaded =
       shared === undefined
         ? await learning.loadShard(task.dataset, pick, { signal, testRows: task.evalExamples })
-        : { shard: learning.subset(shared.train, pick(shared.train.y, shared.train.numClasses)), test: shared.test, fullTest: async () => shared.test }
+        : { shard: learning.subset(shared.train, pick(shared.train.y, shared.train.numClasses)), test: shared.test, testChunks: async function* () { yield shared.test } }
     const test = loaded.test
     let shard = loaded.shard
     if (opts.labelFlip === true) shard = learning.flipLabels(shard)
@@ -596,7 +596,11 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
       ...(swarm.timing.waitAllMs !== undefined ? { waitAllMs: swarm.timing.waitAllMs } : {}),
       roundWindow: swarm.timing.roundWindow,
       evalEvery: task.evalEvery,
-      evaluate: async ({ final }) => (final ? learner.evaluate(await loaded.fullTest(signal === undefined ? {} : { signal })) : learner.evaluate(test, { maxExamples: task.evalExamples })),
+      // the final evaluation on the whole test split, read again part by part (a member holds its first evalExamples only)
+      evaluate: async ({ final }) => {
+        const o = signal === undefined ? {} : { signal }
+        return final ? learning.evaluateChunks(learner, loaded.testChunks(o), o) : learner.evaluate(test, { maxExamples: task.evalExamples })
+      },
       ...(opts.behaviour !== undefined ? { behaviour: opts.behaviour } : {}),
       ...(adversary !== undefined ? { adversary } : {}),
       ...(accountant !== undefined ? { privacy: { accountant, delta: privacyDelta } } : {}),

@@ -25,6 +25,12 @@ function idx(dims: number[], data: Uint8Array, magic = [0, 0, 0x08, dims.length]
   return out
 }
 
+async function chunks(parts: AsyncIterable<Dataset>): Promise<Dataset[]> {
+  const out: Dataset[] = []
+  for await (const p of parts) out.push(p)
+  return out
+}
+
 describe('data sets', () => {
   let dir: string
   before(async () => {
@@ -108,43 +114,47 @@ describe('data sets', () => {
     assert.deepEqual(cached.shard, asFloat(lean.shard))
   })
 
-  it("loadShard with testRows: only the test split's first rows held, the whole split read again by fullTest, as without it", async () => {
+  it("loadShard with testRows: only the test split's first rows held, the whole split read again part by part by testChunks, as without it", async () => {
     clearDatasetCache()
     const pick = (labels: Int32Array, k: number): Int32Array => partition(labels, k, 26, { scheme: 'dirichlet', alpha: 1 }, 1)[5]!
-    const lean = await loadShard({ kind: 'mnist' }, pick, { testRows: 1000 })
-    assert.equal(lean.test.n, 1000)
-    assert.equal(lean.test.pixels!.byteLength, 1000 * 784)
+    const lean = await loadShard({ kind: 'mnist' }, pick, { testRows: 3000 })
+    assert.equal(lean.test.n, 3000)
+    assert.equal(lean.test.pixels!.byteLength, 3000 * 784)
     // its own copy of the rows: not a view that would keep the whole split's buffer alive
-    assert.equal(lean.test.pixels!.buffer.byteLength, 1000 * 784)
+    assert.equal(lean.test.pixels!.buffer.byteLength, 3000 * 784)
     clearDatasetCache()
     const whole = await loadShard({ kind: 'mnist' }, pick)
     assert.equal(whole.test.n, 10_000)
     assert.deepEqual(lean.shard, whole.shard)
-    assert.deepEqual(Array.from(lean.test.y), Array.from(whole.test.y.subarray(0, 1000)))
-    assert.ok(Buffer.from(lean.test.pixels!).equals(whole.test.pixels!.subarray(0, 1000 * 784)))
+    assert.deepEqual(Array.from(lean.test.y), Array.from(whole.test.y.subarray(0, 3000)))
+    assert.ok(Buffer.from(lean.test.pixels!).equals(whole.test.pixels!.subarray(0, 3000 * 784)))
     assert.equal(lean.test.numClasses, whole.test.numClasses)
     assert.equal(lean.test.name, whole.test.name)
-    // the whole split again, read from the files each time (nothing kept in between)
-    const a = await lean.fullTest()
-    const b = await lean.fullTest()
-    assert.notEqual(a.pixels, b.pixels)
-    for (const full of [a, b]) {
-      assert.equal(full.n, 10_000)
-      assert.ok(Buffer.from(full.pixels!).equals(whole.test.pixels!))
-      assert.deepEqual(Array.from(full.y), Array.from(whole.test.y))
-      assert.equal(full.numClasses, whole.test.numClasses)
+    // the whole split again, read from the files each time, 3000 examples at a time
+    for (let pass = 0; pass < 2; pass++) {
+      const parts = await chunks(lean.testChunks())
+      assert.deepEqual(parts.map((p) => p.n), [3000, 3000, 3000, 1000])
+      assert.ok(Buffer.concat(parts.map((p) => p.pixels!)).equals(whole.test.pixels!))
+      assert.deepEqual(parts.flatMap((p) => Array.from(p.y)), Array.from(whole.test.y))
+      for (const p of parts) {
+        assert.equal(p.numClasses, whole.test.numClasses)
+        assert.deepEqual(p.exampleShape, whole.test.exampleShape)
+        assert.notEqual(p.pixels, lean.test.pixels)
+      }
     }
-    // without testRows, fullTest is the split it returned
-    assert.equal(await whole.fullTest(), whole.test)
+    // without testRows, the split it returned, whole
+    const own = await chunks(whole.testChunks())
+    assert.equal(own.length, 1)
+    assert.equal(own[0], whole.test)
     const controller = new AbortController()
     controller.abort()
-    await assert.rejects(lean.fullTest({ signal: controller.signal }), AbortError)
+    await assert.rejects(chunks(lean.testChunks({ signal: controller.signal })), AbortError)
     await assert.rejects(loadShard({ kind: 'mnist' }, pick, { testRows: 0 }), InvalidConfigError)
     await assert.rejects(loadShard({ kind: 'mnist' }, pick, { testRows: 1.5 }), InvalidConfigError)
     clearDatasetCache()
   })
 
-  it('loadShard with testRows on IDX files: a split no longer than testRows is whole; fullTest refuses a test split changed on disk', async () => {
+  it('loadShard with testRows on IDX files: a split no longer than testRows is whole; testChunks refuses a test split changed on disk', async () => {
     const images = await file('rows-images', idx([2, 2, 2], Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8])))
     const labels = await file('rows-labels', idx([2], Uint8Array.from([0, 1])))
     const testPixels = Uint8Array.from([10, 11, 12, 13, 20, 21, 22, 23, 30, 31, 32, 33])
@@ -154,27 +164,32 @@ describe('data sets', () => {
     clearDatasetCache()
     const all = await loadShard(spec, () => [0, 1], { testRows: 3 })
     assert.equal(all.test.n, 3)
-    assert.equal(await all.fullTest(), all.test)
+    assert.deepEqual(await chunks(all.testChunks()), [all.test])
     const some = await loadShard(spec, () => [0, 1], { testRows: 2 })
     assert.deepEqual(Array.from(some.test.pixels!), [10, 11, 12, 13, 20, 21, 22, 23])
     assert.deepEqual(Array.from(some.test.y), [1, 0])
-    assert.deepEqual(Array.from((await some.fullTest()).pixels!), Array.from(testPixels))
+    const read = async (): Promise<number[][]> => (await chunks(some.testChunks())).map((p) => [...p.pixels!, ...p.y])
+    assert.deepEqual(await read(), [
+      [10, 11, 12, 13, 20, 21, 22, 23, 1, 0],
+      [30, 31, 32, 33, 1],
+    ])
     const changed = (e: unknown): boolean => e instanceof CorruptDatasetError && e.reason === 'mismatch' && /changed since this member loaded it/.test(e.message)
     // a kept row changed
     await writeFile(testImages, idx([3, 2, 2], Uint8Array.from([10, 11, 12, 13, 20, 21, 22, 99, 30, 31, 32, 33])))
-    await assert.rejects(some.fullTest(), changed)
+    await assert.rejects(read(), changed)
     // a kept label changed
     await writeFile(testImages, idx([3, 2, 2], testPixels))
     await writeFile(testLabels, idx([3], Uint8Array.from([1, 1, 1])))
-    await assert.rejects(some.fullTest(), changed)
-    // more examples than there were
-    await writeFile(testImages, idx([4, 2, 2], Uint8Array.from([...testPixels, 40, 41, 42, 43])))
+    await assert.rejects(read(), changed)
+    // more examples than there were (labels and images)
     await writeFile(testLabels, idx([4], Uint8Array.from([1, 0, 1, 0])))
-    await assert.rejects(some.fullTest(), changed)
+    await assert.rejects(read(), changed)
+    await writeFile(testLabels, idx([3], Uint8Array.from([1, 0, 1])))
+    await writeFile(testImages, idx([4, 2, 2], Uint8Array.from([...testPixels, 40, 41, 42, 43])))
+    await assert.rejects(read(), changed)
     // as it was: read again
     await writeFile(testImages, idx([3, 2, 2], testPixels))
-    await writeFile(testLabels, idx([3], Uint8Array.from([1, 0, 1])))
-    assert.deepEqual(Array.from((await some.fullTest()).y), [1, 0, 1])
+    assert.equal((await read()).length, 2)
     clearDatasetCache()
   })
 
