@@ -73,6 +73,24 @@ export async function readIdxRows(
 }
 
 /**
+ * Rows `first` … `first + count − 1` of an IDX file, read into `into` (its first count × row bytes;
+ * the caller's buffer, used again part after part); `check` sees the dimensions first and may
+ * throw. Returns the dimensions.
+ */
+export async function readIdxRowRange(path: string, first: number, count: number, into: Uint8Array, opts: { signal?: AbortSignal; check?: (dims: number[]) => void } = {}): Promise<number[]> {
+  return withIdx(path, opts, async ({ dims, readExactly }) => {
+    opts.check?.(dims)
+    const n = dims[0]!
+    let rowBytes = 1
+    for (let i = 1; i < dims.length; i++) rowBytes *= dims[i]!
+    if (!Number.isInteger(first) || !Number.isInteger(count) || first < 0 || count < 1 || first + count > n) throw new RangeError(`rows ${first}…${first + count - 1} are not rows of ${path} (0..${n - 1})`)
+    if (into.length < count * rowBytes) throw new RangeError(`${count} rows of ${rowBytes} bytes do not fit in ${into.length} bytes`)
+    await readExactly(into.subarray(0, count * rowBytes), first * rowBytes, 'the data')
+    return dims
+  })
+}
+
+/**
  * Opens an IDX file, reads and checks its header (magic, type, every dimension ≥ 1, total size
  * below the limit, file size equal to header + data), and hands `read` the dimensions and a reader
  * of the data section (offsets from the data's start; a file that shrinks meanwhile is reported

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { AbortError, InvalidConfigError } from '../../../src/errors.ts'
 import type { Dataset, DatasetSpec } from '../../../src/learning/index.ts'
-import { CorruptDatasetError, clearDatasetCache, DatasetNotFoundError, flipLabels, labelHistogram, loadDataset, loadShard, partition, readIdx, readIdxRows, subset } from '../../../src/learning/index.ts'
+import { CorruptDatasetError, clearDatasetCache, DatasetNotFoundError, flipLabels, labelHistogram, loadDataset, loadShard, partition, readIdx, readIdxRowRange, readIdxRows, subset } from '../../../src/learning/index.ts'
 import { Rng } from '../../../src/rng.ts'
 
 /** An IDX ubyte file: header for `dims`, then `data` (which may deliberately disagree). */
@@ -25,9 +25,10 @@ function idx(dims: number[], data: Uint8Array, magic = [0, 0, 0x08, dims.length]
   return out
 }
 
-async function chunks(parts: AsyncIterable<Dataset>): Promise<Dataset[]> {
-  const out: Dataset[] = []
-  for await (const p of parts) out.push(p)
+/** The parts of `testChunks`, each copied as it comes (a part is valid until the next is read). */
+async function chunks(parts: AsyncIterable<Dataset>): Promise<Array<{ part: Dataset; n: number; y: number[]; pixels: Buffer; buffer: ArrayBufferLike }>> {
+  const out: Array<{ part: Dataset; n: number; y: number[]; pixels: Buffer; buffer: ArrayBufferLike }> = []
+  for await (const p of parts) out.push({ part: p, n: p.n, y: Array.from(p.y), pixels: Buffer.from(p.pixels!), buffer: p.pixels!.buffer })
   return out
 }
 
@@ -133,19 +134,28 @@ describe('data sets', () => {
     // the whole split again, read from the files each time, 3000 examples at a time
     for (let pass = 0; pass < 2; pass++) {
       const parts = await chunks(lean.testChunks())
-      assert.deepEqual(parts.map((p) => p.n), [3000, 3000, 3000, 1000])
-      assert.ok(Buffer.concat(parts.map((p) => p.pixels!)).equals(whole.test.pixels!))
-      assert.deepEqual(parts.flatMap((p) => Array.from(p.y)), Array.from(whole.test.y))
-      for (const p of parts) {
-        assert.equal(p.numClasses, whole.test.numClasses)
-        assert.deepEqual(p.exampleShape, whole.test.exampleShape)
-        assert.notEqual(p.pixels, lean.test.pixels)
+      assert.deepEqual(
+        parts.map((p) => p.n),
+        [3000, 3000, 3000, 1000],
+      )
+      assert.ok(Buffer.concat(parts.map((p) => p.pixels)).equals(whole.test.pixels!))
+      assert.deepEqual(
+        parts.flatMap((p) => p.y),
+        Array.from(whole.test.y),
+      )
+      for (const { part } of parts) {
+        assert.equal(part.numClasses, whole.test.numClasses)
+        assert.deepEqual(part.exampleShape, whole.test.exampleShape)
       }
+      // read into one buffer of 3000 examples, not the kept prefix's
+      assert.ok(parts.every((p) => p.buffer === parts[0]!.buffer))
+      assert.equal(parts[0]!.buffer.byteLength, 3000 * 784)
+      assert.notEqual(parts[0]!.buffer, lean.test.pixels!.buffer)
     }
     // without testRows, the split it returned, whole
     const own = await chunks(whole.testChunks())
     assert.equal(own.length, 1)
-    assert.equal(own[0], whole.test)
+    assert.equal(own[0]!.part, whole.test)
     const controller = new AbortController()
     controller.abort()
     await assert.rejects(chunks(lean.testChunks({ signal: controller.signal })), AbortError)
@@ -164,11 +174,14 @@ describe('data sets', () => {
     clearDatasetCache()
     const all = await loadShard(spec, () => [0, 1], { testRows: 3 })
     assert.equal(all.test.n, 3)
-    assert.deepEqual(await chunks(all.testChunks()), [all.test])
+    assert.deepEqual(
+      (await chunks(all.testChunks())).map((p) => p.part),
+      [all.test],
+    )
     const some = await loadShard(spec, () => [0, 1], { testRows: 2 })
     assert.deepEqual(Array.from(some.test.pixels!), [10, 11, 12, 13, 20, 21, 22, 23])
     assert.deepEqual(Array.from(some.test.y), [1, 0])
-    const read = async (): Promise<number[][]> => (await chunks(some.testChunks())).map((p) => [...p.pixels!, ...p.y])
+    const read = async (): Promise<number[][]> => (await chunks(some.testChunks())).map((p) => [...p.pixels, ...p.y])
     assert.deepEqual(await read(), [
       [10, 11, 12, 13, 20, 21, 22, 23, 1, 0],
       [30, 31, 32, 33, 1],
@@ -190,6 +203,12 @@ describe('data sets', () => {
     // as it was: read again
     await writeFile(testImages, idx([3, 2, 2], testPixels))
     assert.equal((await read()).length, 2)
+    // the reader of a range of rows: within the file and the buffer it is given
+    const into = new Uint8Array(8)
+    assert.deepEqual(await readIdxRowRange(testImages, 1, 2, into), [3, 2, 2])
+    assert.deepEqual(Array.from(into), [20, 21, 22, 23, 30, 31, 32, 33])
+    await assert.rejects(readIdxRowRange(testImages, 2, 2, into), RangeError)
+    await assert.rejects(readIdxRowRange(testImages, 0, 3, into), RangeError)
     clearDatasetCache()
   })
 
