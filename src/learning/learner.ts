@@ -412,11 +412,15 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
       : new Rng(`${privacy.noiseSeed}/privacy-noise`)
   let backend = await learnerBackend()
   let disposed = false
+  /** evaluations running, and the θ snapshot the first of them uses (kept for the next) */
+  let evaluating = 0
+  let evalSnapshot: Float32Array | undefined
 
   /** The examples `indexAt(0..count-1)` of `ds` as one batch. */
-  const batchData = (ds: Dataset, count: number, indexAt: (i: number) => number) => {
-    const xs = new Float32Array(count * exampleSize)
-    const ys = new Int32Array(count)
+  /** A batch's examples and labels, in fresh arrays or in `into`'s (their first `count` examples). */
+  const batchData = (ds: Dataset, count: number, indexAt: (i: number) => number, into?: { xs: Float32Array; ys: Int32Array }) => {
+    const xs = into === undefined ? new Float32Array(count * exampleSize) : into.xs.subarray(0, count * exampleSize)
+    const ys = into === undefined ? new Int32Array(count) : into.ys.subarray(0, count)
     const pixels = ds.pixels
     for (let i = 0; i < count; i++) {
       const e = indexAt(i)
@@ -762,64 +766,80 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
       }
       const n = Math.min(test.n, Math.floor(limit))
       // θ as it is now: a step or setParams during the evaluation's pauses does not mix models.
-      const snapshot = theta.slice()
-      if (isLinear) return evaluateLinear(test, n, snapshot)
-      let correct = 0
-      let lossSum = 0
-      // the native kernels' forward pass where they serve this backend (as the gradient): no
-      // tensors, and tfjs's wasm heap does not grow to an evaluation batch's activations. Batches
-      // no larger than the training's, so the kernels' scratch (kept for the next call) does not
-      // grow past what the steps use either.
-      const N = nativeNow()
-      if (N?.modelEvaluate !== undefined && layerSpec !== undefined) {
-        const per = Math.min(evalBatchSize, opts.batchSize)
-        for (let start = 0; start < n; start += per) {
-          if (evalOpts.signal?.aborted) throw new AbortError()
-          const count = Math.min(per, n - start)
-          const { xs, ys } = batchData(test, count, (i) => start + i)
-          const [l, c] = N.modelEvaluate(layerSpec, snapshot, xs, ys)
-          correct += c
-          lossSum += l
-          await new Promise<void>((resolve) => setImmediate(resolve))
-        }
-        return withOptimum({ accuracy: correct / n, loss: lossSum / n }, snapshot)
-      }
-      // the parameter tensors once per evaluation, not per batch (26 LeNet members evaluating the
-      // full test split made 4.2 GB of slices and copies into the backend, batch by batch)
-      // (on the backend of the evaluation's start, as the batches: a step's fallback to 'cpu' meanwhile does not split them)
-      await loadTfPath()
-      const T = tfNow()
-      const on = backend
-      const params = onBackend(on, () => unflatten(model, snapshot))
+      // One buffer, used again by the next evaluation when none is running (a member's final
+      // evaluation reads the test split in parts, one call each: a model-sized copy per part
+      // left garbage until the next collection)
+      if (evaluating === 0 && evalSnapshot === undefined) evalSnapshot = new Float32Array(theta.length)
+      const snapshot = evaluating === 0 && evalSnapshot !== undefined ? evalSnapshot : new Float32Array(theta.length)
+      evaluating++
+      snapshot.set(theta)
       try {
-        for (let start = 0; start < n; start += evalBatchSize) {
-          if (evalOpts.signal?.aborted) throw new AbortError()
-          const count = Math.min(evalBatchSize, n - start)
-          const [c, l] = onBackend(on, () =>
-            T.tidy(() => {
-              const { xs, ys } = batchData(test, count, (i) => start + i)
-              const x = T.tensor(xs, [count, ...opts.inputShape], 'float32')
-              const labels = T.tensor1d(ys, 'int32')
-              const logits = model.forward(params, x)
-              const lossSum = T.losses.softmaxCrossEntropy(T.oneHot(labels, opts.numClasses), logits, undefined, undefined, T.Reduction.SUM)
-              const hits = T.sum(T.cast(T.equal(T.argMax(logits, 1), labels), 'int32'))
-              return [hits.dataSync()[0]!, lossSum.dataSync()[0]!] as [number, number]
-            }),
-          )
-          correct += c
-          lossSum += l
-          // Let the event loop breathe between batches (network heartbeats of the node).
-          await new Promise<void>((resolve) => setImmediate(resolve))
-        }
+        return await evaluateOn(test, n, snapshot, evalOpts)
       } finally {
-        onBackend(on, () => {
-          for (const p of params) p.dispose()
-        })
+        evaluating--
       }
-      return withOptimum({ accuracy: correct / n, loss: lossSum / n }, snapshot)
     },
     dispose() {
       disposed = true
     },
+  }
+
+  async function evaluateOn(test: Dataset, n: number, snapshot: Float32Array, evalOpts: { signal?: AbortSignal }): Promise<EvaluationResult> {
+    if (isLinear) return evaluateLinear(test, n, snapshot)
+    let correct = 0
+    let lossSum = 0
+    // the native kernels' forward pass where they serve this backend (as the gradient): no
+    // tensors, and tfjs's wasm heap does not grow to an evaluation batch's activations. Batches
+    // no larger than the training's, so the kernels' scratch (kept for the next call) does not
+    // grow past what the steps use either.
+    const N = nativeNow()
+    if (N?.modelEvaluate !== undefined && layerSpec !== undefined) {
+      const per = Math.min(evalBatchSize, opts.batchSize, n)
+      // one batch's arrays for every batch (each was garbage once read)
+      const batch = { xs: new Float32Array(per * exampleSize), ys: new Int32Array(per) }
+      for (let start = 0; start < n; start += per) {
+        if (evalOpts.signal?.aborted) throw new AbortError()
+        const count = Math.min(per, n - start)
+        const { xs, ys } = batchData(test, count, (i) => start + i, batch)
+        const [l, c] = N.modelEvaluate(layerSpec, snapshot, xs, ys)
+        correct += c
+        lossSum += l
+        await new Promise<void>((resolve) => setImmediate(resolve))
+      }
+      return withOptimum({ accuracy: correct / n, loss: lossSum / n }, snapshot)
+    }
+    // the parameter tensors once per evaluation, not per batch (26 LeNet members evaluating the
+    // full test split made 4.2 GB of slices and copies into the backend, batch by batch)
+    // (on the backend of the evaluation's start, as the batches: a step's fallback to 'cpu' meanwhile does not split them)
+    await loadTfPath()
+    const T = tfNow()
+    const on = backend
+    const params = onBackend(on, () => unflatten(model, snapshot))
+    try {
+      for (let start = 0; start < n; start += evalBatchSize) {
+        if (evalOpts.signal?.aborted) throw new AbortError()
+        const count = Math.min(evalBatchSize, n - start)
+        const [c, l] = onBackend(on, () =>
+          T.tidy(() => {
+            const { xs, ys } = batchData(test, count, (i) => start + i)
+            const x = T.tensor(xs, [count, ...opts.inputShape], 'float32')
+            const labels = T.tensor1d(ys, 'int32')
+            const logits = model.forward(params, x)
+            const lossSum = T.losses.softmaxCrossEntropy(T.oneHot(labels, opts.numClasses), logits, undefined, undefined, T.Reduction.SUM)
+            const hits = T.sum(T.cast(T.equal(T.argMax(logits, 1), labels), 'int32'))
+            return [hits.dataSync()[0]!, lossSum.dataSync()[0]!] as [number, number]
+          }),
+        )
+        correct += c
+        lossSum += l
+        // Let the event loop breathe between batches (network heartbeats of the node).
+        await new Promise<void>((resolve) => setImmediate(resolve))
+      }
+    } finally {
+      onBackend(on, () => {
+        for (const p of params) p.dispose()
+      })
+    }
+    return withOptimum({ accuracy: correct / n, loss: lossSum / n }, snapshot)
   }
 }

@@ -38,6 +38,34 @@ describe('evaluateChunks', () => {
     }
   })
 
+  it('an evaluation started while another runs does not change the first one’s model (the snapshot buffer is used again only when none runs)', async () => {
+    await initBackend({ backend: 'auto', deferLoading: true })
+    clearDatasetCache()
+    const pick = (labels: Int32Array, k: number): Int32Array => partition(labels, k, 26, { scheme: 'dirichlet', alpha: 1 }, 1)[4]!
+    const { shard, test } = await loadShard({ kind: 'mnist' }, pick, { testRows: 2000 })
+    const learner = await createLearner({ model: { kind: 'lenet' }, inputShape: [28, 28, 1], numClasses: 10, train: shard, batchSize: 25, beta: 0.9, lambda: 0, schedule: { kind: 'constant', lr: 0.1 }, initSeed: 'overlap', dataSeed: 'overlap' })
+    try {
+      for (let t = 0; t < 5; t++) await learner.step(t)
+      const before = await learner.evaluate(test)
+      const theta = learner.getParams()
+      // the first evaluation runs (it pauses between batches), the model moves, a second starts
+      const first = learner.evaluate(test)
+      await learner.step(5)
+      const second = learner.evaluate(test)
+      const [a, b] = await Promise.all([first, second])
+      assert.deepEqual(a, before)
+      const after = await learner.evaluate(test)
+      assert.deepEqual(b, after)
+      assert.notDeepEqual(after, before)
+      // and evaluating again the model of before gives its evaluation (the buffer used again)
+      learner.setParams(theta)
+      assert.deepEqual(await learner.evaluate(test), before)
+    } finally {
+      learner.dispose()
+      clearDatasetCache()
+    }
+  })
+
   it('returns a single part’s evaluation as it is (R², a distance), and refuses a split without examples', async () => {
     const result: EvaluationResult = { accuracy: 0.37, loss: 2.5, distance: 0.125 }
     const seen: number[] = []
