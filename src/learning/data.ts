@@ -226,29 +226,38 @@ export async function loadShard(
   }
   const test = testOf(testRaw, Math.min(testRaw.n, testRows ?? testRaw.n))
   if (test.n === testRaw.n) return { shard, test, testChunks: whole(test) }
-  const total = testRaw.n
-  const size = prod(testRaw.exampleShape)
-  const changed = (detail: string): CorruptDatasetError => new CorruptDatasetError(files.testImages, 'mismatch', `the test split changed since this member loaded it (${detail})`)
-  async function* testChunks(o: { signal?: AbortSignal } = {}): AsyncGenerator<Dataset> {
+  // (a function of its own: a closure made here would keep this scope — the whole split read
+  // above, the train labels — alive as long as the member runs)
+  return { shard, test, testChunks: testChunksOf(files.testImages, files.testLabels, test, testRaw.n) }
+}
+
+/**
+ * `loadShard`'s `testChunks` for a test split of `total` examples of which `prefix` holds the
+ * first ones: the whole split read again from its files, `prefix.n` examples at a time, into one
+ * buffer (a part is valid until the next one is read).
+ */
+function testChunksOf(testImages: string, testLabels: string, prefix: Dataset, total: number): (o?: { signal?: AbortSignal }) => AsyncGenerator<Dataset> {
+  const size = prod(prefix.exampleShape)
+  const changed = (detail: string): CorruptDatasetError => new CorruptDatasetError(testImages, 'mismatch', `the test split changed since this member loaded it (${detail})`)
+  return async function* testChunks(o: { signal?: AbortSignal } = {}): AsyncGenerator<Dataset> {
     if (o.signal?.aborted) throw new AbortError()
-    const labelsNow = await readIdx(files.testLabels, { ...o, expectDims: 1 })
+    const labelsNow = await readIdx(testLabels, { ...o, expectDims: 1 })
     const yAll = Int32Array.from(labelsNow.data)
     if (yAll.length !== total) throw changed(`${total} examples then, ${yAll.length} labels now`)
-    if (!yAll.subarray(0, test.n).every((v, i) => v === test.y[i])) throw changed('other labels')
+    if (!yAll.subarray(0, prefix.n).every((v, i) => v === prefix.y[i])) throw changed('other labels')
     // one buffer for every part: a part is read over the one before (the caller is done with it)
-    const pixels = new Uint8Array(test.n * size)
+    const pixels = new Uint8Array(prefix.n * size)
     const check = (dims: number[]): void => {
       if (dims[0] !== total || dims.slice(1).reduce((a, b) => a * b, 1) !== size) throw changed(`images [${dims.join(', ')}] now`)
     }
-    for (let from = 0; from < total; from += test.n) {
-      const count = Math.min(test.n, total - from)
-      await readIdxRowRange(files.testImages, from, count, pixels, { ...o, check })
+    for (let from = 0; from < total; from += prefix.n) {
+      const count = Math.min(prefix.n, total - from)
+      await readIdxRowRange(testImages, from, count, pixels, { ...o, check })
       // the same split as at the start, or a clear error (not an evaluation on other data)
-      if (from === 0 && !bytesEqual(pixels, test.pixels!)) throw changed('other images')
-      yield byteDataset({ name: test.name, y: yAll.slice(from, from + count), n: count, exampleShape: test.exampleShape, numClasses }, count === test.n ? pixels : pixels.subarray(0, count * size))
+      if (from === 0 && !bytesEqual(pixels, prefix.pixels!)) throw changed('other images')
+      yield byteDataset({ name: prefix.name, y: yAll.slice(from, from + count), n: count, exampleShape: prefix.exampleShape, numClasses: prefix.numClasses }, count === prefix.n ? pixels : pixels.subarray(0, count * size))
     }
   }
-  return { shard, test, testChunks }
 }
 
 /** `testChunks` of a test split held whole: the split itself, once. */
