@@ -160,9 +160,8 @@ export function byteDataset(d: Omit<Dataset, 'x' | 'pixels'>, pixels: Uint8Array
  * and the split is not cached; `testChunks()` reads the whole split again when it is needed (the
  * final evaluation), `testRows` examples at a time into one buffer — a part is valid until the
  * next one is read. MNIST: 0.8 MB held through the rounds and the final evaluation instead of
- * 7.8 MB. Without it, or
- * where the test split comes from the cache or a generator, `test` is the whole split and
- * `testChunks()` yields it alone.
+ * 7.8 MB. Without it, or where the test split comes from the cache or a generator, `test` is the
+ * whole split and `testChunks()` yields it alone.
  */
 export async function loadShard(
   spec: DatasetSpec,

@@ -416,8 +416,7 @@ export async function createLearner(opts: LearnerOptions): Promise<Learner> {
   let evaluating = 0
   let evalSnapshot: Float32Array | undefined
 
-  /** The examples `indexAt(0..count-1)` of `ds` as one batch. */
-  /** A batch's examples and labels, in fresh arrays or in `into`'s (their first `count` examples). */
+  /** The examples `indexAt(0..count-1)` of `ds` as one batch: in fresh arrays, or in the first `count` examples of `into`'s. */
   const batchData = (ds: Dataset, count: number, indexAt: (i: number) => number, into?: { xs: Float32Array; ys: Int32Array }) => {
     const xs = into === undefined ? new Float32Array(count * exampleSize) : into.xs.subarray(0, count * exampleSize)
     const ys = into === undefined ? new Int32Array(count) : into.ys.subarray(0, count)
