@@ -175,7 +175,7 @@ export async function loadShard(
   if (cache.has(key) || (spec.kind !== 'mnist' && spec.kind !== 'idx')) {
     const train = await loadDataset(spec, 'train', opts)
     const test = await loadDataset(spec, 'test', opts)
-    return { shard: subset(train, pick(train.y, train.numClasses)), test, testChunks: whole(test) }
+    return { shard: subset(train, pick(train.y, train.numClasses)), test, testChunks: wholeTestChunks(test) }
   }
   if (opts.signal?.aborted) throw new AbortError()
   const files = spec.kind === 'mnist' ? mnistFiles() : spec
@@ -224,7 +224,7 @@ export async function loadShard(
     return byteDataset({ name: spec.kind === 'mnist' ? 'mnist/test' : `idx:${spec.testImages}`, y: n === raw.n ? raw.y : raw.y.slice(0, n), n, exampleShape: raw.exampleShape, numClasses }, pixels)
   }
   const test = testOf(testRaw, Math.min(testRaw.n, testRows ?? testRaw.n))
-  if (test.n === testRaw.n) return { shard, test, testChunks: whole(test) }
+  if (test.n === testRaw.n) return { shard, test, testChunks: wholeTestChunks(test) }
   // (a function of its own: a closure made here would keep this scope — the whole split read
   // above, the train labels — alive as long as the member runs)
   return { shard, test, testChunks: testChunksOf(files.testImages, files.testLabels, test, testRaw.n) }
@@ -247,27 +247,23 @@ function testChunksOf(testImages: string, testLabels: string, prefix: Dataset, t
     // one buffer for every part: a part is read over the one before (the caller is done with it)
     const pixels = new Uint8Array(prefix.n * size)
     const check = (dims: number[]): void => {
-      if (dims[0] !== total || dims.slice(1).reduce((a, b) => a * b, 1) !== size) throw changed(`images [${dims.join(', ')}] now`)
+      if (dims[0] !== total || prod(dims.slice(1)) !== size) throw changed(`images [${dims.join(', ')}] now`)
     }
     for (let from = 0; from < total; from += prefix.n) {
       const count = Math.min(prefix.n, total - from)
       await readIdxRowRange(testImages, from, count, pixels, { ...o, check })
       // the same split as at the start, or a clear error (not an evaluation on other data)
-      if (from === 0 && !bytesEqual(pixels, prefix.pixels!)) throw changed('other images')
+      if (from === 0 && !Buffer.from(pixels.buffer).equals(prefix.pixels!)) throw changed('other images')
       yield byteDataset({ name: prefix.name, y: yAll.slice(from, from + count), n: count, exampleShape: prefix.exampleShape, numClasses: prefix.numClasses }, count === prefix.n ? pixels : pixels.subarray(0, count * size))
     }
   }
 }
 
-/** `testChunks` of a test split held whole: the split itself, once. */
-function whole(test: Dataset): () => AsyncGenerator<Dataset> {
+/** `testChunks` of a test split held whole (`loadShard`'s, or one shared by an in-process swarm): the split itself, once. */
+export function wholeTestChunks(test: Dataset): () => AsyncGenerator<Dataset> {
   return async function* () {
     yield test
   }
-}
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b)
 }
 
 function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {

@@ -5,7 +5,7 @@
 export type { BackendChoice, BackendInfo, BackendOptions } from './backend.ts'
 export { backendReady, ensureTfBackend, initBackend } from './backend.ts'
 export type { Dataset, DatasetSpec } from './data.ts'
-export { clearDatasetCache, defaultSeparation, fashionTrainPerClass, flipLabels, leastSquares, loadDataset, loadShard, maxLinearDim, subset, validateDatasetSpec } from './data.ts'
+export { clearDatasetCache, defaultSeparation, fashionTrainPerClass, flipLabels, leastSquares, loadDataset, loadShard, maxLinearDim, subset, validateDatasetSpec, wholeTestChunks } from './data.ts'
 export { BackendUnavailableError, CorruptDatasetError, DatasetNotFoundError, TfNotLoadedError } from './errors.ts'
 export type { IdxArray } from './idx.ts'
 export { maxIdxBytes, pixelsToFloat, readIdx, readIdxPair, readIdxPairBytes, readIdxRowRange, readIdxRows } from './idx.ts'

@@ -289,7 +289,7 @@ export async function createSwarmNode(opts: NodeOptions): Promise<SwarmNode> {
     const loaded =
       shared === undefined
         ? await learning.loadShard(task.dataset, pick, { signal, testRows: task.evalExamples })
-        : { shard: learning.subset(shared.train, pick(shared.train.y, shared.train.numClasses)), test: shared.test, testChunks: async function* () { yield shared.test } }
+        : { shard: learning.subset(shared.train, pick(shared.train.y, shared.train.numClasses)), test: shared.test, testChunks: learning.wholeTestChunks(shared.test) }
     const test = loaded.test
     let shard = loaded.shard
     if (opts.labelFlip === true) shard = learning.flipLabels(shard)
