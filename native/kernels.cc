@@ -49,7 +49,7 @@ constexpr int MC = 96;  // multiple of MR
 // Scratch buffers, reused across calls; one set per OS thread (the JS thread of each Node
 // environment — main and worker_threads — and each pool thread).
 struct Scratch {
-  std::vector<float> a, b, cols;
+  std::vector<float> a, b, cols, t;
   float* get(std::vector<float>& v, size_t n) {
     if (v.size() < n) v.resize(n);
     return v.data();
@@ -483,6 +483,17 @@ void col2imAdd(const float* dcols, const Conv& g, int b0, int nb, float* dx) {
   }
 }
 
+// out (cols×rows) = in (rows×cols)ᵀ, in 8×8 blocks
+void transpose(const float* in, int rows, int cols, float* out) {
+  constexpr int T = 8;
+  for (int i0 = 0; i0 < rows; i0 += T)
+    for (int j0 = 0; j0 < cols; j0 += T) {
+      const int i1 = std::min(rows, i0 + T), j1 = std::min(cols, j0 + T);
+      for (int i = i0; i < i1; i++)
+        for (int j = j0; j < j1; j++) out[(long)j * rows + i] = in[(long)i * cols + j];
+    }
+}
+
 // Images per chunk so that a chunk's column buffer stays around 2 MB (L2).
 int chunkImages(const Conv& g) {
   const long perImage = (long)g.outH * g.outW * g.K();
@@ -505,21 +516,25 @@ void conv2dForward(const float* x, const float* w, float* y, const Conv& g) {
   }
 }
 
-// dW (K×outC) = colsᵀ · dy, accumulated over chunks of images.
+// dW (K×outC) = colsᵀ · dy, over chunks of images: dWᵀ (outC×K) = dyᵀ · cols accumulated, then
+// transposed — the columns are read in place as B (rows contiguous) instead of packed as a
+// transposed A (LeNet conv2: 1.47 → 1.03 ms).
 void conv2dFilterGrad(const float* x, const float* dy, float* dw, const Conv& g) {
   const int chunk = chunkImages(g);
   const long per = (long)g.outH * g.outW;
   const long K = g.K();
   float* cols = scratch.get(scratch.cols, (size_t)(chunk * per * K));
+  float* t = scratch.get(scratch.t, (size_t)(K * g.outC));
   const long xPer = (long)g.inH * g.inW * g.inC;
   for (int b0 = 0; b0 < g.batch; b0 += chunk) {
     const int nb = std::min(chunk, g.batch - b0);
     Conv part = g;
     part.batch = nb;
     im2col(x + b0 * xPer, part, cols);
-    // op(A) = colsᵀ: A[i, k] = cols[k, i] → rsA = 1, csA = K
-    gemm((int)K, g.outC, (int)(nb * per), cols, 1, K, dy + b0 * per * g.outC, g.outC, 1, dw, g.outC, b0 > 0);
+    // op(A) = dyᵀ: A[j, m] = dy[m, j] → rsA = 1, csA = outC
+    gemm(g.outC, (int)K, (int)(nb * per), dy + b0 * per * g.outC, 1, g.outC, cols, K, 1, t, K, b0 > 0);
   }
+  transpose(t, g.outC, (int)K, dw);
 }
 
 // dcols (M×K) = dy · Wᵀ, then col2im into dx (zeroed here), by chunks of images.
@@ -662,9 +677,9 @@ const char* parseNet(const int* s, size_t n, Net* net) {
 
 // Per-thread buffers of the model gradient, grown on demand and reused across calls.
 struct ModelScratch {
-  std::vector<std::vector<float>> acts, cols;
+  std::vector<std::vector<float>> acts;
   std::vector<std::vector<int>> argmax;
-  std::vector<float> dA, dB, dcols, t;
+  std::vector<float> dA, dB, t;
   static float* get(std::vector<float>& v, size_t n) {
     if (v.size() < n) v.resize(n);
     return v.data();
@@ -672,16 +687,6 @@ struct ModelScratch {
 };
 thread_local ModelScratch mscratch;
 
-// out (cols×rows) = in (rows×cols)ᵀ, in 8×8 blocks
-void transpose(const float* in, int rows, int cols, float* out) {
-  constexpr int T = 8;
-  for (int i0 = 0; i0 < rows; i0 += T)
-    for (int j0 = 0; j0 < cols; j0 += T) {
-      const int i1 = std::min(rows, i0 + T), j1 = std::min(cols, j0 + T);
-      for (int i = i0; i < i1; i++)
-        for (int j = j0; j < j1; j++) out[(long)j * rows + i] = in[(long)i * cols + j];
-    }
-}
 
 // y[r, j] += b[j] (b may be null), then ReLU, over rows×n
 void biasRelu(float* y, long rows, int n, const float* b, bool relu) {
@@ -925,7 +930,7 @@ void directFilterGrad(const float* x, const float* dz, const Layer& L, int batch
 void modelForward(const Net& net, const float* theta, const float* x, int batch, std::vector<const float*>& in) {
   const int nl = (int)net.layers.size();
   auto& S = mscratch;
-  if ((int)S.acts.size() < nl) S.acts.resize(nl), S.cols.resize(nl), S.argmax.resize(nl);
+  if ((int)S.acts.size() < nl) S.acts.resize(nl), S.argmax.resize(nl);
   in.assign(nl + 1, nullptr);
   in[0] = x;
   for (int l = 0; l < nl; l++) {
@@ -938,10 +943,10 @@ void modelForward(const Net& net, const float* theta, const float* x, int batch,
     if (L.kind == kConv && directConv(L)) {
       directForward(in[l], L, batch, theta + L.wOff, theta + L.bOff, out);
     } else if (L.kind == kConv) {
+      // by chunks of images, their columns in one buffer of ≈ 2 MB (the backward pass makes its
+      // own again: a LeNet batch's columns kept for it were 3.2 MB, and as many for its input gradient)
       const Conv g = L.conv(batch);
-      float* cols = ModelScratch::get(S.cols[l], (size_t)(g.M() * g.K()));
-      im2col(in[l], g, cols);
-      gemm((int)g.M(), L.oc, (int)g.K(), cols, g.K(), 1, theta + L.wOff, L.oc, 1, out, L.oc, false);
+      conv2dForward(in[l], theta + L.wOff, out, g);
       biasRelu(out, g.M(), L.oc, theta + L.bOff, L.relu);
     } else if (L.kind == kPool) {
       if (S.argmax[l].size() < (size_t)batch * L.out()) S.argmax[l].resize((size_t)batch * L.out());
@@ -1021,21 +1026,9 @@ double modelGrad(const Net& net, const float* theta, const float* x, const int* 
     } else if (L.kind == kConv) {
       const Conv g = L.conv(batch);
       reluBiasGrad(d, in[l + 1], g.M(), L.oc, L.relu, grad + L.bOff);
-      if (directConv(L)) {
-        directFilterGrad(in[l], d, L, batch, grad + L.wOff);
-      } else {
-        // dWᵀ (outC×K) = dzᵀ · cols, then transposed: the columns are read in place as B (rows
-        // contiguous) instead of packed as a transposed A (LeNet conv2: 1.47 → 1.03 ms)
-        float* t = ModelScratch::get(S.t, (size_t)(g.K() * L.oc));
-        gemm(L.oc, (int)g.K(), (int)g.M(), d, 1, L.oc, S.cols[l].data(), g.K(), 1, t, g.K(), false);
-        transpose(t, L.oc, (int)g.K(), grad + L.wOff);
-      }
-      if (needInput) {
-        float* dcols = ModelScratch::get(S.dcols, (size_t)(g.M() * g.K()));
-        gemm((int)g.M(), (int)g.K(), L.oc, d, L.oc, 1, theta + L.wOff, 1, L.oc, dcols, g.K(), false);
-        std::fill(dIn, dIn + (long)batch * L.in(), 0.f);
-        col2imAdd(dcols, g, 0, batch, dIn);
-      }
+      if (directConv(L)) directFilterGrad(in[l], d, L, batch, grad + L.wOff);
+      else conv2dFilterGrad(in[l], d, grad + L.wOff, g);
+      if (needInput) conv2dInputGrad(d, theta + L.wOff, dIn, g);
     } else {
       const int I = (int)L.in();
       reluBiasGrad(d, in[l + 1], batch, L.units, L.relu, L.bias ? grad + L.bOff : nullptr);

@@ -5,7 +5,9 @@
  * member (`monna run`: TCP on 127.0.0.1), with where a round's time goes (median honest member)
  * and peak memory per member. In process mode every member's peak RSS is read by this process
  * from /proc/<pid>/status (VmHWM: the kernel's high-water mark of the member's resident set),
- * sampled until the member exits. Prints one JSON line per mode and the machine.
+ * sampled until the member exits; beside it the highest RssAnon sampled (every 200 ms): the
+ * member's anonymous pages — its heaps, buffers and stacks, its alone — without the file-backed
+ * pages it maps (the node binary's code and data, the addon), which all members share. Prints one JSON line per mode and the machine.
  *
  *   BENCH_ROUNDS=6 BENCH_MODE=both|process|in-process BENCH_MEMBERS=26 npm run bench:round
  *
@@ -46,12 +48,12 @@ const MB = 2 ** 20
 const CLOCK_TICKS = 100
 console.log(JSON.stringify({ bench: 'round', case: 'machine', machine: machine(), scenario: file, rounds, members: members ?? null, modes }))
 
-/** VmHWM / VmRSS (bytes) of a process, or undefined once it is gone. */
-async function memoryOf(pid: number): Promise<{ hwm: number; rss: number } | undefined> {
+/** VmHWM / VmRSS / RssAnon (bytes) of a process, or undefined once it is gone. */
+async function memoryOf(pid: number): Promise<{ hwm: number; rss: number; anon: number } | undefined> {
   try {
     const status = await readFile(`/proc/${pid}/status`, 'utf8')
     const kb = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN) * 1024
-    return { hwm: kb('VmHWM'), rss: kb('VmRSS') }
+    return { hwm: kb('VmHWM'), rss: kb('VmRSS'), anon: kb('RssAnon') }
   } catch {
     return undefined
   }
@@ -77,8 +79,9 @@ async function children(): Promise<Array<{ pid: number; cpuSeconds: number }>> {
  * Samples the peak RSS of every child process (and of this one) until stopped, and the children's
  * CPU together: `cpuAt(t)` is the first sample's at or after `t` (performance.now()).
  */
-function memorySampler(): { stop: () => Promise<{ self: number; members: number[]; cpuAt: (t: number) => number | undefined }> } {
+function memorySampler(): { stop: () => Promise<{ self: number; members: number[]; anon: number[]; cpuAt: (t: number) => number | undefined }> } {
   const peaks = new Map<number, number>()
+  const anonPeaks = new Map<number, number>()
   const cpu: Array<{ t: number; seconds: number }> = []
   let self = process.memoryUsage().rss
   let running = true
@@ -91,6 +94,7 @@ function memorySampler(): { stop: () => Promise<{ self: number; members: number[
         for (const { pid } of list) {
           const m = await memoryOf(pid)
           if (m !== undefined && Number.isFinite(m.hwm)) peaks.set(pid, Math.max(peaks.get(pid) ?? 0, m.hwm))
+          if (m !== undefined && Number.isFinite(m.anon)) anonPeaks.set(pid, Math.max(anonPeaks.get(pid) ?? 0, m.anon))
         }
       }
       await new Promise((r) => setTimeout(r, 200))
@@ -100,7 +104,7 @@ function memorySampler(): { stop: () => Promise<{ self: number; members: number[
     stop: async () => {
       running = false
       await loop
-      return { self, members: [...peaks.values()], cpuAt: (t) => cpu.find((c) => c.t >= t)?.seconds }
+      return { self, members: [...peaks.values()], anon: [...anonPeaks.values()], cpuAt: (t) => cpu.find((c) => c.t >= t)?.seconds }
     },
   }
 }
@@ -109,6 +113,9 @@ const honestAccuracy = (nodes: Array<{ byzantine: boolean; finalAccuracy: number
   const accs = nodes.flatMap((n) => (n.byzantine || n.finalAccuracy === null ? [] : [n.finalAccuracy]))
   return accs.length === 0 ? null : { min: Number(Math.min(...accs).toFixed(4)), median: Number(q(accs, 0.5).toFixed(4)) }
 }
+
+/** max / median / min of byte counts, in MB */
+const spread = (xs: number[]): { max: number; median: number; min: number } => ({ max: Math.round(Math.max(...xs) / MB), median: Math.round(q(xs, 0.5) / MB), min: Math.round(Math.min(...xs) / MB) })
 
 const q = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b)
@@ -129,7 +136,13 @@ for (let rep = 0; rep < repeat; rep++) {
         const { report } = run
         const perMember =
           mode === 'process'
-            ? { peakRssMBPerMember: { max: Math.round(Math.max(...mem.members) / MB), median: Math.round(q(mem.members, 0.5) / MB), min: Math.round(Math.min(...mem.members) / MB) }, peakRssMBAllMembers: Math.round(mem.members.reduce((a, b) => a + b, 0) / MB), membersSampled: mem.members.length }
+            ? {
+                peakRssMBPerMember: spread(mem.members),
+                peakRssMBAllMembers: Math.round(mem.members.reduce((a, b) => a + b, 0) / MB),
+                // the highest RssAnon sampled: the member's own pages, without the shared file-backed ones
+                peakAnonMBPerMember: spread(mem.anon),
+                membersSampled: mem.members.length,
+              }
             : { peakRssMBProcess: Math.round(mem.self / MB), peakRssMBPerMember: { shareOfProcess: Math.round(mem.self / s.n / MB) } }
         // CPU of all member processes from the end of round 0 to the end of round R − 2, per round (the window of secondsPerRound)
         const c0 = run.roundsWindow === undefined ? undefined : mem.cpuAt(run.roundsWindow.from)
