@@ -687,7 +687,6 @@ struct ModelScratch {
 };
 thread_local ModelScratch mscratch;
 
-
 // y[r, j] += b[j] (b may be null), then ReLU, over rows×n
 void biasRelu(float* y, long rows, int n, const float* b, bool relu) {
   for (long r = 0; r < rows; r++, y += n) {

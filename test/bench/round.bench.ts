@@ -7,7 +7,8 @@
  * from /proc/<pid>/status (VmHWM: the kernel's high-water mark of the member's resident set),
  * sampled until the member exits; beside it the highest RssAnon sampled (every 200 ms): the
  * member's anonymous pages — its heaps, buffers and stacks, its alone — without the file-backed
- * pages it maps (the node binary's code and data, the addon), which all members share. Prints one JSON line per mode and the machine.
+ * pages it maps (the node binary's code and data, the addon), which all members share. Prints
+ * one JSON line per mode and the machine.
  *
  *   BENCH_ROUNDS=6 BENCH_MODE=both|process|in-process BENCH_MEMBERS=26 npm run bench:round
  *
