@@ -142,6 +142,7 @@ for (let rep = 0; rep < repeat; rep++) {
                 peakRssMBAllMembers: Math.round(mem.members.reduce((a, b) => a + b, 0) / MB),
                 // the highest RssAnon sampled: the member's own pages, without the shared file-backed ones
                 peakAnonMBPerMember: spread(mem.anon),
+                peakAnonMBAllMembers: Math.round(mem.anon.reduce((a, b) => a + b, 0) / MB),
                 membersSampled: mem.members.length,
               }
             : { peakRssMBProcess: Math.round(mem.self / MB), peakRssMBPerMember: { shareOfProcess: Math.round(mem.self / s.n / MB) } }
