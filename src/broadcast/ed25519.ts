@@ -67,27 +67,29 @@ export function refusedBeforeOpenSsl(pk: Uint8Array, signature: Uint8Array): boo
   return keyFor(pk, signature) === null
 }
 
-const openSslKeys = new Map<string, KeyObject | null>()
+/**
+ * OpenSSL's key objects by public-key array: `publicKeyOf` (crypto.ts) hands out one array per
+ * signer, so a signer's key is decoded and checked once, and goes with its array.
+ */
+const openSslKeys = new WeakMap<Uint8Array, KeyObject | null>()
 
 /** OpenSSL's key object for `pk`, cached; null for a key `acceptableKey` refuses (or OpenSSL does). */
 function openSslKey(pk: Uint8Array): KeyObject | null {
-  const id = Buffer.from(pk.buffer, pk.byteOffset, pk.byteLength).toString('base64url')
-  let ko = openSslKeys.get(id)
+  let ko = openSslKeys.get(pk)
   if (ko !== undefined) return ko
   ko = null
   if (acceptableKey(pk)) {
     try {
-      ko = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: id }, format: 'jwk' })
+      ko = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(pk.buffer, pk.byteOffset, pk.byteLength).toString('base64url') }, format: 'jwk' })
     } catch {
       ko = null
     }
   }
-  if (openSslKeys.size > 4096) openSslKeys.clear()
-  openSslKeys.set(id, ko)
+  openSslKeys.set(pk, ko)
   return ko
 }
 
-/** Ed25519 verification: the checks above, then Node's OpenSSL. */
+/** Ed25519 verification: the checks above, then Node's OpenSSL. `pk` is read once and cached by identity: never written afterwards. */
 export function verifyEd25519(pk: Uint8Array, msg: Uint8Array, signature: Uint8Array): boolean {
   const ko = keyFor(pk, signature)
   if (ko === null) return false

@@ -21,7 +21,7 @@ const le = (b: Uint8Array): bigint => b.reduceRight((v, x) => (v << 8n) | BigInt
 const le32 = (y: bigint): Uint8Array => Uint8Array.from({ length: 32 }, (_, i) => Number((y >> BigInt(8 * i)) & 0xffn))
 const cat = (...parts: Uint8Array[]): Uint8Array => Uint8Array.from(Buffer.concat(parts))
 
-/** Plain OpenSSL, without libsodium's refusals. */
+/** Plain OpenSSL, without the checks monna runs in front of it. */
 function plainOpenSsl(pk: Uint8Array, msg: Uint8Array, sig: Uint8Array): boolean {
   try {
     const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(pk).toString('base64url') }, format: 'jwk' })
@@ -34,7 +34,7 @@ function plainOpenSsl(pk: Uint8Array, msg: Uint8Array, sig: Uint8Array): boolean
 /** k = SHA-512(R ‖ A ‖ M) mod L (RFC 8032). */
 const challenge = (r: Uint8Array, a: Uint8Array, m: Uint8Array): bigint => le(createHash('sha512').update(cat(r, a, m)).digest()) % L
 
-/** Whether [S]B = R + [k]A holds for the signature, without the cofactor (the equation both backends check). */
+/** Whether [S]B = R + [k]A holds for the signature, without the cofactor (the equation OpenSSL checks). */
 function equationHolds(pk: Uint8Array, msg: Uint8Array, sig: Uint8Array): boolean {
   const sb = times(ed.Point.BASE, le(sig.subarray(32)))
   return sb.equals(ed.Point.fromBytes(sig.subarray(0, 32), true).add(times(ed.Point.fromBytes(pk, true), challenge(sig.subarray(0, 32), pk, msg))))
