@@ -26,6 +26,8 @@
 #include <cstdint>
 #include <cstring>
 #include <dlfcn.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -2912,6 +2914,130 @@ napi_value ChachaSealIntoFn(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// Payload buffers (src/broadcast/frame-stream.ts): a received model is copied, chunk by chunk,
+// into a buffer of its declared size; a fresh malloc'd buffer of that size is a fresh mapping,
+// and its first touches are page faults (≈ 12,500 per member and round at n = 26, LeNet). These
+// are page-aligned anonymous mappings handed to JavaScript as external ArrayBuffers; when V8
+// has collected one — nothing references it any more, so nothing can read it again — its
+// mapping goes back to a free list (up to `poolMax` bytes) instead of being unmapped, and the
+// next payload of the same size takes it: its pages are already there. A reused mapping holds an
+// earlier payload's bytes, as a buffer of Buffer.allocUnsafe would hold anything; the frame
+// reader writes every byte before anyone reads it.
+namespace payload_pool {
+std::mutex mu;
+std::vector<std::pair<void*, size_t>> free;  // (address, mapped length)
+size_t freeBytes = 0;
+size_t poolMax = 64u << 20;
+double mapped = 0, reused = 0, unmapped = 0;
+
+size_t pageRounded(size_t n) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  return (n + page - 1) / page * page;
+}
+
+void finalize(napi_env, void* data, void* hint) {
+  const size_t len = reinterpret_cast<uintptr_t>(hint);
+  {
+    std::lock_guard<std::mutex> g(mu);
+    if (freeBytes + len <= poolMax) {
+      free.push_back({data, len});
+      freeBytes += len;
+      return;
+    }
+    unmapped++;
+  }
+  munmap(data, len);
+}
+}  // namespace payload_pool
+
+// payloadBuffer(length): an ArrayBuffer of `length` bytes (1 … 2^31 − 1; contents unspecified)
+// from the payload pool, or a fresh mapping.
+napi_value PayloadBufferFn(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  double length = 0;
+  if (argc < 1 || napi_get_value_double(env, argv[0], &length) != napi_ok || !(length >= 1 && length <= 2147483647.0) || length != std::floor(length)) {
+    napi_throw_range_error(env, "ERR_MONNA_NATIVE", "payloadBuffer: length must be an integer from 1 to 2^31 - 1");
+    return nullptr;
+  }
+  const size_t len = static_cast<size_t>(length);
+  const size_t rl = payload_pool::pageRounded(len);
+  void* p = nullptr;
+  {
+    std::lock_guard<std::mutex> g(payload_pool::mu);
+    auto& f = payload_pool::free;
+    for (size_t i = 0; i < f.size(); i++) {
+      if (f[i].second != rl) continue;
+      p = f[i].first;
+      f[i] = f.back();
+      f.pop_back();
+      payload_pool::freeBytes -= rl;
+      payload_pool::reused++;
+      break;
+    }
+    if (p == nullptr) payload_pool::mapped++;
+  }
+  if (p == nullptr) {
+    p = mmap(nullptr, rl, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+      napi_throw_error(env, "ERR_MONNA_NATIVE", "payloadBuffer: out of memory");
+      return nullptr;
+    }
+  }
+  napi_value ab;
+  if (napi_create_external_arraybuffer(env, p, len, payload_pool::finalize, reinterpret_cast<void*>(static_cast<uintptr_t>(rl)), &ab) != napi_ok) {
+    munmap(p, rl);
+    napi_throw_error(env, "ERR_MONNA_NATIVE", "payloadBuffer: this Node refuses external ArrayBuffers");
+    return nullptr;
+  }
+  return ab;
+}
+
+// payloadPool(maxBytes?): sets the free list's bound (bytes; 0 unmaps every mapping as it is
+// collected) when given, and returns { freeBytes, maxBytes, mapped, reused, unmapped }: mappings
+// made, taken from the free list, and unmapped on collection since the process started.
+napi_value PayloadPoolFn(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  std::vector<std::pair<void*, size_t>> drop;
+  if (argc >= 1) {
+    napi_valuetype t;
+    napi_typeof(env, argv[0], &t);
+    if (t != napi_undefined) {
+      double max = -1;
+      if (napi_get_value_double(env, argv[0], &max) != napi_ok || !(max >= 0 && max <= 9007199254740991.0)) {
+        napi_throw_range_error(env, "ERR_MONNA_NATIVE", "payloadPool: maxBytes must be a number of bytes >= 0");
+        return nullptr;
+      }
+      std::lock_guard<std::mutex> g(payload_pool::mu);
+      payload_pool::poolMax = static_cast<size_t>(max);
+      auto& f = payload_pool::free;
+      while (payload_pool::freeBytes > payload_pool::poolMax && !f.empty()) {
+        drop.push_back(f.back());
+        payload_pool::freeBytes -= f.back().second;
+        payload_pool::unmapped++;
+        f.pop_back();
+      }
+    }
+  }
+  for (auto& [p, len] : drop) munmap(p, len);
+  napi_value r, v;
+  napi_create_object(env, &r);
+  std::lock_guard<std::mutex> g(payload_pool::mu);
+  const std::pair<const char*, double> fields[] = {{"freeBytes", static_cast<double>(payload_pool::freeBytes)},
+                                                   {"maxBytes", static_cast<double>(payload_pool::poolMax)},
+                                                   {"mapped", payload_pool::mapped},
+                                                   {"reused", payload_pool::reused},
+                                                   {"unmapped", payload_pool::unmapped}};
+  for (auto& [k, x] : fields) {
+    napi_create_double(env, x, &v);
+    napi_set_named_property(env, r, k, v);
+  }
+  return r;
+}
+
 }  // namespace
 
 NAPI_MODULE_INIT() {
@@ -2940,6 +3066,8 @@ NAPI_MODULE_INIT() {
       {"chachaAvailable", nullptr, ChachaAvailableFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"chachaOpenInPlace", nullptr, ChachaOpenInPlaceFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"chachaSealInto", nullptr, ChachaSealIntoFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"payloadBuffer", nullptr, PayloadBufferFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"payloadPool", nullptr, PayloadPoolFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -24,6 +24,7 @@
 import type { AbortOptions, Stream } from '@libp2p/interface'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { onAbort } from '../abort.ts'
+import { payloadBytes } from '../compute/native.ts'
 import { AbortError } from '../errors.ts'
 import { knownPayload } from './crypto.ts'
 import { BroadcastRejectError } from './errors.ts'
@@ -145,7 +146,7 @@ export class FrameReader {
         if (carriesPayload(p.frame) && p.header.payloadLength > 0 && this.buf.byteLength < p.total) {
           // the payload comes in more chunks: assemble it in place from here on, starting with
           // its bytes already here (all of `buf` past the meta belongs to this frame)
-          p.payload = new Uint8Array(Buffer.allocUnsafeSlow(p.header.payloadLength).buffer, 0, p.header.payloadLength)
+          p.payload = payloadBytes(p.header.payloadLength)
           const first = this.buf.sublist(p.metaEnd)
           this.buf.consume(this.buf.byteLength)
           this.fill(first)

@@ -145,6 +145,25 @@ export interface NativeKernels {
    * overlap the parts). Key 32 bytes, nonce 12.
    */
   chachaSealInto?(key: Uint8Array, nonce: Uint8Array, ad: Uint8Array, parts: Uint8Array[], dst: Uint8Array): void
+  /**
+   * An ArrayBuffer of `length` bytes (contents unspecified) in a page-aligned mapping of its own,
+   * taken from the payload pool when it holds one of that size: a mapping goes back to the pool
+   * (up to its bound) when V8 collects its ArrayBuffer, instead of being unmapped.
+   */
+  payloadBuffer?(length: number): ArrayBuffer
+  /** Sets the pool's bound in bytes when given (0: unmap every mapping as it is collected); its state and counters since the start. */
+  payloadPool?(maxBytes?: number): PayloadPoolStats
+}
+
+export interface PayloadPoolStats {
+  freeBytes: number
+  maxBytes: number
+  /** mappings made */
+  mapped: number
+  /** mappings taken from the pool */
+  reused: number
+  /** mappings unmapped when collected (the pool full) or when the bound was lowered */
+  unmapped: number
 }
 
 const ADDON = join(packageRoot(), 'build', 'monna-kernels.node')
@@ -180,6 +199,29 @@ const chacha: NativeChacha | undefined =
  */
 export function nativeChacha(): NativeChacha | undefined {
   return chacha
+}
+
+/** Payloads at least this long come from the addon's pool (smaller ones are not worth a mapping each). */
+export const POOLED_PAYLOAD_BYTES = 256 * 1024
+
+const pool = loaded?.payloadBuffer !== undefined && loaded.payloadPool !== undefined ? (loaded as Required<Pick<NativeKernels, 'payloadBuffer' | 'payloadPool'>>) : undefined
+
+/**
+ * `length` bytes for a received payload, contents unspecified (the caller writes every byte
+ * before reading any): from the addon's payload pool when built and `length` ≥
+ * POOLED_PAYLOAD_BYTES — a model's buffer of an earlier round, its pages already there, instead
+ * of a fresh mapping whose every page faults on its first write — otherwise
+ * `Buffer.allocUnsafeSlow`. Not switched by `setNativeEnabled`, which is about the compute
+ * kernels.
+ */
+export function payloadBytes(length: number): Uint8Array {
+  if (pool !== undefined && length >= POOLED_PAYLOAD_BYTES) return new Uint8Array(pool.payloadBuffer(length))
+  return new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length)
+}
+
+/** The payload pool's state (undefined without the addon); `maxBytes` sets its bound (0: no pool). */
+export function payloadPool(maxBytes?: number): PayloadPoolStats | undefined {
+  return pool?.payloadPool(maxBytes)
 }
 
 /** Whether the addon was built and loaded (whatever `setNativeEnabled` says). */

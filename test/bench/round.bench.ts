@@ -7,8 +7,11 @@
  * from /proc/<pid>/status (VmHWM: the kernel's high-water mark of the member's resident set),
  * sampled until the member exits; beside it the highest RssAnon sampled (every 200 ms): the
  * member's anonymous pages — its heaps, buffers and stacks, its alone — without the file-backed
- * pages it maps (the node binary's code and data, the addon), which all members share. Prints
- * one JSON line per mode and the machine.
+ * pages it maps (the node binary's code and data, the addon), which all members share. Also per
+ * run: the members' minor page faults per member and round (first touches of fresh memory), each
+ * round's seconds and CPU on its own (`perRound`), and the window's second half alone
+ * (`secondHalf`: the first rounds also pay for the swarm's warm-up). Prints one JSON line per
+ * mode and the machine.
  *
  *   BENCH_ROUNDS=6 BENCH_MODE=both|process|in-process BENCH_MEMBERS=26 npm run bench:round
  *
@@ -60,17 +63,17 @@ async function memoryOf(pid: number): Promise<{ hwm: number; rss: number; anon: 
   }
 }
 
-/** This process's children (the members, in process mode), each with its CPU so far (user + system, seconds). */
-async function children(): Promise<Array<{ pid: number; cpuSeconds: number }>> {
-  const out: Array<{ pid: number; cpuSeconds: number }> = []
+/** This process's children (the members, in process mode), each with its CPU so far (user + system, seconds) and its minor page faults so far. */
+async function children(): Promise<Array<{ pid: number; cpuSeconds: number; minorFaults: number }>> {
+  const out: Array<{ pid: number; cpuSeconds: number; minorFaults: number }> = []
   for (const e of await readdir('/proc')) {
     if (!/^\d+$/.test(e)) continue
     try {
       const stat = await readFile(`/proc/${e}/stat`, 'utf8')
       // pid (comm) state ppid …: comm may hold spaces and parentheses, so split after the last ')'
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      // fields[1] is ppid; utime and stime (the 14th and 15th of stat) are fields[11] and fields[12], in clock ticks
-      if (Number(fields[1]) === process.pid) out.push({ pid: Number(e), cpuSeconds: (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS })
+      // fields[1] is ppid; minflt (the 10th of stat) is fields[7]; utime and stime (the 14th and 15th) are fields[11] and fields[12], in clock ticks
+      if (Number(fields[1]) === process.pid) out.push({ pid: Number(e), cpuSeconds: (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS, minorFaults: Number(fields[7]) })
     } catch {}
   }
   return out
@@ -78,12 +81,15 @@ async function children(): Promise<Array<{ pid: number; cpuSeconds: number }>> {
 
 /**
  * Samples the peak RSS of every child process (and of this one) until stopped, and the children's
- * CPU together: `cpuAt(t)` is the first sample's at or after `t` (performance.now()).
+ * CPU together: `cpuAt(t)` is the first sample's at or after `t` (performance.now()); `faultsAt(t)` the
+ * children's minor page faults (first touches of fresh memory, mostly) the same way.
  */
-function memorySampler(): { stop: () => Promise<{ self: number; members: number[]; anon: number[]; cpuAt: (t: number) => number | undefined }> } {
+function memorySampler(): {
+  stop: () => Promise<{ self: number; members: number[]; anon: number[]; cpuAt: (t: number) => number | undefined; faultsAt: (t: number) => number | undefined }>
+} {
   const peaks = new Map<number, number>()
   const anonPeaks = new Map<number, number>()
-  const cpu: Array<{ t: number; seconds: number }> = []
+  const cpu: Array<{ t: number; seconds: number; faults: number }> = []
   let self = process.memoryUsage().rss
   let running = true
   const loop = (async () => {
@@ -91,7 +97,7 @@ function memorySampler(): { stop: () => Promise<{ self: number; members: number[
       self = Math.max(self, process.memoryUsage().rss)
       if (process.platform === 'linux') {
         const list = await children()
-        cpu.push({ t: performance.now(), seconds: list.reduce((a, c) => a + c.cpuSeconds, 0) })
+        cpu.push({ t: performance.now(), seconds: list.reduce((a, c) => a + c.cpuSeconds, 0), faults: list.reduce((a, c) => a + c.minorFaults, 0) })
         for (const { pid } of list) {
           const m = await memoryOf(pid)
           if (m !== undefined && Number.isFinite(m.hwm)) peaks.set(pid, Math.max(peaks.get(pid) ?? 0, m.hwm))
@@ -105,7 +111,7 @@ function memorySampler(): { stop: () => Promise<{ self: number; members: number[
     stop: async () => {
       running = false
       await loop
-      return { self, members: [...peaks.values()], anon: [...anonPeaks.values()], cpuAt: (t) => cpu.find((c) => c.t >= t)?.seconds }
+      return { self, members: [...peaks.values()], anon: [...anonPeaks.values()], cpuAt: (t) => cpu.find((c) => c.t >= t)?.seconds, faultsAt: (t) => cpu.find((c) => c.t >= t)?.faults }
     },
   }
 }
@@ -150,6 +156,34 @@ for (let rep = 0; rep < repeat; rep++) {
         const c0 = run.roundsWindow === undefined ? undefined : mem.cpuAt(run.roundsWindow.from)
         const c1 = run.roundsWindow === undefined ? undefined : mem.cpuAt(run.roundsWindow.to)
         const cpuSecondsPerRound = mode === 'process' && c0 !== undefined && c1 !== undefined ? Number(((c1 - c0) / (s.task.rounds - 2)).toFixed(2)) : null
+        const f0 = run.roundsWindow === undefined ? undefined : mem.faultsAt(run.roundsWindow.from)
+        const f1 = run.roundsWindow === undefined ? undefined : mem.faultsAt(run.roundsWindow.to)
+        const minorFaultsPerMemberPerRound = mode === 'process' && f0 !== undefined && f1 !== undefined ? Math.round((f1 - f0) / (s.task.rounds - 2) / s.n) : null
+        // each round of the window on its own (its end minus the previous round's end), and the window's
+        // second half alone: the first rounds also pay for the swarm's warm-up (compilation, meshes forming,
+        // periodic gossip not yet backed off), which a long run spreads over many rounds
+        const ends = run.roundEnds
+        const cpuBetween = (a: number, b: number): number | undefined => {
+          const x = mem.cpuAt(a)
+          const y = mem.cpuAt(b)
+          return x === undefined || y === undefined ? undefined : y - x
+        }
+        const perRound =
+          ends === undefined || ends.length < 3
+            ? null
+            : {
+                seconds: ends.slice(1).map((e, i) => Number(((e - ends[i]!) / 1000).toFixed(2))),
+                ...(mode === 'process' ? { cpuSecondsAllMembers: ends.slice(1).map((e, i) => cpuBetween(ends[i]!, e)).map((c) => (c === undefined ? null : Number(c.toFixed(2)))) } : {}),
+              }
+        const half = ends === undefined || ends.length < 3 ? undefined : Math.floor((ends.length - 1) / 2)
+        const secondHalf =
+          ends === undefined || half === undefined
+            ? null
+            : {
+                rounds: `${half + 1}…${ends.length - 1}`,
+                secondsPerRound: Number(((ends.at(-1)! - ends[half]!) / 1000 / (ends.length - 1 - half)).toFixed(3)),
+                ...(mode === 'process' ? { cpuSecondsPerRoundAllMembers: ((c) => (c === undefined ? null : Number((c / (ends.length - 1 - half)).toFixed(2))))(cpuBetween(ends[half]!, ends.at(-1)!)) } : {}),
+              }
         console.log(
           JSON.stringify({
             bench: 'round',
@@ -159,7 +193,9 @@ for (let rep = 0; rep < repeat; rep++) {
             f: s.f,
             rounds: run.rounds,
             secondsPerRound: Number(run.secondsPerRound.toFixed(3)),
-            ...(mode === 'process' ? { cpuSecondsPerRoundAllMembers: cpuSecondsPerRound } : {}),
+            ...(mode === 'process' ? { cpuSecondsPerRoundAllMembers: cpuSecondsPerRound, minorFaultsPerMemberPerRound } : {}),
+            secondHalf,
+            perRound,
             wallSeconds: Number(run.wallSeconds.toFixed(1)),
             passed: report.passed,
             // final accuracy of the honest members on the whole test split (min / median)

@@ -37,6 +37,8 @@ export interface MeasuredRun extends TopologyRun {
   secondsPerRound: number
   /** the window of secondsPerRound (performance.now() of the ends of round 0 and round R − 2) */
   roundsWindow?: { from: number; to: number }
+  /** the end of each round 0 … R − 2 (performance.now()), as long as every one of them ended */
+  roundEnds?: number[]
   wallSeconds: number
   /** per round the median over the honest members' reports, then the mean over rounds 1 … R − 2 */
   phasesMs: Record<(typeof phaseKeys)[number], number | null>
@@ -78,6 +80,7 @@ export async function measureRun(s: Scenario, opts: RunTopologyOptions): Promise
   // member after the other): it is not a round's cost
   const e0 = ends.get(0)
   const eLast = ends.get(last - 1)
+  const roundEnds = Array.from({ length: Math.max(0, last) }, (_, r) => ends.get(r))
   const secondsPerRound = e0 !== undefined && eLast !== undefined && last >= 2 ? (eLast - e0) / 1000 / (last - 1) : Number.NaN
   const phasesOf = (round: number): Partial<RoundPhases> | undefined => {
     const list = (reports.get(round) ?? []).flatMap((r) => (r.phases === undefined ? [] : [r.phases]))
@@ -92,6 +95,7 @@ export async function measureRun(s: Scenario, opts: RunTopologyOptions): Promise
     rounds: reports.size,
     secondsPerRound,
     ...(e0 !== undefined && eLast !== undefined && last >= 2 ? { roundsWindow: { from: e0, to: eLast } } : {}),
+    ...(roundEnds.every((e) => e !== undefined) ? { roundEnds: roundEnds as number[] } : {}),
     wallSeconds: (performance.now() - started) / 1000,
     phasesMs: Object.fromEntries(phaseKeys.map((k) => [k, middle.length === 0 ? null : round1(middle.reduce((a, p) => a + p[k]!, 0) / middle.length)])) as MeasuredRun['phasesMs'],
     lastRoundPhasesMs: Object.fromEntries(phaseKeys.map((k) => [k, lastPhases === undefined ? null : round1(lastPhases[k]!)])) as MeasuredRun['lastRoundPhasesMs'],
