@@ -18,6 +18,7 @@
  */
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
+import { payloadPool } from '../src/compute/native.ts'
 
 export interface RoundCollector {
   /**
@@ -67,10 +68,17 @@ export function roundCollector(opts: { minBytes?: number } = {}): RoundCollector
 
 /**
  * A collector run on the node's 'aggregated' events (each round's aggregate set and the floor
- * moved, before the round's evaluation).
+ * moved, before the round's evaluation). After the last round's aggregation it also empties the
+ * payload pool and lets it hold nothing more (src/compute/native.ts): its mappings serve the
+ * next round's payloads, and there is none — the final evaluation's working memory should not
+ * come on top of them.
  */
 export function collectAfterAggregation(node: EventTarget, opts: { minBytes?: number } = {}): RoundCollector {
   const collector = roundCollector(opts)
-  node.addEventListener('aggregated', (e) => collector.afterRound((e as CustomEvent<{ bytesReceived: number }>).detail.bytesReceived))
+  node.addEventListener('aggregated', (e) => {
+    const { bytesReceived, last } = (e as CustomEvent<{ bytesReceived: number; last?: boolean }>).detail
+    if (last === true) payloadPool(0)
+    collector.afterRound(bytesReceived)
+  })
   return collector
 }

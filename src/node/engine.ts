@@ -18,7 +18,7 @@
  * Deliveries of closed rounds are dropped. The round timeout only matters when fewer than n − r
  * arrive: the engine then reports a stall ('stall' event, log, metric) and keeps waiting, and
  * reports 'recover' when the round completes. Once a round's aggregate is θ and the floor has
- * moved, the engine emits 'aggregated' ({ round, bytesReceived }), before the round's evaluation
+ * moved, the engine emits 'aggregated' ({ round, bytesReceived, last }), before the round's evaluation
  * and its 'round' report: the payloads below the floor are garbage from then on (member processes
  * collect on it, node/memory.ts). A member that sees certified FINALs of a round
  * at least `catchUpLag` ahead of its own catches up: it fetches the certified deliveries of the
@@ -900,7 +900,7 @@ export class RoundEngine extends EventTarget {
     this.gc()
     // the aggregate is θ now (the learner copied it): the snapshot keeps it rather than a third copy
     this.snap = this.snapshotNow(t + 1, next)
-    this.dispatchEvent(new CustomEvent('aggregated', { detail: { round: t, bytesReceived: this.port.stats().bytesReceived } }))
+    this.dispatchEvent(new CustomEvent('aggregated', { detail: { round: t, bytesReceived: this.port.stats().bytesReceived, last: t === this.opts.rounds - 1 } }))
     const phases = { trainMs: waitStart - started, waitMs: aggStart - waitStart, aggregateMs }
     return await this.finishRound(t, { loss, delivered: inputs.length, senders, stalled, started, params: next, phases, ...(spread === undefined ? {} : { spread }) }, signal)
   }

@@ -94,4 +94,39 @@ describe('roundCollector (node/memory.ts: one full collection after each round)'
     assert.equal(r.status, 0, r.stderr)
     assert.deepEqual(JSON.parse(r.stdout), [0, 1, 1, 2, 2])
   })
+  it("empties the payload pool after the last round's aggregation, and only then", () => {
+    const nativeModule = join(import.meta.dirname, '../../../src/compute/native.ts')
+    const r = inChild(`
+      import { collectAfterAggregation } from ${JSON.stringify(memoryModule)}
+      import { payloadBytes, payloadPool } from ${JSON.stringify(nativeModule)}
+      const node = new EventTarget()
+      collectAfterAggregation(node)
+      const seen = []
+      const state = () => { const s = payloadPool(); return s === undefined ? null : { max: s.maxBytes, free: s.freeBytes } }
+      const settle = async () => { await new Promise((r) => setImmediate(r)); await new Promise((r) => setTimeout(r, 5)) }
+      // a round's payloads, then garbage: the round's collection hands their mappings to the pool
+      let payloads = Array.from({ length: 4 }, () => payloadBytes(1 << 20).fill(1))
+      payloads = undefined
+      await settle()
+      node.dispatchEvent(new CustomEvent('aggregated', { detail: { round: 0, bytesReceived: 20 * 2 ** 20, last: false } }))
+      await settle()
+      seen.push(state())
+      payloads = Array.from({ length: 4 }, () => payloadBytes(1 << 20).fill(1))
+      payloads = undefined
+      await settle()
+      node.dispatchEvent(new CustomEvent('aggregated', { detail: { round: 1, bytesReceived: 40 * 2 ** 20, last: true } }))
+      await settle()
+      seen.push(state())
+      console.log(JSON.stringify(seen))
+    `)
+    assert.equal(r.status, 0, r.stderr)
+    const [mid, end] = JSON.parse(r.stdout) as Array<{ max: number; free: number } | null>
+    if (process.env.MONNA_NATIVE === 'off') {
+      assert.deepEqual([mid, end], [null, null])
+      return
+    }
+    assert.ok(mid !== null && end !== null, 'the addon has no payload pool: run npm run build:native')
+    assert.ok(mid.max > 0 && mid.free >= 4 * 2 ** 20, `after round 0 the pool holds the collected payloads: ${JSON.stringify(mid)}`)
+    assert.deepEqual(end, { max: 0, free: 0 })
+  })
 })
