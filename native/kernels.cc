@@ -2925,7 +2925,7 @@ napi_value ChachaSealIntoFn(napi_env env, napi_callback_info info) {
 // reader writes every byte before anyone reads it.
 namespace payload_pool {
 std::mutex mu;
-std::vector<std::pair<void*, size_t>> free;  // (address, mapped length)
+std::vector<std::pair<void*, size_t>> freeList;  // (address, mapped length)
 size_t freeBytes = 0;
 size_t poolMax = 64u << 20;
 double mapped = 0, reused = 0, unmapped = 0;
@@ -2940,7 +2940,7 @@ void finalize(napi_env, void* data, void* hint) {
   {
     std::lock_guard<std::mutex> g(mu);
     if (freeBytes + len <= poolMax) {
-      free.push_back({data, len});
+      freeList.push_back({data, len});
       freeBytes += len;
       return;
     }
@@ -2966,7 +2966,7 @@ napi_value PayloadBufferFn(napi_env env, napi_callback_info info) {
   void* p = nullptr;
   {
     std::lock_guard<std::mutex> g(payload_pool::mu);
-    auto& f = payload_pool::free;
+    auto& f = payload_pool::freeList;
     for (size_t i = 0; i < f.size(); i++) {
       if (f[i].second != rl) continue;
       p = f[i].first;
@@ -3013,7 +3013,7 @@ napi_value PayloadPoolFn(napi_env env, napi_callback_info info) {
       }
       std::lock_guard<std::mutex> g(payload_pool::mu);
       payload_pool::poolMax = static_cast<size_t>(max);
-      auto& f = payload_pool::free;
+      auto& f = payload_pool::freeList;
       while (payload_pool::freeBytes > payload_pool::poolMax && !f.empty()) {
         drop.push_back(f.back());
         payload_pool::freeBytes -= f.back().second;

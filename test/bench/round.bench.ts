@@ -176,13 +176,14 @@ for (let rep = 0; rep < repeat; rep++) {
                 ...(mode === 'process' ? { cpuSecondsAllMembers: ends.slice(1).map((e, i) => cpuBetween(ends[i]!, e)).map((c) => (c === undefined ? null : Number(c.toFixed(2)))) } : {}),
               }
         const half = ends === undefined || ends.length < 3 ? undefined : Math.floor((ends.length - 1) / 2)
+        const halfCpu = ends === undefined || half === undefined ? undefined : cpuBetween(ends[half]!, ends.at(-1)!)
         const secondHalf =
           ends === undefined || half === undefined
             ? null
             : {
                 rounds: `${half + 1}…${ends.length - 1}`,
                 secondsPerRound: Number(((ends.at(-1)! - ends[half]!) / 1000 / (ends.length - 1 - half)).toFixed(3)),
-                ...(mode === 'process' ? { cpuSecondsPerRoundAllMembers: ((c) => (c === undefined ? null : Number((c / (ends.length - 1 - half)).toFixed(2))))(cpuBetween(ends[half]!, ends.at(-1)!)) } : {}),
+                ...(mode === 'process' ? { cpuSecondsPerRoundAllMembers: halfCpu === undefined ? null : Number((halfCpu / (ends.length - 1 - half)).toFixed(2)) } : {}),
               }
         console.log(
           JSON.stringify({
