@@ -2919,8 +2919,8 @@ napi_value ChachaSealIntoFn(napi_env env, napi_callback_info info) {
 // and its first touches are page faults (≈ 12,500 per member and round at n = 26, LeNet). These
 // are page-aligned anonymous mappings handed to JavaScript as external ArrayBuffers; when V8
 // has collected one — nothing references it any more, so nothing can read it again — its
-// mapping goes back to a free list (up to `poolMax` bytes) instead of being unmapped, and the
-// next payload of the same size takes it: its pages are already there. A reused mapping holds an
+// mapping goes back to a free list (up to `poolMax` bytes, the oldest leaving first) instead of
+// being unmapped, and the next payload of the same size takes it: its pages are already there. A reused mapping holds an
 // earlier payload's bytes, as a buffer of Buffer.allocUnsafe would hold anything; the frame
 // reader writes every byte before anyone reads it.
 namespace payload_pool {
@@ -2935,18 +2935,28 @@ size_t pageRounded(size_t n) {
   return (n + page - 1) / page * page;
 }
 
+// A mapping collected goes to the back of the free list; when the list would exceed its bound,
+// the oldest go first. So mappings of sizes no payload asks for again (a Byzantine member's frames
+// of odd sizes, cut or refused) leave as the swarm's own payloads come back, instead of holding
+// the bound for good and sending every later mapping to munmap.
 void finalize(napi_env, void* data, void* hint) {
   const size_t len = reinterpret_cast<uintptr_t>(hint);
+  std::vector<std::pair<void*, size_t>> drop;
   {
     std::lock_guard<std::mutex> g(mu);
-    if (freeBytes + len <= poolMax) {
+    if (len > poolMax) {
+      drop.push_back({data, len});
+    } else {
+      size_t evict = 0;
+      while (freeBytes + len > poolMax) freeBytes -= freeList[evict++].second;
+      drop.assign(freeList.begin(), freeList.begin() + static_cast<std::ptrdiff_t>(evict));
+      freeList.erase(freeList.begin(), freeList.begin() + static_cast<std::ptrdiff_t>(evict));
       freeList.push_back({data, len});
       freeBytes += len;
-      return;
     }
-    unmapped++;
+    unmapped += static_cast<double>(drop.size());
   }
-  munmap(data, len);
+  for (auto& [p, n] : drop) munmap(p, n);
 }
 }  // namespace payload_pool
 
@@ -2970,8 +2980,7 @@ napi_value PayloadBufferFn(napi_env env, napi_callback_info info) {
     for (size_t i = 0; i < f.size(); i++) {
       if (f[i].second != rl) continue;
       p = f[i].first;
-      f[i] = f.back();
-      f.pop_back();
+      f.erase(f.begin() + static_cast<std::ptrdiff_t>(i));
       payload_pool::freeBytes -= rl;
       payload_pool::reused++;
       break;

@@ -111,6 +111,37 @@ describe('payload pool', { skip: off ? 'MONNA_NATIVE=off' : false }, () => {
     }
   })
 
+  it("a Byzantine member's payloads of odd sizes do not keep the pool from the swarm's own", async () => {
+    const { maxBytes } = payloadPool()!
+    const honest = 1_722_320
+    const mapped = 1_724_416 // page-rounded
+    try {
+      payloadPool(0)
+      payloadPool(8 * mapped)
+      // frames of eight sizes no one asks for again (cut or refused once their buffer exists), collected: the pool is full of them
+      let odd: Uint8Array[] = Array.from({ length: 8 }, (_, k) => payloadBytes(honest - 4096 * (k + 1)))
+      odd = []
+      assert.equal(odd.length, 0)
+      await collect()
+      assert.ok(payloadPool()!.freeBytes > 6 * mapped, 'the odd sizes fill the pool')
+      const before = payloadPool()!
+      // then rounds of the swarm's own payloads, each collected after its round
+      for (let round = 0; round < 4; round++) {
+        let held: Uint8Array[] = Array.from({ length: 4 }, () => payloadBytes(honest))
+        for (const [i, a] of held.entries()) patternFill(a, round * 10 + i)
+        held = []
+        assert.equal(held.length, 0)
+        await collect()
+      }
+      const after = payloadPool()!
+      // the oldest (odd) mappings left as the honest ones came back: rounds 1–3 took theirs from the pool
+      assert.ok(after.reused - before.reused >= 12, `honest payloads taken from the pool: ${after.reused - before.reused} of 16`)
+      assert.ok(after.freeBytes <= 8 * mapped)
+    } finally {
+      payloadPool(maxBytes)
+    }
+  })
+
   it('refuses bad arguments without crashing', () => {
     const nk = nativeKernels() as unknown as { payloadBuffer(n: unknown): ArrayBuffer; payloadPool(n: unknown): unknown }
     assert.ok(nk !== undefined)
