@@ -15,10 +15,22 @@
  * payloads are garbage now), and what follows is the round's evaluation, if any (the final one
  * evaluates the whole test split: collected before it, its working memory does not come on top
  * of the round's garbage), then training.
+ *
+ * Between those collections V8 still started full collections of its own. After each full
+ * collection it sets the next at a multiple of what that one left (its growing factor), and picks
+ * the factor from how fast the process allocates against how fast it collects: 2.78 in a quiet test
+ * process, and in the 26-process swarm, where the round's own payloads passed its limits, 4.9 full
+ * collections of its own per member over a 6-round run, beside the 5–6 forced ones — at ≈ 60 ms of
+ * CPU each for a forced one (docs/scale.md, "Session 32"). With the factor fixed at 2
+ * (`--heap-growing-percent=100`) the round's own collection is the only one: what is live after it
+ * is the closed round's payloads and the process's own heap, and a round adds one round of payloads.
  */
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { payloadPool } from '../src/compute/native.ts'
+
+/** V8's heap growing factor between full collections, as 1 + this / 100 (see above) */
+export const HEAP_GROWING_PERCENT = 100
 
 export interface RoundCollector {
   /**
@@ -45,6 +57,7 @@ export interface RoundCollector {
 export function roundCollector(opts: { minBytes?: number } = {}): RoundCollector {
   const minBytes = opts.minBytes ?? 16 * 1024 * 1024
   setFlagsFromString('--external-memory-accounted-in-global-limit')
+  setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`)
   let gc = (globalThis as { gc?: () => void }).gc
   if (gc === undefined) {
     setFlagsFromString('--expose-gc')
