@@ -21,8 +21,8 @@
  * the factor from how fast the process allocates against how fast it collects: 2.78 in a quiet test
  * process; in the 26-process swarm its limits were passed within the rounds (26 payloads of 1.72 MB
  * arriving while the closed round's are kept): 4.9 full collections of its own per member over a
- * 6-round run, beside the 5–6 forced ones — at ≈ 60 ms of
- * CPU each for a forced one (docs/scale.md, "Session 32"). With the factor fixed at 2
+ * 6-round run, beside the 5–6 forced ones, and a forced one costs ≈ 60 ms of CPU (docs/scale.md,
+ * "Session 32"). With the factor fixed at 2
  * (`--heap-growing-percent=100`) the round's own collection is the only one: what is live after it
  * is the closed round's payloads and the process's own heap, and a round adds one round of payloads.
  */
