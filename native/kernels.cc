@@ -2920,9 +2920,9 @@ napi_value ChachaSealIntoFn(napi_env env, napi_callback_info info) {
 // are page-aligned anonymous mappings handed to JavaScript as external ArrayBuffers; when V8
 // has collected one — nothing references it any more, so nothing can read it again — its
 // mapping goes back to a free list (up to `poolMax` bytes, the oldest leaving first) instead of
-// being unmapped, and the next payload of the same size takes it: its pages are already there. A reused mapping holds an
-// earlier payload's bytes, as a buffer of Buffer.allocUnsafe would hold anything; the frame
-// reader writes every byte before anyone reads it.
+// being unmapped, and the next payload of the same size takes it: its pages are already there.
+// A reused mapping holds an earlier payload's bytes, as a buffer of Buffer.allocUnsafe would hold
+// anything; the frame reader writes every byte before anyone reads it.
 namespace payload_pool {
 std::mutex mu;
 std::vector<std::pair<void*, size_t>> freeList;  // (address, mapped length)

@@ -22,9 +22,9 @@
  * process; in the 26-process swarm its limits were passed within the rounds (26 payloads of 1.72 MB
  * arriving while the closed round's are kept): 4.9 full collections of its own per member over a
  * 6-round run, beside the 5–6 forced ones, and a forced one costs ≈ 60 ms of CPU (docs/scale.md,
- * "Session 32"). With the factor fixed at 2
- * (`--heap-growing-percent=100`) the round's own collection is the only one: what is live after it
- * is the closed round's payloads and the process's own heap, and a round adds one round of payloads.
+ * "Session 32"). With the factor fixed at 2 (`--heap-growing-percent=100`) the round's own
+ * collection is the only one: what is live after it is the closed round's payloads and the
+ * process's own heap, and a round adds one round of payloads.
  */
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
