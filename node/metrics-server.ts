@@ -8,10 +8,17 @@
  * because only admin-signed epochs are accepted. A known path with the wrong method gets 405
  * (with Allow), anything else 404.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import { createRequire } from 'node:module'
 import type { AddressInfo } from 'node:net'
 import type { Registry } from 'prom-client'
 import { MonnaError } from '../src/errors.ts'
+
+// node:http through require, not an ESM import: importing a built-in module as ESM reads each of
+// its exports, and node:http's WebSocket, CloseEvent and MessageEvent are getters that load
+// undici (Node's fetch and WebSocket) — ≈ 13 MB of resident memory and 2.4 MB of V8 heap in
+// every member process, which never uses them (docs/memory.md, session 33).
+const { createServer } = createRequire(import.meta.url)('node:http') as typeof import('node:http')
 
 /** The metrics port is taken by another program (EADDRINUSE): nothing ran; another port will do. */
 export class MetricsPortInUseError extends MonnaError {
