@@ -28,10 +28,22 @@
  */
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
-import { payloadPool } from '../src/compute/native.ts'
+import { payloadPool, payloadsCollected, setPayloadPressure } from '../src/compute/native.ts'
 
 /** V8's heap growing factor between full collections, as 1 + this / 100 (see above) */
 export const HEAP_GROWING_PERCENT = 100
+
+/**
+ * Received payloads the payload pool hands out between two full collections before the collector
+ * runs one of its own, mid-round (default of `pressureBytes`). V8 does not count the pool's
+ * buffers towards its triggers, so payloads dropped before the round's end — a peer cutting off
+ * payload after payload — would otherwise pile up until the round's collection
+ * (src/compute/native.ts, `setPayloadPressure`). A fixed figure, not one learned from the bytes
+ * received, which peers control. A LeNet round at n = 26 brings 43 MB of payloads: no
+ * collection of this kind in a round without an attack; a round bringing more than this (larger
+ * models or swarms) gets one per this many bytes.
+ */
+export const PAYLOAD_PRESSURE_BYTES = 128 * 1024 * 1024
 
 export interface RoundCollector {
   /**
@@ -39,8 +51,10 @@ export interface RoundCollector {
    * collection if at least `minBytes` arrived since the last one.
    */
   afterRound(bytesReceived: number): void
-  /** full collections run so far */
+  /** full collections run so far (after rounds, and on payload pressure) */
   readonly collections: number
+  /** of them, run because the payload pool handed out its bound since the last one */
+  readonly pressureCollections: number
 }
 
 /**
@@ -55,7 +69,7 @@ export interface RoundCollector {
  * buffers of a collection on a background thread, so right after it the figure may not have
  * dropped yet.)
  */
-export function roundCollector(opts: { minBytes?: number } = {}): RoundCollector {
+export function roundCollector(opts: { minBytes?: number; pressureBytes?: number } = {}): RoundCollector {
   const minBytes = opts.minBytes ?? 16 * 1024 * 1024
   setFlagsFromString('--external-memory-accounted-in-global-limit')
   setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`)
@@ -67,15 +81,29 @@ export function roundCollector(opts: { minBytes?: number } = {}): RoundCollector
   const run = gc
   let last = 0
   let collections = 0
+  let pressureCollections = 0
+  const pressure = {
+    bytes: opts.pressureBytes ?? PAYLOAD_PRESSURE_BYTES,
+    collect() {
+      run()
+      collections++
+      pressureCollections++
+    },
+  }
+  setPayloadPressure(pressure)
   return {
     afterRound(bytesReceived) {
       if (bytesReceived - last < minBytes) return
       last = bytesReceived
       run()
+      payloadsCollected()
       collections++
     },
     get collections() {
       return collections
+    },
+    get pressureCollections() {
+      return pressureCollections
     },
   }
 }

@@ -215,8 +215,42 @@ const pool = loaded?.payloadBuffer !== undefined && loaded.payloadPool !== undef
  * kernels.
  */
 export function payloadBytes(length: number): Uint8Array {
-  if (pool !== undefined && length >= POOLED_PAYLOAD_BYTES) return new Uint8Array(pool.payloadBuffer(length))
+  if (pool !== undefined && length >= POOLED_PAYLOAD_BYTES) {
+    pooledSinceCollection += length
+    if (pressure !== undefined && pooledSinceCollection >= pressure.bytes) {
+      pooledSinceCollection = 0
+      pressure.collect()
+    }
+    return new Uint8Array(pool.payloadBuffer(length))
+  }
   return new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length)
+}
+
+/**
+ * Pooled payload bytes handed out since the last full collection (`payloadsCollected`). V8 does
+ * not count the pool's external ArrayBuffers towards its own collection triggers the way it
+ * counts its own buffers' (a young collection once those reach twice the semi-space): with
+ * external memory accounted in the global limit (member processes, node/memory.ts), a process
+ * allocating payloads and dropping them — a peer sending payloads and cutting them off — grew
+ * to 2.3 GB before V8 collected (test/unit/node/memory.test.ts). So the pool's own count calls
+ * for a collection.
+ */
+let pooledSinceCollection = 0
+let pressure: { bytes: number; collect: () => void } | undefined
+
+/**
+ * Makes `payloadBytes` call `collect` (a full collection) once `bytes` of pooled payloads were
+ * handed out since the last one, so that payloads dropped unread cannot pile up faster than
+ * collections come; undefined removes it. Member processes set it (node/memory.ts).
+ */
+export function setPayloadPressure(p: { bytes: number; collect: () => void } | undefined): void {
+  pressure = p
+  pooledSinceCollection = 0
+}
+
+/** A full collection just ran (the member's own, after a round): the count starts again. */
+export function payloadsCollected(): void {
+  pooledSinceCollection = 0
 }
 
 /** The payload pool's state (undefined without the addon); `maxBytes` sets its bound (0: no pool). */

@@ -151,4 +151,40 @@ describe('roundCollector (node/memory.ts: one full collection after each round)'
     assert.ok(mid.max > 0 && mid.free >= 4 * 2 ** 20, `after round 0 the pool holds the collected payloads: ${JSON.stringify(mid)}`)
     assert.deepEqual(end, { max: 0, free: 0 })
   })
+  it('bounds received payloads dropped mid-round (a peer cutting off payload after payload): a collection per PAYLOAD_PRESSURE_BYTES handed out, none in a plain round', () => {
+    const nativeModule = join(import.meta.dirname, '../../../src/compute/native.ts')
+    const r = inChild(`
+      import { roundCollector, PAYLOAD_PRESSURE_BYTES } from ${JSON.stringify(memoryModule)}
+      import { payloadBytes, payloadPool } from ${JSON.stringify(nativeModule)}
+      const collector = roundCollector()
+      const L = 1_720_320 // a LeNet payload
+      const tick = () => new Promise((r) => setImmediate(r))
+      // two rounds of 26 payloads kept (the closed round and the current one), then a round's collection
+      const live = Array.from({ length: 52 }, () => payloadBytes(L).fill(1))
+      collector.afterRound(2 ** 40)
+      await tick()
+      // a plain round: 25 payloads received and kept
+      for (let i = 0; i < 25; i++) live.push(payloadBytes(L).fill(2))
+      const plain = collector.pressureCollections
+      // then 1,500 payloads (2.6 GB) written and dropped, as the frame reader drops a cut one, a few
+      // per turn of the event loop
+      const rss0 = process.memoryUsage().rss
+      let peak = rss0
+      for (let i = 0; i < 1500; i++) {
+        payloadBytes(L).fill(i & 255)
+        if (i % 4 === 3) { await tick(); peak = Math.max(peak, process.memoryUsage().rss) }
+      }
+      console.log(JSON.stringify({ plain, pressure: collector.pressureCollections, grew: peak - rss0, bound: PAYLOAD_PRESSURE_BYTES, pool: payloadPool() ?? null, live: live.length }))
+    `)
+    assert.equal(r.status, 0, r.stderr)
+    const { plain, pressure, grew, bound, pool } = JSON.parse(r.stdout) as { plain: number; pressure: number; grew: number; bound: number; pool: { maxBytes: number } | null }
+    assert.equal(plain, 0, 'a round of 25 payloads brought a collection of its own')
+    // what may pile up: the bound's worth of dropped payloads, the pool's free mappings, and slack
+    // for V8 and malloc; without the pressure collections this process grew by ≈ 2 GB
+    const allowed = bound + (pool?.maxBytes ?? 0) + 96 * 2 ** 20
+    assert.ok(grew < allowed, `resident memory grew by ${(grew / 2 ** 20).toFixed(0)} MiB while dropped payloads arrived (allowed ${(allowed / 2 ** 20).toFixed(0)} MiB)`)
+    if (process.env.MONNA_NATIVE === 'off') return
+    assert.ok(pool !== null, 'the addon has no payload pool: run npm run build:native')
+    assert.ok(pressure >= 10, `${pressure} collections on payload pressure for 2.6 GB of payloads`)
+  })
 })
