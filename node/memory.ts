@@ -25,6 +25,13 @@
  * "Session 32"). With the factor fixed at 2 (`--heap-growing-percent=100`) the round's own
  * collection is the only one: what is live after it is the closed round's payloads and the
  * process's own heap, and a round adds one round of payloads.
+ *
+ * Received payloads come from the addon's pool as external ArrayBuffers, which V8 leaves out of
+ * its collection triggers: with external memory accounted in the global limit, a process
+ * allocating payloads and dropping them unread — what a peer cutting off payload after payload
+ * leaves — grew by 1.3–2 GB before V8 collected (test/unit/node/memory.test.ts). The collector
+ * therefore also runs a full collection whenever the pool has handed out `PAYLOAD_PRESSURE_BYTES`
+ * since the last one.
  */
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
@@ -68,6 +75,10 @@ export interface RoundCollector {
  * own, rarer ones take care of them. (Not `process.memoryUsage().arrayBuffers`: V8 frees the
  * buffers of a collection on a background thread, so right after it the figure may not have
  * dropped yet.)
+ *
+ * `pressureBytes` (default PAYLOAD_PRESSURE_BYTES): pooled payload bytes handed out between two
+ * full collections before one runs mid-round. The process has one such bound: the last collector
+ * made sets it.
  */
 export function roundCollector(opts: { minBytes?: number; pressureBytes?: number } = {}): RoundCollector {
   const minBytes = opts.minBytes ?? 16 * 1024 * 1024
