@@ -232,8 +232,8 @@ export function payloadBytes(length: number): Uint8Array {
  * counts its own buffers' (a young collection once those reach twice the semi-space): with
  * external memory accounted in the global limit (member processes, node/memory.ts), a process
  * allocating payloads and dropping them — a peer sending payloads and cutting them off — grew
- * to 2.3 GB before V8 collected (test/unit/node/memory.test.ts). So the pool's own count calls
- * for a collection.
+ * by 1.3–2.1 GB before V8 collected (docs/memory.md, test/unit/node/memory.test.ts). So the
+ * pool's own count calls for a collection.
  */
 let pooledSinceCollection = 0
 let pressure: { bytes: number; collect: () => void } | undefined

@@ -180,7 +180,7 @@ describe('roundCollector (node/memory.ts: one full collection after each round)'
     const { plain, pressure, grew, bound, pool } = JSON.parse(r.stdout) as { plain: number; pressure: number; grew: number; bound: number; pool: { maxBytes: number } | null }
     assert.equal(plain, 0, 'a round of 25 payloads brought a collection of its own')
     // what may pile up: the bound's worth of dropped payloads, the pool's free mappings, and slack
-    // for V8 and malloc; without the pressure collections this process grew by ≈ 2 GB
+    // for V8 and malloc; without the pressure collections this process grew by ≈ 1.3 GiB
     const allowed = bound + (pool?.maxBytes ?? 0) + 96 * 2 ** 20
     assert.ok(grew < allowed, `resident memory grew by ${(grew / 2 ** 20).toFixed(0)} MiB while dropped payloads arrived (allowed ${(allowed / 2 ** 20).toFixed(0)} MiB)`)
     if (process.env.MONNA_NATIVE === 'off') return
