@@ -27,11 +27,12 @@
  * process's own heap, and a round adds one round of payloads.
  *
  * Received payloads come from the addon's pool as external ArrayBuffers, which V8 leaves out of
- * its collection triggers: with external memory accounted in the global limit, a process
- * allocating payloads and dropping them unread — what a peer cutting off payload after payload
- * leaves — grew by 1.3–2 GB before V8 collected (test/unit/node/memory.test.ts). The collector
- * therefore also runs a full collection whenever the pool has handed out `PAYLOAD_PRESSURE_BYTES`
- * since the last one.
+ * its collection triggers: with external memory accounted in the global limit, a process doing
+ * nothing but allocate payloads and drop them unread grew by 1.3–2.1 GB before V8 collected
+ * (test/unit/node/memory.test.ts). Over TCP the network stack's own allocations bring V8's
+ * collections sooner (a peer cutting off 1,000 payloads grew its target by 191 MiB, docs/memory.md),
+ * but that depends on how much V8 heap the stack allocates per byte. So the collector also runs a
+ * full collection whenever the pool has handed out `PAYLOAD_PRESSURE_BYTES` since the last one.
  */
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
@@ -44,7 +45,7 @@ export const HEAP_GROWING_PERCENT = 100
  * Received payloads the payload pool hands out between two full collections before the collector
  * runs one of its own, mid-round (default of `pressureBytes`). V8 does not count the pool's
  * buffers towards its triggers, so payloads dropped before the round's end — a peer cutting off
- * payload after payload — would otherwise pile up until the round's collection
+ * payload after payload — would otherwise wait for a collection something else brings on
  * (src/compute/native.ts, `setPayloadPressure`). A fixed figure, not one learned from the bytes
  * received, which peers control. A LeNet round at n = 26 brings 43 MB of payloads: no
  * collection of this kind in a round without an attack; a round bringing more than this (larger

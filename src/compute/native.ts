@@ -231,9 +231,10 @@ export function payloadBytes(length: number): Uint8Array {
  * not count the pool's external ArrayBuffers towards its own collection triggers the way it
  * counts its own buffers' (a young collection once those reach twice the semi-space): with
  * external memory accounted in the global limit (member processes, node/memory.ts), a process
- * allocating payloads and dropping them — a peer sending payloads and cutting them off — grew
- * by 1.3–2.1 GB before V8 collected (docs/memory.md, test/unit/node/memory.test.ts). So the
- * pool's own count calls for a collection.
+ * doing nothing but allocate payloads and drop them grew by 1.3–2.1 GB before V8 collected
+ * (docs/memory.md, test/unit/node/memory.test.ts); what a peer cutting off payloads leaves is
+ * collected only when something else brings a collection on. So the pool's own count calls
+ * for one.
  */
 let pooledSinceCollection = 0
 let pressure: { bytes: number; collect: () => void } | undefined

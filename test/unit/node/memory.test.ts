@@ -167,7 +167,8 @@ describe('roundCollector (node/memory.ts: one full collection after each round)'
       for (let i = 0; i < 25; i++) live.push(payloadBytes(L).fill(2))
       const plain = collector.pressureCollections
       // then 1,500 payloads (2.6 GB) written and dropped, as the frame reader drops a cut one, a few
-      // per turn of the event loop
+      // per turn of the event loop, with nothing else allocating (over TCP the network stack's own
+      // allocations would bring V8's collections on sooner: docs/memory.md)
       const rss0 = process.memoryUsage().rss
       let peak = rss0
       for (let i = 0; i < 1500; i++) {
