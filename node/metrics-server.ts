@@ -16,8 +16,9 @@ import { MonnaError } from '../src/errors.ts'
 
 // node:http through require, not an ESM import: importing a built-in module as ESM reads each of
 // its exports, and node:http's WebSocket, CloseEvent and MessageEvent are getters that load
-// undici (Node's fetch and WebSocket) — ≈ 13 MB of resident memory and 2.4 MB of V8 heap in
-// every member process, which never uses them (docs/memory.md, session 33).
+// undici (Node's fetch and WebSocket), which member processes never use: 13.5 MB of resident
+// memory and 2.4 MB of V8 heap in a bare process, 1–2 MB at a 26-process member's peak
+// (docs/memory.md, session 33).
 const { createServer } = createRequire(import.meta.url)('node:http') as typeof import('node:http')
 
 /** The metrics port is taken by another program (EADDRINUSE): nothing ran; another port will do. */
