@@ -2435,6 +2435,39 @@ napi_value MeanFn(napi_env env, napi_callback_info info) {
   return r;
 }
 
+// firstNonFinite(x: Float32Array): the index of x's first NaN or ±∞, or -1. An entry is non-finite
+// when its exponent bits are all set; blocks of 64 are tested without a branch per entry (the
+// compiler vectorises the block's loop), and the block that holds one is scanned again.
+napi_value FirstNonFiniteFn(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
+  float* x;
+  size_t n = 0;
+  if (argc < 1 || !floats(env, argv[0], &x, &n)) return nullptr;
+  const auto bad = [x](size_t i) {
+    uint32_t b;
+    std::memcpy(&b, x + i, 4);
+    return (b & 0x7f800000u) == 0x7f800000u;
+  };
+  size_t c = 0;
+  for (; c + 64 <= n; c += 64) {
+    uint32_t any = 0;
+    for (size_t j = 0; j < 64; j++) any |= bad(c + j) ? 1u : 0u;
+    if (any != 0) break;
+  }
+  double found = -1;
+  for (; c < n; c++) {
+    if (bad(c)) {
+      found = static_cast<double>(c);
+      break;
+    }
+  }
+  napi_value r;
+  napi_create_double(env, found, &r);
+  return r;
+}
+
 // distancesTo(inputs: Float32Array[], v: Float32Array (the inputs' length), out: Float64Array (k))
 napi_value DistancesToFn(napi_env env, napi_callback_info info) {
   napi_value argv[3];
@@ -3059,6 +3092,7 @@ NAPI_MODULE_INIT() {
       {"sortedReduce", nullptr, SortedReduceFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"pairwise", nullptr, PairwiseFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"mean", nullptr, MeanFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"firstNonFinite", nullptr, FirstNonFiniteFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"distancesTo", nullptr, DistancesToFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"pairwiseSums", nullptr, PairwiseSumsFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"keptMean", nullptr, KeptMeanFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

@@ -19,8 +19,24 @@ export function checkShapes(rule: string, inputs: readonly Float32Array[], refer
   return d
 }
 
-/** Index of the first non-finite entry of `x`, or -1. */
+/**
+ * Below this length `firstNonFinite` stays in JavaScript: the addon's call costs more than the
+ * scan it saves.
+ */
+const NATIVE_FINITE_MIN = 1024
+
+/**
+ * Index of the first non-finite entry of `x`, or -1. Every received model goes through it
+ * (node/payload.ts); with the native kernels a model-sized array is scanned by the addon
+ * (native/kernels.cc, `firstNonFinite`), else by `firstNonFiniteJs`.
+ */
 export function firstNonFinite(x: Float32Array): number {
+  const native = x.length >= NATIVE_FINITE_MIN ? nativeKernels()?.firstNonFinite : undefined
+  return native !== undefined ? native(x) : firstNonFiniteJs(x)
+}
+
+/** `firstNonFinite` in JavaScript (exported for the tests that hold the addon to it). */
+export function firstNonFiniteJs(x: Float32Array): number {
   // x * 0 is 0 for every finite x and NaN for NaN/±Infinity; one branch per block of 8.
   const n = x.length
   let c = 0

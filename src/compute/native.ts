@@ -78,6 +78,8 @@ export interface NativeKernels {
    * output is finite. Uses the GEMM's threads.
    */
   mean(inputs: readonly Float32Array[], out: Float32Array): boolean
+  /** The index of x's first NaN or ±∞, or -1 (absent from addons built before it). */
+  firstNonFinite?(x: Float32Array): number
   /**
    * As pairwise, and in the same pass (each block of coordinates still in cache) the column
    * sums sums[c] = Σ_i x_i[c] (in double, in input order) and maxAbs[i] = max_c |x_i[c]|.

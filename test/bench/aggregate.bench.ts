@@ -18,6 +18,7 @@
  */
 import os from 'node:os'
 import { aggregationRules, createAggregator, TooManySubsetsError } from '../../src/aggregation/index.ts'
+import { firstNonFinite, firstNonFiniteJs } from '../../src/aggregation/kernels.ts'
 import { setSimdEnabled, simdKernels } from '../../src/aggregation/simd.ts'
 import { createAttack } from '../../src/attacks/index.ts'
 import { nativeKernels, setNativeEnabled, setNativeThreads } from '../../src/compute/native.ts'
@@ -127,5 +128,22 @@ for (const c of cases) {
     lines.push(JSON.stringify({ bench: 'aggregate', case: `${label}/${rule}/ratio-to-mean`, value: Number(r.ratio.toFixed(3)), unit: 'x' }))
     lines.push(JSON.stringify({ bench: 'aggregate', case: `${label}/${rule}/ratio-to-js-mean`, value: Number((r.ms / jsMeanMs).toFixed(3)), unit: 'x' }))
   }
+  // the finiteness check every received model goes through (node/payload.ts) over the k
+  // inputs: the addon's scan against the JS one, paired the same way
+  const scan = (check: (x: Float32Array) => number): number => {
+    const t0 = performance.now()
+    for (const x of inputs) if (check(x) !== -1) throw new Error('a bench input is not finite')
+    return performance.now() - t0
+  }
+  scan(firstNonFinite)
+  scan(firstNonFiniteJs)
+  const scans = Array.from({ length: Math.max(repeat, 5) }, () => [scan(firstNonFiniteJs), scan(firstNonFinite)] as const)
+  const jsScanMs = median(scans.map(([js]) => js))
+  const scanMs = median(scans.map(([, dispatched]) => dispatched))
+  const scanRatio = median(scans.map(([js, dispatched]) => dispatched / js))
+  console.log(`finite check of the ${c.k} inputs: ${scanMs.toFixed(2)} ms (${native?.firstNonFinite !== undefined ? 'native' : 'JS'}) against ${jsScanMs.toFixed(2)} ms in JS (× ${scanRatio.toFixed(2)}, median of paired runs)`)
+  lines.push(JSON.stringify({ bench: 'aggregate', case: `${label}/finite-check`, value: Number(scanMs.toFixed(3)), unit: 'ms' }))
+  lines.push(JSON.stringify({ bench: 'aggregate', case: `${label}/finite-check/js`, value: Number(jsScanMs.toFixed(3)), unit: 'ms' }))
+  lines.push(JSON.stringify({ bench: 'aggregate', case: `${label}/finite-check/ratio-to-js`, value: Number(scanRatio.toFixed(3)), unit: 'x' }))
   for (const l of lines) console.log(l)
 }

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
 import { nnmSortedNative, nnmVectorsNative, sortedNative } from '../../../src/aggregation/fast.ts'
 import { createAggregator, NonFiniteInputError, pairwiseSquaredDistances } from '../../../src/aggregation/index.ts'
-import { distancesTo as jsDistancesTo, weightedMean } from '../../../src/aggregation/kernels.ts'
+import { firstNonFinite, firstNonFiniteJs, distancesTo as jsDistancesTo, weightedMean } from '../../../src/aggregation/kernels.ts'
 import { neighbourhoods } from '../../../src/aggregation/rules.ts'
 import { setSimdEnabled } from '../../../src/aggregation/simd.ts'
 import { nativeKernels, nativeStatus, setNativeEnabled, setNativeThreads } from '../../../src/compute/native.ts'
@@ -375,6 +375,30 @@ describe('native coordinate-wise kernels', () => {
       const a = run('multikrum', inputs, f, 'native')
       const b = run('multikrum', inputs, f, 'js')
       for (let c = 0; c < D; c++) assert.ok(Math.abs(a[c] - b[c]) <= 2e-5 * Math.max(1, Math.abs(b[c])), `scale ${scale}: coordinate ${c}: ${a[c]} vs ${b[c]}`)
+    }
+  })
+
+  it('firstNonFinite: the addon finds the first NaN or ±∞ where the JS scan does (random positions, several at once, subnormals, −0 and the largest finite values clean, lengths around the blocks)', () => {
+    assert.equal(typeof nativeKernels()?.firstNonFinite, 'function', nativeStatus())
+    const rng = new Rng('native/first-non-finite')
+    const special = [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, new Float32Array(new Uint32Array([0xffc00001]).buffer)[0]!]
+    const clean = [0, -0, 3.4028234663852886e38, -3.4028234663852886e38, 1e-45, -1e-45, 1.1754942e-38]
+    for (const n of [1024, 1087, 4096, 431_080, 63, 64, 65, 127, 128, 129]) {
+      for (let trial = 0; trial < 12; trial++) {
+        const x = Float32Array.from({ length: n }, (_, c) => (c % 97 === 0 ? clean[c % clean.length]! : rng.normal()))
+        const hits = trial === 0 ? 0 : 1 + rng.int(3)
+        for (let h = 0; h < hits; h++) x[rng.int(n)] = special[rng.int(special.length)]!
+        const want = firstNonFiniteJs(x)
+        assert.equal(nativeKernels()!.firstNonFinite!(x), want, `n = ${n}, trial ${trial}`)
+        // a view into a larger buffer: only its own entries count
+        const outer = new Float32Array(n + 16).fill(Number.NaN)
+        outer.set(x, 8)
+        assert.equal(nativeKernels()!.firstNonFinite!(outer.subarray(8, 8 + n)), want, `n = ${n}, trial ${trial}, a view`)
+        // the dispatcher (native from 1024 entries) agrees
+        assert.equal(firstNonFinite(x), want)
+        if (trial === 0) assert.equal(want, -1)
+        else assert.ok(want >= 0 && !Number.isFinite(x[want]!))
+      }
     }
   })
 })
