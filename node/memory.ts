@@ -53,6 +53,12 @@ export const HEAP_GROWING_PERCENT = 100
  */
 export const PAYLOAD_PRESSURE_BYTES = 128 * 1024 * 1024
 
+/**
+ * The smallest `pressureBytes` a collector takes (1 MiB): a full collection costs a member ≈ 60 ms
+ * of CPU, so a bound near zero would let every received payload buy one.
+ */
+export const MIN_PRESSURE_BYTES = 1024 * 1024
+
 export interface RoundCollector {
   /**
    * After a round's aggregation, with the member's bytes received so far (RoundReport.bytesReceived): one full
@@ -79,10 +85,17 @@ export interface RoundCollector {
  *
  * `pressureBytes` (default PAYLOAD_PRESSURE_BYTES): pooled payload bytes handed out between two
  * full collections before one runs mid-round. The process has one such bound: the last collector
- * made sets it.
+ * made sets it. An integer of at least MIN_PRESSURE_BYTES; anything else (and a negative or
+ * non-finite `minBytes`) is refused with a RangeError before any flag is set.
  */
 export function roundCollector(opts: { minBytes?: number; pressureBytes?: number } = {}): RoundCollector {
   const minBytes = opts.minBytes ?? 16 * 1024 * 1024
+  const pressureBytes = opts.pressureBytes ?? PAYLOAD_PRESSURE_BYTES
+  // checked before any flag is set: a bad bound changes nothing in the process
+  if (!Number.isFinite(minBytes) || minBytes < 0) throw new RangeError(`roundCollector: minBytes must be a number of bytes >= 0 (got ${minBytes})`)
+  if (!Number.isSafeInteger(pressureBytes) || pressureBytes < MIN_PRESSURE_BYTES) {
+    throw new RangeError(`roundCollector: pressureBytes must be an integer of at least ${MIN_PRESSURE_BYTES} bytes (got ${pressureBytes}): a smaller bound would run a full collection for nearly every payload received`)
+  }
   setFlagsFromString('--external-memory-accounted-in-global-limit')
   setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`)
   let gc = (globalThis as { gc?: () => void }).gc
@@ -95,7 +108,7 @@ export function roundCollector(opts: { minBytes?: number; pressureBytes?: number
   let collections = 0
   let pressureCollections = 0
   const pressure = {
-    bytes: opts.pressureBytes ?? PAYLOAD_PRESSURE_BYTES,
+    bytes: pressureBytes,
     collect() {
       run()
       collections++

@@ -13,6 +13,15 @@ function inChild(code: string): { status: number | null; stdout: string; stderr:
 }
 
 describe('roundCollector (node/memory.ts: one full collection after each round)', () => {
+  it('refuses a pressure bound under 1 MiB or not an integer, and a negative minBytes, with a RangeError naming them', async () => {
+    const { MIN_PRESSURE_BYTES, roundCollector } = await import('../../../node/memory.ts')
+    for (const pressureBytes of [0, -1, 1024, MIN_PRESSURE_BYTES - 1, MIN_PRESSURE_BYTES + 0.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      assert.throws(() => roundCollector({ pressureBytes }), (e: unknown) => e instanceof RangeError && e.message.includes('pressureBytes') && e.message.includes(String(pressureBytes)), String(pressureBytes))
+    }
+    for (const minBytes of [-1, Number.NaN]) {
+      assert.throws(() => roundCollector({ minBytes }), (e: unknown) => e instanceof RangeError && e.message.includes('minBytes'), String(minBytes))
+    }
+  })
   it('collects an unreachable object held only weakly, in a process started without --expose-gc', () => {
     const r = inChild(`
       import { roundCollector } from ${JSON.stringify(memoryModule)}
