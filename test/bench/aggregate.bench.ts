@@ -7,6 +7,9 @@
  * the situation a node meets in a round. f = 5 for k = 26 (the MoNNA experiment), f = 10 for
  * k = 50 (f/n = 1/5). cc gets reference = the first honest vector, nna/ce own = 0.
  *
+ * Also the finiteness check every received model goes through (`firstNonFinite`, node/payload.ts)
+ * over the k inputs, paired with its JS scan (`finite-check`, `finite-check/js`, their ratio).
+ *
  *   npm run bench:aggregate                       # both cases
  *   BENCH_CASES=26 BENCH_RULES=mean,nna,nnm+cwtm npm run bench:aggregate
  *   BENCH_REPEAT=5 …                              # timed calls per rule (median reported)
