@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path'
 import { describe, it } from 'node:test'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { bytesToHex } from '@noble/hashes/utils.js'
+import { nativeKernels, setNativeEnabled } from '../../../src/compute/native.ts'
 import { canonicalJson, parseSwarm, swarmId } from '../../../src/config/schema.ts'
 import { InvalidConfigError } from '../../../src/errors.ts'
 import type { ByzantineContext } from '../../../src/node/behaviour.ts'
@@ -224,6 +225,29 @@ describe('model encodings: hostile payloads', () => {
     }
   })
 
+  it('a LeNet-sized float32 payload with one NaN or ±∞ anywhere is refused, read in place or copied, on the native check and on the JS one', () => {
+    const dim = 431_080
+    const rng = new Rng('payload/non-finite-anywhere')
+    const honest = Float32Array.from({ length: dim }, () => rng.normal())
+    const clean = encodeModel(honest, 'float32')
+    const specials = [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]
+    const positions = [0, 1, 63, 64, dim - 65, dim - 2, dim - 1, ...Array.from({ length: 12 }, () => rng.int(dim))]
+    for (const native of [true, false]) {
+      setNativeEnabled(native)
+      try {
+        assert.ok('model' in decodeModel(clean, dim, 'float32', { view: true }), `native ${native}: the honest payload`)
+        for (const [i, at] of positions.entries()) {
+          // what a Byzantine member sends: an honest-looking model with one entry replaced
+          const bytes = clean.slice()
+          new DataView(bytes.buffer).setFloat32(at * 4, specials[i % specials.length]!, true)
+          for (const view of [true, false]) assert.deepEqual(decodeModel(bytes, dim, 'float32', { view }), { problem: 'non-finite' }, `native ${native}, entry ${at}, view ${view}`)
+        }
+      } finally {
+        setNativeEnabled(true)
+      }
+    }
+    assert.equal(typeof nativeKernels()?.firstNonFinite, 'function', 'the addon has no firstNonFinite: run npm run build:native')
+  })
   it('a payload in another encoding than the swarm’s is refused (bad-length)', () => {
     const x = randomVector('mismatch', 300, 1)
     assert.deepEqual(decodeModel(encodeModel(x, 'float16'), 300, 'float32'), { problem: 'bad-length' })
