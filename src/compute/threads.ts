@@ -8,14 +8,25 @@
  * until the workers are done, so kernels stay synchronous as tfjs requires.
  */
 
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import type { KernelFunc, NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs'
 import { backend_util } from '@tensorflow/tfjs'
 import { MonnaError } from '../errors.ts'
+import { packageRoot } from '../package-root.ts'
 import { encodeJob, HEADER_BYTES, type Job, type JobInput, State, type ThreadedKernel } from './protocol.ts'
 
-// the worker module beside this one: worker.ts run from source, worker.js from the built package
-const workerFile = import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js'
+// the worker module beside this one: worker.ts run from source, worker.js from the built package;
+// in a bundle (the members' program, src/topology/member-program.ts) the one of the package
+function workerUrl(): URL {
+  const beside = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url)
+  if (existsSync(beside)) return beside
+  const root = packageRoot()
+  for (const f of [join(root, 'src', 'compute', 'worker.ts'), join(root, 'dist', 'src', 'compute', 'worker.js')]) if (existsSync(f)) return pathToFileURL(f)
+  return beside
+}
 
 /** Float32 capacity of each worker's shared buffer (8 MiB): a LeNet batch-25 slice needs < 1 M. */
 const FLOATS_PER_THREAD = 2 * 1024 * 1024
@@ -53,7 +64,7 @@ export class KernelThreadPool {
     const threads = await Promise.all(
       Array.from({ length: count }, async () => {
         const buffer = new SharedArrayBuffer(HEADER_BYTES + FLOATS_PER_THREAD * 4)
-        const worker = new Worker(new URL(workerFile, import.meta.url), { workerData: { buffer } })
+        const worker = new Worker(workerUrl(), { workerData: { buffer } })
         await new Promise<void>((resolve, reject) => {
           worker.once('message', () => resolve())
           worker.once('error', reject)

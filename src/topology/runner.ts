@@ -28,9 +28,9 @@ import { AbortError, EXIT_ADDRESS_IN_USE, MonnaError } from '../errors.ts'
 import { type Logger, silentLogger } from '../logger.ts'
 import { loadOrCreateKey, peerIdOfKey } from '../net/index.ts'
 import { type BroadcastPort, createDecodeCache, createSwarmNode, type RoundPhases, type RoundReport, type SwarmNode } from '../node/index.ts'
-import { packageRoot } from '../package-root.ts'
 import { Rng } from '../rng.ts'
 import { createTopologyBehaviour, needsLabelFlip } from './behaviours.ts'
+import { memberProgram } from './member-program.ts'
 import { conditionedPort, isIdealNetwork } from './network.ts'
 import { buildReport, type MemberInfo, type MemberRound, median, type TopologyReport, writeReport } from './report.ts'
 import { byzantineByMember, memberName, type Scenario } from './schema.ts'
@@ -55,6 +55,8 @@ export type ProgressEvent =
   | { kind: 'start'; scenario: string; mode: 'process' | 'in-process'; n: number; outDir: string; members: MemberInfo[] }
   | { kind: 'member-exit'; name: string; byzantine: boolean; code: number | null; error?: string }
   | { kind: 'ended'; reason: string }
+  /** the program members run (process mode): monna's bundle, or its sources and why */
+  | { kind: 'program'; program: string; bundled: boolean; reason?: string }
 
 export interface RunTopologyOptions {
   outDir: string
@@ -64,7 +66,7 @@ export interface RunTopologyOptions {
   onProgress?: (e: ProgressEvent) => void
   /** every member's RoundReport as it arrives (Byzantine members' too), in both modes */
   onRound?: (r: RoundReport) => void
-  /** the program to start members with (process mode); default bin/monna.js of this package */
+  /** the program to start members with (process mode); default monna's own, bundled (member-program.ts) */
   program?: string
 }
 
@@ -73,7 +75,17 @@ export interface TopologyRun {
   files: { json: string; html: string; svgs: string[] }
 }
 
-const defaultProgram = join(packageRoot(), 'bin', 'monna.js')
+/**
+ * Members run monna's bundled program (member-program.ts: the same sources, ≈ 16 MB less per
+ * member); the sources module by module when no bundle can be made, which the log says.
+ */
+async function chooseMemberProgram(logger: Logger, emit: (e: ProgressEvent) => void): Promise<string> {
+  const chosen = await memberProgram()
+  if (chosen.built) logger.info('bundled the members\' program', { program: chosen.program })
+  if (chosen.reason !== undefined) logger.warn('members run from the sources, module by module', { reason: chosen.reason })
+  emit({ kind: 'program', program: chosen.program, bundled: chosen.bundled, ...(chosen.reason === undefined ? {} : { reason: chosen.reason }) })
+  return chosen.program
+}
 
 /**
  * Node flags members are started with (process mode). A young generation of 8 MiB semi-spaces
@@ -329,8 +341,9 @@ export async function runTopology(s: Scenario, opts: RunTopologyOptions): Promis
     // program — another run on the machine — may take it in between (CI: EADDRINUSE, the
     // Byzantine member never started and the run went on without its attack). Such a member
     // exits with EXIT_ADDRESS_IN_USE before any round; the run starts again on fresh ports.
+    const program = opts.program ?? (await chooseMemberProgram(logger, emit))
     for (let attempt = 1; ; attempt++) {
-      const outcome = await runProcesses(s, prepared, outDir, tracker, emit, signal, opts.program ?? defaultProgram, watch())
+      const outcome = await runProcesses(s, prepared, outDir, tracker, emit, signal, program, watch())
       if (outcome !== 'address-in-use' || attempt >= 3) break
       logger.warn('a member could not listen on its port (taken meanwhile); starting the run again on fresh ports', { attempt })
       prepared = await prepare(s, outDir, true)

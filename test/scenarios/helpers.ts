@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import type { TopologyReport } from '../../src/topology/report.ts'
-import { runTopology } from '../../src/topology/runner.ts'
+import { type ProgressEvent, runTopology } from '../../src/topology/runner.ts'
 import { type ByzantineConfig, loadScenario, withVariant } from '../../src/topology/schema.ts'
 
 export const scenarioFile = join(import.meta.dirname, '../../topologies/ci-robustness.yaml')
@@ -51,7 +51,14 @@ export async function runCiScenario(opts: { rule: string; behaviour: Behaviour }
   const dir = await mkdtemp(join(tmpdir(), `monna-scenario-${opts.rule}-${opts.behaviour.behaviour}-`))
   let keep = false
   try {
-    const { report } = await runTopology(s, { outDir: dir, mode: 'process' })
+    const programs: ProgressEvent[] = []
+    const { report } = await runTopology(s, { outDir: dir, mode: 'process', onProgress: (e) => e.kind === 'program' && programs.push(e) })
+    // the members ran monna's bundled program (src/topology/member-program.ts), not a silent fallback
+    assert.deepEqual(
+      programs.map((e) => e.kind === 'program' && e.bundled),
+      [true],
+      JSON.stringify(programs),
+    )
     // a run that contradicts the suite (MoNNA failing, the mean passing) keeps its directory
     // (logs, report) for inspection
     keep = opts.rule === 'mean' ? report.passed : !report.passed

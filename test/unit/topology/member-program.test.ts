@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { packageRoot } from '../../../src/package-root.ts'
+import { memberProgram } from '../../../src/topology/member-program.ts'
+
+const run = (program: string, ...args: string[]): string => execFileSync(process.execPath, [program, ...args], { encoding: 'utf8', timeout: 60_000 }).trim()
+
+describe('the members\' program (bundled)', () => {
+  let tmp: string
+  before(async () => {
+    tmp = await mkdtemp(join(tmpdir(), 'monna-member-program-'))
+  })
+  after(async () => {
+    await rm(tmp, { recursive: true, force: true })
+  })
+
+  it('bundles an entry, keeps the bundle while its files are unchanged, and makes it again when one changes', async () => {
+    const src = join(tmp, 'a')
+    const dir = join(src, 'build', 'member')
+    await mkdir(src, { recursive: true })
+    await writeFile(join(src, 'entry.js'), "import { v } from './dep.js'\nconsole.log(v)\n")
+    await writeFile(join(src, 'dep.js'), "export const v = 'one'\n")
+    const opts = { entry: join(src, 'entry.js'), dir, fallback: 'fallback.js', env: {} }
+
+    const first = await memberProgram(opts)
+    assert.equal(first.bundled, true, first.reason)
+    assert.equal(first.built, true)
+    assert.equal(dirname(dirname(first.program)), dir)
+    assert.equal(run(first.program), 'one')
+
+    const again = await memberProgram(opts)
+    assert.deepEqual(again, { program: first.program, bundled: true, built: false })
+
+    // touched, same content: checked again, same bundle
+    const later = new Date(Date.now() + 5_000)
+    await utimes(join(src, 'dep.js'), later, later)
+    const touched = await memberProgram(opts)
+    assert.equal(touched.built, true)
+    assert.equal(touched.program, first.program)
+
+    // an input changed: a new bundle, which runs the new code
+    await writeFile(join(src, 'dep.js'), "export const v = 'two'\n")
+    const changed = await memberProgram(opts)
+    assert.equal(changed.built, true)
+    assert.notEqual(changed.program, first.program)
+    assert.equal(run(changed.program), 'two')
+    assert.equal((await memberProgram(opts)).built, false)
+  })
+
+  it('concurrent runs making the same bundle all get it', async () => {
+    const src = join(tmp, 'b')
+    await mkdir(src, { recursive: true })
+    await writeFile(join(src, 'entry.js'), "console.log('b')\n")
+    const opts = { entry: join(src, 'entry.js'), dir: join(src, 'build', 'member'), fallback: 'fallback.js', env: {} }
+    const all = await Promise.all([memberProgram(opts), memberProgram(opts), memberProgram(opts), memberProgram(opts)])
+    for (const p of all) assert.equal(p.bundled, true, p.reason)
+    assert.equal(new Set(all.map((p) => p.program)).size, 1)
+    assert.equal(run(all[0]!.program), 'b')
+  })
+
+  it('falls back to the sources, saying why, when switched off or when the entry cannot be bundled', async () => {
+    const src = join(tmp, 'c')
+    await mkdir(src, { recursive: true })
+    await writeFile(join(src, 'entry.js'), "import { nothing } from './missing.js'\nconsole.log(nothing)\n")
+    const opts = { entry: join(src, 'entry.js'), dir: join(src, 'build', 'member'), fallback: 'fallback.js' }
+    const off = await memberProgram({ ...opts, env: { MONNA_MEMBER_BUNDLE: '0' } })
+    assert.deepEqual(off, { program: 'fallback.js', bundled: false, built: false, reason: 'MONNA_MEMBER_BUNDLE=0' })
+    const broken = await memberProgram({ ...opts, env: {} })
+    assert.equal(broken.bundled, false)
+    assert.equal(broken.program, 'fallback.js')
+    assert.match(broken.reason ?? '', /no bundle could be made/)
+  })
+
+  it('monna\'s own program bundles and runs', async () => {
+    const p = await memberProgram({ env: {} })
+    assert.equal(p.bundled, true, p.reason)
+    const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }
+    assert.equal(run(p.program, '--version'), pkg.version)
+  })
+})
