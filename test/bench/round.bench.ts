@@ -19,6 +19,8 @@
  * lowered to ⌊(members − 1)/3⌋ when needed). BENCH_PROGRAM starts members with another build
  * of the program (e.g. an older checkout's bin/monna.js) for side-by-side comparisons;
  * BENCH_PROGRAMS=a.js,b.js runs process mode once per program, alternating, BENCH_REPEAT times.
+ * Without them members run monna's bundled program (src/topology/member-program.ts; `memberBundle`
+ * in the output line; MONNA_MEMBER_BUNDLE=0 runs them from the sources instead).
  * BENCH_OUT=<dir> keeps each run's report (report.json, plots) in <dir>/<mode>[-<i>] instead of a
  * temporary directory.
  */
@@ -190,6 +192,8 @@ for (let rep = 0; rep < repeat; rep++) {
             bench: 'round',
             mode,
             ...(program === undefined ? {} : { program }),
+            // members ran monna's bundle (the default) or its sources (src/topology/member-program.ts)
+            ...(run.memberProgram === undefined ? {} : { memberBundle: run.memberProgram.bundled, ...(run.memberProgram.reason === undefined ? {} : { memberBundleReason: run.memberProgram.reason }) }),
             n: s.n,
             f: s.f,
             rounds: run.rounds,

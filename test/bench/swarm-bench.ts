@@ -44,6 +44,8 @@ export interface MeasuredRun extends TopologyRun {
   phasesMs: Record<(typeof phaseKeys)[number], number | null>
   /** the last round (with every member's evaluation on the whole test set), median honest member */
   lastRoundPhasesMs: Record<(typeof phaseKeys)[number], number | null>
+  /** process mode: what members ran — monna's bundle (src/topology/member-program.ts) or the sources, and why */
+  memberProgram?: { program: string; bundled: boolean; reason?: string }
 }
 
 const median = (xs: number[]): number => {
@@ -63,8 +65,13 @@ export async function measureRun(s: Scenario, opts: RunTopologyOptions): Promise
   const ends = new Map<number, number>()
   const reports = new Map<number, RoundReport[]>()
   const started = performance.now()
+  let memberProgram: MeasuredRun['memberProgram']
   const run = await runTopology(s, {
     ...opts,
+    onProgress: (e) => {
+      opts.onProgress?.(e)
+      if (e.kind === 'program') memberProgram = { program: e.program, bundled: e.bundled, ...(e.reason === undefined ? {} : { reason: e.reason }) }
+    },
     onRound: (r) => {
       opts.onRound?.(r)
       // reports name their member (memberName); without names, only a swarm without Byzantine members is measured
@@ -99,5 +106,6 @@ export async function measureRun(s: Scenario, opts: RunTopologyOptions): Promise
     wallSeconds: (performance.now() - started) / 1000,
     phasesMs: Object.fromEntries(phaseKeys.map((k) => [k, middle.length === 0 ? null : round1(middle.reduce((a, p) => a + p[k]!, 0) / middle.length)])) as MeasuredRun['phasesMs'],
     lastRoundPhasesMs: Object.fromEntries(phaseKeys.map((k) => [k, lastPhases === undefined ? null : round1(lastPhases[k]!)])) as MeasuredRun['lastRoundPhasesMs'],
+    ...(memberProgram === undefined ? {} : { memberProgram }),
   }
 }
