@@ -54,7 +54,7 @@ export function formatProgress(e: ProgressEvent): string | undefined {
       return `ending the run early: ${e.reason}`
     case 'program':
       // the bundle is the usual case; the sources are said, with why (src/topology/member-program.ts)
-      return e.bundled ? undefined : `members run from monna's sources, module by module (≈ 16 MB more each): ${e.reason ?? 'no bundle'}`
+      return e.bundled ? undefined : `members run from monna's sources, module by module (≈ 15–30 MB more each): ${e.reason ?? 'no bundle'}`
   }
 }
 

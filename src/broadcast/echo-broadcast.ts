@@ -337,7 +337,9 @@ export async function createEchoBroadcast(opts: EchoBroadcastOptions): Promise<E
   validateEchoBroadcastOptions(opts)
   let metrics: MetricSet | undefined
   if (opts.registry !== undefined) {
-    const { Counter } = await import('prom-client')
+    // prom-client is CommonJS: Node's import gives its exports by name and as `default`; in the
+    // members' bundle (src/topology/member-program.ts) a dynamic import gives `default` only
+    const { Counter } = (await import('prom-client')).default
     metrics = {
       rejections: getOrCreateCounter(opts.registry, 'monna_broadcast_rejections_total', 'Messages refused by the echo broadcast, by reason', ['reason'], Counter),
       deliveries: getOrCreateCounter(opts.registry, 'monna_broadcast_deliveries_total', 'Certified instances delivered', [], Counter),

@@ -6,7 +6,7 @@
  *
  * Why: run from its ≈ 1,100 modules, a member's V8 heap holds ≈ 23 MB of loaded code, and the
  * round's full collection spends most of its time marking it; bundled, ≈ 10 MB, and each member
- * of the 26-process swarm peaks ≈ 16 MB lower for ≈ 4 % less CPU (docs/memory.md, session 35).
+ * of the 26-process swarm peaks 12–31 MB lower for 2–12 % less CPU (docs/memory.md, session 35).
  * The members run the same code: the bundle is these sources, nothing is left out or replaced.
  *
  * Falls back to bin/monna.js (the sources, module by module) when esbuild is missing, the

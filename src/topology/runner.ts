@@ -76,8 +76,8 @@ export interface TopologyRun {
 }
 
 /**
- * Members run monna's bundled program (member-program.ts: the same sources, ≈ 16 MB less per
- * member); the sources module by module when no bundle can be made, which the log says.
+ * Members run monna's bundled program (member-program.ts: the same sources, 12–31 MB less per
+ * member at n = 26); the sources module by module when no bundle can be made, which the run's progress says.
  */
 async function chooseMemberProgram(logger: Logger, emit: (e: ProgressEvent) => void): Promise<string> {
   const chosen = await memberProgram()

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { pathToFileURL } from 'node:url'
 import { packageRoot } from '../../../src/package-root.ts'
 import { memberProgram } from '../../../src/topology/member-program.ts'
 
@@ -74,6 +75,34 @@ describe('the members\' program (bundled)', () => {
     assert.equal(broken.bundled, false)
     assert.equal(broken.program, 'fallback.js')
     assert.match(broken.reason ?? '', /no bundle could be made/)
+  })
+
+  it('`monna start` runs the bundle, and the sources with MONNA_MEMBER_BUNDLE=0', async () => {
+    // a hook preloaded in the child writes the URLs of the modules it loaded
+    const hook = join(tmp, 'loaded.mjs')
+    await writeFile(
+      hook,
+      `import module from 'node:module'
+import { writeFileSync } from 'node:fs'
+const urls = []
+module.registerHooks({ load(url, context, next) { urls.push(url); return next(url, context) } })
+process.on('exit', () => writeFileSync(process.env.LOADED_OUT, JSON.stringify(urls)))
+`,
+    )
+    const loaded = (env: Record<string, string>): string[] => {
+      const out = join(tmp, `loaded-${Object.keys(env).length}.json`)
+      const r = spawnSync(process.execPath, ['--import', hook, join(packageRoot(), 'bin', 'monna.js'), 'start', '--help'], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...env, LOADED_OUT: out } })
+      assert.equal(r.status, 0, r.stderr)
+      assert.match(r.stdout, /--config/)
+      return JSON.parse(readFileSync(out, 'utf8')) as string[]
+    }
+    const bundled = loaded({})
+    const memberDir = pathToFileURL(join(packageRoot(), 'build', 'member')).href
+    assert.ok(bundled.some((u) => u.startsWith(memberDir) && u.endsWith('/cli.js')), 'the bundle was not loaded')
+    assert.ok(!bundled.some((u) => u.endsWith('/node/cli.ts')), 'node/cli.ts was loaded')
+    const sources = loaded({ MONNA_MEMBER_BUNDLE: '0' })
+    assert.ok(sources.some((u) => u.endsWith('/node/cli.ts')))
+    assert.ok(!sources.some((u) => u.startsWith(memberDir)))
   })
 
   it('monna\'s own program bundles and runs', async () => {
