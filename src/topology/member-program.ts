@@ -40,8 +40,14 @@ export interface MemberProgramOptions {
   env?: NodeJS.ProcessEnv
 }
 
-/** Bundles no longer current are removed once older than this (a run started before may still load its chunks). */
+/**
+ * Bundles no longer current are removed once older than a day, or than an hour when more than
+ * `KEEP_RECENT` newer ones are there (each is ≈ 6 MB; a run started before may still load chunks
+ * of its own, or start a member again).
+ */
 const KEEP_OLD_MS = 24 * 3600 * 1000
+const KEEP_BUSY_MS = 3600 * 1000
+const KEEP_RECENT = 8
 const MANIFEST = 'current.json'
 const MANIFEST_VERSION = 1
 
@@ -182,13 +188,17 @@ async function build(entry: string, dir: string): Promise<string> {
   return join(target, 'main.js')
 }
 
-/** Removes bundles other than `keep` last written more than a day ago (best effort). */
+/** Removes old bundles other than `keep` (best effort; see `KEEP_OLD_MS`). */
 async function pruneOld(dir: string, keep: string): Promise<void> {
   try {
+    const others: Array<{ name: string; age: number }> = []
     for (const name of await readdir(dir)) {
       if (name === keep || !/^[0-9a-f]{16}$/.test(name)) continue
-      const s = await stat(join(dir, name))
-      if (Date.now() - s.mtimeMs > KEEP_OLD_MS) await rm(join(dir, name), { recursive: true, force: true })
+      others.push({ name, age: Date.now() - (await stat(join(dir, name))).mtimeMs })
+    }
+    others.sort((a, b) => a.age - b.age)
+    for (const [i, o] of others.entries()) {
+      if (o.age > KEEP_OLD_MS || (i >= KEEP_RECENT && o.age > KEEP_BUSY_MS)) await rm(join(dir, o.name), { recursive: true, force: true })
     }
   } catch {
     // another run pruning at the same time, or a file gone: nothing to do

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict'
 import { execFileSync, spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { basename, dirname, join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { pathToFileURL } from 'node:url'
 import { packageRoot } from '../../../src/package-root.ts'
@@ -62,6 +62,31 @@ describe('the members\' program (bundled)', () => {
     for (const p of all) assert.equal(p.bundled, true, p.reason)
     assert.equal(new Set(all.map((p) => p.program)).size, 1)
     assert.equal(run(all[0]!.program), 'b')
+  })
+
+  it('removes old bundles when it makes one: a day old, or an hour old beyond the eight newest', async () => {
+    const src = join(tmp, 'd')
+    const dir = join(src, 'build', 'member')
+    await mkdir(dir, { recursive: true })
+    await writeFile(join(src, 'entry.js'), "console.log('d')\n")
+    const old = async (name: string, ageMs: number): Promise<void> => {
+      await mkdir(join(dir, name))
+      const t = new Date(Date.now() - ageMs)
+      await utimes(join(dir, name), t, t)
+    }
+    await old('0000000000000000', 10 * 60_000) // recent: kept
+    for (let i = 1; i <= 9; i++) await old(`${i}`.repeat(16), 2 * 3600_000) // 7 of 9 kept (8 newest in all)
+    await old('ffffffffffffffff', 2 * 24 * 3600_000) // a day old: removed
+    await mkdir(join(dir, 'notes')) // not a bundle's name: left alone
+    const p = await memberProgram({ entry: join(src, 'entry.js'), dir, fallback: 'fallback.js', env: {} })
+    assert.equal(p.built, true, p.reason)
+    const left = (await readdir(dir)).filter((n) => /^[0-9a-f]{16}$/.test(n))
+    const current = basename(dirname(p.program))
+    assert.equal(left.length, 9)
+    assert.ok(left.includes(current) && left.includes('0000000000000000'))
+    assert.ok(!left.includes('ffffffffffffffff'))
+    assert.equal(left.filter((n) => n !== current && /^([1-9])\1{15}$/.test(n)).length, 7)
+    assert.ok((await readdir(dir)).includes('notes'))
   })
 
   it('falls back to the sources, saying why, when switched off or when the entry cannot be bundled', async () => {
