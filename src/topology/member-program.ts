@@ -147,8 +147,10 @@ async function build(entry: string, dir: string): Promise<string> {
     write: false,
     metafile: true,
     logLevel: 'silent',
-    // tfjs (loaded only by models that need it) and the native addon stay files of their own
-    external: ['@tensorflow/*', '*.node'],
+    // tfjs (loaded only by models that need it) and the native addon stay files of their own, and
+    // so does UPnP: @achingbrain/ssdp reads its package.json beside its own module (a test checks
+    // that no bundled package looks for files beside itself)
+    external: ['@tensorflow/*', '*.node', '@libp2p/upnp-nat'],
     banner: { js: banner },
   })
   const files = result.outputFiles.map((f) => ({ name: relative(staging, f.path), contents: f.contents }))

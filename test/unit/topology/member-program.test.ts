@@ -130,9 +130,23 @@ process.on('exit', () => writeFileSync(process.env.LOADED_OUT, JSON.stringify(ur
     assert.ok(!sources.some((u) => u.startsWith(memberDir)))
   })
 
-  it('monna\'s own program bundles and runs', async () => {
+  it('monna\'s own program bundles and runs; no bundled package looks for files beside its own module', async () => {
     const p = await memberProgram({ env: {} })
     assert.equal(p.bundled, true, p.reason)
+    // a package reading files relative to itself (import.meta.url, __dirname) would read them
+    // relative to the bundle instead (@achingbrain/ssdp did: UPnP members failed at start); esbuild
+    // names each module's source in a comment before its code
+    const dir = dirname(p.program)
+    const offenders: string[] = []
+    for (const file of (await readdir(dir)).filter((f) => f.endsWith('.js'))) {
+      let module = ''
+      for (const line of readFileSync(join(dir, file), 'utf8').split('\n')) {
+        const source = /^\/\/ (\S+\.(?:[cm]?js|ts|json))$/.exec(line)
+        if (source !== null) module = source[1]!
+        else if (/import\.meta\.url|\b__dirname\b|\b__filename\b/.test(line) && !line.includes('__monnaCreateRequire(import.meta.url)') && module.includes('node_modules/')) offenders.push(`${file}: ${module}: ${line.trim()}`)
+      }
+    }
+    assert.deepEqual(offenders, [])
     const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }
     assert.equal(run(p.program, '--version'), pkg.version)
   })
