@@ -19,7 +19,7 @@ import { dirname, isAbsolute, join, relative, resolve } from 'node:path'
 import { packageRoot } from '../package-root.ts'
 
 export interface MemberProgram {
-  /** the file members run (`node <program> topology-member …`) */
+  /** the file members run (`node <program> start …`) */
   program: string
   /** true when `program` is a bundle under `dir` */
   bundled: boolean
@@ -135,6 +135,7 @@ async function build(entry: string, dir: string): Promise<string> {
   const base = dirname(dir)
   const staging = join(dir, 'staging')
   await mkdir(dir, { recursive: true })
+  const started = Date.now()
   const result = await esbuild.build({
     entryPoints: { cli: entry },
     absWorkingDir: base,
@@ -182,6 +183,10 @@ async function build(entry: string, dir: string): Promise<string> {
     const s = await stat(resolve(base, file))
     inputs.push([file, s.mtimeMs, s.size])
   }
+  // a file changed while esbuild read the sources may be in the bundle in its old form: this run
+  // takes the bundle (as one started a moment earlier would have), the next one makes it again
+  // (a file dated in the future, too, is checked again at every run)
+  if (inputs.some(([, mtime]) => Math.floor(mtime) > started)) return join(target, 'main.js')
   const manifest: Manifest = { version: MANIFEST_VERSION, entry, out, inputs }
   const tmpManifest = join(dir, `.${MANIFEST}-${process.pid}-${randomBytes(4).toString('hex')}`)
   await writeFile(tmpManifest, JSON.stringify(manifest))
