@@ -4,7 +4,7 @@
 // installed package, where Node does not strip types. This shim checks the runtime and hands over.
 import { existsSync } from 'node:fs'
 import module from 'node:module'
-import { pathToFileURL } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 
 const [major, minor] = process.versions.node.split('.').map(Number)
 if (major < 22 || (major === 22 && minor < 18)) {
@@ -32,7 +32,7 @@ const command = process.argv.slice(2).find((a) => !a.startsWith('-'))
 let bundle
 if (command === 'start' && process.env.MONNA_MEMBER_BUNDLE !== '0') {
   const { memberProgram } = await import(fromSource ? '../src/topology/member-program.ts' : '../dist/src/topology/member-program.js')
-  const chosen = await memberProgram()
+  const chosen = await memberProgram({ entry: fileURLToPath(fromSource ? source : built) })
   if (chosen.bundled) bundle = pathToFileURL(chosen.program).href
 }
 await import(bundle ?? (fromSource ? source.href : built.href))
